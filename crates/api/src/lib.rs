@@ -1,0 +1,20 @@
+//! Docker Engine API models and a typed client over unix sockets.
+//!
+//! The wire models are `bollard-stubs`' serde types, generated from Docker's own swagger, so
+//! field names and shapes match what the docker CLI and docker-py send and expect. This crate
+//! re-exports them as [`models`] and adds what berth needs beside them: the API version
+//! constants and the stdcopy stream framing used by attach, exec and logs.
+#![forbid(unsafe_code)]
+
+pub use bollard_stubs::models;
+
+/// The API version berth advertises (Docker 25.0's).
+pub const API_VERSION: &str = "1.44";
+/// The lowest API version berth accepts.
+pub const MIN_API_VERSION: &str = "1.24";
+/// berth's own version.
+pub const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The default socket the daemon listens on and the CLI talks to.
+pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+
+pub mod stdcopy;

@@ -1,0 +1,77 @@
+//! Errors of the container service.
+use berth_errdefs::{Classify, ErrorKind};
+
+/// An error from a container operation, worded as Docker words it.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container matches the reference.
+    #[error("No such container: {reference}")]
+    NotFound {
+        /// What the user typed.
+        reference: String,
+    },
+    /// An exec instance does not exist.
+    #[error("No such exec instance: {id}")]
+    ExecNotFound {
+        /// The exec id.
+        id: String,
+    },
+    /// A request that conflicts with the container's state or another container.
+    #[error("{message}")]
+    Conflict {
+        /// The full message.
+        message: String,
+    },
+    /// A bad parameter.
+    #[error("{message}")]
+    InvalidArgument {
+        /// The full message.
+        message: String,
+    },
+    /// The operation changes nothing (start of a running container, stop of a stopped one).
+    #[error("container already in requested state")]
+    NotModified,
+    /// The image the container needs is missing.
+    #[error("No such image: {reference}")]
+    ImageNotFound {
+        /// The image reference.
+        reference: String,
+    },
+    /// Starting the process failed; `message` is shown to the user and decides the exit code.
+    #[error("{message}")]
+    StartFailed {
+        /// e.g. `exec: "x": executable file not found in $PATH`.
+        message: String,
+    },
+    /// An I/O error on a named path.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A failure in a lower service, with its own class.
+    #[error("{message}")]
+    Internal {
+        /// The full message.
+        message: String,
+    },
+}
+
+impl Classify for ContainerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } | Self::ExecNotFound { .. } | Self::ImageNotFound { .. } => {
+                ErrorKind::NotFound
+            }
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Self::NotModified => ErrorKind::NotModified,
+            Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+}

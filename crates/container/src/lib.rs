@@ -1,0 +1,14 @@
+//! The container service: every container's lifecycle, its state on disk, and its monitor.
+//!
+//! The daemon's HTTP layer calls [`ContainerService`]; this crate turns those calls into an OCI
+//! runtime spec (via `berth-runtime`), a root filesystem (via `berth-image`) and a per-container
+//! monitor process (via `berth-monitor`'s protocol), and keeps the Docker-visible state.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod events;
+pub mod service;
+
+pub use error::ContainerError;
+pub use events::EventBus;
+pub use service::*;

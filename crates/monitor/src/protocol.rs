@@ -1,0 +1,197 @@
+//! The protocol between the daemon and a monitor, over `<run_dir>/monitor.sock`.
+//!
+//! A client connects, writes one [`Request`] as a JSON line, and reads one [`Response`] JSON
+//! line. After an `Ok` to `Attach` or `ExecStarted` to `Exec`, the connection becomes a stream:
+//! monitor → client carries frames `[stream, 0, 0, 0, len u32 BE] payload` (stream 1 stdout,
+//! 2 stderr; a TTY's output is all stream 1), and for exec a last frame of stream
+//! [`EXIT_FRAME`] whose 4-byte BE payload is the exit code; client → monitor carries raw stdin.
+//! A client's write half-close means stdin EOF. The monitor closes the stream once the process
+//! exited and its output was flushed.
+//!
+//! The protocol is versioned ([`PROTOCOL_VERSION`]) so a newer daemon can drive older monitors.
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Stream id of the exec exit-code frame.
+pub const EXIT_FRAME: u8 = 4;
+/// File names inside a run dir.
+pub const CONFIG_FILE: &str = "monitor.json";
+/// The monitor's socket.
+pub const SOCKET_FILE: &str = "monitor.sock";
+/// The monitor's pid.
+pub const PID_FILE: &str = "monitor.pid";
+/// Written atomically when the container exited: an [`ExitStatus`].
+pub const EXIT_FILE: &str = "exit.json";
+/// The OCI runtime spec of the container.
+pub const SPEC_FILE: &str = "config.json";
+
+/// How the monitor starts the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuntimeKind {
+    /// berth's own runtime, in process.
+    Builtin,
+    /// An external OCI runtime binary (runc's CLI contract).
+    External(PathBuf),
+}
+
+/// Everything a monitor needs, written by the daemon to `<run_dir>/monitor.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    /// Protocol version the daemon speaks.
+    pub version: u32,
+    /// Container id (64 hex).
+    pub id: String,
+    /// The run dir (also the OCI bundle: `config.json` is here).
+    pub run_dir: PathBuf,
+    /// The overlay root the init mounts (builtin runtime), or the external runtime expects
+    /// mounted at the bundle's rootfs (the monitor mounts and unmounts it then).
+    pub rootfs: Option<berth_runtime::OverlayMount>,
+    /// json-file log path.
+    pub log_path: PathBuf,
+    /// Rotate the log at this size (bytes); 0 = never.
+    pub log_max_size: u64,
+    /// Keep this many log files in all.
+    pub log_max_files: u32,
+    /// Allocate a pty.
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client's stdin ends.
+    pub stdin_once: bool,
+    /// Initial pty size (height, width).
+    pub console_size: Option<(u16, u16)>,
+    /// Which runtime starts the container.
+    pub runtime: RuntimeKind,
+}
+
+/// The first line the monitor writes on its stdout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ready {
+    /// Pid of the container init (0 on error).
+    pub pid: i32,
+    /// Set when the container could not be created.
+    pub error: Option<String>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code (128 + signal when killed by a signal).
+    pub exit_code: i32,
+    /// RFC3339Nano UTC time of the exit.
+    pub finished_at: String,
+    /// The kernel OOM-killed it.
+    pub oom_killed: bool,
+    /// An error that prevented it from running, if any.
+    pub error: Option<String>,
+}
+
+/// A process to exec in the running container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The OCI process (args, env, cwd, user, capabilities, terminal, …).
+    pub process: berth_runtime::Process,
+    /// Forward the client's stdin.
+    pub attach_stdin: bool,
+    /// Initial pty size (height, width), when `process.terminal`.
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// A request from the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Let the init exec. → `Started` or `Error`.
+    Start,
+    /// Stream output (and take input). → `Ok`, then the stream.
+    Attach {
+        /// Forward input to the container's stdin.
+        stdin: bool,
+        /// Send stdout.
+        stdout: bool,
+        /// Send stderr.
+        stderr: bool,
+    },
+    /// Block until the container exits. → `Exited`.
+    Wait,
+    /// Resize the container's pty. → `Ok`.
+    Resize {
+        /// Rows.
+        height: u16,
+        /// Columns.
+        width: u16,
+    },
+    /// Send a signal to the init. → `Ok` or `Error`.
+    Kill {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Where the container is. → `State`.
+    State,
+    /// Run a process in the container. → `ExecStarted` or `Error`, then the stream.
+    Exec(Box<ExecRequest>),
+    /// Resize an exec's pty. → `Ok`.
+    ExecResize {
+        /// The exec's pid, from `ExecStarted`.
+        pid: i32,
+        /// Rows.
+        height: u16,
+        /// Columns.
+        width: u16,
+    },
+}
+
+/// The container's status as the monitor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Init waiting for `Start`.
+    Created,
+    /// Running.
+    Running,
+    /// Exited.
+    Exited,
+}
+
+/// A response from the monitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// The init is running.
+    Started {
+        /// Init pid.
+        pid: i32,
+        /// RFC3339Nano start time.
+        started_at: String,
+    },
+    /// The container exited.
+    Exited(ExitStatus),
+    /// State report.
+    State {
+        /// Status.
+        status: Status,
+        /// Init pid.
+        pid: i32,
+        /// RFC3339Nano start time, once started.
+        started_at: Option<String>,
+        /// Exit, once exited.
+        exit: Option<ExitStatus>,
+    },
+    /// The exec runs with this pid.
+    ExecStarted {
+        /// Pid of the exec'd process.
+        pid: i32,
+    },
+    /// Failed; `exit_code` is 126/127 for exec failures, as Docker reports them.
+    Error {
+        /// One line for the user.
+        message: String,
+        /// 126 or 127 when the process could not be executed.
+        exit_code: Option<i32>,
+    },
+}
