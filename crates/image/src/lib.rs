@@ -158,13 +158,14 @@ impl ImageStore {
     pub fn tag(&self, source: &str, target: &str) -> Result<(), ImageError> {
         todo!()
     }
-    /// `rmi`: untags, and deletes the image when no tag is left (or by ID). `in_use` says
-    /// whether a container uses an image id; such images are refused unless `force`.
+    /// `rmi`: untags, and deletes the image when no tag is left (or by ID). `in_use` returns,
+    /// for an image id, a container using it (its id, and whether it is running); such images
+    /// are refused (409, Docker's wording) unless `force` — and never while running.
     pub fn remove(
         &self,
         reference: &str,
         force: bool,
-        in_use: &dyn Fn(&str) -> bool,
+        in_use: &dyn Fn(&str) -> Option<(String, bool)>,
     ) -> Result<Vec<Deleted>, ImageError> {
         todo!()
     }
