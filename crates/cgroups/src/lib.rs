@@ -1,9 +1,44 @@
-//! cgroup v1 and v2 management: create a container's cgroup, set limits, add processes,
-//! freeze/thaw, read stats, list pids, destroy.
+//! cgroup v1 and v2 management for berth containers: create a container's cgroup, set its
+//! limits, add processes, freeze/thaw, read stats, list pids, destroy.
 //!
-//! DRAFT SIGNATURES (being implemented): the shapes below are the contract.
+//! A [`Cgroup`] is a handle on one cgroup path (e.g. `/berth/<id>`) under a root (normally
+//! `/sys/fs/cgroup`). On a v1 host (including the "hybrid" layout, whose cgroup2 mount at
+//! `<root>/unified` is ignored) that path exists once per controller hierarchy; on a pure
+//! v2 host it is one directory. See the `v1` and `v2` modules for the files involved.
+//!
+//! Creation is on the container start path, so it does only what is asked: one `mkdir` per
+//! hierarchy, one write per limit set, and no process spawning. The `berth` parent
+//! directories are created on first use and left in place (cheap to keep, racy to remove).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use berth_cgroups::{Cgroup, Resources};
+//!
+//! let cgroup = Cgroup::new(Path::new("/sys/fs/cgroup"), "/berth/0123abcd");
+//! cgroup.create(&Resources { memory: Some(64 << 20), pids_limit: Some(100), ..Default::default() })?;
+//! cgroup.add_pid(4242)?;
+//! let stats = cgroup.stats()?;
+//! println!("{} bytes", stats.memory_usage);
+//! cgroup.destroy()?;
+//! # Ok::<(), berth_cgroups::CgroupError>(())
+//! ```
 #![forbid(unsafe_code)]
-use std::path::{Path, PathBuf};
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod controller;
+mod device;
+mod error;
+mod fs;
+mod v1;
+mod v2;
+
+use std::path::{Component, Path, PathBuf};
+
+pub use device::{DeviceKind, DeviceRule};
+pub use error::CgroupError;
 
 /// Which cgroup hierarchy the host uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,15 +50,17 @@ pub enum CgroupVersion {
 }
 
 /// Limits a container's cgroup enforces (Docker's HostConfig resources, in kernel units).
+/// `None` (and, as in Docker, 0) leaves a setting as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
-    /// Memory limit in bytes.
+    /// Memory limit in bytes (-1 unlimited).
     pub memory: Option<i64>,
-    /// Memory + swap limit in bytes (-1 unlimited).
+    /// Memory + swap limit in bytes (-1 unlimited). Docker's default, twice `memory`, is
+    /// the caller's to fill in. Ignored where the kernel does not account swap.
     pub memory_swap: Option<i64>,
-    /// Memory soft limit in bytes.
+    /// Memory soft limit in bytes (v2: `memory.low`).
     pub memory_reservation: Option<i64>,
-    /// CFS quota in microseconds per period.
+    /// CFS quota in microseconds per period (-1 unlimited).
     pub cpu_quota: Option<i64>,
     /// CFS period in microseconds.
     pub cpu_period: Option<u64>,
@@ -35,7 +72,8 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
 }
 
-/// A snapshot of a cgroup's usage, for `docker stats`.
+/// A snapshot of a cgroup's usage, for `docker stats`. What the kernel does not report
+/// (a missing file or controller) is zero.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// Total CPU time in nanoseconds.
@@ -62,66 +100,258 @@ pub struct Stats {
     pub blkio_write_bytes: u64,
 }
 
-/// Errors from cgroup operations.
-#[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
-    /// An I/O error on a cgroup file.
-    #[error("cgroup {op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// One container's cgroup (in every v1 controller hierarchy, or one v2 directory).
 #[derive(Debug, Clone)]
-pub struct Cgroup {}
+pub struct Cgroup {
+    hierarchy: Hierarchy,
+}
 
-#[allow(unused_variables)]
+#[derive(Debug, Clone)]
+enum Hierarchy {
+    V1(v1::V1Cgroup),
+    V2(v2::V2Cgroup),
+}
+
 impl Cgroup {
-    /// The host's cgroup version, read under `root` (normally `/sys/fs/cgroup`).
+    /// The host's cgroup version, read under `root` (normally `/sys/fs/cgroup`): v2 when
+    /// `root` itself is the unified hierarchy (it has `cgroup.controllers`).
     pub fn detect(root: &Path) -> CgroupVersion {
-        todo!()
+        if root.join("cgroup.controllers").exists() { CgroupVersion::V2 } else { CgroupVersion::V1 }
     }
-    /// Handle for the cgroup at `path` (e.g. `/berth/<id>`) under `root`; touches nothing.
+
+    /// Handle for the cgroup at `path` (e.g. `/berth/<id>`) under `root`. It only looks at
+    /// which hierarchies exist (a few `stat`s) and creates nothing. `path` is taken relative
+    /// to the hierarchy roots; `..` and `.` components are dropped so it cannot escape them.
     pub fn new(root: &Path, path: &str) -> Self {
-        todo!()
+        Self::with_version(root, path, Self::detect(root))
     }
-    /// Creates the cgroup directories (and enables v2 controllers in parents) and applies limits.
+
+    /// Like [`Cgroup::new`], for a caller that already knows the host's version.
+    pub fn with_version(root: &Path, path: &str, version: CgroupVersion) -> Self {
+        let relative: PathBuf = Path::new(path)
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        let hierarchy = match version {
+            CgroupVersion::V1 => Hierarchy::V1(v1::V1Cgroup::new(root, &relative)),
+            CgroupVersion::V2 => Hierarchy::V2(v2::V2Cgroup::new(root, &relative)),
+        };
+        Cgroup { hierarchy }
+    }
+
+    /// The hierarchy this handle works on.
+    pub fn version(&self) -> CgroupVersion {
+        match &self.hierarchy {
+            Hierarchy::V1(_) => CgroupVersion::V1,
+            Hierarchy::V2(_) => CgroupVersion::V2,
+        }
+    }
+
+    /// The cgroup's directory on a v2 host (for `clone3(CLONE_INTO_CGROUP)`); `None` on v1.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        match &self.hierarchy {
+            Hierarchy::V1(_) => None,
+            Hierarchy::V2(cgroup) => Some(cgroup.dir()),
+        }
+    }
+
+    /// Creates the cgroup directories (and enables v2 controllers in parents) and applies
+    /// limits, with Docker's default device rules ([`DeviceRule::docker_defaults`]).
+    /// An existing cgroup is reused.
     pub fn create(&self, resources: &Resources) -> Result<(), CgroupError> {
-        todo!()
+        self.create_with_devices(resources, &DeviceRule::docker_defaults())
     }
-    /// Changes limits of an existing cgroup.
+
+    /// Like [`Cgroup::create`] with explicit device rules, applied in order on v1; an empty
+    /// list keeps the parent's rules (normally all allowed, as for `--privileged`). On v2
+    /// device rules need an eBPF program and are not applied here.
+    pub fn create_with_devices(&self, resources: &Resources, devices: &[DeviceRule]) -> Result<(), CgroupError> {
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.create(resources, devices),
+            Hierarchy::V2(cgroup) => cgroup.create(resources),
+        }
+    }
+
+    /// Changes limits of an existing cgroup. Lowering memory below current usage fails
+    /// with [`CgroupError::Write`] (EBUSY) naming the file.
     pub fn update(&self, resources: &Resources) -> Result<(), CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.update(resources),
+            Hierarchy::V2(cgroup) => cgroup.update(resources),
+        }
     }
-    /// Moves a process into the cgroup.
+
+    /// Moves a process (all its threads) into the cgroup.
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.add_pid(pid),
+            Hierarchy::V2(cgroup) => cgroup.add_pid(pid),
+        }
     }
-    /// Freezes every process in it and waits until frozen.
+
+    /// Freezes every process in it and waits (about a second at most) until frozen; on
+    /// timeout it thaws again and returns [`CgroupError::FreezeTimeout`].
     pub fn freeze(&self) -> Result<(), CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.freeze(),
+            Hierarchy::V2(cgroup) => cgroup.freeze(),
+        }
     }
+
     /// Thaws it.
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.thaw(),
+            Hierarchy::V2(cgroup) => cgroup.thaw(),
+        }
     }
-    /// Reads usage.
+
+    /// Whether it is frozen (for a restarted daemon to learn which containers are paused).
+    pub fn frozen(&self) -> Result<bool, CgroupError> {
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.frozen(),
+            Hierarchy::V2(cgroup) => cgroup.frozen(),
+        }
+    }
+
+    /// Reads usage; what the kernel does not report is zero.
     pub fn stats(&self) -> Result<Stats, CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.stats(),
+            Hierarchy::V2(cgroup) => cgroup.stats(),
+        }
     }
-    /// Pids of every process in it.
+
+    /// Pids of every process in it (empty when the cgroup does not exist).
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.pids(),
+            Hierarchy::V2(cgroup) => cgroup.pids(),
+        }
     }
-    /// Removes the directories (retrying briefly while the last processes exit); missing is ok.
+
+    /// Whether the kernel's OOM killer killed a process in it (Docker's `State.OOMKilled`).
+    /// Read it before [`Cgroup::destroy`]; false when it cannot be read.
+    pub fn oom_killed(&self) -> bool {
+        let killed = match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.oom_killed(),
+            Hierarchy::V2(cgroup) => cgroup.oom_killed(),
+        };
+        killed.unwrap_or(false)
+    }
+
+    /// Removes the directories (retrying for about a second while the last processes exit,
+    /// and removing cgroups the container nested in it); missing is ok.
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        todo!()
+        match &self.hierarchy {
+            Hierarchy::V1(cgroup) => cgroup.destroy(),
+            Hierarchy::V2(cgroup) => cgroup.destroy(),
+        }
+    }
+}
+
+/// The host's memory in bytes (`MemTotal` of `/proc/meminfo`), 0 when unreadable.
+pub fn host_mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo").map(|content| parse_mem_total(&content)).unwrap_or(0)
+}
+
+/// `MemTotal:       16384 kB` → bytes.
+fn parse_mem_total(meminfo: &str) -> u64 {
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib.saturating_mul(1024))
+}
+
+/// A limit as `docker stats` shows it: no more than the host has (an "unlimited" v1
+/// limit reads as about 8 EiB).
+pub(crate) fn cap_to_host_memory(limit: u64) -> u64 {
+    match host_mem_total() {
+        0 => limit,
+        host => limit.min(host),
+    }
+}
+
+/// Reads a `cgroup.procs` file: one pid per line; a missing file (cgroup gone) is empty.
+pub(crate) fn parse_procs(path: &Path) -> Result<Vec<i32>, CgroupError> {
+    let Some(content) = fs::read(path)? else { return Ok(Vec::new()) };
+    content
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.trim()
+                .parse()
+                .map_err(|_| CgroupError::BadPid { path: path.to_path_buf(), line: line.to_string() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs as stdfs;
+
+    use super::*;
+
+    #[test]
+    fn detect_by_cgroup_controllers_at_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Hybrid: v1 controllers plus a cgroup2 at unified/, which must not count.
+        stdfs::create_dir(tmp.path().join("memory")).unwrap();
+        stdfs::create_dir(tmp.path().join("unified")).unwrap();
+        stdfs::write(tmp.path().join("unified/cgroup.controllers"), "").unwrap();
+        assert_eq!(Cgroup::detect(tmp.path()), CgroupVersion::V1);
+        stdfs::write(tmp.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        assert_eq!(Cgroup::detect(tmp.path()), CgroupVersion::V2);
+        assert_eq!(Cgroup::new(tmp.path(), "/berth/x").version(), CgroupVersion::V2);
+    }
+
+    #[test]
+    fn path_cannot_escape_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        stdfs::write(tmp.path().join("cgroup.controllers"), "").unwrap();
+        let cgroup = Cgroup::new(tmp.path(), "/../berth/./x/..");
+        assert_eq!(cgroup.unified_dir(), Some(tmp.path().join("berth/x").as_path()));
+        let v1 = Cgroup::with_version(tmp.path(), "/berth/x", CgroupVersion::V1);
+        assert_eq!(v1.unified_dir(), None);
+    }
+
+    #[test]
+    fn create_on_v1_writes_docker_device_rules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("devices/berth/x");
+        stdfs::create_dir_all(&dir).unwrap();
+        stdfs::write(dir.join("devices.allow"), "").unwrap();
+        stdfs::write(dir.join("devices.deny"), "").unwrap();
+        let cgroup = Cgroup::new(tmp.path(), "/berth/x");
+        assert_eq!(cgroup.version(), CgroupVersion::V1);
+        cgroup.create(&Resources::default()).unwrap();
+        assert_eq!(stdfs::read_to_string(dir.join("devices.deny")).unwrap(), "a\n");
+        assert_eq!(stdfs::read_to_string(dir.join("devices.allow")).unwrap().lines().count(), 11);
+    }
+
+    #[test]
+    fn mem_total_parses_kib() {
+        let meminfo = "MemTotal:        8039412 kB\nMemFree:         1000 kB\n";
+        assert_eq!(parse_mem_total(meminfo), 8_039_412 * 1024);
+        assert_eq!(parse_mem_total("garbage"), 0);
+        assert!(host_mem_total() > 0);
+    }
+
+    #[test]
+    fn procs_parse_and_reject_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("cgroup.procs");
+        assert_eq!(parse_procs(&file).unwrap(), Vec::<i32>::new());
+        stdfs::write(&file, "1\n23\n").unwrap();
+        assert_eq!(parse_procs(&file).unwrap(), vec![1, 23]);
+        stdfs::write(&file, "1\nx\n").unwrap();
+        assert!(matches!(parse_procs(&file).unwrap_err(), CgroupError::BadPid { .. }));
+    }
+
+    #[test]
+    fn oom_killed_is_false_when_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(!Cgroup::new(tmp.path(), "/berth/none").oom_killed());
     }
 }

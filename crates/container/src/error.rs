@@ -16,6 +16,18 @@ pub enum ContainerError {
         /// The exec id.
         id: String,
     },
+    /// Something else is missing (a network, a joined container's namespace), worded fully.
+    #[error("{message}")]
+    Missing {
+        /// The full message.
+        message: String,
+    },
+    /// A feature that arrives with later work.
+    #[error("{message}")]
+    NotImplemented {
+        /// The full message.
+        message: String,
+    },
     /// A request that conflicts with the container's state or another container.
     #[error("{message}")]
     Conflict {
@@ -68,6 +80,8 @@ impl Classify for ContainerError {
             Self::NotFound { .. } | Self::ExecNotFound { .. } | Self::ImageNotFound { .. } => {
                 ErrorKind::NotFound
             }
+            Self::Missing { .. } => ErrorKind::NotFound,
+            Self::NotImplemented { .. } => ErrorKind::NotImplemented,
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,

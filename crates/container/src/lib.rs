@@ -1,13 +1,19 @@
 //! The container service: every container's lifecycle, its state on disk, and its monitor.
 //!
 //! The daemon's HTTP layer calls [`ContainerService`]; this crate turns those calls into an OCI
-//! runtime spec (via `berth-runtime`), a root filesystem (via `berth-image`) and a per-container
-//! monitor process (via `berth-monitor`'s protocol), and keeps the Docker-visible state.
+//! runtime spec (via `berth-runtime`'s defaults), a root filesystem (via `berth-image`) and a
+//! per-container monitor process (via `berth-monitor`'s protocol), and keeps the Docker-visible
+//! state (`store`).
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod events;
+mod logs;
+mod monitor_client;
 pub mod service;
+pub mod spec;
+mod stats;
+pub mod store;
 
 pub use error::ContainerError;
 pub use events::EventBus;

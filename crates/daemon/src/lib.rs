@@ -1,1 +1,129 @@
-//! berth-daemon
+//! berth's Docker Engine API server (API 1.44), over a unix socket or TCP.
+//!
+//! The HTTP layer is thin: each handler parses the request, calls a typed service
+//! ([`ContainerService`], [`ImageStore`]) and turns the result, or the error's
+//! [`berth_errdefs::ErrorKind`], into Docker's wire shape. Conventions every route shares
+//! (`/v1.NN` prefixes, global headers, 404s, failure logging) live in [`router`]; hijacked
+//! connections (attach, exec) in [`hijack`]; the process lifecycle (directories, pid file,
+//! socket, signals) in [`server`].
+//!
+//! On disk the daemon itself owns only:
+//!
+//! ```text
+//! <exec_root>/berth.sock   the API socket (mode 0660, group `berth` when it exists)
+//! <exec_root>/berth.pid    the daemon's pid while it runs
+//! <data_root>/engine-id    the engine ID `docker info` shows, made once
+//! ```
+//!
+//! Everything else belongs to the services (`<data_root>/image`, `<data_root>/containers`, …).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod containers;
+pub mod error;
+pub mod hijack;
+pub mod images;
+pub mod query;
+pub mod responses;
+pub mod router;
+pub mod server;
+pub mod system;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use berth_api::models::ContainerSummaryStateEnum;
+use berth_container::{ContainerService, EventBus, ListOptions};
+use berth_image::ImageStore;
+
+pub use config::{DaemonConfig, ListenAddress, parse_args};
+pub use error::DaemonError;
+pub use images::{ImageUsage, ImageUsageMap, ImagesState};
+pub use server::run;
+pub use system::{HostPaths, SystemFacts};
+
+/// Everything the handlers reach: the services and the host facts.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The container service.
+    pub containers: Arc<ContainerService>,
+    /// The image store and what image endpoints need beside it.
+    pub images: ImagesState,
+    /// Host facts for `/version` and `/info`.
+    pub system: Arc<SystemFacts>,
+    /// The engine's event stream.
+    pub events: EventBus,
+}
+
+impl AppState {
+    /// Wires the services; image deletes ask `containers` which images are in use.
+    pub fn new(
+        containers: Arc<ContainerService>,
+        images: Arc<ImageStore>,
+        system: Arc<SystemFacts>,
+        events: EventBus,
+        busybox: Option<PathBuf>,
+    ) -> Self {
+        let usage = container_image_usage(Arc::clone(&containers));
+        Self {
+            containers,
+            images: ImagesState {
+                store: images,
+                events: events.clone(),
+                usage,
+                busybox,
+            },
+            system,
+            events,
+        }
+    }
+}
+
+/// Image usage from the container list: for each image id, a container using it, preferring
+/// one that runs (a running container's image can never be removed, even with force).
+fn container_image_usage(containers: Arc<ContainerService>) -> ImageUsage {
+    Arc::new(move || {
+        let containers = Arc::clone(&containers);
+        Box::pin(async move {
+            let list = containers
+                .list(ListOptions {
+                    all: true,
+                    ..ListOptions::default()
+                })
+                .await?;
+            let mut usage = ImageUsageMap::new();
+            for container in list {
+                let (Some(image_id), Some(id)) = (container.image_id, container.id) else {
+                    continue;
+                };
+                let running = matches!(
+                    container.state,
+                    Some(
+                        ContainerSummaryStateEnum::RUNNING
+                            | ContainerSummaryStateEnum::PAUSED
+                            | ContainerSummaryStateEnum::RESTARTING
+                    )
+                );
+                let entry = usage.entry(image_id).or_insert((id.clone(), running));
+                if running && !entry.1 {
+                    *entry = (id, true);
+                }
+            }
+            Ok::<_, DaemonError>(usage)
+        })
+    })
+}
+
+/// The complete API: every route, wrapped in the shared conventions.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(system::static_routes().with_state(Arc::clone(&state.system)))
+        .merge(images::routes().with_state(state.images.clone()))
+        .merge(
+            system::routes()
+                .merge(containers::routes())
+                .with_state(state),
+        );
+    router::with_api_conventions(routes)
+}

@@ -195,3 +195,99 @@ pub enum Response {
         exit_code: Option<i32>,
     },
 }
+
+/// Stream id of stdout frames.
+pub const STDOUT_FRAME: u8 = 1;
+/// Stream id of stderr frames.
+pub const STDERR_FRAME: u8 = 2;
+/// Length of a frame header.
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// Appends one frame `[stream, 0, 0, 0, len u32 BE] payload` to `out`.
+pub fn encode_frame(out: &mut Vec<u8>, stream: u8, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).expect("frames carry at most one read buffer");
+    out.push(stream);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Splits a frame header into (stream, payload length).
+pub fn decode_frame_header(header: [u8; FRAME_HEADER_LEN]) -> (u8, u32) {
+    (
+        header[0],
+        u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, STDERR_FRAME, b"oops\n");
+        encode_frame(&mut out, EXIT_FRAME, &127i32.to_be_bytes());
+        assert_eq!(&out[..8], &[2, 0, 0, 0, 0, 0, 0, 5]);
+        assert_eq!(&out[8..13], b"oops\n");
+        let header: [u8; 8] = out[13..21].try_into().expect("8 bytes");
+        assert_eq!(decode_frame_header(header), (EXIT_FRAME, 4));
+        assert_eq!(&out[21..], &[0, 0, 0, 127]);
+    }
+
+    #[test]
+    fn requests_and_config_parse_from_daemon_json() {
+        let req: Request =
+            serde_json::from_str(r#"{"op":"attach","stdin":true,"stdout":true,"stderr":false}"#)
+                .expect("attach");
+        assert!(matches!(
+            req,
+            Request::Attach {
+                stdin: true,
+                stdout: true,
+                stderr: false
+            }
+        ));
+        let req: Request = serde_json::from_str(
+            r#"{"op":"exec","process":{"user":{"uid":0,"gid":0},"args":["hostname"],"cwd":"/"},"attach_stdin":false,"console_size":null}"#,
+        )
+        .expect("exec");
+        let Request::Exec(exec) = req else {
+            panic!("not an exec: {req:?}")
+        };
+        assert_eq!(
+            exec.process.args().as_deref(),
+            Some(&["hostname".to_string()][..])
+        );
+        let config: MonitorConfig = serde_json::from_str(
+            r#"{"version":1,"id":"abc","run_dir":"/run/berth/abc","rootfs":null,
+                "log_path":"/var/lib/berth/c/abc-json.log","log_max_size":20000000,
+                "log_max_files":5,"tty":false,"open_stdin":true,"stdin_once":true,
+                "console_size":[24,80],"runtime":{"External":"/usr/sbin/runc"}}"#,
+        )
+        .expect("config");
+        assert_eq!(config.console_size, Some((24, 80)));
+        assert_eq!(
+            config.runtime,
+            RuntimeKind::External(PathBuf::from("/usr/sbin/runc"))
+        );
+        let resp = serde_json::to_string(&Response::Error {
+            message: "x".into(),
+            exit_code: Some(127),
+        })
+        .expect("json");
+        assert_eq!(resp, r#"{"result":"error","message":"x","exit_code":127}"#);
+        let resp = serde_json::to_string(&Response::Exited(ExitStatus {
+            exit_code: 0,
+            finished_at: "t".into(),
+            oom_killed: false,
+            error: None,
+        }))
+        .expect("json");
+        assert_eq!(
+            resp,
+            r#"{"result":"exited","exit_code":0,"finished_at":"t","oom_killed":false,"error":null}"#
+        );
+    }
+}

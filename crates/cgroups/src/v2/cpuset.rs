@@ -1,0 +1,43 @@
+//! v2 `cpuset` controller: `cpuset.cpus` (empty means the parent's, so no copying is
+//! needed as in v1).
+
+use std::path::Path;
+
+use crate::controller::Limit;
+use crate::{CgroupError, Resources, fs};
+
+/// The v2 cpuset controller.
+pub(crate) struct Cpuset;
+
+impl Limit for Cpuset {
+    const NAME: &'static str = "cpuset";
+
+    fn wanted(resources: &Resources) -> bool {
+        resources.cpuset_cpus.as_deref().is_some_and(|c| !c.is_empty())
+    }
+
+    fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
+        if let Some(cpus) = resources.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
+            fs::write_limit(dir, "cpuset.cpus", cpus, Self::NAME)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs as stdfs;
+
+    use super::*;
+
+    #[test]
+    fn missing_file_means_controller_not_enabled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let resources = Resources { cpuset_cpus: Some("0-1".into()), ..Default::default() };
+        let err = Cpuset::apply(tmp.path(), &resources).unwrap_err();
+        assert!(matches!(err, CgroupError::Unsupported { controller: "cpuset", .. }), "{err}");
+        stdfs::write(tmp.path().join("cpuset.cpus"), "\n").unwrap();
+        Cpuset::apply(tmp.path(), &resources).unwrap();
+        assert_eq!(stdfs::read_to_string(tmp.path().join("cpuset.cpus")).unwrap(), "0-1");
+    }
+}

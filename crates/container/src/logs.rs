@@ -1,0 +1,210 @@
+//! Reading the json-file logs the monitor writes (`<id>-json.log`, rotated to `.1`, `.2`, …).
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_api::stdcopy::StreamType;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::service::{LogChunk, LogsOptions};
+use crate::store::Status;
+
+/// One json-file line.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// A parsed entry ready to send.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// stdout/stderr.
+    pub stream: StreamType,
+    /// The text (with its newline).
+    pub text: String,
+    /// RFC3339Nano.
+    pub time: String,
+    /// Unix seconds (fractional).
+    pub unix: f64,
+}
+
+fn parse_line(line: &str) -> Option<LogLine> {
+    let e: Entry = serde_json::from_str(line).ok()?;
+    let unix = chrono::DateTime::parse_from_rfc3339(&e.time)
+        .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+        .unwrap_or(0.0);
+    let stream = if e.stream == "stderr" { StreamType::Stderr } else { StreamType::Stdout };
+    Some(LogLine { stream, text: e.log, time: e.time, unix })
+}
+
+/// The log files of a container, oldest first.
+fn files(log: &Path) -> Vec<PathBuf> {
+    let mut rotated = Vec::new();
+    for n in 1..100 {
+        let p = PathBuf::from(format!("{}.{n}", log.display()));
+        if !p.exists() {
+            break;
+        }
+        rotated.push(p);
+    }
+    rotated.reverse();
+    rotated.push(log.to_path_buf());
+    rotated
+}
+
+fn wanted(l: &LogLine, o: &LogsOptions) -> bool {
+    let stream_ok = match l.stream {
+        StreamType::Stderr => o.stderr,
+        _ => o.stdout,
+    };
+    stream_ok && o.since.is_none_or(|s| l.unix >= s) && o.until.is_none_or(|u| l.unix < u)
+}
+
+fn chunk(l: LogLine, timestamps: bool) -> LogChunk {
+    let data = if timestamps { format!("{} {}", l.time, l.text) } else { l.text };
+    LogChunk { stream: l.stream, data: Bytes::from(data) }
+}
+
+/// Reads the backlog (honouring since/until/tail), returning the lines and where the current
+/// file ended (for follow).
+pub fn read_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
+    let mut lines = Vec::new();
+    let mut end = 0;
+    for f in files(log) {
+        let Ok(file) = std::fs::File::open(&f) else { continue };
+        let mut r = BufReader::new(file);
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            match r.read_line(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if !buf.ends_with('\n') => break,
+                Ok(n) => {
+                    if f == log {
+                        end += n as u64;
+                    }
+                    if let Some(l) = parse_line(buf.trim_end_matches('\n')).filter(|l| wanted(l, o)) {
+                        lines.push(l);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(t) = o.tail {
+        let skip = lines.len().saturating_sub(t);
+        lines.drain(..skip);
+    }
+    (lines, end)
+}
+
+/// Streams logs into `tx`: the backlog, then (with follow) new lines until the container stops.
+pub async fn stream(
+    log: PathBuf,
+    o: LogsOptions,
+    mut life: watch::Receiver<crate::service::Life>,
+    tx: mpsc::Sender<LogChunk>,
+) {
+    let (lines, mut offset) = {
+        let (log, o) = (log.clone(), o.clone());
+        tokio::task::spawn_blocking(move || read_backlog(&log, &o)).await.unwrap_or_default()
+    };
+    for l in lines {
+        if tx.send(chunk(l, o.timestamps)).await.is_err() {
+            return;
+        }
+    }
+    if !o.follow {
+        return;
+    }
+    let mut ino = std::fs::metadata(&log).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
+    loop {
+        let alive = {
+            let l = life.borrow_and_update();
+            !l.removed && (l.status.is_alive() || l.status == Status::Restarting)
+        };
+        // Read what is new since the last position (a rotation starts a new file).
+        let (new_lines, new_offset, new_ino) = {
+            let (log, o) = (log.clone(), o.clone());
+            tokio::task::spawn_blocking(move || read_from(&log, offset, ino, &o)).await.unwrap_or((Vec::new(), offset, ino))
+        };
+        offset = new_offset;
+        ino = new_ino;
+        for l in new_lines {
+            if tx.send(chunk(l, o.timestamps)).await.is_err() {
+                return;
+            }
+        }
+        if !alive {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = life.changed() => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+fn read_from(log: &Path, offset: u64, ino: u64, o: &LogsOptions) -> (Vec<LogLine>, u64, u64) {
+    let Ok(mut f) = std::fs::File::open(log) else { return (Vec::new(), offset, ino) };
+    let cur_ino = f.metadata().map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
+    let start = if cur_ino == ino { offset } else { 0 };
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return (Vec::new(), offset, ino);
+    }
+    let mut r = BufReader::new(f);
+    let mut out = Vec::new();
+    let mut pos = start;
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        match r.read_line(&mut buf) {
+            Ok(n) if n > 0 && buf.ends_with('\n') => {
+                pos += n as u64;
+                if let Some(l) = parse_line(buf.trim_end_matches('\n')).filter(|l| wanted(l, o)) {
+                    out.push(l);
+                }
+            }
+            _ => break,
+        }
+    }
+    (out, pos, cur_ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> LogsOptions {
+        LogsOptions { stdout: true, stderr: true, ..Default::default() }
+    }
+
+    #[test]
+    fn backlog_reads_rotated_files_in_order_with_tail_and_filters() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("c-json.log");
+        std::fs::write(format!("{}.1", log.display()),
+            "{\"log\":\"one\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:01Z\"}\n").unwrap();
+        std::fs::write(&log, concat!(
+            "{\"log\":\"two\\n\",\"stream\":\"stderr\",\"time\":\"2026-01-01T00:00:02Z\"}\n",
+            "{\"log\":\"three\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:03Z\"}\n",
+            "{\"log\":\"partial")).unwrap();
+        let (lines, _) = read_backlog(&log, &opts());
+        let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["one\n", "two\n", "three\n"]);
+        let (lines, _) = read_backlog(&log, &LogsOptions { tail: Some(1), ..opts() });
+        assert_eq!(lines[0].text, "three\n");
+        let (lines, _) = read_backlog(&log, &LogsOptions { stdout: false, ..opts() });
+        assert_eq!(lines.len(), 1);
+        let since = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:02Z").unwrap().timestamp() as f64;
+        let (lines, _) = read_backlog(&log, &LogsOptions { since: Some(since), until: Some(since + 0.5), ..opts() });
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].text, "two\n");
+        let c = chunk(lines[0].clone(), true);
+        assert_eq!(&c.data[..], b"2026-01-01T00:00:02Z two\n");
+    }
+}

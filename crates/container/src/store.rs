@@ -1,0 +1,264 @@
+//! The container records on disk and their in-memory index.
+//!
+//! Layout (owned by this crate):
+//! ```text
+//! <data_root>/containers/<id>/config.v2.json   the record (atomic writes: temp + rename)
+//!                            /hostname, hosts, resolv.conf   bind-mounted into the container
+//!                            /<id>-json.log[.N]               written by the monitor
+//! <run_root>/containers/<id>/                  the monitor's run dir and OCI bundle
+//! ```
+//! The record carries a schema `version`; readers accept older versions and fill defaults.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use berth_api::models::{ContainerConfig, HostConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::ContainerError;
+
+/// Schema version of `config.v2.json`.
+pub const RECORD_VERSION: u32 = 1;
+/// Docker's zero time, printed for times that never happened.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// A container's lifecycle state, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started (or start failed before exec).
+    Created,
+    /// Running.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Waiting to be restarted by its restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Exited.
+    Exited,
+    /// Broken beyond use.
+    Dead,
+}
+
+impl Status {
+    /// Docker's lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Whether a process is alive (running or paused).
+    pub fn is_alive(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// The state part of a record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// Lifecycle state.
+    pub status: Status,
+    /// Init pid while alive, else 0.
+    pub pid: i64,
+    /// Last exit code.
+    pub exit_code: i64,
+    /// Last error (start failure).
+    pub error: String,
+    /// RFC3339Nano.
+    pub started_at: String,
+    /// RFC3339Nano.
+    pub finished_at: String,
+    /// Killed by the OOM killer on its last run.
+    pub oom_killed: bool,
+}
+
+impl Default for StateRecord {
+    fn default() -> Self {
+        Self {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            oom_killed: false,
+        }
+    }
+}
+
+/// Everything berth keeps about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// Schema version.
+    #[serde(default)]
+    pub version: u32,
+    /// 64-hex id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// RFC3339Nano creation time.
+    pub created: String,
+    /// The executable (first of entrypoint + cmd).
+    pub path: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The container config as created (image defaults merged).
+    pub config: ContainerConfig,
+    /// Host config.
+    pub host_config: HostConfig,
+    /// `sha256:…` image id.
+    pub image_id: String,
+    /// Lifecycle.
+    #[serde(default)]
+    pub state: StateRecord,
+    /// Times the restart policy restarted it.
+    #[serde(default)]
+    pub restart_count: i64,
+    /// Stopped by the user (restart policies `always`/`unless-stopped` respect it).
+    #[serde(default)]
+    pub manually_stopped: bool,
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With
+/// `durable`, the data is fsynced first, so a crash leaves the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ContainerError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+    ));
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ContainerError::Io { op, path: p, source }
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(bytes).map_err(io("write", &tmp))?;
+    if durable {
+        f.sync_all().map_err(io("fsync", &tmp))?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io("rename", path))?;
+    Ok(())
+}
+
+/// Where a container's files are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `<data_root>/containers/<id>`.
+    pub data_dir: PathBuf,
+    /// `<run_root>/containers/<id>`.
+    pub run_dir: PathBuf,
+}
+
+impl Paths {
+    /// Paths of container `id`.
+    pub fn new(data_root: &Path, run_root: &Path, id: &str) -> Self {
+        Self {
+            data_dir: data_root.join("containers").join(id),
+            run_dir: run_root.join("containers").join(id),
+        }
+    }
+    /// The record file.
+    pub fn record(&self) -> PathBuf {
+        self.data_dir.join("config.v2.json")
+    }
+    /// The json-file log.
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.data_dir.join(format!("{id}-json.log"))
+    }
+    /// The monitor socket.
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join(berth_monitor::protocol::SOCKET_FILE)
+    }
+}
+
+/// Saves a record (atomically; durable on creation only, later states are re-derivable from
+/// the monitor).
+pub fn save(paths: &Paths, record: &Record, durable: bool) -> Result<(), ContainerError> {
+    let bytes = serde_json::to_vec(record).map_err(|e| ContainerError::Internal {
+        message: format!("encode container record: {e}"),
+    })?;
+    write_atomic(&paths.record(), &bytes, durable)
+}
+
+/// Loads every record under `<data_root>/containers`; unreadable ones are skipped and logged.
+pub fn load_all(data_root: &Path) -> Vec<Record> {
+    let dir = data_root.join("containers");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path().join("config.v2.json");
+        match std::fs::read(&p) {
+            Ok(b) => match serde_json::from_slice::<Record>(&b) {
+                Ok(r) => out.push(r),
+                Err(err) => tracing::warn!(path = %p.display(), "skipping bad record: {err}"),
+            },
+            Err(err) => tracing::warn!(path = %p.display(), "skipping unreadable record: {err}"),
+        }
+    }
+    out
+}
+
+/// Docker's rule for container names.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphanumeric() => {}
+        _ => return false,
+    }
+    name.len() >= 2 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A new random 64-hex id.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// RFC3339 with nanoseconds, UTC, as Docker prints times.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert!(valid_name("web-1"));
+        assert!(valid_name("a.b_c"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.json");
+        write_atomic(&p, b"old", true).unwrap();
+        write_atomic(&p, b"new", false).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        // no temp file is left behind
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn ids_are_64_hex() {
+        let id = new_id();
+        assert_eq!(id.len(), 64);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,362 @@
+//! The daemon's errors and the one place where an error becomes an HTTP response.
+//!
+//! Docker clients key their behaviour on the status code (404 makes `docker run` pull, 304 is
+//! "nothing to do") and read the message from a `{"message": …}` body, but only when the
+//! `Content-Type` is exactly `application/json`. [`error_response`] is the only function that
+//! builds such a response; every error reaches it through [`Classify::kind`].
+use std::path::PathBuf;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_container::ContainerError;
+use berth_errdefs::{Classify, ErrorKind};
+use berth_image::ImageError;
+
+/// An error of the daemon: from a service, from a request, or from setting up the server.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A container service error, worded and classified by that service.
+    #[error(transparent)]
+    Container {
+        /// The service error.
+        #[from]
+        source: ContainerError,
+    },
+    /// An image store error, worded and classified by the store.
+    #[error(transparent)]
+    Image {
+        /// The store error.
+        #[from]
+        source: ImageError,
+    },
+    /// The path asked for an API version above the one berth speaks.
+    #[error("client version {version} is too new. Maximum supported API version is {max}")]
+    ApiVersionTooNew {
+        /// The version in the path.
+        version: String,
+        /// berth's maximum.
+        max: &'static str,
+    },
+    /// The path asked for an API version below the one berth accepts.
+    #[error(
+        "client version {version} is too old. Minimum supported API version is {min}, please upgrade your client to a newer version"
+    )]
+    ApiVersionTooOld {
+        /// The version in the path.
+        version: String,
+        /// berth's minimum.
+        min: &'static str,
+    },
+    /// No route matches the path.
+    #[error("page not found")]
+    RouteNotFound,
+    /// A query parameter has a value that does not parse.
+    #[error("invalid value for {param}: {value:?}")]
+    InvalidParameter {
+        /// The parameter.
+        param: &'static str,
+        /// What was sent.
+        value: String,
+    },
+    /// A required query parameter is missing.
+    #[error("{param} is a required parameter")]
+    MissingParameter {
+        /// The parameter.
+        param: &'static str,
+    },
+    /// The query string itself does not parse.
+    #[error("invalid query string: {source}")]
+    InvalidQuery {
+        /// The parser's reason.
+        #[source]
+        source: axum::extract::rejection::QueryRejection,
+    },
+    /// The `filters` parameter is neither the map nor the list form.
+    #[error("invalid filter: {source}")]
+    InvalidFilters {
+        /// The JSON parser's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON request body does not parse; the message is serde's reason, as Docker gives Go's.
+    #[error("{source}")]
+    InvalidBody {
+        /// The JSON parser's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Reading the request body failed.
+    #[error("reading the request body: {source}")]
+    ReadBody {
+        /// The transport error.
+        #[source]
+        source: axum::Error,
+    },
+    /// `logs` without `stdout` and `stderr`.
+    #[error("Bad parameters: you must choose at least one stream")]
+    NoLogStream,
+    /// `wait?condition=` with an unknown condition.
+    #[error("invalid condition: {condition:?}")]
+    InvalidWaitCondition {
+        /// What was sent.
+        condition: String,
+    },
+    /// attach or exec start without `Upgrade: tcp`: there is no connection to hijack.
+    #[error("{endpoint} needs an upgraded connection (Connection: Upgrade, Upgrade: tcp)")]
+    UpgradeRequired {
+        /// The endpoint, for the message.
+        endpoint: &'static str,
+    },
+    /// A pull was asked for; berth has no registry client yet.
+    #[error(
+        "pull access denied for {image}: no registry configured yet (berth cannot pull images; use `berth image bootstrap busybox` or `docker import`)"
+    )]
+    PullUnavailable {
+        /// The image asked for.
+        image: String,
+    },
+    /// `images/create?fromSrc=<url>`: only `-` (the request body) is supported.
+    #[error("importing from {source_url:?} is not supported: only fromSrc=- (the request body)")]
+    ImportSourceUnsupported {
+        /// The `fromSrc` value.
+        source_url: String,
+    },
+    /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
+    #[error("cannot bootstrap {name:?}: only busybox can be bootstrapped")]
+    UnknownBootstrap {
+        /// The name asked for.
+        name: String,
+    },
+    /// No busybox binary on the host to bootstrap from.
+    #[error("no busybox found on this host (looked in PATH and /bin/busybox)")]
+    BusyboxNotFound,
+    /// An endpoint berth does not implement yet.
+    #[error("{feature} is not implemented in berth yet")]
+    NotImplemented {
+        /// What is missing, e.g. `GET /containers/{id}/export`.
+        feature: &'static str,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {source}")]
+    Task {
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// `berth daemon` got a flag it does not know.
+    #[error("unknown flag: {flag}")]
+    UnknownFlag {
+        /// The flag.
+        flag: String,
+    },
+    /// `berth daemon` got a flag without its value.
+    #[error("flag needs an argument: {flag}")]
+    MissingFlagValue {
+        /// The flag.
+        flag: String,
+    },
+    /// `-H` is neither `unix://PATH` nor `tcp://HOST:PORT`.
+    #[error("invalid host {host:?}: expected unix:///path or tcp://host:port")]
+    InvalidHost {
+        /// What was given.
+        host: String,
+    },
+    /// Another daemon answers on the socket.
+    #[error("another berth daemon is already listening on {path}")]
+    AlreadyRunning {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// A file operation while setting up or tearing down the daemon.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Binding the listening socket failed.
+    #[error("listen on {host}: {source}")]
+    Bind {
+        /// The `-H` value.
+        host: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server stopped with an error.
+    #[error("serving the API: {source}")]
+    Serve {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Classify for DaemonError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Container { source } => source.kind(),
+            Self::Image { source } => image_error_kind(source),
+            Self::RouteNotFound | Self::PullUnavailable { .. } | Self::BusyboxNotFound => {
+                ErrorKind::NotFound
+            }
+            Self::ApiVersionTooNew { .. }
+            | Self::ApiVersionTooOld { .. }
+            | Self::InvalidParameter { .. }
+            | Self::MissingParameter { .. }
+            | Self::InvalidQuery { .. }
+            | Self::InvalidFilters { .. }
+            | Self::InvalidBody { .. }
+            | Self::ReadBody { .. }
+            | Self::NoLogStream
+            | Self::InvalidWaitCondition { .. }
+            | Self::UpgradeRequired { .. }
+            | Self::ImportSourceUnsupported { .. }
+            | Self::UnknownBootstrap { .. }
+            | Self::UnknownFlag { .. }
+            | Self::MissingFlagValue { .. }
+            | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
+            Self::AlreadyRunning { .. } => ErrorKind::Conflict,
+            Self::NotImplemented { .. } => ErrorKind::NotImplemented,
+            Self::Task { .. } | Self::Io { .. } | Self::Bind { .. } | Self::Serve { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+/// The image store's classification of its error.
+fn image_error_kind(error: &ImageError) -> ErrorKind {
+    error.kind()
+}
+
+/// The error message a failed response carries, kept in the response's extensions so the
+/// request-logging middleware can log it once, with the status.
+#[derive(Debug, Clone)]
+pub(crate) struct FailureMessage(pub(crate) String);
+
+/// The one mapping from an error class to Docker's wire shape: the status from
+/// [`ErrorKind::http_status`], a `{"message": …}` body with `Content-Type: application/json`
+/// exactly, and no body at all for a 304.
+pub fn error_response(kind: ErrorKind, message: &str) -> Response {
+    let status =
+        StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = if status == StatusCode::NOT_MODIFIED {
+        status.into_response()
+    } else {
+        let body = serde_json::json!({ "message": message }).to_string();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    response
+        .extensions_mut()
+        .insert(FailureMessage(message.to_owned()));
+    response
+}
+
+impl IntoResponse for DaemonError {
+    fn into_response(self) -> Response {
+        error_response(self.kind(), &self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    async fn status_and_body(kind: ErrorKind) -> (u16, Option<String>, String) {
+        let response = error_response(kind, "boom");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = to_bytes(response.into_body(), 1024).await.expect("body");
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).expect("utf8"),
+        )
+    }
+
+    async fn assert_json_error(kind: ErrorKind, expected: u16) {
+        let (status, content_type, body) = status_and_body(kind).await;
+        assert_eq!(status, expected, "{kind:?}");
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        assert_eq!(body, r#"{"message":"boom"}"#);
+    }
+
+    #[tokio::test]
+    async fn not_found_is_404() {
+        assert_json_error(ErrorKind::NotFound, 404).await;
+    }
+
+    #[tokio::test]
+    async fn conflict_is_409() {
+        assert_json_error(ErrorKind::Conflict, 409).await;
+    }
+
+    #[tokio::test]
+    async fn invalid_argument_is_400() {
+        assert_json_error(ErrorKind::InvalidArgument, 400).await;
+    }
+
+    #[tokio::test]
+    async fn not_modified_is_304_without_body() {
+        let (status, content_type, body) = status_and_body(ErrorKind::NotModified).await;
+        assert_eq!(status, 304);
+        assert_eq!(content_type, None);
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_401() {
+        assert_json_error(ErrorKind::Unauthorized, 401).await;
+    }
+
+    #[tokio::test]
+    async fn forbidden_is_403() {
+        assert_json_error(ErrorKind::Forbidden, 403).await;
+    }
+
+    #[tokio::test]
+    async fn not_implemented_is_501() {
+        assert_json_error(ErrorKind::NotImplemented, 501).await;
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_503() {
+        assert_json_error(ErrorKind::Unavailable, 503).await;
+    }
+
+    #[tokio::test]
+    async fn internal_is_500() {
+        assert_json_error(ErrorKind::Internal, 500).await;
+    }
+
+    #[tokio::test]
+    async fn service_errors_keep_their_class_and_wording() {
+        let error = DaemonError::from(ContainerError::NotFound {
+            reference: "web".into(),
+        });
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = to_bytes(response.into_body(), 1024).await.expect("body");
+        assert_eq!(&body[..], br#"{"message":"No such container: web"}"#);
+
+        let error = DaemonError::from(ImageError::NotFound {
+            reference: "nosuch".into(),
+        });
+        assert_eq!(error.into_response().status(), StatusCode::NOT_FOUND);
+    }
+}

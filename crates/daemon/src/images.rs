@@ -1,0 +1,682 @@
+//! Image endpoints, over the synchronous [`ImageStore`] (every call runs in `spawn_blocking`).
+//!
+//! Image names in paths are not escaped and contain `/` and `:` (`localhost:5000/a/b:v1`),
+//! so `/images/{*rest}` is matched greedily and the action is taken from the suffix
+//! (`…/json`, `…/history`, `…/tag`, `…/push`, `…/get`), as moby's router does.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use berth_api::models::{
+    EventMessageTypeEnum, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageSummary,
+};
+use berth_container::EventBus;
+use berth_image::{Deleted, ImageRecord, ImageStore};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::error::DaemonError;
+use crate::query::Params;
+use crate::responses::{self, JSON};
+
+/// For each image id used by a container: that container's id, and whether it is running.
+pub type ImageUsageMap = HashMap<String, (String, bool)>;
+
+/// Collects [`ImageUsageMap`] from the container service when an image is deleted.
+pub type ImageUsage =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<ImageUsageMap, DaemonError>> + Send + Sync>;
+
+/// What the image endpoints need.
+#[derive(Clone)]
+pub struct ImagesState {
+    /// The store.
+    pub store: Arc<ImageStore>,
+    /// Where image events go.
+    pub events: EventBus,
+    /// Which images containers use (asked before a delete).
+    pub usage: ImageUsage,
+    /// The busybox to bootstrap from; `None` searches `PATH`, then `/bin/busybox`.
+    pub busybox: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ImagesState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImagesState")
+            .field("store", &self.store)
+            .field("busybox", &self.busybox)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The image routes.
+pub fn routes() -> Router<ImagesState> {
+    Router::new()
+        .route("/images/json", get(list))
+        .route("/images/create", post(create))
+        .route("/images/prune", post(prune))
+        .route("/images/load", post(not_implemented_load))
+        .route("/images/get", get(not_implemented_save))
+        .route("/images/search", get(not_implemented_search))
+        .route("/images/{*rest}", get(get_named).post(post_named))
+        .route("/images/{*rest}", delete(remove))
+        .route("/berth/images/bootstrap", post(bootstrap))
+}
+
+/// Runs a store call off the async workers.
+async fn blocking<T, F>(store: &Arc<ImageStore>, call: F) -> Result<T, DaemonError>
+where
+    F: FnOnce(&ImageStore) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || call(&store))
+        .await
+        .map_err(|source| DaemonError::Task { source })
+}
+
+/// `GET /images/json` shape of a record.
+pub fn image_summary(record: &ImageRecord) -> ImageSummary {
+    ImageSummary {
+        id: record.id.clone(),
+        parent_id: String::new(),
+        repo_tags: record.repo_tags.clone(),
+        repo_digests: Vec::new(),
+        created: record.created,
+        size: i64::try_from(record.size).unwrap_or(i64::MAX),
+        shared_size: -1,
+        labels: labels(record),
+        containers: -1,
+        manifests: None,
+        descriptor: None,
+    }
+}
+
+fn labels(record: &ImageRecord) -> HashMap<String, String> {
+    record
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default()
+}
+
+/// Go's `path.Match` for the patterns `images --filter reference=` uses: `*` does not cross
+/// `/`, `?` is one character.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    fn matches(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => {
+                (0..=t.len())
+                    .take_while(|&i| i == 0 || t[i - 1] != '/')
+                    .any(|i| matches(rest, &t[i..]))
+            }
+            Some(('?', rest)) => t.first().is_some_and(|&c| c != '/') && matches(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && matches(rest, &t[1..]),
+        }
+    }
+    matches(&pattern, &text)
+}
+
+/// Whether any of the record's names matches a `reference` pattern (with or without tag).
+fn reference_matches(record: &ImageRecord, pattern: &str) -> bool {
+    record.repo_tags.iter().any(|tagged| {
+        let name = tagged.rsplit_once(':').map_or(tagged.as_str(), |(n, tag)| {
+            if tag.contains('/') { tagged.as_str() } else { n }
+        });
+        glob_match(pattern, tagged) || glob_match(pattern, name)
+    })
+}
+
+/// Whether a record passes the `images` filters (`dangling`, `reference`, `label`; `before` and
+/// `since` are resolved to creation times by the caller).
+fn image_matches(
+    record: &ImageRecord,
+    filters: &HashMap<String, Vec<String>>,
+    before: Option<i64>,
+    since: Option<i64>,
+) -> bool {
+    let dangling = record.repo_tags.is_empty();
+    if let Some(values) = filters.get("dangling")
+        && !values
+            .iter()
+            .any(|v| crate::query::parse_bool(v) == dangling)
+    {
+        return false;
+    }
+    if let Some(patterns) = filters.get("reference")
+        && !patterns.iter().any(|p| reference_matches(record, p))
+    {
+        return false;
+    }
+    if let Some(wanted) = filters.get("label") {
+        let labels = labels(record);
+        // Every label filter must hold.
+        let all = wanted.iter().all(|w| match w.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+            None => labels.contains_key(w),
+        });
+        if !all {
+            return false;
+        }
+    }
+    before.is_none_or(|b| record.created < b) && since.is_none_or(|s| record.created > s)
+}
+
+async fn list(
+    State(state): State<ImagesState>,
+    params: Params,
+) -> Result<Response, DaemonError> {
+    let filters = params.filters()?;
+    let before = filters.get("before").and_then(|v| v.first()).cloned();
+    let since = filters.get("since").and_then(|v| v.first()).cloned();
+    let summaries = blocking(&state.store, move |store| {
+        let created = |reference: Option<String>| -> Result<Option<i64>, DaemonError> {
+            reference
+                .map(|r| store.resolve(&r).map(|record| record.created))
+                .transpose()
+                .map_err(DaemonError::from)
+        };
+        let (before, since) = (created(before)?, created(since)?);
+        let mut records = store.list();
+        records.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok::<_, DaemonError>(
+            records
+                .iter()
+                .filter(|r| image_matches(r, &filters, before, since))
+                .map(image_summary)
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await??;
+    Ok(responses::json(StatusCode::OK, &summaries))
+}
+
+/// RFC 3339 time of a record: the config's own string, else from the Unix time.
+fn created_rfc3339(record: &ImageRecord) -> String {
+    record.config.created.clone().unwrap_or_else(|| {
+        chrono::DateTime::from_timestamp(record.created, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    })
+}
+
+/// `GET /images/{name}/json` body.
+pub fn image_inspect(record: &ImageRecord) -> Value {
+    let other = &record.config.other;
+    let layers = other
+        .get("rootfs")
+        .and_then(|r| r.get("diff_ids"))
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    json!({
+        "Id": record.id,
+        "RepoTags": record.repo_tags,
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": other.get("comment").cloned().unwrap_or_else(|| json!("")),
+        "Created": created_rfc3339(record),
+        "DockerVersion": "",
+        "Author": record.config.author.clone().unwrap_or_default(),
+        "Config": record.config.config.clone().unwrap_or_default(),
+        "Architecture": record.config.architecture,
+        "Os": record.config.os,
+        "Size": record.size,
+        "GraphDriver": { "Name": "overlay2", "Data": {} },
+        "RootFS": { "Type": "layers", "Layers": layers },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    })
+}
+
+/// `GET /images/{name}/history` body, newest first.
+pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
+    let entries = record
+        .config
+        .other
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let created_at = |entry: &Value| {
+        entry
+            .get("created")
+            .and_then(Value::as_str)
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map_or(record.created, |t| t.timestamp())
+    };
+    let text = |entry: &Value, key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let is_layer = |entry: &Value| {
+        !entry
+            .get("empty_layer")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    // Per-layer sizes are not recorded; a single layer carries the whole size.
+    let layer_count = entries.iter().filter(|e| is_layer(e)).count();
+    let size = i64::try_from(record.size).unwrap_or(i64::MAX);
+    let mut items: Vec<_> = entries
+        .iter()
+        .map(|entry| ImageHistoryResponseItem {
+            id: "<missing>".into(),
+            created: created_at(entry),
+            created_by: text(entry, "created_by"),
+            tags: Vec::new(),
+            size: if layer_count == 1 && is_layer(entry) {
+                size
+            } else {
+                0
+            },
+            comment: text(entry, "comment"),
+        })
+        .rev()
+        .collect();
+    if items.is_empty() {
+        items.push(ImageHistoryResponseItem {
+            id: String::new(),
+            created: record.created,
+            created_by: String::new(),
+            tags: Vec::new(),
+            size,
+            comment: String::new(),
+        });
+    }
+    items[0].id = record.id.clone();
+    items[0].tags = record.repo_tags.clone();
+    items
+}
+
+async fn get_named(
+    State(state): State<ImagesState>,
+    Path(rest): Path<String>,
+) -> Result<Response, DaemonError> {
+    if let Some(name) = rest.strip_suffix("/json") {
+        let name = name.to_owned();
+        let record = blocking(&state.store, move |s| s.resolve(&name)).await??;
+        Ok(responses::json(StatusCode::OK, &image_inspect(&record)))
+    } else if let Some(name) = rest.strip_suffix("/history") {
+        let name = name.to_owned();
+        let record = blocking(&state.store, move |s| s.resolve(&name)).await??;
+        Ok(responses::json(StatusCode::OK, &image_history(&record)))
+    } else if rest.ends_with("/get") {
+        Err(DaemonError::NotImplemented {
+            feature: "GET /images/{name}/get (save)",
+        })
+    } else {
+        Err(DaemonError::RouteNotFound)
+    }
+}
+
+async fn post_named(
+    State(state): State<ImagesState>,
+    Path(rest): Path<String>,
+    params: Params,
+) -> Result<Response, DaemonError> {
+    if let Some(name) = rest.strip_suffix("/tag") {
+        tag(&state, name.to_owned(), &params).await
+    } else if rest.ends_with("/push") {
+        Err(DaemonError::NotImplemented {
+            feature: "POST /images/{name}/push",
+        })
+    } else {
+        Err(DaemonError::RouteNotFound)
+    }
+}
+
+/// `repo[:tag]`, where `repo` may already carry the tag (`myimp:v2`).
+fn tagged_reference(repo: &str, tag: Option<&str>) -> String {
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    match tag {
+        Some(tag) if !last.contains(':') && !repo.contains('@') => format!("{repo}:{tag}"),
+        _ => repo.to_owned(),
+    }
+}
+
+fn publish(events: &EventBus, action: &str, image_id: &str, name: &str) {
+    let attributes = HashMap::from([("name".to_owned(), name.to_owned())]);
+    events.publish(EventMessageTypeEnum::IMAGE, action, image_id, attributes);
+}
+
+async fn tag(state: &ImagesState, source: String, params: &Params) -> Result<Response, DaemonError> {
+    let repo = params
+        .non_empty("repo")
+        .ok_or(DaemonError::MissingParameter { param: "repo" })?;
+    let target = tagged_reference(repo, params.non_empty("tag"));
+    let target_for_store = target.clone();
+    let record = blocking(&state.store, move |store| {
+        let record = store.resolve(&source)?;
+        store.tag(&source, &target_for_store)?;
+        Ok::<_, DaemonError>(record)
+    })
+    .await??;
+    publish(&state.events, "tag", &record.id, &target);
+    Ok(StatusCode::CREATED.into_response())
+}
+
+async fn remove(
+    State(state): State<ImagesState>,
+    Path(reference): Path<String>,
+    params: Params,
+) -> Result<Response, DaemonError> {
+    let force = params.flag("force");
+    let usage = (state.usage)().await?;
+    let (record, deleted) = blocking(&state.store, move |store| {
+        let record = store.resolve(&reference)?;
+        let in_use = |image_id: &str| usage.get(image_id).cloned();
+        let deleted = store.remove(&reference, force, &in_use)?;
+        Ok::<_, DaemonError>((record, deleted))
+    })
+    .await??;
+    let items: Vec<_> = deleted
+        .into_iter()
+        .map(|entry| match entry {
+            Deleted::Untagged(name) => {
+                publish(&state.events, "untag", &record.id, &name);
+                ImageDeleteResponseItem {
+                    untagged: Some(name),
+                    deleted: None,
+                }
+            }
+            Deleted::Deleted(id) => {
+                publish(&state.events, "delete", &id, &id);
+                ImageDeleteResponseItem {
+                    untagged: None,
+                    deleted: Some(id),
+                }
+            }
+        })
+        .collect();
+    Ok(responses::json(StatusCode::OK, &items))
+}
+
+/// `POST /images/prune`: removes unused dangling images (all unused with `dangling=false`).
+async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
+    let filters = params.filters()?;
+    let dangling_only = filters
+        .get("dangling")
+        .is_none_or(|v| v.iter().any(|v| crate::query::parse_bool(v)));
+    let usage = (state.usage)().await?;
+    let (deleted, reclaimed) = blocking(&state.store, move |store| {
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0u64;
+        for record in store.list() {
+            if usage.contains_key(&record.id) || (dangling_only && !record.repo_tags.is_empty()) {
+                continue;
+            }
+            // Refused removals (a container appeared meanwhile) are skipped, as moby does.
+            if let Ok(entries) = store.remove(&record.id, true, &|id| usage.get(id).cloned()) {
+                reclaimed += record.size;
+                deleted.extend(entries);
+            }
+        }
+        (deleted, reclaimed)
+    })
+    .await?;
+    let items: Vec<_> = deleted
+        .into_iter()
+        .map(|entry| match entry {
+            Deleted::Untagged(name) => json!({ "Untagged": name }),
+            Deleted::Deleted(id) => {
+                publish(&state.events, "delete", &id, &id);
+                json!({ "Deleted": id })
+            }
+        })
+        .collect();
+    Ok(responses::json(
+        StatusCode::OK,
+        &json!({ "ImagesDeleted": items, "SpaceReclaimed": reclaimed }),
+    ))
+}
+
+/// `POST /images/create`: import from the request body (`fromSrc=-`); pulls are refused
+/// plainly until berth has a registry client.
+async fn create(
+    State(state): State<ImagesState>,
+    params: Params,
+    request: Request,
+) -> Result<Response, DaemonError> {
+    if let Some(image) = params.non_empty("fromImage") {
+        return Err(DaemonError::PullUnavailable {
+            image: tagged_reference(image, params.non_empty("tag")),
+        });
+    }
+    match params.non_empty("fromSrc") {
+        Some("-") => {}
+        Some(other) => {
+            return Err(DaemonError::ImportSourceUnsupported {
+                source_url: other.to_owned(),
+            });
+        }
+        None => return Err(DaemonError::MissingParameter { param: "fromImage" }),
+    }
+    let reference = params
+        .non_empty("repo")
+        .map(|repo| tagged_reference(repo, params.non_empty("tag")));
+    let changes: Vec<String> = params.all("changes").into_iter().map(str::to_owned).collect();
+    let message = params.non_empty("message").map(str::to_owned);
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    // The bridge blocks on the async body from the blocking thread; it must be made here,
+    // inside the runtime.
+    let mut tar = SyncIoBridge::new(StreamReader::new(body));
+    let name = reference.clone();
+    let record = blocking(&state.store, move |store| {
+        store.import(&mut tar, name.as_deref(), &changes, message.as_deref())
+    })
+    .await??;
+    publish(
+        &state.events,
+        "import",
+        &record.id,
+        reference.as_deref().unwrap_or(&record.id),
+    );
+    let body = responses::json_line(&json!({ "status": record.id }));
+    Ok(responses::with_content_type(
+        StatusCode::OK,
+        JSON,
+        axum::body::Body::from(body),
+    ))
+}
+
+/// The host's busybox: `PATH` first, then `/bin/busybox`.
+fn find_busybox() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("busybox"))
+        .chain(std::iter::once(PathBuf::from("/bin/busybox")))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `POST /berth/images/bootstrap?name=busybox&tag=latest`: a JSON-lines progress stream.
+async fn bootstrap(
+    State(state): State<ImagesState>,
+    params: Params,
+) -> Result<Response, DaemonError> {
+    let name = params.non_empty("name").unwrap_or("busybox").to_owned();
+    if name != "busybox" {
+        return Err(DaemonError::UnknownBootstrap { name });
+    }
+    let reference = format!("{name}:{}", params.non_empty("tag").unwrap_or("latest"));
+    let busybox = state
+        .busybox
+        .clone()
+        .or_else(find_busybox)
+        .ok_or(DaemonError::BusyboxNotFound)?;
+    let (sender, receiver) = mpsc::channel::<Bytes>(4);
+    let first = responses::json_line(&json!({
+        "status": format!("Bootstrapping {name} from {}", busybox.display()),
+    }));
+    tokio::spawn(async move {
+        let _ = sender.send(first).await;
+        let store_reference = reference.clone();
+        let result = blocking(&state.store, move |store| {
+            store.bootstrap_busybox(&store_reference, &busybox)
+        })
+        .await
+        .and_then(|r| r.map_err(DaemonError::from));
+        let lines = match result {
+            Ok(record) => {
+                publish(&state.events, "import", &record.id, &reference);
+                vec![
+                    json!({ "status": format!("Tagged {reference}") }),
+                    json!({ "aux": { "ID": record.id } }),
+                ]
+            }
+            Err(error) => {
+                let message = error.to_string();
+                vec![json!({ "errorDetail": { "message": message }, "error": message })]
+            }
+        };
+        for line in lines {
+            if sender.send(responses::json_line(&line)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// The messages of `receiver` as a stream, ending when every sender is gone.
+pub fn receiver_stream<T: Send + 'static>(
+    receiver: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}
+
+async fn not_implemented_load() -> DaemonError {
+    DaemonError::NotImplemented {
+        feature: "POST /images/load",
+    }
+}
+
+async fn not_implemented_save() -> DaemonError {
+    DaemonError::NotImplemented {
+        feature: "GET /images/get (save)",
+    }
+}
+
+async fn not_implemented_search() -> DaemonError {
+    DaemonError::NotImplemented {
+        feature: "GET /images/search",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, tags: &[&str], created: i64) -> ImageRecord {
+        ImageRecord {
+            id: id.into(),
+            repo_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            config: berth_image::ImageConfig::default(),
+            size: 100,
+            created,
+        }
+    }
+
+    #[test]
+    fn globs_like_go_path_match() {
+        assert!(glob_match("busy*", "busybox"));
+        assert!(glob_match("busybox:*", "busybox:latest"));
+        assert!(glob_match("b?sybox", "busybox"));
+        assert!(!glob_match("busy*", "localhost/busybox"));
+        assert!(!glob_match("*", "a/b"));
+        assert!(glob_match("*/busybox", "localhost/busybox"));
+        assert!(!glob_match("alpine", "busybox"));
+    }
+
+    #[test]
+    fn image_filters() {
+        let tagged = record("sha256:a", &["busybox:latest", "localhost:5000/x/y:v2"], 10);
+        let dangling = record("sha256:b", &[], 20);
+        let f = |json: &str| crate::query::parse_filters(json).expect("filters");
+        assert!(image_matches(&tagged, &f("{}"), None, None));
+        assert!(image_matches(&dangling, &f(r#"{"dangling":{"true":true}}"#), None, None));
+        assert!(!image_matches(&tagged, &f(r#"{"dangling":{"true":true}}"#), None, None));
+        assert!(image_matches(&tagged, &f(r#"{"dangling":["false"]}"#), None, None));
+        assert!(image_matches(&tagged, &f(r#"{"reference":{"busy*":true}}"#), None, None));
+        assert!(image_matches(&tagged, &f(r#"{"reference":["localhost:5000/x/y"]}"#), None, None));
+        assert!(!image_matches(&tagged, &f(r#"{"reference":["alpine"]}"#), None, None));
+        assert!(!image_matches(&dangling, &f(r#"{"reference":["busy*"]}"#), None, None));
+        assert!(!image_matches(&tagged, &f(r#"{"label":["a=b"]}"#), None, None));
+        assert!(image_matches(&tagged, &f("{}"), Some(11), None));
+        assert!(!image_matches(&tagged, &f("{}"), Some(10), None));
+        assert!(image_matches(&dangling, &f("{}"), None, Some(10)));
+        assert!(!image_matches(&tagged, &f("{}"), None, Some(10)));
+    }
+
+    #[test]
+    fn references_with_and_without_tags() {
+        assert_eq!(tagged_reference("myimp", Some("v2")), "myimp:v2");
+        assert_eq!(tagged_reference("myimp:v2", None), "myimp:v2");
+        assert_eq!(tagged_reference("myimp:v2", Some("v3")), "myimp:v2");
+        assert_eq!(tagged_reference("myimp", None), "myimp");
+        assert_eq!(
+            tagged_reference("localhost:5000/busybox", Some("v2")),
+            "localhost:5000/busybox:v2"
+        );
+    }
+
+    #[test]
+    fn inspect_and_history_shapes() {
+        let mut image = record("sha256:abc", &["busybox:latest"], 1_700_000_000);
+        image.config.architecture = "amd64".into();
+        image.config.os = "linux".into();
+        image.config.other.insert(
+            "rootfs".into(),
+            json!({ "type": "layers", "diff_ids": ["sha256:l1"] }),
+        );
+        image.config.other.insert(
+            "history".into(),
+            json!([
+                { "created": "2023-11-14T22:13:20Z", "created_by": "bootstrap" },
+                { "created": "2023-11-14T22:13:21Z", "created_by": "CMD [\"sh\"]", "empty_layer": true },
+            ]),
+        );
+        let inspect = image_inspect(&image);
+        assert_eq!(inspect["Id"], "sha256:abc");
+        assert_eq!(inspect["RepoTags"][0], "busybox:latest");
+        assert_eq!(inspect["Created"], "2023-11-14T22:13:20Z");
+        assert_eq!(inspect["GraphDriver"]["Name"], "overlay2");
+        assert_eq!(inspect["RootFS"]["Type"], "layers");
+        assert_eq!(inspect["RootFS"]["Layers"][0], "sha256:l1");
+        assert_eq!(inspect["Architecture"], "amd64");
+        assert_eq!(inspect["Os"], "linux");
+        assert_eq!(inspect["Size"], 100);
+
+        let history = image_history(&image);
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].id, "sha256:abc");
+        assert_eq!(history[0].created_by, "CMD [\"sh\"]");
+        assert_eq!(history[0].size, 0);
+        assert_eq!(history[0].tags, vec!["busybox:latest"]);
+        assert_eq!(history[1].id, "<missing>");
+        assert_eq!(history[1].size, 100);
+        assert_eq!(history[1].created, 1_700_000_000);
+
+        let summary = image_summary(&image);
+        assert_eq!(summary.shared_size, -1);
+        assert_eq!(summary.containers, -1);
+        assert_eq!(summary.parent_id, "");
+    }
+}

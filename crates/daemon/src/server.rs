@@ -1,0 +1,256 @@
+//! The daemon process: directories, pid file, the listening socket, serving until a signal,
+//! and an orderly stop. Containers keep running when the daemon stops: each has its own
+//! monitor, and the next daemon reconnects to them.
+use std::fmt::Debug;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::serve::Listener;
+use berth_container::{ContainerService, EventBus, ServiceConfig};
+use berth_image::ImageStore;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::{DaemonConfig, ListenAddress};
+use crate::error::DaemonError;
+use crate::system::{HostPaths, SystemFacts};
+use crate::{AppState, router};
+
+/// How long open requests get to finish after a stop signal; streams such as `events` or
+/// `logs -f` never finish by themselves.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_owned();
+    move |source| DaemonError::Io { op, path, source }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    let address = config.listen_address()?;
+    for dir in [&config.data_root, &config.exec_root] {
+        std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+    }
+    if let ListenAddress::Unix(path) = &address {
+        clear_stale_socket(path).await?;
+    }
+    let pid_file = config.pid_file();
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(io_error("write", &pid_file))?;
+    let result = open_and_serve(&config, &address).await;
+    if let Err(error) = std::fs::remove_file(&pid_file) {
+        tracing::warn!(path = %pid_file.display(), %error, "could not remove the pid file");
+    }
+    result
+}
+
+async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Result<(), DaemonError> {
+    let engine_id = engine_id(&config.data_root)?;
+    let facts = Arc::new(SystemFacts::gather(
+        &HostPaths::default(),
+        engine_id,
+        &config.data_root,
+        &config.exe,
+    ));
+    let image_root = config.data_root.join("image");
+    let images = tokio::task::spawn_blocking(move || ImageStore::open(&image_root))
+        .await
+        .map_err(|source| DaemonError::Task { source })??;
+    let images = Arc::new(images);
+    let events = EventBus::new();
+    let service_config = ServiceConfig {
+        data_root: config.data_root.clone(),
+        run_root: config.exec_root.clone(),
+        exe: config.exe.clone(),
+        runtimes: facts
+            .runc
+            .iter()
+            .map(|path| ("runc".to_owned(), path.clone()))
+            .collect(),
+    };
+    let containers =
+        ContainerService::open(service_config, Arc::clone(&images), events.clone()).await?;
+    let app = router(AppState::new(
+        Arc::clone(&containers),
+        images,
+        facts,
+        events,
+        None,
+    ));
+    let served = match address {
+        ListenAddress::Unix(path) => {
+            let listener = bind_unix(path)?;
+            tracing::info!(socket = %path.display(), "API listening");
+            let served = serve_until_signal(listener, app).await;
+            containers.shutdown().await;
+            if let Err(error) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), %error, "could not remove the socket");
+            }
+            served
+        }
+        ListenAddress::Tcp(host) => {
+            let listener = tokio::net::TcpListener::bind(host)
+                .await
+                .map_err(|source| DaemonError::Bind {
+                    host: config.host.clone(),
+                    source,
+                })?;
+            tracing::info!(address = %host, "API listening");
+            let served = serve_until_signal(listener, app).await;
+            containers.shutdown().await;
+            served
+        }
+    };
+    served
+}
+
+/// Removes a socket left by a daemon that died, but refuses to steal a live one.
+async fn clear_stale_socket(path: &Path) -> Result<(), DaemonError> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(DaemonError::AlreadyRunning {
+            path: path.to_owned(),
+        });
+    }
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_error("remove stale socket", path)(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Binds the socket with mode 0660 and, when the group exists, group `berth`.
+pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|source| DaemonError::Bind {
+        host: format!("unix://{}", path.display()),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io_error("chmod", path))?;
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    if let Some(gid) = group_id(&groups, "berth") {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_error("chown", path))?;
+    }
+    Ok(listener)
+}
+
+/// The gid of `name` in an `/etc/group` file.
+fn group_id(etc_group: &str, name: &str) -> Option<u32> {
+    etc_group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// `<data_root>/engine-id`, made on first start from the kernel's random UUID.
+fn engine_id(data_root: &Path) -> Result<String, DaemonError> {
+    let path = data_root.join("engine-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let uuid_path = PathBuf::from("/proc/sys/kernel/random/uuid");
+    let id = std::fs::read_to_string(&uuid_path)
+        .map_err(io_error("read", &uuid_path))?
+        .trim()
+        .to_ascii_uppercase();
+    let temporary = data_root.join(".engine-id.tmp");
+    std::fs::write(&temporary, format!("{id}\n")).map_err(io_error("write", &temporary))?;
+    std::fs::rename(&temporary, &path).map_err(io_error("rename", &path))?;
+    Ok(id)
+}
+
+/// Serves until SIGTERM or SIGINT, then gives open requests [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve_until_signal<L>(listener: L, app: Router) -> Result<(), DaemonError>
+where
+    L: Listener,
+    L::Addr: Debug,
+{
+    let mut terminate = signal(SignalKind::terminate()).map_err(|source| DaemonError::Serve { source })?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Serve { source })?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    serve_until(listener, app, stop).await
+}
+
+/// Serves until `stop` resolves, then gives open requests [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve_until<L, F>(listener: L, app: Router, stop: F) -> Result<(), DaemonError>
+where
+    L: Listener,
+    L::Addr: Debug,
+    F: std::future::Future<Output = ()> + Send,
+{
+    let (stopping, mut stopped) = watch::channel(false);
+    let graceful = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        served = &mut server => return served.map_err(|source| DaemonError::Serve { source }),
+        () = stop => {}
+    }
+    tracing::info!("stopping: no new connections");
+    let _ = stopping.send(true);
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(served) => served.map_err(|source| DaemonError::Serve { source }),
+        Err(_elapsed) => {
+            tracing::info!("closing connections still open");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_lookup() {
+        let groups = "root:x:0:\nberth:x:997:alice\nberthy:x:5:\n";
+        assert_eq!(group_id(groups, "berth"), Some(997));
+        assert_eq!(group_id(groups, "root"), Some(0));
+        assert_eq!(group_id(groups, "docker"), None);
+    }
+
+    #[test]
+    fn engine_id_is_made_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = engine_id(dir.path()).expect("made");
+        assert_eq!(first.len(), 36);
+        assert_eq!(engine_id(dir.path()).expect("read back"), first);
+    }
+
+    #[tokio::test]
+    async fn stale_sockets_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.sock");
+        clear_stale_socket(&path).await.expect("nothing there");
+
+        let listener = bind_unix(&path).expect("bind");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+        assert!(matches!(
+            clear_stale_socket(&path).await,
+            Err(DaemonError::AlreadyRunning { .. })
+        ));
+        drop(listener);
+        clear_stale_socket(&path).await.expect("stale");
+        assert!(!path.exists());
+    }
+}

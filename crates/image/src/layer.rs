@@ -1,0 +1,615 @@
+//! Layers: applying a layer tarball to a directory, safely, and staging a new layer snapshot.
+//!
+//! A layer tar is untrusted input that berth unpacks as root, so extraction must not write
+//! outside the layer directory:
+//! - paths are made relative (a leading `/` is dropped) and any `..` component is refused;
+//! - every parent directory is checked with `lstat`: a missing one is created, a symlink (or
+//!   anything else that is not a directory) refuses the entry, so a symlink placed by an earlier
+//!   entry is never followed;
+//! - files are created with `O_CREAT|O_EXCL|O_NOFOLLOW` after removing what was there, and
+//!   timestamps of symlinks are set without following them;
+//! - a hard link must point at an existing non-directory inside the layer.
+//!
+//! Entries keep their mode (with setuid/setgid/sticky), owner, mtime and `SCHILY.xattr.*`
+//! extended attributes. Character and block devices and FIFOs are created with mknod (the
+//! `tar` crate would write them as empty regular files). OCI whiteouts become overlayfs
+//! whiteouts: `.wh.<name>` a 0:0 character device `<name>`, `.wh..wh..opq` the
+//! `trusted.overlay.opaque=y` attribute on its directory.
+
+use std::borrow::Cow;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use tar::EntryType;
+
+use crate::content::{ContentStore, IngestWriter, PendingBlob};
+use crate::error::ImageError;
+use crate::persist;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+
+/// `layers/<chain>/meta.json`: what a layer snapshot is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerMeta {
+    /// Digest of the uncompressed layer tar.
+    pub diff_id: String,
+    /// Chain id of the layer below, if any.
+    pub parent: Option<String>,
+    /// Sum of the sizes of the layer's regular files, in bytes.
+    pub size: u64,
+}
+
+/// Unpacks the tar stream `reader` into `root` (which must exist) and returns the layer's size
+/// (sum of regular file sizes). Reads exactly up to the end-of-archive marker.
+pub fn apply_tar(reader: &mut dyn Read, root: &Path) -> Result<u64, ImageError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut applier = Applier {
+        root,
+        privileged: nix::unistd::geteuid().is_root(),
+        size: 0,
+        directories: Vec::new(),
+    };
+    let read_error = |source| ImageError::ReadArchive { source };
+    for entry in archive.entries().map_err(read_error)? {
+        let mut entry = entry.map_err(read_error)?;
+        applier.apply(&mut entry)?;
+    }
+    applier.finish_directories()?;
+    Ok(applier.size)
+}
+
+struct Applier<'a> {
+    root: &'a Path,
+    /// Only root may chown to other users; an unprivileged unpack keeps its own ids.
+    privileged: bool,
+    size: u64,
+    /// Directories get their mode and mtime at the end: creating children changes the mtime,
+    /// and a read-only mode would stop an unprivileged unpack from creating them.
+    directories: Vec<(PathBuf, u32, u64)>,
+}
+
+/// What the tar header says about ownership, mode and time.
+struct Attributes {
+    uid: u64,
+    gid: u64,
+    mode: u32,
+    mtime: u64,
+}
+
+impl Applier<'_> {
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ImageError> {
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+            return Ok(());
+        }
+        let raw_path: PathBuf = entry.path().map_err(|source| ImageError::ReadArchive { source })?.into_owned();
+        let relative = sanitize(&raw_path)?;
+        let header = entry.header();
+        let read_error = |source| ImageError::ReadArchive { source };
+        let attributes = Attributes {
+            uid: header.uid().map_err(read_error)?,
+            gid: header.gid().map_err(read_error)?,
+            mode: header.mode().map_err(read_error)? & 0o7777,
+            mtime: header.mtime().map_err(read_error)?,
+        };
+
+        if let Some(name) = relative.file_name().and_then(|name| name.to_str()) {
+            if name == OPAQUE_WHITEOUT {
+                let dir = self.ensure_dir(relative.parent().unwrap_or(Path::new("")), &raw_path)?;
+                return xattr::set(&dir, OVERLAY_OPAQUE_XATTR, b"y")
+                    .map_err(ImageError::fs("mark opaque directory", dir));
+            }
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                if hidden.starts_with(WHITEOUT_PREFIX) {
+                    return Ok(()); // aufs metadata (.wh..wh.plnk), meaningless here
+                }
+                let full = self.prepare_target(&relative.with_file_name(hidden), &raw_path, false)?;
+                let device = nix::sys::stat::makedev(0, 0);
+                return nix::sys::stat::mknod(&full, SFlag::S_IFCHR, Mode::empty(), device)
+                    .map_err(|errno| ImageError::fs("create whiteout", full)(errno.into()));
+            }
+        }
+
+        if relative.as_os_str().is_empty() {
+            // `./` itself: only a directory can describe the layer root.
+            if kind != EntryType::Directory {
+                return Err(unsafe_entry(&raw_path, "entry would replace the layer root"));
+            }
+            self.directories.push((self.root.to_path_buf(), attributes.mode, attributes.mtime));
+            return self.chown(self.root, &attributes);
+        }
+
+        let xattrs = pax_xattrs(entry)?;
+        let full = match kind {
+            EntryType::Regular | EntryType::Continuous => self.create_file(entry, &relative, &raw_path, &attributes)?,
+            EntryType::Directory => {
+                let full = self.prepare_target(&relative, &raw_path, true)?;
+                if fs::symlink_metadata(&full).is_err() {
+                    DirBuilder::new().mode(0o700).create(&full).map_err(ImageError::fs("create directory", &full))?;
+                }
+                self.chown(&full, &attributes)?;
+                self.directories.push((full.clone(), attributes.mode, attributes.mtime));
+                full
+            }
+            EntryType::Symlink => {
+                let target = link_name(entry, &raw_path)?;
+                let full = self.prepare_target(&relative, &raw_path, false)?;
+                std::os::unix::fs::symlink(&target, &full).map_err(ImageError::fs("create symlink", &full))?;
+                self.chown(&full, &attributes)?;
+                set_mtime_nofollow(&full, attributes.mtime)?;
+                full
+            }
+            EntryType::Link => {
+                let target = sanitize(&link_name(entry, &raw_path)?)?;
+                let target_full = self.existing_link_target(&target, &raw_path)?;
+                if target == relative {
+                    return Ok(()); // a link to itself: the file is already there
+                }
+                let full = self.prepare_target(&relative, &raw_path, false)?;
+                // linkat without AT_SYMLINK_FOLLOW: links a symlink itself, never its target.
+                fs::hard_link(&target_full, &full).map_err(ImageError::fs("create hard link", &full))?;
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let full = self.prepare_target(&relative, &raw_path, false)?;
+                let header = entry.header();
+                let (file_type, device) = match kind {
+                    EntryType::Fifo => (SFlag::S_IFIFO, 0),
+                    _ => {
+                        let major = header.device_major().map_err(read_error)?.unwrap_or(0);
+                        let minor = header.device_minor().map_err(read_error)?.unwrap_or(0);
+                        let file_type = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                        (file_type, nix::sys::stat::makedev(u64::from(major), u64::from(minor)))
+                    }
+                };
+                let mode = Mode::from_bits_truncate(attributes.mode);
+                nix::sys::stat::mknod(&full, file_type, mode, device)
+                    .map_err(|errno| ImageError::fs("create device node", &full)(errno.into()))?;
+                self.chown(&full, &attributes)?;
+                // mknod applies the umask; chmod sets the mode exactly (the node was just
+                // created by us, so following it cannot leave the layer).
+                fs::set_permissions(&full, fs::Permissions::from_mode(attributes.mode))
+                    .map_err(ImageError::fs("chmod", &full))?;
+                set_mtime_nofollow(&full, attributes.mtime)?;
+                full
+            }
+            _ => return Err(unsafe_entry(&raw_path, "unsupported entry type")),
+        };
+        for (name, value) in xattrs {
+            set_xattr(&full, &name, &value)?;
+        }
+        Ok(())
+    }
+
+    fn create_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        relative: &Path,
+        raw_path: &Path,
+        attributes: &Attributes,
+    ) -> Result<PathBuf, ImageError> {
+        let full = self.prepare_target(relative, raw_path, false)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&full)
+            .map_err(ImageError::fs("create file", &full))?;
+        let expected = entry.size();
+        let mut buffer = vec![0u8; 128 * 1024];
+        let mut copied = 0u64;
+        loop {
+            let n = match entry.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(ImageError::ReadArchive { source }),
+            };
+            file.write_all(&buffer[..n]).map_err(ImageError::fs("write", &full))?;
+            copied += n as u64;
+        }
+        if copied != expected {
+            let source = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} is truncated", raw_path.display()));
+            return Err(ImageError::ReadArchive { source });
+        }
+        if self.privileged {
+            std::os::unix::fs::fchown(&file, Some(id(attributes.uid)), Some(id(attributes.gid)))
+                .map_err(ImageError::fs("chown", &full))?;
+        }
+        // After chown, which clears setuid/setgid.
+        file.set_permissions(fs::Permissions::from_mode(attributes.mode)).map_err(ImageError::fs("chmod", &full))?;
+        file.set_modified(unix_time(attributes.mtime)).map_err(ImageError::fs("set mtime", &full))?;
+        self.size += expected;
+        Ok(full)
+    }
+
+    /// Checks (creating missing directories) every parent of `relative`, then clears the way
+    /// for the new entry: an existing directory stays when `keep_dir`, anything else goes.
+    fn prepare_target(&self, relative: &Path, raw_path: &Path, keep_dir: bool) -> Result<PathBuf, ImageError> {
+        if let Some(parent) = relative.parent() {
+            self.ensure_dir(parent, raw_path)?;
+        }
+        let full = self.root.join(relative);
+        match fs::symlink_metadata(&full) {
+            Ok(meta) if meta.is_dir() && keep_dir => {}
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&full).map_err(ImageError::fs("replace directory", &full))?,
+            Ok(_) => fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ImageError::fs("inspect", &full)(e)),
+        }
+        Ok(full)
+    }
+
+    /// Makes sure `relative` is a real directory inside the root, creating missing components
+    /// (mode 0755, like tar). A symlink or a non-directory on the way refuses the entry.
+    fn ensure_dir(&self, relative: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
+        let mut current = self.root.to_path_buf();
+        for component in relative.components() {
+            current.push(component);
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(unsafe_entry(raw_path, "a parent directory is a symlink"));
+                }
+                Ok(_) => return Err(unsafe_entry(raw_path, "a parent is not a directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    DirBuilder::new().mode(0o755).create(&current).map_err(ImageError::fs("create directory", &current))?;
+                }
+                Err(e) => return Err(ImageError::fs("inspect", &current)(e)),
+            }
+        }
+        Ok(current)
+    }
+
+    /// A hard link target: must already exist in this layer, not be a directory, and be
+    /// reachable without symlinks.
+    fn existing_link_target(&self, target: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
+        if target.as_os_str().is_empty() {
+            return Err(unsafe_entry(raw_path, "hard link to the layer root"));
+        }
+        let mut current = self.root.to_path_buf();
+        let count = target.components().count();
+        for (index, component) in target.components().enumerate() {
+            current.push(component);
+            let last = index + 1 == count;
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if !last && meta.is_dir() => {}
+                Ok(meta) if last && !meta.is_dir() => {}
+                Ok(_) => return Err(unsafe_entry(raw_path, "hard link target is not a file inside the layer")),
+                Err(_) => return Err(unsafe_entry(raw_path, "hard link target does not exist in the layer")),
+            }
+        }
+        Ok(current)
+    }
+
+    fn chown(&self, path: &Path, attributes: &Attributes) -> Result<(), ImageError> {
+        if !self.privileged {
+            return Ok(());
+        }
+        std::os::unix::fs::lchown(path, Some(id(attributes.uid)), Some(id(attributes.gid)))
+            .map_err(ImageError::fs("chown", path))
+    }
+
+    fn finish_directories(&mut self) -> Result<(), ImageError> {
+        // Deepest first, so a restrictive parent mode cannot block its children.
+        self.directories.sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
+        for (path, mode, mtime) in &self.directories {
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(ImageError::fs("chmod", path))?;
+            set_mtime_nofollow(path, *mtime)?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes an archive path relative to the layer root; refuses `..`.
+fn sanitize(path: &Path) -> Result<PathBuf, ImageError> {
+    let mut relative = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => relative.push(part),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => return Err(unsafe_entry(path, "path contains '..'")),
+        }
+    }
+    Ok(relative)
+}
+
+fn unsafe_entry(path: &Path, reason: &'static str) -> ImageError {
+    ImageError::UnsafeArchiveEntry { entry: path.to_path_buf(), reason }
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>, raw_path: &Path) -> Result<PathBuf, ImageError> {
+    match entry.link_name() {
+        Ok(Some(name)) => Ok(Cow::into_owned(name)),
+        Ok(None) => Err(unsafe_entry(raw_path, "link without a target")),
+        Err(source) => Err(ImageError::ReadArchive { source }),
+    }
+}
+
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+    let read_error = |source| ImageError::ReadArchive { source };
+    let mut xattrs = Vec::new();
+    if let Some(extensions) = entry.pax_extensions().map_err(read_error)? {
+        for extension in extensions {
+            let extension = extension.map_err(read_error)?;
+            let Ok(key) = extension.key() else { continue };
+            if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+                xattrs.push((name.to_owned(), extension.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(xattrs)
+}
+
+/// Sets an xattr without following symlinks. Like Docker, a file system or namespace that
+/// does not take the attribute (ENOTSUP, or EPERM for `user.*` on a symlink) is not fatal.
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
+    match xattr::set(path, name, value) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
+            tracing::warn!(path = %path.display(), xattr = name, error = %e, "extended attribute not applied");
+            Ok(())
+        }
+        result => result.map_err(ImageError::fs("set extended attribute", path)),
+    }
+}
+
+fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
+    let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
+    let time = TimeSpec::new(seconds, 0);
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &time, &time, UtimensatFlags::NoFollowSymlink)
+        .map_err(|errno| ImageError::fs("set mtime", path)(errno.into()))
+}
+
+fn unix_time(seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+/// Tar ids are 64-bit; anything that does not fit a uid_t maps to nobody.
+fn id(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(65534)
+}
+
+/// A new layer, unpacked and hashed, waiting in the ingest area to be installed.
+#[derive(Debug)]
+pub(crate) struct StagedLayer {
+    /// `ingest/layer-<random>`, holding `diff/`; removed on drop unless installed.
+    pub(crate) dir: StagingDir,
+    /// The layer tarball.
+    pub(crate) blob: PendingBlob,
+    /// Sum of regular file sizes.
+    pub(crate) size: u64,
+}
+
+/// A directory removed on drop unless [`StagingDir::keep`] was called.
+#[derive(Debug)]
+pub(crate) struct StagingDir {
+    path: PathBuf,
+}
+
+impl StagingDir {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory was moved into place: nothing to remove.
+    pub(crate) fn keep(mut self) {
+        self.path = PathBuf::new();
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            if let Err(e) = persist::remove_tree(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove staging directory");
+            }
+        }
+    }
+}
+
+/// Reads `stream` (an uncompressed layer tar) once: unpacks it into a new staging directory
+/// and stores it as a pending blob, hashing it on the way.
+pub(crate) fn stage_layer(content: &ContentStore, ingest: &Path, stream: &mut dyn Read) -> Result<StagedLayer, ImageError> {
+    let mut writer = content.start()?;
+    let path = ingest.join(format!("layer-{}", persist::random_suffix()));
+    DirBuilder::new().mode(0o700).create(&path).map_err(ImageError::fs("create directory", &path))?;
+    let dir = StagingDir { path };
+    let diff = dir.path.join("diff");
+    DirBuilder::new().mode(0o755).create(&diff).map_err(ImageError::fs("create directory", &diff))?;
+
+    let mut tee = TeeReader { inner: stream, sink: &mut writer, sink_error: None };
+    let applied = apply_tar(&mut tee, &diff).and_then(|size| {
+        // Hash what follows the end-of-archive marker too: the diff id covers the whole stream.
+        io::copy(&mut tee, &mut io::sink()).map_err(|source| ImageError::ReadArchive { source })?;
+        Ok(size)
+    });
+    let size = match (applied, tee.sink_error.take()) {
+        (Ok(size), None) => size,
+        (_, Some(sink_error)) => return Err(ImageError::fs("write", writer.path())(sink_error)),
+        (Err(e), None) => return Err(e),
+    };
+    let blob = writer.finish()?;
+    Ok(StagedLayer { dir, blob, size })
+}
+
+/// Copies everything read from `inner` into `sink`. A write failure is kept aside so it is
+/// reported as the disk error it is, not as a bad archive.
+struct TeeReader<'a> {
+    inner: &'a mut dyn Read,
+    sink: &'a mut IngestWriter,
+    sink_error: Option<io::Error>,
+}
+
+impl Read for TeeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.sink.write_all(&buf[..n]) {
+            let message = e.to_string();
+            self.sink_error = Some(e);
+            return Err(io::Error::other(message));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn header(path: &str, kind: EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(path).expect("path");
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        header
+    }
+
+    fn file(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+        let header = header(path, EntryType::Regular, 0o644, data.len() as u64);
+        builder.append(&header, data).expect("append");
+    }
+
+    fn link(builder: &mut tar::Builder<Vec<u8>>, path: &str, kind: EntryType, target: &str) {
+        let mut header = header(path, kind, 0o777, 0);
+        builder.append_link(&mut header, path, target).expect("append link");
+    }
+
+    /// Writes raw header bytes, bypassing the tar crate's own path checks, as a hostile
+    /// archive would.
+    fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, path: &str, kind: EntryType, target: &str, data: &[u8]) {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data).expect("append");
+    }
+
+    fn unpack(bytes: &[u8]) -> (tempfile::TempDir, Result<u64, ImageError>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let result = apply_tar(&mut &bytes[..], dir.path());
+        (dir, result)
+    }
+
+    #[test]
+    fn unpacks_files_dirs_links_and_metadata() {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append(&header("./", EntryType::Directory, 0o755, 0), &[][..]).expect("root");
+        builder.append(&header("/abs/", EntryType::Directory, 0o750, 0), &[][..]).expect("dir");
+        file(&mut builder, "/abs/file", b"hello");
+        file(&mut builder, "implicit/parents/file", b"x");
+        builder.append(&header("setuid", EntryType::Regular, 0o4755, 2), &b"hi"[..]).expect("file");
+        link(&mut builder, "abs/sym", EntryType::Symlink, "/etc/passwd");
+        link(&mut builder, "abs/hard", EntryType::Link, "/abs/file");
+        file(&mut builder, "replaced", b"old");
+        file(&mut builder, "replaced", b"newer");
+        let (dir, result) = unpack(&builder.into_inner().expect("finish"));
+        let size = result.expect("unpack");
+        assert_eq!(size, 5 + 1 + 2 + 3 + 5);
+        let root = dir.path();
+        assert_eq!(fs::read(root.join("abs/file")).expect("read"), b"hello");
+        let meta = fs::metadata(root.join("abs")).expect("stat");
+        assert_eq!(meta.mode() & 0o7777, 0o750);
+        assert_eq!(meta.mtime(), 1_600_000_000);
+        assert_eq!(fs::metadata(root.join("setuid")).expect("stat").mode() & 0o7777, 0o4755);
+        assert_eq!(fs::metadata(root.join("abs/file")).expect("stat").mtime(), 1_600_000_000);
+        assert_eq!(fs::read_link(root.join("abs/sym")).expect("readlink"), Path::new("/etc/passwd"));
+        assert_eq!(fs::symlink_metadata(root.join("abs/sym")).expect("lstat").mtime(), 1_600_000_000);
+        let (a, b) = (fs::metadata(root.join("abs/file")).expect("stat"), fs::metadata(root.join("abs/hard")).expect("stat"));
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(fs::read(root.join("replaced")).expect("read"), b"newer");
+        assert_eq!(fs::metadata(root.join("implicit/parents")).expect("stat").mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        let mut dotdot = tar::Builder::new(Vec::new());
+        raw_entry(&mut dotdot, "../x", EntryType::Regular, "", b"evil");
+        let mut nested_dotdot = tar::Builder::new(Vec::new());
+        raw_entry(&mut nested_dotdot, "a/../../x", EntryType::Regular, "", b"evil");
+        let mut through_symlink = tar::Builder::new(Vec::new());
+        link(&mut through_symlink, "link", EntryType::Symlink, "/");
+        file(&mut through_symlink, "link/etc/x", b"evil");
+        let mut relative_symlink = tar::Builder::new(Vec::new());
+        link(&mut relative_symlink, "up", EntryType::Symlink, "../../..");
+        file(&mut relative_symlink, "up/x", b"evil");
+        let mut hardlink_out = tar::Builder::new(Vec::new());
+        raw_entry(&mut hardlink_out, "passwd", EntryType::Link, "/etc/passwd", b"");
+        let mut hardlink_dotdot = tar::Builder::new(Vec::new());
+        raw_entry(&mut hardlink_dotdot, "h", EntryType::Link, "../outside", b"");
+        let mut hardlink_via_symlink = tar::Builder::new(Vec::new());
+        link(&mut hardlink_via_symlink, "etc", EntryType::Symlink, "/etc");
+        raw_entry(&mut hardlink_via_symlink, "h", EntryType::Link, "etc/passwd", b"");
+        for (name, builder) in [
+            ("dotdot", dotdot),
+            ("nested dotdot", nested_dotdot),
+            ("through symlink", through_symlink),
+            ("relative symlink", relative_symlink),
+            ("hardlink out", hardlink_out),
+            ("hardlink dotdot", hardlink_dotdot),
+            ("hardlink via symlink", hardlink_via_symlink),
+        ] {
+            let outside = tempfile::tempdir().expect("tempdir");
+            let layer = outside.path().join("a/b/layer");
+            fs::create_dir_all(&layer).expect("mkdir");
+            let bytes = builder.into_inner().expect("finish");
+            let err = apply_tar(&mut &bytes[..], &layer).expect_err(name);
+            assert!(matches!(err, ImageError::UnsafeArchiveEntry { .. }), "{name}: {err}");
+            assert!(!outside.path().join("x").exists() && !outside.path().join("a/x").exists(), "{name}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_corrupt_archives_fail() {
+        let mut builder = tar::Builder::new(Vec::new());
+        file(&mut builder, "big", &vec![7u8; 10_000]);
+        file(&mut builder, "after", b"x");
+        let bytes = builder.into_inner().expect("finish");
+        let (_dir, result) = unpack(&bytes[..3000]);
+        assert!(matches!(result, Err(ImageError::ReadArchive { .. })), "{result:?}");
+        let mut corrupt = bytes.clone();
+        corrupt[100] ^= 0xff; // inside the first header: checksum no longer matches
+        let (_dir, result) = unpack(&corrupt);
+        assert!(matches!(result, Err(ImageError::ReadArchive { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn stage_layer_hashes_the_whole_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["blobs", "ingest"] {
+            fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        let content = ContentStore::new(dir.path().join("blobs"), dir.path().join("ingest"));
+        let mut builder = tar::Builder::new(Vec::new());
+        file(&mut builder, "f", b"data");
+        let mut bytes = builder.into_inner().expect("finish");
+        bytes.extend_from_slice(&[0u8; 4096]); // padding after the end marker, as tar(1) writes
+        let staged = stage_layer(&content, &dir.path().join("ingest"), &mut &bytes[..]).expect("stage");
+        assert_eq!(staged.blob.digest(), crate::content::sha256_digest(&bytes));
+        assert_eq!(staged.blob.size(), bytes.len() as u64);
+        assert_eq!(staged.size, 4);
+        assert_eq!(fs::read(staged.dir.path().join("diff/f")).expect("read"), b"data");
+        drop(staged);
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0);
+
+        let err = stage_layer(&content, &dir.path().join("ingest"), &mut &bytes[..700]).expect_err("truncated");
+        assert!(matches!(err, ImageError::ReadArchive { .. }), "{err}");
+        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0, "nothing left behind");
+    }
+}

@@ -1,0 +1,139 @@
+//! Crash-safe file operations: atomic replacement of metadata files and deletion through a
+//! trash directory.
+//!
+//! A metadata file is written to `.<name>.tmp-<random>` in the same directory, flushed, and
+//! renamed over the old one, so a crash leaves the old or the new file, never a torn one; a
+//! stray temp file is ignored and removed at the next open. A tree is deleted by renaming it
+//! into `trash/` first (one atomic step that makes it invisible), then removing it; whatever a
+//! crash leaves in `trash/` is removed at the next open.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::ImageError;
+
+const TEMP_MARKER: &str = ".tmp-";
+
+/// A short random suffix for temp and trash names.
+pub(crate) fn random_suffix() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+/// Replaces `path` with `bytes` atomically. With `durable`, the data and the rename are on
+/// disk before this returns (fsync of file and directory).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {
+    let dir = path.parent().expect("metadata files live in a directory");
+    let name = path.file_name().expect("metadata files have a name").to_string_lossy();
+    let temp = dir.join(format!(".{name}{TEMP_MARKER}{}", random_suffix()));
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(ImageError::fs("create", &temp))?;
+        file.write_all(bytes).map_err(ImageError::fs("write", &temp))?;
+        if durable {
+            file.sync_all().map_err(ImageError::fs("fsync", &temp))?;
+        }
+        fs::rename(&temp, path).map_err(ImageError::fs("rename into place", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a directory, making renames and creations in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(ImageError::fs("fsync directory", dir))
+}
+
+/// Removes temp files a crash left between write and rename.
+pub(crate) fn remove_stray_temps(dir: &Path) -> Result<(), ImageError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ImageError::fs("read directory", dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(ImageError::fs("read directory", dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(TEMP_MARKER) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(ImageError::fs("remove stray temp file", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a file or tree crash-safely: rename into `trash`, then remove.
+pub(crate) fn remove_via_trash(trash: &Path, path: &Path) -> Result<(), ImageError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let target: PathBuf = trash.join(format!("{name}-{}", random_suffix()));
+    match fs::rename(path, &target) {
+        Ok(()) => remove_tree(&target),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ImageError::fs("move to trash", path)(e)),
+    }
+}
+
+/// Removes a file, symlink or directory tree (no error when it is already gone).
+pub(crate) fn remove_tree(path: &Path) -> Result<(), ImageError> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ImageError::fs("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes everything inside `dir` (the trash, the ingest area).
+pub(crate) fn empty_dir(dir: &Path) -> Result<(), ImageError> {
+    for entry in fs::read_dir(dir).map_err(ImageError::fs("read directory", dir))? {
+        let entry = entry.map_err(ImageError::fs("read directory", dir))?;
+        remove_tree(&entry.path())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_temp_files_are_cleaned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"old", true).expect("write");
+        write_atomic(&path, b"new", false).expect("write");
+        assert_eq!(fs::read(&path).expect("read"), b"new");
+        // A crash between temp write and rename.
+        fs::write(dir.path().join(".state.json.tmp-deadbeef"), b"torn").expect("write temp");
+        remove_stray_temps(dir.path()).expect("clean");
+        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, ["state.json"]);
+        assert_eq!(fs::read(&path).expect("read"), b"new");
+    }
+
+    #[test]
+    fn trash_removal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let trash = dir.path().join("trash");
+        fs::create_dir(&trash).expect("mkdir");
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("a/b")).expect("mkdir");
+        fs::write(tree.join("a/b/f"), b"x").expect("write");
+        remove_via_trash(&trash, &tree).expect("remove");
+        assert!(!tree.exists());
+        assert_eq!(fs::read_dir(&trash).expect("ls").count(), 0);
+        remove_via_trash(&trash, &tree).expect("already gone is fine");
+        fs::create_dir(trash.join("left-by-crash")).expect("mkdir");
+        empty_dir(&trash).expect("empty");
+        assert_eq!(fs::read_dir(&trash).expect("ls").count(), 0);
+    }
+}

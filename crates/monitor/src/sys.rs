@@ -1,0 +1,121 @@
+//! The few raw system calls the safe wrappers do not cover: signal handlers, the pty size,
+//! and adopting a file descriptor received over SCM_RIGHTS.
+//!
+//! Signals: the monitor installs *handlers* rather than ignoring or blocking signals, because
+//! ignored dispositions and the blocked mask survive `execve` and would leak into the
+//! container, while handlers are reset to the default by it. SIGCHLD's handler writes a byte
+//! to a self-pipe the event loop polls; SIGPIPE, SIGHUP, SIGINT and SIGTERM get a handler that
+//! does nothing, so neither a closed client nor the daemon's death ends the monitor.
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+/// The write end of the SIGCHLD self-pipe. A signal handler can only reach process-wide
+/// state, so this is the one static of the monitor.
+static SIGCHLD_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_signal: libc::c_int) {
+    let fd = SIGCHLD_PIPE.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    let saved = Errno::last_raw();
+    let byte = 0u8;
+    // SAFETY: write(2) is async-signal-safe; `fd` is the self-pipe's non-blocking write end,
+    // open for the rest of the process's life; the buffer is one valid byte on the stack. A
+    // full pipe (EAGAIN) is fine: a wake-up is already pending.
+    let _ = unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    Errno::set_raw(saved);
+}
+
+extern "C" fn on_ignored_signal(_signal: libc::c_int) {}
+
+/// Installs the monitor's signal handlers; `sigchld_write` (non-blocking) is kept open for the
+/// process's lifetime.
+pub fn install_signal_handlers(sigchld_write: OwnedFd) -> Result<(), Errno> {
+    SIGCHLD_PIPE.store(sigchld_write.into_raw_fd(), Ordering::Relaxed);
+    let chld = SigAction::new(
+        SigHandler::Handler(on_sigchld),
+        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only calls async-signal-safe functions (an atomic load, write(2),
+    // errno save/restore).
+    unsafe { sigaction(Signal::SIGCHLD, &chld) }?;
+    let noop = SigAction::new(
+        SigHandler::Handler(on_ignored_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [
+        Signal::SIGPIPE,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler does nothing, which is async-signal-safe.
+        unsafe { sigaction(signal, &noop) }?;
+    }
+    Ok(())
+}
+
+/// Sets a pty's window size (TIOCSWINSZ on the master).
+pub fn set_window_size(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `master` is an open fd for the call's duration; TIOCSWINSZ only reads one
+    // `winsize` through the pointer, which points at a live local.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &raw const size) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of a descriptor the kernel just installed in this process (SCM_RIGHTS).
+pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was created for this process by recvmsg(2) and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_size_reaches_the_pty() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        set_window_size(
+            std::os::fd::AsFd::as_fd(&pty.master),
+            31,
+            97,
+        )
+        .expect("resize");
+        let termios_size = {
+            let mut size = libc::winsize {
+                ws_row: 0,
+                ws_col: 0,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: the slave is open; TIOCGWINSZ writes one winsize into the local.
+            let rc = unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &raw mut size) };
+            assert_eq!(rc, 0);
+            size
+        };
+        assert_eq!((termios_size.ws_row, termios_size.ws_col), (31, 97));
+        assert!(set_window_size(
+            std::os::fd::AsFd::as_fd(&std::fs::File::open("/dev/null").expect("null")),
+            1,
+            1
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,440 @@
+//! mount(2) for the container: the overlay root, `spec.mounts` (filesystems and bind mounts),
+//! the cgroup filesystem, masked and read-only paths.
+//! See <https://man7.org/linux/man-pages/man2/mount.2.html>.
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+
+use crate::OverlayMount;
+use crate::rootfs::path::secure_join;
+use crate::sync::{Failure, at, at_io};
+use crate::Step;
+
+/// overlayfs options longer than this risk the one-page limit of mount(2)'s data argument.
+const MAX_MOUNT_DATA: usize = 3000;
+
+/// fstab-style options split into mount flags and filesystem data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct MountOptions {
+    /// Flags to set.
+    pub flags: MsFlags,
+    /// Propagation changes applied after mounting, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options (`mode=755,size=65536k`).
+    pub data: String,
+    /// `bind` or `rbind`.
+    pub bind: bool,
+}
+
+/// Parses mount options the way runc does (unknown words are filesystem data).
+pub(crate) fn parse_options(options: &[String]) -> MountOptions {
+    let mut parsed = MountOptions::default();
+    let mut data: Vec<&str> = Vec::new();
+    for option in options {
+        let (set, clear) = match option.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "bind" => {
+                parsed.bind = true;
+                (MsFlags::MS_BIND, MsFlags::empty())
+            }
+            "rbind" => {
+                parsed.bind = true;
+                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                parsed.propagation.push(propagation(option).expect("listed above"));
+                continue;
+            }
+            other => {
+                data.push(other);
+                continue;
+            }
+        };
+        parsed.flags.insert(set);
+        parsed.flags.remove(clear);
+    }
+    parsed.data = data.join(",");
+    parsed
+}
+
+/// Mount propagation flags for `shared`, `rslave`, ….
+pub(crate) fn propagation(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// What a `spec.mounts` entry mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MountKind {
+    /// A host file or directory.
+    Bind { source: PathBuf },
+    /// The cgroup filesystem (the container's own cgroups, read-only).
+    Cgroup,
+    /// Any other filesystem.
+    Filesystem { fstype: String, source: String },
+}
+
+/// One prepared `spec.mounts` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountPlan {
+    /// Path inside the container.
+    pub destination: PathBuf,
+    pub kind: MountKind,
+    pub options: MountOptions,
+}
+
+impl MountPlan {
+    /// Prepares `mount`; relative bind sources are relative to `bundle`.
+    pub(crate) fn new(entry: &oci_spec::runtime::Mount, bundle: &Path) -> Self {
+        let options = parse_options(entry.options().as_deref().unwrap_or_default());
+        let fstype = entry.typ().clone().unwrap_or_default();
+        let source = entry.source().clone().unwrap_or_default();
+        let kind = if options.bind || fstype == "bind" {
+            MountKind::Bind { source: bundle.join(source) }
+        } else if fstype == "cgroup" || fstype == "cgroup2" {
+            MountKind::Cgroup
+        } else {
+            MountKind::Filesystem { fstype, source: source.to_string_lossy().into_owned() }
+        };
+        MountPlan { destination: entry.destination().clone(), kind, options }
+    }
+}
+
+/// overlayfs' data argument, with paths relative to `base` when given.
+pub(crate) fn overlay_data(overlay: &OverlayMount, base: Option<&Path>) -> String {
+    let show = |path: &Path| {
+        let shown = base.and_then(|base| path.strip_prefix(base).ok()).unwrap_or(path);
+        // overlayfs splits lowerdir on ':' and options on ','; a backslash escapes both.
+        let mut escaped = String::new();
+        for c in shown.to_string_lossy().chars() {
+            if matches!(c, ':' | ',' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        escaped
+    };
+    let lower: Vec<String> = overlay.lowerdirs.iter().map(|dir| show(dir)).collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        show(&overlay.upperdir),
+        show(&overlay.workdir)
+    )
+}
+
+/// The deepest directory containing every layer dir, upper and work dir.
+fn common_parent(overlay: &OverlayMount) -> Option<PathBuf> {
+    let mut dirs = overlay.lowerdirs.iter().chain([&overlay.upperdir, &overlay.workdir]);
+    let mut common = dirs.next()?.parent()?.to_owned();
+    for dir in dirs {
+        while !dir.starts_with(&common) {
+            common = common.parent()?.to_owned();
+        }
+    }
+    Some(common)
+}
+
+/// Mounts `overlay` at `target`. When the options would not fit in one page, mounts from the
+/// layers' common parent with relative paths (the child process's cwd is its own).
+pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(), Failure> {
+    let mut data = overlay_data(overlay, None);
+    if data.len() > MAX_MOUNT_DATA {
+        if let Some(base) = common_parent(overlay) {
+            nix::unistd::chdir(&base).map_err(at(Step::MountOverlay, &base))?;
+            data = overlay_data(overlay, Some(&base));
+        }
+    }
+    if data.len() > MAX_MOUNT_DATA {
+        return Err(Failure::new(Step::MountOverlay, target, nix::Error::E2BIG));
+    }
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .map_err(at(Step::MountOverlay, target))
+}
+
+/// Creates `path` as a directory, or as an empty file when `file`, with missing parents.
+fn create_target(path: &Path, file: bool) -> Result<(), Failure> {
+    if file {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(at_io(Step::CreateMountTarget, parent))?;
+        }
+        match fs::OpenOptions::new().write(true).create(true).truncate(false).open(path) {
+            Ok(_) => Ok(()),
+            // A directory (or anything) already there: let mount(2) decide.
+            Err(err) if err.raw_os_error() == Some(libc::EISDIR) => Ok(()),
+            Err(err) => Err(Failure::io(Step::CreateMountTarget, path, &err)),
+        }
+    } else {
+        fs::create_dir_all(path).map_err(at_io(Step::CreateMountTarget, path))
+    }
+}
+
+/// Host facts the cgroup mount needs, read before pivot_root.
+#[derive(Debug, Clone)]
+pub(crate) struct CgroupHost {
+    /// Normally `/sys/fs/cgroup`.
+    pub root: PathBuf,
+    /// The container has its own cgroup namespace.
+    pub namespaced: bool,
+}
+
+/// Mounts one `spec.mounts` entry under `rootfs`.
+pub(crate) fn mount_entry(rootfs: &Path, plan: &MountPlan, cgroup: &CgroupHost) -> Result<(), Failure> {
+    let dest = secure_join(rootfs, &plan.destination).map_err(at_io(Step::CreateMountTarget, &plan.destination))?;
+    let options = &plan.options;
+    match &plan.kind {
+        MountKind::Bind { source } => {
+            let is_file = fs::metadata(source).map(|m| !m.is_dir()).map_err(at_io(Step::Mount, source))?;
+            create_target(&dest, is_file)?;
+            let bind_flags = options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+            mount(Some(source.as_path()), &dest, None::<&str>, bind_flags, None::<&str>)
+                .map_err(at(Step::Mount, &dest))?;
+            // A bind mount ignores every other flag; they take a remount.
+            let extra = options.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            if !extra.is_empty() {
+                mount(None::<&str>, &dest, None::<&str>, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
+                    .map_err(at(Step::RemountBind, &dest))?;
+            }
+        }
+        MountKind::Cgroup => {
+            create_target(&dest, false)?;
+            mount_cgroup(&dest, options.flags, cgroup)?;
+        }
+        MountKind::Filesystem { fstype, source } => {
+            create_target(&dest, false)?;
+            let data = (!options.data.is_empty()).then_some(options.data.as_str());
+            mount(Some(source.as_str()), &dest, Some(fstype.as_str()), options.flags, data)
+                .map_err(at(Step::Mount, &dest))?;
+        }
+    }
+    for flags in &options.propagation {
+        mount(None::<&str>, &dest, None::<&str>, *flags, None::<&str>).map_err(at(Step::MountPropagation, &dest))?;
+    }
+    Ok(())
+}
+
+/// One line of /proc/self/cgroup: hierarchy controllers and the process's path in it.
+fn own_cgroups() -> io::Result<Vec<(String, String)>> {
+    let text = fs::read_to_string("/proc/self/cgroup")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?.to_owned();
+            let path = parts.next()?.to_owned();
+            Some((controllers, path))
+        })
+        .collect())
+}
+
+/// The cgroup filesystem as runc shows it: cgroup2 itself in a cgroup namespace; otherwise
+/// read-only binds of the container's own cgroup directories (one per v1 hierarchy, under a
+/// tmpfs), so the container sees its limits and nothing of its siblings.
+fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Failure> {
+    let flags = flags - MsFlags::MS_RDONLY;
+    let readonly = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let cgroup2 = crate::spec::is_cgroup2_root(&host.root);
+    if cgroup2 && host.namespaced {
+        return mount(Some("cgroup2"), dest, Some("cgroup2"), flags | MsFlags::MS_RDONLY, None::<&str>)
+            .map_err(at(Step::Mount, dest));
+    }
+    let own = own_cgroups().map_err(at_io(Step::Mount, Path::new("/proc/self/cgroup")))?;
+    let bind_ro = |source: &Path, target: &Path| -> Result<(), Failure> {
+        mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(at(Step::Mount, target))?;
+        mount(None::<&str>, target, None::<&str>, readonly | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
+            .map_err(at(Step::RemountBind, target))
+    };
+    if cgroup2 {
+        let path = own.iter().find(|(controllers, _)| controllers.is_empty()).map(|(_, p)| p.as_str()).unwrap_or("/");
+        return bind_ro(&host.root.join(path.trim_start_matches('/')), dest);
+    }
+    mount(Some("tmpfs"), dest, Some("tmpfs"), flags, Some("mode=755")).map_err(at(Step::Mount, dest))?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(at_io(Step::Mount, Path::new("/proc/self/mountinfo")))?;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let (Some(mount_point), Some(fstype), Some(super_options)) =
+            (fields.get(4), fields.get(sep + 1), fields.get(sep + 3))
+        else {
+            continue;
+        };
+        let mount_point = Path::new(mount_point);
+        let Ok(name) = mount_point.strip_prefix(&host.root) else { continue };
+        if name.as_os_str().is_empty() || name.components().count() != 1 {
+            continue;
+        }
+        let subpath = match *fstype {
+            "cgroup2" => own.iter().find(|(c, _)| c.is_empty()).map(|(_, p)| p.clone()),
+            "cgroup" => {
+                let opts: Vec<&str> = super_options.split(',').collect();
+                own.iter()
+                    .find(|(controllers, _)| {
+                        !controllers.is_empty() && controllers.split(',').all(|c| opts.contains(&c))
+                    })
+                    .map(|(_, p)| p.clone())
+            }
+            _ => None,
+        };
+        let Some(subpath) = subpath else { continue };
+        let target = dest.join(name);
+        fs::create_dir_all(&target).map_err(at_io(Step::CreateMountTarget, &target))?;
+        bind_ro(&mount_point.join(subpath.trim_start_matches('/')), &target)?;
+        // `cpu` and `cpuacct` name the `cpu,cpuacct` hierarchy, as on the host.
+        let name = name.to_string_lossy();
+        if name.contains(',') {
+            for alias in name.split(',') {
+                let link = dest.join(alias);
+                if let Err(err) = std::os::unix::fs::symlink(name.as_ref(), &link) {
+                    if err.kind() != io::ErrorKind::AlreadyExists {
+                        return Err(Failure::io(Step::CreateSymlink, &link, &err));
+                    }
+                }
+            }
+        }
+    }
+    mount(None::<&str>, dest, None::<&str>, flags | readonly | MsFlags::MS_REMOUNT, Some("mode=755"))
+        .map_err(at(Step::RemountBind, dest))
+}
+
+/// Hides `path` (after pivot_root): /dev/null over files, an empty read-only tmpfs over
+/// directories; missing paths are fine.
+pub(crate) fn mask_path(path: &Path) -> Result<(), Failure> {
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(Failure::io(Step::MaskPath, path, &err)),
+    };
+    let result = if metadata.is_dir() {
+        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+    } else {
+        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    };
+    result.map_err(at(Step::MaskPath, path))
+}
+
+/// Makes `path` read-only (after pivot_root); missing paths are fine.
+pub(crate) fn readonly_path(path: &Path) -> Result<(), Failure> {
+    match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+        Ok(()) => {}
+        Err(nix::Error::ENOENT) => return Ok(()),
+        Err(errno) => return Err(Failure::new(Step::ReadonlyPath, path, errno)),
+    }
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(at(Step::ReadonlyPath, path))
+}
+
+/// Remounts the container's `/` read-only (after pivot_root).
+pub(crate) fn readonly_root() -> Result<(), Failure> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(at(Step::ReadonlyRoot, Path::new("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn flags_and_data_split_like_runc() {
+        let parsed = parse_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
+        assert_eq!(parsed.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(parsed.data, "mode=755,size=65536k");
+        assert!(!parsed.bind);
+    }
+
+    #[test]
+    fn bind_options_and_propagation() {
+        let parsed = parse_options(&opts(&["rbind", "ro", "rprivate", "rw"]));
+        assert!(parsed.bind);
+        assert_eq!(parsed.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(parsed.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn mount_plans_classify_entries() {
+        let spec = crate::spec::base_spec_for(false);
+        let plans: Vec<MountPlan> = spec.mounts().iter().flatten().map(|m| MountPlan::new(m, Path::new("/b"))).collect();
+        assert!(matches!(plans[0].kind, MountKind::Filesystem { ref fstype, .. } if fstype == "proc"));
+        assert_eq!(plans[4].kind, MountKind::Cgroup);
+        let mut bind = oci_spec::runtime::Mount::default();
+        bind.set_destination("/etc/hosts".into());
+        bind.set_typ(Some("bind".into()));
+        bind.set_source(Some("hosts".into()));
+        bind.set_options(Some(opts(&["rbind", "ro"])));
+        let plan = MountPlan::new(&bind, Path::new("/b"));
+        assert_eq!(plan.kind, MountKind::Bind { source: "/b/hosts".into() });
+        assert!(plan.options.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn overlay_data_lists_layers_topmost_first() {
+        let overlay = OverlayMount {
+            lowerdirs: vec!["/l/2".into(), "/l/1".into()],
+            upperdir: "/c/up".into(),
+            workdir: "/c/work".into(),
+        };
+        assert_eq!(overlay_data(&overlay, None), "lowerdir=/l/2:/l/1,upperdir=/c/up,workdir=/c/work");
+    }
+
+    #[test]
+    fn long_overlay_data_goes_relative() {
+        let base = PathBuf::from("/var/lib/berth/image/overlay/snapshots");
+        let overlay = OverlayMount {
+            lowerdirs: (0..60).map(|i| base.join(format!("{i:064}/fs"))).collect(),
+            upperdir: base.join("c/up"),
+            workdir: base.join("c/work"),
+        };
+        assert!(overlay_data(&overlay, None).len() > MAX_MOUNT_DATA);
+        let common = common_parent(&overlay).expect("common parent");
+        assert_eq!(common, base);
+        let relative = overlay_data(&overlay, Some(&common));
+        assert!(relative.starts_with(&format!("lowerdir={:064}/fs:", 0)));
+        assert!(relative.len() < overlay_data(&overlay, None).len());
+    }
+
+    #[test]
+    fn overlay_escapes_separators() {
+        let overlay = OverlayMount { lowerdirs: vec!["/a:b".into()], upperdir: "/u,v".into(), workdir: "/w".into() };
+        assert_eq!(overlay_data(&overlay, None), "lowerdir=/a\\:b,upperdir=/u\\,v,workdir=/w");
+    }
+}

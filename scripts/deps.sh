@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages berth needs to build, run and test (idempotent).
+set -euo pipefail
+pkgs=(busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

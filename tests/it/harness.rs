@@ -1,0 +1,233 @@
+//! The integration-test environment: one berth daemon of our own (own socket, data root and run
+//! root under a temp dir), the busybox image bootstrapped into it, and helpers to run the
+//! `berth` and `docker` CLIs against it. Everything is torn down and checked for leaks at the end.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The berth binary under test.
+pub fn berth_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+}
+
+/// The real docker CLI, when present.
+pub fn docker_exe() -> Option<PathBuf> {
+    ["/usr/local/bin/docker", "/usr/bin/docker"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A running test daemon.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// Temp dir holding everything.
+    pub root: PathBuf,
+    /// Data root.
+    pub data_root: PathBuf,
+    /// Run root.
+    pub run_root: PathBuf,
+    /// The socket.
+    pub socket: PathBuf,
+    daemon: std::sync::Mutex<Option<Child>>,
+    cgroups_before: Vec<PathBuf>,
+}
+
+/// berth's cgroup dirs on this host right now (another berth may own some: compare before/after).
+fn berth_cgroups() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for ctl in ["memory", "pids", "cpu", "freezer", ""] {
+        let d = Path::new("/sys/fs/cgroup").join(ctl).join("berth");
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            out.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+    }
+    out
+}
+
+/// The result of a CLI run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    /// Asserts success and returns trimmed stdout.
+    #[track_caller]
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        self.stdout.trim().to_string()
+    }
+}
+
+impl TestEnv {
+    /// Starts a daemon in a fresh temp dir and bootstraps busybox.
+    pub fn start() -> TestEnv {
+        let root = std::env::temp_dir().join(format!("berth-it-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create test root");
+        let env = TestEnv {
+            data_root: root.join("data"),
+            run_root: root.join("run"),
+            socket: root.join("run/berth.sock"),
+            root,
+            daemon: std::sync::Mutex::new(None),
+            cgroups_before: berth_cgroups(),
+        };
+        env.start_daemon();
+        let r = env.berth(&["image", "bootstrap", "busybox"]);
+        assert_eq!(r.code, 0, "bootstrap failed: {r:?}");
+        env
+    }
+
+    /// `unix://…` for DOCKER_HOST.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Starts (or restarts) the daemon and waits until it answers.
+    pub fn start_daemon(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(berth_exe())
+            .args(["daemon", "-H", &self.host(), "--data-root"])
+            .arg(&self.data_root)
+            .arg("--exec-root")
+            .arg(&self.run_root)
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        *self.daemon.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not come up; log:\n{}", self.daemon_log());
+    }
+
+    /// Sends `signal` to the daemon and reaps it.
+    pub fn stop_daemon(&self, signal: i32) {
+        if let Some(mut c) = self.daemon.lock().unwrap().take() {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(c.id() as i32, signal) };
+            let _ = c.wait();
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn cmd(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(exe);
+        c.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("BERTH_HOST", self.host())
+            .env("DOCKER_CONFIG", self.root.join("docker-config"))
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `berth ARGS` against the test daemon.
+    pub fn berth(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(&berth_exe(), args).output().expect("run berth"))
+    }
+
+    /// Runs `berth ARGS` with `input` on stdin.
+    pub fn berth_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut c = self.cmd(&berth_exe(), args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn berth");
+        c.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        Run::from(c.wait_with_output().expect("wait berth"))
+    }
+
+    /// Spawns `berth ARGS` without waiting.
+    pub fn berth_spawn(&self, args: &[&str]) -> Child {
+        self.cmd(&berth_exe(), args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn berth")
+    }
+
+    /// Runs the real `docker ARGS` against the test daemon; None when docker is absent.
+    pub fn docker(&self, args: &[&str]) -> Option<Run> {
+        let exe = docker_exe()?;
+        Some(Run::from(self.cmd(&exe, args).output().expect("run docker")))
+    }
+
+    /// Runs the real docker with stdin.
+    pub fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Option<Run> {
+        use std::io::Write;
+        let exe = docker_exe()?;
+        let mut c = self.cmd(&exe, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn docker");
+        c.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        Some(Run::from(c.wait_with_output().expect("wait docker")))
+    }
+
+    /// `inspect -f TEMPLATE NAME`.
+    pub fn inspect(&self, name: &str, template: &str) -> String {
+        self.berth(&["inspect", "-f", template, name]).ok()
+    }
+
+    /// Polls `f` until it is true or `secs` pass.
+    pub fn eventually(&self, secs: u64, mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Removes every container, stops the daemon, and reports what leaked.
+    pub fn teardown(&self) -> Vec<String> {
+        let ids = self.berth(&["ps", "-aq"]).stdout;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().copied());
+            let _ = self.berth(&args);
+        }
+        self.stop_daemon(libc::SIGTERM);
+        let mut leaks = Vec::new();
+        let root = self.root.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for l in mounts.lines().filter(|l| l.contains(&root)) {
+            leaks.push(format!("mount: {l}"));
+        }
+        for p in berth_cgroups() {
+            if !self.cgroups_before.contains(&p) {
+                leaks.push(format!("cgroup: {}", p.display()));
+            }
+        }
+        let out = Command::new("pgrep").args(["-fa", &root]).output();
+        if let Ok(o) = out {
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                leaks.push(format!("process: {l}"));
+            }
+        }
+        if leaks.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+        leaks
+    }
+}
