@@ -1,0 +1,268 @@
+//! Root tests of berth-cgroups on the real host (cgroup v1 here; pure v2 hosts are covered
+//! by fixtures in the unit tests). They skip unless `BERTH_TEST_ROOT=1`. Each test makes its
+//! own parent cgroup `/berth-test-<pid>-<n>` and removes it, its processes and its children
+//! on the way out, even when an assertion fails.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use berth_cgroups::{Cgroup, CgroupError, CgroupVersion, Resources};
+use berth_errdefs::{Classify, ErrorKind};
+
+const ROOT: &str = "/sys/fs/cgroup";
+const V1_CONTROLLERS: [&str; 8] = ["memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio", "devices"];
+
+/// Whether root tests may run: skip (with a line) unless asked; fail if asked without root.
+fn require_root() -> bool {
+    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
+        eprintln!("skipping: set BERTH_TEST_ROOT=1 to run cgroup tests as root");
+        return false;
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid_line.split_whitespace().nth(2), Some("0"), "BERTH_TEST_ROOT=1 needs root");
+    true
+}
+
+/// A test's cgroup under a unique parent, with the processes it started; dropping it
+/// kills them, destroys the cgroup and removes the parent from every hierarchy.
+struct Fixture {
+    parent: String,
+    cgroup: Cgroup,
+    children: Vec<Child>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let parent = format!("berth-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let cgroup = Cgroup::new(Path::new(ROOT), &format!("/{parent}/ctr"));
+        Fixture { parent, cgroup, children: Vec::new() }
+    }
+
+    fn dir(&self, controller: &str) -> PathBuf {
+        Path::new(ROOT).join(controller).join(&self.parent).join("ctr")
+    }
+
+    fn read(&self, controller: &str, file: &str) -> String {
+        fs::read_to_string(self.dir(controller).join(file)).unwrap().trim().to_string()
+    }
+
+    /// Starts `script` under `sh`, blocked on reading a line from stdin, and moves it into
+    /// the cgroup; `release` lets it go on, so it runs (and allocates) inside the cgroup.
+    fn spawn_blocked(&mut self, script: &str) -> (i32, ChildStdin, ChildStdout) {
+        let mut child = Command::new("/bin/busybox")
+            .args(["sh", "-c", &format!("read go; {script}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        self.children.push(child);
+        self.cgroup.add_pid(pid).unwrap();
+        (pid, stdin, stdout)
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.children.last_mut().unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.cgroup.thaw();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let destroyed = self.cgroup.destroy();
+        for controller in V1_CONTROLLERS {
+            let _ = fs::remove_dir(Path::new(ROOT).join(controller).join(&self.parent));
+        }
+        if !thread::panicking() {
+            destroyed.unwrap();
+            for controller in V1_CONTROLLERS {
+                let parent = Path::new(ROOT).join(controller).join(&self.parent);
+                assert!(!parent.exists(), "{} left behind", parent.display());
+            }
+        }
+    }
+}
+
+fn release(stdin: &mut ChildStdin) {
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+}
+
+/// Waits until `pid` runs `comm` (its `exec` happened inside the cgroup).
+fn wait_for_comm(pid: i32, comm: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != comm {
+        assert!(Instant::now() < deadline, "pid {pid} never became {comm}");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn v1_lifecycle_limits_freeze_stats_destroy() {
+    if !require_root() {
+        return;
+    }
+    assert_eq!(Cgroup::detect(Path::new(ROOT)), CgroupVersion::V1);
+    let mut fixture = Fixture::new();
+    let resources = Resources {
+        memory: Some(64 << 20),
+        memory_swap: Some(128 << 20),
+        memory_reservation: Some(32 << 20),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        cpu_shares: Some(512),
+        cpuset_cpus: Some("0".into()),
+        pids_limit: Some(64),
+    };
+    let started = Instant::now();
+    fixture.cgroup.create(&resources).unwrap();
+    eprintln!("create took {:?}", started.elapsed());
+
+    assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "134217728");
+    assert_eq!(fixture.read("memory", "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(fixture.read("cpu", "cpu.shares"), "512");
+    assert_eq!(fixture.read("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(fixture.read("cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(fixture.read("pids", "pids.max"), "64");
+    assert_eq!(fixture.read("cpuset", "cpuset.cpus"), "0");
+    let host_mems = fs::read_to_string(Path::new(ROOT).join("cpuset/cpuset.mems")).unwrap();
+    assert_eq!(fixture.read("cpuset", "cpuset.mems"), host_mems.trim());
+    let devices = fixture.read("devices", "devices.list");
+    for rule in ["c 1:3 rwm", "c 136:* rwm", "c 10:200 rwm", "b *:* m"] {
+        assert!(devices.lines().any(|l| l == rule), "{rule} missing from {devices}");
+    }
+    assert!(!devices.contains("a *:* rwm"), "{devices}");
+
+    let (pid, mut stdin, _stdout) = fixture.spawn_blocked("exec /bin/busybox sleep 30");
+    let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for controller in V1_CONTROLLERS {
+        let line = format!(":{controller}:/{}/ctr", fixture.parent);
+        assert!(proc_cgroup.lines().any(|l| l.ends_with(&line)), "{line} not in {proc_cgroup}");
+    }
+    assert_eq!(fixture.cgroup.pids().unwrap(), vec![pid]);
+    release(&mut stdin);
+    wait_for_comm(pid, "sleep");
+
+    fixture.cgroup.freeze().unwrap();
+    assert!(fixture.cgroup.frozen().unwrap());
+    assert_eq!(fixture.read("freezer", "freezer.state"), "FROZEN");
+    fixture.cgroup.thaw().unwrap();
+    assert!(!fixture.cgroup.frozen().unwrap());
+    assert_eq!(fixture.read("freezer", "freezer.state"), "THAWED");
+
+    let stats = fixture.cgroup.stats().unwrap();
+    assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+    assert!(!stats.percpu_usage_ns.is_empty(), "{stats:?}");
+    assert!(stats.memory_usage > 0, "{stats:?}");
+    assert_eq!(stats.memory_limit, 64 << 20);
+    assert_eq!((stats.pids_current, stats.pids_limit), (1, 64));
+
+    // Lowering: the limit must go before memsw; raising past memsw: memsw first.
+    let lower = Resources { memory: Some(32 << 20), memory_swap: Some(48 << 20), pids_limit: Some(0), ..Default::default() };
+    fixture.cgroup.update(&lower).unwrap();
+    assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "33554432");
+    assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "50331648");
+    assert_eq!(fixture.read("pids", "pids.max"), "max");
+    let raise = Resources { memory: Some(256 << 20), memory_swap: Some(512 << 20), ..Default::default() };
+    fixture.cgroup.update(&raise).unwrap();
+    assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "268435456");
+    assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "536870912");
+    assert!(!fixture.cgroup.oom_killed());
+
+    fixture.child().kill().unwrap();
+    fixture.child().wait().unwrap();
+    fixture.cgroup.destroy().unwrap();
+    for controller in V1_CONTROLLERS {
+        assert!(!fixture.dir(controller).exists(), "{controller} cgroup left behind");
+    }
+    assert_eq!(fixture.cgroup.pids().unwrap(), Vec::<i32>::new());
+    assert_eq!(fixture.cgroup.stats().unwrap(), berth_cgroups::Stats::default());
+}
+
+#[test]
+fn v1_oom_kill_is_reported() {
+    if !require_root() {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let limit = Resources { memory: Some(16 << 20), memory_swap: Some(16 << 20), ..Default::default() };
+    fixture.cgroup.create(&limit).unwrap();
+    // dd fills a 64 MiB buffer from /dev/zero: four times the limit.
+    let (_pid, mut stdin, _stdout) =
+        fixture.spawn_blocked("exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1");
+    release(&mut stdin);
+    let status = fixture.child().wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(fixture.cgroup.oom_killed());
+}
+
+#[test]
+fn v1_lowering_memory_below_usage_is_a_conflict() {
+    if !require_root() {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    fixture.cgroup.create(&Resources { memory: Some(256 << 20), ..Default::default() }).unwrap();
+    // The shell keeps a 24 MB variable (anonymous memory; this host has no swap).
+    let (_pid, mut stdin, stdout) = fixture.spawn_blocked(
+        "v=$(/bin/busybox head -c 24000000 /dev/zero | /bin/busybox tr '\\0' a); echo ready; read done",
+    );
+    release(&mut stdin);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let usage = fixture.cgroup.stats().unwrap().memory_usage;
+    assert!(usage > 24_000_000, "usage {usage}");
+
+    let err = fixture.cgroup.update(&Resources { memory: Some(8 << 20), ..Default::default() }).unwrap_err();
+    assert!(matches!(err, CgroupError::Write { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("memory.limit_in_bytes"), "{err}");
+    assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "268435456");
+}
+
+#[test]
+fn v1_destroy_waits_for_exiting_processes_and_nested_cgroups() {
+    if !require_root() {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    fixture.cgroup.create(&Resources::default()).unwrap();
+    let (pid, _stdin, _stdout) = fixture.spawn_blocked("exec /bin/busybox sleep 30");
+    // A cgroup the container made inside its own.
+    fs::create_dir(fixture.dir("pids").join("nested")).unwrap();
+    // Kill without reaping yet: the cgroup stays busy until the zombie is reaped, which a
+    // thread does a little later while destroy retries.
+    let killer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        fs::write(format!("/proc/{pid}/oom_score_adj"), "0").ok();
+    });
+    fixture.child().kill().unwrap();
+    let child = fixture.children.pop().unwrap();
+    let reaper = thread::spawn(move || {
+        let mut child = child;
+        thread::sleep(Duration::from_millis(100));
+        child.wait().unwrap();
+    });
+    fixture.cgroup.destroy().unwrap();
+    reaper.join().unwrap();
+    killer.join().unwrap();
+    for controller in V1_CONTROLLERS {
+        assert!(!fixture.dir(controller).exists(), "{controller} cgroup left behind");
+    }
+}
