@@ -127,9 +127,7 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
         cpuset_cpus: Some("0".into()),
         pids_limit: Some(64),
     };
-    let started = Instant::now();
     fixture.cgroup.create(&resources).unwrap();
-    eprintln!("create took {:?}", started.elapsed());
 
     assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "134217728");
@@ -147,7 +145,7 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     }
     assert!(!devices.contains("a *:* rwm"), "{devices}");
 
-    let (pid, mut stdin, _stdout) = fixture.spawn_blocked("exec /bin/busybox sleep 30");
+    let (pid, mut stdin, _stdout) = fixture.spawn_blocked("exec /usr/bin/sleep 30");
     let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for controller in V1_CONTROLLERS {
         let line = format!(":{controller}:/{}/ctr", fixture.parent);
@@ -243,26 +241,44 @@ fn v1_destroy_waits_for_exiting_processes_and_nested_cgroups() {
     }
     let mut fixture = Fixture::new();
     fixture.cgroup.create(&Resources::default()).unwrap();
-    let (pid, _stdin, _stdout) = fixture.spawn_blocked("exec /bin/busybox sleep 30");
+    let (_pid, _stdin, _stdout) = fixture.spawn_blocked("exec /usr/bin/sleep 30");
     // A cgroup the container made inside its own.
     fs::create_dir(fixture.dir("pids").join("nested")).unwrap();
-    // Kill without reaping yet: the cgroup stays busy until the zombie is reaped, which a
-    // thread does a little later while destroy retries.
+    // The process leaves only 100 ms into destroy, which must keep retrying until then.
+    let mut child = fixture.children.pop().unwrap();
     let killer = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(50));
-        fs::write(format!("/proc/{pid}/oom_score_adj"), "0").ok();
-    });
-    fixture.child().kill().unwrap();
-    let child = fixture.children.pop().unwrap();
-    let reaper = thread::spawn(move || {
-        let mut child = child;
         thread::sleep(Duration::from_millis(100));
+        child.kill().unwrap();
         child.wait().unwrap();
     });
-    fixture.cgroup.destroy().unwrap();
-    reaper.join().unwrap();
+    let started = Instant::now();
+    let destroyed = fixture.cgroup.destroy();
+    let waited = started.elapsed();
     killer.join().unwrap();
+    destroyed.unwrap();
+    assert!(waited >= Duration::from_millis(100), "destroy returned after {waited:?}");
     for controller in V1_CONTROLLERS {
         assert!(!fixture.dir(controller).exists(), "{controller} cgroup left behind");
     }
+}
+
+#[test]
+fn v1_create_cost() {
+    if !require_root() {
+        return;
+    }
+    let fixture = Fixture::new();
+    // The first container under a parent also makes the parent; measure the ones after.
+    fixture.cgroup.create(&Resources::default()).unwrap();
+    let resources = Resources { memory: Some(64 << 20), pids_limit: Some(100), ..Default::default() };
+    let mut total = Duration::ZERO;
+    const N: u32 = 20;
+    for i in 0..N {
+        let cgroup = Cgroup::new(Path::new(ROOT), &format!("/{}/bench{i}", fixture.parent));
+        let started = Instant::now();
+        cgroup.create(&resources).unwrap();
+        total += started.elapsed();
+        cgroup.destroy().unwrap();
+    }
+    eprintln!("create: {:?} on average over {N}", total / N);
 }
