@@ -31,7 +31,7 @@ fn daemon(args: &[String]) -> i32 {
             return 2;
         }
     };
-    observability::init(&config.log_level);
+    observability::init(config.log_level.as_deref().unwrap_or("info"));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

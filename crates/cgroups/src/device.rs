@@ -32,7 +32,13 @@ pub struct DeviceRule {
 impl DeviceRule {
     /// An allow rule for a character device.
     pub fn allow_char(major: Option<u32>, minor: Option<u32>, access: &str) -> Self {
-        Self { allow: true, kind: DeviceKind::Char, major, minor, access: access.to_string() }
+        Self {
+            allow: true,
+            kind: DeviceKind::Char,
+            major,
+            minor,
+            access: access.to_string(),
+        }
     }
 
     /// Docker's default rules: deny everything, then allow mknod of any device and use of
@@ -45,8 +51,13 @@ impl DeviceRule {
             minor: None,
             access: "rwm".to_string(),
         };
-        let mknod_block =
-            DeviceRule { allow: true, kind: DeviceKind::Block, major: None, minor: None, access: "m".to_string() };
+        let mknod_block = DeviceRule {
+            allow: true,
+            kind: DeviceKind::Block,
+            major: None,
+            minor: None,
+            access: "m".to_string(),
+        };
         vec![
             deny_all,
             Self::allow_char(None, None, "m"),
@@ -92,12 +103,25 @@ mod tests {
 
     #[test]
     fn rules_render_in_kernel_syntax() {
-        let lines: Vec<String> = DeviceRule::docker_defaults().iter().map(|r| r.to_string()).collect();
+        let lines: Vec<String> = DeviceRule::docker_defaults()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         assert_eq!(
             lines,
             [
-                "a", "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 5:0 rwm",
-                "c 1:8 rwm", "c 1:9 rwm", "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm",
+                "a",
+                "c *:* m",
+                "b *:* m",
+                "c 1:3 rwm",
+                "c 1:5 rwm",
+                "c 1:7 rwm",
+                "c 5:0 rwm",
+                "c 1:8 rwm",
+                "c 1:9 rwm",
+                "c 136:* rwm",
+                "c 5:2 rwm",
+                "c 10:200 rwm",
             ]
         );
         assert!(!DeviceRule::docker_defaults()[0].allow);

@@ -11,7 +11,7 @@ pub enum CgroupError {
     /// Reading, creating or removing a cgroup file or directory failed.
     #[error("cgroup {op} {}: {source}", path.display())]
     Io {
-        /// What was being done (`read`, `create`, `remove`, `open`).
+        /// What was being done (`read`, `create`, `remove`, `list`, `open`).
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
@@ -134,8 +134,10 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::EBUSY),
         };
         assert_eq!(busy_rmdir.kind(), ErrorKind::Conflict);
-        let bad = CgroupError::BadPid { path: PathBuf::from("/c/cgroup.procs"), line: "x".into() };
+        let bad = CgroupError::BadPid {
+            path: PathBuf::from("/c/cgroup.procs"),
+            line: "x".into(),
+        };
         assert_eq!(bad.kind(), ErrorKind::Internal);
     }
-
 }

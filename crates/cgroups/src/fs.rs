@@ -47,7 +47,11 @@ pub(crate) fn write_limit(
         Err(e) if e.kind() == io::ErrorKind::NotFound && dir.is_dir() => {
             Err(CgroupError::Unsupported { controller, path })
         }
-        Err(source) => Err(CgroupError::Write { path, value: value.to_string(), source }),
+        Err(source) => Err(CgroupError::Write {
+            path,
+            value: value.to_string(),
+            source,
+        }),
     }
 }
 
@@ -62,14 +66,20 @@ pub(crate) fn read(path: &Path) -> Result<Option<String>, CgroupError> {
     match fs::read_to_string(path) {
         Ok(content) => Ok(Some(content)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CgroupError::Io { op: "read", path: path.to_path_buf(), source }),
+        Err(source) => Err(CgroupError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// Reads a single-number file; missing, empty or `max` read as 0 (stats report zero, not
 /// an error, for what the kernel does not track).
 pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
-    Ok(read(path)?.and_then(|content| content.trim().parse().ok()).unwrap_or(0))
+    Ok(read(path)?
+        .and_then(|content| content.trim().parse().ok())
+        .unwrap_or(0))
 }
 
 /// The value of `key` in a flat-keyed file (`key value` per line: `memory.stat`,
@@ -77,13 +87,19 @@ pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
 pub(crate) fn keyed_value(content: &str, key: &str) -> Option<u64> {
     content.lines().find_map(|line| {
         let (name, value) = line.split_once(' ')?;
-        if name == key { value.trim().parse().ok() } else { None }
+        if name == key {
+            value.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 
 /// Reads `key` from a flat-keyed file; 0 when the file or key is missing.
 pub(crate) fn read_keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
-    Ok(read(path)?.and_then(|content| keyed_value(&content, key)).unwrap_or(0))
+    Ok(read(path)?
+        .and_then(|content| keyed_value(&content, key))
+        .unwrap_or(0))
 }
 
 /// Creates `dir` (and missing parents); returns whether `dir` itself was new. The common
@@ -103,10 +119,18 @@ pub(crate) fn make_dir(dir: &Path) -> Result<bool, CgroupError> {
             match fs::create_dir(dir) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                Err(source) => Err(CgroupError::Io { op: "create", path: dir.to_path_buf(), source }),
+                Err(source) => Err(CgroupError::Io {
+                    op: "create",
+                    path: dir.to_path_buf(),
+                    source,
+                }),
             }
         }
-        Err(source) => Err(CgroupError::Io { op: "create", path: dir.to_path_buf(), source }),
+        Err(source) => Err(CgroupError::Io {
+            op: "create",
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -127,7 +151,11 @@ pub(crate) fn remove_dir(dir: &Path, deadline: Instant) -> Result<(), CgroupErro
         );
         let now = Instant::now();
         if !busy || now >= deadline {
-            return Err(CgroupError::Io { op: "remove", path: dir.to_path_buf(), source: err });
+            return Err(CgroupError::Io {
+                op: "remove",
+                path: dir.to_path_buf(),
+                source: err,
+            });
         }
         remove_child_dirs(dir, deadline)?;
         thread::sleep(pause.min(deadline - now));
@@ -141,7 +169,13 @@ fn remove_child_dirs(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(CgroupError::Io { op: "list", path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(CgroupError::Io {
+                op: "list",
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     };
     for entry in entries.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -182,7 +216,16 @@ mod tests {
         assert!(matches!(err, CgroupError::Write { .. }), "{err}");
         assert!(!write_if_present(&file, "1").unwrap());
         let err = write_limit(tmp.path(), "memory.max", "1", "memory").unwrap_err();
-        assert!(matches!(err, CgroupError::Unsupported { controller: "memory", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CgroupError::Unsupported {
+                    controller: "memory",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         fs::write(&file, "max\n").unwrap();
         write(&file, "1048576").unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "1048576");

@@ -108,7 +108,8 @@ pub struct Cgroup {
 
 #[derive(Debug, Clone)]
 enum Hierarchy {
-    V1(v1::V1Cgroup),
+    /// Boxed: a v1 cgroup holds a path per controller.
+    V1(Box<v1::V1Cgroup>),
     V2(v2::V2Cgroup),
 }
 
@@ -116,7 +117,11 @@ impl Cgroup {
     /// The host's cgroup version, read under `root` (normally `/sys/fs/cgroup`): v2 when
     /// `root` itself is the unified hierarchy (it has `cgroup.controllers`).
     pub fn detect(root: &Path) -> CgroupVersion {
-        if root.join("cgroup.controllers").exists() { CgroupVersion::V2 } else { CgroupVersion::V1 }
+        if root.join("cgroup.controllers").exists() {
+            CgroupVersion::V2
+        } else {
+            CgroupVersion::V1
+        }
     }
 
     /// Handle for the cgroup at `path` (e.g. `/berth/<id>`) under `root`. It only looks at
@@ -133,7 +138,7 @@ impl Cgroup {
             .filter(|c| matches!(c, Component::Normal(_)))
             .collect();
         let hierarchy = match version {
-            CgroupVersion::V1 => Hierarchy::V1(v1::V1Cgroup::new(root, &relative)),
+            CgroupVersion::V1 => Hierarchy::V1(Box::new(v1::V1Cgroup::new(root, &relative))),
             CgroupVersion::V2 => Hierarchy::V2(v2::V2Cgroup::new(root, &relative)),
         };
         Cgroup { hierarchy }
@@ -165,7 +170,11 @@ impl Cgroup {
     /// Like [`Cgroup::create`] with explicit device rules, applied in order on v1; an empty
     /// list keeps the parent's rules (normally all allowed, as for `--privileged`). On v2
     /// device rules need an eBPF program and are not applied here.
-    pub fn create_with_devices(&self, resources: &Resources, devices: &[DeviceRule]) -> Result<(), CgroupError> {
+    pub fn create_with_devices(
+        &self,
+        resources: &Resources,
+        devices: &[DeviceRule],
+    ) -> Result<(), CgroupError> {
         match &self.hierarchy {
             Hierarchy::V1(cgroup) => cgroup.create(resources, devices),
             Hierarchy::V2(cgroup) => cgroup.create(resources),
@@ -252,7 +261,9 @@ impl Cgroup {
 
 /// The host's memory in bytes (`MemTotal` of `/proc/meminfo`), 0 when unreadable.
 pub fn host_mem_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo").map(|content| parse_mem_total(&content)).unwrap_or(0)
+    std::fs::read_to_string("/proc/meminfo")
+        .map(|content| parse_mem_total(&content))
+        .unwrap_or(0)
 }
 
 /// `MemTotal:       16384 kB` → bytes.
@@ -260,7 +271,13 @@ fn parse_mem_total(meminfo: &str) -> u64 {
     meminfo
         .lines()
         .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib.saturating_mul(1024))
 }
 
@@ -275,14 +292,17 @@ pub(crate) fn cap_to_host_memory(limit: u64) -> u64 {
 
 /// Reads a `cgroup.procs` file: one pid per line; a missing file (cgroup gone) is empty.
 pub(crate) fn parse_procs(path: &Path) -> Result<Vec<i32>, CgroupError> {
-    let Some(content) = fs::read(path)? else { return Ok(Vec::new()) };
+    let Some(content) = fs::read(path)? else {
+        return Ok(Vec::new());
+    };
     content
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
-            line.trim()
-                .parse()
-                .map_err(|_| CgroupError::BadPid { path: path.to_path_buf(), line: line.to_string() })
+            line.trim().parse().map_err(|_| CgroupError::BadPid {
+                path: path.to_path_buf(),
+                line: line.to_string(),
+            })
         })
         .collect()
 }
@@ -303,7 +323,10 @@ mod tests {
         assert_eq!(Cgroup::detect(tmp.path()), CgroupVersion::V1);
         stdfs::write(tmp.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         assert_eq!(Cgroup::detect(tmp.path()), CgroupVersion::V2);
-        assert_eq!(Cgroup::new(tmp.path(), "/berth/x").version(), CgroupVersion::V2);
+        assert_eq!(
+            Cgroup::new(tmp.path(), "/berth/x").version(),
+            CgroupVersion::V2
+        );
     }
 
     #[test]
@@ -311,7 +334,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         stdfs::write(tmp.path().join("cgroup.controllers"), "").unwrap();
         let cgroup = Cgroup::new(tmp.path(), "/../berth/./x/..");
-        assert_eq!(cgroup.unified_dir(), Some(tmp.path().join("berth/x").as_path()));
+        assert_eq!(
+            cgroup.unified_dir(),
+            Some(tmp.path().join("berth/x").as_path())
+        );
         let v1 = Cgroup::with_version(tmp.path(), "/berth/x", CgroupVersion::V1);
         assert_eq!(v1.unified_dir(), None);
     }
@@ -326,8 +352,17 @@ mod tests {
         let cgroup = Cgroup::new(tmp.path(), "/berth/x");
         assert_eq!(cgroup.version(), CgroupVersion::V1);
         cgroup.create(&Resources::default()).unwrap();
-        assert_eq!(stdfs::read_to_string(dir.join("devices.deny")).unwrap(), "a\n");
-        assert_eq!(stdfs::read_to_string(dir.join("devices.allow")).unwrap().lines().count(), 11);
+        assert_eq!(
+            stdfs::read_to_string(dir.join("devices.deny")).unwrap(),
+            "a\n"
+        );
+        assert_eq!(
+            stdfs::read_to_string(dir.join("devices.allow"))
+                .unwrap()
+                .lines()
+                .count(),
+            11
+        );
     }
 
     #[test]
@@ -346,7 +381,10 @@ mod tests {
         stdfs::write(&file, "1\n23\n").unwrap();
         assert_eq!(parse_procs(&file).unwrap(), vec![1, 23]);
         stdfs::write(&file, "1\nx\n").unwrap();
-        assert!(matches!(parse_procs(&file).unwrap_err(), CgroupError::BadPid { .. }));
+        assert!(matches!(
+            parse_procs(&file).unwrap_err(),
+            CgroupError::BadPid { .. }
+        ));
     }
 
     #[test]

@@ -840,7 +840,7 @@ impl ContainerService {
         match rec.state.status {
             Status::Running => return Err(ContainerError::NotModified),
             Status::Paused => return Err(conflict("cannot start a paused container, try unpause instead")),
-            Status::Removing => return Err(conflict(format!("container is marked for removal and cannot be started"))),
+            Status::Removing => return Err(conflict("container is marked for removal and cannot be started")),
             _ => {}
         }
         rec.manually_stopped = false;

@@ -438,9 +438,9 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
             return Err(invalid("invalid restart policy: maximum retry count cannot be negative"));
         }
         if rp.maximum_retry_count.unwrap_or(0) > 0 && name != R::ON_FAILURE {
-            return Err(invalid(format!(
-                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-            )));
+            return Err(invalid(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+            ));
         }
     }
     for u in hc.ulimits.iter().flatten() {
@@ -560,10 +560,10 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
     }
     if privileged {
         for m in mounts.iter_mut() {
-            if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
-                if let Some(opts) = m["options"].as_array_mut() {
-                    opts.retain(|o| o != "ro");
-                }
+            if (m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup")
+                && let Some(opts) = m["options"].as_array_mut()
+            {
+                opts.retain(|o| o != "ro");
             }
         }
     }

@@ -344,7 +344,10 @@ async fn exec_create(
 ) -> Result<Response, DaemonError> {
     let config: ExecConfig = parse_body(&body)?;
     let exec_id = state.containers.exec_create(&id, config).await?;
-    Ok(responses::json(StatusCode::CREATED, &json!({ "Id": exec_id })))
+    Ok(responses::json(
+        StatusCode::CREATED,
+        &json!({ "Id": exec_id }),
+    ))
 }
 
 async fn exec_start(
@@ -445,7 +448,10 @@ mod tests {
 
     #[test]
     fn wait_conditions() {
-        assert_eq!(wait_condition(None).expect("default"), WaitCondition::NotRunning);
+        assert_eq!(
+            wait_condition(None).expect("default"),
+            WaitCondition::NotRunning
+        );
         assert_eq!(
             wait_condition(Some("not-running")).expect("ok"),
             WaitCondition::NotRunning

@@ -200,7 +200,7 @@ impl Classify for DaemonError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Container { source } => source.kind(),
-            Self::Image { source } => image_error_kind(source),
+            Self::Image { source } => source.kind(),
             Self::RouteNotFound | Self::PullUnavailable { .. } | Self::BusyboxNotFound => {
                 ErrorKind::NotFound
             }
@@ -227,11 +227,6 @@ impl Classify for DaemonError {
             }
         }
     }
-}
-
-/// The image store's classification of its error.
-fn image_error_kind(error: &ImageError) -> ErrorKind {
-    error.kind()
 }
 
 /// The error message a failed response carries, kept in the response's extensions so the

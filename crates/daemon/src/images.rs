@@ -16,7 +16,7 @@ use berth_api::models::{
     EventMessageTypeEnum, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageSummary,
 };
 use berth_container::EventBus;
-use berth_image::{Deleted, ImageRecord, ImageStore};
+use berth_image::{Deleted, ImageRecord, ImageStore, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -32,8 +32,7 @@ use crate::responses::{self, JSON};
 pub type ImageUsageMap = HashMap<String, (String, bool)>;
 
 /// Collects [`ImageUsageMap`] from the container service when an image is deleted.
-pub type ImageUsage =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<ImageUsageMap, DaemonError>> + Send + Sync>;
+pub type ImageUsage = Arc<dyn Fn() -> BoxFuture<'static, ImageUsageMap> + Send + Sync>;
 
 /// What the image endpoints need.
 #[derive(Clone)]
@@ -112,15 +111,14 @@ fn labels(record: &ImageRecord) -> HashMap<String, String> {
 /// Go's `path.Match` for the patterns `images --filter reference=` uses: `*` does not cross
 /// `/`, `?` is one character.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (pattern, text): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), text.chars().collect());
     fn matches(p: &[char], t: &[char]) -> bool {
         match p.split_first() {
             None => t.is_empty(),
-            Some(('*', rest)) => {
-                (0..=t.len())
-                    .take_while(|&i| i == 0 || t[i - 1] != '/')
-                    .any(|i| matches(rest, &t[i..]))
-            }
+            Some(('*', rest)) => (0..=t.len())
+                .take_while(|&i| i == 0 || t[i - 1] != '/')
+                .any(|i| matches(rest, &t[i..])),
             Some(('?', rest)) => t.first().is_some_and(|&c| c != '/') && matches(rest, &t[1..]),
             Some((c, rest)) => t.first() == Some(c) && matches(rest, &t[1..]),
         }
@@ -132,7 +130,11 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 fn reference_matches(record: &ImageRecord, pattern: &str) -> bool {
     record.repo_tags.iter().any(|tagged| {
         let name = tagged.rsplit_once(':').map_or(tagged.as_str(), |(n, tag)| {
-            if tag.contains('/') { tagged.as_str() } else { n }
+            if tag.contains('/') {
+                tagged.as_str()
+            } else {
+                n
+            }
         });
         glob_match(pattern, tagged) || glob_match(pattern, name)
     })
@@ -173,10 +175,7 @@ fn image_matches(
     before.is_none_or(|b| record.created < b) && since.is_none_or(|s| record.created > s)
 }
 
-async fn list(
-    State(state): State<ImagesState>,
-    params: Params,
-) -> Result<Response, DaemonError> {
+async fn list(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
     let before = filters.get("before").and_then(|v| v.first()).cloned();
     let since = filters.get("since").and_then(|v| v.first()).cloned();
@@ -207,7 +206,7 @@ fn created_rfc3339(record: &ImageRecord) -> String {
     record.config.created.clone().unwrap_or_else(|| {
         chrono::DateTime::from_timestamp(record.created, 0)
             .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     })
 }
 
@@ -347,12 +346,29 @@ fn tagged_reference(repo: &str, tag: Option<&str>) -> String {
     }
 }
 
+/// A reference as users write it (`docker.io/library/x` → `x:latest`), as events name images.
+fn familiar(reference: &str) -> String {
+    Reference::parse(reference).map_or_else(
+        |_| reference.to_owned(),
+        |parsed| parsed.with_default_tag().familiar(),
+    )
+}
+
 fn publish(events: &EventBus, action: &str, image_id: &str, name: &str) {
-    let attributes = HashMap::from([("name".to_owned(), name.to_owned())]);
+    let name = if name.starts_with("sha256:") {
+        name.to_owned()
+    } else {
+        familiar(name)
+    };
+    let attributes = HashMap::from([("name".to_owned(), name)]);
     events.publish(EventMessageTypeEnum::IMAGE, action, image_id, attributes);
 }
 
-async fn tag(state: &ImagesState, source: String, params: &Params) -> Result<Response, DaemonError> {
+async fn tag(
+    state: &ImagesState,
+    source: String,
+    params: &Params,
+) -> Result<Response, DaemonError> {
     let repo = params
         .non_empty("repo")
         .ok_or(DaemonError::MissingParameter { param: "repo" })?;
@@ -374,7 +390,7 @@ async fn remove(
     params: Params,
 ) -> Result<Response, DaemonError> {
     let force = params.flag("force");
-    let usage = (state.usage)().await?;
+    let usage = (state.usage)().await;
     let (record, deleted) = blocking(&state.store, move |store| {
         let record = store.resolve(&reference)?;
         let in_use = |image_id: &str| usage.get(image_id).cloned();
@@ -410,7 +426,7 @@ async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Respo
     let dangling_only = filters
         .get("dangling")
         .is_none_or(|v| v.iter().any(|v| crate::query::parse_bool(v)));
-    let usage = (state.usage)().await?;
+    let usage = (state.usage)().await;
     let (deleted, reclaimed) = blocking(&state.store, move |store| {
         let mut deleted = Vec::new();
         let mut reclaimed = 0u64;
@@ -467,7 +483,11 @@ async fn create(
     let reference = params
         .non_empty("repo")
         .map(|repo| tagged_reference(repo, params.non_empty("tag")));
-    let changes: Vec<String> = params.all("changes").into_iter().map(str::to_owned).collect();
+    let changes: Vec<String> = params
+        .all("changes")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let message = params.non_empty("message").map(str::to_owned);
     let body = request
         .into_body()
@@ -611,18 +631,68 @@ mod tests {
         let dangling = record("sha256:b", &[], 20);
         let f = |json: &str| crate::query::parse_filters(json).expect("filters");
         assert!(image_matches(&tagged, &f("{}"), None, None));
-        assert!(image_matches(&dangling, &f(r#"{"dangling":{"true":true}}"#), None, None));
-        assert!(!image_matches(&tagged, &f(r#"{"dangling":{"true":true}}"#), None, None));
-        assert!(image_matches(&tagged, &f(r#"{"dangling":["false"]}"#), None, None));
-        assert!(image_matches(&tagged, &f(r#"{"reference":{"busy*":true}}"#), None, None));
-        assert!(image_matches(&tagged, &f(r#"{"reference":["localhost:5000/x/y"]}"#), None, None));
-        assert!(!image_matches(&tagged, &f(r#"{"reference":["alpine"]}"#), None, None));
-        assert!(!image_matches(&dangling, &f(r#"{"reference":["busy*"]}"#), None, None));
-        assert!(!image_matches(&tagged, &f(r#"{"label":["a=b"]}"#), None, None));
+        assert!(image_matches(
+            &dangling,
+            &f(r#"{"dangling":{"true":true}}"#),
+            None,
+            None
+        ));
+        assert!(!image_matches(
+            &tagged,
+            &f(r#"{"dangling":{"true":true}}"#),
+            None,
+            None
+        ));
+        assert!(image_matches(
+            &tagged,
+            &f(r#"{"dangling":["false"]}"#),
+            None,
+            None
+        ));
+        assert!(image_matches(
+            &tagged,
+            &f(r#"{"reference":{"busy*":true}}"#),
+            None,
+            None
+        ));
+        assert!(image_matches(
+            &tagged,
+            &f(r#"{"reference":["localhost:5000/x/y"]}"#),
+            None,
+            None
+        ));
+        assert!(!image_matches(
+            &tagged,
+            &f(r#"{"reference":["alpine"]}"#),
+            None,
+            None
+        ));
+        assert!(!image_matches(
+            &dangling,
+            &f(r#"{"reference":["busy*"]}"#),
+            None,
+            None
+        ));
+        assert!(!image_matches(
+            &tagged,
+            &f(r#"{"label":["a=b"]}"#),
+            None,
+            None
+        ));
         assert!(image_matches(&tagged, &f("{}"), Some(11), None));
         assert!(!image_matches(&tagged, &f("{}"), Some(10), None));
         assert!(image_matches(&dangling, &f("{}"), None, Some(10)));
         assert!(!image_matches(&tagged, &f("{}"), None, Some(10)));
+    }
+
+    #[test]
+    fn event_names_are_familiar() {
+        assert_eq!(familiar("docker.io/library/x"), "x:latest");
+        assert_eq!(familiar("docker.io/library/x:y"), "x:y");
+        assert_eq!(
+            familiar("localhost:5000/team/imp:v2"),
+            "localhost:5000/team/imp:v2"
+        );
     }
 
     #[test]

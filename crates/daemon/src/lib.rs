@@ -17,6 +17,7 @@
 //!
 //! Everything else belongs to the services (`<data_root>/image`, `<data_root>/containers`, …).
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod config;
 pub mod containers;
@@ -33,8 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use berth_api::models::ContainerSummaryStateEnum;
-use berth_container::{ContainerService, EventBus, ListOptions};
+use berth_container::{ContainerService, EventBus};
 use berth_image::ImageStore;
 
 pub use config::{DaemonConfig, ListenAddress, parse_args};
@@ -80,38 +80,11 @@ impl AppState {
     }
 }
 
-/// Image usage from the container list: for each image id, a container using it, preferring
-/// one that runs (a running container's image can never be removed, even with force).
+/// Image usage as the container service reports it.
 fn container_image_usage(containers: Arc<ContainerService>) -> ImageUsage {
     Arc::new(move || {
         let containers = Arc::clone(&containers);
-        Box::pin(async move {
-            let list = containers
-                .list(ListOptions {
-                    all: true,
-                    ..ListOptions::default()
-                })
-                .await?;
-            let mut usage = ImageUsageMap::new();
-            for container in list {
-                let (Some(image_id), Some(id)) = (container.image_id, container.id) else {
-                    continue;
-                };
-                let running = matches!(
-                    container.state,
-                    Some(
-                        ContainerSummaryStateEnum::RUNNING
-                            | ContainerSummaryStateEnum::PAUSED
-                            | ContainerSummaryStateEnum::RESTARTING
-                    )
-                );
-                let entry = usage.entry(image_id).or_insert((id.clone(), running));
-                if running && !entry.1 {
-                    *entry = (id, true);
-                }
-            }
-            Ok::<_, DaemonError>(usage)
-        })
+        Box::pin(async move { containers.image_users().await })
     })
 }
 

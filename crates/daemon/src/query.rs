@@ -68,14 +68,16 @@ impl Params {
     pub fn parse<T: FromStr>(&self, key: &'static str) -> Result<Option<T>, DaemonError> {
         match self.non_empty(key) {
             None => Ok(None),
-            Some(value) => value
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| DaemonError::InvalidParameter {
-                    param: key,
-                    value: value.to_owned(),
-                }),
+            Some(value) => {
+                value
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| DaemonError::InvalidParameter {
+                        param: key,
+                        value: value.to_owned(),
+                    })
+            }
         }
     }
 
@@ -87,7 +89,8 @@ impl Params {
 
     /// The `filters` parameter, in either form.
     pub fn filters(&self) -> Result<HashMap<String, Vec<String>>, DaemonError> {
-        self.get("filters").map_or(Ok(HashMap::new()), parse_filters)
+        self.get("filters")
+            .map_or(Ok(HashMap::new()), parse_filters)
     }
 
     /// A Unix time (`1700000000` or `1700000000.123456789`), as `since`/`until` carry it.

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_api::{API_VERSION, BERTH_VERSION, MIN_API_VERSION};
+use tower::Layer;
 
 use crate::error::{DaemonError, FailureMessage};
 
@@ -154,9 +155,9 @@ mod tests {
         );
         let error = rewrite("/v1.12/info").expect_err("too old");
         assert!(
-            error
-                .to_string()
-                .starts_with("client version 1.12 is too old. Minimum supported API version is 1.24")
+            error.to_string().starts_with(
+                "client version 1.12 is too old. Minimum supported API version is 1.24"
+            )
         );
         assert!(rewrite("/v2.0/info").is_err());
         assert!(rewrite("/v1.45/info").is_err());

@@ -84,12 +84,7 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         ListenAddress::Unix(path) => {
             let listener = bind_unix(path)?;
             tracing::info!(socket = %path.display(), "API listening");
-            let served = serve_until_signal(listener, app).await;
-            containers.shutdown().await;
-            if let Err(error) = std::fs::remove_file(path) {
-                tracing::warn!(path = %path.display(), %error, "could not remove the socket");
-            }
-            served
+            serve_until_signal(listener, app).await
         }
         ListenAddress::Tcp(host) => {
             let listener = tokio::net::TcpListener::bind(host)
@@ -99,11 +94,15 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
                     source,
                 })?;
             tracing::info!(address = %host, "API listening");
-            let served = serve_until_signal(listener, app).await;
-            containers.shutdown().await;
-            served
+            serve_until_signal(listener, app).await
         }
     };
+    containers.shutdown().await;
+    if let ListenAddress::Unix(path) = address
+        && let Err(error) = std::fs::remove_file(path)
+    {
+        tracing::warn!(path = %path.display(), %error, "could not remove the socket");
+    }
     served
 }
 
@@ -177,8 +176,10 @@ where
     L: Listener,
     L::Addr: Debug,
 {
-    let mut terminate = signal(SignalKind::terminate()).map_err(|source| DaemonError::Serve { source })?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Serve { source })?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|source| DaemonError::Serve { source })?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|source| DaemonError::Serve { source })?;
     let stop = async move {
         tokio::select! {
             _ = terminate.recv() => {}

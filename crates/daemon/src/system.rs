@@ -280,6 +280,8 @@ pub fn static_routes() -> Router<Arc<SystemFacts>> {
         .route("/_ping", get(ping).head(ping_head))
         .route("/version", get(version))
         .route("/build/prune", post(build_prune))
+        .route("/networks/prune", post(networks_prune))
+        .route("/volumes/prune", post(volumes_prune))
 }
 
 /// Routes that need the services.
@@ -328,6 +330,19 @@ async fn build_prune() -> Response {
     responses::json(
         StatusCode::OK,
         &json!({ "CachesDeleted": [], "SpaceReclaimed": 0 }),
+    )
+}
+
+// Until berth has user networks and volumes there is nothing to prune, and `docker system
+// prune` fails as a whole if any of its prune calls does.
+async fn networks_prune() -> Response {
+    responses::json(StatusCode::OK, &json!({ "NetworksDeleted": [] }))
+}
+
+async fn volumes_prune() -> Response {
+    responses::json(
+        StatusCode::OK,
+        &json!({ "VolumesDeleted": [], "SpaceReclaimed": 0 }),
     )
 }
 
@@ -439,24 +454,35 @@ pub fn event_matches(filters: &HashMap<String, Vec<String>>, message: &EventMess
     })
 }
 
-async fn events(
-    State(state): State<AppState>,
-    params: Params,
-) -> Result<Response, DaemonError> {
+async fn events(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
     let until = params.timestamp("until")?;
-    // Subscribe before answering so nothing published after the request is missed. There is
-    // no history, so `since` only bounds what follows.
+    // Replay what the bus kept since `since`, then follow live events, with no gap.
     let since = params.timestamp("since")?;
-    let receiver = state.events.subscribe();
+    let (past, receiver) = match since {
+        Some(since) => state.events.replay_and_subscribe((since.floor() * 1e9) as i64),
+        None => (Vec::new(), state.events.subscribe()),
+    };
+    let past: std::collections::VecDeque<_> = past.into();
     let deadline = until.map(|until| {
         let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
         tokio::time::Instant::now() + Duration::from_secs_f64((until - now).max(0.0))
     });
-    let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
+    let stream = futures_util::stream::unfold((past, receiver), move |(mut past, mut receiver)| {
         let filters = filters.clone();
         async move {
             loop {
+                if let Some(message) = past.pop_front() {
+                    let at = message.time.unwrap_or_default() as f64;
+                    if until.is_some_and(|until| at > until) {
+                        return None;
+                    }
+                    if event_matches(&filters, &message) {
+                        let line: Bytes = responses::json_line(&event_json(&message));
+                        return Some((line, (past, receiver)));
+                    }
+                    continue;
+                }
                 let next = match deadline {
                     Some(deadline) => {
                         match tokio::time::timeout_at(deadline, receiver.recv()).await {
@@ -475,7 +501,7 @@ async fn events(
                             continue;
                         }
                         let line: Bytes = responses::json_line(&event_json(&message));
-                        return Some((line, receiver));
+                        return Some((line, (past, receiver)));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "events subscriber lagged");
@@ -619,7 +645,10 @@ mod tests {
             assert_eq!(headers["swarm"], "inactive");
             assert_eq!(headers["ostype"], "linux");
             assert_eq!(headers["docker-experimental"], "false");
-            assert_eq!(headers["cache-control"], "no-cache, no-store, must-revalidate");
+            assert_eq!(
+                headers["cache-control"],
+                "no-cache, no-store, must-revalidate"
+            );
             assert_eq!(headers["pragma"], "no-cache");
             assert_eq!(body_text(response).await, "OK");
         }
@@ -697,15 +726,27 @@ mod tests {
         assert!(event_matches(&filters("{}"), &event));
         assert!(event_matches(&filters(r#"{"type":["container"]}"#), &event));
         assert!(!event_matches(&filters(r#"{"type":["image"]}"#), &event));
-        assert!(event_matches(&filters(r#"{"event":["start","die"]}"#), &event));
+        assert!(event_matches(
+            &filters(r#"{"event":["start","die"]}"#),
+            &event
+        ));
         assert!(!event_matches(&filters(r#"{"event":["start"]}"#), &event));
         assert!(event_matches(&filters(r#"{"container":["web"]}"#), &event));
         assert!(event_matches(&filters(r#"{"container":["c0f"]}"#), &event));
         assert!(!event_matches(&filters(r#"{"container":["db"]}"#), &event));
         assert!(event_matches(&filters(r#"{"image":["busybox"]}"#), &event));
-        assert!(event_matches(&filters(r#"{"label":["com.example=yes"]}"#), &event));
-        assert!(event_matches(&filters(r#"{"label":["com.example"]}"#), &event));
-        assert!(!event_matches(&filters(r#"{"label":["com.example=no"]}"#), &event));
+        assert!(event_matches(
+            &filters(r#"{"label":["com.example=yes"]}"#),
+            &event
+        ));
+        assert!(event_matches(
+            &filters(r#"{"label":["com.example"]}"#),
+            &event
+        ));
+        assert!(!event_matches(
+            &filters(r#"{"label":["com.example=no"]}"#),
+            &event
+        ));
         assert!(!event_matches(
             &filters(r#"{"type":{"container":true},"event":{"start":true}}"#),
             &event

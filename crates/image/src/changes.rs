@@ -39,7 +39,13 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
         line: line.to_owned(),
         problem,
     };
-    let require_args = || if rest.is_empty() { Err(malformed("requires at least one argument")) } else { Ok(()) };
+    let require_args = || {
+        if rest.is_empty() {
+            Err(malformed("requires at least one argument"))
+        } else {
+            Ok(())
+        }
+    };
     match instruction.as_str() {
         "CMD" => {
             require_args()?;
@@ -59,7 +65,12 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
             let env = config.env.get_or_insert_with(Vec::new);
             for (key, value) in pairs {
                 let entry = format!("{key}={value}");
-                match env.iter_mut().find(|existing| existing.split_once('=').map_or(existing.as_str(), |(k, _)| k) == key) {
+                match env.iter_mut().find(|existing| {
+                    existing
+                        .split_once('=')
+                        .map_or(existing.as_str(), |(k, _)| k)
+                        == key
+                }) {
                     Some(existing) => *existing = entry,
                     None => env.push(entry),
                 }
@@ -95,11 +106,13 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
         }
         "WORKDIR" => {
             require_args()?;
-            config.working_dir = Some(match (rest.starts_with('/'), config.working_dir.as_deref()) {
-                (false, Some(previous)) => format!("{}/{rest}", previous.trim_end_matches('/')),
-                (false, None) => format!("/{rest}"),
-                (true, _) => rest.to_owned(),
-            });
+            config.working_dir = Some(
+                match (rest.starts_with('/'), config.working_dir.as_deref()) {
+                    (false, Some(previous)) => format!("{}/{rest}", previous.trim_end_matches('/')),
+                    (false, None) => format!("/{rest}"),
+                    (true, _) => rest.to_owned(),
+                },
+            );
         }
         "USER" => {
             require_args()?;
@@ -114,28 +127,44 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
         }
         "ONBUILD" => {
             require_args()?;
-            let (trigger, trigger_args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let (trigger, trigger_args) =
+                rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
             let trigger = trigger.to_ascii_uppercase();
             match trigger.as_str() {
-                "ONBUILD" => return Err(malformed("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")),
-                "FROM" | "MAINTAINER" => return Err(malformed("this instruction isn't allowed as an ONBUILD trigger")),
+                "ONBUILD" => {
+                    return Err(malformed(
+                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                    ));
+                }
+                "FROM" | "MAINTAINER" => {
+                    return Err(malformed(
+                        "this instruction isn't allowed as an ONBUILD trigger",
+                    ));
+                }
                 _ => {}
             }
             let trigger_line = format!("{trigger} {}", trigger_args.trim());
-            config.on_build.get_or_insert_with(Vec::new).push(trigger_line.trim_end().to_owned());
+            config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(trigger_line.trim_end().to_owned());
         }
         "HEALTHCHECK" => return Err(ImageError::UnsupportedChange { instruction }),
-        _ => return Err(ImageError::InvalidChangeCommand { command: word.to_ascii_lowercase() }),
+        _ => {
+            return Err(ImageError::InvalidChangeCommand {
+                command: word.to_ascii_lowercase(),
+            });
+        }
     }
     Ok(())
 }
 
 /// JSON array → exec form; anything else → `/bin/sh -c <text>`, as a Dockerfile does.
 fn exec_or_shell_form(rest: &str) -> Vec<String> {
-    if rest.starts_with('[') {
-        if let Ok(args) = serde_json::from_str::<Vec<String>>(rest) {
-            return args;
-        }
+    if rest.starts_with('[')
+        && let Ok(args) = serde_json::from_str::<Vec<String>>(rest)
+    {
+        return args;
     }
     vec!["/bin/sh".to_owned(), "-c".to_owned(), rest.to_owned()]
 }
@@ -146,13 +175,17 @@ fn name_value_pairs(rest: &str) -> Result<Vec<(String, String)>, &'static str> {
     let first_has_equals = words.first().is_some_and(|word| word.contains('='));
     if !first_has_equals {
         // Legacy form: the name, then everything after it verbatim.
-        let (name, value) = rest.split_once(char::is_whitespace).ok_or("must have two arguments")?;
+        let (name, value) = rest
+            .split_once(char::is_whitespace)
+            .ok_or("must have two arguments")?;
         return Ok(vec![(name.to_owned(), value.trim().to_owned())]);
     }
     words
         .into_iter()
         .map(|word| {
-            let (name, value) = word.split_once('=').ok_or("can't find = in an argument. Must be of the form: name=value")?;
+            let (name, value) = word
+                .split_once('=')
+                .ok_or("can't find = in an argument. Must be of the form: name=value")?;
             if name.is_empty() {
                 return Err("names can not be blank");
             }
@@ -220,7 +253,12 @@ fn expand_port_spec(spec: &str) -> Result<Vec<String>, &'static str> {
     if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
         return Err("invalid proto");
     }
-    let parse = |port: &str| port.parse::<u16>().ok().filter(|port| *port > 0).ok_or("invalid containerPort");
+    let parse = |port: &str| {
+        port.parse::<u16>()
+            .ok()
+            .filter(|port| *port > 0)
+            .ok_or("invalid containerPort")
+    };
     let (start, end) = match ports.split_once('-') {
         Some((start, end)) => (parse(start)?, parse(end)?),
         None => {
@@ -231,7 +269,9 @@ fn expand_port_spec(spec: &str) -> Result<Vec<String>, &'static str> {
     if end < start {
         return Err("invalid port range");
     }
-    Ok((start..=end).map(|port| format!("{port}/{protocol}")).collect())
+    Ok((start..=end)
+        .map(|port| format!("{port}/{protocol}"))
+        .collect())
 }
 
 /// A number, or a name made of uppercase letters, digits, `+` and `-` (`SIGTERM`, `RTMIN+3`).
@@ -243,7 +283,9 @@ fn is_signal_name(signal: &str) -> bool {
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     !name.is_empty()
         && name.as_bytes()[0].is_ascii_alphabetic()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-')
 }
 
 #[cfg(test)]
@@ -278,12 +320,23 @@ mod tests {
         ])
         .expect("valid changes");
         assert_eq!(config.cmd, Some(strings(&["sh"])));
-        assert_eq!(config.env, Some(strings(&["A=replaced", "B=two words", "C=x y", "LEGACY=some value here"])));
+        assert_eq!(
+            config.env,
+            Some(strings(&[
+                "A=replaced",
+                "B=two words",
+                "C=x y",
+                "LEGACY=some value here"
+            ]))
+        );
         assert_eq!(config.working_dir.as_deref(), Some("/app/sub"));
         assert_eq!(config.user.as_deref(), Some("1000:1000"));
         let mut ports: Vec<_> = config.exposed_ports.expect("ports").into_keys().collect();
         ports.sort();
-        assert_eq!(ports, strings(&["443/udp", "80/tcp", "8000/tcp", "8001/tcp"]));
+        assert_eq!(
+            ports,
+            strings(&["443/udp", "80/tcp", "8000/tcp", "8001/tcp"])
+        );
         let labels = config.labels.expect("labels");
         assert_eq!(labels.get("maintainer").map(String::as_str), Some("me"));
         assert_eq!(labels.get("with space").map(String::as_str), Some("yes"));
@@ -305,17 +358,26 @@ mod tests {
         // ENTRYPOINT after CMD keeps it; before, it would reset an inherited one.
         let config = apply(&["CMD [\"a\"]", "ENTRYPOINT e"]).expect("valid");
         assert_eq!(config.cmd, Some(strings(&["a"])));
-        let base = RunConfig { cmd: Some(strings(&["inherited"])), ..RunConfig::default() };
+        let base = RunConfig {
+            cmd: Some(strings(&["inherited"])),
+            ..RunConfig::default()
+        };
         let config = apply_changes(&base, &["ENTRYPOINT e".to_owned()]).expect("valid");
         assert_eq!(config.cmd, None);
         // Several lines in one change, and comments.
         let config = apply(&["# comment\nUSER a\n\nWORKDIR /w"]).expect("valid");
-        assert_eq!((config.user.as_deref(), config.working_dir.as_deref()), (Some("a"), Some("/w")));
+        assert_eq!(
+            (config.user.as_deref(), config.working_dir.as_deref()),
+            (Some("a"), Some("/w"))
+        );
     }
 
     #[test]
     fn rejects_bad_changes() {
-        let invalid = [("RUN echo hi", "run is not a valid change command"), ("FROM busybox", "from is not a valid change command")];
+        let invalid = [
+            ("RUN echo hi", "run is not a valid change command"),
+            ("FROM busybox", "from is not a valid change command"),
+        ];
         for (line, message) in invalid {
             assert_eq!(apply(&[line]).expect_err(line).to_string(), message);
         }
@@ -337,8 +399,14 @@ mod tests {
             "ONBUILD FROM x",
         ] {
             let err = apply(&[line]).expect_err(line);
-            assert!(matches!(err, ImageError::MalformedChange { .. }), "{line}: {err}");
+            assert!(
+                matches!(err, ImageError::MalformedChange { .. }),
+                "{line}: {err}"
+            );
         }
-        assert!(matches!(apply(&["HEALTHCHECK NONE"]), Err(ImageError::UnsupportedChange { .. })));
+        assert!(matches!(
+            apply(&["HEALTHCHECK NONE"]),
+            Err(ImageError::UnsupportedChange { .. })
+        ));
     }
 }

@@ -30,7 +30,9 @@ pub fn chain_id(parent: Option<&str>, diff_id: &str) -> String {
 
 /// The hex part of a `sha256:<hex>` digest, if it is one.
 pub(crate) fn digest_hex(digest: &str) -> Option<&str> {
-    digest.strip_prefix("sha256:").filter(|hex| is_full_hex_id(hex))
+    digest
+        .strip_prefix("sha256:")
+        .filter(|hex| is_full_hex_id(hex))
 }
 
 /// The blob directory and its ingest area.
@@ -67,15 +69,25 @@ impl ContentStore {
     }
 
     pub(crate) fn start(&self) -> Result<IngestWriter, ImageError> {
-        let path = self.ingest.join(format!("blob-{}", persist::random_suffix()));
+        let path = self
+            .ingest
+            .join(format!("blob-{}", persist::random_suffix()));
         let file = File::create_new(&path).map_err(ImageError::fs("create", &path))?;
-        Ok(IngestWriter { path, file: BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), size: 0 })
+        Ok(IngestWriter {
+            path,
+            file: BufWriter::with_capacity(256 * 1024, file),
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Makes a verified pending blob visible.
     pub(crate) fn commit(&self, mut pending: PendingBlob) -> Result<String, ImageError> {
-        let target = self.path_of(&pending.digest).expect("pending digests are sha256");
-        fs::rename(&pending.path, &target).map_err(ImageError::fs("rename blob into place", &target))?;
+        let target = self
+            .path_of(&pending.digest)
+            .expect("pending digests are sha256");
+        fs::rename(&pending.path, &target)
+            .map_err(ImageError::fs("rename blob into place", &target))?;
         pending.path = PathBuf::new();
         Ok(std::mem::take(&mut pending.digest))
     }
@@ -83,20 +95,28 @@ impl ContentStore {
     /// Stores `bytes` as a blob and returns its digest.
     pub(crate) fn put(&self, bytes: &[u8]) -> Result<String, ImageError> {
         let mut writer = self.start()?;
-        writer.write_all(bytes).map_err(ImageError::fs("write", &writer.path))?;
+        writer
+            .write_all(bytes)
+            .map_err(ImageError::fs("write", &writer.path))?;
         let pending = writer.finish()?;
         self.commit(pending)
     }
 
     pub(crate) fn read(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
-        let path = self.path_of(digest).ok_or_else(|| ImageError::NotFound { reference: digest.to_owned() })?;
+        let path = self.path_of(digest).ok_or_else(|| ImageError::NotFound {
+            reference: digest.to_owned(),
+        })?;
         fs::read(&path).map_err(ImageError::fs("read blob", &path))
     }
 
     pub(crate) fn remove(&self, digest: &str) -> Result<(), ImageError> {
-        let Some(path) = self.path_of(digest) else { return Ok(()) };
+        let Some(path) = self.path_of(digest) else {
+            return Ok(());
+        };
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ImageError::fs("remove blob", &path)(e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(ImageError::fs("remove blob", &path)(e))
+            }
             _ => Ok(()),
         }
     }
@@ -104,9 +124,15 @@ impl ContentStore {
     /// Every stored digest.
     pub(crate) fn list(&self) -> Result<Vec<String>, ImageError> {
         let mut digests = Vec::new();
-        for entry in fs::read_dir(&self.blobs).map_err(ImageError::fs("read directory", &self.blobs))? {
+        for entry in
+            fs::read_dir(&self.blobs).map_err(ImageError::fs("read directory", &self.blobs))?
+        {
             let entry = entry.map_err(ImageError::fs("read directory", &self.blobs))?;
-            if let Some(name) = entry.file_name().to_str().filter(|name| is_full_hex_id(name)) {
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .filter(|name| is_full_hex_id(name))
+            {
                 digests.push(format!("sha256:{name}"));
             }
         }
@@ -117,10 +143,19 @@ impl ContentStore {
 impl IngestWriter {
     /// Flushes and fsyncs; the content's digest and size are now known.
     pub(crate) fn finish(mut self) -> Result<PendingBlob, ImageError> {
-        self.file.flush().map_err(ImageError::fs("write", &self.path))?;
-        self.file.get_ref().sync_all().map_err(ImageError::fs("fsync", &self.path))?;
+        self.file
+            .flush()
+            .map_err(ImageError::fs("write", &self.path))?;
+        self.file
+            .get_ref()
+            .sync_all()
+            .map_err(ImageError::fs("fsync", &self.path))?;
         let digest = format!("sha256:{}", hex::encode(self.hasher.finalize_reset()));
-        Ok(PendingBlob { path: std::mem::take(&mut self.path), digest, size: self.size })
+        Ok(PendingBlob {
+            path: std::mem::take(&mut self.path),
+            digest,
+            size: self.size,
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -159,14 +194,23 @@ impl PendingBlob {
     }
 
     /// Checks the content against what the sender announced.
-    pub(crate) fn verify(&self, expected_digest: &str, expected_size: Option<u64>) -> Result<(), ImageError> {
+    pub(crate) fn verify(
+        &self,
+        expected_digest: &str,
+        expected_size: Option<u64>,
+    ) -> Result<(), ImageError> {
         if self.digest != expected_digest {
-            return Err(ImageError::DigestMismatch { expected: expected_digest.to_owned(), actual: self.digest.clone() });
+            return Err(ImageError::DigestMismatch {
+                expected: expected_digest.to_owned(),
+                actual: self.digest.clone(),
+            });
         }
         match expected_size {
-            Some(expected) if expected != self.size => {
-                Err(ImageError::SizeMismatch { digest: self.digest.clone(), expected, actual: self.size })
-            }
+            Some(expected) if expected != self.size => Err(ImageError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected,
+                actual: self.size,
+            }),
             _ => Ok(()),
         }
     }
@@ -192,11 +236,17 @@ mod tests {
 
     #[test]
     fn digests_and_chain_ids() {
-        assert_eq!(sha256_digest(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         let l0 = sha256_digest(b"layer0");
         let l1 = sha256_digest(b"layer1");
         assert_eq!(chain_id(None, &l0), l0);
-        assert_eq!(chain_id(Some(&l0), &l1), sha256_digest(format!("{l0} {l1}").as_bytes()));
+        assert_eq!(
+            chain_id(Some(&l0), &l1),
+            sha256_digest(format!("{l0} {l1}").as_bytes())
+        );
     }
 
     #[test]
@@ -206,19 +256,33 @@ mod tests {
         let digest = store.put(b"hello").expect("put");
         assert_eq!(digest, sha256_digest(b"hello"));
         assert_eq!(store.read(&digest).expect("read"), b"hello");
-        assert_eq!(store.list().expect("list"), [digest.clone()]);
+        assert_eq!(store.list().expect("list"), std::slice::from_ref(&digest));
 
         let mut writer = store.start().expect("start");
         writer.write_all(b"other").expect("write");
         let pending = writer.finish().expect("finish");
         assert_eq!(pending.size(), 5);
-        assert!(matches!(pending.verify(&digest, None), Err(ImageError::DigestMismatch { .. })));
-        assert!(matches!(pending.verify(pending.digest(), Some(4)), Err(ImageError::SizeMismatch { .. })));
+        assert!(matches!(
+            pending.verify(&digest, None),
+            Err(ImageError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            pending.verify(pending.digest(), Some(4)),
+            Err(ImageError::SizeMismatch { .. })
+        ));
         drop(pending);
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0, "abandoned blob removed");
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).expect("ls").count(),
+            0,
+            "abandoned blob removed"
+        );
         let writer = store.start().expect("start");
         drop(writer);
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0, "abandoned write removed");
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).expect("ls").count(),
+            0,
+            "abandoned write removed"
+        );
         store.remove(&digest).expect("remove");
         assert!(store.list().expect("list").is_empty());
     }

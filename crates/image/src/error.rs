@@ -163,6 +163,13 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// Building a layer tar in memory failed.
+    #[error("cannot build layer archive: {source}")]
+    BuildLayer {
+        /// The tar writer's error.
+        #[source]
+        source: io::Error,
+    },
     /// A file system operation failed.
     #[error("{operation} {path}: {source}")]
     Filesystem {
@@ -213,9 +220,16 @@ pub fn short_id(id: &str) -> &str {
 }
 
 impl ImageError {
-    pub(crate) fn fs(operation: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn fs(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Filesystem { operation, path, source }
+        move |source| Self::Filesystem {
+            operation,
+            path,
+            source,
+        }
     }
 }
 
@@ -239,6 +253,7 @@ impl Classify for ImageError {
             Self::CorruptMetadata { .. }
             | Self::UnsupportedSchema { .. }
             | Self::BusyboxApplets { .. }
+            | Self::BuildLayer { .. }
             | Self::Filesystem { .. } => ErrorKind::Internal,
         }
     }
@@ -262,21 +277,40 @@ mod tests {
             by_name.to_string(),
             "conflict: unable to remove repository reference \"busybox\" (must force) - container fedcba987654 is using its referenced image 0123456789ab"
         );
-        let multiple = ImageError::DeleteConflict { image_id: IMAGE.into(), reason: DeleteConflictReason::MultipleRepositories };
+        let multiple = ImageError::DeleteConflict {
+            image_id: IMAGE.into(),
+            reason: DeleteConflictReason::MultipleRepositories,
+        };
         assert_eq!(
             multiple.to_string(),
             "conflict: unable to delete 0123456789ab (must be forced) - image is referenced in multiple repositories"
         );
         let running = ImageError::DeleteConflict {
             image_id: IMAGE.into(),
-            reason: DeleteConflictReason::RunningContainer { container_id: CONTAINER.into() },
+            reason: DeleteConflictReason::RunningContainer {
+                container_id: CONTAINER.into(),
+            },
         };
         assert_eq!(
             running.to_string(),
             "conflict: unable to delete 0123456789ab (cannot be forced) - image is being used by running container fedcba987654"
         );
         assert_eq!(running.kind().http_status(), 409);
-        assert_eq!(ImageError::NotFound { reference: "x".into() }.kind().http_status(), 404);
-        assert_eq!(ImageError::InvalidChangeCommand { command: "run".into() }.kind().http_status(), 400);
+        assert_eq!(
+            ImageError::NotFound {
+                reference: "x".into()
+            }
+            .kind()
+            .http_status(),
+            404
+        );
+        assert_eq!(
+            ImageError::InvalidChangeCommand {
+                command: "run".into()
+            }
+            .kind()
+            .http_status(),
+            400
+        );
     }
 }

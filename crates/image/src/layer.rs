@@ -87,18 +87,29 @@ struct Attributes {
 impl Applier<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ImageError> {
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
             return Ok(());
         }
-        let raw_path: PathBuf = entry.path().map_err(|source| ImageError::ReadArchive { source })?.into_owned();
+        let raw_path: PathBuf = entry
+            .path()
+            .map_err(|source| ImageError::ReadArchive { source })?
+            .into_owned();
         let relative = sanitize(&raw_path)?;
         let header = entry.header();
         let read_error = |source| ImageError::ReadArchive { source };
+        // Like Go's archive/tar (which wrote most layers out there), an empty numeric field
+        // reads as 0.
         let attributes = Attributes {
-            uid: header.uid().map_err(read_error)?,
-            gid: header.gid().map_err(read_error)?,
-            mode: header.mode().map_err(read_error)? & 0o7777,
-            mtime: header.mtime().map_err(read_error)?,
+            uid: header.uid().unwrap_or(0),
+            gid: header.gid().unwrap_or(0),
+            mode: header.mode().unwrap_or(0) & 0o7777,
+            mtime: header.mtime().unwrap_or(0),
         };
 
         if let Some(name) = relative.file_name().and_then(|name| name.to_str()) {
@@ -111,7 +122,8 @@ impl Applier<'_> {
                 if hidden.starts_with(WHITEOUT_PREFIX) {
                     return Ok(()); // aufs metadata (.wh..wh.plnk), meaningless here
                 }
-                let full = self.prepare_target(&relative.with_file_name(hidden), &raw_path, false)?;
+                let full =
+                    self.prepare_target(&relative.with_file_name(hidden), &raw_path, false)?;
                 let device = nix::sys::stat::makedev(0, 0);
                 return nix::sys::stat::mknod(&full, SFlag::S_IFCHR, Mode::empty(), device)
                     .map_err(|errno| ImageError::fs("create whiteout", full)(errno.into()));
@@ -121,28 +133,39 @@ impl Applier<'_> {
         if relative.as_os_str().is_empty() {
             // `./` itself: only a directory can describe the layer root.
             if kind != EntryType::Directory {
-                return Err(unsafe_entry(&raw_path, "entry would replace the layer root"));
+                return Err(unsafe_entry(
+                    &raw_path,
+                    "entry would replace the layer root",
+                ));
             }
-            self.directories.push((self.root.to_path_buf(), attributes.mode, attributes.mtime));
+            self.directories
+                .push((self.root.to_path_buf(), attributes.mode, attributes.mtime));
             return self.chown(self.root, &attributes);
         }
 
         let xattrs = pax_xattrs(entry)?;
         let full = match kind {
-            EntryType::Regular | EntryType::Continuous => self.create_file(entry, &relative, &raw_path, &attributes)?,
+            EntryType::Regular | EntryType::Continuous => {
+                self.create_file(entry, &relative, &raw_path, &attributes)?
+            }
             EntryType::Directory => {
                 let full = self.prepare_target(&relative, &raw_path, true)?;
                 if fs::symlink_metadata(&full).is_err() {
-                    DirBuilder::new().mode(0o700).create(&full).map_err(ImageError::fs("create directory", &full))?;
+                    DirBuilder::new()
+                        .mode(0o700)
+                        .create(&full)
+                        .map_err(ImageError::fs("create directory", &full))?;
                 }
                 self.chown(&full, &attributes)?;
-                self.directories.push((full.clone(), attributes.mode, attributes.mtime));
+                self.directories
+                    .push((full.clone(), attributes.mode, attributes.mtime));
                 full
             }
             EntryType::Symlink => {
                 let target = link_name(entry, &raw_path)?;
                 let full = self.prepare_target(&relative, &raw_path, false)?;
-                std::os::unix::fs::symlink(&target, &full).map_err(ImageError::fs("create symlink", &full))?;
+                std::os::unix::fs::symlink(&target, &full)
+                    .map_err(ImageError::fs("create symlink", &full))?;
                 self.chown(&full, &attributes)?;
                 set_mtime_nofollow(&full, attributes.mtime)?;
                 full
@@ -155,7 +178,8 @@ impl Applier<'_> {
                 }
                 let full = self.prepare_target(&relative, &raw_path, false)?;
                 // linkat without AT_SYMLINK_FOLLOW: links a symlink itself, never its target.
-                fs::hard_link(&target_full, &full).map_err(ImageError::fs("create hard link", &full))?;
+                fs::hard_link(&target_full, &full)
+                    .map_err(ImageError::fs("create hard link", &full))?;
                 return Ok(());
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -166,8 +190,15 @@ impl Applier<'_> {
                     _ => {
                         let major = header.device_major().map_err(read_error)?.unwrap_or(0);
                         let minor = header.device_minor().map_err(read_error)?.unwrap_or(0);
-                        let file_type = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
-                        (file_type, nix::sys::stat::makedev(u64::from(major), u64::from(minor)))
+                        let file_type = if kind == EntryType::Char {
+                            SFlag::S_IFCHR
+                        } else {
+                            SFlag::S_IFBLK
+                        };
+                        (
+                            file_type,
+                            nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
+                        )
                     }
                 };
                 let mode = Mode::from_bits_truncate(attributes.mode);
@@ -214,11 +245,15 @@ impl Applier<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(ImageError::ReadArchive { source }),
             };
-            file.write_all(&buffer[..n]).map_err(ImageError::fs("write", &full))?;
+            file.write_all(&buffer[..n])
+                .map_err(ImageError::fs("write", &full))?;
             copied += n as u64;
         }
         if copied != expected {
-            let source = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} is truncated", raw_path.display()));
+            let source = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} is truncated", raw_path.display()),
+            );
             return Err(ImageError::ReadArchive { source });
         }
         if self.privileged {
@@ -226,22 +261,31 @@ impl Applier<'_> {
                 .map_err(ImageError::fs("chown", &full))?;
         }
         // After chown, which clears setuid/setgid.
-        file.set_permissions(fs::Permissions::from_mode(attributes.mode)).map_err(ImageError::fs("chmod", &full))?;
-        file.set_modified(unix_time(attributes.mtime)).map_err(ImageError::fs("set mtime", &full))?;
+        file.set_permissions(fs::Permissions::from_mode(attributes.mode))
+            .map_err(ImageError::fs("chmod", &full))?;
+        file.set_modified(unix_time(attributes.mtime))
+            .map_err(ImageError::fs("set mtime", &full))?;
         self.size += expected;
         Ok(full)
     }
 
     /// Checks (creating missing directories) every parent of `relative`, then clears the way
     /// for the new entry: an existing directory stays when `keep_dir`, anything else goes.
-    fn prepare_target(&self, relative: &Path, raw_path: &Path, keep_dir: bool) -> Result<PathBuf, ImageError> {
+    fn prepare_target(
+        &self,
+        relative: &Path,
+        raw_path: &Path,
+        keep_dir: bool,
+    ) -> Result<PathBuf, ImageError> {
         if let Some(parent) = relative.parent() {
             self.ensure_dir(parent, raw_path)?;
         }
         let full = self.root.join(relative);
         match fs::symlink_metadata(&full) {
             Ok(meta) if meta.is_dir() && keep_dir => {}
-            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&full).map_err(ImageError::fs("replace directory", &full))?,
+            Ok(meta) if meta.is_dir() => {
+                fs::remove_dir_all(&full).map_err(ImageError::fs("replace directory", &full))?
+            }
             Ok(_) => fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(ImageError::fs("inspect", &full)(e)),
@@ -262,7 +306,10 @@ impl Applier<'_> {
                 }
                 Ok(_) => return Err(unsafe_entry(raw_path, "a parent is not a directory")),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    DirBuilder::new().mode(0o755).create(&current).map_err(ImageError::fs("create directory", &current))?;
+                    DirBuilder::new()
+                        .mode(0o755)
+                        .create(&current)
+                        .map_err(ImageError::fs("create directory", &current))?;
                 }
                 Err(e) => return Err(ImageError::fs("inspect", &current)(e)),
             }
@@ -284,8 +331,18 @@ impl Applier<'_> {
             match fs::symlink_metadata(&current) {
                 Ok(meta) if !last && meta.is_dir() => {}
                 Ok(meta) if last && !meta.is_dir() => {}
-                Ok(_) => return Err(unsafe_entry(raw_path, "hard link target is not a file inside the layer")),
-                Err(_) => return Err(unsafe_entry(raw_path, "hard link target does not exist in the layer")),
+                Ok(_) => {
+                    return Err(unsafe_entry(
+                        raw_path,
+                        "hard link target is not a file inside the layer",
+                    ));
+                }
+                Err(_) => {
+                    return Err(unsafe_entry(
+                        raw_path,
+                        "hard link target does not exist in the layer",
+                    ));
+                }
             }
         }
         Ok(current)
@@ -301,9 +358,11 @@ impl Applier<'_> {
 
     fn finish_directories(&mut self) -> Result<(), ImageError> {
         // Deepest first, so a restrictive parent mode cannot block its children.
-        self.directories.sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
+        self.directories
+            .sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
         for (path, mode, mtime) in &self.directories {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(ImageError::fs("chmod", path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                .map_err(ImageError::fs("chmod", path))?;
             set_mtime_nofollow(path, *mtime)?;
         }
         Ok(())
@@ -324,7 +383,10 @@ fn sanitize(path: &Path) -> Result<PathBuf, ImageError> {
 }
 
 fn unsafe_entry(path: &Path, reason: &'static str) -> ImageError {
-    ImageError::UnsafeArchiveEntry { entry: path.to_path_buf(), reason }
+    ImageError::UnsafeArchiveEntry {
+        entry: path.to_path_buf(),
+        reason,
+    }
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>, raw_path: &Path) -> Result<PathBuf, ImageError> {
@@ -335,7 +397,9 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>, raw_path: &Path) -> Result<Path
     }
 }
 
-fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
+fn pax_xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<Vec<(String, Vec<u8>)>, ImageError> {
     let read_error = |source| ImageError::ReadArchive { source };
     let mut xattrs = Vec::new();
     if let Some(extensions) = entry.pax_extensions().map_err(read_error)? {
@@ -365,8 +429,14 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
 fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
     let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
     let time = TimeSpec::new(seconds, 0);
-    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &time, &time, UtimensatFlags::NoFollowSymlink)
-        .map_err(|errno| ImageError::fs("set mtime", path)(errno.into()))
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &time,
+        &time,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|errno| ImageError::fs("set mtime", path)(errno.into()))
 }
 
 fn unix_time(seconds: u64) -> SystemTime {
@@ -408,25 +478,41 @@ impl StagingDir {
 
 impl Drop for StagingDir {
     fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            if let Err(e) = persist::remove_tree(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove staging directory");
-            }
+        if !self.path.as_os_str().is_empty()
+            && let Err(e) = persist::remove_tree(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove staging directory");
         }
     }
 }
 
 /// Reads `stream` (an uncompressed layer tar) once: unpacks it into a new staging directory
-/// and stores it as a pending blob, hashing it on the way.
-pub(crate) fn stage_layer(content: &ContentStore, ingest: &Path, stream: &mut dyn Read) -> Result<StagedLayer, ImageError> {
+/// and stores it as a pending blob, hashing it on the way. With `expected_diff_id` (from a
+/// config that lists the layer), content with another digest is refused.
+pub(crate) fn stage_layer(
+    content: &ContentStore,
+    ingest: &Path,
+    stream: &mut dyn Read,
+    expected_diff_id: Option<&str>,
+) -> Result<StagedLayer, ImageError> {
     let mut writer = content.start()?;
     let path = ingest.join(format!("layer-{}", persist::random_suffix()));
-    DirBuilder::new().mode(0o700).create(&path).map_err(ImageError::fs("create directory", &path))?;
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .map_err(ImageError::fs("create directory", &path))?;
     let dir = StagingDir { path };
     let diff = dir.path.join("diff");
-    DirBuilder::new().mode(0o755).create(&diff).map_err(ImageError::fs("create directory", &diff))?;
+    DirBuilder::new()
+        .mode(0o755)
+        .create(&diff)
+        .map_err(ImageError::fs("create directory", &diff))?;
 
-    let mut tee = TeeReader { inner: stream, sink: &mut writer, sink_error: None };
+    let mut tee = TeeReader {
+        inner: stream,
+        sink: &mut writer,
+        sink_error: None,
+    };
     let applied = apply_tar(&mut tee, &diff).and_then(|size| {
         // Hash what follows the end-of-archive marker too: the diff id covers the whole stream.
         io::copy(&mut tee, &mut io::sink()).map_err(|source| ImageError::ReadArchive { source })?;
@@ -437,7 +523,20 @@ pub(crate) fn stage_layer(content: &ContentStore, ingest: &Path, stream: &mut dy
         (_, Some(sink_error)) => return Err(ImageError::fs("write", writer.path())(sink_error)),
         (Err(e), None) => return Err(e),
     };
+    // The unpacked files must be on disk before the layer can become visible; done here,
+    // before the store's lock is taken.
+    let handle = fs::File::open(&diff).map_err(ImageError::fs("open", &diff))?;
+    nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", &diff)(errno.into()))?;
     let blob = writer.finish()?;
+    if let Some(expected) = expected_diff_id {
+        blob.verify(expected, None)?;
+    }
+    tracing::debug!(
+        digest = blob.digest(),
+        tar_size = blob.size(),
+        size,
+        "layer staged"
+    );
     Ok(StagedLayer { dir, blob, size })
 }
 
@@ -469,7 +568,8 @@ mod tests {
 
     fn header(path: &str, kind: EntryType, mode: u32, size: u64) -> tar::Header {
         let mut header = tar::Header::new_gnu();
-        header.set_path(path).expect("path");
+        // Raw bytes: the tar crate refuses to write absolute paths, which archives can have.
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
         header.set_entry_type(kind);
         header.set_mode(mode);
         header.set_size(size);
@@ -485,12 +585,20 @@ mod tests {
 
     fn link(builder: &mut tar::Builder<Vec<u8>>, path: &str, kind: EntryType, target: &str) {
         let mut header = header(path, kind, 0o777, 0);
-        builder.append_link(&mut header, path, target).expect("append link");
+        builder
+            .append_link(&mut header, path, target)
+            .expect("append link");
     }
 
     /// Writes raw header bytes, bypassing the tar crate's own path checks, as a hostile
     /// archive would.
-    fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, path: &str, kind: EntryType, target: &str, data: &[u8]) {
+    fn raw_entry(
+        builder: &mut tar::Builder<Vec<u8>>,
+        path: &str,
+        kind: EntryType,
+        target: &str,
+        data: &[u8],
+    ) {
         let mut header = tar::Header::new_old();
         header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
         header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
@@ -510,11 +618,17 @@ mod tests {
     #[test]
     fn unpacks_files_dirs_links_and_metadata() {
         let mut builder = tar::Builder::new(Vec::new());
-        builder.append(&header("./", EntryType::Directory, 0o755, 0), &[][..]).expect("root");
-        builder.append(&header("/abs/", EntryType::Directory, 0o750, 0), &[][..]).expect("dir");
+        builder
+            .append(&header("./", EntryType::Directory, 0o755, 0), &[][..])
+            .expect("root");
+        builder
+            .append(&header("/abs/", EntryType::Directory, 0o750, 0), &[][..])
+            .expect("dir");
         file(&mut builder, "/abs/file", b"hello");
         file(&mut builder, "implicit/parents/file", b"x");
-        builder.append(&header("setuid", EntryType::Regular, 0o4755, 2), &b"hi"[..]).expect("file");
+        builder
+            .append(&header("setuid", EntryType::Regular, 0o4755, 2), &b"hi"[..])
+            .expect("file");
         link(&mut builder, "abs/sym", EntryType::Symlink, "/etc/passwd");
         link(&mut builder, "abs/hard", EntryType::Link, "/abs/file");
         file(&mut builder, "replaced", b"old");
@@ -527,14 +641,37 @@ mod tests {
         let meta = fs::metadata(root.join("abs")).expect("stat");
         assert_eq!(meta.mode() & 0o7777, 0o750);
         assert_eq!(meta.mtime(), 1_600_000_000);
-        assert_eq!(fs::metadata(root.join("setuid")).expect("stat").mode() & 0o7777, 0o4755);
-        assert_eq!(fs::metadata(root.join("abs/file")).expect("stat").mtime(), 1_600_000_000);
-        assert_eq!(fs::read_link(root.join("abs/sym")).expect("readlink"), Path::new("/etc/passwd"));
-        assert_eq!(fs::symlink_metadata(root.join("abs/sym")).expect("lstat").mtime(), 1_600_000_000);
-        let (a, b) = (fs::metadata(root.join("abs/file")).expect("stat"), fs::metadata(root.join("abs/hard")).expect("stat"));
+        assert_eq!(
+            fs::metadata(root.join("setuid")).expect("stat").mode() & 0o7777,
+            0o4755
+        );
+        assert_eq!(
+            fs::metadata(root.join("abs/file")).expect("stat").mtime(),
+            1_600_000_000
+        );
+        assert_eq!(
+            fs::read_link(root.join("abs/sym")).expect("readlink"),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(
+            fs::symlink_metadata(root.join("abs/sym"))
+                .expect("lstat")
+                .mtime(),
+            1_600_000_000
+        );
+        let (a, b) = (
+            fs::metadata(root.join("abs/file")).expect("stat"),
+            fs::metadata(root.join("abs/hard")).expect("stat"),
+        );
         assert_eq!(a.ino(), b.ino());
         assert_eq!(fs::read(root.join("replaced")).expect("read"), b"newer");
-        assert_eq!(fs::metadata(root.join("implicit/parents")).expect("stat").mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(root.join("implicit/parents"))
+                .expect("stat")
+                .mode()
+                & 0o777,
+            0o755
+        );
     }
 
     #[test]
@@ -542,7 +679,13 @@ mod tests {
         let mut dotdot = tar::Builder::new(Vec::new());
         raw_entry(&mut dotdot, "../x", EntryType::Regular, "", b"evil");
         let mut nested_dotdot = tar::Builder::new(Vec::new());
-        raw_entry(&mut nested_dotdot, "a/../../x", EntryType::Regular, "", b"evil");
+        raw_entry(
+            &mut nested_dotdot,
+            "a/../../x",
+            EntryType::Regular,
+            "",
+            b"evil",
+        );
         let mut through_symlink = tar::Builder::new(Vec::new());
         link(&mut through_symlink, "link", EntryType::Symlink, "/");
         file(&mut through_symlink, "link/etc/x", b"evil");
@@ -550,12 +693,30 @@ mod tests {
         link(&mut relative_symlink, "up", EntryType::Symlink, "../../..");
         file(&mut relative_symlink, "up/x", b"evil");
         let mut hardlink_out = tar::Builder::new(Vec::new());
-        raw_entry(&mut hardlink_out, "passwd", EntryType::Link, "/etc/passwd", b"");
+        raw_entry(
+            &mut hardlink_out,
+            "passwd",
+            EntryType::Link,
+            "/etc/passwd",
+            b"",
+        );
         let mut hardlink_dotdot = tar::Builder::new(Vec::new());
-        raw_entry(&mut hardlink_dotdot, "h", EntryType::Link, "../outside", b"");
+        raw_entry(
+            &mut hardlink_dotdot,
+            "h",
+            EntryType::Link,
+            "../outside",
+            b"",
+        );
         let mut hardlink_via_symlink = tar::Builder::new(Vec::new());
         link(&mut hardlink_via_symlink, "etc", EntryType::Symlink, "/etc");
-        raw_entry(&mut hardlink_via_symlink, "h", EntryType::Link, "etc/passwd", b"");
+        raw_entry(
+            &mut hardlink_via_symlink,
+            "h",
+            EntryType::Link,
+            "etc/passwd",
+            b"",
+        );
         for (name, builder) in [
             ("dotdot", dotdot),
             ("nested dotdot", nested_dotdot),
@@ -570,8 +731,14 @@ mod tests {
             fs::create_dir_all(&layer).expect("mkdir");
             let bytes = builder.into_inner().expect("finish");
             let err = apply_tar(&mut &bytes[..], &layer).expect_err(name);
-            assert!(matches!(err, ImageError::UnsafeArchiveEntry { .. }), "{name}: {err}");
-            assert!(!outside.path().join("x").exists() && !outside.path().join("a/x").exists(), "{name}");
+            assert!(
+                matches!(err, ImageError::UnsafeArchiveEntry { .. }),
+                "{name}: {err}"
+            );
+            assert!(
+                !outside.path().join("x").exists() && !outside.path().join("a/x").exists(),
+                "{name}"
+            );
         }
     }
 
@@ -582,11 +749,17 @@ mod tests {
         file(&mut builder, "after", b"x");
         let bytes = builder.into_inner().expect("finish");
         let (_dir, result) = unpack(&bytes[..3000]);
-        assert!(matches!(result, Err(ImageError::ReadArchive { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(ImageError::ReadArchive { .. })),
+            "{result:?}"
+        );
         let mut corrupt = bytes.clone();
         corrupt[100] ^= 0xff; // inside the first header: checksum no longer matches
         let (_dir, result) = unpack(&corrupt);
-        assert!(matches!(result, Err(ImageError::ReadArchive { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(ImageError::ReadArchive { .. })),
+            "{result:?}"
+        );
     }
 
     #[test]
@@ -600,16 +773,52 @@ mod tests {
         file(&mut builder, "f", b"data");
         let mut bytes = builder.into_inner().expect("finish");
         bytes.extend_from_slice(&[0u8; 4096]); // padding after the end marker, as tar(1) writes
-        let staged = stage_layer(&content, &dir.path().join("ingest"), &mut &bytes[..]).expect("stage");
+        let wrong = crate::content::sha256_digest(b"something else");
+        let err = stage_layer(
+            &content,
+            &dir.path().join("ingest"),
+            &mut &bytes[..],
+            Some(&wrong),
+        )
+        .expect_err("mismatch");
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).expect("ls").count(),
+            0
+        );
+        let expected = crate::content::sha256_digest(&bytes);
+        let staged = stage_layer(
+            &content,
+            &dir.path().join("ingest"),
+            &mut &bytes[..],
+            Some(&expected),
+        )
+        .expect("stage");
         assert_eq!(staged.blob.digest(), crate::content::sha256_digest(&bytes));
         assert_eq!(staged.blob.size(), bytes.len() as u64);
         assert_eq!(staged.size, 4);
-        assert_eq!(fs::read(staged.dir.path().join("diff/f")).expect("read"), b"data");
+        assert_eq!(
+            fs::read(staged.dir.path().join("diff/f")).expect("read"),
+            b"data"
+        );
         drop(staged);
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).expect("ls").count(),
+            0
+        );
 
-        let err = stage_layer(&content, &dir.path().join("ingest"), &mut &bytes[..700]).expect_err("truncated");
+        let err = stage_layer(
+            &content,
+            &dir.path().join("ingest"),
+            &mut &bytes[..700],
+            None,
+        )
+        .expect_err("truncated");
         assert!(matches!(err, ImageError::ReadArchive { .. }), "{err}");
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ls").count(), 0, "nothing left behind");
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest")).expect("ls").count(),
+            0,
+            "nothing left behind"
+        );
     }
 }

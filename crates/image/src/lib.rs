@@ -1,74 +1,70 @@
 //! The image store: image configs, tags, unpacked layer snapshots, container root filesystems,
 //! and the ways images arrive offline (bootstrap from the host's busybox, import of a tarball).
 //!
-//! DRAFT SIGNATURES (being implemented): the shapes below are the contract.
-use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+//! An image is a config document (its id is the sha256 of the config's bytes) that lists
+//! layers by *diff id* (the sha256 of the uncompressed layer tar). Each stack of layers is
+//! unpacked once, as a read-only snapshot named by its OCI *chain id*, and shared by every
+//! image and container that stands on it. A container's root is an overlay of those snapshots
+//! (lowerdirs) under its own writable layer; this crate prepares the directories and never
+//! mounts anything (the runtime does).
+//!
+//! # On-disk layout (schema version 1)
+//!
+//! ```text
+//! <data_root>/image/
+//!   version                      "1": the schema version; an unknown one refuses to open
+//!   blobs/sha256/<hex>           content store: config JSON (stored bytes, never re-serialized)
+//!                                and uncompressed layer tars (digest = diff id); written to
+//!                                ingest/ first, size+digest checked, fsynced, renamed here
+//!   ingest/                      blobs and layers being written; emptied at open
+//!   layers/<chain hex>/diff/     one unpacked read-only snapshot per layer chain
+//!   layers/<chain hex>/meta.json {"diff_id", "parent" (chain id or null), "size"}
+//!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size"}: the image exists
+//!                                when this file does (written after its blobs and layers)
+//!   repositories.json            {"Repositories": {repo: {normalized ref: image id}}}
+//!   containers/<id>/meta.json    {"image", "layers"}: keeps the layers of a container's root
+//!   containers/<id>/diff/        the container's writable layer (overlay upperdir)
+//!   containers/<id>/work/        overlay workdir
+//!   trash/                       trees being deleted (renamed here first); emptied at open
+//! ```
+//!
+//! Metadata files are replaced atomically (temp file, fsync, rename). Layers are reference
+//! counted by chain id over images and containers: deleting the last user removes the
+//! snapshot. At open, layers and blobs no image or container references (left by a crash
+//! between steps) are removed; so every new kind of blob must be counted as referenced in
+//! `store::remove_orphans`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-/// Docker image config (`application/vnd.docker.container.image.v1+json`), the parts berth
-/// reads and writes; unknown fields are kept.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageConfig {
-    /// Defaults for containers of this image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<RunConfig>,
-    /// RFC3339 creation time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    /// Author.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
-    /// `amd64`.
-    #[serde(default)]
-    pub architecture: String,
-    /// `linux`.
-    #[serde(default)]
-    pub os: String,
-    /// Everything else, kept verbatim (rootfs, history, …).
-    #[serde(flatten)]
-    pub other: serde_json::Map<String, serde_json::Value>,
-}
+use std::path::PathBuf;
 
-/// The container defaults an image carries (Docker's `config` object).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RunConfig {
-    /// `uid[:gid]` or a user name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// `KEY=value`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<Vec<String>>,
-    /// Default command.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cmd: Option<Vec<String>>,
-    /// Entrypoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entrypoint: Option<Vec<String>>,
-    /// Working directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub working_dir: Option<String>,
-    /// Labels.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<HashMap<String, String>>,
-    /// `80/tcp` → {}.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exposed_ports: Option<HashMap<String, serde_json::Value>>,
-    /// `/data` → {}.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volumes: Option<HashMap<String, serde_json::Value>>,
-    /// Stop signal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_signal: Option<String>,
-}
+mod bootstrap;
+mod changes;
+mod config;
+mod content;
+mod error;
+mod import;
+mod layer;
+mod persist;
+mod reference;
+mod store;
+
+pub use bootstrap::DEFAULT_PATH_ENV;
+pub use changes::apply_changes;
+pub use config::{ImageConfig, RunConfig, host_architecture};
+pub use content::{chain_id, sha256_digest};
+pub use error::{DeleteConflictReason, ImageError, short_id};
+pub use import::{Compression, detect_compression};
+pub use layer::{LayerMeta, apply_tar};
+pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError};
+pub use store::{ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRecord {
     /// `sha256:<64 hex>` (digest of the config JSON).
     pub id: String,
-    /// Familiar `repo:tag` names (`busybox:latest`).
+    /// Familiar `repo:tag` names (`busybox:latest`), sorted.
     pub repo_tags: Vec<String>,
     /// The parsed config.
     pub config: ImageConfig,
@@ -96,77 +92,4 @@ pub struct RootfsDirs {
     pub upperdir: PathBuf,
     /// overlayfs work dir.
     pub workdir: PathBuf,
-}
-
-/// Errors of the image store.
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    /// No image matches.
-    #[error("No such image: {reference}")]
-    NotFound {
-        /// What the user typed.
-        reference: String,
-    },
-}
-
-/// The image store under `<data_root>/image`.
-#[derive(Debug)]
-pub struct ImageStore {}
-
-#[allow(unused_variables)]
-impl ImageStore {
-    /// Opens (creating if needed) the store at `root`.
-    pub fn open(root: &Path) -> Result<Self, ImageError> {
-        todo!()
-    }
-    /// Resolves a name (`busybox`, `busybox:latest`, `docker.io/library/busybox:latest`), a full
-    /// or `sha256:`-prefixed ID, or a unique ID prefix.
-    pub fn resolve(&self, reference: &str) -> Result<ImageRecord, ImageError> {
-        todo!()
-    }
-    /// Every image.
-    pub fn list(&self) -> Vec<ImageRecord> {
-        todo!()
-    }
-    /// Creates the overlay dirs of a container's root from `image_id`'s layers.
-    pub fn prepare_rootfs(&self, container_id: &str, image_id: &str) -> Result<RootfsDirs, ImageError> {
-        todo!()
-    }
-    /// The overlay dirs of an existing container root.
-    pub fn rootfs(&self, container_id: &str, image_id: &str) -> Result<RootfsDirs, ImageError> {
-        todo!()
-    }
-    /// Removes a container's writable layer (crash-safe: renamed into trash first).
-    pub fn remove_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
-        todo!()
-    }
-    /// Makes a busybox image from the host's static busybox.
-    pub fn bootstrap_busybox(&self, reference: &str, busybox: &Path) -> Result<ImageRecord, ImageError> {
-        todo!()
-    }
-    /// Imports a rootfs tarball (plain, gzip or zstd) as a one-layer image.
-    pub fn import(
-        &self,
-        tar: &mut dyn Read,
-        reference: Option<&str>,
-        changes: &[String],
-        message: Option<&str>,
-    ) -> Result<ImageRecord, ImageError> {
-        todo!()
-    }
-    /// Adds a tag.
-    pub fn tag(&self, source: &str, target: &str) -> Result<(), ImageError> {
-        todo!()
-    }
-    /// `rmi`: untags, and deletes the image when no tag is left (or by ID). `in_use` returns,
-    /// for an image id, a container using it (its id, and whether it is running); such images
-    /// are refused (409, Docker's wording) unless `force` — and never while running.
-    pub fn remove(
-        &self,
-        reference: &str,
-        force: bool,
-        in_use: &dyn Fn(&str) -> Option<(String, bool)>,
-    ) -> Result<Vec<Deleted>, ImageError> {
-        todo!()
-    }
 }

@@ -24,11 +24,15 @@ pub(crate) fn random_suffix() -> String {
 /// disk before this returns (fsync of file and directory).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {
     let dir = path.parent().expect("metadata files live in a directory");
-    let name = path.file_name().expect("metadata files have a name").to_string_lossy();
+    let name = path
+        .file_name()
+        .expect("metadata files have a name")
+        .to_string_lossy();
     let temp = dir.join(format!(".{name}{TEMP_MARKER}{}", random_suffix()));
     let result = (|| {
         let mut file = File::create(&temp).map_err(ImageError::fs("create", &temp))?;
-        file.write_all(bytes).map_err(ImageError::fs("write", &temp))?;
+        file.write_all(bytes)
+            .map_err(ImageError::fs("write", &temp))?;
         if durable {
             file.sync_all().map_err(ImageError::fs("fsync", &temp))?;
         }
@@ -46,7 +50,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(
 
 /// fsyncs a directory, making renames and creations in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(ImageError::fs("fsync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ImageError::fs("fsync directory", dir))
 }
 
 /// Removes temp files a crash left between write and rename.
@@ -70,7 +76,10 @@ pub(crate) fn remove_stray_temps(dir: &Path) -> Result<(), ImageError> {
 
 /// Deletes a file or tree crash-safely: rename into `trash`, then remove.
 pub(crate) fn remove_via_trash(trash: &Path, path: &Path) -> Result<(), ImageError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let target: PathBuf = trash.join(format!("{name}-{}", random_suffix()));
     match fs::rename(path, &target) {
         Ok(()) => remove_tree(&target),
@@ -87,7 +96,9 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), ImageError> {
         Err(e) => Err(e),
     };
     match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ImageError::fs("remove", path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ImageError::fs("remove", path)(e))
+        }
         _ => Ok(()),
     }
 }
@@ -115,7 +126,10 @@ mod tests {
         // A crash between temp write and rename.
         fs::write(dir.path().join(".state.json.tmp-deadbeef"), b"torn").expect("write temp");
         remove_stray_temps(dir.path()).expect("clean");
-        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, ["state.json"]);
         assert_eq!(fs::read(&path).expect("read"), b"new");
     }

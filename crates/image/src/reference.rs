@@ -56,13 +56,17 @@ impl Reference {
     /// No tag is added; see [`Reference::with_default_tag`].
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
         if is_full_hex_id(input) {
-            return Err(ReferenceError::HexRepository { name: input.to_owned() });
+            return Err(ReferenceError::HexRepository {
+                name: input.to_owned(),
+            });
         }
         let (domain, remainder) = split_domain(input);
         let repository_end = remainder.find(':').unwrap_or(remainder.len());
         let repository = &remainder[..repository_end];
         if repository.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(ReferenceError::Uppercase { repository: repository.to_owned() });
+            return Err(ReferenceError::Uppercase {
+                repository: repository.to_owned(),
+            });
         }
         let (name_and_tag, digest) = match remainder.split_once('@') {
             Some((name_and_tag, digest)) => {
@@ -71,7 +75,7 @@ impl Reference {
                 }
                 (name_and_tag, Some(digest.to_owned()))
             }
-            None => (remainder, None),
+            None => (remainder.as_str(), None),
         };
         let (path, tag) = match name_and_tag.rsplit_once(':') {
             Some((path, tag)) => {
@@ -88,7 +92,12 @@ impl Reference {
         if domain.len() + 1 + path.len() > NAME_TOTAL_LENGTH_MAX {
             return Err(ReferenceError::NameTooLong);
         }
-        Ok(Self { domain, path: path.to_owned(), tag, digest })
+        Ok(Self {
+            domain,
+            path: path.to_owned(),
+            tag,
+            digest,
+        })
     }
 
     /// Adds the `latest` tag when the reference has neither tag nor digest.
@@ -104,7 +113,12 @@ impl Reference {
         if !is_valid_tag(tag) {
             return Err(ReferenceError::Format);
         }
-        Ok(Self { domain: self.domain.clone(), path: self.path.clone(), tag: Some(tag.to_owned()), digest: None })
+        Ok(Self {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: Some(tag.to_owned()),
+            digest: None,
+        })
     }
 
     /// `docker.io`, `localhost:5000`, …
@@ -175,7 +189,9 @@ pub(crate) fn is_full_hex_id(s: &str) -> bool {
 }
 
 pub(crate) fn is_lower_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Docker's `splitDockerDomain`: the first component is a domain only if it looks like one
@@ -183,7 +199,9 @@ pub(crate) fn is_lower_hex(s: &str) -> bool {
 fn split_domain(input: &str) -> (String, String) {
     let (mut domain, mut remainder) = match input.split_once('/') {
         Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
         {
             (first.to_owned(), rest.to_owned())
         }
@@ -249,10 +267,10 @@ fn is_valid_domain(domain: &str) -> bool {
             None => (domain, None),
         }
     };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(port) = port
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     if domain.starts_with('[') {
         return true;
@@ -263,7 +281,9 @@ fn is_valid_domain(domain: &str) -> bool {
             !bytes.is_empty()
                 && bytes[0].is_ascii_alphanumeric()
                 && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         })
 }
 
@@ -284,14 +304,23 @@ fn is_valid_digest(digest: &str) -> bool {
     };
     let algorithm_ok = algorithm.split(['+', '.', '_', '-']).all(|part| {
         let bytes = part.as_bytes();
-        !bytes.is_empty() && bytes[0].is_ascii_lowercase() && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        !bytes.is_empty()
+            && bytes[0].is_ascii_lowercase()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     });
     if !algorithm_ok {
         return false;
     }
     match algorithm {
         "sha256" => is_full_hex_id(encoded),
-        _ => encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-')),
+        _ => {
+            encoded.len() >= 32
+                && encoded
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+        }
     }
 }
 
@@ -306,22 +335,76 @@ mod tests {
         // input, normalized (with default tag), familiar
         let digest_ref = format!("busybox@sha256:{HEX}");
         let cases: Vec<(&str, String, String)> = vec![
-            ("busybox", "docker.io/library/busybox:latest".into(), "busybox:latest".into()),
-            ("busybox:1.36", "docker.io/library/busybox:1.36".into(), "busybox:1.36".into()),
-            ("library/busybox", "docker.io/library/busybox:latest".into(), "busybox:latest".into()),
-            ("docker.io/library/busybox:latest", "docker.io/library/busybox:latest".into(), "busybox:latest".into()),
-            ("index.docker.io/busybox", "docker.io/library/busybox:latest".into(), "busybox:latest".into()),
-            ("user/app:v1", "docker.io/user/app:v1".into(), "user/app:v1".into()),
-            ("localhost:5000/x:v1", "localhost:5000/x:v1".into(), "localhost:5000/x:v1".into()),
-            ("localhost/x", "localhost/x:latest".into(), "localhost/x:latest".into()),
-            ("registry:5000/a/b:tag", "registry:5000/a/b:tag".into(), "registry:5000/a/b:tag".into()),
-            ("quay.io/a/b/c", "quay.io/a/b/c:latest".into(), "quay.io/a/b/c:latest".into()),
-            ("[::1]:5000/img:t", "[::1]:5000/img:t".into(), "[::1]:5000/img:t".into()),
-            ("a-b__c.d_e---f", "docker.io/library/a-b__c.d_e---f:latest".into(), "a-b__c.d_e---f:latest".into()),
-            (digest_ref.as_str(), format!("docker.io/library/busybox@sha256:{HEX}"), digest_ref.clone()),
+            (
+                "busybox",
+                "docker.io/library/busybox:latest".into(),
+                "busybox:latest".into(),
+            ),
+            (
+                "busybox:1.36",
+                "docker.io/library/busybox:1.36".into(),
+                "busybox:1.36".into(),
+            ),
+            (
+                "library/busybox",
+                "docker.io/library/busybox:latest".into(),
+                "busybox:latest".into(),
+            ),
+            (
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox:latest".into(),
+                "busybox:latest".into(),
+            ),
+            (
+                "index.docker.io/busybox",
+                "docker.io/library/busybox:latest".into(),
+                "busybox:latest".into(),
+            ),
+            (
+                "user/app:v1",
+                "docker.io/user/app:v1".into(),
+                "user/app:v1".into(),
+            ),
+            (
+                "localhost:5000/x:v1",
+                "localhost:5000/x:v1".into(),
+                "localhost:5000/x:v1".into(),
+            ),
+            (
+                "localhost/x",
+                "localhost/x:latest".into(),
+                "localhost/x:latest".into(),
+            ),
+            (
+                "registry:5000/a/b:tag",
+                "registry:5000/a/b:tag".into(),
+                "registry:5000/a/b:tag".into(),
+            ),
+            (
+                "quay.io/a/b/c",
+                "quay.io/a/b/c:latest".into(),
+                "quay.io/a/b/c:latest".into(),
+            ),
+            (
+                "[::1]:5000/img:t",
+                "[::1]:5000/img:t".into(),
+                "[::1]:5000/img:t".into(),
+            ),
+            (
+                "a-b__c.d_e---f",
+                "docker.io/library/a-b__c.d_e---f:latest".into(),
+                "a-b__c.d_e---f:latest".into(),
+            ),
+            (
+                digest_ref.as_str(),
+                format!("docker.io/library/busybox@sha256:{HEX}"),
+                digest_ref.clone(),
+            ),
         ];
         for (input, normalized, familiar) in cases {
-            let reference = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}")).with_default_tag();
+            let reference = Reference::parse(input)
+                .unwrap_or_else(|e| panic!("{input}: {e}"))
+                .with_default_tag();
             assert_eq!(reference.to_string(), normalized, "{input}");
             assert_eq!(reference.familiar(), familiar, "{input}");
         }
@@ -329,21 +412,35 @@ mod tests {
 
     #[test]
     fn splits_parts() {
-        let reference = Reference::parse(&format!("localhost:5000/a/b:v2@sha256:{HEX}")).expect("valid");
+        let reference =
+            Reference::parse(&format!("localhost:5000/a/b:v2@sha256:{HEX}")).expect("valid");
         assert_eq!(reference.domain(), "localhost:5000");
         assert_eq!(reference.path(), "a/b");
         assert_eq!(reference.tag(), Some("v2"));
         assert_eq!(reference.digest(), Some(format!("sha256:{HEX}").as_str()));
         assert_eq!(reference.familiar_name(), "localhost:5000/a/b");
         assert_eq!(Reference::parse("busybox").expect("valid").tag(), None);
-        assert_eq!(Reference::parse("busybox").expect("valid").with_tag("v3").expect("tag").familiar(), "busybox:v3");
+        assert_eq!(
+            Reference::parse("busybox")
+                .expect("valid")
+                .with_tag("v3")
+                .expect("tag")
+                .familiar(),
+            "busybox:v3"
+        );
     }
 
     #[test]
     fn rejects_invalid_names_with_dockers_messages() {
         let cases = [
-            ("Foo", "invalid reference format: repository name (library/Foo) must be lowercase"),
-            ("user/Foo:v1", "invalid reference format: repository name (user/Foo) must be lowercase"),
+            (
+                "Foo",
+                "invalid reference format: repository name (library/Foo) must be lowercase",
+            ),
+            (
+                "user/Foo:v1",
+                "invalid reference format: repository name (user/Foo) must be lowercase",
+            ),
             ("", "invalid reference format"),
             ("bad name", "invalid reference format"),
             ("busybox:", "invalid reference format"),
@@ -361,7 +458,10 @@ mod tests {
             let err = Reference::parse(input).expect_err(input);
             assert_eq!(err.to_string(), message, "{input}");
         }
-        assert!(matches!(Reference::parse(HEX), Err(ReferenceError::HexRepository { .. })));
+        assert!(matches!(
+            Reference::parse(HEX),
+            Err(ReferenceError::HexRepository { .. })
+        ));
         let long = format!("{}/x", "a".repeat(260));
         assert_eq!(Reference::parse(&long), Err(ReferenceError::NameTooLong));
         let long_tag = format!("busybox:{}", "t".repeat(129));

@@ -24,9 +24,7 @@ use std::process::{Command, Stdio};
 use berth_runtime::{PendingInit, Process, RuntimeError, Spec};
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags};
-use nix::unistd::Pid;
 
 use crate::error::MonitorError;
 use crate::protocol::{ExecRequest, MonitorConfig, RuntimeKind};
@@ -58,16 +56,12 @@ impl Engine {
             RuntimeKind::Builtin => {
                 let (host, child) =
                     HostStdio::new(config.tty, config.console_size, config.open_stdin)?;
-                let pending = berth_runtime::create(
-                    spec,
-                    &config.run_dir,
-                    config.rootfs.as_ref(),
-                    child,
-                )
-                .map_err(|source| MonitorError::Runtime {
-                    id: config.id.clone(),
-                    source,
-                })?;
+                let pending =
+                    berth_runtime::create(spec, &config.run_dir, config.rootfs.as_ref(), child)
+                        .map_err(|source| MonitorError::Runtime {
+                            id: config.id.clone(),
+                            source,
+                        })?;
                 let pid = pending.pid();
                 let engine = Engine::Builtin {
                     id: config.id.clone(),
@@ -106,15 +100,10 @@ impl Engine {
     pub fn kill(&self, init_pid: i32, signal: i32) -> Result<(), MonitorError> {
         match self {
             Engine::Builtin { .. } => {
-                let signal = Signal::try_from(signal).map_err(|source| MonitorError::EventLoop {
-                    op: "parse signal",
+                sys::send_signal(init_pid, signal).map_err(|source| MonitorError::Signal {
+                    pid: init_pid,
+                    signal,
                     source,
-                })?;
-                nix::sys::signal::kill(Pid::from_raw(init_pid), signal).map_err(|source| {
-                    MonitorError::EventLoop {
-                        op: "kill init",
-                        source,
-                    }
                 })
             }
             Engine::External(external) => external.kill(signal),
@@ -220,12 +209,12 @@ impl ExternalRuntime {
             .arg(&pid_file);
         let host = if config.tty {
             let master = self.run_with_console(command, "create")?;
-            let host = HostStdio::from_pty_master(master, config.open_stdin).map_err(
-                |source| MonitorError::Stdio {
+            let host = HostStdio::from_pty_master(master, config.open_stdin).map_err(|source| {
+                MonitorError::Stdio {
                     what: "pty master",
                     source,
-                },
-            )?;
+                }
+            })?;
             if let Some((rows, cols)) = config.console_size {
                 // Best effort: a wrong size only affects layout.
                 let _ = crate::stdio::resize(&host, rows, cols);
@@ -274,7 +263,18 @@ impl ExternalRuntime {
         process_file: &Path,
         pid_file: &Path,
     ) -> Result<(i32, HostStdio), MonitorError> {
-        write_process_file(&request.process, process_file)?;
+        let mut process = request.process.clone();
+        if let (true, Some((rows, cols))) = (tty, request.console_size) {
+            // The runtime sizes the pty before the process runs; resizing the master after
+            // `exec` returns would race with the process reading its size.
+            let size = oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(rows))
+                .width(u64::from(cols))
+                .build()
+                .expect("a box of two numbers always builds");
+            process.set_console_size(Some(size));
+        }
+        write_process_file(&process, process_file)?;
         let mut command = self.command("exec");
         command
             .arg("--process")
@@ -284,12 +284,13 @@ impl ExternalRuntime {
             .arg(pid_file);
         let host = if tty {
             let master = self.run_with_console(command, "exec")?;
-            let host = HostStdio::from_pty_master(master, request.attach_stdin).map_err(
-                |source| MonitorError::Stdio {
-                    what: "pty master",
-                    source,
-                },
-            )?;
+            let host =
+                HostStdio::from_pty_master(master, request.attach_stdin).map_err(|source| {
+                    MonitorError::Stdio {
+                        what: "pty master",
+                        source,
+                    }
+                })?;
             if let Some((rows, cols)) = request.console_size {
                 let _ = crate::stdio::resize(&host, rows, cols);
             }
@@ -317,6 +318,7 @@ impl ExternalRuntime {
             let _ = nix::mount::umount2(&target, MntFlags::MNT_DETACH);
         }
         let _ = std::fs::remove_dir(&self.state_root);
+        let _ = std::fs::remove_file(&self.log_path);
         let _ = std::fs::remove_file(self.bundle.join("init.pid"));
         let _ = std::fs::remove_file(self.bundle.join("console.sock"));
     }
@@ -324,11 +326,13 @@ impl ExternalRuntime {
     /// Runs a subcommand to completion; a failure carries the runtime's own message.
     fn run(&self, mut command: Command, subcommand: &'static str) -> Result<(), MonitorError> {
         let _ = std::fs::remove_file(&self.log_path);
-        let status = command.status().map_err(|source| MonitorError::SpawnExternal {
-            binary: self.binary.clone(),
-            command: subcommand,
-            source,
-        })?;
+        let status = command
+            .status()
+            .map_err(|source| MonitorError::SpawnExternal {
+                binary: self.binary.clone(),
+                command: subcommand,
+                source,
+            })?;
         // Drop the child's stdio ends before anything waits for EOF on them.
         drop(command);
         if status.success() {
@@ -447,10 +451,7 @@ fn exec_failure_in(message: &str) -> Option<(String, i32)> {
     Some((wording, code))
 }
 
-fn mount_overlay(
-    overlay: &berth_runtime::OverlayMount,
-    target: &Path,
-) -> Result<(), MonitorError> {
+fn mount_overlay(overlay: &berth_runtime::OverlayMount, target: &Path) -> Result<(), MonitorError> {
     std::fs::create_dir_all(target).map_err(|source| MonitorError::RunDirFile {
         op: "create",
         path: target.to_path_buf(),

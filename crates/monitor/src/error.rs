@@ -26,7 +26,9 @@ pub enum MonitorError {
         source: serde_json::Error,
     },
     /// The daemon speaks a protocol version this monitor does not.
-    #[error("monitor protocol version {version} is not supported (this monitor speaks 1..={supported})")]
+    #[error(
+        "monitor protocol version {version} is not supported (this monitor speaks 1..={supported})"
+    )]
     UnsupportedVersion {
         /// What the config asked for.
         version: u32,
@@ -148,7 +150,18 @@ pub enum MonitorError {
         #[source]
         source: nix::errno::Errno,
     },
-    /// The event loop's poll or a signal operation failed.
+    /// A signal could not be sent.
+    #[error("send signal {signal} to {pid}: {source}")]
+    Signal {
+        /// The process.
+        pid: i32,
+        /// The signal number.
+        signal: i32,
+        /// The cause (EINVAL for a bad signal number, ESRCH when gone).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event loop's poll failed.
     #[error("{op}: {source}")]
     EventLoop {
         /// What was being done.
@@ -179,14 +192,12 @@ impl Classify for MonitorError {
             | MonitorError::ParseConfig { .. }
             | MonitorError::LoadSpec { .. } => ErrorKind::InvalidArgument,
             MonitorError::UnsupportedVersion { .. } => ErrorKind::NotImplemented,
-            // A missing or non-executable command is the user's to fix (Docker: 400).
-            MonitorError::Runtime { source, .. } => {
-                if matches!(source, RuntimeError::Exec { .. }) {
-                    ErrorKind::InvalidArgument
-                } else {
-                    ErrorKind::Internal
-                }
-            }
+            MonitorError::Signal { source, .. } => match source.raw_os_error() {
+                Some(libc::EINVAL) => ErrorKind::InvalidArgument,
+                Some(libc::ESRCH) => ErrorKind::Conflict,
+                Some(_) | None => ErrorKind::Internal,
+            },
+            MonitorError::Runtime { source, .. } => source.kind(),
             MonitorError::Setup { .. }
             | MonitorError::RunDirFile { .. }
             | MonitorError::Bind { .. }

@@ -23,6 +23,8 @@
 //! exit.json      ExitStatus, written atomically once the container exited
 //! ```
 #![warn(missing_docs)]
+// Raw system calls live in `sys` only.
+#![deny(unsafe_code)]
 
 pub mod error;
 pub mod logfile;
@@ -32,6 +34,7 @@ mod engine;
 mod monitor;
 mod oom;
 mod stdio;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::io::Write;
@@ -41,13 +44,10 @@ pub use error::MonitorError;
 pub use monitor::Monitor;
 use protocol::Ready;
 
-/// Where the host's cgroup hierarchies are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
 /// The monitor's entry point (`berth monitor <run_dir>`); returns the process exit code:
 /// 0 once the container exited and was recorded, 1 if it could not be created.
 pub fn run(run_dir: &Path) -> i32 {
-    match Monitor::new(run_dir, Path::new(CGROUP_ROOT)) {
+    match Monitor::new(run_dir, berth_runtime::cgroup_root()) {
         Ok(monitor) => {
             report_ready(&Ready {
                 pid: monitor.init_pid(),
@@ -62,9 +62,26 @@ pub fn run(run_dir: &Path) -> i32 {
             }
         }
         Err(e) => {
+            let error = match e.exec_failure() {
+                // The command cannot run (an external runtime checks at create): record the
+                // exit Docker reports (126/127) as well, in Docker's wording.
+                Some((message, exit_code)) => {
+                    let exit = protocol::ExitStatus {
+                        exit_code,
+                        finished_at: logfile::rfc3339_nano(std::time::SystemTime::now()),
+                        oom_killed: false,
+                        error: Some(message.clone()),
+                    };
+                    if let Err(e) = monitor::write_exit_file(run_dir, &exit) {
+                        eprintln!("berth-monitor: {e}");
+                    }
+                    message
+                }
+                None => e.to_string(),
+            };
             report_ready(&Ready {
                 pid: 0,
-                error: Some(e.to_string()),
+                error: Some(error),
             });
             1
         }

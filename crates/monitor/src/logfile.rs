@@ -223,10 +223,12 @@ impl LogFile {
             rename_if_exists(&self.path, &numbered(1))?;
             self.file = open_append(&self.path)?;
         } else {
-            self.file.set_len(0).map_err(|source| MonitorError::RotateLog {
-                path: self.path.clone(),
-                source,
-            })?;
+            self.file
+                .set_len(0)
+                .map_err(|source| MonitorError::RotateLog {
+                    path: self.path.clone(),
+                    source,
+                })?;
         }
         self.size = 0;
         Ok(())
@@ -258,6 +260,12 @@ fn rename_if_exists(from: &Path, to: &Path) -> Result<(), MonitorError> {
 /// Appends `s` as a JSON string the way Docker's json-file driver does: `<`, `>`, `&` and
 /// control characters as `\u00XX` (but `\n`, `\r` short), invalid UTF-8 bytes as `\ufffd`,
 /// U+2028/U+2029 escaped.
+///
+/// ```
+/// let mut out = Vec::new();
+/// berth_monitor::logfile::escape_json_bytes(&mut out, b"a\t<b>\xff\n");
+/// assert_eq!(out, br#""a\u0009\u003cb\u003e\ufffd\n""#);
+/// ```
 pub fn escape_json_bytes(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
@@ -489,8 +497,11 @@ mod tests {
     fn single_file_rotation_truncates_and_appends_to_existing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
-        std::fs::write(&path, "{\"log\":\"old\\n\",\"stream\":\"stdout\",\"time\":\"x\"}\n")
-            .expect("seed");
+        std::fs::write(
+            &path,
+            "{\"log\":\"old\\n\",\"stream\":\"stdout\",\"time\":\"x\"}\n",
+        )
+        .expect("seed");
         let mut log = LogFile::open(&path, 0, 1).expect("open");
         log.write(Stream::Stdout, b"new\n", SystemTime::now(), Instant::now())
             .expect("write");

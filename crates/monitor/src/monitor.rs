@@ -56,7 +56,11 @@ enum Role {
     /// Waiting for the container's exit.
     Waiter,
     /// Streaming the container's output (and taking input).
-    Attach { stdin: bool, stdout: bool, stderr: bool },
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
     /// Streaming an exec's output (and taking its input).
     Exec { pid: i32 },
     /// Answered; closes once its output is written.
@@ -221,13 +225,13 @@ impl Monitor {
             step: "set child subreaper",
             source: errno.into(),
         })?;
-        let (sigchld_read, sigchld_write) = nix::unistd::pipe2(
-            OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-        )
-        .map_err(|errno| MonitorError::Setup {
-            step: "self-pipe",
-            source: errno.into(),
-        })?;
+        let (sigchld_read, sigchld_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|errno| {
+                MonitorError::Setup {
+                    step: "self-pipe",
+                    source: errno.into(),
+                }
+            })?;
         sys::install_signal_handlers(sigchld_write).map_err(|errno| MonitorError::Setup {
             step: "signal handlers",
             source: errno.into(),
@@ -247,13 +251,12 @@ impl Monitor {
                 source,
             })?;
 
-        let created = Engine::create(&config, &spec).and_then(|created| {
-            write_pid_file(run_dir).map(|()| created)
-        });
+        let created = write_pid_file(run_dir).and_then(|()| Engine::create(&config, &spec));
         let (engine, init_pid, io) = match created {
             Ok(created) => created,
             Err(e) => {
                 let _ = std::fs::remove_file(&socket_path);
+                let _ = std::fs::remove_file(run_dir.join(PID_FILE));
                 return Err(e);
             }
         };
@@ -299,6 +302,8 @@ impl Monitor {
     fn event_loop(&mut self) -> Result<(), MonitorError> {
         loop {
             self.housekeeping();
+            // Closing a finished client is what tells it the stream ended.
+            self.conns.retain(|conn| !conn.dead);
             if self.finished() {
                 return Ok(());
             }
@@ -306,7 +311,6 @@ impl Monitor {
             for (token, events) in ready {
                 self.dispatch(token, events);
             }
-            self.conns.retain(|conn| !conn.dead);
         }
     }
 
@@ -887,7 +891,7 @@ fn write_pid_file(run_dir: &Path) -> Result<(), MonitorError> {
 }
 
 /// Writes `exit.json` atomically: temp file, fsync, rename, fsync of the directory.
-fn write_exit_file(run_dir: &Path, exit: &ExitStatus) -> Result<(), MonitorError> {
+pub(crate) fn write_exit_file(run_dir: &Path, exit: &ExitStatus) -> Result<(), MonitorError> {
     let path = run_dir.join(EXIT_FILE);
     let temp = run_dir.join(format!(".{EXIT_FILE}.tmp"));
     let io_err = |op, path: &Path| {
@@ -948,10 +952,9 @@ mod tests {
             error: None,
         };
         write_exit_file(dir.path(), &exit).expect("write");
-        let read: ExitStatus = serde_json::from_slice(
-            &std::fs::read(dir.path().join(EXIT_FILE)).expect("read"),
-        )
-        .expect("parse");
+        let read: ExitStatus =
+            serde_json::from_slice(&std::fs::read(dir.path().join(EXIT_FILE)).expect("read"))
+                .expect("parse");
         assert_eq!(read, exit);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .expect("list")

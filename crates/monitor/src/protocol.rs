@@ -204,6 +204,16 @@ pub const STDERR_FRAME: u8 = 2;
 pub const FRAME_HEADER_LEN: usize = 8;
 
 /// Appends one frame `[stream, 0, 0, 0, len u32 BE] payload` to `out`.
+///
+/// ```
+/// use berth_monitor::protocol::{STDOUT_FRAME, decode_frame_header, encode_frame};
+///
+/// let mut out = Vec::new();
+/// encode_frame(&mut out, STDOUT_FRAME, b"hi\n");
+/// let header: [u8; 8] = out[..8].try_into().unwrap();
+/// assert_eq!(decode_frame_header(header), (STDOUT_FRAME, 3));
+/// assert_eq!(&out[8..], b"hi\n");
+/// ```
 pub fn encode_frame(out: &mut Vec<u8>, stream: u8, payload: &[u8]) {
     let len = u32::try_from(payload.len()).expect("frames carry at most one read buffer");
     out.push(stream);

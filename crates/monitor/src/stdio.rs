@@ -103,12 +103,11 @@ impl HostStdio {
         let (out_r, out_w) = host_pipe("stdout pipe")?;
         let (err_r, err_w) = host_pipe("stderr pipe")?;
         let (input, child_stdin) = if with_stdin {
-            let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| {
-                MonitorError::Stdio {
+            let (in_r, in_w) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| MonitorError::Stdio {
                     what: "stdin pipe",
                     source: errno.into(),
-                }
-            })?;
+                })?;
             set_nonblocking(&in_w).map_err(|source| MonitorError::Stdio {
                 what: "stdin pipe",
                 source,
@@ -239,12 +238,11 @@ impl HostStdio {
 }
 
 fn host_pipe(what: &'static str) -> Result<(OwnedFd, OwnedFd), MonitorError> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| {
-        MonitorError::Stdio {
+    let (read, write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| MonitorError::Stdio {
             what,
             source: errno.into(),
-        }
-    })?;
+        })?;
     set_nonblocking(&read).map_err(|source| MonitorError::Stdio { what, source })?;
     Ok((read, write))
 }
@@ -296,7 +294,10 @@ mod tests {
 
         host.queue_input(b"in");
         host.close_input();
-        assert!(host.stdin.is_none(), "closed after the pending input was written");
+        assert!(
+            host.stdin.is_none(),
+            "closed after the pending input was written"
+        );
         let mut child_in = File::from(child.stdin);
         let mut got = Vec::new();
         child_in.read_to_end(&mut got).expect("read");

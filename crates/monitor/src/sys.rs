@@ -79,6 +79,21 @@ pub fn set_window_size(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Resu
     Ok(())
 }
 
+/// Sends signal number `signal` to `pid`. Unlike `nix::sys::signal::kill` this takes any
+/// number, so real-time signals (`docker kill -s RTMIN+3`) work too.
+pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
+    if pid <= 0 || !(1..=libc::SIGRTMAX()).contains(&signal) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` > 0 names
+    // one process, never a group or every process.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Takes ownership of a descriptor the kernel just installed in this process (SCM_RIGHTS).
 pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: `fd` was created for this process by recvmsg(2) and nothing else owns it.
@@ -90,14 +105,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn signals_are_checked_before_sending() {
+        assert!(
+            send_signal(0, libc::SIGKILL).is_err(),
+            "never a process group"
+        );
+        assert!(
+            send_signal(-1, libc::SIGKILL).is_err(),
+            "never every process"
+        );
+        let me = i32::try_from(std::process::id()).expect("pid fits");
+        assert!(send_signal(me, 0).is_err());
+        assert!(send_signal(me, libc::SIGRTMAX() + 1).is_err());
+        // Signal 0 is refused above; SIGCONT to ourselves is harmless and proves delivery works.
+        send_signal(me, libc::SIGCONT).expect("signal self");
+    }
+
+    #[test]
     fn window_size_reaches_the_pty() {
         let pty = nix::pty::openpty(None, None).expect("openpty");
-        set_window_size(
-            std::os::fd::AsFd::as_fd(&pty.master),
-            31,
-            97,
-        )
-        .expect("resize");
+        set_window_size(std::os::fd::AsFd::as_fd(&pty.master), 31, 97).expect("resize");
         let termios_size = {
             let mut size = libc::winsize {
                 ws_row: 0,
@@ -111,11 +138,13 @@ mod tests {
             size
         };
         assert_eq!((termios_size.ws_row, termios_size.ws_col), (31, 97));
-        assert!(set_window_size(
-            std::os::fd::AsFd::as_fd(&std::fs::File::open("/dev/null").expect("null")),
-            1,
-            1
-        )
-        .is_err());
+        assert!(
+            set_window_size(
+                std::os::fd::AsFd::as_fd(&std::fs::File::open("/dev/null").expect("null")),
+                1,
+                1
+            )
+            .is_err()
+        );
     }
 }

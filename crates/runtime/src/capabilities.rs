@@ -60,9 +60,9 @@ impl CapabilityPlan {
             if self.bounding.contains(&cap) {
                 continue;
             }
-            match caps::has_cap(None, CapSet::Bounding, cap) {
-                Ok(true) => caps::drop(None, CapSet::Bounding, cap).map_err(|_| failure("bounding"))?,
-                Ok(false) | Err(_) => {}
+            // Capabilities the kernel does not know fail the check and are skipped.
+            if let Ok(true) = caps::has_cap(None, CapSet::Bounding, cap) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|_| failure("bounding"))?;
             }
         }
         Ok(())

@@ -19,6 +19,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use crate::sync::{Failure, at};
+use crate::sys::{CloneResult, clone_process};
 use crate::{RuntimeError, Step};
 
 /// Clone flag and /proc/<pid>/ns name of a namespace type.
@@ -71,7 +72,7 @@ impl Join {
 }
 
 /// What the init does with namespaces.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct NamespacePlan {
     /// New namespaces created by clone.
     pub clone_flags: CloneFlags,
@@ -125,25 +126,42 @@ impl NamespacePlan {
         plan.joins.sort_by_key(|join| join_rank(join.flag));
         Ok(plan)
     }
+}
 
+impl Default for NamespacePlan {
+    fn default() -> Self {
+        NamespacePlan {
+            clone_flags: CloneFlags::empty(),
+            new_cgroup: false,
+            new_user: false,
+            joins: Vec::new(),
+            join_pid: None,
+            has_mount: false,
+        }
+    }
+}
+
+impl NamespacePlan {
     /// setns into every namespace in `joins` (in the child).
     pub(crate) fn enter(&self) -> Result<(), Failure> {
         self.joins.iter().try_for_each(Join::enter)
     }
 }
 
-/// Runs `clone` with the calling process's `pid_for_children` pointed at `target`, then
-/// restores it: how a child lands in an existing pid namespace without a double fork.
-pub(crate) fn in_pid_namespace<T>(
-    target: Option<&Join>,
-    spawn: impl FnOnce() -> Result<T, RuntimeError>,
-) -> Result<T, RuntimeError> {
-    let Some(target) = target else { return spawn() };
+/// `clone` with the calling process's `pid_for_children` pointed at `target`, restored in
+/// the parent afterwards: how a child lands in an existing pid namespace without a double
+/// fork. (The child must not restore: our pid namespace is an ancestor of its own.)
+pub(crate) fn clone_into(target: Option<&Join>, flags: CloneFlags) -> Result<CloneResult, RuntimeError> {
+    let clone = || clone_process(flags.bits()).map_err(|e| RuntimeError::host("clone", "", e));
+    let Some(target) = target else { return clone() };
     let own = Join::open(CloneFlags::CLONE_NEWPID, Path::new("/proc/self/ns/pid"))?;
     setns(&target.file, CloneFlags::CLONE_NEWPID).map_err(|e| RuntimeError::nix("join pid namespace", &target.path, e))?;
-    let result = spawn();
-    // Restoring our own namespace cannot fail for root (it is our active pid namespace); if
-    // it did, later children would land in the container, so report it.
+    let result = clone();
+    if matches!(result, Ok(CloneResult::Child)) {
+        return result;
+    }
+    // Our own active pid namespace is always a valid target; if restoring failed anyway,
+    // later children would land in the container, so report it.
     setns(&own.file, CloneFlags::CLONE_NEWPID).map_err(|e| RuntimeError::nix("restore pid namespace", &own.path, e))?;
     result
 }

@@ -8,7 +8,7 @@
 //!   process could not be executed. A successful `execve` closes the pipe, so EOF after `R`
 //!   (or, for `exec`, EOF right away) means the process runs.
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -120,7 +120,7 @@ pub(crate) enum Report {
 
 /// Reads the next report from the child.
 pub(crate) fn read_report(fd: &OwnedFd) -> Result<Report, RuntimeError> {
-    let tag = read_byte(fd.into()).map_err(|e| RuntimeError::host("read from container process", "", e))?;
+    let tag = read_byte(fd.as_fd()).map_err(|e| RuntimeError::host("read from container process", "", e))?;
     let Some(tag) = tag else { return Ok(Report::Closed) };
     if tag == READY {
         return Ok(Report::Ready);
@@ -155,7 +155,7 @@ mod tests {
     fn failures_travel_through_the_pipe() {
         let (read, write) = pipe().expect("pipe");
         let failure = Failure { step: Step::Mount, path: "/proc".into(), errno: libc::EPERM };
-        send((&write).into(), SETUP_FAILED, &failure);
+        send(write.as_fd(), SETUP_FAILED, &failure);
         drop(write);
         assert_eq!(read_report(&read).expect("report"), Report::SetupFailed(failure));
     }
@@ -163,9 +163,9 @@ mod tests {
     #[test]
     fn exec_failures_and_ready_and_eof() {
         let (read, write) = pipe().expect("pipe");
-        send_byte((&write).into(), READY).expect("write");
+        send_byte(write.as_fd(), READY).expect("write");
         let exec = ExecFailure { message: "exec: \"x\": permission denied".into(), exit_code: 126 };
-        send((&write).into(), EXEC_FAILED, &exec);
+        send(write.as_fd(), EXEC_FAILED, &exec);
         drop(write);
         assert_eq!(read_report(&read).expect("ready"), Report::Ready);
         assert_eq!(read_report(&read).expect("exec"), Report::ExecFailed(exec));

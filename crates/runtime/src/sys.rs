@@ -72,3 +72,30 @@ pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `_exit(2)`: ends a forked child without running the parent's atexit handlers or flushing
+/// its copy of the parent's stdio buffers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// Size of one classic-BPF instruction (`struct sock_filter`).
+pub(crate) const BPF_INSTRUCTION_SIZE: usize = std::mem::size_of::<libc::sock_filter>();
+
+/// Installs a compiled seccomp filter (`program`: `struct sock_filter` records, as
+/// libseccomp exports them) on the calling thread. Needs no_new_privs or CAP_SYS_ADMIN.
+pub(crate) fn load_seccomp_program(program: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    let fprog_ptr: *const libc::sock_fprog = &fprog;
+    // SAFETY: `fprog` points at `program`, which outlives the call; the kernel only reads
+    // `len` instructions from it and copies them before returning.
+    let ret = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, fprog_ptr) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -23,10 +23,13 @@ fn parse_service_bytes(content: &str) -> (u64, u64) {
     let (mut read, mut write) = (0u64, 0u64);
     for line in content.lines() {
         let mut fields = line.split_ascii_whitespace();
-        let (Some(_device), Some(op), Some(bytes)) = (fields.next(), fields.next(), fields.next()) else {
+        let (Some(_device), Some(op), Some(bytes)) = (fields.next(), fields.next(), fields.next())
+        else {
             continue;
         };
-        let Ok(bytes) = bytes.parse::<u64>() else { continue };
+        let Ok(bytes) = bytes.parse::<u64>() else {
+            continue;
+        };
         match op {
             "Read" => read = read.saturating_add(bytes),
             "Write" => write = write.saturating_add(bytes),
@@ -53,7 +56,10 @@ mod tests {
         .unwrap();
         let mut stats = Stats::default();
         Blkio::report(tmp.path(), &mut stats).unwrap();
-        assert_eq!((stats.blkio_read_bytes, stats.blkio_write_bytes), (4196, 8193));
+        assert_eq!(
+            (stats.blkio_read_bytes, stats.blkio_write_bytes),
+            (4196, 8193)
+        );
     }
 
     #[test]

@@ -58,8 +58,18 @@ mod tests {
         assert_eq!(read("cpu.shares"), "512");
         assert_eq!(read("cpu.cfs_period_us"), "50000");
         assert_eq!(read("cpu.cfs_quota_us"), "25000");
-        Cpu::apply(tmp.path(), &Resources { cpu_quota: Some(-5), ..Default::default() }).unwrap();
+        Cpu::apply(
+            tmp.path(),
+            &Resources {
+                cpu_quota: Some(-5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(read("cpu.cfs_quota_us"), "-1");
-        assert!(!Cpu::wanted(&Resources { cpu_shares: Some(0), ..Default::default() }));
+        assert!(!Cpu::wanted(&Resources {
+            cpu_shares: Some(0),
+            ..Default::default()
+        }));
     }
 }

@@ -21,8 +21,12 @@ impl Report for CpuAcct {
             .map(|content| parse_percpu(&content))
             .unwrap_or_default();
         if let Some(content) = fs::read(&dir.join("cpuacct.stat"))? {
-            stats.cpu_user_ns = fs::keyed_value(&content, "user").unwrap_or(0).saturating_mul(NS_PER_TICK);
-            stats.cpu_system_ns = fs::keyed_value(&content, "system").unwrap_or(0).saturating_mul(NS_PER_TICK);
+            stats.cpu_user_ns = fs::keyed_value(&content, "user")
+                .unwrap_or(0)
+                .saturating_mul(NS_PER_TICK);
+            stats.cpu_system_ns = fs::keyed_value(&content, "system")
+                .unwrap_or(0)
+                .saturating_mul(NS_PER_TICK);
         }
         Ok(())
     }
@@ -30,7 +34,10 @@ impl Report for CpuAcct {
 
 /// `cpuacct.usage_percpu`: one space-separated number per possible CPU.
 fn parse_percpu(content: &str) -> Vec<u64> {
-    content.split_ascii_whitespace().filter_map(|n| n.parse().ok()).collect()
+    content
+        .split_ascii_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -43,12 +50,19 @@ mod tests {
     fn reports_total_percpu_user_and_system() {
         let tmp = tempfile::tempdir().unwrap();
         stdfs::write(tmp.path().join("cpuacct.usage"), "406622769275\n").unwrap();
-        stdfs::write(tmp.path().join("cpuacct.usage_percpu"), "211034004160 195588765115 \n").unwrap();
+        stdfs::write(
+            tmp.path().join("cpuacct.usage_percpu"),
+            "211034004160 195588765115 \n",
+        )
+        .unwrap();
         stdfs::write(tmp.path().join("cpuacct.stat"), "user 36474\nsystem 4188\n").unwrap();
         let mut stats = Stats::default();
         CpuAcct::report(tmp.path(), &mut stats).unwrap();
         assert_eq!(stats.cpu_usage_ns, 406_622_769_275);
-        assert_eq!(stats.percpu_usage_ns, vec![211_034_004_160, 195_588_765_115]);
+        assert_eq!(
+            stats.percpu_usage_ns,
+            vec![211_034_004_160, 195_588_765_115]
+        );
         assert_eq!(stats.cpu_user_ns, 364_740_000_000);
         assert_eq!(stats.cpu_system_ns, 41_880_000_000);
     }

@@ -18,7 +18,10 @@ impl Limit for Cpuset {
     const NAME: &'static str = "cpuset";
 
     fn wanted(resources: &Resources) -> bool {
-        resources.cpuset_cpus.as_deref().is_some_and(|c| !c.is_empty())
+        resources
+            .cpuset_cpus
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
     }
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
@@ -37,7 +40,9 @@ pub(crate) fn initialize(dir: &Path, mount: &Path) -> Result<(String, String), C
     if (!cpus.is_empty() && !mems.is_empty()) || dir == mount {
         return Ok((cpus, mems));
     }
-    let Some(parent) = dir.parent() else { return Ok((cpus, mems)) };
+    let Some(parent) = dir.parent() else {
+        return Ok((cpus, mems));
+    };
     if parent != mount {
         // An intermediate level berth created: let the kernel initialize its future children.
         fs::write_if_present(&parent.join("cgroup.clone_children"), "1")?;
@@ -59,7 +64,9 @@ pub(crate) fn initialize(dir: &Path, mount: &Path) -> Result<(String, String), C
 }
 
 fn read_trimmed(path: &Path) -> Result<String, CgroupError> {
-    Ok(fs::read(path)?.map(|s| s.trim().to_string()).unwrap_or_default())
+    Ok(fs::read(path)?
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -106,14 +113,20 @@ mod tests {
         stdfs::write(leaf.join(CPUS), "1\n").unwrap();
         stdfs::write(leaf.join(MEMS), "0\n").unwrap();
         initialize(&leaf, tmp.path()).unwrap();
-        assert_eq!(stdfs::read_to_string(tmp.path().join("berth/cpuset.cpus")).unwrap(), "\n");
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join("berth/cpuset.cpus")).unwrap(),
+            "\n"
+        );
     }
 
     #[test]
     fn applies_requested_cpus() {
         let tmp = fixture();
         let leaf = tmp.path().join("berth/abc");
-        let resources = Resources { cpuset_cpus: Some("1".into()), ..Default::default() };
+        let resources = Resources {
+            cpuset_cpus: Some("1".into()),
+            ..Default::default()
+        };
         assert!(Cpuset::wanted(&resources));
         Cpuset::apply(&leaf, &resources).unwrap();
         assert_eq!(stdfs::read_to_string(leaf.join(CPUS)).unwrap(), "1");

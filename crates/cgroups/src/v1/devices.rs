@@ -13,21 +13,31 @@ pub(crate) fn apply(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError>
     let mut allow: Option<File> = None;
     let mut deny: Option<File> = None;
     for rule in rules {
-        let (slot, name) = if rule.allow { (&mut allow, "devices.allow") } else { (&mut deny, "devices.deny") };
-        let path = dir.join(name);
-        let file = match slot {
-            Some(file) => file,
-            None => slot.insert(
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|source| CgroupError::Io { op: "open", path: path.clone(), source })?,
-            ),
+        let (slot, name) = if rule.allow {
+            (&mut allow, "devices.allow")
+        } else {
+            (&mut deny, "devices.deny")
         };
+        let path = dir.join(name);
+        let file =
+            match slot {
+                Some(file) => file,
+                None => slot.insert(OpenOptions::new().write(true).open(&path).map_err(
+                    |source| CgroupError::Io {
+                        op: "open",
+                        path: path.clone(),
+                        source,
+                    },
+                )?),
+            };
         // One write() per rule, newline-terminated (the kernel accepts the newline).
         let line = format!("{rule}\n");
         file.write_all(line.as_bytes())
-            .map_err(|source| CgroupError::Write { path, value: rule.to_string(), source })?;
+            .map_err(|source| CgroupError::Write {
+                path,
+                value: rule.to_string(),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -44,7 +54,10 @@ mod tests {
         stdfs::write(tmp.path().join("devices.allow"), "").unwrap();
         stdfs::write(tmp.path().join("devices.deny"), "").unwrap();
         apply(tmp.path(), &DeviceRule::docker_defaults()).unwrap();
-        assert_eq!(stdfs::read_to_string(tmp.path().join("devices.deny")).unwrap(), "a\n");
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join("devices.deny")).unwrap(),
+            "a\n"
+        );
         let allowed = stdfs::read_to_string(tmp.path().join("devices.allow")).unwrap();
         let lines: Vec<&str> = allowed.lines().collect();
         assert_eq!(lines.len(), 11);

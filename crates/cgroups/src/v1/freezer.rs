@@ -64,7 +64,10 @@ mod tests {
         freeze(tmp.path(), FREEZE_TIMEOUT).unwrap();
         assert!(frozen(tmp.path()).unwrap());
         thaw(tmp.path()).unwrap();
-        assert_eq!(stdfs::read_to_string(tmp.path().join(STATE)).unwrap(), "THAWED");
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join(STATE)).unwrap(),
+            "THAWED"
+        );
         assert!(!frozen(tmp.path()).unwrap());
     }
 

@@ -40,7 +40,12 @@ impl Limit for Memory {
             (None, None) => {}
         }
         if let Some(reservation) = set(resources.memory_reservation) {
-            fs::write_limit(dir, "memory.soft_limit_in_bytes", &reservation.to_string(), Self::NAME)?;
+            fs::write_limit(
+                dir,
+                "memory.soft_limit_in_bytes",
+                &reservation.to_string(),
+                Self::NAME,
+            )?;
         }
         Ok(())
     }
@@ -63,7 +68,11 @@ fn apply_both(dir: &Path, limit: i64, memsw: i64) -> Result<(), CgroupError> {
             if fs::write_if_present(&memsw_path, &memsw_value)? {
                 fs::write(&limit_path, &limit_value)
             } else {
-                Err(CgroupError::Write { path: limit_path, value: limit_value, source: e })
+                Err(CgroupError::Write {
+                    path: limit_path,
+                    value: limit_value,
+                    source: e,
+                })
             }
         }
         Err(_) => fs::write_limit(dir, LIMIT, &limit_value, Memory::NAME),
@@ -74,7 +83,8 @@ impl Report for Memory {
     fn report(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
         stats.memory_usage = fs::read_u64(&dir.join("memory.usage_in_bytes"))?;
         stats.memory_limit = crate::cap_to_host_memory(fs::read_u64(&dir.join(LIMIT))?);
-        stats.memory_inactive_file = fs::read_keyed(&dir.join("memory.stat"), "total_inactive_file")?;
+        stats.memory_inactive_file =
+            fs::read_keyed(&dir.join("memory.stat"), "total_inactive_file")?;
         Ok(())
     }
 }
@@ -121,11 +131,21 @@ mod tests {
     #[test]
     fn zero_means_unset_and_minus_one_unlimited() {
         let tmp = fixture();
-        let untouched = Resources { memory: Some(0), ..Default::default() };
+        let untouched = Resources {
+            memory: Some(0),
+            ..Default::default()
+        };
         assert!(!Memory::wanted(&untouched));
         Memory::apply(tmp.path(), &untouched).unwrap();
         assert_eq!(read(tmp.path(), LIMIT), "9223372036854771712\n");
-        Memory::apply(tmp.path(), &Resources { memory: Some(-1), ..Default::default() }).unwrap();
+        Memory::apply(
+            tmp.path(),
+            &Resources {
+                memory: Some(-1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(read(tmp.path(), LIMIT), "-1");
     }
 
@@ -133,7 +153,11 @@ mod tests {
     fn missing_swap_accounting_is_skipped() {
         let tmp = fixture();
         stdfs::remove_file(tmp.path().join(MEMSW_LIMIT)).unwrap();
-        let resources = Resources { memory: Some(8 << 20), memory_swap: Some(16 << 20), ..Default::default() };
+        let resources = Resources {
+            memory: Some(8 << 20),
+            memory_swap: Some(16 << 20),
+            ..Default::default()
+        };
         Memory::apply(tmp.path(), &resources).unwrap();
         assert_eq!(read(tmp.path(), LIMIT), "8388608");
         assert!(!tmp.path().join(MEMSW_LIMIT).exists());
@@ -142,9 +166,24 @@ mod tests {
     #[test]
     fn missing_limit_file_is_unsupported() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = Memory::apply(tmp.path(), &Resources { memory: Some(1 << 30), ..Default::default() })
-            .unwrap_err();
-        assert!(matches!(err, CgroupError::Unsupported { controller: "memory", .. }), "{err}");
+        let err = Memory::apply(
+            tmp.path(),
+            &Resources {
+                memory: Some(1 << 30),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CgroupError::Unsupported {
+                    controller: "memory",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

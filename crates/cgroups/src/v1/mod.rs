@@ -65,7 +65,10 @@ impl V1Cgroup {
     /// Resolves which hierarchies are mounted under `root` (a few `lstat`s; creates nothing).
     pub(crate) fn new(root: &Path, relative: &Path) -> Self {
         let at = |name: &str| {
-            resolve_mount(root, name).map(|mount| ControllerDir { dir: mount.join(relative), mount })
+            resolve_mount(root, name).map(|mount| ControllerDir {
+                dir: mount.join(relative),
+                mount,
+            })
         };
         let mut cgroup = V1Cgroup {
             root: root.to_path_buf(),
@@ -99,7 +102,11 @@ impl V1Cgroup {
         cgroup
     }
 
-    pub(crate) fn create(&self, resources: &Resources, devices: &[DeviceRule]) -> Result<(), CgroupError> {
+    pub(crate) fn create(
+        &self,
+        resources: &Resources,
+        devices: &[DeviceRule],
+    ) -> Result<(), CgroupError> {
         self.check_supported(resources)?;
         for dir in &self.dirs {
             fs::make_dir(dir)?;
@@ -137,7 +144,10 @@ impl V1Cgroup {
     }
 
     fn apply(&self, resources: &Resources) -> Result<(), CgroupError> {
-        fn apply_one<C: Limit>(slot: &Option<ControllerDir>, r: &Resources) -> Result<(), CgroupError> {
+        fn apply_one<C: Limit>(
+            slot: &Option<ControllerDir>,
+            r: &Resources,
+        ) -> Result<(), CgroupError> {
             match slot {
                 Some(controller) if C::wanted(r) => C::apply(&controller.dir, r),
                 _ => Ok(()),
@@ -150,7 +160,10 @@ impl V1Cgroup {
     }
 
     fn unsupported(&self, controller: &'static str) -> CgroupError {
-        CgroupError::Unsupported { controller, path: self.root.join(controller) }
+        CgroupError::Unsupported {
+            controller,
+            path: self.root.join(controller),
+        }
     }
 
     pub(crate) fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
@@ -184,7 +197,10 @@ impl V1Cgroup {
     }
 
     pub(crate) fn stats(&self) -> Result<Stats, CgroupError> {
-        fn report<C: Report>(slot: &Option<ControllerDir>, stats: &mut Stats) -> Result<(), CgroupError> {
+        fn report<C: Report>(
+            slot: &Option<ControllerDir>,
+            stats: &mut Stats,
+        ) -> Result<(), CgroupError> {
             match slot {
                 Some(controller) => C::report(&controller.dir, stats),
                 None => Ok(()),
@@ -199,7 +215,12 @@ impl V1Cgroup {
     }
 
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        let dir = self.pids.as_ref().or(self.memory.as_ref()).map(|c| &c.dir).or(self.dirs.first());
+        let dir = self
+            .pids
+            .as_ref()
+            .or(self.memory.as_ref())
+            .map(|c| &c.dir)
+            .or(self.dirs.first());
         match dir {
             Some(dir) => parse_procs(&dir.join("cgroup.procs")),
             None => Ok(Vec::new()),
@@ -258,7 +279,9 @@ mod tests {
 
     use super::*;
 
-    const CONTROLLERS: [&str; 8] = ["memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio", "devices"];
+    const CONTROLLERS: [&str; 8] = [
+        "memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio", "devices",
+    ];
 
     /// Files the kernel puts in every new cgroup of each controller (the subset berth uses),
     /// with a fresh cgroup's contents.
@@ -270,13 +293,28 @@ mod tests {
                 ("memory.soft_limit_in_bytes", "9223372036854771712\n"),
                 ("memory.usage_in_bytes", "0\n"),
                 ("memory.stat", "total_inactive_file 0\n"),
-                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+                ),
             ],
-            "cpu" => &[("cpu.shares", "1024\n"), ("cpu.cfs_period_us", "100000\n"), ("cpu.cfs_quota_us", "-1\n")],
-            "cpuacct" => &[("cpuacct.usage", "0\n"), ("cpuacct.usage_percpu", "0 0 \n"), ("cpuacct.stat", "user 0\nsystem 0\n")],
+            "cpu" => &[
+                ("cpu.shares", "1024\n"),
+                ("cpu.cfs_period_us", "100000\n"),
+                ("cpu.cfs_quota_us", "-1\n"),
+            ],
+            "cpuacct" => &[
+                ("cpuacct.usage", "0\n"),
+                ("cpuacct.usage_percpu", "0 0 \n"),
+                ("cpuacct.stat", "user 0\nsystem 0\n"),
+            ],
             "pids" => &[("pids.max", "max\n"), ("pids.current", "0\n")],
             "freezer" => &[("freezer.state", "THAWED\n")],
-            "cpuset" => &[("cpuset.cpus", "\n"), ("cpuset.mems", "\n"), ("cgroup.clone_children", "0\n")],
+            "cpuset" => &[
+                ("cpuset.cpus", "\n"),
+                ("cpuset.mems", "\n"),
+                ("cgroup.clone_children", "0\n"),
+            ],
             "blkio" => &[("blkio.throttle.io_service_bytes", "Total 0\n")],
             "devices" => &[("devices.allow", ""), ("devices.deny", "")],
             _ => &[],
@@ -326,10 +364,18 @@ mod tests {
             pids_limit: Some(64),
             ..Default::default()
         };
-        cgroup.create(&resources, &DeviceRule::docker_defaults()).unwrap();
+        cgroup
+            .create(&resources, &DeviceRule::docker_defaults())
+            .unwrap();
         let root = tmp.path();
-        assert_eq!(read(root, "memory/berth/abc/memory.limit_in_bytes"), "67108864");
-        assert_eq!(read(root, "memory/berth/abc/memory.memsw.limit_in_bytes"), "134217728");
+        assert_eq!(
+            read(root, "memory/berth/abc/memory.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(
+            read(root, "memory/berth/abc/memory.memsw.limit_in_bytes"),
+            "134217728"
+        );
         assert_eq!(read(root, "cpu/berth/abc/cpu.shares"), "512");
         assert_eq!(read(root, "cpu/berth/abc/cpu.cfs_quota_us"), "50000");
         assert_eq!(read(root, "cpu/berth/abc/cpu.cfs_period_us"), "100000");
@@ -362,9 +408,24 @@ mod tests {
         stdfs::create_dir(tmp.path().join("memory")).unwrap();
         let cgroup = V1Cgroup::new(tmp.path(), Path::new("berth/x"));
         let err = cgroup
-            .create(&Resources { pids_limit: Some(10), ..Default::default() }, &[])
+            .create(
+                &Resources {
+                    pids_limit: Some(10),
+                    ..Default::default()
+                },
+                &[],
+            )
             .unwrap_err();
-        assert!(matches!(err, CgroupError::Unsupported { controller: "pids", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CgroupError::Unsupported {
+                    controller: "pids",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(!tmp.path().join("memory/berth").exists());
     }
 
@@ -390,7 +451,10 @@ mod tests {
         let cgroup = V1Cgroup::new(tmp.path(), Path::new("berth/abc"));
         cgroup.add_pid(4242).unwrap();
         for controller in CONTROLLERS {
-            assert_eq!(read(tmp.path(), &format!("{controller}/berth/abc/cgroup.procs")), "4242");
+            assert_eq!(
+                read(tmp.path(), &format!("{controller}/berth/abc/cgroup.procs")),
+                "4242"
+            );
         }
         assert_eq!(cgroup.pids().unwrap(), vec![4242]);
     }
@@ -400,10 +464,26 @@ mod tests {
         let tmp = fixture("abc");
         let root = tmp.path();
         stdfs::write(root.join("cpuacct/berth/abc/cpuacct.usage"), "1500000\n").unwrap();
-        stdfs::write(root.join("cpuacct/berth/abc/cpuacct.usage_percpu"), "1000000 500000 \n").unwrap();
-        stdfs::write(root.join("cpuacct/berth/abc/cpuacct.stat"), "user 1\nsystem 2\n").unwrap();
-        stdfs::write(root.join("memory/berth/abc/memory.usage_in_bytes"), "1048576\n").unwrap();
-        stdfs::write(root.join("memory/berth/abc/memory.limit_in_bytes"), "67108864\n").unwrap();
+        stdfs::write(
+            root.join("cpuacct/berth/abc/cpuacct.usage_percpu"),
+            "1000000 500000 \n",
+        )
+        .unwrap();
+        stdfs::write(
+            root.join("cpuacct/berth/abc/cpuacct.stat"),
+            "user 1\nsystem 2\n",
+        )
+        .unwrap();
+        stdfs::write(
+            root.join("memory/berth/abc/memory.usage_in_bytes"),
+            "1048576\n",
+        )
+        .unwrap();
+        stdfs::write(
+            root.join("memory/berth/abc/memory.limit_in_bytes"),
+            "67108864\n",
+        )
+        .unwrap();
         stdfs::write(root.join("pids/berth/abc/pids.current"), "2\n").unwrap();
         stdfs::write(root.join("pids/berth/abc/pids.max"), "64\n").unwrap();
         stdfs::write(
@@ -434,7 +514,9 @@ mod tests {
     fn stats_of_a_missing_cgroup_are_zero() {
         let tmp = tempfile::tempdir().unwrap();
         stdfs::create_dir(tmp.path().join("memory")).unwrap();
-        let stats = V1Cgroup::new(tmp.path(), Path::new("berth/gone")).stats().unwrap();
+        let stats = V1Cgroup::new(tmp.path(), Path::new("berth/gone"))
+            .stats()
+            .unwrap();
         assert_eq!(stats, Stats::default());
     }
 
@@ -444,11 +526,18 @@ mod tests {
         let cgroup = V1Cgroup::new(tmp.path(), Path::new("berth/abc"));
         cgroup.freeze().unwrap();
         assert!(cgroup.frozen().unwrap());
-        assert_eq!(read(tmp.path(), "freezer/berth/abc/freezer.state"), "FROZEN");
+        assert_eq!(
+            read(tmp.path(), "freezer/berth/abc/freezer.state"),
+            "FROZEN"
+        );
         cgroup.thaw().unwrap();
         assert!(!cgroup.frozen().unwrap());
         assert!(!cgroup.oom_killed().unwrap());
-        stdfs::write(tmp.path().join("memory/berth/abc/memory.oom_control"), "oom_kill 1\n").unwrap();
+        stdfs::write(
+            tmp.path().join("memory/berth/abc/memory.oom_control"),
+            "oom_kill 1\n",
+        )
+        .unwrap();
         assert!(cgroup.oom_killed().unwrap());
     }
 

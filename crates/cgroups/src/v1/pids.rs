@@ -18,7 +18,11 @@ impl Limit for Pids {
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
         if let Some(limit) = resources.pids_limit {
-            let value = if limit > 0 { limit.to_string() } else { "max".to_string() };
+            let value = if limit > 0 {
+                limit.to_string()
+            } else {
+                "max".to_string()
+            };
             fs::write_limit(dir, "pids.max", &value, Self::NAME)?;
         }
         Ok(())
@@ -44,11 +48,32 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("pids.max");
         stdfs::write(&file, "max\n").unwrap();
-        Pids::apply(tmp.path(), &Resources { pids_limit: Some(64), ..Default::default() }).unwrap();
+        Pids::apply(
+            tmp.path(),
+            &Resources {
+                pids_limit: Some(64),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(stdfs::read_to_string(&file).unwrap(), "64");
-        Pids::apply(tmp.path(), &Resources { pids_limit: Some(0), ..Default::default() }).unwrap();
+        Pids::apply(
+            tmp.path(),
+            &Resources {
+                pids_limit: Some(0),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(stdfs::read_to_string(&file).unwrap(), "max");
-        Pids::apply(tmp.path(), &Resources { pids_limit: Some(-1), ..Default::default() }).unwrap();
+        Pids::apply(
+            tmp.path(),
+            &Resources {
+                pids_limit: Some(-1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(stdfs::read_to_string(&file).unwrap(), "max");
     }
 

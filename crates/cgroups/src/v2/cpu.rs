@@ -29,11 +29,18 @@ impl Limit for Cpu {
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
         if let Some(shares) = resources.cpu_shares.filter(|&s| s > 0) {
-            fs::write_limit(dir, "cpu.weight", &weight_from_shares(shares).to_string(), Self::NAME)?;
+            fs::write_limit(
+                dir,
+                "cpu.weight",
+                &weight_from_shares(shares).to_string(),
+                Self::NAME,
+            )?;
         }
         let period = resources.cpu_period.filter(|&p| p > 0);
         let max = match (resources.cpu_quota.filter(|&q| q != 0), period) {
-            (Some(quota), period) if quota > 0 => Some(format!("{quota} {}", period.unwrap_or(DEFAULT_PERIOD_US))),
+            (Some(quota), period) if quota > 0 => {
+                Some(format!("{quota} {}", period.unwrap_or(DEFAULT_PERIOD_US)))
+            }
             (_, Some(period)) => Some(format!("max {period}")),
             (Some(_unlimited), None) => Some("max".to_string()),
             (None, None) => None,
@@ -48,7 +55,11 @@ impl Limit for Cpu {
 impl Report for Cpu {
     fn report(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
         if let Some(content) = fs::read(&dir.join("cpu.stat"))? {
-            let usec = |key| fs::keyed_value(&content, key).unwrap_or(0).saturating_mul(1000);
+            let usec = |key| {
+                fs::keyed_value(&content, key)
+                    .unwrap_or(0)
+                    .saturating_mul(1000)
+            };
             stats.cpu_usage_ns = usec("usage_usec");
             stats.cpu_user_ns = usec("user_usec");
             stats.cpu_system_ns = usec("system_usec");
@@ -84,16 +95,35 @@ mod tests {
 
     #[test]
     fn cpu_max_forms() {
-        let quota_and_period = Resources { cpu_quota: Some(50_000), cpu_period: Some(200_000), ..Default::default() };
+        let quota_and_period = Resources {
+            cpu_quota: Some(50_000),
+            cpu_period: Some(200_000),
+            ..Default::default()
+        };
         assert_eq!(apply(quota_and_period).0, "50000 200000");
-        let quota_only = Resources { cpu_quota: Some(50_000), ..Default::default() };
+        let quota_only = Resources {
+            cpu_quota: Some(50_000),
+            ..Default::default()
+        };
         assert_eq!(apply(quota_only).0, "50000 100000");
-        let period_only = Resources { cpu_period: Some(20_000), ..Default::default() };
+        let period_only = Resources {
+            cpu_period: Some(20_000),
+            ..Default::default()
+        };
         assert_eq!(apply(period_only).0, "max 20000");
-        let unlimited = Resources { cpu_quota: Some(-1), ..Default::default() };
+        let unlimited = Resources {
+            cpu_quota: Some(-1),
+            ..Default::default()
+        };
         assert_eq!(apply(unlimited).0, "max");
-        let shares = Resources { cpu_shares: Some(512), ..Default::default() };
-        assert_eq!(apply(shares), ("max 100000\n".to_string(), "20".to_string()));
+        let shares = Resources {
+            cpu_shares: Some(512),
+            ..Default::default()
+        };
+        assert_eq!(
+            apply(shares),
+            ("max 100000\n".to_string(), "20".to_string())
+        );
     }
 
     #[test]
@@ -106,7 +136,10 @@ mod tests {
         .unwrap();
         let mut stats = Stats::default();
         Cpu::report(tmp.path(), &mut stats).unwrap();
-        assert_eq!((stats.cpu_usage_ns, stats.cpu_user_ns, stats.cpu_system_ns), (1_500_000, 1_000_000, 500_000));
+        assert_eq!(
+            (stats.cpu_usage_ns, stats.cpu_user_ns, stats.cpu_system_ns),
+            (1_500_000, 1_000_000, 500_000)
+        );
         assert!(stats.percpu_usage_ns.is_empty());
     }
 }

@@ -13,7 +13,10 @@ impl Limit for Cpuset {
     const NAME: &'static str = "cpuset";
 
     fn wanted(resources: &Resources) -> bool {
-        resources.cpuset_cpus.as_deref().is_some_and(|c| !c.is_empty())
+        resources
+            .cpuset_cpus
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
     }
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
@@ -33,11 +36,26 @@ mod tests {
     #[test]
     fn missing_file_means_controller_not_enabled() {
         let tmp = tempfile::tempdir().unwrap();
-        let resources = Resources { cpuset_cpus: Some("0-1".into()), ..Default::default() };
+        let resources = Resources {
+            cpuset_cpus: Some("0-1".into()),
+            ..Default::default()
+        };
         let err = Cpuset::apply(tmp.path(), &resources).unwrap_err();
-        assert!(matches!(err, CgroupError::Unsupported { controller: "cpuset", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CgroupError::Unsupported {
+                    controller: "cpuset",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         stdfs::write(tmp.path().join("cpuset.cpus"), "\n").unwrap();
         Cpuset::apply(tmp.path(), &resources).unwrap();
-        assert_eq!(stdfs::read_to_string(tmp.path().join("cpuset.cpus")).unwrap(), "0-1");
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join("cpuset.cpus")).unwrap(),
+            "0-1"
+        );
     }
 }

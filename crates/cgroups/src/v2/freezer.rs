@@ -55,9 +55,15 @@ mod tests {
         stdfs::write(tmp.path().join("cgroup.freeze"), "0\n").unwrap();
         stdfs::write(tmp.path().join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         freeze(tmp.path(), FREEZE_TIMEOUT).unwrap();
-        assert_eq!(stdfs::read_to_string(tmp.path().join("cgroup.freeze")).unwrap(), "1");
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join("cgroup.freeze")).unwrap(),
+            "1"
+        );
         thaw(tmp.path()).unwrap();
-        assert_eq!(stdfs::read_to_string(tmp.path().join("cgroup.freeze")).unwrap(), "0");
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join("cgroup.freeze")).unwrap(),
+            "0"
+        );
     }
 
     #[test]
@@ -68,7 +74,13 @@ mod tests {
         let started = Instant::now();
         let err = freeze(tmp.path(), Duration::from_millis(20)).unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(20));
-        assert!(matches!(err, CgroupError::FreezeTimeout { waited_ms: 20, .. }), "{err}");
-        assert_eq!(stdfs::read_to_string(tmp.path().join("cgroup.freeze")).unwrap(), "0");
+        assert!(
+            matches!(err, CgroupError::FreezeTimeout { waited_ms: 20, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            stdfs::read_to_string(tmp.path().join("cgroup.freeze")).unwrap(),
+            "0"
+        );
     }
 }

@@ -25,7 +25,9 @@ fn parse_io_stat(content: &str) -> (u64, u64) {
         .split_ascii_whitespace()
         .filter_map(|field| field.split_once('='))
     {
-        let Ok(value) = value.parse::<u64>() else { continue };
+        let Ok(value) = value.parse::<u64>() else {
+            continue;
+        };
         match key {
             "rbytes" => read = read.saturating_add(value),
             "wbytes" => write = write.saturating_add(value),

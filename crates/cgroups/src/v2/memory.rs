@@ -17,7 +17,11 @@ fn set(value: Option<i64>) -> Option<i64> {
 
 /// v2 spells "unlimited" `max`.
 fn bytes(value: i64) -> String {
-    if value < 0 { "max".to_string() } else { value.to_string() }
+    if value < 0 {
+        "max".to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 impl Limit for Memory {
@@ -37,7 +41,9 @@ impl Limit for Memory {
         let swap = match (set(resources.memory_swap), memory) {
             (Some(total), _) if total < 0 => Some("max".to_string()),
             // The caller validates memory_swap ≥ memory; a smaller value means no swap.
-            (Some(total), Some(memory)) if memory > 0 => Some(total.saturating_sub(memory).max(0).to_string()),
+            (Some(total), Some(memory)) if memory > 0 => {
+                Some(total.saturating_sub(memory).max(0).to_string())
+            }
             // Without a memory limit, "memory + swap" has no swap part to compute.
             _ => None,
         };
@@ -107,10 +113,18 @@ mod tests {
     #[test]
     fn equal_memory_and_swap_means_no_swap_and_minus_one_is_max() {
         let tmp = fixture();
-        let resources = Resources { memory: Some(1 << 20), memory_swap: Some(1 << 20), ..Default::default() };
+        let resources = Resources {
+            memory: Some(1 << 20),
+            memory_swap: Some(1 << 20),
+            ..Default::default()
+        };
         Memory::apply(tmp.path(), &resources).unwrap();
         assert_eq!(read(tmp.path(), "memory.swap.max"), "0");
-        let resources = Resources { memory: Some(-1), memory_swap: Some(-1), ..Default::default() };
+        let resources = Resources {
+            memory: Some(-1),
+            memory_swap: Some(-1),
+            ..Default::default()
+        };
         Memory::apply(tmp.path(), &resources).unwrap();
         assert_eq!(read(tmp.path(), "memory.max"), "max");
         assert_eq!(read(tmp.path(), "memory.swap.max"), "max");
@@ -121,10 +135,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         stdfs::write(tmp.path().join("memory.current"), "2097152\n").unwrap();
         stdfs::write(tmp.path().join("memory.max"), "67108864\n").unwrap();
-        stdfs::write(tmp.path().join("memory.stat"), "anon 1\nfile 2\ninactive_file 4096\nactive_file 9\n").unwrap();
+        stdfs::write(
+            tmp.path().join("memory.stat"),
+            "anon 1\nfile 2\ninactive_file 4096\nactive_file 9\n",
+        )
+        .unwrap();
         let mut stats = Stats::default();
         Memory::report(tmp.path(), &mut stats).unwrap();
-        assert_eq!((stats.memory_usage, stats.memory_limit, stats.memory_inactive_file), (2 << 20, 64 << 20, 4096));
+        assert_eq!(
+            (
+                stats.memory_usage,
+                stats.memory_limit,
+                stats.memory_inactive_file
+            ),
+            (2 << 20, 64 << 20, 4096)
+        );
         stdfs::write(tmp.path().join("memory.max"), "max\n").unwrap();
         Memory::report(tmp.path(), &mut stats).unwrap();
         assert_eq!(stats.memory_limit, crate::host_mem_total());
@@ -134,9 +159,17 @@ mod tests {
     fn oom_kill_from_events() {
         let tmp = tempfile::tempdir().unwrap();
         let events = tmp.path().join("memory.events");
-        stdfs::write(&events, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\noom_group_kill 0\n").unwrap();
+        stdfs::write(
+            &events,
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\noom_group_kill 0\n",
+        )
+        .unwrap();
         assert!(!oom_killed(tmp.path()).unwrap());
-        stdfs::write(&events, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n").unwrap();
+        stdfs::write(
+            &events,
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
         assert!(oom_killed(tmp.path()).unwrap());
     }
 }

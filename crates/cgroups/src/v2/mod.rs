@@ -38,7 +38,10 @@ pub(crate) struct V2Cgroup {
 
 impl V2Cgroup {
     pub(crate) fn new(root: &Path, relative: &Path) -> Self {
-        V2Cgroup { root: root.to_path_buf(), dir: root.join(relative) }
+        V2Cgroup {
+            root: root.to_path_buf(),
+            dir: root.join(relative),
+        }
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -64,14 +67,23 @@ impl V2Cgroup {
             }
         }
         let available = fs::read(&self.root.join("cgroup.controllers"))?.unwrap_or_default();
-        let wanted: Vec<&str> = CONTROLLERS.into_iter().filter(|c| has_token(&available, c)).collect();
-        let mut levels: Vec<&Path> = parent.ancestors().take_while(|p| p.starts_with(&self.root)).collect();
+        let wanted: Vec<&str> = CONTROLLERS
+            .into_iter()
+            .filter(|c| has_token(&available, c))
+            .collect();
+        let mut levels: Vec<&Path> = parent
+            .ancestors()
+            .take_while(|p| p.starts_with(&self.root))
+            .collect();
         levels.reverse();
         for level in levels {
             let control = level.join("cgroup.subtree_control");
             let enabled = fs::read(&control)?.unwrap_or_default();
-            let missing: Vec<String> =
-                wanted.iter().filter(|c| !has_token(&enabled, c)).map(|c| format!("+{c}")).collect();
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|c| !has_token(&enabled, c))
+                .map(|c| format!("+{c}"))
+                .collect();
             if missing.is_empty() {
                 continue;
             }
@@ -89,7 +101,11 @@ impl V2Cgroup {
 
     pub(crate) fn update(&self, resources: &Resources) -> Result<(), CgroupError> {
         fn apply_one<C: Limit>(dir: &Path, r: &Resources) -> Result<(), CgroupError> {
-            if C::wanted(r) { C::apply(dir, r) } else { Ok(()) }
+            if C::wanted(r) {
+                C::apply(dir, r)
+            } else {
+                Ok(())
+            }
         }
         apply_one::<memory::Memory>(&self.dir, resources)?;
         apply_one::<cpu::Cpu>(&self.dir, resources)?;
@@ -138,7 +154,8 @@ impl V2Cgroup {
 /// Whether a space-separated controller list contains `name` (tolerating the `+` a fixture
 /// keeps from what was written).
 fn has_token(list: &str, name: &str) -> bool {
-    list.split_ascii_whitespace().any(|t| t.trim_start_matches('+') == name)
+    list.split_ascii_whitespace()
+        .any(|t| t.trim_start_matches('+') == name)
 }
 
 #[cfg(test)]
@@ -167,7 +184,11 @@ mod tests {
     fn fixture(id: &str) -> tempfile::TempDir {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        stdfs::write(root.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n").unwrap();
+        stdfs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        )
+        .unwrap();
         stdfs::write(root.join("cgroup.subtree_control"), "memory pids\n").unwrap();
         let berth = root.join("berth");
         stdfs::create_dir(&berth).unwrap();
@@ -203,7 +224,10 @@ mod tests {
         cgroup.create(&resources).unwrap();
         // Only the missing ones are added at the root; all five at berth.
         assert_eq!(read(root, "cgroup.subtree_control"), "+cpu +io +cpuset");
-        assert_eq!(read(root, "berth/cgroup.subtree_control"), "+cpu +memory +pids +io +cpuset");
+        assert_eq!(
+            read(root, "berth/cgroup.subtree_control"),
+            "+cpu +memory +pids +io +cpuset"
+        );
         assert_eq!(read(root, "berth/abc/memory.max"), "67108864");
         assert_eq!(read(root, "berth/abc/memory.swap.max"), "33554432");
         assert_eq!(read(root, "berth/abc/cpu.max"), "50000 100000");
@@ -217,8 +241,14 @@ mod tests {
     fn enabled_parent_is_left_alone() {
         let tmp = fixture("abc");
         let root = tmp.path();
-        stdfs::write(root.join("berth/cgroup.subtree_control"), "cpuset cpu io memory pids\n").unwrap();
-        V2Cgroup::new(root, Path::new("berth/abc")).create(&Resources::default()).unwrap();
+        stdfs::write(
+            root.join("berth/cgroup.subtree_control"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        V2Cgroup::new(root, Path::new("berth/abc"))
+            .create(&Resources::default())
+            .unwrap();
         assert_eq!(read(root, "cgroup.subtree_control"), "memory pids\n");
     }
 
@@ -227,8 +257,13 @@ mod tests {
         let tmp = fixture("abc");
         let root = tmp.path();
         stdfs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
-        V2Cgroup::new(root, Path::new("berth/abc")).create(&Resources::default()).unwrap();
-        assert_eq!(read(root, "berth/cgroup.subtree_control"), "+cpu +memory +pids");
+        V2Cgroup::new(root, Path::new("berth/abc"))
+            .create(&Resources::default())
+            .unwrap();
+        assert_eq!(
+            read(root, "berth/cgroup.subtree_control"),
+            "+cpu +memory +pids"
+        );
     }
 
     #[test]
@@ -237,7 +272,9 @@ mod tests {
         let root = tmp.path();
         stdfs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         stdfs::write(root.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
-        V2Cgroup::new(root, Path::new("berth/new")).create(&Resources::default()).unwrap();
+        V2Cgroup::new(root, Path::new("berth/new"))
+            .create(&Resources::default())
+            .unwrap();
         assert!(root.join("berth/new").is_dir());
     }
 
@@ -246,7 +283,11 @@ mod tests {
         let tmp = fixture("abc");
         let root = tmp.path();
         let dir = root.join("berth/abc");
-        stdfs::write(dir.join("cpu.stat"), "usage_usec 20\nuser_usec 15\nsystem_usec 5\n").unwrap();
+        stdfs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 20\nuser_usec 15\nsystem_usec 5\n",
+        )
+        .unwrap();
         stdfs::write(dir.join("memory.current"), "4096\n").unwrap();
         stdfs::write(dir.join("memory.max"), "8388608\n").unwrap();
         stdfs::write(dir.join("memory.stat"), "inactive_file 1024\n").unwrap();

@@ -15,7 +15,9 @@ use berth_cgroups::{Cgroup, CgroupError, CgroupVersion, Resources};
 use berth_errdefs::{Classify, ErrorKind};
 
 const ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 8] = ["memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio", "devices"];
+const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio", "devices",
+];
 
 /// Whether root tests may run: skip (with a line) unless asked; fail if asked without root.
 fn require_root() -> bool {
@@ -25,7 +27,11 @@ fn require_root() -> bool {
     }
     let status = fs::read_to_string("/proc/self/status").unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert_eq!(uid_line.split_whitespace().nth(2), Some("0"), "BERTH_TEST_ROOT=1 needs root");
+    assert_eq!(
+        uid_line.split_whitespace().nth(2),
+        Some("0"),
+        "BERTH_TEST_ROOT=1 needs root"
+    );
     true
 }
 
@@ -40,17 +46,31 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let parent = format!("berth-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let parent = format!(
+            "berth-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let cgroup = Cgroup::new(Path::new(ROOT), &format!("/{parent}/ctr"));
-        Fixture { parent, cgroup, children: Vec::new() }
+        Fixture {
+            parent,
+            cgroup,
+            children: Vec::new(),
+        }
     }
 
     fn dir(&self, controller: &str) -> PathBuf {
-        Path::new(ROOT).join(controller).join(&self.parent).join("ctr")
+        Path::new(ROOT)
+            .join(controller)
+            .join(&self.parent)
+            .join("ctr")
     }
 
     fn read(&self, controller: &str, file: &str) -> String {
-        fs::read_to_string(self.dir(controller).join(file)).unwrap().trim().to_string()
+        fs::read_to_string(self.dir(controller).join(file))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// Starts `script` under `sh`, blocked on reading a line from stdin, and moves it into
@@ -104,7 +124,11 @@ fn release(stdin: &mut ChildStdin) {
 /// Waits until `pid` runs `comm` (its `exec` happened inside the cgroup).
 fn wait_for_comm(pid: i32, comm: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim() != comm {
+    while fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        != comm
+    {
         assert!(Instant::now() < deadline, "pid {pid} never became {comm}");
         thread::sleep(Duration::from_millis(2));
     }
@@ -130,8 +154,14 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     fixture.cgroup.create(&resources).unwrap();
 
     assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "67108864");
-    assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "134217728");
-    assert_eq!(fixture.read("memory", "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(
+        fixture.read("memory", "memory.memsw.limit_in_bytes"),
+        "134217728"
+    );
+    assert_eq!(
+        fixture.read("memory", "memory.soft_limit_in_bytes"),
+        "33554432"
+    );
     assert_eq!(fixture.read("cpu", "cpu.shares"), "512");
     assert_eq!(fixture.read("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(fixture.read("cpu", "cpu.cfs_period_us"), "100000");
@@ -141,7 +171,10 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     assert_eq!(fixture.read("cpuset", "cpuset.mems"), host_mems.trim());
     let devices = fixture.read("devices", "devices.list");
     for rule in ["c 1:3 rwm", "c 136:* rwm", "c 10:200 rwm", "b *:* m"] {
-        assert!(devices.lines().any(|l| l == rule), "{rule} missing from {devices}");
+        assert!(
+            devices.lines().any(|l| l == rule),
+            "{rule} missing from {devices}"
+        );
     }
     assert!(!devices.contains("a *:* rwm"), "{devices}");
 
@@ -149,7 +182,10 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     let proc_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for controller in V1_CONTROLLERS {
         let line = format!(":{controller}:/{}/ctr", fixture.parent);
-        assert!(proc_cgroup.lines().any(|l| l.ends_with(&line)), "{line} not in {proc_cgroup}");
+        assert!(
+            proc_cgroup.lines().any(|l| l.ends_with(&line)),
+            "{line} not in {proc_cgroup}"
+        );
     }
     assert_eq!(fixture.cgroup.pids().unwrap(), vec![pid]);
     release(&mut stdin);
@@ -170,25 +206,46 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     assert_eq!((stats.pids_current, stats.pids_limit), (1, 64));
 
     // Lowering: the limit must go before memsw; raising past memsw: memsw first.
-    let lower = Resources { memory: Some(32 << 20), memory_swap: Some(48 << 20), pids_limit: Some(0), ..Default::default() };
+    let lower = Resources {
+        memory: Some(32 << 20),
+        memory_swap: Some(48 << 20),
+        pids_limit: Some(0),
+        ..Default::default()
+    };
     fixture.cgroup.update(&lower).unwrap();
     assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "33554432");
-    assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "50331648");
+    assert_eq!(
+        fixture.read("memory", "memory.memsw.limit_in_bytes"),
+        "50331648"
+    );
     assert_eq!(fixture.read("pids", "pids.max"), "max");
-    let raise = Resources { memory: Some(256 << 20), memory_swap: Some(512 << 20), ..Default::default() };
+    let raise = Resources {
+        memory: Some(256 << 20),
+        memory_swap: Some(512 << 20),
+        ..Default::default()
+    };
     fixture.cgroup.update(&raise).unwrap();
     assert_eq!(fixture.read("memory", "memory.limit_in_bytes"), "268435456");
-    assert_eq!(fixture.read("memory", "memory.memsw.limit_in_bytes"), "536870912");
+    assert_eq!(
+        fixture.read("memory", "memory.memsw.limit_in_bytes"),
+        "536870912"
+    );
     assert!(!fixture.cgroup.oom_killed());
 
     fixture.child().kill().unwrap();
     fixture.child().wait().unwrap();
     fixture.cgroup.destroy().unwrap();
     for controller in V1_CONTROLLERS {
-        assert!(!fixture.dir(controller).exists(), "{controller} cgroup left behind");
+        assert!(
+            !fixture.dir(controller).exists(),
+            "{controller} cgroup left behind"
+        );
     }
     assert_eq!(fixture.cgroup.pids().unwrap(), Vec::<i32>::new());
-    assert_eq!(fixture.cgroup.stats().unwrap(), berth_cgroups::Stats::default());
+    assert_eq!(
+        fixture.cgroup.stats().unwrap(),
+        berth_cgroups::Stats::default()
+    );
 }
 
 #[test]
@@ -197,7 +254,11 @@ fn v1_oom_kill_is_reported() {
         return;
     }
     let mut fixture = Fixture::new();
-    let limit = Resources { memory: Some(16 << 20), memory_swap: Some(16 << 20), ..Default::default() };
+    let limit = Resources {
+        memory: Some(16 << 20),
+        memory_swap: Some(16 << 20),
+        ..Default::default()
+    };
     fixture.cgroup.create(&limit).unwrap();
     // dd fills a 64 MiB buffer from /dev/zero: four times the limit.
     let (_pid, mut stdin, _stdout) =
@@ -215,7 +276,13 @@ fn v1_lowering_memory_below_usage_is_a_conflict() {
         return;
     }
     let mut fixture = Fixture::new();
-    fixture.cgroup.create(&Resources { memory: Some(256 << 20), ..Default::default() }).unwrap();
+    fixture
+        .cgroup
+        .create(&Resources {
+            memory: Some(256 << 20),
+            ..Default::default()
+        })
+        .unwrap();
     // The shell keeps a 24 MB variable (anonymous memory; this host has no swap).
     let (_pid, mut stdin, stdout) = fixture.spawn_blocked(
         "v=$(/bin/busybox head -c 24000000 /dev/zero | /bin/busybox tr '\\0' a); echo ready; read done",
@@ -227,7 +294,13 @@ fn v1_lowering_memory_below_usage_is_a_conflict() {
     let usage = fixture.cgroup.stats().unwrap().memory_usage;
     assert!(usage > 24_000_000, "usage {usage}");
 
-    let err = fixture.cgroup.update(&Resources { memory: Some(8 << 20), ..Default::default() }).unwrap_err();
+    let err = fixture
+        .cgroup
+        .update(&Resources {
+            memory: Some(8 << 20),
+            ..Default::default()
+        })
+        .unwrap_err();
     assert!(matches!(err, CgroupError::Write { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.to_string().contains("memory.limit_in_bytes"), "{err}");
@@ -256,9 +329,15 @@ fn v1_destroy_waits_for_exiting_processes_and_nested_cgroups() {
     let waited = started.elapsed();
     killer.join().unwrap();
     destroyed.unwrap();
-    assert!(waited >= Duration::from_millis(100), "destroy returned after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(100),
+        "destroy returned after {waited:?}"
+    );
     for controller in V1_CONTROLLERS {
-        assert!(!fixture.dir(controller).exists(), "{controller} cgroup left behind");
+        assert!(
+            !fixture.dir(controller).exists(),
+            "{controller} cgroup left behind"
+        );
     }
 }
 
@@ -270,7 +349,11 @@ fn v1_create_cost() {
     let fixture = Fixture::new();
     // The first container under a parent also makes the parent; measure the ones after.
     fixture.cgroup.create(&Resources::default()).unwrap();
-    let resources = Resources { memory: Some(64 << 20), pids_limit: Some(100), ..Default::default() };
+    let resources = Resources {
+        memory: Some(64 << 20),
+        pids_limit: Some(100),
+        ..Default::default()
+    };
     let mut total = Duration::ZERO;
     const N: u32 = 20;
     for i in 0..N {

@@ -16,7 +16,7 @@ use crate::Step;
 const MAX_MOUNT_DATA: usize = 3000;
 
 /// fstab-style options split into mount flags and filesystem data.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MountOptions {
     /// Flags to set.
     pub flags: MsFlags,
@@ -30,7 +30,7 @@ pub(crate) struct MountOptions {
 
 /// Parses mount options the way runc does (unknown words are filesystem data).
 pub(crate) fn parse_options(options: &[String]) -> MountOptions {
-    let mut parsed = MountOptions::default();
+    let mut parsed = MountOptions { flags: MsFlags::empty(), propagation: Vec::new(), data: String::new(), bind: false };
     let mut data: Vec<&str> = Vec::new();
     for option in options {
         let (set, clear) = match option.as_str() {
@@ -173,11 +173,11 @@ fn common_parent(overlay: &OverlayMount) -> Option<PathBuf> {
 /// layers' common parent with relative paths (the child process's cwd is its own).
 pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(), Failure> {
     let mut data = overlay_data(overlay, None);
-    if data.len() > MAX_MOUNT_DATA {
-        if let Some(base) = common_parent(overlay) {
-            nix::unistd::chdir(&base).map_err(at(Step::MountOverlay, &base))?;
-            data = overlay_data(overlay, Some(&base));
-        }
+    if data.len() > MAX_MOUNT_DATA
+        && let Some(base) = common_parent(overlay)
+    {
+        nix::unistd::chdir(&base).map_err(at(Step::MountOverlay, &base))?;
+        data = overlay_data(overlay, Some(&base));
     }
     if data.len() > MAX_MOUNT_DATA {
         return Err(Failure::new(Step::MountOverlay, target, nix::Error::E2BIG));
@@ -320,10 +320,10 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Fa
         if name.contains(',') {
             for alias in name.split(',') {
                 let link = dest.join(alias);
-                if let Err(err) = std::os::unix::fs::symlink(name.as_ref(), &link) {
-                    if err.kind() != io::ErrorKind::AlreadyExists {
-                        return Err(Failure::io(Step::CreateSymlink, &link, &err));
-                    }
+                if let Err(err) = std::os::unix::fs::symlink(name.as_ref(), &link)
+                    && err.kind() != io::ErrorKind::AlreadyExists
+                {
+                    return Err(Failure::io(Step::CreateSymlink, &link, &err));
                 }
             }
         }

@@ -1,0 +1,229 @@
+//! The last steps before the container's program runs, shared by the init and `exec`:
+//! oom_score_adj, rlimits, umask, working directory, user and groups, capabilities,
+//! no_new_privs, seccomp, waiting for `start`, then `execve`.
+//!
+//! Seccomp order follows runc: with no_new_privs the filter is loaded last; without it,
+//! loading needs CAP_SYS_ADMIN, so it is loaded before capabilities are dropped (Docker's
+//! profile allows the setuid/capset/prctl calls that follow).
+pub(crate) mod exec;
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use nix::sys::resource::{Resource, setrlimit};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxSeccomp, PosixRlimitType, Process};
+
+use crate::capabilities::CapabilityPlan;
+use crate::sync::{ExecFailure, Failure, at, at_io};
+use crate::{RuntimeError, Step};
+
+/// Docker's `PATH` when the process environment has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process to run, converted and validated by the parent so the child only makes
+/// system calls.
+pub(crate) struct ProcessPlan {
+    pub arg0: String,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub path_var: String,
+    pub cwd: PathBuf,
+    pub uid: Uid,
+    pub gid: Gid,
+    pub additional_gids: Vec<Gid>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
+    pub no_new_privileges: bool,
+    pub capabilities: Option<CapabilityPlan>,
+    pub seccomp: Option<crate::seccomp::Program>,
+}
+
+impl std::fmt::Debug for ProcessPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPlan")
+            .field("argv", &self.argv)
+            .field("cwd", &self.cwd)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("seccomp", &self.seccomp.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn cstring(field: &'static str, value: &str) -> Result<CString, RuntimeError> {
+    CString::new(value).map_err(|_| RuntimeError::InvalidSpec { field, reason: format!("{value:?} contains a NUL byte") })
+}
+
+fn resource(typ: PosixRlimitType) -> Result<Resource, RuntimeError> {
+    Ok(match typ {
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+    })
+}
+
+impl ProcessPlan {
+    /// Converts `process`; `seccomp` is the container's profile.
+    pub(crate) fn new(
+        process: &Process,
+        seccomp: Option<&LinuxSeccomp>,
+        seccomp_cache: Option<&Path>,
+    ) -> Result<Self, RuntimeError> {
+        let args = process.args().as_deref().unwrap_or_default();
+        let Some(arg0) = args.first() else {
+            return Err(RuntimeError::InvalidSpec { field: "process.args", reason: "no command given".to_owned() });
+        };
+        let argv = args.iter().map(|a| cstring("process.args", a)).collect::<Result<_, _>>()?;
+        let env_list = process.env().as_deref().unwrap_or_default();
+        let env = env_list.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?;
+        let path_var = env_list
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_owned();
+        let user = process.user();
+        let rlimits = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|r| Ok((resource(r.typ())?, r.soft(), r.hard())))
+            .collect::<Result<_, RuntimeError>>()?;
+        let cwd = process.cwd();
+        if !cwd.is_absolute() {
+            return Err(RuntimeError::InvalidSpec { field: "process.cwd", reason: format!("{} is not absolute", cwd.display()) });
+        }
+        Ok(ProcessPlan {
+            arg0: arg0.clone(),
+            argv,
+            env,
+            path_var,
+            cwd: cwd.clone(),
+            uid: Uid::from_raw(user.uid()),
+            gid: Gid::from_raw(user.gid()),
+            additional_gids: user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect(),
+            umask: user.umask(),
+            rlimits,
+            oom_score_adj: process.oom_score_adj(),
+            no_new_privileges: process.no_new_privileges().unwrap_or(false),
+            capabilities: process.capabilities().as_ref().map(CapabilityPlan::new).transpose()?,
+            seccomp: seccomp.map(|profile| crate::seccomp::compile(profile, seccomp_cache)).transpose()?,
+        })
+    }
+
+    fn load_seccomp(&self) -> Result<(), Failure> {
+        if let Some(program) = &self.seccomp {
+            crate::sys::load_seccomp_program(&program.instructions).map_err(at_io(Step::Seccomp, Path::new("")))?;
+        }
+        Ok(())
+    }
+
+    /// Applies everything, calls `gate` (which returns once the process may run), then
+    /// execs. Returns only on failure.
+    pub(crate) fn run(
+        &self,
+        gate: impl FnOnce() -> Result<(), Failure>,
+    ) -> Result<ExecFailure, Failure> {
+        if let Some(score) = self.oom_score_adj {
+            let path = Path::new("/proc/self/oom_score_adj");
+            std::fs::write(path, score.to_string()).map_err(at_io(Step::OomScoreAdj, path))?;
+        }
+        for (resource, soft, hard) in &self.rlimits {
+            setrlimit(*resource, *soft, *hard).map_err(at(Step::Rlimit, Path::new("")))?;
+        }
+        if let Some(mask) = self.umask {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+        }
+        // Docker creates a missing working directory.
+        if !self.cwd.exists() {
+            std::fs::create_dir_all(&self.cwd).map_err(at_io(Step::Cwd, &self.cwd))?;
+        }
+        nix::unistd::chdir(&self.cwd).map_err(at(Step::Cwd, &self.cwd))?;
+        if !self.no_new_privileges {
+            self.load_seccomp()?;
+        }
+        if let Some(caps) = &self.capabilities {
+            caps.drop_bounding()?;
+        }
+        let user = Path::new("");
+        let switching = !self.uid.is_root();
+        if switching {
+            nix::sys::prctl::set_keepcaps(true).map_err(at(Step::SetUser, user))?;
+        }
+        nix::unistd::setgroups(&self.additional_gids).map_err(at(Step::SetUser, user))?;
+        nix::unistd::setresgid(self.gid, self.gid, self.gid).map_err(at(Step::SetUser, user))?;
+        nix::unistd::setresuid(self.uid, self.uid, self.uid).map_err(at(Step::SetUser, user))?;
+        if switching {
+            nix::sys::prctl::set_keepcaps(false).map_err(at(Step::SetUser, user))?;
+        }
+        if let Some(caps) = &self.capabilities {
+            caps.apply()?;
+        }
+        if self.no_new_privileges {
+            nix::sys::prctl::set_no_new_privs().map_err(at(Step::NoNewPrivileges, user))?;
+            self.load_seccomp()?;
+        }
+        crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, user))?;
+        gate()?;
+        Ok(exec::execute(&self.arg0, &self.argv, &self.env, &self.path_var))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(args: &[&str], env: &[&str]) -> Process {
+        let mut process = crate::spec::base_spec_for(false).process().clone().expect("process");
+        process.set_args(Some(args.iter().map(|a| (*a).to_owned()).collect()));
+        process.set_env(Some(env.iter().map(|e| (*e).to_owned()).collect()));
+        process
+    }
+
+    #[test]
+    fn plan_takes_path_from_env() {
+        let plan = ProcessPlan::new(&process(&["sh", "-c", "true"], &["PATH=/bin", "A=1"]), None, None).expect("plan");
+        assert_eq!(plan.path_var, "/bin");
+        assert_eq!(plan.argv.len(), 3);
+        let plan = ProcessPlan::new(&process(&["sh"], &[]), None, None).expect("plan");
+        assert_eq!(plan.path_var, DEFAULT_PATH);
+    }
+
+    #[test]
+    fn empty_args_and_nul_bytes_are_invalid() {
+        assert!(matches!(ProcessPlan::new(&process(&[], &[]), None, None), Err(RuntimeError::InvalidSpec { field: "process.args", .. })));
+        assert!(matches!(
+            ProcessPlan::new(&process(&["a\0b"], &[]), None, None),
+            Err(RuntimeError::InvalidSpec { field: "process.args", .. })
+        ));
+    }
+
+    #[test]
+    fn rlimits_convert() {
+        let mut p = process(&["sh"], &[]);
+        let limit = oci_spec::runtime::PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(1024u64)
+            .hard(4096u64)
+            .build()
+            .expect("complete");
+        p.set_rlimits(Some(vec![limit]));
+        let plan = ProcessPlan::new(&p, None, None).expect("plan");
+        assert_eq!(plan.rlimits, vec![(Resource::RLIMIT_NOFILE, 1024, 4096)]);
+    }
+}

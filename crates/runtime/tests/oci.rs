@@ -1,0 +1,93 @@
+//! `berth oci` (runc's command-line contract) end to end, through the `berth-oci` example
+//! binary that cargo builds alongside the tests. Skipped unless `BERTH_TEST_ROOT=1`.
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn require_root() -> bool {
+    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
+        println!("skipping: needs root; set BERTH_TEST_ROOT=1");
+        return false;
+    }
+    assert!(nix::unistd::geteuid().is_root(), "BERTH_TEST_ROOT=1 but not running as root");
+    true
+}
+
+/// target/<profile>/examples/berth-oci, next to target/<profile>/deps/<this test>.
+fn oci_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").join("examples/berth-oci")
+}
+
+fn oci(root: &Path, args: &[&str]) -> Output {
+    Command::new(oci_binary())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth-oci")
+}
+
+fn state(root: &Path, id: &str) -> serde_json::Value {
+    let out = oci(root, &["state", id]);
+    assert!(out.status.success(), "state: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("state json")
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    if !require_root() {
+        return;
+    }
+    if !oci_binary().exists() {
+        println!("skipping: {} not built (cargo test builds examples)", oci_binary().display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("state");
+    let bundle = dir.path().join("bundle");
+    let rootfs = bundle.join("rootfs");
+    for sub in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        fs::create_dir_all(rootfs.join(sub)).expect("mkdir");
+    }
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy");
+    for applet in ["sh", "sleep", "echo"] {
+        symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink");
+    }
+    let mut spec = berth_runtime::base_spec();
+    let mut process = spec.process().clone().expect("process");
+    process.set_args(Some(vec!["sleep".into(), "30".into()]));
+    spec.set_process(Some(process));
+    spec.set_annotations(Some([("org.example.test".to_owned(), "yes".to_owned())].into()));
+    fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).expect("json")).expect("config");
+
+    let pid_file = dir.path().join("pid");
+    let out = oci(&root, &["create", "--bundle", bundle.to_str().expect("utf8"), "--pid-file", pid_file.to_str().expect("utf8"), "c1"]);
+    assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
+    let pid: i32 = fs::read_to_string(&pid_file).expect("pid file").parse().expect("pid");
+    let created = state(&root, "c1");
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["pid"], pid);
+    assert_eq!(created["annotations"]["org.example.test"], "yes");
+    assert!(!oci(&root, &["create", "--bundle", bundle.to_str().expect("utf8"), "c1"]).status.success(), "duplicate id");
+
+    let out = oci(&root, &["start", "c1"]);
+    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(state(&root, "c1")["status"], "running");
+    let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert_eq!(cmdline, "sleep\u{0}30\u{0}");
+    assert!(!oci(&root, &["delete", "c1"]).status.success(), "running needs --force");
+
+    assert!(oci(&root, &["kill", "c1", "KILL"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state(&root, "c1")["status"] != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(state(&root, "c1")["status"], "stopped");
+    assert!(oci(&root, &["delete", "c1"]).status.success());
+    assert!(!root.join("c1").exists());
+    assert!(!oci(&root, &["state", "c1"]).status.success());
+}
