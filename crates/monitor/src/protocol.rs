@@ -210,7 +210,7 @@ pub const FRAME_HEADER_LEN: usize = 8;
 ///
 /// let mut out = Vec::new();
 /// encode_frame(&mut out, STDOUT_FRAME, b"hi\n");
-/// let header: [u8; 8] = out[..8].try_into().unwrap();
+/// let header: [u8; 8] = out[..8].try_into().expect("8 bytes");
 /// assert_eq!(decode_frame_header(header), (STDOUT_FRAME, 3));
 /// assert_eq!(&out[8..], b"hi\n");
 /// ```
