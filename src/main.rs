@@ -32,7 +32,10 @@ fn daemon(args: &[String]) -> i32 {
         }
     };
     observability::init(config.log_level.as_deref().unwrap_or("info"));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("berth daemon: cannot start the async runtime: {e}");

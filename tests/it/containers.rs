@@ -3,30 +3,65 @@ use crate::Test;
 use crate::harness::TestEnv;
 
 pub const TESTS: &[Test] = &[
-    ("run_prints_output_and_exits_zero", run_prints_output_and_exits_zero),
+    (
+        "run_prints_output_and_exits_zero",
+        run_prints_output_and_exits_zero,
+    ),
     ("run_exit_codes_follow_docker", run_exit_codes_follow_docker),
-    ("run_container_sees_its_own_namespaces", run_container_sees_its_own_namespaces),
-    ("run_env_workdir_user_hostname", run_env_workdir_user_hostname),
+    (
+        "run_container_sees_its_own_namespaces",
+        run_container_sees_its_own_namespaces,
+    ),
+    (
+        "run_env_workdir_user_hostname",
+        run_env_workdir_user_hostname,
+    ),
     ("run_entrypoint_and_env_file", run_entrypoint_and_env_file),
-    ("run_stdin_reaches_the_process", run_stdin_reaches_the_process),
-    ("run_security_defaults_and_options", run_security_defaults_and_options),
+    (
+        "run_stdin_reaches_the_process",
+        run_stdin_reaches_the_process,
+    ),
+    (
+        "run_security_defaults_and_options",
+        run_security_defaults_and_options,
+    ),
     ("run_read_only_and_ulimit", run_read_only_and_ulimit),
-    ("run_resource_limits_reach_the_cgroup", run_resource_limits_reach_the_cgroup),
+    (
+        "run_resource_limits_reach_the_cgroup",
+        run_resource_limits_reach_the_cgroup,
+    ),
     ("run_network_none_and_host", run_network_none_and_host),
-    ("run_labels_and_stop_signal_in_inspect", run_labels_and_stop_signal_in_inspect),
-    ("bad_input_is_refused_and_leaves_nothing", bad_input_is_refused_and_leaves_nothing),
-    ("import_with_changes_and_rmi_refusal", import_with_changes_and_rmi_refusal),
+    (
+        "run_labels_and_stop_signal_in_inspect",
+        run_labels_and_stop_signal_in_inspect,
+    ),
+    (
+        "bad_input_is_refused_and_leaves_nothing",
+        bad_input_is_refused_and_leaves_nothing,
+    ),
+    (
+        "import_with_changes_and_rmi_refusal",
+        import_with_changes_and_rmi_refusal,
+    ),
 ];
 
 fn run_prints_output_and_exits_zero(env: &TestEnv) {
     let r = env.berth(&["run", "--rm", "busybox", "echo", "hello", "world"]);
     assert_eq!(r.ok(), "hello world");
     // --rm removed it
-    assert!(!env.berth(&["ps", "-a", "--format", "{{.Command}}"]).stdout.contains("echo hello world"));
+    assert!(
+        !env.berth(&["ps", "-a", "--format", "{{.Command}}"])
+            .stdout
+            .contains("echo hello world")
+    );
 }
 
 fn run_exit_codes_follow_docker(env: &TestEnv) {
-    assert_eq!(env.berth(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]).code, 3);
+    assert_eq!(
+        env.berth(&["run", "--rm", "busybox", "sh", "-c", "exit 3"])
+            .code,
+        3
+    );
     let r = env.berth(&["run", "--rm", "busybox", "nosuchcommand"]);
     assert_eq!(r.code, 127, "{r:?}");
     assert!(r.stderr.contains("executable file not found"), "{r:?}");
@@ -39,15 +74,28 @@ fn run_exit_codes_follow_docker(env: &TestEnv) {
 }
 
 fn run_container_sees_its_own_namespaces(env: &TestEnv) {
-    let out = env.berth(&["run", "--rm", "busybox", "sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /sys/class/net; ls /dev"]).ok();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /sys/class/net; ls /dev",
+        ])
+        .ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1", "the process is PID 1: {out}");
     assert!(lines[1].starts_with("sh -c"), "{out}");
     assert_eq!(lines[2], "lo", "only loopback without a network: {out}");
-    for dev in ["null", "zero", "urandom", "tty", "pts", "shm", "mqueue", "ptmx"] {
+    for dev in [
+        "null", "zero", "urandom", "tty", "pts", "shm", "mqueue", "ptmx",
+    ] {
         assert!(out.contains(dev), "/dev/{dev} missing: {out}");
     }
-    let mounts = env.berth(&["run", "--rm", "busybox", "cat", "/proc/mounts"]).ok();
+    let mounts = env
+        .berth(&["run", "--rm", "busybox", "cat", "/proc/mounts"])
+        .ok();
     assert!(mounts.contains("overlay / overlay"), "{mounts}");
     assert!(mounts.contains("/sys sysfs ro"), "{mounts}");
     let etc = env.berth(&["run", "--rm", "-h", "box1", "busybox", "sh", "-c", "cat /etc/hostname; grep -c localhost /etc/hosts; test -f /etc/resolv.conf && echo resolv"]).ok();
@@ -55,9 +103,30 @@ fn run_container_sees_its_own_namespaces(env: &TestEnv) {
 }
 
 fn run_env_workdir_user_hostname(env: &TestEnv) {
-    let out = env.berth(&["run", "--rm", "-e", "FOO=bar", "--env", "X=1", "-w", "/tmp/work", "-u", "1000:1000", "--hostname", "myhost", "busybox", "sh", "-c", "echo $FOO $X; pwd; id -u; id -g; hostname; echo $HOSTNAME"]).ok();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "-e",
+            "FOO=bar",
+            "--env",
+            "X=1",
+            "-w",
+            "/tmp/work",
+            "-u",
+            "1000:1000",
+            "--hostname",
+            "myhost",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FOO $X; pwd; id -u; id -g; hostname; echo $HOSTNAME",
+        ])
+        .ok();
     assert_eq!(out, "bar 1\n/tmp/work\n1000\n1000\nmyhost\nmyhost");
-    let out = env.berth(&["run", "--rm", "-u", "nobody", "busybox", "id"]).ok();
+    let out = env
+        .berth(&["run", "--rm", "-u", "nobody", "busybox", "id"])
+        .ok();
     assert!(out.starts_with("uid=65534(nobody)"), "{out}");
     let r = env.berth(&["run", "--rm", "-u", "nosuchuser", "busybox", "id"]);
     assert_ne!(r.code, 0);
@@ -67,37 +136,119 @@ fn run_env_workdir_user_hostname(env: &TestEnv) {
 fn run_entrypoint_and_env_file(env: &TestEnv) {
     let f = env.root.join("envfile");
     std::fs::write(&f, "# comment\nA=from_file\nB=two words\n").unwrap();
-    let out = env.berth(&["run", "--rm", "--env-file", f.to_str().unwrap(), "--entrypoint", "/bin/sh", "busybox", "-c", "echo $A; echo $B"]).ok();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--env-file",
+            f.to_str().unwrap(),
+            "--entrypoint",
+            "/bin/sh",
+            "busybox",
+            "-c",
+            "echo $A; echo $B",
+        ])
+        .ok();
     assert_eq!(out, "from_file\ntwo words");
 }
 
 fn run_stdin_reaches_the_process(env: &TestEnv) {
-    let r = env.berth_stdin(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"], b"line one\nline two\n");
+    let r = env.berth_stdin(
+        &["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"],
+        b"line one\nline two\n",
+    );
     assert_eq!(r.ok(), "line one\nline two\ndone");
 }
 
 fn run_security_defaults_and_options(env: &TestEnv) {
-    let status = env.berth(&["run", "--rm", "busybox", "cat", "/proc/self/status"]).ok();
-    assert!(status.contains("CapEff:\t00000000a80425fb"), "docker's 14 default caps: {status}");
-    assert!(status.contains("Seccomp:\t2"), "default seccomp profile: {status}");
+    let status = env
+        .berth(&["run", "--rm", "busybox", "cat", "/proc/self/status"])
+        .ok();
+    assert!(
+        status.contains("CapEff:\t00000000a80425fb"),
+        "docker's 14 default caps: {status}"
+    );
+    assert!(
+        status.contains("Seccomp:\t2"),
+        "default seccomp profile: {status}"
+    );
     let r = env.berth(&["run", "--rm", "busybox", "cat", "/proc/kcore"]);
     assert_eq!(r.stdout, "", "/proc/kcore is masked");
-    let r = env.berth(&["run", "--rm", "busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/panic"]);
+    let r = env.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/panic",
+    ]);
     assert_ne!(r.code, 0, "/proc/sys is read-only");
-    let dropped = env.berth(&["run", "--rm", "--cap-drop", "CHOWN", "busybox", "chown", "1:1", "/tmp"]);
+    let dropped = env.berth(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        "busybox",
+        "chown",
+        "1:1",
+        "/tmp",
+    ]);
     assert_ne!(dropped.code, 0, "chown without CAP_CHOWN must fail");
-    let added = env.berth(&["run", "--rm", "--cap-add", "NET_ADMIN", "busybox", "ip", "link", "set", "lo", "down"]);
+    let added = env.berth(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+        "ip",
+        "link",
+        "set",
+        "lo",
+        "down",
+    ]);
     assert_eq!(added.code, 0, "{added:?}");
-    let status = env.berth(&["run", "--rm", "--privileged", "busybox", "cat", "/proc/self/status"]).ok();
-    assert!(status.contains("Seccomp:\t0"), "privileged has no seccomp: {status}");
+    let status = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "cat",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert!(
+        status.contains("Seccomp:\t0"),
+        "privileged has no seccomp: {status}"
+    );
     assert!(!status.contains("CapEff:\t00000000a80425fb"), "{status}");
-    let status = env.berth(&["run", "--rm", "--security-opt", "no-new-privileges", "--security-opt", "seccomp=unconfined", "busybox", "cat", "/proc/self/status"]).ok();
+    let status = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "no-new-privileges",
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "cat",
+            "/proc/self/status",
+        ])
+        .ok();
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t0"), "{status}");
     let profile = env.root.join("deny-mkdir.json");
     std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#).unwrap();
     let opt = format!("seccomp={}", profile.display());
-    let r = env.berth(&["run", "--rm", "--security-opt", &opt, "busybox", "mkdir", "/tmp/x"]);
+    let r = env.berth(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "mkdir",
+        "/tmp/x",
+    ]);
     assert_ne!(r.code, 0, "custom profile denies mkdir: {r:?}");
 }
 
@@ -105,53 +256,180 @@ fn run_read_only_and_ulimit(env: &TestEnv) {
     let r = env.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("Read-only file system"), "{r:?}");
-    let out = env.berth(&["run", "--rm", "--ulimit", "nofile=1024:2048", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"]).ok();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:2048",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn",
+        ])
+        .ok();
     assert_eq!(out, "1024\n2048");
 }
 
 fn run_resource_limits_reach_the_cgroup(env: &TestEnv) {
-    let id = env.berth(&["run", "-d", "--name", "limits", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "50", "busybox", "sleep", "60"]).ok();
-    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists() && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+    let id = env
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "limits",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .ok();
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     if v1 {
-        assert_eq!(read(&format!("/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes")), "67108864");
-        assert_eq!(read(&format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.cfs_quota_us")), "50000");
-        assert_eq!(read(&format!("/sys/fs/cgroup/pids/berth/{id}/pids.max")), "50");
+        assert_eq!(
+            read(&format!(
+                "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+            )),
+            "67108864"
+        );
+        assert_eq!(
+            read(&format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.cfs_quota_us")),
+            "50000"
+        );
+        assert_eq!(
+            read(&format!("/sys/fs/cgroup/pids/berth/{id}/pids.max")),
+            "50"
+        );
     } else {
-        assert_eq!(read(&format!("/sys/fs/cgroup/berth/{id}/memory.max")), "67108864");
+        assert_eq!(
+            read(&format!("/sys/fs/cgroup/berth/{id}/memory.max")),
+            "67108864"
+        );
         assert_eq!(read(&format!("/sys/fs/cgroup/berth/{id}/pids.max")), "50");
     }
-    assert_eq!(env.inspect("limits", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}"), "67108864 500000000 50");
+    assert_eq!(
+        env.inspect(
+            "limits",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}"
+        ),
+        "67108864 500000000 50"
+    );
     env.berth(&["update", "--memory", "128m", "limits"]).ok();
     if v1 {
-        assert_eq!(read(&format!("/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes")), "134217728");
+        assert_eq!(
+            read(&format!(
+                "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+            )),
+            "134217728"
+        );
     }
     env.berth(&["rm", "-f", "limits"]).ok();
-    assert!(env.eventually(5, || !std::path::Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists() && !std::path::Path::new(&format!("/sys/fs/cgroup/berth/{id}")).exists()), "cgroup removed with the container");
+    assert!(
+        env.eventually(5, || !std::path::Path::new(&format!(
+            "/sys/fs/cgroup/memory/berth/{id}"
+        ))
+        .exists()
+            && !std::path::Path::new(&format!("/sys/fs/cgroup/berth/{id}"))
+                .exists()),
+        "cgroup removed with the container"
+    );
 }
 
 fn run_network_none_and_host(env: &TestEnv) {
-    let out = env.berth(&["run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"]).ok();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ls",
+            "/sys/class/net",
+        ])
+        .ok();
     assert_eq!(out, "lo");
-    let host_ifaces: Vec<String> = std::fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    let out = env.berth(&["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]).ok();
+    let host_ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "busybox",
+            "ls",
+            "/sys/class/net",
+        ])
+        .ok();
     for i in host_ifaces.iter().filter(|i| !i.starts_with("veth")) {
         assert!(out.contains(i.as_str()), "host network shows {i}: {out}");
     }
 }
 
 fn run_labels_and_stop_signal_in_inspect(env: &TestEnv) {
-    env.berth(&["create", "--name", "labelled", "-l", "app=web", "--label", "tier=1", "--stop-signal", "SIGUSR1", "--stop-timeout", "3", "busybox", "true"]).ok();
-    assert_eq!(env.inspect("labelled", "{{.Config.Labels.app}} {{.Config.StopSignal}} {{.Config.StopTimeout}}"), "web SIGUSR1 3");
-    assert_eq!(env.berth(&["ps", "-a", "--filter", "label=app=web", "--format", "{{.Names}}"]).ok(), "labelled");
+    env.berth(&[
+        "create",
+        "--name",
+        "labelled",
+        "-l",
+        "app=web",
+        "--label",
+        "tier=1",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "3",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    assert_eq!(
+        env.inspect(
+            "labelled",
+            "{{.Config.Labels.app}} {{.Config.StopSignal}} {{.Config.StopTimeout}}"
+        ),
+        "web SIGUSR1 3"
+    );
+    assert_eq!(
+        env.berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=app=web",
+            "--format",
+            "{{.Names}}"
+        ])
+        .ok(),
+        "labelled"
+    );
     env.berth(&["rm", "labelled"]).ok();
 }
 
 fn bad_input_is_refused_and_leaves_nothing(env: &TestEnv) {
-    let before = std::fs::read_dir(env.data_root.join("containers")).unwrap().count();
+    let before = std::fs::read_dir(env.data_root.join("containers"))
+        .unwrap()
+        .count();
     let r = env.berth(&["run", "--rm", "--memory", "1k", "busybox", "true"]);
     assert_eq!(r.code, 125, "{r:?}");
-    assert!(r.stderr.contains("Minimum memory limit allowed is 6MB"), "{r:?}");
+    assert!(
+        r.stderr.contains("Minimum memory limit allowed is 6MB"),
+        "{r:?}"
+    );
     let r = env.berth(&["run", "--rm", "--cpus", "99", "busybox", "true"]);
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("Range of CPUs"), "{r:?}");
@@ -160,21 +438,35 @@ fn bad_input_is_refused_and_leaves_nothing(env: &TestEnv) {
     let r = env.berth(&["create", "--name", "bad/name", "busybox", "true"]);
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("Invalid container name"), "{r:?}");
-    env.berth(&["create", "--name", "taken", "busybox", "true"]).ok();
+    env.berth(&["create", "--name", "taken", "busybox", "true"])
+        .ok();
     let r = env.berth(&["create", "--name", "taken", "busybox", "true"]);
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("is already in use"), "{r:?}");
     let r = env.berth(&["rm", "nosuchcontainer"]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("No such container: nosuchcontainer"), "{r:?}");
+    assert!(
+        r.stderr.contains("No such container: nosuchcontainer"),
+        "{r:?}"
+    );
     env.berth(&["rm", "taken"]).ok();
-    let after = std::fs::read_dir(env.data_root.join("containers")).unwrap().count();
+    let after = std::fs::read_dir(env.data_root.join("containers"))
+        .unwrap()
+        .count();
     assert_eq!(before, after, "no half-created containers");
     // malformed JSON gets a 400 with the reason
     let out = std::process::Command::new("curl")
         .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket"])
         .arg(&env.socket)
-        .args(["-X", "POST", "-H", "Content-Type: application/json", "-d", "{not json", "http://x/v1.44/containers/create"])
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{not json",
+            "http://x/v1.44/containers/create",
+        ])
         .output();
     if let Ok(o) = out {
         let s = String::from_utf8_lossy(&o.stdout);
@@ -191,21 +483,52 @@ fn import_with_changes_and_rmi_refusal(env: &TestEnv) {
     std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
     std::os::unix::fs::symlink("busybox", dir.join("bin/echo")).unwrap();
     let tar = env.root.join("imp.tar");
-    let st = std::process::Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
-    let id = env.berth(&["import", "-c", "ENV GREETING=hi", "-c", "CMD [\"sh\", \"-c\", \"echo $GREETING\"]", tar.to_str().unwrap(), "imported:v1"]).ok();
+    let id = env
+        .berth(&[
+            "import",
+            "-c",
+            "ENV GREETING=hi",
+            "-c",
+            "CMD [\"sh\", \"-c\", \"echo $GREETING\"]",
+            tar.to_str().unwrap(),
+            "imported:v1",
+        ])
+        .ok();
     assert!(id.starts_with("sha256:"), "{id}");
     assert_eq!(env.berth(&["run", "--rm", "imported:v1"]).ok(), "hi");
-    let r = env.berth_stdin(&["import", "-", "imported:v2"], &std::fs::read(&tar).unwrap());
+    let r = env.berth_stdin(
+        &["import", "-", "imported:v2"],
+        &std::fs::read(&tar).unwrap(),
+    );
     r.ok();
-    assert!(env.berth(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).ok().contains("imported:v2"));
-    env.berth(&["create", "--name", "user-of-v2", "imported:v2", "true"]).ok();
+    assert!(
+        env.berth(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .ok()
+            .contains("imported:v2")
+    );
+    env.berth(&["create", "--name", "user-of-v2", "imported:v2", "true"])
+        .ok();
     let r = env.berth(&["rmi", "imported:v2"]);
     assert_ne!(r.code, 0, "an image a container uses is refused: {r:?}");
     assert!(r.stderr.contains("conflict"), "{r:?}");
     env.berth(&["rm", "user-of-v2"]).ok();
     env.berth(&["rmi", "imported:v2"]).ok();
     env.berth(&["rmi", "imported:v1"]).ok();
-    let r = env.berth(&["import", "-c", "BOGUS x", tar.to_str().unwrap(), "imported:bad"]);
+    let r = env.berth(&[
+        "import",
+        "-c",
+        "BOGUS x",
+        tar.to_str().unwrap(),
+        "imported:bad",
+    ]);
     assert_ne!(r.code, 0);
 }

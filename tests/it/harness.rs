@@ -12,7 +12,10 @@ pub fn berth_exe() -> PathBuf {
 
 /// The real docker CLI, when present.
 pub fn docker_exe() -> Option<PathBuf> {
-    ["/usr/local/bin/docker", "/usr/bin/docker"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// A running test daemon.
@@ -64,7 +67,11 @@ impl Run {
     /// Asserts success and returns trimmed stdout.
     #[track_caller]
     pub fn ok(&self) -> String {
-        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed: stdout={:?} stderr={:?}",
+            self.stdout, self.stderr
+        );
         self.stdout.trim().to_string()
     }
 }
@@ -156,28 +163,54 @@ impl TestEnv {
     /// Runs `berth ARGS` with `input` on stdin.
     pub fn berth_stdin(&self, args: &[&str], input: &[u8]) -> Run {
         use std::io::Write;
-        let mut c = self.cmd(&berth_exe(), args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn berth");
-        c.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        let mut c = self
+            .cmd(&berth_exe(), args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
         Run::from(c.wait_with_output().expect("wait berth"))
     }
 
     /// Spawns `berth ARGS` without waiting.
     pub fn berth_spawn(&self, args: &[&str]) -> Child {
-        self.cmd(&berth_exe(), args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn berth")
+        self.cmd(&berth_exe(), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth")
     }
 
     /// Runs the real `docker ARGS` against the test daemon; None when docker is absent.
     pub fn docker(&self, args: &[&str]) -> Option<Run> {
         let exe = docker_exe()?;
-        Some(Run::from(self.cmd(&exe, args).output().expect("run docker")))
+        Some(Run::from(
+            self.cmd(&exe, args).output().expect("run docker"),
+        ))
     }
 
     /// Runs the real docker with stdin.
     pub fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Option<Run> {
         use std::io::Write;
         let exe = docker_exe()?;
-        let mut c = self.cmd(&exe, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn docker");
-        c.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        let mut c = self
+            .cmd(&exe, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn docker");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
         Some(Run::from(c.wait_with_output().expect("wait docker")))
     }
 

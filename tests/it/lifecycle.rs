@@ -15,17 +15,40 @@ pub const TESTS: &[Test] = &[
     ("restart_policy_on_failure", restart_policy_on_failure),
     ("top_stats_events", top_stats_events),
     ("ps_filters_and_formats", ps_filters_and_formats),
-    ("rm_running_needs_force_and_rm_many", rm_running_needs_force_and_rm_many),
-    ("start_after_image_removed_fails_cleanly", start_after_image_removed_fails_cleanly),
-    ("containers_survive_daemon_sigkill", containers_survive_daemon_sigkill),
+    (
+        "rm_running_needs_force_and_rm_many",
+        rm_running_needs_force_and_rm_many,
+    ),
+    (
+        "start_after_image_removed_fails_cleanly",
+        start_after_image_removed_fails_cleanly,
+    ),
+    (
+        "containers_survive_daemon_sigkill",
+        containers_survive_daemon_sigkill,
+    ),
 ];
 
 fn detached_container_lifecycle(env: &TestEnv) {
-    let id = env.berth(&["run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; sleep 300"]).ok();
+    let id = env
+        .berth(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; sleep 300",
+        ])
+        .ok();
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
     assert_eq!(env.inspect("web", "{{.Id}}"), id);
     assert_eq!(env.inspect("web", "{{.Name}}"), "/web");
-    assert_eq!(env.inspect("web", "{{.State.Status}} {{.State.Running}}"), "running true");
+    assert_eq!(
+        env.inspect("web", "{{.State.Status}} {{.State.Running}}"),
+        "running true"
+    );
     let pid: i32 = env.inspect("web", "{{.State.Pid}}").parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     assert_eq!(env.inspect("web", "{{.Config.Hostname}}"), &id[..12]);
@@ -33,13 +56,24 @@ fn detached_container_lifecycle(env: &TestEnv) {
     assert!(cfg.contains("\"Image\":\"busybox\""), "{cfg}");
     assert!(env.eventually(5, || env.berth(&["logs", "web"]).stdout == "started\n"));
     let ps = env.berth(&["ps"]).ok();
-    assert!(ps.contains(&id[..12]) && ps.contains("web") && ps.contains("Up "), "{ps}");
-    assert_eq!(env.berth(&["ps", "-q", "--filter", "name=web"]).ok(), &id[..12]);
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("web") && ps.contains("Up "),
+        "{ps}"
+    );
+    assert_eq!(
+        env.berth(&["ps", "-q", "--filter", "name=web"]).ok(),
+        &id[..12]
+    );
     env.berth(&["stop", "-t", "1", "web"]).ok();
     assert_eq!(env.inspect("web", "{{.State.Status}}"), "exited");
     let code = env.inspect("web", "{{.State.ExitCode}}");
     assert!(code == "143" || code == "137", "{code}");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/cmdline")).map(|c| !c.contains("sleep")).unwrap_or(true));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .map(|c| !c.contains("sleep"))
+                .unwrap_or(true)
+    );
     env.berth(&["rename", "web", "web2"]).ok();
     assert_eq!(env.inspect("web2", "{{.Name}}"), "/web2");
     assert_eq!(env.berth(&["rm", "web2"]).ok(), "web2");
@@ -47,7 +81,17 @@ fn detached_container_lifecycle(env: &TestEnv) {
 }
 
 fn create_start_attach_and_wait(env: &TestEnv) {
-    let id = env.berth(&["create", "--name", "later", "busybox", "sh", "-c", "echo from-start; exit 5"]).ok();
+    let id = env
+        .berth(&[
+            "create",
+            "--name",
+            "later",
+            "busybox",
+            "sh",
+            "-c",
+            "echo from-start; exit 5",
+        ])
+        .ok();
     assert_eq!(env.inspect("later", "{{.State.Status}}"), "created");
     let r = env.berth(&["start", "-a", "later"]);
     assert_eq!(r.stdout, "from-start\n", "{r:?}");
@@ -56,7 +100,17 @@ fn create_start_attach_and_wait(env: &TestEnv) {
     env.berth(&["rm", "later"]).ok();
 
     // attach to a running container sees its output, and its exit code
-    env.berth(&["run", "-d", "--name", "attachme", "busybox", "sh", "-c", "sleep 1; echo attached-output; exit 4"]).ok();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "attachme",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo attached-output; exit 4",
+    ])
+    .ok();
     let r = env.berth(&["attach", "attachme"]);
     assert!(r.stdout.contains("attached-output"), "{r:?}");
     assert_eq!(r.code, 4);
@@ -64,37 +118,100 @@ fn create_start_attach_and_wait(env: &TestEnv) {
 }
 
 fn logs_follow_tail_timestamps(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "chatty", "busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; done; echo err >&2; sleep 1; echo late"]).ok();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; done; echo err >&2; sleep 1; echo late",
+    ])
+    .ok();
     let mut follow = env.berth_spawn(&["logs", "-f", "chatty"]);
     let out = {
         use std::io::Read;
         let mut s = String::new();
-        follow.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+        follow
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         let _ = follow.wait();
         s
     };
-    assert_eq!(out, "line1\nline2\nline3\nlate\n", "logs -f ends when the container exits");
+    assert_eq!(
+        out, "line1\nline2\nline3\nlate\n",
+        "logs -f ends when the container exits"
+    );
     let r = env.berth(&["logs", "chatty"]);
     assert_eq!(r.stderr, "err\n");
-    assert_eq!(env.berth(&["logs", "--tail", "1", "chatty"]).stdout, "late\n");
+    assert_eq!(
+        env.berth(&["logs", "--tail", "1", "chatty"]).stdout,
+        "late\n"
+    );
     let ts = env.berth(&["logs", "-t", "--tail", "1", "chatty"]).ok();
     assert!(ts.ends_with(" late") && ts.starts_with("20"), "{ts}");
-    assert_eq!(env.berth(&["logs", "--until", "2000-01-01T00:00:00Z", "chatty"]).stdout, "");
+    assert_eq!(
+        env.berth(&["logs", "--until", "2000-01-01T00:00:00Z", "chatty"])
+            .stdout,
+        ""
+    );
     env.berth(&["rm", "chatty"]).ok();
 }
 
 fn exec_runs_in_the_container(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "ex", "--hostname", "exhost", "busybox", "sleep", "300"]).ok();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--hostname",
+        "exhost",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
     assert_eq!(env.berth(&["exec", "ex", "hostname"]).ok(), "exhost");
-    assert_eq!(env.berth(&["exec", "-e", "V=x", "-w", "/tmp", "-u", "1000", "ex", "sh", "-c", "echo $V; pwd; id -u"]).ok(), "x\n/tmp\n1000");
+    assert_eq!(
+        env.berth(&[
+            "exec",
+            "-e",
+            "V=x",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000",
+            "ex",
+            "sh",
+            "-c",
+            "echo $V; pwd; id -u"
+        ])
+        .ok(),
+        "x\n/tmp\n1000"
+    );
     assert_eq!(env.berth(&["exec", "ex", "sh", "-c", "exit 9"]).code, 9);
     let r = env.berth(&["exec", "ex", "nosuchcmd"]);
     assert_eq!(r.code, 127, "{r:?}");
-    assert_eq!(env.berth_stdin(&["exec", "-i", "ex", "cat"], b"via-stdin").ok(), "via-stdin");
-    env.berth(&["exec", "-d", "ex", "sh", "-c", "echo bg > /tmp/bg"]).ok();
-    assert!(env.eventually(5, || env.berth(&["exec", "ex", "cat", "/tmp/bg"]).stdout == "bg\n"));
+    assert_eq!(
+        env.berth_stdin(&["exec", "-i", "ex", "cat"], b"via-stdin")
+            .ok(),
+        "via-stdin"
+    );
+    env.berth(&["exec", "-d", "ex", "sh", "-c", "echo bg > /tmp/bg"])
+        .ok();
+    assert!(
+        env.eventually(5, || env.berth(&["exec", "ex", "cat", "/tmp/bg"]).stdout
+            == "bg\n")
+    );
     let top = env.berth(&["exec", "ex", "ps"]).ok();
-    assert!(top.contains("sleep 300"), "exec sees the container's processes: {top}");
+    assert!(
+        top.contains("sleep 300"),
+        "exec sees the container's processes: {top}"
+    );
     env.berth(&["stop", "-t", "0", "ex"]).ok();
     let r = env.berth(&["exec", "ex", "true"]);
     assert_ne!(r.code, 0);
@@ -103,10 +220,18 @@ fn exec_runs_in_the_container(env: &TestEnv) {
 }
 
 fn pause_unpause_kill_restart(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "pz", "busybox", "sleep", "300"]).ok();
+    env.berth(&["run", "-d", "--name", "pz", "busybox", "sleep", "300"])
+        .ok();
     env.berth(&["pause", "pz"]).ok();
-    assert_eq!(env.inspect("pz", "{{.State.Status}} {{.State.Paused}}"), "paused true");
-    assert!(env.berth(&["ps", "--filter", "status=paused", "--format", "{{.Status}}"]).ok().ends_with("(Paused)"));
+    assert_eq!(
+        env.inspect("pz", "{{.State.Status}} {{.State.Paused}}"),
+        "paused true"
+    );
+    assert!(
+        env.berth(&["ps", "--filter", "status=paused", "--format", "{{.Status}}"])
+            .ok()
+            .ends_with("(Paused)")
+    );
     env.berth(&["unpause", "pz"]).ok();
     assert_eq!(env.inspect("pz", "{{.State.Status}}"), "running");
     let pid1 = env.inspect("pz", "{{.State.Pid}}");
@@ -123,7 +248,17 @@ fn pause_unpause_kill_restart(env: &TestEnv) {
 }
 
 fn stop_escalates_to_sigkill(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; sleep 300"]).ok();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 300",
+    ])
+    .ok();
     let t = std::time::Instant::now();
     env.berth(&["stop", "-t", "1", "stubborn"]).ok();
     assert!(t.elapsed() < Duration::from_secs(8));
@@ -132,65 +267,177 @@ fn stop_escalates_to_sigkill(env: &TestEnv) {
 }
 
 fn restart_policy_on_failure(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"]).ok();
-    assert!(env.eventually(15, || env.inspect("flaky", "{{.RestartCount}} {{.State.Status}}") == "2 exited"), "{}", env.inspect("flaky", "{{.RestartCount}} {{.State.Status}}"));
-    assert_eq!(env.inspect("flaky", "{{.HostConfig.RestartPolicy.Name}}"), "on-failure");
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ])
+    .ok();
+    assert!(
+        env.eventually(15, || env
+            .inspect("flaky", "{{.RestartCount}} {{.State.Status}}")
+            == "2 exited"),
+        "{}",
+        env.inspect("flaky", "{{.RestartCount}} {{.State.Status}}")
+    );
+    assert_eq!(
+        env.inspect("flaky", "{{.HostConfig.RestartPolicy.Name}}"),
+        "on-failure"
+    );
     env.berth(&["rm", "flaky"]).ok();
-    env.berth(&["run", "-d", "--name", "forever", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2"]).ok();
-    assert!(env.eventually(15, || env.inspect("forever", "{{.RestartCount}}").parse::<i32>().unwrap_or(0) >= 2));
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "forever",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ])
+    .ok();
+    assert!(env.eventually(15, || {
+        env.inspect("forever", "{{.RestartCount}}")
+            .parse::<i32>()
+            .unwrap_or(0)
+            >= 2
+    }));
     env.berth(&["stop", "-t", "1", "forever"]).ok();
     std::thread::sleep(Duration::from_millis(500));
-    assert_ne!(env.inspect("forever", "{{.State.Status}}"), "running", "a stopped 'always' container stays stopped");
+    assert_ne!(
+        env.inspect("forever", "{{.State.Status}}"),
+        "running",
+        "a stopped 'always' container stays stopped"
+    );
     env.berth(&["rm", "-f", "forever"]).ok();
 }
 
 fn top_stats_events(env: &TestEnv) {
     let since = chrono_now_secs();
-    env.berth(&["run", "-d", "--name", "tops", "--memory", "32m", "busybox", "sleep", "300"]).ok();
+    env.berth(&[
+        "run", "-d", "--name", "tops", "--memory", "32m", "busybox", "sleep", "300",
+    ])
+    .ok();
     let top = env.berth(&["top", "tops"]).ok();
     assert!(top.contains("PID") && top.contains("sleep 300"), "{top}");
     let top = env.berth(&["top", "tops", "-o", "pid,comm"]).ok();
     assert!(top.contains("COMMAND") && top.contains("sleep"), "{top}");
-    let stats = env.berth(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "tops"]).ok();
-    assert!(stats.starts_with("tops ") && stats.contains("32MiB") && stats.ends_with(" 1"), "{stats}");
+    let stats = env
+        .berth(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+            "tops",
+        ])
+        .ok();
+    assert!(
+        stats.starts_with("tops ") && stats.contains("32MiB") && stats.ends_with(" 1"),
+        "{stats}"
+    );
     env.berth(&["rm", "-f", "tops"]).ok();
     let until = chrono_now_secs() + 1;
-    let ev = env.berth(&["events", "--since", &since.to_string(), "--until", &until.to_string(), "--filter", "container=tops"]).ok();
+    let ev = env
+        .berth(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "container=tops",
+        ])
+        .ok();
     for action in ["create", "start", "die", "destroy"] {
-        assert!(ev.contains(&format!("container {action} ")), "event {action} missing: {ev}");
+        assert!(
+            ev.contains(&format!("container {action} ")),
+            "event {action} missing: {ev}"
+        );
     }
 }
 
 fn chrono_now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn ps_filters_and_formats(env: &TestEnv) {
-    env.berth(&["run", "--name", "done0", "busybox", "true"]).ok();
-    env.berth(&["run", "-d", "--name", "alive0", "busybox", "sleep", "300"]).ok();
+    env.berth(&["run", "--name", "done0", "busybox", "true"])
+        .ok();
+    env.berth(&["run", "-d", "--name", "alive0", "busybox", "sleep", "300"])
+        .ok();
     let names = env.berth(&["ps", "--format", "{{.Names}}"]).ok();
     assert!(names.contains("alive0") && !names.contains("done0"));
-    let exited = env.berth(&["ps", "-a", "--filter", "exited=0", "--format", "{{.Names}}"]).ok();
-    assert!(exited.contains("done0") && !exited.contains("alive0"), "{exited}");
-    let st = env.berth(&["ps", "-a", "--filter", "status=exited", "--filter", "name=done0", "--format", "{{.Status}}"]).ok();
+    let exited = env
+        .berth(&["ps", "-a", "--filter", "exited=0", "--format", "{{.Names}}"])
+        .ok();
+    assert!(
+        exited.contains("done0") && !exited.contains("alive0"),
+        "{exited}"
+    );
+    let st = env
+        .berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--filter",
+            "name=done0",
+            "--format",
+            "{{.Status}}",
+        ])
+        .ok();
     assert!(st.starts_with("Exited (0) "), "{st}");
-    assert_eq!(env.berth(&["ps", "-l", "--format", "{{.Names}}"]).ok(), "alive0");
+    assert_eq!(
+        env.berth(&["ps", "-l", "--format", "{{.Names}}"]).ok(),
+        "alive0"
+    );
     assert_eq!(env.berth(&["ps", "-n", "2", "-q"]).ok().lines().count(), 2);
-    let anc = env.berth(&["ps", "-a", "--filter", "ancestor=busybox", "--format", "{{.Names}}"]).ok();
+    let anc = env
+        .berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            "ancestor=busybox",
+            "--format",
+            "{{.Names}}",
+        ])
+        .ok();
     assert!(anc.contains("done0") && anc.contains("alive0"));
-    let full = env.berth(&["ps", "--no-trunc", "-q", "--filter", "name=alive0"]).ok();
+    let full = env
+        .berth(&["ps", "--no-trunc", "-q", "--filter", "name=alive0"])
+        .ok();
     assert_eq!(full.len(), 64);
-    let table = env.berth(&["ps", "--format", "table {{.Names}}\t{{.Image}}"]).ok();
+    let table = env
+        .berth(&["ps", "--format", "table {{.Names}}\t{{.Image}}"])
+        .ok();
     assert!(table.starts_with("NAMES"), "{table}");
     env.berth(&["rm", "-f", "done0", "alive0"]).ok();
 }
 
 fn rm_running_needs_force_and_rm_many(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "rm1", "busybox", "sleep", "300"]).ok();
-    env.berth(&["run", "-d", "--name", "rm2", "busybox", "sleep", "300"]).ok();
+    env.berth(&["run", "-d", "--name", "rm1", "busybox", "sleep", "300"])
+        .ok();
+    env.berth(&["run", "-d", "--name", "rm2", "busybox", "sleep", "300"])
+        .ok();
     let r = env.berth(&["rm", "rm1"]);
     assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("stop the container before removing or force remove"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("stop the container before removing or force remove"),
+        "{r:?}"
+    );
     assert_eq!(env.berth(&["rm", "-f", "rm1", "rm2"]).ok(), "rm1\nrm2");
     assert_eq!(env.berth(&["ps", "-aq", "--filter", "name=rm"]).ok(), "");
 }
@@ -202,8 +449,25 @@ fn start_after_image_removed_fails_cleanly(env: &TestEnv) {
     std::fs::copy("/bin/busybox", dir.join("bin/true")).unwrap();
     std::fs::write(dir.join("marker"), b"doomed").unwrap();
     let tar = env.root.join("doomed.tar");
-    assert!(std::process::Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
-    env.berth(&["import", "-c", "CMD [\"/bin/true\"]", tar.to_str().unwrap(), "doomed:1"]).ok();
+    assert!(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.berth(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/true\"]",
+        tar.to_str().unwrap(),
+        "doomed:1",
+    ])
+    .ok();
     env.berth(&["create", "--name", "orphan", "doomed:1"]).ok();
     let r = env.berth(&["rmi", "doomed:1"]);
     assert_ne!(r.code, 0, "refused while a container uses it: {r:?}");
@@ -216,17 +480,53 @@ fn start_after_image_removed_fails_cleanly(env: &TestEnv) {
 }
 
 fn containers_survive_daemon_sigkill(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "survivor", "busybox", "sh", "-c", "echo before; while true; do sleep 1; done"]).ok();
-    env.berth(&["run", "-d", "--name", "dies-while-away", "busybox", "sh", "-c", "sleep 2; exit 42"]).ok();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; while true; do sleep 1; done",
+    ])
+    .ok();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "dies-while-away",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 2; exit 42",
+    ])
+    .ok();
     let pid = env.inspect("survivor", "{{.State.Pid}}");
     env.stop_daemon(libc::SIGKILL);
-    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container outlives the daemon");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "container outlives the daemon"
+    );
     std::thread::sleep(Duration::from_secs(3));
     env.start_daemon();
-    assert_eq!(env.inspect("survivor", "{{.State.Status}} {{.State.Pid}}"), format!("running {pid}"));
-    assert_eq!(env.inspect("dies-while-away", "{{.State.Status}} {{.State.ExitCode}}"), "exited 42");
-    assert!(env.berth(&["logs", "survivor"]).stdout.starts_with("before\n"));
-    assert_eq!(env.berth(&["exec", "survivor", "echo", "still-here"]).ok(), "still-here");
+    assert_eq!(
+        env.inspect("survivor", "{{.State.Status}} {{.State.Pid}}"),
+        format!("running {pid}")
+    );
+    assert_eq!(
+        env.inspect("dies-while-away", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 42"
+    );
+    assert!(
+        env.berth(&["logs", "survivor"])
+            .stdout
+            .starts_with("before\n")
+    );
+    assert_eq!(
+        env.berth(&["exec", "survivor", "echo", "still-here"]).ok(),
+        "still-here"
+    );
     env.berth(&["stop", "-t", "1", "survivor"]).ok();
     assert_eq!(env.inspect("survivor", "{{.State.Status}}"), "exited");
     // A clean restart keeps them too.

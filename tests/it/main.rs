@@ -16,16 +16,26 @@ use harness::TestEnv;
 pub type Test = (&'static str, fn(&TestEnv));
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
         println!("integration: skipped (set BERTH_TEST_ROOT=1 and run as root)");
         println!("0 passed, 0 failed");
         return;
     }
     // SAFETY: geteuid(2) has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "BERTH_TEST_ROOT=1 needs root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "BERTH_TEST_ROOT=1 needs root"
+    );
     let tests: Vec<Test> = [containers::TESTS, lifecycle::TESTS, docker_cli::TESTS].concat();
-    let selected: Vec<&Test> = tests.iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
+    let selected: Vec<&Test> = tests
+        .iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .collect();
     let env = TestEnv::start();
     let (mut passed, mut failed) = (0, Vec::new());
     for (name, f) in selected {

@@ -1,1 +1,248 @@
-//! berth-cli
+//! The `berth` command line: docker's commands and flags, spoken to the daemon over the Docker
+//! Engine API. One thin module per command group; flags are parsed with clap (derive).
+#![forbid(unsafe_code)]
+
+mod container;
+mod format;
+mod http;
+mod image;
+mod opts;
+mod stream;
+mod system;
+mod tty;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+pub use http::{Client, Host};
+
+/// The default daemon socket.
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+
+/// An error shown to the user as one line, with the exit code it implies.
+#[derive(Debug)]
+pub struct CliError {
+    /// The line.
+    pub message: String,
+    /// HTTP status when it came from the daemon.
+    pub status: Option<u16>,
+    /// Exit code to use.
+    pub code: i32,
+}
+
+impl CliError {
+    /// A plain error.
+    pub fn msg(m: impl Into<String>) -> Self {
+        CliError {
+            message: m.into(),
+            status: None,
+            code: 1,
+        }
+    }
+    /// An error answer from the daemon.
+    pub fn daemon(status: u16, message: String) -> Self {
+        CliError {
+            message: format!("Error response from daemon: {message}"),
+            status: Some(status),
+            code: 1,
+        }
+    }
+    /// An I/O error talking to the daemon.
+    pub fn io(e: std::io::Error) -> Self {
+        CliError::msg(format!("error during connect: {e}"))
+    }
+    /// The daemon does not answer.
+    pub fn connect(host: &Host, e: std::io::Error) -> Self {
+        let _ = e;
+        CliError::msg(format!(
+            "Cannot connect to the berth daemon at {}. Is the berth daemon running?",
+            host.display()
+        ))
+    }
+    /// With another exit code.
+    pub fn with_code(mut self, code: i32) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Result of a command: its exit code.
+pub type CmdResult = Result<i32, CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    disable_help_subcommand = true,
+    disable_version_flag = true,
+    about = "A container engine that speaks Docker's API"
+)]
+struct Cli {
+    /// Daemon socket to connect to.
+    #[arg(short = 'H', long = "host", global = true)]
+    host: Option<String>,
+    /// Enable debug output.
+    #[arg(short = 'D', long = "debug", global = true)]
+    debug: bool,
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Container(container::ContainerCmd),
+    /// Manage containers.
+    #[command(name = "container")]
+    ContainerGroup {
+        #[command(subcommand)]
+        cmd: container::ContainerGroup,
+    },
+    #[command(flatten)]
+    Image(image::ImageCmd),
+    /// Manage images.
+    #[command(name = "image")]
+    ImageGroup {
+        #[command(subcommand)]
+        cmd: image::ImageGroup,
+    },
+    #[command(flatten)]
+    System(system::SystemCmd),
+    /// Manage berth.
+    #[command(name = "system")]
+    SystemGroup {
+        #[command(subcommand)]
+        cmd: system::SystemGroup,
+    },
+}
+
+/// The CLI's entry point; `args` includes the program name. Returns the exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            let code = match e.kind() {
+                K::DisplayHelp
+                | K::DisplayVersion
+                | K::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ if is_run_like(&args) => 125,
+                _ => 1,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.version {
+        println!("berth version {}, API 1.44", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let Some(command) = cli.command else {
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return 0;
+    };
+    let explicit = cli
+        .host
+        .clone()
+        .or_else(|| std::env::var("BERTH_HOST").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()));
+    let run_like = is_run_like(&args);
+    let host = match Host::parse(explicit.as_deref().unwrap_or(DEFAULT_HOST)) {
+        Ok(h) => h,
+        Err(e) => return report(&e, run_like),
+    };
+    let client = Client { host };
+    if explicit.is_none()
+        && let Err(e) = ensure_daemon(&client)
+    {
+        return report(&e, run_like);
+    }
+    let result = match command {
+        Command::Container(c) => container::run(&client, c),
+        Command::ContainerGroup { cmd } => container::run_group(&client, cmd),
+        Command::Image(c) => image::run(&client, c),
+        Command::ImageGroup { cmd } => image::run_group(&client, cmd),
+        Command::System(c) => system::run(&client, c),
+        Command::SystemGroup { cmd } => system::run_group(&client, cmd),
+    };
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e, run_like),
+    }
+}
+
+fn is_run_like(args: &[String]) -> bool {
+    args.iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|a| a == "run" || a == "create")
+}
+
+fn report(e: &CliError, run_like: bool) -> i32 {
+    if run_like {
+        eprintln!("berth: {}", e.message);
+        eprintln!("\nRun 'berth run --help' for more information");
+    } else {
+        eprintln!("{}", e.message);
+    }
+    e.code
+}
+
+/// With the default socket and no daemon answering, root starts one (`berth daemon`).
+fn ensure_daemon(client: &Client) -> Result<(), CliError> {
+    if client.connect().is_ok() {
+        return Ok(());
+    }
+    let Host::Unix(sock) = &client.host else {
+        return Ok(());
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return Err(CliError::connect(
+            &client.host,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::msg(format!("cannot find the berth binary: {e}")))?;
+    let run_root = sock.parent().unwrap_or(Path::new("/run/berth"));
+    std::fs::create_dir_all(run_root)
+        .map_err(|e| CliError::msg(format!("create {}: {e}", run_root.display())))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_root.join("daemon.log"))
+        .map_err(|e| CliError::msg(format!("open daemon log: {e}")))?;
+    let log2 = log.try_clone().map_err(|e| CliError::msg(e.to_string()))?;
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(exe)
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| CliError::msg(format!("cannot start the berth daemon: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if client.connect().is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(CliError::connect(
+        &client.host,
+        std::io::Error::from(std::io::ErrorKind::TimedOut),
+    ))
+}

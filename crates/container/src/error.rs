@@ -85,7 +85,9 @@ impl Classify for ContainerError {
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
-            Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => ErrorKind::Internal,
+            Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }

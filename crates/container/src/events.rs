@@ -25,7 +25,10 @@ impl EventBus {
     /// A bus with room for a burst of events per slow subscriber.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(1024);
-        Self { tx, history: Arc::new(Mutex::new(VecDeque::with_capacity(HISTORY))) }
+        Self {
+            tx,
+            history: Arc::new(Mutex::new(VecDeque::with_capacity(HISTORY))),
+        }
     }
 
     /// Subscribes to every event published from now on.
@@ -87,10 +90,20 @@ mod tests {
     #[test]
     fn replay_returns_kept_events_then_live_ones() {
         let bus = EventBus::new();
-        bus.publish(EventMessageTypeEnum::CONTAINER, "create", "a", HashMap::new());
+        bus.publish(
+            EventMessageTypeEnum::CONTAINER,
+            "create",
+            "a",
+            HashMap::new(),
+        );
         let (past, mut rx) = bus.replay_and_subscribe(0);
         assert_eq!(past.len(), 1);
-        bus.publish(EventMessageTypeEnum::CONTAINER, "start", "a", HashMap::new());
+        bus.publish(
+            EventMessageTypeEnum::CONTAINER,
+            "start",
+            "a",
+            HashMap::new(),
+        );
         assert_eq!(rx.try_recv().unwrap().action.as_deref(), Some("start"));
         let (none, _) = bus.replay_and_subscribe(i64::MAX);
         assert!(none.is_empty());

@@ -37,8 +37,17 @@ fn parse_line(line: &str) -> Option<LogLine> {
     let unix = chrono::DateTime::parse_from_rfc3339(&e.time)
         .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
         .unwrap_or(0.0);
-    let stream = if e.stream == "stderr" { StreamType::Stderr } else { StreamType::Stdout };
-    Some(LogLine { stream, text: e.log, time: e.time, unix })
+    let stream = if e.stream == "stderr" {
+        StreamType::Stderr
+    } else {
+        StreamType::Stdout
+    };
+    Some(LogLine {
+        stream,
+        text: e.log,
+        time: e.time,
+        unix,
+    })
 }
 
 /// The log files of a container, oldest first.
@@ -65,8 +74,15 @@ fn wanted(l: &LogLine, o: &LogsOptions) -> bool {
 }
 
 fn chunk(l: LogLine, timestamps: bool) -> LogChunk {
-    let data = if timestamps { format!("{} {}", l.time, l.text) } else { l.text };
-    LogChunk { stream: l.stream, data: Bytes::from(data) }
+    let data = if timestamps {
+        format!("{} {}", l.time, l.text)
+    } else {
+        l.text
+    };
+    LogChunk {
+        stream: l.stream,
+        data: Bytes::from(data),
+    }
 }
 
 /// Reads the backlog (honouring since/until/tail), returning the lines and where the current
@@ -75,7 +91,9 @@ pub fn read_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
     let mut lines = Vec::new();
     let mut end = 0;
     for f in files(log) {
-        let Ok(file) = std::fs::File::open(&f) else { continue };
+        let Ok(file) = std::fs::File::open(&f) else {
+            continue;
+        };
         let mut r = BufReader::new(file);
         let mut buf = String::new();
         loop {
@@ -87,7 +105,8 @@ pub fn read_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
                     if f == log {
                         end += n as u64;
                     }
-                    if let Some(l) = parse_line(buf.trim_end_matches('\n')).filter(|l| wanted(l, o)) {
+                    if let Some(l) = parse_line(buf.trim_end_matches('\n')).filter(|l| wanted(l, o))
+                    {
                         lines.push(l);
                     }
                 }
@@ -110,7 +129,9 @@ pub async fn stream(
 ) {
     let (lines, mut offset) = {
         let (log, o) = (log.clone(), o.clone());
-        tokio::task::spawn_blocking(move || read_backlog(&log, &o)).await.unwrap_or_default()
+        tokio::task::spawn_blocking(move || read_backlog(&log, &o))
+            .await
+            .unwrap_or_default()
     };
     for l in lines {
         if tx.send(chunk(l, o.timestamps)).await.is_err() {
@@ -120,7 +141,9 @@ pub async fn stream(
     if !o.follow {
         return;
     }
-    let mut ino = std::fs::metadata(&log).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
+    let mut ino = std::fs::metadata(&log)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or(0);
     loop {
         let alive = {
             let l = life.borrow_and_update();
@@ -129,7 +152,9 @@ pub async fn stream(
         // Read what is new since the last position (a rotation starts a new file).
         let (new_lines, new_offset, new_ino) = {
             let (log, o) = (log.clone(), o.clone());
-            tokio::task::spawn_blocking(move || read_from(&log, offset, ino, &o)).await.unwrap_or((Vec::new(), offset, ino))
+            tokio::task::spawn_blocking(move || read_from(&log, offset, ino, &o))
+                .await
+                .unwrap_or((Vec::new(), offset, ino))
         };
         offset = new_offset;
         ino = new_ino;
@@ -150,8 +175,13 @@ pub async fn stream(
 }
 
 fn read_from(log: &Path, offset: u64, ino: u64, o: &LogsOptions) -> (Vec<LogLine>, u64, u64) {
-    let Ok(mut f) = std::fs::File::open(log) else { return (Vec::new(), offset, ino) };
-    let cur_ino = f.metadata().map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap_or(0);
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return (Vec::new(), offset, ino);
+    };
+    let cur_ino = f
+        .metadata()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or(0);
     let start = if cur_ino == ino { offset } else { 0 };
     if f.seek(SeekFrom::Start(start)).is_err() {
         return (Vec::new(), offset, ino);
@@ -180,28 +210,61 @@ mod tests {
     use super::*;
 
     fn opts() -> LogsOptions {
-        LogsOptions { stdout: true, stderr: true, ..Default::default() }
+        LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn backlog_reads_rotated_files_in_order_with_tail_and_filters() {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("c-json.log");
-        std::fs::write(format!("{}.1", log.display()),
-            "{\"log\":\"one\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:01Z\"}\n").unwrap();
-        std::fs::write(&log, concat!(
-            "{\"log\":\"two\\n\",\"stream\":\"stderr\",\"time\":\"2026-01-01T00:00:02Z\"}\n",
-            "{\"log\":\"three\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:03Z\"}\n",
-            "{\"log\":\"partial")).unwrap();
+        std::fs::write(
+            format!("{}.1", log.display()),
+            "{\"log\":\"one\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:01Z\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &log,
+            concat!(
+                "{\"log\":\"two\\n\",\"stream\":\"stderr\",\"time\":\"2026-01-01T00:00:02Z\"}\n",
+                "{\"log\":\"three\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:03Z\"}\n",
+                "{\"log\":\"partial"
+            ),
+        )
+        .unwrap();
         let (lines, _) = read_backlog(&log, &opts());
         let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["one\n", "two\n", "three\n"]);
-        let (lines, _) = read_backlog(&log, &LogsOptions { tail: Some(1), ..opts() });
+        let (lines, _) = read_backlog(
+            &log,
+            &LogsOptions {
+                tail: Some(1),
+                ..opts()
+            },
+        );
         assert_eq!(lines[0].text, "three\n");
-        let (lines, _) = read_backlog(&log, &LogsOptions { stdout: false, ..opts() });
+        let (lines, _) = read_backlog(
+            &log,
+            &LogsOptions {
+                stdout: false,
+                ..opts()
+            },
+        );
         assert_eq!(lines.len(), 1);
-        let since = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:02Z").unwrap().timestamp() as f64;
-        let (lines, _) = read_backlog(&log, &LogsOptions { since: Some(since), until: Some(since + 0.5), ..opts() });
+        let since = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:02Z")
+            .unwrap()
+            .timestamp() as f64;
+        let (lines, _) = read_backlog(
+            &log,
+            &LogsOptions {
+                since: Some(since),
+                until: Some(since + 0.5),
+                ..opts()
+            },
+        );
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].text, "two\n");
         let c = chunk(lines[0].clone(), true);

@@ -26,7 +26,10 @@ fn monitor_gone(e: std::io::Error) -> ContainerError {
 }
 
 /// Sends `req` and reads the one-line response.
-pub async fn call(socket: &Path, req: &Request) -> Result<(Response, Conversation), ContainerError> {
+pub async fn call(
+    socket: &Path,
+    req: &Request,
+) -> Result<(Response, Conversation), ContainerError> {
     let stream = UnixStream::connect(socket).await.map_err(monitor_gone)?;
     let (rd, mut writer) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(|e| ContainerError::Internal {
@@ -38,7 +41,9 @@ pub async fn call(socket: &Path, req: &Request) -> Result<(Response, Conversatio
     let mut resp = String::new();
     let n = reader.read_line(&mut resp).await.map_err(monitor_gone)?;
     if n == 0 {
-        return Err(monitor_gone(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)));
+        return Err(monitor_gone(std::io::Error::from(
+            std::io::ErrorKind::UnexpectedEof,
+        )));
     }
     let resp: Response = serde_json::from_str(&resp).map_err(|e| ContainerError::Internal {
         message: format!("bad monitor response: {e}"),
@@ -67,10 +72,17 @@ pub async fn spawn(exe: &Path, run_dir: &Path) -> Result<Ready, ContainerError> 
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|source| ContainerError::Io { op: "spawn monitor", path: exe.to_path_buf(), source })?;
-    let stdout = child.stdout.take().ok_or_else(|| ContainerError::Internal {
-        message: "monitor stdout missing".into(),
-    })?;
+        .map_err(|source| ContainerError::Io {
+            op: "spawn monitor",
+            path: exe.to_path_buf(),
+            source,
+        })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ContainerError::Internal {
+            message: "monitor stdout missing".into(),
+        })?;
     tokio::spawn(async move {
         let _ = child.wait().await;
     });

@@ -167,7 +167,11 @@ impl Attachment {
         use tokio::io::AsyncWriteExt;
         let (client_rd, mut client_wr) = tokio::io::split(conn);
         for c in &self.backlog {
-            let bytes = if self.tty { c.data.to_vec() } else { berth_api::stdcopy::frame(c.stream, &c.data) };
+            let bytes = if self.tty {
+                c.data.to_vec()
+            } else {
+                berth_api::stdcopy::frame(c.stream, &c.data)
+            };
             if client_wr.write_all(&bytes).await.is_err() {
                 return;
             }
@@ -187,7 +191,16 @@ impl Attachment {
             }
         };
         let keys = parse_detach_keys(self.options.detach_keys.as_deref());
-        pump(conv, client_rd, client_wr, self.tty, self.options.stdin, keys, None).await;
+        pump(
+            conv,
+            client_rd,
+            client_wr,
+            self.tty,
+            self.options.stdin,
+            keys,
+            None,
+        )
+        .await;
     }
 }
 
@@ -203,7 +216,10 @@ async fn pump(
     on_exit: Option<oneshot::Sender<i32>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Conversation { mut reader, mut writer } = conv;
+    let Conversation {
+        mut reader,
+        mut writer,
+    } = conv;
     let output = async move {
         let mut on_exit = on_exit;
         let mut header = [0u8; 8];
@@ -335,7 +351,11 @@ impl ExecSession {
                 self.exec.finish(i64::from(code));
                 if let Some(mut c) = conn {
                     let msg = format!("OCI runtime exec failed: {message}\r\n");
-                    let bytes = if self.tty { msg.into_bytes() } else { berth_api::stdcopy::frame(StreamType::Stdout, msg.as_bytes()) };
+                    let bytes = if self.tty {
+                        msg.into_bytes()
+                    } else {
+                        berth_api::stdcopy::frame(StreamType::Stdout, msg.as_bytes())
+                    };
                     let _ = c.write_all(&bytes).await;
                     let _ = c.shutdown().await;
                 }
@@ -345,7 +365,12 @@ impl ExecSession {
                 self.exec.finish(126);
                 if let Some(mut c) = conn {
                     let msg = format!("{e}\r\n");
-                    let _ = c.write_all(&berth_api::stdcopy::frame(StreamType::Stderr, msg.as_bytes())).await;
+                    let _ = c
+                        .write_all(&berth_api::stdcopy::frame(
+                            StreamType::Stderr,
+                            msg.as_bytes(),
+                        ))
+                        .await;
                     let _ = c.shutdown().await;
                 }
                 return;
@@ -358,7 +383,12 @@ impl ExecSession {
         }
         let mut attrs = self.attrs.clone();
         attrs.insert("execID".into(), self.exec.id.clone());
-        self.events.publish(EventMessageTypeEnum::CONTAINER, &format!("exec_start: {}", self.exec.cmdline()), &self.exec.container_id, attrs.clone());
+        self.events.publish(
+            EventMessageTypeEnum::CONTAINER,
+            &format!("exec_start: {}", self.exec.cmdline()),
+            &self.exec.container_id,
+            attrs.clone(),
+        );
         let (tx, rx) = oneshot::channel();
         match conn {
             Some(c) => {
@@ -371,7 +401,10 @@ impl ExecSession {
                         exec.finish(i64::from(code));
                     }
                 };
-                tokio::join!(pump(conv, rd, wr, self.tty, stdin, self.detach_keys, Some(tx)), recorder);
+                tokio::join!(
+                    pump(conv, rd, wr, self.tty, stdin, self.detach_keys, Some(tx)),
+                    recorder
+                );
             }
             None => {
                 let exec = self.exec.clone();
@@ -382,11 +415,22 @@ impl ExecSession {
             }
         }
         // The monitor closed without an exit frame: the container went away.
-        if self.exec.state.lock().unwrap_or_else(|p| p.into_inner()).running {
+        if self
+            .exec
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running
+        {
             self.exec.finish(137);
         }
         attrs.insert("exitCode".into(), self.exec.exit_code().to_string());
-        self.events.publish(EventMessageTypeEnum::CONTAINER, "exec_die", &self.exec.container_id, attrs);
+        self.events.publish(
+            EventMessageTypeEnum::CONTAINER,
+            "exec_die",
+            &self.exec.container_id,
+            attrs,
+        );
     }
 }
 
@@ -434,10 +478,16 @@ impl WaitHandle {
                 WaitCondition::Removed => l.removed,
             };
             if done {
-                return ContainerWaitResponse { status_code: l.exit_code, error: None };
+                return ContainerWaitResponse {
+                    status_code: l.exit_code,
+                    error: None,
+                };
             }
             if self.rx.changed().await.is_err() {
-                return ContainerWaitResponse { status_code: l.exit_code, error: None };
+                return ContainerWaitResponse {
+                    status_code: l.exit_code,
+                    error: None,
+                };
             }
         }
     }
@@ -509,7 +559,11 @@ impl ExecEntry {
         st.exit_code = Some(code);
     }
     fn exit_code(&self) -> i64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).exit_code.unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .exit_code
+            .unwrap_or(0)
     }
     fn cmdline(&self) -> String {
         self.config.cmd.clone().unwrap_or_default().join(" ")
@@ -534,22 +588,31 @@ pub struct ContainerService {
 }
 
 fn conflict(message: impl Into<String>) -> ContainerError {
-    ContainerError::Conflict { message: message.into() }
+    ContainerError::Conflict {
+        message: message.into(),
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ContainerError {
-    ContainerError::InvalidArgument { message: message.into() }
+    ContainerError::InvalidArgument {
+        message: message.into(),
+    }
 }
 
-fn io_err(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ContainerError {
+fn io_err(
+    op: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ContainerError {
     let path = path.to_path_buf();
     move |source| ContainerError::Io { op, path, source }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ContainerError::Internal {
-        message: format!("background task failed: {e}"),
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ContainerError::Internal {
+            message: format!("background task failed: {e}"),
+        })
 }
 
 fn parse_signal(s: &str) -> Result<i32> {
@@ -558,8 +621,15 @@ fn parse_signal(s: &str) -> Result<i32> {
 
 impl ContainerService {
     /// Loads every container from disk, reconnects to running monitors, cleans up leftovers.
-    pub async fn open(config: ServiceConfig, images: Arc<ImageStore>, events: EventBus) -> Result<Arc<Self>> {
-        for d in [config.data_root.join("containers"), config.run_root.join("containers")] {
+    pub async fn open(
+        config: ServiceConfig,
+        images: Arc<ImageStore>,
+        events: EventBus,
+    ) -> Result<Arc<Self>> {
+        for d in [
+            config.data_root.join("containers"),
+            config.run_root.join("containers"),
+        ] {
             std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
         let svc = Arc::new_cyclic(|me| ContainerService {
@@ -608,7 +678,12 @@ impl ContainerService {
     }
 
     fn new_entry(&self, r: Record) -> Arc<Entry> {
-        let (life, _) = watch::channel(Life { status: r.state.status, exit_code: r.state.exit_code, exits: 0, removed: false });
+        let (life, _) = watch::channel(Life {
+            status: r.state.status,
+            exit_code: r.state.exit_code,
+            exits: 0,
+            removed: false,
+        });
         Arc::new(Entry {
             id: r.id.clone(),
             paths: Paths::new(&self.cfg.data_root, &self.cfg.run_root, &r.id),
@@ -622,12 +697,14 @@ impl ContainerService {
     /// After a daemon restart: find the monitor of a container that was running.
     async fn reconcile(&self, entry: Arc<Entry>) {
         let socket = entry.paths.socket();
-        if let Ok((Response::State { status, .. }, _)) = monitor_client::call(&socket, &Request::State).await
+        if let Ok((Response::State { status, .. }, _)) =
+            monitor_client::call(&socket, &Request::State).await
             && status != protocol::Status::Exited
             && let Ok(wait) = begin_wait(&socket).await
         {
             if let Ok(b) = std::fs::read(entry.paths.run_dir.join(protocol::SPEC_FILE)) {
-                *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::from_slice(&b).ok();
+                *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) =
+                    serde_json::from_slice(&b).ok();
             }
             self.spawn_exit_watcher(entry, wait, true);
             return;
@@ -653,7 +730,8 @@ impl ContainerService {
         for (k, v) in extra {
             a.insert((*k).to_string(), v.clone());
         }
-        self.events.publish(EventMessageTypeEnum::CONTAINER, action, &r.id, a);
+        self.events
+            .publish(EventMessageTypeEnum::CONTAINER, action, &r.id, a);
     }
 
     /// Finds a container by full id, name, or unique id prefix.
@@ -672,17 +750,29 @@ impl ContainerService {
             let mut found = idx.by_id.iter().filter(|(id, _)| id.starts_with(reference));
             if let Some((_, e)) = found.next() {
                 if found.next().is_some() {
-                    return Err(invalid(format!("multiple IDs found with provided prefix: {reference}")));
+                    return Err(invalid(format!(
+                        "multiple IDs found with provided prefix: {reference}"
+                    )));
                 }
                 return Ok(e.clone());
             }
         }
-        Err(ContainerError::NotFound { reference: reference.to_string() })
+        Err(ContainerError::NotFound {
+            reference: reference.to_string(),
+        })
     }
 
     /// `POST /containers/create?name=`.
-    pub async fn create(&self, name: Option<String>, body: ContainerCreateBody) -> Result<ContainerCreateResponse> {
-        let image_ref = body.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| invalid("No image specified"))?;
+    pub async fn create(
+        &self,
+        name: Option<String>,
+        body: ContainerCreateBody,
+    ) -> Result<ContainerCreateResponse> {
+        let image_ref = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| invalid("No image specified"))?;
         let hc = body.host_config.clone().unwrap_or_default();
         spec::validate_host_config(&hc)?;
         let image = {
@@ -690,7 +780,9 @@ impl ContainerService {
             let r = image_ref.clone();
             blocking(move || images.resolve(&r)).await?
         }
-        .map_err(|_| ContainerError::ImageNotFound { reference: image_ref.clone() })?;
+        .map_err(|_| ContainerError::ImageNotFound {
+            reference: image_ref.clone(),
+        })?;
         let mut config = ContainerConfig {
             hostname: body.hostname.filter(|h| !h.is_empty()),
             domainname: body.domainname,
@@ -725,13 +817,20 @@ impl ContainerService {
         let id = store::new_id();
         if config.hostname.is_none() {
             config.hostname = Some(if hc.network_mode.as_deref() == Some("host") {
-                nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| id[..12].to_string())
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| id[..12].to_string())
             } else {
                 id[..12].to_string()
             });
         }
         let mut hc = hc;
-        if hc.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "default") {
+        if hc
+            .network_mode
+            .as_deref()
+            .is_none_or(|m| m.is_empty() || m == "default")
+        {
             hc.network_mode = Some("bridge".into());
         }
         let log = hc.log_config.get_or_insert_with(Default::default);
@@ -739,9 +838,16 @@ impl ContainerService {
             log.typ = Some("json-file".into());
         }
         if log.typ.as_deref() != Some("json-file") {
-            return Err(invalid(format!("logging driver {:?} is not supported; use json-file", log.typ.as_deref().unwrap_or(""))));
+            return Err(invalid(format!(
+                "logging driver {:?} is not supported; use json-file",
+                log.typ.as_deref().unwrap_or("")
+            )));
         }
-        if let Some(rt) = hc.runtime.as_deref().filter(|r| !r.is_empty() && *r != "berth") {
+        if let Some(rt) = hc
+            .runtime
+            .as_deref()
+            .filter(|r| !r.is_empty() && *r != "berth")
+        {
             self.runtime_path(rt)?;
         }
 
@@ -786,9 +892,18 @@ impl ContainerService {
             let images = self.images.clone();
             let (record, paths) = (record.clone(), paths.clone());
             blocking(move || -> Result<()> {
-                std::fs::create_dir_all(&paths.data_dir).map_err(io_err("create", &paths.data_dir))?;
-                spec::write_etc_files(&paths.data_dir, record.config.hostname.as_deref().unwrap_or(""), &record.host_config)?;
-                images.prepare_rootfs(&record.id, &record.image_id).map_err(|e| ContainerError::Internal { message: e.to_string() })?;
+                std::fs::create_dir_all(&paths.data_dir)
+                    .map_err(io_err("create", &paths.data_dir))?;
+                spec::write_etc_files(
+                    &paths.data_dir,
+                    record.config.hostname.as_deref().unwrap_or(""),
+                    &record.host_config,
+                )?;
+                images
+                    .prepare_rootfs(&record.id, &record.image_id)
+                    .map_err(|e| ContainerError::Internal {
+                        message: e.to_string(),
+                    })?;
                 store::save(&paths, &record, true)
             })
             .await?
@@ -803,15 +918,38 @@ impl ContainerService {
         let entry = self.new_entry(record.clone());
         self.lock_index().by_id.insert(id.clone(), entry);
         self.publish(&record, "create", &[]);
-        Ok(ContainerCreateResponse { id, warnings: vec![] })
+        Ok(ContainerCreateResponse {
+            id,
+            warnings: vec![],
+        })
     }
 
     fn generate_name(&self) -> String {
-        const LEFT: [&str; 12] = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quirky", "sharp", "tender", "vivid", "witty"];
-        const RIGHT: [&str; 12] = ["archimedes", "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "lovelace", "noether", "turing", "wright"];
+        const LEFT: [&str; 12] = [
+            "brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quirky", "sharp",
+            "tender", "vivid", "witty",
+        ];
+        const RIGHT: [&str; 12] = [
+            "archimedes",
+            "babbage",
+            "curie",
+            "darwin",
+            "euler",
+            "fermat",
+            "gauss",
+            "hopper",
+            "lovelace",
+            "noether",
+            "turing",
+            "wright",
+        ];
         let idx = self.lock_index();
         loop {
-            let n = format!("{}_{}", LEFT[rand::random_range(0..LEFT.len())], RIGHT[rand::random_range(0..RIGHT.len())]);
+            let n = format!(
+                "{}_{}",
+                LEFT[rand::random_range(0..LEFT.len())],
+                RIGHT[rand::random_range(0..RIGHT.len())]
+            );
             if !idx.names.contains_key(&n) {
                 return n;
             }
@@ -839,8 +977,16 @@ impl ContainerService {
         let mut rec = entry.rec.lock().await;
         match rec.state.status {
             Status::Running => return Err(ContainerError::NotModified),
-            Status::Paused => return Err(conflict("cannot start a paused container, try unpause instead")),
-            Status::Removing => return Err(conflict("container is marked for removal and cannot be started")),
+            Status::Paused => {
+                return Err(conflict(
+                    "cannot start a paused container, try unpause instead",
+                ));
+            }
+            Status::Removing => {
+                return Err(conflict(
+                    "container is marked for removal and cannot be started",
+                ));
+            }
             _ => {}
         }
         rec.manually_stopped = false;
@@ -859,23 +1005,39 @@ impl ContainerService {
             })
             .await?
         }
-        .map_err(|_| ContainerError::ImageNotFound { reference: image_id.clone() })?;
+        .map_err(|_| ContainerError::ImageNotFound {
+            reference: image_id.clone(),
+        })?;
         let user = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
             blocking(move || spec::resolve_user(&u, &rootfs)).await??
         };
-        let join_netns = match rec.host_config.network_mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
+        let join_netns = match rec
+            .host_config
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
             Some(other) => {
                 let o = self.lookup(other)?;
-                let pid = o.rec.try_lock().map(|r| (r.state.status, r.state.pid)).unwrap_or((Status::Running, 0));
+                let pid = o
+                    .rec
+                    .try_lock()
+                    .map(|r| (r.state.status, r.state.pid))
+                    .unwrap_or((Status::Running, 0));
                 if !pid.0.is_alive() || pid.1 <= 0 {
-                    return Err(conflict(format!("cannot join network of a non running container: {}", o.id)));
+                    return Err(conflict(format!(
+                        "cannot join network of a non running container: {}",
+                        o.id
+                    )));
                 }
                 Some(format!("/proc/{}/ns/net", pid.1))
             }
             None => None,
         };
-        let argv: Vec<String> = std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect();
+        let argv: Vec<String> = std::iter::once(rec.path.clone())
+            .chain(rec.args.iter().cloned())
+            .collect();
         let spec_json = spec::build(spec::BuildInputs {
             id: &rec.id,
             argv,
@@ -885,11 +1047,21 @@ impl ContainerService {
             data_dir: &entry.paths.data_dir,
             join_netns,
         })?;
-        let runtime = match rec.host_config.runtime.as_deref().filter(|r| !r.is_empty() && *r != "berth") {
+        let runtime = match rec
+            .host_config
+            .runtime
+            .as_deref()
+            .filter(|r| !r.is_empty() && *r != "berth")
+        {
             Some(r) => protocol::RuntimeKind::External(self.runtime_path(r)?),
             None => protocol::RuntimeKind::Builtin,
         };
-        let log_opts = rec.host_config.log_config.as_ref().and_then(|l| l.config.clone()).unwrap_or_default();
+        let log_opts = rec
+            .host_config
+            .log_config
+            .as_ref()
+            .and_then(|l| l.config.clone())
+            .unwrap_or_default();
         let monitor_cfg = protocol::MonitorConfig {
             version: protocol::PROTOCOL_VERSION,
             id: rec.id.clone(),
@@ -900,21 +1072,35 @@ impl ContainerService {
                 workdir: rootfs.workdir.clone(),
             }),
             log_path: entry.paths.log(&rec.id),
-            log_max_size: log_opts.get("max-size").and_then(|s| parse_size(s)).unwrap_or(20 * 1000 * 1000),
-            log_max_files: log_opts.get("max-file").and_then(|s| s.parse().ok()).unwrap_or(5),
+            log_max_size: log_opts
+                .get("max-size")
+                .and_then(|s| parse_size(s))
+                .unwrap_or(20 * 1000 * 1000),
+            log_max_files: log_opts
+                .get("max-file")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(5),
             tty: rec.config.tty.unwrap_or(false),
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),
-            console_size: rec.host_config.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0).map(|s| (s[0] as u16, s[1] as u16)),
+            console_size: rec
+                .host_config
+                .console_size
+                .as_ref()
+                .filter(|s| s.len() == 2 && s[0] > 0)
+                .map(|s| (s[0] as u16, s[1] as u16)),
             runtime,
         };
         let run_dir = entry.paths.run_dir.clone();
         {
-            let (spec_json, monitor_cfg, run_dir) = (spec_json.clone(), monitor_cfg.clone(), run_dir.clone());
+            let (spec_json, monitor_cfg, run_dir) =
+                (spec_json.clone(), monitor_cfg.clone(), run_dir.clone());
             blocking(move || -> Result<()> {
                 let _ = std::fs::remove_dir_all(&run_dir);
                 std::fs::create_dir_all(&run_dir).map_err(io_err("create", &run_dir))?;
-                let encode_err = |e: serde_json::Error| ContainerError::Internal { message: format!("encode run files: {e}") };
+                let encode_err = |e: serde_json::Error| ContainerError::Internal {
+                    message: format!("encode run files: {e}"),
+                };
                 let spec_bytes = serde_json::to_vec(&spec_json).map_err(encode_err)?;
                 let monitor_bytes = serde_json::to_vec(&monitor_cfg).map_err(encode_err)?;
                 store::write_atomic(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
@@ -926,7 +1112,11 @@ impl ContainerService {
         let ready = monitor_client::spawn(&self.cfg.exe, &run_dir).await;
         let ready = match ready {
             Ok(r) if r.error.is_none() => r,
-            Ok(r) => return Err(self.start_failed(entry, rec, r.error.unwrap_or_default(), 128).await),
+            Ok(r) => {
+                return Err(self
+                    .start_failed(entry, rec, r.error.unwrap_or_default(), 128)
+                    .await);
+            }
             Err(e) => return Err(self.start_failed(entry, rec, e.to_string(), 128).await),
         };
         let _ = ready.pid;
@@ -937,7 +1127,12 @@ impl ContainerService {
             Ok(w) => w,
             Err(e) => return Err(self.start_failed(entry, rec, e.to_string(), 128).await),
         };
-        let pending: Vec<PendingAttach> = std::mem::take(&mut *entry.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
+        let pending: Vec<PendingAttach> = std::mem::take(
+            &mut *entry
+                .pending_attach
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for p in pending {
             if let Ok((Response::Ok, conv)) = monitor_client::call(&socket, &p.request).await {
                 let _ = p.tx.send(conv);
@@ -963,15 +1158,30 @@ impl ContainerService {
                 rec.state.error = message.clone();
                 rec.state.exit_code = i64::from(code);
                 self.spawn_exit_watcher(entry.clone(), wait, false);
-                Err(ContainerError::StartFailed { message: format!("failed to create task for container: {message}: unknown") })
+                Err(ContainerError::StartFailed {
+                    message: format!("failed to create task for container: {message}: unknown"),
+                })
             }
-            Ok((other, _)) => Err(self.start_failed(entry, rec, format!("unexpected monitor response {other:?}"), 128).await),
+            Ok((other, _)) => Err(self
+                .start_failed(
+                    entry,
+                    rec,
+                    format!("unexpected monitor response {other:?}"),
+                    128,
+                )
+                .await),
             Err(e) => Err(self.start_failed(entry, rec, e.to_string(), 128).await),
         }
     }
 
     /// Records a start that failed before the process existed.
-    async fn start_failed(&self, entry: &Arc<Entry>, rec: &mut Record, message: String, code: i64) -> ContainerError {
+    async fn start_failed(
+        &self,
+        entry: &Arc<Entry>,
+        rec: &mut Record,
+        message: String,
+        code: i64,
+    ) -> ContainerError {
         rec.state.error = message.clone();
         rec.state.exit_code = code;
         if rec.state.status != Status::Created {
@@ -986,12 +1196,15 @@ impl ContainerService {
     fn spawn_exit_watcher(&self, entry: Arc<Entry>, wait: Conversation, started: bool) {
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            let exit = read_wait(wait).await.or_else(|| read_exit_file(&entry.paths)).unwrap_or_else(|| ExitStatus {
-                exit_code: 255,
-                finished_at: store::now_rfc3339(),
-                oom_killed: false,
-                error: Some("container monitor disappeared".into()),
-            });
+            let exit = read_wait(wait)
+                .await
+                .or_else(|| read_exit_file(&entry.paths))
+                .unwrap_or_else(|| ExitStatus {
+                    exit_code: 255,
+                    finished_at: store::now_rfc3339(),
+                    oom_killed: false,
+                    error: Some("container monitor disappeared".into()),
+                });
             me.handle_exit(entry, exit, started).await;
         });
     }
@@ -1058,19 +1271,30 @@ impl ContainerService {
     }
 
     fn should_restart(&self, rec: &Record) -> bool {
-        let Some(rp) = rec.host_config.restart_policy.as_ref() else { return false };
+        let Some(rp) = rec.host_config.restart_policy.as_ref() else {
+            return false;
+        };
         match rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY) {
-            RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => !rec.manually_stopped,
+            RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => {
+                !rec.manually_stopped
+            }
             RestartPolicyNameEnum::ON_FAILURE => {
                 let max = rp.maximum_retry_count.unwrap_or(0);
-                !rec.manually_stopped && rec.state.exit_code != 0 && (max == 0 || rec.restart_count < max)
+                !rec.manually_stopped
+                    && rec.state.exit_code != 0
+                    && (max == 0 || rec.restart_count < max)
             }
             _ => false,
         }
     }
 
     /// `POST /containers/{id}/stop?signal=&t=`; `NotModified` if not running.
-    pub async fn stop(&self, reference: &str, signal: Option<String>, timeout: Option<i64>) -> Result<()> {
+    pub async fn stop(
+        &self,
+        reference: &str,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
         let entry = self.lookup(reference)?;
         let (sig, secs, paused) = {
             let mut rec = entry.rec.lock().await;
@@ -1088,7 +1312,12 @@ impl ContainerService {
             let _ = store::save(&entry.paths, &rec, false);
             let sig = match signal.as_deref().filter(|s| !s.is_empty()) {
                 Some(s) => parse_signal(s)?,
-                None => rec.config.stop_signal.as_deref().and_then(berth_runtime::parse_signal).unwrap_or(libc::SIGTERM),
+                None => rec
+                    .config
+                    .stop_signal
+                    .as_deref()
+                    .and_then(berth_runtime::parse_signal)
+                    .unwrap_or(libc::SIGTERM),
             };
             let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
             (sig, secs, rec.state.status == Status::Paused)
@@ -1117,16 +1346,30 @@ impl ContainerService {
                 wait.await;
                 return;
             }
-            if tokio::time::timeout(Duration::from_secs(secs as u64), wait).await.is_ok() {
+            if tokio::time::timeout(Duration::from_secs(secs as u64), wait)
+                .await
+                .is_ok()
+            {
                 return;
             }
         }
-        let _ = monitor_client::call_ok(&socket, &Request::Kill { signal: libc::SIGKILL }).await;
+        let _ = monitor_client::call_ok(
+            &socket,
+            &Request::Kill {
+                signal: libc::SIGKILL,
+            },
+        )
+        .await;
         let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited)).await;
     }
 
     /// `POST /containers/{id}/restart?signal=&t=`.
-    pub async fn restart(&self, reference: &str, signal: Option<String>, timeout: Option<i64>) -> Result<()> {
+    pub async fn restart(
+        &self,
+        reference: &str,
+        signal: Option<String>,
+        timeout: Option<i64>,
+    ) -> Result<()> {
         match self.stop(reference, signal, timeout).await {
             Ok(()) | Err(ContainerError::NotModified) => {}
             Err(e) => return Err(e),
@@ -1150,15 +1393,20 @@ impl ContainerService {
         };
         let rec = entry.rec.lock().await;
         if !rec.state.status.is_alive() {
-            return Err(conflict(format!("Cannot kill container: {}: Container {} is not running", reference, rec.id)));
+            return Err(conflict(format!(
+                "Cannot kill container: {}: Container {} is not running",
+                reference, rec.id
+            )));
         }
         let socket = entry.paths.socket();
         let name = rec.name.clone();
         let attrs_rec = rec.clone();
         drop(rec);
-        monitor_client::call_ok(&socket, &Request::Kill { signal: sig }).await.map_err(|e| {
-            ContainerError::Internal { message: format!("Cannot kill container: {name}: {e}") }
-        })?;
+        monitor_client::call_ok(&socket, &Request::Kill { signal: sig })
+            .await
+            .map_err(|e| ContainerError::Internal {
+                message: format!("Cannot kill container: {name}: {e}"),
+            })?;
         self.publish(&attrs_rec, "kill", &[("signal", sig.to_string())]);
         Ok(())
     }
@@ -1171,14 +1419,23 @@ impl ContainerService {
             let mut rec = entry.rec.lock().await;
             match rec.state.status {
                 Status::Running | Status::Paused | Status::Restarting if !force => {
-                    let what = if rec.state.status == Status::Paused { "paused" } else if rec.state.status == Status::Restarting { "restarting" } else { "running" };
+                    let what = if rec.state.status == Status::Paused {
+                        "paused"
+                    } else if rec.state.status == Status::Restarting {
+                        "restarting"
+                    } else {
+                        "running"
+                    };
                     return Err(conflict(format!(
                         "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
                         rec.name
                     )));
                 }
                 Status::Removing => {
-                    return Err(conflict(format!("removal of container {} is already in progress", rec.id)));
+                    return Err(conflict(format!(
+                        "removal of container {} is already in progress",
+                        rec.id
+                    )));
                 }
                 Status::Restarting => {
                     rec.state.status = Status::Exited;
@@ -1210,7 +1467,13 @@ impl ContainerService {
         blocking(move || {
             let _ = images.remove_rootfs(&id);
             let _ = std::fs::remove_dir_all(&paths.run_dir);
-            std::fs::remove_dir_all(&paths.data_dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            std::fs::remove_dir_all(&paths.data_dir).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
         })
         .await?
         .map_err(io_err("remove", &entry.paths.data_dir))?;
@@ -1221,14 +1484,20 @@ impl ContainerService {
                 idx.names.remove(&rec.name);
             }
         }
-        self.execs.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.container_id != rec.id);
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| e.container_id != rec.id);
         self.publish(&rec, "destroy", &[]);
         entry.set_life(&rec, false, true);
         Ok(())
     }
 
     fn cgroup(&self, id: &str) -> berth_cgroups::Cgroup {
-        berth_cgroups::Cgroup::new(std::path::Path::new("/sys/fs/cgroup"), &spec::cgroups_path(id))
+        berth_cgroups::Cgroup::new(
+            std::path::Path::new("/sys/fs/cgroup"),
+            &spec::cgroups_path(id),
+        )
     }
 
     /// `POST /containers/{id}/pause`.
@@ -1237,11 +1506,17 @@ impl ContainerService {
         let mut rec = entry.rec.lock().await;
         match rec.state.status {
             Status::Running => {}
-            Status::Paused => return Err(conflict(format!("Container {} is already paused", rec.id))),
+            Status::Paused => {
+                return Err(conflict(format!("Container {} is already paused", rec.id)));
+            }
             _ => return Err(conflict(format!("Container {} is not running", rec.id))),
         }
         let cg = self.cgroup(&rec.id);
-        blocking(move || cg.freeze()).await?.map_err(|e| ContainerError::Internal { message: e.to_string() })?;
+        blocking(move || cg.freeze())
+            .await?
+            .map_err(|e| ContainerError::Internal {
+                message: e.to_string(),
+            })?;
         rec.state.status = Status::Paused;
         let _ = store::save(&entry.paths, &rec, false);
         entry.set_life(&rec, false, false);
@@ -1257,7 +1532,11 @@ impl ContainerService {
             return Err(conflict(format!("Container {} is not paused", rec.id)));
         }
         let cg = self.cgroup(&rec.id);
-        blocking(move || cg.thaw()).await?.map_err(|e| ContainerError::Internal { message: e.to_string() })?;
+        blocking(move || cg.thaw())
+            .await?
+            .map_err(|e| ContainerError::Internal {
+                message: e.to_string(),
+            })?;
         rec.state.status = Status::Running;
         let _ = store::save(&entry.paths, &rec, false);
         entry.set_life(&rec, false, false);
@@ -1271,7 +1550,12 @@ impl ContainerService {
         let entry = self.lookup(reference)?;
         let rx = entry.life.subscribe();
         let exits_at_start = rx.borrow().exits;
-        Ok(WaitHandle { entry, rx, condition, exits_at_start })
+        Ok(WaitHandle {
+            entry,
+            rx,
+            condition,
+            exits_at_start,
+        })
     }
 
     /// `POST /containers/{id}/rename?name=`.
@@ -1279,11 +1563,15 @@ impl ContainerService {
         let entry = self.lookup(reference)?;
         let new_name = new_name.strip_prefix('/').unwrap_or(new_name).to_string();
         if !store::valid_name(&new_name) {
-            return Err(invalid(format!("Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            return Err(invalid(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
         let mut rec = entry.rec.lock().await;
         if rec.name == new_name {
-            return Err(invalid("Renaming a container with the same name as its current name"));
+            return Err(invalid(
+                "Renaming a container with the same name as its current name",
+            ));
         }
         {
             let mut idx = self.lock_index();
@@ -1302,34 +1590,60 @@ impl ContainerService {
     }
 
     /// `POST /containers/{id}/update`.
-    pub async fn update(&self, reference: &str, body: ContainerUpdateBody) -> Result<ContainerUpdateResponse> {
+    pub async fn update(
+        &self,
+        reference: &str,
+        body: ContainerUpdateBody,
+    ) -> Result<ContainerUpdateResponse> {
         let entry = self.lookup(reference)?;
         let mut rec = entry.rec.lock().await;
         let mut hc = rec.host_config.clone();
         macro_rules! take {
             ($($f:ident),*) => { $( if body.$f.is_some() { hc.$f = body.$f.clone(); } )* };
         }
-        take!(memory, memory_swap, memory_reservation, nano_cpus, cpu_shares, cpu_period, cpu_quota, cpuset_cpus, pids_limit, restart_policy);
+        take!(
+            memory,
+            memory_swap,
+            memory_reservation,
+            nano_cpus,
+            cpu_shares,
+            cpu_period,
+            cpu_quota,
+            cpuset_cpus,
+            pids_limit,
+            restart_policy
+        );
         if body.nano_cpus.is_some_and(|n| n > 0) {
             hc.cpu_quota = None;
         }
         spec::validate_host_config(&hc)?;
         if rec.host_config.auto_remove.unwrap_or(false)
-            && body.restart_policy.as_ref().is_some_and(|r| !matches!(r.name, None | Some(RestartPolicyNameEnum::NO) | Some(RestartPolicyNameEnum::EMPTY)))
+            && body.restart_policy.as_ref().is_some_and(|r| {
+                !matches!(
+                    r.name,
+                    None | Some(RestartPolicyNameEnum::NO) | Some(RestartPolicyNameEnum::EMPTY)
+                )
+            })
         {
-            return Err(invalid("Restart policy cannot be updated because AutoRemove is enabled for the container"));
+            return Err(invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ));
         }
         if rec.state.status.is_alive() {
             let res = cgroup_resources(&hc);
             let cg = self.cgroup(&rec.id);
-            blocking(move || cg.update(&res)).await?.map_err(|e| ContainerError::Internal {
-                message: format!("Cannot update container {}: {e}", rec_id_short(&entry.id)),
-            })?;
+            blocking(move || cg.update(&res))
+                .await?
+                .map_err(|e| ContainerError::Internal {
+                    message: format!("Cannot update container {}: {e}", rec_id_short(&entry.id)),
+                })?;
         }
         rec.host_config = hc;
         store::save(&entry.paths, &rec, false)?;
         self.publish(&rec, "update", &[]);
-        Ok(ContainerUpdateResponse { warnings: Some(vec![]) })
+        Ok(ContainerUpdateResponse {
+            warnings: Some(vec![]),
+        })
     }
 
     /// `GET /containers/json`.
@@ -1341,35 +1655,86 @@ impl ContainerService {
         }
         recs.sort_by(|a, b| b.created.cmp(&a.created));
         let f = &options.filters;
-        let ancestors: Vec<String> = f.get("ancestor").into_iter().flatten().filter_map(|a| self.images.resolve(a).ok().map(|i| i.id)).collect();
+        let ancestors: Vec<String> = f
+            .get("ancestor")
+            .into_iter()
+            .flatten()
+            .filter_map(|a| self.images.resolve(a).ok().map(|i| i.id))
+            .collect();
         let created_of = |r: &str| -> Option<String> {
             let e = self.lookup(r).ok()?;
             e.rec.try_lock().ok().map(|r| r.created.clone())
         };
-        let before = f.get("before").and_then(|v| v.first()).map(|r| created_of(r).ok_or_else(|| ContainerError::NotFound { reference: r.clone() })).transpose()?;
-        let since = f.get("since").and_then(|v| v.first()).map(|r| created_of(r).ok_or_else(|| ContainerError::NotFound { reference: r.clone() })).transpose()?;
+        let before = f
+            .get("before")
+            .and_then(|v| v.first())
+            .map(|r| {
+                created_of(r).ok_or_else(|| ContainerError::NotFound {
+                    reference: r.clone(),
+                })
+            })
+            .transpose()?;
+        let since = f
+            .get("since")
+            .and_then(|v| v.first())
+            .map(|r| {
+                created_of(r).ok_or_else(|| ContainerError::NotFound {
+                    reference: r.clone(),
+                })
+            })
+            .transpose()?;
         for key in f.keys() {
-            if !["id", "name", "status", "label", "ancestor", "exited", "before", "since", "network", "volume", "health", "is-task", "expose", "publish"].contains(&key.as_str()) {
+            if ![
+                "id", "name", "status", "label", "ancestor", "exited", "before", "since",
+                "network", "volume", "health", "is-task", "expose", "publish",
+            ]
+            .contains(&key.as_str())
+            {
                 return Err(invalid(format!("invalid filter '{key}'")));
             }
         }
         for s in f.get("status").into_iter().flatten() {
-            if !["created", "restarting", "running", "removing", "paused", "exited", "dead"].contains(&s.as_str()) {
+            if ![
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ]
+            .contains(&s.as_str())
+            {
                 return Err(invalid(format!("invalid filter 'status={s}'")));
             }
         }
-        let all = options.all || options.limit.is_some() || f.contains_key("status") || f.contains_key("exited");
+        let all = options.all
+            || options.limit.is_some()
+            || f.contains_key("status")
+            || f.contains_key("exited");
         let mut out = Vec::new();
         for r in recs {
             if !all && !r.state.status.is_alive() && r.state.status != Status::Restarting {
                 continue;
             }
-            let ok = f.get("id").is_none_or(|v| v.iter().any(|p| r.id.starts_with(p.as_str())))
-                && f.get("name").is_none_or(|v| v.iter().any(|n| r.name.contains(n.trim_start_matches('/'))))
-                && f.get("status").is_none_or(|v| v.iter().any(|s| s == r.state.status.as_str()))
-                && f.get("label").is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l)))
-                && f.get("ancestor").is_none_or(|v| ancestors.contains(&r.image_id) || v.iter().any(|a| Some(a) == r.config.image.as_ref()))
-                && f.get("exited").is_none_or(|v| r.state.status == Status::Exited && v.iter().any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code)))
+            let ok = f
+                .get("id")
+                .is_none_or(|v| v.iter().any(|p| r.id.starts_with(p.as_str())))
+                && f.get("name")
+                    .is_none_or(|v| v.iter().any(|n| r.name.contains(n.trim_start_matches('/'))))
+                && f.get("status")
+                    .is_none_or(|v| v.iter().any(|s| s == r.state.status.as_str()))
+                && f.get("label")
+                    .is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l)))
+                && f.get("ancestor").is_none_or(|v| {
+                    ancestors.contains(&r.image_id)
+                        || v.iter().any(|a| Some(a) == r.config.image.as_ref())
+                })
+                && f.get("exited").is_none_or(|v| {
+                    r.state.status == Status::Exited
+                        && v.iter()
+                            .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
+                })
                 && before.as_ref().is_none_or(|b| r.created < *b)
                 && since.as_ref().is_none_or(|s| r.created > *s);
             if ok {
@@ -1383,7 +1748,10 @@ impl ContainerService {
     }
 
     fn summary(&self, r: &Record) -> ContainerSummary {
-        use berth_api::models::{ContainerSummaryHostConfig, ContainerSummaryNetworkSettings, ContainerSummaryStateEnum as S};
+        use berth_api::models::{
+            ContainerSummaryHostConfig, ContainerSummaryNetworkSettings,
+            ContainerSummaryStateEnum as S,
+        };
         let state = match r.state.status {
             Status::Created => S::CREATED,
             Status::Running => S::RUNNING,
@@ -1393,20 +1761,30 @@ impl ContainerService {
             Status::Exited => S::EXITED,
             Status::Dead => S::DEAD,
         };
-        let command = std::iter::once(r.path.as_str()).chain(r.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+        let command = std::iter::once(r.path.as_str())
+            .chain(r.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
         ContainerSummary {
             id: Some(r.id.clone()),
             names: Some(vec![format!("/{}", r.name)]),
             image: r.config.image.clone(),
             image_id: Some(r.image_id.clone()),
             command: Some(command),
-            created: chrono::DateTime::parse_from_rfc3339(&r.created).ok().map(|t| t.timestamp()),
+            created: chrono::DateTime::parse_from_rfc3339(&r.created)
+                .ok()
+                .map(|t| t.timestamp()),
             ports: Some(vec![]),
             labels: Some(r.config.labels.clone().unwrap_or_default()),
             state: Some(state),
             status: Some(status_text(r)),
-            host_config: Some(ContainerSummaryHostConfig { network_mode: r.host_config.network_mode.clone(), annotations: None }),
-            network_settings: Some(ContainerSummaryNetworkSettings { networks: Some(HashMap::new()) }),
+            host_config: Some(ContainerSummaryHostConfig {
+                network_mode: r.host_config.network_mode.clone(),
+                annotations: None,
+            }),
+            network_settings: Some(ContainerSummaryNetworkSettings {
+                networks: Some(HashMap::new()),
+            }),
             mounts: Some(vec![]),
             ..Default::default()
         }
@@ -1421,7 +1799,9 @@ impl ContainerService {
     }
 
     fn inspect_record(&self, entry: &Entry, r: &Record) -> ContainerInspectResponse {
-        use berth_api::models::{ContainerState, ContainerStateStatusEnum as S, DriverData, NetworkSettings};
+        use berth_api::models::{
+            ContainerState, ContainerStateStatusEnum as S, DriverData, NetworkSettings,
+        };
         let status = match r.state.status {
             Status::Created => S::CREATED,
             Status::Running => S::RUNNING,
@@ -1431,27 +1811,51 @@ impl ContainerService {
             Status::Exited => S::EXITED,
             Status::Dead => S::DEAD,
         };
-        let exec_ids: Vec<String> = self.execs.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|e| e.container_id == r.id).map(|e| e.id.clone()).collect();
-        let graph = self.images.rootfs(&r.id, &r.image_id).ok().map(|d| DriverData {
-            name: "overlay2".into(),
-            data: HashMap::from([
-                ("LowerDir".to_string(), d.lowerdirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")),
-                ("UpperDir".to_string(), d.upperdir.display().to_string()),
-                ("WorkDir".to_string(), d.workdir.display().to_string()),
-            ]),
-        });
-        let mounts = r.host_config.binds.iter().flatten().filter_map(|b| {
-            let p: Vec<&str> = b.split(':').collect();
-            (p.len() >= 2).then(|| berth_api::models::MountPoint {
-                typ: Some("bind".into()),
-                source: Some(p[0].into()),
-                destination: Some(p[1].into()),
-                mode: Some(p.get(2).copied().unwrap_or("").into()),
-                rw: Some(!p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"))),
-                propagation: Some("rprivate".into()),
-                ..Default::default()
+        let exec_ids: Vec<String> = self
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|e| e.container_id == r.id)
+            .map(|e| e.id.clone())
+            .collect();
+        let graph = self
+            .images
+            .rootfs(&r.id, &r.image_id)
+            .ok()
+            .map(|d| DriverData {
+                name: "overlay2".into(),
+                data: HashMap::from([
+                    (
+                        "LowerDir".to_string(),
+                        d.lowerdirs
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(":"),
+                    ),
+                    ("UpperDir".to_string(), d.upperdir.display().to_string()),
+                    ("WorkDir".to_string(), d.workdir.display().to_string()),
+                ]),
+            });
+        let mounts = r
+            .host_config
+            .binds
+            .iter()
+            .flatten()
+            .filter_map(|b| {
+                let p: Vec<&str> = b.split(':').collect();
+                (p.len() >= 2).then(|| berth_api::models::MountPoint {
+                    typ: Some("bind".into()),
+                    source: Some(p[0].into()),
+                    destination: Some(p[1].into()),
+                    mode: Some(p.get(2).copied().unwrap_or("").into()),
+                    rw: Some(!p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"))),
+                    propagation: Some("rprivate".into()),
+                    ..Default::default()
+                })
             })
-        }).collect();
+            .collect();
         ContainerInspectResponse {
             id: Some(r.id.clone()),
             created: Some(r.created.clone()),
@@ -1472,7 +1876,14 @@ impl ContainerService {
                 health: None,
             }),
             image: Some(r.image_id.clone()),
-            resolv_conf_path: Some(entry.paths.data_dir.join("resolv.conf").display().to_string()),
+            resolv_conf_path: Some(
+                entry
+                    .paths
+                    .data_dir
+                    .join("resolv.conf")
+                    .display()
+                    .to_string(),
+            ),
             hostname_path: Some(entry.paths.data_dir.join("hostname").display().to_string()),
             hosts_path: Some(entry.paths.data_dir.join("hosts").display().to_string()),
             log_path: Some(entry.paths.log(&r.id).display().to_string()),
@@ -1490,7 +1901,11 @@ impl ContainerService {
             config: Some(r.config.clone()),
             network_settings: Some(NetworkSettings {
                 sandbox_id: Some(String::new()),
-                sandbox_key: Some(if r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() }),
+                sandbox_key: Some(if r.state.pid > 0 {
+                    format!("/proc/{}/ns/net", r.state.pid)
+                } else {
+                    String::new()
+                }),
                 ports: Some(HashMap::new()),
                 networks: Some(HashMap::new()),
             }),
@@ -1515,27 +1930,54 @@ impl ContainerService {
         let rec = entry.rec.lock().await;
         let tty = rec.config.tty.unwrap_or(false);
         let stdin = options.stdin && rec.config.open_stdin.unwrap_or(false);
-        let request = Request::Attach { stdin, stdout: options.stdout, stderr: options.stderr };
+        let request = Request::Attach {
+            stdin,
+            stdout: options.stdout,
+            stderr: options.stderr,
+        };
         let mut backlog = Vec::new();
         if options.logs {
-            let o = LogsOptions { stdout: options.stdout, stderr: options.stderr, ..Default::default() };
+            let o = LogsOptions {
+                stdout: options.stdout,
+                stderr: options.stderr,
+                ..Default::default()
+            };
             let (lines, _) = crate::logs::read_backlog(&entry.paths.log(&rec.id), &o);
-            backlog = lines.into_iter().map(|l| LogChunk { stream: l.stream, data: Bytes::from(l.text) }).collect();
+            backlog = lines
+                .into_iter()
+                .map(|l| LogChunk {
+                    stream: l.stream,
+                    data: Bytes::from(l.text),
+                })
+                .collect();
         }
         let source = if !options.stream {
             AttachSource::None
         } else if rec.state.status.is_alive() {
             match monitor_client::call(&entry.paths.socket(), &request).await? {
                 (Response::Ok, conv) => AttachSource::Ready(conv),
-                (other, _) => return Err(ContainerError::Internal { message: format!("attach refused by monitor: {other:?}") }),
+                (other, _) => {
+                    return Err(ContainerError::Internal {
+                        message: format!("attach refused by monitor: {other:?}"),
+                    });
+                }
             }
         } else {
             let (tx, rx) = oneshot::channel();
-            entry.pending_attach.lock().unwrap_or_else(|p| p.into_inner()).push(PendingAttach { request, tx });
+            entry
+                .pending_attach
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(PendingAttach { request, tx });
             AttachSource::Pending(rx)
         };
         self.publish(&rec, "attach", &[]);
-        Ok(Attachment { tty, options: AttachOptions { stdin, ..options }, source, backlog })
+        Ok(Attachment {
+            tty,
+            options: AttachOptions { stdin, ..options },
+            source,
+            backlog,
+        })
     }
 
     /// `POST /containers/{id}/resize?h=&w=`.
@@ -1555,23 +1997,52 @@ impl ContainerService {
         let rec = entry.rec.lock().await;
         match rec.state.status {
             Status::Running => {}
-            Status::Paused => return Err(conflict(format!("Container {} is paused, unpause the container before exec", rec.id))),
-            Status::Restarting => return Err(conflict(format!("Container {} is restarting, wait until the container is running", rec.id))),
+            Status::Paused => {
+                return Err(conflict(format!(
+                    "Container {} is paused, unpause the container before exec",
+                    rec.id
+                )));
+            }
+            Status::Restarting => {
+                return Err(conflict(format!(
+                    "Container {} is restarting, wait until the container is running",
+                    rec.id
+                )));
+            }
             _ => return Err(conflict(format!("Container {} is not running", rec.id))),
         }
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(invalid("No exec command specified"));
         }
         let id = store::new_id();
-        let exec = Arc::new(ExecEntry { id: id.clone(), container_id: rec.id.clone(), config, state: Default::default() });
+        let exec = Arc::new(ExecEntry {
+            id: id.clone(),
+            container_id: rec.id.clone(),
+            config,
+            state: Default::default(),
+        });
         let cmd = exec.cmdline();
-        self.execs.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), exec);
-        self.publish(&rec, &format!("exec_create: {cmd}"), &[("execID", id.clone())]);
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), exec);
+        self.publish(
+            &rec,
+            &format!("exec_create: {cmd}"),
+            &[("execID", id.clone())],
+        );
         Ok(id)
     }
 
     fn exec_entry(&self, exec_id: &str) -> Result<Arc<ExecEntry>> {
-        self.execs.lock().unwrap_or_else(|p| p.into_inner()).get(exec_id).cloned().ok_or_else(|| ContainerError::ExecNotFound { id: exec_id.to_string() })
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| ContainerError::ExecNotFound {
+                id: exec_id.to_string(),
+            })
     }
 
     /// `POST /exec/{id}/start`: starts the process; the daemon then runs the session.
@@ -1585,17 +2056,31 @@ impl ContainerService {
         {
             let mut st = exec.state.lock().unwrap_or_else(|p| p.into_inner());
             if st.started {
-                return Err(conflict(format!("Error: Exec command {exec_id} is already running")));
+                return Err(conflict(format!(
+                    "Error: Exec command {exec_id} is already running"
+                )));
             }
             st.started = true;
         }
-        let base = entry.spec.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or_else(|| conflict(format!("Container {} is not running", rec.id)))?;
+        let base = entry
+            .spec
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| conflict(format!("Container {} is not running", rec.id)))?;
         let c = &exec.config;
         let tty = config.tty.or(c.tty).unwrap_or(false);
         let mut process = base["process"].clone();
         process["args"] = serde_json::json!(c.cmd.clone().unwrap_or_default());
         process["terminal"] = serde_json::json!(tty);
-        let mut env: Vec<String> = process["env"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+        let mut env: Vec<String> = process["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
         for kv in c.env.iter().flatten() {
             let k = kv.split('=').next().unwrap_or("");
             env.retain(|e| e.split('=').next() != Some(k));
@@ -1609,25 +2094,46 @@ impl ContainerService {
             process["cwd"] = serde_json::json!(w);
         }
         if let Some(u) = c.user.as_ref().filter(|u| !u.is_empty()) {
-            let rootfs = self.images.rootfs(&rec.id, &rec.image_id).map_err(|e| ContainerError::Internal { message: e.to_string() })?;
+            let rootfs = self.images.rootfs(&rec.id, &rec.image_id).map_err(|e| {
+                ContainerError::Internal {
+                    message: e.to_string(),
+                }
+            })?;
             let user = spec::resolve_user(u, &rootfs)?;
             process["user"] = serde_json::json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
         }
         if c.privileged.unwrap_or(false) {
             let all = spec::all_capabilities();
-            process["capabilities"] = serde_json::json!({"bounding": all, "effective": all, "permitted": all});
+            process["capabilities"] =
+                serde_json::json!({"bounding": all, "effective": all, "permitted": all});
         }
-        let size = config.console_size.clone().or_else(|| c.console_size.clone()).filter(|s| s.len() == 2 && s[0] > 0).map(|s| (s[0] as u16, s[1] as u16));
+        let size = config
+            .console_size
+            .clone()
+            .or_else(|| c.console_size.clone())
+            .filter(|s| s.len() == 2 && s[0] > 0)
+            .map(|s| (s[0] as u16, s[1] as u16));
         if let Some((h, w)) = size {
             process["consoleSize"] = serde_json::json!({"height": h, "width": w});
         }
-        let process: berth_runtime::Process = serde_json::from_value(process).map_err(|e| ContainerError::Internal { message: format!("exec process: {e}") })?;
+        let process: berth_runtime::Process =
+            serde_json::from_value(process).map_err(|e| ContainerError::Internal {
+                message: format!("exec process: {e}"),
+            })?;
         Ok(ExecSession {
             tty,
             exec: exec.clone(),
             socket: entry.paths.socket(),
-            request: protocol::ExecRequest { process, attach_stdin: c.attach_stdin.unwrap_or(false), console_size: size },
-            detach_keys: if tty { Vec::new() } else { parse_detach_keys(c.detach_keys.as_deref()) },
+            request: protocol::ExecRequest {
+                process,
+                attach_stdin: c.attach_stdin.unwrap_or(false),
+                console_size: size,
+            },
+            detach_keys: if tty {
+                Vec::new()
+            } else {
+                parse_detach_keys(c.detach_keys.as_deref())
+            },
             events: self.events.clone(),
             attrs: Self::attrs(&rec),
         })
@@ -1665,11 +2171,19 @@ impl ContainerService {
         let exec = self.exec_entry(exec_id)?;
         let pid = exec.state.lock().unwrap_or_else(|p| p.into_inner()).pid as i32;
         let entry = self.lookup(&exec.container_id)?;
-        monitor_client::call_ok(&entry.paths.socket(), &Request::ExecResize { pid, height, width }).await
+        monitor_client::call_ok(
+            &entry.paths.socket(),
+            &Request::ExecResize { pid, height, width },
+        )
+        .await
     }
 
     /// `GET /containers/{id}/top?ps_args=`.
-    pub async fn top(&self, reference: &str, ps_args: Option<String>) -> Result<ContainerTopResponse> {
+    pub async fn top(
+        &self,
+        reference: &str,
+        ps_args: Option<String>,
+    ) -> Result<ContainerTopResponse> {
         let entry = self.lookup(reference)?;
         let id = {
             let rec = entry.rec.lock().await;
@@ -1679,9 +2193,22 @@ impl ContainerService {
             rec.id.clone()
         };
         let cg = self.cgroup(&id);
-        let pids = blocking(move || cg.pids()).await?.map_err(|e| ContainerError::Internal { message: e.to_string() })?;
-        let args: Vec<String> = ps_args.filter(|a| !a.is_empty()).unwrap_or_else(|| "-ef".into()).split_whitespace().map(String::from).collect();
-        let out = tokio::process::Command::new("ps").args(&args).output().await.map_err(io_err("run", std::path::Path::new("ps")))?;
+        let pids = blocking(move || cg.pids())
+            .await?
+            .map_err(|e| ContainerError::Internal {
+                message: e.to_string(),
+            })?;
+        let args: Vec<String> = ps_args
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "-ef".into())
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let out = tokio::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .await
+            .map_err(io_err("run", std::path::Path::new("ps")))?;
         if !out.status.success() {
             return Err(ContainerError::Internal {
                 message: format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim()),
@@ -1691,17 +2218,31 @@ impl ContainerService {
     }
 
     /// `GET /containers/{id}/stats?stream=&one-shot=`: one sample a second while streaming.
-    pub async fn stats(&self, reference: &str, stream: bool) -> Result<mpsc::Receiver<ContainerStatsResponse>> {
+    pub async fn stats(
+        &self,
+        reference: &str,
+        stream: bool,
+    ) -> Result<mpsc::Receiver<ContainerStatsResponse>> {
         let entry = self.lookup(reference)?;
         let (tx, rx) = mpsc::channel(4);
         let cg = self.cgroup(&entry.id);
         let name = format!("/{}", entry.rec.lock().await.name);
-        tokio::spawn(crate::stats::run(entry.id.clone(), name, cg, entry.life.subscribe(), stream, tx));
+        tokio::spawn(crate::stats::run(
+            entry.id.clone(),
+            name,
+            cg,
+            entry.life.subscribe(),
+            stream,
+            tx,
+        ));
         Ok(rx)
     }
 
     /// `POST /containers/prune`.
-    pub async fn prune(&self, filters: HashMap<String, Vec<String>>) -> Result<ContainerPruneResponse> {
+    pub async fn prune(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+    ) -> Result<ContainerPruneResponse> {
         let entries: Vec<Arc<Entry>> = self.lock_index().by_id.values().cloned().collect();
         let mut deleted = Vec::new();
         for e in entries {
@@ -1709,19 +2250,30 @@ impl ContainerService {
             if r.state.status.is_alive() || r.state.status == Status::Restarting {
                 continue;
             }
-            if !filters.get("label").is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l))) {
+            if !filters
+                .get("label")
+                .is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l)))
+            {
                 continue;
             }
             if self.remove_entry(&e).await.is_ok() {
                 deleted.push(r.id);
             }
         }
-        Ok(ContainerPruneResponse { containers_deleted: Some(deleted), space_reclaimed: Some(0) })
+        Ok(ContainerPruneResponse {
+            containers_deleted: Some(deleted),
+            space_reclaimed: Some(0),
+        })
     }
 
     /// Container counts by state, for `info`.
     pub async fn counts(&self) -> Counts {
-        let lives: Vec<Life> = self.lock_index().by_id.values().map(|e| e.life.borrow().clone()).collect();
+        let lives: Vec<Life> = self
+            .lock_index()
+            .by_id
+            .values()
+            .map(|e| e.life.borrow().clone())
+            .collect();
         let mut c = Counts::default();
         for l in lives {
             match l.status {
@@ -1745,7 +2297,9 @@ impl ContainerService {
         for e in entries {
             let r = e.rec.lock().await;
             let running = r.state.status.is_alive();
-            let slot = out.entry(r.image_id.clone()).or_insert_with(|| (r.id.clone(), running));
+            let slot = out
+                .entry(r.image_id.clone())
+                .or_insert_with(|| (r.id.clone(), running));
             if running && !slot.1 {
                 *slot = (r.id.clone(), true);
             }
@@ -1764,14 +2318,27 @@ fn rec_id_short(id: &str) -> &str {
 /// Opens the `Wait` conversation without waiting for its answer.
 async fn begin_wait(socket: &std::path::Path) -> Result<Conversation> {
     use tokio::io::AsyncWriteExt;
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| ContainerError::Internal {
-        message: format!("container monitor is not answering: {e}"),
-    })?;
+    let stream =
+        tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| ContainerError::Internal {
+                message: format!("container monitor is not answering: {e}"),
+            })?;
     let (rd, mut writer) = stream.into_split();
-    let mut line = serde_json::to_vec(&Request::Wait).map_err(|e| ContainerError::Internal { message: e.to_string() })?;
+    let mut line = serde_json::to_vec(&Request::Wait).map_err(|e| ContainerError::Internal {
+        message: e.to_string(),
+    })?;
     line.push(b'\n');
-    writer.write_all(&line).await.map_err(|e| ContainerError::Internal { message: e.to_string() })?;
-    Ok(Conversation { reader: tokio::io::BufReader::new(rd), writer })
+    writer
+        .write_all(&line)
+        .await
+        .map_err(|e| ContainerError::Internal {
+            message: e.to_string(),
+        })?;
+    Ok(Conversation {
+        reader: tokio::io::BufReader::new(rd),
+        writer,
+    })
 }
 
 async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
@@ -1835,9 +2402,17 @@ fn status_text(r: &Record) -> String {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", ago(&r.state.started_at)),
         Status::Paused => format!("Up {} (Paused)", ago(&r.state.started_at)),
-        Status::Restarting => format!("Restarting ({}) {} ago", r.state.exit_code, ago(&r.state.finished_at)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            ago(&r.state.finished_at)
+        ),
         Status::Removing => "Removal In Progress".into(),
-        Status::Exited => format!("Exited ({}) {} ago", r.state.exit_code, ago(&r.state.finished_at)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.state.exit_code,
+            ago(&r.state.finished_at)
+        ),
         Status::Dead => "Dead".into(),
     }
 }
@@ -1876,22 +2451,33 @@ fn parse_ps(out: &str, pids: &[i32]) -> Result<ContainerTopResponse> {
     let mut lines = out.lines();
     let header = lines.next().unwrap_or("");
     let titles: Vec<String> = header.split_whitespace().map(String::from).collect();
-    let pid_col = titles.iter().position(|t| t == "PID").ok_or_else(|| invalid("Couldn't find PID field in ps output"))?;
+    let pid_col = titles
+        .iter()
+        .position(|t| t == "PID")
+        .ok_or_else(|| invalid("Couldn't find PID field in ps output"))?;
     let mut processes = Vec::new();
     for line in lines {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() < titles.len() {
             continue;
         }
-        let Ok(pid) = fields[pid_col].parse::<i32>() else { continue };
+        let Ok(pid) = fields[pid_col].parse::<i32>() else {
+            continue;
+        };
         if !pids.contains(&pid) {
             continue;
         }
-        let mut row: Vec<String> = fields[..titles.len() - 1].iter().map(|s| s.to_string()).collect();
+        let mut row: Vec<String> = fields[..titles.len() - 1]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         row.push(fields[titles.len() - 1..].join(" "));
         processes.push(row);
     }
-    Ok(ContainerTopResponse { titles: Some(titles), processes: Some(processes) })
+    Ok(ContainerTopResponse {
+        titles: Some(titles),
+        processes: Some(processes),
+    })
 }
 
 #[cfg(test)]
@@ -1920,7 +2506,19 @@ mod tests {
     fn ps_rows_are_filtered_by_pid() {
         let out = "UID PID PPID C STIME TTY TIME CMD\nroot 10 1 0 10:00 ? 00:00:00 sleep 100\nroot 11 1 0 10:00 ? 00:00:00 other\n";
         let t = parse_ps(out, &[10]).unwrap();
-        assert_eq!(t.processes.unwrap(), vec![vec!["root", "10", "1", "0", "10:00", "?", "00:00:00", "sleep 100"]]);
+        assert_eq!(
+            t.processes.unwrap(),
+            vec![vec![
+                "root",
+                "10",
+                "1",
+                "0",
+                "10:00",
+                "?",
+                "00:00:00",
+                "sleep 100"
+            ]]
+        );
         assert!(parse_ps("A B\n", &[]).is_err());
     }
 

@@ -115,7 +115,9 @@ fn read_rootfs_file(rootfs: &RootfsDirs, rel: &str) -> Option<String> {
             let p = d.join(rel);
             // Never follow a symlink the image planted: read only regular files.
             let meta = std::fs::symlink_metadata(&p).ok()?;
-            meta.is_file().then(|| std::fs::read_to_string(&p).ok()).flatten()
+            meta.is_file()
+                .then(|| std::fs::read_to_string(&p).ok())
+                .flatten()
         })
 }
 
@@ -127,7 +129,11 @@ pub fn resolve_user(spec: &str, rootfs: &RootfsDirs) -> Result<ResolvedUser, Con
 }
 
 /// [`resolve_user`] over file contents.
-pub fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, ContainerError> {
+pub fn resolve_user_in(
+    spec: &str,
+    passwd: &str,
+    group: &str,
+) -> Result<ResolvedUser, ContainerError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -143,7 +149,8 @@ pub fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<Resolved
         .find(|f| f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user));
     let (uid, mut gid, name, home) = match (found, user.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse::<u32>().map_err(|_| invalid(format!("bad uid in passwd for {user}")))?,
+            f[2].parse::<u32>()
+                .map_err(|_| invalid(format!("bad uid in passwd for {user}")))?,
             f[3].parse::<u32>().unwrap_or(0),
             f[0].to_string(),
             f[5].to_string(),
@@ -201,15 +208,47 @@ pub fn resolve_user_in(spec: &str, passwd: &str, group: &str) -> Result<Resolved
 /// Every capability this kernel knows, as `CAP_…` names.
 pub fn all_capabilities() -> Vec<String> {
     const NAMES: [&str; 41] = [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
     ];
     let last: usize = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -223,7 +262,11 @@ fn normalize_cap(name: &str) -> Result<String, ContainerError> {
     if up == "ALL" {
         return Ok(up);
     }
-    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
     if all_capabilities().contains(&full) {
         Ok(full)
     } else {
@@ -236,12 +279,25 @@ pub fn capabilities(hc: &HostConfig) -> Result<Vec<String>, ContainerError> {
     if hc.privileged.unwrap_or(false) {
         return Ok(all_capabilities());
     }
-    let add: Vec<String> = hc.cap_add.iter().flatten().map(|c| normalize_cap(c)).collect::<Result<_, _>>()?;
-    let drop: Vec<String> = hc.cap_drop.iter().flatten().map(|c| normalize_cap(c)).collect::<Result<_, _>>()?;
+    let add: Vec<String> = hc
+        .cap_add
+        .iter()
+        .flatten()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<_, _>>()?;
+    let drop: Vec<String> = hc
+        .cap_drop
+        .iter()
+        .flatten()
+        .map(|c| normalize_cap(c))
+        .collect::<Result<_, _>>()?;
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
         all_capabilities()
     } else {
-        berth_runtime::DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect()
+        berth_runtime::DEFAULT_CAPABILITIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     if drop.iter().any(|c| c == "ALL") {
         caps.clear();
@@ -263,11 +319,21 @@ pub fn docker_seccomp_to_oci(profile: &str, caps: &[String]) -> Result<Value, Co
     if let Some(list) = p.get("architectures").and_then(Value::as_array) {
         archs.extend(list.iter().cloned());
     }
-    for m in p.get("archMap").and_then(Value::as_array).into_iter().flatten() {
+    for m in p
+        .get("archMap")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(a) = m.get("architecture") {
             archs.push(a.clone());
         }
-        for s in m.get("subArchitectures").and_then(Value::as_array).into_iter().flatten() {
+        for s in m
+            .get("subArchitectures")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             archs.push(s.clone());
         }
     }
@@ -282,7 +348,12 @@ pub fn docker_seccomp_to_oci(profile: &str, caps: &[String]) -> Result<Value, Co
         (all, any)
     };
     let mut syscalls = Vec::new();
-    for s in p.get("syscalls").and_then(Value::as_array).into_iter().flatten() {
+    for s in p
+        .get("syscalls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if !has_caps(s.get("includes")).0 {
             continue;
         }
@@ -417,7 +488,9 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
         }
     }
     if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
-        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64;
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as i64;
         if n < 10_000_000 || n > ncpu * 1_000_000_000 {
             return Err(invalid(format!(
                 "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
@@ -432,10 +505,14 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
         use berth_api::models::RestartPolicyNameEnum as R;
         let name = rp.name.unwrap_or(R::EMPTY);
         if auto_remove && !matches!(name, R::EMPTY | R::NO) {
-            return Err(invalid("can't create 'AutoRemove' container with restart policy"));
+            return Err(invalid(
+                "can't create 'AutoRemove' container with restart policy",
+            ));
         }
         if rp.maximum_retry_count.unwrap_or(0) < 0 {
-            return Err(invalid("invalid restart policy: maximum retry count cannot be negative"));
+            return Err(invalid(
+                "invalid restart policy: maximum retry count cannot be negative",
+            ));
         }
         if rp.maximum_retry_count.unwrap_or(0) > 0 && name != R::ON_FAILURE {
             return Err(invalid(
@@ -468,19 +545,34 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
 
 /// Builds the OCI spec (as JSON) of a container run.
 pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
-    let BuildInputs { id, argv, config, host_config: hc, user, data_dir, join_netns } = inputs;
-    let mut spec = serde_json::to_value(berth_runtime::base_spec()).map_err(|e| {
-        ContainerError::Internal { message: format!("encode base spec: {e}") }
-    })?;
+    let BuildInputs {
+        id,
+        argv,
+        config,
+        host_config: hc,
+        user,
+        data_dir,
+        join_netns,
+    } = inputs;
+    let mut spec =
+        serde_json::to_value(berth_runtime::base_spec()).map_err(|e| ContainerError::Internal {
+            message: format!("encode base spec: {e}"),
+        })?;
     let privileged = hc.privileged.unwrap_or(false);
     let tty = config.tty.unwrap_or(false);
-    let hostname = config.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = config
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
 
     // Environment: the merged config env, then HOSTNAME, TERM and HOME as Docker adds them.
     let mut env: Vec<String> = config.env.clone().unwrap_or_default();
     let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
     if !has(&env, "HOSTNAME") {
-        env.insert(usize::from(has(&env, "PATH")), format!("HOSTNAME={hostname}"));
+        env.insert(
+            usize::from(has(&env, "PATH")),
+            format!("HOSTNAME={hostname}"),
+        );
     }
     if tty && !has(&env, "TERM") {
         env.push("TERM=xterm".into());
@@ -501,7 +593,11 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
     if !user.additional_gids.is_empty() {
         process["user"]["additionalGids"] = json!(user.additional_gids);
     }
-    if let Some(size) = hc.console_size.as_ref().filter(|s| s.len() == 2 && s[0] > 0) {
+    if let Some(size) = hc
+        .console_size
+        .as_ref()
+        .filter(|s| s.len() == 2 && s[0] > 0)
+    {
         process["consoleSize"] = json!({"height": size[0], "width": size[1]});
     }
     let mut rlimits = Vec::new();
@@ -519,9 +615,13 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
     let mut seccomp: Option<Value> = if privileged {
         None
     } else {
-        Some(serde_json::to_value(berth_runtime::default_seccomp(&caps)).map_err(|e| {
-            ContainerError::Internal { message: format!("encode seccomp: {e}") }
-        })?)
+        Some(
+            serde_json::to_value(berth_runtime::default_seccomp(&caps)).map_err(|e| {
+                ContainerError::Internal {
+                    message: format!("encode seccomp: {e}"),
+                }
+            })?,
+        )
     };
     for opt in hc.security_opt.iter().flatten() {
         let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
@@ -548,13 +648,21 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
     }
 
     // Files berth writes for the container, bind-mounted over the image's.
-    let mounts = spec["mounts"].as_array_mut().ok_or_else(|| ContainerError::Internal {
-        message: "base spec has no mounts".into(),
-    })?;
+    let mounts = spec["mounts"]
+        .as_array_mut()
+        .ok_or_else(|| ContainerError::Internal {
+            message: "base spec has no mounts".into(),
+        })?;
     if let Some(size) = hc.shm_size.filter(|s| *s > 0) {
         for m in mounts.iter_mut() {
             if m["destination"] == "/dev/shm" {
-                m["options"] = json!(["nosuid", "noexec", "nodev", "mode=1777", format!("size={size}")]);
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "nodev",
+                    "mode=1777",
+                    format!("size={size}")
+                ]);
             }
         }
     }
@@ -579,7 +687,9 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
         let parts: Vec<&str> = bind.split(':').collect();
         if parts.len() < 2 || !parts[0].starts_with('/') {
             return Err(ContainerError::NotImplemented {
-                message: format!("named volumes arrive with the volumes work; bind a host path instead: {bind}"),
+                message: format!(
+                    "named volumes arrive with the volumes work; bind a host path instead: {bind}"
+                ),
             });
         }
         if !Path::new(parts[0]).exists() {
@@ -588,12 +698,16 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
                 parts[0]
             )));
         }
-        let ro = parts.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"));
+        let ro = parts
+            .get(2)
+            .is_some_and(|o| o.split(',').any(|x| x == "ro"));
         let mut opts = vec!["rbind", "rprivate"];
         if ro {
             opts.push("ro");
         }
-        mounts.push(json!({"destination": parts[1], "type": "bind", "source": parts[0], "options": opts}));
+        mounts.push(
+            json!({"destination": parts[1], "type": "bind", "source": parts[0], "options": opts}),
+        );
     }
     for (dst, opts) in hc.tmpfs.iter().flatten() {
         let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
@@ -602,9 +716,11 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
     }
 
     // Namespaces: host modes remove the entry; container:X joins.
-    let linux = spec["linux"].as_object_mut().ok_or_else(|| ContainerError::Internal {
-        message: "base spec has no linux section".into(),
-    })?;
+    let linux = spec["linux"]
+        .as_object_mut()
+        .ok_or_else(|| ContainerError::Internal {
+            message: "base spec has no linux section".into(),
+        })?;
     if let Some(ns) = linux.get_mut("namespaces").and_then(Value::as_array_mut) {
         let net_mode = hc.network_mode.as_deref().unwrap_or("default");
         ns.retain(|n| {
@@ -649,7 +765,13 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
 /// Writes /etc/hostname, /etc/hosts and /etc/resolv.conf for a container into `dir`.
 pub fn write_etc_files(dir: &Path, hostname: &str, hc: &HostConfig) -> Result<(), ContainerError> {
     let host_net = hc.network_mode.as_deref() == Some("host");
-    let io = |op: &'static str, p: std::path::PathBuf| move |source| ContainerError::Io { op, path: p, source };
+    let io = |op: &'static str, p: std::path::PathBuf| {
+        move |source| ContainerError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
     let hosts = if host_net {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
@@ -670,7 +792,11 @@ pub fn write_etc_files(dir: &Path, hostname: &str, hc: &HostConfig) -> Result<()
             resolv.push_str(&format!("search {s}\n"));
         }
     }
-    for (name, body) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
+    for (name, body) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
         let p = dir.join(name);
         std::fs::write(&p, body).map_err(io("write", p.clone()))?;
     }
@@ -696,7 +822,10 @@ mod tests {
         let u = resolve_user_in("root:wheel", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (0, 10));
         let e = resolve_user_in("nosuch", PASSWD, GROUP).unwrap_err();
-        assert_eq!(e.to_string(), "unable to find user nosuch: no matching entries in passwd file");
+        assert_eq!(
+            e.to_string(),
+            "unable to find user nosuch: no matching entries in passwd file"
+        );
         assert!(resolve_user_in("user:nogroup", PASSWD, GROUP).is_err());
     }
 
@@ -711,13 +840,19 @@ mod tests {
             }),
             ..Default::default()
         };
-        let mut c = ContainerConfig { env: Some(vec!["A=2".into(), "B=3".into()]), ..Default::default() };
+        let mut c = ContainerConfig {
+            env: Some(vec!["A=2".into(), "B=3".into()]),
+            ..Default::default()
+        };
         merge_image_defaults(&mut c, &image);
         assert_eq!(c.env.unwrap(), vec!["PATH=/bin", "A=2", "B=3"]);
         assert_eq!(c.cmd.unwrap(), vec!["sh"]);
         assert_eq!(c.working_dir.as_deref(), Some("/w"));
 
-        let mut c = ContainerConfig { entrypoint: Some(vec!["/bin/echo".into()]), ..Default::default() };
+        let mut c = ContainerConfig {
+            entrypoint: Some(vec!["/bin/echo".into()]),
+            ..Default::default()
+        };
         merge_image_defaults(&mut c, &image);
         assert_eq!(c.cmd, None, "an explicit entrypoint drops the image's cmd");
         assert_eq!(command_line(&c).unwrap(), vec!["/bin/echo"]);
@@ -734,19 +869,45 @@ mod tests {
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert!(!caps.contains(&"CAP_MKNOD".to_string()));
-        let hc = HostConfig { cap_drop: Some(vec!["ALL".into()]), cap_add: Some(vec!["KILL".into()]), ..Default::default() };
+        let hc = HostConfig {
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(vec!["KILL".into()]),
+            ..Default::default()
+        };
         assert_eq!(capabilities(&hc).unwrap(), vec!["CAP_KILL"]);
-        let hc = HostConfig { cap_add: Some(vec!["BOGUS".into()]), ..Default::default() };
+        let hc = HostConfig {
+            cap_add: Some(vec!["BOGUS".into()]),
+            ..Default::default()
+        };
         assert!(capabilities(&hc).is_err());
     }
 
     #[test]
     fn resource_values_are_validated() {
-        let hc = HostConfig { memory: Some(1024), ..Default::default() };
-        assert_eq!(validate_host_config(&hc).unwrap_err().to_string(), "Minimum memory limit allowed is 6MB");
-        let hc = HostConfig { nano_cpus: Some(1_000_000_000_000), ..Default::default() };
-        assert!(validate_host_config(&hc).unwrap_err().to_string().starts_with("Range of CPUs is from 0.01"));
-        let hc = HostConfig { memory: Some(64 << 20), nano_cpus: Some(500_000_000), pids_limit: Some(10), ..Default::default() };
+        let hc = HostConfig {
+            memory: Some(1024),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_host_config(&hc).unwrap_err().to_string(),
+            "Minimum memory limit allowed is 6MB"
+        );
+        let hc = HostConfig {
+            nano_cpus: Some(1_000_000_000_000),
+            ..Default::default()
+        };
+        assert!(
+            validate_host_config(&hc)
+                .unwrap_err()
+                .to_string()
+                .starts_with("Range of CPUs is from 0.01")
+        );
+        let hc = HostConfig {
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            pids_limit: Some(10),
+            ..Default::default()
+        };
         validate_host_config(&hc).unwrap();
         let r = resources(&hc);
         assert_eq!(r["memory"]["limit"], 64 << 20);
@@ -760,7 +921,10 @@ mod tests {
             "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":1},
                         {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}}]}"#;
         let o = docker_seccomp_to_oci(p, &["CAP_KILL".into()]).unwrap();
-        assert_eq!(o["architectures"], json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]));
+        assert_eq!(
+            o["architectures"],
+            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+        );
         assert_eq!(o["syscalls"].as_array().unwrap().len(), 1);
         assert_eq!(o["syscalls"][0]["errnoRet"], 1);
         assert!(docker_seccomp_to_oci("{nope", &[]).is_err());

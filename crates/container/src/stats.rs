@@ -15,18 +15,37 @@ fn system_cpu_ns() -> u64 {
     let ticks: u64 = stat
         .lines()
         .next()
-        .map(|l| l.split_whitespace().skip(1).filter_map(|v| v.parse::<u64>().ok()).sum())
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
         .unwrap_or(0);
     // USER_HZ is 100 on Linux.
     ticks * 10_000_000
 }
 
 fn online_cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
-fn sample(cg: &berth_cgroups::Cgroup, alive: bool) -> (ContainerCpuStats, ContainerMemoryStats, ContainerPidsStats, ContainerBlkioStats) {
-    let s = if alive { cg.stats().unwrap_or_default() } else { Default::default() };
+fn sample(
+    cg: &berth_cgroups::Cgroup,
+    alive: bool,
+) -> (
+    ContainerCpuStats,
+    ContainerMemoryStats,
+    ContainerPidsStats,
+    ContainerBlkioStats,
+) {
+    let s = if alive {
+        cg.stats().unwrap_or_default()
+    } else {
+        Default::default()
+    };
     let cpu = ContainerCpuStats {
         cpu_usage: Some(ContainerCpuUsage {
             total_usage: Some(s.cpu_usage_ns),
@@ -47,11 +66,24 @@ fn sample(cg: &berth_cgroups::Cgroup, alive: bool) -> (ContainerCpuStats, Contai
         ])),
         ..Default::default()
     };
-    let pids = ContainerPidsStats { current: Some(s.pids_current), limit: (s.pids_limit > 0).then_some(s.pids_limit) };
+    let pids = ContainerPidsStats {
+        current: Some(s.pids_current),
+        limit: (s.pids_limit > 0).then_some(s.pids_limit),
+    };
     let blk = ContainerBlkioStats {
         io_service_bytes_recursive: Some(vec![
-            ContainerBlkioStatEntry { major: Some(0), minor: Some(0), op: Some("read".into()), value: Some(s.blkio_read_bytes) },
-            ContainerBlkioStatEntry { major: Some(0), minor: Some(0), op: Some("write".into()), value: Some(s.blkio_write_bytes) },
+            ContainerBlkioStatEntry {
+                major: Some(0),
+                minor: Some(0),
+                op: Some("read".into()),
+                value: Some(s.blkio_read_bytes),
+            },
+            ContainerBlkioStatEntry {
+                major: Some(0),
+                minor: Some(0),
+                op: Some("write".into()),
+                value: Some(s.blkio_write_bytes),
+            },
         ]),
         ..Default::default()
     };
@@ -69,17 +101,27 @@ pub async fn run(
     tx: mpsc::Sender<ContainerStatsResponse>,
 ) {
     let take = |cg: berth_cgroups::Cgroup, alive: bool| async move {
-        tokio::task::spawn_blocking(move || (chrono::Utc::now(), sample(&cg, alive))).await.ok()
+        tokio::task::spawn_blocking(move || (chrono::Utc::now(), sample(&cg, alive)))
+            .await
+            .ok()
     };
     let alive = || life.borrow().status.is_alive();
-    let Some(mut prev) = take(cg.clone(), alive()).await else { return };
-    let interval = if stream { Duration::from_secs(1) } else { Duration::from_millis(250) };
+    let Some(mut prev) = take(cg.clone(), alive()).await else {
+        return;
+    };
+    let interval = if stream {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(250)
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = tx.closed() => return,
         }
-        let Some(cur) = take(cg.clone(), alive()).await else { return };
+        let Some(cur) = take(cg.clone(), alive()).await else {
+            return;
+        };
         let (t, (cpu, mem, pids, blk)) = cur.clone();
         let resp = ContainerStatsResponse {
             id: Some(id.clone()),

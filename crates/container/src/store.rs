@@ -137,7 +137,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Cont
     ));
     let io = |op: &'static str, p: &Path| {
         let p = p.to_path_buf();
-        move |source| ContainerError::Io { op, path: p, source }
+        move |source| ContainerError::Io {
+            op,
+            path: p,
+            source,
+        }
     };
     let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
     f.write_all(bytes).map_err(io("write", &tmp))?;

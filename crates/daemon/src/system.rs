@@ -460,7 +460,9 @@ async fn events(State(state): State<AppState>, params: Params) -> Result<Respons
     // Replay what the bus kept since `since`, then follow live events, with no gap.
     let since = params.timestamp("since")?;
     let (past, receiver) = match since {
-        Some(since) => state.events.replay_and_subscribe((since.floor() * 1e9) as i64),
+        Some(since) => state
+            .events
+            .replay_and_subscribe((since.floor() * 1e9) as i64),
         None => (Vec::new(), state.events.subscribe()),
     };
     let past: std::collections::VecDeque<_> = past.into();

@@ -29,7 +29,10 @@ fn convert(set: &Option<Capabilities>) -> Result<CapsHashSet, RuntimeError> {
     set.iter()
         .flatten()
         .map(|cap| {
-            let name = serde_json::to_value(cap).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let name = serde_json::to_value(cap)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             Capability::from_str(&name).map_err(|_| RuntimeError::InvalidSpec {
                 field: "process.capabilities",
                 reason: format!("unknown capability {name}"),
@@ -39,7 +42,11 @@ fn convert(set: &Option<Capabilities>) -> Result<CapsHashSet, RuntimeError> {
 }
 
 fn failure(path: &str) -> Failure {
-    Failure::io(Step::Capabilities, Path::new(path), &io::Error::last_os_error())
+    Failure::io(
+        Step::Capabilities,
+        Path::new(path),
+        &io::Error::last_os_error(),
+    )
 }
 
 impl CapabilityPlan {
@@ -72,7 +79,8 @@ impl CapabilityPlan {
     pub(crate) fn apply(&self) -> Result<(), Failure> {
         caps::set(None, CapSet::Effective, &self.effective).map_err(|_| failure("effective"))?;
         caps::set(None, CapSet::Permitted, &self.permitted).map_err(|_| failure("permitted"))?;
-        caps::set(None, CapSet::Inheritable, &self.inheritable).map_err(|_| failure("inheritable"))?;
+        caps::set(None, CapSet::Inheritable, &self.inheritable)
+            .map_err(|_| failure("inheritable"))?;
         if !self.ambient.is_empty() {
             caps::set(None, CapSet::Ambient, &self.ambient).map_err(|_| failure("ambient"))?;
         }
@@ -87,7 +95,11 @@ mod tests {
     #[test]
     fn docker_defaults_convert() {
         let spec = crate::spec::base_spec_for(false);
-        let caps = spec.process().as_ref().and_then(|p| p.capabilities().clone()).expect("caps");
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().clone())
+            .expect("caps");
         let plan = CapabilityPlan::new(&caps).expect("plan");
         assert_eq!(plan.bounding.len(), 14);
         assert!(plan.effective.contains(&Capability::CAP_NET_BIND_SERVICE));

@@ -32,7 +32,8 @@ pub(crate) fn install(stdio: &InitStdio) -> Result<(), Failure> {
     nix::unistd::dup2_stderr(&moved[2]).map_err(at(Step::Stdio, fd_path))?;
     nix::unistd::setsid().map_err(at(Step::Stdio, fd_path))?;
     if stdio.console {
-        crate::sys::set_controlling_terminal(std::io::stdin().as_fd()).map_err(at_io(Step::Console, fd_path))?;
+        crate::sys::set_controlling_terminal(std::io::stdin().as_fd())
+            .map_err(at_io(Step::Console, fd_path))?;
     }
     Ok(())
 }
@@ -47,16 +48,33 @@ pub(crate) fn terminal_path() -> Result<PathBuf, Failure> {
 /// slave (three times, as stdio) and the slave's path.
 pub(crate) fn open_for_socket(socket: &OwnedFd) -> Result<(InitStdio, PathBuf), Failure> {
     let ptmx = Path::new("/dev/ptmx");
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(at(Step::Console, ptmx))?;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(at(Step::Console, ptmx))?;
     nix::pty::grantpt(&master).map_err(at(Step::Console, ptmx))?;
     nix::pty::unlockpt(&master).map_err(at(Step::Console, ptmx))?;
     let name = PathBuf::from(nix::pty::ptsname_r(&master).map_err(at(Step::Console, ptmx))?);
-    let slave = open(&name, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()).map_err(at(Step::Console, &name))?;
+    let slave = open(
+        &name,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(at(Step::Console, &name))?;
     let fds = [master.as_raw_fd()];
     let payload = [IoSlice::new(b"/dev/ptmx")];
-    sendmsg::<()>(socket.as_raw_fd(), &payload, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .map_err(at(Step::Console, Path::new("console socket")))?;
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &payload,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(at(Step::Console, Path::new("console socket")))?;
     let dup = |fd: &OwnedFd| fd.try_clone().map_err(at_io(Step::Console, &name));
-    let stdio = InitStdio { stdin: dup(&slave)?, stdout: dup(&slave)?, stderr: slave, console: true };
+    let stdio = InitStdio {
+        stdin: dup(&slave)?,
+        stdout: dup(&slave)?,
+        stderr: slave,
+        console: true,
+    };
     Ok((stdio, name))
 }

@@ -274,6 +274,9 @@ mod tests {
             status: "running",
         };
         assert_eq!(running.kind(), ErrorKind::Conflict);
-        assert_eq!(running.to_string(), "cannot delete container x: container is running");
+        assert_eq!(
+            running.to_string(),
+            "cannot delete container x: container is running"
+        );
     }
 }

@@ -86,7 +86,11 @@ pub(crate) struct CgroupPlan {
 impl CgroupPlan {
     pub(crate) fn from_spec(spec: &Spec) -> Option<Self> {
         let linux = spec.linux().as_ref()?;
-        let path = linux.cgroups_path().as_ref()?.to_string_lossy().into_owned();
+        let path = linux
+            .cgroups_path()
+            .as_ref()?
+            .to_string_lossy()
+            .into_owned();
         let mut resources = berth_cgroups::Resources::default();
         if let Some(res) = linux.resources() {
             if let Some(memory) = res.memory() {
@@ -112,7 +116,10 @@ impl CgroupPlan {
     }
 
     pub(crate) fn error(&self, source: berth_cgroups::CgroupError) -> RuntimeError {
-        RuntimeError::Cgroup { path: self.path.clone(), source }
+        RuntimeError::Cgroup {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -140,19 +147,35 @@ impl InitPlan {
         overlay: Option<&OverlayMount>,
         seccomp_cache: Option<&Path>,
     ) -> Result<Self, RuntimeError> {
-        let invalid = |field, reason: &str| RuntimeError::InvalidSpec { field, reason: reason.to_owned() };
+        let invalid = |field, reason: &str| RuntimeError::InvalidSpec {
+            field,
+            reason: reason.to_owned(),
+        };
         let linux = spec.linux().clone().unwrap_or_default();
-        let process = spec.process().as_ref().ok_or_else(|| invalid("process", "missing"))?;
-        let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| invalid("process", "missing"))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| invalid("root", "missing"))?;
         let namespaces = NamespacePlan::new(linux.namespaces().as_deref().unwrap_or_default())?;
         if !namespaces.has_mount {
             return Err(invalid("linux.namespaces", "a mount namespace is required"));
         }
         let root_propagation = match linux.rootfs_propagation().as_deref() {
             None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            Some(name) => propagation(name).ok_or_else(|| invalid("linux.rootfsPropagation", name))?,
+            Some(name) => {
+                propagation(name).ok_or_else(|| invalid("linux.rootfsPropagation", name))?
+            }
         };
-        let mut devices: Vec<DevicePlan> = linux.devices().iter().flatten().map(DevicePlan::new).collect();
+        let mut devices: Vec<DevicePlan> = linux
+            .devices()
+            .iter()
+            .flatten()
+            .map(DevicePlan::new)
+            .collect();
         // Like runc, every container gets the standard nodes even if the spec omits them.
         for (path, major, minor) in crate::spec::DEFAULT_DEVICES {
             if !devices.iter().any(|d| d.path == Path::new(path)) {
@@ -171,18 +194,41 @@ impl InitPlan {
             rootfs: bundle.join(root.path()),
             overlay: overlay.cloned(),
             root_propagation,
-            mounts: spec.mounts().iter().flatten().map(|m| MountPlan::new(m, bundle)).collect(),
+            mounts: spec
+                .mounts()
+                .iter()
+                .flatten()
+                .map(|m| MountPlan::new(m, bundle))
+                .collect(),
             devices,
-            cgroup: CgroupHost { root: PathBuf::from(CGROUP_ROOT), namespaced: namespaces.new_cgroup },
-            masked_paths: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
-            readonly_paths: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
+            cgroup: CgroupHost {
+                root: PathBuf::from(CGROUP_ROOT),
+                namespaced: namespaces.new_cgroup,
+            },
+            masked_paths: linux
+                .masked_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
+            readonly_paths: linux
+                .readonly_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
             readonly_root: root.readonly().unwrap_or(false),
         };
         let mut sysctls: Vec<(PathBuf, String)> = linux
             .sysctl()
             .iter()
             .flatten()
-            .map(|(key, value)| (Path::new("/proc/sys").join(key.replace('.', "/")), value.clone()))
+            .map(|(key, value)| {
+                (
+                    Path::new("/proc/sys").join(key.replace('.', "/")),
+                    value.clone(),
+                )
+            })
             .collect();
         sysctls.sort();
         Ok(InitPlan {
@@ -205,7 +251,13 @@ impl InitPlan {
 }
 
 /// The init's side: returns only on failure (or never, once exec succeeds).
-fn run_init(plan: &InitPlan, io: &InitIo, gate: &StartGate, control: &OwnedFd, report: &OwnedFd) -> Result<ExecFailure, Failure> {
+fn run_init(
+    plan: &InitPlan,
+    io: &InitIo,
+    gate: &StartGate,
+    control: &OwnedFd,
+    report: &OwnedFd,
+) -> Result<ExecFailure, Failure> {
     if plan.waits_for_parent() {
         match sync::read_byte(control.as_fd()) {
             Ok(Some(sync::GO)) => {}
@@ -220,7 +272,11 @@ fn run_init(plan: &InitPlan, io: &InitIo, gate: &StartGate, control: &OwnedFd, r
     let console_path = match io {
         InitIo::Stdio(stdio) => {
             crate::console::install(stdio)?;
-            if stdio.console { Some(crate::console::terminal_path()?) } else { None }
+            if stdio.console {
+                Some(crate::console::terminal_path()?)
+            } else {
+                None
+            }
         }
         InitIo::ConsoleSocket(_) => None,
     };
@@ -241,11 +297,13 @@ fn run_init(plan: &InitPlan, io: &InitIo, gate: &StartGate, control: &OwnedFd, r
         nix::unistd::sethostname(hostname).map_err(at(Step::Hostname, Path::new(hostname)))?;
     }
     if let Some(domainname) = &plan.domainname {
-        crate::sys::set_domainname(domainname).map_err(at_io(Step::Domainname, Path::new(domainname)))?;
+        crate::sys::set_domainname(domainname)
+            .map_err(at_io(Step::Domainname, Path::new(domainname)))?;
     }
     plan.rootfs.finish()?;
     plan.process.run(|| {
-        sync::send_byte(report.as_fd(), sync::READY).map_err(at_io(Step::WaitForStart, Path::new("")))?;
+        sync::send_byte(report.as_fd(), sync::READY)
+            .map_err(at_io(Step::WaitForStart, Path::new("")))?;
         match gate {
             StartGate::Pipe => match sync::read_byte(control.as_fd()) {
                 Ok(Some(sync::START)) => Ok(()),
@@ -255,8 +313,9 @@ fn run_init(plan: &InitPlan, io: &InitIo, gate: &StartGate, control: &OwnedFd, r
             StartGate::Fifo(fifo) => {
                 use std::os::fd::AsRawFd;
                 let path = PathBuf::from(format!("/proc/self/fd/{}", fifo.as_raw_fd()));
-                let opened = nix::fcntl::open(&path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(at(Step::WaitForStart, &path))?;
+                let opened =
+                    nix::fcntl::open(&path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                        .map_err(at(Step::WaitForStart, &path))?;
                 nix::unistd::write(&opened, b"0").map_err(at(Step::WaitForStart, &path))?;
                 Ok(())
             }
@@ -292,13 +351,23 @@ fn write_id_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<(),
 }
 
 /// Clones and sets up the init; shared by [`create`] and `berth oci create`.
-pub(crate) fn spawn(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingInit, RuntimeError> {
+pub(crate) fn spawn(
+    plan: InitPlan,
+    io: InitIo,
+    gate: StartGate,
+) -> Result<PendingInit, RuntimeError> {
     if let Some(cgroup) = &plan.cgroup {
-        cgroup.handle().create(&cgroup.resources).map_err(|e| cgroup.error(e))?;
+        cgroup
+            .handle()
+            .create(&cgroup.resources)
+            .map_err(|e| cgroup.error(e))?;
     }
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
-    let cloned = clone_into(plan.namespaces.join_pid.as_ref(), plan.namespaces.clone_flags)?;
+    let cloned = clone_into(
+        plan.namespaces.join_pid.as_ref(),
+        plan.namespaces.clone_flags,
+    )?;
     let pid = match cloned {
         CloneResult::Child => {
             drop(control_write);
@@ -312,7 +381,9 @@ pub(crate) fn spawn(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<Pendi
                 Ok(exec_failure) => {
                     let code = exec_failure.exit_code;
                     match gate {
-                        StartGate::Pipe => sync::send(report_write.as_fd(), sync::EXEC_FAILED, &exec_failure),
+                        StartGate::Pipe => {
+                            sync::send(report_write.as_fd(), sync::EXEC_FAILED, &exec_failure)
+                        }
                         // `berth oci start` has no pipe to the init: tell the container's stderr.
                         StartGate::Fifo(_) => {
                             let line = format!("{}\n", exec_failure.message);
@@ -338,7 +409,8 @@ pub(crate) fn spawn(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<Pendi
             cgroup.handle().add_pid(pid).map_err(|e| cgroup.error(e))?;
         }
         if plan.waits_for_parent() {
-            sync::send_byte(control_write.as_fd(), sync::GO).map_err(|e| RuntimeError::host("release container init", "", e))?;
+            sync::send_byte(control_write.as_fd(), sync::GO)
+                .map_err(|e| RuntimeError::host("release container init", "", e))?;
         }
         Ok(())
     })();
@@ -347,7 +419,11 @@ pub(crate) fn spawn(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<Pendi
         return Err(err);
     }
     match sync::read_report(&report_read) {
-        Ok(Report::Ready) => Ok(PendingInit { pid, control: control_write, report: report_read }),
+        Ok(Report::Ready) => Ok(PendingInit {
+            pid,
+            control: control_write,
+            report: report_read,
+        }),
         Ok(Report::SetupFailed(failure)) => {
             reap(pid);
             Err(failure.into_error())
@@ -402,11 +478,19 @@ mod tests {
         process.set_args(Some(vec!["true".to_owned()]));
         spec.set_process(Some(process));
         let mut linux = spec.linux().clone().expect("linux");
-        linux.set_sysctl(Some([("net.ipv4.ip_forward".to_owned(), "1".to_owned())].into()));
+        linux.set_sysctl(Some(
+            [("net.ipv4.ip_forward".to_owned(), "1".to_owned())].into(),
+        ));
         spec.set_linux(Some(linux));
         let plan = InitPlan::new(&spec, Path::new("/bundle"), None, None).expect("plan");
         assert_eq!(plan.rootfs.rootfs, Path::new("/bundle/rootfs"));
-        assert_eq!(plan.sysctls, vec![(PathBuf::from("/proc/sys/net/ipv4/ip_forward"), "1".to_owned())]);
+        assert_eq!(
+            plan.sysctls,
+            vec![(
+                PathBuf::from("/proc/sys/net/ipv4/ip_forward"),
+                "1".to_owned()
+            )]
+        );
         assert!(plan.cgroup.is_none());
         assert!(!plan.waits_for_parent());
         assert_eq!(plan.rootfs.devices.len(), 6);
@@ -443,7 +527,10 @@ mod tests {
         spec.set_linux(Some(linux));
         assert!(matches!(
             InitPlan::new(&spec, Path::new("/b"), None, None),
-            Err(RuntimeError::InvalidSpec { field: "linux.namespaces", .. })
+            Err(RuntimeError::InvalidSpec {
+                field: "linux.namespaces",
+                ..
+            })
         ));
     }
 }

@@ -82,7 +82,9 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     /// Caches under `/run/berth/seccomp`.
     fn default() -> Self {
-        RuntimeOptions { seccomp_cache: Some(PathBuf::from("/run/berth/seccomp")) }
+        RuntimeOptions {
+            seccomp_cache: Some(PathBuf::from("/run/berth/seccomp")),
+        }
     }
 }
 
@@ -95,12 +97,20 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(offset) = name.strip_prefix("RTMIN") {
-        let offset: i32 = if offset.is_empty() { 0 } else { offset.strip_prefix('+')?.parse().ok()? };
+        let offset: i32 = if offset.is_empty() {
+            0
+        } else {
+            offset.strip_prefix('+')?.parse().ok()?
+        };
         let signal = libc::SIGRTMIN() + offset;
         return (signal <= libc::SIGRTMAX()).then_some(signal);
     }
     if let Some(offset) = name.strip_prefix("RTMAX") {
-        let offset: i32 = if offset.is_empty() { 0 } else { offset.strip_prefix('-')?.parse().ok()? };
+        let offset: i32 = if offset.is_empty() {
+            0
+        } else {
+            offset.strip_prefix('-')?.parse().ok()?
+        };
         let signal = libc::SIGRTMAX() - offset;
         return (signal >= libc::SIGRTMIN()).then_some(signal);
     }
@@ -111,7 +121,10 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         "CLD" => "CHLD",
         other => other,
     };
-    format!("SIG{name}").parse::<nix::sys::signal::Signal>().ok().map(|signal| signal as i32)
+    format!("SIG{name}")
+        .parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|signal| signal as i32)
 }
 
 /// Removes what `create` made on the host (the cgroup) after the container exited.

@@ -23,7 +23,9 @@ use crate::sys::{CloneResult, clone_process};
 use crate::{RuntimeError, Step};
 
 /// Clone flag and /proc/<pid>/ns name of a namespace type.
-pub(crate) fn describe(typ: LinuxNamespaceType) -> Result<(CloneFlags, &'static str), RuntimeError> {
+pub(crate) fn describe(
+    typ: LinuxNamespaceType,
+) -> Result<(CloneFlags, &'static str), RuntimeError> {
     Ok(match typ {
         LinuxNamespaceType::Mount => (CloneFlags::CLONE_NEWNS, "mnt"),
         LinuxNamespaceType::Cgroup => (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
@@ -63,7 +65,11 @@ impl Join {
     pub(crate) fn open(flag: CloneFlags, path: &Path) -> Result<Self, RuntimeError> {
         let file = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| RuntimeError::nix("open namespace", path, e))?;
-        Ok(Join { flag, file, path: path.to_owned() })
+        Ok(Join {
+            flag,
+            file,
+            path: path.to_owned(),
+        })
     }
 
     pub(crate) fn enter(&self) -> Result<(), Failure> {
@@ -97,7 +103,9 @@ impl NamespacePlan {
                 plan.has_mount = true;
             }
             match ns.path() {
-                Some(path) if flag == CloneFlags::CLONE_NEWPID => plan.join_pid = Some(Join::open(flag, path)?),
+                Some(path) if flag == CloneFlags::CLONE_NEWPID => {
+                    plan.join_pid = Some(Join::open(flag, path)?)
+                }
                 Some(path) => plan.joins.push(Join::open(flag, path)?),
                 None if flag == CloneFlags::CLONE_NEWCGROUP => plan.new_cgroup = true,
                 None => {
@@ -111,7 +119,10 @@ impl NamespacePlan {
     }
 
     /// For `exec`: the namespaces of the running init `pid` that the spec gave it.
-    pub(crate) fn of_process(pid: i32, namespaces: &[LinuxNamespace]) -> Result<Self, RuntimeError> {
+    pub(crate) fn of_process(
+        pid: i32,
+        namespaces: &[LinuxNamespace],
+    ) -> Result<Self, RuntimeError> {
         let mut plan = NamespacePlan::default();
         for ns in namespaces {
             let (flag, name) = describe(ns.typ())?;
@@ -151,18 +162,23 @@ impl NamespacePlan {
 /// `clone` with the calling process's `pid_for_children` pointed at `target`, restored in
 /// the parent afterwards: how a child lands in an existing pid namespace without a double
 /// fork. (The child must not restore: our pid namespace is an ancestor of its own.)
-pub(crate) fn clone_into(target: Option<&Join>, flags: CloneFlags) -> Result<CloneResult, RuntimeError> {
+pub(crate) fn clone_into(
+    target: Option<&Join>,
+    flags: CloneFlags,
+) -> Result<CloneResult, RuntimeError> {
     let clone = || clone_process(flags.bits()).map_err(|e| RuntimeError::host("clone", "", e));
     let Some(target) = target else { return clone() };
     let own = Join::open(CloneFlags::CLONE_NEWPID, Path::new("/proc/self/ns/pid"))?;
-    setns(&target.file, CloneFlags::CLONE_NEWPID).map_err(|e| RuntimeError::nix("join pid namespace", &target.path, e))?;
+    setns(&target.file, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| RuntimeError::nix("join pid namespace", &target.path, e))?;
     let result = clone();
     if matches!(result, Ok(CloneResult::Child)) {
         return result;
     }
     // Our own active pid namespace is always a valid target; if restoring failed anyway,
     // later children would land in the container, so report it.
-    setns(&own.file, CloneFlags::CLONE_NEWPID).map_err(|e| RuntimeError::nix("restore pid namespace", &own.path, e))?;
+    setns(&own.file, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| RuntimeError::nix("restore pid namespace", &own.path, e))?;
     result
 }
 
@@ -173,10 +189,19 @@ mod tests {
     #[test]
     fn new_namespaces_become_clone_flags() {
         let spec = crate::spec::base_spec_for(true);
-        let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).expect("ns");
+        let namespaces = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .expect("ns");
         let plan = NamespacePlan::new(&namespaces).expect("plan");
-        assert!(plan.clone_flags.contains(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET));
-        assert!(!plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP), "cgroup ns is unshared later");
+        assert!(plan.clone_flags.contains(
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET
+        ));
+        assert!(
+            !plan.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP),
+            "cgroup ns is unshared later"
+        );
         assert!(plan.new_cgroup && plan.has_mount && !plan.new_user);
         assert!(plan.joins.is_empty() && plan.join_pid.is_none());
     }
@@ -197,7 +222,14 @@ mod tests {
         ];
         let plan = NamespacePlan::new(&namespaces).expect("plan");
         let order: Vec<CloneFlags> = plan.joins.iter().map(|j| j.flag).collect();
-        assert_eq!(order, [CloneFlags::CLONE_NEWUSER, CloneFlags::CLONE_NEWNET, CloneFlags::CLONE_NEWNS]);
+        assert_eq!(
+            order,
+            [
+                CloneFlags::CLONE_NEWUSER,
+                CloneFlags::CLONE_NEWNET,
+                CloneFlags::CLONE_NEWNS
+            ]
+        );
         assert!(plan.join_pid.is_some());
         assert!(plan.clone_flags.is_empty());
     }
@@ -207,6 +239,9 @@ mod tests {
         let mut ns = LinuxNamespace::default();
         ns.set_typ(LinuxNamespaceType::Network);
         ns.set_path(Some(PathBuf::from("/nonexistent/ns")));
-        assert!(matches!(NamespacePlan::new(&[ns]), Err(RuntimeError::Host { .. })));
+        assert!(matches!(
+            NamespacePlan::new(&[ns]),
+            Err(RuntimeError::Host { .. })
+        ));
     }
 }

@@ -57,11 +57,26 @@ struct OciState {
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Command {
-    Create { id: String, bundle: PathBuf, pid_file: Option<PathBuf>, console_socket: Option<PathBuf> },
-    Start { id: String },
-    State { id: String },
-    Kill { id: String, signal: i32 },
-    Delete { id: String, force: bool },
+    Create {
+        id: String,
+        bundle: PathBuf,
+        pid_file: Option<PathBuf>,
+        console_socket: Option<PathBuf>,
+    },
+    Start {
+        id: String,
+    },
+    State {
+        id: String,
+    },
+    Kill {
+        id: String,
+        signal: i32,
+    },
+    Delete {
+        id: String,
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,19 +86,27 @@ struct Invocation {
 }
 
 /// Splits `--flag value` / `--flag=value`; returns (flags, positional).
-fn split_flags(args: &[String], with_value: &[&str]) -> Result<(HashMap<String, String>, Vec<String>), String> {
+fn split_flags(
+    args: &[String],
+    with_value: &[&str],
+) -> Result<(HashMap<String, String>, Vec<String>), String> {
     let mut flags = HashMap::new();
     let mut positional = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-').filter(|n| !n.is_empty())) else {
+        let Some(name) = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-').filter(|n| !n.is_empty()))
+        else {
             positional.push(arg.clone());
             continue;
         };
         if let Some((name, value)) = name.split_once('=') {
             flags.insert(name.to_owned(), value.to_owned());
         } else if with_value.contains(&name) {
-            let value = iter.next().ok_or_else(|| format!("flag --{name} needs a value"))?;
+            let value = iter
+                .next()
+                .ok_or_else(|| format!("flag --{name} needs a value"))?;
             flags.insert(name.to_owned(), value.clone());
         } else {
             flags.insert(name.to_owned(), String::new());
@@ -111,7 +134,10 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 value
             }
             (true, None) => {
-                let value = rest.get(1).ok_or_else(|| format!("flag {name} needs a value"))?.clone();
+                let value = rest
+                    .get(1)
+                    .ok_or_else(|| format!("flag {name} needs a value"))?
+                    .clone();
                 rest = &rest[2..];
                 value
             }
@@ -124,14 +150,26 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             root = PathBuf::from(value);
         }
     }
-    let (command, rest) = rest.split_first().ok_or("usage: berth oci [--root DIR] <create|start|state|kill|delete> ...")?;
+    let (command, rest) = rest
+        .split_first()
+        .ok_or("usage: berth oci [--root DIR] <create|start|state|kill|delete> ...")?;
     let one_id = |positional: &[String]| -> Result<String, String> {
-        positional.first().cloned().ok_or_else(|| format!("{command}: container id required"))
+        positional
+            .first()
+            .cloned()
+            .ok_or_else(|| format!("{command}: container id required"))
     };
     let command = match command.as_str() {
         "create" => {
-            let (flags, positional) = split_flags(rest, &["bundle", "b", "pid-file", "console-socket", "preserve-fds"])?;
-            let bundle = flags.get("bundle").or_else(|| flags.get("b")).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+            let (flags, positional) = split_flags(
+                rest,
+                &["bundle", "b", "pid-file", "console-socket", "preserve-fds"],
+            )?;
+            let bundle = flags
+                .get("bundle")
+                .or_else(|| flags.get("b"))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
             Command::Create {
                 id: one_id(&positional)?,
                 bundle,
@@ -139,19 +177,31 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 console_socket: flags.get("console-socket").map(PathBuf::from),
             }
         }
-        "start" => Command::Start { id: one_id(&split_flags(rest, &[])?.1)? },
-        "state" => Command::State { id: one_id(&split_flags(rest, &[])?.1)? },
+        "start" => Command::Start {
+            id: one_id(&split_flags(rest, &[])?.1)?,
+        },
+        "state" => Command::State {
+            id: one_id(&split_flags(rest, &[])?.1)?,
+        },
         "kill" => {
             let (_, positional) = split_flags(rest, &[])?;
             let signal = match positional.get(1) {
-                Some(name) => parse_signal(name).ok_or_else(|| format!("unknown signal {name:?}"))?,
+                Some(name) => {
+                    parse_signal(name).ok_or_else(|| format!("unknown signal {name:?}"))?
+                }
                 None => libc::SIGTERM,
             };
-            Command::Kill { id: one_id(&positional)?, signal }
+            Command::Kill {
+                id: one_id(&positional)?,
+                signal,
+            }
         }
         "delete" => {
             let (flags, positional) = split_flags(rest, &[])?;
-            Command::Delete { id: one_id(&positional)?, force: flags.contains_key("force") || flags.contains_key("f") }
+            Command::Delete {
+                id: one_id(&positional)?,
+                force: flags.contains_key("force") || flags.contains_key("f"),
+            }
         }
         other => return Err(format!("unknown command {other:?}")),
     };
@@ -172,7 +222,10 @@ fn start_time(pid: i32) -> Option<u64> {
 
 fn state_dir(root: &Path, id: &str) -> Result<PathBuf, RuntimeError> {
     if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-        return Err(RuntimeError::InvalidSpec { field: "id", reason: format!("invalid container id {id:?}") });
+        return Err(RuntimeError::InvalidSpec {
+            field: "id",
+            reason: format!("invalid container id {id:?}"),
+        });
     }
     Ok(root.join(id))
 }
@@ -187,7 +240,8 @@ fn load(root: &Path, id: &str) -> Result<(PathBuf, StoredState), RuntimeError> {
         }
         Err(err) => return Err(RuntimeError::host("read state", path, err)),
     };
-    let state = serde_json::from_slice(&text).map_err(|source| RuntimeError::Json { path, source })?;
+    let state =
+        serde_json::from_slice(&text).map_err(|source| RuntimeError::Json { path, source })?;
     Ok((dir, state))
 }
 
@@ -213,8 +267,15 @@ fn load_spec(bundle: &Path) -> Result<Spec, RuntimeError> {
     serde_json::from_slice(&text).map_err(|source| RuntimeError::Json { path, source })
 }
 
-fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, console_socket: Option<&Path>) -> Result<(), RuntimeError> {
-    let bundle = std::fs::canonicalize(bundle).map_err(|e| RuntimeError::host("resolve bundle", bundle, e))?;
+fn create(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    pid_file: Option<&Path>,
+    console_socket: Option<&Path>,
+) -> Result<(), RuntimeError> {
+    let bundle = std::fs::canonicalize(bundle)
+        .map_err(|e| RuntimeError::host("resolve bundle", bundle, e))?;
     let spec = load_spec(&bundle)?;
     let plan = InitPlan::new(&spec, &bundle, None, Some(&root.join(".seccomp-cache")))?;
     let dir = state_dir(root, id)?;
@@ -228,10 +289,16 @@ fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, console
     }
     let result = (|| {
         let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| RuntimeError::nix("mkfifo", &fifo, e))?;
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+            .map_err(|e| RuntimeError::nix("mkfifo", &fifo, e))?;
         // mkfifo applied the umask; the init may run as any user and must open it for writing.
-        nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, &fifo, Mode::from_bits_truncate(0o622), nix::sys::stat::FchmodatFlags::FollowSymlink)
-            .map_err(|e| RuntimeError::nix("chmod", &fifo, e))?;
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &fifo,
+            Mode::from_bits_truncate(0o622),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| RuntimeError::nix("chmod", &fifo, e))?;
         let fifo_handle = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| RuntimeError::nix("open", &fifo, e))?;
         let io = match console_socket {
@@ -241,7 +308,10 @@ fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, console
                 InitIo::ConsoleSocket(OwnedFd::from(stream))
             }
             None => {
-                let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|e| RuntimeError::host("dup stdio", "", e));
+                let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+                    fd.try_clone_to_owned()
+                        .map_err(|e| RuntimeError::host("dup stdio", "", e))
+                };
                 InitIo::Stdio(InitStdio {
                     stdin: dup(std::io::stdin().as_fd())?,
                     stdout: dup(std::io::stdout().as_fd())?,
@@ -259,7 +329,10 @@ fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, console
             bundle: bundle.clone(),
             annotations: spec.annotations().clone().unwrap_or_default(),
         };
-        let json = serde_json::to_vec(&state).map_err(|source| RuntimeError::Json { path: dir.join("state.json"), source })?;
+        let json = serde_json::to_vec(&state).map_err(|source| RuntimeError::Json {
+            path: dir.join("state.json"),
+            source,
+        })?;
         write_atomically(&dir.join("state.json"), &json)?;
         if let Some(pid_file) = pid_file {
             write_atomically(pid_file, pid.to_string().as_bytes())?;
@@ -278,14 +351,25 @@ fn start(root: &Path, id: &str) -> Result<(), RuntimeError> {
     let (dir, state) = load(root, id)?;
     let status = status(&dir, &state);
     if status != "created" {
-        return Err(RuntimeError::WrongState { id: id.to_owned(), op: "start", status });
+        return Err(RuntimeError::WrongState {
+            id: id.to_owned(),
+            op: "start",
+            status,
+        });
     }
     let fifo = dir.join("exec.fifo");
     // Non-blocking open: a dead init would otherwise leave us waiting for a writer forever.
-    let reader = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| RuntimeError::nix("open", &fifo, e))?;
+    let reader = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::nix("open", &fifo, e))?;
     loop {
-        let mut fds = [nix::poll::PollFd::new(reader.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            reader.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
             Ok(0) | Err(nix::Error::EINTR) => {
                 if start_time(state.pid) != Some(state.start_time) {
@@ -322,17 +406,26 @@ fn state_json(root: &Path, id: &str) -> Result<String, RuntimeError> {
         bundle: state.bundle,
         annotations: state.annotations,
     };
-    serde_json::to_string_pretty(&oci).map_err(|source| RuntimeError::Json { path: dir.join("state.json"), source })
+    serde_json::to_string_pretty(&oci).map_err(|source| RuntimeError::Json {
+        path: dir.join("state.json"),
+        source,
+    })
 }
 
 fn kill(root: &Path, id: &str, signal: i32) -> Result<(), RuntimeError> {
     let (dir, state) = load(root, id)?;
     let status = status(&dir, &state);
     if status == "stopped" {
-        return Err(RuntimeError::WrongState { id: id.to_owned(), op: "kill", status });
+        return Err(RuntimeError::WrongState {
+            id: id.to_owned(),
+            op: "kill",
+            status,
+        });
     }
-    let signal = nix::sys::signal::Signal::try_from(signal).map_err(|e| RuntimeError::nix("parse signal", "", e))?;
-    nix::sys::signal::kill(Pid::from_raw(state.pid), signal).map_err(|e| RuntimeError::nix("kill", "", e))
+    let signal = nix::sys::signal::Signal::try_from(signal)
+        .map_err(|e| RuntimeError::nix("parse signal", "", e))?;
+    nix::sys::signal::kill(Pid::from_raw(state.pid), signal)
+        .map_err(|e| RuntimeError::nix("kill", "", e))
 }
 
 fn delete(root: &Path, id: &str, force: bool) -> Result<(), RuntimeError> {
@@ -340,7 +433,11 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<(), RuntimeError> {
     let status = status(&dir, &state);
     // Like runc: a created container is killed by delete; a running one needs --force.
     if status == "running" && !force {
-        return Err(RuntimeError::WrongState { id: id.to_owned(), op: "delete", status });
+        return Err(RuntimeError::WrongState {
+            id: id.to_owned(),
+            op: "delete",
+            status,
+        });
     }
     if status != "stopped" {
         let _ = nix::sys::signal::kill(Pid::from_raw(state.pid), nix::sys::signal::Signal::SIGKILL);
@@ -367,9 +464,18 @@ pub fn oci_main(args: &[String]) -> i32 {
     };
     let root = invocation.root.as_path();
     let result = match &invocation.command {
-        Command::Create { id, bundle, pid_file, console_socket } => {
-            create(root, id, bundle, pid_file.as_deref(), console_socket.as_deref())
-        }
+        Command::Create {
+            id,
+            bundle,
+            pid_file,
+            console_socket,
+        } => create(
+            root,
+            id,
+            bundle,
+            pid_file.as_deref(),
+            console_socket.as_deref(),
+        ),
         Command::Start { id } => start(root, id),
         Command::State { id } => state_json(root, id).map(|json| println!("{json}")),
         Command::Kill { id, signal } => kill(root, id, *signal),
@@ -394,7 +500,10 @@ mod tests {
 
     #[test]
     fn create_flags_parse_like_runc() {
-        let parsed = parse_args(&args("--root /tmp/r --log /dev/null create --bundle /b --pid-file=/p --console-socket /s c1")).expect("parse");
+        let parsed = parse_args(&args(
+            "--root /tmp/r --log /dev/null create --bundle /b --pid-file=/p --console-socket /s c1",
+        ))
+        .expect("parse");
         assert_eq!(parsed.root, Path::new("/tmp/r"));
         assert_eq!(
             parsed.command,
@@ -407,15 +516,35 @@ mod tests {
         );
         let parsed = parse_args(&args("create c2")).expect("parse");
         assert_eq!(parsed.root, Path::new(DEFAULT_ROOT));
-        assert!(matches!(parsed.command, Command::Create { ref bundle, .. } if bundle == Path::new(".")));
+        assert!(
+            matches!(parsed.command, Command::Create { ref bundle, .. } if bundle == Path::new("."))
+        );
     }
 
     #[test]
     fn kill_defaults_to_term_and_parses_names() {
-        assert_eq!(parse_args(&args("kill c")).expect("parse").command, Command::Kill { id: "c".into(), signal: libc::SIGTERM });
-        assert_eq!(parse_args(&args("kill c KILL")).expect("parse").command, Command::Kill { id: "c".into(), signal: libc::SIGKILL });
+        assert_eq!(
+            parse_args(&args("kill c")).expect("parse").command,
+            Command::Kill {
+                id: "c".into(),
+                signal: libc::SIGTERM
+            }
+        );
+        assert_eq!(
+            parse_args(&args("kill c KILL")).expect("parse").command,
+            Command::Kill {
+                id: "c".into(),
+                signal: libc::SIGKILL
+            }
+        );
         assert!(parse_args(&args("kill c NOPE")).is_err());
-        assert_eq!(parse_args(&args("delete -f c")).expect("parse").command, Command::Delete { id: "c".into(), force: true });
+        assert_eq!(
+            parse_args(&args("delete -f c")).expect("parse").command,
+            Command::Delete {
+                id: "c".into(),
+                force: true
+            }
+        );
         assert!(parse_args(&args("state")).is_err());
         assert!(parse_args(&args("frobnicate x")).is_err());
     }
@@ -423,15 +552,32 @@ mod tests {
     #[test]
     fn state_of_unknown_and_dead_containers() {
         let root = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(state_json(root.path(), "nope"), Err(RuntimeError::ContainerNotFound { .. })));
+        assert!(matches!(
+            state_json(root.path(), "nope"),
+            Err(RuntimeError::ContainerNotFound { .. })
+        ));
         let dir = root.path().join("dead");
         std::fs::create_dir(&dir).expect("mkdir");
-        let state = StoredState { id: "dead".into(), pid: i32::MAX, start_time: 1, bundle: "/b".into(), annotations: HashMap::new() };
-        std::fs::write(dir.join("state.json"), serde_json::to_vec(&state).expect("json")).expect("write");
-        let json: serde_json::Value = serde_json::from_str(&state_json(root.path(), "dead").expect("state")).expect("parse");
+        let state = StoredState {
+            id: "dead".into(),
+            pid: i32::MAX,
+            start_time: 1,
+            bundle: "/b".into(),
+            annotations: HashMap::new(),
+        };
+        std::fs::write(
+            dir.join("state.json"),
+            serde_json::to_vec(&state).expect("json"),
+        )
+        .expect("write");
+        let json: serde_json::Value =
+            serde_json::from_str(&state_json(root.path(), "dead").expect("state")).expect("parse");
         assert_eq!(json["status"], "stopped");
         assert_eq!(json["ociVersion"], "1.2.0");
-        assert!(matches!(kill(root.path(), "dead", libc::SIGTERM), Err(RuntimeError::WrongState { .. })));
+        assert!(matches!(
+            kill(root.path(), "dead", libc::SIGTERM),
+            Err(RuntimeError::WrongState { .. })
+        ));
         delete(root.path(), "dead", false).expect("delete stopped");
         assert!(!dir.exists());
     }

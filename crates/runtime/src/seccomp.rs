@@ -6,7 +6,9 @@
 //! allowed per architecture, and groups allowed only when the container holds a capability
 //! (so `--cap-add SYS_ADMIN` also unlocks `mount`, `unshare`, …). Syscall names the installed
 //! libseccomp does not know are skipped, as runc does.
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
     LinuxSeccompOperator, LinuxSyscall,
@@ -20,66 +22,368 @@ use crate::RuntimeError;
 
 /// Syscalls Docker's default profile allows unconditionally.
 const ALLOWED: &[&str] = &[
-    "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "cachestat", "capget",
-    "capset", "chdir", "chmod", "chown", "chown32", "clock_adjtime", "clock_adjtime64",
-    "clock_getres", "clock_getres_time64", "clock_gettime", "clock_gettime64", "clock_nanosleep",
-    "clock_nanosleep_time64", "close", "close_range", "connect", "copy_file_range", "creat", "dup",
-    "dup2", "dup3", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_ctl_old", "epoll_pwait",
-    "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd", "eventfd2", "execve", "execveat",
-    "exit", "exit_group", "faccessat", "faccessat2", "fadvise64", "fadvise64_64", "fallocate",
-    "fanotify_mark", "fchdir", "fchmod", "fchmodat", "fchmodat2", "fchown", "fchown32",
-    "fchownat", "fcntl", "fcntl64", "fdatasync", "fgetxattr", "flistxattr", "flock", "fork",
-    "fremovexattr", "fsetxattr", "fstat", "fstat64", "fstatat64", "fstatfs", "fstatfs64", "fsync",
-    "ftruncate", "ftruncate64", "futex", "futex_requeue", "futex_time64", "futex_wait",
-    "futex_waitv", "futex_wake", "futimesat", "getcpu", "getcwd", "getdents", "getdents64",
-    "getegid", "getegid32", "geteuid", "geteuid32", "getgid", "getgid32", "getgroups",
-    "getgroups32", "getitimer", "getpeername", "getpgid", "getpgrp", "getpid", "getppid",
-    "getpriority", "getrandom", "getresgid", "getresgid32", "getresuid", "getresuid32",
-    "getrlimit", "get_robust_list", "getrusage", "getsid", "getsockname", "getsockopt",
-    "get_thread_area", "gettid", "gettimeofday", "getuid", "getuid32", "getxattr",
-    "inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch", "io_cancel",
-    "ioctl", "io_destroy", "io_getevents", "io_pgetevents", "io_pgetevents_time64", "ioprio_get",
-    "ioprio_set", "io_setup", "io_submit", "ipc", "kill", "landlock_add_rule",
-    "landlock_create_ruleset", "landlock_restrict_self", "lchown", "lchown32", "lgetxattr",
-    "link", "linkat", "listen", "listxattr", "llistxattr", "_llseek", "lremovexattr", "lseek",
-    "lsetxattr", "lstat", "lstat64", "madvise", "map_shadow_stack", "membarrier", "memfd_create",
-    "memfd_secret", "mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mlock", "mlock2",
-    "mlockall", "mmap", "mmap2", "mprotect", "mq_getsetattr", "mq_notify", "mq_open",
-    "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend", "mq_timedsend_time64",
-    "mq_unlink", "mremap", "msgctl", "msgget", "msgrcv", "msgsnd", "msync", "munlock",
-    "munlockall", "munmap", "name_to_handle_at", "nanosleep", "newfstatat", "_newselect", "open",
-    "openat", "openat2", "pause", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2",
-    "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll", "ppoll_time64", "prctl",
-    "pread64", "preadv", "preadv2", "prlimit64", "process_mrelease", "pselect6",
-    "pselect6_time64", "pwrite64", "pwritev", "pwritev2", "read", "readahead", "readlink",
-    "readlinkat", "readv", "recv", "recvfrom", "recvmmsg", "recvmmsg_time64", "recvmsg",
-    "remap_file_pages", "removexattr", "rename", "renameat", "renameat2", "restart_syscall",
-    "rmdir", "rseq", "rt_sigaction", "rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo",
-    "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait", "rt_sigtimedwait_time64",
-    "rt_tgsigqueueinfo", "sched_getaffinity", "sched_getattr", "sched_getparam",
-    "sched_get_priority_max", "sched_get_priority_min", "sched_getscheduler",
-    "sched_rr_get_interval", "sched_rr_get_interval_time64", "sched_setaffinity",
-    "sched_setattr", "sched_setparam", "sched_setscheduler", "sched_yield", "seccomp", "select",
-    "semctl", "semget", "semop", "semtimedop", "semtimedop_time64", "send", "sendfile",
-    "sendfile64", "sendmmsg", "sendmsg", "sendto", "setfsgid", "setfsgid32", "setfsuid",
-    "setfsuid32", "setgid", "setgid32", "setgroups", "setgroups32", "setitimer", "setpgid",
-    "setpriority", "setregid", "setregid32", "setresgid", "setresgid32", "setresuid",
-    "setresuid32", "setreuid", "setreuid32", "setrlimit", "set_robust_list", "setsid",
-    "setsockopt", "set_thread_area", "set_tid_address", "setuid", "setuid32", "setxattr",
-    "shmat", "shmctl", "shmdt", "shmget", "shutdown", "sigaltstack", "signalfd", "signalfd4",
-    "sigprocmask", "sigreturn", "socketcall", "socketpair", "splice", "stat", "stat64", "statfs",
-    "statfs64", "statx", "symlink", "symlinkat", "sync", "sync_file_range", "syncfs", "sysinfo",
-    "tee", "tgkill", "time", "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime",
-    "timer_gettime64", "timer_settime", "timer_settime64", "timerfd_create", "timerfd_gettime",
-    "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate",
-    "truncate64", "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat",
-    "utimensat_time64", "utimes", "vfork", "vmsplice", "wait4", "waitid", "waitpid", "write",
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_requeue",
+    "futex_time64",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
     "writev",
 ];
 
 /// Allowed on kernels ≥ 4.8, where ptrace can no longer bypass seccomp (Docker's `minKernel`).
 const ALLOWED_PTRACE: &[&str] = &[
-    "kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace",
+    "kcmp",
+    "pidfd_getfd",
+    "process_madvise",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
 ];
 
 /// Values of `personality(2)`'s first argument Docker allows (linux, linux32, query, …).
@@ -98,24 +402,64 @@ const BY_CAPABILITY: &[(&str, &[&str])] = &[
     (
         "CAP_SYS_ADMIN",
         &[
-            "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick",
-            "lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree",
-            "perf_event_open", "quotactl", "quotactl_fd", "setdomainname", "sethostname", "setns",
-            "syslog", "umount", "umount2", "unshare",
+            "bpf",
+            "clone",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount",
+            "umount2",
+            "unshare",
         ],
     ),
     ("CAP_SYS_BOOT", &["reboot"]),
     ("CAP_SYS_CHROOT", &["chroot"]),
-    ("CAP_SYS_MODULE", &["delete_module", "init_module", "finit_module"]),
+    (
+        "CAP_SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
     ("CAP_SYS_PACCT", &["acct"]),
     (
         "CAP_SYS_PTRACE",
-        &["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"],
+        &[
+            "kcmp",
+            "pidfd_getfd",
+            "process_madvise",
+            "process_vm_readv",
+            "process_vm_writev",
+            "ptrace",
+        ],
     ),
     ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
-    ("CAP_SYS_TIME", &["settimeofday", "stime", "clock_settime", "clock_settime64"]),
+    (
+        "CAP_SYS_TIME",
+        &["settimeofday", "stime", "clock_settime", "clock_settime64"],
+    ),
     ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
-    ("CAP_SYS_NICE", &["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+    ),
     ("CAP_SYSLOG", &["syslog"]),
     ("CAP_BPF", &["bpf"]),
     ("CAP_PERFMON", &["perf_event_open"]),
@@ -128,13 +472,23 @@ fn allow(names: &[&str]) -> LinuxSyscall {
     rule
 }
 
-fn arg(index: usize, op: LinuxSeccompOperator, value: u64, value_two: Option<u64>) -> LinuxSeccompArg {
-    let builder = LinuxSeccompArgBuilder::default().index(index).op(op).value(value);
+fn arg(
+    index: usize,
+    op: LinuxSeccompOperator,
+    value: u64,
+    value_two: Option<u64>,
+) -> LinuxSeccompArg {
+    let builder = LinuxSeccompArgBuilder::default()
+        .index(index)
+        .op(op)
+        .value(value);
     let builder = match value_two {
         Some(value_two) => builder.value_two(value_two),
         None => builder,
     };
-    builder.build().expect("every field is set or has a default")
+    builder
+        .build()
+        .expect("every field is set or has a default")
 }
 
 /// Docker's default seccomp profile for a container holding `caps` (names like `CAP_CHOWN`;
@@ -149,19 +503,33 @@ pub fn default_seccomp(caps: &[String]) -> LinuxSeccomp {
     let mut rules = vec![allow(ALLOWED), allow(ALLOWED_PTRACE)];
     for value in PERSONALITY_VALUES {
         let mut rule = allow(&["personality"]);
-        rule.set_args(Some(vec![arg(0, LinuxSeccompOperator::ScmpCmpEq, *value, None)]));
+        rule.set_args(Some(vec![arg(
+            0,
+            LinuxSeccompOperator::ScmpCmpEq,
+            *value,
+            None,
+        )]));
         rules.push(rule);
     }
     let mut socket = allow(&["socket"]);
-    socket.set_args(Some(vec![arg(0, LinuxSeccompOperator::ScmpCmpNe, AF_VSOCK, None)]));
+    socket.set_args(Some(vec![arg(
+        0,
+        LinuxSeccompOperator::ScmpCmpNe,
+        AF_VSOCK,
+        None,
+    )]));
     rules.push(socket);
     if cfg!(target_arch = "x86_64") || cfg!(target_arch = "x86") {
         rules.push(allow(&["arch_prctl", "modify_ldt"]));
     }
     if cfg!(target_arch = "aarch64") || cfg!(target_arch = "arm") {
         rules.push(allow(&[
-            "arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint",
-            "cacheflush", "set_tls",
+            "arm_fadvise64_64",
+            "arm_sync_file_range",
+            "sync_file_range2",
+            "breakpoint",
+            "cacheflush",
+            "set_tls",
         ]));
     }
     for (cap, names) in BY_CAPABILITY {
@@ -341,7 +709,10 @@ pub(crate) struct Program {
 /// Compiles `profile` to BPF. libseccomp takes ~5 ms to build Docker's profile and ~15 ms to
 /// compile it, so with `cache_dir` the program is kept there under a hash of the profile
 /// (and of berth's and libseccomp's versions) and later containers load it from disk.
-pub(crate) fn compile(profile: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Program, RuntimeError> {
+pub(crate) fn compile(
+    profile: &LinuxSeccomp,
+    cache_dir: Option<&Path>,
+) -> Result<Program, RuntimeError> {
     let cache_file = cache_dir.map(|dir| dir.join(format!("{:016x}.bpf", cache_key(profile))));
     if let Some(file) = &cache_file
         && let Ok(bytes) = std::fs::read(file)
@@ -350,15 +721,26 @@ pub(crate) fn compile(profile: &LinuxSeccomp, cache_dir: Option<&Path>) -> Resul
         return Ok(program);
     }
     let filter = build_filter(profile)?;
-    let memfd = nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(|e| RuntimeError::nix("memfd_create", "", e))?;
-    filter.export_bpf(&memfd).map_err(|source| RuntimeError::Seccomp { what: "export BPF".to_owned(), source })?;
+    let memfd =
+        nix::sys::memfd::memfd_create(c"berth-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| RuntimeError::nix("memfd_create", "", e))?;
+    filter
+        .export_bpf(&memfd)
+        .map_err(|source| RuntimeError::Seccomp {
+            what: "export BPF".to_owned(),
+            source,
+        })?;
     let mut file = std::fs::File::from(memfd);
     let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0)).and_then(|_| file.read_to_end(&mut bytes)).map_err(|e| RuntimeError::host("read BPF", "", e))?;
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| RuntimeError::host("read BPF", "", e))?;
     let program = decode(&bytes).ok_or_else(|| RuntimeError::InvalidSpec {
         field: "linux.seccomp",
-        reason: format!("libseccomp produced {} bytes, not whole instructions", bytes.len()),
+        reason: format!(
+            "libseccomp produced {} bytes, not whole instructions",
+            bytes.len()
+        ),
     })?;
     if let (Some(dir), Some(file)) = (cache_dir, &cache_file) {
         // A cache that cannot be written only costs time: ignore failures.
@@ -375,9 +757,13 @@ fn cache_key(profile: &LinuxSeccomp) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     std::env::consts::ARCH.hash(&mut hasher);
-    let version = libseccomp::ScmpVersion::current().map(|v| (v.major, v.minor, v.micro)).unwrap_or_default();
+    let version = libseccomp::ScmpVersion::current()
+        .map(|v| (v.major, v.minor, v.micro))
+        .unwrap_or_default();
     version.hash(&mut hasher);
-    serde_json::to_vec(profile).unwrap_or_default().hash(&mut hasher);
+    serde_json::to_vec(profile)
+        .unwrap_or_default()
+        .hash(&mut hasher);
     hasher.finish()
 }
 
@@ -406,7 +792,9 @@ mod tests {
             .syscalls()
             .iter()
             .flatten()
-            .filter(|rule| rule.action() == LinuxSeccompAction::ScmpActAllow && rule.args().is_none())
+            .filter(|rule| {
+                rule.action() == LinuxSeccompAction::ScmpActAllow && rule.args().is_none()
+            })
             .flat_map(|rule| rule.names().clone())
             .collect()
     }
@@ -421,7 +809,10 @@ mod tests {
             assert!(allowed.iter().any(|n| n == name), "{name} allowed");
         }
         for name in ["mount", "unshare", "reboot", "kexec_load", "clone"] {
-            assert!(!allowed.iter().any(|n| n == name), "{name} not unconditionally allowed");
+            assert!(
+                !allowed.iter().any(|n| n == name),
+                "{name} not unconditionally allowed"
+            );
         }
     }
 
@@ -433,7 +824,8 @@ mod tests {
         assert!(names(&with).iter().any(|n| n == "clone"));
         let clone3 = |p: &LinuxSeccomp| {
             p.syscalls().iter().flatten().any(|r| {
-                r.names() == &["clone3".to_owned()] && r.action() == LinuxSeccompAction::ScmpActErrno
+                r.names() == &["clone3".to_owned()]
+                    && r.action() == LinuxSeccompAction::ScmpActErrno
             })
         };
         assert!(clone3(&without), "clone3 gets ENOSYS without CAP_SYS_ADMIN");
@@ -470,11 +862,18 @@ mod tests {
         assert_eq!(files.len(), 1);
         let second = compile(&profile, Some(cache.path())).expect("cached");
         assert_eq!(first.instructions.len(), second.instructions.len());
-        let other = compile(&default_seccomp(&["CAP_SYS_ADMIN".to_owned()]), Some(cache.path())).expect("compile");
+        let other = compile(
+            &default_seccomp(&["CAP_SYS_ADMIN".to_owned()]),
+            Some(cache.path()),
+        )
+        .expect("compile");
         assert_ne!(other.instructions.len(), 0);
         assert_eq!(std::fs::read_dir(cache.path()).expect("read").count(), 2);
         // The first instruction loads the architecture word (BPF_LD|BPF_W|BPF_ABS at offset 4).
-        assert_eq!((first.instructions[0].code, first.instructions[0].k), (0x20, 4));
+        assert_eq!(
+            (first.instructions[0].code, first.instructions[0].k),
+            (0x20, 4)
+        );
     }
 
     #[test]
@@ -484,6 +883,9 @@ mod tests {
         rule.set_names(vec!["mkdir".to_owned()]);
         rule.set_action(LinuxSeccompAction::ScmpActNotify);
         profile.set_syscalls(Some(vec![rule]));
-        assert!(matches!(build_filter(&profile), Err(RuntimeError::InvalidSpec { .. })));
+        assert!(matches!(
+            build_filter(&profile),
+            Err(RuntimeError::InvalidSpec { .. })
+        ));
     }
 }

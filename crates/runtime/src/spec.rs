@@ -64,7 +64,10 @@ pub(crate) const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
 ];
 
 pub(crate) fn default_capability_names() -> Vec<String> {
-    DEFAULT_CAPABILITIES.iter().map(|cap| (*cap).to_owned()).collect()
+    DEFAULT_CAPABILITIES
+        .iter()
+        .map(|cap| (*cap).to_owned())
+        .collect()
 }
 
 /// Parses `CAP_CHOWN` / `chown` into oci-spec's capability.
@@ -89,7 +92,13 @@ fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
     ns
 }
 
-fn device_rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
+fn device_rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
     let mut rule = LinuxDeviceCgroup::default();
     rule.set_allow(allow);
     rule.set_typ(Some(typ));
@@ -170,18 +179,44 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
         device_rule(true, LinuxDeviceType::B, None, None, "m"),
     ];
     for (_, major, minor) in DEFAULT_DEVICES {
-        device_rules.push(device_rule(true, LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
+        device_rules.push(device_rule(
+            true,
+            LinuxDeviceType::C,
+            Some(major),
+            Some(minor),
+            "rwm",
+        ));
     }
-    device_rules.push(device_rule(true, LinuxDeviceType::C, Some(136), None, "rwm"));
-    device_rules.push(device_rule(true, LinuxDeviceType::C, Some(5), Some(2), "rwm"));
-    device_rules.push(device_rule(true, LinuxDeviceType::C, Some(5), Some(1), "rwm"));
+    device_rules.push(device_rule(
+        true,
+        LinuxDeviceType::C,
+        Some(136),
+        None,
+        "rwm",
+    ));
+    device_rules.push(device_rule(
+        true,
+        LinuxDeviceType::C,
+        Some(5),
+        Some(2),
+        "rwm",
+    ));
+    device_rules.push(device_rule(
+        true,
+        LinuxDeviceType::C,
+        Some(5),
+        Some(1),
+        "rwm",
+    ));
     let mut resources = LinuxResources::default();
     resources.set_devices(Some(device_rules));
 
     let mut linux = Linux::default();
     linux.set_namespaces(Some(namespaces));
     linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect()));
-    linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect()));
+    linux.set_readonly_paths(Some(
+        READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+    ));
     linux.set_devices(Some(devices));
     linux.set_resources(Some(resources));
     linux.set_seccomp(Some(default_seccomp(&default_capability_names())));
@@ -198,17 +233,49 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
     spec.set_root(Some(root));
     spec.set_mounts(Some(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["ro", "nosuid", "noexec", "nodev"]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+        ),
     ]));
     spec.set_linux(Some(linux));
     spec
@@ -221,18 +288,30 @@ mod tests {
     #[test]
     fn capabilities_are_dockers_fourteen() {
         let spec = base_spec_for(false);
-        let caps = spec.process().as_ref().and_then(|p| p.capabilities().clone()).expect("caps");
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().clone())
+            .expect("caps");
         assert_eq!(caps.bounding().as_ref().map(|c| c.len()), Some(14));
         assert_eq!(caps.effective(), caps.permitted());
         assert!(caps.inheritable().as_ref().is_none_or(|c| c.is_empty()));
         assert!(caps.ambient().as_ref().is_none_or(|c| c.is_empty()));
-        assert!(caps.bounding().as_ref().expect("set").contains(&Capability::NetBindService));
+        assert!(
+            caps.bounding()
+                .as_ref()
+                .expect("set")
+                .contains(&Capability::NetBindService)
+        );
     }
 
     #[test]
     fn cgroup_namespace_only_on_pure_v2() {
         let has_cgroup_ns = |spec: &Spec| {
-            spec.linux().as_ref().and_then(|l| l.namespaces().clone()).expect("namespaces")
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().clone())
+                .expect("namespaces")
                 .iter()
                 .any(|ns| ns.typ() == LinuxNamespaceType::Cgroup)
         };
@@ -243,15 +322,40 @@ mod tests {
     #[test]
     fn mounts_and_paths_match_docker() {
         let spec = base_spec_for(false);
-        let dests: Vec<_> = spec.mounts().iter().flatten().map(|m| m.destination().clone()).collect();
+        let dests: Vec<_> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().clone())
+            .collect();
         assert_eq!(
             dests,
-            ["/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm"]
-                .map(PathBuf::from)
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm"
+            ]
+            .map(PathBuf::from)
         );
         let linux = spec.linux().as_ref().expect("linux");
-        assert!(linux.masked_paths().iter().flatten().any(|p| p == "/proc/kcore"));
-        assert!(linux.readonly_paths().iter().flatten().any(|p| p == "/proc/sys"));
+        assert!(
+            linux
+                .masked_paths()
+                .iter()
+                .flatten()
+                .any(|p| p == "/proc/kcore")
+        );
+        assert!(
+            linux
+                .readonly_paths()
+                .iter()
+                .flatten()
+                .any(|p| p == "/proc/sys")
+        );
         assert_eq!(linux.devices().as_ref().map(Vec::len), Some(6));
         assert!(linux.seccomp().is_some());
     }
@@ -267,7 +371,10 @@ mod tests {
     #[test]
     fn capability_names_parse_with_or_without_prefix() {
         assert_eq!(parse_capability("chown"), Some(Capability::Chown));
-        assert_eq!(parse_capability("CAP_SYS_ADMIN"), Some(Capability::SysAdmin));
+        assert_eq!(
+            parse_capability("CAP_SYS_ADMIN"),
+            Some(Capability::SysAdmin)
+        );
         assert_eq!(parse_capability("CAP_NOPE"), None);
     }
 }

@@ -31,11 +31,19 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(step: Step, path: &Path, errno: nix::Error) -> Self {
-        Failure { step, path: path.to_owned(), errno: errno as i32 }
+        Failure {
+            step,
+            path: path.to_owned(),
+            errno: errno as i32,
+        }
     }
 
     pub(crate) fn io(step: Step, path: &Path, err: &io::Error) -> Self {
-        Failure { step, path: path.to_owned(), errno: err.raw_os_error().unwrap_or(libc::EIO) }
+        Failure {
+            step,
+            path: path.to_owned(),
+            errno: err.raw_os_error().unwrap_or(libc::EIO),
+        }
     }
 
     pub(crate) fn into_error(self) -> RuntimeError {
@@ -66,13 +74,17 @@ pub(crate) struct ExecFailure {
 
 impl ExecFailure {
     pub(crate) fn into_error(self) -> RuntimeError {
-        RuntimeError::Exec { message: self.message, exit_code: self.exit_code }
+        RuntimeError::Exec {
+            message: self.message,
+            exit_code: self.exit_code,
+        }
     }
 }
 
 /// A `pipe2(O_CLOEXEC)`: (read end, write end).
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::nix("create pipe", "", e))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::nix("create pipe", "", e))
 }
 
 /// Writes a tagged message; errors are ignored because the reader may be gone.
@@ -92,7 +104,9 @@ pub(crate) fn send<T: Serialize>(fd: BorrowedFd<'_>, tag: u8, body: &T) {
 }
 
 pub(crate) fn send_byte(fd: BorrowedFd<'_>, byte: u8) -> io::Result<()> {
-    nix::unistd::write(fd, &[byte]).map(|_| ()).map_err(io::Error::from)
+    nix::unistd::write(fd, &[byte])
+        .map(|_| ())
+        .map_err(io::Error::from)
 }
 
 /// Reads one byte; `None` on EOF.
@@ -120,8 +134,11 @@ pub(crate) enum Report {
 
 /// Reads the next report from the child.
 pub(crate) fn read_report(fd: &OwnedFd) -> Result<Report, RuntimeError> {
-    let tag = read_byte(fd.as_fd()).map_err(|e| RuntimeError::host("read from container process", "", e))?;
-    let Some(tag) = tag else { return Ok(Report::Closed) };
+    let tag = read_byte(fd.as_fd())
+        .map_err(|e| RuntimeError::host("read from container process", "", e))?;
+    let Some(tag) = tag else {
+        return Ok(Report::Closed);
+    };
     if tag == READY {
         return Ok(Report::Ready);
     }
@@ -135,14 +152,24 @@ pub(crate) fn read_report(fd: &OwnedFd) -> Result<Report, RuntimeError> {
             Err(e) => return Err(RuntimeError::nix("read from container process", "", e)),
         }
     }
-    let json_err = |source| RuntimeError::Json { path: PathBuf::from("<sync pipe>"), source };
+    let json_err = |source| RuntimeError::Json {
+        path: PathBuf::from("<sync pipe>"),
+        source,
+    };
     match tag {
-        SETUP_FAILED => Ok(Report::SetupFailed(serde_json::from_slice(&body).map_err(json_err)?)),
-        EXEC_FAILED => Ok(Report::ExecFailed(serde_json::from_slice(&body).map_err(json_err)?)),
+        SETUP_FAILED => Ok(Report::SetupFailed(
+            serde_json::from_slice(&body).map_err(json_err)?,
+        )),
+        EXEC_FAILED => Ok(Report::ExecFailed(
+            serde_json::from_slice(&body).map_err(json_err)?,
+        )),
         _ => Err(RuntimeError::host(
             "read from container process",
             "",
-            io::Error::new(io::ErrorKind::InvalidData, format!("unexpected sync byte {tag}")),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected sync byte {tag}"),
+            ),
         )),
     }
 }
@@ -154,17 +181,27 @@ mod tests {
     #[test]
     fn failures_travel_through_the_pipe() {
         let (read, write) = pipe().expect("pipe");
-        let failure = Failure { step: Step::Mount, path: "/proc".into(), errno: libc::EPERM };
+        let failure = Failure {
+            step: Step::Mount,
+            path: "/proc".into(),
+            errno: libc::EPERM,
+        };
         send(write.as_fd(), SETUP_FAILED, &failure);
         drop(write);
-        assert_eq!(read_report(&read).expect("report"), Report::SetupFailed(failure));
+        assert_eq!(
+            read_report(&read).expect("report"),
+            Report::SetupFailed(failure)
+        );
     }
 
     #[test]
     fn exec_failures_and_ready_and_eof() {
         let (read, write) = pipe().expect("pipe");
         send_byte(write.as_fd(), READY).expect("write");
-        let exec = ExecFailure { message: "exec: \"x\": permission denied".into(), exit_code: 126 };
+        let exec = ExecFailure {
+            message: "exec: \"x\": permission denied".into(),
+            exit_code: 126,
+        };
         send(write.as_fd(), EXEC_FAILED, &exec);
         drop(write);
         assert_eq!(read_report(&read).expect("ready"), Report::Ready);

@@ -93,7 +93,14 @@ pub(crate) fn load_seccomp_program(program: &[libc::sock_filter]) -> io::Result<
     let fprog_ptr: *const libc::sock_fprog = &fprog;
     // SAFETY: `fprog` points at `program`, which outlives the call; the kernel only reads
     // `len` instructions from it and copies them before returning.
-    let ret = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, fprog_ptr) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            fprog_ptr,
+        )
+    };
     if ret == -1 {
         return Err(io::Error::last_os_error());
     }

@@ -40,7 +40,12 @@ fn run_tenant(
 ///
 /// `process.capabilities` wins over the spec's (Docker passes the container's set, or all
 /// for `--privileged`); seccomp is the container's profile.
-pub fn exec(init_pid: i32, spec: &Spec, process: &Process, stdio: InitStdio) -> Result<i32, RuntimeError> {
+pub fn exec(
+    init_pid: i32,
+    spec: &Spec,
+    process: &Process,
+    stdio: InitStdio,
+) -> Result<i32, RuntimeError> {
     exec_with(init_pid, spec, process, stdio, &RuntimeOptions::default())
 }
 
@@ -55,14 +60,26 @@ pub fn exec_with(
     let linux = spec.linux().clone().unwrap_or_default();
     let mut process = process.clone();
     if process.capabilities().is_none() {
-        process.set_capabilities(spec.process().as_ref().and_then(|p| p.capabilities().clone()));
+        process.set_capabilities(
+            spec.process()
+                .as_ref()
+                .and_then(|p| p.capabilities().clone()),
+        );
     }
-    let plan = ProcessPlan::new(&process, linux.seccomp().as_ref(), options.seccomp_cache.as_deref())?;
-    let namespaces = NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
+    let plan = ProcessPlan::new(
+        &process,
+        linux.seccomp().as_ref(),
+        options.seccomp_cache.as_deref(),
+    )?;
+    let namespaces =
+        NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
     let cgroup = CgroupPlan::from_spec(spec);
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
-    let cloned = clone_into(namespaces.join_pid.as_ref(), nix::sched::CloneFlags::empty())?;
+    let cloned = clone_into(
+        namespaces.join_pid.as_ref(),
+        nix::sched::CloneFlags::empty(),
+    )?;
     let pid = match cloned {
         CloneResult::Child => {
             drop(control_write);
@@ -87,11 +104,15 @@ pub fn exec_with(
     if let Some(cgroup) = &cgroup
         && let Err(source) = cgroup.handle().add_pid(pid)
     {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         reap(pid);
         return Err(cgroup.error(source));
     }
-    sync::send_byte(control_write.as_fd(), sync::GO).map_err(|e| RuntimeError::host("release exec process", "", e))?;
+    sync::send_byte(control_write.as_fd(), sync::GO)
+        .map_err(|e| RuntimeError::host("release exec process", "", e))?;
     match sync::read_report(&report_read)? {
         Report::Closed => Ok(pid),
         Report::ExecFailed(failure) => {

@@ -11,14 +11,20 @@ fn require_root() -> bool {
         println!("skipping: needs root; set BERTH_TEST_ROOT=1");
         return false;
     }
-    assert!(nix::unistd::geteuid().is_root(), "BERTH_TEST_ROOT=1 but not running as root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "BERTH_TEST_ROOT=1 but not running as root"
+    );
     true
 }
 
 /// target/<profile>/examples/berth-oci, next to target/<profile>/deps/<this test>.
 fn oci_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target dir").join("examples/berth-oci")
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("examples/berth-oci")
 }
 
 fn oci(root: &Path, args: &[&str]) -> Output {
@@ -33,7 +39,11 @@ fn oci(root: &Path, args: &[&str]) -> Output {
 
 fn state(root: &Path, id: &str) -> serde_json::Value {
     let out = oci(root, &["state", id]);
-    assert!(out.status.success(), "state: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "state: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("state json")
 }
 
@@ -43,7 +53,10 @@ fn create_start_state_kill_delete() {
         return;
     }
     if !oci_binary().exists() {
-        println!("skipping: {} not built (cargo test builds examples)", oci_binary().display());
+        println!(
+            "skipping: {} not built (cargo test builds examples)",
+            oci_binary().display()
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -61,25 +74,63 @@ fn create_start_state_kill_delete() {
     let mut process = spec.process().clone().expect("process");
     process.set_args(Some(vec!["sleep".into(), "30".into()]));
     spec.set_process(Some(process));
-    spec.set_annotations(Some([("org.example.test".to_owned(), "yes".to_owned())].into()));
-    fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).expect("json")).expect("config");
+    spec.set_annotations(Some(
+        [("org.example.test".to_owned(), "yes".to_owned())].into(),
+    ));
+    fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec(&spec).expect("json"),
+    )
+    .expect("config");
 
     let pid_file = dir.path().join("pid");
-    let out = oci(&root, &["create", "--bundle", bundle.to_str().expect("utf8"), "--pid-file", pid_file.to_str().expect("utf8"), "c1"]);
-    assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
-    let pid: i32 = fs::read_to_string(&pid_file).expect("pid file").parse().expect("pid");
+    let out = oci(
+        &root,
+        &[
+            "create",
+            "--bundle",
+            bundle.to_str().expect("utf8"),
+            "--pid-file",
+            pid_file.to_str().expect("utf8"),
+            "c1",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .parse()
+        .expect("pid");
     let created = state(&root, "c1");
     assert_eq!(created["status"], "created");
     assert_eq!(created["pid"], pid);
     assert_eq!(created["annotations"]["org.example.test"], "yes");
-    assert!(!oci(&root, &["create", "--bundle", bundle.to_str().expect("utf8"), "c1"]).status.success(), "duplicate id");
+    assert!(
+        !oci(
+            &root,
+            &["create", "--bundle", bundle.to_str().expect("utf8"), "c1"]
+        )
+        .status
+        .success(),
+        "duplicate id"
+    );
 
     let out = oci(&root, &["start", "c1"]);
-    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(state(&root, "c1")["status"], "running");
     let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).expect("cmdline");
     assert_eq!(cmdline, "sleep\u{0}30\u{0}");
-    assert!(!oci(&root, &["delete", "c1"]).status.success(), "running needs --force");
+    assert!(
+        !oci(&root, &["delete", "c1"]).status.success(),
+        "running needs --force"
+    );
 
     assert!(oci(&root, &["kill", "c1", "KILL"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(5);

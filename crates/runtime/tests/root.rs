@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use berth_runtime::{InitStdio, OverlayMount, RuntimeError, RuntimeOptions, Spec, base_spec, create_with, exec_with};
+use berth_runtime::{
+    InitStdio, OverlayMount, RuntimeError, RuntimeOptions, Spec, base_spec, create_with, exec_with,
+};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -23,12 +25,16 @@ fn require_root() -> bool {
         println!("skipping: needs root; set BERTH_TEST_ROOT=1");
         return false;
     }
-    assert!(nix::unistd::geteuid().is_root(), "BERTH_TEST_ROOT=1 but not running as root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "BERTH_TEST_ROOT=1 but not running as root"
+    );
     true
 }
 
 const APPLETS: &[&str] = &[
-    "sh", "true", "echo", "cat", "id", "hostname", "ls", "sleep", "grep", "ip", "touch", "mkdir", "pwd",
+    "sh", "true", "echo", "cat", "id", "hostname", "ls", "sleep", "grep", "ip", "touch", "mkdir",
+    "pwd",
 ];
 
 /// A busybox rootfs as the lower layer, plus upper/work dirs and a bundle, in a temp dir.
@@ -47,7 +53,11 @@ impl Fixture {
         for applet in APPLETS {
             symlink("busybox", lower.join("bin").join(applet)).expect("symlink");
         }
-        fs::write(lower.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").expect("passwd");
+        fs::write(
+            lower.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n",
+        )
+        .expect("passwd");
         fs::write(lower.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("group");
         fs::write(lower.join("etc/hostname"), "").expect("hostname");
         for sub in ["upper", "work", "bundle/rootfs"] {
@@ -66,7 +76,9 @@ impl Fixture {
 
     /// Keeps the compiled seccomp program in the temp dir, not in /run/berth.
     fn options(&self) -> RuntimeOptions {
-        RuntimeOptions { seccomp_cache: Some(self.dir.path().join("seccomp")) }
+        RuntimeOptions {
+            seccomp_cache: Some(self.dir.path().join("seccomp")),
+        }
     }
 
     fn bundle(&self) -> PathBuf {
@@ -88,7 +100,12 @@ fn spec(args: &[&str]) -> Spec {
 fn stdio() -> (InitStdio, OwnedFd) {
     let (read, write) = nix::unistd::pipe().expect("pipe");
     let null = OwnedFd::from(fs::File::open("/dev/null").expect("null"));
-    let stdio = InitStdio { stdin: null, stdout: write.try_clone().expect("dup"), stderr: write, console: false };
+    let stdio = InitStdio {
+        stdin: null,
+        stdout: write.try_clone().expect("dup"),
+        stderr: write,
+        console: false,
+    };
     (stdio, read)
 }
 
@@ -112,14 +129,22 @@ fn wait_exit(pid: i32) -> i32 {
 
 fn read_all(fd: OwnedFd) -> String {
     let mut out = String::new();
-    fs::File::from(fd).read_to_string(&mut out).expect("read output");
+    fs::File::from(fd)
+        .read_to_string(&mut out)
+        .expect("read output");
     out
 }
 
 /// Runs `spec` to completion: (exit code, stdout+stderr).
 fn run(spec: &Spec, fixture: &Fixture) -> Result<(i32, String), RuntimeError> {
     let (stdio, output) = stdio();
-    let pending = create_with(spec, &fixture.bundle(), Some(&fixture.overlay()), stdio, &fixture.options())?;
+    let pending = create_with(
+        spec,
+        &fixture.bundle(),
+        Some(&fixture.overlay()),
+        stdio,
+        &fixture.options(),
+    )?;
     let pid = pending.pid();
     let started = pending.start();
     let code = wait_exit(pid);
@@ -159,7 +184,11 @@ fn docker_capabilities_and_seccomp() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (code, out) = run_ok(&["sh", "-c", "grep -E '^(CapEff|CapBnd|CapInh|Seccomp):' /proc/self/status"]);
+    let (code, out) = run_ok(&[
+        "sh",
+        "-c",
+        "grep -E '^(CapEff|CapBnd|CapInh|Seccomp):' /proc/self/status",
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
     assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
@@ -176,9 +205,18 @@ fn masked_and_readonly_paths() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (code, out) = run_ok(&["sh", "-c", "cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/ns_last_pid && echo wrote"]);
+    let (code, out) = run_ok(&[
+        "sh",
+        "-c",
+        "cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/ns_last_pid && echo wrote",
+    ]);
     assert_ne!(out.lines().last(), Some("wrote"), "{out}");
-    assert!(out.starts_with("0\n") || out.contains("\n0\n") || out.lines().next().is_some_and(|l| l.trim() == "0"), "{out} ({code})");
+    assert!(
+        out.starts_with("0\n")
+            || out.contains("\n0\n")
+            || out.lines().next().is_some_and(|l| l.trim() == "0"),
+        "{out} ({code})"
+    );
 }
 
 #[test]
@@ -188,7 +226,11 @@ fn readonly_root_refuses_writes() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
-    let mut spec = spec(&["sh", "-c", "touch /x && echo wrote; touch /dev/shm/y && echo tmpfs-ok"]);
+    let mut spec = spec(&[
+        "sh",
+        "-c",
+        "touch /x && echo wrote; touch /dev/shm/y && echo tmpfs-ok",
+    ]);
     let mut root = spec.root().clone().expect("root");
     root.set_readonly(Some(true));
     spec.set_root(Some(root));
@@ -205,15 +247,30 @@ fn exec_errors_match_docker() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cases = [
-        ("nosuch", "exec: \"nosuch\": executable file not found in $PATH", 127),
-        ("/etc/passwd", "exec: \"/etc/passwd\": permission denied", 126),
+        (
+            "nosuch",
+            "exec: \"nosuch\": executable file not found in $PATH",
+            127,
+        ),
+        (
+            "/etc/passwd",
+            "exec: \"/etc/passwd\": permission denied",
+            126,
+        ),
         ("/tmp", "exec: \"/tmp\": is a directory", 126),
-        ("/nonexistent", "exec: \"/nonexistent\": stat /nonexistent: no such file or directory", 127),
+        (
+            "/nonexistent",
+            "exec: \"/nonexistent\": stat /nonexistent: no such file or directory",
+            127,
+        ),
     ];
     for (arg0, message, code) in cases {
         let fixture = Fixture::new();
         match run(&spec(&[arg0]), &fixture) {
-            Err(RuntimeError::Exec { message: got, exit_code }) => {
+            Err(RuntimeError::Exec {
+                message: got,
+                exit_code,
+            }) => {
                 assert_eq!((got.as_str(), exit_code), (message, code));
             }
             other => panic!("{arg0}: expected an exec error, got {other:?}"),
@@ -228,7 +285,11 @@ fn user_and_groups() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
-    let mut spec = spec(&["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status"]);
+    let mut spec = spec(&[
+        "sh",
+        "-c",
+        "id -u; id -g; id -G; grep CapEff /proc/self/status",
+    ]);
     let mut process = spec.process().clone().expect("process");
     let mut user = process.user().clone();
     user.set_uid(1000);
@@ -261,11 +322,25 @@ fn setup_failures_name_the_step_and_leave_nothing() {
     mounts.push(bad);
     spec.set_mounts(Some(mounts));
     let (stdio, _output) = stdio();
-    let err = create_with(&spec, &fixture.bundle(), Some(&fixture.overlay()), stdio, &fixture.options()).expect_err("bad mount");
+    let err = create_with(
+        &spec,
+        &fixture.bundle(),
+        Some(&fixture.overlay()),
+        stdio,
+        &fixture.options(),
+    )
+    .expect_err("bad mount");
     let message = err.to_string();
     assert!(message.contains("mount /nonexistent/source"), "{message}");
     // The child was reaped: no children left.
-    assert_eq!(waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)).err(), Some(nix::Error::ECHILD));
+    assert_eq!(
+        waitpid(
+            Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG)
+        )
+        .err(),
+        Some(nix::Error::ECHILD)
+    );
 }
 
 #[test]
@@ -277,7 +352,14 @@ fn exec_joins_a_running_container() {
     let fixture = Fixture::new();
     let spec = spec(&["sleep", "10"]);
     let (init_stdio, _init_output) = stdio();
-    let pending = create_with(&spec, &fixture.bundle(), Some(&fixture.overlay()), init_stdio, &fixture.options()).expect("create");
+    let pending = create_with(
+        &spec,
+        &fixture.bundle(),
+        Some(&fixture.overlay()),
+        init_stdio,
+        &fixture.options(),
+    )
+    .expect("create");
     let init = pending.pid();
     let _kill_init = KillOnDrop(init);
     pending.start().expect("start");
@@ -292,7 +374,8 @@ fn exec_joins_a_running_container() {
         let code = wait_exit(pid);
         Ok::<_, RuntimeError>((code, read_all(output), elapsed))
     };
-    let (code, out, elapsed) = run_exec(&["sh", "-c", "hostname; cat /proc/1/cmdline; echo; echo $$"]).expect("exec");
+    let (code, out, elapsed) =
+        run_exec(&["sh", "-c", "hostname; cat /proc/1/cmdline; echo; echo $$"]).expect("exec");
     println!("exec took {elapsed:?}");
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -300,8 +383,10 @@ fn exec_joins_a_running_container() {
     assert_eq!(lines[1], "sleep\u{0}10\u{0}");
     assert_ne!(lines[2], "1", "exec'd process is not the init");
     let err = run_exec(&["nosuch"]).expect_err("not found");
-    assert!(matches!(err, RuntimeError::Exec { exit_code: 127, .. }), "{err}");
-
+    assert!(
+        matches!(err, RuntimeError::Exec { exit_code: 127, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -314,17 +399,40 @@ fn start_time_median_of_20() {
     let spec = spec(&["/bin/true"]);
     let mut times = Vec::new();
     for _ in 0..20 {
-        let devnull = || OwnedFd::from(fs::OpenOptions::new().read(true).write(true).open("/dev/null").expect("null"));
-        let stdio = InitStdio { stdin: devnull(), stdout: devnull(), stderr: devnull(), console: false };
+        let devnull = || {
+            OwnedFd::from(
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .expect("null"),
+            )
+        };
+        let stdio = InitStdio {
+            stdin: devnull(),
+            stdout: devnull(),
+            stderr: devnull(),
+            console: false,
+        };
         let started = Instant::now();
-        let pending = create_with(&spec, &fixture.bundle(), Some(&fixture.overlay()), stdio, &fixture.options()).expect("create");
+        let pending = create_with(
+            &spec,
+            &fixture.bundle(),
+            Some(&fixture.overlay()),
+            stdio,
+            &fixture.options(),
+        )
+        .expect("create");
         let pid = pending.pid();
         pending.start().expect("start");
         assert_eq!(wait_exit(pid), 0);
         times.push(started.elapsed());
     }
     times.sort();
-    println!("create+start+wait of /bin/true: median {:?} (min {:?}, max {:?})", times[10], times[0], times[19]);
+    println!(
+        "create+start+wait of /bin/true: median {:?} (min {:?}, max {:?})",
+        times[10], times[0], times[19]
+    );
 }
 
 #[test]
@@ -337,7 +445,10 @@ fn rootfs_paths_stay_on_the_overlay() {
     let (code, out) = run(&spec(&["sh", "-c", "echo hi > /root/f; pwd"]), &fixture).expect("runs");
     assert_eq!((code, out.as_str()), (0, "/\n"));
     // The write landed in the upper dir; the host mount table has nothing left.
-    assert_eq!(fs::read_to_string(fixture.dir.path().join("upper/root/f")).expect("upper"), "hi\n");
+    assert_eq!(
+        fs::read_to_string(fixture.dir.path().join("upper/root/f")).expect("upper"),
+        "hi\n"
+    );
     let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(&fixture.dir.path().to_string_lossy().into_owned()));
     assert!(Path::new("/proc/self").exists());

@@ -12,7 +12,10 @@ const NOT_FOUND: i32 = 127;
 const CANNOT_INVOKE: i32 = 126;
 
 fn failure(arg0: &str, reason: &str, exit_code: i32) -> ExecFailure {
-    ExecFailure { message: format!("exec: {arg0:?}: {reason}"), exit_code }
+    ExecFailure {
+        message: format!("exec: {arg0:?}: {reason}"),
+        exit_code,
+    }
 }
 
 /// Go's error text for an errno: strerror, first letter lower-cased.
@@ -32,8 +35,16 @@ fn check_executable(root: &Path, path: &Path, arg0: &str) -> Result<(), ExecFail
         Ok(metadata) => metadata,
         Err(err) => {
             let errno = nix::Error::from_raw(err.raw_os_error().unwrap_or(libc::ENOENT));
-            let code = if errno == nix::Error::EACCES { CANNOT_INVOKE } else { NOT_FOUND };
-            return Err(failure(arg0, &format!("stat {}: {}", path.display(), go_errno_text(errno)), code));
+            let code = if errno == nix::Error::EACCES {
+                CANNOT_INVOKE
+            } else {
+                NOT_FOUND
+            };
+            return Err(failure(
+                arg0,
+                &format!("stat {}: {}", path.display(), go_errno_text(errno)),
+                code,
+            ));
         }
     };
     if metadata.is_dir() {
@@ -60,11 +71,20 @@ pub(crate) fn lookup(root: &Path, arg0: &str, path_var: &str) -> Result<PathBuf,
             return Ok(candidate);
         }
     }
-    Err(failure(arg0, "executable file not found in $PATH", NOT_FOUND))
+    Err(failure(
+        arg0,
+        "executable file not found in $PATH",
+        NOT_FOUND,
+    ))
 }
 
 /// Looks up and execs; returns only on failure.
-pub(crate) fn execute(arg0: &str, argv: &[CString], env: &[CString], path_var: &str) -> ExecFailure {
+pub(crate) fn execute(
+    arg0: &str,
+    argv: &[CString],
+    env: &[CString],
+    path_var: &str,
+) -> ExecFailure {
     let path = match lookup(Path::new("/"), arg0, path_var) {
         Ok(path) => path,
         Err(failure) => return failure,
@@ -76,7 +96,11 @@ pub(crate) fn execute(arg0: &str, argv: &[CString], env: &[CString], path_var: &
         Err(errno) => errno,
         Ok(never) => match never {},
     };
-    let code = if errno == nix::Error::ENOENT { NOT_FOUND } else { CANNOT_INVOKE };
+    let code = if errno == nix::Error::ENOENT {
+        NOT_FOUND
+    } else {
+        CANNOT_INVOKE
+    };
     failure(arg0, &go_errno_text(errno), code)
 }
 
@@ -93,7 +117,11 @@ mod tests {
         fs::create_dir_all(root.path().join("etc")).expect("mkdir");
         fs::create_dir_all(root.path().join("tmp")).expect("mkdir");
         fs::write(root.path().join("bin/sh"), "").expect("write");
-        fs::set_permissions(root.path().join("bin/sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::set_permissions(
+            root.path().join("bin/sh"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
         fs::write(root.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").expect("write");
         root
     }
@@ -101,22 +129,43 @@ mod tests {
     #[test]
     fn finds_programs_on_path() {
         let root = rootfs();
-        assert_eq!(lookup(root.path(), "sh", "/usr/bin:/bin").expect("found"), Path::new("/bin/sh"));
-        assert_eq!(lookup(root.path(), "/bin/sh", "").expect("found"), Path::new("/bin/sh"));
+        assert_eq!(
+            lookup(root.path(), "sh", "/usr/bin:/bin").expect("found"),
+            Path::new("/bin/sh")
+        );
+        assert_eq!(
+            lookup(root.path(), "/bin/sh", "").expect("found"),
+            Path::new("/bin/sh")
+        );
     }
 
     #[test]
     fn docker_messages_and_codes() {
         let root = rootfs();
         let cases = [
-            ("nosuch", "exec: \"nosuch\": executable file not found in $PATH", 127),
-            ("/etc/passwd", "exec: \"/etc/passwd\": permission denied", 126),
+            (
+                "nosuch",
+                "exec: \"nosuch\": executable file not found in $PATH",
+                127,
+            ),
+            (
+                "/etc/passwd",
+                "exec: \"/etc/passwd\": permission denied",
+                126,
+            ),
             ("/tmp", "exec: \"/tmp\": is a directory", 126),
-            ("/nonexistent", "exec: \"/nonexistent\": stat /nonexistent: no such file or directory", 127),
+            (
+                "/nonexistent",
+                "exec: \"/nonexistent\": stat /nonexistent: no such file or directory",
+                127,
+            ),
         ];
         for (arg0, message, code) in cases {
             let failure = lookup(root.path(), arg0, "/bin").expect_err(arg0);
-            assert_eq!((failure.message.as_str(), failure.exit_code), (message, code));
+            assert_eq!(
+                (failure.message.as_str(), failure.exit_code),
+                (message, code)
+            );
         }
     }
 
@@ -126,6 +175,9 @@ mod tests {
         fs::create_dir_all(root.path().join("a/sh")).expect("mkdir");
         fs::create_dir_all(root.path().join("b")).expect("mkdir");
         fs::write(root.path().join("b/sh"), "").expect("write");
-        assert_eq!(lookup(root.path(), "sh", "/a:/b:/bin").expect("found"), Path::new("/bin/sh"));
+        assert_eq!(
+            lookup(root.path(), "sh", "/a:/b:/bin").expect("found"),
+            Path::new("/bin/sh")
+        );
     }
 }

@@ -53,7 +53,10 @@ impl std::fmt::Debug for ProcessPlan {
 }
 
 fn cstring(field: &'static str, value: &str) -> Result<CString, RuntimeError> {
-    CString::new(value).map_err(|_| RuntimeError::InvalidSpec { field, reason: format!("{value:?} contains a NUL byte") })
+    CString::new(value).map_err(|_| RuntimeError::InvalidSpec {
+        field,
+        reason: format!("{value:?} contains a NUL byte"),
+    })
 }
 
 fn resource(typ: PosixRlimitType) -> Result<Resource, RuntimeError> {
@@ -86,11 +89,20 @@ impl ProcessPlan {
     ) -> Result<Self, RuntimeError> {
         let args = process.args().as_deref().unwrap_or_default();
         let Some(arg0) = args.first() else {
-            return Err(RuntimeError::InvalidSpec { field: "process.args", reason: "no command given".to_owned() });
+            return Err(RuntimeError::InvalidSpec {
+                field: "process.args",
+                reason: "no command given".to_owned(),
+            });
         };
-        let argv = args.iter().map(|a| cstring("process.args", a)).collect::<Result<_, _>>()?;
+        let argv = args
+            .iter()
+            .map(|a| cstring("process.args", a))
+            .collect::<Result<_, _>>()?;
         let env_list = process.env().as_deref().unwrap_or_default();
-        let env = env_list.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?;
+        let env = env_list
+            .iter()
+            .map(|e| cstring("process.env", e))
+            .collect::<Result<_, _>>()?;
         let path_var = env_list
             .iter()
             .rev()
@@ -106,7 +118,10 @@ impl ProcessPlan {
             .collect::<Result<_, RuntimeError>>()?;
         let cwd = process.cwd();
         if !cwd.is_absolute() {
-            return Err(RuntimeError::InvalidSpec { field: "process.cwd", reason: format!("{} is not absolute", cwd.display()) });
+            return Err(RuntimeError::InvalidSpec {
+                field: "process.cwd",
+                reason: format!("{} is not absolute", cwd.display()),
+            });
         }
         Ok(ProcessPlan {
             arg0: arg0.clone(),
@@ -116,19 +131,31 @@ impl ProcessPlan {
             cwd: cwd.clone(),
             uid: Uid::from_raw(user.uid()),
             gid: Gid::from_raw(user.gid()),
-            additional_gids: user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect(),
+            additional_gids: user
+                .additional_gids()
+                .iter()
+                .flatten()
+                .map(|g| Gid::from_raw(*g))
+                .collect(),
             umask: user.umask(),
             rlimits,
             oom_score_adj: process.oom_score_adj(),
             no_new_privileges: process.no_new_privileges().unwrap_or(false),
-            capabilities: process.capabilities().as_ref().map(CapabilityPlan::new).transpose()?,
-            seccomp: seccomp.map(|profile| crate::seccomp::compile(profile, seccomp_cache)).transpose()?,
+            capabilities: process
+                .capabilities()
+                .as_ref()
+                .map(CapabilityPlan::new)
+                .transpose()?,
+            seccomp: seccomp
+                .map(|profile| crate::seccomp::compile(profile, seccomp_cache))
+                .transpose()?,
         })
     }
 
     fn load_seccomp(&self) -> Result<(), Failure> {
         if let Some(program) = &self.seccomp {
-            crate::sys::load_seccomp_program(&program.instructions).map_err(at_io(Step::Seccomp, Path::new("")))?;
+            crate::sys::load_seccomp_program(&program.instructions)
+                .map_err(at_io(Step::Seccomp, Path::new("")))?;
         }
         Ok(())
     }
@@ -180,7 +207,12 @@ impl ProcessPlan {
         }
         crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, user))?;
         gate()?;
-        Ok(exec::execute(&self.arg0, &self.argv, &self.env, &self.path_var))
+        Ok(exec::execute(
+            &self.arg0,
+            &self.argv,
+            &self.env,
+            &self.path_var,
+        ))
     }
 }
 
@@ -189,7 +221,10 @@ mod tests {
     use super::*;
 
     fn process(args: &[&str], env: &[&str]) -> Process {
-        let mut process = crate::spec::base_spec_for(false).process().clone().expect("process");
+        let mut process = crate::spec::base_spec_for(false)
+            .process()
+            .clone()
+            .expect("process");
         process.set_args(Some(args.iter().map(|a| (*a).to_owned()).collect()));
         process.set_env(Some(env.iter().map(|e| (*e).to_owned()).collect()));
         process
@@ -197,7 +232,12 @@ mod tests {
 
     #[test]
     fn plan_takes_path_from_env() {
-        let plan = ProcessPlan::new(&process(&["sh", "-c", "true"], &["PATH=/bin", "A=1"]), None, None).expect("plan");
+        let plan = ProcessPlan::new(
+            &process(&["sh", "-c", "true"], &["PATH=/bin", "A=1"]),
+            None,
+            None,
+        )
+        .expect("plan");
         assert_eq!(plan.path_var, "/bin");
         assert_eq!(plan.argv.len(), 3);
         let plan = ProcessPlan::new(&process(&["sh"], &[]), None, None).expect("plan");
@@ -206,10 +246,19 @@ mod tests {
 
     #[test]
     fn empty_args_and_nul_bytes_are_invalid() {
-        assert!(matches!(ProcessPlan::new(&process(&[], &[]), None, None), Err(RuntimeError::InvalidSpec { field: "process.args", .. })));
+        assert!(matches!(
+            ProcessPlan::new(&process(&[], &[]), None, None),
+            Err(RuntimeError::InvalidSpec {
+                field: "process.args",
+                ..
+            })
+        ));
         assert!(matches!(
             ProcessPlan::new(&process(&["a\0b"], &[]), None, None),
-            Err(RuntimeError::InvalidSpec { field: "process.args", .. })
+            Err(RuntimeError::InvalidSpec {
+                field: "process.args",
+                ..
+            })
         ));
     }
 

@@ -5,13 +5,13 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use nix::mount::{MsFlags, mount};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
+use crate::Step;
 use crate::rootfs::path::secure_join;
 use crate::sync::{Failure, at, at_io};
-use crate::Step;
 
 /// A device node to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,18 +48,30 @@ impl DevicePlan {
 /// Creates `device` under `rootfs`. Where mknod is denied (user namespaces), bind-mounts the
 /// host's node instead, as runc does. An existing node (a bind-mounted /dev) is kept.
 pub(crate) fn create_device(rootfs: &Path, device: &DevicePlan) -> Result<(), Failure> {
-    let target = secure_join(rootfs, &device.path).map_err(at_io(Step::CreateDevice, &device.path))?;
+    let target =
+        secure_join(rootfs, &device.path).map_err(at_io(Step::CreateDevice, &device.path))?;
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent).map_err(at_io(Step::CreateDevice, parent))?;
     }
     let dev = makedev(device.major, device.minor);
-    match mknod(&target, device.kind, Mode::from_bits_truncate(device.mode & 0o7777), dev) {
+    match mknod(
+        &target,
+        device.kind,
+        Mode::from_bits_truncate(device.mode & 0o7777),
+        dev,
+    ) {
         Ok(()) => {}
         Err(nix::Error::EEXIST) => return Ok(()),
         Err(nix::Error::EPERM) => {
             fs::File::create(&target).map_err(at_io(Step::CreateDevice, &target))?;
-            return mount(Some(device.path.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(at(Step::CreateDevice, &target));
+            return mount(
+                Some(device.path.as_path()),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(at(Step::CreateDevice, &target));
         }
         Err(errno) => return Err(Failure::new(Step::CreateDevice, &target, errno)),
     }
@@ -102,11 +114,23 @@ pub(crate) fn create_dev_symlinks(rootfs: &Path) -> Result<(), Failure> {
 /// /dev/console, so the container's console is its terminal.
 pub(crate) fn bind_console(rootfs: &Path, pty_path: &Path) -> Result<(), Failure> {
     let console = rootfs.join("dev/console");
-    match fs::OpenOptions::new().write(true).create(true).truncate(false).open(&console) {
+    match fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&console)
+    {
         Ok(_) => {}
         Err(err) => return Err(Failure::io(Step::Console, &console, &err)),
     }
-    mount(Some(pty_path), &console, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(at(Step::Console, &console))
+    mount(
+        Some(pty_path),
+        &console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(at(Step::Console, &console))
 }
 
 #[cfg(test)]
@@ -116,10 +140,22 @@ mod tests {
     #[test]
     fn device_plans_default_mode_and_owner() {
         let spec = crate::spec::base_spec_for(false);
-        let devices: Vec<DevicePlan> =
-            spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default().iter().map(DevicePlan::new).collect();
-        let null = devices.iter().find(|d| d.path == Path::new("/dev/null")).expect("null");
-        assert_eq!((null.kind, null.major, null.minor, null.mode), (SFlag::S_IFCHR, 1, 3, 0o666));
+        let devices: Vec<DevicePlan> = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(DevicePlan::new)
+            .collect();
+        let null = devices
+            .iter()
+            .find(|d| d.path == Path::new("/dev/null"))
+            .expect("null");
+        assert_eq!(
+            (null.kind, null.major, null.minor, null.mode),
+            (SFlag::S_IFCHR, 1, 3, 0o666)
+        );
     }
 
     #[test]
@@ -128,7 +164,13 @@ mod tests {
         fs::create_dir(root.path().join("dev")).expect("mkdir");
         create_dev_symlinks(root.path()).expect("first");
         create_dev_symlinks(root.path()).expect("second is a no-op");
-        assert_eq!(fs::read_link(root.path().join("dev/ptmx")).expect("link"), Path::new("pts/ptmx"));
-        assert_eq!(fs::read_link(root.path().join("dev/stderr")).expect("link"), Path::new("/proc/self/fd/2"));
+        assert_eq!(
+            fs::read_link(root.path().join("dev/ptmx")).expect("link"),
+            Path::new("pts/ptmx")
+        );
+        assert_eq!(
+            fs::read_link(root.path().join("dev/stderr")).expect("link"),
+            Path::new("/proc/self/fd/2")
+        );
     }
 }

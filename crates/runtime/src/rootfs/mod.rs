@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 
 use crate::OverlayMount;
-use crate::sync::{Failure, at};
 use crate::Step;
+use crate::sync::{Failure, at};
 use devices::DevicePlan;
 use mount::{CgroupHost, MountPlan};
 
@@ -44,10 +44,17 @@ impl RootfsPlan {
     /// Steps 1–5. `console` is the host path of the terminal to show as /dev/console.
     pub(crate) fn prepare(&self, console: Option<&Path>) -> Result<(), Failure> {
         let root = Path::new("/");
-        nix::mount::mount(None::<&str>, root, None::<&str>, self.root_propagation, None::<&str>)
-            .map_err(at(Step::MountPropagation, root))?;
+        nix::mount::mount(
+            None::<&str>,
+            root,
+            None::<&str>,
+            self.root_propagation,
+            None::<&str>,
+        )
+        .map_err(at(Step::MountPropagation, root))?;
         if !self.rootfs.exists() {
-            std::fs::create_dir_all(&self.rootfs).map_err(|e| Failure::io(Step::MountOverlay, &self.rootfs, &e))?;
+            std::fs::create_dir_all(&self.rootfs)
+                .map_err(|e| Failure::io(Step::MountOverlay, &self.rootfs, &e))?;
         }
         match &self.overlay {
             Some(overlay) => mount::mount_overlay(overlay, &self.rootfs)?,

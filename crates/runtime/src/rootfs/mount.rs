@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MsFlags, mount};
 
 use crate::OverlayMount;
+use crate::Step;
 use crate::rootfs::path::secure_join;
 use crate::sync::{Failure, at, at_io};
-use crate::Step;
 
 /// overlayfs options longer than this risk the one-page limit of mount(2)'s data argument.
 const MAX_MOUNT_DATA: usize = 3000;
@@ -30,7 +30,12 @@ pub(crate) struct MountOptions {
 
 /// Parses mount options the way runc does (unknown words are filesystem data).
 pub(crate) fn parse_options(options: &[String]) -> MountOptions {
-    let mut parsed = MountOptions { flags: MsFlags::empty(), propagation: Vec::new(), data: String::new(), bind: false };
+    let mut parsed = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        data: String::new(),
+        bind: false,
+    };
     let mut data: Vec<&str> = Vec::new();
     for option in options {
         let (set, clear) = match option.as_str() {
@@ -67,7 +72,9 @@ pub(crate) fn parse_options(options: &[String]) -> MountOptions {
             }
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
             | "runbindable" => {
-                parsed.propagation.push(propagation(option).expect("listed above"));
+                parsed
+                    .propagation
+                    .push(propagation(option).expect("listed above"));
                 continue;
             }
             other => {
@@ -124,20 +131,31 @@ impl MountPlan {
         let fstype = entry.typ().clone().unwrap_or_default();
         let source = entry.source().clone().unwrap_or_default();
         let kind = if options.bind || fstype == "bind" {
-            MountKind::Bind { source: bundle.join(source) }
+            MountKind::Bind {
+                source: bundle.join(source),
+            }
         } else if fstype == "cgroup" || fstype == "cgroup2" {
             MountKind::Cgroup
         } else {
-            MountKind::Filesystem { fstype, source: source.to_string_lossy().into_owned() }
+            MountKind::Filesystem {
+                fstype,
+                source: source.to_string_lossy().into_owned(),
+            }
         };
-        MountPlan { destination: entry.destination().clone(), kind, options }
+        MountPlan {
+            destination: entry.destination().clone(),
+            kind,
+            options,
+        }
     }
 }
 
 /// overlayfs' data argument, with paths relative to `base` when given.
 pub(crate) fn overlay_data(overlay: &OverlayMount, base: Option<&Path>) -> String {
     let show = |path: &Path| {
-        let shown = base.and_then(|base| path.strip_prefix(base).ok()).unwrap_or(path);
+        let shown = base
+            .and_then(|base| path.strip_prefix(base).ok())
+            .unwrap_or(path);
         // overlayfs splits lowerdir on ':' and options on ','; a backslash escapes both.
         let mut escaped = String::new();
         for c in shown.to_string_lossy().chars() {
@@ -159,7 +177,10 @@ pub(crate) fn overlay_data(overlay: &OverlayMount, base: Option<&Path>) -> Strin
 
 /// The deepest directory containing every layer dir, upper and work dir.
 fn common_parent(overlay: &OverlayMount) -> Option<PathBuf> {
-    let mut dirs = overlay.lowerdirs.iter().chain([&overlay.upperdir, &overlay.workdir]);
+    let mut dirs = overlay
+        .lowerdirs
+        .iter()
+        .chain([&overlay.upperdir, &overlay.workdir]);
     let mut common = dirs.next()?.parent()?.to_owned();
     for dir in dirs {
         while !dir.starts_with(&common) {
@@ -182,8 +203,14 @@ pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(),
     if data.len() > MAX_MOUNT_DATA {
         return Err(Failure::new(Step::MountOverlay, target, nix::Error::E2BIG));
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(at(Step::MountOverlay, target))
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(at(Step::MountOverlay, target))
 }
 
 /// Creates `path` as a directory, or as an empty file when `file`, with missing parents.
@@ -192,7 +219,12 @@ fn create_target(path: &Path, file: bool) -> Result<(), Failure> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(at_io(Step::CreateMountTarget, parent))?;
         }
-        match fs::OpenOptions::new().write(true).create(true).truncate(false).open(path) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+        {
             Ok(_) => Ok(()),
             // A directory (or anything) already there: let mount(2) decide.
             Err(err) if err.raw_os_error() == Some(libc::EISDIR) => Ok(()),
@@ -213,21 +245,40 @@ pub(crate) struct CgroupHost {
 }
 
 /// Mounts one `spec.mounts` entry under `rootfs`.
-pub(crate) fn mount_entry(rootfs: &Path, plan: &MountPlan, cgroup: &CgroupHost) -> Result<(), Failure> {
-    let dest = secure_join(rootfs, &plan.destination).map_err(at_io(Step::CreateMountTarget, &plan.destination))?;
+pub(crate) fn mount_entry(
+    rootfs: &Path,
+    plan: &MountPlan,
+    cgroup: &CgroupHost,
+) -> Result<(), Failure> {
+    let dest = secure_join(rootfs, &plan.destination)
+        .map_err(at_io(Step::CreateMountTarget, &plan.destination))?;
     let options = &plan.options;
     match &plan.kind {
         MountKind::Bind { source } => {
-            let is_file = fs::metadata(source).map(|m| !m.is_dir()).map_err(at_io(Step::Mount, source))?;
+            let is_file = fs::metadata(source)
+                .map(|m| !m.is_dir())
+                .map_err(at_io(Step::Mount, source))?;
             create_target(&dest, is_file)?;
             let bind_flags = options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-            mount(Some(source.as_path()), &dest, None::<&str>, bind_flags, None::<&str>)
-                .map_err(at(Step::Mount, &dest))?;
+            mount(
+                Some(source.as_path()),
+                &dest,
+                None::<&str>,
+                bind_flags,
+                None::<&str>,
+            )
+            .map_err(at(Step::Mount, &dest))?;
             // A bind mount ignores every other flag; they take a remount.
             let extra = options.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
-                mount(None::<&str>, &dest, None::<&str>, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
-                    .map_err(at(Step::RemountBind, &dest))?;
+                mount(
+                    None::<&str>,
+                    &dest,
+                    None::<&str>,
+                    extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                    None::<&str>,
+                )
+                .map_err(at(Step::RemountBind, &dest))?;
             }
         }
         MountKind::Cgroup => {
@@ -237,12 +288,19 @@ pub(crate) fn mount_entry(rootfs: &Path, plan: &MountPlan, cgroup: &CgroupHost) 
         MountKind::Filesystem { fstype, source } => {
             create_target(&dest, false)?;
             let data = (!options.data.is_empty()).then_some(options.data.as_str());
-            mount(Some(source.as_str()), &dest, Some(fstype.as_str()), options.flags, data)
-                .map_err(at(Step::Mount, &dest))?;
+            mount(
+                Some(source.as_str()),
+                &dest,
+                Some(fstype.as_str()),
+                options.flags,
+                data,
+            )
+            .map_err(at(Step::Mount, &dest))?;
         }
     }
     for flags in &options.propagation {
-        mount(None::<&str>, &dest, None::<&str>, *flags, None::<&str>).map_err(at(Step::MountPropagation, &dest))?;
+        mount(None::<&str>, &dest, None::<&str>, *flags, None::<&str>)
+            .map_err(at(Step::MountPropagation, &dest))?;
     }
     Ok(())
 }
@@ -270,37 +328,68 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Fa
     let readonly = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let cgroup2 = crate::spec::is_cgroup2_root(&host.root);
     if cgroup2 && host.namespaced {
-        return mount(Some("cgroup2"), dest, Some("cgroup2"), flags | MsFlags::MS_RDONLY, None::<&str>)
-            .map_err(at(Step::Mount, dest));
+        return mount(
+            Some("cgroup2"),
+            dest,
+            Some("cgroup2"),
+            flags | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(at(Step::Mount, dest));
     }
     let own = own_cgroups().map_err(at_io(Step::Mount, Path::new("/proc/self/cgroup")))?;
     let bind_ro = |source: &Path, target: &Path| -> Result<(), Failure> {
-        mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(at(Step::Mount, target))?;
-        mount(None::<&str>, target, None::<&str>, readonly | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
-            .map_err(at(Step::RemountBind, target))
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(at(Step::Mount, target))?;
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            readonly | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+            None::<&str>,
+        )
+        .map_err(at(Step::RemountBind, target))
     };
     if cgroup2 {
-        let path = own.iter().find(|(controllers, _)| controllers.is_empty()).map(|(_, p)| p.as_str()).unwrap_or("/");
+        let path = own
+            .iter()
+            .find(|(controllers, _)| controllers.is_empty())
+            .map(|(_, p)| p.as_str())
+            .unwrap_or("/");
         return bind_ro(&host.root.join(path.trim_start_matches('/')), dest);
     }
-    mount(Some("tmpfs"), dest, Some("tmpfs"), flags, Some("mode=755")).map_err(at(Step::Mount, dest))?;
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(at_io(Step::Mount, Path::new("/proc/self/mountinfo")))?;
+    mount(Some("tmpfs"), dest, Some("tmpfs"), flags, Some("mode=755"))
+        .map_err(at(Step::Mount, dest))?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(at_io(Step::Mount, Path::new("/proc/self/mountinfo")))?;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
         let (Some(mount_point), Some(fstype), Some(super_options)) =
             (fields.get(4), fields.get(sep + 1), fields.get(sep + 3))
         else {
             continue;
         };
         let mount_point = Path::new(mount_point);
-        let Ok(name) = mount_point.strip_prefix(&host.root) else { continue };
+        let Ok(name) = mount_point.strip_prefix(&host.root) else {
+            continue;
+        };
         if name.as_os_str().is_empty() || name.components().count() != 1 {
             continue;
         }
         let subpath = match *fstype {
-            "cgroup2" => own.iter().find(|(c, _)| c.is_empty()).map(|(_, p)| p.clone()),
+            "cgroup2" => own
+                .iter()
+                .find(|(c, _)| c.is_empty())
+                .map(|(_, p)| p.clone()),
             "cgroup" => {
                 let opts: Vec<&str> = super_options.split(',').collect();
                 own.iter()
@@ -328,8 +417,14 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Fa
             }
         }
     }
-    mount(None::<&str>, dest, None::<&str>, flags | readonly | MsFlags::MS_REMOUNT, Some("mode=755"))
-        .map_err(at(Step::RemountBind, dest))
+    mount(
+        None::<&str>,
+        dest,
+        None::<&str>,
+        flags | readonly | MsFlags::MS_REMOUNT,
+        Some("mode=755"),
+    )
+    .map_err(at(Step::RemountBind, dest))
 }
 
 /// Hides `path` (after pivot_root): /dev/null over files, an empty read-only tmpfs over
@@ -341,29 +436,53 @@ pub(crate) fn mask_path(path: &Path) -> Result<(), Failure> {
         Err(err) => return Err(Failure::io(Step::MaskPath, path, &err)),
     };
     let result = if metadata.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     result.map_err(at(Step::MaskPath, path))
 }
 
 /// Makes `path` read-only (after pivot_root); missing paths are fine.
 pub(crate) fn readonly_path(path: &Path) -> Result<(), Failure> {
-    match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+    match mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
         Ok(()) => {}
         Err(nix::Error::ENOENT) => return Ok(()),
         Err(errno) => return Err(Failure::new(Step::ReadonlyPath, path, errno)),
     }
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(at(Step::ReadonlyPath, path))
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .map_err(at(Step::ReadonlyPath, path))
 }
 
 /// Remounts the container's `/` read-only (after pivot_root).
 pub(crate) fn readonly_root() -> Result<(), Failure> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(at(Step::ReadonlyRoot, Path::new("/")))
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .map_err(at(Step::ReadonlyRoot, Path::new("/")))
 }
 
 #[cfg(test)]
@@ -387,14 +506,24 @@ mod tests {
         let parsed = parse_options(&opts(&["rbind", "ro", "rprivate", "rw"]));
         assert!(parsed.bind);
         assert_eq!(parsed.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
-        assert_eq!(parsed.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        assert_eq!(
+            parsed.propagation,
+            vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]
+        );
     }
 
     #[test]
     fn mount_plans_classify_entries() {
         let spec = crate::spec::base_spec_for(false);
-        let plans: Vec<MountPlan> = spec.mounts().iter().flatten().map(|m| MountPlan::new(m, Path::new("/b"))).collect();
-        assert!(matches!(plans[0].kind, MountKind::Filesystem { ref fstype, .. } if fstype == "proc"));
+        let plans: Vec<MountPlan> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| MountPlan::new(m, Path::new("/b")))
+            .collect();
+        assert!(
+            matches!(plans[0].kind, MountKind::Filesystem { ref fstype, .. } if fstype == "proc")
+        );
         assert_eq!(plans[4].kind, MountKind::Cgroup);
         let mut bind = oci_spec::runtime::Mount::default();
         bind.set_destination("/etc/hosts".into());
@@ -402,7 +531,12 @@ mod tests {
         bind.set_source(Some("hosts".into()));
         bind.set_options(Some(opts(&["rbind", "ro"])));
         let plan = MountPlan::new(&bind, Path::new("/b"));
-        assert_eq!(plan.kind, MountKind::Bind { source: "/b/hosts".into() });
+        assert_eq!(
+            plan.kind,
+            MountKind::Bind {
+                source: "/b/hosts".into()
+            }
+        );
         assert!(plan.options.flags.contains(MsFlags::MS_RDONLY));
     }
 
@@ -413,7 +547,10 @@ mod tests {
             upperdir: "/c/up".into(),
             workdir: "/c/work".into(),
         };
-        assert_eq!(overlay_data(&overlay, None), "lowerdir=/l/2:/l/1,upperdir=/c/up,workdir=/c/work");
+        assert_eq!(
+            overlay_data(&overlay, None),
+            "lowerdir=/l/2:/l/1,upperdir=/c/up,workdir=/c/work"
+        );
     }
 
     #[test]
@@ -434,7 +571,14 @@ mod tests {
 
     #[test]
     fn overlay_escapes_separators() {
-        let overlay = OverlayMount { lowerdirs: vec!["/a:b".into()], upperdir: "/u,v".into(), workdir: "/w".into() };
-        assert_eq!(overlay_data(&overlay, None), "lowerdir=/a\\:b,upperdir=/u\\,v,workdir=/w");
+        let overlay = OverlayMount {
+            lowerdirs: vec!["/a:b".into()],
+            upperdir: "/u,v".into(),
+            workdir: "/w".into(),
+        };
+        assert_eq!(
+            overlay_data(&overlay, None),
+            "lowerdir=/a\\:b,upperdir=/u\\,v,workdir=/w"
+        );
     }
 }

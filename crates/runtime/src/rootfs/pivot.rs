@@ -8,15 +8,21 @@ use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use crate::sync::{Failure, at};
 use crate::Step;
+use crate::sync::{Failure, at};
 
 pub(crate) fn pivot_root(rootfs: &Path) -> Result<(), Failure> {
     nix::unistd::chdir(rootfs).map_err(at(Step::PivotRoot, rootfs))?;
     nix::unistd::pivot_root(".", ".").map_err(at(Step::PivotRoot, rootfs))?;
     // Unmounting must not propagate to the host's mounts.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(at(Step::PivotRoot, Path::new("/")))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(at(Step::PivotRoot, Path::new("/")))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(at(Step::PivotRoot, Path::new("/")))?;
     nix::unistd::chdir("/").map_err(at(Step::PivotRoot, Path::new("/")))
 }

@@ -1,0 +1,344 @@
+//! Output formatting as docker does it: Go templates (with docker's extra functions), `table`
+//! templates aligned like Go's tabwriter, human sizes and durations.
+use std::sync::Arc;
+
+use gotmpl::{MissingKey, Template, Value};
+
+use crate::CliError;
+
+/// Converts template data back to JSON (for the `json` function).
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Nil | Value::Function(_) => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::json!(i),
+        Value::Uint(u) => serde_json::json!(u),
+        Value::Float(f) => serde_json::json!(f),
+        Value::String(s) => serde_json::Value::String(s.to_string()),
+        Value::List(l) => serde_json::Value::Array(l.iter().map(to_json).collect()),
+        Value::Map(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+        }
+        #[allow(unreachable_patterns)]
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        Value::Nil => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn s(v: impl Into<String>) -> Value {
+    Value::String(Arc::from(v.into()))
+}
+
+/// Compiles a docker-style template.
+pub fn template(src: &str) -> Result<Template, CliError> {
+    Template::new("")
+        .missing_key(MissingKey::Error)
+        .func("json", |a| {
+            Ok(s(a
+                .first()
+                .map(|v| to_json(v).to_string())
+                .unwrap_or_default()))
+        })
+        .func("join", |a| {
+            let sep = a.get(1).map(text).unwrap_or_default();
+            let items: Vec<String> = match a.first() {
+                Some(Value::List(l)) => l.iter().map(text).collect(),
+                Some(v) => vec![text(v)],
+                None => vec![],
+            };
+            Ok(s(items.join(&sep)))
+        })
+        .func("split", |a| {
+            let (t, sep) = (
+                a.first().map(text).unwrap_or_default(),
+                a.get(1).map(text).unwrap_or_default(),
+            );
+            Ok(Value::List(
+                t.split(sep.as_str())
+                    .map(|p| s(p))
+                    .collect::<Vec<_>>()
+                    .into(),
+            ))
+        })
+        .func("upper", |a| {
+            Ok(s(a.first().map(text).unwrap_or_default().to_uppercase()))
+        })
+        .func("lower", |a| {
+            Ok(s(a.first().map(text).unwrap_or_default().to_lowercase()))
+        })
+        .func("title", |a| {
+            let t = a.first().map(text).unwrap_or_default();
+            let mut c = t.chars();
+            Ok(s(c
+                .next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()))
+        })
+        .func("truncate", |a| {
+            let t = a.first().map(text).unwrap_or_default();
+            let n = match a.get(1) {
+                Some(Value::Int(i)) => *i as usize,
+                Some(Value::Uint(u)) => *u as usize,
+                _ => t.len(),
+            };
+            Ok(s(t.chars().take(n).collect::<String>()))
+        })
+        .func("pad", |a| {
+            let t = a.first().map(text).unwrap_or_default();
+            let n = |i: usize| match a.get(i) {
+                Some(Value::Int(v)) => *v as usize,
+                Some(Value::Uint(v)) => *v as usize,
+                _ => 0,
+            };
+            Ok(s(format!("{}{}{}", " ".repeat(n(1)), t, " ".repeat(n(2)))))
+        })
+        .func("println", |a| {
+            Ok(s(format!(
+                "{}\n",
+                a.iter().map(text).collect::<Vec<_>>().join(" ")
+            )))
+        })
+        .parse(src)
+        .map_err(|e| CliError::msg(format!("template parsing error: {e}")))
+}
+
+/// Renders `tmpl` over JSON data.
+pub fn render(tmpl: &Template, data: &serde_json::Value) -> Result<String, CliError> {
+    let v = gotmpl::ser::to_value(data).map_err(|e| CliError::msg(format!("template: {e}")))?;
+    tmpl.execute_to_string(&v)
+        .map_err(|e| CliError::msg(format!("template: {e}")))
+}
+
+/// Prints rows aligned as Go's tabwriter(minwidth 10, padding 3) does for docker's tables.
+pub fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let w = (widths[i] + 3).max(10);
+                line.push_str(c);
+                line.push_str(&" ".repeat(w - c.chars().count()));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    print!("{out}");
+}
+
+/// A `--format` value: docker's `table …`, `json`, or a plain template.
+pub enum Format {
+    /// The command's default table.
+    Default,
+    /// `table {{…}}\t{{…}}`: a header row from field names, then rows.
+    Table(Template, Vec<String>),
+    /// `json`: one JSON object per line.
+    Json,
+    /// A plain template per item.
+    Plain(Template),
+}
+
+/// Parses `--format`; `headers` maps template field names to docker's column titles.
+pub fn parse_format(f: Option<&str>, headers: &dyn Fn(&str) -> String) -> Result<Format, CliError> {
+    match f {
+        None | Some("") | Some("table") => Ok(Format::Default),
+        Some("json") | Some("{{json .}}") => Ok(Format::Json),
+        Some(t) if t.starts_with("table ") => {
+            let body = t["table ".len()..].replace("\\t", "\t");
+            let heads = body
+                .split('\t')
+                .map(|cell| {
+                    let name = cell
+                        .trim()
+                        .trim_start_matches("{{")
+                        .trim_end_matches("}}")
+                        .trim()
+                        .trim_start_matches('.')
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    headers(&name)
+                })
+                .collect();
+            Ok(Format::Table(template(&body)?, heads))
+        }
+        Some(t) => Ok(Format::Plain(template(
+            &t.replace("\\t", "\t").replace("\\n", "\n"),
+        )?)),
+    }
+}
+
+/// Renders items under a parsed format; `default` makes the default table rows.
+pub fn print_items(
+    fmt: &Format,
+    items: &[serde_json::Value],
+    default: &dyn Fn() -> Vec<Vec<String>>,
+) -> Result<(), CliError> {
+    match fmt {
+        Format::Default => print_table(&default()),
+        Format::Json => {
+            for i in items {
+                println!("{i}");
+            }
+        }
+        Format::Table(t, heads) => {
+            let mut rows = vec![heads.clone()];
+            for i in items {
+                rows.push(render(t, i)?.split('\t').map(String::from).collect());
+            }
+            print_table(&rows);
+        }
+        Format::Plain(t) => {
+            let mut out = String::new();
+            for i in items {
+                out.push_str(&render(t, i)?);
+                out.push('\n');
+            }
+            print!("{out}");
+        }
+    }
+    Ok(())
+}
+
+/// docker's HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits (`1.98MB`).
+pub fn human_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", significant(v, 3), UNITS[i])
+}
+
+/// go-units BytesSize: binary units (`572KiB`, `23.54GiB`).
+pub fn bytes_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", significant(v, 4), UNITS[i])
+}
+
+/// Go's `%.<n>g` for the magnitudes sizes have.
+fn significant(v: f64, n: i32) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (n - digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// go-units HumanDuration.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h) = (s / 60, s / 3600);
+    if s < 1 {
+        "Less than a second".into()
+    } else if s == 1 {
+        "1 second".into()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if m == 1 {
+        "About a minute".into()
+    } else if m < 60 {
+        format!("{m} minutes")
+    } else if h == 1 {
+        "About an hour".into()
+    } else if h < 48 {
+        format!("{h} hours")
+    } else if h < 24 * 7 * 2 {
+        format!("{} days", h / 24)
+    } else if h < 24 * 30 * 2 {
+        format!("{} weeks", h / 24 / 7)
+    } else if h < 24 * 365 * 2 {
+        format!("{} months", h / 24 / 30)
+    } else {
+        format!("{} years", h / 24 / 365)
+    }
+}
+
+/// "5 minutes ago" from a Unix time.
+pub fn ago(unix: i64) -> String {
+    format!(
+        "{} ago",
+        human_duration(chrono::Utc::now().timestamp() - unix)
+    )
+}
+
+/// Docker's display of a 64-hex id: 12 chars unless --no-trunc.
+pub fn short_id(id: &str, no_trunc: bool) -> String {
+    let id = id
+        .strip_prefix("sha256:")
+        .filter(|_| !no_trunc)
+        .unwrap_or(id);
+    if no_trunc {
+        id.to_string()
+    } else {
+        id.chars().take(12).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_match_go_units() {
+        assert_eq!(human_size(1_980_000.0), "1.98MB");
+        assert_eq!(human_size(999.0), "999B");
+        assert_eq!(human_size(1234567890.0), "1.23GB");
+        assert_eq!(human_size(1_983_000.0), "1.98MB");
+        assert_eq!(bytes_size(572.0 * 1024.0), "572KiB");
+        assert_eq!(bytes_size(64.0 * 1024.0 * 1024.0), "64MiB");
+        assert_eq!(bytes_size(0.0), "0B");
+    }
+
+    #[test]
+    fn templates_have_dockers_functions_and_fail_on_unknown_fields() {
+        let d = serde_json::json!({"Id": "abc", "Config": {"Env": ["A=1", "B=2"], "Labels": {"x": "y"}}, "Name": "/n"});
+        let t =
+            template("{{.Id}} {{join .Config.Env \",\"}} {{json .Config.Labels}} {{upper .Name}}")
+                .unwrap();
+        assert_eq!(render(&t, &d).unwrap(), "abc A=1,B=2 {\"x\":\"y\"} /N");
+        let t = template("{{.Nope}}").unwrap();
+        assert!(render(&t, &d).is_err());
+    }
+
+    #[test]
+    fn table_format_takes_headers_from_fields() {
+        let f = parse_format(Some("table {{.ID}}\\t{{.Names}}"), &|n| n.to_uppercase()).unwrap();
+        match f {
+            Format::Table(_, h) => assert_eq!(h, vec!["ID", "NAMES"]),
+            _ => panic!("not a table"),
+        }
+    }
+}

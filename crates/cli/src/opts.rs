@@ -1,0 +1,699 @@
+//! `run`/`create` flags and their translation into Docker's create body, with docker's parsing
+//! of sizes, CPUs, ulimits, restart policies, env files, ports and mounts.
+use std::collections::HashMap;
+
+use berth_api::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+};
+use clap::Args;
+
+use crate::CliError;
+
+/// The flags `run` and `create` share.
+#[derive(Debug, Args, Default, Clone)]
+pub struct CreateFlags {
+    /// Attach to STDIN, STDOUT or STDERR.
+    #[arg(short = 'a', long = "attach")]
+    pub attach: Vec<String>,
+    /// Keep STDIN open even if not attached.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Container NIS domain name.
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables.
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
+    /// Restart policy to apply when a container exits.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Automatically remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Memory limit.
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap.
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS period.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS quota.
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited).
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Add Linux capabilities.
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security Options.
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Ulimit options.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Connect a container to a network.
+    #[arg(long = "network", visible_alias = "net")]
+    pub network: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address.
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Set meta data on a container.
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels.
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
+    /// Signal to stop the container.
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container.
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<i64>,
+    /// Runtime to use for this container.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Logging driver for the container.
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options.
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// Publish a container's port(s) to the host.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports.
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Bind mount a volume.
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container.
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s).
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Mount a tmpfs directory.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
+    /// Size of /dev/shm.
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Sysctl options.
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Tune host's OOM preferences (-1000 to 1000).
+    #[arg(long = "oom-score-adj")]
+    pub oom_score_adj: Option<i64>,
+    /// IPC mode to use.
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// PID namespace to use.
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// UTS namespace to use.
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Add additional groups to join.
+    #[arg(long = "group-add")]
+    pub group_add: Vec<String>,
+    /// Pull image before running ("always", "missing", "never").
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Set platform if server is multi-platform capable.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress the pull output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The image.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The command and its arguments.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+fn flag_err(value: &str, flag: &str, why: impl std::fmt::Display) -> CliError {
+    CliError::msg(format!(
+        "invalid argument \"{value}\" for \"{flag}\" flag: {why}"
+    ))
+    .with_code(125)
+}
+
+/// docker's RAMInBytes: `512m`, `1g`, `1024` (binary units, case-insensitive, optional `b`).
+pub fn parse_bytes(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| c.is_ascii_alphabetic()))
+        .unwrap_or(&t);
+    let (num, mult): (&str, i64) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('p') => (&t[..t.len() - 1], 1 << 50),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid size: '{s}'"))?;
+    if n < 0.0 {
+        return Err(format!("invalid size: '{s}'"));
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// `--cpus 1.5` → nano CPUs.
+pub fn parse_cpus(s: &str) -> Result<i64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("failed to parse {s} as a rational number"))?;
+    if !(v.is_finite()) || v < 0.0 {
+        return Err(format!("failed to parse {s} as a rational number"));
+    }
+    Ok((v * 1e9).round() as i64)
+}
+
+/// `nofile=1024:2048`.
+pub fn parse_ulimit(s: &str) -> Result<ResourcesUlimits, String> {
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {s}"))?;
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (a, b),
+        None => (vals, vals),
+    };
+    let soft: i64 = soft
+        .parse()
+        .map_err(|_| format!("invalid ulimit soft value: {soft}"))?;
+    let hard: i64 = hard
+        .parse()
+        .map_err(|_| format!("invalid ulimit hard value: {hard}"))?;
+    if soft > hard {
+        return Err(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        ));
+    }
+    Ok(ResourcesUlimits {
+        name: Some(name.to_string()),
+        soft: Some(soft),
+        hard: Some(hard),
+    })
+}
+
+/// `no`, `always`, `unless-stopped`, `on-failure[:N]`.
+pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
+    let (name, count) = match s.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (s, None),
+    };
+    let n = match name {
+        "" | "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => return Err(format!("invalid restart policy '{name}'")),
+    };
+    let max = match count {
+        Some(c) => {
+            if n != RestartPolicyNameEnum::ON_FAILURE {
+                return Err(format!(
+                    "restart count format is not valid, usage: 'on-failure:N' or 'on-failure' ({s})"
+                ));
+            }
+            c.parse::<i64>()
+                .map_err(|_| format!("restart count format is not valid: {c}"))?
+        }
+        None => 0,
+    };
+    Ok(RestartPolicy {
+        name: Some(n),
+        maximum_retry_count: Some(max),
+    })
+}
+
+/// Reads `KEY=value` lines (and bare `KEY`, taken from our environment), skipping comments.
+pub fn read_kv_file(path: &str) -> Result<Vec<String>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::msg(format!("open {path}: {e}")).with_code(125))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        out.push(env_entry(l));
+    }
+    Ok(out)
+}
+
+/// `-e KEY` takes KEY from the local environment, as docker does.
+fn env_entry(e: &str) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        match std::env::var(e) {
+            Ok(v) => format!("{e}={v}"),
+            Err(_) => e.to_string(),
+        }
+    }
+}
+
+/// One `-p` spec → (`80/tcp`, binding).
+pub fn parse_publish(s: &str) -> Result<Vec<(String, PortBinding)>, String> {
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((a, p)) => (a, p),
+        None => (s, "tcp"),
+    };
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto: {proto}"));
+    }
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [c, h] => ("", *h, *c),
+        [c, h, i] => (*i, *h, *c),
+        _ => return Err(format!("invalid port format: {s}")),
+    };
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let range = |r: &str| -> Result<(u16, u16), String> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let a: u16 = a
+            .parse()
+            .map_err(|_| format!("invalid containerPort: {r}"))?;
+        let b: u16 = b
+            .parse()
+            .map_err(|_| format!("invalid containerPort: {r}"))?;
+        Ok((a, b))
+    };
+    let (c0, c1) = range(ctr)?;
+    let hr = if host.is_empty() {
+        None
+    } else {
+        Some(range(host).map_err(|_| format!("invalid hostPort: {host}"))?)
+    };
+    let mut out = Vec::new();
+    for (i, port) in (c0..=c1).enumerate() {
+        let hp = match hr {
+            Some((h0, h1)) if h0 == h1 => h0.to_string(),
+            Some((h0, _)) => (h0 + i as u16).to_string(),
+            None => String::new(),
+        };
+        out.push((
+            format!("{port}/{proto}"),
+            PortBinding {
+                host_ip: Some(ip.to_string()),
+                host_port: Some(hp),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Splits a user's `--entrypoint` like docker: one string, one element.
+fn entrypoint(e: &Option<String>) -> Option<Vec<String>> {
+    e.as_ref().map(|s| {
+        if s.is_empty() {
+            vec![String::new()]
+        } else {
+            vec![s.clone()]
+        }
+    })
+}
+
+/// Builds the create body from the flags.
+pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<String>), CliError> {
+    let mut env = Vec::new();
+    for path in &f.env_file {
+        env.extend(read_kv_file(path)?);
+    }
+    env.extend(f.env.iter().map(|e| env_entry(e)));
+    let mut labels: HashMap<String, String> = HashMap::new();
+    for path in &f.label_file {
+        for l in read_kv_file(path)? {
+            let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
+    }
+    for l in &f.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let memory = f
+        .memory
+        .as_deref()
+        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, "-m, --memory", e)))
+        .transpose()?;
+    let memory_swap = f
+        .memory_swap
+        .as_deref()
+        .map(|m| {
+            if m == "-1" {
+                Ok(-1)
+            } else {
+                parse_bytes(m).map_err(|e| flag_err(m, "--memory-swap", e))
+            }
+        })
+        .transpose()?;
+    let memory_reservation = f
+        .memory_reservation
+        .as_deref()
+        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, "--memory-reservation", e)))
+        .transpose()?;
+    let shm_size = f
+        .shm_size
+        .as_deref()
+        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, "--shm-size", e)))
+        .transpose()?;
+    let nano_cpus = f
+        .cpus
+        .as_deref()
+        .map(|c| parse_cpus(c).map_err(|e| flag_err(c, "--cpus", e)))
+        .transpose()?;
+    let ulimits = f
+        .ulimit
+        .iter()
+        .map(|u| parse_ulimit(u).map_err(|e| flag_err(u, "--ulimit", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let restart = parse_restart(&f.restart).map_err(|e| flag_err(&f.restart, "--restart", e))?;
+    let mut security_opt = Vec::new();
+    for o in &f.security_opt {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", v)) if v != "unconfined" && !v.trim_start().starts_with('{') => {
+                let text = std::fs::read_to_string(v).map_err(|e| {
+                    CliError::msg(format!("opening seccomp profile ({v}) failed: {e}"))
+                        .with_code(125)
+                })?;
+                let compact: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    CliError::msg(format!("decoding seccomp profile failed: {e}")).with_code(125)
+                })?;
+                security_opt.push(format!("seccomp={compact}"));
+            }
+            _ => security_opt.push(o.clone()),
+        }
+    }
+    let mut exposed: Vec<String> = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &f.publish {
+        for (port, b) in parse_publish(p).map_err(|e| flag_err(p, "-p, --publish", e))? {
+            if !exposed.contains(&port) {
+                exposed.push(port.clone());
+            }
+            bindings
+                .entry(port)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(b);
+        }
+    }
+    for e in &f.expose {
+        let port = if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        };
+        if !exposed.contains(&port) {
+            exposed.push(port);
+        }
+    }
+    let mut tmpfs = HashMap::new();
+    for t in &f.tmpfs {
+        let (d, o) = t.split_once(':').unwrap_or((t, ""));
+        tmpfs.insert(d.to_string(), o.to_string());
+    }
+    let mut sysctls = HashMap::new();
+    for s in &f.sysctl {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| flag_err(s, "--sysctl", "sysctl must be KEY=VALUE"))?;
+        sysctls.insert(k.to_string(), v.to_string());
+    }
+    let mut log_opts = HashMap::new();
+    for o in &f.log_opt {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| flag_err(o, "--log-opt", "must be KEY=VALUE"))?;
+        log_opts.insert(k.to_string(), v.to_string());
+    }
+    let network = f.network.clone().unwrap_or_else(|| "default".into());
+    let attach_all = f.attach.is_empty();
+    let detached = false;
+    let _ = detached;
+    let host_config = HostConfig {
+        binds: (!f.volume.is_empty()).then(|| f.volume.clone()),
+        network_mode: Some(network.clone()),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        restart_policy: Some(restart),
+        auto_remove: Some(f.rm),
+        volumes_from: (!f.volumes_from.is_empty()).then(|| f.volumes_from.clone()),
+        cap_add: (!f.cap_add.is_empty()).then(|| f.cap_add.clone()),
+        cap_drop: (!f.cap_drop.is_empty()).then(|| f.cap_drop.clone()),
+        dns: (!f.dns.is_empty()).then(|| f.dns.clone()),
+        dns_search: (!f.dns_search.is_empty()).then(|| f.dns_search.clone()),
+        dns_options: (!f.dns_option.is_empty()).then(|| f.dns_option.clone()),
+        extra_hosts: (!f.add_host.is_empty()).then(|| f.add_host.clone()),
+        group_add: (!f.group_add.is_empty()).then(|| f.group_add.clone()),
+        ipc_mode: f.ipc.clone(),
+        pid_mode: f.pid.clone(),
+        uts_mode: f.uts.clone(),
+        oom_score_adj: f.oom_score_adj,
+        privileged: Some(f.privileged),
+        publish_all_ports: Some(f.publish_all),
+        readonly_rootfs: Some(f.read_only),
+        security_opt: (!security_opt.is_empty()).then_some(security_opt),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        sysctls: (!sysctls.is_empty()).then_some(sysctls),
+        shm_size,
+        runtime: f.runtime.clone(),
+        init: f.init.then_some(true),
+        memory,
+        memory_swap,
+        memory_reservation,
+        nano_cpus,
+        cpu_shares: f.cpu_shares,
+        cpu_period: f.cpu_period,
+        cpu_quota: f.cpu_quota,
+        cpuset_cpus: f.cpuset_cpus.clone(),
+        pids_limit: f.pids_limit,
+        ulimits: (!ulimits.is_empty()).then_some(ulimits),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some(f.log_driver.clone().unwrap_or_default()),
+            config: Some(log_opts),
+        }),
+        console_size: if f.tty {
+            crate::tty::size().map(|(h, w)| vec![h as usize, w as usize])
+        } else {
+            Some(vec![0, 0])
+        },
+        ..Default::default()
+    };
+    let networking_config =
+        if f.ip.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty() {
+            let net = if network == "default" {
+                "bridge".to_string()
+            } else {
+                network.clone()
+            };
+            Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    net,
+                    EndpointSettings {
+                        ipam_config: f.ip.as_ref().map(|ip| EndpointIpamConfig {
+                            ipv4_address: Some(ip.clone()),
+                            ..Default::default()
+                        }),
+                        mac_address: f.mac_address.clone(),
+                        aliases: (!f.network_alias.is_empty()).then(|| f.network_alias.clone()),
+                        ..Default::default()
+                    },
+                )])),
+            })
+        } else {
+            None
+        };
+    let want = |s: &str| attach_all || f.attach.iter().any(|a| a.eq_ignore_ascii_case(s));
+    let body = ContainerCreateBody {
+        hostname: f.hostname.clone(),
+        domainname: f.domainname.clone(),
+        user: f.user.clone(),
+        attach_stdin: Some(f.interactive && want("stdin")),
+        attach_stdout: Some(want("stdout")),
+        attach_stderr: Some(want("stderr")),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        tty: Some(f.tty),
+        open_stdin: Some(f.interactive),
+        stdin_once: Some(f.interactive),
+        env: (!env.is_empty()).then_some(env),
+        cmd: (!f.command.is_empty()).then(|| f.command.clone()),
+        image: Some(f.image.clone()),
+        working_dir: f.workdir.clone(),
+        entrypoint: entrypoint(&f.entrypoint),
+        labels: Some(labels),
+        stop_signal: f.stop_signal.clone(),
+        stop_timeout: f.stop_timeout,
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    };
+    Ok((body, f.name.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1GB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert_eq!(parse_bytes("1.5k"), Ok(1536));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1m").is_err());
+    }
+
+    #[test]
+    fn cpus_restart_ulimits_parse() {
+        assert_eq!(parse_cpus("1.5"), Ok(1_500_000_000));
+        assert!(parse_cpus("x").is_err());
+        let r = parse_restart("on-failure:3").unwrap();
+        assert_eq!(
+            (r.name, r.maximum_retry_count),
+            (Some(RestartPolicyNameEnum::ON_FAILURE), Some(3))
+        );
+        assert!(parse_restart("always:3").is_err());
+        assert!(parse_restart("sometimes").is_err());
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.soft, u.hard), (Some(1024), Some(2048)));
+        assert!(parse_ulimit("nofile=10:5").is_err());
+    }
+
+    #[test]
+    fn publish_specs_parse() {
+        let p = parse_publish("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(p[0].0, "80/udp");
+        assert_eq!(p[0].1.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(p[0].1.host_port.as_deref(), Some("8080"));
+        let p = parse_publish("80").unwrap();
+        assert_eq!(
+            (p[0].0.as_str(), p[0].1.host_port.as_deref()),
+            ("80/tcp", Some(""))
+        );
+        assert_eq!(parse_publish("8000-8001:80-81").unwrap().len(), 2);
+        assert!(parse_publish("x:80").is_err());
+    }
+
+    #[test]
+    fn flags_become_a_docker_create_body() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            f: CreateFlags,
+        }
+        let t = T::try_parse_from([
+            "run", "-it", "-e", "A=1", "--memory", "64m", "--cpus", "0.5", "--name", "x", "-p",
+            "8080:80", "busybox", "sh", "-c", "echo hi",
+        ])
+        .unwrap();
+        let (b, name) = create_body(&t.f).unwrap();
+        assert_eq!(name.as_deref(), Some("x"));
+        let v = serde_json::to_value(&b).unwrap();
+        assert_eq!(v["Image"], "busybox");
+        assert_eq!(v["Cmd"], serde_json::json!(["sh", "-c", "echo hi"]));
+        assert_eq!(v["OpenStdin"], true);
+        assert_eq!(v["StdinOnce"], true);
+        assert_eq!(v["Tty"], true);
+        assert_eq!(v["Env"], serde_json::json!(["A=1"]));
+        assert_eq!(v["HostConfig"]["Memory"], 64 << 20);
+        assert_eq!(v["HostConfig"]["NanoCpus"], 500_000_000);
+        assert_eq!(v["HostConfig"]["NetworkMode"], "default");
+        assert_eq!(
+            v["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+            "8080"
+        );
+        assert_eq!(v["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
+        let t = T::try_parse_from(["run", "-m", "lots", "busybox"]).unwrap();
+        let e = create_body(&t.f).unwrap_err();
+        assert_eq!(
+            e.message,
+            "invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'"
+        );
+        assert_eq!(e.code, 125);
+    }
+}

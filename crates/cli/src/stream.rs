@@ -1,0 +1,177 @@
+//! Hijacked streams: copying stdin in and output out (demultiplexed unless TTY), detach keys,
+//! terminal resizes and signal forwarding.
+use std::io::{self, BufReader, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::http::{Client, Stream};
+
+/// `ctrl-p,ctrl-q` → bytes.
+pub fn detach_keys(spec: Option<&str>) -> Vec<u8> {
+    let spec = spec.filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
+    let mut out = Vec::new();
+    for k in spec.split(',') {
+        let k = k.trim();
+        if let Some(c) = k.strip_prefix("ctrl-") {
+            match c.as_bytes().first().copied() {
+                Some(b @ b'a'..=b'z') => out.push(b - b'a' + 1),
+                Some(b'@') => out.push(0),
+                Some(b'[') => out.push(27),
+                Some(b'\\') => out.push(28),
+                Some(b']') => out.push(29),
+                Some(b'^') => out.push(30),
+                Some(b'_') => out.push(31),
+                _ => {}
+            }
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        }
+    }
+    out
+}
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The output ended (the process exited).
+    Eof,
+    /// The user typed the detach keys.
+    Detached,
+}
+
+/// Runs a hijacked session: stdin → stream (when `stdin`), stream → stdout/stderr.
+pub fn session(
+    conn: BufReader<Stream>,
+    tty: bool,
+    stdin: bool,
+    keys: Vec<u8>,
+) -> io::Result<Ended> {
+    let writer = conn.get_ref().try_clone()?;
+    let detached = Arc::new(AtomicBool::new(false));
+    if stdin {
+        let detached = detached.clone();
+        let mut writer = writer.try_clone()?;
+        let closer = writer.try_clone()?;
+        std::thread::spawn(move || {
+            let mut input = io::stdin().lock();
+            let mut buf = [0u8; 8192];
+            let mut matched = 0usize;
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    if tty && !keys.is_empty() && b == keys[matched] {
+                        matched += 1;
+                        if matched == keys.len() {
+                            let _ = writer.write_all(&out);
+                            detached.store(true, Ordering::SeqCst);
+                            closer.shutdown();
+                            return;
+                        }
+                        continue;
+                    }
+                    out.extend_from_slice(&keys[..matched]);
+                    matched = 0;
+                    out.push(b);
+                }
+                if writer.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            let _ = writer.shutdown_write();
+        });
+    } else {
+        writer.shutdown_write()?;
+    }
+    let mut conn = conn;
+    let out = io::stdout();
+    let err = io::stderr();
+    if tty {
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut o = out.lock();
+            o.write_all(&buf[..n])?;
+            o.flush()?;
+        }
+    } else {
+        let mut header = [0u8; 8];
+        let mut buf = Vec::new();
+        loop {
+            if conn.read_exact(&mut header).is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            buf.resize(len, 0);
+            if conn.read_exact(&mut buf).is_err() {
+                break;
+            }
+            match header[0] {
+                2 => {
+                    let mut e = err.lock();
+                    e.write_all(&buf)?;
+                    e.flush()?;
+                }
+                0 | 1 => {
+                    let mut o = out.lock();
+                    o.write_all(&buf)?;
+                    o.flush()?;
+                }
+                3 => {}
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("Unrecognized input header: {other}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(if detached.load(Ordering::SeqCst) {
+        Ended::Detached
+    } else {
+        Ended::Eof
+    })
+}
+
+/// Sends the terminal size now and on every SIGWINCH to `path` (`/containers/{id}/resize`).
+pub fn follow_resizes(client: &Client, path: String) {
+    let send = {
+        let client = client.clone();
+        move || {
+            if let Some((h, w)) = crate::tty::size() {
+                let _ = client.post_empty(&path, &[("h", h.to_string()), ("w", w.to_string())]);
+            }
+        }
+    };
+    send();
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH]) {
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                send();
+            }
+        });
+    }
+}
+
+/// Forwards the usual signals to the container as `POST /containers/{id}/kill?signal=…`.
+pub fn proxy_signals(client: &Client, id: &str) {
+    use signal_hook::consts::*;
+    let sigs = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM];
+    let Ok(mut signals) = signal_hook::iterator::Signals::new(sigs) else {
+        return;
+    };
+    let client = client.clone();
+    let path = format!("/containers/{id}/kill");
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let _ = client.post_empty(&path, &[("signal", sig.to_string())]);
+        }
+    });
+}
