@@ -79,7 +79,9 @@ impl Run {
 impl TestEnv {
     /// Starts a daemon in a fresh temp dir and bootstraps busybox.
     pub fn start() -> TestEnv {
-        let root = std::env::temp_dir().join(format!("berth-it-{}", std::process::id()));
+        // Short: monitor sockets live at <root>/run/containers/<64 hex>/monitor.sock, and a unix
+        // socket path must fit in 108 bytes.
+        let root = PathBuf::from(format!("/tmp/bit{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("create test root");
         let env = TestEnv {
@@ -258,7 +260,7 @@ impl TestEnv {
                 leaks.push(format!("process: {l}"));
             }
         }
-        if leaks.is_empty() {
+        if leaks.is_empty() && std::env::var_os("BERTH_TEST_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
         leaks

@@ -220,8 +220,18 @@ fn exec_runs_in_the_container(env: &TestEnv) {
 }
 
 fn pause_unpause_kill_restart(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "pz", "busybox", "sleep", "300"])
-        .ok();
+    // PID 1 only gets the signals it handles (as with Docker), so the init traps USR1.
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "pz",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; while :; do sleep 0.1; done",
+    ])
+    .ok();
     env.berth(&["pause", "pz"]).ok();
     assert_eq!(
         env.inspect("pz", "{{.State.Status}} {{.State.Paused}}"),
@@ -240,7 +250,7 @@ fn pause_unpause_kill_restart(env: &TestEnv) {
     assert_ne!(env.inspect("pz", "{{.State.Pid}}"), pid1);
     env.berth(&["kill", "-s", "USR1", "pz"]).ok();
     assert!(env.eventually(5, || env.inspect("pz", "{{.State.Status}}") == "exited"));
-    assert_eq!(env.inspect("pz", "{{.State.ExitCode}}"), "138");
+    assert_eq!(env.inspect("pz", "{{.State.ExitCode}}"), "7");
     let r = env.berth(&["kill", "pz"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("is not running"), "{r:?}");
@@ -427,19 +437,19 @@ fn ps_filters_and_formats(env: &TestEnv) {
 }
 
 fn rm_running_needs_force_and_rm_many(env: &TestEnv) {
-    env.berth(&["run", "-d", "--name", "rm1", "busybox", "sleep", "300"])
+    env.berth(&["run", "-d", "--name", "rmx1", "busybox", "sleep", "300"])
         .ok();
-    env.berth(&["run", "-d", "--name", "rm2", "busybox", "sleep", "300"])
+    env.berth(&["run", "-d", "--name", "rmx2", "busybox", "sleep", "300"])
         .ok();
-    let r = env.berth(&["rm", "rm1"]);
+    let r = env.berth(&["rm", "rmx1"]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr
             .contains("stop the container before removing or force remove"),
         "{r:?}"
     );
-    assert_eq!(env.berth(&["rm", "-f", "rm1", "rm2"]).ok(), "rm1\nrm2");
-    assert_eq!(env.berth(&["ps", "-aq", "--filter", "name=rm"]).ok(), "");
+    assert_eq!(env.berth(&["rm", "-f", "rmx1", "rmx2"]).ok(), "rmx1\nrmx2");
+    assert_eq!(env.berth(&["ps", "-aq", "--filter", "name=rmx"]).ok(), "");
 }
 
 fn start_after_image_removed_fails_cleanly(env: &TestEnv) {

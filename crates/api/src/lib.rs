@@ -17,4 +17,5 @@ pub const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The default socket the daemon listens on and the CLI talks to.
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 
+pub mod client;
 pub mod stdcopy;

@@ -318,7 +318,7 @@ pub enum ContainerCmd {
 #[derive(Debug, Subcommand)]
 pub enum ContainerGroup {
     #[command(flatten)]
-    Cmd(ContainerCmd),
+    Cmd(Box<ContainerCmd>),
     /// List containers.
     #[command(visible_alias = "list")]
     Ls(PsArgs),
@@ -336,7 +336,7 @@ pub enum ContainerGroup {
 /// Runs `berth container …`.
 pub fn run_group(c: &Client, g: ContainerGroup) -> CmdResult {
     match g {
-        ContainerGroup::Cmd(cmd) => run(c, cmd),
+        ContainerGroup::Cmd(cmd) => run(c, *cmd),
         ContainerGroup::Ls(a) => ps(c, a),
         ContainerGroup::Prune { force, filter } => prune(c, force, &filter),
     }
@@ -348,7 +348,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Run(a) => run_container(c, a),
         ContainerCmd::Create(a) => {
             let (body, name) = opts::create_body(&a.flags)?;
-            let id = create(c, &body, name.as_deref(), &a.flags.image)?;
+            let id = create(c, &body, name.as_deref(), a.flags.image())?;
             println!("{id}");
             Ok(0)
         }
@@ -428,7 +428,12 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
             link,
             containers,
         } => {
-            let q = vec![("force", b(force)), ("v", b(volumes)), ("link", b(link))];
+            // docker sends only the flags that are set, keys sorted.
+            let q: Vec<(&str, String)> = [("force", force), ("link", link), ("v", volumes)]
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(k, _)| (k, "1".to_string()))
+                .collect();
             each(
                 &containers,
                 |n| c.delete(&format!("/containers/{n}"), &q).map(|_| ()),
@@ -614,8 +619,18 @@ fn register_wait(
 
 fn run_container(c: &Client, a: RunArgs) -> CmdResult {
     let f = &a.flags;
-    let (body, name) = opts::create_body(f)?;
-    let id = create(c, &body, name.as_deref(), &f.image)?;
+    let (mut body, name) = opts::create_body(f)?;
+    if a.detach {
+        // As docker's runContainer: a detached container has nothing attached.
+        if !f.attach.is_empty() {
+            return Err(CliError::msg("Conflicting options: -a and -d").with_code(125));
+        }
+        body.attach_stdin = Some(false);
+        body.attach_stdout = Some(false);
+        body.attach_stderr = Some(false);
+        body.stdin_once = Some(false);
+    }
+    let id = create(c, &body, name.as_deref(), f.image())?;
     if a.detach {
         c.post_empty(&format!("/containers/{id}/start"), &[])
             .map_err(start_error)?;
@@ -1073,7 +1088,14 @@ fn ps_header(name: &str) -> String {
 }
 
 fn ps(c: &Client, a: PsArgs) -> CmdResult {
-    let mut q = vec![("all", b(a.all))];
+    // docker's query: only what is set, keys sorted.
+    let mut q = Vec::new();
+    if a.all {
+        q.push(("all", "1".to_string()));
+    }
+    if !a.filter.is_empty() {
+        q.push(("filters", filters_json(&a.filter)?));
+    }
     let limit = if a.latest {
         Some(1)
     } else {
@@ -1084,9 +1106,6 @@ fn ps(c: &Client, a: PsArgs) -> CmdResult {
     }
     if a.size {
         q.push(("size", "1".into()));
-    }
-    if !a.filter.is_empty() {
-        q.push(("filters", filters_json(&a.filter)?));
     }
     let list: Vec<Value> = c.get("/containers/json", &q)?;
     if a.quiet {

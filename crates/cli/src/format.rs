@@ -36,9 +36,15 @@ fn s(v: impl Into<String>) -> Value {
     Value::String(Arc::from(v.into()))
 }
 
+/// A compiled template with its source (execution errors point into the source, as Go's do).
+pub struct Tmpl {
+    template: Template,
+    source: String,
+}
+
 /// Compiles a docker-style template.
-pub fn template(src: &str) -> Result<Template, CliError> {
-    Template::new("")
+pub fn template(src: &str) -> Result<Tmpl, CliError> {
+    let template = Template::new("")
         .missing_key(MissingKey::Error)
         .func("json", |a| {
             Ok(s(a
@@ -61,10 +67,7 @@ pub fn template(src: &str) -> Result<Template, CliError> {
                 a.get(1).map(text).unwrap_or_default(),
             );
             Ok(Value::List(
-                t.split(sep.as_str())
-                    .map(|p| s(p))
-                    .collect::<Vec<_>>()
-                    .into(),
+                t.split(sep.as_str()).map(s).collect::<Vec<_>>().into(),
             ))
         })
         .func("upper", |a| {
@@ -106,14 +109,59 @@ pub fn template(src: &str) -> Result<Template, CliError> {
             )))
         })
         .parse(src)
-        .map_err(|e| CliError::msg(format!("template parsing error: {e}")))
+        .map_err(|e| CliError::msg(format!("template parsing error: {e}")))?;
+    Ok(Tmpl {
+        template,
+        source: src.to_string(),
+    })
+}
+
+/// Go's message for a missing key: `template: :LINE:COL: executing "" at <.Chain>: map has
+/// no entry for key "Key"`, locating the first field chain in the source that names the key.
+fn missing_key_message(source: &str, key: &str) -> String {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let chain_start = i;
+        let mut names = Vec::new();
+        while i < bytes.len() && bytes[i] == b'.' {
+            let start = i + 1;
+            i = start;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            names.push(&source[start..i]);
+        }
+        if names.contains(&key) {
+            let line_start = source[..chain_start].rfind('\n').map_or(0, |n| n + 1);
+            let line = source[..chain_start].matches('\n').count() + 1;
+            let col = chain_start - line_start;
+            let chain = &source[chain_start..i];
+            return format!(
+                "template: :{line}:{col}: executing \"\" at <{chain}>: map has no entry for key \"{key}\""
+            );
+        }
+        i = if names.is_empty() { i + 1 } else { i };
+    }
+    format!("template: map has no entry for key \"{key}\"")
 }
 
 /// Renders `tmpl` over JSON data.
-pub fn render(tmpl: &Template, data: &serde_json::Value) -> Result<String, CliError> {
+pub fn render(tmpl: &Tmpl, data: &serde_json::Value) -> Result<String, CliError> {
     let v = gotmpl::ser::to_value(data).map_err(|e| CliError::msg(format!("template: {e}")))?;
-    tmpl.execute_to_string(&v)
-        .map_err(|e| CliError::msg(format!("template: {e}")))
+    let out = tmpl.template.execute_to_string(&v).map_err(|e| match e {
+        gotmpl::TemplateError::MissingKey { key, .. } => {
+            CliError::msg(missing_key_message(&tmpl.source, &key))
+        }
+        other => CliError::msg(format!("template: {other}")),
+    })?;
+    // Missing keys are errors, so `<no value>` can only come from a JSON null: docker renders
+    // the typed struct, where that is a nil pointer and prints `<nil>`.
+    Ok(if out.contains("<no value>") {
+        out.replace("<no value>", "<nil>")
+    } else {
+        out
+    })
 }
 
 /// Prints rows aligned as Go's tabwriter(minwidth 10, padding 3) does for docker's tables.
@@ -148,11 +196,11 @@ pub enum Format {
     /// The command's default table.
     Default,
     /// `table {{…}}\t{{…}}`: a header row from field names, then rows.
-    Table(Template, Vec<String>),
+    Table(Tmpl, Vec<String>),
     /// `json`: one JSON object per line.
     Json,
     /// A plain template per item.
-    Plain(Template),
+    Plain(Tmpl),
 }
 
 /// Parses `--format`; `headers` maps template field names to docker's column titles.
@@ -331,6 +379,26 @@ mod tests {
         assert_eq!(render(&t, &d).unwrap(), "abc A=1,B=2 {\"x\":\"y\"} /N");
         let t = template("{{.Nope}}").unwrap();
         assert!(render(&t, &d).is_err());
+    }
+
+    #[test]
+    fn templates_render_like_docker_on_nulls_and_missing_keys() {
+        let d = serde_json::json!({"State": {"Pid": 42, "Error": null}, "Config": {"Cmd": ["sh", "-c"], "Labels": {}}});
+        let t = template("{{.State.Pid}} {{.State.Error}} {{.Config.Cmd}}").unwrap();
+        assert_eq!(render(&t, &d).unwrap(), "42 <nil> [sh -c]");
+        let err = render(&template("{{.Nope}}").unwrap(), &d).unwrap_err();
+        assert_eq!(
+            err.message,
+            "template: :1:2: executing \"\" at <.Nope>: map has no entry for key \"Nope\""
+        );
+        assert_eq!(
+            missing_key_message("{{.Id}}\n  {{.Config.Nope}}", "Nope"),
+            "template: :2:4: executing \"\" at <.Config.Nope>: map has no entry for key \"Nope\""
+        );
+        let t = template("{{truncate .S 3}}|{{pad .S 1 2}}|{{title .S}}|{{split .L \",\"}}|{{lower \"AB\"}}{{println}}")
+            .unwrap();
+        let d = serde_json::json!({"S": "hello", "L": "a,b"});
+        assert_eq!(render(&t, &d).unwrap(), "hel| hello  |Hello|[a b]|ab\n");
     }
 
     #[test]

@@ -180,7 +180,9 @@ impl Response {
         loop {
             match self.read(&mut byte)? {
                 0 => {
-                    return Ok((!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned()));
+                    return Ok(
+                        (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+                    );
                 }
                 _ if byte[0] == b'\n' => {
                     return Ok(Some(String::from_utf8_lossy(&out).into_owned()));

@@ -102,7 +102,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]
-    Container(container::ContainerCmd),
+    Container(Box<container::ContainerCmd>),
     /// Manage containers.
     #[command(name = "container")]
     ContainerGroup {
@@ -169,7 +169,7 @@ pub fn main(args: Vec<String>) -> i32 {
         return report(&e, run_like);
     }
     let result = match command {
-        Command::Container(c) => container::run(&client, c),
+        Command::Container(c) => container::run(&client, *c),
         Command::ContainerGroup { cmd } => container::run_group(&client, cmd),
         Command::Image(c) => image::run(&client, c),
         Command::ImageGroup { cmd } => image::run_group(&client, cmd),
@@ -184,10 +184,18 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 fn is_run_like(args: &[String]) -> bool {
-    args.iter()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .is_some_and(|a| a == "run" || a == "create")
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            // Global flags that take a value: skip it too.
+            "-H" | "--host" => {
+                rest.next();
+            }
+            a if a.starts_with('-') => {}
+            a => return a == "run" || a == "create",
+        }
+    }
+    false
 }
 
 fn report(e: &CliError, run_like: bool) -> i32 {

@@ -196,16 +196,30 @@ pub struct CreateFlags {
     /// Suppress the pull output.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// The image.
-    #[arg(value_name = "IMAGE")]
-    pub image: String,
-    /// The command and its arguments.
+    /// The image, then the command and its arguments. One list, so that everything after
+    /// the image belongs to the command (`run busybox sh -c …`: `-c` is not `--cpu-shares`).
     #[arg(
-        value_name = "COMMAND",
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        num_args = 1..,
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
-    pub command: Vec<String>,
+    pub image_and_command: Vec<String>,
+}
+
+impl CreateFlags {
+    /// The image.
+    pub fn image(&self) -> &str {
+        self.image_and_command
+            .first()
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+    /// The command after the image.
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or(&[])
+    }
 }
 
 fn flag_err(value: &str, flag: &str, why: impl std::fmt::Display) -> CliError {
@@ -598,8 +612,8 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         open_stdin: Some(f.interactive),
         stdin_once: Some(f.interactive),
         env: (!env.is_empty()).then_some(env),
-        cmd: (!f.command.is_empty()).then(|| f.command.clone()),
-        image: Some(f.image.clone()),
+        cmd: (!f.command().is_empty()).then(|| f.command().to_vec()),
+        image: Some(f.image().to_string()),
         working_dir: f.workdir.clone(),
         entrypoint: entrypoint(&f.entrypoint),
         labels: Some(labels),
@@ -661,7 +675,9 @@ mod tests {
     #[test]
     fn flags_become_a_docker_create_body() {
         use clap::Parser;
+        // `-h` is --hostname, as in `run`, so the wrapper has no help flag either.
         #[derive(Parser)]
+        #[command(disable_help_flag = true)]
         struct T {
             #[command(flatten)]
             f: CreateFlags,

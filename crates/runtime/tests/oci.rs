@@ -37,6 +37,42 @@ fn oci(root: &Path, args: &[&str]) -> Output {
         .expect("run berth-oci")
 }
 
+/// `create` hands its stdio to the container init (as runc does), so capture into files:
+/// pipes would stay open as long as the container runs.
+fn oci_create(root: &Path, dir: &Path, args: &[&str]) -> (bool, String) {
+    let err_path = dir.join("create.err");
+    let status = Command::new(oci_binary())
+        .arg("--root")
+        .arg(root)
+        .arg("create")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(dir.join("create.out")).expect("out file"))
+        .stderr(fs::File::create(&err_path).expect("err file"))
+        .status()
+        .expect("run berth-oci");
+    (
+        status.success(),
+        fs::read_to_string(err_path).unwrap_or_default(),
+    )
+}
+
+/// Kills the test container if the test fails half-way.
+struct KillOnDrop(PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(pid) = fs::read_to_string(&self.0).map(|p| p.trim().parse::<i32>().unwrap_or(0))
+            && pid > 0
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 fn state(root: &Path, id: &str) -> serde_json::Value {
     let out = oci(root, &["state", id]);
     assert!(
@@ -84,22 +120,15 @@ fn create_start_state_kill_delete() {
     .expect("config");
 
     let pid_file = dir.path().join("pid");
-    let out = oci(
+    let _kill = KillOnDrop(pid_file.clone());
+    let bundle_arg = bundle.to_str().expect("utf8");
+    let pid_arg = pid_file.to_str().expect("utf8");
+    let (ok, err) = oci_create(
         &root,
-        &[
-            "create",
-            "--bundle",
-            bundle.to_str().expect("utf8"),
-            "--pid-file",
-            pid_file.to_str().expect("utf8"),
-            "c1",
-        ],
+        dir.path(),
+        &["--bundle", bundle_arg, "--pid-file", pid_arg, "c1"],
     );
-    assert!(
-        out.status.success(),
-        "create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(ok, "create: {err}");
     let pid: i32 = fs::read_to_string(&pid_file)
         .expect("pid file")
         .parse()
@@ -108,15 +137,8 @@ fn create_start_state_kill_delete() {
     assert_eq!(created["status"], "created");
     assert_eq!(created["pid"], pid);
     assert_eq!(created["annotations"]["org.example.test"], "yes");
-    assert!(
-        !oci(
-            &root,
-            &["create", "--bundle", bundle.to_str().expect("utf8"), "c1"]
-        )
-        .status
-        .success(),
-        "duplicate id"
-    );
+    let (ok, err) = oci_create(&root, dir.path(), &["--bundle", bundle_arg, "c1"]);
+    assert!(!ok && err.contains("already exists"), "duplicate id: {err}");
 
     let out = oci(&root, &["start", "c1"]);
     assert!(

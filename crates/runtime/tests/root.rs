@@ -453,3 +453,43 @@ fn rootfs_paths_stay_on_the_overlay() {
     assert!(!mounts.contains(&fixture.dir.path().to_string_lossy().into_owned()));
     assert!(Path::new("/proc/self").exists());
 }
+
+#[test]
+fn cgroup_limits_apply_and_cleanup_removes_them() {
+    if !require_root() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fixture = Fixture::new();
+    let cgroup_path = format!("/berth-runtime-test/{}", std::process::id());
+    let mut spec = spec(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    let mut linux = spec.linux().clone().expect("linux");
+    linux.set_cgroups_path(Some(PathBuf::from(&cgroup_path)));
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let mut pids = oci_spec::runtime::LinuxPids::default();
+    pids.set_limit(42);
+    resources.set_pids(Some(pids));
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+    let result = run(&spec, &fixture);
+    berth_runtime::cleanup(&spec).expect("cleanup");
+    let (code, out) = result.expect("runs");
+    assert_eq!((code, out.as_str()), (0, "42\n"));
+    let host = berth_runtime::cgroup_root();
+    assert!(
+        !host
+            .join("pids")
+            .join(cgroup_path.trim_start_matches('/'))
+            .exists()
+    );
+    assert!(!host.join(cgroup_path.trim_start_matches('/')).exists());
+    // The parent the test named is ours to remove too.
+    for hierarchy in std::fs::read_dir(host).expect("cgroup root").flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join("berth-runtime-test"));
+    }
+    let _ = std::fs::remove_dir(host.join("berth-runtime-test"));
+}
