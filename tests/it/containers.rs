@@ -26,6 +26,7 @@ pub const TESTS: &[Test] = &[
         run_security_defaults_and_options,
     ),
     ("run_read_only_and_ulimit", run_read_only_and_ulimit),
+    ("run_init_reaps_and_forwards", run_init_reaps_and_forwards),
     (
         "run_resource_limits_reach_the_cgroup",
         run_resource_limits_reach_the_cgroup,
@@ -258,6 +259,25 @@ fn run_security_defaults_and_options(env: &TestEnv) {
         "/tmp/x",
     ]);
     assert_ne!(r.code, 0, "custom profile denies mkdir: {r:?}");
+}
+
+fn run_init_reaps_and_forwards(env: &TestEnv) {
+    // With --init the program is not PID 1, and a signal reaches it through the init.
+    let out = env
+        .berth(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"])
+        .ok();
+    assert_ne!(out, "1", "the program runs under an init");
+    env.berth(&[
+        "run", "-d", "--init", "--name", "inited", "busybox", "sleep", "300",
+    ])
+    .ok();
+    env.berth(&["stop", "-t", "5", "inited"]).ok();
+    assert_eq!(
+        env.inspect("inited", "{{.State.ExitCode}}"),
+        "143",
+        "SIGTERM reached sleep"
+    );
+    env.berth(&["rm", "inited"]).ok();
 }
 
 fn run_read_only_and_ulimit(env: &TestEnv) {

@@ -658,6 +658,9 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
         }
     }
     spec["process"] = process;
+    if hc.init.unwrap_or(false) {
+        spec["annotations"][berth_runtime::INIT_ANNOTATION] = json!("true");
+    }
     spec["root"] = json!({"path": "rootfs", "readonly": hc.readonly_rootfs.unwrap_or(false)});
     spec["hostname"] = json!(hostname);
     if let Some(d) = config.domainname.as_ref().filter(|d| !d.is_empty()) {

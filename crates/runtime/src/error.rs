@@ -68,6 +68,8 @@ pub enum Step {
     WaitForStart,
     /// Closing inherited descriptors.
     CloseFds,
+    /// Fork the `--init` reaper.
+    ForkInit,
 }
 
 impl Step {
@@ -75,6 +77,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::WaitForParent => "wait for parent",
+            Step::ForkInit => "fork init",
             Step::JoinNamespace => "join namespace",
             Step::UnshareCgroupNamespace => "unshare cgroup namespace",
             Step::Stdio => "set up stdio",

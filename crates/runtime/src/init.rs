@@ -17,6 +17,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
+use crate::INIT_ANNOTATION;
 use crate::namespaces::{NamespacePlan, clone_into};
 use crate::process::ProcessPlan;
 use crate::rootfs::RootfsPlan;
@@ -81,6 +82,37 @@ impl PendingInit {
 pub(crate) struct CgroupPlan {
     pub path: String,
     pub resources: berth_cgroups::Resources,
+    /// The spec's device rules (v1 device cgroup); empty keeps the parent's (privileged).
+    pub devices: Vec<berth_cgroups::DeviceRule>,
+}
+
+/// OCI device cgroup rules as berth-cgroups writes them. A single "allow everything" rule
+/// (`--privileged`) becomes an empty list: the container keeps its parent's (full) access.
+fn device_rules(rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Vec<berth_cgroups::DeviceRule> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let everything = |r: &oci_spec::runtime::LinuxDeviceCgroup| {
+        r.allow()
+            && matches!(r.typ(), None | Some(T::A))
+            && r.major().is_none()
+            && r.minor().is_none()
+    };
+    if rules.len() == 1 && everything(&rules[0]) {
+        return Vec::new();
+    }
+    rules
+        .iter()
+        .map(|r| berth_cgroups::DeviceRule {
+            allow: r.allow(),
+            kind: match r.typ() {
+                Some(T::C) | Some(T::U) => berth_cgroups::DeviceKind::Char,
+                Some(T::B) => berth_cgroups::DeviceKind::Block,
+                _ => berth_cgroups::DeviceKind::All,
+            },
+            major: r.major().and_then(|m| u32::try_from(m).ok()),
+            minor: r.minor().and_then(|m| u32::try_from(m).ok()),
+            access: r.access().clone().unwrap_or_else(|| "rwm".to_string()),
+        })
+        .collect()
 }
 
 impl CgroupPlan {
@@ -108,7 +140,17 @@ impl CgroupPlan {
                 resources.pids_limit = Some(pids.limit());
             }
         }
-        Some(CgroupPlan { path, resources })
+        let devices = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .map(|rules| device_rules(&rules))
+            .unwrap_or_else(berth_cgroups::DeviceRule::docker_defaults);
+        Some(CgroupPlan {
+            path,
+            resources,
+            devices,
+        })
     }
 
     pub(crate) fn handle(&self) -> berth_cgroups::Cgroup {
@@ -237,7 +279,15 @@ impl InitPlan {
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|d| !d.is_empty()),
             sysctls,
-            process: ProcessPlan::new(process, linux.seccomp().as_ref(), seccomp_cache)?,
+            process: {
+                let mut plan = ProcessPlan::new(process, linux.seccomp().as_ref(), seccomp_cache)?;
+                plan.init = spec
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(INIT_ANNOTATION))
+                    .is_some_and(|v| v == "true");
+                plan
+            },
             cgroup: CgroupPlan::from_spec(spec),
             uid_mappings: linux.uid_mappings().clone().unwrap_or_default(),
             gid_mappings: linux.gid_mappings().clone().unwrap_or_default(),
@@ -359,7 +409,7 @@ pub(crate) fn spawn(
     if let Some(cgroup) = &plan.cgroup {
         cgroup
             .handle()
-            .create(&cgroup.resources)
+            .create_with_devices(&cgroup.resources, &cgroup.devices)
             .map_err(|e| cgroup.error(e))?;
     }
     let (control_read, control_write) = sync::pipe()?;

@@ -39,6 +39,10 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use error::{RuntimeError, Step};
+
+/// Spec annotation asking for `--init`: PID 1 is a small reaper that forwards signals to the
+/// container's program (berth's built-in runtime only).
+pub const INIT_ANNOTATION: &str = "org.berth.init";
 pub use init::{PendingInit, create, create_with};
 pub use oci::oci_main;
 pub use oci_spec::runtime::{Process, Spec};

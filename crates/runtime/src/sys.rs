@@ -106,3 +106,60 @@ pub(crate) fn load_seccomp_program(program: &[libc::sock_filter]) -> io::Result<
     }
     Ok(())
 }
+
+/// The program the `--init` reaper forwards signals to (0 before it exists).
+static INIT_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = INIT_CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe and takes plain integers.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// `--init`: forks; the child returns `None` and goes on to exec the container's program; the
+/// parent stays PID 1 for good (see [`run_as_init`]) and returns `Some(child)`.
+pub(crate) fn fork_for_init() -> io::Result<Option<i32>> {
+    // SAFETY: the caller is the single-threaded container init (a clone of the single-threaded
+    // monitor), so the child's copy of the process is consistent.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        child => Ok(Some(child)),
+    }
+}
+
+/// The `--init` reaper: forwards every catchable signal to `child`, reaps every orphan, and
+/// exits as `child` does (128 + signal when it was killed). Closes its file descriptors from 3
+/// up so that the child's successful exec alone decides what the monitor sees.
+pub(crate) fn run_as_init(child: i32) -> ! {
+    INIT_CHILD.store(child, std::sync::atomic::Ordering::Relaxed);
+    for sig in 1..32 {
+        if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD) {
+            continue;
+        }
+        let handler = forward_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only loads an atomic and calls kill(2), both async-signal-safe.
+        unsafe { libc::signal(sig, handler) };
+    }
+    // SAFETY: close_range(2) on our own descriptors; nothing in this process uses them again.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid(2) writes the status into our local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == child {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+            exit_now(code);
+        }
+        if pid < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            exit_now(1);
+        }
+    }
+}

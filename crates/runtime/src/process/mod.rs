@@ -38,6 +38,8 @@ pub(crate) struct ProcessPlan {
     pub no_new_privileges: bool,
     pub capabilities: Option<CapabilityPlan>,
     pub seccomp: Option<crate::seccomp::Program>,
+    /// `--init`: PID 1 stays a small reaper that forwards signals; the program runs as its child.
+    pub init: bool,
 }
 
 impl std::fmt::Debug for ProcessPlan {
@@ -149,6 +151,7 @@ impl ProcessPlan {
             seccomp: seccomp
                 .map(|profile| crate::seccomp::compile(profile, seccomp_cache))
                 .transpose()?,
+            init: false,
         })
     }
 
@@ -207,6 +210,12 @@ impl ProcessPlan {
         }
         crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, user))?;
         gate()?;
+        if self.init
+            && let Some(child) =
+                crate::sys::fork_for_init().map_err(at_io(Step::ForkInit, Path::new("")))?
+        {
+            crate::sys::run_as_init(child);
+        }
         Ok(exec::execute(
             &self.arg0,
             &self.argv,
