@@ -27,6 +27,11 @@ pub const TESTS: &[Test] = &[
     ),
     ("run_read_only_and_ulimit", run_read_only_and_ulimit),
     ("run_init_reaps_and_forwards", run_init_reaps_and_forwards),
+    ("external_runtime_runc", external_runtime_runc),
+    (
+        "oci_cli_follows_runcs_contract",
+        oci_cli_follows_runcs_contract,
+    ),
     (
         "run_resource_limits_reach_the_cgroup",
         run_resource_limits_reach_the_cgroup,
@@ -280,6 +285,109 @@ fn run_init_reaps_and_forwards(env: &TestEnv) {
     env.berth(&["rm", "inited"]).ok();
 }
 
+fn external_runtime_runc(env: &TestEnv) {
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("runc not installed: skipping");
+        return;
+    };
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runc,
+            "busybox",
+            "sh",
+            "-c",
+            "echo via-runc; echo $$",
+        ])
+        .ok();
+    assert_eq!(out, "via-runc\n1");
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "byrunc",
+        "--runtime",
+        "runc",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    assert_eq!(env.berth(&["exec", "byrunc", "echo", "in"]).ok(), "in");
+    env.berth(&["rm", "-f", "byrunc"]).ok();
+}
+
+fn oci_cli_follows_runcs_contract(env: &TestEnv) {
+    use std::process::Command;
+    let bundle = env.root.join("bundle");
+    let rootfs = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("busybox")).unwrap();
+    for app in ["sh", "sleep", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join(app)).unwrap();
+    }
+    let spec = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status();
+    if !spec.is_ok_and(|s| s.success()) {
+        eprintln!("runc spec unavailable: skipping");
+        return;
+    }
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["process"]["args"] = serde_json::json!(["sleep", "300"]);
+    std::fs::write(&cfg, serde_json::to_vec(&v).unwrap()).unwrap();
+    let root = env.root.join("oci-root");
+    // `oci create` hands its own stdio to the container (runc's pass-through), so nothing of
+    // ours may be a pipe the test waits on.
+    let oci = |args: &[&str]| {
+        Command::new(crate::harness::berth_exe())
+            .arg("oci")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+            .unwrap_or(-1)
+    };
+    let state = || {
+        let o = Command::new(crate::harness::berth_exe())
+            .arg("oci")
+            .arg("--root")
+            .arg(&root)
+            .args(["state", "ocitest"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()
+    };
+    let b = bundle.to_str().unwrap();
+    assert_eq!(oci(&["create", "--bundle", b, "ocitest"]), 0);
+    assert_eq!(state()["status"], "created");
+    assert_ne!(
+        oci(&["create", "--bundle", b, "ocitest"]),
+        0,
+        "a duplicate id is refused"
+    );
+    assert_eq!(oci(&["start", "ocitest"]), 0);
+    assert_eq!(state()["status"], "running");
+    assert!(state()["pid"].as_i64().unwrap_or(0) > 0);
+    assert_eq!(oci(&["kill", "ocitest", "KILL"]), 0);
+    assert!(env.eventually(5, || state()["status"] == "stopped"));
+    assert_eq!(oci(&["delete", "ocitest"]), 0);
+    assert_ne!(oci(&["state", "ocitest"]), 0);
+}
+
 fn run_read_only_and_ulimit(env: &TestEnv) {
     let r = env.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(r.code, 0);
@@ -471,6 +579,12 @@ fn bad_input_is_refused_and_leaves_nothing(env: &TestEnv) {
     let r = env.berth(&["create", "--name", "taken", "busybox", "true"]);
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("is already in use"), "{r:?}");
+    let r = env.berth(&["-H", "unix:///nonexistent/berth.sock", "ps"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr.trim(),
+        "Cannot connect to the berth daemon at unix:///nonexistent/berth.sock. Is the berth daemon running?"
+    );
     let r = env.berth(&["rm", "nosuchcontainer"]);
     assert_ne!(r.code, 0);
     assert!(

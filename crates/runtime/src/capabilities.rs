@@ -81,8 +81,13 @@ impl CapabilityPlan {
         caps::set(None, CapSet::Permitted, &self.permitted).map_err(|_| failure("permitted"))?;
         caps::set(None, CapSet::Inheritable, &self.inheritable)
             .map_err(|_| failure("inheritable"))?;
-        if !self.ambient.is_empty() {
-            caps::set(None, CapSet::Ambient, &self.ambient).map_err(|_| failure("ambient"))?;
+        // The kernel only raises an ambient capability that is both permitted and inheritable;
+        // runc's default spec lists ambient caps it leaves out of inheritable, and runc skips
+        // those. Raise what can be raised, one by one, and skip the rest the same way.
+        for cap in &self.ambient {
+            if self.permitted.contains(cap) && self.inheritable.contains(cap) {
+                caps::raise(None, CapSet::Ambient, *cap).map_err(|_| failure("ambient"))?;
+            }
         }
         Ok(())
     }

@@ -400,12 +400,22 @@ fn write_id_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<(),
     std::fs::write(&path, text).map_err(|e| RuntimeError::host("write id map", path, e))
 }
 
-/// Clones and sets up the init; shared by [`create`] and `berth oci create`.
+/// Clones and sets up the init; shared by [`create`] and `berth oci create`. A failure
+/// leaves nothing behind: the child is reaped and the cgroup made for it is removed.
 pub(crate) fn spawn(
     plan: InitPlan,
     io: InitIo,
     gate: StartGate,
 ) -> Result<PendingInit, RuntimeError> {
+    let cgroup = plan.cgroup.clone();
+    spawn_inner(plan, io, gate).inspect_err(|_| {
+        if let Some(cgroup) = cgroup {
+            let _ = cgroup.handle().destroy();
+        }
+    })
+}
+
+fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingInit, RuntimeError> {
     if let Some(cgroup) = &plan.cgroup {
         cgroup
             .handle()
