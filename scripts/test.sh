@@ -9,4 +9,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-BERTH_TEST_ROOT=1 cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+BERTH_TEST_ROOT=1 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: the sum over every test binary.
+passed=$(grep -hoE '(ok\. )?[0-9]+ passed' "$log" | grep -oE '[0-9]+' | paste -sd+ - | bc)
+failed=$(grep -hoE '[0-9]+ failed' "$log" | grep -oE '[0-9]+' | paste -sd+ - | bc)
+echo
+echo "total: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
