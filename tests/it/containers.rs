@@ -21,6 +21,8 @@ pub const TESTS: &[Test] = &[
         "run_stdin_reaches_the_process",
         run_stdin_reaches_the_process,
     ),
+    ("run_tty_is_a_real_terminal", run_tty_is_a_real_terminal),
+    ("run_signals_are_forwarded", run_signals_are_forwarded),
     (
         "run_security_defaults_and_options",
         run_security_defaults_and_options,
@@ -164,6 +166,96 @@ fn run_entrypoint_and_env_file(env: &TestEnv) {
         ])
         .ok();
     assert_eq!(out, "from_file\ntwo words");
+}
+
+/// Runs `cmd` under `script(1)`, so the CLI has a real terminal; returns its output and code.
+fn in_terminal(env: &TestEnv, cmd: &str, input: &[u8]) -> (String, i32) {
+    use std::io::Write;
+    let full = format!(
+        "stty cols 90 rows 30; BERTH_HOST={} {} {cmd}",
+        env.host(),
+        crate::harness::berth_exe().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &full, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = stdin.write_all(&input);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn run_tty_is_a_real_terminal(env: &TestEnv) {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("script(1) missing: skipping");
+        return;
+    }
+    let (out, code) = in_terminal(
+        env,
+        "run -t --rm busybox sh -c 'test -t 0 && echo is-a-tty; stty size; echo $TERM'",
+        b"",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is-a-tty"), "{out:?}");
+    assert!(
+        out.contains("30 90"),
+        "the container's pty has the terminal's size: {out:?}"
+    );
+    assert!(out.contains("xterm"), "{out:?}");
+    // interactive shell: input reaches it, its exit code comes back
+    let (out, code) = in_terminal(
+        env,
+        "run -it --rm busybox sh",
+        b"echo typed-$((40+2))\rexit 3\r",
+    );
+    assert!(out.contains("typed-42"), "{out:?}");
+    assert_eq!(code, 3, "{out:?}");
+    // detach keys leave the container running
+    let (_, code) = in_terminal(env, "run -it --name detachme busybox sh", b"\x10\x11");
+    assert_eq!(code, 0);
+    assert_eq!(env.inspect("detachme", "{{.State.Running}}"), "true");
+    env.berth(&["rm", "-f", "detachme"]).ok();
+}
+
+fn run_signals_are_forwarded(env: &TestEnv) {
+    let mut child = env.berth_spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        "sigfwd",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    assert!(env.eventually(5, || {
+        env.berth(&["inspect", "-f", "{{.State.Running}}", "sigfwd"])
+            .stdout
+            .trim()
+            == "true"
+    }));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("got-term"));
 }
 
 fn run_stdin_reaches_the_process(env: &TestEnv) {

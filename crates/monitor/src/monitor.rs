@@ -293,6 +293,7 @@ impl Monitor {
     /// Serves until the container exited and its clients were answered; then removes the
     /// socket and pid file.
     pub fn serve(mut self) -> Result<(), MonitorError> {
+        crate::sys::release_free_heap();
         let result = self.event_loop();
         let _ = std::fs::remove_file(self.run_dir.join(SOCKET_FILE));
         let _ = std::fs::remove_file(self.run_dir.join(PID_FILE));
