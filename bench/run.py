@@ -92,7 +92,8 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    tmp = tempfile.mkdtemp(prefix="bb", dir="/tmp")  # short: unix socket paths must fit 108 bytes
+    tmp = f"/tmp/bb{os.getpid()}"  # short: unix socket paths must fit 108 bytes
+    os.makedirs(tmp)
     sock = f"{tmp}/run/berth.sock"
     env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{tmp}/dc")
     daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{tmp}/data", "--exec-root", f"{tmp}/run"],

@@ -101,6 +101,16 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
         }
     }
     config.listen_address()?;
+    // <exec_root>/containers/<64 hex>/monitor.sock must fit in sun_path (107 bytes + NUL).
+    let fixed = "/containers/".len() + 64 + "/monitor.sock".len();
+    let max = 107 - fixed;
+    let len = config.exec_root.as_os_str().len();
+    if len > max {
+        return Err(DaemonError::ExecRootTooLong {
+            path: config.exec_root.display().to_string(),
+            max,
+        });
+    }
     Ok(config)
 }
 

@@ -155,6 +155,15 @@ pub enum DaemonError {
         /// The flag.
         flag: String,
     },
+    /// The exec root is so long that monitor sockets under it would not fit a unix socket
+    /// address (108 bytes).
+    #[error("--exec-root {path} is too long: monitor sockets under it would exceed the 108-byte unix socket limit; use a path of at most {max} bytes")]
+    ExecRootTooLong {
+        /// The exec root given.
+        path: String,
+        /// The longest that works.
+        max: usize,
+    },
     /// `-H` is neither `unix://PATH` nor `tcp://HOST:PORT`.
     #[error("invalid host {host:?}: expected unix:///path or tcp://host:port")]
     InvalidHost {
@@ -218,6 +227,7 @@ impl Classify for DaemonError {
             | Self::ImportSourceUnsupported { .. }
             | Self::UnknownBootstrap { .. }
             | Self::UnknownFlag { .. }
+            | Self::ExecRootTooLong { .. }
             | Self::MissingFlagValue { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,
