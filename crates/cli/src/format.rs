@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use gotmpl::{MissingKey, Template, Value};
 
+pub use berth_api::convention::human_duration;
+
 use crate::CliError;
 
 /// Converts template data back to JSON (for the `json` function).
@@ -302,35 +304,6 @@ fn significant(v: f64, n: i32) -> String {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         s
-    }
-}
-
-/// go-units HumanDuration.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let (m, h) = (s / 60, s / 3600);
-    if s < 1 {
-        "Less than a second".into()
-    } else if s == 1 {
-        "1 second".into()
-    } else if s < 60 {
-        format!("{s} seconds")
-    } else if m == 1 {
-        "About a minute".into()
-    } else if m < 60 {
-        format!("{m} minutes")
-    } else if h == 1 {
-        "About an hour".into()
-    } else if h < 48 {
-        format!("{h} hours")
-    } else if h < 24 * 7 * 2 {
-        format!("{} days", h / 24)
-    } else if h < 24 * 30 * 2 {
-        format!("{} weeks", h / 24 / 7)
-    } else if h < 24 * 365 * 2 {
-        format!("{} months", h / 24 / 30)
-    } else {
-        format!("{} years", h / 24 / 365)
     }
 }
 

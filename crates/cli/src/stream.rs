@@ -4,31 +4,9 @@ use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::http::{Client, Stream};
+pub use berth_api::convention::detach_keys;
 
-/// `ctrl-p,ctrl-q` → bytes.
-pub fn detach_keys(spec: Option<&str>) -> Vec<u8> {
-    let spec = spec.filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
-    let mut out = Vec::new();
-    for k in spec.split(',') {
-        let k = k.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            match c.as_bytes().first().copied() {
-                Some(b @ b'a'..=b'z') => out.push(b - b'a' + 1),
-                Some(b'@') => out.push(0),
-                Some(b'[') => out.push(27),
-                Some(b'\\') => out.push(28),
-                Some(b']') => out.push(29),
-                Some(b'^') => out.push(30),
-                Some(b'_') => out.push(31),
-                _ => {}
-            }
-        } else if k.len() == 1 {
-            out.push(k.as_bytes()[0]);
-        }
-    }
-    out
-}
+use crate::http::{Client, Stream};
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]

@@ -190,7 +190,7 @@ impl Attachment {
                 return;
             }
         };
-        let keys = parse_detach_keys(self.options.detach_keys.as_deref());
+        let keys = berth_api::convention::detach_keys(self.options.detach_keys.as_deref());
         pump(
             conv,
             client_rd,
@@ -293,31 +293,6 @@ async fn pump(
         _ = output => {}
         _detached = input => {}
     }
-}
-
-/// `ctrl-p,ctrl-q` → [0x10, 0x11]; letters as themselves.
-fn parse_detach_keys(spec: Option<&str>) -> Vec<u8> {
-    let spec = spec.filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
-    let mut out = Vec::new();
-    for k in spec.split(',') {
-        let k = k.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            let c = c.as_bytes().first().copied().unwrap_or(b'@');
-            match c {
-                b'a'..=b'z' => out.push(c - b'a' + 1),
-                b'@' => out.push(0),
-                b'[' => out.push(27),
-                b'\\' => out.push(28),
-                b']' => out.push(29),
-                b'^' => out.push(30),
-                b'_' => out.push(31),
-                _ => {}
-            }
-        } else if k.len() == 1 {
-            out.push(k.as_bytes()[0]);
-        }
-    }
-    out
 }
 
 /// A started exec, ready to be run on the hijacked connection.
@@ -2132,7 +2107,7 @@ impl ContainerService {
             detach_keys: if tty {
                 Vec::new()
             } else {
-                parse_detach_keys(c.detach_keys.as_deref())
+                berth_api::convention::detach_keys(c.detach_keys.as_deref())
             },
             events: self.events.clone(),
             attrs: Self::attrs(&rec),
@@ -2395,7 +2370,11 @@ fn cgroup_resources(hc: &HostConfig) -> berth_cgroups::Resources {
 fn status_text(r: &Record) -> String {
     let ago = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
-            .map(|t| human_duration(chrono::Utc::now().signed_duration_since(t).num_seconds()))
+            .map(|t| {
+                berth_api::convention::human_duration(
+                    chrono::Utc::now().signed_duration_since(t).num_seconds(),
+                )
+            })
             .unwrap_or_default()
     };
     match r.state.status {
@@ -2414,35 +2393,6 @@ fn status_text(r: &Record) -> String {
             ago(&r.state.finished_at)
         ),
         Status::Dead => "Dead".into(),
-    }
-}
-
-/// Docker's go-units HumanDuration.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let (m, h) = (s / 60, s / 3600);
-    if s < 1 {
-        "Less than a second".into()
-    } else if s == 1 {
-        "1 second".into()
-    } else if s < 60 {
-        format!("{s} seconds")
-    } else if m == 1 {
-        "About a minute".into()
-    } else if m < 60 {
-        format!("{m} minutes")
-    } else if h == 1 {
-        "About an hour".into()
-    } else if h < 48 {
-        format!("{h} hours")
-    } else if h < 24 * 7 * 2 {
-        format!("{} days", h / 24)
-    } else if h < 24 * 30 * 2 {
-        format!("{} weeks", h / 24 / 7)
-    } else if h < 24 * 365 * 2 {
-        format!("{} months", h / 24 / 30)
-    } else {
-        format!("{} years", h / 24 / 365)
     }
 }
 
@@ -2483,24 +2433,6 @@ fn parse_ps(out: &str, pids: &[i32]) -> Result<ContainerTopResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_durations_match_docker() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(1), "1 second");
-        assert_eq!(human_duration(59), "59 seconds");
-        assert_eq!(human_duration(60), "About a minute");
-        assert_eq!(human_duration(300), "5 minutes");
-        assert_eq!(human_duration(3600), "About an hour");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
-        assert_eq!(human_duration(3 * 86400), "3 days");
-    }
-
-    #[test]
-    fn detach_keys_parse() {
-        assert_eq!(parse_detach_keys(None), vec![0x10, 0x11]);
-        assert_eq!(parse_detach_keys(Some("ctrl-a,x")), vec![1, b'x']);
-    }
 
     #[test]
     fn ps_rows_are_filtered_by_pid() {

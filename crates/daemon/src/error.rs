@@ -157,7 +157,9 @@ pub enum DaemonError {
     },
     /// The exec root is so long that monitor sockets under it would not fit a unix socket
     /// address (108 bytes).
-    #[error("--exec-root {path} is too long: monitor sockets under it would exceed the 108-byte unix socket limit; use a path of at most {max} bytes")]
+    #[error(
+        "--exec-root {path} is too long: monitor sockets under it would exceed the 108-byte unix socket limit; use a path of at most {max} bytes"
+    )]
     ExecRootTooLong {
         /// The exec root given.
         path: String,
