@@ -234,7 +234,7 @@ fn run_tty_is_a_real_terminal(env: &TestEnv) {
 }
 
 fn run_signals_are_forwarded(env: &TestEnv) {
-    let mut child = env.berth_spawn(&[
+    let child = env.berth_spawn(&[
         "run",
         "--rm",
         "--name",

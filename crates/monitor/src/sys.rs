@@ -100,6 +100,14 @@ pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// Gives the heap's free memory back to the kernel. The monitor parses the spec and sets the
+/// container up with short-lived allocations, then lives for the container's lifetime on a
+/// few small buffers: returning the rest keeps each monitor's private memory small.
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim only walks glibc's own heap bookkeeping; no pointers are passed.
+    unsafe { libc::malloc_trim(0) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,12 +155,4 @@ mod tests {
             .is_err()
         );
     }
-}
-
-/// Gives the heap's free memory back to the kernel. The monitor parses the spec and sets the
-/// container up with short-lived allocations, then lives for the container's lifetime on a
-/// few small buffers: returning the rest keeps each monitor's private memory small.
-pub fn release_free_heap() {
-    // SAFETY: malloc_trim only walks glibc's own heap bookkeeping; no pointers are passed.
-    unsafe { libc::malloc_trim(0) };
 }
