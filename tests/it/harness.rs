@@ -31,6 +31,17 @@ pub struct TestEnv {
     pub socket: PathBuf,
     daemon: std::sync::Mutex<Option<Child>>,
     cgroups_before: Vec<PathBuf>,
+    /// berth's parent cgroup dirs that did not exist before the run (removed at teardown).
+    parents_missing_before: Vec<PathBuf>,
+}
+
+/// The `berth` parent dir in every cgroup hierarchy of this host.
+fn berth_cgroup_parents() -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from("/sys/fs/cgroup/berth")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        out.extend(rd.flatten().map(|e| e.path().join("berth")));
+    }
+    out
 }
 
 /// berth's cgroup dirs on this host right now (another berth may own some: compare before/after).
@@ -91,6 +102,10 @@ impl TestEnv {
             root,
             daemon: std::sync::Mutex::new(None),
             cgroups_before: berth_cgroups(),
+            parents_missing_before: berth_cgroup_parents()
+                .into_iter()
+                .filter(|p| !p.exists())
+                .collect(),
         };
         env.start_daemon();
         let r = env.berth(&["image", "bootstrap", "busybox"]);
@@ -253,6 +268,10 @@ impl TestEnv {
             if !self.cgroups_before.contains(&p) {
                 leaks.push(format!("cgroup: {}", p.display()));
             }
+        }
+        // Leave the host as we found it: the parents berth made for this run go too.
+        for p in &self.parents_missing_before {
+            let _ = std::fs::remove_dir(p);
         }
         let out = Command::new("pgrep").args(["-fa", &root]).output();
         if let Ok(o) = out {
