@@ -1,0 +1,287 @@
+//! IPv4 subnets, MAC addresses, and the choice of a free subnet for a new network.
+//!
+//! A new network without `--subnet` gets the first /16 of berth's pool (172.18/16 … 172.31/16,
+//! then 10.0/16 … 10.255/16) that overlaps neither a host route (read from `/proc/net/route`,
+//! a constructor parameter) nor another berth network. 172.17/16 is never offered: it is
+//! Docker's `docker0`, which may share the host.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::NetworkError;
+
+/// An IPv4 network: an address and a prefix length, normalised to the network address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Net {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The network containing `addr` with `prefix` bits (host bits are cleared).
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Self, NetworkError> {
+        if prefix > 32 {
+            return Err(NetworkError::InvalidSubnet {
+                subnet: format!("{addr}/{prefix}"),
+            });
+        }
+        let bits = u32::from(addr) & mask(prefix);
+        Ok(Self {
+            addr: Ipv4Addr::from(bits),
+            prefix,
+        })
+    }
+
+    /// The network address.
+    pub fn network(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The broadcast address (the last address of the network).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !mask(self.prefix))
+    }
+
+    /// Whether `ip` lies inside this network.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix) == u32::from(self.addr)
+    }
+
+    /// Whether the two networks share any address (one contains the other).
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        let shorter = self.prefix.min(other.prefix);
+        u32::from(self.addr) & mask(shorter) == u32::from(other.addr) & mask(shorter)
+    }
+
+    /// The `n`-th address of the network (0 is the network address itself).
+    pub fn nth(&self, n: u32) -> Option<Ipv4Addr> {
+        let size = 1u64 << (32 - u32::from(self.prefix));
+        (u64::from(n) < size).then(|| Ipv4Addr::from(u32::from(self.addr) + n))
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = NetworkError;
+
+    /// Parses `a.b.c.d/n`. Host bits must be zero, as Docker requires of `--subnet`.
+    fn from_str(s: &str) -> Result<Self, NetworkError> {
+        let bad = || NetworkError::InvalidSubnet {
+            subnet: s.to_string(),
+        };
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let net = Ipv4Net::new(addr, prefix).map_err(|_| bad())?;
+        if net.addr != addr {
+            return Err(bad());
+        }
+        Ok(net)
+    }
+}
+
+impl Serialize for Ipv4Net {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Net {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A 48-bit Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Docker's address for a container IP: `02:42` followed by the four bytes of the IP
+    /// (172.18.0.2 → 02:42:ac:12:00:02), locally administered and unicast.
+    pub fn from_ip(ip: Ipv4Addr) -> Self {
+        let o = ip.octets();
+        MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = NetworkError;
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`). A multicast address is refused: the kernel
+    /// would reject it for a veth anyway.
+    fn from_str(s: &str) -> Result<Self, NetworkError> {
+        let bad = || NetworkError::InvalidMac { mac: s.to_string() };
+        let mut bytes = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut bytes {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() || bytes[0] & 1 == 1 {
+            return Err(bad());
+        }
+        Ok(MacAddr(bytes))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Destinations of the host's IPv4 routes from the text of `/proc/net/route` (the default
+/// route is left out: it overlaps everything and says nothing about what is in use).
+pub fn parse_proc_routes(text: &str) -> Vec<Ipv4Net> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...; hex, little-endian.
+            let dest = u32::from_str_radix(fields.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(fields.get(7)?, 16).ok()?;
+            let prefix = u32::from_be(mask).leading_ones() as u8;
+            (prefix > 0).then_some(())?;
+            Ipv4Net::new(Ipv4Addr::from(u32::from_be(dest)), prefix).ok()
+        })
+        .collect()
+}
+
+/// The candidate subnets for networks without `--subnet`, in order of preference.
+fn pool() -> impl Iterator<Item = Ipv4Net> {
+    let private_172 = (18..=31u8).map(|b| Ipv4Addr::new(172, b, 0, 0));
+    let private_10 = (0..=255u8).map(|b| Ipv4Addr::new(10, b, 0, 0));
+    private_172
+        .chain(private_10)
+        .filter_map(|a| Ipv4Net::new(a, 16).ok())
+}
+
+/// The first pool subnet that overlaps none of `in_use` (host routes and existing networks).
+pub fn choose_subnet(in_use: &[Ipv4Net]) -> Option<Ipv4Net> {
+    pool().find(|candidate| !in_use.iter().any(|used| used.overlaps(candidate)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_parsing_and_arithmetic() {
+        let net: Ipv4Net = "172.18.0.0/16".parse().unwrap();
+        assert_eq!(net.broadcast(), Ipv4Addr::new(172, 18, 255, 255));
+        assert!(net.contains(Ipv4Addr::new(172, 18, 3, 4)));
+        assert!(!net.contains(Ipv4Addr::new(172, 19, 0, 1)));
+        assert_eq!(net.nth(1), Some(Ipv4Addr::new(172, 18, 0, 1)));
+        assert_eq!(net.nth(65536), None);
+        assert!("172.18.0.1/16".parse::<Ipv4Net>().is_err(), "host bits set");
+        assert!("172.18.0.0/33".parse::<Ipv4Net>().is_err());
+        assert!("172.18.0.0".parse::<Ipv4Net>().is_err());
+        let small: Ipv4Net = "172.18.5.0/24".parse().unwrap();
+        assert!(net.overlaps(&small) && small.overlaps(&net));
+        let other: Ipv4Net = "172.19.0.0/16".parse().unwrap();
+        assert!(!net.overlaps(&other));
+    }
+
+    #[test]
+    fn mac_derivation_matches_docker() {
+        let mac = MacAddr::from_ip(Ipv4Addr::new(172, 18, 0, 2));
+        assert_eq!(mac.to_string(), "02:42:ac:12:00:02");
+        assert_eq!(
+            MacAddr::from_ip(Ipv4Addr::new(10, 1, 255, 3)).to_string(),
+            "02:42:0a:01:ff:03"
+        );
+    }
+
+    #[test]
+    fn mac_parsing() {
+        let mac: MacAddr = "02:42:AC:11:00:09".parse().unwrap();
+        assert_eq!(mac.0, [2, 0x42, 0xac, 0x11, 0, 9]);
+        assert_eq!("02-00-00-00-00-01".parse::<MacAddr>().unwrap().0[5], 1);
+        for bad in [
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:09:01",
+            "zz:42:ac:11:00:09",
+            "01:00:5e:00:00:01",
+            "2:42:ac:11:00:09",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
+        }
+    }
+
+    const ROUTES: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+br-x\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+";
+
+    #[test]
+    fn routes_are_parsed_without_default() {
+        let routes = parse_proc_routes(ROUTES);
+        let shown: Vec<String> = routes.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["192.0.2.0/24", "172.17.0.0/16", "172.18.0.0/16"]);
+    }
+
+    #[test]
+    fn subnet_choice_skips_used_ranges() {
+        let routes = parse_proc_routes(ROUTES);
+        assert_eq!(choose_subnet(&routes).unwrap().to_string(), "172.19.0.0/16");
+        assert_eq!(choose_subnet(&[]).unwrap().to_string(), "172.18.0.0/16");
+        // A small route inside a candidate rules the whole /16 out.
+        let narrow = vec!["172.18.200.0/24".parse().unwrap()];
+        assert_eq!(choose_subnet(&narrow).unwrap().to_string(), "172.19.0.0/16");
+        // All of 172.16/12 taken: fall through to 10.x.
+        let wide = vec!["172.16.0.0/12".parse().unwrap()];
+        assert_eq!(choose_subnet(&wide).unwrap().to_string(), "10.0.0.0/16");
+        let everything = vec![
+            "172.16.0.0/12".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        assert_eq!(choose_subnet(&everything), None);
+    }
+}

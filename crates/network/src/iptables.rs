@@ -1,0 +1,108 @@
+//! Accept rules for berth's bridges in iptables' `filter FORWARD` chain.
+//!
+//! A host where Docker runs has `iptables -P FORWARD DROP` (in iptables-nft's `ip filter`
+//! table). An accept in berth's own nft table cannot override a drop in another table, so
+//! where that chain exists berth also inserts, per bridge:
+//!
+//! ```text
+//! -I FORWARD -i BRIDGE -j ACCEPT
+//! -I FORWARD -o BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//! -I FORWARD -o BRIDGE -m conntrack --ctstate DNAT -j ACCEPT     (published ports)
+//! ```
+//!
+//! Isolation and `--internal` still hold: berth's own forward chain drops that traffic, and
+//! a drop in any table wins. When the chain does not exist nothing is created (running
+//! `iptables` would create the table). The rules go with the network.
+
+use std::process::Command;
+
+use crate::error::NetworkError;
+
+fn rules(bridge: &str) -> [Vec<&str>; 3] {
+    [
+        vec!["-i", bridge, "-j", "ACCEPT"],
+        vec![
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "DNAT",
+            "-j",
+            "ACCEPT",
+        ],
+    ]
+}
+
+/// Whether iptables' `filter FORWARD` chain exists (checked through nft, which creates
+/// nothing).
+fn forward_chain_exists() -> bool {
+    Command::new("nft")
+        .args(["list", "chain", "ip", "filter", "FORWARD"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
+    let out = Command::new("iptables")
+        .args(["-w", "5"])
+        .args(args)
+        .output()
+        .map_err(|source| NetworkError::Spawn {
+            program: "iptables",
+            source,
+        })?;
+    Ok(out.status.success())
+}
+
+/// Inserts the accept rules for `bridge` unless present. Returns whether the chain exists.
+pub(crate) fn allow(bridge: &str) -> Result<bool, NetworkError> {
+    if !forward_chain_exists() {
+        return Ok(false);
+    }
+    for rule in rules(bridge) {
+        let mut check = vec!["-C", "FORWARD"];
+        check.extend(&rule);
+        if !iptables(&check)? {
+            let mut insert = vec!["-I", "FORWARD"];
+            insert.extend(&rule);
+            if !iptables(&insert)? {
+                return Err(NetworkError::Firewall {
+                    program: "iptables",
+                    stderr: format!("could not insert FORWARD rule {}", rule.join(" ")),
+                });
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Removes the accept rules for `bridge` (every copy), if the chain exists.
+pub(crate) fn revoke(bridge: &str) -> Result<(), NetworkError> {
+    if !forward_chain_exists() {
+        return Ok(());
+    }
+    for rule in rules(bridge) {
+        let mut delete = vec!["-D", "FORWARD"];
+        delete.extend(&rule);
+        // Bounded: one deletion per copy, and nobody inserts hundreds of copies.
+        for _ in 0..16 {
+            if !iptables(&delete)? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

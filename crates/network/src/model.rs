@@ -1,0 +1,238 @@
+//! The public data shapes: requests, and results that serialize as Docker's JSON.
+//!
+//! [`NetworkInfo`] is Docker's `Network` object (`GET /networks/{id}`), [`EndpointSettings`]
+//! is Docker's per-network entry of a container's `NetworkSettings.Networks`. Both are
+//! PascalCase serde structs the daemon can hand out as they are. [`CreateRequest`]
+//! deserializes from the body of `POST /networks/create`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::addr::MacAddr;
+
+/// Docker's `IPAM` object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    /// Always `default`.
+    #[serde(default)]
+    pub driver: String,
+    /// IPAM driver options (kept, not interpreted).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// One entry per subnet (berth: at most one, IPv4).
+    #[serde(default)]
+    pub config: Vec<IpamConfig>,
+}
+
+/// One subnet of a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    /// `172.18.0.0/16`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet: String,
+    /// `172.18.0.1`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    /// The part of the subnet dynamic addresses come from.
+    #[serde(default, rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+}
+
+/// The body of `POST /networks/create` (fields berth does not use are ignored).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateRequest {
+    /// The network name.
+    pub name: String,
+    /// `bridge` (default) or `macvlan`.
+    #[serde(default)]
+    pub driver: String,
+    /// Subnet, gateway and ip-range; empty to let berth choose.
+    #[serde(default, rename = "IPAM")]
+    pub ipam: Option<Ipam>,
+    /// No NAT and no traffic in or out of the network.
+    #[serde(default)]
+    pub internal: bool,
+    /// Accepted and reported (every berth network is attachable).
+    #[serde(default)]
+    pub attachable: bool,
+    /// Driver options: `com.docker.network.bridge.name`, `com.docker.network.driver.mtu`,
+    /// `parent` (macvlan); others are kept and reported.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// User labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Docker's `ConfigReference`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    /// Always empty.
+    pub network: String,
+}
+
+/// A container's entry in a network's `Containers` map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkContainer {
+    /// The container name.
+    pub name: String,
+    /// The endpoint id (64 hex).
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// The interface's MAC address.
+    pub mac_address: String,
+    /// `172.18.0.2/16`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// Always empty (no IPv6).
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+/// Docker's `Network` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInfo {
+    /// The name.
+    pub name: String,
+    /// The id (64 hex).
+    pub id: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Always `local`.
+    pub scope: String,
+    /// `bridge`, `macvlan`, `host` or `null`.
+    pub driver: String,
+    /// Whether IPv4 is on (true for bridge and macvlan networks).
+    #[serde(rename = "EnableIPv4")]
+    pub enable_ipv4: bool,
+    /// Always false.
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Addressing.
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--attachable`.
+    pub attachable: bool,
+    /// Always false.
+    pub ingress: bool,
+    /// Always empty.
+    pub config_from: ConfigReference,
+    /// Always false.
+    pub config_only: bool,
+    /// Attached containers by id.
+    pub containers: BTreeMap<String, NetworkContainer>,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The container being attached.
+#[derive(Debug, Clone)]
+pub struct ContainerNet {
+    /// The container id (64 hex).
+    pub id: String,
+    /// The container name, without a leading `/`.
+    pub name: String,
+}
+
+/// Per-attachment choices (`--ip`, `--mac-address`, `--alias`, `network connect` options).
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// A static address (user networks only).
+    pub ip: Option<Ipv4Addr>,
+    /// A MAC address; derived from the IP when `None`.
+    pub mac: Option<MacAddr>,
+    /// Extra DNS names on this network.
+    pub aliases: Vec<String>,
+}
+
+/// Docker's `IPAMConfig` of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointIpamConfig {
+    /// The static address asked for.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+}
+
+/// Docker's `EndpointSettings` (a value of `NetworkSettings.Networks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    /// The static address, when one was asked for.
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    /// Legacy links (always null).
+    pub links: Option<Vec<String>>,
+    /// User aliases.
+    pub aliases: Option<Vec<String>>,
+    /// The MAC address.
+    pub mac_address: String,
+    /// Driver options (always null).
+    pub driver_opts: Option<BTreeMap<String, String>>,
+    /// The network id.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// The endpoint id.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// The network's gateway.
+    pub gateway: String,
+    /// The container's address.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// The subnet's prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// Always empty.
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    /// Always empty.
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    /// Always 0.
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
+    /// Names the embedded DNS answers for (null on the default bridge, as in Docker).
+    #[serde(rename = "DNSNames")]
+    pub dns_names: Option<Vec<String>>,
+}
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The network's name (the key in `NetworkSettings.Networks`).
+    pub network_name: String,
+    /// The interface inside the container (`eth0`, `eth1`…).
+    pub interface: String,
+    /// The host end of the veth pair (`veth1a2b3c4`); `None` for macvlan.
+    pub host_interface: Option<String>,
+    /// The container's address on this network.
+    pub ip: Ipv4Addr,
+    /// What `docker inspect` shows.
+    pub settings: EndpointSettings,
+}
+
+/// Docker's /etc/hosts for a container: the loopback lines, then one line per endpoint
+/// address with the hostname.
+pub fn hosts_file(hostname: &str, endpoints: &[Endpoint]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for endpoint in endpoints {
+        out.push_str(&format!("{}\t{hostname}\n", endpoint.ip));
+    }
+    out
+}

@@ -1,0 +1,355 @@
+//! berth's nftables table: NAT, published ports and isolation, rebuilt whole from state.
+//!
+//! berth owns exactly one table (`ip berth` by default; the name is a parameter so tests
+//! do not touch a real daemon's). Every change replaces the table in a single `nft`
+//! transaction (`add table; delete table; add table; chains; rules`), so the kernel sees the
+//! old or the new rules and nothing in between, and no other table is ever touched.
+//!
+//! ```text
+//! table ip berth
+//!   chain prerouting   nat    hook prerouting  dstnat: fib daddr type local → jump ports
+//!   chain output       nat    hook output      dstnat: fib daddr type local → jump ports
+//!   chain ports        one DNAT rule per published port
+//!   chain postrouting  nat    hook postrouting srcnat:
+//!       ip saddr SUBNET oifname != BRIDGE masquerade       (egress; not for --internal)
+//!       oifname BRIDGE ip saddr 127.0.0.0/8 masquerade     (127.0.0.1:PORT → container)
+//!       oifname BRIDGE ip saddr SUBNET ct status dnat masquerade   (hairpin)
+//!   chain forward      filter hook forward:
+//!       iifname BRIDGE oifname {other bridges} drop        (isolation between networks)
+//!       internal: iifname BRIDGE oifname != BRIDGE drop, and the reverse
+//! ```
+//!
+//! Localhost access works because the bridges have `route_localnet=1`: DNAT of a packet
+//! from 127.0.0.1 to a container address is then routable, and the masquerade gives it the
+//! bridge address as source, so replies come back. This keeps published ports in the kernel
+//! (no userland proxy), at full speed.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::addr::Ipv4Net;
+use crate::error::NetworkError;
+use crate::ports::Protocol;
+
+/// What the table needs to know about one bridge network.
+#[derive(Debug, Clone)]
+pub(crate) struct BridgeRules {
+    pub device: String,
+    pub subnet: Ipv4Net,
+    pub internal: bool,
+}
+
+/// One DNAT: host address and port to container address and port.
+#[derive(Debug, Clone)]
+pub(crate) struct PortRule {
+    pub protocol: Protocol,
+    pub host_ip: Ipv4Addr,
+    pub host_port: u16,
+    pub container_ip: Ipv4Addr,
+    pub container_port: u16,
+}
+
+fn eq(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "==", "left": left, "right": right}})
+}
+
+fn ne(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "!=", "left": left, "right": right}})
+}
+
+fn meta(key: &str) -> Value {
+    json!({"meta": {"key": key}})
+}
+
+fn saddr_in(net: &Ipv4Net) -> Value {
+    eq(
+        json!({"payload": {"protocol": "ip", "field": "saddr"}}),
+        json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix()}}),
+    )
+}
+
+/// The whole table as an `nft -j` document.
+pub(crate) fn ruleset(table: &str, bridges: &[BridgeRules], ports: &[PortRule]) -> Value {
+    let mut cmds = vec![
+        // `add` then `delete` makes the delete succeed whether or not the table existed.
+        json!({"add": {"table": {"family": "ip", "name": table}}}),
+        json!({"delete": {"table": {"family": "ip", "name": table}}}),
+        json!({"add": {"table": {"family": "ip", "name": table}}}),
+    ];
+    let base_chain = |name: &str, kind: &str, hook: &str, prio: i32| {
+        json!({"add": {"chain": {"family": "ip", "table": table, "name": name,
+            "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}})
+    };
+    cmds.push(base_chain("prerouting", "nat", "prerouting", -100));
+    cmds.push(base_chain("output", "nat", "output", -100));
+    cmds.push(base_chain("postrouting", "nat", "postrouting", 100));
+    cmds.push(base_chain("forward", "filter", "forward", 0));
+    cmds.push(json!({"add": {"chain": {"family": "ip", "table": table, "name": "ports"}}}));
+    let mut rule = |chain: &str, expr: Vec<Value>| {
+        cmds.push(json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}}));
+    };
+    let local_daddr = eq(
+        json!({"fib": {"result": "type", "flags": ["daddr"]}}),
+        json!("local"),
+    );
+    for chain in ["prerouting", "output"] {
+        rule(
+            chain,
+            vec![local_daddr.clone(), json!({"jump": {"target": "ports"}})],
+        );
+    }
+    for port in ports {
+        let mut expr = Vec::new();
+        if !port.host_ip.is_unspecified() {
+            expr.push(eq(
+                json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+                json!(port.host_ip.to_string()),
+            ));
+        }
+        let proto = port.protocol.to_string();
+        expr.push(eq(meta("l4proto"), json!(proto)));
+        expr.push(eq(
+            json!({"payload": {"protocol": proto, "field": "dport"}}),
+            json!(port.host_port),
+        ));
+        expr.push(
+            json!({"dnat": {"addr": port.container_ip.to_string(), "port": port.container_port}}),
+        );
+        rule("ports", expr);
+    }
+    for bridge in bridges {
+        let dev = json!(bridge.device);
+        if !bridge.internal {
+            rule(
+                "postrouting",
+                vec![
+                    saddr_in(&bridge.subnet),
+                    ne(meta("oifname"), dev.clone()),
+                    json!({"masquerade": null}),
+                ],
+            );
+        }
+        let loopback = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("a valid prefix");
+        rule(
+            "postrouting",
+            vec![
+                eq(meta("oifname"), dev.clone()),
+                saddr_in(&loopback),
+                json!({"masquerade": null}),
+            ],
+        );
+        rule(
+            "postrouting",
+            vec![
+                eq(meta("oifname"), dev.clone()),
+                saddr_in(&bridge.subnet),
+                json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+                json!({"masquerade": null}),
+            ],
+        );
+        let others: Vec<&str> = bridges
+            .iter()
+            .filter(|b| b.device != bridge.device)
+            .map(|b| b.device.as_str())
+            .collect();
+        if !others.is_empty() {
+            rule(
+                "forward",
+                vec![
+                    eq(meta("iifname"), dev.clone()),
+                    eq(meta("oifname"), json!({"set": others})),
+                    json!({"drop": null}),
+                ],
+            );
+        }
+        if bridge.internal {
+            rule(
+                "forward",
+                vec![
+                    eq(meta("iifname"), dev.clone()),
+                    ne(meta("oifname"), dev.clone()),
+                    json!({"drop": null}),
+                ],
+            );
+            rule(
+                "forward",
+                vec![
+                    eq(meta("oifname"), dev.clone()),
+                    ne(meta("iifname"), dev.clone()),
+                    json!({"drop": null}),
+                ],
+            );
+        }
+    }
+    json!({"nftables": cmds})
+}
+
+/// Deleting the table (a no-op when it does not exist).
+pub(crate) fn teardown(table: &str) -> Value {
+    json!({"nftables": [
+        {"add": {"table": {"family": "ip", "name": table}}},
+        {"delete": {"table": {"family": "ip", "name": table}}},
+    ]})
+}
+
+/// Runs one `nft -j -f -` transaction.
+pub(crate) fn apply(document: &Value) -> Result<(), NetworkError> {
+    let spawn_err = |source| NetworkError::Spawn {
+        program: "nft",
+        source,
+    };
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let text = document.to_string();
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .map_err(spawn_err)?;
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if !out.status.success() {
+        return Err(NetworkError::Firewall {
+            program: "nft",
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_of(doc: &Value, chain: &str) -> Vec<Value> {
+        doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["add"]["rule"]["chain"] == chain)
+            .map(|c| c["add"]["rule"]["expr"].clone())
+            .collect()
+    }
+
+    fn bridges() -> Vec<BridgeRules> {
+        vec![
+            BridgeRules {
+                device: "berth0".into(),
+                subnet: "172.18.0.0/16".parse().unwrap(),
+                internal: false,
+            },
+            BridgeRules {
+                device: "br-a".into(),
+                subnet: "172.19.0.0/16".parse().unwrap(),
+                internal: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn table_is_replaced_atomically_and_only_ours() {
+        let doc = ruleset("berth-t", &bridges(), &[]);
+        let cmds = doc["nftables"].as_array().unwrap();
+        assert_eq!(cmds[0]["add"]["table"]["name"], "berth-t");
+        assert_eq!(cmds[1]["delete"]["table"]["name"], "berth-t");
+        for c in cmds {
+            let (kind, inner) = c
+                .as_object()
+                .unwrap()
+                .values()
+                .next()
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .iter()
+                .next()
+                .unwrap();
+            let name = if kind == "table" {
+                &inner["name"]
+            } else {
+                &inner["table"]
+            };
+            assert_eq!(name, "berth-t", "{c}");
+        }
+    }
+
+    #[test]
+    fn masquerade_only_for_non_internal_networks() {
+        let doc = ruleset("berth", &bridges(), &[]);
+        let post = rules_of(&doc, "postrouting");
+        let egress: Vec<&Value> = post
+            .iter()
+            .filter(|e| e[1]["match"]["op"] == "!=" && e[2].get("masquerade").is_some())
+            .collect();
+        assert_eq!(egress.len(), 1);
+        assert_eq!(
+            egress[0][0]["match"]["right"]["prefix"]["addr"],
+            "172.18.0.0"
+        );
+        assert_eq!(egress[0][1]["match"]["right"], "berth0");
+        // localhost and hairpin masquerade for both bridges
+        assert_eq!(post.len(), 1 + 2 * 2);
+    }
+
+    #[test]
+    fn isolation_and_internal_drops() {
+        let doc = ruleset("berth", &bridges(), &[]);
+        let fwd = rules_of(&doc, "forward");
+        assert!(fwd.iter().any(|e| e[0]["match"]["right"] == "berth0"
+            && e[1]["match"]["right"]["set"] == json!(["br-a"])
+            && e[2].get("drop").is_some()));
+        assert!(fwd.iter().any(|e| e[0]["match"]["right"] == "br-a"
+            && e[1]["match"]["op"] == "!="
+            && e[1]["match"]["left"]["meta"]["key"] == "oifname"));
+        assert_eq!(fwd.len(), 2 + 2);
+    }
+
+    #[test]
+    fn port_rules_dnat() {
+        let ports = [
+            PortRule {
+                protocol: Protocol::Tcp,
+                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_port: 8080,
+                container_ip: "172.18.0.2".parse().unwrap(),
+                container_port: 80,
+            },
+            PortRule {
+                protocol: Protocol::Udp,
+                host_ip: Ipv4Addr::LOCALHOST,
+                host_port: 5353,
+                container_ip: "172.18.0.3".parse().unwrap(),
+                container_port: 53,
+            },
+        ];
+        let doc = ruleset("berth", &bridges(), &ports);
+        let rules = rules_of(&doc, "ports");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[0].as_array().unwrap().len(),
+            3,
+            "no daddr match for 0.0.0.0"
+        );
+        assert_eq!(rules[0][1]["match"]["right"], 8080);
+        assert_eq!(
+            rules[0][2]["dnat"],
+            json!({"addr": "172.18.0.2", "port": 80})
+        );
+        assert_eq!(rules[1][0]["match"]["right"], "127.0.0.1");
+        assert_eq!(rules[1][1]["match"]["right"], "udp");
+        assert_eq!(rules[1][2]["match"]["left"]["payload"]["protocol"], "udp");
+        for chain in ["prerouting", "output"] {
+            let jumps = rules_of(&doc, chain);
+            assert_eq!(jumps[0][1]["jump"]["target"], "ports");
+            assert_eq!(jumps[0][0]["match"]["right"], "local");
+        }
+    }
+}

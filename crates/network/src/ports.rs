@@ -1,0 +1,321 @@
+//! Published ports: the `-p` syntax, Docker's `PortBindings` form, and host-port reservation.
+//!
+//! Traffic to a published port is forwarded in the kernel (DNAT, see `nft`), so no process
+//! listens on the host port. To keep other programs (and other containers) off it, berth
+//! binds a socket to the host address and port and holds it while the port is published
+//! (TCP sockets are bound but not listening, so they never accept a connection). A port
+//! that cannot be bound is reported as Docker does: `Bind for 0.0.0.0:8080 failed: port is
+//! already allocated`. A port of 0 lets the kernel pick a free one.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+use std::str::FromStr;
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
+use serde::{Deserialize, Serialize};
+
+use crate::error::NetworkError;
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (the default).
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = NetworkError;
+
+    fn from_str(s: &str) -> Result<Self, NetworkError> {
+        match s {
+            "" | "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            other => Err(NetworkError::InvalidPortSpec {
+                spec: other.to_string(),
+                reason: "unsupported protocol",
+            }),
+        }
+    }
+}
+
+/// A request to publish one container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortBinding {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The host address to accept on; `None` (or 0.0.0.0) means every address.
+    pub host_ip: Option<Ipv4Addr>,
+    /// The host ports to choose from (inclusive); `(0, 0)` means any free port.
+    pub host_ports: (u16, u16),
+}
+
+impl PortBinding {
+    /// One binding from Docker's `HostConfig.PortBindings` form: the key (`80/tcp`) and one
+    /// `{HostIp, HostPort}` entry (`HostPort` may be empty, a port, or a range `8000-8010`).
+    pub fn from_docker(key: &str, host_ip: &str, host_port: &str) -> Result<Self, NetworkError> {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let bad = |reason| NetworkError::InvalidPortSpec {
+            spec: key.to_string(),
+            reason,
+        };
+        let container_port = parse_port(port).ok_or_else(|| bad("invalid container port"))?;
+        let host_ip = match host_ip {
+            "" => None,
+            ip => Some(ip.parse().map_err(|_| NetworkError::InvalidPortSpec {
+                spec: ip.to_string(),
+                reason: "invalid host IPv4 address",
+            })?),
+        };
+        let host_ports =
+            parse_port_range(host_port).ok_or_else(|| NetworkError::InvalidPortSpec {
+                spec: host_port.to_string(),
+                reason: "invalid host port",
+            })?;
+        Ok(Self {
+            container_port,
+            protocol: proto.parse()?,
+            host_ip,
+            host_ports,
+        })
+    }
+}
+
+/// Parses one `-p` value: `CTR`, `HOST:CTR`, `IP:HOST:CTR`, `IP::CTR`, each with an optional
+/// `/tcp` or `/udp`; host and container parts may be equal-length ranges (`8000-8001:80-81`).
+pub fn parse_publish_spec(spec: &str) -> Result<Vec<PortBinding>, NetworkError> {
+    let bad = |reason| NetworkError::InvalidPortSpec {
+        spec: spec.to_string(),
+        reason,
+    };
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((rest, proto)) => (rest, proto.parse::<Protocol>()?),
+        None => (spec, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [ctr] => ("", "", *ctr),
+        [host, ctr] => ("", *host, *ctr),
+        [ip, host, ctr] => (*ip, *host, *ctr),
+        _ => return Err(bad("too many colons")),
+    };
+    let host_ip = match ip {
+        "" => None,
+        ip => Some(ip.parse().map_err(|_| bad("invalid host IPv4 address"))?),
+    };
+    let (ctr_first, ctr_last) = parse_port_range(ctr)
+        .filter(|(first, _)| *first != 0)
+        .ok_or_else(|| bad("invalid container port"))?;
+    let (host_first, host_last) = parse_port_range(host).ok_or_else(|| bad("invalid host port"))?;
+    let count = ctr_last - ctr_first;
+    if host_first != 0 && ctr_last != ctr_first && host_last - host_first != count {
+        return Err(bad("host and container port ranges differ in length"));
+    }
+    Ok((0..=count)
+        .map(|i| PortBinding {
+            container_port: ctr_first + i,
+            protocol: proto,
+            host_ip,
+            host_ports: if host_first == 0 {
+                (0, 0)
+            } else if count == 0 {
+                (host_first, host_last)
+            } else {
+                (host_first + i, host_first + i)
+            },
+        })
+        .collect())
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// `""` → (0, 0); `"80"` → (80, 80); `"80-90"` → (80, 90).
+fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    if s.is_empty() {
+        return Some((0, 0));
+    }
+    match s.split_once('-') {
+        None => parse_port(s).map(|p| (p, p)),
+        Some((a, b)) => {
+            let (a, b) = (parse_port(a)?, parse_port(b)?);
+            (a <= b).then_some((a, b))
+        }
+    }
+}
+
+/// A port that is published: where it is reachable on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishedPort {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The host address (0.0.0.0 for all).
+    pub host_ip: Ipv4Addr,
+    /// The host port.
+    pub host_port: u16,
+    /// The container address the port is forwarded to.
+    pub container_ip: Ipv4Addr,
+}
+
+impl PublishedPort {
+    /// The `NetworkSettings.Ports` key: `80/tcp`.
+    pub fn docker_key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// A held host port: the bound socket keeps anyone else from binding it.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    /// Kept only for its effect; closing it frees the port.
+    _socket: OwnedFd,
+    pub(crate) port: u16,
+}
+
+/// Binds `ip:port` for `protocol` (port 0: any free port) and returns the held socket.
+pub(crate) fn reserve(
+    protocol: Protocol,
+    ip: Ipv4Addr,
+    port: u16,
+) -> Result<Reservation, NetworkError> {
+    let in_use = || NetworkError::PortAllocated {
+        host_ip: ip,
+        host_port: port,
+    };
+    let kind = match protocol {
+        Protocol::Tcp => SockType::Stream,
+        Protocol::Udp => SockType::Datagram,
+    };
+    let socket =
+        socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None).map_err(|errno| {
+            NetworkError::PortReserve {
+                host_port: port,
+                source: errno.into(),
+            }
+        })?;
+    // No SO_REUSEADDR: on Linux two non-listening sockets that both set it may share a
+    // port, which would defeat the reservation.
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::from(SocketAddrV4::new(ip, port)),
+    )
+    .map_err(|_| in_use())?;
+    let bound: SockaddrIn =
+        getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).map_err(|errno| {
+            NetworkError::PortReserve {
+                host_port: port,
+                source: errno.into(),
+            }
+        })?;
+    Ok(Reservation {
+        _socket: socket,
+        port: bound.port(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(spec: &str) -> PortBinding {
+        let mut all = parse_publish_spec(spec).unwrap();
+        assert_eq!(all.len(), 1, "{spec}");
+        all.remove(0)
+    }
+
+    #[test]
+    fn publish_specs() {
+        let b = one("8080:80");
+        assert_eq!(
+            (b.container_port, b.host_ports, b.host_ip),
+            (80, (8080, 8080), None)
+        );
+        assert_eq!(b.protocol, Protocol::Tcp);
+        let b = one("127.0.0.1:9000:90/udp");
+        assert_eq!(b.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            (b.container_port, b.host_ports, b.protocol),
+            (90, (9000, 9000), Protocol::Udp)
+        );
+        let b = one("80");
+        assert_eq!(b.host_ports, (0, 0));
+        let b = one("127.0.0.1::80");
+        assert_eq!(
+            (b.host_ip, b.host_ports),
+            (Some(Ipv4Addr::LOCALHOST), (0, 0))
+        );
+        let b = one("8000-8010:80");
+        assert_eq!(b.host_ports, (8000, 8010));
+        let range = parse_publish_spec("8000-8001:80-81").unwrap();
+        assert_eq!(range[1].container_port, 81);
+        assert_eq!(range[1].host_ports, (8001, 8001));
+    }
+
+    #[test]
+    fn bad_publish_specs() {
+        for bad in [
+            "",
+            "0",
+            "x:80",
+            "80:x",
+            "1.2.3:80:80",
+            "8080:80/sctp",
+            "a:b:c:d",
+            "70000:80",
+            "8000-8002:80-81",
+            "90-80:80",
+        ] {
+            assert!(parse_publish_spec(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn docker_port_bindings() {
+        let b = PortBinding::from_docker("80/tcp", "", "8080").unwrap();
+        assert_eq!(
+            (b.container_port, b.host_ports, b.host_ip),
+            (80, (8080, 8080), None)
+        );
+        let b = PortBinding::from_docker("53/udp", "127.0.0.1", "").unwrap();
+        assert_eq!((b.protocol, b.host_ports), (Protocol::Udp, (0, 0)));
+        assert!(PortBinding::from_docker("80/tcp", "nope", "1").is_err());
+        assert!(PortBinding::from_docker("x/tcp", "", "1").is_err());
+    }
+
+    #[test]
+    fn reservation_holds_the_port() {
+        let held = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, 0).unwrap();
+        assert_ne!(held.port, 0);
+        let err = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, held.port).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Bind for 127.0.0.1:{} failed: port is already allocated",
+                held.port
+            )
+        );
+        let port = held.port;
+        drop(held);
+        reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, port).unwrap();
+        let udp = reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, 0).unwrap();
+        assert!(reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, udp.port).is_err());
+    }
+}

@@ -1,0 +1,1163 @@
+//! The network service: networks, endpoints, published ports, and the host state behind
+//! them (bridges, veths, nft table, iptables accept rules, DNS servers).
+//!
+//! Lifecycle of a container's networking, as the container service drives it:
+//!
+//! 1. the container init exists, blocked before exec: [`NetworkService::attach`] once per
+//!    network (veth or macvlan created inside its namespace, address, default route, DNS
+//!    names), then [`NetworkService::publish`] for `-p`/`-P`;
+//! 2. `network connect`/`disconnect` while it runs: `attach` / [`NetworkService::detach`];
+//! 3. the container exits: [`NetworkService::release`] frees addresses, ports, names and
+//!    rules. No device is deleted: the kernel destroys the container's veth ends (and with
+//!    them the host ends) when its namespace dies, which keeps the ~20 ms RCU wait of a
+//!    veth deletion off the stop path.
+//!
+//! All methods block (netlink, `nft`); call them from a blocking task. One mutex guards the
+//! state; `attach` does its netlink work outside it, after reserving the address.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use rand::RngCore;
+use tracing::{instrument, warn};
+
+use crate::addr::{Ipv4Net, MacAddr, choose_subnet, parse_proc_routes};
+use crate::dns::{DnsServer, NameTable, upstreams_from_resolv_conf};
+use crate::error::NetworkError;
+use crate::ipam::Ipam;
+use crate::iptables;
+use crate::link::{self, InterfaceConfig};
+use crate::model::{
+    AttachOptions, ConfigReference, ContainerNet, CreateRequest, Endpoint, EndpointIpamConfig,
+    EndpointSettings, Ipam as IpamJson, IpamConfig, NetworkContainer, NetworkInfo,
+};
+use crate::nft::{self, BridgeRules, PortRule};
+use crate::ports::{PortBinding, PublishedPort, Reservation, reserve};
+use crate::store::{ContainerRecord, Driver, EndpointRecord, NetworkRecord, SCHEMA_VERSION, Store};
+
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
+const OPT_PARENT: &str = "parent";
+
+/// Where the service keeps state and which host resources it uses. Host paths are
+/// parameters so tests can point them elsewhere.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Persistent state (`/var/lib/berth`).
+    pub data_root: PathBuf,
+    /// Runtime state (`/run/berth`).
+    pub run_root: PathBuf,
+    /// The default bridge device (`berth0`).
+    pub default_bridge: String,
+    /// berth's nft table in family `ip` (`berth`).
+    pub nft_table: String,
+    /// The host routing table (`/proc/net/route`), read to pick free subnets.
+    pub host_routes: PathBuf,
+    /// The host resolver configuration (`/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
+    /// The sysctl tree (`/proc/sys`).
+    pub proc_sys: PathBuf,
+    /// The embedded DNS servers' port (53).
+    pub dns_port: u16,
+}
+
+impl NetworkConfig {
+    /// The production defaults under the given roots.
+    pub fn new(data_root: &Path, run_root: &Path) -> Self {
+        Self {
+            data_root: data_root.to_path_buf(),
+            run_root: run_root.to_path_buf(),
+            default_bridge: "berth0".into(),
+            nft_table: "berth".into(),
+            host_routes: "/proc/net/route".into(),
+            resolv_conf: "/etc/resolv.conf".into(),
+            proc_sys: "/proc/sys".into(),
+            dns_port: 53,
+        }
+    }
+}
+
+/// A network in memory.
+#[derive(Debug)]
+struct Net {
+    record: NetworkRecord,
+    ipam: Option<Ipam>,
+    names: NameTable,
+    dns: Option<DnsServer>,
+}
+
+impl Net {
+    fn has_dns(&self) -> bool {
+        self.record.driver == Driver::Bridge && !self.record.default_bridge
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// By id.
+    networks: BTreeMap<String, Net>,
+    /// By container id.
+    containers: BTreeMap<String, ContainerRecord>,
+    /// Held host ports, by container id.
+    reservations: HashMap<String, Vec<Reservation>>,
+}
+
+/// The network service. See the module docs for the lifecycle.
+#[derive(Debug)]
+pub struct NetworkService {
+    config: NetworkConfig,
+    store: Store,
+    state: Mutex<State>,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn netns_inode(pid: i32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl NetworkService {
+    /// Loads state, makes sure the predefined networks exist, and re-applies the host state
+    /// of every network (bridges, sysctls, iptables rules, nft table, DNS servers) so running
+    /// containers keep their connectivity across a daemon restart. Containers whose network
+    /// namespace is gone are released.
+    #[instrument(skip_all)]
+    pub fn open(config: NetworkConfig) -> Result<Self, NetworkError> {
+        let store = Store::open(&config.data_root, &config.run_root)?;
+        let service = Self {
+            config,
+            store,
+            state: Mutex::new(State::default()),
+        };
+        let mut state = service.lock();
+        for record in service.store.load_networks()? {
+            let net = service.net_from_record(record);
+            state.networks.insert(net.record.id.clone(), net);
+        }
+        service.ensure_predefined(&mut state)?;
+        link::set_sysctl(&service.config.proc_sys, "net/ipv4/ip_forward", "1")?;
+        let ids: Vec<String> = state.networks.keys().cloned().collect();
+        for id in ids {
+            let net = state.networks.get_mut(&id).expect("id taken from the map");
+            service.bring_up(net)?;
+        }
+        for record in service.store.load_containers()? {
+            let alive = netns_inode(record.netns_pid) == Some(record.netns_inode);
+            if !alive {
+                service.store.remove_container(&record.container_id)?;
+                continue;
+            }
+            service.index_container(&mut state, &record);
+            let mut held = Vec::new();
+            for port in &record.ports {
+                match reserve(port.protocol, port.host_ip, port.host_port) {
+                    Ok(r) => held.push(r),
+                    Err(err) => warn!(error = %err, "published port could not be re-reserved"),
+                }
+            }
+            state.reservations.insert(record.container_id.clone(), held);
+            state.containers.insert(record.container_id.clone(), record);
+        }
+        service.apply_rules(&state)?;
+        drop(state);
+        Ok(service)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves state that is still consistent enough to
+        // read; refusing all further network work would be worse.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn net_from_record(&self, record: NetworkRecord) -> Net {
+        let ipam = record
+            .subnet
+            .map(|subnet| Ipam::new(&record.name, subnet, record.ip_range, record.gateway));
+        Net {
+            record,
+            ipam,
+            names: Arc::new(RwLock::new(HashMap::new())),
+            dns: None,
+        }
+    }
+
+    fn ensure_predefined(&self, state: &mut State) -> Result<(), NetworkError> {
+        for (name, driver) in [
+            ("bridge", Driver::Bridge),
+            ("host", Driver::Host),
+            ("none", Driver::Null),
+        ] {
+            if state.networks.values().any(|n| n.record.name == name) {
+                continue;
+            }
+            let (subnet, gateway, device) = if driver == Driver::Bridge {
+                let subnet = self.free_subnet(state)?;
+                (
+                    Some(subnet),
+                    subnet.nth(1),
+                    Some(self.config.default_bridge.clone()),
+                )
+            } else {
+                (None, None, None)
+            };
+            let mut options = BTreeMap::new();
+            if driver == Driver::Bridge {
+                options.insert(
+                    OPT_BRIDGE_NAME.to_string(),
+                    self.config.default_bridge.clone(),
+                );
+            }
+            let record = NetworkRecord {
+                version: SCHEMA_VERSION,
+                id: random_hex(32),
+                name: name.to_string(),
+                driver,
+                created: now_rfc3339(),
+                subnet,
+                gateway,
+                ip_range: None,
+                internal: false,
+                attachable: false,
+                device,
+                mtu: None,
+                default_bridge: driver == Driver::Bridge,
+                options,
+                labels: BTreeMap::new(),
+            };
+            self.store.save_network(&record)?;
+            let net = self.net_from_record(record);
+            state.networks.insert(net.record.id.clone(), net);
+        }
+        Ok(())
+    }
+
+    fn host_routes(&self) -> Vec<Ipv4Net> {
+        std::fs::read_to_string(&self.config.host_routes)
+            .map(|text| parse_proc_routes(&text))
+            .unwrap_or_default()
+    }
+
+    /// Host routes that are not our own bridges' (those are in `state` already).
+    fn foreign_routes(&self, state: &State) -> Vec<Ipv4Net> {
+        let ours: Vec<Ipv4Net> = state
+            .networks
+            .values()
+            .filter_map(|n| n.record.subnet)
+            .collect();
+        self.host_routes()
+            .into_iter()
+            .filter(|r| !ours.contains(r))
+            .collect()
+    }
+
+    fn free_subnet(&self, state: &State) -> Result<Ipv4Net, NetworkError> {
+        let mut used = self.foreign_routes(state);
+        used.extend(state.networks.values().filter_map(|n| n.record.subnet));
+        choose_subnet(&used).ok_or(NetworkError::NoFreeSubnet)
+    }
+
+    /// Creates or re-checks the host side of a network. Returns whether a bridge was created
+    /// (so a failed create can remove it).
+    fn bring_up(&self, net: &mut Net) -> Result<bool, NetworkError> {
+        let record = net.record.clone();
+        let mut created = false;
+        if record.driver == Driver::Bridge {
+            let (Some(device), Some(subnet), Some(gateway)) =
+                (&record.device, record.subnet, record.gateway)
+            else {
+                return Ok(false);
+            };
+            created = link::ensure_bridge(device, gateway, subnet.prefix(), record.mtu)?;
+            let result = (|| {
+                link::set_sysctl(
+                    &self.config.proc_sys,
+                    &format!("net/ipv4/conf/{device}/route_localnet"),
+                    "1",
+                )?;
+                iptables::allow(device)?;
+                if net.has_dns() && net.dns.is_none() {
+                    let addr = SocketAddr::V4(SocketAddrV4::new(gateway, self.config.dns_port));
+                    net.dns = Some(DnsServer::start(addr, net.names.clone(), self.upstreams())?);
+                }
+                Ok(())
+            })();
+            if let Err(err) = result {
+                if created {
+                    let _ = iptables::revoke(device);
+                    let _ = link::delete_host_link(device);
+                }
+                return Err(err);
+            }
+        }
+        Ok(created)
+    }
+
+    fn upstreams(&self) -> Vec<SocketAddr> {
+        std::fs::read_to_string(&self.config.resolv_conf)
+            .map(|text| upstreams_from_resolv_conf(&text))
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds and loads berth's nft table from `state`.
+    fn apply_rules(&self, state: &State) -> Result<(), NetworkError> {
+        nft::apply(&self.ruleset(state))
+    }
+
+    fn ruleset(&self, state: &State) -> serde_json::Value {
+        let bridges: Vec<BridgeRules> = state
+            .networks
+            .values()
+            .filter(|n| n.record.driver == Driver::Bridge)
+            .filter_map(|n| {
+                Some(BridgeRules {
+                    device: n.record.device.clone()?,
+                    subnet: n.record.subnet?,
+                    internal: n.record.internal,
+                })
+            })
+            .collect();
+        let ports: Vec<PortRule> = state
+            .containers
+            .values()
+            .flat_map(|c| &c.ports)
+            .map(|p| PortRule {
+                protocol: p.protocol,
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip: p.container_ip,
+                container_port: p.container_port,
+            })
+            .collect();
+        nft::ruleset(&self.config.nft_table, &bridges, &ports)
+    }
+
+    /// Adds a container's endpoints to the IPAM tables and DNS names.
+    fn index_container(&self, state: &mut State, record: &ContainerRecord) {
+        for ep in &record.endpoints {
+            if let Some(net) = state.networks.get_mut(&ep.network_id) {
+                if let Some(ipam) = &mut net.ipam {
+                    let _ = ipam.allocate(&record.container_id, Some(ep.ip));
+                }
+                add_names(&net.names, &ep.dns_names, ep.ip);
+            }
+        }
+    }
+
+    fn find<'a>(state: &'a State, name_or_id: &str) -> Result<&'a Net, NetworkError> {
+        let id = Self::find_id(state, name_or_id)?;
+        Ok(&state.networks[&id])
+    }
+
+    /// Docker's order: full id, then name, then unique id prefix.
+    fn find_id(state: &State, name_or_id: &str) -> Result<String, NetworkError> {
+        let not_found = || NetworkError::NotFound {
+            name: name_or_id.to_string(),
+        };
+        if name_or_id.is_empty() {
+            return Err(not_found());
+        }
+        if state.networks.contains_key(name_or_id) {
+            return Ok(name_or_id.to_string());
+        }
+        if let Some(net) = state
+            .networks
+            .values()
+            .find(|n| n.record.name == name_or_id)
+        {
+            return Ok(net.record.id.clone());
+        }
+        let mut matches = state
+            .networks
+            .keys()
+            .filter(|id| id.starts_with(name_or_id));
+        match (matches.next(), matches.next()) {
+            (Some(id), None) => Ok(id.clone()),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Creates a network (`docker network create`).
+    #[instrument(skip_all, fields(network = %req.name))]
+    pub fn create(&self, req: &CreateRequest) -> Result<NetworkInfo, NetworkError> {
+        let mut state = self.lock();
+        if !valid_name(&req.name) {
+            return Err(NetworkError::InvalidOption {
+                option: "name".into(),
+                reason: format!(
+                    "invalid network name {:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                    req.name
+                ),
+            });
+        }
+        if state.networks.values().any(|n| n.record.name == req.name) {
+            return Err(NetworkError::NameInUse {
+                name: req.name.clone(),
+            });
+        }
+        let driver = match req.driver.as_str() {
+            "" | "bridge" => Driver::Bridge,
+            "macvlan" => Driver::Macvlan,
+            other => {
+                return Err(NetworkError::InvalidOption {
+                    option: "driver".into(),
+                    reason: format!("driver {other} is not supported (bridge, macvlan)"),
+                });
+            }
+        };
+        let ipam_config = req
+            .ipam
+            .as_ref()
+            .and_then(|i| i.config.first())
+            .cloned()
+            .unwrap_or_default();
+        let subnet = match ipam_config.subnet.as_str() {
+            "" => None,
+            s => Some(s.parse::<Ipv4Net>()?),
+        };
+        let subnet = match subnet {
+            Some(subnet) => {
+                if let Some(other) = state
+                    .networks
+                    .values()
+                    .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
+                {
+                    return Err(NetworkError::SubnetOverlap {
+                        subnet: subnet.to_string(),
+                        other: other.record.name.clone(),
+                    });
+                }
+                // A macvlan network shares its parent's subnet on purpose.
+                if driver == Driver::Bridge
+                    && let Some(route) = self
+                        .foreign_routes(&state)
+                        .into_iter()
+                        .find(|r| r.overlaps(&subnet))
+                {
+                    return Err(NetworkError::SubnetOverlap {
+                        subnet: subnet.to_string(),
+                        other: format!("host route {route}"),
+                    });
+                }
+                subnet
+            }
+            None => self.free_subnet(&state)?,
+        };
+        let gateway = match ipam_config.gateway.as_str() {
+            "" => subnet.nth(1).ok_or_else(|| NetworkError::InvalidSubnet {
+                subnet: subnet.to_string(),
+            })?,
+            g => {
+                let ip: Ipv4Addr = g.parse().map_err(|_| NetworkError::OutsideSubnet {
+                    what: "gateway",
+                    value: g.to_string(),
+                    subnet: subnet.to_string(),
+                })?;
+                if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                    return Err(NetworkError::OutsideSubnet {
+                        what: "gateway",
+                        value: g.to_string(),
+                        subnet: subnet.to_string(),
+                    });
+                }
+                ip
+            }
+        };
+        let ip_range = match ipam_config.ip_range.as_str() {
+            "" => None,
+            r => {
+                let range: Ipv4Net = r.parse()?;
+                if !subnet.contains(range.network()) || range.prefix() < subnet.prefix() {
+                    return Err(NetworkError::OutsideSubnet {
+                        what: "ip-range",
+                        value: r.to_string(),
+                        subnet: subnet.to_string(),
+                    });
+                }
+                Some(range)
+            }
+        };
+        let mtu = match req.options.get(OPT_MTU) {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|m| (68..=65535).contains(m))
+                    .ok_or_else(|| NetworkError::InvalidOption {
+                        option: OPT_MTU.into(),
+                        reason: format!("{v:?} is not an MTU"),
+                    })?,
+            ),
+        };
+        let id = random_hex(32);
+        let device = match driver {
+            Driver::Bridge => {
+                let name = req
+                    .options
+                    .get(OPT_BRIDGE_NAME)
+                    .cloned()
+                    .unwrap_or_else(|| format!("br-{}", &id[..12]));
+                if name.is_empty()
+                    || name.len() > 15
+                    || name.contains('/')
+                    || name.contains(char::is_whitespace)
+                {
+                    return Err(NetworkError::InvalidOption {
+                        option: OPT_BRIDGE_NAME.into(),
+                        reason: format!("{name:?} is not a device name"),
+                    });
+                }
+                if state.networks.values().any(|n| {
+                    n.record.device.as_deref() == Some(name.as_str())
+                        && n.record.driver == Driver::Bridge
+                }) {
+                    return Err(NetworkError::InvalidOption {
+                        option: OPT_BRIDGE_NAME.into(),
+                        reason: format!("bridge {name} is used by another network"),
+                    });
+                }
+                name
+            }
+            _ => {
+                let parent = req.options.get(OPT_PARENT).cloned().ok_or_else(|| {
+                    NetworkError::InvalidOption {
+                        option: OPT_PARENT.into(),
+                        reason: "a macvlan network needs -o parent=<host interface>".into(),
+                    }
+                })?;
+                if !link::host_link_exists(&parent) {
+                    return Err(NetworkError::ParentNotFound { parent });
+                }
+                parent
+            }
+        };
+        let record = NetworkRecord {
+            version: SCHEMA_VERSION,
+            id: id.clone(),
+            name: req.name.clone(),
+            driver,
+            created: now_rfc3339(),
+            subnet: Some(subnet),
+            gateway: Some(gateway),
+            ip_range,
+            internal: req.internal,
+            attachable: req.attachable,
+            device: Some(device),
+            mtu,
+            default_bridge: false,
+            options: req.options.clone(),
+            labels: req.labels.clone(),
+        };
+        let mut net = self.net_from_record(record);
+        let created = self.bring_up(&mut net)?;
+        let undo = |net: &mut Net| {
+            net.dns = None;
+            if let (true, Some(device)) = (created, &net.record.device) {
+                let _ = iptables::revoke(device);
+                let _ = link::delete_host_link(device);
+            }
+        };
+        if let Err(err) = self.store.save_network(&net.record) {
+            undo(&mut net);
+            return Err(err);
+        }
+        state.networks.insert(id.clone(), net);
+        if let Err(err) = self.apply_rules(&state) {
+            let mut net = state.networks.remove(&id).expect("inserted above");
+            undo(&mut net);
+            let _ = self.store.remove_network(&id);
+            return Err(err);
+        }
+        Ok(self.info(&state, &state.networks[&id]))
+    }
+
+    /// Every network (`docker network ls`), predefined ones included.
+    pub fn list(&self) -> Vec<NetworkInfo> {
+        let state = self.lock();
+        let mut out: Vec<NetworkInfo> = state
+            .networks
+            .values()
+            .map(|n| self.info(&state, n))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// One network by name, id or unique id prefix.
+    pub fn inspect(&self, name_or_id: &str) -> Result<NetworkInfo, NetworkError> {
+        let state = self.lock();
+        let net = Self::find(&state, name_or_id)?;
+        Ok(self.info(&state, net))
+    }
+
+    fn info(&self, state: &State, net: &Net) -> NetworkInfo {
+        let r = &net.record;
+        let mut containers = BTreeMap::new();
+        for c in state.containers.values() {
+            for ep in c.endpoints.iter().filter(|e| e.network_id == r.id) {
+                containers.insert(
+                    c.container_id.clone(),
+                    NetworkContainer {
+                        name: c.name.clone(),
+                        endpoint_id: ep.endpoint_id.clone(),
+                        mac_address: ep.mac.to_string(),
+                        ipv4_address: format!("{}/{}", ep.ip, r.subnet.map_or(32, |s| s.prefix())),
+                        ipv6_address: String::new(),
+                    },
+                );
+            }
+        }
+        let config = r
+            .subnet
+            .map(|subnet| IpamConfig {
+                subnet: subnet.to_string(),
+                gateway: r.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                ip_range: r.ip_range.map(|g| g.to_string()).unwrap_or_default(),
+            })
+            .into_iter()
+            .collect();
+        NetworkInfo {
+            name: r.name.clone(),
+            id: r.id.clone(),
+            created: r.created.clone(),
+            scope: "local".into(),
+            driver: r.driver.as_str().into(),
+            enable_ipv4: matches!(r.driver, Driver::Bridge | Driver::Macvlan),
+            enable_ipv6: false,
+            ipam: IpamJson {
+                driver: "default".into(),
+                options: BTreeMap::new(),
+                config,
+            },
+            internal: r.internal,
+            attachable: r.attachable,
+            ingress: false,
+            config_from: ConfigReference::default(),
+            config_only: false,
+            containers,
+            options: r.options.clone(),
+            labels: r.labels.clone(),
+        }
+    }
+
+    /// Removes a network (`docker network rm`): refused for predefined networks and while
+    /// containers are attached.
+    #[instrument(skip_all, fields(network = %name_or_id))]
+    pub fn remove(&self, name_or_id: &str) -> Result<(), NetworkError> {
+        let mut state = self.lock();
+        let id = Self::find_id(&state, name_or_id)?;
+        self.remove_locked(&mut state, &id)
+    }
+
+    fn remove_locked(&self, state: &mut State, id: &str) -> Result<(), NetworkError> {
+        let net = &state.networks[id];
+        if matches!(net.record.name.as_str(), "bridge" | "host" | "none") {
+            return Err(NetworkError::Predefined {
+                name: net.record.name.clone(),
+            });
+        }
+        if state
+            .containers
+            .values()
+            .any(|c| c.endpoints.iter().any(|e| e.network_id == id))
+        {
+            return Err(NetworkError::ActiveEndpoints {
+                name: net.record.name.clone(),
+                id: id.to_string(),
+            });
+        }
+        let mut net = state.networks.remove(id).expect("found above");
+        self.store.remove_network(id)?;
+        net.dns = None;
+        self.apply_rules(state)?;
+        if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
+            iptables::revoke(device)?;
+            link::delete_host_link(device)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every user network without containers; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>, NetworkError> {
+        let mut state = self.lock();
+        let unused: Vec<(String, String)> = state
+            .networks
+            .values()
+            .filter(|n| !matches!(n.record.name.as_str(), "bridge" | "host" | "none"))
+            .filter(|n| {
+                !state
+                    .containers
+                    .values()
+                    .any(|c| c.endpoints.iter().any(|e| e.network_id == n.record.id))
+            })
+            .map(|n| (n.record.id.clone(), n.record.name.clone()))
+            .collect();
+        let mut removed = Vec::new();
+        for (id, name) in unused {
+            self.remove_locked(&mut state, &id)?;
+            removed.push(name);
+        }
+        Ok(removed)
+    }
+
+    /// Connects a container to a network: creates its interface inside the namespace of
+    /// `netns_pid` (`eth0` for the first network, then `eth1`…), with address, MAC and
+    /// default route, and registers its DNS names. Called after the container init exists
+    /// and before it execs, or on a running container (`network connect`).
+    #[instrument(skip_all, fields(container_id = %container.id, network = %network))]
+    pub fn attach(
+        &self,
+        container: &ContainerNet,
+        network: &str,
+        netns_pid: i32,
+        opts: &AttachOptions,
+    ) -> Result<Endpoint, NetworkError> {
+        let (record_net, ep) = {
+            let mut state = self.lock();
+            let id = Self::find_id(&state, network)?;
+            let existing = state.containers.get(&container.id);
+            if existing.is_some_and(|c| c.endpoints.iter().any(|e| e.network_id == id)) {
+                return Err(NetworkError::AlreadyAttached {
+                    container: container.name.clone(),
+                    network: network.to_string(),
+                });
+            }
+            let used_ifnames: Vec<String> = existing
+                .map(|c| c.endpoints.iter().map(|e| e.ifname.clone()).collect())
+                .unwrap_or_default();
+            let net = state.networks.get_mut(&id).expect("found above");
+            let r = net.record.clone();
+            if matches!(r.driver, Driver::Host | Driver::Null) {
+                return Err(NetworkError::NotAttachable { name: r.name });
+            }
+            if r.default_bridge && opts.ip.is_some() {
+                return Err(NetworkError::StaticIpOnDefaultBridge);
+            }
+            let ipam = net
+                .ipam
+                .as_mut()
+                .ok_or_else(|| NetworkError::NotAttachable {
+                    name: r.name.clone(),
+                })?;
+            let ip = ipam.allocate(&container.id, opts.ip)?;
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !used_ifnames.contains(n))
+                .expect("an unbounded range");
+            let endpoint_id = random_hex(32);
+            let dns_names = if net.has_dns() {
+                let mut names = vec![container.name.clone()];
+                names.extend(opts.aliases.iter().cloned());
+                names.push(container.id.chars().take(12).collect());
+                names.dedup();
+                names
+            } else {
+                Vec::new()
+            };
+            let ep = EndpointRecord {
+                network_id: id,
+                host_ifname: (r.driver == Driver::Bridge)
+                    .then(|| format!("veth{}", &endpoint_id[..7])),
+                endpoint_id,
+                ip,
+                mac: opts.mac.unwrap_or_else(|| MacAddr::from_ip(ip)),
+                static_ip: opts.ip.is_some(),
+                ifname,
+                aliases: opts.aliases.clone(),
+                dns_names,
+            };
+            (r, ep)
+        };
+        let iface = InterfaceConfig {
+            netns_pid,
+            ifname: ep.ifname.clone(),
+            mac: ep.mac,
+            ip: ep.ip,
+            prefix: record_net.subnet.map_or(32, |s| s.prefix()),
+            gateway: if record_net.internal {
+                None
+            } else {
+                record_net.gateway
+            },
+            mtu: record_net.mtu,
+        };
+        let device = record_net.device.clone().unwrap_or_default();
+        let made = match &ep.host_ifname {
+            Some(host) => link::attach_veth(&device, host, &iface),
+            None => link::attach_macvlan(&device, &iface),
+        };
+        let mut state = self.lock();
+        let release_ip = |state: &mut State| {
+            if let Some(ipam) = state
+                .networks
+                .get_mut(&ep.network_id)
+                .and_then(|n| n.ipam.as_mut())
+            {
+                ipam.release(ep.ip);
+            }
+        };
+        if let Err(err) = made {
+            release_ip(&mut state);
+            return Err(err);
+        }
+        let mut record = state
+            .containers
+            .get(&container.id)
+            .cloned()
+            .unwrap_or_else(|| ContainerRecord {
+                version: SCHEMA_VERSION,
+                container_id: container.id.clone(),
+                name: container.name.clone(),
+                netns_pid,
+                netns_inode: netns_inode(netns_pid).unwrap_or(0),
+                endpoints: Vec::new(),
+                ports: Vec::new(),
+            });
+        record.endpoints.push(ep.clone());
+        if let Err(err) = self.store.save_container(&record) {
+            release_ip(&mut state);
+            drop(state);
+            let _ = self.remove_device(netns_pid, &ep);
+            return Err(err);
+        }
+        if let Some(net) = state.networks.get(&ep.network_id) {
+            add_names(&net.names, &ep.dns_names, ep.ip);
+        }
+        state.containers.insert(container.id.clone(), record);
+        Ok(endpoint_view(&record_net, &ep))
+    }
+
+    fn remove_device(&self, netns_pid: i32, ep: &EndpointRecord) -> Result<(), NetworkError> {
+        match &ep.host_ifname {
+            Some(host) => link::delete_host_link(host),
+            None => link::delete_in_netns(netns_pid, &ep.ifname),
+        }
+    }
+
+    /// Publishes ports of a container to the host (`-p`, `-P`), forwarding to its address
+    /// on its first network. Either every binding is published or none is.
+    #[instrument(skip_all, fields(container_id = %container_id))]
+    pub fn publish(
+        &self,
+        container_id: &str,
+        bindings: &[PortBinding],
+    ) -> Result<Vec<PublishedPort>, NetworkError> {
+        let mut state = self.lock();
+        let record =
+            state
+                .containers
+                .get(container_id)
+                .ok_or_else(|| NetworkError::NotAttached {
+                    container: container_id.to_string(),
+                    network: "bridge".into(),
+                })?;
+        let Some(container_ip) = record
+            .endpoints
+            .iter()
+            .find(|e| {
+                state
+                    .networks
+                    .get(&e.network_id)
+                    .is_some_and(|n| n.record.driver == Driver::Bridge)
+            })
+            .map(|e| e.ip)
+        else {
+            return Err(NetworkError::NotAttached {
+                container: record.name.clone(),
+                network: "bridge".into(),
+            });
+        };
+        let mut published = Vec::new();
+        let mut held = Vec::new();
+        for b in bindings {
+            let host_ip = b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            let reservation = if b.host_ports.0 == 0 {
+                reserve(b.protocol, host_ip, 0)?
+            } else {
+                let mut found = None;
+                for port in b.host_ports.0..=b.host_ports.1 {
+                    if let Ok(r) = reserve(b.protocol, host_ip, port) {
+                        found = Some(r);
+                        break;
+                    }
+                }
+                found.ok_or(NetworkError::PortAllocated {
+                    host_ip,
+                    host_port: b.host_ports.0,
+                })?
+            };
+            published.push(PublishedPort {
+                container_port: b.container_port,
+                protocol: b.protocol,
+                host_ip,
+                host_port: reservation.port,
+                container_ip,
+            });
+            held.push(reservation);
+        }
+        let mut record = record.clone();
+        record.ports.extend(published.iter().cloned());
+        self.store.save_container(&record)?;
+        let previous = state
+            .containers
+            .insert(container_id.to_string(), record)
+            .expect("found above");
+        if let Err(err) = self.apply_rules(&state) {
+            state
+                .containers
+                .insert(container_id.to_string(), previous.clone());
+            let _ = self.store.save_container(&previous);
+            return Err(err);
+        }
+        state
+            .reservations
+            .entry(container_id.to_string())
+            .or_default()
+            .extend(held);
+        Ok(published)
+    }
+
+    /// Frees everything a container held (addresses, DNS names, ports and their rules) when
+    /// it has exited. Devices are left to the kernel, which removes them with the
+    /// namespace. Unknown containers are a no-op.
+    #[instrument(skip_all, fields(container_id = %container_id))]
+    pub fn release(&self, container_id: &str) -> Result<(), NetworkError> {
+        let mut state = self.lock();
+        let Some(record) = state.containers.remove(container_id) else {
+            return Ok(());
+        };
+        for ep in &record.endpoints {
+            forget_endpoint(&mut state, ep);
+        }
+        state.reservations.remove(container_id);
+        self.store.remove_container(container_id)?;
+        if !record.ports.is_empty() {
+            self.apply_rules(&state)?;
+        }
+        Ok(())
+    }
+
+    /// Disconnects a running container from one network (`network disconnect`): its
+    /// interface is deleted, and ports forwarded to that address are unpublished.
+    #[instrument(skip_all, fields(container_id = %container_id, network = %network))]
+    pub fn detach(&self, container_id: &str, network: &str) -> Result<(), NetworkError> {
+        let mut state = self.lock();
+        let id = Self::find_id(&state, network)?;
+        let not_attached = || NetworkError::NotAttached {
+            container: container_id.to_string(),
+            network: network.to_string(),
+        };
+        let mut record = state
+            .containers
+            .get(container_id)
+            .cloned()
+            .ok_or_else(not_attached)?;
+        let pos = record
+            .endpoints
+            .iter()
+            .position(|e| e.network_id == id)
+            .ok_or_else(not_attached)?;
+        let ep = record.endpoints.remove(pos);
+        let ports_before = record.ports.len();
+        record.ports.retain(|p| p.container_ip != ep.ip);
+        let ports_changed = record.ports.len() != ports_before;
+        self.remove_device(record.netns_pid, &ep)?;
+        forget_endpoint(&mut state, &ep);
+        if ports_changed {
+            // Reservations are not tied to an address; re-take the ones still published.
+            let keep: Vec<(crate::ports::Protocol, Ipv4Addr, u16)> = record
+                .ports
+                .iter()
+                .map(|p| (p.protocol, p.host_ip, p.host_port))
+                .collect();
+            state.reservations.remove(container_id);
+            let held: Vec<Reservation> = keep
+                .into_iter()
+                .filter_map(|(proto, ip, port)| reserve(proto, ip, port).ok())
+                .collect();
+            state.reservations.insert(container_id.to_string(), held);
+        }
+        if record.endpoints.is_empty() {
+            self.store.remove_container(container_id)?;
+            state.containers.remove(container_id);
+            state.reservations.remove(container_id);
+        } else {
+            self.store.save_container(&record)?;
+            state.containers.insert(container_id.to_string(), record);
+        }
+        if ports_changed {
+            self.apply_rules(&state)?;
+        }
+        Ok(())
+    }
+
+    /// A container's endpoints, in attachment order.
+    pub fn endpoints(&self, container_id: &str) -> Vec<Endpoint> {
+        let state = self.lock();
+        let Some(record) = state.containers.get(container_id) else {
+            return Vec::new();
+        };
+        record
+            .endpoints
+            .iter()
+            .filter_map(|ep| {
+                state
+                    .networks
+                    .get(&ep.network_id)
+                    .map(|n| endpoint_view(&n.record, ep))
+            })
+            .collect()
+    }
+
+    /// A container's published ports.
+    pub fn published_ports(&self, container_id: &str) -> Vec<PublishedPort> {
+        self.lock()
+            .containers
+            .get(container_id)
+            .map(|c| c.ports.clone())
+            .unwrap_or_default()
+    }
+
+    /// The resolv.conf for a container whose first network is `network`: the embedded DNS
+    /// server on user networks, else the host's resolvers without loopback addresses (they
+    /// would point into the container itself), falling back to Docker's public defaults.
+    pub fn resolv_conf_for(&self, network: &str) -> Result<String, NetworkError> {
+        let state = self.lock();
+        let net = Self::find(&state, network)?;
+        let host = std::fs::read_to_string(&self.config.resolv_conf).unwrap_or_default();
+        let others: Vec<&str> = host
+            .lines()
+            .filter(|l| {
+                l.starts_with("search") || l.starts_with("options") || l.starts_with("domain")
+            })
+            .collect();
+        let mut out = String::new();
+        if net.has_dns()
+            && let Some(gateway) = net.record.gateway
+        {
+            out.push_str(&format!("nameserver {gateway}\n"));
+        } else {
+            let servers: Vec<String> = upstreams_from_resolv_conf(&host)
+                .into_iter()
+                .filter(|s| s.is_ipv4() && !s.ip().is_loopback())
+                .map(|s| s.ip().to_string())
+                .collect();
+            let servers = if servers.is_empty() {
+                vec!["8.8.8.8".to_string(), "8.8.4.4".to_string()]
+            } else {
+                servers
+            };
+            for s in servers {
+                out.push_str(&format!("nameserver {s}\n"));
+            }
+        }
+        for line in others {
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// The embedded DNS address of a network, if it has one.
+    pub fn dns_address(&self, network: &str) -> Result<Option<SocketAddr>, NetworkError> {
+        let state = self.lock();
+        Ok(Self::find(&state, network)?.dns.as_ref().map(|d| d.addr()))
+    }
+
+    /// Removes every piece of host state this service made (DNS servers, bridges, iptables
+    /// rules, the nft table) but keeps the state files. For tests and uninstall; running
+    /// containers lose their networking.
+    pub fn teardown(self) -> Result<(), NetworkError> {
+        let mut state = self.lock();
+        state.reservations.clear();
+        for net in state.networks.values_mut() {
+            net.dns = None;
+        }
+        nft::apply(&nft::teardown(&self.config.nft_table))?;
+        for net in state.networks.values() {
+            if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
+                iptables::revoke(device)?;
+                link::delete_host_link(device)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+    if dns_names.is_empty() {
+        return;
+    }
+    let mut table = names.write().unwrap_or_else(|p| p.into_inner());
+    for name in dns_names {
+        let entry = table.entry(name.to_ascii_lowercase()).or_default();
+        if !entry.contains(&ip) {
+            entry.push(ip);
+        }
+    }
+}
+
+fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
+    if let Some(net) = state.networks.get_mut(&ep.network_id) {
+        if let Some(ipam) = &mut net.ipam {
+            ipam.release(ep.ip);
+        }
+        let mut table = net.names.write().unwrap_or_else(|p| p.into_inner());
+        for name in &ep.dns_names {
+            let key = name.to_ascii_lowercase();
+            if let Some(ips) = table.get_mut(&key) {
+                ips.retain(|ip| *ip != ep.ip);
+                if ips.is_empty() {
+                    table.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+fn endpoint_view(net: &NetworkRecord, ep: &EndpointRecord) -> Endpoint {
+    Endpoint {
+        network_name: net.name.clone(),
+        interface: ep.ifname.clone(),
+        host_interface: ep.host_ifname.clone(),
+        ip: ep.ip,
+        settings: EndpointSettings {
+            ipam_config: ep.static_ip.then(|| EndpointIpamConfig {
+                ipv4_address: ep.ip.to_string(),
+            }),
+            links: None,
+            aliases: (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
+            mac_address: ep.mac.to_string(),
+            driver_opts: None,
+            network_id: net.id.clone(),
+            endpoint_id: ep.endpoint_id.clone(),
+            gateway: net.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            ip_address: ep.ip.to_string(),
+            ip_prefix_len: net.subnet.map_or(0, |s| s.prefix()),
+            ipv6_gateway: String::new(),
+            global_ipv6_address: String::new(),
+            global_ipv6_prefix_len: 0,
+            dns_names: (!ep.dns_names.is_empty()).then(|| ep.dns_names.clone()),
+        },
+    }
+}
