@@ -24,6 +24,10 @@ pub const TESTS: &[Test] = &[
         start_after_image_removed_fails_cleanly,
     ),
     (
+        "cli_starts_the_daemon_when_none_answers",
+        cli_starts_the_daemon_when_none_answers,
+    ),
+    (
         "containers_survive_daemon_sigkill",
         containers_survive_daemon_sigkill,
     ),
@@ -487,6 +491,48 @@ fn start_after_image_removed_fails_cleanly(env: &TestEnv) {
     assert!(r.stderr.contains("No such image"), "{r:?}");
     assert_eq!(env.inspect("orphan", "{{.State.Status}}"), "created");
     env.berth(&["rm", "orphan"]).ok();
+}
+
+/// As root with no daemon answering on the default socket, the CLI starts one itself.
+fn cli_starts_the_daemon_when_none_answers(_env: &TestEnv) {
+    use std::path::Path;
+    let (sock, run, data) = (
+        Path::new("/run/berth/berth.sock"),
+        Path::new("/run/berth"),
+        Path::new("/var/lib/berth"),
+    );
+    if std::os::unix::net::UnixStream::connect(sock).is_ok() || run.exists() || data.exists() {
+        eprintln!("a berth daemon or its state is already on this machine: skipping");
+        return;
+    }
+    let out = std::process::Command::new(crate::harness::berth_exe())
+        .args(["version", "--format", "{{.Server.ApiVersion}}"])
+        .env_remove("BERTH_HOST")
+        .env_remove("DOCKER_HOST")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let pid: Option<i32> = std::fs::read_to_string(run.join("berth.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    if let Some(pid) = pid {
+        // SAFETY: kill(2) on the daemon this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let _ = std::fs::remove_dir_all(run);
+    let _ = std::fs::remove_dir_all(data);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1.44",
+        "{out:?}"
+    );
+    assert!(pid.is_some(), "the daemon wrote its pid file");
 }
 
 fn containers_survive_daemon_sigkill(env: &TestEnv) {

@@ -40,6 +40,8 @@ pub enum Engine {
         id: String,
         /// The init, blocked before exec.
         pending: Option<PendingInit>,
+        /// Host-side runtime settings (the seccomp cache), reused by exec.
+        options: berth_runtime::RuntimeOptions,
     },
     /// An OCI runtime binary.
     External(ExternalRuntime),
@@ -56,16 +58,23 @@ impl Engine {
             RuntimeKind::Builtin => {
                 let (host, child) =
                     HostStdio::new(config.tty, config.console_size, config.open_stdin)?;
-                let pending =
-                    berth_runtime::create(spec, &config.run_dir, config.rootfs.as_ref(), child)
-                        .map_err(|source| MonitorError::Runtime {
-                            id: config.id.clone(),
-                            source,
-                        })?;
+                let options = runtime_options(&config.run_dir);
+                let pending = berth_runtime::create_with(
+                    spec,
+                    &config.run_dir,
+                    config.rootfs.as_ref(),
+                    child,
+                    &options,
+                )
+                .map_err(|source| MonitorError::Runtime {
+                    id: config.id.clone(),
+                    source,
+                })?;
                 let pid = pending.pid();
                 let engine = Engine::Builtin {
                     id: config.id.clone(),
                     pending: Some(pending),
+                    options,
                 };
                 Ok((engine, pid, host))
             }
@@ -85,7 +94,7 @@ impl Engine {
     /// Lets the init exec its process.
     pub fn start(&mut self) -> Result<(), MonitorError> {
         match self {
-            Engine::Builtin { id, pending } => match pending.take() {
+            Engine::Builtin { id, pending, .. } => match pending.take() {
                 Some(init) => init.start().map_err(|source| MonitorError::Runtime {
                     id: id.clone(),
                     source,
@@ -120,15 +129,15 @@ impl Engine {
     ) -> Result<(i32, HostStdio), MonitorError> {
         let tty = request.process.terminal().unwrap_or(false);
         match self {
-            Engine::Builtin { id, .. } => {
+            Engine::Builtin { id, options, .. } => {
                 let (host, child) =
                     HostStdio::new(tty, request.console_size, request.attach_stdin)?;
-                let pid = berth_runtime::exec(init_pid, spec, &request.process, child).map_err(
-                    |source| MonitorError::Runtime {
-                        id: id.clone(),
-                        source,
-                    },
-                )?;
+                let pid =
+                    berth_runtime::exec_with(init_pid, spec, &request.process, child, options)
+                        .map_err(|source| MonitorError::Runtime {
+                            id: id.clone(),
+                            source,
+                        })?;
                 Ok((pid, host))
             }
             Engine::External(external) => external.exec(request, tty),
@@ -532,6 +541,15 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Option<OwnedFd> {
         }
     }
     received
+}
+
+/// Runtime settings for a container whose run dir is `<exec_root>/containers/<id>`: compiled
+/// seccomp filters are cached in `<exec_root>/seccomp`, so each daemon keeps its own.
+fn runtime_options(run_dir: &std::path::Path) -> berth_runtime::RuntimeOptions {
+    let exec_root = run_dir.parent().and_then(std::path::Path::parent);
+    berth_runtime::RuntimeOptions {
+        seccomp_cache: exec_root.map(|root| root.join("seccomp")),
+    }
 }
 
 #[cfg(test)]
