@@ -24,6 +24,10 @@ pub const TESTS: &[Test] = &[
         start_after_image_removed_fails_cleanly,
     ),
     (
+        "diff_lists_added_changed_deleted",
+        diff_lists_added_changed_deleted,
+    ),
+    (
         "cli_starts_the_daemon_when_none_answers",
         cli_starts_the_daemon_when_none_answers,
     ),
@@ -533,6 +537,33 @@ fn cli_starts_the_daemon_when_none_answers(_env: &TestEnv) {
         "{out:?}"
     );
     assert!(pid.is_some(), "the daemon wrote its pid file");
+}
+
+fn diff_lists_added_changed_deleted(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "--name",
+        "differ",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /newdir; echo x > /etc/motd; rm /bin/true; echo u >> /etc/passwd",
+    ])
+    .ok();
+    assert_eq!(
+        env.berth(&["diff", "differ"]).ok(),
+        "C /bin\nD /bin/true\nC /etc\nA /etc/motd\nC /etc/passwd\nA /newdir"
+    );
+    if let Some(r) = env.docker(&["diff", "differ"]) {
+        assert_eq!(
+            r.ok(),
+            "C /bin\nD /bin/true\nC /etc\nA /etc/motd\nC /etc/passwd\nA /newdir"
+        );
+    }
+    env.berth(&["run", "--name", "untouched", "busybox", "true"])
+        .ok();
+    assert_eq!(env.berth(&["diff", "untouched"]).ok(), "");
+    env.berth(&["rm", "differ", "untouched"]).ok();
 }
 
 fn containers_survive_daemon_sigkill(env: &TestEnv) {

@@ -307,6 +307,8 @@ pub enum ContainerCmd {
     },
     /// Display a live stream of container resource usage statistics.
     Stats(StatsArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff { container: String },
     /// List port mappings for the container.
     Port {
         container: String,
@@ -489,6 +491,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Exec(a) => exec(c, a),
         ContainerCmd::Top { container, ps_args } => top(c, &container, &ps_args),
         ContainerCmd::Stats(a) => stats(c, a),
+        ContainerCmd::Diff { container } => diff(c, &container),
         ContainerCmd::Port { container, port: p } => port(c, &container, p.as_deref()),
     }
 }
@@ -1399,6 +1402,21 @@ fn stats(c: &Client, a: StatsArgs) -> CmdResult {
         }
         std::thread::sleep(std::time::Duration::from_millis(750));
     }
+}
+
+fn diff(c: &Client, name: &str) -> CmdResult {
+    let changes: Vec<Value> = c.get(&format!("/containers/{name}/changes"), &[])?;
+    let mut out = String::new();
+    for ch in &changes {
+        let kind = match ch["Kind"].as_i64() {
+            Some(1) => 'A',
+            Some(2) => 'D',
+            _ => 'C',
+        };
+        out.push_str(&format!("{kind} {}\n", ch["Path"].as_str().unwrap_or("")));
+    }
+    print!("{out}");
+    Ok(0)
 }
 
 fn port(c: &Client, name: &str, filter: Option<&str>) -> CmdResult {

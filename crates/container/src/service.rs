@@ -2213,6 +2213,61 @@ impl ContainerService {
         Ok(rx)
     }
 
+    /// `GET /containers/{id}/changes`: what the container changed in its root filesystem.
+    pub async fn changes(
+        &self,
+        reference: &str,
+    ) -> Result<Vec<berth_api::models::FilesystemChange>> {
+        use berth_api::models::{ChangeType, FilesystemChange};
+        let entry = self.lookup(reference)?;
+        let (id, image_id) = {
+            let rec = entry.rec.lock().await;
+            (rec.id.clone(), rec.image_id.clone())
+        };
+        let images = self.images.clone();
+        let changes = blocking(move || {
+            let dirs = images.rootfs(&id, &image_id)?;
+            berth_image::changes(&dirs)
+        })
+        .await?
+        .map_err(|e| ContainerError::Internal {
+            message: e.to_string(),
+        })?;
+        // The files berth bind-mounts (and so creates in the upper dir) are not the
+        // container's doing; Docker keeps them in a hidden init layer and never reports them.
+        // A directory reported changed only because of them goes too.
+        const MOUNT_TARGETS: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+        let kept: Vec<berth_image::Change> = changes
+            .iter()
+            .filter(|c| !MOUNT_TARGETS.contains(&c.path.as_str()))
+            .cloned()
+            .collect();
+        let changes: Vec<berth_image::Change> = kept
+            .iter()
+            .filter(|c| {
+                c.kind != berth_image::ChangeKind::Modified
+                    || !MOUNT_TARGETS
+                        .iter()
+                        .any(|t| t.starts_with(&format!("{}/", c.path)))
+                    || kept
+                        .iter()
+                        .any(|o| o.path.starts_with(&format!("{}/", c.path)))
+            })
+            .cloned()
+            .collect();
+        Ok(changes
+            .into_iter()
+            .map(|c| FilesystemChange {
+                path: c.path,
+                kind: match c.kind {
+                    berth_image::ChangeKind::Modified => ChangeType::_0,
+                    berth_image::ChangeKind::Added => ChangeType::_1,
+                    berth_image::ChangeKind::Deleted => ChangeType::_2,
+                },
+            })
+            .collect())
+    }
+
     /// `POST /containers/prune`.
     pub async fn prune(
         &self,

@@ -422,10 +422,12 @@ async fn stats(
     Ok(responses::json(StatusCode::OK, &sample))
 }
 
-async fn changes() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "GET /containers/{id}/changes",
-    }
+async fn changes(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, DaemonError> {
+    let changes = state.containers.changes(&id).await?;
+    Ok(responses::json(StatusCode::OK, &changes))
 }
 
 async fn export() -> DaemonError {
