@@ -28,6 +28,10 @@ pub const TESTS: &[Test] = &[
         diff_lists_added_changed_deleted,
     ),
     (
+        "export_then_import_round_trips",
+        export_then_import_round_trips,
+    ),
+    (
         "cli_starts_the_daemon_when_none_answers",
         cli_starts_the_daemon_when_none_answers,
     ),
@@ -564,6 +568,59 @@ fn diff_lists_added_changed_deleted(env: &TestEnv) {
         .ok();
     assert_eq!(env.berth(&["diff", "untouched"]).ok(), "");
     env.berth(&["rm", "differ", "untouched"]).ok();
+}
+
+fn export_then_import_round_trips(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "--name",
+        "exp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /etc/marker; rm /bin/true; ln -s /etc/marker /linked",
+    ])
+    .ok();
+    let tar = env.root.join("exp.tar");
+    env.berth(&["export", "-o", tar.to_str().unwrap(), "exp"])
+        .ok();
+    let list = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        list.contains("etc/marker") && list.contains("bin/busybox"),
+        "{list}"
+    );
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.ends_with(" bin/true") || l.contains(" bin/true ->")),
+        "deleted files stay out: {list}"
+    );
+    assert!(list.contains("linked -> /etc/marker"), "{list}");
+    env.berth(&[
+        "import",
+        "-c",
+        "CMD [\"cat\", \"/linked\"]",
+        tar.to_str().unwrap(),
+        "reimported:1",
+    ])
+    .ok();
+    assert_eq!(env.berth(&["run", "--rm", "reimported:1"]).ok(), "kept");
+    assert_ne!(
+        env.berth(&["run", "--rm", "reimported:1", "test", "-e", "/bin/true"])
+            .code,
+        0
+    );
+    if let Some(r) = env.docker(&["export", "exp"]) {
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.contains("kept"), "docker export streams the tar");
+    }
+    env.berth(&["rm", "exp"]).ok();
+    env.berth(&["rmi", "reimported:1"]).ok();
 }
 
 fn containers_survive_daemon_sigkill(env: &TestEnv) {

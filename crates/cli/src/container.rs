@@ -307,6 +307,13 @@ pub enum ContainerCmd {
     },
     /// Display a live stream of container resource usage statistics.
     Stats(StatsArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export {
+        /// Write to a file, instead of STDOUT.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        container: String,
+    },
     /// Inspect changes to files or directories on a container's filesystem.
     Diff { container: String },
     /// List port mappings for the container.
@@ -491,6 +498,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Exec(a) => exec(c, a),
         ContainerCmd::Top { container, ps_args } => top(c, &container, &ps_args),
         ContainerCmd::Stats(a) => stats(c, a),
+        ContainerCmd::Export { output, container } => export(c, &container, output.as_deref()),
         ContainerCmd::Diff { container } => diff(c, &container),
         ContainerCmd::Port { container, port: p } => port(c, &container, p.as_deref()),
     }
@@ -1402,6 +1410,34 @@ fn stats(c: &Client, a: StatsArgs) -> CmdResult {
         }
         std::thread::sleep(std::time::Duration::from_millis(750));
     }
+}
+
+fn export(c: &Client, name: &str, output: Option<&str>) -> CmdResult {
+    let mut resp = c
+        .send(
+            "GET",
+            &format!("/containers/{name}/export"),
+            &[],
+            Body::Empty,
+            false,
+        )?
+        .check()?;
+    match output {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .map_err(|e| CliError::msg(format!("failed to export container: {path}: {e}")))?;
+            std::io::copy(&mut resp, &mut f).map_err(CliError::io)?;
+        }
+        None => {
+            if tty::stdout_is_tty() {
+                return Err(CliError::msg(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+                ));
+            }
+            std::io::copy(&mut resp, &mut std::io::stdout().lock()).map_err(CliError::io)?;
+        }
+    }
+    Ok(0)
 }
 
 fn diff(c: &Client, name: &str) -> CmdResult {

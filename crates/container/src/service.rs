@@ -2268,6 +2268,31 @@ impl ContainerService {
             .collect())
     }
 
+    /// `GET /containers/{id}/export`: the container's root filesystem as a tar stream, written
+    /// by a blocking task as the reader consumes it.
+    pub async fn export(&self, reference: &str) -> Result<tokio::io::DuplexStream> {
+        let entry = self.lookup(reference)?;
+        let (id, image_id) = {
+            let rec = entry.rec.lock().await;
+            (rec.id.clone(), rec.image_id.clone())
+        };
+        let dirs = self
+            .images
+            .rootfs(&id, &image_id)
+            .map_err(|e| ContainerError::Internal {
+                message: e.to_string(),
+            })?;
+        let (writer, reader) = tokio::io::duplex(256 * 1024);
+        tokio::task::spawn_blocking(move || {
+            let mut out = tokio_util::io::SyncIoBridge::new(writer);
+            if let Err(e) = berth_image::export(&dirs, &mut out) {
+                // The client sees a truncated tar; the reason goes to the log.
+                tracing::warn!(container_id = %id, "export failed: {e}");
+            }
+        });
+        Ok(reader)
+    }
+
     /// `POST /containers/prune`.
     pub async fn prune(
         &self,

@@ -430,10 +430,17 @@ async fn changes(
     Ok(responses::json(StatusCode::OK, &changes))
 }
 
-async fn export() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "GET /containers/{id}/export",
-    }
+async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, DaemonError> {
+    let reader = state.containers.export(&id).await?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Ok(responses::with_content_type(
+        StatusCode::OK,
+        "application/x-tar",
+        body,
+    ))
 }
 
 async fn archive() -> DaemonError {
