@@ -2213,26 +2213,34 @@ impl ContainerService {
         Ok(rx)
     }
 
+    /// A container's id and the overlay dirs of its root filesystem.
+    async fn rootfs_of(&self, reference: &str) -> Result<(String, berth_image::RootfsDirs)> {
+        let entry = self.lookup(reference)?;
+        let (id, image_id) = {
+            let rec = entry.rec.lock().await;
+            (rec.id.clone(), rec.image_id.clone())
+        };
+        let dirs = self
+            .images
+            .rootfs(&id, &image_id)
+            .map_err(|e| ContainerError::Internal {
+                message: e.to_string(),
+            })?;
+        Ok((id, dirs))
+    }
+
     /// `GET /containers/{id}/changes`: what the container changed in its root filesystem.
     pub async fn changes(
         &self,
         reference: &str,
     ) -> Result<Vec<berth_api::models::FilesystemChange>> {
         use berth_api::models::{ChangeType, FilesystemChange};
-        let entry = self.lookup(reference)?;
-        let (id, image_id) = {
-            let rec = entry.rec.lock().await;
-            (rec.id.clone(), rec.image_id.clone())
-        };
-        let images = self.images.clone();
-        let changes = blocking(move || {
-            let dirs = images.rootfs(&id, &image_id)?;
-            berth_image::changes(&dirs)
-        })
-        .await?
-        .map_err(|e| ContainerError::Internal {
-            message: e.to_string(),
-        })?;
+        let (_, dirs) = self.rootfs_of(reference).await?;
+        let changes = blocking(move || berth_image::changes(&dirs))
+            .await?
+            .map_err(|e| ContainerError::Internal {
+                message: e.to_string(),
+            })?;
         // The files berth bind-mounts (and so creates in the upper dir) are not the
         // container's doing; Docker keeps them in a hidden init layer and never reports them.
         // A directory reported changed only because of them goes too.
@@ -2271,17 +2279,7 @@ impl ContainerService {
     /// `GET /containers/{id}/export`: the container's root filesystem as a tar stream, written
     /// by a blocking task as the reader consumes it.
     pub async fn export(&self, reference: &str) -> Result<tokio::io::DuplexStream> {
-        let entry = self.lookup(reference)?;
-        let (id, image_id) = {
-            let rec = entry.rec.lock().await;
-            (rec.id.clone(), rec.image_id.clone())
-        };
-        let dirs = self
-            .images
-            .rootfs(&id, &image_id)
-            .map_err(|e| ContainerError::Internal {
-                message: e.to_string(),
-            })?;
+        let (id, dirs) = self.rootfs_of(reference).await?;
         let (writer, reader) = tokio::io::duplex(256 * 1024);
         tokio::task::spawn_blocking(move || {
             let mut out = tokio_util::io::SyncIoBridge::new(writer);
