@@ -1,4 +1,4 @@
-//! Docker Engine API models and a typed client over unix sockets.
+//! Docker Engine API models and the conventions the CLI and the daemon share.
 //!
 //! The wire models are `bollard-stubs`' serde types, generated from Docker's own swagger, so
 //! field names and shapes match what the docker CLI and docker-py send and expect. This crate
@@ -17,6 +17,5 @@ pub const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The default socket the daemon listens on and the CLI talks to.
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 
-pub mod client;
 pub mod convention;
 pub mod stdcopy;

@@ -2338,11 +2338,6 @@ impl ContainerService {
         c
     }
 
-    /// Whether any container (running or not) uses this image id (`sha256:…`).
-    pub async fn image_in_use(&self, image_id: &str) -> bool {
-        self.image_users().await.contains_key(image_id)
-    }
-
     /// For every image id in use: one container using it (its id) and whether it runs.
     pub async fn image_users(&self) -> HashMap<String, (String, bool)> {
         let entries: Vec<Arc<Entry>> = self.lock_index().by_id.values().cloned().collect();
@@ -2360,7 +2355,9 @@ impl ContainerService {
         out
     }
 
-    /// Stops reconnect loops and restart timers; running containers keep running.
+    /// Called when the daemon stops. There is nothing to stop: each running container is
+    /// owned by its monitor and keeps running, and a restart that was pending is made by the
+    /// next daemon, which applies the restart policy when it finds the container exited.
     pub async fn shutdown(&self) {}
 }
 
