@@ -3,10 +3,14 @@
 //! whole run, torn down and leak-checked at the end). Skipped unless `BERTH_TEST_ROOT=1`.
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod containers;
 mod docker_cli;
 mod harness;
+mod images;
 mod lifecycle;
+mod network;
+mod volumes;
 
 use std::panic::AssertUnwindSafe;
 
@@ -31,7 +35,16 @@ fn main() {
         0,
         "BERTH_TEST_ROOT=1 needs root"
     );
-    let tests: Vec<Test> = [containers::TESTS, lifecycle::TESTS, docker_cli::TESTS].concat();
+    let tests: Vec<Test> = [
+        containers::TESTS,
+        lifecycle::TESTS,
+        docker_cli::TESTS,
+        images::TESTS,
+        archive::TESTS,
+        network::TESTS,
+        volumes::TESTS,
+    ]
+    .concat();
     let selected: Vec<&Test> = tests
         .iter()
         .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))

@@ -1,0 +1,5 @@
+//! Integration tests: commit, history, df, prune, rmi, import/export.
+
+use crate::Test;
+
+pub const TESTS: &[Test] = &[];
