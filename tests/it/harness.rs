@@ -29,6 +29,9 @@ pub struct TestEnv {
     pub run_root: PathBuf,
     /// The socket.
     pub socket: PathBuf,
+    /// The daemon's default bridge and nft table (`bt<pid>`), so a run never touches
+    /// another berth's.
+    pub bridge: String,
     daemon: std::sync::Mutex<Option<Child>>,
     cgroups_before: Vec<PathBuf>,
     /// berth's parent cgroup dirs that did not exist before the run (removed at teardown).
@@ -99,6 +102,7 @@ impl TestEnv {
             data_root: root.join("data"),
             run_root: root.join("run"),
             socket: root.join("run/berth.sock"),
+            bridge: format!("bt{}", std::process::id()),
             root,
             daemon: std::sync::Mutex::new(None),
             cgroups_before: berth_cgroups(),
@@ -131,6 +135,7 @@ impl TestEnv {
             .arg("--exec-root")
             .arg(&self.run_root)
             .args(["--log-level", "debug"])
+            .args(["--bridge", &self.bridge, "--nft-table", &self.bridge])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -248,6 +253,52 @@ impl TestEnv {
         false
     }
 
+    /// Removes what the daemon keeps across restarts on the host (its default bridge, its nft
+    /// table, its iptables accept rules), then reports anything of it still there.
+    fn remove_network_state(&self) -> Vec<String> {
+        let b = &self.bridge;
+        let _ = Command::new("ip").args(["link", "del", b]).output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", b])
+            .output();
+        let rules = || {
+            Command::new("iptables")
+                .args(["-w", "5", "-S", "FORWARD"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for line in rules()
+            .lines()
+            .filter(|l| l.split_whitespace().any(|w| w == b))
+        {
+            let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+            let _ = Command::new("iptables")
+                .args(["-w", "5", "-D", "FORWARD"])
+                .args(&args)
+                .output();
+        }
+        let mut leaks = Vec::new();
+        if Path::new("/sys/class/net").join(b).exists() {
+            leaks.push(format!("bridge: {b}"));
+        }
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if tables.lines().any(|l| l.trim() == format!("table ip {b}")) {
+            leaks.push(format!("nft table: {b}"));
+        }
+        for line in rules()
+            .lines()
+            .filter(|l| l.split_whitespace().any(|w| w == b))
+        {
+            leaks.push(format!("iptables rule: {line}"));
+        }
+        leaks
+    }
+
     /// Removes every container, stops the daemon, and reports what leaked.
     pub fn teardown(&self) -> Vec<String> {
         let ids = self.berth(&["ps", "-aq"]).stdout;
@@ -257,8 +308,30 @@ impl TestEnv {
             args.extend(ids.iter().copied());
             let _ = self.berth(&args);
         }
-        self.stop_daemon(libc::SIGTERM);
         let mut leaks = Vec::new();
+        let networks = self
+            .berth(&["network", "ls", "--format", "{{.Name}}"])
+            .stdout;
+        for n in networks
+            .split_whitespace()
+            .filter(|n| !["bridge", "host", "none"].contains(n))
+        {
+            leaks.push(format!("network: {n}"));
+        }
+        let _ = self.berth(&["network", "prune", "-f"]);
+        // The kernel deletes a veth pair when its container's namespace goes, shortly after.
+        let on_bridge = || {
+            let out = Command::new("ip")
+                .args(["-o", "link", "show", "master", &self.bridge])
+                .output();
+            out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        if !self.eventually(10, || on_bridge().is_empty()) {
+            leaks.push(format!("veths on {}: {}", self.bridge, on_bridge()));
+        }
+        self.stop_daemon(libc::SIGTERM);
+        leaks.extend(self.remove_network_state());
         let root = self.root.display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for l in mounts.lines().filter(|l| l.contains(&root)) {

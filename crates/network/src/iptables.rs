@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Isolation and `--internal` still hold: berth's own forward chain drops that traffic, and
-//! a drop in any table wins. When the chain does not exist nothing is created (running
-//! `iptables` would create the table). The rules go with the network.
+//! a drop in any table wins. The rules are inserted even when the chain does not exist yet
+//! (iptables then creates it, with policy ACCEPT), so a DROP policy set later still lets
+//! berth's traffic through. The rules go with the network.
 
 use std::process::Command;
 
@@ -67,11 +68,10 @@ fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
     Ok(out.status.success())
 }
 
-/// Inserts the accept rules for `bridge` unless present. Returns whether the chain exists.
+/// Inserts the accept rules for `bridge` unless present, always: a host firewall (or a
+/// Docker installed later) may create the chain with a DROP policy at any time, and rules
+/// put there now keep berth's forwarding working then. Returns `true`.
 pub(crate) fn allow(bridge: &str) -> Result<bool, NetworkError> {
-    if !forward_chain_exists() {
-        return Ok(false);
-    }
     for rule in rules(bridge) {
         let mut check = vec!["-C", "FORWARD"];
         check.extend(&rule);

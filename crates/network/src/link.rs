@@ -323,6 +323,20 @@ fn read_ifindex(name: &str) -> Result<u32, NetworkError> {
 
 /// Writes a sysctl file under `proc_sys` (e.g. `net/ipv4/ip_forward`), skipping the write
 /// when it already holds `value`.
+/// Raises a numeric sysctl to at least `min` (never lowers one an admin set higher).
+pub(crate) fn raise_sysctl(proc_sys: &Path, key: &str, min: u32) -> Result<(), NetworkError> {
+    let path = proc_sys.join(key);
+    let current = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    match current {
+        Some(v) if v >= min => Ok(()),
+        // A sysctl tree without the key (a test fixture, an odd kernel): nothing to raise.
+        None if !path.exists() => Ok(()),
+        _ => set_sysctl(proc_sys, key, &min.to_string()),
+    }
+}
+
 pub(crate) fn set_sysctl(proc_sys: &Path, key: &str, value: &str) -> Result<(), NetworkError> {
     let path = proc_sys.join(key);
     if std::fs::read_to_string(&path).is_ok_and(|cur| cur.trim() == value) {

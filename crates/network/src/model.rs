@@ -236,3 +236,48 @@ pub fn hosts_file(hostname: &str, endpoints: &[Endpoint]) -> String {
     }
     out
 }
+
+/// Whether `info` passes `docker network ls --filter` filters (`driver`, `id` prefix,
+/// `label` `k` or `k=v`, `name` substring, `scope`, `type` custom|builtin, `dangling`).
+/// Each key's values are alternatives; all keys must match. An unknown key is an error.
+pub fn network_matches(
+    info: &NetworkInfo,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<bool, crate::NetworkError> {
+    let builtin = matches!(info.name.as_str(), "bridge" | "host" | "none");
+    for (key, values) in filters {
+        if values.is_empty() {
+            continue;
+        }
+        let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
+        let ok = match key.as_str() {
+            "driver" => any(&|v| info.driver == v),
+            "id" => any(&|v| info.id.starts_with(v)),
+            "name" => any(&|v| info.name.contains(v)),
+            "scope" => any(&|v| info.scope == v),
+            "label" => any(&|v| match v.split_once('=') {
+                Some((k, val)) => info.labels.get(k).is_some_and(|x| x == val),
+                None => info.labels.contains_key(v),
+            }),
+            "type" => any(&|v| match v {
+                "custom" => !builtin,
+                "builtin" => builtin,
+                _ => false,
+            }),
+            "dangling" => any(&|v| {
+                let dangling = matches!(v, "true" | "1");
+                !builtin && info.containers.is_empty() == dangling
+            }),
+            other => {
+                return Err(crate::NetworkError::InvalidOption {
+                    option: "filter".into(),
+                    reason: format!("invalid filter '{other}'"),
+                });
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

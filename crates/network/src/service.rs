@@ -50,7 +50,7 @@ pub struct NetworkConfig {
     pub data_root: PathBuf,
     /// Runtime state (`/run/berth`).
     pub run_root: PathBuf,
-    /// The default bridge device (`berth0`).
+    /// The default bridge device (`berth0`); empty for no default bridge (`-b none`).
     pub default_bridge: String,
     /// berth's nft table in family `ip` (`berth`).
     pub nft_table: String,
@@ -155,6 +155,19 @@ impl NetworkService {
         }
         service.ensure_predefined(&mut state)?;
         link::set_sysctl(&service.config.proc_sys, "net/ipv4/ip_forward", "1")?;
+        // Hundreds of containers on one bridge overflow the default neighbour table
+        // (gc_thresh3 = 1024 entries), and ARP then fails at random.
+        for (key, min) in [
+            ("gc_thresh1", 1024u32),
+            ("gc_thresh2", 4096),
+            ("gc_thresh3", 8192),
+        ] {
+            link::raise_sysctl(
+                &service.config.proc_sys,
+                &format!("net/ipv4/neigh/default/{key}"),
+                min,
+            )?;
+        }
         let ids: Vec<String> = state.networks.keys().cloned().collect();
         for id in ids {
             let net = state.networks.get_mut(&id).expect("id taken from the map");
@@ -208,7 +221,9 @@ impl NetworkService {
             ("host", Driver::Host),
             ("none", Driver::Null),
         ] {
-            if state.networks.values().any(|n| n.record.name == name) {
+            if state.networks.values().any(|n| n.record.name == name)
+                || (driver == Driver::Bridge && self.config.default_bridge.is_empty())
+            {
                 continue;
             }
             let (subnet, gateway, device) = if driver == Driver::Bridge {
