@@ -127,7 +127,11 @@ impl ContainerService {
         let Some(service) = self.cfg.network.clone() else {
             return Ok(());
         };
-        if !matches!(net::mode(&rec.host_config), NetMode::Network(_)) || pid <= 0 {
+        let mode = net::mode(&rec.host_config);
+        if matches!(mode, NetMode::Host | NetMode::Container(_)) || pid <= 0 {
+            return Ok(());
+        }
+        if rec.endpoints.is_empty() {
             return Ok(());
         }
         let container = ContainerNet {
@@ -135,7 +139,12 @@ impl ContainerService {
             name: rec.name.clone(),
         };
         let plan = rec.endpoints.clone();
-        let bindings = net::port_bindings(&rec.config, &rec.host_config)?;
+        // Docker ignores published ports without a network to publish from.
+        let bindings = if matches!(mode, NetMode::Network(_)) {
+            net::port_bindings(&rec.config, &rec.host_config)?
+        } else {
+            Vec::new()
+        };
         let hosts = entry.paths.data_dir.join("hosts");
         let hostname = rec.config.hostname.clone().unwrap_or_default();
         let extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
@@ -291,16 +300,15 @@ impl ContainerService {
             NetMode::Host => {
                 networks.insert("host".to_string(), net::configured_settings(None));
             }
-            NetMode::Container(_) => {}
-            NetMode::Network(_) => {
-                for (name, settings) in &rec.endpoints {
-                    let value = match live.iter().find(|e| e.network_name == *name) {
-                        Some(ep) => net::endpoint_settings(ep),
-                        None => net::configured_settings(Some(settings)),
-                    };
-                    networks.insert(name.clone(), value);
-                }
-            }
+            NetMode::Container(_) | NetMode::Network(_) => {}
+        }
+        // `network connect` may add networks to any mode but host and container.
+        for (name, settings) in &rec.endpoints {
+            let value = match live.iter().find(|e| e.network_name == *name) {
+                Some(ep) => net::endpoint_settings(ep),
+                None => net::configured_settings(Some(settings)),
+            };
+            networks.insert(name.clone(), value);
         }
         NetworkSettings {
             sandbox_id: Some(String::new()),
