@@ -1118,7 +1118,12 @@ fn net_docker_cli(env: &TestEnv) {
     d(&["network", "disconnect", "dn1", "dn"]).ok();
     let r = d(&["network", "rm", "dn1"]);
     assert_ne!(r.code, 0, "in use: {r:?}");
-    d(&["rm", "-f", "dw", "dn"]).ok();
+    // The default network, as the docker CLI asks for it (`default`).
+    d(&["run", "-d", "--name", "dd", "busybox", "sleep", "60"]).ok();
+    let ip = d(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "dd"]).ok();
+    let prefix = bridge_subnet(env).trim_end_matches("0.0/16").to_string();
+    assert!(ip.starts_with(&prefix), "{ip} in {prefix}");
+    d(&["rm", "-f", "dw", "dn", "dd"]).ok();
     d(&["network", "rm", "dn1"]).ok();
 }
 

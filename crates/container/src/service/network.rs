@@ -64,8 +64,13 @@ impl ContainerService {
                 move || service.inspect(&name)
             })
             .await??;
+            // The docker CLI keys the endpoint of the default network as `default`.
             let chosen = requested
-                .and_then(|r| r.get(name).or_else(|| r.get(&info.name)))
+                .and_then(|r| {
+                    r.get(name)
+                        .or_else(|| r.get(&info.name))
+                        .or_else(|| r.get("default").filter(|_| info.name == "bridge"))
+                })
                 .cloned()
                 .unwrap_or_default();
             net::attach_options(Some(&chosen))?;
@@ -77,6 +82,7 @@ impl ContainerService {
             });
         }
         for (name, settings) in requested.into_iter().flatten() {
+            let name = if name == "default" { "bridge" } else { name };
             if out.iter().any(|(n, _)| n == name)
                 || matches!(mode, NetMode::Network(ref m) if m == name)
             {
@@ -87,7 +93,7 @@ impl ContainerService {
                 continue;
             }
             let info = blocking({
-                let (service, name) = (service.clone(), name.clone());
+                let (service, name) = (service.clone(), name.to_string());
                 move || service.inspect(&name)
             })
             .await??;
