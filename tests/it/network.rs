@@ -696,6 +696,11 @@ fn net_user_networks_dns_and_isolation(env: &TestEnv) {
         .berth(&["exec", "uc", "sh", "-c", &get(&format!("http://{ip_a}/"))])
         .ok();
     assert_eq!(out, "from-ua");
+    // Its resolver is un2's server, which now also answers with un1's names for it.
+    let out = env
+        .berth(&["exec", "uc", "sh", "-c", &get("http://web/")])
+        .ok();
+    assert_eq!(out, "from-ua");
     let out = env.berth(&["exec", "ua", "nslookup", "cee"]).stdout;
     let ip_c1 = env.inspect("uc", "{{.NetworkSettings.Networks.un1.IPAddress}}");
     assert!(out.contains(&ip_c1), "{out}");

@@ -25,7 +25,7 @@ use rand::RngCore;
 use tracing::{instrument, warn};
 
 use crate::addr::{Ipv4Net, MacAddr, choose_subnet, parse_proc_routes};
-use crate::dns::{DnsServer, NameTable, upstreams_from_resolv_conf};
+use crate::dns::{DnsServer, NameTable, PeerTables, upstreams_from_resolv_conf};
 use crate::error::NetworkError;
 use crate::ipam::Ipam;
 use crate::iptables;
@@ -86,6 +86,8 @@ struct Net {
     record: NetworkRecord,
     ipam: Option<Ipam>,
     names: NameTable,
+    /// Per client address: the name tables of its container's other networks.
+    peers: PeerTables,
     dns: Option<DnsServer>,
 }
 
@@ -188,6 +190,7 @@ impl NetworkService {
                 }
             }
             state.reservations.insert(record.container_id.clone(), held);
+            refresh_peers(&state, &record);
             state.containers.insert(record.container_id.clone(), record);
         }
         service.apply_rules(&state)?;
@@ -211,6 +214,7 @@ impl NetworkService {
             record,
             ipam,
             names: Arc::new(RwLock::new(HashMap::new())),
+            peers: PeerTables::default(),
             dns: None,
         }
     }
@@ -313,7 +317,12 @@ impl NetworkService {
                 iptables::allow(device)?;
                 if net.has_dns() && net.dns.is_none() {
                     let addr = SocketAddr::V4(SocketAddrV4::new(gateway, self.config.dns_port));
-                    net.dns = Some(DnsServer::start(addr, net.names.clone(), self.upstreams())?);
+                    net.dns = Some(DnsServer::start(
+                        addr,
+                        net.names.clone(),
+                        net.peers.clone(),
+                        self.upstreams(),
+                    )?);
                 }
                 Ok(())
             })();
@@ -858,6 +867,7 @@ impl NetworkService {
         if let Some(net) = state.networks.get(&ep.network_id) {
             add_names(&net.names, &ep.dns_names, ep.ip);
         }
+        refresh_peers(&state, &record);
         state.containers.insert(container.id.clone(), record);
         Ok(endpoint_view(&record_net, &ep))
     }
@@ -1018,6 +1028,7 @@ impl NetworkService {
             state.reservations.remove(container_id);
         } else {
             self.store.save_container(&record)?;
+            refresh_peers(&state, &record);
             state.containers.insert(container_id.to_string(), record);
         }
         if ports_changed {
@@ -1132,8 +1143,36 @@ fn add_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
     }
 }
 
+/// Gives each of a container's addresses on a DNS network the name tables of its other DNS
+/// networks (see [`PeerTables`]).
+fn refresh_peers(state: &State, record: &ContainerRecord) {
+    let dns_nets: Vec<(&EndpointRecord, &Net)> = record
+        .endpoints
+        .iter()
+        .filter_map(|ep| Some((ep, state.networks.get(&ep.network_id)?)))
+        .filter(|(_, net)| net.has_dns())
+        .collect();
+    for (ep, net) in &dns_nets {
+        let others: Vec<NameTable> = dns_nets
+            .iter()
+            .filter(|(other, _)| other.network_id != ep.network_id)
+            .map(|(_, n)| n.names.clone())
+            .collect();
+        let mut peers = net.peers.write().unwrap_or_else(|p| p.into_inner());
+        if others.is_empty() {
+            peers.remove(&ep.ip);
+        } else {
+            peers.insert(ep.ip, others);
+        }
+    }
+}
+
 fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
     if let Some(net) = state.networks.get_mut(&ep.network_id) {
+        net.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ep.ip);
         if let Some(ipam) = &mut net.ipam {
             ipam.release(ep.ip);
         }
