@@ -337,6 +337,18 @@ fn net_published_ports(env: &TestEnv) {
         http_get(&format!("http://127.0.0.1:{random_port}/")).as_deref() == Some("published"),
         "random port {random_port}"
     );
+    // Another container reaches the published port through the host's address.
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            &get(&format!("http://{host}:{p1}/")),
+        ])
+        .ok();
+    assert_eq!(out, "published");
     let ps = env
         .berth(&["ps", "--filter", "name=np1", "--format", "{{.Ports}}"])
         .ok();
@@ -741,6 +753,8 @@ fn net_network_cli_ls_inspect_prune(env: &TestEnv) {
     assert_eq!(id.len(), 64, "{id}");
     env.berth(&["network", "create", "--label", "team=other", "nc2"])
         .ok();
+    env.berth(&["network", "create", "--subnet", "10.211.0.0/24", "nc3"])
+        .ok();
     let q = env
         .berth(&["network", "ls", "-q", "--filter", "label=team=net"])
         .ok();
@@ -803,6 +817,27 @@ fn net_network_cli_ls_inspect_prune(env: &TestEnv) {
     let route = env.berth(&["exec", "nci", "ip", "route"]).ok();
     assert!(!route.contains("default"), "{route}");
     // prune removes unused networks only.
+    // Connecting a stopped container only records it; the next start attaches it.
+    env.berth(&[
+        "create",
+        "--name",
+        "ncs",
+        "--network",
+        "nc1",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .ok();
+    env.berth(&["network", "connect", "--ip", "10.211.0.9", "nc3", "ncs"])
+        .ok();
+    env.berth(&["start", "ncs"]).ok();
+    assert_eq!(
+        env.inspect("ncs", "{{.NetworkSettings.Networks.nc3.IPAddress}}"),
+        "10.211.0.9"
+    );
+    rm(env, &["ncs"]);
+    env.berth(&["network", "rm", "nc3"]).ok();
     let pruned = env.berth(&["network", "prune", "-f"]).ok();
     assert!(
         pruned.contains("nc2") && !pruned.contains("nc1"),
