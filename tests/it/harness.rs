@@ -256,47 +256,7 @@ impl TestEnv {
     /// Removes what the daemon keeps across restarts on the host (its default bridge, its nft
     /// table, its iptables accept rules), then reports anything of it still there.
     fn remove_network_state(&self) -> Vec<String> {
-        let b = &self.bridge;
-        let _ = Command::new("ip").args(["link", "del", b]).output();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", b])
-            .output();
-        let rules = || {
-            Command::new("iptables")
-                .args(["-w", "5", "-S", "FORWARD"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        for line in rules()
-            .lines()
-            .filter(|l| l.split_whitespace().any(|w| w == b))
-        {
-            let args: Vec<&str> = line.split_whitespace().skip(2).collect();
-            let _ = Command::new("iptables")
-                .args(["-w", "5", "-D", "FORWARD"])
-                .args(&args)
-                .output();
-        }
-        let mut leaks = Vec::new();
-        if Path::new("/sys/class/net").join(b).exists() {
-            leaks.push(format!("bridge: {b}"));
-        }
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        if tables.lines().any(|l| l.trim() == format!("table ip {b}")) {
-            leaks.push(format!("nft table: {b}"));
-        }
-        for line in rules()
-            .lines()
-            .filter(|l| l.split_whitespace().any(|w| w == b))
-        {
-            leaks.push(format!("iptables rule: {line}"));
-        }
-        leaks
+        remove_network_state(&self.bridge, &self.bridge)
     }
 
     /// Removes every container, stops the daemon, and reports what leaked.
@@ -357,4 +317,47 @@ impl TestEnv {
         }
         leaks
     }
+}
+
+/// Removes a berth daemon's host network state: bridge `bridge`, nft table `table`, and the
+/// iptables FORWARD accepts for the bridge; returns what is still there after.
+pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
+    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", table])
+        .output();
+    let rules = || {
+        Command::new("iptables")
+            .args(["-w", "5", "-S", "FORWARD"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let ours = |l: &&str| l.split_whitespace().any(|w| w == bridge);
+    for line in rules().lines().filter(ours) {
+        let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+        let _ = Command::new("iptables")
+            .args(["-w", "5", "-D", "FORWARD"])
+            .args(&args)
+            .output();
+    }
+    let mut leaks = Vec::new();
+    if Path::new("/sys/class/net").join(bridge).exists() {
+        leaks.push(format!("bridge: {bridge}"));
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if tables
+        .lines()
+        .any(|l| l.trim() == format!("table ip {table}"))
+    {
+        leaks.push(format!("nft table: {table}"));
+    }
+    for line in rules().lines().filter(ours) {
+        leaks.push(format!("iptables rule: {line}"));
+    }
+    leaks
 }
