@@ -156,6 +156,7 @@ impl ContainerService {
         let extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
         let id = rec.id.clone();
         blocking(move || -> Result<()> {
+            let began = std::time::Instant::now();
             let result = (|| -> Result<()> {
                 let mut endpoints = Vec::new();
                 for (name, settings) in &plan {
@@ -170,6 +171,11 @@ impl ContainerService {
             if result.is_err() {
                 let _ = service.release(&id);
             }
+            tracing::debug!(
+                container_id = %id,
+                micros = began.elapsed().as_micros() as u64,
+                "network setup"
+            );
             result
         })
         .await?
@@ -181,7 +187,17 @@ impl ContainerService {
             return;
         };
         let id = id.to_string();
-        let released = blocking(move || service.release(&id)).await;
+        let released = blocking(move || {
+            let began = std::time::Instant::now();
+            let r = service.release(&id);
+            tracing::debug!(
+                container_id = %id,
+                micros = began.elapsed().as_micros() as u64,
+                "network release"
+            );
+            r
+        })
+        .await;
         if let Ok(Err(error)) = released {
             tracing::warn!(%error, "releasing a container's network resources failed");
         }
