@@ -631,6 +631,19 @@ fn net_modes_none_host_container(env: &TestEnv) {
         ])
         .ok();
     assert!(shared.contains(&format!("inet {ip}/")), "{shared}");
+    // It shares nm1's /etc/hosts too.
+    let hosts = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:nm1",
+            "busybox",
+            "cat",
+            "/etc/hosts",
+        ])
+        .ok();
+    assert!(hosts.contains(&ip), "{hosts}");
     let explicit = env
         .berth(&[
             "run",

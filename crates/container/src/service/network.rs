@@ -104,11 +104,24 @@ impl ContainerService {
     }
 
     /// Writes `resolv.conf` for a run, before the monitor starts: the network's DNS (the
-    /// embedded server on user networks), unless `--dns` was given.
+    /// embedded server on user networks), unless `--dns` was given. With `--network
+    /// container:X` the container shares X's `hosts` and `resolv.conf`, as with Docker.
     pub(super) async fn prepare_resolv_conf(&self, entry: &Entry, rec: &Record) -> Result<()> {
-        let (Some(service), NetMode::Network(name)) =
-            (self.cfg.network.clone(), net::mode(&rec.host_config))
-        else {
+        let mode = net::mode(&rec.host_config);
+        if let NetMode::Container(other) = &mode {
+            let from = self.lookup(other)?.paths.data_dir.clone();
+            let to = entry.paths.data_dir.clone();
+            return blocking(move || -> Result<()> {
+                for f in ["hosts", "resolv.conf"] {
+                    let (src, dst) = (from.join(f), to.join(f));
+                    let text = std::fs::read(&src).map_err(io_err("read", &src))?;
+                    std::fs::write(&dst, text).map_err(io_err("write", &dst))?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let (Some(service), NetMode::Network(name)) = (self.cfg.network.clone(), mode) else {
             return Ok(());
         };
         if rec.host_config.dns.as_ref().is_some_and(|d| !d.is_empty()) {
