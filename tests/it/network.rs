@@ -851,7 +851,13 @@ fn net_network_cli_ls_inspect_prune(env: &TestEnv) {
     );
     rm(env, &["ncs"]);
     env.berth(&["network", "rm", "nc3"]).ok();
-    let pruned = env.berth(&["network", "prune", "-f"]).ok();
+    let kept = env
+        .berth(&["network", "prune", "-f", "--filter", "label=nosuch"])
+        .ok();
+    assert!(!kept.contains("nc2"), "{kept}");
+    let pruned = env
+        .berth(&["network", "prune", "-f", "--filter", "label=team"])
+        .ok();
     assert!(
         pruned.contains("nc2") && !pruned.contains("nc1"),
         "{pruned}"

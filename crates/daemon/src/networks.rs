@@ -93,8 +93,9 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn prune(State(state): State<AppState>) -> Result<Response, DaemonError> {
-    let removed = blocking(service(&state)?, |s| s.prune()).await?;
+async fn prune(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
+    let filters = params.filters()?.into_iter().collect();
+    let removed = blocking(service(&state)?, move |s| s.prune(&filters)).await?;
     Ok(responses::json(
         StatusCode::OK,
         &json!({ "NetworksDeleted": removed }),

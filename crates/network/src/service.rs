@@ -721,9 +721,19 @@ impl NetworkService {
         Ok(())
     }
 
-    /// Removes every user network without containers; returns their names.
-    pub fn prune(&self) -> Result<Vec<String>, NetworkError> {
+    /// Removes every user network without containers that passes `filters` (see
+    /// [`network_matches`](crate::network_matches)); returns their names.
+    pub fn prune(
+        &self,
+        filters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<String>, NetworkError> {
         let mut state = self.lock();
+        let mut excluded = Vec::new();
+        for net in state.networks.values() {
+            if !crate::model::network_matches(&self.info(&state, net), filters)? {
+                excluded.push(net.record.id.clone());
+            }
+        }
         let unused: Vec<(String, String)> = state
             .networks
             .values()
@@ -734,6 +744,7 @@ impl NetworkService {
                     .values()
                     .any(|c| c.endpoints.iter().any(|e| e.network_id == n.record.id))
             })
+            .filter(|n| !excluded.contains(&n.record.id))
             .map(|n| (n.record.id.clone(), n.record.name.clone()))
             .collect();
         let mut removed = Vec::new();
