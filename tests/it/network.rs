@@ -741,7 +741,30 @@ fn net_user_networks_dns_and_isolation(env: &TestEnv) {
     let out = env.berth(&["exec", "ua", "nslookup", "cee"]).stdout;
     assert!(!out.contains(&ip_c1), "{out}");
     rm(env, &["ua", "ub", "uc"]);
+    let id = env
+        .berth(&["network", "inspect", "-f", "{{.Id}}", "un1"])
+        .ok();
+    let bridge = format!("br-{}", &id[..12]);
+    assert!(
+        std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists()
+    );
+    let dns_bound = || sh("ss", &["-uln"]).1.contains("10.201.1.1:53");
+    assert!(dns_bound(), "the embedded DNS listens on the gateway");
     env.berth(&["network", "rm", "un1", "un2"]).ok();
+    // The bridge, its FORWARD accepts, and its DNS server go with the network.
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists()
+    );
+    assert!(
+        !sh("iptables", &["-w", "5", "-S", "FORWARD"])
+            .1
+            .contains(&bridge)
+    );
+    assert!(!dns_bound());
     let ls = env.berth(&["network", "ls", "--format", "{{.Name}}"]).ok();
     assert!(!ls.contains("un1") && !ls.contains("un2"), "{ls}");
 }
