@@ -122,6 +122,19 @@ impl TestEnv {
         format!("unix://{}", self.socket.display())
     }
 
+    /// The daemon's resolver configuration: no upstream servers, so the embedded DNS answers
+    /// unknown names itself (NXDOMAIN) and tests send no query off the host.
+    fn resolv_conf(&self) -> PathBuf {
+        let path = self.root.join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# berth integration tests: no upstream resolvers
+",
+        )
+        .expect("write resolv.conf");
+        path
+    }
+
     /// Starts (or restarts) the daemon and waits until it answers.
     pub fn start_daemon(&self) {
         let log = std::fs::OpenOptions::new()
@@ -136,6 +149,8 @@ impl TestEnv {
             .arg(&self.run_root)
             .args(["--log-level", "debug"])
             .args(["--bridge", &self.bridge, "--nft-table", &self.bridge])
+            .arg("--resolv-conf")
+            .arg(self.resolv_conf())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

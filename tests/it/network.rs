@@ -712,7 +712,14 @@ fn net_user_networks_dns_and_isolation(env: &TestEnv) {
     // Another network: no name, no route through.
     let r = env.berth(&["exec", "uc", "nslookup", "ua"]);
     assert!(!r.stdout.contains(&ip_a), "{r:?}");
-    let r = env.berth(&["exec", "uc", "sh", "-c", &get(&format!("http://{ip_a}/"))]);
+    // One second is plenty on a bridge; the drop rule makes it time out.
+    let r = env.berth(&[
+        "exec",
+        "uc",
+        "sh",
+        "-c",
+        &get(&format!("http://{ip_a}/")).replace("-w 5", "-w 1"),
+    ]);
     assert_ne!(r.code, 0, "isolation: {r:?}");
     // Connect uc to un1 with an alias: now it reaches ua, and ua resolves it.
     env.berth(&["network", "connect", "--alias", "cee", "un1", "uc"])

@@ -22,6 +22,9 @@ pub struct DaemonConfig {
     pub bridge: String,
     /// `--nft-table`: berth's nftables table (family `ip`).
     pub nft_table: String,
+    /// `--resolv-conf`: the resolver configuration containers' resolv.conf and the embedded
+    /// DNS servers' upstreams come from (`/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -34,6 +37,7 @@ impl Default for DaemonConfig {
             log_level: None,
             bridge: "berth0".into(),
             nft_table: "berth".into(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
 }
@@ -77,7 +81,8 @@ impl DaemonConfig {
 }
 
 /// Parses the arguments after `berth daemon`: `-H|--host H`, `--data-root D`, `--exec-root R`,
-/// `--log-level L`, `-b|--bridge NAME|none`, `--nft-table T`, each also as `--flag=value`.
+/// `--log-level L`, `-b|--bridge NAME|none`, `--nft-table T`, `--resolv-conf FILE`, each also
+/// as `--flag=value`.
 pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
     let mut config = DaemonConfig::default();
     let mut args = args.iter();
@@ -101,6 +106,7 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
             "--log-level" | "-l" => config.log_level = Some(value()?),
             "-b" | "--bridge" => config.bridge = value()?,
             "--nft-table" => config.nft_table = value()?,
+            "--resolv-conf" => config.resolv_conf = PathBuf::from(value()?),
             _ => {
                 return Err(DaemonError::UnknownFlag {
                     flag: arg.to_owned(),
@@ -155,8 +161,11 @@ mod tests {
             "-b",
             "bt1",
             "--nft-table=bt1",
+            "--resolv-conf",
+            "/r.conf",
         ]))
         .expect("valid");
+        assert_eq!(config.resolv_conf, PathBuf::from("/r.conf"));
         assert_eq!(config.bridge, "bt1");
         assert_eq!(config.nft_table, "bt1");
         assert_eq!(config.host, "unix:///tmp/b.sock");

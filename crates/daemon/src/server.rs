@@ -58,6 +58,7 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
         config.bridge.clone()
     };
     net_config.nft_table = config.nft_table.clone();
+    net_config.resolv_conf = config.resolv_conf.clone();
     let service = tokio::task::spawn_blocking(move || NetworkService::open(net_config))
         .await
         .map_err(|source| DaemonError::Task { source })??;
