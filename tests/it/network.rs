@@ -1080,6 +1080,8 @@ fn net_bad_input_is_refused_and_leaves_nothing(env: &TestEnv) {
         "true",
     ]);
     assert_ne!(r.code, 0, "{r:?}");
+    let r = env.berth(&["run", "--rm", "--ip", "10.205.0.7", "busybox", "true"]);
+    one_line(&r, "user defined networks");
     let r = env.berth(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
     one_line(&r, "nosuchnet");
     assert_eq!(r.code, 125);

@@ -73,7 +73,9 @@ impl ContainerService {
                 })
                 .cloned()
                 .unwrap_or_default();
-            net::attach_options(Some(&chosen))?;
+            if net::attach_options(Some(&chosen))?.ip.is_some() && info.name == "bridge" {
+                return Err(NetworkError::StaticIpOnDefaultBridge.into());
+            }
             out.push((info.name.clone(), chosen));
             hc.network_mode = Some(if name == "bridge" {
                 "bridge".into()
