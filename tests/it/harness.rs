@@ -307,6 +307,29 @@ impl TestEnv {
         }
         self.stop_daemon(libc::SIGTERM);
         leaks.extend(self.remove_network_state());
+        // Devices and namespaces the network tests make carry this process's id.
+        let pid = std::process::id().to_string();
+        let (links, netns) = (
+            Command::new("ip").args(["-o", "link"]).output(),
+            Command::new("ip").args(["netns", "list"]).output(),
+        );
+        for (what, out) in [("link", links), ("netns", netns)] {
+            let text = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            // The name: `5: vo1234@if4: <…>` for links, `bo1234 (id: 0)` for namespaces.
+            let names = text.lines().filter_map(|l| {
+                let word = if what == "link" {
+                    l.split_whitespace().nth(1)?
+                } else {
+                    l.split_whitespace().next()?
+                };
+                Some(word.trim_end_matches(':').split('@').next()?.to_string())
+            });
+            for name in names.filter(|n| n.ends_with(&pid)) {
+                leaks.push(format!("{what}: {name}"));
+            }
+        }
         let root = self.root.display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for l in mounts.lines().filter(|l| l.contains(&root)) {
