@@ -56,6 +56,12 @@ fn forward_chain_exists() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn iptables_installed() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("iptables").is_file())
+    })
+}
+
 fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
     let out = Command::new("iptables")
         .args(["-w", "5"])
@@ -70,8 +76,12 @@ fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
 
 /// Inserts the accept rules for `bridge` unless present, always: a host firewall (or a
 /// Docker installed later) may create the chain with a DROP policy at any time, and rules
-/// put there now keep berth's forwarding working then. Returns `true`.
+/// put there now keep berth's forwarding working then. Returns whether rules are in place:
+/// `false` on a host without an `iptables` binary, where no iptables policy can drop.
 pub(crate) fn allow(bridge: &str) -> Result<bool, NetworkError> {
+    if !iptables_installed() {
+        return Ok(false);
+    }
     for rule in rules(bridge) {
         let mut check = vec!["-C", "FORWARD"];
         check.extend(&rule);
@@ -91,7 +101,7 @@ pub(crate) fn allow(bridge: &str) -> Result<bool, NetworkError> {
 
 /// Removes the accept rules for `bridge` (every copy), if the chain exists.
 pub(crate) fn revoke(bridge: &str) -> Result<(), NetworkError> {
-    if !forward_chain_exists() {
+    if !iptables_installed() || !forward_chain_exists() {
         return Ok(());
     }
     for rule in rules(bridge) {
