@@ -355,6 +355,21 @@ fn net_published_ports(env: &TestEnv) {
     assert!(ps.contains(&format!("0.0.0.0:{p1}->80/tcp")), "{ps}");
     let rules = port_rules(env);
     assert!(rules.contains(&format!("udp dport {pu}")), "{rules}");
+    for filter in [
+        format!("publish={p1}"),
+        format!("publish={pu}/udp"),
+        "expose=81".to_string(),
+        "network=bridge".to_string(),
+    ] {
+        let names = env
+            .berth(&["ps", "--filter", &filter, "--format", "{{.Names}}"])
+            .ok();
+        assert_eq!(names, "np1", "{filter}");
+    }
+    let none = env
+        .berth(&["ps", "--filter", &format!("publish={pu}/tcp"), "-q"])
+        .ok();
+    assert_eq!(none, "");
 
     // A host port in use: one clear line, nothing left running or published.
     let before = port_rules(env);

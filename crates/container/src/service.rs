@@ -1734,7 +1734,8 @@ impl ContainerService {
                             .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
                 })
                 && before.as_ref().is_none_or(|b| r.created < *b)
-                && since.as_ref().is_none_or(|s| r.created > *s);
+                && since.as_ref().is_none_or(|s| r.created > *s)
+                && self.network_filters_match(&r, f);
             if ok {
                 out.push(self.summary(&r));
             }

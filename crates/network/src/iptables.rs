@@ -57,9 +57,8 @@ fn forward_chain_exists() -> bool {
 }
 
 fn iptables_installed() -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("iptables").is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("iptables").is_file()))
 }
 
 fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
