@@ -722,6 +722,14 @@ fn net_user_networks_dns_and_isolation(env: &TestEnv) {
             .ok();
         assert_eq!(out, "from-ua", "{name}");
     }
+    // A rename follows in DNS.
+    env.berth(&["rename", "ub", "ub2"]).ok();
+    let out = env.berth(&["exec", "ua", "nslookup", "ub2"]).ok();
+    let ip_b = env.inspect("ub2", "{{.NetworkSettings.Networks.un1.IPAddress}}");
+    assert!(out.contains(&ip_b), "{out}");
+    let r = env.berth(&["exec", "ua", "nslookup", "ub"]);
+    assert!(!r.stdout.contains(&ip_b), "{r:?}");
+    env.berth(&["rename", "ub2", "ub"]).ok();
     let r = env.berth(&["exec", "ub", "nslookup", "nosuchname.invalid."]);
     assert!(!r.stdout.contains(&ip_a), "{r:?}");
     // Another network: no name, no route through.

@@ -1583,6 +1583,7 @@ impl ContainerService {
         }
         let old = std::mem::replace(&mut rec.name, new_name);
         store::save(&entry.paths, &rec, false)?;
+        self.rename_in_networks(&rec).await;
         self.publish(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }

@@ -1048,6 +1048,30 @@ impl NetworkService {
         Ok(())
     }
 
+    /// A running container was renamed: its DNS name follows on every user network.
+    /// Unknown containers are a no-op.
+    pub fn rename(&self, container_id: &str, new_name: &str) -> Result<(), NetworkError> {
+        let mut state = self.lock();
+        let Some(mut record) = state.containers.get(container_id).cloned() else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut record.name, new_name.to_string());
+        for ep in &mut record.endpoints {
+            let Some(net) = state.networks.get(&ep.network_id) else {
+                continue;
+            };
+            let Some(pos) = ep.dns_names.iter().position(|n| *n == old) else {
+                continue;
+            };
+            forget_names(&net.names, std::slice::from_ref(&old), ep.ip);
+            ep.dns_names[pos] = new_name.to_string();
+            add_names(&net.names, &ep.dns_names, ep.ip);
+        }
+        self.store.save_container(&record)?;
+        state.containers.insert(container_id.to_string(), record);
+        Ok(())
+    }
+
     /// A container's endpoints, in attachment order.
     pub fn endpoints(&self, container_id: &str) -> Vec<Endpoint> {
         let state = self.lock();
@@ -1178,6 +1202,19 @@ fn refresh_peers(state: &State, record: &ContainerRecord) {
     }
 }
 
+fn forget_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+    let mut table = names.write().unwrap_or_else(|p| p.into_inner());
+    for name in dns_names {
+        let key = name.to_ascii_lowercase();
+        if let Some(ips) = table.get_mut(&key) {
+            ips.retain(|x| *x != ip);
+            if ips.is_empty() {
+                table.remove(&key);
+            }
+        }
+    }
+}
+
 fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
     if let Some(net) = state.networks.get_mut(&ep.network_id) {
         net.peers
@@ -1187,16 +1224,7 @@ fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
         if let Some(ipam) = &mut net.ipam {
             ipam.release(ep.ip);
         }
-        let mut table = net.names.write().unwrap_or_else(|p| p.into_inner());
-        for name in &ep.dns_names {
-            let key = name.to_ascii_lowercase();
-            if let Some(ips) = table.get_mut(&key) {
-                ips.retain(|ip| *ip != ep.ip);
-                if ips.is_empty() {
-                    table.remove(&key);
-                }
-            }
-        }
+        forget_names(&net.names, &ep.dns_names, ep.ip);
     }
 }
 

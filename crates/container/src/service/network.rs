@@ -218,6 +218,17 @@ impl ContainerService {
         }
     }
 
+    /// After a rename: the container's DNS name on its networks follows.
+    pub(super) async fn rename_in_networks(&self, rec: &Record) {
+        let Some(service) = self.cfg.network.clone() else {
+            return;
+        };
+        let (id, name) = (rec.id.clone(), rec.name.clone());
+        if let Ok(Err(error)) = blocking(move || service.rename(&id, &name)).await {
+            tracing::warn!(%error, "renaming a container's DNS names failed");
+        }
+    }
+
     /// Kills an init whose network setup failed.
     pub(super) async fn kill_unstarted(&self, entry: &Entry) {
         let _ = monitor_client::call_ok(&entry.paths.socket(), &Request::Kill { signal: 9 }).await;
