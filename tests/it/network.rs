@@ -1274,6 +1274,14 @@ fn net_daemon_restart_keeps_connectivity(env: &TestEnv) {
         .berth(&["exec", "rc", "sh", "-c", &get("http://rw/")])
         .ok();
     assert_eq!(out, "survives");
+    // A firewall reload that drops berth's table: the daemon puts it back.
+    let (ok, out) = sh("nft", &["delete", "table", "ip", &env.bridge]);
+    assert!(ok, "{out}");
+    assert!(
+        env.eventually(20, || http_get(&url).as_deref() == Some("survives")),
+        "the rules come back: {}",
+        port_rules(env)
+    );
     // kill -9 too.
     env.stop_daemon(libc::SIGKILL);
     env.start_daemon();

@@ -48,6 +48,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     result
 }
 
+/// How often the daemon checks that its firewall rules are still loaded.
+const FIREWALL_CHECK: Duration = Duration::from_secs(5);
+
 /// Opens the network service: loads networks, re-creates their bridges and rules, and
 /// keeps running containers' connectivity.
 async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
@@ -62,7 +65,24 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
     let service = tokio::task::spawn_blocking(move || NetworkService::open(net_config))
         .await
         .map_err(|source| DaemonError::Task { source })??;
-    Ok(Arc::new(service))
+    let service = Arc::new(service);
+    // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.
+    let watched = Arc::downgrade(&service);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FIREWALL_CHECK);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(service) = watched.upgrade() else {
+                return;
+            };
+            let checked = tokio::task::spawn_blocking(move || service.restore_firewall()).await;
+            if let Ok(Err(error)) = checked {
+                tracing::warn!(%error, "restoring the firewall rules failed");
+            }
+        }
+    });
+    Ok(service)
 }
 
 async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Result<(), DaemonError> {

@@ -1048,6 +1048,25 @@ impl NetworkService {
         Ok(())
     }
 
+    /// Puts berth's firewall state back if something removed it (a firewall reload that
+    /// flushed the ruleset, an admin deleting the table or the FORWARD accepts): the nft
+    /// table is rebuilt from state and the accepts re-inserted. Returns whether the table had
+    /// to be restored. The daemon calls this every few seconds.
+    pub fn restore_firewall(&self) -> Result<bool, NetworkError> {
+        let state = self.lock();
+        let missing = !nft::table_exists(&self.config.nft_table);
+        if missing {
+            warn!(table = %self.config.nft_table, "nft table gone; restoring it");
+            self.apply_rules(&state)?;
+        }
+        for net in state.networks.values() {
+            if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
+                iptables::allow(device)?;
+            }
+        }
+        Ok(missing)
+    }
+
     /// A running container was renamed: its DNS name follows on every user network.
     /// Unknown containers are a no-op.
     pub fn rename(&self, container_id: &str, new_name: &str) -> Result<(), NetworkError> {
