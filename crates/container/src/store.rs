@@ -125,6 +125,9 @@ pub struct Record {
     /// Stopped by the user (restart policies `always`/`unless-stopped` respect it).
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Binds, volumes and tmpfs mounts, resolved at create (`inspect`'s `Mounts`).
+    #[serde(default)]
+    pub mount_points: Vec<berth_volume::MountPoint>,
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With

@@ -48,7 +48,9 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/export", get(export))
         .route(
             "/containers/{id}/archive",
-            get(archive).put(archive).head(archive),
+            get(crate::archive::archive)
+                .put(crate::archive::archive)
+                .head(crate::archive::archive),
         )
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/json", get(exec_inspect))
@@ -441,12 +443,6 @@ async fn export(
         "application/x-tar",
         body,
     ))
-}
-
-async fn archive() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "/containers/{id}/archive",
-    }
 }
 
 #[cfg(test)]

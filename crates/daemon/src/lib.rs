@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod archive;
 pub mod config;
 pub mod containers;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod responses;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             system::routes()
                 .merge(containers::routes())
+                .merge(volumes::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

@@ -281,7 +281,6 @@ pub fn static_routes() -> Router<Arc<SystemFacts>> {
         .route("/version", get(version))
         .route("/build/prune", post(build_prune))
         .route("/networks/prune", post(networks_prune))
-        .route("/volumes/prune", post(volumes_prune))
 }
 
 /// Routes that need the services.
@@ -337,13 +336,6 @@ async fn build_prune() -> Response {
 // prune` fails as a whole if any of its prune calls does.
 async fn networks_prune() -> Response {
     responses::json(StatusCode::OK, &json!({ "NetworksDeleted": [] }))
-}
-
-async fn volumes_prune() -> Response {
-    responses::json(
-        StatusCode::OK,
-        &json!({ "VolumesDeleted": [], "SpaceReclaimed": 0 }),
-    )
 }
 
 async fn info(State(state): State<AppState>) -> Result<Response, DaemonError> {

@@ -98,7 +98,7 @@ async fn container_errors_use_docker_wording_and_status() {
         );
     }
     let archive = call(socket, "GET", "/containers/nope/archive?path=/", "").await;
-    assert_eq!(archive.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(archive.status, StatusCode::NOT_FOUND);
 
     let unknown = call(socket, "GET", "/no/such/route", "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);

@@ -81,6 +81,7 @@ impl TestDaemon {
                 runtimes: HashMap::new(),
             },
             Arc::clone(&images),
+            Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
             events.clone(),
         )
         .await
