@@ -26,6 +26,27 @@ pub const TESTS: &[Test] = &[
     ),
     ("volumes_docker_cli", volumes_docker_cli),
     ("volumes_bad_input_one_line", volumes_bad_input_one_line),
+    ("cp_both_ways_berth", cp_both_ways_berth),
+    ("cp_docker_cli", cp_docker_cli),
+    ("cp_docker_py_archive", cp_docker_py_archive),
+    ("cp_bad_input_one_line", cp_bad_input_one_line),
+    (
+        "cp_security_into_symlinked_path",
+        cp_security_into_symlinked_path,
+    ),
+    (
+        "cp_security_out_of_symlinked_path",
+        cp_security_out_of_symlinked_path,
+    ),
+    ("cp_security_hostile_tar", cp_security_hostile_tar),
+    (
+        "volumes_security_mount_target_symlink",
+        volumes_security_mount_target_symlink,
+    ),
+    (
+        "volumes_security_bind_source_swapped",
+        volumes_security_bind_source_swapped,
+    ),
 ];
 
 /// A fresh host directory under the test root.
@@ -674,4 +695,657 @@ fn volumes_bad_input_one_line(env: &TestEnv) {
     assert_eq!(volume_names(env), before);
     assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers);
     assert!(!env.data_root.join("x").exists() && !env.data_root.join("y").exists());
+}
+
+/// A host file that must never appear (or change): escapes are checked against it.
+fn sentinel(env: &TestEnv, name: &str) -> PathBuf {
+    let p = PathBuf::from(format!("/tmp/berth-sentinel-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    let _ = env;
+    p
+}
+
+fn cp_both_ways_berth(env: &TestEnv) {
+    let host = host_dir(env, "cp1");
+    std::fs::write(host.join("file.txt"), "hello cp\n").unwrap();
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/a"), "a\n").unwrap();
+    std::fs::write(host.join("tree/sub/b"), "b\n").unwrap();
+    std::os::unix::fs::symlink("a", host.join("tree/link")).unwrap();
+    let bindsrc = host_dir(env, "cp1-bind");
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "volcp1",
+        "-v",
+        "volcpvol:/vol",
+        "-v",
+        &format!("{}:/bind", s(&bindsrc)),
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    // In: a file into a dir, a file to a new name, a directory, into a volume and a bind.
+    env.berth(&["cp", s(&host.join("file.txt")), "volcp1:/tmp/"])
+        .ok();
+    env.berth(&["cp", s(&host.join("file.txt")), "volcp1:/tmp/renamed.txt"])
+        .ok();
+    env.berth(&["cp", s(&host.join("tree")), "volcp1:/vol/"])
+        .ok();
+    env.berth(&["cp", s(&host.join("tree")), "volcp1:/bind/newtree"])
+        .ok();
+    let out = env
+        .berth(&["exec", "volcp1", "sh", "-c",
+            "cat /tmp/file.txt /tmp/renamed.txt /vol/tree/a /vol/tree/sub/b /bind/newtree/sub/b; readlink /vol/tree/link"])
+        .ok();
+    assert_eq!(out, "hello cp\nhello cp\na\nb\nb\na");
+    assert_eq!(
+        std::fs::read_to_string(bindsrc.join("newtree/a")).unwrap(),
+        "a\n"
+    );
+    // Out: a file, a directory, a dir's contents, from a volume.
+    let outdir = host_dir(env, "cp1-out");
+    env.berth(&["cp", "volcp1:/tmp/file.txt", s(&outdir)]).ok();
+    env.berth(&["cp", "volcp1:/vol/tree", s(&outdir.join("t2"))])
+        .ok();
+    env.berth(&["cp", "volcp1:/vol/tree/.", s(&outdir.join("t3"))])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(outdir.join("file.txt")).unwrap(),
+        "hello cp\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outdir.join("t2/sub/b")).unwrap(),
+        "b\n"
+    );
+    assert_eq!(std::fs::read_to_string(outdir.join("t3/a")).unwrap(), "a\n");
+    assert_eq!(
+        std::fs::read_link(outdir.join("t2/link")).unwrap(),
+        PathBuf::from("a")
+    );
+    // -L follows a symlink source; without it the link itself is copied.
+    env.berth(&["exec", "volcp1", "ln", "-s", "/tmp/file.txt", "/tmp/l"])
+        .ok();
+    env.berth(&["cp", "volcp1:/tmp/l", s(&outdir.join("nolink"))])
+        .ok();
+    assert!(
+        std::fs::symlink_metadata(outdir.join("nolink"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    env.berth(&["cp", "-L", "volcp1:/tmp/l", s(&outdir.join("followed"))])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(outdir.join("followed")).unwrap(),
+        "hello cp\n"
+    );
+    // `-` is a tar stream both ways.
+    let out = std::process::Command::new(crate::harness::berth_exe())
+        .args(["cp", "volcp1:/vol/tree", "-"])
+        .env("BERTH_HOST", env.host())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["tree/", "tree/a", "tree/link", "tree/sub/", "tree/sub/b"]
+    );
+    env.berth_stdin(&["cp", "-", "volcp1:/tmp"], &out.stdout)
+        .ok();
+    assert_eq!(
+        env.berth(&["exec", "volcp1", "cat", "/tmp/tree/sub/b"])
+            .ok(),
+        "b"
+    );
+    // -a keeps ownership from the archive.
+    let owned = host.join("owned");
+    std::fs::write(&owned, "o").unwrap();
+    std::os::unix::fs::chown(&owned, Some(1234), Some(4321)).unwrap();
+    env.berth(&["cp", "-a", s(&owned), "volcp1:/tmp/"]).ok();
+    assert_eq!(
+        env.berth(&["exec", "volcp1", "stat", "-c", "%u:%g", "/tmp/owned"])
+            .ok(),
+        "1234:4321"
+    );
+    // A stopped container: in and out, volumes included, and nothing left mounted.
+    env.berth(&["stop", "-t", "0", "volcp1"]).ok();
+    env.berth(&["cp", s(&host.join("file.txt")), "volcp1:/vol/stopped.txt"])
+        .ok();
+    env.berth(&["cp", s(&host.join("file.txt")), "volcp1:/etc/stopped.txt"])
+        .ok();
+    env.berth(&["cp", "volcp1:/vol/stopped.txt", s(&outdir.join("s1"))])
+        .ok();
+    env.berth(&["cp", "volcp1:/bind/newtree/a", s(&outdir.join("s2"))])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(outdir.join("s1")).unwrap(),
+        "hello cp\n"
+    );
+    assert_eq!(std::fs::read_to_string(outdir.join("s2")).unwrap(), "a\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("/archive/"),
+        "a stopped container's cp leaked a mount"
+    );
+    env.berth(&["start", "volcp1"]).ok();
+    assert_eq!(
+        env.berth(&[
+            "exec",
+            "volcp1",
+            "cat",
+            "/vol/stopped.txt",
+            "/etc/stopped.txt"
+        ])
+        .ok(),
+        "hello cp\nhello cp"
+    );
+    env.berth(&["rm", "-f", "volcp1"]).ok();
+    env.berth(&["volume", "rm", "volcpvol"]).ok();
+}
+
+fn cp_docker_cli(env: &TestEnv) {
+    let Some(r) = env.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "volcpd",
+        "-v",
+        "volcpdv:/v",
+        "busybox",
+        "sleep",
+        "300",
+    ]) else {
+        return;
+    };
+    r.ok();
+    let host = host_dir(env, "cpd");
+    std::fs::write(host.join("f.txt"), "docker cp\n").unwrap();
+    std::fs::create_dir_all(host.join("d/e")).unwrap();
+    std::fs::write(host.join("d/e/g"), "g\n").unwrap();
+    env.docker(&["cp", s(&host.join("f.txt")), "volcpd:/tmp/"])
+        .unwrap()
+        .ok();
+    env.docker(&["cp", s(&host.join("d")), "volcpd:/v/"])
+        .unwrap()
+        .ok();
+    env.docker(&["cp", "-a", s(&host.join("f.txt")), "volcpd:/v/new.txt"])
+        .unwrap()
+        .ok();
+    assert_eq!(
+        env.docker(&[
+            "exec",
+            "volcpd",
+            "cat",
+            "/tmp/f.txt",
+            "/v/d/e/g",
+            "/v/new.txt"
+        ])
+        .unwrap()
+        .ok(),
+        "docker cp\ng\ndocker cp"
+    );
+    let out = host_dir(env, "cpd-out");
+    env.docker(&["cp", "volcpd:/v/d", s(&out)]).unwrap().ok();
+    env.docker(&["cp", "volcpd:/etc/hostname", s(&out.join("hn"))])
+        .unwrap()
+        .ok();
+    env.docker(&["exec", "volcpd", "ln", "-s", "/v/new.txt", "/tmp/ln"])
+        .unwrap()
+        .ok();
+    env.docker(&["cp", "-L", "volcpd:/tmp/ln", s(&out.join("followed"))])
+        .unwrap()
+        .ok();
+    assert_eq!(std::fs::read_to_string(out.join("d/e/g")).unwrap(), "g\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("followed")).unwrap(),
+        "docker cp\n"
+    );
+    let hn = std::fs::read_to_string(out.join("hn")).unwrap();
+    assert_eq!(hn.trim().len(), 12, "{hn}");
+    // tar streams on stdio.
+    let t = env.docker(&["cp", "volcpd:/v/d", "-"]).unwrap();
+    assert_eq!(t.code, 0);
+    let r = env.docker(&["cp", "volcpd:/nope", s(&out)]).unwrap();
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("Could not find the file /nope in container volcpd"),
+        "{r:?}"
+    );
+    env.docker(&["stop", "-t", "0", "volcpd"]).unwrap().ok();
+    env.docker(&["cp", s(&host.join("f.txt")), "volcpd:/v/stopped.txt"])
+        .unwrap()
+        .ok();
+    env.docker(&["cp", "volcpd:/v/stopped.txt", s(&out.join("st"))])
+        .unwrap()
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("st")).unwrap(),
+        "docker cp\n"
+    );
+    env.docker(&["rm", "-f", "volcpd"]).unwrap().ok();
+    env.docker(&["volume", "rm", "volcpdv"]).unwrap().ok();
+}
+
+fn cp_docker_py_archive(env: &TestEnv) {
+    let has_py = std::process::Command::new("python3")
+        .args(["-c", "import docker"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_py {
+        println!("  (docker-py not installed: scripts/deps.sh installs it)");
+        return;
+    }
+    env.berth(&["run", "-d", "--name", "volcppy", "busybox", "sleep", "300"])
+        .ok();
+    let script = r#"
+import io, sys, tarfile, docker
+c = docker.DockerClient(base_url=sys.argv[1], version="1.44")
+ctr = c.containers.get("volcppy")
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"from python\n"
+    info = tarfile.TarInfo("py.txt"); info.size = len(data); info.mode = 0o640
+    t.addfile(info, io.BytesIO(data))
+assert ctr.put_archive("/tmp", buf.getvalue())
+bits, stat = ctr.get_archive("/tmp/py.txt")
+raw = b"".join(bits)
+with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+    got = t.extractfile("py.txt").read()
+assert got == b"from python\n", got
+assert stat["name"] == "py.txt" and stat["size"] == 12, stat
+assert stat["mode"] == 0o640, stat
+_, dstat = ctr.get_archive("/tmp")
+assert dstat["mode"] & (1 << 31), dstat
+try:
+    ctr.get_archive("/nope")
+    sys.exit("missing path should fail")
+except docker.errors.NotFound as e:
+    assert "Could not find the file /nope" in str(e), str(e)
+print("ok")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &env.host()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.berth(&["rm", "-f", "volcppy"]).ok();
+}
+
+fn cp_bad_input_one_line(env: &TestEnv) {
+    let host = host_dir(env, "cpbad");
+    std::fs::create_dir_all(host.join("adir")).unwrap();
+    std::fs::write(host.join("adir/x"), "x").unwrap();
+    std::fs::write(host.join("afile"), "f").unwrap();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "volcpbad",
+        "-v",
+        "volcpro:/ro:ro",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    env.berth(&["exec", "volcpbad", "touch", "/tmp/file"]).ok();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "cp".into(),
+                s(&host.join("missing")).into(),
+                "volcpbad:/tmp/".into(),
+            ],
+            "no such file or directory",
+        ),
+        (
+            vec!["cp".into(), "volcpbad:/missing".into(), s(&host).into()],
+            "Could not find the file /missing in container volcpbad",
+        ),
+        (
+            vec![
+                "cp".into(),
+                s(&host.join("afile")).into(),
+                "volcpbad:/no/such/dir/f".into(),
+            ],
+            "Could not find the file /no/such/dir in container volcpbad",
+        ),
+        (
+            vec![
+                "cp".into(),
+                s(&host.join("adir")).into(),
+                "volcpbad:/tmp/file".into(),
+            ],
+            "cannot copy directory",
+        ),
+        (
+            vec![
+                "cp".into(),
+                s(&host.join("afile")).into(),
+                "volcpbad:/ro/".into(),
+            ],
+            "mounted volume is marked read-only",
+        ),
+        (
+            vec![
+                "cp".into(),
+                s(&host.join("afile")).into(),
+                "nosuchctr:/tmp/".into(),
+            ],
+            "No such container: nosuchctr",
+        ),
+    ];
+    for (args, want) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = env.berth(&args);
+        assert_ne!(r.code, 0, "{args:?}: {r:?}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains(want), "{args:?}: {r:?}");
+    }
+    // Nothing partial: the read-only volume is empty, /no does not exist, /tmp/file is a file.
+    let out = env
+        .berth(&[
+            "exec",
+            "volcpbad",
+            "sh",
+            "-c",
+            "ls -A /ro | wc -l; test -e /no && echo no-exists; test -f /tmp/file && echo file",
+        ])
+        .ok();
+    assert_eq!(out, "0\nfile");
+    if let Some(r) = env.docker(&["cp", s(&host.join("afile")), "volcpbad:/ro/"]) {
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.contains("mounted volume is marked read-only"),
+            "{r:?}"
+        );
+    }
+    env.berth(&["rm", "-f", "volcpbad"]).ok();
+    env.berth(&["volume", "rm", "volcpro"]).ok();
+}
+
+fn cp_security_into_symlinked_path(env: &TestEnv) {
+    let target = sentinel(env, "into");
+    let name = target.file_name().unwrap().to_str().unwrap().to_string();
+    let host = host_dir(env, "cpsec1");
+    std::fs::write(host.join(&name), "payload\n").unwrap();
+    env.berth(&["run", "-d", "--name", "volsec1", "busybox", "sh", "-c",
+        "ln -s / /toroot; ln -s ../../../../../.. /up; mkdir -p /deep/a; ln -s ../../../../../../tmp /deep/a/t; sleep 300"])
+        .ok();
+    assert!(env.eventually(10, || {
+        env.berth(&["exec", "volsec1", "test", "-L", "/deep/a/t"])
+            .code
+            == 0
+    }));
+    for dest in [
+        "volsec1:/toroot/tmp/",
+        "volsec1:/up/tmp/",
+        "volsec1:/deep/a/t/",
+    ] {
+        env.berth(&["cp", s(&host.join(&name)), dest]).ok();
+        assert!(!target.exists(), "cp to {dest} wrote to the host");
+    }
+    let inside = env
+        .berth(&["exec", "volsec1", "cat", &format!("/tmp/{name}")])
+        .ok();
+    assert_eq!(inside, "payload");
+    // Stopped, too (the root is then mounted by berth).
+    env.berth(&["stop", "-t", "0", "volsec1"]).ok();
+    env.berth(&["cp", s(&host.join(&name)), "volsec1:/up/tmp/"])
+        .ok();
+    assert!(!target.exists());
+    if let Some(r) = env.docker(&["cp", s(&host.join(&name)), "volsec1:/toroot/tmp/"]) {
+        r.ok();
+        assert!(!target.exists());
+    }
+    env.berth(&["rm", "-f", "volsec1"]).ok();
+}
+
+fn cp_security_out_of_symlinked_path(env: &TestEnv) {
+    let secret = sentinel(env, "secret");
+    std::fs::write(&secret, "host secret\n").unwrap();
+    let name = secret.file_name().unwrap().to_str().unwrap().to_string();
+    env.berth(&["run", "-d", "--name", "volsec2", "busybox", "sh", "-c",
+        &format!("ln -s ../../../../../../../tmp/{name} /rel; ln -s /tmp/{name} /abs; ln -s ../../../.. /up; sleep 300")])
+        .ok();
+    assert!(env.eventually(
+        10,
+        || env.berth(&["exec", "volsec2", "test", "-L", "/up"]).code == 0
+    ));
+    let out = host_dir(env, "cpsec2");
+    for (i, src) in [
+        "volsec2:/rel",
+        "volsec2:/abs",
+        &format!("volsec2:/up/tmp/{name}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let dst = out.join(format!("o{i}"));
+        let r = env.berth(&["cp", "-L", src, s(&dst)]);
+        let got = std::fs::read_to_string(&dst).unwrap_or_default();
+        assert!(
+            !got.contains("host secret"),
+            "{src} leaked the host file: {r:?}"
+        );
+        let r = env.berth(&["cp", src, "-"]);
+        assert!(
+            !r.stdout.contains("host secret"),
+            "{src} leaked through a tar stream"
+        );
+    }
+    // The container's own view is what cp sees: planting the file inside makes it readable.
+    env.berth(&[
+        "exec",
+        "volsec2",
+        "sh",
+        "-c",
+        &format!("echo inside > /tmp/{name}"),
+    ])
+    .ok();
+    env.berth(&["cp", "-L", "volsec2:/rel", s(&out.join("in"))])
+        .ok();
+    assert_eq!(std::fs::read_to_string(out.join("in")).unwrap(), "inside\n");
+    env.berth(&["stop", "-t", "0", "volsec2"]).ok();
+    let r = env.berth(&["cp", &format!("volsec2:/up/tmp/{name}"), "-"]);
+    assert!(!r.stdout.contains("host secret"));
+    env.berth(&["rm", "-f", "volsec2"]).ok();
+    std::fs::remove_file(&secret).unwrap();
+}
+
+fn tar_with(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        // Raw names: the tar crate's own helpers refuse `..`, a hostile client does not.
+        let bytes = name.as_bytes();
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        if *kind == tar::EntryType::Symlink {
+            h.set_size(0);
+            h.as_old_mut().linkname[..data.len()].copy_from_slice(data.as_bytes());
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        } else {
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn cp_security_hostile_tar(env: &TestEnv) {
+    let t1 = sentinel(env, "dotdot");
+    let t2 = sentinel(env, "vialink");
+    let n1 = t1.file_name().unwrap().to_str().unwrap().to_string();
+    let n2 = t2.file_name().unwrap().to_str().unwrap().to_string();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "volsec3",
+        "-v",
+        "volsec3v:/v",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    // `..` entries climbing out: refused, one line, nothing written.
+    let dotdot = tar_with(&[(
+        &format!("../../../../../../../../tmp/{n1}"),
+        tar::EntryType::Regular,
+        "x",
+    )]);
+    let r = env.berth_stdin(&["cp", "-", "volsec3:/v"], &dotdot);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("outside of the destination"), "{r:?}");
+    assert!(!t1.exists());
+    // An absolute symlink, then a file written through it: lands inside the container.
+    let via = tar_with(&[
+        ("escape", tar::EntryType::Symlink, "/tmp"),
+        (
+            &format!("escape/{n2}"),
+            tar::EntryType::Regular,
+            "through the link\n",
+        ),
+        ("up", tar::EntryType::Symlink, "../../../../../../../.."),
+        (&format!("up/tmp/{n2}.2"), tar::EntryType::Regular, "up\n"),
+    ]);
+    env.berth_stdin(&["cp", "-", "volsec3:/v"], &via).ok();
+    assert!(!t2.exists(), "a tar symlink redirected a write to the host");
+    assert!(!PathBuf::from(format!("{}.2", t2.display())).exists());
+    let out = env
+        .berth(&[
+            "exec",
+            "volsec3",
+            "cat",
+            &format!("/tmp/{n2}"),
+            &format!("/tmp/{n2}.2"),
+        ])
+        .ok();
+    assert_eq!(out, "through the link\nup");
+    // The volume's own host dir holds only what the tar named.
+    if let Some(r) = env.docker_stdin(&["cp", "-", "volsec3:/v"], &dotdot) {
+        assert_ne!(r.code, 0);
+        assert!(!t1.exists());
+    }
+    env.berth(&["rm", "-f", "volsec3"]).ok();
+    env.berth(&["volume", "rm", "volsec3v"]).ok();
+}
+
+fn volumes_security_mount_target_symlink(env: &TestEnv) {
+    // The container plants `/data -> /tmp/<sentinel dir>` (a host path if followed outside the
+    // root); a later start mounts a volume at /data: it must land inside the container.
+    let target = sentinel(env, "mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("host-file"), "host\n").unwrap();
+    env.berth(&[
+        "create",
+        "--name",
+        "volsec4",
+        "-v",
+        "volsec4v:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo written > /data/w; ls /data",
+    ])
+    .ok();
+    // Plant the symlink in the created container's writable layer, as a previous run could.
+    let upper = env.inspect("volsec4", "{{.GraphDriver.Data.UpperDir}}");
+    std::os::unix::fs::symlink(
+        format!("../../../../../../../..{}", target.display()),
+        Path::new(&upper).join("data"),
+    )
+    .unwrap();
+    let _ = env.berth(&["start", "-a", "volsec4"]);
+    assert!(
+        !target.join("w").exists(),
+        "a volume was mounted through a symlink onto the host"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&target.display().to_string()));
+    assert_eq!(
+        std::fs::read_to_string(target.join("host-file")).unwrap(),
+        "host\n"
+    );
+    env.berth(&["rm", "-f", "volsec4"]).ok();
+    env.berth(&["volume", "rm", "volsec4v"]).ok();
+    std::fs::remove_dir_all(&target).unwrap();
+}
+
+fn volumes_security_bind_source_swapped(env: &TestEnv) {
+    // The bind source is a symlink a racer keeps swapping between two directories. Each
+    // container must get one whole directory (the one the symlink named when berth opened
+    // it), never a mix, and the swap must never redirect the mount to anything else.
+    let base = host_dir(env, "swap");
+    let (a, b) = (base.join("a"), base.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(a.join("id"), "A\n").unwrap();
+    std::fs::write(b.join("id"), "B\n").unwrap();
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (stop, link, a, b, base) = (
+            stop.clone(),
+            link.clone(),
+            a.clone(),
+            b.clone(),
+            base.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut flip = false;
+            let tmp = base.join("link.tmp");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(if flip { &a } else { &b }, &tmp).unwrap();
+                std::fs::rename(&tmp, &link).unwrap();
+                flip = !flip;
+            }
+        })
+    };
+    let spec = format!("{}:/m", s(&link));
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..8 {
+        let out = env
+            .berth(&[
+                "run",
+                "--rm",
+                "-v",
+                &spec,
+                "busybox",
+                "sh",
+                "-c",
+                "cat /m/id; ls /m | wc -l",
+            ])
+            .ok();
+        assert!(out == "A\n1" || out == "B\n1", "{out}");
+        seen.insert(out);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    racer.join().unwrap();
+    assert!(!seen.is_empty());
 }
