@@ -331,6 +331,8 @@ pub enum ContainerGroup {
     /// List containers.
     #[command(visible_alias = "list")]
     Ls(PsArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(crate::cp::CpArgs),
     /// Remove all stopped containers.
     Prune {
         /// Do not prompt for confirmation.
@@ -347,6 +349,7 @@ pub fn run_group(c: &Client, g: ContainerGroup) -> CmdResult {
     match g {
         ContainerGroup::Cmd(cmd) => run(c, *cmd),
         ContainerGroup::Ls(a) => ps(c, a),
+        ContainerGroup::Cp(a) => crate::cp::run(c, a),
         ContainerGroup::Prune { force, filter } => prune(c, force, &filter),
     }
 }

@@ -381,6 +381,7 @@ pub fn extract<R: Read>(
     };
     let mut parent_cache: Option<(PathBuf, OwnedFd)> = None;
     let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
+    let mut copy_buf = vec![0u8; 1 << 20];
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path_bytes().into_owned();
@@ -493,7 +494,7 @@ pub fn extract<R: Read>(
                 )
                 .map_err(|e| io_err("create")(e.into()))?;
                 let mut file = File::from(fd);
-                io::copy(&mut entry, &mut file).map_err(io_err("write"))?;
+                copy_with(&mut entry, &mut file, &mut copy_buf).map_err(io_err("write"))?;
                 fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                     .map_err(|e| io_err("chown")(e.into()))?;
                 fchmod(&file, Mode::from_bits_truncate(mode))
@@ -592,6 +593,21 @@ pub fn extract<R: Read>(
         }
     }
     Ok(())
+}
+
+/// `io::copy` with a large buffer: file contents go in few, big writes.
+fn copy_with(from: &mut dyn Read, to: &mut File, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 /// Removes `name` under `dir` and everything below it, never following a symlink.
