@@ -1068,6 +1068,27 @@ fn cp_bad_input_one_line(env: &TestEnv) {
         ])
         .ok();
     assert_eq!(out, "0\nfile");
+    // A read-only root: refused before anything is written (403 on the wire, as Docker).
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "volcprofs",
+        "--read-only",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let r = env.berth(&["cp", s(&host.join("afile")), "volcprofs:/tmp/"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr.trim(),
+        "Error response from daemon: container rootfs is marked read-only"
+    );
+    env.berth(&["rm", "-f", "volcprofs"]).ok();
+    // `berth inspect` finds volumes too.
+    assert_eq!(env.inspect("volcpro", "{{.Driver}}"), "local");
     if let Some(r) = env.docker(&["cp", s(&host.join("afile")), "volcpbad:/ro/"]) {
         assert_eq!(r.code, 1);
         assert!(

@@ -1200,20 +1200,21 @@ pub fn inspect(c: &Client, a: InspectArgs) -> CmdResult {
         let kinds: Vec<&str> = match a.typ.as_deref() {
             Some("container") => vec!["container"],
             Some("image") => vec!["image"],
+            Some("volume") => vec!["volume"],
             Some(t) => {
                 return Err(CliError::msg(format!(
                     "\"{t}\" is not a valid value for --type"
                 )));
             }
-            None => vec!["container", "image"],
+            None => vec!["container", "image", "volume"],
         };
         let mut found = None;
         let mut last_err = None;
         for k in &kinds {
-            let path = if *k == "container" {
-                format!("/containers/{n}/json")
-            } else {
-                format!("/images/{n}/json")
+            let path = match *k {
+                "container" => format!("/containers/{n}/json"),
+                "volume" => format!("/volumes/{n}"),
+                _ => format!("/images/{n}/json"),
             };
             match c.get::<Value>(&path, &size) {
                 Ok(v) => {
