@@ -98,3 +98,63 @@ impl Classify for VolumeError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_match_docker_statuses() {
+        let cases = [
+            (VolumeError::NotFound { name: "v".into() }, 404),
+            (
+                VolumeError::InUse {
+                    name: "v".into(),
+                    containers: vec!["c".into()],
+                },
+                409,
+            ),
+            (
+                VolumeError::InvalidName {
+                    name: "../v".into(),
+                },
+                400,
+            ),
+            (VolumeError::invalid("x"), 400),
+            (
+                VolumeError::PathNotFound {
+                    path: "/x".into(),
+                    container: "c".into(),
+                },
+                404,
+            ),
+            (
+                VolumeError::ReadOnly {
+                    message: "ro".into(),
+                },
+                403,
+            ),
+            (
+                VolumeError::BadArchive {
+                    message: "bad".into(),
+                },
+                400,
+            ),
+            (
+                VolumeError::io("open", "/x", std::io::Error::other("e")),
+                500,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.kind().http_status(), status, "{error}");
+        }
+        assert_eq!(
+            VolumeError::InUse {
+                name: "v".into(),
+                containers: vec!["a".into(), "b".into()]
+            }
+            .to_string(),
+            "remove v: volume is in use - [a, b]"
+        );
+    }
+}
