@@ -196,8 +196,10 @@ fn copy_from(c: &Client, a: &CpArgs, ctr: &str, path: &str, dest: &str) -> CmdRe
             (p, Some(base(dest)))
         }
     };
-    let mut counted = Counter { inner: r, n: 0 };
+    // Big reads from the socket; the tar reader's small ones come out of this buffer.
+    let mut counted = io::BufReader::with_capacity(1 << 20, Counter { inner: r, n: 0 });
     extract_local(&mut counted, &dir, &src_base, rename.as_deref())?;
+    let counted = counted.into_inner();
     if !a.quiet {
         eprintln!(
             "Successfully copied {} to {dest}",
@@ -367,6 +369,8 @@ fn copy_to(c: &Client, a: &CpArgs, src: &str, ctr: &str, path: &str) -> CmdResul
     let (reader, writer) = io::pipe().map_err(CliError::io)?;
     let src_for_tar = src_path.clone();
     let producer = std::thread::spawn(move || -> io::Result<u64> {
+        // Big writes into the pipe: the uploader sends 1 MiB chunks.
+        let writer = io::BufWriter::with_capacity(1 << 20, writer);
         let mut counted = CountWriter {
             inner: writer,
             n: 0,
@@ -381,6 +385,7 @@ fn copy_to(c: &Client, a: &CpArgs, src: &str, ctr: &str, path: &str) -> CmdResul
             }
             b.finish()?;
         }
+        counted.flush()?;
         Ok(counted.n)
     });
     let mut reader = reader;

@@ -244,10 +244,13 @@ impl<W: Write> TarWriter<W> {
         h.set_size(st.st_size.max(0) as u64);
         // A file that shrinks while read would break the stream: read exactly the size stated.
         let file = File::from(fd).take(st.st_size.max(0) as u64);
-        let mut padded = PadTo {
-            inner: file,
-            left: st.st_size.max(0) as u64,
-        };
+        let mut padded = io::BufReader::with_capacity(
+            1 << 16,
+            PadTo {
+                inner: file,
+                left: st.st_size.max(0) as u64,
+            },
+        );
         self.builder.append_data(&mut h, name, &mut padded)
     }
 
