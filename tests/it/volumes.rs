@@ -26,6 +26,10 @@ pub const TESTS: &[Test] = &[
     ),
     ("volumes_docker_cli", volumes_docker_cli),
     ("volumes_bad_input_one_line", volumes_bad_input_one_line),
+    (
+        "volumes_in_use_survive_a_daemon_restart",
+        volumes_in_use_survive_a_daemon_restart,
+    ),
     ("cp_both_ways_berth", cp_both_ways_berth),
     ("cp_docker_cli", cp_docker_cli),
     ("cp_docker_py_archive", cp_docker_py_archive),
@@ -1369,4 +1373,38 @@ fn volumes_security_bind_source_swapped(env: &TestEnv) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     racer.join().unwrap();
     assert!(!seen.is_empty());
+}
+
+fn volumes_in_use_survive_a_daemon_restart(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "volrestart",
+        "-v",
+        "volrestartv:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before > /d/f; sleep 300",
+    ])
+    .ok();
+    env.stop_daemon(libc::SIGKILL);
+    env.start_daemon();
+    // The reference is rebuilt from the container record: still in use, still the same data.
+    let r = env.berth(&["volume", "rm", "volrestartv"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("volume is in use"), "{r:?}");
+    assert!(env.eventually(10, || {
+        env.berth(&["exec", "volrestart", "cat", "/d/f"])
+            .stdout
+            .trim()
+            == "before"
+    }));
+    let dangling = env
+        .berth(&["volume", "ls", "-q", "--filter", "dangling=true"])
+        .ok();
+    assert!(!dangling.contains("volrestartv"));
+    env.berth(&["rm", "-f", "volrestart"]).ok();
+    env.berth(&["volume", "rm", "volrestartv"]).ok();
 }
