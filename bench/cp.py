@@ -13,7 +13,7 @@ Usage (root): bench/cp.py [--runs N] [--docker] [--berth PATH]
 
 The goal it checks: berth's cp in and out ≥ 80% of the tar-pipe throughput.
 """
-import argparse, json, os, shutil, signal, statistics, subprocess, time
+import argparse, json, os, resource, shutil, signal, statistics, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
@@ -27,9 +27,28 @@ def sh(args, env=None, check=True, shell=False):
     return r.stdout.decode().strip()
 
 
+DAEMON_PID = None
+
+
+def cpu_now():
+    """CPU seconds of finished children plus the berth daemon so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ru.ru_utime + ru.ru_stime
+    if DAEMON_PID:
+        with open(f"/proc/{DAEMON_PID}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+CPU = []
+
+
 def timed(args, env=None, shell=False):
+    c = cpu_now()
     t = time.perf_counter()
     sh(args, env=env, shell=shell)
+    CPU.append(cpu_now() - c)
     return time.perf_counter() - t
 
 
@@ -42,19 +61,47 @@ def make_dataset(path):
             f.write(os.urandom(FILE_SIZE))
 
 
+def tar_pipe(src, tmp, i):
+    dst = f"{tmp}/tt{i}"
+    os.makedirs(dst)
+    t = timed(f"tar -C {src} -cf - . | tar -C {dst} -xf -", shell=True)
+    shutil.rmtree(dst)
+    return t
+
+
 def bench_cp(name, cli, env, ctr, src, tmp, runs, results):
-    """cp in (host → running container) and out (container → host), fresh names each run."""
-    ins, outs = [], []
+    """cp in (host → running container) and out (container → host), fresh names each run,
+    each run right after a tar|tar of the same data, so the ratio compares like with like on
+    a machine whose load changes."""
+    ins, outs, base, r_in, r_out = [], [], [], [], []
+    cpu_base, cpu_in, cpu_out = [], [], []
     for i in range(runs + 1):  # the first run warms caches and is dropped
+        t_base = tar_pipe(src, tmp, i)
+        cpu_base.append(CPU[-1])
         t_in = timed([cli, "cp", "-q", src, f"{ctr}:/in{i}"], env)
-        out = f"{tmp}/out-{name.split()[0]}-{i}"
+        cpu_in.append(CPU[-1])
+        out = f"{tmp}/out-{i}"
         t_out = timed([cli, "cp", "-q", f"{ctr}:/in{i}", out], env)
+        cpu_out.append(CPU[-1])
         sh([cli, "exec", ctr, "rm", "-rf", f"/in{i}"], env)
         shutil.rmtree(out)
         if i:
             ins.append(t_in)
             outs.append(t_out)
-    results[name] = {"in (s)": statistics.median(ins), "out (s)": statistics.median(outs)}
+            base.append(t_base)
+            r_in.append(t_base / t_in)
+            r_out.append(t_base / t_out)
+    results[name] = {
+        "tar | tar (s)": statistics.median(base),
+        "in (s)": statistics.median(ins),
+        "out (s)": statistics.median(outs),
+        "in vs tar|tar": statistics.median(r_in),
+        "out vs tar|tar": statistics.median(r_out),
+        # CPU seconds (CLI + berth daemon; the engine's own daemon is not counted for dockerd).
+        "tar | tar CPU (s)": statistics.median(cpu_base[1:]),
+        "in CPU (s)": statistics.median(cpu_in[1:]),
+        "out CPU (s)": statistics.median(cpu_out[1:]),
+    }
 
 
 def main():
@@ -78,20 +125,12 @@ def main():
         src = f"{tmp}/src"
         make_dataset(src)
         size = int(sh(["du", "-sb", src]).split()[0])
-        # Baseline: tar | tar on the same disk.
-        base = []
-        for i in range(a.runs + 1):
-            dst = f"{tmp}/tt{i}"
-            os.makedirs(dst)
-            t = timed(f"tar -C {src} -cf - . | tar -C {dst} -xf -", shell=True)
-            shutil.rmtree(dst)
-            if i:
-                base.append(t)
-        results["tar | tar"] = {"in (s)": statistics.median(base), "out (s)": statistics.median(base)}
         for _ in range(500):
             if os.path.exists(sock):
                 break
             time.sleep(0.01)
+        global DAEMON_PID
+        DAEMON_PID = daemon.pid
         sh([berth, "image", "bootstrap", "busybox"], env=env)
         sh([berth, "run", "-d", "--name", "cpbench", "busybox", "sleep", "100000"], env=env)
         bench_cp("berth CLI -> berth", berth, env, "cpbench", src, tmp, a.runs, results)
@@ -116,6 +155,7 @@ def main():
             tar = subprocess.run(["tar", "-C", rootfs, "-c", "."], capture_output=True, check=True).stdout
             subprocess.run([DOCKER_CLI, "import", "-", "cpbench-busybox:latest"], input=tar, env=denv, check=True, capture_output=True)
             sh([DOCKER_CLI, "run", "-d", "--network", "none", "--name", "cpbench", "cpbench-busybox", "sleep", "100000"], env=denv)
+            DAEMON_PID = None
             bench_cp("docker CLI -> dockerd 20.10", DOCKER_CLI, denv, "cpbench", src, tmp, a.runs, results)
     finally:
         sh([berth, "rm", "-f", "cpbench"], env=env, check=False)
@@ -130,13 +170,11 @@ def main():
             for d in ("/tmp/dkv-root", "/tmp/dkv-exec"):
                 shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    base = results["tar | tar"]["in (s)"]
     report = {"runs": a.runs, "bytes": size, "files": FILES, "results": {}}
     for name, r in results.items():
-        report["results"][name] = {
-            k: {"seconds": round(v, 3), "MB/s": round(size / v / 1e6, 1), "vs tar|tar": round(base / v, 3)}
-            for k, v in r.items()
-        }
+        report["results"][name] = {k: round(v, 3) for k, v in r.items()}
+        for k in ("tar | tar (s)", "in (s)", "out (s)"):
+            report["results"][name][k.replace("(s)", "MB/s")] = round(size / r[k] / 1e6, 1)
     print(json.dumps(report, indent=2))
 
 
