@@ -48,9 +48,9 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/export", get(export))
         .route(
             "/containers/{id}/archive",
-            get(crate::archive::archive)
-                .put(crate::archive::archive)
-                .head(crate::archive::archive),
+            get(crate::copy::archive)
+                .put(crate::copy::archive)
+                .head(crate::copy::archive),
         )
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/json", get(exec_inspect))

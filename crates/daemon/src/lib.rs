@@ -19,9 +19,9 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
-pub mod archive;
 pub mod config;
 pub mod containers;
+pub mod copy;
 pub mod error;
 pub mod hijack;
 pub mod images;
