@@ -335,6 +335,26 @@ fn volumes_cli_lifecycle(env: &TestEnv) {
     );
     // rm -f of a missing volume is fine.
     env.berth(&["volume", "rm", "-f", "volcli1"]).ok();
+    // Creating and removing volumes are events.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let events = env
+        .berth(&[
+            "events",
+            "--since",
+            &(now - 120).to_string(),
+            "--until",
+            &(now + 1).to_string(),
+            "--filter",
+            "type=volume",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ])
+        .ok();
+    assert!(events.contains("create volcli1"), "{events}");
+    assert!(events.contains("destroy volcli1"), "{events}");
 }
 
 fn volumes_local_driver_options(env: &TestEnv) {

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use berth_api::models::EventMessageTypeEnum;
 use berth_container::ContainerError;
 use serde::Deserialize;
 use serde_json::json;
@@ -34,6 +35,14 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|source| DaemonError::Task { source })?
         .map_err(|e| DaemonError::from(ContainerError::from(e)))
+}
+
+/// A `volume` event, as `docker events` shows them.
+fn publish(state: &AppState, action: &str, name: &str) {
+    let attributes = HashMap::from([("driver".to_string(), "local".to_string())]);
+    state
+        .events
+        .publish(EventMessageTypeEnum::VOLUME, action, name, attributes);
 }
 
 async fn list(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
@@ -71,6 +80,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
         )
     })
     .await?;
+    publish(&state, "create", &volume.name);
     Ok(responses::json(StatusCode::CREATED, &volume))
 }
 
@@ -90,7 +100,12 @@ async fn remove(
 ) -> Result<Response, DaemonError> {
     let force = params.flag("force");
     let volumes = state.containers.volumes().clone();
+    let existed = volumes.exists(&name);
+    let removed = name.clone();
     blocking(move || volumes.remove(&name, force)).await?;
+    if existed {
+        publish(&state, "destroy", &removed);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -98,6 +113,9 @@ async fn prune(State(state): State<AppState>, params: Params) -> Result<Response
     let filters = params.filters()?;
     let volumes = state.containers.volumes().clone();
     let pruned = blocking(move || volumes.prune(&filters)).await?;
+    for name in &pruned.deleted {
+        publish(&state, "destroy", name);
+    }
     Ok(responses::json(
         StatusCode::OK,
         &json!({ "VolumesDeleted": pruned.deleted, "SpaceReclaimed": pruned.space }),
