@@ -50,15 +50,16 @@ pub async fn archive(
             };
             let (tx, rx) = mpsc::channel(8);
             let mut body = request.into_body().into_data_stream();
+            // The whole body is read even when the copy fails early: a client still writing
+            // it would otherwise see a broken pipe instead of the answer.
             let feeder = tokio::spawn(async move {
+                let mut tx = Some(tx);
                 while let Some(chunk) = body.next().await {
-                    match chunk {
-                        Ok(bytes) => {
-                            if tx.send(bytes).await.is_err() {
-                                break;
-                            }
-                        }
-                        Err(error) => return Err(error),
+                    let bytes = chunk?;
+                    if let Some(sender) = &tx
+                        && sender.send(bytes).await.is_err()
+                    {
+                        tx = None;
                     }
                 }
                 Ok(())

@@ -214,11 +214,14 @@ impl ContainerService {
                 },
                 skip_whiteouts: false,
             };
-            let input = ChannelReader {
+            let mut input = ChannelReader {
                 rx: body,
                 cur: Bytes::new(),
             };
-            tar_io::extract(root, &real.display().to_string(), input, &opts)?;
+            tar_io::extract(root, &real.display().to_string(), &mut input, &opts)?;
+            // The archive ends before the body does (tar's end blocks, a client's padding):
+            // read the rest, so the client's upload completes before the answer.
+            let _ = io::copy(&mut input, &mut io::sink());
             Ok(())
         })
         .await
