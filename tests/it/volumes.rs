@@ -502,8 +502,15 @@ fn volumes_image_volume_is_prepopulated(env: &TestEnv) {
     std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
     std::os::unix::fs::symlink("busybox", dir.join("bin/cat")).unwrap();
+    std::os::unix::fs::symlink("busybox", dir.join("bin/stat")).unwrap();
     std::fs::write(dir.join("data/hello"), "from image").unwrap();
     std::fs::write(dir.join("data/sub/deep"), "deep").unwrap();
+    std::fs::set_permissions(
+        dir.join("data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(dir.join("data"), Some(1000), Some(1000)).unwrap();
     let tar = env.root.join("vol-img.tar");
     let st = std::process::Command::new("tar")
         .arg("-C")
@@ -542,6 +549,10 @@ fn volumes_image_volume_is_prepopulated(env: &TestEnv) {
         ])
         .ok();
     assert_eq!(out, "from imagedeep");
+    let owner = env
+        .berth(&["exec", "volimg1", "stat", "-c", "%u:%g %a", "/data"])
+        .ok();
+    assert_eq!(owner, "1000:1000 1777");
     // A named volume at the same path is pre-populated too, once (while empty).
     let out = env
         .berth(&[

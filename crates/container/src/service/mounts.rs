@@ -163,6 +163,11 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             continue;
         }
+        // The volume's root takes the owner and mode of the image's directory (as Docker).
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::os::unix::fs::chown(data, Some(st.st_uid), Some(st.st_gid));
+        let _ =
+            std::fs::set_permissions(data, std::fs::Permissions::from_mode(st.st_mode & 0o7777));
         let (reader, writer) = std::io::pipe().map_err(|e| ContainerError::Internal {
             message: format!("pipe: {e}"),
         })?;
