@@ -67,6 +67,10 @@ impl ContainerService {
     async fn view(&self, reference: &str) -> Result<View> {
         let entry: Arc<Entry> = self.lookup(reference)?;
         let rec: Record = entry.rec.lock().await.clone();
+        self.view_of(reference, &rec).await
+    }
+
+    async fn view_of(&self, reference: &str, rec: &Record) -> Result<View> {
         let images = self.images.clone();
         let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
         let rootfs = super::blocking(move || images.rootfs(&id, &image_id))
@@ -107,7 +111,12 @@ impl ContainerService {
 
     /// `HEAD /containers/{id}/archive?path=`.
     pub async fn archive_stat(&self, reference: &str, path: &str) -> Result<PathStat> {
-        let view = self.view(reference).await?;
+        let entry: Arc<Entry> = self.lookup(reference)?;
+        let rec = entry.rec.lock().await;
+        let view = self.view_of(reference, &rec).await?;
+        // A stopped container stays stopped while its root is mounted for us (as Docker
+        // holds the container's lock): a start would mount the same layers a second time.
+        let _held = view.pid.is_none().then_some(rec);
         let path = path.to_string();
         run_in_view(view, move |root, view| {
             Ok(tar_io::stat(root, &path, &view.name)?)
@@ -169,7 +178,10 @@ impl ContainerService {
         options: PutOptions,
         body: ArchiveBody,
     ) -> Result<()> {
-        let view = self.view(reference).await?;
+        let entry: Arc<Entry> = self.lookup(reference)?;
+        let rec = entry.rec.lock().await;
+        let view = self.view_of(reference, &rec).await?;
+        let _held = view.pid.is_none().then_some(rec);
         let path = path.to_string();
         run_in_view(view, move |root, view| {
             let st = root
