@@ -1177,7 +1177,7 @@ fn cp_security_out_of_symlinked_path(env: &TestEnv) {
     std::fs::write(&secret, "host secret\n").unwrap();
     let name = secret.file_name().unwrap().to_str().unwrap().to_string();
     env.berth(&["run", "-d", "--name", "volsec2", "busybox", "sh", "-c",
-        &format!("ln -s ../../../../../../../tmp/{name} /rel; ln -s /tmp/{name} /abs; ln -s ../../../.. /up; sleep 300")])
+        &format!("ln -s ../../../../../../../tmp/{name} /rel; ln -s /tmp/{name} /abs; ln -s ../../../.. /up; ln -s / /toroot; ln -s /tmp /absdir; sleep 300")])
         .ok();
     assert!(env.eventually(
         10,
@@ -1188,6 +1188,8 @@ fn cp_security_out_of_symlinked_path(env: &TestEnv) {
         "volsec2:/rel",
         "volsec2:/abs",
         &format!("volsec2:/up/tmp/{name}"),
+        &format!("volsec2:/toroot/tmp/{name}"),
+        &format!("volsec2:/absdir/{name}"),
     ]
     .iter()
     .enumerate()
