@@ -462,6 +462,19 @@ fn volumes_from_share_writes_at_once(env: &TestEnv) {
         "300",
     ])
     .ok();
+    let users = env
+        .berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            "volume=volfromnamed",
+            "--format",
+            "{{.Names}}",
+        ])
+        .ok();
+    let mut users: Vec<&str> = users.lines().collect();
+    users.sort();
+    assert_eq!(users, ["voldata1", "volfromA", "volfromB"]);
     env.berth(&[
         "exec",
         "volfromA",

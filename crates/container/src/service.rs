@@ -1757,6 +1757,13 @@ impl ContainerService {
                         && v.iter()
                             .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
                 })
+                && f.get("volume").is_none_or(|v| {
+                    v.iter().any(|x| {
+                        r.mount_points
+                            .iter()
+                            .any(|m| m.name == *x || m.source == *x || m.destination == *x)
+                    })
+                })
                 && before.as_ref().is_none_or(|b| r.created < *b)
                 && since.as_ref().is_none_or(|s| r.created > *s);
             if ok {
@@ -1807,7 +1814,12 @@ impl ContainerService {
             network_settings: Some(ContainerSummaryNetworkSettings {
                 networks: Some(HashMap::new()),
             }),
-            mounts: Some(vec![]),
+            mounts: Some(
+                r.mount_points
+                    .iter()
+                    .map(berth_volume::MountPoint::to_api)
+                    .collect(),
+            ),
             ..Default::default()
         }
     }
