@@ -64,12 +64,6 @@ struct View {
 }
 
 impl ContainerService {
-    async fn view(&self, reference: &str) -> Result<View> {
-        let entry: Arc<Entry> = self.lookup(reference)?;
-        let rec: Record = entry.rec.lock().await.clone();
-        self.view_of(reference, &rec).await
-    }
-
     async fn view_of(&self, reference: &str, rec: &Record) -> Result<View> {
         let images = self.images.clone();
         let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
@@ -130,37 +124,58 @@ impl ContainerService {
         reference: &str,
         path: &str,
     ) -> Result<(PathStat, ArchiveStream)> {
-        let view = self.view(reference).await?;
-        let path = path.to_string();
-        let (stat_tx, stat_rx) = oneshot::channel();
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-        let done = run_in_view(view, move |root, view| {
-            let stat = match tar_io::stat(root, &path, &view.name) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = stat_tx.send(Err(ContainerError::from(e)));
-                    return Ok(());
-                }
-            };
-            let _ = stat_tx.send(Ok(stat));
-            let out = ChannelWriter {
-                tx: tx.clone(),
-                buf: Vec::with_capacity(CHUNK),
-            };
-            let base = tar_io::base_name(&path);
-            match tar_io::write_tar(root, &path, &base, &view.name, out) {
-                Ok(mut w) => {
-                    let _ = w.flush();
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-                }
+        let entry: Arc<Entry> = self.lookup(reference)?;
+        let me = self.me.upgrade().ok_or_else(|| ContainerError::Internal {
+            message: "the container service is shutting down".into(),
+        })?;
+        let (reference, path) = (reference.to_string(), path.to_string());
+        let (stat_tx, stat_rx) = oneshot::channel::<Result<PathStat>>();
+        // Whoever answers first: the stat, or the error that came before it.
+        let stat_tx = Arc::new(std::sync::Mutex::new(Some(stat_tx)));
+        let answer = move |slot: &std::sync::Mutex<Option<oneshot::Sender<Result<PathStat>>>>,
+                           r: Result<PathStat>| {
+            if let Some(tx) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(r);
             }
-            Ok(())
-        });
+        };
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         tokio::spawn(async move {
-            if let Err(error) = done.await {
+            // A stopped container stays stopped while the copy streams (see `archive_stat`).
+            let rec = entry.rec.lock().await;
+            let view = match me.view_of(&reference, &rec).await {
+                Ok(v) => v,
+                Err(e) => return answer(&stat_tx, Err(e)),
+            };
+            let _held = view.pid.is_none().then_some(rec);
+            let inner = Arc::clone(&stat_tx);
+            let done = run_in_view(view, move |root, view| {
+                let stat = match tar_io::stat(root, &path, &view.name) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        answer(&inner, Err(ContainerError::from(e)));
+                        return Ok(());
+                    }
+                };
+                answer(&inner, Ok(stat));
+                let out = ChannelWriter {
+                    tx: tx.clone(),
+                    buf: Vec::with_capacity(CHUNK),
+                };
+                let base = tar_io::base_name(&path);
+                match tar_io::write_tar(root, &path, &base, &view.name, out) {
+                    Ok(mut w) => {
+                        let _ = w.flush();
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+                    }
+                }
+                Ok(())
+            })
+            .await;
+            if let Err(error) = done {
                 tracing::warn!(%error, "archive stream failed");
+                answer(&stat_tx, Err(error));
             }
         });
         let stat = stat_rx.await.map_err(|_| ContainerError::Internal {
