@@ -418,6 +418,22 @@ fn volumes_local_driver_options(env: &TestEnv) {
         host.join("h").exists(),
         "removing the volume must not remove the device"
     );
+    // --mount with volume options: an anonymous tmpfs volume, gone (and unmounted) with --rm.
+    let before = volume_names(env).len();
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,target=/o,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=1m",
+            "busybox",
+            "sh",
+            "-c",
+            "grep ' /o ' /proc/mounts | cut -d' ' -f3",
+        ])
+        .ok();
+    assert_eq!(out, "tmpfs");
+    assert_eq!(volume_names(env).len(), before);
     let r = env.berth(&["volume", "create", "-d", "nosuchdriver", "volbad"]);
     assert_eq!(r.code, 1);
     assert!(
