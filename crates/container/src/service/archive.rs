@@ -311,18 +311,15 @@ fn mount_stopped(view: &View) -> Result<Root> {
     std::fs::create_dir_all(&view.scratch).map_err(|e| ContainerError::Internal {
         message: format!("create {}: {e}", view.scratch.display()),
     })?;
-    let lower: Vec<String> = view
-        .rootfs
-        .lowerdirs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        view.rootfs.upperdir.display(),
-        view.rootfs.workdir.display()
-    );
+    let mut data = overlay_data(&view.rootfs, None);
+    // Many layers: from their common parent, with relative paths, so the options fit in a
+    // page. unshare(CLONE_NEWNS) gave this thread a cwd of its own, so chdir is ours alone.
+    if data.len() > 4000
+        && let Some(base) = common_parent(&view.rootfs)
+    {
+        nix::unistd::chdir(&base).map_err(sys_err("chdir to the layers"))?;
+        data = overlay_data(&view.rootfs, Some(&base));
+    }
     nix::mount::mount(
         Some("overlay"),
         &view.scratch,
@@ -344,6 +341,43 @@ fn mount_stopped(view: &View) -> Result<Root> {
         bind_into(&root, m)?;
     }
     Ok(root)
+}
+
+/// overlayfs' options for `rootfs`, paths relative to `base` when given (`:` and `,` escaped).
+fn overlay_data(rootfs: &RootfsDirs, base: Option<&Path>) -> String {
+    let show = |p: &Path| {
+        let p = base.and_then(|b| p.strip_prefix(b).ok()).unwrap_or(p);
+        let mut out = String::new();
+        for c in p.to_string_lossy().chars() {
+            if matches!(c, ':' | ',' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let lower: Vec<String> = rootfs.lowerdirs.iter().map(|p| show(p)).collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        show(&rootfs.upperdir),
+        show(&rootfs.workdir)
+    )
+}
+
+/// The deepest directory holding every layer, the upper and the work dir.
+fn common_parent(rootfs: &RootfsDirs) -> Option<PathBuf> {
+    let mut dirs = rootfs
+        .lowerdirs
+        .iter()
+        .chain([&rootfs.upperdir, &rootfs.workdir]);
+    let mut common = dirs.next()?.parent()?.to_path_buf();
+    for d in dirs {
+        while !d.starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    Some(common)
 }
 
 fn bind_into(root: &Root, m: &MountPoint) -> Result<()> {
@@ -445,5 +479,29 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.cur[..n]);
         let _ = self.cur.split_to(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_escape_and_go_relative() {
+        let rootfs = RootfsDirs {
+            lowerdirs: vec![
+                PathBuf::from("/d/layers/a:b/diff"),
+                PathBuf::from("/d/layers/c/diff"),
+            ],
+            upperdir: PathBuf::from("/d/containers/x/diff"),
+            workdir: PathBuf::from("/d/containers/x/work"),
+        };
+        assert_eq!(
+            overlay_data(&rootfs, None),
+            "lowerdir=/d/layers/a\\:b/diff:/d/layers/c/diff,upperdir=/d/containers/x/diff,workdir=/d/containers/x/work"
+        );
+        let base = common_parent(&rootfs).expect("common");
+        assert_eq!(base, PathBuf::from("/d"));
+        assert!(overlay_data(&rootfs, Some(&base)).starts_with("lowerdir=layers/a\\:b/diff:"));
     }
 }
