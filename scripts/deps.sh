@@ -11,3 +11,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# docker-py, for the cp/archive tests (put_archive/get_archive against berth).
+if ! python3 -c 'import docker' 2>/dev/null; then
+  dpkg-query -W -f='${Status}' python3-pip 2>/dev/null | grep -q "ok installed" || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3-pip >/dev/null
+  }
+  pip3 install --break-system-packages -q docker
+fi

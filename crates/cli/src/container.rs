@@ -331,6 +331,8 @@ pub enum ContainerGroup {
     /// List containers.
     #[command(visible_alias = "list")]
     Ls(PsArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(crate::cp::CpArgs),
     /// Remove all stopped containers.
     Prune {
         /// Do not prompt for confirmation.
@@ -347,6 +349,7 @@ pub fn run_group(c: &Client, g: ContainerGroup) -> CmdResult {
     match g {
         ContainerGroup::Cmd(cmd) => run(c, *cmd),
         ContainerGroup::Ls(a) => ps(c, a),
+        ContainerGroup::Cp(a) => crate::cp::run(c, a),
         ContainerGroup::Prune { force, filter } => prune(c, force, &filter),
     }
 }
@@ -1198,12 +1201,13 @@ pub fn inspect(c: &Client, a: InspectArgs) -> CmdResult {
             Some("container") => vec!["container"],
             Some("image") => vec!["image"],
             Some("network") => vec!["network"],
+            Some("volume") => vec!["volume"],
             Some(t) => {
                 return Err(CliError::msg(format!(
                     "\"{t}\" is not a valid value for --type"
                 )));
             }
-            None => vec!["container", "image"],
+            None => vec!["container", "image", "volume"],
         };
         let mut found = None;
         let mut last_err = None;
@@ -1211,6 +1215,7 @@ pub fn inspect(c: &Client, a: InspectArgs) -> CmdResult {
             let path = match *k {
                 "container" => format!("/containers/{n}/json"),
                 "network" => format!("/networks/{n}"),
+                "volume" => format!("/volumes/{n}"),
                 _ => format!("/images/{n}/json"),
             };
             match c.get::<Value>(&path, &size) {

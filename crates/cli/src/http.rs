@@ -329,65 +329,56 @@ impl Client {
                     "Content-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n\r\n"
                 ));
                 w.write_all(head.as_bytes()).map_err(CliError::io)?;
-                let mut buf = vec![0u8; 256 * 1024];
+                // Chunks of up to 1 MiB, each framed and written with one call: big uploads
+                // (cp, load, import) go at the speed of the disk, not of small writes.
+                const CHUNK: usize = 1 << 20;
+                let mut frame: Vec<u8> = Vec::with_capacity(CHUNK + 16);
+                let mut buf = vec![0u8; CHUNK];
+                let mut sent = Ok(());
                 loop {
-                    let n = r.read(&mut buf).map_err(CliError::io)?;
-                    if n == 0 {
+                    let mut n = 0;
+                    while n < CHUNK {
+                        match r.read(&mut buf[n..]) {
+                            Ok(0) => break,
+                            Ok(k) => n += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(CliError::io(e)),
+                        }
+                    }
+                    frame.clear();
+                    if n > 0 {
+                        frame.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                        frame.extend_from_slice(&buf[..n]);
+                        frame.extend_from_slice(b"\r\n");
+                    }
+                    if n < CHUNK {
+                        frame.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    // The daemon may answer (an error) before reading everything: stop
+                    // sending and read its answer.
+                    if let Err(e) = w.write_all(&frame) {
+                        sent = Err(e);
                         break;
                     }
-                    w.write_all(format!("{n:x}\r\n").as_bytes())
-                        .map_err(CliError::io)?;
-                    w.write_all(&buf[..n]).map_err(CliError::io)?;
-                    w.write_all(b"\r\n").map_err(CliError::io)?;
+                    if n < CHUNK {
+                        break;
+                    }
                 }
-                w.write_all(b"0\r\n\r\n").map_err(CliError::io)?;
+                if let Err(e) = sent {
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).map_err(CliError::io)? == 0 {
+                        return Err(CliError::io(e));
+                    }
+                    return finish(method, line, reader);
+                }
             }
         }
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).map_err(CliError::io)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| CliError::msg(format!("bad response from daemon: {line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).map_err(CliError::io)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let framing = if status == 101 || status == 204 || status == 304 || method == "HEAD" {
-            if status == 101 {
-                Framing::Eof
-            } else {
-                Framing::Length(0)
-            }
-        } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            Framing::Chunked {
-                left: 0,
-                done: false,
-            }
-        } else if let Some(n) = get("content-length").and_then(|v| v.parse().ok()) {
-            Framing::Length(n)
-        } else {
-            Framing::Eof
-        };
-        Ok(Response {
-            status,
-            headers,
-            reader,
-            framing,
-        })
+        finish(method, line, reader)
     }
-
     /// GET returning JSON.
     pub fn get<T: DeserializeOwned>(
         &self,
@@ -442,4 +433,52 @@ impl Client {
         }
         Ok(resp.into_upgraded())
     }
+}
+
+/// Reads the rest of a response head after its status `line`.
+fn finish(
+    method: &str,
+    mut line: String,
+    mut reader: BufReader<Stream>,
+) -> Result<Response, CliError> {
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| CliError::msg(format!("bad response from daemon: {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).map_err(CliError::io)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let framing = if status == 101 || status == 204 || status == 304 || method == "HEAD" {
+        if status == 101 {
+            Framing::Eof
+        } else {
+            Framing::Length(0)
+        }
+    } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        Framing::Chunked {
+            left: 0,
+            done: false,
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse().ok()) {
+        Framing::Length(n)
+    } else {
+        Framing::Eof
+    };
+    Ok(Response {
+        status,
+        headers,
+        reader,
+        framing,
+    })
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod container;
+mod cp;
 mod format;
 mod http;
 mod image;
@@ -11,6 +12,7 @@ mod opts;
 mod stream;
 mod system;
 mod tty;
+mod volume;
 
 use std::io::Write;
 use std::path::Path;
@@ -124,6 +126,14 @@ enum Command {
         #[command(subcommand)]
         cmd: network::NetworkGroup,
     },
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(cp::CpArgs),
+    /// Manage volumes.
+    #[command(name = "volume")]
+    VolumeGroup {
+        #[command(subcommand)]
+        cmd: volume::VolumeGroup,
+    },
     #[command(flatten)]
     System(system::SystemCmd),
     /// Manage berth.
@@ -181,6 +191,8 @@ pub fn main(args: Vec<String>) -> i32 {
         Command::Image(c) => image::run(&client, c),
         Command::ImageGroup { cmd } => image::run_group(&client, cmd),
         Command::NetworkGroup { cmd } => network::run_group(&client, cmd),
+        Command::Cp(a) => cp::run(&client, a),
+        Command::VolumeGroup { cmd } => volume::run_group(&client, cmd),
         Command::System(c) => system::run(&client, c),
         Command::SystemGroup { cmd } => system::run_group(&client, cmd),
     };

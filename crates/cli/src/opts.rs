@@ -527,8 +527,16 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
     let attach_all = f.attach.is_empty();
     let detached = false;
     let _ = detached;
+    // `-v /path` alone is an anonymous volume: docker sends it in Config.Volumes.
+    let (anon_volumes, binds): (Vec<String>, Vec<String>) =
+        f.volume.iter().cloned().partition(|v| !v.contains(':'));
+    let mut mounts = Vec::new();
+    for m in &f.mount {
+        mounts.push(parse_mount_flag(m).map_err(|e| flag_err(m, "--mount", e))?);
+    }
     let host_config = HostConfig {
-        binds: (!f.volume.is_empty()).then(|| f.volume.clone()),
+        binds: (!binds.is_empty()).then_some(binds),
+        mounts: (!mounts.is_empty()).then_some(mounts),
         network_mode: Some(network.clone()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         restart_policy: Some(restart),
@@ -615,6 +623,7 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         cmd: (!f.command().is_empty()).then(|| f.command().to_vec()),
         image: Some(f.image().to_string()),
         working_dir: f.workdir.clone(),
+        volumes: (!anon_volumes.is_empty()).then_some(anon_volumes),
         entrypoint: entrypoint(&f.entrypoint),
         labels: Some(labels),
         stop_signal: f.stop_signal.clone(),
@@ -624,6 +633,91 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         ..Default::default()
     };
     Ok((body, f.name.clone()))
+}
+
+/// Parses docker's `--mount type=…,source=…,target=…[,readonly][,…]` CSV.
+fn parse_mount_flag(spec: &str) -> Result<berth_api::models::Mount, String> {
+    use berth_api::models::{
+        Mount, MountBindOptions, MountTmpfsOptions, MountType, MountVolumeOptions,
+        MountVolumeOptionsDriverConfig,
+    };
+    let mut m = Mount {
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    };
+    let mut bind = MountBindOptions::default();
+    let mut vol = MountVolumeOptions::default();
+    let mut tmpfs = MountTmpfsOptions::default();
+    let mut driver_opts: HashMap<String, String> = HashMap::new();
+    let truthy = |v: Option<&str>| -> Result<bool, String> {
+        match v {
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(other) => Err(format!("invalid value {other:?}")),
+        }
+    };
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need = || v.ok_or_else(|| format!("invalid field '{field}' must be a key=value pair"));
+        match k.as_str() {
+            "type" => {
+                m.typ = Some(
+                    need()?
+                        .parse()
+                        .map_err(|_| format!("invalid mount type {:?}", v.unwrap_or("")))?,
+                )
+            }
+            "source" | "src" => m.source = Some(need()?.to_string()),
+            "target" | "dst" | "destination" => m.target = Some(need()?.to_string()),
+            "readonly" | "ro" => m.read_only = Some(truthy(v)?),
+            "consistency" => {}
+            "bind-propagation" => {
+                bind.propagation = Some(need()?.parse().map_err(|e: String| e)?);
+            }
+            "bind-create-mountpoint" => bind.create_mountpoint = Some(truthy(v)?),
+            "volume-nocopy" => vol.no_copy = Some(truthy(v)?),
+            "volume-driver" => {
+                vol.driver_config.get_or_insert_with(Default::default).name =
+                    Some(need()?.to_string());
+            }
+            "volume-label" => {
+                let (lk, lv) = need()?.split_once('=').unwrap_or((need()?, ""));
+                vol.labels
+                    .get_or_insert_with(HashMap::new)
+                    .insert(lk.into(), lv.into());
+            }
+            "volume-opt" => {
+                let (ok, ov) = need()?.split_once('=').unwrap_or((need()?, ""));
+                driver_opts.insert(ok.into(), ov.into());
+            }
+            "tmpfs-size" => {
+                tmpfs.size_bytes = Some(parse_bytes(need()?).map_err(|e| e.to_string())?);
+            }
+            "tmpfs-mode" => {
+                tmpfs.mode =
+                    Some(i64::from_str_radix(need()?, 8).map_err(|e| format!("tmpfs-mode: {e}"))?);
+            }
+            other => return Err(format!("unexpected key '{other}' in '{field}'")),
+        }
+    }
+    if !driver_opts.is_empty() {
+        let dc: &mut MountVolumeOptionsDriverConfig =
+            vol.driver_config.get_or_insert_with(Default::default);
+        dc.options = Some(driver_opts);
+    }
+    match m.typ {
+        Some(MountType::BIND) => m.bind_options = Some(bind),
+        Some(MountType::VOLUME) => m.volume_options = Some(vol),
+        Some(MountType::TMPFS) => m.tmpfs_options = Some(tmpfs),
+        _ => {}
+    }
+    if m.target.as_deref().unwrap_or("").is_empty() {
+        return Err("target is required".into());
+    }
+    Ok(m)
 }
 
 #[cfg(test)]

@@ -55,6 +55,13 @@ pub enum ContainerError {
         /// e.g. `exec: "x": executable file not found in $PATH`.
         message: String,
     },
+    /// A volume, mount or archive error, worded and classified by the volume crate.
+    #[error(transparent)]
+    Volume {
+        /// The cause.
+        #[from]
+        source: berth_volume::VolumeError,
+    },
     /// An I/O error on a named path.
     #[error("{op} {path}: {source}")]
     Io {
@@ -92,6 +99,7 @@ impl Classify for ContainerError {
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
             Self::Network { source } => source.kind(),
+            Self::Volume { source } => source.kind(),
             Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
                 ErrorKind::Internal
             }

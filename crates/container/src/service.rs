@@ -23,6 +23,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use berth_volume::VolumeService;
+
 use crate::monitor_client::{self, Conversation};
 use crate::store::{self, Paths, Record, Status};
 use crate::{ContainerError, EventBus, spec};
@@ -561,11 +563,17 @@ struct Index {
 pub struct ContainerService {
     cfg: ServiceConfig,
     images: Arc<ImageStore>,
+    volumes: Arc<VolumeService>,
     events: EventBus,
     index: std::sync::Mutex<Index>,
     execs: std::sync::Mutex<HashMap<String, Arc<ExecEntry>>>,
     me: Weak<ContainerService>,
 }
+
+mod archive;
+mod mounts;
+
+pub use archive::{ArchiveBody, ArchiveStream, PathStat, PutOptions};
 
 fn conflict(message: impl Into<String>) -> ContainerError {
     ContainerError::Conflict {
@@ -604,6 +612,7 @@ impl ContainerService {
     pub async fn open(
         config: ServiceConfig,
         images: Arc<ImageStore>,
+        volumes: Arc<VolumeService>,
         events: EventBus,
     ) -> Result<Arc<Self>> {
         for d in [
@@ -615,6 +624,7 @@ impl ContainerService {
         let svc = Arc::new_cyclic(|me| ContainerService {
             cfg: config.clone(),
             images,
+            volumes,
             events,
             index: std::sync::Mutex::new(Index::default()),
             execs: std::sync::Mutex::new(HashMap::new()),
@@ -630,6 +640,11 @@ impl ContainerService {
             for r in records {
                 let status = r.state.status;
                 let entry = svc.new_entry(r.clone());
+                for m in &r.mount_points {
+                    if !m.name.is_empty() {
+                        svc.volumes.acquire(&m.name, &r.id);
+                    }
+                }
                 idx.names.insert(r.name.clone(), r.id.clone());
                 idx.by_id.insert(r.id.clone(), entry.clone());
                 if status.is_alive() || status == Status::Restarting || status == Status::Removing {
@@ -651,6 +666,11 @@ impl ContainerService {
             svc.reconcile(entry).await;
         }
         Ok(svc)
+    }
+
+    /// The volume service containers take their volumes from.
+    pub fn volumes(&self) -> &Arc<VolumeService> {
+        &self.volumes
     }
 
     fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -839,6 +859,8 @@ impl ContainerService {
             self.runtime_path(rt)?;
         }
 
+        let requested = self.requested_mounts(&config, &hc)?;
+
         // Reserve the name first, so two creates cannot both take it.
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -875,12 +897,14 @@ impl ContainerService {
             restart_count: 0,
             manually_stopped: false,
             endpoints,
+            mount_points: Vec::new(),
         };
         let paths = Paths::new(&self.cfg.data_root, &self.cfg.run_root, &id);
         let made = {
             let images = self.images.clone();
-            let (record, paths) = (record.clone(), paths.clone());
-            blocking(move || -> Result<()> {
+            let volumes = self.volumes.clone();
+            let (mut record, paths) = (record.clone(), paths.clone());
+            blocking(move || -> Result<Record> {
                 std::fs::create_dir_all(&paths.data_dir)
                     .map_err(io_err("create", &paths.data_dir))?;
                 spec::write_etc_files(
@@ -893,17 +917,31 @@ impl ContainerService {
                     .map_err(|e| ContainerError::Internal {
                         message: e.to_string(),
                     })?;
-                store::save(&paths, &record, true)
+                let rootfs = images.rootfs(&record.id, &record.image_id).map_err(|e| {
+                    ContainerError::Internal {
+                        message: e.to_string(),
+                    }
+                })?;
+                record.mount_points =
+                    mounts::materialize(&volumes, &record.id, requested, &rootfs)?;
+                if let Err(e) = store::save(&paths, &record, true) {
+                    mounts::release_mounts(&volumes, &record.id, &record.mount_points, true);
+                    return Err(e);
+                }
+                Ok(record)
             })
             .await?
         };
-        if let Err(e) = made {
-            // Leave nothing half-made.
-            let _ = std::fs::remove_dir_all(&paths.data_dir);
-            let _ = self.images.remove_rootfs(&id);
-            self.lock_index().names.remove(&name);
-            return Err(e);
-        }
+        let record = match made {
+            Ok(r) => r,
+            Err(e) => {
+                // Leave nothing half-made.
+                let _ = std::fs::remove_dir_all(&paths.data_dir);
+                let _ = self.images.remove_rootfs(&id);
+                self.lock_index().names.remove(&name);
+                return Err(e);
+            }
+        };
         let entry = self.new_entry(record.clone());
         self.lock_index().by_id.insert(id.clone(), entry);
         self.publish(&record, "create", &[]);
@@ -1035,6 +1073,7 @@ impl ContainerService {
             user,
             data_dir: &entry.paths.data_dir,
             join_netns,
+            mounts: mounts::oci_mounts(&self.volumes, &rec.mount_points)?,
         })?;
         let runtime = match rec
             .host_config
@@ -1243,7 +1282,7 @@ impl ContainerService {
         entry.set_life(&rec, true, false);
         if auto_remove {
             drop(rec);
-            let _ = self.remove_entry(&entry).await;
+            let _ = self.remove_entry(&entry, true).await;
             return;
         }
         if restart {
@@ -1411,7 +1450,6 @@ impl ContainerService {
 
     /// `DELETE /containers/{id}?force=&v=`.
     pub async fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
-        let _ = volumes;
         let entry = self.lookup(reference)?;
         {
             let mut rec = entry.rec.lock().await;
@@ -1452,10 +1490,10 @@ impl ContainerService {
                 self.stop_entry(&entry, libc::SIGKILL, 0).await;
             }
         }
-        self.remove_entry(&entry).await
+        self.remove_entry(&entry, volumes).await
     }
 
-    async fn remove_entry(&self, entry: &Arc<Entry>) -> Result<()> {
+    async fn remove_entry(&self, entry: &Arc<Entry>, remove_volumes: bool) -> Result<()> {
         let mut rec = entry.rec.lock().await;
         if entry.life.borrow().removed {
             return Ok(());
@@ -1486,6 +1524,15 @@ impl ContainerService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, e| e.container_id != rec.id);
+        {
+            let (volumes, id, points) = (
+                self.volumes.clone(),
+                rec.id.clone(),
+                rec.mount_points.clone(),
+            );
+            blocking(move || mounts::release_mounts(&volumes, &id, &points, remove_volumes))
+                .await?;
+        }
         self.publish(&rec, "destroy", &[]);
         entry.set_life(&rec, false, true);
         Ok(())
@@ -1734,6 +1781,13 @@ impl ContainerService {
                         && v.iter()
                             .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
                 })
+                && f.get("volume").is_none_or(|v| {
+                    v.iter().any(|x| {
+                        r.mount_points
+                            .iter()
+                            .any(|m| m.name == *x || m.source == *x || m.destination == *x)
+                    })
+                })
                 && before.as_ref().is_none_or(|b| r.created < *b)
                 && since.as_ref().is_none_or(|s| r.created > *s)
                 && self.network_filters_match(&r, f);
@@ -1786,7 +1840,12 @@ impl ContainerService {
             network_settings: Some(ContainerSummaryNetworkSettings {
                 networks: Some(networks),
             }),
-            mounts: Some(vec![]),
+            mounts: Some(
+                r.mount_points
+                    .iter()
+                    .map(berth_volume::MountPoint::to_api)
+                    .collect(),
+            ),
             ..Default::default()
         }
     }
@@ -1838,22 +1897,9 @@ impl ContainerService {
                 ]),
             });
         let mounts = r
-            .host_config
-            .binds
+            .mount_points
             .iter()
-            .flatten()
-            .filter_map(|b| {
-                let p: Vec<&str> = b.split(':').collect();
-                (p.len() >= 2).then(|| berth_api::models::MountPoint {
-                    typ: Some("bind".into()),
-                    source: Some(p[0].into()),
-                    destination: Some(p[1].into()),
-                    mode: Some(p.get(2).copied().unwrap_or("").into()),
-                    rw: Some(!p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"))),
-                    propagation: Some("rprivate".into()),
-                    ..Default::default()
-                })
-            })
+            .map(berth_volume::MountPoint::to_api)
             .collect();
         ContainerInspectResponse {
             id: Some(r.id.clone()),
@@ -2331,7 +2377,7 @@ impl ContainerService {
             {
                 continue;
             }
-            if self.remove_entry(&e).await.is_ok() {
+            if self.remove_entry(&e, false).await.is_ok() {
                 deleted.push(r.id);
             }
         }

@@ -422,6 +422,8 @@ pub struct BuildInputs<'a> {
     pub data_dir: &'a Path,
     /// Network namespace to join (`--network container:X`), if any.
     pub join_netns: Option<String>,
+    /// OCI entries of the container's binds, volumes and tmpfs mounts, parents first.
+    pub mounts: Vec<Value>,
 }
 
 /// Parses Docker's `--ulimit` names.
@@ -562,6 +564,7 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
         user,
         data_dir,
         join_netns,
+        mounts: extra_mounts,
     } = inputs;
     let mut spec =
         serde_json::to_value(berth_runtime::base_spec()).map_err(|e| ContainerError::Internal {
@@ -695,32 +698,7 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
             "options": ["rbind", "rprivate"],
         }));
     }
-    for bind in hc.binds.iter().flatten() {
-        let parts: Vec<&str> = bind.split(':').collect();
-        if parts.len() < 2 || !parts[0].starts_with('/') {
-            return Err(ContainerError::NotImplemented {
-                message: format!(
-                    "named volumes arrive with the volumes work; bind a host path instead: {bind}"
-                ),
-            });
-        }
-        if !Path::new(parts[0]).exists() {
-            return Err(invalid(format!(
-                "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                parts[0]
-            )));
-        }
-        let ro = parts
-            .get(2)
-            .is_some_and(|o| o.split(',').any(|x| x == "ro"));
-        let mut opts = vec!["rbind", "rprivate"];
-        if ro {
-            opts.push("ro");
-        }
-        mounts.push(
-            json!({"destination": parts[1], "type": "bind", "source": parts[0], "options": opts}),
-        );
-    }
+    mounts.extend(extra_mounts);
     for (dst, opts) in hc.tmpfs.iter().flatten() {
         let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));

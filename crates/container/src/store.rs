@@ -129,6 +129,9 @@ pub struct Record {
     /// endpoint choices (`--ip`, `--mac-address`, `--alias`, `network connect`).
     #[serde(default)]
     pub endpoints: Vec<(String, berth_api::models::EndpointSettings)>,
+    /// Binds, volumes and tmpfs mounts, resolved at create (`inspect`'s `Mounts`).
+    #[serde(default)]
+    pub mount_points: Vec<berth_volume::MountPoint>,
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With
@@ -208,13 +211,31 @@ pub fn load_all(data_root: &Path) -> Vec<Record> {
         let p = e.path().join("config.v2.json");
         match std::fs::read(&p) {
             Ok(b) => match serde_json::from_slice::<Record>(&b) {
-                Ok(r) => out.push(r),
+                Ok(mut r) => {
+                    migrate_binds(&mut r);
+                    out.push(r);
+                }
                 Err(err) => tracing::warn!(path = %p.display(), "skipping bad record: {err}"),
             },
             Err(err) => tracing::warn!(path = %p.display(), "skipping unreadable record: {err}"),
         }
     }
     out
+}
+
+/// Records written before mount points existed kept only `Binds` (host paths): turn those into
+/// mount points, so such containers keep their binds.
+fn migrate_binds(r: &mut Record) {
+    if !r.mount_points.is_empty() {
+        return;
+    }
+    for b in r.host_config.binds.iter().flatten() {
+        if let Ok(m) = berth_volume::mounts::parse_bind(b)
+            && m.kind == berth_volume::MountKind::Bind
+        {
+            r.mount_points.push(m);
+        }
+    }
 }
 
 /// Docker's rule for container names.

@@ -48,7 +48,9 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/export", get(export))
         .route(
             "/containers/{id}/archive",
-            get(archive).put(archive).head(archive),
+            get(crate::copy::archive)
+                .put(crate::copy::archive)
+                .head(crate::copy::archive),
         )
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/json", get(exec_inspect))
@@ -444,12 +446,6 @@ async fn export(
         "application/x-tar",
         body,
     ))
-}
-
-async fn archive() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "/containers/{id}/archive",
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod containers;
+pub mod copy;
 pub mod error;
 pub mod hijack;
 pub mod images;
@@ -30,6 +31,7 @@ pub mod responses;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             system::routes()
                 .merge(containers::routes())
                 .merge(networks::routes())
+                .merge(volumes::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

@@ -111,8 +111,20 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
             .collect(),
         network: Some(network),
     };
-    let containers =
-        ContainerService::open(service_config, Arc::clone(&images), events.clone()).await?;
+    let volumes = {
+        let data_root = config.data_root.clone();
+        tokio::task::spawn_blocking(move || berth_volume::VolumeService::open(&data_root))
+            .await
+            .map_err(|source| DaemonError::Task { source })?
+            .map_err(berth_container::ContainerError::from)?
+    };
+    let containers = ContainerService::open(
+        service_config,
+        Arc::clone(&images),
+        Arc::new(volumes),
+        events.clone(),
+    )
+    .await?;
     let app = router(AppState::new(
         Arc::clone(&containers),
         images,

@@ -280,7 +280,6 @@ pub fn static_routes() -> Router<Arc<SystemFacts>> {
         .route("/_ping", get(ping).head(ping_head))
         .route("/version", get(version))
         .route("/build/prune", post(build_prune))
-        .route("/volumes/prune", post(volumes_prune))
 }
 
 /// Routes that need the services.
@@ -329,15 +328,6 @@ async fn build_prune() -> Response {
     responses::json(
         StatusCode::OK,
         &json!({ "CachesDeleted": [], "SpaceReclaimed": 0 }),
-    )
-}
-
-// Until berth has volumes there is nothing to prune, and `docker system prune` fails as a
-// whole if any of its prune calls does.
-async fn volumes_prune() -> Response {
-    responses::json(
-        StatusCode::OK,
-        &json!({ "VolumesDeleted": [], "SpaceReclaimed": 0 }),
     )
 }
 

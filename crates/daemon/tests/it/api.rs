@@ -98,7 +98,7 @@ async fn container_errors_use_docker_wording_and_status() {
         );
     }
     let archive = call(socket, "GET", "/containers/nope/archive?path=/", "").await;
-    assert_eq!(archive.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(archive.status, StatusCode::NOT_FOUND);
 
     let unknown = call(socket, "GET", "/no/such/route", "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -361,4 +361,66 @@ async fn run_refuses_to_steal_a_live_socket() {
         "OK"
     );
     daemon.stop().await;
+}
+
+#[tokio::test]
+async fn volumes_answer_with_docker_shapes_and_statuses() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket();
+    let created = call(
+        socket,
+        "POST",
+        "/v1.44/volumes/create",
+        r#"{"Name":"apivol","Driver":"local","Labels":{"x":"y"}}"#,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let v = created.json();
+    assert_eq!(v["Name"], "apivol");
+    assert_eq!(v["Scope"], "local");
+    assert_eq!(v["Labels"]["x"], "y");
+    assert!(
+        v["Mountpoint"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("/volumes/apivol/_data"))
+    );
+
+    let list = call(socket, "GET", "/volumes", "").await.json();
+    assert_eq!(list["Volumes"][0]["Name"], "apivol");
+    assert!(list["Warnings"].is_null());
+
+    let missing = call(socket, "GET", "/volumes/nope", "").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers["content-type"], "application/json");
+    assert_eq!(missing.json()["message"], "get nope: no such volume");
+
+    let bad = call(socket, "POST", "/volumes/create", r#"{"Name":"../x"}"#).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("includes invalid characters"))
+    );
+    let bad_filter = call(
+        socket,
+        "GET",
+        "/volumes?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        "",
+    )
+    .await;
+    assert_eq!(bad_filter.status, StatusCode::BAD_REQUEST);
+
+    let anon = call(socket, "POST", "/volumes/create", "{}").await.json();
+    let pruned = call(socket, "POST", "/volumes/prune", "").await.json();
+    assert_eq!(pruned["VolumesDeleted"][0], anon["Name"]);
+
+    let removed = call(socket, "DELETE", "/volumes/apivol", "").await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let again = call(socket, "DELETE", "/volumes/apivol", "").await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let forced = call(socket, "DELETE", "/volumes/apivol?force=1", "").await;
+    assert_eq!(forced.status, StatusCode::NO_CONTENT);
+
+    let no_path = call(socket, "HEAD", "/containers/nope/archive", "").await;
+    assert_eq!(no_path.status, StatusCode::BAD_REQUEST);
 }

@@ -82,6 +82,7 @@ impl TestDaemon {
                 network: None,
             },
             Arc::clone(&images),
+            Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
             events.clone(),
         )
         .await

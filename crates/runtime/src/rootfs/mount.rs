@@ -255,13 +255,25 @@ pub(crate) fn mount_entry(
     let options = &plan.options;
     match &plan.kind {
         MountKind::Bind { source } => {
-            let is_file = fs::metadata(source)
-                .map(|m| !m.is_dir())
-                .map_err(at_io(Step::Mount, source))?;
+            // The source is opened once and mounted from its descriptor: a symlink swapped in
+            // after the check cannot redirect the mount elsewhere.
+            let fd = nix::fcntl::open(
+                source.as_path(),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(at(Step::Mount, source))?;
+            let is_file = nix::sys::stat::fstat(&fd)
+                .map(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR)
+                .map_err(at(Step::Mount, source))?;
             create_target(&dest, is_file)?;
+            let via = PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd)
+            ));
             let bind_flags = options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
             mount(
-                Some(source.as_path()),
+                Some(via.as_path()),
                 &dest,
                 None::<&str>,
                 bind_flags,
