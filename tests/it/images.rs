@@ -1,5 +1,350 @@
 //! Integration tests: commit, history, df, prune, rmi, import/export.
 
-use crate::Test;
+use std::path::{Path, PathBuf};
 
-pub const TESTS: &[Test] = &[];
+use crate::Test;
+use crate::harness::TestEnv;
+
+pub const TESTS: &[Test] = &[
+    (
+        "commit_captures_the_diff_and_the_config",
+        commit_captures_the_diff_and_the_config,
+    ),
+    (
+        "commit_opaque_dirs_and_shared_snapshots",
+        commit_opaque_dirs_and_shared_snapshots,
+    ),
+    (
+        "commit_pauses_a_running_container",
+        commit_pauses_a_running_container,
+    ),
+    (
+        "commit_refusals_leave_nothing",
+        commit_refusals_leave_nothing,
+    ),
+];
+
+/// The entries of a stored layer tar (uncompressed), by name.
+fn layer_entries(env: &TestEnv, diff_id: &str) -> Vec<(String, tar::EntryType)> {
+    let hex = diff_id.trim_start_matches("sha256:");
+    let path = env.data_root.join("image/blobs/sha256").join(hex);
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut archive = tar::Archive::new(file);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            (
+                name.trim_end_matches('/').to_owned(),
+                e.header().entry_type(),
+            )
+        })
+        .collect()
+}
+
+fn layers_of(env: &TestEnv, image: &str) -> Vec<String> {
+    let out = env
+        .berth(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{range .RootFS.Layers}}{{.}} {{end}}",
+            image,
+        ])
+        .ok();
+    out.split_whitespace().map(str::to_owned).collect()
+}
+
+fn snapshot_dirs(env: &TestEnv) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(env.data_root.join("image/layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn image_count(env: &TestEnv) -> usize {
+    env.berth(&["images", "-aq", "--no-trunc"])
+        .ok()
+        .lines()
+        .count()
+}
+
+fn commit_captures_the_diff_and_the_config(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "--name",
+        "cm-src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /hello && ln /hello /hello2 && ln -s /hello /hellolink && rm /etc/group \
+         && mkdir -p /tmp/x && echo y > /tmp/x/y && chmod 4755 /tmp/x/y && mkfifo /fifo",
+    ])
+    .ok();
+    let busybox_id = env
+        .berth(&["image", "inspect", "-f", "{{.Id}}", "busybox"])
+        .ok();
+    let id = env
+        .berth(&[
+            "commit",
+            "-m",
+            "the message",
+            "-a",
+            "Tester <t@example.com>",
+            "-c",
+            "ENV FOO=bar",
+            "-c",
+            "CMD [\"cat\", \"/hello\"]",
+            "-c",
+            "WORKDIR /tmp",
+            "-c",
+            "LABEL stage=one",
+            "-c",
+            "EXPOSE 8080",
+            "-c",
+            "USER root",
+            "-c",
+            "VOLUME /data",
+            "cm-src",
+            "committed:v1",
+        ])
+        .ok();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(env.berth(&["run", "--rm", "committed:v1"]).ok(), "hi");
+    let seen = env
+        .berth(&[
+            "run",
+            "--rm",
+            "committed:v1",
+            "sh",
+            "-c",
+            "test ! -e /etc/group && cat /tmp/x/y && pwd && echo $FOO && stat -c '%h %a' /hello /tmp/x/y \
+             && readlink /hellolink && test -p /fifo && echo fifo",
+        ])
+        .ok();
+    assert_eq!(seen, "y\n/tmp\nbar\n2 644\n1 4755\n/hello\nfifo");
+
+    let inspect = |template: &str| {
+        env.berth(&["image", "inspect", "-f", template, "committed:v1"])
+            .ok()
+    };
+    assert_eq!(inspect("{{.Id}}"), id);
+    assert_eq!(inspect("{{.Comment}}"), "the message");
+    assert_eq!(inspect("{{.Author}}"), "Tester <t@example.com>");
+    assert_eq!(inspect("{{.Parent}}"), busybox_id);
+    assert_eq!(inspect("{{.Config.Labels.stage}}"), "one");
+    assert_eq!(inspect("{{.Config.User}}"), "root");
+    assert_eq!(inspect("{{.Config.WorkingDir}}"), "/tmp");
+    assert_eq!(
+        inspect("{{json .Config.ExposedPorts}}"),
+        r#"{"8080/tcp":{}}"#
+    );
+    assert_eq!(inspect("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    assert!(inspect("{{json .Config.Env}}").contains("FOO=bar"));
+
+    // The new layer is exactly the container's diff: whiteout for the deletion, a hard link
+    // entry, none of the files the engine bind-mounts.
+    let layers = layers_of(env, "committed:v1");
+    assert_eq!(layers.len(), layers_of(env, "busybox").len() + 1);
+    let entries = layer_entries(env, layers.last().unwrap());
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    for wanted in [
+        "hello",
+        "hello2",
+        "hellolink",
+        "etc/.wh.group",
+        "tmp/x/y",
+        "fifo",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+    for unwanted in ["etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/group"] {
+        assert!(!names.contains(&unwanted), "{unwanted} in {names:?}");
+    }
+    let kind = |name: &str| entries.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(kind("hello2"), tar::EntryType::Link);
+    assert_eq!(kind("hellolink"), tar::EntryType::Symlink);
+    assert_eq!(kind("fifo"), tar::EntryType::Fifo);
+
+    // History: the committed layer says what made it.
+    let history = env
+        .berth(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}|{{.Comment}}",
+            "committed:v1",
+        ])
+        .ok();
+    let first = history.lines().next().unwrap();
+    assert!(first.starts_with("sh -c echo hi > /hello"), "{history}");
+    assert!(first.ends_with("|the message"), "{history}");
+    assert!(
+        history.lines().any(|l| l.contains("bootstrap busybox")),
+        "{history}"
+    );
+
+    // The real docker CLI commits the same way.
+    if let Some(r) = env.docker(&[
+        "commit",
+        "-c",
+        "CMD [\"echo\", \"from docker\"]",
+        "cm-src",
+        "viadocker:1",
+    ]) {
+        let docker_id = r.ok();
+        assert!(docker_id.starts_with("sha256:"), "{docker_id}");
+        assert_eq!(
+            env.berth(&["run", "--rm", "viadocker:1"]).ok(),
+            "from docker"
+        );
+        let parent = env
+            .docker(&["image", "inspect", "-f", "{{.Parent}}", "viadocker:1"])
+            .unwrap()
+            .ok();
+        assert_eq!(parent, busybox_id);
+        env.berth(&["rmi", "viadocker:1"]).ok();
+    }
+
+    // Without a name the image is dangling.
+    let dangling = env.berth(&["commit", "cm-src"]).ok();
+    let listed = env
+        .berth(&["images", "-q", "--no-trunc", "--filter", "dangling=true"])
+        .ok();
+    assert!(listed.lines().any(|l| l == dangling), "{listed}");
+    env.berth(&["rmi", &dangling]).ok();
+    env.berth(&["rm", "cm-src"]).ok();
+    env.berth(&["rmi", "committed:v1"]).ok();
+}
+
+fn commit_opaque_dirs_and_shared_snapshots(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "--name",
+        "op-1",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub && echo old > /d/old && echo old > /d/sub/f",
+    ])
+    .ok();
+    env.berth(&["commit", "op-1", "opaque:base"]).ok();
+    env.berth(&[
+        "run",
+        "--name",
+        "op-2",
+        "opaque:base",
+        "sh",
+        "-c",
+        "rm -rf /d && mkdir /d && echo new > /d/new",
+    ])
+    .ok();
+    env.berth(&["commit", "op-2", "opaque:top"]).ok();
+    let layers = layers_of(env, "opaque:top");
+    let entries = layer_entries(env, layers.last().unwrap());
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"d/.wh..wh..opq"), "{names:?}");
+    assert!(names.contains(&"d/new"), "{names:?}");
+    assert_eq!(
+        env.berth(&["run", "--rm", "opaque:top", "sh", "-c", "ls -A /d"])
+            .ok(),
+        "new"
+    );
+
+    // One snapshot per layer chain: containers of the image add none.
+    let before = snapshot_dirs(env);
+    for name in ["sh-1", "sh-2", "sh-3"] {
+        env.berth(&["create", "--name", name, "opaque:top", "true"])
+            .ok();
+    }
+    assert_eq!(
+        snapshot_dirs(env),
+        before,
+        "containers share the image's snapshots"
+    );
+    let top_hex = env
+        .berth(&["image", "inspect", "-f", "{{.Id}}", "opaque:top"])
+        .ok();
+    assert!(top_hex.starts_with("sha256:"));
+    // The committed file exists once on disk, in the snapshot of its chain.
+    let found: Vec<PathBuf> = before
+        .iter()
+        .map(|d| d.join("diff/d/new"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    for name in ["sh-1", "sh-2", "sh-3", "op-1", "op-2"] {
+        env.berth(&["rm", name]).ok();
+    }
+    env.berth(&["rmi", "opaque:top", "opaque:base"]).ok();
+    assert!(
+        !found[0].exists(),
+        "the last user gone, the snapshot is removed"
+    );
+}
+
+fn commit_pauses_a_running_container(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "cm-live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo live > /live; exec sleep 1000",
+    ])
+    .ok();
+    assert!(env.eventually(10, || {
+        env.berth(&["exec", "cm-live", "cat", "/live"])
+            .stdout
+            .trim()
+            == "live"
+    }));
+    env.berth(&["commit", "cm-live", "live:1"]).ok();
+    assert_eq!(env.inspect("cm-live", "{{.State.Status}}"), "running");
+    env.berth(&["commit", "-p=false", "cm-live", "live:2"]).ok();
+    assert_eq!(env.inspect("cm-live", "{{.State.Status}}"), "running");
+    for image in ["live:1", "live:2"] {
+        assert_eq!(
+            env.berth(&["run", "--rm", image, "cat", "/live"]).ok(),
+            "live"
+        );
+    }
+    env.berth(&["rm", "-f", "cm-live"]).ok();
+    env.berth(&["rmi", "live:1", "live:2"]).ok();
+}
+
+fn commit_refusals_leave_nothing(env: &TestEnv) {
+    env.berth(&["create", "--name", "cm-bad", "busybox", "true"])
+        .ok();
+    let images = image_count(env);
+    let blobs = |root: &Path| {
+        std::fs::read_dir(root.join("image/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let blobs_before = blobs(&env.data_root);
+    let r = env.berth(&["commit", "nosuchcontainer", "x:1"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("No such container: nosuchcontainer"),
+        "{r:?}"
+    );
+    let r = env.berth(&["commit", "-c", "RUN echo", "cm-bad", "x:1"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("run is not a valid change command"),
+        "{r:?}"
+    );
+    let r = env.berth(&["commit", "cm-bad", "Upper:1"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(r.stderr.lines().count(), 1, "one line: {r:?}");
+    assert_eq!(image_count(env), images);
+    assert_eq!(blobs(&env.data_root), blobs_before);
+    env.berth(&["rm", "cm-bad"]).ok();
+}

@@ -49,6 +49,28 @@ pub struct ImportArgs {
     reference: Option<String>,
 }
 
+/// `commit`.
+#[derive(Debug, Args, Clone)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>").
+    #[arg(short = 'a', long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image.
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// Commit message.
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Pause container during commit.
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pause: bool,
+    /// The container.
+    container: String,
+    /// REPOSITORY[:TAG].
+    reference: Option<String>,
+}
+
 /// `rmi`.
 #[derive(Debug, Args, Clone)]
 pub struct RmiArgs {
@@ -66,7 +88,7 @@ pub struct RmiArgs {
 #[derive(Debug, Args, Clone)]
 pub struct HistoryArgs {
     /// Print sizes and dates in human readable format.
-    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     human: bool,
     /// Don't truncate output.
     #[arg(long = "no-trunc")]
@@ -93,6 +115,8 @@ pub enum ImageCmd {
     Import(ImportArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
 }
 
 /// `berth image …`.
@@ -141,6 +165,7 @@ pub fn run(c: &Client, cmd: ImageCmd) -> CmdResult {
         ImageCmd::Tag { source, target } => tag(c, &source, &target),
         ImageCmd::Import(a) => import(c, a),
         ImageCmd::History(a) => history(c, a),
+        ImageCmd::Commit(a) => commit(c, a),
     }
 }
 
@@ -165,6 +190,31 @@ fn split_ref(r: &str) -> (String, String) {
         Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
         _ => (r.to_string(), "latest".to_string()),
     }
+}
+
+/// `commit CONTAINER [REPOSITORY[:TAG]]`: prints the new image's id.
+pub fn commit(c: &Client, a: CommitArgs) -> CmdResult {
+    let mut q = vec![
+        ("container", a.container.clone()),
+        ("pause", a.pause.to_string()),
+    ];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_ref(r);
+        q.push(("repo", repo));
+        q.push(("tag", tag));
+    }
+    if let Some(m) = &a.message {
+        q.push(("comment", m.clone()));
+    }
+    if let Some(author) = &a.author {
+        q.push(("author", author.clone()));
+    }
+    for ch in &a.change {
+        q.push(("changes", ch.clone()));
+    }
+    let v: Value = c.post::<()>("/commit", &q, None)?.json()?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(0)
 }
 
 fn tag(c: &Client, source: &str, target: &str) -> CmdResult {

@@ -66,6 +66,13 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// The image store refused or failed (commit).
+    #[error("{source}")]
+    Image {
+        /// The image store's error.
+        #[source]
+        source: berth_image::ImageError,
+    },
     /// A failure in a lower service, with its own class.
     #[error("{message}")]
     Internal {
@@ -85,6 +92,7 @@ impl Classify for ContainerError {
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
+            Self::Image { source } => source.kind(),
             Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
                 ErrorKind::Internal
             }

@@ -86,7 +86,7 @@ where
 pub fn image_summary(record: &ImageRecord) -> ImageSummary {
     ImageSummary {
         id: record.id.clone(),
-        parent_id: String::new(),
+        parent_id: record.parent.clone().unwrap_or_default(),
         repo_tags: record.repo_tags.clone(),
         repo_digests: Vec::new(),
         created: record.created,
@@ -222,7 +222,7 @@ pub fn image_inspect(record: &ImageRecord) -> Value {
         "Id": record.id,
         "RepoTags": record.repo_tags,
         "RepoDigests": [],
-        "Parent": "",
+        "Parent": record.parent.clone().unwrap_or_default(),
         "Comment": other.get("comment").cloned().unwrap_or_else(|| json!("")),
         "Created": created_rfc3339(record),
         "DockerVersion": "",
@@ -611,6 +611,7 @@ mod tests {
             config: berth_image::ImageConfig::default(),
             size: 100,
             created,
+            parent: None,
         }
     }
 

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+mod commit;
 pub mod config;
 pub mod containers;
 pub mod error;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             system::routes()
                 .merge(containers::routes())
+                .merge(commit::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

@@ -416,7 +416,7 @@ fn pax_xattrs<R: Read>(
 
 /// Sets an xattr without following symlinks. Like Docker, a file system or namespace that
 /// does not take the attribute (ENOTSUP, or EPERM for `user.*` on a symlink) is not fatal.
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
     match xattr::set(path, name, value) {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
             tracing::warn!(path = %path.display(), xattr = name, error = %e, "extended attribute not applied");
@@ -426,7 +426,7 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
     }
 }
 
-fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
+pub(crate) fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
     let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
     let time = TimeSpec::new(seconds, 0);
     nix::sys::stat::utimensat(
@@ -439,12 +439,12 @@ fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
     .map_err(|errno| ImageError::fs("set mtime", path)(errno.into()))
 }
 
-fn unix_time(seconds: u64) -> SystemTime {
+pub(crate) fn unix_time(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
 /// Tar ids are 64-bit; anything that does not fit a uid_t maps to nobody.
-fn id(value: u64) -> u32 {
+pub(crate) fn id(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(65534)
 }
 
@@ -466,6 +466,22 @@ pub(crate) struct StagingDir {
 }
 
 impl StagingDir {
+    /// `ingest/layer-<random>/diff/`, empty; the whole staging dir goes when dropped.
+    pub(crate) fn create(ingest: &Path) -> Result<(Self, PathBuf), ImageError> {
+        let path = ingest.join(format!("layer-{}", persist::random_suffix()));
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(ImageError::fs("create directory", &path))?;
+        let dir = StagingDir { path };
+        let diff = dir.path.join("diff");
+        DirBuilder::new()
+            .mode(0o755)
+            .create(&diff)
+            .map_err(ImageError::fs("create directory", &diff))?;
+        Ok((dir, diff))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -496,17 +512,7 @@ pub(crate) fn stage_layer(
     expected_diff_id: Option<&str>,
 ) -> Result<StagedLayer, ImageError> {
     let mut writer = content.start()?;
-    let path = ingest.join(format!("layer-{}", persist::random_suffix()));
-    DirBuilder::new()
-        .mode(0o700)
-        .create(&path)
-        .map_err(ImageError::fs("create directory", &path))?;
-    let dir = StagingDir { path };
-    let diff = dir.path.join("diff");
-    DirBuilder::new()
-        .mode(0o755)
-        .create(&diff)
-        .map_err(ImageError::fs("create directory", &diff))?;
+    let (dir, diff) = StagingDir::create(ingest)?;
 
     let mut tee = TeeReader {
         inner: stream,
@@ -523,10 +529,7 @@ pub(crate) fn stage_layer(
         (_, Some(sink_error)) => return Err(ImageError::fs("write", writer.path())(sink_error)),
         (Err(e), None) => return Err(e),
     };
-    // The unpacked files must be on disk before the layer can become visible; done here,
-    // before the store's lock is taken.
-    let handle = fs::File::open(&diff).map_err(ImageError::fs("open", &diff))?;
-    nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", &diff)(errno.into()))?;
+    sync_snapshot(&diff)?;
     let blob = writer.finish()?;
     if let Some(expected) = expected_diff_id {
         blob.verify(expected, None)?;
@@ -538,6 +541,13 @@ pub(crate) fn stage_layer(
         "layer staged"
     );
     Ok(StagedLayer { dir, blob, size })
+}
+
+/// The unpacked files must be on disk before the layer can become visible; done before the
+/// store's lock is taken.
+pub(crate) fn sync_snapshot(diff: &Path) -> Result<(), ImageError> {
+    let handle = fs::File::open(diff).map_err(ImageError::fs("open", diff))?;
+    nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", diff)(errno.into()))
 }
 
 /// Copies everything read from `inner` into `sink`. A write failure is kept aside so it is

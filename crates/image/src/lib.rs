@@ -40,6 +40,7 @@ use std::path::PathBuf;
 
 mod bootstrap;
 mod changes;
+mod commit;
 mod config;
 mod content;
 mod diff;
@@ -50,9 +51,11 @@ mod layer;
 mod persist;
 mod reference;
 mod store;
+mod tarwrite;
 
 pub use bootstrap::DEFAULT_PATH_ENV;
 pub use changes::apply_changes;
+pub use commit::{CommitRequest, EMPTY_LAYER_DIGEST};
 pub use config::{ImageConfig, RunConfig, host_architecture};
 pub use content::{chain_id, sha256_digest};
 pub use diff::{Change, ChangeKind, changes};
@@ -76,6 +79,8 @@ pub struct ImageRecord {
     pub size: u64,
     /// Creation time, Unix seconds.
     pub created: i64,
+    /// The image it was committed from, while that image exists.
+    pub parent: Option<String>,
 }
 
 /// One entry of an `rmi` answer.

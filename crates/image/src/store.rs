@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::json;
 
 use crate::changes::apply_changes;
+use crate::commit::{self, CommitRequest, EMPTY_LAYER_DIGEST};
 use crate::config::{self, ImageConfig, NewConfig, RunConfig};
 use crate::content::{ContentStore, chain_id, digest_hex};
 use crate::error::{DeleteConflictReason, ImageError};
@@ -56,6 +57,8 @@ struct ImageEntry {
     /// Chain ids, bottom layer first.
     layers: Vec<String>,
     size: u64,
+    /// The image this one was committed from.
+    parent: Option<String>,
 }
 
 /// `images/<hex>.json`.
@@ -63,6 +66,9 @@ struct ImageEntry {
 struct ImageMeta {
     layers: Vec<String>,
     size: u64,
+    /// The image this one was committed from (absent before commit existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
 }
 
 /// `containers/<id>/meta.json`: kept so the layers stay referenced even if the image is
@@ -237,10 +243,13 @@ impl ImageStore {
             run: &bootstrap::busybox_run_config(),
             created: &layer.created,
             diff_ids: &diff_ids,
-            history: json!({ "created": layer.created, "created_by": "berth image bootstrap busybox" }),
+            history: vec![
+                json!({ "created": layer.created, "created_by": "berth image bootstrap busybox" }),
+            ],
             comment: None,
+            author: None,
         });
-        self.install_image(vec![staged], config, Some(tag))
+        self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
     }
 
     /// Imports a rootfs tarball (plain, gzip or zstd) as a one-layer image.
@@ -265,10 +274,85 @@ impl ImageStore {
             run: &run,
             created: &created,
             diff_ids: &diff_ids,
-            history: json!({ "created": created, "comment": comment }),
+            history: vec![json!({ "created": created, "comment": comment })],
             comment: Some(comment),
+            author: None,
         });
-        self.install_image(vec![staged], config, tag)
+        self.install_image(Vec::new(), vec![staged], config, tag, None)
+    }
+
+    /// `commit`: the container's writable layer becomes a layer on top of its image's, and
+    /// the container's config (with `changes`) the new image's defaults. The caller pauses
+    /// the container. Nothing is written if a change or the reference is refused.
+    pub fn commit(&self, request: &CommitRequest) -> Result<ImageRecord, ImageError> {
+        check_container_id(&request.container_id)?;
+        let tag = request
+            .reference
+            .as_deref()
+            .map(parse_tag_target)
+            .transpose()?;
+        let run = apply_changes(&request.config, &request.changes)?;
+        let (container, parent) = {
+            let index = self.lock();
+            let container = index
+                .containers
+                .get(&request.container_id)
+                .cloned()
+                .ok_or_else(|| ImageError::RootfsNotFound {
+                    container_id: request.container_id.clone(),
+                })?;
+            let parent = index.images.get(&container.image).cloned();
+            (container, parent)
+        };
+        let upper = self
+            .paths
+            .containers
+            .join(&request.container_id)
+            .join("diff");
+        let staged =
+            commit::stage_upper(&self.content, &self.paths.ingest, &upper, &request.exclude)?;
+        let mut diff_ids = Vec::new();
+        for chain in &container.layers {
+            diff_ids.push(self.layer_meta(chain)?.diff_id);
+        }
+        let mut history: Vec<serde_json::Value> = parent
+            .as_ref()
+            .and_then(|p| p.config.other.get("history"))
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let empty = staged.blob.digest() == EMPTY_LAYER_DIGEST;
+        let mut entry = serde_json::Map::new();
+        entry.insert("created".into(), json!(created));
+        if let Some(author) = request.author.as_deref().filter(|a| !a.is_empty()) {
+            entry.insert("author".into(), json!(author));
+        }
+        entry.insert("created_by".into(), json!(request.created_by));
+        if let Some(comment) = request.comment.as_deref().filter(|c| !c.is_empty()) {
+            entry.insert("comment".into(), json!(comment));
+        }
+        if empty {
+            entry.insert("empty_layer".into(), json!(true));
+        } else {
+            diff_ids.push(staged.blob.digest().to_owned());
+        }
+        history.push(serde_json::Value::Object(entry));
+        let config = config::serialize_new(&NewConfig {
+            run: &run,
+            created: &created,
+            diff_ids: &diff_ids,
+            history,
+            comment: request.comment.as_deref().filter(|c| !c.is_empty()),
+            author: request.author.as_deref().filter(|a| !a.is_empty()),
+        });
+        let staged = if empty { Vec::new() } else { vec![staged] };
+        let parent_id = parent.is_some().then(|| container.image.clone());
+        self.install_image(container.layers, staged, config, tag, parent_id)
+    }
+
+    fn layer_meta(&self, chain: &str) -> Result<LayerMeta, ImageError> {
+        read_json(&self.layer_dir(chain).join("meta.json"))
     }
 
     /// Adds a tag.
@@ -375,9 +459,11 @@ impl ImageStore {
     /// then the image record (the commit point), then the tag.
     fn install_image(
         &self,
+        base: Vec<String>,
         staged: Vec<StagedLayer>,
         config_bytes: Vec<u8>,
         tag: Option<Reference>,
+        parent_image: Option<String>,
     ) -> Result<ImageRecord, ImageError> {
         let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|source| {
             ImageError::CorruptMetadata {
@@ -386,9 +472,13 @@ impl ImageStore {
             }
         })?;
         let mut index = self.lock();
-        let mut parent: Option<String> = None;
-        let mut layers = Vec::new();
-        let mut size = 0;
+        let mut size: u64 = base
+            .iter()
+            .filter_map(|chain| self.layer_meta(chain).ok())
+            .map(|meta| meta.size)
+            .sum();
+        let mut parent: Option<String> = base.last().cloned();
+        let mut layers = base;
         for layer in staged {
             let chain = chain_id(parent.as_deref(), layer.blob.digest());
             size += layer.size;
@@ -402,6 +492,7 @@ impl ImageStore {
         let meta = ImageMeta {
             layers: layers.clone(),
             size,
+            parent: parent_image.clone(),
         };
         persist::write_atomic(
             &self.paths.images.join(format!("{hex}.json")),
@@ -414,6 +505,7 @@ impl ImageStore {
                 config,
                 layers,
                 size,
+                parent: parent_image,
             },
         );
         if let Some(tag) = tag {
@@ -558,6 +650,7 @@ impl ImageStore {
                     config,
                     layers: meta.layers,
                     size: meta.size,
+                    parent: meta.parent,
                 })
             });
             match loaded {
@@ -646,6 +739,7 @@ impl Index {
             config: entry.config.clone(),
             size: entry.size,
             created: entry.config.created_unix(),
+            parent: entry.parent.clone().filter(|p| self.images.contains_key(p)),
         }
     }
 
