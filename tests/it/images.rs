@@ -22,6 +22,11 @@ pub const TESTS: &[Test] = &[
         "commit_refusals_leave_nothing",
         commit_refusals_leave_nothing,
     ),
+    (
+        "rmi_children_parents_and_history",
+        rmi_children_parents_and_history,
+    ),
+    ("image_prune_and_system_df", image_prune_and_system_df),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -347,4 +352,205 @@ fn commit_refusals_leave_nothing(env: &TestEnv) {
     assert_eq!(image_count(env), images);
     assert_eq!(blobs(&env.data_root), blobs_before);
     env.berth(&["rm", "cm-bad"]).ok();
+}
+
+fn short(id: &str) -> String {
+    id.trim_start_matches("sha256:")[..12].to_owned()
+}
+
+fn rmi_children_parents_and_history(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "--name",
+        "rp-1",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/a bs=1000 count=1000 2>/dev/null",
+    ])
+    .ok();
+    let parent = env.berth(&["commit", "-m", "one", "rp-1", "parent:1"]).ok();
+    env.berth(&[
+        "run",
+        "--name",
+        "rp-2",
+        "parent:1",
+        "sh",
+        "-c",
+        "echo b > /b",
+    ])
+    .ok();
+    let child = env.berth(&["commit", "rp-2", "child:1"]).ok();
+    env.berth(&["rm", "rp-1", "rp-2"]).ok();
+
+    // History: newest first, one line per layer, the committed layer's own size.
+    let history = env
+        .berth(&[
+            "history",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}",
+            "child:1",
+        ])
+        .ok();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(
+        lines[0].starts_with(&format!("{}|sh -c echo b > /b|", short(&child))),
+        "{history}"
+    );
+    assert!(
+        lines[1].starts_with("<missing>|sh -c dd if=/dev/zero"),
+        "{history}"
+    );
+    assert!(lines[1].ends_with("|1MB|one"), "{history}");
+    assert!(
+        lines[2].contains("berth image bootstrap busybox"),
+        "{history}"
+    );
+    let quiet = env.berth(&["history", "-q", "child:1"]).ok();
+    assert_eq!(
+        quiet.lines().next(),
+        Some(short(&child).as_str()),
+        "{quiet}"
+    );
+    let full = env.berth(&["history", "--no-trunc", "-q", "child:1"]).ok();
+    assert_eq!(full.lines().next(), Some(child.as_str()), "{full}");
+
+    // The parent's last tag goes, the image stays: a child stands on it.
+    let r = env.berth(&["rmi", "parent:1"]).ok();
+    assert_eq!(
+        r,
+        "Untagged: parent:1:latest".replace(":1:latest", ":1"),
+        "{r}"
+    );
+    let all = env.berth(&["images", "-aq", "--no-trunc"]).ok();
+    assert!(
+        all.lines().any(|l| l == parent),
+        "images -a shows intermediates: {all}"
+    );
+    let top = env.berth(&["images", "-q", "--no-trunc"]).ok();
+    assert!(
+        !top.lines().any(|l| l == parent),
+        "images hides intermediates: {top}"
+    );
+    let r = env.berth(&["rmi", "-f", &parent]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("image has dependent child images"),
+        "{r:?}"
+    );
+    // Removing the child takes the dangling parent along.
+    let r = env.berth(&["rmi", "child:1"]).ok();
+    assert!(r.contains(&format!("Deleted: {child}")), "{r}");
+    assert!(r.contains(&format!("Deleted: {parent}")), "{r}");
+    let all = env.berth(&["images", "-aq", "--no-trunc"]).ok();
+    assert!(!all.contains(&parent) && !all.contains(&child), "{all}");
+
+    // Several at once, by the ids `images -q` prints; --no-prune keeps the parent.
+    env.berth(&["run", "--name", "rp-3", "busybox", "true"])
+        .ok();
+    let a = env.berth(&["commit", "rp-3", "multi:a"]).ok();
+    env.berth(&["rm", "rp-3"]).ok();
+    env.berth(&["run", "--name", "rp-4", "multi:a", "touch", "/x"])
+        .ok();
+    let b = env.berth(&["commit", "rp-4", "multi:b"]).ok();
+    env.berth(&["rm", "rp-4"]).ok();
+    env.berth(&["rmi", "multi:a"]).ok();
+    env.berth(&["rmi", "--no-prune", "multi:b"]).ok();
+    let all = env.berth(&["images", "-aq", "--no-trunc"]).ok();
+    assert!(all.lines().any(|l| l == a) && !all.contains(&b), "{all}");
+    env.berth(&["tag", &a, "multi:c"]).ok();
+    env.berth(&["tag", &a, "multi:d"]).ok();
+    let ids = env
+        .berth(&["images", "-q", "--filter", "reference=multi"])
+        .ok();
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 2, "two tags, one image, listed per tag");
+    let mut args = vec!["rmi", "-f"];
+    args.extend(ids);
+    let r = env.berth(&args);
+    assert!(r.stdout.contains(&format!("Deleted: {a}")), "{r:?}");
+}
+
+fn image_prune_and_system_df(env: &TestEnv) {
+    let images_size = || {
+        env.berth(&["system", "df", "--format", "{{.Type}}={{.Size}}"])
+            .ok()
+            .lines()
+            .find_map(|l| l.strip_prefix("Images=").map(str::to_owned))
+            .unwrap()
+    };
+    let before = images_size();
+    env.berth(&[
+        "run",
+        "--name",
+        "df-1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /x",
+    ])
+    .ok();
+    let dangling = env.berth(&["commit", "df-1"]).ok();
+    let labelled = env
+        .berth(&["commit", "-c", "LABEL prune=me", "df-1", "prune:labelled"])
+        .ok();
+    let kept = env.berth(&["commit", "df-1", "prune:kept"]).ok();
+    // Shared layers count once: three images on busybox's layer, a few bytes more.
+    assert_eq!(images_size(), before);
+    let rows = env
+        .berth(&[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}}|{{.TotalCount}}|{{.Active}}",
+        ])
+        .ok();
+    let images = env.berth(&["images", "-aq"]).ok().lines().count();
+    let containers = env.berth(&["ps", "-aq"]).ok().lines().count();
+    assert!(rows.contains(&format!("Images|{images}|")), "{rows}");
+    assert!(
+        rows.contains(&format!("Containers|{containers}|")),
+        "{rows}"
+    );
+    assert!(rows.contains("Local Volumes|0|0"), "{rows}");
+    let verbose = env.berth(&["system", "df", "-v"]).ok();
+    for section in [
+        "Images space usage:",
+        "SHARED SIZE",
+        "Containers space usage:",
+        "Local Volumes space usage:",
+        "Build cache usage: 0B",
+    ] {
+        assert!(verbose.contains(section), "{section}: {verbose}");
+    }
+    assert!(verbose.contains("prune        kept"), "{verbose}");
+    if let Some(r) = env.docker(&["system", "df"]) {
+        let out = r.ok();
+        assert!(
+            out.contains("Images") && out.contains("RECLAIMABLE"),
+            "{out}"
+        );
+        let v = env.docker(&["system", "df", "-v"]).unwrap().ok();
+        assert!(v.contains("prune        kept"), "{v}");
+    }
+    env.berth(&["rm", "df-1"]).ok();
+
+    // until=1h keeps everything this young; label picks one; dangling by default.
+    let r = env
+        .berth(&["image", "prune", "-a", "-f", "--filter", "until=1h"])
+        .ok();
+    assert!(r.contains("Total reclaimed space: 0B"), "{r}");
+    let r = env
+        .berth(&["image", "prune", "-a", "-f", "--filter", "label=prune=me"])
+        .ok();
+    assert!(r.contains(&format!("deleted: {labelled}")), "{r}");
+    assert!(!r.contains(&kept), "{r}");
+    let r = env.berth(&["image", "prune", "-f"]).ok();
+    assert!(r.contains(&format!("deleted: {dangling}")), "{r}");
+    assert!(!r.contains(&kept), "{r}");
+    let r = env.berth(&["image", "prune", "-f", "--filter", "until=soon"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("invalid filter 'until=soon'"), "{r:?}");
+    env.berth(&["rmi", "prune:kept"]).ok();
 }

@@ -149,6 +149,9 @@ pub enum ImageGroup {
         /// Do not prompt for confirmation.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. "until=<timestamp>", "label=k=v").
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Build a base image offline: `busybox` from the host's static busybox.
     Bootstrap {
@@ -180,7 +183,7 @@ pub fn run_group(c: &Client, g: ImageGroup) -> CmdResult {
         ImageGroup::Inspect { format, images } => {
             crate::container::inspect(c, crate::container::inspect_args(format, images, "image"))
         }
-        ImageGroup::Prune { all, force } => prune(c, all, force),
+        ImageGroup::Prune { all, force, filter } => prune(c, all, force, filter),
         ImageGroup::Bootstrap { name } => bootstrap(c, &name),
     }
 }
@@ -269,13 +272,10 @@ fn images(c: &Client, a: ImagesArgs) -> CmdResult {
         }
     }
     if a.quiet {
-        let mut seen = Vec::new();
+        // One line per repository:tag row, as docker prints them (an image tagged twice
+        // shows twice).
         for i in &items {
-            let id = i["ID"].as_str().unwrap_or("").to_string();
-            if !seen.contains(&id) {
-                println!("{id}");
-                seen.push(id);
-            }
+            println!("{}", i["ID"].as_str().unwrap_or(""));
         }
         return Ok(0);
     }
@@ -464,22 +464,19 @@ fn history(c: &Client, a: HistoryArgs) -> CmdResult {
     Ok(0)
 }
 
-fn prune(c: &Client, all: bool, force: bool) -> CmdResult {
-    if !force
-        && !crate::system::confirm(
-            "WARNING! This will remove all dangling images.\nAre you sure you want to continue?",
-        )
+fn prune(c: &Client, all: bool, force: bool, mut filters: Vec<String>) -> CmdResult {
+    let warning = if all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !force && !crate::system::confirm(&format!("{warning}\nAre you sure you want to continue?"))
     {
         return Ok(0);
     }
-    let f = if all {
-        r#"{"dangling":{"false":true}}"#
-    } else {
-        r#"{"dangling":{"true":true}}"#
-    };
-    let v: Value = c
-        .post_empty("/images/prune", &[("filters", f.to_string())])?
-        .json()?;
+    filters.push(format!("dangling={}", !all));
+    let f = crate::container::filters_json(&filters)?;
+    let v: Value = c.post_empty("/images/prune", &[("filters", f)])?.json()?;
     let deleted = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
     if !deleted.is_empty() {
         println!("Deleted Images:");

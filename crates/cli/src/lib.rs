@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod container;
+mod df;
 mod format;
 mod http;
 mod image;

@@ -78,6 +78,12 @@ pub enum DaemonError {
         #[source]
         source: serde_json::Error,
     },
+    /// A filter value that does not parse (`until=soon`).
+    #[error("invalid filter '{filter}'")]
+    InvalidFilterValue {
+        /// `key=value` as given.
+        filter: String,
+    },
     /// A JSON request body does not parse; the message is serde's reason, as Docker gives Go's.
     #[error("{source}")]
     InvalidBody {
@@ -221,6 +227,7 @@ impl Classify for DaemonError {
             | Self::MissingParameter { .. }
             | Self::InvalidQuery { .. }
             | Self::InvalidFilters { .. }
+            | Self::InvalidFilterValue { .. }
             | Self::InvalidBody { .. }
             | Self::ReadBody { .. }
             | Self::NoLogStream

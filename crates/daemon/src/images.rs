@@ -179,6 +179,7 @@ async fn list(State(state): State<ImagesState>, params: Params) -> Result<Respon
     let filters = params.filters()?;
     let before = filters.get("before").and_then(|v| v.first()).cloned();
     let since = filters.get("since").and_then(|v| v.first()).cloned();
+    let all = params.flag("all");
     let summaries = blocking(&state.store, move |store| {
         let created = |reference: Option<String>| -> Result<Option<i64>, DaemonError> {
             reference
@@ -189,9 +190,13 @@ async fn list(State(state): State<ImagesState>, params: Params) -> Result<Respon
         let (before, since) = (created(before)?, created(since)?);
         let mut records = store.list();
         records.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        // Without `all`, untagged images that others were committed on are intermediate.
+        let parents: std::collections::HashSet<String> =
+            records.iter().filter_map(|r| r.parent.clone()).collect();
         Ok::<_, DaemonError>(
             records
                 .iter()
+                .filter(|r| all || !r.repo_tags.is_empty() || !parents.contains(&r.id))
                 .filter(|r| image_matches(r, &filters, before, since))
                 .map(image_summary)
                 .collect::<Vec<_>>(),
@@ -199,6 +204,41 @@ async fn list(State(state): State<ImagesState>, params: Params) -> Result<Respon
     })
     .await??;
     Ok(responses::json(StatusCode::OK, &summaries))
+}
+
+/// The `/system/df` body: images (each layer counted once in `LayersSize`, `SharedSize` and
+/// `Containers` per image), containers as listed with sizes, and `volumes` as the volume
+/// service reports them.
+pub fn disk_usage_body(
+    usage: &berth_image::DiskUsage,
+    containers: &[berth_api::models::ContainerSummary],
+    volumes: Vec<Value>,
+) -> Value {
+    let mut users: HashMap<&str, i64> = HashMap::new();
+    for container in containers {
+        if let Some(id) = container.image_id.as_deref() {
+            *users.entry(id).or_default() += 1;
+        }
+    }
+    let mut images: Vec<(ImageSummary, i64)> = usage
+        .images
+        .iter()
+        .map(|(record, shared)| {
+            let mut summary = image_summary(record);
+            summary.shared_size = i64::try_from(*shared).unwrap_or(i64::MAX);
+            summary.containers = users.get(record.id.as_str()).copied().unwrap_or(0);
+            (summary, record.created)
+        })
+        .collect();
+    images.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    let images: Vec<ImageSummary> = images.into_iter().map(|(summary, _)| summary).collect();
+    json!({
+        "LayersSize": usage.layers_size,
+        "Images": images,
+        "Containers": containers,
+        "Volumes": volumes,
+        "BuildCache": [],
+    })
 }
 
 /// RFC 3339 time of a record: the config's own string, else from the Unix time.
@@ -238,7 +278,7 @@ pub fn image_inspect(record: &ImageRecord) -> Value {
 }
 
 /// `GET /images/{name}/history` body, newest first.
-pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
+pub fn image_history(record: &ImageRecord, layer_sizes: &[u64]) -> Vec<ImageHistoryResponseItem> {
     let entries = record
         .config
         .other
@@ -266,9 +306,9 @@ pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
-    // Per-layer sizes are not recorded; a single layer carries the whole size.
-    let layer_count = entries.iter().filter(|e| is_layer(e)).count();
+    // Entries that made a layer take the layers' sizes, bottom first.
     let size = i64::try_from(record.size).unwrap_or(i64::MAX);
+    let mut sizes = layer_sizes.iter();
     let mut items: Vec<_> = entries
         .iter()
         .map(|entry| ImageHistoryResponseItem {
@@ -276,13 +316,17 @@ pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
             created: created_at(entry),
             created_by: text(entry, "created_by"),
             tags: Vec::new(),
-            size: if layer_count == 1 && is_layer(entry) {
-                size
+            size: if is_layer(entry) {
+                sizes
+                    .next()
+                    .map_or(0, |s| i64::try_from(*s).unwrap_or(i64::MAX))
             } else {
                 0
             },
             comment: text(entry, "comment"),
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .rev()
         .collect();
     if items.is_empty() {
@@ -310,8 +354,16 @@ async fn get_named(
         Ok(responses::json(StatusCode::OK, &image_inspect(&record)))
     } else if let Some(name) = rest.strip_suffix("/history") {
         let name = name.to_owned();
-        let record = blocking(&state.store, move |s| s.resolve(&name)).await??;
-        Ok(responses::json(StatusCode::OK, &image_history(&record)))
+        let (record, sizes) = blocking(&state.store, move |s| {
+            let record = s.resolve(&name)?;
+            let sizes = s.layer_sizes(&record.id)?;
+            Ok::<_, DaemonError>((record, sizes))
+        })
+        .await??;
+        Ok(responses::json(
+            StatusCode::OK,
+            &image_history(&record, &sizes),
+        ))
     } else if rest.ends_with("/get") {
         Err(DaemonError::NotImplemented {
             feature: "GET /images/{name}/get (save)",
@@ -390,11 +442,12 @@ async fn remove(
     params: Params,
 ) -> Result<Response, DaemonError> {
     let force = params.flag("force");
+    let prune_parents = !params.flag("noprune");
     let usage = (state.usage)().await;
     let (record, deleted) = blocking(&state.store, move |store| {
         let record = store.resolve(&reference)?;
         let in_use = |image_id: &str| usage.get(image_id).cloned();
-        let deleted = store.remove(&reference, force, &in_use)?;
+        let deleted = store.remove_with(&reference, force, prune_parents, &in_use)?;
         Ok::<_, DaemonError>((record, deleted))
     })
     .await??;
@@ -420,27 +473,42 @@ async fn remove(
     Ok(responses::json(StatusCode::OK, &items))
 }
 
-/// `POST /images/prune`: removes unused dangling images (all unused with `dangling=false`).
+/// `POST /images/prune`: removes unused dangling images (all unused with `dangling=false`),
+/// older than `until`, matching the `label` / `label!` filters. Untagged parents go with their
+/// last child.
 async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
     let dangling_only = filters
         .get("dangling")
         .is_none_or(|v| v.iter().any(|v| crate::query::parse_bool(v)));
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|v| parse_until(v, chrono::Utc::now().timestamp()))
+        .transpose()?;
     let usage = (state.usage)().await;
     let (deleted, reclaimed) = blocking(&state.store, move |store| {
+        let before = store.disk_usage().layers_size;
         let mut deleted = Vec::new();
-        let mut reclaimed = 0u64;
-        for record in store.list() {
-            if usage.contains_key(&record.id) || (dangling_only && !record.repo_tags.is_empty()) {
+        let records = store.list();
+        let parents: std::collections::HashSet<String> =
+            records.iter().filter_map(|r| r.parent.clone()).collect();
+        for record in records {
+            if usage.contains_key(&record.id)
+                || (dangling_only && !record.repo_tags.is_empty())
+                || parents.contains(&record.id)
+                || until.is_some_and(|until| record.created >= until)
+                || !prune_labels_match(&record, &filters)
+            {
                 continue;
             }
             // Refused removals (a container appeared meanwhile) are skipped, as moby does.
             if let Ok(entries) = store.remove(&record.id, true, &|id| usage.get(id).cloned()) {
-                reclaimed += record.size;
                 deleted.extend(entries);
             }
         }
-        (deleted, reclaimed)
+        let after = store.disk_usage().layers_size;
+        (deleted, before.saturating_sub(after))
     })
     .await?;
     let items: Vec<_> = deleted
@@ -457,6 +525,57 @@ async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Respo
         StatusCode::OK,
         &json!({ "ImagesDeleted": items, "SpaceReclaimed": reclaimed }),
     ))
+}
+
+/// `label=k`, `label=k=v` must all hold; `label!=k`, `label!=k=v` must all not.
+fn prune_labels_match(record: &ImageRecord, filters: &HashMap<String, Vec<String>>) -> bool {
+    let labels = labels(record);
+    let holds = |wanted: &String| match wanted.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(wanted),
+    };
+    filters.get("label").is_none_or(|w| w.iter().all(holds))
+        && filters.get("label!").is_none_or(|w| !w.iter().any(holds))
+}
+
+/// An `until` filter: a Go duration before `now` (`24h`, `1h30m`, `90s`), a Unix time, or an
+/// RFC 3339 time; as Unix seconds.
+fn parse_until(value: &str, now: i64) -> Result<i64, DaemonError> {
+    let invalid = || DaemonError::InvalidFilterValue {
+        filter: format!("until={value}"),
+    };
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Ok(seconds as i64);
+    }
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(time.timestamp());
+    }
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next().unwrap_or('s'));
+        }
+        let n: f64 = number.parse().map_err(|_| invalid())?;
+        number.clear();
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(invalid()),
+        };
+    }
+    if !number.is_empty() || total == 0.0 && value != "0s" {
+        return Err(invalid());
+    }
+    Ok(now - total as i64)
 }
 
 /// `POST /images/create`: import from the request body (`fromSrc=-`); pulls are refused
@@ -616,6 +735,21 @@ mod tests {
     }
 
     #[test]
+    fn until_takes_durations_and_times() {
+        assert_eq!(parse_until("24h", 100_000).expect("h"), 100_000 - 86_400);
+        assert_eq!(parse_until("1h30m", 10_000).expect("hm"), 10_000 - 5_400);
+        assert_eq!(parse_until("90s", 100).expect("s"), 10);
+        assert_eq!(parse_until("1700000000", 0).expect("unix"), 1_700_000_000);
+        assert_eq!(
+            parse_until("2023-11-14T22:13:20Z", 0).expect("rfc3339"),
+            1_700_000_000
+        );
+        assert!(parse_until("soon", 0).is_err());
+        assert!(parse_until("10", 0).is_ok());
+        assert!(parse_until("10x", 0).is_err());
+    }
+
+    #[test]
     fn globs_like_go_path_match() {
         assert!(glob_match("busy*", "busybox"));
         assert!(glob_match("busybox:*", "busybox:latest"));
@@ -735,7 +869,7 @@ mod tests {
         assert_eq!(inspect["Os"], "linux");
         assert_eq!(inspect["Size"], 100);
 
-        let history = image_history(&image);
+        let history = image_history(&image, &[100]);
         assert_eq!(history.len(), 2);
         assert_eq!(history[0].id, "sha256:abc");
         assert_eq!(history[0].created_by, "CMD [\"sh\"]");

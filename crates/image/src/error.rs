@@ -195,6 +195,9 @@ pub enum DeleteConflictReason {
         /// The container.
         container_id: String,
     },
+    /// Images were committed on top of this one.
+    #[error("image has dependent child images")]
+    HasChildren,
     /// A running container uses the image.
     #[error("image is being used by running container {}", short_id(container_id))]
     RunningContainer {
@@ -208,7 +211,7 @@ impl DeleteConflictReason {
     pub fn can_be_forced(&self) -> bool {
         match self {
             Self::MultipleRepositories | Self::StoppedContainer { .. } => true,
-            Self::RunningContainer { .. } => false,
+            Self::RunningContainer { .. } | Self::HasChildren => false,
         }
     }
 }

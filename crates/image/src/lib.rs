@@ -64,7 +64,7 @@ pub use export::export;
 pub use import::{Compression, detect_compression};
 pub use layer::{LayerMeta, apply_tar};
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError};
-pub use store::{ImageStore, SCHEMA_VERSION};
+pub use store::{DiskUsage, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,6 +19,15 @@ use crate::layer::{LayerMeta, StagedLayer, stage_layer};
 use crate::reference::{Reference, is_full_hex_id, is_lower_hex};
 use crate::{Deleted, ImageRecord, RootfsDirs, bootstrap, import, persist};
 
+/// `system df` for images.
+#[derive(Debug, Clone)]
+pub struct DiskUsage {
+    /// Every layer snapshot once, in bytes.
+    pub layers_size: u64,
+    /// Each image with the bytes it shares with other images.
+    pub images: Vec<(ImageRecord, u64)>,
+}
+
 /// The layout version this code reads and writes (`<root>/version`).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -380,6 +389,18 @@ impl ImageStore {
         force: bool,
         in_use: &dyn Fn(&str) -> Option<(String, bool)>,
     ) -> Result<Vec<Deleted>, ImageError> {
+        self.remove_with(reference, force, true, in_use)
+    }
+
+    /// [`ImageStore::remove`], and with `prune_parents` (Docker's default, off with
+    /// `--no-prune`) the untagged parents that nothing else uses go too.
+    pub fn remove_with(
+        &self,
+        reference: &str,
+        force: bool,
+        prune_parents: bool,
+        in_use: &dyn Fn(&str) -> Option<(String, bool)>,
+    ) -> Result<Vec<Deleted>, ImageError> {
         let mut index = self.lock();
         let (id, resolved) = resolve_id(&index, reference)?;
         let tags: Vec<String> = index
@@ -406,9 +427,9 @@ impl ImageStore {
                 if tags.len() > 1 {
                     return Ok(records);
                 }
-                // The image is now dangling; as in Docker, a container using it keeps it
-                // without making the untag an error.
-                if delete_conflict(&id, force, in_use).is_some() {
+                // The image is now dangling; as in Docker, a container using it (or an image
+                // on top of it) keeps it without making the untag an error.
+                if delete_conflict(&id, force, in_use).is_some() || index.has_children(&id) {
                     return Ok(records);
                 }
             }
@@ -425,12 +446,76 @@ impl ImageStore {
                         reason,
                     });
                 }
+                if index.has_children(&id) {
+                    return Err(ImageError::DeleteConflict {
+                        image_id: id,
+                        reason: DeleteConflictReason::HasChildren,
+                    });
+                }
                 self.untag(&mut index, &tags)?;
                 records.extend(tags.iter().map(|tag| Deleted::Untagged(familiar(tag))));
             }
         }
+        let mut parent = index.images.get(&id).and_then(|entry| entry.parent.clone());
         self.delete_image(&mut index, &id, &mut records)?;
+        while prune_parents && let Some(candidate) = parent.take() {
+            let prunable = index.images.contains_key(&candidate)
+                && !index.tags.values().any(|image| *image == candidate)
+                && !index.has_children(&candidate)
+                && in_use(&candidate).is_none();
+            if prunable {
+                parent = index.images[&candidate].parent.clone();
+                self.delete_image(&mut index, &candidate, &mut records)?;
+            }
+        }
         Ok(records)
+    }
+
+    /// The sizes of an image's layers (sum of their regular files), bottom first.
+    pub fn layer_sizes(&self, reference: &str) -> Result<Vec<u64>, ImageError> {
+        let layers = {
+            let index = self.lock();
+            let (id, _) = resolve_id(&index, reference)?;
+            index.images[&id].layers.clone()
+        };
+        Ok(layers
+            .iter()
+            .map(|chain| self.layer_meta(chain).map_or(0, |meta| meta.size))
+            .collect())
+    }
+
+    /// What the images take on disk: every layer snapshot counted once, and per image the
+    /// bytes of its layers that other images use too (Docker's `SharedSize`).
+    pub fn disk_usage(&self) -> DiskUsage {
+        let index = self.lock();
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        for entry in index.images.values() {
+            let unique: HashSet<&String> = entry.layers.iter().collect();
+            for chain in unique {
+                *users.entry(chain.as_str()).or_default() += 1;
+            }
+        }
+        let sizes: HashMap<&str, u64> = users
+            .keys()
+            .map(|chain| (*chain, self.layer_meta(chain).map_or(0, |meta| meta.size)))
+            .collect();
+        let images = index
+            .images
+            .iter()
+            .map(|(id, entry)| {
+                let shared = entry
+                    .layers
+                    .iter()
+                    .filter(|chain| users.get(chain.as_str()).copied().unwrap_or(0) > 1)
+                    .map(|chain| sizes.get(chain.as_str()).copied().unwrap_or(0))
+                    .sum();
+                (index.record(id), shared)
+            })
+            .collect();
+        DiskUsage {
+            layers_size: sizes.values().sum(),
+            images,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
@@ -741,6 +826,12 @@ impl Index {
             created: entry.config.created_unix(),
             parent: entry.parent.clone().filter(|p| self.images.contains_key(p)),
         }
+    }
+
+    fn has_children(&self, id: &str) -> bool {
+        self.images
+            .values()
+            .any(|entry| entry.parent.as_deref() == Some(id))
     }
 
     fn used_layers(&self) -> HashSet<String> {
