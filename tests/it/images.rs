@@ -27,6 +27,10 @@ pub const TESTS: &[Test] = &[
         rmi_children_parents_and_history,
     ),
     ("image_prune_and_system_df", image_prune_and_system_df),
+    (
+        "export_import_round_trip_keeps_everything",
+        export_import_round_trip_keeps_everything,
+    ),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -553,4 +557,152 @@ fn image_prune_and_system_df(env: &TestEnv) {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("invalid filter 'until=soon'"), "{r:?}");
     env.berth(&["rmi", "prune:kept"]).ok();
+}
+
+/// What a tree looks like, path by path: type and mode, owner, device number, size, link
+/// target, extended attributes, and which paths share an inode.
+fn describe_tree(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut inodes: std::collections::HashMap<u64, String> = Default::default();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let rel = rel.join(name);
+            let path = root.join(&rel);
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let mut line = format!(
+                "{} mode={:o} owner={}:{} rdev={}",
+                rel.display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.rdev()
+            );
+            if m.is_file() {
+                line += &format!(" size={}", m.len());
+                if m.nlink() > 1 {
+                    let first = inodes
+                        .entry(m.ino())
+                        .or_insert_with(|| rel.display().to_string());
+                    line += &format!(" inode-of={first}");
+                }
+            }
+            if m.file_type().is_symlink() {
+                line += &format!(" -> {}", std::fs::read_link(&path).unwrap().display());
+            } else {
+                for attr in ["user.berth", "security.capability"] {
+                    if let Ok(Some(v)) = xattr_get(&path, attr) {
+                        line += &format!(" {attr}={v:?}");
+                    }
+                }
+            }
+            out.push(line);
+            if m.is_dir() {
+                stack.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn xattr_get(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+    xattr::get(path, name)
+}
+
+fn sh(script: &str) {
+    let st = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{script}");
+}
+
+fn export_import_round_trip_keeps_everything(env: &TestEnv) {
+    let dir = env.root.join("rt");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let s = src.display();
+    sh(&format!(
+        "cd {s} && mkdir -p bin etc empty/deeper sticky dev && cp /bin/busybox bin/busybox && ln -s busybox bin/sh \
+         && ln -s busybox bin/cat && ln -s busybox bin/stat \
+         && echo secret > etc/shadow && chmod 0600 etc/shadow && chown 1234:5678 etc/shadow \
+         && echo s > bin/suid && chmod 4755 bin/suid && chmod 1777 sticky && chmod 0700 empty/deeper \
+         && echo linked > etc/a && ln etc/a etc/b && ln -s /etc/a abs-link && ln -s ../nowhere dangling \
+         && mknod dev/null0 c 1 3 && mknod dev/blk b 7 0 && mkfifo dev/fifo && chown 7:8 dev/null0 \
+         && setcap cap_net_raw+ep bin/suid"
+    ));
+    xattr::set(src.join("etc/a"), "user.berth", b"kept").unwrap();
+    // setcap clears setuid on some versions; restate the mode after it.
+    sh(&format!("chmod 4755 {s}/bin/suid"));
+    let tar1 = dir.join("1.tar");
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --numeric-owner -C {s} -cf {} .",
+        tar1.display()
+    ));
+    env.berth(&["import", tar1.to_str().unwrap(), "rt:1"]).ok();
+    let c1 = env.berth(&["create", "rt:1", "true"]).ok();
+    let tar2 = dir.join("2.tar");
+    env.berth(&["export", "-o", tar2.to_str().unwrap(), &c1])
+        .ok();
+    env.berth(&["rm", &c1]).ok();
+    // Second round through the real docker CLI when present.
+    let image2 = if let Some(r) =
+        env.docker_stdin(&["import", "-", "rt:2"], &std::fs::read(&tar2).unwrap())
+    {
+        r.ok();
+        "rt:2"
+    } else {
+        env.berth(&["import", tar2.to_str().unwrap(), "rt:2"]).ok();
+        "rt:2"
+    };
+    let c2 = env.berth(&["create", image2, "true"]).ok();
+    let tar3 = dir.join("3.tar");
+    let out = std::process::Command::new(crate::harness::berth_exe())
+        .env("BERTH_HOST", env.host())
+        .args(["export", &c2])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&tar3, &out.stdout).unwrap();
+    env.berth(&["rm", &c2]).ok();
+
+    let back = dir.join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --numeric-owner -C {} -xpf {}",
+        back.display(),
+        tar3.display()
+    ));
+    let (want, got) = (describe_tree(&src), describe_tree(&back));
+    // Everything but the directory mtimes the extraction touched.
+    assert_eq!(got, want);
+    assert!(want.iter().any(|l| l.contains("user.berth")), "{want:?}");
+    assert!(
+        want.iter().any(|l| l.contains("security.capability")),
+        "{want:?}"
+    );
+    // And a container sees it through the overlay.
+    let seen = env
+        .berth(&[
+            "run",
+            "--rm",
+            "rt:2",
+            "stat",
+            "-c",
+            "%a %u:%g %h",
+            "/bin/suid",
+            "/etc/shadow",
+            "/etc/a",
+        ])
+        .ok();
+    assert_eq!(seen, "4755 0:0 1\n600 1234:5678 1\n644 0:0 2");
+    env.berth(&["rmi", "rt:1", "rt:2"]).ok();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
