@@ -31,6 +31,18 @@ pub const TESTS: &[Test] = &[
         "export_import_round_trip_keeps_everything",
         export_import_round_trip_keeps_everything,
     ),
+    (
+        "import_from_file_stdin_and_url",
+        import_from_file_stdin_and_url,
+    ),
+    (
+        "import_bad_archives_leave_nothing",
+        import_bad_archives_leave_nothing,
+    ),
+    (
+        "import_compression_bomb_stops_at_the_disk",
+        import_compression_bomb_stops_at_the_disk,
+    ),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -705,4 +717,338 @@ fn export_import_round_trip_keeps_everything(env: &TestEnv) {
     assert_eq!(seen, "4755 0:0 1\n600 1234:5678 1\n644 0:0 2");
     env.berth(&["rmi", "rt:1", "rt:2"]).ok();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Serves `body` to `count` GET requests on 127.0.0.1; returns the URL.
+fn serve_file(body: Vec<u8>, count: usize, path: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..count {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/x-tar\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+/// A rootfs tar with busybox in it, gzip-compressed when asked.
+fn busybox_rootfs_tar(env: &TestEnv, name: &str, gzip: bool) -> PathBuf {
+    let dir = env.root.join(format!("{name}-tree"));
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "echo"] {
+        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet));
+    }
+    let tar = env.root.join(name);
+    sh(&format!(
+        "tar -C {} -c{}f {} .",
+        dir.display(),
+        if gzip { "z" } else { "" },
+        tar.display()
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+    tar
+}
+
+fn import_from_file_stdin_and_url(env: &TestEnv) {
+    let plain = busybox_rootfs_tar(env, "imp-plain.tar", false);
+    let gz = busybox_rootfs_tar(env, "imp-gz.tar.gz", true);
+    let zst = env.root.join("imp.tar.zst");
+    sh(&format!(
+        "zstd -q -f {} -o {}",
+        plain.display(),
+        zst.display()
+    ));
+
+    // File (gzip), with changes and a message.
+    env.berth(&[
+        "import",
+        "-m",
+        "from a file",
+        "-c",
+        "ENV WHO=file",
+        "-c",
+        "CMD [\"sh\", \"-c\", \"echo $WHO\"]",
+        gz.to_str().unwrap(),
+        "imp:file",
+    ])
+    .ok();
+    assert_eq!(env.berth(&["run", "--rm", "imp:file"]).ok(), "file");
+    assert_eq!(
+        env.berth(&["history", "--format", "{{.Comment}}", "imp:file"])
+            .ok(),
+        "from a file"
+    );
+    // stdin (zstd), piped: quiet but for the id.
+    let r = env.berth_stdin(&["import", "-", "imp:stdin"], &std::fs::read(&zst).unwrap());
+    let id = r.ok();
+    assert!(id.starts_with("sha256:") && !id.contains('\n'), "{id}");
+    assert_eq!(
+        env.berth(&["run", "--rm", "imp:stdin", "echo", "ok"]).ok(),
+        "ok"
+    );
+    // A URL on loopback, through berth and docker.
+    let url = serve_file(std::fs::read(&plain).unwrap(), 2, "/rootfs.tar");
+    env.berth(&["import", "-c", "CMD [\"echo\", \"url\"]", &url, "imp:url"])
+        .ok();
+    assert_eq!(env.berth(&["run", "--rm", "imp:url"]).ok(), "url");
+    assert_eq!(
+        env.berth(&["history", "--format", "{{.Comment}}", "imp:url"])
+            .ok(),
+        format!("Imported from {url}")
+    );
+    if let Some(r) = env.docker(&["import", &url, "imp:docker-url"]) {
+        let out = r.ok();
+        assert!(
+            out.ends_with(
+                &env.berth(&["image", "inspect", "-f", "{{.Id}}", "imp:docker-url"])
+                    .ok()
+            ),
+            "{out}"
+        );
+        env.berth(&["rmi", "imp:docker-url"]).ok();
+    }
+    // What cannot be fetched: one line, nothing made.
+    let images = image_count(env);
+    for (source, wanted) in [
+        (
+            "http://127.0.0.1:1/x.tar",
+            "error downloading http://127.0.0.1:1/x.tar",
+        ),
+        ("https://127.0.0.1/x.tar", "https is not supported"),
+    ] {
+        let r = env.berth(&["import", source, "imp:bad"]);
+        assert_ne!(r.code, 0, "{source}");
+        assert!(r.stderr.contains(wanted), "{source}: {r:?}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
+    }
+    let missing = serve_file(Vec::new(), 0, "/none");
+    let r = env.berth(&["import", &missing, "imp:bad"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(image_count(env), images);
+    env.berth(&["rmi", "imp:file", "imp:stdin", "imp:url"]).ok();
+}
+
+/// Blobs, snapshots and ingest entries on disk.
+fn store_files(env: &TestEnv) -> (usize, usize, usize) {
+    let count = |p: &str| {
+        std::fs::read_dir(env.data_root.join("image").join(p))
+            .unwrap()
+            .count()
+    };
+    (count("blobs/sha256"), count("layers"), count("ingest"))
+}
+
+fn raw_tar(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, data, link) in entries {
+        let mut header = tar::Header::new_old();
+        // Written raw: the tar crate refuses to build `..` names itself.
+        let bytes = header.as_mut_bytes();
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            bytes[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_entry_type(*kind);
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+fn import_bad_archives_leave_nothing(env: &TestEnv) {
+    use tar::EntryType as T;
+    let before = store_files(env);
+    let images = image_count(env);
+    let host_marker = "/tmp/berth-escape-marker";
+    let _ = std::fs::remove_file(host_marker);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dotdot",
+            raw_tar(&[(
+                "../../../../tmp/berth-escape-marker",
+                T::Regular,
+                b"x",
+                None,
+            )]),
+            "path contains '..'",
+        ),
+        (
+            "symlink then write through it",
+            raw_tar(&[
+                ("escape", T::Symlink, b"", Some("/tmp")),
+                ("escape/berth-escape-marker", T::Regular, b"x", None),
+            ]),
+            "a parent directory is a symlink",
+        ),
+        (
+            "hardlink to a host file",
+            raw_tar(&[("passwd", T::Link, b"", Some("/etc/passwd"))]),
+            "hard link target does not exist in the layer",
+        ),
+        (
+            "hardlink outside",
+            raw_tar(&[("passwd", T::Link, b"", Some("../../../etc/passwd"))]),
+            "path contains '..'",
+        ),
+        (
+            "whiteout outside the layer",
+            raw_tar(&[("../.wh.etc", T::Regular, b"", None)]),
+            "path contains '..'",
+        ),
+        (
+            "whiteout through a symlink",
+            raw_tar(&[
+                ("etc", T::Symlink, b"", Some("/etc")),
+                ("etc/.wh.passwd", T::Regular, b"", None),
+            ]),
+            "a parent directory is a symlink",
+        ),
+        (
+            "truncated",
+            raw_tar(&[("big", T::Regular, &[7u8; 4096], None)])[..1500].to_vec(),
+            "invalid tar archive",
+        ),
+    ];
+    for (name, bytes, wanted) in cases {
+        let r = env.berth_stdin(&["import", "-", "bad:1"], &bytes);
+        assert_ne!(r.code, 0, "{name}");
+        assert!(r.stderr.contains(wanted), "{name}: {r:?}");
+        assert_eq!(
+            r.stderr.trim().lines().count(),
+            1,
+            "{name}: one line: {r:?}"
+        );
+        assert_eq!(store_files(env), before, "{name} left files behind");
+        assert_eq!(image_count(env), images, "{name} made an image");
+    }
+    assert!(
+        !Path::new(host_marker).exists(),
+        "written outside the data root"
+    );
+    // An absolute path is made relative (as Docker and tar do): it lands inside the image.
+    let abs = raw_tar(&[("/tmp/berth-escape-marker", T::Regular, b"inside", None)]);
+    env.berth_stdin(&["import", "-", "abs:1"], &abs).ok();
+    assert!(!Path::new(host_marker).exists());
+    let c = env.berth(&["create", "abs:1", "x"]).ok();
+    let out = std::process::Command::new(crate::harness::berth_exe())
+        .env("BERTH_HOST", env.host())
+        .args(["export", &c])
+        .output()
+        .unwrap();
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.contains(&"tmp/berth-escape-marker".to_owned()),
+        "{names:?}"
+    );
+    env.berth(&["rm", &c]).ok();
+    env.berth(&["rmi", "abs:1"]).ok();
+    // Through the docker CLI too: the error is one line.
+    if let Some(r) = env.docker_stdin(
+        &["import", "-", "bad:2"],
+        &raw_tar(&[("../x", T::Regular, b"x", None)]),
+    ) {
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains("path contains '..'"), "{r:?}");
+    }
+    assert_eq!(store_files(env), before);
+}
+
+fn import_compression_bomb_stops_at_the_disk(env: &TestEnv) {
+    // A second daemon whose data root is a small tmpfs: a 512 MB layer in a few kB of zstd must
+    // be refused before it fills it, and leave nothing. (Its exec root must be short.)
+    struct Cleanup(PathBuf, Option<std::process::Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(mut daemon) = self.1.take() {
+                // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+                unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+                let _ = daemon.wait();
+            }
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.join("data"))
+                .status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let root = PathBuf::from(format!("/tmp/bbm{}", std::process::id()));
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut cleanup = Cleanup(root.clone(), None);
+    sh(&format!(
+        "mount -t tmpfs -o size=64m berth-bomb {}",
+        data.display()
+    ));
+    let bomb = env.root.join("bomb.tar.zst");
+    sh(&format!(
+        "cd {r} && truncate -s 512M zeros && tar -cf - zeros | zstd -1 -q > {b} && rm zeros",
+        r = env.root.display(),
+        b = bomb.display()
+    ));
+    let sock = root.join("run/berth.sock");
+    let host = format!("unix://{}", sock.display());
+    cleanup.1 = Some(
+        std::process::Command::new(crate::harness::berth_exe())
+            .args(["daemon", "-H", &host, "--data-root"])
+            .arg(&data)
+            .arg("--exec-root")
+            .arg(root.join("run"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(env.eventually(20, || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    }));
+    let berth = |args: &[&str]| {
+        std::process::Command::new(crate::harness::berth_exe())
+            .env("BERTH_HOST", &host)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let r = berth(&["import", bomb.to_str().unwrap(), "bomb:1"]);
+    let stderr = String::from_utf8_lossy(&r.stderr).into_owned();
+    let images = berth(&["images", "-aq"]);
+    let count = |p: &str| {
+        std::fs::read_dir(data.join("image").join(p))
+            .unwrap()
+            .count()
+    };
+    let left = (count("blobs/sha256"), count("layers"), count("ingest"));
+    drop(cleanup);
+    std::fs::remove_file(&bomb).unwrap();
+    assert!(!r.status.success());
+    assert!(stderr.contains("limit; refusing it"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(images.stdout.is_empty());
+    assert_eq!(left, (0, 0, 0));
 }

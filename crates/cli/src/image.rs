@@ -349,6 +349,7 @@ fn rmi(c: &Client, a: RmiArgs) -> CmdResult {
 /// Reads a JSON-lines progress stream, printing status lines; returns the last message.
 fn progress(mut resp: crate::http::Response, quiet: bool) -> Result<Value, CliError> {
     let mut last = Value::Null;
+    let mut drew = false;
     while let Some(line) = resp.next_line().map_err(CliError::io)? {
         let line = line.trim();
         if line.is_empty() {
@@ -362,7 +363,27 @@ fn progress(mut resp: crate::http::Response, quiet: bool) -> Result<Value, CliEr
         if !quiet && let Some(s) = v["stream"].as_str() {
             eprint!("{s}");
         }
+        if !quiet && v.get("progressDetail").is_some() {
+            let current = v["progressDetail"]["current"].as_f64().unwrap_or(0.0);
+            let total = v["progressDetail"]["total"].as_f64();
+            let status = v["status"].as_str().unwrap_or_default();
+            let amount = match total {
+                Some(total) => format!(
+                    "{}/{}",
+                    format::human_size(current),
+                    format::human_size(total)
+                ),
+                None => format::human_size(current),
+            };
+            print!("\r\x1b[2K{status} {amount}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            drew = true;
+            continue;
+        }
         last = v;
+    }
+    if drew {
+        print!("\r\x1b[2K");
     }
     Ok(last)
 }
@@ -403,7 +424,7 @@ fn import(c: &Client, a: ImportArgs) -> CmdResult {
             false,
         )?
     };
-    let last = progress(resp.check()?, true)?;
+    let last = progress(resp.check()?, !crate::tty::stdout_is_tty())?;
     if let Some(s) = last["status"].as_str() {
         println!("{s}");
     }

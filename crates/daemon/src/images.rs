@@ -578,8 +578,10 @@ fn parse_until(value: &str, now: i64) -> Result<i64, DaemonError> {
     Ok(now - total as i64)
 }
 
-/// `POST /images/create`: import from the request body (`fromSrc=-`); pulls are refused
-/// plainly until berth has a registry client.
+/// `POST /images/create`: import from the request body (`fromSrc=-`) or an `http://` URL,
+/// answered as a jsonmessage stream (`Importing` progress, then `{"status": <id>}`); pulls are
+/// refused plainly until berth has a registry client. What can be refused without reading
+/// the archive (reference, changes, URL) is refused with a status before the stream starts.
 async fn create(
     State(state): State<ImagesState>,
     params: Params,
@@ -590,15 +592,10 @@ async fn create(
             image: tagged_reference(image, params.non_empty("tag")),
         });
     }
-    match params.non_empty("fromSrc") {
-        Some("-") => {}
-        Some(other) => {
-            return Err(DaemonError::ImportSourceUnsupported {
-                source_url: other.to_owned(),
-            });
-        }
-        None => return Err(DaemonError::MissingParameter { param: "fromImage" }),
-    }
+    let source = params
+        .non_empty("fromSrc")
+        .ok_or(DaemonError::MissingParameter { param: "fromImage" })?
+        .to_owned();
     let reference = params
         .non_empty("repo")
         .map(|repo| tagged_reference(repo, params.non_empty("tag")));
@@ -607,31 +604,132 @@ async fn create(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let message = params.non_empty("message").map(str::to_owned);
+    // As Docker: a source without a scheme is an http URL.
+    let url = (source != "-").then(|| {
+        if source.contains("://") {
+            source.clone()
+        } else {
+            format!("http://{source}")
+        }
+    });
+    let message = params
+        .non_empty("message")
+        .map(str::to_owned)
+        .or_else(|| url.as_ref().map(|_| format!("Imported from {source}")));
+    {
+        let (reference, changes, url) = (reference.clone(), changes.clone(), url.clone());
+        blocking(&state.store, move |store| {
+            store.check_import(reference.as_deref(), &changes, url.as_deref())
+        })
+        .await??;
+    }
+    let total = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let body = request
         .into_body()
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
     // The bridge blocks on the async body from the blocking thread; it must be made here,
     // inside the runtime.
-    let mut tar = SyncIoBridge::new(StreamReader::new(body));
-    let name = reference.clone();
-    let record = blocking(&state.store, move |store| {
-        store.import(&mut tar, name.as_deref(), &changes, message.as_deref())
-    })
-    .await??;
-    publish(
-        &state.events,
-        "import",
-        &record.id,
-        reference.as_deref().unwrap_or(&record.id),
-    );
-    let body = responses::json_line(&json!({ "status": record.id }));
-    Ok(responses::with_content_type(
-        StatusCode::OK,
-        JSON,
-        axum::body::Body::from(body),
-    ))
+    let mut body = SyncIoBridge::new(StreamReader::new(body));
+    let (sender, receiver) = mpsc::channel::<Bytes>(16);
+    let store = Arc::clone(&state.store);
+    let events = state.events.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = (|| {
+            let (input, total): (Box<dyn std::io::Read + '_>, Option<u64>) = match &url {
+                None => (Box::new(&mut body), total),
+                Some(url) => {
+                    let download = berth_image::fetch(url)?;
+                    let length = download.length;
+                    (Box::new(download), length)
+                }
+            };
+            let mut input = ProgressReader::new(input, total, &sender);
+            store.import(
+                &mut input,
+                reference.as_deref(),
+                &changes,
+                message.as_deref(),
+            )
+        })();
+        let line = match result {
+            Ok(record) => {
+                publish(
+                    &events,
+                    "import",
+                    &record.id,
+                    reference.as_deref().unwrap_or(&record.id),
+                );
+                json!({ "status": record.id })
+            }
+            Err(error) => {
+                tracing::info!(image_ref = ?reference, "import failed: {error}");
+                // Read (and drop) the rest of an upload, so the client gets to read this
+                // answer instead of failing to write into a closed connection.
+                if url.is_none() {
+                    let _ = std::io::copy(
+                        &mut std::io::Read::take(&mut body, DRAIN_LIMIT),
+                        &mut std::io::sink(),
+                    );
+                }
+                let message = error.to_string();
+                json!({ "errorDetail": { "message": message }, "error": message })
+            }
+        };
+        let _ = sender.blocking_send(responses::json_line(&line));
+    });
+    Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// How much of a failed upload is read and dropped before the connection is let go.
+const DRAIN_LIMIT: u64 = 4 << 30;
+
+/// Counts what the import reads and reports it as jsonmessage progress, at most every
+/// quarter second.
+struct ProgressReader<'a> {
+    inner: Box<dyn std::io::Read + 'a>,
+    total: Option<u64>,
+    current: u64,
+    last: std::time::Instant,
+    sender: &'a mpsc::Sender<Bytes>,
+}
+
+impl<'a> ProgressReader<'a> {
+    fn new(
+        inner: Box<dyn std::io::Read + 'a>,
+        total: Option<u64>,
+        sender: &'a mpsc::Sender<Bytes>,
+    ) -> Self {
+        Self {
+            inner,
+            total,
+            current: 0,
+            last: std::time::Instant::now(),
+            sender,
+        }
+    }
+}
+
+impl std::io::Read for ProgressReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.current += n as u64;
+        if self.last.elapsed() >= std::time::Duration::from_millis(250) {
+            self.last = std::time::Instant::now();
+            let mut detail = json!({ "current": self.current });
+            if let Some(total) = self.total {
+                detail["total"] = json!(total);
+            }
+            let line = json!({ "status": "Importing", "progressDetail": detail, "id": "" });
+            // A client that went away stops getting progress; the import goes on.
+            let _ = self.sender.try_send(responses::json_line(&line));
+        }
+        Ok(n)
+    }
 }
 
 /// The host's busybox: `PATH` first, then `/bin/busybox`.

@@ -170,6 +170,37 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// An import URL berth cannot fetch from.
+    #[error("invalid import URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Downloading an import failed.
+    #[error("error downloading {url}: {source}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The network error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server answered an import download with an error status.
+    #[error("error downloading {url}: server answered {status}")]
+    FetchStatus {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A layer unpacks to more than the store accepts (a compression bomb, or a full disk).
+    #[error("layer is larger than the {limit}-byte limit; refusing it")]
+    LayerTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A file system operation failed.
     #[error("{operation} {path}: {source}")]
     Filesystem {
@@ -251,7 +282,11 @@ impl Classify for ImageError {
             | Self::UnsupportedCompression { .. }
             | Self::UnsafeArchiveEntry { .. }
             | Self::DigestMismatch { .. }
-            | Self::SizeMismatch { .. } => ErrorKind::InvalidArgument,
+            | Self::SizeMismatch { .. }
+            | Self::InvalidUrl { .. }
+            | Self::FetchStatus { .. }
+            | Self::LayerTooLarge { .. } => ErrorKind::InvalidArgument,
+            Self::Fetch { .. } => ErrorKind::Unavailable,
             Self::UnsupportedChange { .. } => ErrorKind::NotImplemented,
             Self::CorruptMetadata { .. }
             | Self::UnsupportedSchema { .. }

@@ -50,10 +50,15 @@ pub struct LayerMeta {
 /// Unpacks the tar stream `reader` into `root` (which must exist) and returns the layer's size
 /// (sum of regular file sizes). Reads exactly up to the end-of-archive marker.
 pub fn apply_tar(reader: &mut dyn Read, root: &Path) -> Result<u64, ImageError> {
+    apply_tar_as(reader, root, nix::unistd::geteuid().is_root())
+}
+
+/// [`apply_tar`], saying whether the unpack may chown and create device nodes.
+fn apply_tar_as(reader: &mut dyn Read, root: &Path, privileged: bool) -> Result<u64, ImageError> {
     let mut archive = tar::Archive::new(reader);
     let mut applier = Applier {
         root,
-        privileged: nix::unistd::geteuid().is_root(),
+        privileged,
         size: 0,
         directories: Vec::new(),
     };
@@ -181,6 +186,12 @@ impl Applier<'_> {
                 fs::hard_link(&target_full, &full)
                     .map_err(ImageError::fs("create hard link", &full))?;
                 return Ok(());
+            }
+            EntryType::Char | EntryType::Block if !self.privileged => {
+                return Err(unsafe_entry(
+                    &raw_path,
+                    "device nodes can only be unpacked with privileges",
+                ));
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let full = self.prepare_target(&relative, &raw_path, false)?;
@@ -514,8 +525,16 @@ pub(crate) fn stage_layer(
     let mut writer = content.start()?;
     let (dir, diff) = StagingDir::create(ingest)?;
 
-    let mut tee = TeeReader {
+    // Every byte of the stream is stored twice (blob and snapshot): refuse a stream that
+    // would take more than half of the space left, before it fills the disk.
+    let limit = available_space(ingest)? / 2;
+    let mut limited = SizeLimit {
         inner: stream,
+        remaining: limit,
+        exceeded: false,
+    };
+    let mut tee = TeeReader {
+        inner: &mut limited,
         sink: &mut writer,
         sink_error: None,
     };
@@ -524,7 +543,11 @@ pub(crate) fn stage_layer(
         io::copy(&mut tee, &mut io::sink()).map_err(|source| ImageError::ReadArchive { source })?;
         Ok(size)
     });
-    let size = match (applied, tee.sink_error.take()) {
+    let sink_error = tee.sink_error.take();
+    if limited.exceeded {
+        return Err(ImageError::LayerTooLarge { limit });
+    }
+    let size = match (applied, sink_error) {
         (Ok(size), None) => size,
         (_, Some(sink_error)) => return Err(ImageError::fs("write", writer.path())(sink_error)),
         (Err(e), None) => return Err(e),
@@ -550,6 +573,36 @@ pub(crate) fn sync_snapshot(diff: &Path) -> Result<(), ImageError> {
     nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", diff)(errno.into()))
 }
 
+/// Free bytes (as root sees them) on the file system holding `path`.
+fn available_space(path: &Path) -> Result<u64, ImageError> {
+    let stat = nix::sys::statvfs::statvfs(path)
+        .map_err(|errno| ImageError::fs("statvfs", path)(errno.into()))?;
+    Ok(stat.blocks_free().saturating_mul(stat.fragment_size()))
+}
+
+/// Fails the read once more than `remaining` bytes came through.
+struct SizeLimit<'a> {
+    inner: &'a mut dyn Read,
+    remaining: u64,
+    exceeded: bool,
+}
+
+impl Read for SizeLimit<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.remaining.checked_sub(n as u64) {
+            Some(left) => {
+                self.remaining = left;
+                Ok(n)
+            }
+            None => {
+                self.exceeded = true;
+                Err(io::Error::other("layer size limit reached"))
+            }
+        }
+    }
+}
+
 /// Copies everything read from `inner` into `sink`. A write failure is kept aside so it is
 /// reported as the disk error it is, not as a bad archive.
 struct TeeReader<'a> {
@@ -572,6 +625,28 @@ impl Read for TeeReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_nodes_need_privileges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(EntryType::Char);
+        header.set_mode(0o666);
+        header.set_size(0);
+        header.set_device_major(1).expect("major");
+        header.set_device_minor(3).expect("minor");
+        builder
+            .append_data(&mut header, "dev/null", io::empty())
+            .expect("append");
+        let bytes = builder.into_inner().expect("finish");
+        let err = apply_tar_as(&mut &bytes[..], dir.path(), false).expect_err("unprivileged");
+        assert_eq!(
+            err.to_string(),
+            "refusing archive entry \"dev/null\": device nodes can only be unpacked with privileges"
+        );
+        assert!(!dir.path().join("dev/null").exists());
+    }
+
     use std::os::unix::fs::MetadataExt;
 
     use super::*;

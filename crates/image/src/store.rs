@@ -261,6 +261,22 @@ impl ImageStore {
         self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
     }
 
+    /// Checks what an import can be refused for before its archive is read: the reference,
+    /// the changes, and the URL to fetch from.
+    pub fn check_import(
+        &self,
+        reference: Option<&str>,
+        changes: &[String],
+        url: Option<&str>,
+    ) -> Result<(), ImageError> {
+        reference.map(parse_tag_target).transpose()?;
+        apply_changes(&RunConfig::default(), changes)?;
+        if let Some(url) = url {
+            crate::fetch::check_url(url)?;
+        }
+        Ok(())
+    }
+
     /// Imports a rootfs tarball (plain, gzip or zstd) as a one-layer image.
     pub fn import(
         &self,
