@@ -43,6 +43,12 @@ pub const TESTS: &[Test] = &[
         "import_compression_bomb_stops_at_the_disk",
         import_compression_bomb_stops_at_the_disk,
     ),
+    (
+        "bootstrap_debian_refusals_leave_nothing",
+        bootstrap_debian_refusals_leave_nothing,
+    ),
+    ("bootstrap_debian_runs_bash", bootstrap_debian_runs_bash),
+    ("bootstrap_busybox_config", bootstrap_busybox_config),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -1051,4 +1057,107 @@ fn import_compression_bomb_stops_at_the_disk(env: &TestEnv) {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(images.stdout.is_empty());
     assert_eq!(left, (0, 0, 0));
+}
+
+fn bootstrap_debian_refusals_leave_nothing(env: &TestEnv) {
+    let before = store_files(env);
+    let images = image_count(env);
+    for (args, wanted) in [
+        (vec!["debian:../x"], "cannot bootstrap"),
+        (vec!["debian:Bad"], "invalid Debian suite"),
+        (
+            vec!["debian:x", "--mirror", "file:///etc"],
+            "invalid mirror",
+        ),
+        (
+            vec![
+                "debian:nosuchsuite",
+                "--mirror",
+                "http://127.0.0.1:1/debian",
+            ],
+            "debootstrap of nosuchsuite failed",
+        ),
+        (vec!["alpine"], "alpine"),
+    ] {
+        let mut all = vec!["image", "bootstrap"];
+        all.extend(args.iter().copied());
+        let r = env.berth(&all);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(wanted), "{args:?}: {r:?}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
+    }
+    assert_eq!(store_files(env), before);
+    assert_eq!(image_count(env), images);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&env.data_root.display().to_string()),
+        "{mounts}"
+    );
+}
+
+/// Slow (a real debootstrap from the mirror, ~1 minute): only with BERTH_TEST_DEBIAN=1.
+fn bootstrap_debian_runs_bash(env: &TestEnv) {
+    if std::env::var("BERTH_TEST_DEBIAN").as_deref() != Ok("1") {
+        println!("  (skipped: set BERTH_TEST_DEBIAN=1)");
+        return;
+    }
+    let id = env.berth(&["image", "bootstrap", "debian:bookworm"]).ok();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let out = env
+        .berth(&[
+            "run",
+            "--rm",
+            "debian:bookworm",
+            "bash",
+            "-c",
+            "cat /etc/debian_version; echo $PATH; command -v apt-get",
+        ])
+        .ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("12."), "{out}");
+    assert_eq!(
+        lines[1],
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    assert_eq!(lines[2], "/usr/bin/apt-get");
+    assert_eq!(
+        env.berth(&["run", "--rm", "debian:bookworm"]).code,
+        0,
+        "CMD bash"
+    );
+    assert_eq!(
+        env.berth(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Cmd}}",
+            "debian:bookworm"
+        ])
+        .ok(),
+        r#"["bash"]"#
+    );
+    let history = env
+        .berth(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "debian:bookworm",
+        ])
+        .ok();
+    assert!(
+        history.contains("debootstrap --variant=minbase bookworm"),
+        "{history}"
+    );
+    env.berth(&["rmi", "debian:bookworm"]).ok();
+}
+
+fn bootstrap_busybox_config(env: &TestEnv) {
+    let inspect = |t: &str| env.berth(&["image", "inspect", "-f", t, "busybox"]).ok();
+    assert_eq!(inspect("{{json .Config.Cmd}}"), r#"["sh"]"#);
+    assert!(inspect("{{json .Config.Env}}").contains("PATH=/usr/local/sbin"));
+    let history = env
+        .berth(&["history", "--format", "{{.CreatedBy}}", "busybox"])
+        .ok();
+    assert_eq!(history, "berth image bootstrap busybox");
 }

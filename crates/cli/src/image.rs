@@ -155,8 +155,11 @@ pub enum ImageGroup {
     },
     /// Build a base image offline: `busybox` from the host's static busybox.
     Bootstrap {
-        /// What to build (busybox).
+        /// What to build: `busybox`, or `debian:<suite>` (debootstrap).
         name: String,
+        /// The Debian mirror (default: the host's apt sources).
+        #[arg(long)]
+        mirror: Option<String>,
     },
 }
 
@@ -184,7 +187,7 @@ pub fn run_group(c: &Client, g: ImageGroup) -> CmdResult {
             crate::container::inspect(c, crate::container::inspect_args(format, images, "image"))
         }
         ImageGroup::Prune { all, force, filter } => prune(c, all, force, filter),
-        ImageGroup::Bootstrap { name } => bootstrap(c, &name),
+        ImageGroup::Bootstrap { name, mirror } => bootstrap(c, &name, mirror),
     }
 }
 
@@ -518,17 +521,15 @@ fn prune(c: &Client, all: bool, force: bool, mut filters: Vec<String>) -> CmdRes
     Ok(0)
 }
 
-fn bootstrap(c: &Client, name: &str) -> CmdResult {
+fn bootstrap(c: &Client, name: &str, mirror: Option<String>) -> CmdResult {
     let (n, tag) = split_ref(name);
     let tty = crate::tty::stdout_is_tty();
+    let mut q = vec![("name", n), ("tag", tag)];
+    if let Some(mirror) = mirror {
+        q.push(("mirror", mirror));
+    }
     let mut resp = c
-        .send(
-            "POST",
-            "/berth/images/bootstrap",
-            &[("name", n), ("tag", tag)],
-            Body::Empty,
-            false,
-        )?
+        .send("POST", "/berth/images/bootstrap", &q, Body::Empty, false)?
         .check()?;
     let mut id = String::new();
     while let Some(line) = resp.next_line().map_err(CliError::io)? {

@@ -128,7 +128,7 @@ pub enum DaemonError {
         source_url: String,
     },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
-    #[error("cannot bootstrap {name:?}: only busybox can be bootstrapped")]
+    #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
     UnknownBootstrap {
         /// The name asked for.
         name: String,

@@ -747,6 +747,9 @@ async fn bootstrap(
     params: Params,
 ) -> Result<Response, DaemonError> {
     let name = params.non_empty("name").unwrap_or("busybox").to_owned();
+    if name == "debian" {
+        return bootstrap_debian(state, &params).await;
+    }
     if name != "busybox" {
         return Err(DaemonError::UnknownBootstrap { name });
     }
@@ -783,6 +786,56 @@ async fn bootstrap(
         };
         for line in lines {
             if sender.send(responses::json_line(&line)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// `POST /berth/images/bootstrap?name=debian&tag=<suite>[&mirror=URL]`: debootstrap's output
+/// as jsonmessage status lines, then the image id (`aux.ID`), as for busybox.
+async fn bootstrap_debian(state: ImagesState, params: &Params) -> Result<Response, DaemonError> {
+    let tag = params.non_empty("tag").unwrap_or("latest").to_owned();
+    let suite = if tag == "latest" {
+        "stable".to_owned()
+    } else {
+        tag.clone()
+    };
+    let reference = format!("debian:{tag}");
+    let mirror = params.non_empty("mirror").map_or_else(
+        || {
+            berth_image::default_debian_mirror(std::path::Path::new("/etc/apt"))
+                .unwrap_or_else(|| berth_image::FALLBACK_DEBIAN_MIRROR.to_owned())
+        },
+        str::to_owned,
+    );
+    let (sender, receiver) = mpsc::channel::<Bytes>(64);
+    let first = responses::json_line(&json!({
+        "status": format!("Bootstrapping {reference} from {mirror} (debootstrap --variant=minbase {suite})"),
+    }));
+    let _ = sender.try_send(first);
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || {
+        let mut progress = |line: &str| {
+            let _ = sender.blocking_send(responses::json_line(&json!({ "status": line })));
+        };
+        let result = store.bootstrap_debian(&reference, &suite, &mirror, &mut progress);
+        let lines = match result {
+            Ok(record) => {
+                publish(&state.events, "import", &record.id, &reference);
+                vec![
+                    json!({ "status": format!("Tagged {reference}") }),
+                    json!({ "aux": { "ID": record.id } }),
+                ]
+            }
+            Err(error) => {
+                let message = error.to_string();
+                vec![json!({ "errorDetail": { "message": message }, "error": message })]
+            }
+        };
+        for line in lines {
+            if sender.blocking_send(responses::json_line(&line)).is_err() {
                 break;
             }
         }

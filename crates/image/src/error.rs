@@ -201,6 +201,20 @@ pub enum ImageError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// `bootstrap` was asked for something it cannot make.
+    #[error("{problem}")]
+    InvalidBootstrap {
+        /// What is wrong.
+        problem: String,
+    },
+    /// debootstrap failed.
+    #[error("debootstrap of {suite} failed: {message}")]
+    Debootstrap {
+        /// The suite.
+        suite: String,
+        /// Its last error line.
+        message: String,
+    },
     /// A file system operation failed.
     #[error("{operation} {path}: {source}")]
     Filesystem {
@@ -285,12 +299,14 @@ impl Classify for ImageError {
             | Self::SizeMismatch { .. }
             | Self::InvalidUrl { .. }
             | Self::FetchStatus { .. }
-            | Self::LayerTooLarge { .. } => ErrorKind::InvalidArgument,
+            | Self::LayerTooLarge { .. }
+            | Self::InvalidBootstrap { .. } => ErrorKind::InvalidArgument,
             Self::Fetch { .. } => ErrorKind::Unavailable,
             Self::UnsupportedChange { .. } => ErrorKind::NotImplemented,
             Self::CorruptMetadata { .. }
             | Self::UnsupportedSchema { .. }
             | Self::BusyboxApplets { .. }
+            | Self::Debootstrap { .. }
             | Self::BuildLayer { .. }
             | Self::Filesystem { .. } => ErrorKind::Internal,
         }

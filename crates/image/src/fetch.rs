@@ -92,11 +92,10 @@ pub fn get(url: &str) -> Result<Download, ImageError> {
         } else {
             format!("{host}:{port}")
         };
-        write!(
-            writer,
+        let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: berth\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(failed)?;
+        );
+        writer.write_all(request.as_bytes()).map_err(failed)?;
         let mut reader = BufReader::with_capacity(256 * 1024, stream);
         let mut status_line = String::new();
         reader.read_line(&mut status_line).map_err(failed)?;
@@ -237,8 +236,14 @@ mod tests {
         std::thread::spawn(move || {
             for response in responses {
                 let (mut stream, _) = listener.accept().expect("accept");
-                let mut request = [0u8; 1024];
-                let _ = stream.read(&mut request);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 256];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = stream.write_all(&response);
             }
         });

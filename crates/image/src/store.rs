@@ -261,6 +261,54 @@ impl ImageStore {
         self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
     }
 
+    /// Makes a Debian image with `debootstrap --variant=minbase <suite> <mirror>`; each line
+    /// debootstrap prints goes to `progress`. Nothing is left behind if it fails.
+    pub fn bootstrap_debian(
+        &self,
+        reference: &str,
+        suite: &str,
+        mirror: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ImageRecord, ImageError> {
+        let tag = parse_tag_target(reference)?;
+        crate::debian::check_args(suite, mirror)?;
+        let (dir, diff) = crate::layer::StagingDir::create(&self.paths.ingest)?;
+        crate::debian::debootstrap(suite, mirror, &diff, progress)?;
+        progress("Writing the layer");
+        let mut writer = self.content.start()?;
+        let tree = RootfsDirs {
+            lowerdirs: Vec::new(),
+            upperdir: diff.clone(),
+            workdir: diff.clone(),
+        };
+        crate::export::export(&tree, &mut writer)?;
+        crate::layer::sync_snapshot(&diff)?;
+        let blob = writer.finish()?;
+        let size = tree_size(&diff)?;
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let diff_ids = [blob.digest().to_owned()];
+        let run = RunConfig {
+            env: Some(vec![bootstrap::DEFAULT_PATH_ENV.to_owned()]),
+            cmd: Some(vec!["bash".to_owned()]),
+            ..RunConfig::default()
+        };
+        let config = config::serialize_new(&NewConfig {
+            run: &run,
+            created: &created,
+            diff_ids: &diff_ids,
+            history: vec![json!({
+                "created": created,
+                "created_by": format!(
+                    "berth image bootstrap debian:{suite} (debootstrap --variant=minbase {suite} {mirror})"
+                ),
+            })],
+            comment: None,
+            author: None,
+        });
+        let staged = StagedLayer { dir, blob, size };
+        self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
+    }
+
     /// Checks what an import can be refused for before its archive is read: the reference,
     /// the changes, and the URL to fetch from.
     pub fn check_import(
@@ -967,6 +1015,27 @@ fn check_schema_version(path: &Path) -> Result<(), ImageError> {
         }
         Err(e) => Err(ImageError::fs("read", path)(e)),
     }
+}
+
+/// The bytes of a tree's regular files, each inode once.
+fn tree_size(root: &Path) -> Result<u64, ImageError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in read_dir(&dir)? {
+            let meta = entry
+                .metadata()
+                .map_err(ImageError::fs("stat", entry.path()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert(meta.ino()) {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, ImageError> {
