@@ -336,6 +336,25 @@ fn commit_pauses_a_running_container(env: &TestEnv) {
     assert_eq!(env.inspect("cm-live", "{{.State.Status}}"), "running");
     env.berth(&["commit", "-p=false", "cm-live", "live:2"]).ok();
     assert_eq!(env.inspect("cm-live", "{{.State.Status}}"), "running");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let events = env
+        .berth(&[
+            "events",
+            "--since",
+            &(now - 60).to_string(),
+            "--until",
+            &(now + 1).to_string(),
+            "--filter",
+            "container=cm-live",
+        ])
+        .ok();
+    // Paused and unpaused around the first commit only; a commit event for each.
+    assert_eq!(events.matches("container pause ").count(), 1, "{events}");
+    assert_eq!(events.matches("container unpause ").count(), 1, "{events}");
+    assert_eq!(events.matches("container commit ").count(), 2, "{events}");
     for image in ["live:1", "live:2"] {
         assert_eq!(
             env.berth(&["run", "--rm", image, "cat", "/live"]).ok(),

@@ -74,6 +74,12 @@ impl ContainerService {
             tracing::warn!(container_id = %id, "unpause after commit failed: {e}");
         }
         let record = result?.map_err(|source| ContainerError::Image { source })?;
+        let rec = entry.rec.lock().await.clone();
+        let mut extra = vec![("imageID", record.id.clone())];
+        if let Some(tag) = record.repo_tags.first() {
+            extra.push(("imageRef", tag.clone()));
+        }
+        self.publish(&rec, "commit", &extra);
         Ok(record)
     }
 }
