@@ -16,11 +16,13 @@
 //!   blobs/sha256/<hex>           content store: config JSON (stored bytes, never re-serialized)
 //!                                and uncompressed layer tars (digest = diff id); written to
 //!                                ingest/ first, size+digest checked, fsynced, renamed here
-//!   ingest/                      blobs and layers being written; emptied at open
+//!   ingest/                      blobs and layers being written (import, commit, debootstrap
+//!                                targets); emptied at open
 //!   layers/<chain hex>/diff/     one unpacked read-only snapshot per layer chain
 //!   layers/<chain hex>/meta.json {"diff_id", "parent" (chain id or null), "size"}
-//!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size"}: the image exists
-//!                                when this file does (written after its blobs and layers)
+//!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size", "parent"?}: the
+//!                                image exists when this file does (written after its blobs
+//!                                and layers); `parent` is the image a commit started from
 //!   repositories.json            {"Repositories": {repo: {normalized ref: image id}}}
 //!   containers/<id>/meta.json    {"image", "layers"}: keeps the layers of a container's root
 //!   containers/<id>/diff/        the container's writable layer (overlay upperdir)
