@@ -49,6 +49,7 @@ pub const TESTS: &[Test] = &[
     ),
     ("bootstrap_debian_runs_bash", bootstrap_debian_runs_bash),
     ("bootstrap_busybox_config", bootstrap_busybox_config),
+    ("docker_cli_image_commands", docker_cli_image_commands),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -1179,4 +1180,66 @@ fn bootstrap_busybox_config(env: &TestEnv) {
         .berth(&["history", "--format", "{{.CreatedBy}}", "busybox"])
         .ok();
     assert_eq!(history, "berth image bootstrap busybox");
+}
+
+fn docker_cli_image_commands(env: &TestEnv) {
+    let Some(_) = env.docker(&["version"]) else {
+        println!("  (skipped: no docker CLI)");
+        return;
+    };
+    let docker = |args: &[&str]| env.docker(args).unwrap();
+    docker(&["tag", "busybox", "dk/tagged:1"]).ok();
+    let listed = docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]).ok();
+    let id = env
+        .berth(&["image", "inspect", "-f", "{{.Id}}", "busybox"])
+        .ok();
+    assert!(
+        listed.contains(&format!("dk/tagged:1 {}", short(&id))),
+        "{listed}"
+    );
+    let inspect = docker(&["image", "inspect", "dk/tagged:1"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    for key in [
+        "Id",
+        "RepoTags",
+        "RepoDigests",
+        "Created",
+        "Config",
+        "RootFS",
+        "Size",
+        "Os",
+        "Architecture",
+    ] {
+        assert!(v[0].get(key).is_some(), "{key} missing: {inspect}");
+    }
+    assert_eq!(v[0]["Id"], id.as_str());
+    let history = docker(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "dk/tagged:1",
+    ])
+    .ok();
+    assert_eq!(history, "berth image bootstrap busybox");
+    assert_eq!(docker(&["history", "-q", "dk/tagged:1"]).ok(), short(&id));
+    let r = docker(&["rmi", "dk/tagged:1"]).ok();
+    assert_eq!(r, "Untagged: dk/tagged:1");
+    let r = docker(&["rmi", "nosuch:image"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("No such image: nosuch:image"), "{r:?}");
+    // A container keeps its image: refused without -f.
+    let c = env.berth(&["create", "busybox", "true"]).ok();
+    let r = docker(&["rmi", &id]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("image is being used by stopped container"),
+        "{r:?}"
+    );
+    env.berth(&["rm", &c]).ok();
+    let pruned = docker(&["image", "prune", "-f"]).ok();
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let df = docker(&["system", "df", "--format", "{{.Type}}"]).ok();
+    assert_eq!(df, "Images\nContainers\nLocal Volumes\nBuild Cache");
 }
