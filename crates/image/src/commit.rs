@@ -244,3 +244,105 @@ fn copy_xattrs(source: &Path, target: &Path) -> Result<(), ImageError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    use super::*;
+
+    fn read_tar(bytes: &[u8]) -> BTreeMap<String, (tar::EntryType, Vec<u8>)> {
+        let mut archive = tar::Archive::new(bytes);
+        let mut out = BTreeMap::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            let kind = entry.header().entry_type();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read");
+            out.insert(name, (kind, data));
+        }
+        out
+    }
+
+    #[test]
+    fn upper_dir_becomes_tar_and_snapshot_in_one_walk() {
+        let root = nix::unistd::geteuid().is_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["blobs", "ingest", "upper/etc", "upper/data/sub"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let upper = dir.path().join("upper");
+        fs::write(upper.join("etc/hosts"), b"engine file").expect("write");
+        fs::write(upper.join("etc/app.conf"), b"conf").expect("write");
+        fs::hard_link(upper.join("etc/app.conf"), upper.join("etc/app.link")).expect("link");
+        fs::write(upper.join("data/sub/f"), vec![7u8; 300_000]).expect("write");
+        std::os::unix::fs::symlink("/etc/app.conf", upper.join("conf")).expect("symlink");
+        if root {
+            mknod(&upper.join("etc/gone"), SFlag::S_IFCHR, Mode::empty(), 0).expect("whiteout");
+            xattr::set(upper.join("data"), OVERLAY_OPAQUE_XATTR, b"y").expect("opaque");
+        }
+        let content = ContentStore::new(dir.path().join("blobs"), dir.path().join("ingest"));
+        let staged = stage_upper(
+            &content,
+            &dir.path().join("ingest"),
+            &upper,
+            &[PathBuf::from("etc/hosts")],
+        )
+        .expect("stage");
+        assert_eq!(staged.size, 300_000 + 4);
+        let blob = fs::read(staged.blob.path()).expect("blob");
+        assert_eq!(crate::content::sha256_digest(&blob), staged.blob.digest());
+        let entries = read_tar(&blob);
+        assert!(!entries.contains_key("etc/hosts"), "excluded");
+        assert_eq!(entries["etc/app.conf"].1, b"conf");
+        assert_eq!(entries["etc/app.link"].0, tar::EntryType::Link);
+        assert_eq!(entries["conf"].0, tar::EntryType::Symlink);
+        assert_eq!(entries["data/sub/f"].1.len(), 300_000);
+        let snapshot = staged.dir.path().join("diff");
+        assert_eq!(
+            fs::read(snapshot.join("data/sub/f")).expect("read").len(),
+            300_000
+        );
+        assert!(!snapshot.join("etc/hosts").exists());
+        use std::os::unix::fs::MetadataExt;
+        let a = fs::metadata(snapshot.join("etc/app.conf")).expect("stat");
+        let b = fs::metadata(snapshot.join("etc/app.link")).expect("stat");
+        assert_eq!(a.ino(), b.ino(), "hard links stay links in the snapshot");
+        assert_ne!(
+            a.ino(),
+            fs::metadata(upper.join("etc/app.conf"))
+                .expect("stat")
+                .ino(),
+            "the snapshot owns its files: the container may still write to its own"
+        );
+        if root {
+            assert!(entries.contains_key("etc/.wh.gone"), "{:?}", entries.keys());
+            assert!(entries.contains_key("data/.wh..wh..opq"));
+            let gone = fs::symlink_metadata(snapshot.join("etc/gone")).expect("whiteout");
+            assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+            assert_eq!(
+                xattr::get(snapshot.join("data"), OVERLAY_OPAQUE_XATTR).expect("xattr"),
+                Some(b"y".to_vec())
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_upper_dir_is_the_empty_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["blobs", "ingest", "upper"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let content = ContentStore::new(dir.path().join("blobs"), dir.path().join("ingest"));
+        let staged = stage_upper(
+            &content,
+            &dir.path().join("ingest"),
+            &dir.path().join("upper"),
+            &[],
+        )
+        .expect("stage");
+        assert_eq!(staged.blob.digest(), EMPTY_LAYER_DIGEST);
+    }
+}
