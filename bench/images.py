@@ -157,7 +157,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--docker", action="store_true")
     ap.add_argument("--rootfs-tar")
-    ap.add_argument("--berth", default=os.path.join(ROOT, "target/release/berth"))
+    ap.add_argument("--berth", default=os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release/berth"))
     a = ap.parse_args()
     rootfs_tar = a.rootfs_tar or synthetic_rootfs(SYNTH_TAR)
     results = {}
