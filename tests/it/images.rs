@@ -335,7 +335,8 @@ fn commit_pauses_a_running_container(env: &TestEnv) {
     }));
     env.berth(&["commit", "cm-live", "live:1"]).ok();
     assert_eq!(env.inspect("cm-live", "{{.State.Status}}"), "running");
-    env.berth(&["commit", "-p=false", "cm-live", "live:2"]).ok();
+    env.berth(&["container", "commit", "-p=false", "cm-live", "live:2"])
+        .ok();
     assert_eq!(env.inspect("cm-live", "{{.State.Status}}"), "running");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -331,6 +331,8 @@ pub enum ContainerGroup {
     /// List containers.
     #[command(visible_alias = "list")]
     Ls(PsArgs),
+    /// Create a new image from a container's changes.
+    Commit(crate::image::CommitArgs),
     /// Remove all stopped containers.
     Prune {
         /// Do not prompt for confirmation.
@@ -347,6 +349,7 @@ pub fn run_group(c: &Client, g: ContainerGroup) -> CmdResult {
     match g {
         ContainerGroup::Cmd(cmd) => run(c, *cmd),
         ContainerGroup::Ls(a) => ps(c, a),
+        ContainerGroup::Commit(a) => crate::image::commit(c, a),
         ContainerGroup::Prune { force, filter } => prune(c, force, &filter),
     }
 }

@@ -126,6 +126,7 @@ pub enum ImageGroup {
     #[command(visible_alias = "list")]
     Ls(ImagesArgs),
     /// Remove one or more images.
+    #[command(visible_alias = "remove")]
     Rm(RmiArgs),
     /// Create a tag.
     Tag { source: String, target: String },
