@@ -121,12 +121,6 @@ pub enum DaemonError {
         /// The image asked for.
         image: String,
     },
-    /// `images/create?fromSrc=<url>`: only `-` (the request body) is supported.
-    #[error("importing from {source_url:?} is not supported: only fromSrc=- (the request body)")]
-    ImportSourceUnsupported {
-        /// The `fromSrc` value.
-        source_url: String,
-    },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
     #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
     UnknownBootstrap {
@@ -233,7 +227,6 @@ impl Classify for DaemonError {
             | Self::NoLogStream
             | Self::InvalidWaitCondition { .. }
             | Self::UpgradeRequired { .. }
-            | Self::ImportSourceUnsupported { .. }
             | Self::UnknownBootstrap { .. }
             | Self::UnknownFlag { .. }
             | Self::ExecRootTooLong { .. }
