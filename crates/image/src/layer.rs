@@ -61,6 +61,7 @@ fn apply_tar_as(reader: &mut dyn Read, root: &Path, privileged: bool) -> Result<
         privileged,
         size: 0,
         directories: Vec::new(),
+        checked_dirs: std::collections::HashSet::new(),
     };
     let read_error = |source| ImageError::ReadArchive { source };
     for entry in archive.entries().map_err(read_error)? {
@@ -79,6 +80,10 @@ struct Applier<'a> {
     /// Directories get their mode and mtime at the end: creating children changes the mtime,
     /// and a read-only mode would stop an unprivileged unpack from creating them.
     directories: Vec<(PathBuf, u32, u64)>,
+    /// Relative paths already checked (or made) to be real directories. Only this unpack
+    /// changes the tree, so they stay directories until it removes something; every removal
+    /// empties the set.
+    checked_dirs: std::collections::HashSet<PathBuf>,
 }
 
 /// What the tar header says about ownership, mode and time.
@@ -283,7 +288,7 @@ impl Applier<'_> {
     /// Checks (creating missing directories) every parent of `relative`, then clears the way
     /// for the new entry: an existing directory stays when `keep_dir`, anything else goes.
     fn prepare_target(
-        &self,
+        &mut self,
         relative: &Path,
         raw_path: &Path,
         keep_dir: bool,
@@ -295,9 +300,13 @@ impl Applier<'_> {
         match fs::symlink_metadata(&full) {
             Ok(meta) if meta.is_dir() && keep_dir => {}
             Ok(meta) if meta.is_dir() => {
+                self.checked_dirs.clear();
                 fs::remove_dir_all(&full).map_err(ImageError::fs("replace directory", &full))?
             }
-            Ok(_) => fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?,
+            Ok(_) => {
+                self.checked_dirs.clear();
+                fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(ImageError::fs("inspect", &full)(e)),
         }
@@ -306,10 +315,18 @@ impl Applier<'_> {
 
     /// Makes sure `relative` is a real directory inside the root, creating missing components
     /// (mode 0755, like tar). A symlink or a non-directory on the way refuses the entry.
-    fn ensure_dir(&self, relative: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
+    fn ensure_dir(&mut self, relative: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
+        if self.checked_dirs.contains(relative) {
+            return Ok(self.root.join(relative));
+        }
         let mut current = self.root.to_path_buf();
+        let mut prefix = PathBuf::new();
         for component in relative.components() {
             current.push(component);
+            prefix.push(component);
+            if self.checked_dirs.contains(&prefix) {
+                continue;
+            }
             match fs::symlink_metadata(&current) {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(meta) if meta.file_type().is_symlink() => {
@@ -324,6 +341,7 @@ impl Applier<'_> {
                 }
                 Err(e) => return Err(ImageError::fs("inspect", &current)(e)),
             }
+            self.checked_dirs.insert(prefix.clone());
         }
         Ok(current)
     }
@@ -625,6 +643,35 @@ impl Read for TeeReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_directory_replaced_by_a_symlink_is_not_trusted_any_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut entry = |kind: EntryType, name: &str, link: Option<&Path>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(0o755);
+            header.set_size(0);
+            match link {
+                Some(link) => builder.append_link(&mut header, name, link),
+                None => builder.append_data(&mut header, name, io::empty()),
+            }
+            .expect("append");
+        };
+        entry(EntryType::Directory, "a/", None);
+        entry(EntryType::Regular, "a/f", None);
+        entry(EntryType::Symlink, "a", Some(outside.path()));
+        entry(EntryType::Regular, "a/g", None);
+        let bytes = builder.into_inner().expect("finish");
+        let err = apply_tar(&mut &bytes[..], dir.path()).expect_err("through the symlink");
+        assert!(
+            err.to_string().contains("a parent directory is a symlink"),
+            "{err}"
+        );
+        assert!(!outside.path().join("g").exists());
+    }
+
     #[test]
     fn device_nodes_need_privileges() {
         let dir = tempfile::tempdir().expect("tempdir");
