@@ -18,6 +18,28 @@ pub struct DfArgs {
     format: Option<String>,
 }
 
+/// go-units `HumanSize` (4 significant digits), as docker's df summary prints sizes.
+fn human4(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let (mut v, mut i) = (bytes, 0);
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if v == 0.0 {
+        return "0B".into();
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (4 - digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    };
+    format!("{s}{}", UNITS[i])
+}
+
 fn size(v: &Value) -> f64 {
     v.as_f64().filter(|s| *s > 0.0).unwrap_or(0.0)
 }
@@ -28,13 +50,9 @@ fn list(v: &Value) -> &[Value] {
 
 fn reclaimable(amount: f64, total: f64) -> String {
     if total > 0.0 {
-        format!(
-            "{} ({}%)",
-            format::human_size(amount),
-            (amount * 100.0 / total).trunc()
-        )
+        format!("{} ({}%)", human4(amount), (amount * 100.0 / total).trunc())
     } else {
-        format::human_size(amount)
+        human4(amount)
     }
 }
 
@@ -73,29 +91,29 @@ fn summary(du: &Value) -> Vec<Value> {
             "Type": "Images",
             "TotalCount": images.len().to_string(),
             "Active": images.iter().filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0).count().to_string(),
-            "Size": format::human_size(layers),
+            "Size": human4(layers),
             "Reclaimable": reclaimable((layers - used).max(0.0), layers),
         }),
         json!({
             "Type": "Containers",
             "TotalCount": containers.len().to_string(),
             "Active": containers.iter().filter(|c| c["State"] == "running" || c["State"] == "paused").count().to_string(),
-            "Size": format::human_size(containers_size),
+            "Size": human4(containers_size),
             "Reclaimable": reclaimable(containers_reclaimable, containers_size),
         }),
         json!({
             "Type": "Local Volumes",
             "TotalCount": volumes.len().to_string(),
             "Active": volumes_active.to_string(),
-            "Size": format::human_size(volumes_size),
+            "Size": human4(volumes_size),
             "Reclaimable": reclaimable(volumes_reclaimable, volumes_size),
         }),
         json!({
             "Type": "Build Cache",
             "TotalCount": cache.len().to_string(),
             "Active": "0",
-            "Size": format::human_size(cache_size),
-            "Reclaimable": format::human_size(cache_size),
+            "Size": human4(cache_size),
+            "Reclaimable": human4(cache_size),
         }),
     ]
 }
@@ -178,8 +196,8 @@ fn verbose(du: &Value) {
                 format::short_id(image["Id"].as_str().unwrap_or_default(), false),
                 format::ago(image["Created"].as_i64().unwrap_or(0)),
                 format::human_size(total),
-                format::human_size(shared),
-                format::human_size(total - shared),
+                human4(shared),
+                human4(total - shared),
                 image["Containers"].as_i64().unwrap_or(0).to_string(),
             ]);
         }
@@ -223,7 +241,7 @@ fn verbose(du: &Value) {
             text(&ctr["Image"]),
             command,
             local_volumes.to_string(),
-            format::human_size(size(&ctr["SizeRw"])),
+            human4(size(&ctr["SizeRw"])),
             format::ago(ctr["Created"].as_i64().unwrap_or(0)),
             text(&ctr["Status"]),
             name,
@@ -244,7 +262,7 @@ fn verbose(du: &Value) {
                 .as_i64()
                 .unwrap_or(0)
                 .to_string(),
-            format::human_size(size(&volume["UsageData"]["Size"])),
+            human4(size(&volume["UsageData"]["Size"])),
         ]);
     }
     format::print_table(&table);
@@ -252,5 +270,20 @@ fn verbose(du: &Value) {
         .iter()
         .map(|b| size(&b["Size"]))
         .sum();
-    println!("\nBuild cache usage: {}", format::human_size(cache));
+    println!("\nBuild cache usage: {}", human4(cache));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_docker_df_prints_them() {
+        assert_eq!(human4(0.0), "0B");
+        assert_eq!(human4(1_982_256.0), "1.982MB");
+        assert_eq!(human4(1_983_000.0), "1.983MB");
+        assert_eq!(human4(52_428_800.0), "52.43MB");
+        assert_eq!(human4(999.0), "999B");
+        assert_eq!(reclaimable(1_983_000.0, 1_983_000.0), "1.983MB (100%)");
+    }
 }
