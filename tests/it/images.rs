@@ -50,6 +50,10 @@ pub const TESTS: &[Test] = &[
     ("bootstrap_debian_runs_bash", bootstrap_debian_runs_bash),
     ("bootstrap_busybox_config", bootstrap_busybox_config),
     ("docker_cli_image_commands", docker_cli_image_commands),
+    (
+        "images_list_flags_and_filters",
+        images_list_flags_and_filters,
+    ),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -1243,4 +1247,75 @@ fn docker_cli_image_commands(env: &TestEnv) {
     assert!(pruned.contains("Total reclaimed space"), "{pruned}");
     let df = docker(&["system", "df", "--format", "{{.Type}}"]).ok();
     assert_eq!(df, "Images\nContainers\nLocal Volumes\nBuild Cache");
+}
+
+fn images_list_flags_and_filters(env: &TestEnv) {
+    env.berth(&["run", "--name", "ls-src", "busybox", "true"])
+        .ok();
+    let old = env
+        .berth(&["commit", "-c", "LABEL tier=old", "ls-src", "lsimg:old"])
+        .ok();
+    // Creation times are in seconds: the next image must be a second younger.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let new = env
+        .berth(&["commit", "-c", "LABEL tier=new", "ls-src", "lsimg:new"])
+        .ok();
+    env.berth(&["rm", "ls-src"]).ok();
+    let list = |args: &[&str]| {
+        let mut all = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        all.extend(args);
+        env.berth(&all).ok()
+    };
+    assert_eq!(
+        list(&["--filter", "reference=lsimg"]),
+        "lsimg:new\nlsimg:old"
+    );
+    assert_eq!(list(&["--filter", "reference=lsimg:o*"]), "lsimg:old");
+    assert_eq!(list(&["--filter", "label=tier=new"]), "lsimg:new");
+    assert_eq!(
+        list(&[
+            "--filter",
+            "before=lsimg:new",
+            "--filter",
+            "reference=lsimg"
+        ]),
+        "lsimg:old"
+    );
+    assert_eq!(list(&["--filter", "since=lsimg:old"]), "lsimg:new");
+    assert_eq!(
+        list(&["lsimg"]),
+        "lsimg:new\nlsimg:old",
+        "REPOSITORY argument"
+    );
+    let quiet = env.berth(&["images", "-q", "lsimg"]).ok();
+    assert_eq!(quiet, format!("{}\n{}", short(&new), short(&old)));
+    let full = env.berth(&["images", "-q", "--no-trunc", "lsimg"]).ok();
+    assert_eq!(full, format!("{new}\n{old}"));
+    let table = env.berth(&["images", "--digests", "lsimg:old"]).ok();
+    let mut lines = table.lines();
+    let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        [
+            "REPOSITORY",
+            "TAG",
+            "DIGEST",
+            "IMAGE",
+            "ID",
+            "CREATED",
+            "SIZE"
+        ]
+    );
+    assert!(lines.next().unwrap().contains("<none>"), "{table}");
+    let json = env.berth(&["images", "--format", "json", "lsimg:new"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["Tag"], "new");
+    assert_eq!(
+        list(&["--filter", "until=1h", "--filter", "reference=lsimg"]),
+        ""
+    );
+    let r = env.berth(&["images", "--filter", "bogus=1"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("invalid filter 'bogus'"), "{r:?}");
+    env.berth(&["rmi", "lsimg:old", "lsimg:new"]).ok();
 }

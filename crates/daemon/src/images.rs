@@ -175,10 +175,32 @@ fn image_matches(
     before.is_none_or(|b| record.created < b) && since.is_none_or(|s| record.created > s)
 }
 
+/// Refuses filter keys outside `accepted`, as Docker does (`invalid filter 'bogus'`).
+fn check_filter_keys(
+    filters: &HashMap<String, Vec<String>>,
+    accepted: &[&str],
+) -> Result<(), DaemonError> {
+    match filters.keys().find(|key| !accepted.contains(&key.as_str())) {
+        Some(key) => Err(DaemonError::InvalidFilterValue {
+            filter: key.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 async fn list(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
+    check_filter_keys(
+        &filters,
+        &["dangling", "label", "before", "since", "reference", "until"],
+    )?;
     let before = filters.get("before").and_then(|v| v.first()).cloned();
     let since = filters.get("since").and_then(|v| v.first()).cloned();
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|v| parse_until(v, chrono::Utc::now().timestamp()))
+        .transpose()?;
     let all = params.flag("all");
     let summaries = blocking(&state.store, move |store| {
         let created = |reference: Option<String>| -> Result<Option<i64>, DaemonError> {
@@ -198,6 +220,7 @@ async fn list(State(state): State<ImagesState>, params: Params) -> Result<Respon
                 .iter()
                 .filter(|r| all || !r.repo_tags.is_empty() || !parents.contains(&r.id))
                 .filter(|r| image_matches(r, &filters, before, since))
+                .filter(|r| until.is_none_or(|until| r.created < until))
                 .map(image_summary)
                 .collect::<Vec<_>>(),
         )
@@ -478,6 +501,7 @@ async fn remove(
 /// last child.
 async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
+    check_filter_keys(&filters, &["dangling", "label", "label!", "until"])?;
     let dangling_only = filters
         .get("dangling")
         .is_none_or(|v| v.iter().any(|v| crate::query::parse_bool(v)));
