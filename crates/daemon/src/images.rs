@@ -996,6 +996,36 @@ mod tests {
     }
 
     #[test]
+    fn disk_usage_counts_containers_and_shared_bytes() {
+        let usage = berth_image::DiskUsage {
+            layers_size: 150,
+            images: vec![
+                (record("sha256:aa", &["a:1"], 10), 100),
+                (record("sha256:bb", &[], 20), 100),
+            ],
+        };
+        let containers = vec![
+            berth_api::models::ContainerSummary {
+                image_id: Some("sha256:aa".into()),
+                ..Default::default()
+            },
+            berth_api::models::ContainerSummary {
+                image_id: Some("sha256:aa".into()),
+                ..Default::default()
+            },
+        ];
+        let body = disk_usage_body(&usage, &containers, vec![json!({"Name": "v"})]);
+        assert_eq!(body["LayersSize"], 150);
+        assert_eq!(body["Images"][0]["Id"], "sha256:bb", "newest first");
+        assert_eq!(body["Images"][1]["Containers"], 2);
+        assert_eq!(body["Images"][0]["Containers"], 0);
+        assert_eq!(body["Images"][1]["SharedSize"], 100);
+        assert_eq!(body["Containers"].as_array().map(Vec::len), Some(2));
+        assert_eq!(body["Volumes"][0]["Name"], "v");
+        assert_eq!(body["BuildCache"], json!([]));
+    }
+
+    #[test]
     fn event_names_are_familiar() {
         assert_eq!(familiar("docker.io/library/x"), "x:latest");
         assert_eq!(familiar("docker.io/library/x:y"), "x:y");
