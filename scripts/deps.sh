@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages berth needs to build, run and test (idempotent).
 set -euo pipefail
-pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3)
+pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
+      debootstrap debian-archive-keyring zstd libcap2-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

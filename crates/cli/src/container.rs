@@ -333,6 +333,8 @@ pub enum ContainerGroup {
     Ls(PsArgs),
     /// Copy files/folders between a container and the local filesystem.
     Cp(crate::cp::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(crate::image::CommitArgs),
     /// Remove all stopped containers.
     Prune {
         /// Do not prompt for confirmation.
@@ -350,6 +352,7 @@ pub fn run_group(c: &Client, g: ContainerGroup) -> CmdResult {
         ContainerGroup::Cmd(cmd) => run(c, *cmd),
         ContainerGroup::Ls(a) => ps(c, a),
         ContainerGroup::Cp(a) => crate::cp::run(c, a),
+        ContainerGroup::Commit(a) => crate::image::commit(c, a),
         ContainerGroup::Prune { force, filter } => prune(c, force, &filter),
     }
 }

@@ -49,6 +49,28 @@ pub struct ImportArgs {
     reference: Option<String>,
 }
 
+/// `commit`.
+#[derive(Debug, Args, Clone)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>").
+    #[arg(short = 'a', long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image.
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// Commit message.
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Pause container during commit.
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pause: bool,
+    /// The container.
+    container: String,
+    /// REPOSITORY[:TAG].
+    reference: Option<String>,
+}
+
 /// `rmi`.
 #[derive(Debug, Args, Clone)]
 pub struct RmiArgs {
@@ -66,7 +88,7 @@ pub struct RmiArgs {
 #[derive(Debug, Args, Clone)]
 pub struct HistoryArgs {
     /// Print sizes and dates in human readable format.
-    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     human: bool,
     /// Don't truncate output.
     #[arg(long = "no-trunc")]
@@ -93,6 +115,8 @@ pub enum ImageCmd {
     Import(ImportArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
 }
 
 /// `berth image …`.
@@ -102,6 +126,7 @@ pub enum ImageGroup {
     #[command(visible_alias = "list")]
     Ls(ImagesArgs),
     /// Remove one or more images.
+    #[command(visible_alias = "remove")]
     Rm(RmiArgs),
     /// Create a tag.
     Tag { source: String, target: String },
@@ -125,11 +150,17 @@ pub enum ImageGroup {
         /// Do not prompt for confirmation.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. "until=<timestamp>", "label=k=v").
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Build a base image offline: `busybox` from the host's static busybox.
     Bootstrap {
-        /// What to build (busybox).
+        /// What to build: `busybox`, or `debian:<suite>` (debootstrap).
         name: String,
+        /// The Debian mirror (default: the host's apt sources).
+        #[arg(long)]
+        mirror: Option<String>,
     },
 }
 
@@ -141,6 +172,7 @@ pub fn run(c: &Client, cmd: ImageCmd) -> CmdResult {
         ImageCmd::Tag { source, target } => tag(c, &source, &target),
         ImageCmd::Import(a) => import(c, a),
         ImageCmd::History(a) => history(c, a),
+        ImageCmd::Commit(a) => commit(c, a),
     }
 }
 
@@ -155,8 +187,8 @@ pub fn run_group(c: &Client, g: ImageGroup) -> CmdResult {
         ImageGroup::Inspect { format, images } => {
             crate::container::inspect(c, crate::container::inspect_args(format, images, "image"))
         }
-        ImageGroup::Prune { all, force } => prune(c, all, force),
-        ImageGroup::Bootstrap { name } => bootstrap(c, &name),
+        ImageGroup::Prune { all, force, filter } => prune(c, all, force, filter),
+        ImageGroup::Bootstrap { name, mirror } => bootstrap(c, &name, mirror),
     }
 }
 
@@ -165,6 +197,31 @@ fn split_ref(r: &str) -> (String, String) {
         Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
         _ => (r.to_string(), "latest".to_string()),
     }
+}
+
+/// `commit CONTAINER [REPOSITORY[:TAG]]`: prints the new image's id.
+pub fn commit(c: &Client, a: CommitArgs) -> CmdResult {
+    let mut q = vec![
+        ("container", a.container.clone()),
+        ("pause", a.pause.to_string()),
+    ];
+    if let Some(r) = &a.reference {
+        let (repo, tag) = split_ref(r);
+        q.push(("repo", repo));
+        q.push(("tag", tag));
+    }
+    if let Some(m) = &a.message {
+        q.push(("comment", m.clone()));
+    }
+    if let Some(author) = &a.author {
+        q.push(("author", author.clone()));
+    }
+    for ch in &a.change {
+        q.push(("changes", ch.clone()));
+    }
+    let v: Value = c.post::<()>("/commit", &q, None)?.json()?;
+    println!("{}", v["Id"].as_str().unwrap_or_default());
+    Ok(0)
 }
 
 fn tag(c: &Client, source: &str, target: &str) -> CmdResult {
@@ -219,13 +276,10 @@ fn images(c: &Client, a: ImagesArgs) -> CmdResult {
         }
     }
     if a.quiet {
-        let mut seen = Vec::new();
+        // One line per repository:tag row, as docker prints them (an image tagged twice
+        // shows twice).
         for i in &items {
-            let id = i["ID"].as_str().unwrap_or("").to_string();
-            if !seen.contains(&id) {
-                println!("{id}");
-                seen.push(id);
-            }
+            println!("{}", i["ID"].as_str().unwrap_or(""));
         }
         return Ok(0);
     }
@@ -299,6 +353,7 @@ fn rmi(c: &Client, a: RmiArgs) -> CmdResult {
 /// Reads a JSON-lines progress stream, printing status lines; returns the last message.
 fn progress(mut resp: crate::http::Response, quiet: bool) -> Result<Value, CliError> {
     let mut last = Value::Null;
+    let mut drew = false;
     while let Some(line) = resp.next_line().map_err(CliError::io)? {
         let line = line.trim();
         if line.is_empty() {
@@ -312,7 +367,27 @@ fn progress(mut resp: crate::http::Response, quiet: bool) -> Result<Value, CliEr
         if !quiet && let Some(s) = v["stream"].as_str() {
             eprint!("{s}");
         }
+        if !quiet && v.get("progressDetail").is_some() {
+            let current = v["progressDetail"]["current"].as_f64().unwrap_or(0.0);
+            let total = v["progressDetail"]["total"].as_f64();
+            let status = v["status"].as_str().unwrap_or_default();
+            let amount = match total {
+                Some(total) => format!(
+                    "{}/{}",
+                    format::human_size(current),
+                    format::human_size(total)
+                ),
+                None => format::human_size(current),
+            };
+            print!("\r\x1b[2K{status} {amount}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            drew = true;
+            continue;
+        }
         last = v;
+    }
+    if drew {
+        print!("\r\x1b[2K");
     }
     Ok(last)
 }
@@ -353,7 +428,7 @@ fn import(c: &Client, a: ImportArgs) -> CmdResult {
             false,
         )?
     };
-    let last = progress(resp.check()?, true)?;
+    let last = progress(resp.check()?, !crate::tty::stdout_is_tty())?;
     if let Some(s) = last["status"].as_str() {
         println!("{s}");
     }
@@ -414,22 +489,19 @@ fn history(c: &Client, a: HistoryArgs) -> CmdResult {
     Ok(0)
 }
 
-fn prune(c: &Client, all: bool, force: bool) -> CmdResult {
-    if !force
-        && !crate::system::confirm(
-            "WARNING! This will remove all dangling images.\nAre you sure you want to continue?",
-        )
+fn prune(c: &Client, all: bool, force: bool, mut filters: Vec<String>) -> CmdResult {
+    let warning = if all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !force && !crate::system::confirm(&format!("{warning}\nAre you sure you want to continue?"))
     {
         return Ok(0);
     }
-    let f = if all {
-        r#"{"dangling":{"false":true}}"#
-    } else {
-        r#"{"dangling":{"true":true}}"#
-    };
-    let v: Value = c
-        .post_empty("/images/prune", &[("filters", f.to_string())])?
-        .json()?;
+    filters.push(format!("dangling={}", !all));
+    let f = crate::container::filters_json(&filters)?;
+    let v: Value = c.post_empty("/images/prune", &[("filters", f)])?.json()?;
     let deleted = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
     if !deleted.is_empty() {
         println!("Deleted Images:");
@@ -450,17 +522,15 @@ fn prune(c: &Client, all: bool, force: bool) -> CmdResult {
     Ok(0)
 }
 
-fn bootstrap(c: &Client, name: &str) -> CmdResult {
+fn bootstrap(c: &Client, name: &str, mirror: Option<String>) -> CmdResult {
     let (n, tag) = split_ref(name);
     let tty = crate::tty::stdout_is_tty();
+    let mut q = vec![("name", n), ("tag", tag)];
+    if let Some(mirror) = mirror {
+        q.push(("mirror", mirror));
+    }
     let mut resp = c
-        .send(
-            "POST",
-            "/berth/images/bootstrap",
-            &[("name", n), ("tag", tag)],
-            Body::Empty,
-            false,
-        )?
+        .send("POST", "/berth/images/bootstrap", &q, Body::Empty, false)?
         .check()?;
     let mut id = String::new();
     while let Some(line) = resp.next_line().map_err(CliError::io)? {

@@ -4,6 +4,7 @@
 
 mod container;
 mod cp;
+mod df;
 mod format;
 mod http;
 mod image;

@@ -45,8 +45,8 @@ pub enum SystemCmd {
 pub enum SystemGroup {
     #[command(flatten)]
     Cmd(SystemCmd),
-    /// Show disk usage.
-    Df,
+    /// Show docker disk usage.
+    Df(crate::df::DfArgs),
 }
 
 /// Asks y/N on stdin.
@@ -62,21 +62,7 @@ pub fn confirm(question: &str) -> bool {
 pub fn run_group(c: &Client, g: SystemGroup) -> CmdResult {
     match g {
         SystemGroup::Cmd(cmd) => run(c, cmd),
-        SystemGroup::Df => {
-            let v: Value = c.get("/system/df", &[])?;
-            let imgs = v["Images"].as_array().map(Vec::len).unwrap_or(0);
-            let ctrs = v["Containers"].as_array().map(Vec::len).unwrap_or(0);
-            format::print_table(&[
-                vec!["TYPE".into(), "TOTAL".into(), "SIZE".into()],
-                vec![
-                    "Images".into(),
-                    imgs.to_string(),
-                    format::human_size(v["LayersSize"].as_f64().unwrap_or(0.0)),
-                ],
-                vec!["Containers".into(), ctrs.to_string(), "0B".into()],
-            ]);
-            Ok(0)
-        }
+        SystemGroup::Df(a) => crate::df::run(c, a),
     }
 }
 

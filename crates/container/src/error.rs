@@ -79,6 +79,13 @@ pub enum ContainerError {
         /// The service error.
         source: berth_network::NetworkError,
     },
+    /// The image store refused or failed (commit).
+    #[error("{source}")]
+    Image {
+        /// The image store's error.
+        #[source]
+        source: berth_image::ImageError,
+    },
     /// A failure in a lower service, with its own class.
     #[error("{message}")]
     Internal {
@@ -100,6 +107,7 @@ impl Classify for ContainerError {
             Self::NotModified => ErrorKind::NotModified,
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
+            Self::Image { source } => source.kind(),
             Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
                 ErrorKind::Internal
             }

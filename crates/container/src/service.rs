@@ -29,7 +29,9 @@ use crate::monitor_client::{self, Conversation};
 use crate::store::{self, Paths, Record, Status};
 use crate::{ContainerError, EventBus, spec};
 
+mod commit;
 mod network;
+pub use commit::CommitOptions;
 
 /// Result of container operations.
 pub type Result<T, E = ContainerError> = std::result::Result<T, E>;

@@ -85,6 +85,12 @@ pub enum DaemonError {
         #[source]
         source: serde_json::Error,
     },
+    /// A filter value that does not parse (`until=soon`).
+    #[error("invalid filter '{filter}'")]
+    InvalidFilterValue {
+        /// `key=value` as given.
+        filter: String,
+    },
     /// A JSON request body does not parse; the message is serde's reason, as Docker gives Go's.
     #[error("{source}")]
     InvalidBody {
@@ -122,14 +128,8 @@ pub enum DaemonError {
         /// The image asked for.
         image: String,
     },
-    /// `images/create?fromSrc=<url>`: only `-` (the request body) is supported.
-    #[error("importing from {source_url:?} is not supported: only fromSrc=- (the request body)")]
-    ImportSourceUnsupported {
-        /// The `fromSrc` value.
-        source_url: String,
-    },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
-    #[error("cannot bootstrap {name:?}: only busybox can be bootstrapped")]
+    #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
     UnknownBootstrap {
         /// The name asked for.
         name: String,
@@ -229,12 +229,12 @@ impl Classify for DaemonError {
             | Self::MissingParameter { .. }
             | Self::InvalidQuery { .. }
             | Self::InvalidFilters { .. }
+            | Self::InvalidFilterValue { .. }
             | Self::InvalidBody { .. }
             | Self::ReadBody { .. }
             | Self::NoLogStream
             | Self::InvalidWaitCondition { .. }
             | Self::UpgradeRequired { .. }
-            | Self::ImportSourceUnsupported { .. }
             | Self::UnknownBootstrap { .. }
             | Self::UnknownFlag { .. }
             | Self::ExecRootTooLong { .. }

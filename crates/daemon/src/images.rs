@@ -86,7 +86,7 @@ where
 pub fn image_summary(record: &ImageRecord) -> ImageSummary {
     ImageSummary {
         id: record.id.clone(),
-        parent_id: String::new(),
+        parent_id: record.parent.clone().unwrap_or_default(),
         repo_tags: record.repo_tags.clone(),
         repo_digests: Vec::new(),
         created: record.created,
@@ -175,10 +175,33 @@ fn image_matches(
     before.is_none_or(|b| record.created < b) && since.is_none_or(|s| record.created > s)
 }
 
+/// Refuses filter keys outside `accepted`, as Docker does (`invalid filter 'bogus'`).
+fn check_filter_keys(
+    filters: &HashMap<String, Vec<String>>,
+    accepted: &[&str],
+) -> Result<(), DaemonError> {
+    match filters.keys().find(|key| !accepted.contains(&key.as_str())) {
+        Some(key) => Err(DaemonError::InvalidFilterValue {
+            filter: key.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 async fn list(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
+    check_filter_keys(
+        &filters,
+        &["dangling", "label", "before", "since", "reference", "until"],
+    )?;
     let before = filters.get("before").and_then(|v| v.first()).cloned();
     let since = filters.get("since").and_then(|v| v.first()).cloned();
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|v| parse_until(v, chrono::Utc::now().timestamp()))
+        .transpose()?;
+    let all = params.flag("all");
     let summaries = blocking(&state.store, move |store| {
         let created = |reference: Option<String>| -> Result<Option<i64>, DaemonError> {
             reference
@@ -189,16 +212,56 @@ async fn list(State(state): State<ImagesState>, params: Params) -> Result<Respon
         let (before, since) = (created(before)?, created(since)?);
         let mut records = store.list();
         records.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        // Without `all`, untagged images that others were committed on are intermediate.
+        let parents: std::collections::HashSet<String> =
+            records.iter().filter_map(|r| r.parent.clone()).collect();
         Ok::<_, DaemonError>(
             records
                 .iter()
+                .filter(|r| all || !r.repo_tags.is_empty() || !parents.contains(&r.id))
                 .filter(|r| image_matches(r, &filters, before, since))
+                .filter(|r| until.is_none_or(|until| r.created < until))
                 .map(image_summary)
                 .collect::<Vec<_>>(),
         )
     })
     .await??;
     Ok(responses::json(StatusCode::OK, &summaries))
+}
+
+/// The `/system/df` body: images (each layer counted once in `LayersSize`, `SharedSize` and
+/// `Containers` per image), containers as listed with sizes, and `volumes` as the volume
+/// service reports them.
+pub fn disk_usage_body(
+    usage: &berth_image::DiskUsage,
+    containers: &[berth_api::models::ContainerSummary],
+    volumes: Vec<Value>,
+) -> Value {
+    let mut users: HashMap<&str, i64> = HashMap::new();
+    for container in containers {
+        if let Some(id) = container.image_id.as_deref() {
+            *users.entry(id).or_default() += 1;
+        }
+    }
+    let mut images: Vec<(ImageSummary, i64)> = usage
+        .images
+        .iter()
+        .map(|(record, shared)| {
+            let mut summary = image_summary(record);
+            summary.shared_size = i64::try_from(*shared).unwrap_or(i64::MAX);
+            summary.containers = users.get(record.id.as_str()).copied().unwrap_or(0);
+            (summary, record.created)
+        })
+        .collect();
+    images.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    let images: Vec<ImageSummary> = images.into_iter().map(|(summary, _)| summary).collect();
+    json!({
+        "LayersSize": usage.layers_size,
+        "Images": images,
+        "Containers": containers,
+        "Volumes": volumes,
+        "BuildCache": [],
+    })
 }
 
 /// RFC 3339 time of a record: the config's own string, else from the Unix time.
@@ -222,7 +285,7 @@ pub fn image_inspect(record: &ImageRecord) -> Value {
         "Id": record.id,
         "RepoTags": record.repo_tags,
         "RepoDigests": [],
-        "Parent": "",
+        "Parent": record.parent.clone().unwrap_or_default(),
         "Comment": other.get("comment").cloned().unwrap_or_else(|| json!("")),
         "Created": created_rfc3339(record),
         "DockerVersion": "",
@@ -238,7 +301,7 @@ pub fn image_inspect(record: &ImageRecord) -> Value {
 }
 
 /// `GET /images/{name}/history` body, newest first.
-pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
+pub fn image_history(record: &ImageRecord, layer_sizes: &[u64]) -> Vec<ImageHistoryResponseItem> {
     let entries = record
         .config
         .other
@@ -266,9 +329,9 @@ pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
-    // Per-layer sizes are not recorded; a single layer carries the whole size.
-    let layer_count = entries.iter().filter(|e| is_layer(e)).count();
+    // Entries that made a layer take the layers' sizes, bottom first.
     let size = i64::try_from(record.size).unwrap_or(i64::MAX);
+    let mut sizes = layer_sizes.iter();
     let mut items: Vec<_> = entries
         .iter()
         .map(|entry| ImageHistoryResponseItem {
@@ -276,13 +339,17 @@ pub fn image_history(record: &ImageRecord) -> Vec<ImageHistoryResponseItem> {
             created: created_at(entry),
             created_by: text(entry, "created_by"),
             tags: Vec::new(),
-            size: if layer_count == 1 && is_layer(entry) {
-                size
+            size: if is_layer(entry) {
+                sizes
+                    .next()
+                    .map_or(0, |s| i64::try_from(*s).unwrap_or(i64::MAX))
             } else {
                 0
             },
             comment: text(entry, "comment"),
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .rev()
         .collect();
     if items.is_empty() {
@@ -310,8 +377,16 @@ async fn get_named(
         Ok(responses::json(StatusCode::OK, &image_inspect(&record)))
     } else if let Some(name) = rest.strip_suffix("/history") {
         let name = name.to_owned();
-        let record = blocking(&state.store, move |s| s.resolve(&name)).await??;
-        Ok(responses::json(StatusCode::OK, &image_history(&record)))
+        let (record, sizes) = blocking(&state.store, move |s| {
+            let record = s.resolve(&name)?;
+            let sizes = s.layer_sizes(&record.id)?;
+            Ok::<_, DaemonError>((record, sizes))
+        })
+        .await??;
+        Ok(responses::json(
+            StatusCode::OK,
+            &image_history(&record, &sizes),
+        ))
     } else if rest.ends_with("/get") {
         Err(DaemonError::NotImplemented {
             feature: "GET /images/{name}/get (save)",
@@ -390,11 +465,12 @@ async fn remove(
     params: Params,
 ) -> Result<Response, DaemonError> {
     let force = params.flag("force");
+    let prune_parents = !params.flag("noprune");
     let usage = (state.usage)().await;
     let (record, deleted) = blocking(&state.store, move |store| {
         let record = store.resolve(&reference)?;
         let in_use = |image_id: &str| usage.get(image_id).cloned();
-        let deleted = store.remove(&reference, force, &in_use)?;
+        let deleted = store.remove_with(&reference, force, prune_parents, &in_use)?;
         Ok::<_, DaemonError>((record, deleted))
     })
     .await??;
@@ -420,27 +496,43 @@ async fn remove(
     Ok(responses::json(StatusCode::OK, &items))
 }
 
-/// `POST /images/prune`: removes unused dangling images (all unused with `dangling=false`).
+/// `POST /images/prune`: removes unused dangling images (all unused with `dangling=false`),
+/// older than `until`, matching the `label` / `label!` filters. Untagged parents go with their
+/// last child.
 async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
+    check_filter_keys(&filters, &["dangling", "label", "label!", "until"])?;
     let dangling_only = filters
         .get("dangling")
         .is_none_or(|v| v.iter().any(|v| crate::query::parse_bool(v)));
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|v| parse_until(v, chrono::Utc::now().timestamp()))
+        .transpose()?;
     let usage = (state.usage)().await;
     let (deleted, reclaimed) = blocking(&state.store, move |store| {
+        let before = store.disk_usage().layers_size;
         let mut deleted = Vec::new();
-        let mut reclaimed = 0u64;
-        for record in store.list() {
-            if usage.contains_key(&record.id) || (dangling_only && !record.repo_tags.is_empty()) {
+        let records = store.list();
+        let parents: std::collections::HashSet<String> =
+            records.iter().filter_map(|r| r.parent.clone()).collect();
+        for record in records {
+            if usage.contains_key(&record.id)
+                || (dangling_only && !record.repo_tags.is_empty())
+                || parents.contains(&record.id)
+                || until.is_some_and(|until| record.created >= until)
+                || !prune_labels_match(&record, &filters)
+            {
                 continue;
             }
             // Refused removals (a container appeared meanwhile) are skipped, as moby does.
             if let Ok(entries) = store.remove(&record.id, true, &|id| usage.get(id).cloned()) {
-                reclaimed += record.size;
                 deleted.extend(entries);
             }
         }
-        (deleted, reclaimed)
+        let after = store.disk_usage().layers_size;
+        (deleted, before.saturating_sub(after))
     })
     .await?;
     let items: Vec<_> = deleted
@@ -459,8 +551,61 @@ async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Respo
     ))
 }
 
-/// `POST /images/create`: import from the request body (`fromSrc=-`); pulls are refused
-/// plainly until berth has a registry client.
+/// `label=k`, `label=k=v` must all hold; `label!=k`, `label!=k=v` must all not.
+fn prune_labels_match(record: &ImageRecord, filters: &HashMap<String, Vec<String>>) -> bool {
+    let labels = labels(record);
+    let holds = |wanted: &String| match wanted.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(wanted),
+    };
+    filters.get("label").is_none_or(|w| w.iter().all(holds))
+        && filters.get("label!").is_none_or(|w| !w.iter().any(holds))
+}
+
+/// An `until` filter: a Go duration before `now` (`24h`, `1h30m`, `90s`), a Unix time, or an
+/// RFC 3339 time; as Unix seconds.
+fn parse_until(value: &str, now: i64) -> Result<i64, DaemonError> {
+    let invalid = || DaemonError::InvalidFilterValue {
+        filter: format!("until={value}"),
+    };
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Ok(seconds as i64);
+    }
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(time.timestamp());
+    }
+    let mut total = 0f64;
+    let mut number = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next().unwrap_or('s'));
+        }
+        let n: f64 = number.parse().map_err(|_| invalid())?;
+        number.clear();
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(invalid()),
+        };
+    }
+    if !number.is_empty() || total == 0.0 && value != "0s" {
+        return Err(invalid());
+    }
+    Ok(now - total as i64)
+}
+
+/// `POST /images/create`: import from the request body (`fromSrc=-`) or an `http://` URL,
+/// answered as a jsonmessage stream (`Importing` progress, then `{"status": <id>}`); pulls are
+/// refused plainly until berth has a registry client. What can be refused without reading
+/// the archive (reference, changes, URL) is refused with a status before the stream starts.
 async fn create(
     State(state): State<ImagesState>,
     params: Params,
@@ -471,15 +616,10 @@ async fn create(
             image: tagged_reference(image, params.non_empty("tag")),
         });
     }
-    match params.non_empty("fromSrc") {
-        Some("-") => {}
-        Some(other) => {
-            return Err(DaemonError::ImportSourceUnsupported {
-                source_url: other.to_owned(),
-            });
-        }
-        None => return Err(DaemonError::MissingParameter { param: "fromImage" }),
-    }
+    let source = params
+        .non_empty("fromSrc")
+        .ok_or(DaemonError::MissingParameter { param: "fromImage" })?
+        .to_owned();
     let reference = params
         .non_empty("repo")
         .map(|repo| tagged_reference(repo, params.non_empty("tag")));
@@ -488,31 +628,132 @@ async fn create(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let message = params.non_empty("message").map(str::to_owned);
+    // As Docker: a source without a scheme is an http URL.
+    let url = (source != "-").then(|| {
+        if source.contains("://") {
+            source.clone()
+        } else {
+            format!("http://{source}")
+        }
+    });
+    let message = params
+        .non_empty("message")
+        .map(str::to_owned)
+        .or_else(|| url.as_ref().map(|_| format!("Imported from {source}")));
+    {
+        let (reference, changes, url) = (reference.clone(), changes.clone(), url.clone());
+        blocking(&state.store, move |store| {
+            store.check_import(reference.as_deref(), &changes, url.as_deref())
+        })
+        .await??;
+    }
+    let total = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let body = request
         .into_body()
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
     // The bridge blocks on the async body from the blocking thread; it must be made here,
     // inside the runtime.
-    let mut tar = SyncIoBridge::new(StreamReader::new(body));
-    let name = reference.clone();
-    let record = blocking(&state.store, move |store| {
-        store.import(&mut tar, name.as_deref(), &changes, message.as_deref())
-    })
-    .await??;
-    publish(
-        &state.events,
-        "import",
-        &record.id,
-        reference.as_deref().unwrap_or(&record.id),
-    );
-    let body = responses::json_line(&json!({ "status": record.id }));
-    Ok(responses::with_content_type(
-        StatusCode::OK,
-        JSON,
-        axum::body::Body::from(body),
-    ))
+    let mut body = SyncIoBridge::new(StreamReader::new(body));
+    let (sender, receiver) = mpsc::channel::<Bytes>(16);
+    let store = Arc::clone(&state.store);
+    let events = state.events.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = (|| {
+            let (input, total): (Box<dyn std::io::Read + '_>, Option<u64>) = match &url {
+                None => (Box::new(&mut body), total),
+                Some(url) => {
+                    let download = berth_image::fetch(url)?;
+                    let length = download.length;
+                    (Box::new(download), length)
+                }
+            };
+            let mut input = ProgressReader::new(input, total, &sender);
+            store.import(
+                &mut input,
+                reference.as_deref(),
+                &changes,
+                message.as_deref(),
+            )
+        })();
+        let line = match result {
+            Ok(record) => {
+                publish(
+                    &events,
+                    "import",
+                    &record.id,
+                    reference.as_deref().unwrap_or(&record.id),
+                );
+                json!({ "status": record.id })
+            }
+            Err(error) => {
+                tracing::info!(image_ref = ?reference, "import failed: {error}");
+                // Read (and drop) the rest of an upload, so the client gets to read this
+                // answer instead of failing to write into a closed connection.
+                if url.is_none() {
+                    let _ = std::io::copy(
+                        &mut std::io::Read::take(&mut body, DRAIN_LIMIT),
+                        &mut std::io::sink(),
+                    );
+                }
+                let message = error.to_string();
+                json!({ "errorDetail": { "message": message }, "error": message })
+            }
+        };
+        let _ = sender.blocking_send(responses::json_line(&line));
+    });
+    Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// How much of a failed upload is read and dropped before the connection is let go.
+const DRAIN_LIMIT: u64 = 4 << 30;
+
+/// Counts what the import reads and reports it as jsonmessage progress, at most every
+/// quarter second.
+struct ProgressReader<'a> {
+    inner: Box<dyn std::io::Read + 'a>,
+    total: Option<u64>,
+    current: u64,
+    last: std::time::Instant,
+    sender: &'a mpsc::Sender<Bytes>,
+}
+
+impl<'a> ProgressReader<'a> {
+    fn new(
+        inner: Box<dyn std::io::Read + 'a>,
+        total: Option<u64>,
+        sender: &'a mpsc::Sender<Bytes>,
+    ) -> Self {
+        Self {
+            inner,
+            total,
+            current: 0,
+            last: std::time::Instant::now(),
+            sender,
+        }
+    }
+}
+
+impl std::io::Read for ProgressReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.current += n as u64;
+        if self.last.elapsed() >= std::time::Duration::from_millis(250) {
+            self.last = std::time::Instant::now();
+            let mut detail = json!({ "current": self.current });
+            if let Some(total) = self.total {
+                detail["total"] = json!(total);
+            }
+            let line = json!({ "status": "Importing", "progressDetail": detail, "id": "" });
+            // A client that went away stops getting progress; the import goes on.
+            let _ = self.sender.try_send(responses::json_line(&line));
+        }
+        Ok(n)
+    }
 }
 
 /// The host's busybox: `PATH` first, then `/bin/busybox`.
@@ -530,6 +771,9 @@ async fn bootstrap(
     params: Params,
 ) -> Result<Response, DaemonError> {
     let name = params.non_empty("name").unwrap_or("busybox").to_owned();
+    if name == "debian" {
+        return bootstrap_debian(state, &params).await;
+    }
     if name != "busybox" {
         return Err(DaemonError::UnknownBootstrap { name });
     }
@@ -566,6 +810,56 @@ async fn bootstrap(
         };
         for line in lines {
             if sender.send(responses::json_line(&line)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// `POST /berth/images/bootstrap?name=debian&tag=<suite>[&mirror=URL]`: debootstrap's output
+/// as jsonmessage status lines, then the image id (`aux.ID`), as for busybox.
+async fn bootstrap_debian(state: ImagesState, params: &Params) -> Result<Response, DaemonError> {
+    let tag = params.non_empty("tag").unwrap_or("latest").to_owned();
+    let suite = if tag == "latest" {
+        "stable".to_owned()
+    } else {
+        tag.clone()
+    };
+    let reference = format!("debian:{tag}");
+    let mirror = params.non_empty("mirror").map_or_else(
+        || {
+            berth_image::default_debian_mirror(std::path::Path::new("/etc/apt"))
+                .unwrap_or_else(|| berth_image::FALLBACK_DEBIAN_MIRROR.to_owned())
+        },
+        str::to_owned,
+    );
+    let (sender, receiver) = mpsc::channel::<Bytes>(64);
+    let first = responses::json_line(&json!({
+        "status": format!("Bootstrapping {reference} from {mirror} (debootstrap --variant=minbase {suite})"),
+    }));
+    let _ = sender.try_send(first);
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || {
+        let mut progress = |line: &str| {
+            let _ = sender.blocking_send(responses::json_line(&json!({ "status": line })));
+        };
+        let result = store.bootstrap_debian(&reference, &suite, &mirror, &mut progress);
+        let lines = match result {
+            Ok(record) => {
+                publish(&state.events, "import", &record.id, &reference);
+                vec![
+                    json!({ "status": format!("Tagged {reference}") }),
+                    json!({ "aux": { "ID": record.id } }),
+                ]
+            }
+            Err(error) => {
+                let message = error.to_string();
+                vec![json!({ "errorDetail": { "message": message }, "error": message })]
+            }
+        };
+        for line in lines {
+            if sender.blocking_send(responses::json_line(&line)).is_err() {
                 break;
             }
         }
@@ -611,7 +905,23 @@ mod tests {
             config: berth_image::ImageConfig::default(),
             size: 100,
             created,
+            parent: None,
         }
+    }
+
+    #[test]
+    fn until_takes_durations_and_times() {
+        assert_eq!(parse_until("24h", 100_000).expect("h"), 100_000 - 86_400);
+        assert_eq!(parse_until("1h30m", 10_000).expect("hm"), 10_000 - 5_400);
+        assert_eq!(parse_until("90s", 100).expect("s"), 10);
+        assert_eq!(parse_until("1700000000", 0).expect("unix"), 1_700_000_000);
+        assert_eq!(
+            parse_until("2023-11-14T22:13:20Z", 0).expect("rfc3339"),
+            1_700_000_000
+        );
+        assert!(parse_until("soon", 0).is_err());
+        assert!(parse_until("10", 0).is_ok());
+        assert!(parse_until("10x", 0).is_err());
     }
 
     #[test]
@@ -686,6 +996,36 @@ mod tests {
     }
 
     #[test]
+    fn disk_usage_counts_containers_and_shared_bytes() {
+        let usage = berth_image::DiskUsage {
+            layers_size: 150,
+            images: vec![
+                (record("sha256:aa", &["a:1"], 10), 100),
+                (record("sha256:bb", &[], 20), 100),
+            ],
+        };
+        let containers = vec![
+            berth_api::models::ContainerSummary {
+                image_id: Some("sha256:aa".into()),
+                ..Default::default()
+            },
+            berth_api::models::ContainerSummary {
+                image_id: Some("sha256:aa".into()),
+                ..Default::default()
+            },
+        ];
+        let body = disk_usage_body(&usage, &containers, vec![json!({"Name": "v"})]);
+        assert_eq!(body["LayersSize"], 150);
+        assert_eq!(body["Images"][0]["Id"], "sha256:bb", "newest first");
+        assert_eq!(body["Images"][1]["Containers"], 2);
+        assert_eq!(body["Images"][0]["Containers"], 0);
+        assert_eq!(body["Images"][1]["SharedSize"], 100);
+        assert_eq!(body["Containers"].as_array().map(Vec::len), Some(2));
+        assert_eq!(body["Volumes"][0]["Name"], "v");
+        assert_eq!(body["BuildCache"], json!([]));
+    }
+
+    #[test]
     fn event_names_are_familiar() {
         assert_eq!(familiar("docker.io/library/x"), "x:latest");
         assert_eq!(familiar("docker.io/library/x:y"), "x:y");
@@ -734,7 +1074,7 @@ mod tests {
         assert_eq!(inspect["Os"], "linux");
         assert_eq!(inspect["Size"], 100);
 
-        let history = image_history(&image);
+        let history = image_history(&image, &[100]);
         assert_eq!(history.len(), 2);
         assert_eq!(history[0].id, "sha256:abc");
         assert_eq!(history[0].created_by, "CMD [\"sh\"]");

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+mod commit;
 pub mod config;
 pub mod containers;
 pub mod copy;
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(containers::routes())
                 .merge(networks::routes())
                 .merge(volumes::routes())
+                .merge(commit::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

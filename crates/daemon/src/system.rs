@@ -21,7 +21,6 @@ use tokio::sync::broadcast;
 
 use crate::AppState;
 use crate::error::DaemonError;
-use crate::images::image_summary;
 use crate::query::Params;
 use crate::responses::{self, JSON};
 
@@ -353,20 +352,19 @@ async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonErr
         })
         .await?;
     let store = state.images.store.clone();
-    let images = tokio::task::spawn_blocking(move || store.list())
+    let usage = tokio::task::spawn_blocking(move || store.disk_usage())
         .await
         .map_err(|source| DaemonError::Task { source })?;
-    let layers_size: u64 = images.iter().map(|image| image.size).sum();
-    let summaries: Vec<_> = images.iter().map(image_summary).collect();
+    let service = state.containers.volumes().clone();
+    let volumes: Vec<Value> = tokio::task::spawn_blocking(move || service.usage())
+        .await
+        .map_err(|source| DaemonError::Task { source })?
+        .iter()
+        .filter_map(|v| serde_json::to_value(v).ok())
+        .collect();
     Ok(responses::json(
         StatusCode::OK,
-        &json!({
-            "LayersSize": layers_size,
-            "Images": summaries,
-            "Containers": containers,
-            "Volumes": [],
-            "BuildCache": [],
-        }),
+        &crate::images::disk_usage_body(&usage, &containers, volumes),
     ))
 }
 

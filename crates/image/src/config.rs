@@ -119,10 +119,12 @@ pub(crate) struct NewConfig<'a> {
     pub run: &'a RunConfig,
     pub created: &'a str,
     pub diff_ids: &'a [String],
-    /// The `history` entry for the (single) new layer.
-    pub history: Value,
+    /// The `history` entries, oldest first.
+    pub history: Vec<Value>,
     /// Top-level `comment`.
     pub comment: Option<&'a str>,
+    /// Top-level `author`.
+    pub author: Option<&'a str>,
 }
 
 /// Serializes a new image config, deterministically.
@@ -132,14 +134,14 @@ pub(crate) fn serialize_new(new: &NewConfig<'_>) -> Vec<u8> {
         "rootfs".into(),
         json!({ "type": "layers", "diff_ids": new.diff_ids }),
     );
-    other.insert("history".into(), Value::Array(vec![new.history.clone()]));
+    other.insert("history".into(), Value::Array(new.history.clone()));
     if let Some(comment) = new.comment {
         other.insert("comment".into(), Value::String(comment.to_owned()));
     }
     let config = ImageConfig {
         config: Some(new.run.clone()),
         created: Some(new.created.to_owned()),
-        author: None,
+        author: new.author.map(str::to_owned),
         architecture: host_architecture().to_owned(),
         os: "linux".to_owned(),
         other,
@@ -188,8 +190,9 @@ mod tests {
             run: &run,
             created: "2024-01-01T00:00:00Z",
             diff_ids: &diff_ids,
-            history: json!({"created": "2024-01-01T00:00:00Z"}),
+            history: vec![json!({"created": "2024-01-01T00:00:00Z"})],
             comment: Some("c"),
+            author: None,
         };
         let first = serialize_new(&new);
         for _ in 0..5 {

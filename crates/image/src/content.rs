@@ -185,6 +185,11 @@ impl Drop for IngestWriter {
 }
 
 impl PendingBlob {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn digest(&self) -> &str {
         &self.digest
     }

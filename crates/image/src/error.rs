@@ -170,6 +170,51 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// An import URL berth cannot fetch from.
+    #[error("invalid import URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Downloading an import failed.
+    #[error("error downloading {url}: {source}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The network error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server answered an import download with an error status.
+    #[error("error downloading {url}: server answered {status}")]
+    FetchStatus {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A layer unpacks to more than the store accepts (a compression bomb, or a full disk).
+    #[error("layer is larger than the {limit}-byte limit; refusing it")]
+    LayerTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// `bootstrap` was asked for something it cannot make.
+    #[error("{problem}")]
+    InvalidBootstrap {
+        /// What is wrong.
+        problem: String,
+    },
+    /// debootstrap failed.
+    #[error("debootstrap of {suite} failed: {message}")]
+    Debootstrap {
+        /// The suite.
+        suite: String,
+        /// Its last error line.
+        message: String,
+    },
     /// A file system operation failed.
     #[error("{operation} {path}: {source}")]
     Filesystem {
@@ -195,6 +240,9 @@ pub enum DeleteConflictReason {
         /// The container.
         container_id: String,
     },
+    /// Images were committed on top of this one.
+    #[error("image has dependent child images")]
+    HasChildren,
     /// A running container uses the image.
     #[error("image is being used by running container {}", short_id(container_id))]
     RunningContainer {
@@ -208,7 +256,7 @@ impl DeleteConflictReason {
     pub fn can_be_forced(&self) -> bool {
         match self {
             Self::MultipleRepositories | Self::StoppedContainer { .. } => true,
-            Self::RunningContainer { .. } => false,
+            Self::RunningContainer { .. } | Self::HasChildren => false,
         }
     }
 }
@@ -248,11 +296,17 @@ impl Classify for ImageError {
             | Self::UnsupportedCompression { .. }
             | Self::UnsafeArchiveEntry { .. }
             | Self::DigestMismatch { .. }
-            | Self::SizeMismatch { .. } => ErrorKind::InvalidArgument,
+            | Self::SizeMismatch { .. }
+            | Self::InvalidUrl { .. }
+            | Self::FetchStatus { .. }
+            | Self::LayerTooLarge { .. }
+            | Self::InvalidBootstrap { .. } => ErrorKind::InvalidArgument,
+            Self::Fetch { .. } => ErrorKind::Unavailable,
             Self::UnsupportedChange { .. } => ErrorKind::NotImplemented,
             Self::CorruptMetadata { .. }
             | Self::UnsupportedSchema { .. }
             | Self::BusyboxApplets { .. }
+            | Self::Debootstrap { .. }
             | Self::BuildLayer { .. }
             | Self::Filesystem { .. } => ErrorKind::Internal,
         }

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::tarwrite::TarWriter;
 use crate::{ImageError, RootfsDirs};
 
 fn fs_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -87,35 +88,32 @@ fn merged(layers: &[PathBuf], rel: &Path) -> Result<BTreeMap<String, Merged>, Im
     Ok(seen)
 }
 
-fn walk(
-    builder: &mut tar::Builder<&mut dyn Write>,
+fn walk<W: Write>(
+    tar: &mut TarWriter<W>,
     layers: &[PathBuf],
     rel: &Path,
 ) -> Result<(), ImageError> {
     for (name, m) in merged(layers, rel)? {
         let rel_path = rel.join(&name);
-        builder
-            .append_path_with_name(&m.source, &rel_path)
-            .map_err(fs_err("archive", &m.source))?;
+        let meta = std::fs::symlink_metadata(&m.source).map_err(fs_err("stat", &m.source))?;
+        tar.append(&m.source, &meta, &rel_path, None)?;
         if !m.merge.is_empty() {
-            walk(builder, &m.merge, &rel_path)?;
+            walk(tar, &m.merge, &rel_path)?;
         }
     }
     Ok(())
 }
 
-/// Writes the merged root filesystem of `dirs` to `out` as a tar stream.
+/// Writes the merged root filesystem of `dirs` to `out` as a tar stream: owners, modes,
+/// mtimes, extended attributes, hard links, device nodes and FIFOs as they are.
 pub fn export(dirs: &RootfsDirs, out: &mut dyn Write) -> Result<(), ImageError> {
     let mut layers = vec![dirs.upperdir.clone()];
     layers.extend(dirs.lowerdirs.iter().cloned());
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
-    walk(&mut builder, &layers, Path::new(""))?;
-    builder
-        .finish()
-        .map_err(fs_err("archive", &dirs.upperdir))?;
-    Ok(())
+    let mut tar = TarWriter::new(std::io::BufWriter::with_capacity(256 * 1024, out));
+    walk(&mut tar, &layers, Path::new(""))?;
+    tar.finish()?
+        .flush()
+        .map_err(fs_err("archive", &dirs.upperdir))
 }
 
 #[cfg(test)]
@@ -162,7 +160,7 @@ mod tests {
             got.insert(path, body);
         }
         let want: BTreeMap<String, String> = [
-            ("etc", ""),
+            ("etc/", ""),
             ("etc/a", "upper"),
             ("etc/b", "lower"),
             ("link", "-> /etc/a"),

@@ -50,12 +50,18 @@ pub struct LayerMeta {
 /// Unpacks the tar stream `reader` into `root` (which must exist) and returns the layer's size
 /// (sum of regular file sizes). Reads exactly up to the end-of-archive marker.
 pub fn apply_tar(reader: &mut dyn Read, root: &Path) -> Result<u64, ImageError> {
+    apply_tar_as(reader, root, nix::unistd::geteuid().is_root())
+}
+
+/// [`apply_tar`], saying whether the unpack may chown and create device nodes.
+fn apply_tar_as(reader: &mut dyn Read, root: &Path, privileged: bool) -> Result<u64, ImageError> {
     let mut archive = tar::Archive::new(reader);
     let mut applier = Applier {
         root,
-        privileged: nix::unistd::geteuid().is_root(),
+        privileged,
         size: 0,
         directories: Vec::new(),
+        checked_dirs: std::collections::HashSet::new(),
     };
     let read_error = |source| ImageError::ReadArchive { source };
     for entry in archive.entries().map_err(read_error)? {
@@ -74,6 +80,10 @@ struct Applier<'a> {
     /// Directories get their mode and mtime at the end: creating children changes the mtime,
     /// and a read-only mode would stop an unprivileged unpack from creating them.
     directories: Vec<(PathBuf, u32, u64)>,
+    /// Relative paths already checked (or made) to be real directories. Only this unpack
+    /// changes the tree, so they stay directories until it removes something; every removal
+    /// empties the set.
+    checked_dirs: std::collections::HashSet<PathBuf>,
 }
 
 /// What the tar header says about ownership, mode and time.
@@ -182,6 +192,12 @@ impl Applier<'_> {
                     .map_err(ImageError::fs("create hard link", &full))?;
                 return Ok(());
             }
+            EntryType::Char | EntryType::Block if !self.privileged => {
+                return Err(unsafe_entry(
+                    &raw_path,
+                    "device nodes can only be unpacked with privileges",
+                ));
+            }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let full = self.prepare_target(&relative, &raw_path, false)?;
                 let header = entry.header();
@@ -272,7 +288,7 @@ impl Applier<'_> {
     /// Checks (creating missing directories) every parent of `relative`, then clears the way
     /// for the new entry: an existing directory stays when `keep_dir`, anything else goes.
     fn prepare_target(
-        &self,
+        &mut self,
         relative: &Path,
         raw_path: &Path,
         keep_dir: bool,
@@ -284,9 +300,13 @@ impl Applier<'_> {
         match fs::symlink_metadata(&full) {
             Ok(meta) if meta.is_dir() && keep_dir => {}
             Ok(meta) if meta.is_dir() => {
+                self.checked_dirs.clear();
                 fs::remove_dir_all(&full).map_err(ImageError::fs("replace directory", &full))?
             }
-            Ok(_) => fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?,
+            Ok(_) => {
+                self.checked_dirs.clear();
+                fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(ImageError::fs("inspect", &full)(e)),
         }
@@ -295,10 +315,18 @@ impl Applier<'_> {
 
     /// Makes sure `relative` is a real directory inside the root, creating missing components
     /// (mode 0755, like tar). A symlink or a non-directory on the way refuses the entry.
-    fn ensure_dir(&self, relative: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
+    fn ensure_dir(&mut self, relative: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
+        if self.checked_dirs.contains(relative) {
+            return Ok(self.root.join(relative));
+        }
         let mut current = self.root.to_path_buf();
+        let mut prefix = PathBuf::new();
         for component in relative.components() {
             current.push(component);
+            prefix.push(component);
+            if self.checked_dirs.contains(&prefix) {
+                continue;
+            }
             match fs::symlink_metadata(&current) {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(meta) if meta.file_type().is_symlink() => {
@@ -313,6 +341,7 @@ impl Applier<'_> {
                 }
                 Err(e) => return Err(ImageError::fs("inspect", &current)(e)),
             }
+            self.checked_dirs.insert(prefix.clone());
         }
         Ok(current)
     }
@@ -416,7 +445,7 @@ fn pax_xattrs<R: Read>(
 
 /// Sets an xattr without following symlinks. Like Docker, a file system or namespace that
 /// does not take the attribute (ENOTSUP, or EPERM for `user.*` on a symlink) is not fatal.
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
     match xattr::set(path, name, value) {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
             tracing::warn!(path = %path.display(), xattr = name, error = %e, "extended attribute not applied");
@@ -426,7 +455,7 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), ImageError> {
     }
 }
 
-fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
+pub(crate) fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
     let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
     let time = TimeSpec::new(seconds, 0);
     nix::sys::stat::utimensat(
@@ -439,12 +468,12 @@ fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
     .map_err(|errno| ImageError::fs("set mtime", path)(errno.into()))
 }
 
-fn unix_time(seconds: u64) -> SystemTime {
+pub(crate) fn unix_time(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
 /// Tar ids are 64-bit; anything that does not fit a uid_t maps to nobody.
-fn id(value: u64) -> u32 {
+pub(crate) fn id(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(65534)
 }
 
@@ -466,6 +495,22 @@ pub(crate) struct StagingDir {
 }
 
 impl StagingDir {
+    /// `ingest/layer-<random>/diff/`, empty; the whole staging dir goes when dropped.
+    pub(crate) fn create(ingest: &Path) -> Result<(Self, PathBuf), ImageError> {
+        let path = ingest.join(format!("layer-{}", persist::random_suffix()));
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(ImageError::fs("create directory", &path))?;
+        let dir = StagingDir { path };
+        let diff = dir.path.join("diff");
+        DirBuilder::new()
+            .mode(0o755)
+            .create(&diff)
+            .map_err(ImageError::fs("create directory", &diff))?;
+        Ok((dir, diff))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -496,20 +541,18 @@ pub(crate) fn stage_layer(
     expected_diff_id: Option<&str>,
 ) -> Result<StagedLayer, ImageError> {
     let mut writer = content.start()?;
-    let path = ingest.join(format!("layer-{}", persist::random_suffix()));
-    DirBuilder::new()
-        .mode(0o700)
-        .create(&path)
-        .map_err(ImageError::fs("create directory", &path))?;
-    let dir = StagingDir { path };
-    let diff = dir.path.join("diff");
-    DirBuilder::new()
-        .mode(0o755)
-        .create(&diff)
-        .map_err(ImageError::fs("create directory", &diff))?;
+    let (dir, diff) = StagingDir::create(ingest)?;
 
-    let mut tee = TeeReader {
+    // Every byte of the stream is stored twice (blob and snapshot): refuse a stream that
+    // would take more than half of the space left, before it fills the disk.
+    let limit = available_space(ingest)? / 2;
+    let mut limited = SizeLimit {
         inner: stream,
+        remaining: limit,
+        exceeded: false,
+    };
+    let mut tee = TeeReader {
+        inner: &mut limited,
         sink: &mut writer,
         sink_error: None,
     };
@@ -518,15 +561,16 @@ pub(crate) fn stage_layer(
         io::copy(&mut tee, &mut io::sink()).map_err(|source| ImageError::ReadArchive { source })?;
         Ok(size)
     });
-    let size = match (applied, tee.sink_error.take()) {
+    let sink_error = tee.sink_error.take();
+    if limited.exceeded {
+        return Err(ImageError::LayerTooLarge { limit });
+    }
+    let size = match (applied, sink_error) {
         (Ok(size), None) => size,
         (_, Some(sink_error)) => return Err(ImageError::fs("write", writer.path())(sink_error)),
         (Err(e), None) => return Err(e),
     };
-    // The unpacked files must be on disk before the layer can become visible; done here,
-    // before the store's lock is taken.
-    let handle = fs::File::open(&diff).map_err(ImageError::fs("open", &diff))?;
-    nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", &diff)(errno.into()))?;
+    sync_snapshot(&diff)?;
     let blob = writer.finish()?;
     if let Some(expected) = expected_diff_id {
         blob.verify(expected, None)?;
@@ -538,6 +582,43 @@ pub(crate) fn stage_layer(
         "layer staged"
     );
     Ok(StagedLayer { dir, blob, size })
+}
+
+/// The unpacked files must be on disk before the layer can become visible; done before the
+/// store's lock is taken.
+pub(crate) fn sync_snapshot(diff: &Path) -> Result<(), ImageError> {
+    let handle = fs::File::open(diff).map_err(ImageError::fs("open", diff))?;
+    nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", diff)(errno.into()))
+}
+
+/// Free bytes (as root sees them) on the file system holding `path`.
+fn available_space(path: &Path) -> Result<u64, ImageError> {
+    let stat = nix::sys::statvfs::statvfs(path)
+        .map_err(|errno| ImageError::fs("statvfs", path)(errno.into()))?;
+    Ok(stat.blocks_free().saturating_mul(stat.fragment_size()))
+}
+
+/// Fails the read once more than `remaining` bytes came through.
+struct SizeLimit<'a> {
+    inner: &'a mut dyn Read,
+    remaining: u64,
+    exceeded: bool,
+}
+
+impl Read for SizeLimit<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.remaining.checked_sub(n as u64) {
+            Some(left) => {
+                self.remaining = left;
+                Ok(n)
+            }
+            None => {
+                self.exceeded = true;
+                Err(io::Error::other("layer size limit reached"))
+            }
+        }
+    }
 }
 
 /// Copies everything read from `inner` into `sink`. A write failure is kept aside so it is
@@ -562,6 +643,57 @@ impl Read for TeeReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_directory_replaced_by_a_symlink_is_not_trusted_any_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut entry = |kind: EntryType, name: &str, link: Option<&Path>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(0o755);
+            header.set_size(0);
+            match link {
+                Some(link) => builder.append_link(&mut header, name, link),
+                None => builder.append_data(&mut header, name, io::empty()),
+            }
+            .expect("append");
+        };
+        entry(EntryType::Directory, "a/", None);
+        entry(EntryType::Regular, "a/f", None);
+        entry(EntryType::Symlink, "a", Some(outside.path()));
+        entry(EntryType::Regular, "a/g", None);
+        let bytes = builder.into_inner().expect("finish");
+        let err = apply_tar(&mut &bytes[..], dir.path()).expect_err("through the symlink");
+        assert!(
+            err.to_string().contains("a parent directory is a symlink"),
+            "{err}"
+        );
+        assert!(!outside.path().join("g").exists());
+    }
+
+    #[test]
+    fn device_nodes_need_privileges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(EntryType::Char);
+        header.set_mode(0o666);
+        header.set_size(0);
+        header.set_device_major(1).expect("major");
+        header.set_device_minor(3).expect("minor");
+        builder
+            .append_data(&mut header, "dev/null", io::empty())
+            .expect("append");
+        let bytes = builder.into_inner().expect("finish");
+        let err = apply_tar_as(&mut &bytes[..], dir.path(), false).expect_err("unprivileged");
+        assert_eq!(
+            err.to_string(),
+            "refusing archive entry \"dev/null\": device nodes can only be unpacked with privileges"
+        );
+        assert!(!dir.path().join("dev/null").exists());
+    }
+
     use std::os::unix::fs::MetadataExt;
 
     use super::*;

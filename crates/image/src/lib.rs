@@ -16,11 +16,13 @@
 //!   blobs/sha256/<hex>           content store: config JSON (stored bytes, never re-serialized)
 //!                                and uncompressed layer tars (digest = diff id); written to
 //!                                ingest/ first, size+digest checked, fsynced, renamed here
-//!   ingest/                      blobs and layers being written; emptied at open
+//!   ingest/                      blobs and layers being written (import, commit, debootstrap
+//!                                targets); emptied at open
 //!   layers/<chain hex>/diff/     one unpacked read-only snapshot per layer chain
 //!   layers/<chain hex>/meta.json {"diff_id", "parent" (chain id or null), "size"}
-//!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size"}: the image exists
-//!                                when this file does (written after its blobs and layers)
+//!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size", "parent"?}: the
+//!                                image exists when this file does (written after its blobs
+//!                                and layers); `parent` is the image a commit started from
 //!   repositories.json            {"Repositories": {repo: {normalized ref: image id}}}
 //!   containers/<id>/meta.json    {"image", "layers"}: keeps the layers of a container's root
 //!   containers/<id>/diff/        the container's writable layer (overlay upperdir)
@@ -40,28 +42,35 @@ use std::path::PathBuf;
 
 mod bootstrap;
 mod changes;
+mod commit;
 mod config;
 mod content;
+mod debian;
 mod diff;
 mod error;
 mod export;
+mod fetch;
 mod import;
 mod layer;
 mod persist;
 mod reference;
 mod store;
+mod tarwrite;
 
 pub use bootstrap::DEFAULT_PATH_ENV;
 pub use changes::apply_changes;
+pub use commit::{CommitRequest, EMPTY_LAYER_DIGEST};
 pub use config::{ImageConfig, RunConfig, host_architecture};
 pub use content::{chain_id, sha256_digest};
+pub use debian::{FALLBACK_DEBIAN_MIRROR, default_debian_mirror};
 pub use diff::{Change, ChangeKind, changes};
 pub use error::{DeleteConflictReason, ImageError, short_id};
 pub use export::export;
+pub use fetch::{Download, get as fetch};
 pub use import::{Compression, detect_compression};
 pub use layer::{LayerMeta, apply_tar};
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError};
-pub use store::{ImageStore, SCHEMA_VERSION};
+pub use store::{DiskUsage, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +85,8 @@ pub struct ImageRecord {
     pub size: u64,
     /// Creation time, Unix seconds.
     pub created: i64,
+    /// The image it was committed from, while that image exists.
+    pub parent: Option<String>,
 }
 
 /// One entry of an `rmi` answer.

@@ -11,12 +11,22 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::json;
 
 use crate::changes::apply_changes;
+use crate::commit::{self, CommitRequest, EMPTY_LAYER_DIGEST};
 use crate::config::{self, ImageConfig, NewConfig, RunConfig};
 use crate::content::{ContentStore, chain_id, digest_hex};
 use crate::error::{DeleteConflictReason, ImageError};
 use crate::layer::{LayerMeta, StagedLayer, stage_layer};
 use crate::reference::{Reference, is_full_hex_id, is_lower_hex};
 use crate::{Deleted, ImageRecord, RootfsDirs, bootstrap, import, persist};
+
+/// `system df` for images.
+#[derive(Debug, Clone)]
+pub struct DiskUsage {
+    /// Every layer snapshot once, in bytes.
+    pub layers_size: u64,
+    /// Each image with the bytes it shares with other images.
+    pub images: Vec<(ImageRecord, u64)>,
+}
 
 /// The layout version this code reads and writes (`<root>/version`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -56,6 +66,8 @@ struct ImageEntry {
     /// Chain ids, bottom layer first.
     layers: Vec<String>,
     size: u64,
+    /// The image this one was committed from.
+    parent: Option<String>,
 }
 
 /// `images/<hex>.json`.
@@ -63,6 +75,9 @@ struct ImageEntry {
 struct ImageMeta {
     layers: Vec<String>,
     size: u64,
+    /// The image this one was committed from (absent before commit existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
 }
 
 /// `containers/<id>/meta.json`: kept so the layers stay referenced even if the image is
@@ -237,10 +252,77 @@ impl ImageStore {
             run: &bootstrap::busybox_run_config(),
             created: &layer.created,
             diff_ids: &diff_ids,
-            history: json!({ "created": layer.created, "created_by": "berth image bootstrap busybox" }),
+            history: vec![
+                json!({ "created": layer.created, "created_by": "berth image bootstrap busybox" }),
+            ],
             comment: None,
+            author: None,
         });
-        self.install_image(vec![staged], config, Some(tag))
+        self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
+    }
+
+    /// Makes a Debian image with `debootstrap --variant=minbase <suite> <mirror>`; each line
+    /// debootstrap prints goes to `progress`. Nothing is left behind if it fails.
+    pub fn bootstrap_debian(
+        &self,
+        reference: &str,
+        suite: &str,
+        mirror: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ImageRecord, ImageError> {
+        let tag = parse_tag_target(reference)?;
+        crate::debian::check_args(suite, mirror)?;
+        let (dir, diff) = crate::layer::StagingDir::create(&self.paths.ingest)?;
+        crate::debian::debootstrap(suite, mirror, &diff, progress)?;
+        progress("Writing the layer");
+        let mut writer = self.content.start()?;
+        let tree = RootfsDirs {
+            lowerdirs: Vec::new(),
+            upperdir: diff.clone(),
+            workdir: diff.clone(),
+        };
+        crate::export::export(&tree, &mut writer)?;
+        crate::layer::sync_snapshot(&diff)?;
+        let blob = writer.finish()?;
+        let size = tree_size(&diff)?;
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let diff_ids = [blob.digest().to_owned()];
+        let run = RunConfig {
+            env: Some(vec![bootstrap::DEFAULT_PATH_ENV.to_owned()]),
+            cmd: Some(vec!["bash".to_owned()]),
+            ..RunConfig::default()
+        };
+        let config = config::serialize_new(&NewConfig {
+            run: &run,
+            created: &created,
+            diff_ids: &diff_ids,
+            history: vec![json!({
+                "created": created,
+                "created_by": format!(
+                    "berth image bootstrap debian:{suite} (debootstrap --variant=minbase {suite} {mirror})"
+                ),
+            })],
+            comment: None,
+            author: None,
+        });
+        let staged = StagedLayer { dir, blob, size };
+        self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
+    }
+
+    /// Checks what an import can be refused for before its archive is read: the reference,
+    /// the changes, and the URL to fetch from.
+    pub fn check_import(
+        &self,
+        reference: Option<&str>,
+        changes: &[String],
+        url: Option<&str>,
+    ) -> Result<(), ImageError> {
+        reference.map(parse_tag_target).transpose()?;
+        apply_changes(&RunConfig::default(), changes)?;
+        if let Some(url) = url {
+            crate::fetch::check_url(url)?;
+        }
+        Ok(())
     }
 
     /// Imports a rootfs tarball (plain, gzip or zstd) as a one-layer image.
@@ -265,10 +347,85 @@ impl ImageStore {
             run: &run,
             created: &created,
             diff_ids: &diff_ids,
-            history: json!({ "created": created, "comment": comment }),
+            history: vec![json!({ "created": created, "comment": comment })],
             comment: Some(comment),
+            author: None,
         });
-        self.install_image(vec![staged], config, tag)
+        self.install_image(Vec::new(), vec![staged], config, tag, None)
+    }
+
+    /// `commit`: the container's writable layer becomes a layer on top of its image's, and
+    /// the container's config (with `changes`) the new image's defaults. The caller pauses
+    /// the container. Nothing is written if a change or the reference is refused.
+    pub fn commit(&self, request: &CommitRequest) -> Result<ImageRecord, ImageError> {
+        check_container_id(&request.container_id)?;
+        let tag = request
+            .reference
+            .as_deref()
+            .map(parse_tag_target)
+            .transpose()?;
+        let run = apply_changes(&request.config, &request.changes)?;
+        let (container, parent) = {
+            let index = self.lock();
+            let container = index
+                .containers
+                .get(&request.container_id)
+                .cloned()
+                .ok_or_else(|| ImageError::RootfsNotFound {
+                    container_id: request.container_id.clone(),
+                })?;
+            let parent = index.images.get(&container.image).cloned();
+            (container, parent)
+        };
+        let upper = self
+            .paths
+            .containers
+            .join(&request.container_id)
+            .join("diff");
+        let staged =
+            commit::stage_upper(&self.content, &self.paths.ingest, &upper, &request.exclude)?;
+        let mut diff_ids = Vec::new();
+        for chain in &container.layers {
+            diff_ids.push(self.layer_meta(chain)?.diff_id);
+        }
+        let mut history: Vec<serde_json::Value> = parent
+            .as_ref()
+            .and_then(|p| p.config.other.get("history"))
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let empty = staged.blob.digest() == EMPTY_LAYER_DIGEST;
+        let mut entry = serde_json::Map::new();
+        entry.insert("created".into(), json!(created));
+        if let Some(author) = request.author.as_deref().filter(|a| !a.is_empty()) {
+            entry.insert("author".into(), json!(author));
+        }
+        entry.insert("created_by".into(), json!(request.created_by));
+        if let Some(comment) = request.comment.as_deref().filter(|c| !c.is_empty()) {
+            entry.insert("comment".into(), json!(comment));
+        }
+        if empty {
+            entry.insert("empty_layer".into(), json!(true));
+        } else {
+            diff_ids.push(staged.blob.digest().to_owned());
+        }
+        history.push(serde_json::Value::Object(entry));
+        let config = config::serialize_new(&NewConfig {
+            run: &run,
+            created: &created,
+            diff_ids: &diff_ids,
+            history,
+            comment: request.comment.as_deref().filter(|c| !c.is_empty()),
+            author: request.author.as_deref().filter(|a| !a.is_empty()),
+        });
+        let staged = if empty { Vec::new() } else { vec![staged] };
+        let parent_id = parent.is_some().then(|| container.image.clone());
+        self.install_image(container.layers, staged, config, tag, parent_id)
+    }
+
+    fn layer_meta(&self, chain: &str) -> Result<LayerMeta, ImageError> {
+        read_json(&self.layer_dir(chain).join("meta.json"))
     }
 
     /// Adds a tag.
@@ -294,6 +451,18 @@ impl ImageStore {
         &self,
         reference: &str,
         force: bool,
+        in_use: &dyn Fn(&str) -> Option<(String, bool)>,
+    ) -> Result<Vec<Deleted>, ImageError> {
+        self.remove_with(reference, force, true, in_use)
+    }
+
+    /// [`ImageStore::remove`], and with `prune_parents` (Docker's default, off with
+    /// `--no-prune`) the untagged parents that nothing else uses go too.
+    pub fn remove_with(
+        &self,
+        reference: &str,
+        force: bool,
+        prune_parents: bool,
         in_use: &dyn Fn(&str) -> Option<(String, bool)>,
     ) -> Result<Vec<Deleted>, ImageError> {
         let mut index = self.lock();
@@ -322,9 +491,9 @@ impl ImageStore {
                 if tags.len() > 1 {
                     return Ok(records);
                 }
-                // The image is now dangling; as in Docker, a container using it keeps it
-                // without making the untag an error.
-                if delete_conflict(&id, force, in_use).is_some() {
+                // The image is now dangling; as in Docker, a container using it (or an image
+                // on top of it) keeps it without making the untag an error.
+                if delete_conflict(&id, force, in_use).is_some() || index.has_children(&id) {
                     return Ok(records);
                 }
             }
@@ -341,12 +510,76 @@ impl ImageStore {
                         reason,
                     });
                 }
+                if index.has_children(&id) {
+                    return Err(ImageError::DeleteConflict {
+                        image_id: id,
+                        reason: DeleteConflictReason::HasChildren,
+                    });
+                }
                 self.untag(&mut index, &tags)?;
                 records.extend(tags.iter().map(|tag| Deleted::Untagged(familiar(tag))));
             }
         }
+        let mut parent = index.images.get(&id).and_then(|entry| entry.parent.clone());
         self.delete_image(&mut index, &id, &mut records)?;
+        while prune_parents && let Some(candidate) = parent.take() {
+            let prunable = index.images.contains_key(&candidate)
+                && !index.tags.values().any(|image| *image == candidate)
+                && !index.has_children(&candidate)
+                && in_use(&candidate).is_none();
+            if prunable {
+                parent = index.images[&candidate].parent.clone();
+                self.delete_image(&mut index, &candidate, &mut records)?;
+            }
+        }
         Ok(records)
+    }
+
+    /// The sizes of an image's layers (sum of their regular files), bottom first.
+    pub fn layer_sizes(&self, reference: &str) -> Result<Vec<u64>, ImageError> {
+        let layers = {
+            let index = self.lock();
+            let (id, _) = resolve_id(&index, reference)?;
+            index.images[&id].layers.clone()
+        };
+        Ok(layers
+            .iter()
+            .map(|chain| self.layer_meta(chain).map_or(0, |meta| meta.size))
+            .collect())
+    }
+
+    /// What the images take on disk: every layer snapshot counted once, and per image the
+    /// bytes of its layers that other images use too (Docker's `SharedSize`).
+    pub fn disk_usage(&self) -> DiskUsage {
+        let index = self.lock();
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        for entry in index.images.values() {
+            let unique: HashSet<&String> = entry.layers.iter().collect();
+            for chain in unique {
+                *users.entry(chain.as_str()).or_default() += 1;
+            }
+        }
+        let sizes: HashMap<&str, u64> = users
+            .keys()
+            .map(|chain| (*chain, self.layer_meta(chain).map_or(0, |meta| meta.size)))
+            .collect();
+        let images = index
+            .images
+            .iter()
+            .map(|(id, entry)| {
+                let shared = entry
+                    .layers
+                    .iter()
+                    .filter(|chain| users.get(chain.as_str()).copied().unwrap_or(0) > 1)
+                    .map(|chain| sizes.get(chain.as_str()).copied().unwrap_or(0))
+                    .sum();
+                (index.record(id), shared)
+            })
+            .collect();
+        DiskUsage {
+            layers_size: sizes.values().sum(),
+            images,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
@@ -375,9 +608,11 @@ impl ImageStore {
     /// then the image record (the commit point), then the tag.
     fn install_image(
         &self,
+        base: Vec<String>,
         staged: Vec<StagedLayer>,
         config_bytes: Vec<u8>,
         tag: Option<Reference>,
+        parent_image: Option<String>,
     ) -> Result<ImageRecord, ImageError> {
         let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|source| {
             ImageError::CorruptMetadata {
@@ -386,9 +621,13 @@ impl ImageStore {
             }
         })?;
         let mut index = self.lock();
-        let mut parent: Option<String> = None;
-        let mut layers = Vec::new();
-        let mut size = 0;
+        let mut size: u64 = base
+            .iter()
+            .filter_map(|chain| self.layer_meta(chain).ok())
+            .map(|meta| meta.size)
+            .sum();
+        let mut parent: Option<String> = base.last().cloned();
+        let mut layers = base;
         for layer in staged {
             let chain = chain_id(parent.as_deref(), layer.blob.digest());
             size += layer.size;
@@ -402,6 +641,7 @@ impl ImageStore {
         let meta = ImageMeta {
             layers: layers.clone(),
             size,
+            parent: parent_image.clone(),
         };
         persist::write_atomic(
             &self.paths.images.join(format!("{hex}.json")),
@@ -414,6 +654,7 @@ impl ImageStore {
                 config,
                 layers,
                 size,
+                parent: parent_image,
             },
         );
         if let Some(tag) = tag {
@@ -558,6 +799,7 @@ impl ImageStore {
                     config,
                     layers: meta.layers,
                     size: meta.size,
+                    parent: meta.parent,
                 })
             });
             match loaded {
@@ -646,7 +888,14 @@ impl Index {
             config: entry.config.clone(),
             size: entry.size,
             created: entry.config.created_unix(),
+            parent: entry.parent.clone().filter(|p| self.images.contains_key(p)),
         }
+    }
+
+    fn has_children(&self, id: &str) -> bool {
+        self.images
+            .values()
+            .any(|entry| entry.parent.as_deref() == Some(id))
     }
 
     fn used_layers(&self) -> HashSet<String> {
@@ -766,6 +1015,27 @@ fn check_schema_version(path: &Path) -> Result<(), ImageError> {
         }
         Err(e) => Err(ImageError::fs("read", path)(e)),
     }
+}
+
+/// The bytes of a tree's regular files, each inode once.
+fn tree_size(root: &Path) -> Result<u64, ImageError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in read_dir(&dir)? {
+            let meta = entry
+                .metadata()
+                .map_err(ImageError::fs("stat", entry.path()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert(meta.ino()) {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, ImageError> {
