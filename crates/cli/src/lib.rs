@@ -7,6 +7,7 @@ mod format;
 mod http;
 mod image;
 mod opts;
+pub mod progress;
 mod stream;
 mod system;
 mod tty;
