@@ -1,5 +1,541 @@
-//! Integration tests: save and load (docker-archive and OCI layout), interop with dockerd.
+//! Integration tests: save and load (docker-archive and OCI layout), through `berth` and the
+//! real docker CLI, interop with a private dockerd both ways, and a corpus of hostile or broken
+//! archives that must each be refused with one line and leave no trace.
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::Test;
+use crate::harness::TestEnv;
 
-pub const TESTS: &[Test] = &[];
+pub const TESTS: &[Test] = &[
+    ("archive_save_load_roundtrip", archive_save_load_roundtrip),
+    (
+        "archive_load_oci_layout_and_compressed_layers",
+        archive_load_oci_layout_and_compressed_layers,
+    ),
+    ("archive_docker_cli_save_load", archive_docker_cli_save_load),
+];
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// The entries of a tar (regular files only), by path.
+fn tar_files(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.insert(path, data);
+    }
+    files
+}
+
+#[allow(dead_code)] // the hostile kinds are used by the corpus test
+/// A tar entry built from raw header bytes, so hostile names (`..`, absolute) can be written.
+enum Entry<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+    Char(&'a str, u32, u32),
+    Fifo(&'a str),
+}
+
+fn raw_tar(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let (path, kind, data, link, dev): (&str, tar::EntryType, &[u8], &str, (u32, u32)) =
+            match entry {
+                Entry::File(p, d) => (p, tar::EntryType::Regular, d, "", (0, 0)),
+                Entry::Dir(p) => (p, tar::EntryType::Directory, &[], "", (0, 0)),
+                Entry::Symlink(p, t) => (p, tar::EntryType::Symlink, &[], t, (0, 0)),
+                Entry::Hardlink(p, t) => (p, tar::EntryType::Link, &[], t, (0, 0)),
+                Entry::Char(p, ma, mi) => (p, tar::EntryType::Char, &[], "", (*ma, *mi)),
+                Entry::Fifo(p) => (p, tar::EntryType::Fifo, &[], "", (0, 0)),
+            };
+        let mut header = tar::Header::new_ustar();
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        if matches!(kind, tar::EntryType::Char) {
+            header.set_device_major(dev.0).unwrap();
+            header.set_device_minor(dev.1).unwrap();
+        }
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::encode_all(bytes, 3).unwrap()
+}
+
+/// busybox's layer tar, as `berth save` writes it.
+fn busybox_layer(env: &TestEnv) -> Vec<u8> {
+    let out = env.root.join("busybox-save.tar");
+    env.berth(&["save", "-o", out.to_str().unwrap(), "busybox"])
+        .ok();
+    let files = tar_files(&std::fs::read(&out).unwrap());
+    let _ = std::fs::remove_file(&out);
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let layer = manifest[0]["Layers"][0].as_str().unwrap();
+    files[layer].clone()
+}
+
+/// A two-layer test image: busybox, then a layer with `/arc/hello` (made unique by `tag`).
+struct TestImage {
+    config: Vec<u8>,
+    /// Uncompressed layer tars, bottom first.
+    layers: Vec<Vec<u8>>,
+}
+
+impl TestImage {
+    fn new(env: &TestEnv, tag: &str) -> TestImage {
+        let base = busybox_layer(env);
+        let hello = format!("hello from {tag}\n");
+        let top = raw_tar(&[
+            Entry::Dir("arc/"),
+            Entry::File("arc/hello", hello.as_bytes()),
+        ]);
+        TestImage::with_layers(vec![base, top])
+    }
+
+    fn with_layers(layers: Vec<Vec<u8>>) -> TestImage {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2026-11-29T00:00:00Z",
+            "config": {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["sh"]
+            },
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created_by": "test base"}, {"created_by": "test top"}]
+        });
+        TestImage {
+            config: serde_json::to_vec(&config).unwrap(),
+            layers,
+        }
+    }
+
+    fn id(&self) -> String {
+        sha256(&self.config)
+    }
+
+    /// A docker-archive (Docker 20.10's layout: `<hex>/layer.tar`, `<id>.json`), with each
+    /// layer stored as `encode` makes it.
+    fn docker_archive(&self, tags: &[&str], encode: &dyn Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut paths = Vec::new();
+        for layer in &self.layers {
+            let path = format!("{}/layer.tar", hex_of(&sha256(layer)));
+            entries.push((path.clone(), encode(layer)));
+            paths.push(path);
+        }
+        let config_path = format!("{}.json", hex_of(&self.id()));
+        entries.push((config_path.clone(), self.config.clone()));
+        let manifest = json!([{ "Config": config_path, "RepoTags": tags, "Layers": paths }]);
+        entries.push((
+            "manifest.json".into(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ));
+        build_tar(&entries)
+    }
+
+    /// An OCI image layout alone (no manifest.json), layers stored as `encode` makes them.
+    fn oci_layout(&self, tag: &str, encode: &dyn Fn(&[u8]) -> Vec<u8>, media: &str) -> Vec<u8> {
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut descriptors = Vec::new();
+        for layer in &self.layers {
+            let stored = encode(layer);
+            let digest = sha256(&stored);
+            descriptors.push(json!({"mediaType": media, "digest": digest, "size": stored.len()}));
+            entries.push((format!("blobs/sha256/{}", hex_of(&digest)), stored));
+        }
+        entries.push((
+            format!("blobs/sha256/{}", hex_of(&self.id())),
+            self.config.clone(),
+        ));
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": self.id(), "size": self.config.len()},
+            "layers": descriptors,
+        }))
+        .unwrap();
+        let manifest_digest = sha256(&manifest);
+        entries.push((
+            format!("blobs/sha256/{}", hex_of(&manifest_digest)),
+            manifest.clone(),
+        ));
+        let index = json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest, "size": manifest.len(),
+                "annotations": {"io.containerd.image.name": tag, "org.opencontainers.image.ref.name": "v1"}
+            }]
+        });
+        entries.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+        entries.push((
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ));
+        build_tar(&entries)
+    }
+}
+
+fn build_tar(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in entries {
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, path, &data[..]).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// What must not change when a load is refused.
+#[derive(Debug, PartialEq)]
+struct StoreState {
+    images: String,
+    blobs: Vec<String>,
+    layers: Vec<String>,
+    records: Vec<String>,
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn store_state(env: &TestEnv) -> StoreState {
+    let image = env.data_root.join("image");
+    StoreState {
+        images: env.berth(&["images", "-a", "--no-trunc"]).ok(),
+        blobs: names(&image.join("blobs/sha256")),
+        layers: names(&image.join("layers")),
+        records: names(&image.join("images")),
+    }
+}
+
+/// Nothing left half-done in the image store's work areas.
+#[track_caller]
+fn assert_no_staging_left(env: &TestEnv) {
+    let image = env.data_root.join("image");
+    assert_eq!(
+        names(&image.join("ingest")),
+        Vec::<String>::new(),
+        "ingest area"
+    );
+    assert_eq!(names(&image.join("trash")), Vec::<String>::new(), "trash");
+}
+
+fn loaded_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("Loaded image"))
+        .map(String::from)
+        .collect()
+}
+
+fn archive_save_load_roundtrip(env: &TestEnv) {
+    let dir = env.root.join("arc-roundtrip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = TestImage::new(env, "roundtrip");
+    let before = store_state(env);
+    // In: a Docker 20.10-style archive.
+    let archive = image.docker_archive(&["arc/rt:1"], &|l: &[u8]| l.to_vec());
+    let r = env.berth_stdin(&["load"], &archive);
+    assert_eq!(loaded_lines(&r.ok()), ["Loaded image: arc/rt:1"]);
+    assert_eq!(env.inspect("arc/rt:1", "{{.Id}}"), image.id());
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/rt:1",
+        "cat",
+        "/arc/hello",
+    ]);
+    assert_eq!(out.ok(), "hello from roundtrip");
+    env.berth(&["tag", "arc/rt:1", "arc/rt:2"]).ok();
+
+    // Out: both tags in one archive, in Docker 25's format.
+    let file = dir.join("rt.tar");
+    env.berth(&["save", "-o", file.to_str().unwrap(), "arc/rt:1", "arc/rt:2"])
+        .ok();
+    let files = tar_files(&std::fs::read(&file).unwrap());
+    for name in ["manifest.json", "index.json", "oci-layout", "repositories"] {
+        assert!(files.contains_key(name), "{name} in {:?}", files.keys());
+    }
+    for (path, data) in &files {
+        if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+            assert_eq!(hex_of(&sha256(data)), hex, "{path} is content-addressed");
+        }
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest.as_array().unwrap().len(), 1, "{manifest}");
+    assert_eq!(manifest[0]["RepoTags"], json!(["arc/rt:1", "arc/rt:2"]));
+    assert_eq!(
+        manifest[0]["Config"],
+        format!("blobs/sha256/{}", hex_of(&image.id()))
+    );
+    let layers: Vec<&str> = manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(layers.len(), 2);
+    for (path, layer) in layers.iter().zip(&image.layers) {
+        assert_eq!(
+            &files[*path], layer,
+            "layers are saved uncompressed, as loaded"
+        );
+    }
+    let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["io.containerd.image.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["docker.io/arc/rt:1", "docker.io/arc/rt:2"]);
+    let repositories: Value = serde_json::from_slice(&files["repositories"]).unwrap();
+    assert!(repositories["arc/rt"]["1"].is_string(), "{repositories}");
+
+    // Remove, and load it back: same id, both tags, runs.
+    env.berth(&["rmi", "arc/rt:1", "arc/rt:2"]).ok();
+    assert_eq!(
+        store_state(env),
+        before,
+        "rmi leaves the store as before the load"
+    );
+    let r = env.berth(&["load", "-i", file.to_str().unwrap()]);
+    assert_eq!(
+        loaded_lines(&r.ok()),
+        ["Loaded image: arc/rt:1", "Loaded image: arc/rt:2"]
+    );
+    assert_eq!(env.inspect("arc/rt:2", "{{.Id}}"), image.id());
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/rt:2",
+        "cat",
+        "/arc/hello",
+    ]);
+    assert_eq!(out.ok(), "hello from roundtrip");
+
+    // Whole-archive gzip and zstd, through stdin and -q; loading what is there is a no-op.
+    let saved = std::fs::read(&file).unwrap();
+    for (name, bytes) in [("gzip", gzip(&saved)), ("zstd", zstd(&saved))] {
+        env.berth(&["rmi", "arc/rt:1", "arc/rt:2"]).ok();
+        let r = env.berth_stdin(&["load", "-q"], &bytes);
+        assert_eq!(
+            loaded_lines(&r.ok()),
+            ["Loaded image: arc/rt:1", "Loaded image: arc/rt:2"],
+            "{name}"
+        );
+    }
+    let again = env.berth(&["load", "-i", file.to_str().unwrap()]);
+    assert_eq!(loaded_lines(&again.ok()).len(), 2);
+    // By id: an untagged image.
+    let by_id = dir.join("id.tar");
+    env.berth(&["save", "-o", by_id.to_str().unwrap(), &image.id()])
+        .ok();
+    let files = tar_files(&std::fs::read(&by_id).unwrap());
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert!(manifest[0]["RepoTags"].is_null(), "{manifest}");
+    assert!(!files.contains_key("repositories"));
+
+    // Errors: unknown image, terminal refusal is tested by hand; missing input file.
+    let r = env.berth(&[
+        "save",
+        "-o",
+        dir.join("x.tar").to_str().unwrap(),
+        "arc/nosuch:1",
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr.trim(),
+        "Error response from daemon: No such image: arc/nosuch:1"
+    );
+    assert!(!dir.join("x.tar").exists(), "no file for a failed save");
+    assert_eq!(names_in(&dir), ["id.tar", "rt.tar"], "no temp file left");
+
+    env.berth(&["rmi", "arc/rt:1", "arc/rt:2"]).ok();
+    assert_eq!(store_state(env), before);
+    assert_no_staging_left(env);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    names(dir)
+}
+
+fn archive_load_oci_layout_and_compressed_layers(env: &TestEnv) {
+    let image = TestImage::new(env, "oci");
+    let before = store_state(env);
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "oci gzip layers",
+            image.oci_layout(
+                "docker.io/arc/oci:v1",
+                &|l: &[u8]| gzip(l),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            ),
+        ),
+        (
+            "oci zstd layers",
+            image.oci_layout(
+                "docker.io/arc/oci:v1",
+                &|l: &[u8]| zstd(l),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+        ),
+        (
+            "oci plain layers",
+            image.oci_layout(
+                "docker.io/arc/oci:v1",
+                &|l: &[u8]| l.to_vec(),
+                "application/vnd.oci.image.layer.v1.tar",
+            ),
+        ),
+        (
+            "docker-archive gzip layers",
+            image.docker_archive(&["arc/oci:v1"], &|l: &[u8]| gzip(l)),
+        ),
+    ];
+    for (name, archive) in cases {
+        let r = env.berth_stdin(&["load"], &archive);
+        assert_eq!(
+            loaded_lines(&r.ok()),
+            ["Loaded image: arc/oci:v1"],
+            "{name}"
+        );
+        assert_eq!(env.inspect("arc/oci:v1", "{{.Id}}"), image.id(), "{name}");
+        let out = env.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "arc/oci:v1",
+            "cat",
+            "/arc/hello",
+        ]);
+        assert_eq!(out.ok(), "hello from oci", "{name}");
+        env.berth(&["rmi", "arc/oci:v1"]).ok();
+        assert_eq!(store_state(env), before, "{name}");
+        assert_no_staging_left(env);
+    }
+}
+
+macro_rules! docker {
+    ($env:expr, $($arg:expr),+) => {
+        match $env.docker(&[$($arg),+]) {
+            Some(r) => r,
+            None => {
+                eprintln!("docker CLI not installed: skipping");
+                return;
+            }
+        }
+    };
+}
+
+fn archive_docker_cli_save_load(env: &TestEnv) {
+    let dir = env.root.join("arc-docker-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = TestImage::new(env, "docker cli");
+    let archive = image.docker_archive(&["arc/dcli:1"], &|l: &[u8]| l.to_vec());
+    let input = dir.join("in.tar");
+    std::fs::write(&input, &archive).unwrap();
+    let r = docker!(env, "load", "-i", input.to_str().unwrap());
+    assert_eq!(loaded_lines(&r.ok()), ["Loaded image: arc/dcli:1"]);
+    let out = dir.join("out.tar");
+    docker!(env, "save", "-o", out.to_str().unwrap(), "arc/dcli:1").ok();
+    let files = tar_files(&std::fs::read(&out).unwrap());
+    assert!(files.contains_key("manifest.json") && files.contains_key("index.json"));
+    docker!(env, "rmi", "arc/dcli:1").ok();
+    let bytes = std::fs::read(&out).unwrap();
+    let r = env.docker_stdin(&["load"], &bytes).unwrap();
+    assert_eq!(loaded_lines(&r.ok()), ["Loaded image: arc/dcli:1"]);
+    let run = docker!(
+        env,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/dcli:1",
+        "cat",
+        "/arc/hello"
+    );
+    assert_eq!(run.ok(), "hello from docker cli");
+    // A refused archive: one line, exit 1.
+    let r = env
+        .docker_stdin(&["load"], b"not an archive at all")
+        .unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
+    let r = docker!(
+        env,
+        "save",
+        "-o",
+        dir.join("no.tar").to_str().unwrap(),
+        "arc/nosuch"
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("No such image"), "{r:?}");
+    docker!(env, "rmi", "arc/dcli:1").ok();
+    assert_no_staging_left(env);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test daemon's `BERTH_LOAD_SIZE_LIMIT` (bytes).
+pub const LOAD_SIZE_LIMIT: u64 = 256 * 1024 * 1024;
+
 /// The berth binary under test.
 pub fn berth_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
@@ -131,6 +134,8 @@ impl TestEnv {
             .arg("--exec-root")
             .arg(&self.run_root)
             .args(["--log-level", "debug"])
+            // Small enough that archive.rs's compression bombs stop quickly.
+            .env("BERTH_LOAD_SIZE_LIMIT", LOAD_SIZE_LIMIT.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

@@ -93,6 +93,10 @@ pub enum ImageCmd {
     Import(ImportArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(crate::archive::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(crate::archive::LoadArgs),
 }
 
 /// `berth image …`.
@@ -126,6 +130,10 @@ pub enum ImageGroup {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(crate::archive::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(crate::archive::LoadArgs),
     /// Build a base image offline: `busybox` from the host's static busybox.
     Bootstrap {
         /// What to build (busybox).
@@ -141,6 +149,8 @@ pub fn run(c: &Client, cmd: ImageCmd) -> CmdResult {
         ImageCmd::Tag { source, target } => tag(c, &source, &target),
         ImageCmd::Import(a) => import(c, a),
         ImageCmd::History(a) => history(c, a),
+        ImageCmd::Save(a) => crate::archive::save(c, a),
+        ImageCmd::Load(a) => crate::archive::load(c, a),
     }
 }
 
@@ -156,6 +166,8 @@ pub fn run_group(c: &Client, g: ImageGroup) -> CmdResult {
             crate::container::inspect(c, crate::container::inspect_args(format, images, "image"))
         }
         ImageGroup::Prune { all, force } => prune(c, all, force),
+        ImageGroup::Save(a) => crate::archive::save(c, a),
+        ImageGroup::Load(a) => crate::archive::load(c, a),
         ImageGroup::Bootstrap { name } => bootstrap(c, &name),
     }
 }

@@ -2,6 +2,7 @@
 //! Engine API. One thin module per command group; flags are parsed with clap (derive).
 #![forbid(unsafe_code)]
 
+mod archive;
 mod container;
 mod format;
 mod http;

@@ -189,6 +189,11 @@ impl PendingBlob {
         &self.digest
     }
 
+    /// Where the blob waits in the ingest area.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn size(&self) -> u64 {
         self.size
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use berth_errdefs::{Classify, ErrorKind};
 
+use crate::archive::ArchiveError;
 use crate::reference::ReferenceError;
 
 /// Errors of the image store.
@@ -170,6 +171,13 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// An image archive (`save`/`load`) is refused.
+    #[error("{source}")]
+    Archive {
+        /// What is wrong with it.
+        #[from]
+        source: ArchiveError,
+    },
     /// A file system operation failed.
     #[error("{operation} {path}: {source}")]
     Filesystem {
@@ -250,6 +258,7 @@ impl Classify for ImageError {
             | Self::DigestMismatch { .. }
             | Self::SizeMismatch { .. } => ErrorKind::InvalidArgument,
             Self::UnsupportedChange { .. } => ErrorKind::NotImplemented,
+            Self::Archive { source } => source.kind(),
             Self::CorruptMetadata { .. }
             | Self::UnsupportedSchema { .. }
             | Self::BusyboxApplets { .. }

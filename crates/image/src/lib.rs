@@ -38,6 +38,7 @@
 
 use std::path::PathBuf;
 
+mod archive;
 mod bootstrap;
 mod changes;
 mod config;
@@ -51,6 +52,7 @@ mod persist;
 mod reference;
 mod store;
 
+pub use archive::{ArchiveError, LoadOptions, LoadProgress, LoadedImage, SaveSet};
 pub use bootstrap::DEFAULT_PATH_ENV;
 pub use changes::apply_changes;
 pub use config::{ImageConfig, RunConfig, host_architecture};
