@@ -18,6 +18,7 @@ pub const TESTS: &[Test] = &[
         archive_load_oci_layout_and_compressed_layers,
     ),
     ("archive_docker_cli_save_load", archive_docker_cli_save_load),
+    ("archive_interop_with_dockerd", archive_interop_with_dockerd),
 ];
 
 fn sha256(bytes: &[u8]) -> String {
@@ -536,6 +537,200 @@ fn archive_docker_cli_save_load(env: &TestEnv) {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("No such image"), "{r:?}");
     docker!(env, "rmi", "arc/dcli:1").ok();
+    assert_no_staging_left(env);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A private dockerd (20.10) under the test root: its own socket, data and exec roots, no
+/// bridge, no iptables. Stopped (SIGTERM, then waited for) and removed on drop.
+struct Dockerd {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    host: String,
+}
+
+impl Dockerd {
+    fn start(env: &TestEnv) -> Option<Dockerd> {
+        let exe = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists())?;
+        crate::harness::docker_exe()?;
+        let dir = env.root.join("dk");
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = format!("unix://{}", dir.join("d.sock").display());
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = std::process::Command::new(exe)
+            .args(["-H", &host, "--data-root"])
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("d.pid"))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        let dockerd = Dockerd { child, dir, host };
+        let up = env.eventually(30, || dockerd.docker(env, &["version"]).code == 0);
+        assert!(up, "dockerd did not come up: {}", dockerd.log());
+        Some(dockerd)
+    }
+
+    fn docker(&self, env: &TestEnv, args: &[&str]) -> crate::harness::Run {
+        let mut all = vec!["-H", &self.host];
+        all.extend_from_slice(args);
+        env.docker(&all).expect("docker CLI")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn archive_interop_with_dockerd(env: &TestEnv) {
+    let Some(dockerd) = Dockerd::start(env) else {
+        eprintln!("dockerd or the docker CLI not installed: skipping");
+        return;
+    };
+    let dir = env.root.join("arc-interop");
+    std::fs::create_dir_all(&dir).unwrap();
+    let before = store_state(env);
+
+    // berth → dockerd.
+    let image = TestImage::new(env, "interop");
+    let archive = image.docker_archive(&["arc/interop:1"], &|l: &[u8]| l.to_vec());
+    env.berth_stdin(&["load"], &archive).ok();
+    let from_berth = dir.join("from-berth.tar");
+    env.berth(&["save", "-o", from_berth.to_str().unwrap(), "arc/interop:1"])
+        .ok();
+    let r = dockerd.docker(env, &["load", "-i", from_berth.to_str().unwrap()]);
+    assert_eq!(
+        loaded_lines(&r.ok()),
+        ["Loaded image: arc/interop:1"],
+        "{}",
+        dockerd.log()
+    );
+    let id = dockerd.docker(env, &["image", "inspect", "-f", "{{.Id}}", "arc/interop:1"]);
+    assert_eq!(
+        id.ok(),
+        image.id(),
+        "dockerd keeps the config bytes, so the id"
+    );
+    let run = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/interop:1",
+        "cat",
+        "/arc/hello",
+    ];
+    assert_eq!(dockerd.docker(env, &run).ok(), "hello from interop");
+
+    // dockerd → berth: an image only dockerd has, and the one it got from berth, in one
+    // archive of dockerd's own (legacy `<id>/layer.tar`) format.
+    let rootfs = {
+        let base = busybox_layer(env);
+        let mut files = base[..base.len() - 1024].to_vec();
+        files.extend(raw_tar(&[Entry::File("from-docker", b"made by dockerd\n")]));
+        files
+    };
+    let import_args = [
+        "-H",
+        &dockerd.host,
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        "-",
+        "arc/fromdocker:1",
+    ];
+    let import = env.docker_stdin(&import_args, &rootfs).expect("docker CLI");
+    import.ok();
+    let from_docker = dir.join("from-docker.tar");
+    dockerd
+        .docker(
+            env,
+            &[
+                "save",
+                "-o",
+                from_docker.to_str().unwrap(),
+                "arc/fromdocker:1",
+                "arc/interop:1",
+            ],
+        )
+        .ok();
+    let files = tar_files(&std::fs::read(&from_docker).unwrap());
+    assert!(
+        files.keys().any(|k| k.ends_with("/layer.tar")),
+        "dockerd 20.10 writes its legacy layout: {:?}",
+        files.keys()
+    );
+    env.berth(&["rmi", "arc/interop:1"]).ok();
+    let r = env.berth(&["load", "-i", from_docker.to_str().unwrap()]);
+    let mut lines = loaded_lines(&r.ok());
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "Loaded image: arc/fromdocker:1",
+            "Loaded image: arc/interop:1"
+        ]
+    );
+    assert_eq!(env.inspect("arc/interop:1", "{{.Id}}"), image.id());
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/fromdocker:1",
+        "cat",
+        "/from-docker",
+    ]);
+    assert_eq!(out.ok(), "made by dockerd");
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/interop:1",
+        "cat",
+        "/arc/hello",
+    ]);
+    assert_eq!(out.ok(), "hello from interop");
+    // And back again: what berth loaded from dockerd, saved by berth, runs in dockerd.
+    let round = dir.join("round.tar");
+    env.berth(&["save", "-o", round.to_str().unwrap(), "arc/fromdocker:1"])
+        .ok();
+    dockerd.docker(env, &["rmi", "arc/fromdocker:1"]).ok();
+    let r = dockerd.docker(env, &["load", "-i", round.to_str().unwrap()]);
+    assert_eq!(loaded_lines(&r.ok()), ["Loaded image: arc/fromdocker:1"]);
+    let run = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/fromdocker:1",
+        "cat",
+        "/from-docker",
+    ];
+    assert_eq!(dockerd.docker(env, &run).ok(), "made by dockerd");
+
+    drop(dockerd);
+    env.berth(&["rmi", "arc/interop:1", "arc/fromdocker:1"])
+        .ok();
+    assert_eq!(store_state(env), before);
     assert_no_staging_left(env);
     let _ = std::fs::remove_dir_all(&dir);
 }
