@@ -19,6 +19,11 @@ pub const TESTS: &[Test] = &[
     ),
     ("archive_docker_cli_save_load", archive_docker_cli_save_load),
     ("archive_interop_with_dockerd", archive_interop_with_dockerd),
+    ("archive_refuses_bad_archives", archive_refuses_bad_archives),
+    (
+        "archive_refuses_device_nodes_without_cap_mknod",
+        archive_refuses_device_nodes_without_cap_mknod,
+    ),
 ];
 
 fn sha256(bytes: &[u8]) -> String {
@@ -46,7 +51,6 @@ fn tar_files(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-#[allow(dead_code)] // the hostile kinds are used by the corpus test
 /// A tar entry built from raw header bytes, so hostile names (`..`, absolute) can be written.
 enum Entry<'a> {
     File(&'a str, &'a [u8]),
@@ -733,4 +737,540 @@ fn archive_interop_with_dockerd(env: &TestEnv) {
     assert_eq!(store_state(env), before);
     assert_no_staging_left(env);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One bad archive: what it is, its bytes, and a piece of the one-line error expected.
+struct BadCase {
+    name: &'static str,
+    bytes: Vec<u8>,
+    expect: &'static str,
+}
+
+/// An outer archive from (path, bytes) pairs, written with raw headers (hostile names allowed).
+fn outer(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let list: Vec<Entry<'_>> = entries
+        .iter()
+        .map(|(p, d)| Entry::File(p.as_str(), d.as_slice()))
+        .collect();
+    raw_tar(&list)
+}
+
+/// A docker-archive of `config` and `layers` (stored as given), manifest naming `paths`.
+fn docker_archive_parts(
+    config: &[u8],
+    layers: &[Vec<u8>],
+    tags: Value,
+) -> (Vec<(String, Vec<u8>)>, Value) {
+    let mut entries = Vec::new();
+    let mut paths = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let path = format!("{}/layer.tar", hex_of(&sha256(format!("{i}").as_bytes())));
+        entries.push((path.clone(), layer.clone()));
+        paths.push(path);
+    }
+    let config_path = format!("{}.json", hex_of(&sha256(config)));
+    entries.push((config_path.clone(), config.to_vec()));
+    let manifest = json!([{ "Config": config_path, "RepoTags": tags, "Layers": paths }]);
+    (entries, manifest)
+}
+
+fn with_manifest(mut entries: Vec<(String, Vec<u8>)>, manifest: &Value) -> Vec<u8> {
+    entries.push((
+        "manifest.json".into(),
+        serde_json::to_vec(manifest).unwrap(),
+    ));
+    outer(&entries)
+}
+
+/// The test image with its top layer replaced by `top`.
+fn image_with_top(base: &[u8], top: Vec<u8>) -> Vec<u8> {
+    let image = TestImage::with_layers(vec![base.to_vec(), top]);
+    let (entries, manifest) =
+        docker_archive_parts(&image.config, &image.layers, json!(["arc/bad:1"]));
+    with_manifest(entries, &manifest)
+}
+
+/// gzip members concatenated: `header`, then zeros, expanding to about `total` bytes.
+fn gzip_bomb(header: &[u8], total: u64) -> Vec<u8> {
+    const MEMBER: usize = 1024 * 1024;
+    let zeros = gzip(&vec![0u8; MEMBER]);
+    let mut out = gzip(header);
+    for _ in 0..total.div_ceil(MEMBER as u64) {
+        out.extend_from_slice(&zeros);
+    }
+    out
+}
+
+/// A tar header for a regular file of `size` bytes (GNU, so sizes past 8 GiB fit).
+fn big_file_header(path: &str, size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(path).unwrap();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(size);
+    header.set_cksum();
+    header.as_bytes().to_vec()
+}
+
+fn bad_cases(env: &TestEnv, outside: &Path) -> Vec<BadCase> {
+    let base = busybox_layer(env);
+    let image = TestImage::new(env, "corpus");
+    let good = image.docker_archive(&["arc/bad:1"], &|l: &[u8]| l.to_vec());
+    let (entries, manifest) =
+        docker_archive_parts(&image.config, &image.layers, json!(["arc/bad:1"]));
+    let victim = outside.join("victim");
+    let victim_abs = victim.to_str().unwrap().to_owned();
+    let outside_abs = outside.to_str().unwrap().to_owned();
+    // From a layer's unpack dir (<root>/data/image/ingest/layer-*/diff) to <root>.
+    let up = "../../../../../";
+    let rel_victim = format!("{up}{}", victim.strip_prefix(&env.root).unwrap().display());
+    let rel_outside = format!("{up}{}", outside.strip_prefix(&env.root).unwrap().display());
+    let rel_whiteout = format!("{up}outside/.wh.victim");
+    let ten_gb = 10 * 1024 * 1024 * 1024u64;
+    let mut cases = Vec::new();
+    let mut add = |name, bytes, expect| {
+        cases.push(BadCase {
+            name,
+            bytes,
+            expect,
+        })
+    };
+
+    add(
+        "truncated archive",
+        good[..good.len() / 2].to_vec(),
+        "truncated",
+    );
+    let gz = gzip(&good);
+    add(
+        "truncated gzip archive",
+        gz[..gz.len() / 2].to_vec(),
+        "invalid tar archive",
+    );
+    let mut corrupt = gz.clone();
+    let middle = corrupt.len() / 2;
+    for b in &mut corrupt[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    add("corrupt gzip archive", corrupt, "invalid tar archive");
+    add(
+        "garbage",
+        b"this is not an image archive\n".repeat(100),
+        "invalid tar archive",
+    );
+    add("empty input", Vec::new(), "no manifest.json or index.json");
+    add(
+        "no manifest",
+        outer(&entries),
+        "no manifest.json or index.json",
+    );
+
+    // The manifest and config disagree with the content.
+    let mut wrong = serde_json::from_slice::<Value>(&image.config).unwrap();
+    wrong["rootfs"]["diff_ids"][1] = json!(sha256(b"some other layer"));
+    let wrong = serde_json::to_vec(&wrong).unwrap();
+    let (e, m) = docker_archive_parts(&wrong, &image.layers, json!(["arc/bad:1"]));
+    add(
+        "layer digest does not match the config",
+        with_manifest(e, &m),
+        "invalid diffID for layer 1",
+    );
+    let mut missing = entries.clone();
+    missing.remove(1);
+    add(
+        "manifest names a missing layer",
+        with_manifest(missing, &manifest),
+        "is missing",
+    );
+    let mut no_config = entries.clone();
+    no_config.remove(2);
+    add(
+        "manifest names a missing config",
+        with_manifest(no_config, &manifest),
+        "is missing",
+    );
+    let mut short = manifest.clone();
+    short[0]["Layers"].as_array_mut().unwrap().pop();
+    add(
+        "manifest lists too few layers",
+        with_manifest(entries.clone(), &short),
+        "layers length mismatch",
+    );
+    let mut broken = entries.clone();
+    broken.push(("manifest.json".into(), b"[{\"Config\": ".to_vec()));
+    add("manifest is not JSON", outer(&broken), "manifest.json");
+    let (e, m) = docker_archive_parts(&image.config, &image.layers, json!(["arc/BAD:1"]));
+    add("invalid tag", with_manifest(e, &m), "invalid tag");
+    let mut windows = serde_json::from_slice::<Value>(&image.config).unwrap();
+    windows["os"] = json!("windows");
+    let (e, m) = docker_archive_parts(
+        &serde_json::to_vec(&windows).unwrap(),
+        &image.layers,
+        json!(["arc/bad:1"]),
+    );
+    add(
+        "image for another OS",
+        with_manifest(e, &m),
+        "cannot load windows image",
+    );
+
+    // OCI layout: content-addressed names and descriptor sizes are checked.
+    let oci = image.oci_layout(
+        "docker.io/arc/bad:1",
+        &|l: &[u8]| l.to_vec(),
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let mut oci_files: Vec<(String, Vec<u8>)> = tar_files(&oci).into_iter().collect();
+    let layer_hex = hex_of(&sha256(&image.layers[1])).to_owned();
+    let tampered: Vec<(String, Vec<u8>)> = oci_files
+        .iter()
+        .map(|(p, d)| {
+            let mut d = d.clone();
+            if p.ends_with(&layer_hex) {
+                let at = d.len() - 1100;
+                d[at] ^= 1; // inside the end-of-archive padding: still a valid tar
+            }
+            (p.clone(), d)
+        })
+        .collect();
+    add(
+        "OCI blob does not match its name",
+        outer(&tampered),
+        "has digest",
+    );
+    let index: Value =
+        serde_json::from_slice(&oci_files.iter().find(|(p, _)| p == "index.json").unwrap().1)
+            .unwrap();
+    let manifest_path = format!(
+        "blobs/sha256/{}",
+        hex_of(index["manifests"][0]["digest"].as_str().unwrap())
+    );
+    let without_manifest: Vec<(String, Vec<u8>)> = oci_files
+        .iter()
+        .filter(|(p, _)| *p != manifest_path)
+        .cloned()
+        .collect();
+    add(
+        "OCI index names a missing manifest",
+        outer(&without_manifest),
+        "is missing",
+    );
+    let mut oci_manifest: Value = serde_json::from_slice(
+        &oci_files
+            .iter()
+            .find(|(p, _)| *p == manifest_path)
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    oci_manifest["layers"][1]["size"] = json!(12345);
+    let bytes = serde_json::to_vec(&oci_manifest).unwrap();
+    let digest = sha256(&bytes);
+    oci_files.retain(|(p, _)| *p != manifest_path && p != "index.json");
+    oci_files.push((format!("blobs/sha256/{}", hex_of(&digest)), bytes.clone()));
+    let mut index2 = index.clone();
+    index2["manifests"][0]["digest"] = json!(digest);
+    index2["manifests"][0]["size"] = json!(bytes.len());
+    oci_files.push(("index.json".into(), serde_json::to_vec(&index2).unwrap()));
+    add(
+        "OCI layer size does not match its descriptor",
+        outer(&oci_files),
+        "expected 12345",
+    );
+
+    // Entries of the archive itself.
+    let mut dotdot = entries.clone();
+    dotdot.push((format!("{up}outside/victim"), b"pwned".to_vec()));
+    add(
+        "archive entry with ..",
+        with_manifest(dotdot, &manifest),
+        "path contains '..'",
+    );
+    let mut absolute = entries.clone();
+    absolute.push((victim_abs.clone(), b"pwned".to_vec()));
+    add(
+        "archive entry with an absolute path",
+        with_manifest(absolute, &manifest),
+        "absolute path",
+    );
+    let mut fifo = raw_tar(&[Entry::Fifo("fifo")]);
+    fifo.truncate(512);
+    fifo.extend(with_manifest(entries.clone(), &manifest));
+    add(
+        "archive entry that is a fifo",
+        fifo,
+        "unexpected entry type",
+    );
+    let mut linked = manifest.clone();
+    linked[0]["Layers"][1] = json!("evil/layer.tar");
+    let mut with_link = raw_tar(&[Entry::Symlink("evil", &rel_outside)]);
+    with_link.truncate(512);
+    with_link.extend(with_manifest(entries.clone(), &linked));
+    add(
+        "archive symlink pointing outside",
+        with_link,
+        "link points outside the archive",
+    );
+
+    // Hostile layers.
+    add(
+        "layer entry with ..",
+        image_with_top(&base, raw_tar(&[Entry::File(&rel_victim, b"pwned")])),
+        "path contains '..'",
+    );
+    add(
+        "absolute symlink out, then a write through it",
+        image_with_top(
+            &base,
+            raw_tar(&[
+                Entry::Symlink("esc", &outside_abs),
+                Entry::File("esc/victim", b"pwned"),
+            ]),
+        ),
+        "a parent directory is a symlink",
+    );
+    add(
+        "relative symlink out, then a write through it",
+        image_with_top(
+            &base,
+            raw_tar(&[
+                Entry::Symlink("esc", &rel_outside),
+                Entry::File("esc/victim", b"pwned"),
+            ]),
+        ),
+        "a parent directory is a symlink",
+    );
+    add(
+        "hardlink with .. out, then a write through it",
+        image_with_top(
+            &base,
+            raw_tar(&[
+                Entry::Hardlink("hl", &rel_victim),
+                Entry::File("hl", b"pwned"),
+            ]),
+        ),
+        "path contains '..'",
+    );
+    add(
+        "hardlink to an absolute path, then a write through it",
+        image_with_top(
+            &base,
+            raw_tar(&[
+                Entry::Hardlink("hl", &victim_abs),
+                Entry::File("hl", b"pwned"),
+            ]),
+        ),
+        "hard link target does not exist in the layer",
+    );
+    add(
+        "whiteout for a path outside the layer",
+        image_with_top(&base, raw_tar(&[Entry::File(&rel_whiteout, b"")])),
+        "path contains '..'",
+    );
+    add(
+        "whiteout through a symlink out of the layer",
+        image_with_top(
+            &base,
+            raw_tar(&[
+                Entry::Symlink("esc", &outside_abs),
+                Entry::File("esc/.wh.victim", b""),
+            ]),
+        ),
+        "a parent directory is a symlink",
+    );
+    let mut bzip = b"BZh91AY&SY".to_vec();
+    bzip.extend_from_slice(&[7u8; 600]);
+    add(
+        "bzip2 layer",
+        image_with_top(&base, bzip),
+        "unsupported archive compression: bzip2",
+    );
+    add(
+        "layer that is not a tar",
+        image_with_top(&base, b"{\"not\": \"a layer\"}".to_vec()),
+        "not a tar archive",
+    );
+
+    // Compression bombs: 10 GB of zeros, in a layer and as the whole archive.
+    let bomb_layer = gzip_bomb(&big_file_header("bomb", ten_gb), ten_gb);
+    add(
+        "gzip layer expanding to 10 GB",
+        image_with_top(&base, bomb_layer),
+        "size limit",
+    );
+    let zstd_frame = zstd(&vec![0u8; 1024 * 1024]);
+    let mut zstd_bomb = zstd(&big_file_header("bomb", ten_gb));
+    for _ in 0..ten_gb / (1024 * 1024) {
+        zstd_bomb.extend_from_slice(&zstd_frame);
+    }
+    add(
+        "zstd layer expanding to 10 GB",
+        image_with_top(&base, zstd_bomb),
+        "size limit",
+    );
+    add(
+        "gzip archive expanding to 10 GB",
+        gzip_bomb(&big_file_header("huge/layer.tar", ten_gb), ten_gb),
+        "size limit",
+    );
+    cases
+}
+
+fn archive_refuses_bad_archives(env: &TestEnv) {
+    let outside = env.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("victim"), b"original").unwrap();
+    let cases = bad_cases(env, &outside);
+    assert!(cases.len() >= 20, "a corpus of {} archives", cases.len());
+    let before = store_state(env);
+    let root_before = names(&env.root);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let started = std::time::Instant::now();
+        let r = env.berth_stdin(&["load"], &case.bytes);
+        let took = started.elapsed();
+        let err = r.stderr.trim();
+        let problems = [
+            (r.code == 0, "load succeeded"),
+            (err.lines().count() != 1, "not one error line"),
+            (!err.contains(case.expect), "unexpected error"),
+            (!loaded_lines(&r.stdout).is_empty(), "something was loaded"),
+        ];
+        for (failed, what) in problems {
+            if failed {
+                failures.push(format!(
+                    "{}: {what}: code {} stderr {err:?}",
+                    case.name, r.code
+                ));
+            }
+        }
+        let after = store_state(env);
+        if after != before {
+            failures.push(format!("{}: the store changed: {after:?}", case.name));
+        }
+        let image = env.data_root.join("image");
+        for area in ["ingest", "trash"] {
+            if !names(&image.join(area)).is_empty() {
+                failures.push(format!("{}: {area} not empty", case.name));
+            }
+        }
+        if std::fs::read(outside.join("victim")).unwrap() != b"original"
+            || names(&outside) != ["victim"]
+        {
+            failures.push(format!("{}: wrote outside the data root", case.name));
+            std::fs::write(outside.join("victim"), b"original").unwrap();
+        }
+        if names(&env.root) != root_before {
+            failures.push(format!(
+                "{}: new files in the test root: {:?}",
+                case.name,
+                names(&env.root)
+            ));
+        }
+        println!("  refused {:<55} {took:>8.2?} {err}", case.name);
+    }
+    // The real docker CLI gets the same one line.
+    if crate::harness::docker_exe().is_some() {
+        for case in cases
+            .iter()
+            .filter(|c| c.name.contains("symlink out") || c.name == "garbage")
+        {
+            let r = env.docker_stdin(&["load"], &case.bytes).unwrap();
+            if r.code != 1
+                || r.stderr.trim().lines().count() != 1
+                || !r.stderr.contains(case.expect)
+            {
+                failures.push(format!("docker load {}: {r:?}", case.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(store_state(env), before);
+
+    // An absolute path inside a layer is, as in Docker, a path inside the layer: it loads,
+    // and the file lands in the image, not on the host.
+    let victim = outside.join("victim");
+    let base = busybox_layer(env);
+    let top = raw_tar(&[Entry::File(victim.to_str().unwrap(), b"contained")]);
+    let r = env.berth_stdin(&["load"], &image_with_top(&base, top));
+    assert_eq!(loaded_lines(&r.ok()), ["Loaded image: arc/bad:1"]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"original");
+    let cat = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "arc/bad:1",
+        "cat",
+        victim.to_str().unwrap(),
+    ];
+    assert_eq!(env.berth(&cat).ok(), "contained");
+    env.berth(&["rmi", "arc/bad:1"]).ok();
+    assert_eq!(store_state(env), before);
+    let _ = std::fs::remove_dir_all(&outside);
+}
+
+/// A second berth daemon that may not create device nodes (CAP_MKNOD dropped from its
+/// bounding set, as in a rootless or restricted context): a layer with a device node is
+/// refused with one line and leaves nothing.
+fn archive_refuses_device_nodes_without_cap_mknod(env: &TestEnv) {
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.exists() {
+        eprintln!("setpriv not installed: skipping");
+        return;
+    }
+    let base = busybox_layer(env);
+    let top = raw_tar(&[Entry::Dir("dev/"), Entry::Char("dev/null", 1, 3)]);
+    let archive = image_with_top(&base, top);
+    let dir = env.root.join("r2"); // short: it is also the exec root (monitor socket paths)
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = format!("unix://{}", dir.join("s").display());
+    let log = std::fs::File::create(env.root.join("r2.log")).unwrap();
+    let mut daemon = std::process::Command::new(setpriv)
+        .args(["--bounding-set", "-mknod", "--inh-caps", "-mknod", "--"])
+        .arg(crate::harness::berth_exe())
+        .args(["daemon", "-H", &host, "--data-root"])
+        .arg(dir.join("d"))
+        .arg("--exec-root")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn daemon");
+    let up = env.eventually(20, || {
+        std::os::unix::net::UnixStream::connect(dir.join("s")).is_ok()
+    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(
+            up,
+            "{}",
+            std::fs::read_to_string(env.root.join("r2.log")).unwrap_or_default()
+        );
+        let mut load = std::process::Command::new(crate::harness::berth_exe())
+            .args(["-H", &host, "load"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        load.stdin.take().unwrap().write_all(&archive).unwrap();
+        let out = load.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("create device node"), "{err}");
+        let image = dir.join("d/image");
+        for area in ["ingest", "trash", "images", "layers", "blobs/sha256"] {
+            assert_eq!(names(&image.join(area)), Vec::<String>::new(), "{area}");
+        }
+    }));
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(env.root.join("r2.log"));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

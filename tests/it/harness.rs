@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The test daemon's `BERTH_LOAD_SIZE_LIMIT` (bytes).
-pub const LOAD_SIZE_LIMIT: u64 = 256 * 1024 * 1024;
+pub const LOAD_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// The berth binary under test.
 pub fn berth_exe() -> PathBuf {

@@ -266,7 +266,9 @@ fn read_archive(
     let mut metadata_total = 0u64;
     let entries = archive
         .entries()
-        .map_err(|source| ImageError::ReadArchive { source })?;
+        .map_err(|source| ImageError::ReadArchive {
+            source: one_line(source),
+        })?;
     for entry in entries {
         let mut entry = match entry {
             Ok(entry) => entry,
@@ -274,7 +276,9 @@ fn read_archive(
                 if let Some(e) = over(&outer_budget) {
                     return Err(e.into());
                 }
-                return Err(ImageError::ReadArchive { source });
+                return Err(ImageError::ReadArchive {
+                    source: one_line(source),
+                });
             }
         };
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -397,6 +401,23 @@ fn stage_entry(
     stage_layer(content, ingest, &mut limited, None)
 }
 
+/// Read errors can quote the bytes they choked on (the tar crate does): keep one short line.
+fn one_line(source: io::Error) -> io::Error {
+    let text = source.to_string();
+    if !text.chars().any(char::is_control) && text.len() <= 200 {
+        return source;
+    }
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 {
+        clean.push('…');
+    }
+    io::Error::new(source.kind(), clean)
+}
+
 fn truncated(name: &str) -> ImageError {
     ImageError::ReadArchive {
         source: io::Error::new(
@@ -410,7 +431,9 @@ fn read_error(source: io::Error, budget: &Budget, limit: u64) -> ImageError {
     if budget.exceeded.get() {
         ArchiveError::SizeLimit { limit }.into()
     } else {
-        ImageError::ReadArchive { source }
+        ImageError::ReadArchive {
+            source: one_line(source),
+        }
     }
 }
 
@@ -552,9 +575,13 @@ impl Staged {
                 let Some(StagedEntry::Failed(error)) = self.layers.remove(&name) else {
                     unreachable!("just matched");
                 };
+                let reason = match error {
+                    ImageError::ReadArchive { source } => one_line(source).to_string(),
+                    other => other.to_string(),
+                };
                 Err(ArchiveError::BadLayer {
                     file: path.to_owned(),
-                    reason: error.to_string(),
+                    reason,
                 }
                 .into())
             }
