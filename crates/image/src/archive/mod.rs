@@ -36,3 +36,6 @@ mod save;
 pub use error::ArchiveError;
 pub use ingest::{LoadOptions, LoadProgress, LoadedImage};
 pub use save::SaveSet;
+
+#[cfg(test)]
+mod tests;
