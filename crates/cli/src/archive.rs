@@ -72,7 +72,8 @@ fn write_file(path: &Path, body: &mut dyn Read) -> Result<(), CliError> {
     let result = (|| {
         let mut file = File::create(&temp)?;
         copy(body, &mut file)?;
-        file.sync_all()?;
+        // Like docker's CLI: no fsync; the rename only guarantees never a torn file by
+        // that name while berth runs.
         std::fs::rename(&temp, path)
     })();
     if let Err(e) = result {

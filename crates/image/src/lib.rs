@@ -1,5 +1,6 @@
 //! The image store: image configs, tags, unpacked layer snapshots, container root filesystems,
-//! and the ways images arrive offline (bootstrap from the host's busybox, import of a tarball).
+//! and the ways images arrive offline (bootstrap from the host's busybox, import of a tarball,
+//! load of a `docker save` archive; [`SaveSet`] writes one).
 //!
 //! An image is a config document (its id is the sha256 of the config's bytes) that lists
 //! layers by *diff id* (the sha256 of the uncompressed layer tar). Each stack of layers is
@@ -16,7 +17,7 @@
 //!   blobs/sha256/<hex>           content store: config JSON (stored bytes, never re-serialized)
 //!                                and uncompressed layer tars (digest = diff id); written to
 //!                                ingest/ first, size+digest checked, fsynced, renamed here
-//!   ingest/                      blobs and layers being written; emptied at open
+//!   ingest/                      blobs and layers being written (import, load); emptied at open
 //!   layers/<chain hex>/diff/     one unpacked read-only snapshot per layer chain
 //!   layers/<chain hex>/meta.json {"diff_id", "parent" (chain id or null), "size"}
 //!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size"}: the image exists
