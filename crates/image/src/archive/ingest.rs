@@ -176,10 +176,11 @@ impl<R: Read> Read for Limited<'_, R> {
     }
 }
 
-/// Hashes and counts the raw bytes of an archive entry, reporting progress.
+/// Hashes (unless `hasher` is None) and counts the raw bytes of an archive entry, reporting
+/// progress.
 struct Hashing<'a, R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     read: u64,
     total: u64,
     reported: u64,
@@ -190,7 +191,9 @@ struct Hashing<'a, R> {
 impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         self.read += n as u64;
         // About every 1% (at least 512 KiB apart), and at the end.
         let step = (self.total / 100).max(512 * 1024);
@@ -210,8 +213,8 @@ impl<R: Read> Read for Hashing<'_, R> {
 #[derive(Debug)]
 enum StagedEntry {
     Layer {
-        /// Digest and size of the entry as stored in the archive (maybe compressed).
-        raw_digest: String,
+        /// Size of the entry as stored in the archive (maybe compressed); its digest was
+        /// checked against its name when it was read.
         raw_size: u64,
         diff_id: String,
         /// The pending uncompressed blob, to stage again if the layer is needed twice.
@@ -329,7 +332,9 @@ fn read_archive(
             let short = short_name(&name);
             let mut raw_reader = Hashing {
                 inner: io::Cursor::new(head).chain(&mut entry),
-                hasher: Sha256::new(),
+                // A plain layer's raw bytes are the uncompressed stream, whose digest (the
+                // diff id) staging computes anyway: hash them once.
+                hasher: compressed.then(Sha256::new),
                 read: 0,
                 total: size,
                 reported: 0,
@@ -351,11 +356,17 @@ fn read_archive(
             if raw_size != size {
                 return Err(truncated(&name));
             }
-            let raw_digest = format!("sha256:{}", hex::encode(raw_reader.hasher.finalize()));
-            check_blob_name(&name, &raw_digest)?;
+            let raw_digest = match (raw_reader.hasher.take(), &result) {
+                (Some(hasher), _) => Some(format!("sha256:{}", hex::encode(hasher.finalize()))),
+                (None, Ok(layer)) => Some(layer.blob.digest().to_owned()),
+                // Not a layer after all: only an error if a manifest names it.
+                (None, Err(_)) => None,
+            };
+            if let Some(digest) = &raw_digest {
+                check_blob_name(&name, digest)?;
+            }
             let entry = match result {
                 Ok(layer) => StagedEntry::Layer {
-                    raw_digest,
                     raw_size,
                     diff_id: layer.blob.digest().to_owned(),
                     blob_path: layer.blob.path().to_owned(),
@@ -561,16 +572,13 @@ impl Staged {
         }
     }
 
-    /// A layer a manifest names: its canonical path, diff id, raw digest and size.
-    fn layer(&mut self, path: &str) -> Result<(String, String, String, u64), ImageError> {
+    /// A layer a manifest names: its canonical path, diff id and raw size.
+    fn layer(&mut self, path: &str) -> Result<(String, String, u64), ImageError> {
         let name = self.resolve(path)?;
         match self.layers.get(&name) {
             Some(StagedEntry::Layer {
-                diff_id,
-                raw_digest,
-                raw_size,
-                ..
-            }) => Ok((name, diff_id.clone(), raw_digest.clone(), *raw_size)),
+                diff_id, raw_size, ..
+            }) => Ok((name, diff_id.clone(), *raw_size)),
             Some(StagedEntry::Failed(_)) => {
                 let Some(StagedEntry::Failed(error)) = self.layers.remove(&name) else {
                     unreachable!("just matched");
@@ -755,7 +763,7 @@ impl Staged {
         }
         let mut layers = Vec::new();
         for (index, (path, expected)) in layer_paths.iter().zip(&diff_ids).enumerate() {
-            let (name, diff_id, _raw_digest, raw_size) = self.layer(path)?;
+            let (name, diff_id, raw_size) = self.layer(path)?;
             if let Some(sizes) = layer_sizes {
                 check_size(&name, sizes[index], raw_size)?;
             }
