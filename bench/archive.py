@@ -10,9 +10,12 @@ a synthetic ~206 MB tree stands in. It is imported into both engines as one imag
 of N runs each:
   save: `save -o FILE IMAGE` (the file removed between runs)
   load: `load -i FILE` into an engine lacking the image (removed with rmi before each run,
-        then --settle seconds of rest: ext4 without a journal, as here, skips inodes freed in
-        the last 30 s when it allocates new ones, so a load right after an rmi of the same
-        ~10k files measures that scan more than the engine)
+        then, with --host-fs, --settle seconds of rest: ext4 without a journal, as here, skips
+        inodes freed in the last 30 s when it allocates new ones, so a load right after an rmi
+        of the same ~10k files measures that scan more than the engine)
+Both engines keep their data (and the archives) on a fresh ext4 file system (4 GB image,
+loop-mounted, with a journal) unless --host-fs: on a shared disk whose ext4 has no journal and
+much churn from other work, inode allocation dominates any load and the figures mean little.
 Runs its own berth daemon and its own dockerd (private sockets and roots under /tmp, no bridge,
 no iptables); never touches /var/run/docker.sock or docker0.
 """
@@ -125,19 +128,30 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rootfs", help="use this tree instead of debootstrap's")
     ap.add_argument("--no-docker", action="store_true", help="skip the dockerd comparison")
-    ap.add_argument("--settle", type=float, default=31, help="seconds between rmi and a timed load")
+    ap.add_argument("--settle", type=float, help="seconds between rmi and a timed load (default 31 with --host-fs, else 0)")
+    ap.add_argument("--host-fs", action="store_true", help="keep data under /tmp, not on a fresh ext4")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
+    if a.settle is None:
+        a.settle = 31 if a.host_fs else 0
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     tree, origin = rootfs(a.rootfs)
     tmp = f"/tmp/bz{os.getpid()}"  # short: unix socket paths must fit 108 bytes
     os.makedirs(tmp)
-    tarball = f"{tmp}/rootfs.tar"
+    work, fs_image = tmp, None
+    if not a.host_fs:
+        fs_image = f"/var/tmp/berth-bench/scratch-{os.getpid()}.img"
+        subprocess.run(["truncate", "-s", "4G", fs_image], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", fs_image], check=True)
+        work = f"{tmp}/fs"
+        os.makedirs(work)
+        subprocess.run(["mount", "-o", "loop", fs_image, work], check=True)
+    tarball = f"{work}/rootfs.tar"
     subprocess.run(["tar", "--numeric-owner", "-C", tree, "-cf", tarball, "."], check=True)
     sock = f"{tmp}/run/berth.sock"
     env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{tmp}/dc")
-    daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{tmp}/data",
+    daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{work}/data",
                                "--exec-root", f"{tmp}/run"],
                               stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/daemon.log", "w"))
     dockerd, denv, results = None, None, {}
@@ -146,31 +160,34 @@ def main():
         with open(tarball, "rb") as f:
             sh([BERTH, "import", "-", IMAGE], env=env, stdin=f)
         image_size = sh([BERTH, "image", "inspect", "-f", "{{.Size}}", IMAGE], env=env)
-        bench("berth (berth CLI)", BERTH, env, tmp, a.runs, results, a.settle)
+        bench("berth (berth CLI)", BERTH, env, work, a.runs, results, a.settle)
         denv_berth = dict(env, DOCKER_HOST=f"unix://{sock}")
         if os.path.exists(DOCKER_CLI):
-            bench("berth (docker CLI)", DOCKER_CLI, denv_berth, tmp, a.runs, results, a.settle)
+            bench("berth (docker CLI)", DOCKER_CLI, denv_berth, work, a.runs, results, a.settle)
         dockerd_bin = shutil.which("dockerd")
         if not a.no_docker and dockerd_bin and os.path.exists(DOCKER_CLI):
             dsock = f"{tmp}/docker.sock"
             denv = dict(os.environ, DOCKER_HOST=f"unix://{dsock}", DOCKER_CONFIG=f"{tmp}/dc")
-            dockerd = subprocess.Popen([dockerd_bin, "-H", f"unix://{dsock}", "--data-root", f"{tmp}/docker-data",
+            dockerd = subprocess.Popen([dockerd_bin, "-H", f"unix://{dsock}", "--data-root", f"{work}/docker-data",
                                         "--exec-root", f"{tmp}/docker-exec", "--pidfile", f"{tmp}/docker.pid",
                                         "--bridge", "none", "--iptables=false", "--ip6tables=false"],
                                        stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/dockerd.log", "w"))
             wait_for([DOCKER_CLI, "version"], denv)
             with open(tarball, "rb") as f:
                 sh([DOCKER_CLI, "import", "-", IMAGE], env=denv, stdin=f)
-            bench("docker (dockerd 20.10)", DOCKER_CLI, denv, tmp, a.runs, results, a.settle)
+            bench("docker (dockerd 20.10)", DOCKER_CLI, denv, work, a.runs, results, a.settle)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait()
         if dockerd:
             dockerd.send_signal(signal.SIGTERM)
             dockerd.wait()
-        subprocess.run(["umount", "-R", f"{tmp}/docker-data"], capture_output=True)
+        subprocess.run(["umount", "-R", f"{work}/docker-data"], capture_output=True)
+        if fs_image:
+            subprocess.run(["umount", work], capture_output=True)
+            os.remove(fs_image)
         shutil.rmtree(tmp, ignore_errors=True)
-    report = {"runs": a.runs, "settle (s)": a.settle, "rootfs": origin, "image size (bytes)": int(image_size), "results": results}
+    report = {"runs": a.runs, "settle (s)": a.settle, "file system": "host /tmp" if a.host_fs else "fresh ext4 (loop)", "rootfs": origin, "image size (bytes)": int(image_size), "results": results}
     print(json.dumps(report, indent=2))
     base = results.get("docker (dockerd 20.10)")
     if base:
