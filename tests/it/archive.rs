@@ -402,6 +402,31 @@ fn archive_save_load_roundtrip(env: &TestEnv) {
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     assert!(manifest[0]["RepoTags"].is_null(), "{manifest}");
     assert!(!files.contains_key("repositories"));
+    // docker-py's route: GET /images/{name}/get.
+    let single = dir.join("single.tar");
+    let curl = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket"])
+        .arg(&env.socket)
+        .arg("-o")
+        .arg(&single)
+        .arg("http://berth/v1.44/images/arc/rt:2/get")
+        .status();
+    if let Ok(status) = curl {
+        assert!(status.success(), "curl {status}");
+        let files = tar_files(&std::fs::read(&single).unwrap());
+        let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+        assert_eq!(manifest[0]["RepoTags"], json!(["arc/rt:2"]));
+        std::fs::remove_file(&single).unwrap();
+    }
+    // An untagged image loads as its id.
+    env.berth(&["rmi", "arc/rt:1", "arc/rt:2"]).ok();
+    let r = env.berth(&["load", "-i", by_id.to_str().unwrap()]);
+    assert_eq!(
+        loaded_lines(&r.ok()),
+        [format!("Loaded image ID: {}", image.id())]
+    );
+    env.berth(&["tag", &image.id(), "arc/rt:1"]).ok();
+    env.berth(&["tag", &image.id(), "arc/rt:2"]).ok();
 
     // Errors: unknown image, terminal refusal is tested by hand; missing input file.
     let r = env.berth(&[
