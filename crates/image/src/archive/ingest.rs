@@ -418,6 +418,11 @@ fn one_line(source: io::Error) -> io::Error {
     if !text.chars().any(char::is_control) && text.len() <= 200 {
         return source;
     }
+    io::Error::new(source.kind(), one_line_text(&text))
+}
+
+/// `text` without control characters, at most 200 characters.
+fn one_line_text(text: &str) -> String {
     let mut clean: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -426,7 +431,7 @@ fn one_line(source: io::Error) -> io::Error {
     if text.chars().count() > 200 {
         clean.push('…');
     }
-    io::Error::new(source.kind(), clean)
+    clean
 }
 
 fn truncated(name: &str) -> ImageError {
@@ -573,26 +578,20 @@ impl Staged {
     }
 
     /// A layer a manifest names: its canonical path, diff id and raw size.
-    fn layer(&mut self, path: &str) -> Result<(String, String, u64), ImageError> {
+    fn layer(&self, path: &str) -> Result<(String, String, u64), ImageError> {
         let name = self.resolve(path)?;
         match self.layers.get(&name) {
             Some(StagedEntry::Layer {
                 diff_id, raw_size, ..
             }) => Ok((name, diff_id.clone(), *raw_size)),
-            Some(StagedEntry::Failed(_)) => {
-                let Some(StagedEntry::Failed(error)) = self.layers.remove(&name) else {
-                    unreachable!("just matched");
-                };
-                let reason = match error {
-                    ImageError::ReadArchive { source } => one_line(source).to_string(),
-                    other => other.to_string(),
-                };
-                Err(ArchiveError::BadLayer {
-                    file: path.to_owned(),
-                    reason,
-                }
-                .into())
+            Some(StagedEntry::Failed(error)) => Err(ArchiveError::BadLayer {
+                file: path.to_owned(),
+                reason: match error {
+                    ImageError::ReadArchive { source } => one_line_text(&source.to_string()),
+                    other => one_line_text(&other.to_string()),
+                },
             }
+            .into()),
             None if self.files.contains_key(&name) => Err(ArchiveError::BadLayer {
                 file: path.to_owned(),
                 reason: "not a tar archive".to_owned(),
@@ -618,7 +617,11 @@ impl Staged {
             layer, blob_path, ..
         }) = self.layers.get_mut(path)
         else {
-            unreachable!("planned layers are staged");
+            // Planning checked every layer it returns; this cannot be reached.
+            return Err(ArchiveError::MissingFile {
+                file: path.to_owned(),
+            }
+            .into());
         };
         if let Some(layer) = layer.take() {
             return Ok(layer);
