@@ -30,7 +30,10 @@ impl Renderer<io::Stdout> {
     /// A renderer on stdout, drawing in place when stdout is a terminal.
     pub fn stdout() -> Self {
         let tty = crate::tty::stdout_is_tty();
-        let width = crate::tty::size().map(|(_, cols)| cols).unwrap_or(0);
+        // The width alone (a pty may report 0 rows).
+        let width = rustix::termios::tcgetwinsize(std::io::stdout())
+            .map(|ws| ws.ws_col)
+            .unwrap_or(0);
         Renderer::new(io::stdout(), tty, width)
     }
 }
