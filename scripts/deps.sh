@@ -4,7 +4,7 @@ set -euo pipefail
 # debootstrap: bench/archive.py's debian image. docker.io: dockerd 20.10 for the save/load
 # interop tests (tests/it/archive.rs, skipped without it) and the benches; only ever run
 # privately (own socket and roots, no bridge), so its system service is not left running.
-pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 debootstrap docker.io)
+pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3 debootstrap docker.io)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1250,11 +1250,22 @@ fn archive_refuses_device_nodes_without_cap_mknod(env: &TestEnv) {
     let dir = env.root.join("r2"); // short: it is also the exec root (monitor socket paths)
     std::fs::create_dir_all(&dir).unwrap();
     let host = format!("unix://{}", dir.join("s").display());
+    // No default bridge, and an nft table of its own (removed below), beside the harness's.
+    let table = format!("ba{}", std::process::id());
     let log = std::fs::File::create(env.root.join("r2.log")).unwrap();
     let mut daemon = std::process::Command::new(setpriv)
         .args(["--bounding-set", "-mknod", "--inh-caps", "-mknod", "--"])
         .arg(crate::harness::berth_exe())
-        .args(["daemon", "-H", &host, "--data-root"])
+        .args([
+            "daemon",
+            "-H",
+            &host,
+            "--bridge",
+            "none",
+            "--nft-table",
+            &table,
+        ])
+        .arg("--data-root")
         .arg(dir.join("d"))
         .arg("--exec-root")
         .arg(&dir)
@@ -1293,9 +1304,11 @@ fn archive_refuses_device_nodes_without_cap_mknod(env: &TestEnv) {
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
+    let leaks = crate::harness::remove_network_state(&table, &table);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(env.root.join("r2.log"));
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+    assert!(leaks.is_empty(), "{leaks:?}");
 }

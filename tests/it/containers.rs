@@ -103,7 +103,11 @@ fn run_container_sees_its_own_namespaces(env: &TestEnv) {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1", "the process is PID 1: {out}");
     assert!(lines[1].starts_with("sh -c"), "{out}");
-    assert_eq!(lines[2], "lo", "only loopback without a network: {out}");
+    assert_eq!(
+        lines[2..4],
+        ["eth0", "lo"],
+        "eth0 on the default bridge, and loopback: {out}"
+    );
     for dev in [
         "null", "zero", "urandom", "tty", "pts", "shm", "mqueue", "ptmx",
     ] {

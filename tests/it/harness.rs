@@ -32,6 +32,9 @@ pub struct TestEnv {
     pub run_root: PathBuf,
     /// The socket.
     pub socket: PathBuf,
+    /// The daemon's default bridge and nft table (`bt<pid>`), so a run never touches
+    /// another berth's.
+    pub bridge: String,
     daemon: std::sync::Mutex<Option<Child>>,
     cgroups_before: Vec<PathBuf>,
     /// berth's parent cgroup dirs that did not exist before the run (removed at teardown).
@@ -102,6 +105,7 @@ impl TestEnv {
             data_root: root.join("data"),
             run_root: root.join("run"),
             socket: root.join("run/berth.sock"),
+            bridge: format!("bt{}", std::process::id()),
             root,
             daemon: std::sync::Mutex::new(None),
             cgroups_before: berth_cgroups(),
@@ -121,6 +125,19 @@ impl TestEnv {
         format!("unix://{}", self.socket.display())
     }
 
+    /// The daemon's resolver configuration: no upstream servers, so the embedded DNS answers
+    /// unknown names itself (NXDOMAIN) and tests send no query off the host.
+    fn resolv_conf(&self) -> PathBuf {
+        let path = self.root.join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# berth integration tests: no upstream resolvers
+",
+        )
+        .expect("write resolv.conf");
+        path
+    }
+
     /// Starts (or restarts) the daemon and waits until it answers.
     pub fn start_daemon(&self) {
         let log = std::fs::OpenOptions::new()
@@ -134,6 +151,9 @@ impl TestEnv {
             .arg("--exec-root")
             .arg(&self.run_root)
             .args(["--log-level", "debug"])
+            .args(["--bridge", &self.bridge, "--nft-table", &self.bridge])
+            .arg("--resolv-conf")
+            .arg(self.resolv_conf())
             // Small enough that archive.rs's compression bombs stop quickly.
             .env("BERTH_LOAD_SIZE_LIMIT", LOAD_SIZE_LIMIT.to_string())
             .stdin(Stdio::null())
@@ -253,6 +273,12 @@ impl TestEnv {
         false
     }
 
+    /// Removes what the daemon keeps across restarts on the host (its default bridge, its nft
+    /// table, its iptables accept rules), then reports anything of it still there.
+    fn remove_network_state(&self) -> Vec<String> {
+        remove_network_state(&self.bridge, &self.bridge)
+    }
+
     /// Removes every container, stops the daemon, and reports what leaked.
     pub fn teardown(&self) -> Vec<String> {
         let ids = self.berth(&["ps", "-aq"]).stdout;
@@ -262,8 +288,53 @@ impl TestEnv {
             args.extend(ids.iter().copied());
             let _ = self.berth(&args);
         }
-        self.stop_daemon(libc::SIGTERM);
         let mut leaks = Vec::new();
+        let networks = self
+            .berth(&["network", "ls", "--format", "{{.Name}}"])
+            .stdout;
+        for n in networks
+            .split_whitespace()
+            .filter(|n| !["bridge", "host", "none"].contains(n))
+        {
+            leaks.push(format!("network: {n}"));
+        }
+        let _ = self.berth(&["network", "prune", "-f"]);
+        // The kernel deletes a veth pair when its container's namespace goes, shortly after.
+        let on_bridge = || {
+            let out = Command::new("ip")
+                .args(["-o", "link", "show", "master", &self.bridge])
+                .output();
+            out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        if !self.eventually(10, || on_bridge().is_empty()) {
+            leaks.push(format!("veths on {}: {}", self.bridge, on_bridge()));
+        }
+        self.stop_daemon(libc::SIGTERM);
+        leaks.extend(self.remove_network_state());
+        // Devices and namespaces the network tests make carry this process's id.
+        let pid = std::process::id().to_string();
+        let (links, netns) = (
+            Command::new("ip").args(["-o", "link"]).output(),
+            Command::new("ip").args(["netns", "list"]).output(),
+        );
+        for (what, out) in [("link", links), ("netns", netns)] {
+            let text = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            // The name: `5: vo1234@if4: <…>` for links, `bo1234 (id: 0)` for namespaces.
+            let names = text.lines().filter_map(|l| {
+                let word = if what == "link" {
+                    l.split_whitespace().nth(1)?
+                } else {
+                    l.split_whitespace().next()?
+                };
+                Some(word.trim_end_matches(':').split('@').next()?.to_string())
+            });
+            for name in names.filter(|n| n.ends_with(&pid)) {
+                leaks.push(format!("{what}: {name}"));
+            }
+        }
         let root = self.root.display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for l in mounts.lines().filter(|l| l.contains(&root)) {
@@ -289,4 +360,47 @@ impl TestEnv {
         }
         leaks
     }
+}
+
+/// Removes a berth daemon's host network state: bridge `bridge`, nft table `table`, and the
+/// iptables FORWARD accepts for the bridge; returns what is still there after.
+pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
+    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", table])
+        .output();
+    let rules = || {
+        Command::new("iptables")
+            .args(["-w", "5", "-S", "FORWARD"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let ours = |l: &&str| l.split_whitespace().any(|w| w == bridge);
+    for line in rules().lines().filter(ours) {
+        let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+        let _ = Command::new("iptables")
+            .args(["-w", "5", "-D", "FORWARD"])
+            .args(&args)
+            .output();
+    }
+    let mut leaks = Vec::new();
+    if Path::new("/sys/class/net").join(bridge).exists() {
+        leaks.push(format!("bridge: {bridge}"));
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if tables
+        .lines()
+        .any(|l| l.trim() == format!("table ip {table}"))
+    {
+        leaks.push(format!("nft table: {table}"));
+    }
+    for line in rules().lines().filter(ours) {
+        leaks.push(format!("iptables rule: {line}"));
+    }
+    leaks
 }

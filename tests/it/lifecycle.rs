@@ -513,6 +513,8 @@ fn cli_starts_the_daemon_when_none_answers(_env: &TestEnv) {
         eprintln!("a berth daemon or its state is already on this machine: skipping");
         return;
     }
+    // The daemon makes its default bridge `berth0` and nft table `berth`; they go after.
+    let bridge_before = Path::new("/sys/class/net/berth0").exists();
     let out = std::process::Command::new(crate::harness::berth_exe())
         .args(["version", "--format", "{{.Server.ApiVersion}}"])
         .env_remove("BERTH_HOST")
@@ -535,6 +537,10 @@ fn cli_starts_the_daemon_when_none_answers(_env: &TestEnv) {
     }
     let _ = std::fs::remove_dir_all(run);
     let _ = std::fs::remove_dir_all(data);
+    if !bridge_before {
+        let left = crate::harness::remove_network_state("berth0", "berth");
+        assert!(left.is_empty(), "{left:?}");
+    }
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "1.44",

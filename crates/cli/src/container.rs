@@ -1197,6 +1197,7 @@ pub fn inspect(c: &Client, a: InspectArgs) -> CmdResult {
         let kinds: Vec<&str> = match a.typ.as_deref() {
             Some("container") => vec!["container"],
             Some("image") => vec!["image"],
+            Some("network") => vec!["network"],
             Some(t) => {
                 return Err(CliError::msg(format!(
                     "\"{t}\" is not a valid value for --type"
@@ -1207,10 +1208,10 @@ pub fn inspect(c: &Client, a: InspectArgs) -> CmdResult {
         let mut found = None;
         let mut last_err = None;
         for k in &kinds {
-            let path = if *k == "container" {
-                format!("/containers/{n}/json")
-            } else {
-                format!("/images/{n}/json")
+            let path = match *k {
+                "container" => format!("/containers/{n}/json"),
+                "network" => format!("/networks/{n}"),
+                _ => format!("/images/{n}/json"),
             };
             match c.get::<Value>(&path, &size) {
                 Ok(v) => {

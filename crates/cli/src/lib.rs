@@ -7,6 +7,7 @@ mod container;
 mod format;
 mod http;
 mod image;
+mod network;
 mod opts;
 pub mod progress;
 mod stream;
@@ -119,6 +120,12 @@ enum Command {
         #[command(subcommand)]
         cmd: image::ImageGroup,
     },
+    /// Manage networks.
+    #[command(name = "network")]
+    NetworkGroup {
+        #[command(subcommand)]
+        cmd: network::NetworkGroup,
+    },
     #[command(flatten)]
     System(system::SystemCmd),
     /// Manage berth.
@@ -175,6 +182,7 @@ pub fn main(args: Vec<String>) -> i32 {
         Command::ContainerGroup { cmd } => container::run_group(&client, cmd),
         Command::Image(c) => image::run(&client, c),
         Command::ImageGroup { cmd } => image::run_group(&client, cmd),
+        Command::NetworkGroup { cmd } => network::run_group(&client, cmd),
         Command::System(c) => system::run(&client, c),
         Command::SystemGroup { cmd } => system::run_group(&client, cmd),
     };

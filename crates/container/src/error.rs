@@ -66,6 +66,12 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// A network service error, worded and classified by that service.
+    #[error(transparent)]
+    Network {
+        /// The service error.
+        source: berth_network::NetworkError,
+    },
     /// A failure in a lower service, with its own class.
     #[error("{message}")]
     Internal {
@@ -85,6 +91,7 @@ impl Classify for ContainerError {
             Self::Conflict { .. } => ErrorKind::Conflict,
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
+            Self::Network { source } => source.kind(),
             Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
                 ErrorKind::Internal
             }

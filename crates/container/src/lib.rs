@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 mod logs;
 mod monitor_client;
+mod net;
 pub mod service;
 pub mod spec;
 mod stats;

@@ -27,6 +27,8 @@ use crate::monitor_client::{self, Conversation};
 use crate::store::{self, Paths, Record, Status};
 use crate::{ContainerError, EventBus, spec};
 
+mod network;
+
 /// Result of container operations.
 pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
 
@@ -48,6 +50,9 @@ pub struct ServiceConfig {
     pub exe: PathBuf,
     /// External OCI runtimes by name (`runc` → `/usr/sbin/runc`); `--runtime` may also be a path.
     pub runtimes: HashMap<String, PathBuf>,
+    /// The network service; without one every container gets a private namespace with only
+    /// `lo` (what tests without root use).
+    pub network: Option<Arc<berth_network::NetworkService>>,
 }
 
 /// `POST /containers/{id}/wait?condition=`.
@@ -801,6 +806,14 @@ impl ContainerService {
             });
         }
         let mut hc = hc;
+        let endpoints = self
+            .plan_networks(
+                &mut hc,
+                body.networking_config
+                    .as_ref()
+                    .and_then(|n| n.endpoints_config.as_ref()),
+            )
+            .await?;
         if hc
             .network_mode
             .as_deref()
@@ -861,6 +874,7 @@ impl ContainerService {
             state: Default::default(),
             restart_count: 0,
             manually_stopped: false,
+            endpoints,
         };
         let paths = Paths::new(&self.cfg.data_root, &self.cfg.run_root, &id);
         let made = {
@@ -1066,6 +1080,7 @@ impl ContainerService {
                 .map(|s| (s[0] as u16, s[1] as u16)),
             runtime,
         };
+        self.prepare_resolv_conf(entry, rec).await?;
         let run_dir = entry.paths.run_dir.clone();
         {
             let (spec_json, monitor_cfg, run_dir) =
@@ -1094,7 +1109,6 @@ impl ContainerService {
             }
             Err(e) => return Err(self.start_failed(entry, rec, e.to_string(), 128).await),
         };
-        let _ = ready.pid;
         let socket = entry.paths.socket();
         // The exit watcher and the attached clients connect before the process runs, so no
         // exit and no early output is missed.
@@ -1102,6 +1116,14 @@ impl ContainerService {
             Ok(w) => w,
             Err(e) => return Err(self.start_failed(entry, rec, e.to_string(), 128).await),
         };
+        // The init exists, blocked before exec: give it its interfaces and ports now.
+        if let Err(e) = self.setup_networks(entry, rec, ready.pid).await {
+            self.kill_unstarted(entry).await;
+            rec.state.error = e.to_string();
+            rec.state.exit_code = 128;
+            self.spawn_exit_watcher(entry.clone(), wait, false);
+            return Err(e);
+        }
         let pending: Vec<PendingAttach> = std::mem::take(
             &mut *entry
                 .pending_attach
@@ -1202,6 +1224,7 @@ impl ContainerService {
             }
         }
         rec.state.pid = 0;
+        self.release_networks(&rec.id).await;
         *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = std::fs::remove_dir_all(&entry.paths.run_dir);
         let _ = store::save(&entry.paths, &rec, false);
@@ -1560,6 +1583,7 @@ impl ContainerService {
         }
         let old = std::mem::replace(&mut rec.name, new_name);
         store::save(&entry.paths, &rec, false)?;
+        self.rename_in_networks(&rec).await;
         self.publish(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
@@ -1711,7 +1735,8 @@ impl ContainerService {
                             .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
                 })
                 && before.as_ref().is_none_or(|b| r.created < *b)
-                && since.as_ref().is_none_or(|s| r.created > *s);
+                && since.as_ref().is_none_or(|s| r.created > *s)
+                && self.network_filters_match(&r, f);
             if ok {
                 out.push(self.summary(&r));
             }
@@ -1740,6 +1765,7 @@ impl ContainerService {
             .chain(r.args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
+        let (ports, networks) = self.summary_network(r);
         ContainerSummary {
             id: Some(r.id.clone()),
             names: Some(vec![format!("/{}", r.name)]),
@@ -1749,7 +1775,7 @@ impl ContainerService {
             created: chrono::DateTime::parse_from_rfc3339(&r.created)
                 .ok()
                 .map(|t| t.timestamp()),
-            ports: Some(vec![]),
+            ports: Some(ports),
             labels: Some(r.config.labels.clone().unwrap_or_default()),
             state: Some(state),
             status: Some(status_text(r)),
@@ -1758,7 +1784,7 @@ impl ContainerService {
                 annotations: None,
             }),
             network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: Some(HashMap::new()),
+                networks: Some(networks),
             }),
             mounts: Some(vec![]),
             ..Default::default()
@@ -1774,9 +1800,7 @@ impl ContainerService {
     }
 
     fn inspect_record(&self, entry: &Entry, r: &Record) -> ContainerInspectResponse {
-        use berth_api::models::{
-            ContainerState, ContainerStateStatusEnum as S, DriverData, NetworkSettings,
-        };
+        use berth_api::models::{ContainerState, ContainerStateStatusEnum as S, DriverData};
         let status = match r.state.status {
             Status::Created => S::CREATED,
             Status::Running => S::RUNNING,
@@ -1874,16 +1898,14 @@ impl ContainerService {
             graph_driver: graph,
             mounts: Some(mounts),
             config: Some(r.config.clone()),
-            network_settings: Some(NetworkSettings {
-                sandbox_id: Some(String::new()),
-                sandbox_key: Some(if r.state.pid > 0 {
+            network_settings: Some(self.network_settings(
+                r,
+                if r.state.pid > 0 {
                     format!("/proc/{}/ns/net", r.state.pid)
                 } else {
                     String::new()
-                }),
-                ports: Some(HashMap::new()),
-                networks: Some(HashMap::new()),
-            }),
+                },
+            )),
             ..Default::default()
         }
     }

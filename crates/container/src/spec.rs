@@ -548,15 +548,7 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
             _ => return Err(invalid(format!("invalid --security-opt: {opt:?}"))),
         }
     }
-    match hc.network_mode.as_deref().unwrap_or("default") {
-        "" | "default" | "bridge" | "none" | "host" => {}
-        m if m.starts_with("container:") => {}
-        m => {
-            return Err(ContainerError::Missing {
-                message: format!("network {m} not found"),
-            });
-        }
-    }
+    // Network modes are checked against the network service by the container service.
     Ok(())
 }
 

@@ -125,6 +125,10 @@ pub struct Record {
     /// Stopped by the user (restart policies `always`/`unless-stopped` respect it).
     #[serde(default)]
     pub manually_stopped: bool,
+    /// The networks it joins at start, in order (the network mode's first), with the
+    /// endpoint choices (`--ip`, `--mac-address`, `--alias`, `network connect`).
+    #[serde(default)]
+    pub endpoints: Vec<(String, berth_api::models::EndpointSettings)>,
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With

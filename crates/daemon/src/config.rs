@@ -18,6 +18,13 @@ pub struct DaemonConfig {
     pub exe: PathBuf,
     /// `--log-level`, for the binary's subscriber (the daemon only emits events).
     pub log_level: Option<String>,
+    /// `-b/--bridge`: the default bridge device (`berth0`); `none` for no default bridge.
+    pub bridge: String,
+    /// `--nft-table`: berth's nftables table (family `ip`).
+    pub nft_table: String,
+    /// `--resolv-conf`: the resolver configuration containers' resolv.conf and the embedded
+    /// DNS servers' upstreams come from (`/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
 }
 
 impl Default for DaemonConfig {
@@ -28,6 +35,9 @@ impl Default for DaemonConfig {
             exec_root: PathBuf::from("/run/berth"),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             log_level: None,
+            bridge: "berth0".into(),
+            nft_table: "berth".into(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
 }
@@ -71,7 +81,8 @@ impl DaemonConfig {
 }
 
 /// Parses the arguments after `berth daemon`: `-H|--host H`, `--data-root D`, `--exec-root R`,
-/// `--log-level L`, each also as `--flag=value`.
+/// `--log-level L`, `-b|--bridge NAME|none`, `--nft-table T`, `--resolv-conf FILE`, each also
+/// as `--flag=value`.
 pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
     let mut config = DaemonConfig::default();
     let mut args = args.iter();
@@ -93,6 +104,9 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
             "--data-root" => config.data_root = PathBuf::from(value()?),
             "--exec-root" => config.exec_root = PathBuf::from(value()?),
             "--log-level" | "-l" => config.log_level = Some(value()?),
+            "-b" | "--bridge" => config.bridge = value()?,
+            "--nft-table" => config.nft_table = value()?,
+            "--resolv-conf" => config.resolv_conf = PathBuf::from(value()?),
             _ => {
                 return Err(DaemonError::UnknownFlag {
                     flag: arg.to_owned(),
@@ -144,8 +158,16 @@ mod tests {
             "--exec-root",
             "/r",
             "--log-level=debug",
+            "-b",
+            "bt1",
+            "--nft-table=bt1",
+            "--resolv-conf",
+            "/r.conf",
         ]))
         .expect("valid");
+        assert_eq!(config.resolv_conf, PathBuf::from("/r.conf"));
+        assert_eq!(config.bridge, "bt1");
+        assert_eq!(config.nft_table, "bt1");
         assert_eq!(config.host, "unix:///tmp/b.sock");
         assert_eq!(config.data_root, PathBuf::from("/d"));
         assert_eq!(config.exec_root, PathBuf::from("/r"));

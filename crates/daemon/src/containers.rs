@@ -124,7 +124,10 @@ async fn inspect(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, DaemonError> {
-    let container = state.containers.inspect(&id, params.flag("size")).await?;
+    let container = state
+        .containers
+        .inspect_json(&id, params.flag("size"))
+        .await?;
     Ok(responses::json(StatusCode::OK, &container))
 }
 

@@ -29,6 +29,13 @@ pub enum DaemonError {
         #[from]
         source: ImageError,
     },
+    /// A network service error, worded and classified by that service.
+    #[error(transparent)]
+    Network {
+        /// The service error.
+        #[from]
+        source: berth_network::NetworkError,
+    },
     /// The path asked for an API version above the one berth speaks.
     #[error("client version {version} is too new. Maximum supported API version is {max}")]
     ApiVersionTooNew {
@@ -212,6 +219,7 @@ impl Classify for DaemonError {
         match self {
             Self::Container { source } => source.kind(),
             Self::Image { source } => source.kind(),
+            Self::Network { source } => source.kind(),
             Self::RouteNotFound | Self::PullUnavailable { .. } | Self::BusyboxNotFound => {
                 ErrorKind::NotFound
             }

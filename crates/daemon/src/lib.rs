@@ -25,6 +25,7 @@ pub mod containers;
 pub mod error;
 pub mod hijack;
 pub mod images;
+pub mod networks;
 pub mod query;
 pub mod responses;
 pub mod router;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             system::routes()
                 .merge(containers::routes())
+                .merge(networks::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

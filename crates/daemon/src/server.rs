@@ -11,6 +11,7 @@ use axum::Router;
 use axum::serve::Listener;
 use berth_container::{ContainerService, EventBus, ServiceConfig};
 use berth_image::ImageStore;
+use berth_network::{NetworkConfig, NetworkService};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -47,6 +48,43 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     result
 }
 
+/// How often the daemon checks that its firewall rules are still loaded.
+const FIREWALL_CHECK: Duration = Duration::from_secs(5);
+
+/// Opens the network service: loads networks, re-creates their bridges and rules, and
+/// keeps running containers' connectivity.
+async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
+    let mut net_config = NetworkConfig::new(&config.data_root, &config.exec_root);
+    net_config.default_bridge = if config.bridge == "none" {
+        String::new()
+    } else {
+        config.bridge.clone()
+    };
+    net_config.nft_table = config.nft_table.clone();
+    net_config.resolv_conf = config.resolv_conf.clone();
+    let service = tokio::task::spawn_blocking(move || NetworkService::open(net_config))
+        .await
+        .map_err(|source| DaemonError::Task { source })??;
+    let service = Arc::new(service);
+    // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.
+    let watched = Arc::downgrade(&service);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FIREWALL_CHECK);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(service) = watched.upgrade() else {
+                return;
+            };
+            let checked = tokio::task::spawn_blocking(move || service.restore_firewall()).await;
+            if let Ok(Err(error)) = checked {
+                tracing::warn!(%error, "restoring the firewall rules failed");
+            }
+        }
+    });
+    Ok(service)
+}
+
 async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Result<(), DaemonError> {
     let engine_id = engine_id(&config.data_root)?;
     let facts = Arc::new(SystemFacts::gather(
@@ -61,6 +99,7 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         .map_err(|source| DaemonError::Task { source })??;
     let images = Arc::new(images);
     let events = EventBus::new();
+    let network = open_network(config).await?;
     let service_config = ServiceConfig {
         data_root: config.data_root.clone(),
         run_root: config.exec_root.clone(),
@@ -70,6 +109,7 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
             .iter()
             .map(|path| ("runc".to_owned(), path.clone()))
             .collect(),
+        network: Some(network),
     };
     let containers =
         ContainerService::open(service_config, Arc::clone(&images), events.clone()).await?;

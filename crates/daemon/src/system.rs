@@ -280,7 +280,6 @@ pub fn static_routes() -> Router<Arc<SystemFacts>> {
         .route("/_ping", get(ping).head(ping_head))
         .route("/version", get(version))
         .route("/build/prune", post(build_prune))
-        .route("/networks/prune", post(networks_prune))
         .route("/volumes/prune", post(volumes_prune))
 }
 
@@ -333,12 +332,8 @@ async fn build_prune() -> Response {
     )
 }
 
-// Until berth has user networks and volumes there is nothing to prune, and `docker system
-// prune` fails as a whole if any of its prune calls does.
-async fn networks_prune() -> Response {
-    responses::json(StatusCode::OK, &json!({ "NetworksDeleted": [] }))
-}
-
+// Until berth has volumes there is nothing to prune, and `docker system prune` fails as a
+// whole if any of its prune calls does.
 async fn volumes_prune() -> Response {
     responses::json(
         StatusCode::OK,

@@ -166,6 +166,16 @@ pub fn decode_response(packet: &[u8]) -> Option<(u16, u8, Vec<Ipv4Addr>)> {
 /// Name → addresses for one network, shared between the service and the server thread.
 pub type NameTable = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
 
+/// Client address on this network → the name tables of the client's other networks. A
+/// container on several user networks asks the server of its first one (its resolv.conf
+/// has one nameserver), and must still find the names of all its networks, as with
+/// Docker's per-container resolver.
+pub type PeerTables = Arc<RwLock<HashMap<Ipv4Addr, Vec<NameTable>>>>;
+
+fn lookup(names: &NameTable, name: &str) -> Option<Vec<Ipv4Addr>> {
+    names.read().ok().and_then(|t| t.get(name).cloned())
+}
+
 /// What the server does with one query.
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
@@ -173,11 +183,14 @@ enum Decision {
     Forward,
 }
 
-fn decide(query: &Query, names: &NameTable, have_upstreams: bool) -> Decision {
-    let known = names
-        .read()
-        .map(|t| t.get(&query.name).cloned())
-        .unwrap_or_default();
+fn decide(
+    query: &Query,
+    names: &NameTable,
+    others: &[NameTable],
+    have_upstreams: bool,
+) -> Decision {
+    let known =
+        lookup(names, &query.name).or_else(|| others.iter().find_map(|t| lookup(t, &query.name)));
     match known {
         Some(addrs) if query.qtype == TYPE_A && query.qclass == CLASS_IN => {
             Decision::Answer(encode_response(query, RCODE_NOERROR, &addrs))
@@ -229,10 +242,12 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Binds `addr` (UDP) and serves `names`, forwarding unknown names to `upstreams`.
+    /// Binds `addr` (UDP) and serves `names` (and, per client, its `peers` tables),
+    /// forwarding unknown names to `upstreams`.
     pub fn start(
         addr: SocketAddr,
         names: NameTable,
+        peers: PeerTables,
         upstreams: Vec<SocketAddr>,
     ) -> Result<Self, NetworkError> {
         let bind_err = |source| NetworkError::DnsBind {
@@ -252,7 +267,7 @@ impl DnsServer {
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dns-{addr}"))
-            .spawn(move || serve(socket, names, Arc::new(upstreams), thread_stop))
+            .spawn(move || serve(socket, names, peers, Arc::new(upstreams), thread_stop))
             .map_err(|source| NetworkError::Worker { source })?;
         Ok(Self {
             addr,
@@ -282,6 +297,7 @@ impl Drop for DnsServer {
 fn serve(
     socket: UdpSocket,
     names: NameTable,
+    peers: PeerTables,
     upstreams: Arc<Vec<SocketAddr>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -295,7 +311,15 @@ fn serve(
         let Some(query) = parse_query(&buf[..n]) else {
             continue;
         };
-        match decide(&query, &names, !upstreams.is_empty()) {
+        let others = match peer {
+            SocketAddr::V4(p) => peers
+                .read()
+                .ok()
+                .and_then(|t| t.get(p.ip()).cloned())
+                .unwrap_or_default(),
+            SocketAddr::V6(_) => Vec::new(),
+        };
+        match decide(&query, &names, &others, !upstreams.is_empty()) {
             Decision::Answer(reply) => {
                 let _ = socket.send_to(&reply, peer);
             }
@@ -369,13 +393,29 @@ mod tests {
     #[test]
     fn decisions() {
         let names = table(&[("web", "172.20.0.5")]);
+        let other = [table(&[("db", "172.30.0.9")])];
         let ask = |name: &str, qtype: u16, upstreams: bool| {
             decide(
                 &parse_query(&encode_query(7, name, qtype)).unwrap(),
                 &names,
+                &[],
                 upstreams,
             )
         };
+        // A client on another network too finds that network's names.
+        let Decision::Answer(a) = decide(
+            &parse_query(&encode_query(8, "db", TYPE_A)).unwrap(),
+            &names,
+            &other,
+            true,
+        ) else {
+            panic!("a name of the client's other network forwarded")
+        };
+        assert_eq!(
+            decode_response(&a).unwrap().2,
+            ["172.30.0.9".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!(ask("db", TYPE_A, true), Decision::Forward);
         let Decision::Answer(a) = ask("WEB", TYPE_A, true) else {
             panic!("known name forwarded")
         };
@@ -433,6 +473,7 @@ mod tests {
         let server = DnsServer::start(
             "127.0.0.1:0".parse().unwrap(),
             names.clone(),
+            PeerTables::default(),
             vec![upstream_addr],
         )
         .unwrap();

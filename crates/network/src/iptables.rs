@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Isolation and `--internal` still hold: berth's own forward chain drops that traffic, and
-//! a drop in any table wins. When the chain does not exist nothing is created (running
-//! `iptables` would create the table). The rules go with the network.
+//! a drop in any table wins. The rules are inserted even when the chain does not exist yet
+//! (iptables then creates it, with policy ACCEPT), so a DROP policy set later still lets
+//! berth's traffic through. The rules go with the network.
 
 use std::process::Command;
 
@@ -55,6 +56,11 @@ fn forward_chain_exists() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+fn iptables_installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("iptables").is_file()))
+}
+
 fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
     let out = Command::new("iptables")
         .args(["-w", "5"])
@@ -67,9 +73,12 @@ fn iptables(args: &[&str]) -> Result<bool, NetworkError> {
     Ok(out.status.success())
 }
 
-/// Inserts the accept rules for `bridge` unless present. Returns whether the chain exists.
+/// Inserts the accept rules for `bridge` unless present, always: a host firewall (or a
+/// Docker installed later) may create the chain with a DROP policy at any time, and rules
+/// put there now keep berth's forwarding working then. Returns whether rules are in place:
+/// `false` on a host without an `iptables` binary, where no iptables policy can drop.
 pub(crate) fn allow(bridge: &str) -> Result<bool, NetworkError> {
-    if !forward_chain_exists() {
+    if !iptables_installed() {
         return Ok(false);
     }
     for rule in rules(bridge) {
@@ -91,7 +100,7 @@ pub(crate) fn allow(bridge: &str) -> Result<bool, NetworkError> {
 
 /// Removes the accept rules for `bridge` (every copy), if the chain exists.
 pub(crate) fn revoke(bridge: &str) -> Result<(), NetworkError> {
-    if !forward_chain_exists() {
+    if !iptables_installed() || !forward_chain_exists() {
         return Ok(());
     }
     for rule in rules(bridge) {

@@ -49,7 +49,7 @@ pub use error::NetworkError;
 pub use ipam::Ipam as AddressPool;
 pub use model::{
     AttachOptions, ConfigReference, ContainerNet, CreateRequest, Endpoint, EndpointIpamConfig,
-    EndpointSettings, Ipam, IpamConfig, NetworkContainer, NetworkInfo, hosts_file,
+    EndpointSettings, Ipam, IpamConfig, NetworkContainer, NetworkInfo, hosts_file, network_matches,
 };
 pub use ports::{PortBinding, Protocol, PublishedPort, parse_publish_spec};
 pub use service::{NetworkConfig, NetworkService};

@@ -76,6 +76,46 @@ where
     })
 }
 
+/// Runs `job` on one worker thread with two netlink handles: one in the host namespace and
+/// one inside the namespace of `netns_pid`. A netlink socket keeps the namespace it was
+/// opened in, so the worker opens the host socket, joins the container's namespace, then
+/// opens the second: one thread and one event loop for a whole attachment, which keeps a
+/// thread hand-off (costly on a loaded host) off the container start path.
+fn with_netlink_pair<T, F>(netns_pid: i32, job: F) -> Result<T, NetworkError>
+where
+    T: Send,
+    F: AsyncFnOnce(Handle, Handle) -> Result<T, NetworkError> + Send,
+{
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|source| NetworkError::Worker { source })?;
+            runtime.block_on(async move {
+                let worker_err = |source| NetworkError::Worker { source };
+                let (connection, host, _) = rtnetlink::new_connection().map_err(worker_err)?;
+                tokio::spawn(connection);
+                let netns_err = |source| NetworkError::Netns {
+                    pid: netns_pid,
+                    source,
+                };
+                let ns = File::open(format!("/proc/{netns_pid}/ns/net")).map_err(netns_err)?;
+                nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)
+                    .map_err(|errno| netns_err(io::Error::from(errno)))?;
+                let (connection, inside, _) = rtnetlink::new_connection().map_err(worker_err)?;
+                tokio::spawn(connection);
+                job(host, inside).await
+            })
+        });
+        worker.join().unwrap_or_else(|_| {
+            Err(NetworkError::Worker {
+                source: io::Error::other("netlink worker panicked"),
+            })
+        })
+    })
+}
+
 async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
@@ -201,7 +241,7 @@ pub(crate) fn attach_veth(
     iface: &InterfaceConfig,
 ) -> Result<(), NetworkError> {
     let bridge_index = read_ifindex(bridge)?;
-    with_netlink(None, async |handle: Handle| {
+    with_netlink_pair(iface.netns_pid, async |handle: Handle, inside: Handle| {
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(iface.ifname.clone())
             .address(iface.mac.0.to_vec())
@@ -222,14 +262,14 @@ pub(crate) fn attach_veth(
             .add(host)
             .execute()
             .await
-            .map_err(netlink_err(format!("create veth {host_name} on {bridge}")))
-    })?;
-    if let Err(err) = configure_inside(iface) {
-        // Nothing half-made: the pair goes with its host end.
-        let _ = delete_host_link(host_name);
-        return Err(err);
-    }
-    Ok(())
+            .map_err(netlink_err(format!("create veth {host_name} on {bridge}")))?;
+        if let Err(err) = configure(&inside, iface).await {
+            // Nothing half-made: the pair goes with its host end.
+            let _ = delete_link(&handle, host_name).await;
+            return Err(err);
+        }
+        Ok(())
+    })
 }
 
 /// Creates a macvlan child of host device `parent` as `iface.ifname` inside the container,
@@ -260,8 +300,15 @@ pub(crate) fn attach_macvlan(parent: &str, iface: &InterfaceConfig) -> Result<()
 /// Inside the container: address, link up, loopback up, default route.
 fn configure_inside(iface: &InterfaceConfig) -> Result<(), NetworkError> {
     with_netlink(Some(iface.netns_pid), async |handle: Handle| {
+        configure(&handle, iface).await
+    })
+}
+
+/// [`configure_inside`] with a handle in the container's namespace.
+async fn configure(handle: &Handle, iface: &InterfaceConfig) -> Result<(), NetworkError> {
+    {
         let name = &iface.ifname;
-        let index = index_of(&handle, name)
+        let index = index_of(handle, name)
             .await?
             .ok_or_else(|| NetworkError::Netlink {
                 op: format!("find {name} in container"),
@@ -282,14 +329,13 @@ fn configure_inside(iface: &InterfaceConfig) -> Result<(), NetworkError> {
             .execute()
             .await
             .map_err(netlink_err(format!("bring up {name}")))?;
-        if let Some(lo) = index_of(&handle, "lo").await? {
-            handle
-                .link()
-                .set(LinkUnspec::new_with_index(lo).up().build())
-                .execute()
-                .await
-                .map_err(netlink_err("bring up lo"))?;
-        }
+        // Loopback is always index 1 in a network namespace (LOOPBACK_IFINDEX).
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(1).up().build())
+            .execute()
+            .await
+            .map_err(netlink_err("bring up lo"))?;
         if let Some(gateway) = iface.gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gateway)
@@ -303,7 +349,7 @@ fn configure_inside(iface: &InterfaceConfig) -> Result<(), NetworkError> {
             }
         }
         Ok(())
-    })
+    }
 }
 
 /// The interface index of host device `name`, from sysfs (no netlink round trip).
@@ -319,6 +365,20 @@ fn read_ifindex(name: &str) -> Result<u32, NetworkError> {
         path,
         source: io::Error::from(io::ErrorKind::InvalidData),
     })
+}
+
+/// Raises a numeric sysctl to at least `min` (never lowers one an admin set higher).
+pub(crate) fn raise_sysctl(proc_sys: &Path, key: &str, min: u32) -> Result<(), NetworkError> {
+    let path = proc_sys.join(key);
+    let current = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    match current {
+        Some(v) if v >= min => Ok(()),
+        // A sysctl tree without the key (a test fixture, an odd kernel): nothing to raise.
+        None if !path.exists() => Ok(()),
+        _ => set_sysctl(proc_sys, key, &min.to_string()),
+    }
 }
 
 /// Writes a sysctl file under `proc_sys` (e.g. `net/ipv4/ip_forward`), skipping the write

@@ -236,3 +236,147 @@ pub fn hosts_file(hostname: &str, endpoints: &[Endpoint]) -> String {
     }
     out
 }
+
+/// Whether `info` passes `docker network ls --filter` / `network prune --filter` filters
+/// (`driver`, `id` prefix, `label` and `label!` `k` or `k=v`, `name` substring, `scope`,
+/// `type` custom|builtin, `dangling`, `until` a unix time or a duration ago like `24h`).
+/// Each key's values are alternatives; all keys must match. An unknown key is an error.
+pub fn network_matches(
+    info: &NetworkInfo,
+    filters: &BTreeMap<String, Vec<String>>,
+) -> Result<bool, crate::NetworkError> {
+    let builtin = matches!(info.name.as_str(), "bridge" | "host" | "none");
+    for (key, values) in filters {
+        if values.is_empty() {
+            continue;
+        }
+        let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
+        let ok = match key.as_str() {
+            "driver" => any(&|v| info.driver == v),
+            "id" => any(&|v| info.id.starts_with(v)),
+            "name" => any(&|v| info.name.contains(v)),
+            "scope" => any(&|v| info.scope == v),
+            "label" => any(&|v| has_label(info, v)),
+            "label!" => !any(&|v| has_label(info, v)),
+            "until" => {
+                let created = chrono::DateTime::parse_from_rfc3339(&info.created)
+                    .map(|t| t.timestamp())
+                    .unwrap_or(0);
+                let mut limits = Vec::new();
+                for v in values {
+                    limits.push(until_limit(v).ok_or_else(|| {
+                        crate::NetworkError::InvalidOption {
+                            option: "filter".into(),
+                            reason: format!("invalid until value {v:?}"),
+                        }
+                    })?);
+                }
+                limits.iter().any(|limit| created < *limit)
+            }
+            "type" => any(&|v| match v {
+                "custom" => !builtin,
+                "builtin" => builtin,
+                _ => false,
+            }),
+            "dangling" => any(&|v| {
+                let dangling = matches!(v, "true" | "1");
+                !builtin && info.containers.is_empty() == dangling
+            }),
+            other => {
+                return Err(crate::NetworkError::InvalidOption {
+                    option: "filter".into(),
+                    reason: format!("invalid filter '{other}'"),
+                });
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn has_label(info: &NetworkInfo, v: &str) -> bool {
+    match v.split_once('=') {
+        Some((k, val)) => info.labels.get(k).is_some_and(|x| x == val),
+        None => info.labels.contains_key(v),
+    }
+}
+
+/// `until=` as unix seconds: a timestamp (`1700000000`), RFC 3339, or a duration before
+/// now (`10m`, `24h`, `30s`).
+fn until_limit(v: &str) -> Option<i64> {
+    if let Ok(t) = v.parse::<i64>() {
+        return Some(t);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Some(t.timestamp());
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    };
+    Some(chrono::Utc::now().timestamp() - secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, labels: &[(&str, &str)], created: &str) -> NetworkInfo {
+        NetworkInfo {
+            name: name.into(),
+            id: format!("{name}0123"),
+            created: created.into(),
+            scope: "local".into(),
+            driver: "bridge".into(),
+            enable_ipv4: true,
+            enable_ipv6: false,
+            ipam: Ipam::default(),
+            internal: false,
+            attachable: false,
+            ingress: false,
+            config_from: ConfigReference::default(),
+            config_only: false,
+            containers: BTreeMap::new(),
+            options: BTreeMap::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn f(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            m.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn filters_match_like_docker() {
+        let n = net("web", &[("team", "a")], "2020-01-01T00:00:00Z");
+        let ok = |pairs: &[(&str, &str)]| network_matches(&n, &f(pairs)).unwrap();
+        assert!(ok(&[]));
+        assert!(ok(&[("name", "we"), ("driver", "bridge")]));
+        assert!(ok(&[("label", "team"), ("label", "team=a")]));
+        assert!(!ok(&[("label", "team=b")]));
+        assert!(ok(&[("label!", "team=b")]));
+        assert!(!ok(&[("label!", "team")]));
+        assert!(ok(&[("type", "custom"), ("dangling", "true")]));
+        assert!(!ok(&[("type", "builtin")]));
+        assert!(ok(&[("until", "1h")]));
+        assert!(!ok(&[("until", "1500000000")]));
+        assert!(ok(&[("id", "web0")]));
+        assert!(network_matches(&n, &f(&[("until", "soon")])).is_err());
+        assert!(network_matches(&n, &f(&[("bogus", "x")])).is_err());
+        let bridge = net("bridge", &[], "2020-01-01T00:00:00Z");
+        assert!(network_matches(&bridge, &f(&[("type", "builtin")])).unwrap());
+    }
+}

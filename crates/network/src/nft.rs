@@ -196,6 +196,17 @@ pub(crate) fn teardown(table: &str) -> Value {
 }
 
 /// Runs one `nft -j -f -` transaction.
+/// Whether berth's table `table` is loaded (a firewall reload such as `nft flush ruleset`
+/// removes it).
+pub(crate) fn table_exists(table: &str) -> bool {
+    Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub(crate) fn apply(document: &Value) -> Result<(), NetworkError> {
     let spawn_err = |source| NetworkError::Spawn {
         program: "nft",

@@ -25,7 +25,7 @@ use rand::RngCore;
 use tracing::{instrument, warn};
 
 use crate::addr::{Ipv4Net, MacAddr, choose_subnet, parse_proc_routes};
-use crate::dns::{DnsServer, NameTable, upstreams_from_resolv_conf};
+use crate::dns::{DnsServer, NameTable, PeerTables, upstreams_from_resolv_conf};
 use crate::error::NetworkError;
 use crate::ipam::Ipam;
 use crate::iptables;
@@ -50,7 +50,7 @@ pub struct NetworkConfig {
     pub data_root: PathBuf,
     /// Runtime state (`/run/berth`).
     pub run_root: PathBuf,
-    /// The default bridge device (`berth0`).
+    /// The default bridge device (`berth0`); empty for no default bridge (`-b none`).
     pub default_bridge: String,
     /// berth's nft table in family `ip` (`berth`).
     pub nft_table: String,
@@ -86,6 +86,8 @@ struct Net {
     record: NetworkRecord,
     ipam: Option<Ipam>,
     names: NameTable,
+    /// Per client address: the name tables of its container's other networks.
+    peers: PeerTables,
     dns: Option<DnsServer>,
 }
 
@@ -155,6 +157,19 @@ impl NetworkService {
         }
         service.ensure_predefined(&mut state)?;
         link::set_sysctl(&service.config.proc_sys, "net/ipv4/ip_forward", "1")?;
+        // Hundreds of containers on one bridge overflow the default neighbour table
+        // (gc_thresh3 = 1024 entries), and ARP then fails at random.
+        for (key, min) in [
+            ("gc_thresh1", 1024u32),
+            ("gc_thresh2", 4096),
+            ("gc_thresh3", 8192),
+        ] {
+            link::raise_sysctl(
+                &service.config.proc_sys,
+                &format!("net/ipv4/neigh/default/{key}"),
+                min,
+            )?;
+        }
         let ids: Vec<String> = state.networks.keys().cloned().collect();
         for id in ids {
             let net = state.networks.get_mut(&id).expect("id taken from the map");
@@ -175,6 +190,7 @@ impl NetworkService {
                 }
             }
             state.reservations.insert(record.container_id.clone(), held);
+            refresh_peers(&state, &record);
             state.containers.insert(record.container_id.clone(), record);
         }
         service.apply_rules(&state)?;
@@ -198,6 +214,7 @@ impl NetworkService {
             record,
             ipam,
             names: Arc::new(RwLock::new(HashMap::new())),
+            peers: PeerTables::default(),
             dns: None,
         }
     }
@@ -208,7 +225,9 @@ impl NetworkService {
             ("host", Driver::Host),
             ("none", Driver::Null),
         ] {
-            if state.networks.values().any(|n| n.record.name == name) {
+            if state.networks.values().any(|n| n.record.name == name)
+                || (driver == Driver::Bridge && self.config.default_bridge.is_empty())
+            {
                 continue;
             }
             let (subnet, gateway, device) = if driver == Driver::Bridge {
@@ -298,7 +317,12 @@ impl NetworkService {
                 iptables::allow(device)?;
                 if net.has_dns() && net.dns.is_none() {
                     let addr = SocketAddr::V4(SocketAddrV4::new(gateway, self.config.dns_port));
-                    net.dns = Some(DnsServer::start(addr, net.names.clone(), self.upstreams())?);
+                    net.dns = Some(DnsServer::start(
+                        addr,
+                        net.names.clone(),
+                        net.peers.clone(),
+                        self.upstreams(),
+                    )?);
                 }
                 Ok(())
             })();
@@ -697,9 +721,19 @@ impl NetworkService {
         Ok(())
     }
 
-    /// Removes every user network without containers; returns their names.
-    pub fn prune(&self) -> Result<Vec<String>, NetworkError> {
+    /// Removes every user network without containers that passes `filters` (see
+    /// [`network_matches`](crate::network_matches)); returns their names.
+    pub fn prune(
+        &self,
+        filters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<String>, NetworkError> {
         let mut state = self.lock();
+        let mut excluded = Vec::new();
+        for net in state.networks.values() {
+            if !crate::model::network_matches(&self.info(&state, net), filters)? {
+                excluded.push(net.record.id.clone());
+            }
+        }
         let unused: Vec<(String, String)> = state
             .networks
             .values()
@@ -710,6 +744,7 @@ impl NetworkService {
                     .values()
                     .any(|c| c.endpoints.iter().any(|e| e.network_id == n.record.id))
             })
+            .filter(|n| !excluded.contains(&n.record.id))
             .map(|n| (n.record.id.clone(), n.record.name.clone()))
             .collect();
         let mut removed = Vec::new();
@@ -843,6 +878,7 @@ impl NetworkService {
         if let Some(net) = state.networks.get(&ep.network_id) {
             add_names(&net.names, &ep.dns_names, ep.ip);
         }
+        refresh_peers(&state, &record);
         state.containers.insert(container.id.clone(), record);
         Ok(endpoint_view(&record_net, &ep))
     }
@@ -1003,11 +1039,55 @@ impl NetworkService {
             state.reservations.remove(container_id);
         } else {
             self.store.save_container(&record)?;
+            refresh_peers(&state, &record);
             state.containers.insert(container_id.to_string(), record);
         }
         if ports_changed {
             self.apply_rules(&state)?;
         }
+        Ok(())
+    }
+
+    /// Puts berth's firewall state back if something removed it (a firewall reload that
+    /// flushed the ruleset, an admin deleting the table or the FORWARD accepts): the nft
+    /// table is rebuilt from state and the accepts re-inserted. Returns whether the table had
+    /// to be restored. The daemon calls this every few seconds.
+    pub fn restore_firewall(&self) -> Result<bool, NetworkError> {
+        let state = self.lock();
+        let missing = !nft::table_exists(&self.config.nft_table);
+        if missing {
+            warn!(table = %self.config.nft_table, "nft table gone; restoring it");
+            self.apply_rules(&state)?;
+        }
+        for net in state.networks.values() {
+            if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
+                iptables::allow(device)?;
+            }
+        }
+        Ok(missing)
+    }
+
+    /// A running container was renamed: its DNS name follows on every user network.
+    /// Unknown containers are a no-op.
+    pub fn rename(&self, container_id: &str, new_name: &str) -> Result<(), NetworkError> {
+        let mut state = self.lock();
+        let Some(mut record) = state.containers.get(container_id).cloned() else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut record.name, new_name.to_string());
+        for ep in &mut record.endpoints {
+            let Some(net) = state.networks.get(&ep.network_id) else {
+                continue;
+            };
+            let Some(pos) = ep.dns_names.iter().position(|n| *n == old) else {
+                continue;
+            };
+            forget_names(&net.names, std::slice::from_ref(&old), ep.ip);
+            ep.dns_names[pos] = new_name.to_string();
+            add_names(&net.names, &ep.dns_names, ep.ip);
+        }
+        self.store.save_container(&record)?;
+        state.containers.insert(container_id.to_string(), record);
         Ok(())
     }
 
@@ -1117,21 +1197,53 @@ fn add_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
     }
 }
 
+/// Gives each of a container's addresses on a DNS network the name tables of its other DNS
+/// networks (see [`PeerTables`]).
+fn refresh_peers(state: &State, record: &ContainerRecord) {
+    let dns_nets: Vec<(&EndpointRecord, &Net)> = record
+        .endpoints
+        .iter()
+        .filter_map(|ep| Some((ep, state.networks.get(&ep.network_id)?)))
+        .filter(|(_, net)| net.has_dns())
+        .collect();
+    for (ep, net) in &dns_nets {
+        let others: Vec<NameTable> = dns_nets
+            .iter()
+            .filter(|(other, _)| other.network_id != ep.network_id)
+            .map(|(_, n)| n.names.clone())
+            .collect();
+        let mut peers = net.peers.write().unwrap_or_else(|p| p.into_inner());
+        if others.is_empty() {
+            peers.remove(&ep.ip);
+        } else {
+            peers.insert(ep.ip, others);
+        }
+    }
+}
+
+fn forget_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+    let mut table = names.write().unwrap_or_else(|p| p.into_inner());
+    for name in dns_names {
+        let key = name.to_ascii_lowercase();
+        if let Some(ips) = table.get_mut(&key) {
+            ips.retain(|x| *x != ip);
+            if ips.is_empty() {
+                table.remove(&key);
+            }
+        }
+    }
+}
+
 fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
     if let Some(net) = state.networks.get_mut(&ep.network_id) {
+        net.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ep.ip);
         if let Some(ipam) = &mut net.ipam {
             ipam.release(ep.ip);
         }
-        let mut table = net.names.write().unwrap_or_else(|p| p.into_inner());
-        for name in &ep.dns_names {
-            let key = name.to_ascii_lowercase();
-            if let Some(ips) = table.get_mut(&key) {
-                ips.retain(|ip| *ip != ep.ip);
-                if ips.is_empty() {
-                    table.remove(&key);
-                }
-            }
-        }
+        forget_names(&net.names, &ep.dns_names, ep.ip);
     }
 }
 

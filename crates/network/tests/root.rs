@@ -657,7 +657,7 @@ fn user_networks_dns_isolation_restart_and_errors() {
     }
     service.remove("front").unwrap();
     assert!(!link_exists(&a_dev));
-    assert_eq!(service.prune().unwrap(), ["back"]);
+    assert_eq!(service.prune(&Default::default()).unwrap(), ["back"]);
     assert!(!link_exists(&b_dev));
     service.teardown().unwrap();
     assert!(!table_exists(&cfg.nft_table));

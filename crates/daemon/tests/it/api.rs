@@ -342,6 +342,7 @@ async fn run_refuses_to_steal_a_live_socket() {
         exec_root: root.path().join("run"),
         exe: "/bin/false".into(),
         log_level: None,
+        ..Default::default()
     };
     let error = berth_daemon::run(config.clone())
         .await

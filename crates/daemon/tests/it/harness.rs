@@ -79,6 +79,7 @@ impl TestDaemon {
                 run_root,
                 exe: PathBuf::from("/bin/false"),
                 runtimes: HashMap::new(),
+                network: None,
             },
             Arc::clone(&images),
             events.clone(),
