@@ -59,11 +59,9 @@ impl ContainerService {
         }
         let mut out = Vec::new();
         if let NetMode::Network(name) = &mode {
-            let info = blocking({
-                let (service, name) = (service.clone(), name.clone());
-                move || service.inspect(&name)
-            })
-            .await??;
+            // In memory, under a short lock: no blocking task (a thread hand-off costs
+            // milliseconds on a loaded host, and this is on the `run` path).
+            let info = service.inspect(name)?;
             // The docker CLI keys the endpoint of the default network as `default`.
             let chosen = requested
                 .and_then(|r| {
@@ -94,11 +92,7 @@ impl ContainerService {
                 // Docker ignores endpoint settings for none/host/container modes.
                 continue;
             }
-            let info = blocking({
-                let (service, name) = (service.clone(), name.to_string());
-                move || service.inspect(&name)
-            })
-            .await??;
+            let info = service.inspect(name)?;
             net::attach_options(Some(settings))?;
             out.push((info.name, settings.clone()));
         }
@@ -130,16 +124,13 @@ impl ContainerService {
             return Ok(());
         }
         let path = entry.paths.data_dir.join("resolv.conf");
-        let search = rec.host_config.dns_search.clone().unwrap_or_default();
-        blocking(move || -> Result<()> {
-            let mut text = service.resolv_conf_for(&name)?;
-            for s in search {
-                text.push_str(&format!("search {s}\n"));
-            }
-            // In place, not renamed: a running container's bind mount holds this inode.
-            std::fs::write(&path, text).map_err(io_err("write", &path))
-        })
-        .await?
+        // Two small files, read and written inline: cheaper than a blocking task here.
+        let mut text = service.resolv_conf_for(&name)?;
+        for s in rec.host_config.dns_search.iter().flatten() {
+            text.push_str(&format!("search {s}\n"));
+        }
+        // In place, not renamed: a running container's bind mount holds this inode.
+        std::fs::write(&path, text).map_err(io_err("write", &path))
     }
 
     /// Attaches a started init (blocked before exec) to its networks and publishes its
