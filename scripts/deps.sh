@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages berth needs to build, run and test (idempotent).
 set -euo pipefail
+# debootstrap: `image bootstrap debian:…` and bench/archive.py's debian image. docker.io: dockerd
+# 20.10 for the save/load interop tests (tests/it/archive.rs, skipped without it) and the benches;
+# only ever run privately (own socket and roots, no bridge), so its service is never started.
 pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
-      debootstrap debian-archive-keyring zstd libcap2-bin)
+      debootstrap debian-archive-keyring zstd libcap2-bin docker.io)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -10,7 +13,17 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No package's service may start (docker.io's would take docker0 and the default socket).
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  fi
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -n "$made_policy" ] && rm -f "$policy"
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+  fi
 fi
 # docker-py, for the cp/archive tests (put_archive/get_archive against berth).
 if ! python3 -c 'import docker' 2>/dev/null; then

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test daemon's `BERTH_LOAD_SIZE_LIMIT` (bytes).
+pub const LOAD_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// The berth binary under test.
 pub fn berth_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
@@ -151,6 +154,8 @@ impl TestEnv {
             .args(["--bridge", &self.bridge, "--nft-table", &self.bridge])
             .arg("--resolv-conf")
             .arg(self.resolv_conf())
+            // Small enough that archive.rs's compression bombs stop quickly.
+            .env("BERTH_LOAD_SIZE_LIMIT", LOAD_SIZE_LIMIT.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

@@ -18,4 +18,5 @@ pub const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 
 pub mod convention;
+pub mod progress;
 pub mod stdcopy;

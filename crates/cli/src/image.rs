@@ -117,6 +117,10 @@ pub enum ImageCmd {
     History(HistoryArgs),
     /// Create a new image from a container's changes.
     Commit(CommitArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(crate::archive::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(crate::archive::LoadArgs),
 }
 
 /// `berth image …`.
@@ -154,6 +158,10 @@ pub enum ImageGroup {
         #[arg(long)]
         filter: Vec<String>,
     },
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(crate::archive::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(crate::archive::LoadArgs),
     /// Build a base image offline: `busybox` from the host's static busybox.
     Bootstrap {
         /// What to build: `busybox`, or `debian:<suite>` (debootstrap).
@@ -173,6 +181,8 @@ pub fn run(c: &Client, cmd: ImageCmd) -> CmdResult {
         ImageCmd::Import(a) => import(c, a),
         ImageCmd::History(a) => history(c, a),
         ImageCmd::Commit(a) => commit(c, a),
+        ImageCmd::Save(a) => crate::archive::save(c, a),
+        ImageCmd::Load(a) => crate::archive::load(c, a),
     }
 }
 
@@ -188,6 +198,8 @@ pub fn run_group(c: &Client, g: ImageGroup) -> CmdResult {
             crate::container::inspect(c, crate::container::inspect_args(format, images, "image"))
         }
         ImageGroup::Prune { all, force, filter } => prune(c, all, force, filter),
+        ImageGroup::Save(a) => crate::archive::save(c, a),
+        ImageGroup::Load(a) => crate::archive::load(c, a),
         ImageGroup::Bootstrap { name, mirror } => bootstrap(c, &name, mirror),
     }
 }

@@ -2,6 +2,7 @@
 //! Engine API. One thin module per command group; flags are parsed with clap (derive).
 #![forbid(unsafe_code)]
 
+mod archive;
 mod container;
 mod cp;
 mod df;
@@ -10,6 +11,7 @@ mod http;
 mod image;
 mod network;
 mod opts;
+pub mod progress;
 mod stream;
 mod system;
 mod tty;

@@ -62,8 +62,8 @@ pub fn routes() -> Router<ImagesState> {
         .route("/images/json", get(list))
         .route("/images/create", post(create))
         .route("/images/prune", post(prune))
-        .route("/images/load", post(not_implemented_load))
-        .route("/images/get", get(not_implemented_save))
+        .route("/images/load", post(crate::archive::load))
+        .route("/images/get", get(crate::archive::save_many))
         .route("/images/search", get(not_implemented_search))
         .route("/images/{*rest}", get(get_named).post(post_named))
         .route("/images/{*rest}", delete(remove))
@@ -71,7 +71,7 @@ pub fn routes() -> Router<ImagesState> {
 }
 
 /// Runs a store call off the async workers.
-async fn blocking<T, F>(store: &Arc<ImageStore>, call: F) -> Result<T, DaemonError>
+pub(crate) async fn blocking<T, F>(store: &Arc<ImageStore>, call: F) -> Result<T, DaemonError>
 where
     F: FnOnce(&ImageStore) -> T + Send + 'static,
     T: Send + 'static,
@@ -387,10 +387,8 @@ async fn get_named(
             StatusCode::OK,
             &image_history(&record, &sizes),
         ))
-    } else if rest.ends_with("/get") {
-        Err(DaemonError::NotImplemented {
-            feature: "GET /images/{name}/get (save)",
-        })
+    } else if let Some(name) = rest.strip_suffix("/get") {
+        crate::archive::save(&state, vec![name.to_owned()]).await
     } else {
         Err(DaemonError::RouteNotFound)
     }
@@ -429,7 +427,7 @@ fn familiar(reference: &str) -> String {
     )
 }
 
-fn publish(events: &EventBus, action: &str, image_id: &str, name: &str) {
+pub(crate) fn publish(events: &EventBus, action: &str, image_id: &str, name: &str) {
     let name = if name.starts_with("sha256:") {
         name.to_owned()
     } else {
@@ -874,18 +872,6 @@ pub fn receiver_stream<T: Send + 'static>(
     futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     })
-}
-
-async fn not_implemented_load() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "POST /images/load",
-    }
-}
-
-async fn not_implemented_save() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "GET /images/get (save)",
-    }
 }
 
 async fn not_implemented_search() -> DaemonError {

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod archive;
 mod commit;
 pub mod config;
 pub mod containers;

@@ -185,13 +185,13 @@ impl Drop for IngestWriter {
 }
 
 impl PendingBlob {
-    #[cfg(test)]
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub(crate) fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// Where the blob waits in the ingest area.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     pub(crate) fn size(&self) -> u64 {

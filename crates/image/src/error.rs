@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use berth_errdefs::{Classify, ErrorKind};
 
+use crate::archive::ArchiveError;
 use crate::reference::ReferenceError;
 
 /// Errors of the image store.
@@ -215,6 +216,13 @@ pub enum ImageError {
         /// Its last error line.
         message: String,
     },
+    /// An image archive (`save`/`load`) is refused.
+    #[error("{source}")]
+    Archive {
+        /// What is wrong with it.
+        #[from]
+        source: ArchiveError,
+    },
     /// A file system operation failed.
     #[error("{operation} {path}: {source}")]
     Filesystem {
@@ -303,6 +311,7 @@ impl Classify for ImageError {
             | Self::InvalidBootstrap { .. } => ErrorKind::InvalidArgument,
             Self::Fetch { .. } => ErrorKind::Unavailable,
             Self::UnsupportedChange { .. } => ErrorKind::NotImplemented,
+            Self::Archive { source } => source.kind(),
             Self::CorruptMetadata { .. }
             | Self::UnsupportedSchema { .. }
             | Self::BusyboxApplets { .. }

@@ -1,5 +1,6 @@
 //! The image store: image configs, tags, unpacked layer snapshots, container root filesystems,
-//! and the ways images arrive offline (bootstrap from the host's busybox, import of a tarball).
+//! and the ways images arrive offline (bootstrap from the host's busybox, import of a tarball,
+//! load of a `docker save` archive; [`SaveSet`] writes one).
 //!
 //! An image is a config document (its id is the sha256 of the config's bytes) that lists
 //! layers by *diff id* (the sha256 of the uncompressed layer tar). Each stack of layers is
@@ -16,8 +17,8 @@
 //!   blobs/sha256/<hex>           content store: config JSON (stored bytes, never re-serialized)
 //!                                and uncompressed layer tars (digest = diff id); written to
 //!                                ingest/ first, size+digest checked, fsynced, renamed here
-//!   ingest/                      blobs and layers being written (import, commit, debootstrap
-//!                                targets); emptied at open
+//!   ingest/                      blobs and layers being written (import, load, commit,
+//!                                debootstrap targets); emptied at open
 //!   layers/<chain hex>/diff/     one unpacked read-only snapshot per layer chain
 //!   layers/<chain hex>/meta.json {"diff_id", "parent" (chain id or null), "size"}
 //!   images/<id hex>.json         {"layers": [chain ids, bottom first], "size", "parent"?}: the
@@ -40,6 +41,7 @@
 
 use std::path::PathBuf;
 
+mod archive;
 mod bootstrap;
 mod changes;
 mod commit;
@@ -57,6 +59,7 @@ mod reference;
 mod store;
 mod tarwrite;
 
+pub use archive::{ArchiveError, LoadOptions, LoadProgress, LoadedImage, SaveSet};
 pub use bootstrap::DEFAULT_PATH_ENV;
 pub use changes::apply_changes;
 pub use commit::{CommitRequest, EMPTY_LAYER_DIGEST};

@@ -908,6 +908,185 @@ impl Index {
     }
 }
 
+/// An image as `save` writes it ([`crate::archive`]): everything is read or opened under the
+/// store's lock, so a concurrent `rmi` cannot pull a layer from under the archive.
+#[derive(Debug)]
+pub(crate) struct SavedImage {
+    pub(crate) id: String,
+    pub(crate) config_bytes: Vec<u8>,
+    pub(crate) config: ImageConfig,
+    /// Diff id, the open layer blob, its size.
+    pub(crate) layers: Vec<(String, fs::File, u64)>,
+    /// The tags asked for, normalized.
+    pub(crate) tags: Vec<Reference>,
+}
+
+/// A layer of an image being loaded: its diff id and, unless the store already has its
+/// snapshot, the staged one.
+#[derive(Debug)]
+pub(crate) struct LoadLayer {
+    pub(crate) diff_id: String,
+    pub(crate) staged: Option<StagedLayer>,
+}
+
+/// What the archive module (save and load) needs of the store.
+impl ImageStore {
+    /// The images `names` name, each once, with the tags that name them: a `name:tag` brings
+    /// that tag, a bare repository name all of its tags, an id none.
+    pub(crate) fn images_to_save(&self, names: &[String]) -> Result<Vec<SavedImage>, ImageError> {
+        let index = self.lock();
+        let mut wanted: Vec<(String, Vec<Reference>)> = Vec::new();
+        let mut add = |id: String, tag: Option<Reference>| {
+            let position = match wanted.iter().position(|(w, _)| *w == id) {
+                Some(p) => p,
+                None => {
+                    wanted.push((id, Vec::new()));
+                    wanted.len() - 1
+                }
+            };
+            if let Some(tag) = tag
+                && !wanted[position].1.contains(&tag)
+            {
+                wanted[position].1.push(tag);
+            }
+        };
+        for name in names {
+            let bare = Reference::parse(name)
+                .ok()
+                .filter(|r| r.tag().is_none() && r.digest().is_none());
+            if let Some(bare) = &bare {
+                let repo = bare.name();
+                let tagged: Vec<(Reference, String)> = index
+                    .tags
+                    .iter()
+                    .filter_map(|(tag, id)| {
+                        let r = Reference::parse(tag).ok()?;
+                        (r.name() == repo).then(|| (r, id.clone()))
+                    })
+                    .collect();
+                if !tagged.is_empty() {
+                    for (tag, id) in tagged {
+                        add(id, Some(tag));
+                    }
+                    continue;
+                }
+            }
+            match resolve_id(&index, name)? {
+                (id, Resolved::Name(tag)) => add(id, Some(tag)),
+                (id, Resolved::Id) => add(id, None),
+            }
+        }
+        let mut images = Vec::new();
+        for (id, tags) in wanted {
+            let entry = &index.images[&id];
+            let config_bytes = self.content.read(&id)?;
+            let mut layers = Vec::new();
+            for diff_id in entry.config.diff_ids() {
+                let path = self
+                    .content
+                    .path_of(&diff_id)
+                    .ok_or_else(|| ImageError::NotFound {
+                        reference: diff_id.clone(),
+                    })?;
+                let file = fs::File::open(&path).map_err(ImageError::fs("open layer", &path))?;
+                let size = file
+                    .metadata()
+                    .map_err(ImageError::fs("stat", &path))?
+                    .len();
+                layers.push((diff_id, file, size));
+            }
+            images.push(SavedImage {
+                id,
+                config_bytes,
+                config: entry.config.clone(),
+                layers,
+                tags,
+            });
+        }
+        Ok(images)
+    }
+
+    /// The content store and the ingest directory, where loads stage their layers.
+    pub(crate) fn ingest_area(&self) -> (&ContentStore, &Path) {
+        (&self.content, &self.paths.ingest)
+    }
+
+    /// Whether the snapshot of layer chain `chain` exists.
+    pub(crate) fn has_layer(&self, chain: &str) -> bool {
+        fs::symlink_metadata(self.layer_dir(chain)).is_ok()
+    }
+
+    /// Publishes a loaded image: staged layers into place, blobs committed, the config, the
+    /// image record (the commit point), then the tags. Returns the record and, for each tag
+    /// that named another image before, that image's id.
+    pub(crate) fn install_loaded(
+        &self,
+        layers: Vec<LoadLayer>,
+        config_bytes: &[u8],
+        tags: &[Reference],
+    ) -> Result<(ImageRecord, Vec<(Reference, String)>), ImageError> {
+        let config: ImageConfig =
+            serde_json::from_slice(config_bytes).map_err(|source| ImageError::CorruptMetadata {
+                path: PathBuf::from("<loaded config>"),
+                source,
+            })?;
+        let mut index = self.lock();
+        let mut parent: Option<String> = None;
+        let mut chains = Vec::new();
+        let mut size = 0;
+        for layer in layers {
+            let chain = chain_id(parent.as_deref(), &layer.diff_id);
+            match layer.staged {
+                Some(staged) => {
+                    size += staged.size;
+                    self.install_layer(staged, parent.as_deref(), &chain)?;
+                }
+                None => {
+                    let meta: LayerMeta = read_json(&self.layer_dir(&chain).join("meta.json"))?;
+                    size += meta.size;
+                }
+            }
+            chains.push(chain.clone());
+            parent = Some(chain);
+        }
+        persist::sync_dir(&self.paths.layers)?;
+        let id = self.content.put(config_bytes)?;
+        let hex = digest_hex(&id).expect("content digests are sha256");
+        let meta = ImageMeta {
+            layers: chains.clone(),
+            size,
+            parent: None,
+        };
+        persist::write_atomic(
+            &self.paths.images.join(format!("{hex}.json")),
+            &to_json(&meta),
+            true,
+        )?;
+        index.images.insert(
+            id.clone(),
+            ImageEntry {
+                config,
+                layers: chains,
+                size,
+                parent: None,
+            },
+        );
+        let mut replaced = Vec::new();
+        if !tags.is_empty() {
+            for tag in tags {
+                if let Some(previous) = index.tags.insert(tag.to_string(), id.clone())
+                    && previous != id
+                {
+                    replaced.push((tag.clone(), previous));
+                }
+            }
+            self.save_repositories(&index)?;
+        }
+        tracing::debug!(image_id = %id, "image loaded");
+        Ok((index.record(&id), replaced))
+    }
+}
+
 /// Resolution order: full id, then name (tag defaults to `latest`), then unique id prefix.
 fn resolve_id(index: &Index, reference: &str) -> Result<(String, Resolved), ImageError> {
     let hex_part = reference.strip_prefix("sha256:").unwrap_or(reference);
