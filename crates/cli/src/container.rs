@@ -1573,23 +1573,7 @@ fn prune(c: &Client, force: bool, filter: &[String]) -> CmdResult {
         vec![("filters", filters_json(filter)?)]
     };
     let v: Value = c.post_empty("/containers/prune", &q)?.json()?;
-    let deleted: Vec<&str> = v["ContainersDeleted"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str())
-        .collect();
-    if !deleted.is_empty() {
-        println!("Deleted Containers:");
-        for d in deleted {
-            println!("{d}");
-        }
-        println!();
-    }
-    println!(
-        "Total reclaimed space: {}",
-        format::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-    );
+    format::print_prune_result(&v, "ContainersDeleted", "Deleted Containers");
     Ok(0)
 }
 

@@ -328,6 +328,27 @@ pub fn short_id(id: &str, no_trunc: bool) -> String {
     }
 }
 
+/// Prints a prune answer as docker does: the removed ids under `heading`, then the space won.
+pub fn print_prune_result(answer: &serde_json::Value, deleted_key: &str, heading: &str) {
+    let deleted: Vec<&str> = answer[deleted_key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str())
+        .collect();
+    if !deleted.is_empty() {
+        println!("{heading}:");
+        for d in deleted {
+            println!("{d}");
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human_size(answer["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

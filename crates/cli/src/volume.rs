@@ -233,23 +233,7 @@ pub fn run_group(c: &Client, g: VolumeGroup) -> CmdResult {
                 vec![("filters", filters_json(&filter)?)]
             };
             let v: Value = c.post_empty("/volumes/prune", &q)?.json()?;
-            let deleted: Vec<&str> = v["VolumesDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str())
-                .collect();
-            if !deleted.is_empty() {
-                println!("Deleted Volumes:");
-                for d in deleted {
-                    println!("{d}");
-                }
-                println!();
-            }
-            println!(
-                "Total reclaimed space: {}",
-                format::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
-            );
+            format::print_prune_result(&v, "VolumesDeleted", "Deleted Volumes");
             Ok(0)
         }
     }

@@ -793,19 +793,7 @@ async fn bootstrap(
         })
         .await
         .and_then(|r| r.map_err(DaemonError::from));
-        let lines = match result {
-            Ok(record) => {
-                publish(&state.events, "import", &record.id, &reference);
-                vec![
-                    json!({ "status": format!("Tagged {reference}") }),
-                    json!({ "aux": { "ID": record.id } }),
-                ]
-            }
-            Err(error) => {
-                let message = error.to_string();
-                vec![json!({ "errorDetail": { "message": message }, "error": message })]
-            }
-        };
+        let lines = bootstrap_outcome(&state.events, result, &reference);
         for line in lines {
             if sender.send(responses::json_line(&line)).await.is_err() {
                 break;
@@ -813,6 +801,27 @@ async fn bootstrap(
         }
     });
     Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// The closing jsonmessage lines of a bootstrap: the tag and the image id, or the error.
+fn bootstrap_outcome<E: std::fmt::Display>(
+    events: &EventBus,
+    result: Result<ImageRecord, E>,
+    reference: &str,
+) -> Vec<Value> {
+    match result {
+        Ok(record) => {
+            publish(events, "import", &record.id, reference);
+            vec![
+                json!({ "status": format!("Tagged {reference}") }),
+                json!({ "aux": { "ID": record.id } }),
+            ]
+        }
+        Err(error) => {
+            let message = error.to_string();
+            vec![json!({ "errorDetail": { "message": message }, "error": message })]
+        }
+    }
 }
 
 /// `POST /berth/images/bootstrap?name=debian&tag=<suite>[&mirror=URL]`: debootstrap's output
@@ -843,19 +852,7 @@ async fn bootstrap_debian(state: ImagesState, params: &Params) -> Result<Respons
             let _ = sender.blocking_send(responses::json_line(&json!({ "status": line })));
         };
         let result = store.bootstrap_debian(&reference, &suite, &mirror, &mut progress);
-        let lines = match result {
-            Ok(record) => {
-                publish(&state.events, "import", &record.id, &reference);
-                vec![
-                    json!({ "status": format!("Tagged {reference}") }),
-                    json!({ "aux": { "ID": record.id } }),
-                ]
-            }
-            Err(error) => {
-                let message = error.to_string();
-                vec![json!({ "errorDetail": { "message": message }, "error": message })]
-            }
-        };
+        let lines = bootstrap_outcome(&state.events, result, &reference);
         for line in lines {
             if sender.blocking_send(responses::json_line(&line)).is_err() {
                 break;
