@@ -3,7 +3,12 @@
 //! `berth` and `docker` CLIs against it. Everything is torn down and checked for leaks at the end.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Whether a default daemon's bridge `berth0` was on the host before the run: if not, none may
+/// be after it (a test's extra daemon without `--bridge` would leave one).
+static DEFAULT_BRIDGE_AT_START: OnceLock<bool> = OnceLock::new();
 
 /// The test daemon's `BERTH_LOAD_SIZE_LIMIT` (bytes).
 pub const LOAD_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
@@ -96,6 +101,7 @@ impl Run {
 impl TestEnv {
     /// Starts a daemon in a fresh temp dir and bootstraps busybox.
     pub fn start() -> TestEnv {
+        DEFAULT_BRIDGE_AT_START.get_or_init(|| Path::new("/sys/class/net/berth0").exists());
         // Short: monitor sockets live at <root>/run/containers/<64 hex>/monitor.sock, and a unix
         // socket path must fit in 108 bytes.
         let root = PathBuf::from(format!("/tmp/bit{}", std::process::id()));
@@ -312,6 +318,12 @@ impl TestEnv {
         }
         self.stop_daemon(libc::SIGTERM);
         leaks.extend(self.remove_network_state());
+        if DEFAULT_BRIDGE_AT_START.get() == Some(&false)
+            && Path::new("/sys/class/net/berth0").exists()
+        {
+            leaks.push("default bridge berth0 (a daemon started without --bridge)".into());
+            leaks.extend(remove_network_state("berth0", "berth"));
+        }
         // Devices and namespaces the network tests make carry this process's id.
         let pid = std::process::id().to_string();
         let (links, netns) = (

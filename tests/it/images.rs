@@ -1023,6 +1023,8 @@ fn import_compression_bomb_stops_at_the_disk(env: &TestEnv) {
                 unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
                 let _ = daemon.wait();
             }
+            let table = format!("bbm{}", std::process::id());
+            let _ = crate::harness::remove_network_state(&table, &table);
             let _ = std::process::Command::new("umount")
                 .arg(self.0.join("data"))
                 .status();
@@ -1047,7 +1049,10 @@ fn import_compression_bomb_stops_at_the_disk(env: &TestEnv) {
     let host = format!("unix://{}", sock.display());
     cleanup.1 = Some(
         std::process::Command::new(crate::harness::berth_exe())
-            .args(["daemon", "-H", &host, "--data-root"])
+            // No default bridge, and an nft table of its own (removed by the cleanup).
+            .args(["daemon", "-H", &host, "--bridge", "none", "--nft-table"])
+            .arg(format!("bbm{}", std::process::id()))
+            .arg("--data-root")
             .arg(&data)
             .arg("--exec-root")
             .arg(root.join("run"))
