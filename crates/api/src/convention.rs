@@ -1,5 +1,34 @@
 //! Docker conventions the CLI and the daemon both render: go-units' human durations
-//! ("Up 5 minutes", "3 hours ago") and detach key sequences (`ctrl-p,ctrl-q`).
+//! ("Up 5 minutes", "3 hours ago") and sizes (`1.98MB`), and detach key sequences
+//! (`ctrl-p,ctrl-q`).
+
+/// go-units `HumanSizeWithPrecision`: decimal units, `precision` significant digits
+/// (`human_size(1_982_256.0, 3)` is `1.98MB`; docker's plain `HumanSize` is precision 4).
+pub fn human_size(bytes: f64, precision: i32) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", significant(v, precision), UNITS[i])
+}
+
+/// Go's `%.<n>g` for the magnitudes sizes have: `n` significant digits, trailing zeros dropped.
+pub fn significant(v: f64, n: i32) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (n - digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
 
 /// go-units `HumanDuration`.
 pub fn human_duration(secs: i64) -> String {

@@ -173,31 +173,7 @@ pub fn progress_bar(current: i64, total: i64, bar: bool) -> String {
 
 /// go-units `HumanSize`: decimal units, 4 significant digits (`1.235MB`, `512B`).
 pub fn human_size(bytes: f64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    // %.4g: four significant digits, trailing zeros dropped.
-    let digits = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let mut s = format!("{v:.digits$}");
-    if s.contains('.') {
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    format!("{s}{}", UNITS[i])
+    crate::convention::human_size(bytes, 4)
 }
 
 #[cfg(test)]

@@ -20,24 +20,7 @@ pub struct DfArgs {
 
 /// go-units `HumanSize` (4 significant digits), as docker's df summary prints sizes.
 fn human4(bytes: f64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let (mut v, mut i) = (bytes, 0);
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if v == 0.0 {
-        return "0B".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (4 - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    };
-    format!("{s}{}", UNITS[i])
+    berth_api::convention::human_size(bytes, 4)
 }
 
 fn size(v: &Value) -> f64 {

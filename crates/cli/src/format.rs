@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gotmpl::{MissingKey, Template, Value};
 
 pub use berth_api::convention::human_duration;
+use berth_api::convention::significant;
 
 use crate::CliError;
 
@@ -270,14 +271,7 @@ pub fn print_items(
 
 /// docker's HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits (`1.98MB`).
 pub fn human_size(bytes: f64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", significant(v, 3), UNITS[i])
+    berth_api::convention::human_size(bytes, 3)
 }
 
 /// go-units BytesSize: binary units (`572KiB`, `23.54GiB`).
@@ -290,21 +284,6 @@ pub fn bytes_size(bytes: f64) -> String {
         i += 1;
     }
     format!("{}{}", significant(v, 4), UNITS[i])
-}
-
-/// Go's `%.<n>g` for the magnitudes sizes have.
-fn significant(v: f64, n: i32) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (n - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
 }
 
 /// "5 minutes ago" from a Unix time.
@@ -347,6 +326,18 @@ pub fn print_prune_result(answer: &serde_json::Value, deleted_key: &str, heading
         "Total reclaimed space: {}",
         human_size(answer["SpaceReclaimed"].as_f64().unwrap_or(0.0))
     );
+}
+
+/// Prints `value` as `docker inspect` does: JSON indented by four spaces.
+pub fn print_inspect_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    value
+        .serialize(&mut ser)
+        .map_err(|e| CliError::msg(e.to_string()))?;
+    println!("{}", String::from_utf8_lossy(&buf));
+    Ok(())
 }
 
 #[cfg(test)]

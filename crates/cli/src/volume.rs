@@ -186,12 +186,7 @@ pub fn run_group(c: &Client, g: VolumeGroup) -> CmdResult {
                     }
                 }
                 _ => {
-                    let mut buf = Vec::new();
-                    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-                    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-                    serde::Serialize::serialize(&items, &mut ser)
-                        .map_err(|e| CliError::msg(e.to_string()))?;
-                    println!("{}", String::from_utf8_lossy(&buf));
+                    format::print_inspect_json(&items)?;
                 }
             }
             Ok(code)
