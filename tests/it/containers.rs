@@ -721,15 +721,7 @@ fn import_with_changes_and_rmi_refusal(env: &TestEnv) {
     std::os::unix::fs::symlink("busybox", dir.join("bin/sh")).unwrap();
     std::os::unix::fs::symlink("busybox", dir.join("bin/echo")).unwrap();
     let tar = env.root.join("imp.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::harness::tar_dir(&dir, &tar);
     let id = env
         .berth(&[
             "import",

@@ -374,6 +374,19 @@ impl TestEnv {
     }
 }
 
+/// Writes the contents of `dir` as a tar archive at `tar` (with `tar -C dir -cf tar .`).
+pub fn tar_dir(dir: &Path, tar: &Path) {
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar of {}", dir.display());
+}
+
 /// Removes a berth daemon's host network state: bridge `bridge`, nft table `table`, and the
 /// iptables FORWARD accepts for the bridge; returns what is still there after.
 pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {

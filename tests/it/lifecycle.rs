@@ -471,17 +471,7 @@ fn start_after_image_removed_fails_cleanly(env: &TestEnv) {
     std::fs::copy("/bin/busybox", dir.join("bin/true")).unwrap();
     std::fs::write(dir.join("marker"), b"doomed").unwrap();
     let tar = env.root.join("doomed.tar");
-    assert!(
-        std::process::Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::harness::tar_dir(&dir, &tar);
     env.berth(&[
         "import",
         "-c",

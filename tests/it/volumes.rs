@@ -541,15 +541,7 @@ fn volumes_image_volume_is_prepopulated(env: &TestEnv) {
     .unwrap();
     std::os::unix::fs::chown(dir.join("data"), Some(1000), Some(1000)).unwrap();
     let tar = env.root.join("vol-img.tar");
-    let st = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::harness::tar_dir(&dir, &tar);
     env.berth(&["import", "-c", "VOLUME /data", s(&tar), "volimage:v1"])
         .ok();
     env.berth(&[

@@ -1,7 +1,7 @@
 //! Request/response endpoints over the socket, against the real services.
 use hyper::StatusCode;
 
-use crate::harness::{TestDaemon, call, host_busybox};
+use crate::harness::{TestDaemon, call, host_busybox, one_file_tar};
 
 #[tokio::test]
 async fn ping_version_and_info() {
@@ -144,23 +144,6 @@ async fn pull_is_refused_plainly() {
     daemon.stop().await;
 }
 
-/// A one-file rootfs tarball.
-fn rootfs_tar() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let data = b"hello from an import\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(1_700_000_000);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, "hello.txt", &data[..])
-        .expect("append");
-    builder.into_inner().expect("finish tar")
-}
-
 #[tokio::test]
 async fn import_tag_inspect_and_remove() {
     let daemon = TestDaemon::start().await;
@@ -171,7 +154,7 @@ async fn import_tag_inspect_and_remove() {
         socket,
         "POST",
         "/v1.44/images/create?fromSrc=-&repo=imp:v1&message=hi&changes=CMD+%5B%22sh%22%5D",
-        rootfs_tar(),
+        one_file_tar(b"hello from an import\n"),
     )
     .await;
     assert_eq!(imported.status, StatusCode::OK, "{}", imported.text());

@@ -1,21 +1,7 @@
 //! `save` and `load` over the socket: the archive out, back in, and errors in Docker's shape.
 use hyper::StatusCode;
 
-use crate::harness::{TestDaemon, call};
-
-fn rootfs_tar() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let data = b"saved and loaded\n";
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(1_700_000_000);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, "hello.txt", &data[..])
-        .expect("append");
-    builder.into_inner().expect("finish tar")
-}
+use crate::harness::{TestDaemon, call, one_file_tar};
 
 #[tokio::test]
 async fn save_then_load_and_errors() {
@@ -25,7 +11,7 @@ async fn save_then_load_and_errors() {
         socket,
         "POST",
         "/v1.44/images/create?fromSrc=-&repo=arc:v1",
-        rootfs_tar(),
+        one_file_tar(b"saved and loaded\n"),
     )
     .await;
     assert_eq!(imported.status, StatusCode::OK, "{}", imported.text());

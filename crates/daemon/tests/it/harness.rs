@@ -186,3 +186,19 @@ pub async fn call(socket: &Path, method: &str, uri: &str, body: impl Into<Bytes>
         body,
     }
 }
+
+/// A rootfs tarball of one file, `hello.txt`, holding `data`.
+pub fn one_file_tar(data: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "hello.txt", data)
+        .expect("append");
+    builder.into_inner().expect("finish tar")
+}
