@@ -636,12 +636,39 @@ impl ImageStore {
             parent = Some(chain);
         }
         persist::sync_dir(&self.paths.layers)?;
-        let id = self.content.put(&config_bytes)?;
+        let id = self.record_image(
+            &mut index,
+            &config_bytes,
+            config,
+            layers,
+            size,
+            parent_image,
+        )?;
+        if let Some(tag) = tag {
+            index.tags.insert(tag.to_string(), id.clone());
+            self.save_repositories(&index)?;
+        }
+        tracing::debug!(image_id = %id, "image installed");
+        Ok(index.record(&id))
+    }
+
+    /// The commit point of a new image: its config blob, its record on disk, then its index
+    /// entry. Returns the image id.
+    fn record_image(
+        &self,
+        index: &mut Index,
+        config_bytes: &[u8],
+        config: ImageConfig,
+        layers: Vec<String>,
+        size: u64,
+        parent: Option<String>,
+    ) -> Result<String, ImageError> {
+        let id = self.content.put(config_bytes)?;
         let hex = digest_hex(&id).expect("content digests are sha256");
         let meta = ImageMeta {
             layers: layers.clone(),
             size,
-            parent: parent_image.clone(),
+            parent: parent.clone(),
         };
         persist::write_atomic(
             &self.paths.images.join(format!("{hex}.json")),
@@ -654,15 +681,10 @@ impl ImageStore {
                 config,
                 layers,
                 size,
-                parent: parent_image,
+                parent,
             },
         );
-        if let Some(tag) = tag {
-            index.tags.insert(tag.to_string(), id.clone());
-            self.save_repositories(&index)?;
-        }
-        tracing::debug!(image_id = %id, "image installed");
-        Ok(index.record(&id))
+        Ok(id)
     }
 
     fn install_layer(
@@ -1050,27 +1072,7 @@ impl ImageStore {
             parent = Some(chain);
         }
         persist::sync_dir(&self.paths.layers)?;
-        let id = self.content.put(config_bytes)?;
-        let hex = digest_hex(&id).expect("content digests are sha256");
-        let meta = ImageMeta {
-            layers: chains.clone(),
-            size,
-            parent: None,
-        };
-        persist::write_atomic(
-            &self.paths.images.join(format!("{hex}.json")),
-            &to_json(&meta),
-            true,
-        )?;
-        index.images.insert(
-            id.clone(),
-            ImageEntry {
-                config,
-                layers: chains,
-                size,
-                parent: None,
-            },
-        );
+        let id = self.record_image(&mut index, config_bytes, config, chains, size, None)?;
         let mut replaced = Vec::new();
         if !tags.is_empty() {
             for tag in tags {
