@@ -25,7 +25,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, 
 use serde::{Deserialize, Serialize};
 
 use crate::VolumeError;
-use crate::root::{Root, clean};
+use berth_fs::{Root, clean};
 
 /// What `HEAD /containers/{id}/archive` reports in `X-Docker-Container-Path-Stat`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

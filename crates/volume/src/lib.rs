@@ -12,10 +12,10 @@
 pub mod archive;
 pub mod error;
 pub mod mounts;
-pub mod root;
+
 pub mod service;
 
+pub use berth_fs::Root;
 pub use error::VolumeError;
 pub use mounts::{MountKind, MountPoint};
-pub use root::Root;
 pub use service::{Pruned, Usage, Volume, VolumeService};

@@ -10,7 +10,7 @@ use berth_api::models::{Mount, MountType as ApiMountType};
 use serde::{Deserialize, Serialize};
 
 use crate::VolumeError;
-use crate::root::clean;
+use berth_fs::clean;
 
 /// What a mount point mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
