@@ -151,8 +151,21 @@ impl TestEnv {
             .append(true)
             .open(self.root.join("daemon.log"))
             .expect("daemon log");
-        let child = Command::new(berth_exe())
-            .args(["daemon", "-H", &self.host(), "--data-root"])
+        let mut command = Command::new(berth_exe());
+        if let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        {
+            // security.rs runs a configured runtime by this name.
+            command
+                .arg("daemon")
+                .arg("--add-runtime")
+                .arg(format!("test-runc={runc}"));
+        } else {
+            command.arg("daemon");
+        }
+        let child = command
+            .args(["-H", &self.host(), "--data-root"])
             .arg(&self.data_root)
             .arg("--exec-root")
             .arg(&self.run_root)
@@ -260,6 +273,59 @@ impl TestEnv {
             .write_all(input)
             .expect("write stdin");
         Some(Run::from(c.wait_with_output().expect("wait docker")))
+    }
+
+    /// An API request over the daemon's socket with curl: (HTTP status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-m",
+            "30",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ])
+        .arg("--unix-socket")
+        .arg(&self.socket);
+        if let Some(body) = body {
+            c.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ]);
+        }
+        let out = c
+            .arg(format!("http://localhost{path}"))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// Imports a busybox root filesystem as image `name`, after `customize` changed its tree
+    /// (a directory on the host, removed afterwards).
+    pub fn image_from_tree(&self, name: &str, customize: impl FnOnce(&Path)) {
+        let dir = self
+            .root
+            .join(format!("tree-{}", name.replace([':', '/'], "-")));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+        for applet in ["sh", "cat", "echo", "ls", "true", "sleep", "tty", "id"] {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+        }
+        customize(&dir);
+        let tar = dir.with_extension("tar");
+        tar_dir(&dir, &tar);
+        self.berth(&["import", tar.to_str().unwrap(), name]).ok();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_file(&tar).unwrap();
     }
 
     /// `inspect -f TEMPLATE NAME`.

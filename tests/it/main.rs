@@ -10,6 +10,7 @@ mod harness;
 mod images;
 mod lifecycle;
 mod network;
+mod security;
 mod volumes;
 
 use std::panic::AssertUnwindSafe;
@@ -36,6 +37,7 @@ fn main() {
         "BERTH_TEST_ROOT=1 needs root"
     );
     let tests: Vec<Test> = [
+        security::TESTS,
         containers::TESTS,
         lifecycle::TESTS,
         docker_cli::TESTS,

@@ -62,10 +62,18 @@ pub async fn call_ok(socket: &Path, req: &Request) -> Result<(), ContainerError>
     }
 }
 
-/// Spawns `exe monitor <run_dir>` and waits for its ready line. The child is reaped in the
-/// background; the monitor itself outlives the daemon.
-pub async fn spawn(exe: &Path, run_dir: &Path) -> Result<Ready, ContainerError> {
-    let mut child = tokio::process::Command::new(exe)
+/// Spawns `exe monitor <run_dir>` from `sealed`, a descriptor of `exe` no one can write
+/// through, and waits for its ready line. The child is reaped in the background; the monitor
+/// itself outlives the daemon.
+pub async fn spawn(
+    exe: &Path,
+    sealed: &std::os::fd::OwnedFd,
+    run_dir: &Path,
+) -> Result<Ready, ContainerError> {
+    // The descriptor is close-on-exec: execve resolves /proc/self/fd/N before closing it.
+    let program = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(sealed));
+    let mut child = tokio::process::Command::new(program)
+        .arg0("berth")
         .arg("monitor")
         .arg(run_dir)
         .stdin(Stdio::null())

@@ -50,7 +50,8 @@ pub struct ServiceConfig {
     pub data_root: PathBuf,
     /// Run root, e.g. `/run/berth`; monitors live in `<run_root>/containers/<id>`.
     pub run_root: PathBuf,
-    /// The `berth` executable, re-executed as `berth monitor <run_dir>`.
+    /// The `berth` executable, re-executed as `berth monitor <run_dir>` (from a copy no one
+    /// can write through, see [`berth_runtime::sealed_executable`]).
     pub exe: PathBuf,
     /// External OCI runtimes by name (`runc` → `/usr/sbin/runc`); `--runtime` may also be a path.
     pub runtimes: HashMap<String, PathBuf>,
@@ -570,6 +571,8 @@ pub struct ContainerService {
     index: std::sync::Mutex<Index>,
     execs: std::sync::Mutex<HashMap<String, Arc<ExecEntry>>>,
     me: Weak<ContainerService>,
+    /// `cfg.exe` as a descriptor no one can write through; monitors run from it.
+    sealed_exe: std::os::fd::OwnedFd,
 }
 
 mod archive;
@@ -623,7 +626,10 @@ impl ContainerService {
         ] {
             std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
+        let sealed_exe = berth_runtime::sealed_executable(&config.exe)
+            .map_err(io_err("seal for monitors", &config.exe))?;
         let svc = Arc::new_cyclic(|me| ContainerService {
+            sealed_exe,
             cfg: config.clone(),
             images,
             volumes,
@@ -989,15 +995,15 @@ impl ContainerService {
         }
     }
 
+    /// The binary of a configured OCI runtime. Only names the daemon was started with run
+    /// (`--add-runtime NAME=PATH`, and `runc` when installed): a path given by a client would
+    /// be any host program run as root.
     fn runtime_path(&self, name: &str) -> Result<PathBuf> {
-        if let Some(p) = self.cfg.runtimes.get(name) {
-            return Ok(p.clone());
-        }
-        let p = PathBuf::from(name);
-        if p.is_absolute() && p.exists() {
-            return Ok(p);
-        }
-        Err(invalid(format!("unknown or invalid runtime name: {name}")))
+        self.cfg
+            .runtimes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| invalid(format!("Unknown runtime specified {name}")))
     }
 
     /// `POST /containers/{id}/start`; `NotModified` if running.
@@ -1019,7 +1025,15 @@ impl ContainerService {
             _ => {}
         }
         rec.manually_stopped = false;
-        self.start_locked(&entry, &mut rec).await
+        let started = self.start_locked(&entry, &mut rec).await;
+        // `run --rm` whose start fails leaves no container behind, as dockerd does.
+        if started.is_err() && rec.host_config.auto_remove.unwrap_or(false) {
+            drop(rec);
+            if let Err(error) = self.remove_entry(&entry, true).await {
+                tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after a failed start");
+            }
+        }
+        started
     }
 
     /// Starts the container under its record lock.
@@ -1140,7 +1154,7 @@ impl ContainerService {
             })
             .await??;
         }
-        let ready = monitor_client::spawn(&self.cfg.exe, &run_dir).await;
+        let ready = monitor_client::spawn(&self.cfg.exe, &self.sealed_exe, &run_dir).await;
         let ready = match ready {
             Ok(r) if r.error.is_none() => r,
             Ok(r) => {

@@ -542,6 +542,20 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
     for u in hc.ulimits.iter().flatten() {
         rlimit_type(u.name.as_deref().unwrap_or(""))?;
     }
+    // The runtime checks again at start (a `container:X` network may be the host's); this
+    // answers the common cases at create, in the runtime's words.
+    let namespaces = berth_runtime::sysctl::SysctlNamespaces {
+        ipc: hc.ipc_mode.as_deref() != Some("host"),
+        uts: hc.uts_mode.as_deref() != Some("host"),
+        network: if hc.network_mode.as_deref() == Some("host") {
+            berth_runtime::sysctl::NetworkNamespace::Host
+        } else {
+            berth_runtime::sysctl::NetworkNamespace::Private
+        },
+    };
+    for key in hc.sysctls.iter().flatten().map(|(key, _)| key) {
+        berth_runtime::sysctl::check(key, namespaces).map_err(invalid)?;
+    }
     for opt in hc.security_opt.iter().flatten() {
         let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
         match k {

@@ -1,5 +1,5 @@
 //! `berth daemon` flags and where the daemon keeps things.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_api::DEFAULT_SOCKET;
 
@@ -25,6 +25,9 @@ pub struct DaemonConfig {
     /// `--resolv-conf`: the resolver configuration containers' resolv.conf and the embedded
     /// DNS servers' upstreams come from (`/etc/resolv.conf`).
     pub resolv_conf: PathBuf,
+    /// `--add-runtime NAME=PATH`: OCI runtimes containers may name in `HostConfig.Runtime`
+    /// (besides `runc` when installed). Nothing else runs.
+    pub runtimes: Vec<(String, PathBuf)>,
 }
 
 impl Default for DaemonConfig {
@@ -38,6 +41,7 @@ impl Default for DaemonConfig {
             bridge: "berth0".into(),
             nft_table: "berth".into(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            runtimes: Vec::new(),
         }
     }
 }
@@ -107,6 +111,17 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
             "-b" | "--bridge" => config.bridge = value()?,
             "--nft-table" => config.nft_table = value()?,
             "--resolv-conf" => config.resolv_conf = PathBuf::from(value()?),
+            "--add-runtime" => {
+                let spec = value()?;
+                match spec.split_once('=') {
+                    Some((name, path)) if !name.is_empty() && Path::new(path).is_absolute() => {
+                        config.runtimes.push((name.to_owned(), PathBuf::from(path)));
+                    }
+                    _ => {
+                        return Err(DaemonError::InvalidRuntime { spec });
+                    }
+                }
+            }
             _ => {
                 return Err(DaemonError::UnknownFlag {
                     flag: arg.to_owned(),

@@ -173,6 +173,12 @@ pub enum DaemonError {
         /// The longest that works.
         max: usize,
     },
+    /// `--add-runtime` is not `NAME=/absolute/path`.
+    #[error("invalid --add-runtime {spec:?}: expected NAME=/absolute/path")]
+    InvalidRuntime {
+        /// The value given.
+        spec: String,
+    },
     /// `-H` is neither `unix://PATH` nor `tcp://HOST:PORT`.
     #[error("invalid host {host:?}: expected unix:///path or tcp://host:port")]
     InvalidHost {
@@ -238,6 +244,7 @@ impl Classify for DaemonError {
             | Self::UnknownBootstrap { .. }
             | Self::UnknownFlag { .. }
             | Self::ExecRootTooLong { .. }
+            | Self::InvalidRuntime { .. }
             | Self::MissingFlagValue { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,

@@ -87,12 +87,14 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
 
 async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Result<(), DaemonError> {
     let engine_id = engine_id(&config.data_root)?;
-    let facts = Arc::new(SystemFacts::gather(
+    let mut facts = SystemFacts::gather(
         &HostPaths::default(),
         engine_id,
         &config.data_root,
         &config.exe,
-    ));
+    );
+    facts.runtimes.extend(config.runtimes.iter().cloned());
+    let facts = Arc::new(facts);
     let image_root = config.data_root.join("image");
     let images = tokio::task::spawn_blocking(move || ImageStore::open(&image_root))
         .await
@@ -104,11 +106,8 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         data_root: config.data_root.clone(),
         run_root: config.exec_root.clone(),
         exe: config.exe.clone(),
-        runtimes: facts
-            .runc
-            .iter()
-            .map(|path| ("runc".to_owned(), path.clone()))
-            .collect(),
+        runtimes: facts.runtimes.iter().cloned().collect(),
+
         network: Some(network),
     };
     let volumes = {

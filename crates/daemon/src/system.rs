@@ -75,6 +75,8 @@ pub struct SystemFacts {
     pub exe: PathBuf,
     /// runc, when installed.
     pub runc: Option<PathBuf>,
+    /// The OCI runtimes containers may name: runc when installed, then `--add-runtime`'s.
+    pub runtimes: Vec<(String, PathBuf)>,
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -132,6 +134,12 @@ impl SystemFacts {
             data_root: data_root.to_owned(),
             exe: exe.to_owned(),
             runc: paths.runc.exists().then(|| paths.runc.clone()),
+            runtimes: paths
+                .runc
+                .exists()
+                .then(|| ("runc".to_owned(), paths.runc.clone()))
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -186,8 +194,8 @@ pub fn version_body(facts: &SystemFacts) -> Value {
 /// The `/info` body.
 pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
     let mut runtimes = json!({ "berth": { "path": facts.exe } });
-    if let Some(runc) = &facts.runc {
-        runtimes["runc"] = json!({ "path": runc });
+    for (name, path) in &facts.runtimes {
+        runtimes[name] = json!({ "path": path });
     }
     json!({
         "ID": facts.id,
@@ -571,6 +579,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut facts = facts(dir.path(), false);
         facts.runc = Some(PathBuf::from("/usr/sbin/runc"));
+        facts.runtimes = vec![("runc".to_owned(), PathBuf::from("/usr/sbin/runc"))];
         let counts = Counts {
             running: 2,
             paused: 1,

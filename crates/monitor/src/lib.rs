@@ -47,6 +47,8 @@ use protocol::Ready;
 /// The monitor's entry point (`berth monitor <run_dir>`); returns the process exit code:
 /// 0 once the container exited and was recorded, 1 if it could not be created.
 pub fn run(run_dir: &Path) -> i32 {
+    // Everything the monitor forks into a container is non-dumpable until it execs.
+    berth_runtime::harden_process();
     match Monitor::new(run_dir, berth_runtime::cgroup_root()) {
         Ok(monitor) => {
             report_ready(&Ready {

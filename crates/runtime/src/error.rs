@@ -30,6 +30,8 @@ pub enum Step {
     Mount,
     /// Remounting a bind mount with its flags.
     RemountBind,
+    /// proc or sysfs on a target that is not an ordinary directory (a symlink).
+    MountOnNonDirectory,
     /// Creating a device node.
     CreateDevice,
     /// Creating a /dev symlink.
@@ -87,6 +89,7 @@ impl Step {
             Step::CreateMountTarget => "create mount target",
             Step::Mount => "mount",
             Step::RemountBind => "remount bind mount",
+            Step::MountOnNonDirectory => "mount proc or sysfs (only on an ordinary directory)",
             Step::CreateDevice => "create device",
             Step::CreateSymlink => "create symlink",
             Step::Console => "set up console",
@@ -164,6 +167,12 @@ pub enum RuntimeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A sysctl the container's namespaces do not scope (it would change the host).
+    #[error("{message}")]
+    Sysctl {
+        /// runc's message, e.g. `sysctl "kernel.core_pattern" is not in a separate kernel namespace`.
+        message: String,
+    },
     /// Building the seccomp filter failed.
     #[error("seccomp: {what}: {source}")]
     Seccomp {
@@ -223,6 +232,7 @@ impl Classify for RuntimeError {
             RuntimeError::Host { .. } => ErrorKind::Internal,
             RuntimeError::InitDied { .. } => ErrorKind::Internal,
             RuntimeError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
+            RuntimeError::Sysctl { .. } => ErrorKind::InvalidArgument,
             RuntimeError::Seccomp { .. } => ErrorKind::InvalidArgument,
             RuntimeError::Cgroup { .. } => ErrorKind::Internal,
             RuntimeError::ContainerNotFound { .. } => ErrorKind::NotFound,

@@ -72,7 +72,7 @@ impl PendingInit {
             Report::Closed => Ok(()),
             Report::ExecFailed(failure) => Err(failure.into_error()),
             Report::SetupFailed(failure) => Err(failure.into_error()),
-            Report::Ready => Err(RuntimeError::InitDied { pid: self.pid }),
+            Report::Ready | Report::Pid(_) => Err(RuntimeError::InitDied { pid: self.pid }),
         }
     }
 }
@@ -163,6 +163,38 @@ impl CgroupPlan {
             source,
         }
     }
+}
+
+/// What decides the sysctls a spec may set: its ipc, uts and network namespaces. A network
+/// namespace joined by path is the host's when it is the caller's own.
+fn sysctl_namespaces(
+    namespaces: &[oci_spec::runtime::LinuxNamespace],
+) -> Result<crate::sysctl::SysctlNamespaces, RuntimeError> {
+    use crate::sysctl::NetworkNamespace;
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    let has = |typ| namespaces.iter().any(|ns| ns.typ() == typ);
+    let network = match namespaces.iter().find(|ns| ns.typ() == T::Network) {
+        None => NetworkNamespace::Host,
+        Some(ns) => match ns.path() {
+            None => NetworkNamespace::Private,
+            Some(path) => {
+                let stat = |p: &Path| {
+                    nix::sys::stat::stat(p).map_err(|e| RuntimeError::nix("stat namespace", p, e))
+                };
+                let (joined, own) = (stat(path)?, stat(Path::new("/proc/self/ns/net"))?);
+                if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino) {
+                    NetworkNamespace::Host
+                } else {
+                    NetworkNamespace::Private
+                }
+            }
+        },
+    };
+    Ok(crate::sysctl::SysctlNamespaces {
+        ipc: has(T::Ipc),
+        uts: has(T::Uts),
+        network,
+    })
 }
 
 /// Where cgroupfs is mounted on the host.
@@ -261,17 +293,19 @@ impl InitPlan {
                 .collect(),
             readonly_root: root.readonly().unwrap_or(false),
         };
+        let sysctl_namespaces =
+            sysctl_namespaces(linux.namespaces().as_deref().unwrap_or_default())?;
         let mut sysctls: Vec<(PathBuf, String)> = linux
             .sysctl()
             .iter()
             .flatten()
             .map(|(key, value)| {
-                (
-                    Path::new("/proc/sys").join(key.replace('.', "/")),
-                    value.clone(),
-                )
+                crate::sysctl::check(key, sysctl_namespaces)
+                    .and_then(|()| crate::sysctl::path_of(key))
+                    .map(|path| (path, value.clone()))
+                    .map_err(|message| RuntimeError::Sysctl { message })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         sysctls.sort();
         Ok(InitPlan {
             namespaces,
@@ -335,13 +369,20 @@ fn run_init(
         InitIo::ConsoleSocket(socket) => {
             let (stdio, name) = crate::console::open_for_socket(socket)?;
             crate::console::install(&stdio)?;
-            crate::rootfs::devices::bind_console(Path::new("/"), &name)?;
+            let root = berth_fs::Root::open(Path::new("/"))
+                .map_err(at_io(Step::Console, Path::new("/")))?;
+            crate::rootfs::devices::bind_console(&root, &name)?;
             Some(stdio)
         }
         InitIo::Stdio(_) => None,
     };
-    for (path, value) in &plan.sysctls {
-        std::fs::write(path, value).map_err(at_io(Step::Sysctl, path))?;
+    if !plan.sysctls.is_empty() {
+        let proc_sys = Path::new("/proc/sys");
+        let dir = crate::sysctl::open_proc_sys().map_err(at_io(Step::Sysctl, proc_sys))?;
+        for (path, value) in &plan.sysctls {
+            crate::sysctl::write(&dir, path, value)
+                .map_err(at_io(Step::Sysctl, &proc_sys.join(path)))?;
+        }
     }
     if let Some(hostname) = &plan.hostname {
         nix::unistd::sethostname(hostname).map_err(at(Step::Hostname, Path::new(hostname)))?;
@@ -496,6 +537,10 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
             reap(pid);
             Err(RuntimeError::InitDied { pid })
         }
+        Ok(Report::Pid(_)) => {
+            kill_and_reap(pid);
+            Err(RuntimeError::InitDied { pid })
+        }
         Err(err) => {
             kill_and_reap(pid);
             Err(err)
@@ -546,14 +591,29 @@ mod tests {
         assert_eq!(plan.rootfs.rootfs, Path::new("/bundle/rootfs"));
         assert_eq!(
             plan.sysctls,
-            vec![(
-                PathBuf::from("/proc/sys/net/ipv4/ip_forward"),
-                "1".to_owned()
-            )]
+            vec![(PathBuf::from("net/ipv4/ip_forward"), "1".to_owned())]
         );
         assert!(plan.cgroup.is_none());
         assert!(!plan.waits_for_parent());
         assert_eq!(plan.rootfs.devices.len(), 6);
+    }
+
+    #[test]
+    fn global_sysctls_fail_the_plan() {
+        let mut spec = crate::spec::base_spec_for(false);
+        let mut process = spec.process().clone().expect("process");
+        process.set_args(Some(vec!["true".to_owned()]));
+        spec.set_process(Some(process));
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_sysctl(Some(
+            [("kernel.core_pattern".to_owned(), "|/x".to_owned())].into(),
+        ));
+        spec.set_linux(Some(linux));
+        let err = InitPlan::new(&spec, Path::new("/bundle"), None, None).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "sysctl \"kernel.core_pattern\" is not in a separate kernel namespace"
+        );
     }
 
     #[test]

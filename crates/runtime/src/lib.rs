@@ -24,6 +24,7 @@
 mod capabilities;
 mod console;
 mod error;
+mod exe;
 mod init;
 mod namespaces;
 mod oci;
@@ -33,12 +34,14 @@ mod seccomp;
 mod spec;
 mod sync;
 mod sys;
+pub mod sysctl;
 mod tenant;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 pub use error::{RuntimeError, Step};
+pub use exe::{harden_process, reexec_sealed, running_executable_is_writable, sealed_executable};
 
 /// Spec annotation asking for `--init`: PID 1 is a small reaper that forwards signals to the
 /// container's program (berth's built-in runtime only).

@@ -43,13 +43,14 @@ pub(crate) fn describe(
     })
 }
 
-/// The order namespaces are joined in: user first (it owns the others), mnt last (after it,
-/// host paths are gone).
+/// The order namespaces are joined in: user first (it owns the others), then mnt, so from
+/// the next step on the process's root and cwd are the container's, never the host's (the
+/// other namespace files are open already).
 fn join_rank(flag: CloneFlags) -> u8 {
     match flag {
         CloneFlags::CLONE_NEWUSER => 0,
-        CloneFlags::CLONE_NEWNS => 2,
-        _ => 1,
+        CloneFlags::CLONE_NEWNS => 1,
+        _ => 2,
     }
 }
 
@@ -207,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_joined_user_first_mount_last() {
+    fn paths_are_joined_user_first_then_mount() {
         let ns = |typ, path: &str| {
             let mut ns = LinuxNamespace::default();
             ns.set_typ(typ);
@@ -226,8 +227,8 @@ mod tests {
             order,
             [
                 CloneFlags::CLONE_NEWUSER,
-                CloneFlags::CLONE_NEWNET,
-                CloneFlags::CLONE_NEWNS
+                CloneFlags::CLONE_NEWNS,
+                CloneFlags::CLONE_NEWNET
             ]
         );
         assert!(plan.join_pid.is_some());

@@ -462,6 +462,15 @@ pub fn oci_main(args: &[String]) -> i32 {
             return 2;
         }
     };
+    if matches!(invocation.command, Command::Create { .. }) {
+        // The init runs berth until it execs the container's program: never the host's file.
+        let error = crate::exe::reexec_sealed();
+        if error.raw_os_error() != Some(libc::EALREADY) {
+            eprintln!("berth oci: cannot run from a sealed copy of the executable: {error}");
+            return 1;
+        }
+        crate::exe::harden_process();
+    }
     let root = invocation.root.as_path();
     let result = match &invocation.command {
         Command::Create {

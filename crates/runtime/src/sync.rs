@@ -20,6 +20,8 @@ pub(crate) const SETUP_FAILED: u8 = b'E';
 pub(crate) const EXEC_FAILED: u8 = b'X';
 pub(crate) const GO: u8 = b'G';
 pub(crate) const START: u8 = b'S';
+/// `P` + the pid (4 bytes, native order): the exec helper names the process it cloned.
+pub(crate) const PID: u8 = b'P';
 
 /// A failed setup step in the child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +105,13 @@ pub(crate) fn send<T: Serialize>(fd: BorrowedFd<'_>, tag: u8, body: &T) {
     }
 }
 
+/// Sends [`PID`] and `pid`; errors are ignored because the reader may be gone.
+pub(crate) fn send_pid(fd: BorrowedFd<'_>, pid: i32) {
+    let mut message = [PID; 5];
+    message[1..].copy_from_slice(&pid.to_ne_bytes());
+    let _ = nix::unistd::write(fd, &message);
+}
+
 pub(crate) fn send_byte(fd: BorrowedFd<'_>, byte: u8) -> io::Result<()> {
     nix::unistd::write(fd, &[byte])
         .map(|_| ())
@@ -130,6 +139,8 @@ pub(crate) enum Report {
     Closed,
     SetupFailed(Failure),
     ExecFailed(ExecFailure),
+    /// The exec helper's clone (the pipe stays open: the process holds it too).
+    Pid(i32),
 }
 
 /// Reads the next report from the child.
@@ -141,6 +152,19 @@ pub(crate) fn read_report(fd: &OwnedFd) -> Result<Report, RuntimeError> {
     };
     if tag == READY {
         return Ok(Report::Ready);
+    }
+    if tag == PID {
+        let mut pid = [0u8; 4];
+        let mut filled = 0;
+        while filled < pid.len() {
+            match nix::unistd::read(fd, &mut pid[filled..]) {
+                Ok(0) => return Ok(Report::Closed),
+                Ok(n) => filled += n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(RuntimeError::nix("read from container process", "", e)),
+            }
+        }
+        return Ok(Report::Pid(i32::from_ne_bytes(pid)));
     }
     let mut body = Vec::new();
     let mut chunk = [0u8; 4096];

@@ -73,6 +73,84 @@ pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Closes every descriptor but those in `keep` (a pipe 0 to 2 included), with `close_range`
+/// over the gaps between them.
+pub(crate) fn close_fds_except(keep: &[std::os::fd::RawFd]) -> io::Result<()> {
+    let mut kept: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut first = 0u32;
+    for fd in kept.into_iter().chain([u32::MAX]) {
+        if fd > first {
+            // SAFETY: close_range takes two integers and flags, no memory; closing descriptors
+            // the child will never use again (it owns no Rust object relying on them past
+            // this point: it only runs on to exec or _exit).
+            let ret = unsafe { libc::close_range(first, fd - 1, 0) };
+            if ret == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount of `path` (a bind
+/// mount of just that file or directory), as a close-on-exec descriptor.
+pub(crate) fn open_tree_clone(path: &std::ffi::CStr) -> io::Result<std::os::fd::OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; the kernel only reads
+    // it. The returned descriptor is new and owned by no one else.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd =
+        std::os::fd::RawFd::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: `fd` was just returned by open_tree and is not owned elsewhere.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// `mount_setattr(2)`: makes the (detached) mount `fd` is the root of read-only.
+pub(crate) fn mount_set_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
+    /// `struct mount_attr` of <linux/mount.h> (`MOUNT_ATTR_SIZE_VER0`).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `attr` is a valid mount_attr of the size passed, `empty` a NUL-terminated string;
+    // both outlive the call and the kernel only reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `_exit(2)`: ends a forked child without running the parent's atexit handlers or flushing
 /// its copy of the parent's stdio buffers.
 pub(crate) fn exit_now(code: i32) -> ! {

@@ -1,37 +1,74 @@
 //! `exec`: run another process in a running container (`docker exec`).
 //!
-//! The parent opens the init's `/proc/<pid>/ns/*` files, points its own `pid_for_children`
-//! at the container's pid namespace and forks once (so the new process is the caller's
-//! child, waitable without a subreaper), then restores its pid namespace. The child waits
-//! until the parent has put it in the container's cgroup, joins the other namespaces (mnt
-//! last), and runs the same final steps as the init ([`crate::process`]) with no start gate.
-//! `exec` returns when the process has exec'd, or with its exec error (the child is then
-//! reaped).
-use std::os::fd::AsFd;
+//! The process must never be visible in the container's pid namespace while it still stands
+//! in the host's mount namespace: a container process with `CAP_SYS_PTRACE` could open its
+//! `/proc/<pid>/root` (the host's `/`) or `/proc/<pid>/fd/*`. So the caller forks a helper
+//! in its own pid namespace; the parent puts the helper in the container's cgroup; the helper
+//! joins the user namespace, then the mount namespace (its root and cwd become the
+//! container's), then the others, points `pid_for_children` at the container's pid
+//! namespace, closes every descriptor the process does not need, and clones the process with
+//! `CLONE_PARENT`, so it is the caller's own child (waitable without a subreaper). The helper
+//! reports the pid and exits. The process, non-dumpable until `execve` (inherited from the
+//! caller, see [`crate::harden_process`]), installs its stdio and runs the same final steps
+//! as the init ([`crate::process`]). `exec` returns when the process has exec'd, or with its
+//! exec error (the process is then reaped).
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::{Process, Spec};
 
 use crate::init::{CgroupPlan, reap};
-use crate::namespaces::{NamespacePlan, clone_into};
+use crate::namespaces::NamespacePlan;
 use crate::process::ProcessPlan;
-use crate::sync::{self, ExecFailure, Failure, Report};
+use crate::sync::{self, Failure, Report, at_io};
 use crate::sys::CloneResult;
 use crate::{InitStdio, RuntimeError, RuntimeOptions, Step};
 
-fn run_tenant(
+/// The helper's side: joins the container and clones the process into it. Returns the
+/// process's pid (to the helper, which reports it and exits); the process itself never
+/// returns from here.
+fn run_helper(
     namespaces: &NamespacePlan,
     process: &ProcessPlan,
     stdio: &InitStdio,
-    control: &std::os::fd::OwnedFd,
-) -> Result<ExecFailure, Failure> {
+    control: &OwnedFd,
+    report: &OwnedFd,
+) -> Result<i32, Failure> {
     match sync::read_byte(control.as_fd()) {
         Ok(Some(sync::GO)) => {}
         _ => crate::sys::exit_now(1),
     }
-    crate::console::install(stdio)?;
     namespaces.enter()?;
-    process.run(|| Ok(()))
+    if let Some(pid_namespace) = &namespaces.join_pid {
+        pid_namespace.enter()?;
+    }
+    let keep = [
+        stdio.stdin.as_raw_fd(),
+        stdio.stdout.as_raw_fd(),
+        stdio.stderr.as_raw_fd(),
+        report.as_raw_fd(),
+    ];
+    // Nothing of the caller's (sockets, log files, directories of the host) may be reachable
+    // through /proc/<pid>/fd of the process once it is in the container's pid namespace.
+    crate::sys::close_fds_except(&keep).map_err(at_io(Step::CloseFds, Path::new("")))?;
+    match crate::sys::clone_process(libc::CLONE_PARENT)
+        .map_err(at_io(Step::JoinNamespace, Path::new("pid")))?
+    {
+        CloneResult::Parent(pid) => Ok(pid),
+        CloneResult::Child => {
+            let code = match crate::console::install(stdio).and_then(|()| process.run(|| Ok(()))) {
+                Err(failure) => {
+                    sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
+                    1
+                }
+                Ok(exec_failure) => {
+                    sync::send(report.as_fd(), sync::EXEC_FAILED, &exec_failure);
+                    exec_failure.exit_code
+                }
+            };
+            crate::sys::exit_now(code)
+        }
+    }
 }
 
 /// Runs `process` inside the running container whose init is `init_pid` (its namespaces,
@@ -76,43 +113,58 @@ pub fn exec_with(
     let cgroup = CgroupPlan::from_spec(spec);
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
-    let cloned = clone_into(
-        namespaces.join_pid.as_ref(),
-        nix::sched::CloneFlags::empty(),
-    )?;
-    let pid = match cloned {
+    let helper = match crate::sys::clone_process(0)
+        .map_err(|e| RuntimeError::host("fork exec helper", "", e))?
+    {
         CloneResult::Child => {
             drop(control_write);
             drop(report_read);
-            let message = match run_tenant(&namespaces, &plan, &stdio, &control_read) {
+            match run_helper(&namespaces, &plan, &stdio, &control_read, &report_write) {
+                Ok(pid) => {
+                    sync::send_pid(report_write.as_fd(), pid);
+                    crate::sys::exit_now(0)
+                }
                 Err(failure) => {
                     sync::send(report_write.as_fd(), sync::SETUP_FAILED, &failure);
-                    1
+                    crate::sys::exit_now(1)
                 }
-                Ok(exec_failure) => {
-                    sync::send(report_write.as_fd(), sync::EXEC_FAILED, &exec_failure);
-                    exec_failure.exit_code
-                }
-            };
-            crate::sys::exit_now(message)
+            }
         }
         CloneResult::Parent(pid) => pid,
     };
     drop(control_read);
     drop(report_write);
     drop(stdio);
-    if let Some(cgroup) = &cgroup
-        && let Err(source) = cgroup.handle().add_pid(pid)
-    {
+    let kill_helper = || {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
+            nix::unistd::Pid::from_raw(helper),
             nix::sys::signal::Signal::SIGKILL,
         );
-        reap(pid);
+        reap(helper);
+    };
+    if let Some(cgroup) = &cgroup
+        && let Err(source) = cgroup.handle().add_pid(helper)
+    {
+        kill_helper();
         return Err(cgroup.error(source));
     }
-    sync::send_byte(control_write.as_fd(), sync::GO)
-        .map_err(|e| RuntimeError::host("release exec process", "", e))?;
+    if let Err(e) = sync::send_byte(control_write.as_fd(), sync::GO) {
+        kill_helper();
+        return Err(RuntimeError::host("release exec process", "", e));
+    }
+    let first = sync::read_report(&report_read);
+    reap(helper);
+    let pid = match first? {
+        Report::Pid(pid) => pid,
+        Report::SetupFailed(failure) => return Err(failure.into_error()),
+        other => {
+            return Err(RuntimeError::host(
+                "exec helper",
+                "",
+                std::io::Error::other(format!("unexpected report {other:?}")),
+            ));
+        }
+    };
     match sync::read_report(&report_read)? {
         Report::Closed => Ok(pid),
         Report::ExecFailed(failure) => {
@@ -123,7 +175,7 @@ pub fn exec_with(
             reap(pid);
             Err(failure.into_error())
         }
-        Report::Ready => {
+        Report::Ready | Report::Pid(_) => {
             reap(pid);
             Err(RuntimeError::Init {
                 step: Step::WaitForStart,

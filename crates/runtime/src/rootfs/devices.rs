@@ -1,16 +1,18 @@
 //! Device nodes and the standard /dev symlinks. See
 //! <https://man7.org/linux/man-pages/man2/mknod.2.html>.
-use std::fs;
+use std::ffi::OsStr;
 use std::io;
-use std::os::unix::fs::symlink;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use berth_fs::Root;
+use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use crate::Step;
-use crate::rootfs::path::secure_join;
+use crate::rootfs::path::{create_file_at, fd_path, mount_target, parent_and_name};
 use crate::sync::{Failure, at, at_io};
 
 /// A device node to create.
@@ -45,92 +47,127 @@ impl DevicePlan {
     }
 }
 
-/// Creates `device` under `rootfs`. Where mknod is denied (user namespaces), bind-mounts the
-/// host's node instead, as runc does. An existing node (a bind-mounted /dev) is kept.
-pub(crate) fn create_device(rootfs: &Path, device: &DevicePlan) -> Result<(), Failure> {
-    let target =
-        secure_join(rootfs, &device.path).map_err(at_io(Step::CreateDevice, &device.path))?;
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).map_err(at_io(Step::CreateDevice, parent))?;
-    }
-    let dev = makedev(device.major, device.minor);
-    match mknod(
-        &target,
+/// Creates `device` inside `root`. Where mknod is denied (user namespaces), bind-mounts the
+/// host's node instead, as runc does. An existing entry (a bind-mounted /dev) is kept.
+pub(crate) fn create_device(root: &Root, device: &DevicePlan) -> Result<(), Failure> {
+    let fail = |err: io::Error| Failure::io(Step::CreateDevice, &device.path, &err);
+    let Some((dir, resolved, name)) = parent_and_name(root, &device.path).map_err(fail)? else {
+        return Ok(());
+    };
+    let mode = Mode::from_bits_truncate(device.mode & 0o7777);
+    match mknodat(
+        &dir,
+        name.as_os_str(),
         device.kind,
-        Mode::from_bits_truncate(device.mode & 0o7777),
-        dev,
+        mode,
+        makedev(device.major, device.minor),
     ) {
         Ok(()) => {}
         Err(nix::Error::EEXIST) => return Ok(()),
         Err(nix::Error::EPERM) => {
-            fs::File::create(&target).map_err(at_io(Step::CreateDevice, &target))?;
+            create_file_at(&dir, &name).map_err(fail)?;
+            let target = open_node(&dir, &name).map_err(fail)?;
             return mount(
                 Some(device.path.as_path()),
-                &target,
+                &fd_path(&target),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(at(Step::CreateDevice, &target));
+            .map_err(at(Step::CreateDevice, &resolved));
         }
-        Err(errno) => return Err(Failure::new(Step::CreateDevice, &target, errno)),
+        Err(errno) => return Err(Failure::new(Step::CreateDevice, &resolved, errno)),
     }
-    // mknod applies the umask; chmod sets the mode the spec asked for.
+    // mknod applies the umask; chmod sets the mode the spec asked for, on the node just made
+    // (through its descriptor, never through a name that could be swapped meanwhile).
+    let node = open_node(&dir, &name).map_err(fail)?;
+    let stat = nix::sys::stat::fstat(&node).map_err(at(Step::CreateDevice, &resolved))?;
+    if stat.st_mode & libc::S_IFMT != device.kind.bits() {
+        return Err(Failure::new(
+            Step::CreateDevice,
+            &resolved,
+            nix::Error::EEXIST,
+        ));
+    }
     nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
-        &target,
-        Mode::from_bits_truncate(device.mode & 0o7777),
+        &fd_path(&node),
+        mode,
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
-    .map_err(at(Step::CreateDevice, &target))?;
-    nix::unistd::chown(&target, Some(device.uid.into()), Some(device.gid.into()))
-        .map_err(at(Step::CreateDevice, &target))
+    .map_err(at(Step::CreateDevice, &resolved))?;
+    nix::unistd::fchownat(
+        &node,
+        "",
+        Some(device.uid.into()),
+        Some(device.gid.into()),
+        nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )
+    .map_err(at(Step::CreateDevice, &resolved))
+}
+
+/// An `O_PATH` descriptor of `name` in `dir`, not following a final symlink.
+fn open_node(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// The symlinks every container's /dev has.
 const DEV_SYMLINKS: [(&str, &str); 6] = [
-    ("/proc/self/fd", "/dev/fd"),
-    ("/proc/self/fd/0", "/dev/stdin"),
-    ("/proc/self/fd/1", "/dev/stdout"),
-    ("/proc/self/fd/2", "/dev/stderr"),
-    ("/proc/kcore", "/dev/core"),
-    ("pts/ptmx", "/dev/ptmx"),
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("/proc/kcore", "core"),
+    ("pts/ptmx", "ptmx"),
 ];
 
-/// Creates /dev/fd, /dev/std{in,out,err}, /dev/core and /dev/ptmx; existing entries stay.
-pub(crate) fn create_dev_symlinks(rootfs: &Path) -> Result<(), Failure> {
-    for (target, link) in DEV_SYMLINKS {
-        let path = rootfs.join(link.trim_start_matches('/'));
-        match symlink(target, &path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(err) => return Err(Failure::io(Step::CreateSymlink, &path, &err)),
+/// Creates /dev/fd, /dev/std{in,out,err}, /dev/core and /dev/ptmx in the container's /dev
+/// (resolved inside the root); existing entries stay. No /dev directory: nothing to do.
+pub(crate) fn create_dev_symlinks(root: &Root) -> Result<(), Failure> {
+    let dev = match root.open_at(
+        Path::new("/dev"),
+        OFlag::O_PATH | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    ) {
+        Ok(dev) => dev,
+        Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+            return Ok(());
+        }
+        Err(err) => return Err(Failure::io(Step::CreateSymlink, Path::new("/dev"), &err)),
+    };
+    for (target, name) in DEV_SYMLINKS {
+        match nix::unistd::symlinkat(target, &dev, name) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(errno) => {
+                return Err(Failure::new(
+                    Step::CreateSymlink,
+                    &Path::new("/dev").join(name),
+                    errno,
+                ));
+            }
         }
     }
     Ok(())
 }
 
 /// Bind-mounts the terminal at `pty_path` (a host path, read before pivot_root) over
-/// /dev/console, so the container's console is its terminal.
-pub(crate) fn bind_console(rootfs: &Path, pty_path: &Path) -> Result<(), Failure> {
-    let console = rootfs.join("dev/console");
-    match fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&console)
-    {
-        Ok(_) => {}
-        Err(err) => return Err(Failure::io(Step::Console, &console, &err)),
-    }
+/// /dev/console inside `root`, so the container's console is its terminal.
+pub(crate) fn bind_console(root: &Root, pty_path: &Path) -> Result<(), Failure> {
+    let console = Path::new("/dev/console");
+    let target = mount_target(root, console, true).map_err(at_io(Step::Console, console))?;
     mount(
         Some(pty_path),
-        &console,
+        &fd_path(&target),
         None::<&str>,
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(at(Step::Console, &console))
+    .map_err(at(Step::Console, console))
 }
 
 #[cfg(test)]
@@ -160,17 +197,38 @@ mod tests {
 
     #[test]
     fn symlinks_are_created_once() {
-        let root = tempfile::tempdir().expect("tempdir");
-        fs::create_dir(root.path().join("dev")).expect("mkdir");
-        create_dev_symlinks(root.path()).expect("first");
-        create_dev_symlinks(root.path()).expect("second is a no-op");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("dev")).expect("mkdir");
+        let root = Root::open(dir.path()).expect("root");
+        create_dev_symlinks(&root).expect("first");
+        create_dev_symlinks(&root).expect("second is a no-op");
         assert_eq!(
-            fs::read_link(root.path().join("dev/ptmx")).expect("link"),
+            std::fs::read_link(dir.path().join("dev/ptmx")).expect("link"),
             Path::new("pts/ptmx")
         );
         assert_eq!(
-            fs::read_link(root.path().join("dev/stderr")).expect("link"),
+            std::fs::read_link(dir.path().join("dev/stderr")).expect("link"),
             Path::new("/proc/self/fd/2")
+        );
+    }
+
+    #[test]
+    fn a_dev_symlink_out_of_the_root_gets_nothing_outside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("host");
+        std::fs::create_dir(&outside).expect("mkdir");
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir(&rootfs).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, rootfs.join("dev")).expect("symlink");
+        // Where /dev leads inside the root, as the /dev mount target makes it.
+        let inside = rootfs.join(outside.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).expect("mkdir");
+        let root = Root::open(&rootfs).expect("root");
+        create_dev_symlinks(&root).expect("symlinks");
+        assert_eq!(std::fs::read_dir(&outside).expect("read").count(), 0);
+        assert_eq!(
+            std::fs::read_link(inside.join("fd")).expect("link inside the root"),
+            Path::new("/proc/self/fd")
         );
     }
 }

@@ -3,7 +3,8 @@
 //! 1. `/` becomes `rslave` (or `linux.rootfsPropagation`), so nothing leaks to the host;
 //! 2. the overlay (or, for `berth oci`, a bind of the prepared rootfs onto itself) is mounted
 //!    at `<bundle>/<root.path>`;
-//! 3. `spec.mounts` in order, targets resolved inside the rootfs ([`path`]);
+//! 3. `spec.mounts` in order, targets resolved inside the rootfs by the kernel and mounted
+//!    through descriptors ([`path`]);
 //! 4. device nodes, /dev symlinks, /dev/console;
 //! 5. pivot_root ([`pivot`]);
 //! 6. afterwards: masked paths, read-only paths, read-only root ([`finish`](RootfsPlan::finish)).
@@ -17,11 +18,12 @@ pub(crate) mod pivot;
 
 use std::path::{Path, PathBuf};
 
+use berth_fs::Root;
 use nix::mount::MsFlags;
 
 use crate::OverlayMount;
 use crate::Step;
-use crate::sync::{Failure, at};
+use crate::sync::{Failure, at, at_io};
 use devices::DevicePlan;
 use mount::{CgroupHost, MountPlan};
 
@@ -67,18 +69,19 @@ impl RootfsPlan {
             )
             .map_err(at(Step::BindRootfs, &self.rootfs))?,
         }
+        // Every path below the rootfs is resolved inside it from here on ([`path`]).
+        let root = Root::open(&self.rootfs).map_err(at_io(Step::MountOverlay, &self.rootfs))?;
         for plan in &self.mounts {
-            mount::mount_entry(&self.rootfs, plan, &self.cgroup)?;
+            mount::mount_entry(&root, plan, &self.cgroup)?;
         }
         for device in &self.devices {
-            devices::create_device(&self.rootfs, device)?;
+            devices::create_device(&root, device)?;
         }
-        if self.rootfs.join("dev").is_dir() {
-            devices::create_dev_symlinks(&self.rootfs)?;
-        }
+        devices::create_dev_symlinks(&root)?;
         if let Some(console) = console {
-            devices::bind_console(&self.rootfs, console)?;
+            devices::bind_console(&root, console)?;
         }
+        drop(root);
         pivot::pivot_root(&self.rootfs)
     }
 

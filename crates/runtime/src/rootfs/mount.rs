@@ -3,13 +3,17 @@
 //! See <https://man7.org/linux/man-pages/man2/mount.2.html>.
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
+use berth_fs::Root;
+use nix::fcntl::OFlag;
+
 use crate::OverlayMount;
 use crate::Step;
-use crate::rootfs::path::secure_join;
+use crate::rootfs::path::{fd_path, mount_target};
 use crate::sync::{Failure, at, at_io};
 
 /// overlayfs options longer than this risk the one-page limit of mount(2)'s data argument.
@@ -213,28 +217,6 @@ pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(),
     .map_err(at(Step::MountOverlay, target))
 }
 
-/// Creates `path` as a directory, or as an empty file when `file`, with missing parents.
-fn create_target(path: &Path, file: bool) -> Result<(), Failure> {
-    if file {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(at_io(Step::CreateMountTarget, parent))?;
-        }
-        match fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-        {
-            Ok(_) => Ok(()),
-            // A directory (or anything) already there: let mount(2) decide.
-            Err(err) if err.raw_os_error() == Some(libc::EISDIR) => Ok(()),
-            Err(err) => Err(Failure::io(Step::CreateMountTarget, path, &err)),
-        }
-    } else {
-        fs::create_dir_all(path).map_err(at_io(Step::CreateMountTarget, path))
-    }
-}
-
 /// Host facts the cgroup mount needs, read before pivot_root.
 #[derive(Debug, Clone)]
 pub(crate) struct CgroupHost {
@@ -244,14 +226,21 @@ pub(crate) struct CgroupHost {
     pub namespaced: bool,
 }
 
-/// Mounts one `spec.mounts` entry under `rootfs`.
+/// Filesystems that must be mounted on a real directory, never through a symlink: a
+/// container's procfs or sysfs elsewhere than it believes would leave the real /proc/sys,
+/// /proc/kcore… unmasked (runc refuses the same).
+const ORDINARY_DIRECTORY_ONLY: [&str; 2] = ["proc", "sysfs"];
+
+/// Mounts one `spec.mounts` entry inside `root`. The target is resolved inside the root and
+/// mounted through its descriptor; after each mount the target is opened again, so flags and
+/// propagation apply to the new mount, not to what it covers.
 pub(crate) fn mount_entry(
-    rootfs: &Path,
+    root: &Root,
     plan: &MountPlan,
     cgroup: &CgroupHost,
 ) -> Result<(), Failure> {
-    let dest = secure_join(rootfs, &plan.destination)
-        .map_err(at_io(Step::CreateMountTarget, &plan.destination))?;
+    let destination = plan.destination.as_path();
+    let target_error = at_io(Step::CreateMountTarget, destination);
     let options = &plan.options;
     match &plan.kind {
         MountKind::Bind { source } => {
@@ -266,55 +255,83 @@ pub(crate) fn mount_entry(
             let is_file = nix::sys::stat::fstat(&fd)
                 .map(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR)
                 .map_err(at(Step::Mount, source))?;
-            create_target(&dest, is_file)?;
-            let via = PathBuf::from(format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&fd)
-            ));
+            let target = mount_target(root, destination, is_file).map_err(target_error)?;
             let bind_flags = options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
             mount(
-                Some(via.as_path()),
-                &dest,
+                Some(fd_path(&fd).as_path()),
+                &fd_path(&target),
                 None::<&str>,
                 bind_flags,
                 None::<&str>,
             )
-            .map_err(at(Step::Mount, &dest))?;
+            .map_err(at(Step::Mount, destination))?;
             // A bind mount ignores every other flag; they take a remount.
             let extra = options.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
+                let mounted = reopen(root, destination)?;
                 mount(
                     None::<&str>,
-                    &dest,
+                    &fd_path(&mounted),
                     None::<&str>,
                     extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
                     None::<&str>,
                 )
-                .map_err(at(Step::RemountBind, &dest))?;
+                .map_err(at(Step::RemountBind, destination))?;
             }
         }
         MountKind::Cgroup => {
-            create_target(&dest, false)?;
-            mount_cgroup(&dest, options.flags, cgroup)?;
+            let target = mount_target(root, destination, false).map_err(target_error)?;
+            mount_cgroup(root, destination, &target, options.flags, cgroup)?;
         }
         MountKind::Filesystem { fstype, source } => {
-            create_target(&dest, false)?;
+            if ORDINARY_DIRECTORY_ONLY.contains(&fstype.as_str()) {
+                refuse_symlink(root, destination)?;
+            }
+            let target = mount_target(root, destination, false).map_err(target_error)?;
             let data = (!options.data.is_empty()).then_some(options.data.as_str());
             mount(
                 Some(source.as_str()),
-                &dest,
+                &fd_path(&target),
                 Some(fstype.as_str()),
                 options.flags,
                 data,
             )
-            .map_err(at(Step::Mount, &dest))?;
+            .map_err(at(Step::Mount, destination))?;
         }
     }
-    for flags in &options.propagation {
-        mount(None::<&str>, &dest, None::<&str>, *flags, None::<&str>)
-            .map_err(at(Step::MountPropagation, &dest))?;
+    if !options.propagation.is_empty() {
+        let mounted = reopen(root, destination)?;
+        for flags in &options.propagation {
+            mount(
+                None::<&str>,
+                &fd_path(&mounted),
+                None::<&str>,
+                *flags,
+                None::<&str>,
+            )
+            .map_err(at(Step::MountPropagation, destination))?;
+        }
     }
     Ok(())
+}
+
+/// The mount target `destination` opened again (after something was mounted on it).
+fn reopen(root: &Root, destination: &Path) -> Result<OwnedFd, Failure> {
+    root.open_path(destination, true)
+        .map_err(at_io(Step::Mount, destination))
+}
+
+/// Refuses to mount `fstype` at `destination` when the last component exists and is not a
+/// directory (a symlink above all).
+fn refuse_symlink(root: &Root, destination: &Path) -> Result<(), Failure> {
+    match root.lstat(destination) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => Err(Failure::new(
+            Step::MountOnNonDirectory,
+            destination,
+            nix::Error::ENOTDIR,
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One line of /proc/self/cgroup: hierarchy controllers and the process's path in it.
@@ -334,39 +351,47 @@ fn own_cgroups() -> io::Result<Vec<(String, String)>> {
 
 /// The cgroup filesystem as runc shows it: cgroup2 itself in a cgroup namespace; otherwise
 /// read-only binds of the container's own cgroup directories (one per v1 hierarchy, under a
-/// tmpfs), so the container sees its limits and nothing of its siblings.
-fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Failure> {
+/// tmpfs), so the container sees its limits and nothing of its siblings. `target` is the
+/// prepared mount point, `destination` its path inside `root` (to reopen it once mounted).
+fn mount_cgroup(
+    root: &Root,
+    destination: &Path,
+    target: &OwnedFd,
+    flags: MsFlags,
+    host: &CgroupHost,
+) -> Result<(), Failure> {
     let flags = flags - MsFlags::MS_RDONLY;
     let readonly = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let cgroup2 = crate::spec::is_cgroup2_root(&host.root);
     if cgroup2 && host.namespaced {
         return mount(
             Some("cgroup2"),
-            dest,
+            &fd_path(target),
             Some("cgroup2"),
             flags | MsFlags::MS_RDONLY,
             None::<&str>,
         )
-        .map_err(at(Step::Mount, dest));
+        .map_err(at(Step::Mount, destination));
     }
     let own = own_cgroups().map_err(at_io(Step::Mount, Path::new("/proc/self/cgroup")))?;
-    let bind_ro = |source: &Path, target: &Path| -> Result<(), Failure> {
+    let bind_ro = |source: &Path, target: &OwnedFd, shown: &Path| -> Result<(), Failure> {
         mount(
             Some(source),
-            target,
+            &fd_path(target),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(at(Step::Mount, target))?;
+        .map_err(at(Step::Mount, shown))?;
+        let mounted = reopen(root, shown)?;
         mount(
             None::<&str>,
-            target,
+            &fd_path(&mounted),
             None::<&str>,
             readonly | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
             None::<&str>,
         )
-        .map_err(at(Step::RemountBind, target))
+        .map_err(at(Step::RemountBind, shown))
     };
     if cgroup2 {
         let path = own
@@ -374,10 +399,21 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Fa
             .find(|(controllers, _)| controllers.is_empty())
             .map(|(_, p)| p.as_str())
             .unwrap_or("/");
-        return bind_ro(&host.root.join(path.trim_start_matches('/')), dest);
+        return bind_ro(
+            &host.root.join(path.trim_start_matches('/')),
+            target,
+            destination,
+        );
     }
-    mount(Some("tmpfs"), dest, Some("tmpfs"), flags, Some("mode=755"))
-        .map_err(at(Step::Mount, dest))?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(target),
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .map_err(at(Step::Mount, destination))?;
+    let tmpfs = reopen(root, destination)?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(at_io(Step::Mount, Path::new("/proc/self/mountinfo")))?;
     for line in mountinfo.lines() {
@@ -413,30 +449,53 @@ fn mount_cgroup(dest: &Path, flags: MsFlags, host: &CgroupHost) -> Result<(), Fa
             _ => None,
         };
         let Some(subpath) = subpath else { continue };
-        let target = dest.join(name);
-        fs::create_dir_all(&target).map_err(at_io(Step::CreateMountTarget, &target))?;
-        bind_ro(&mount_point.join(subpath.trim_start_matches('/')), &target)?;
+        let shown = destination.join(name);
+        // The tmpfs is fresh and ours: its entries are made relative to its descriptor.
+        match nix::sys::stat::mkdirat(
+            &tmpfs,
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(errno) => return Err(Failure::new(Step::CreateMountTarget, &shown, errno)),
+        }
+        let sub = nix::fcntl::openat(
+            &tmpfs,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(at(Step::CreateMountTarget, &shown))?;
+        bind_ro(
+            &mount_point.join(subpath.trim_start_matches('/')),
+            &sub,
+            &shown,
+        )?;
         // `cpu` and `cpuacct` name the `cpu,cpuacct` hierarchy, as on the host.
         let name = name.to_string_lossy();
         if name.contains(',') {
             for alias in name.split(',') {
-                let link = dest.join(alias);
-                if let Err(err) = std::os::unix::fs::symlink(name.as_ref(), &link)
-                    && err.kind() != io::ErrorKind::AlreadyExists
-                {
-                    return Err(Failure::io(Step::CreateSymlink, &link, &err));
+                match nix::unistd::symlinkat(name.as_ref(), &tmpfs, alias) {
+                    Ok(()) | Err(nix::Error::EEXIST) => {}
+                    Err(errno) => {
+                        return Err(Failure::new(
+                            Step::CreateSymlink,
+                            &destination.join(alias),
+                            errno,
+                        ));
+                    }
                 }
             }
         }
     }
     mount(
         None::<&str>,
-        dest,
+        &fd_path(&tmpfs),
         None::<&str>,
         flags | readonly | MsFlags::MS_REMOUNT,
         Some("mode=755"),
     )
-    .map_err(at(Step::RemountBind, dest))
+    .map_err(at(Step::RemountBind, destination))
 }
 
 /// Hides `path` (after pivot_root): /dev/null over files, an empty read-only tmpfs over

@@ -1,64 +1,68 @@
-//! Resolving container paths inside the root filesystem without leaving it.
+//! Paths inside the container's root filesystem, before pivot_root.
 //!
-//! A container image can hold symlinks such as `/etc/hosts -> /../../host/etc/passwd`. Mount
-//! targets are therefore resolved component by component, as the kernel would if the rootfs
-//! were `/` (the userspace equivalent of `openat2(RESOLVE_IN_ROOT)`, as in runc's
-//! securejoin): `..` stops at the root and absolute symlink targets restart at the root.
-use std::collections::VecDeque;
-use std::ffi::OsString;
+//! An image can hold symlinks such as `dev -> /home/victim` or `/etc/hosts -> /../../etc/passwd`,
+//! and a container sharing a volume can swap a directory for a symlink at any moment. So no
+//! path under the rootfs is ever joined as a string and handed to a system call: every
+//! component is resolved by the kernel with `openat2(RESOLVE_IN_ROOT)` ([`berth_fs::Root`]),
+//! nodes are created relative to their parent's descriptor (`mknodat`, `symlinkat`, `openat`
+//! with `O_EXCL|O_NOFOLLOW`), and mounts target `/proc/self/fd/N` of a descriptor, which the
+//! kernel follows to the very object resolved inside the root (as runc does since 1.0.0-rc95).
+use std::ffi::OsStr;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
-/// More symlinks than this on one path is a loop (the kernel's limit is 40).
-const MAX_SYMLINKS: usize = 255;
+use berth_fs::Root;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
-/// `root` joined with `unsafe_path`, every symlink resolved inside `root`. Components that
-/// do not exist yet are appended as they are.
-pub(crate) fn secure_join(root: &Path, unsafe_path: &Path) -> io::Result<PathBuf> {
-    let mut pending: VecDeque<OsString> = components(unsafe_path);
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop_front() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&part);
-        let metadata = match std::fs::symlink_metadata(root.join(&candidate)) {
-            Ok(metadata) => metadata,
-            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                resolved = candidate;
-                continue;
-            }
-            Err(err) => return Err(err),
-        };
-        if !metadata.file_type().is_symlink() {
-            resolved = candidate;
-            continue;
-        }
-        links += 1;
-        if links > MAX_SYMLINKS {
-            return Err(io::Error::from_raw_os_error(libc::ELOOP));
-        }
-        let target = std::fs::read_link(root.join(&candidate))?;
-        if target.is_absolute() {
-            resolved = PathBuf::new();
-        }
-        for part in components(&target).into_iter().rev() {
-            pending.push_front(part);
-        }
-    }
-    Ok(root.join(resolved))
+/// The `/proc/self/fd/N` path of `fd`, for mount(2) and chmod(2): the kernel follows it to the
+/// object the descriptor holds, wherever a path to that object would lead now.
+pub(crate) fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn components(path: &Path) -> VecDeque<OsString> {
-    path.components()
-        .filter_map(|component| match component {
-            Component::Normal(name) => Some(name.to_owned()),
-            Component::ParentDir => Some(OsString::from("..")),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect()
+/// `path` with every symlink resolved inside `root`, split into its parent (created with
+/// missing components, returned as an `O_PATH` descriptor) and final name. `None` for `/`.
+pub(crate) fn parent_and_name(
+    root: &Root,
+    path: &Path,
+) -> io::Result<Option<(OwnedFd, PathBuf, std::ffi::OsString)>> {
+    let resolved = root.canonical(path)?;
+    let (Some(parent), Some(name)) = (resolved.parent(), resolved.file_name()) else {
+        return Ok(None);
+    };
+    let dir = root.mkdir_all(parent, 0o755)?;
+    Ok(Some((dir, resolved.clone(), name.to_owned())))
+}
+
+/// Prepares the mount target `path` inside `root` (a directory, or an empty file when `file`,
+/// with missing parents) and returns an `O_PATH` descriptor of it. A symlink on the way, the
+/// final component included, is resolved inside the root, as runc's securejoin does.
+pub(crate) fn mount_target(root: &Root, path: &Path, file: bool) -> io::Result<OwnedFd> {
+    let resolved = root.canonical(path)?;
+    if !file {
+        return root.mkdir_all(&resolved, 0o755);
+    }
+    if let Some((dir, _, name)) = parent_and_name(root, &resolved)? {
+        create_file_at(&dir, &name)?;
+    }
+    root.open_path(&resolved, true)
+}
+
+/// Creates an empty regular file `name` in `dir` unless something is there already; never
+/// follows or opens what it finds (a FIFO would block, a symlink could lead anywhere).
+pub(crate) fn create_file_at(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+    match nix::fcntl::openat(
+        dir,
+        name,
+        flags | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(_) | Err(nix::Error::EEXIST) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
 }
 
 #[cfg(test)]
@@ -68,52 +72,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_paths_join() {
-        let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");
-        let joined = secure_join(root.path(), Path::new("/etc/hosts")).expect("join");
-        assert_eq!(joined, root.path().join("etc/hosts"));
-        let missing = secure_join(root.path(), Path::new("/a/b/../c")).expect("join");
-        assert_eq!(missing, root.path().join("a/c"));
+    fn targets_behind_symlinks_are_made_inside_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).expect("mkdir");
+        symlink(&outside, rootfs.join("dev")).expect("symlink");
+        symlink("../../../../outside/hosts", rootfs.join("etc/hosts")).expect("symlink");
+        let root = Root::open(&rootfs).expect("open");
+        mount_target(&root, Path::new("/dev/pts"), false).expect("dir target");
+        mount_target(&root, Path::new("/etc/hosts"), true).expect("file target");
+        assert!(
+            rootfs
+                .join(outside.strip_prefix("/").unwrap())
+                .join("pts")
+                .is_dir()
+        );
+        assert!(rootfs.join("outside/hosts").is_file());
+        assert_eq!(std::fs::read_dir(&outside).expect("read").count(), 0);
     }
 
     #[test]
-    fn dotdot_and_absolute_symlinks_stay_inside() {
-        let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");
-        symlink("/../../../../etc/passwd", root.path().join("etc/hosts")).expect("symlink");
-        symlink("../../../../../", root.path().join("up")).expect("symlink");
-        assert_eq!(
-            secure_join(root.path(), Path::new("/etc/hosts")).expect("join"),
-            root.path().join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(root.path(), Path::new("/up/tmp")).expect("join"),
-            root.path().join("tmp")
-        );
-        assert_eq!(
-            secure_join(root.path(), Path::new("/../../x")).expect("join"),
-            root.path().join("x")
-        );
-    }
-
-    #[test]
-    fn relative_symlinks_resolve_from_their_directory() {
-        let root = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(root.path().join("usr/lib")).expect("mkdir");
-        symlink("usr/lib", root.path().join("lib")).expect("symlink");
-        assert_eq!(
-            secure_join(root.path(), Path::new("/lib/x.so")).expect("join"),
-            root.path().join("usr/lib/x.so")
-        );
-    }
-
-    #[test]
-    fn symlink_loops_fail() {
-        let root = tempfile::tempdir().expect("tempdir");
-        symlink("b", root.path().join("a")).expect("symlink");
-        symlink("a", root.path().join("b")).expect("symlink");
-        let err = secure_join(root.path(), Path::new("/a")).expect_err("loop");
-        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+    fn an_existing_fifo_target_is_not_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        nix::unistd::mkfifo(&dir.path().join("fifo"), Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let root = Root::open(dir.path()).expect("open");
+        mount_target(&root, Path::new("/fifo"), true).expect("no blocking open");
     }
 }
