@@ -523,6 +523,7 @@ fn run_resource_limits_reach_the_cgroup(env: &TestEnv) {
         .ok();
     let v1 = std::path::Path::new("/sys/fs/cgroup/memory").exists()
         && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let cg = crate::harness::cgroup_parent();
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .unwrap_or_default()
@@ -532,24 +533,24 @@ fn run_resource_limits_reach_the_cgroup(env: &TestEnv) {
     if v1 {
         assert_eq!(
             read(&format!(
-                "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+                "/sys/fs/cgroup/memory/{cg}/{id}/memory.limit_in_bytes"
             )),
             "67108864"
         );
         assert_eq!(
-            read(&format!("/sys/fs/cgroup/cpu/berth/{id}/cpu.cfs_quota_us")),
+            read(&format!("/sys/fs/cgroup/cpu/{cg}/{id}/cpu.cfs_quota_us")),
             "50000"
         );
         assert_eq!(
-            read(&format!("/sys/fs/cgroup/pids/berth/{id}/pids.max")),
+            read(&format!("/sys/fs/cgroup/pids/{cg}/{id}/pids.max")),
             "50"
         );
     } else {
         assert_eq!(
-            read(&format!("/sys/fs/cgroup/berth/{id}/memory.max")),
+            read(&format!("/sys/fs/cgroup/{cg}/{id}/memory.max")),
             "67108864"
         );
-        assert_eq!(read(&format!("/sys/fs/cgroup/berth/{id}/pids.max")), "50");
+        assert_eq!(read(&format!("/sys/fs/cgroup/{cg}/{id}/pids.max")), "50");
     }
     assert_eq!(
         env.inspect(
@@ -562,7 +563,7 @@ fn run_resource_limits_reach_the_cgroup(env: &TestEnv) {
     if v1 {
         assert_eq!(
             read(&format!(
-                "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+                "/sys/fs/cgroup/memory/{cg}/{id}/memory.limit_in_bytes"
             )),
             "134217728"
         );
@@ -570,11 +571,10 @@ fn run_resource_limits_reach_the_cgroup(env: &TestEnv) {
     env.berth(&["rm", "-f", "limits"]).ok();
     assert!(
         env.eventually(5, || !std::path::Path::new(&format!(
-            "/sys/fs/cgroup/memory/berth/{id}"
+            "/sys/fs/cgroup/memory/{cg}/{id}"
         ))
         .exists()
-            && !std::path::Path::new(&format!("/sys/fs/cgroup/berth/{id}"))
-                .exists()),
+            && !std::path::Path::new(&format!("/sys/fs/cgroup/{cg}/{id}")).exists()),
         "cgroup removed with the container"
     );
 }

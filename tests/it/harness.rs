@@ -46,21 +46,26 @@ pub struct TestEnv {
     parents_missing_before: Vec<PathBuf>,
 }
 
-/// The `berth` parent dir in every cgroup hierarchy of this host.
+/// The cgroup parent of this run's containers (`--cgroup-parent`), so runs on the same host
+/// never see each other's cgroups.
+pub fn cgroup_parent() -> String {
+    format!("berth-it-{}", std::process::id())
+}
+
+/// This run's cgroup parent dir in every cgroup hierarchy of this host.
 fn berth_cgroup_parents() -> Vec<PathBuf> {
-    let mut out = vec![PathBuf::from("/sys/fs/cgroup/berth")];
+    let mut out = vec![PathBuf::from("/sys/fs/cgroup").join(cgroup_parent())];
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-        out.extend(rd.flatten().map(|e| e.path().join("berth")));
+        out.extend(rd.flatten().map(|e| e.path().join(cgroup_parent())));
     }
     out
 }
 
-/// berth's cgroup dirs on this host right now (another berth may own some: compare before/after).
+/// This run's containers' cgroup dirs on this host right now.
 fn berth_cgroups() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for ctl in ["memory", "pids", "cpu", "freezer", ""] {
-        let d = Path::new("/sys/fs/cgroup").join(ctl).join("berth");
-        if let Ok(rd) = std::fs::read_dir(&d) {
+    for parent in berth_cgroup_parents() {
+        if let Ok(rd) = std::fs::read_dir(&parent) {
             out.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
         }
     }
@@ -171,6 +176,7 @@ impl TestEnv {
             .arg(&self.run_root)
             .args(["--log-level", "debug"])
             .args(["--bridge", &self.bridge, "--nft-table", &self.bridge])
+            .args(["--cgroup-parent", &cgroup_parent()])
             .arg("--resolv-conf")
             .arg(self.resolv_conf())
             // Small enough that archive.rs's compression bombs stop quickly.

@@ -53,8 +53,11 @@ pub struct ServiceConfig {
     /// The `berth` executable, re-executed as `berth monitor <run_dir>` (from a copy no one
     /// can write through, see [`berth_runtime::sealed_executable`]).
     pub exe: PathBuf,
-    /// External OCI runtimes by name (`runc` → `/usr/sbin/runc`); `--runtime` may also be a path.
+    /// Configured OCI runtimes by name (`runc` → `/usr/sbin/runc`); nothing else runs.
     pub runtimes: HashMap<String, PathBuf>,
+    /// The cgroup containers' cgroups are made under (`--cgroup-parent`, `/berth`), unless a
+    /// container names its own (`HostConfig.CgroupParent`).
+    pub cgroup_parent: String,
     /// The network service; without one every container gets a private namespace with only
     /// `lo` (what tests without root use).
     pub network: Option<Arc<berth_network::NetworkService>>,
@@ -869,6 +872,11 @@ impl ContainerService {
 
         let requested = self.requested_mounts(&config, &hc)?;
 
+        let cgroup_parent = hc
+            .cgroup_parent
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
         // Reserve the name first, so two creates cannot both take it.
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -906,6 +914,7 @@ impl ContainerService {
             manually_stopped: false,
             endpoints,
             mount_points: Vec::new(),
+            cgroup_parent,
         };
         let paths = Paths::new(&self.cfg.data_root, &self.cfg.run_root, &id);
         let made = {
@@ -1089,6 +1098,7 @@ impl ContainerService {
             user,
             data_dir: &entry.paths.data_dir,
             join_netns,
+            cgroup_parent: &rec.cgroup_parent,
             mounts: mounts::oci_mounts(&self.volumes, &rec.mount_points)?,
         })?;
         let runtime = match rec
@@ -1554,10 +1564,10 @@ impl ContainerService {
         Ok(())
     }
 
-    fn cgroup(&self, id: &str) -> berth_cgroups::Cgroup {
+    fn cgroup(&self, rec: &Record) -> berth_cgroups::Cgroup {
         berth_cgroups::Cgroup::new(
             std::path::Path::new("/sys/fs/cgroup"),
-            &spec::cgroups_path(id),
+            &spec::cgroups_path(&rec.cgroup_parent, &rec.id),
         )
     }
 
@@ -1572,7 +1582,7 @@ impl ContainerService {
             }
             _ => return Err(conflict(format!("Container {} is not running", rec.id))),
         }
-        let cg = self.cgroup(&rec.id);
+        let cg = self.cgroup(&rec);
         blocking(move || cg.freeze())
             .await?
             .map_err(|e| ContainerError::Internal {
@@ -1592,7 +1602,7 @@ impl ContainerService {
         if rec.state.status != Status::Paused {
             return Err(conflict(format!("Container {} is not paused", rec.id)));
         }
-        let cg = self.cgroup(&rec.id);
+        let cg = self.cgroup(&rec);
         blocking(move || cg.thaw())
             .await?
             .map_err(|e| ContainerError::Internal {
@@ -1693,7 +1703,7 @@ impl ContainerService {
         }
         if rec.state.status.is_alive() {
             let res = cgroup_resources(&hc);
-            let cg = self.cgroup(&rec.id);
+            let cg = self.cgroup(&rec);
             blocking(move || cg.update(&res))
                 .await?
                 .map_err(|e| ContainerError::Internal {
@@ -2244,14 +2254,13 @@ impl ContainerService {
         ps_args: Option<String>,
     ) -> Result<ContainerTopResponse> {
         let entry = self.lookup(reference)?;
-        let id = {
+        let cg = {
             let rec = entry.rec.lock().await;
             if !rec.state.status.is_alive() {
                 return Err(conflict(format!("Container {} is not running", rec.id)));
             }
-            rec.id.clone()
+            self.cgroup(&rec)
         };
-        let cg = self.cgroup(&id);
         let pids = blocking(move || cg.pids())
             .await?
             .map_err(|e| ContainerError::Internal {
@@ -2284,8 +2293,10 @@ impl ContainerService {
     ) -> Result<mpsc::Receiver<ContainerStatsResponse>> {
         let entry = self.lookup(reference)?;
         let (tx, rx) = mpsc::channel(4);
-        let cg = self.cgroup(&entry.id);
-        let name = format!("/{}", entry.rec.lock().await.name);
+        let (cg, name) = {
+            let rec = entry.rec.lock().await;
+            (self.cgroup(&rec), format!("/{}", rec.name))
+        };
         tokio::spawn(crate::stats::run(
             entry.id.clone(),
             name,

@@ -422,6 +422,8 @@ pub struct BuildInputs<'a> {
     pub data_dir: &'a Path,
     /// Network namespace to join (`--network container:X`), if any.
     pub join_netns: Option<String>,
+    /// The cgroup the container's cgroup is made under.
+    pub cgroup_parent: &'a str,
     /// OCI entries of the container's binds, volumes and tmpfs mounts, parents first.
     pub mounts: Vec<Value>,
 }
@@ -450,8 +452,8 @@ fn rlimit_type(name: &str) -> Result<&'static str, ContainerError> {
 }
 
 /// cgroup path of a container.
-pub fn cgroups_path(id: &str) -> String {
-    format!("/berth/{id}")
+pub fn cgroups_path(parent: &str, id: &str) -> String {
+    format!("/{}/{id}", parent.trim_matches('/'))
 }
 
 /// OCI `linux.resources` for a host config.
@@ -578,6 +580,7 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
         user,
         data_dir,
         join_netns,
+        cgroup_parent,
         mounts: extra_mounts,
     } = inputs;
     let mut spec =
@@ -742,7 +745,7 @@ pub fn build(inputs: BuildInputs<'_>) -> Result<Value, ContainerError> {
             }
         }
     }
-    linux.insert("cgroupsPath".into(), json!(cgroups_path(id)));
+    linux.insert("cgroupsPath".into(), json!(cgroups_path(cgroup_parent, id)));
     let mut res = resources(hc);
     if privileged {
         res["devices"] = json!([{"allow": true, "access": "rwm"}]);

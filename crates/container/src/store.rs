@@ -132,6 +132,15 @@ pub struct Record {
     /// Binds, volumes and tmpfs mounts, resolved at create (`inspect`'s `Mounts`).
     #[serde(default)]
     pub mount_points: Vec<berth_volume::MountPoint>,
+    /// The cgroup its cgroup is made under (the daemon's `--cgroup-parent` at create, or
+    /// `HostConfig.CgroupParent`); records older than the field were made under `/berth`.
+    #[serde(default = "default_cgroup_parent")]
+    pub cgroup_parent: String,
+}
+
+/// Where containers' cgroups go unless configured otherwise.
+pub fn default_cgroup_parent() -> String {
+    "/berth".to_owned()
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With

@@ -28,6 +28,8 @@ pub struct DaemonConfig {
     /// `--add-runtime NAME=PATH`: OCI runtimes containers may name in `HostConfig.Runtime`
     /// (besides `runc` when installed). Nothing else runs.
     pub runtimes: Vec<(String, PathBuf)>,
+    /// `--cgroup-parent`: where containers' cgroups are made (`/berth`).
+    pub cgroup_parent: String,
 }
 
 impl Default for DaemonConfig {
@@ -42,6 +44,7 @@ impl Default for DaemonConfig {
             nft_table: "berth".into(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             runtimes: Vec::new(),
+            cgroup_parent: "/berth".into(),
         }
     }
 }
@@ -111,6 +114,7 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
             "-b" | "--bridge" => config.bridge = value()?,
             "--nft-table" => config.nft_table = value()?,
             "--resolv-conf" => config.resolv_conf = PathBuf::from(value()?),
+            "--cgroup-parent" => config.cgroup_parent = value()?,
             "--add-runtime" => {
                 let spec = value()?;
                 match spec.split_once('=') {

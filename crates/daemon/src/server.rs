@@ -107,6 +107,7 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         run_root: config.exec_root.clone(),
         exe: config.exe.clone(),
         runtimes: facts.runtimes.iter().cloned().collect(),
+        cgroup_parent: config.cgroup_parent.clone(),
 
         network: Some(network),
     };

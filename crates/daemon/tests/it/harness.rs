@@ -79,6 +79,7 @@ impl TestDaemon {
                 run_root,
                 exe: PathBuf::from("/bin/false"),
                 runtimes: HashMap::new(),
+                cgroup_parent: format!("berth-daemon-test-{}", std::process::id()),
                 network: None,
             },
             Arc::clone(&images),
