@@ -114,7 +114,7 @@ def main():
         # memory per running container: PSS of every berth process beside the daemon
         ids = [sh([BERTH, "run", "-d", "busybox", "sleep", "1000"], env=env) for _ in range(20)]
         time.sleep(0.5)
-        mons = sh(["pgrep", "-f", f"{BERTH} monitor {tmp}"], check=False).split()
+        mons = sh(["pgrep", "-f", f"monitor {tmp}/run/"], check=False).split()
         total = sum(pss_kib(int(p)) for p in mons)
         memory["monitors running"] = len(mons)
         memory["PSS per running container (MiB)"] = total / 1024 / max(1, len(ids))
