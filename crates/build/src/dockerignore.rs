@@ -7,6 +7,7 @@
 //! context and the daemon that receives one use the same [`PatternMatcher`].
 use std::path::{Path, PathBuf};
 
+use berth_errdefs::{Classify, ErrorKind};
 use regex::Regex;
 
 /// A pattern that cannot be used.
@@ -18,6 +19,14 @@ pub enum PatternError {
     /// A lone `!`.
     #[error("illegal exclusion pattern: \"!\"")]
     IllegalExclusion,
+}
+
+impl Classify for PatternError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PatternError::BadPattern | PatternError::IllegalExclusion => ErrorKind::InvalidArgument,
+        }
+    }
 }
 
 /// The lines of a `.dockerignore` file as patterns: comments (`#` at the start of a line) and

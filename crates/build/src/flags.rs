@@ -65,8 +65,8 @@ impl Flags {
                 Some((n, v)) => (n, Some(v)),
                 None => (body, None),
             };
-            let names: Vec<&str> = self.flags.iter().map(|f| f.name).collect();
             let Some(flag) = self.flags.iter_mut().find(|f| f.name == name) else {
+                let names: Vec<&str> = self.flags.iter().map(|f| f.name).collect();
                 return Err(suggest(format!("unknown flag: {name}"), name, &names, true));
             };
             if flag.used && flag.kind != Kind::Strings {

@@ -493,7 +493,11 @@ pub(crate) enum Parsed {
 /// build based on that image runs first.
 pub fn parse_trigger(expression: &str) -> Result<Instruction, DockerfileError> {
     let ast = parser::parse(expression)?;
-    let node = ast.nodes.first().ok_or(DockerfileError::NoInstructions)?;
+    let node = ast
+        .nodes
+        .into_iter()
+        .next()
+        .ok_or(DockerfileError::NoInstructions)?;
     let keyword = node.keyword.to_ascii_uppercase();
     match keyword.as_str() {
         "ONBUILD" => {
@@ -510,16 +514,20 @@ pub fn parse_trigger(expression: &str) -> Result<Instruction, DockerfileError> {
         }
         _ => {}
     }
-    match parse_node(node).map_err(|m| DockerfileError::syntax(node.start_line, m))? {
+    match parse_node(&node).map_err(|m| DockerfileError::syntax(node.start_line, m))? {
         Parsed::Command(command) => Ok(instruction(node, command)),
         Parsed::From(_) => unreachable!("FROM is refused above"),
     }
 }
 
-pub(crate) fn instruction(node: &Node, command: Command) -> Instruction {
+pub(crate) fn instruction(node: Node, command: Command) -> Instruction {
+    let mut original = node.original;
+    if original.trim().len() != original.len() {
+        original = original.trim().to_string();
+    }
     Instruction {
         command,
-        original: node.original.trim().to_string(),
+        original,
         start_line: node.start_line,
         end_line: node.end_line,
     }
@@ -542,8 +550,7 @@ fn no_destination(cmd: &str) -> String {
 /// The meaning of one node, or Docker's message for why it has none.
 pub(crate) fn parse_node(node: &Node) -> Result<Parsed, String> {
     let args = &node.args;
-    let keyword = node.keyword.to_ascii_lowercase();
-    let command = match keyword.as_str() {
+    let command = match parser::keyword_of(&node.keyword) {
         "from" => return parse_from(node).map(Parsed::From),
         "env" => Command::Env(parse_kvps(node, "ENV")?),
         "label" => Command::Label(parse_kvps(node, "LABEL")?),

@@ -114,8 +114,7 @@ impl Node {
             Some(child) if self.keyword.eq_ignore_ascii_case("onbuild") => child,
             _ => self,
         };
-        let kw = node.keyword.to_ascii_lowercase();
-        matches!(kw.as_str(), "add" | "copy" | "run") && !node.json
+        matches!(keyword_of(&node.keyword), "add" | "copy" | "run") && !node.json
     }
 }
 
@@ -217,6 +216,37 @@ fn parse_directive(line: &str) -> Option<(&str, &str)> {
     Some((name, value))
 }
 
+/// The instructions' keywords, lower case.
+const KEYWORDS: [&str; 18] = [
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
+
+/// `keyword` as one of [`KEYWORDS`] (case-insensitive), `""` when it is none.
+pub(crate) fn keyword_of(keyword: &str) -> &'static str {
+    KEYWORDS
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(keyword))
+        .copied()
+        .unwrap_or("")
+}
+
 fn is_comment(line: &str) -> bool {
     line.trim_start().starts_with('#')
 }
@@ -303,10 +333,10 @@ pub fn parse(text: &str) -> Result<Ast, DockerfileError> {
         }
 
         let mut node =
-            node_from_line(&line, escape).map_err(|m| DockerfileError::syntax(start_line, m))?;
-        if node.can_contain_heredoc() && line.contains("<<") {
-            let mut heredocs =
-                heredocs_from_line(&line).map_err(|m| DockerfileError::syntax(start_line, m))?;
+            node_from_line(line, escape).map_err(|m| DockerfileError::syntax(start_line, m))?;
+        if node.can_contain_heredoc() && node.original.contains("<<") {
+            let mut heredocs = heredocs_from_line(&node.original)
+                .map_err(|m| DockerfileError::syntax(start_line, m))?;
             for heredoc in &mut heredocs {
                 let mut terminated = false;
                 for raw in lines.by_ref() {
@@ -346,7 +376,7 @@ pub fn parse(text: &str) -> Result<Ast, DockerfileError> {
 
 /// One logical line (continuations joined) as a node: the keyword, the flags and the
 /// arguments split the way the instruction splits them.
-pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
+pub(crate) fn node_from_line(line: String, escape: char) -> Result<Node, String> {
     let trimmed = line.trim();
     let mut parts = split_space(trimmed, 2).into_iter();
     let keyword = parts.next().unwrap_or_default().to_string();
@@ -355,43 +385,41 @@ pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         None => ("", Vec::new()),
     };
     let rest = rest.trim();
-    let mut node = Node {
-        keyword,
-        flags,
-        args: Vec::new(),
-        child: None,
-        json: false,
-        original: line.to_string(),
-        start_line: 0,
-        end_line: 0,
-        heredocs: Vec::new(),
-    };
-    match node.keyword.to_ascii_lowercase().as_str() {
-        "add" | "copy" | "volume" => {
-            (node.args, node.json) = parse_maybe_json_to_list(rest)?;
-        }
-        "cmd" | "entrypoint" | "run" | "shell" => {
-            (node.args, node.json) = parse_maybe_json(rest)?;
-        }
-        "arg" => node.args = parse_words(rest, escape),
-        "env" => node.args = parse_name_val(rest, "ENV", escape)?,
-        "label" => node.args = parse_name_val(rest, "LABEL", escape)?,
-        "expose" | "from" => node.args = parse_whitespace_delimited(rest),
-        "healthcheck" => (node.args, node.json) = parse_health_config(rest)?,
+    let mut args = Vec::new();
+    let mut json = false;
+    let mut child = None;
+    match keyword_of(&keyword) {
+        "add" | "copy" | "volume" => (args, json) = parse_maybe_json_to_list(rest)?,
+        "cmd" | "entrypoint" | "run" | "shell" => (args, json) = parse_maybe_json(rest)?,
+        "arg" => args = parse_words(rest, escape),
+        "env" => args = parse_name_val(rest, "ENV", escape)?,
+        "label" => args = parse_name_val(rest, "LABEL", escape)?,
+        "expose" | "from" => args = parse_whitespace_delimited(rest),
+        "healthcheck" => (args, json) = parse_health_config(rest)?,
         "maintainer" | "stopsignal" | "user" | "workdir" => {
             if !rest.is_empty() {
-                node.args = vec![rest.to_string()];
+                args = vec![rest.to_string()];
             }
         }
         "onbuild" => {
             if !rest.is_empty() {
-                node.child = Some(Box::new(node_from_line(rest, escape)?));
+                child = Some(Box::new(node_from_line(rest.to_string(), escape)?));
             }
         }
         // Unknown instructions are refused when their meaning is looked for.
-        _ => node.args = vec![String::new()],
+        _ => args = vec![String::new()],
     }
-    Ok(node)
+    Ok(Node {
+        keyword,
+        flags,
+        args,
+        child,
+        json,
+        original: line,
+        start_line: 0,
+        end_line: 0,
+        heredocs: Vec::new(),
+    })
 }
 
 /// Splits off the leading `--flag` words (quotes and escapes processed), stopping at the first

@@ -128,7 +128,7 @@ impl Lex {
     /// `word` with its quotes and escapes processed and its variables replaced, as one string
     /// (white space kept).
     pub fn process_word<E: Env + ?Sized>(&self, word: &str, env: &E) -> Result<String, ShellError> {
-        self.process(word, env).map(|(result, _)| result)
+        self.process(word, env, false).map(|(result, _)| result)
     }
 
     /// `word` processed as [`Lex::process_word`] does, then split into words at unquoted white
@@ -138,13 +138,14 @@ impl Lex {
         word: &str,
         env: &E,
     ) -> Result<Vec<String>, ShellError> {
-        self.process(word, env).map(|(_, words)| words)
+        self.process(word, env, true).map(|(_, words)| words)
     }
 
     fn process<E: Env + ?Sized>(
         &self,
         word: &str,
         env: &E,
+        want_words: bool,
     ) -> Result<(String, Vec<String>), ShellError> {
         let mut sw = ShellWord {
             lex: self,
@@ -153,7 +154,7 @@ impl Lex {
             env,
             raw_escapes: self.raw_escapes,
         };
-        sw.process_stop_on(None, self.raw_escapes)
+        sw.process_stop_on(None, self.raw_escapes, want_words)
             .map_err(|message| ShellError {
                 word: word.to_string(),
                 message,
@@ -161,16 +162,29 @@ impl Lex {
     }
 }
 
-/// Words being built: a word ends at white space outside quotes.
-#[derive(Default)]
+/// Words being built: a word ends at white space outside quotes. Off when only the whole
+/// result is wanted.
 struct Words {
+    on: bool,
     word: String,
     words: Vec<String>,
     in_word: bool,
 }
 
 impl Words {
+    fn new(on: bool) -> Words {
+        Words {
+            on,
+            word: String::new(),
+            words: Vec::new(),
+            in_word: false,
+        }
+    }
+
     fn add_char(&mut self, ch: char) {
+        if !self.on {
+            return;
+        }
         if ch.is_whitespace() {
             if self.in_word && !self.word.is_empty() {
                 self.words.push(std::mem::take(&mut self.word));
@@ -182,17 +196,26 @@ impl Words {
     }
 
     fn add_raw_char(&mut self, ch: char) {
+        if !self.on {
+            return;
+        }
         self.word.push(ch);
         self.in_word = true;
     }
 
     fn add_string(&mut self, s: &str) {
+        if !self.on {
+            return;
+        }
         for ch in s.chars() {
             self.add_char(ch);
         }
     }
 
     fn add_raw_string(&mut self, s: &str) {
+        if !self.on {
+            return;
+        }
         self.word.push_str(s);
         self.in_word = true;
     }
@@ -215,7 +238,7 @@ struct ShellWord<'a, E: ?Sized> {
 
 const MISSING_BRACE: &str = "syntax error: missing '}'";
 
-impl<E: Env + ?Sized> ShellWord<'_, E> {
+impl<'a, E: Env + ?Sized> ShellWord<'a, E> {
     fn peek(&self) -> Option<char> {
         self.src[self.pos..].chars().next()
     }
@@ -227,13 +250,15 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
     }
 
     /// Processes up to `stop` (consumed) or the end of the input (`stop` = `None`).
+    /// `want_words`: split into words too (only the top level's words are used).
     fn process_stop_on(
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
+        want_words: bool,
     ) -> Result<(String, Vec<String>), String> {
         let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
-        let out = self.process_stop_on_inner(stop);
+        let out = self.process_stop_on_inner(stop, want_words);
         self.raw_escapes = saved;
         out
     }
@@ -241,9 +266,10 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
     fn process_stop_on_inner(
         &mut self,
         stop: Option<char>,
+        want_words: bool,
     ) -> Result<(String, Vec<String>), String> {
-        let mut result = String::new();
-        let mut words = Words::default();
+        let mut result = String::with_capacity(self.src.len() - self.pos);
+        let mut words = Words::new(want_words);
         let quotes = !self.lex.skip_process_quotes;
         while let Some(ch) = self.peek() {
             if stop == Some(ch) {
@@ -366,8 +392,9 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<String> {
-        self.env.get(name).map(str::to_string)
+    fn lookup(&self, name: &str) -> Option<&'a str> {
+        let env: &'a E = self.env;
+        env.get(name)
     }
 
     fn process_dollar(&mut self) -> Result<String, String> {
@@ -378,7 +405,7 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
                 return Ok("$".into());
             }
             return Ok(match self.lookup(&name) {
-                Some(value) => value,
+                Some(value) => value.to_string(),
                 None if self.lex.skip_unset_env => format!("${name}"),
                 None => String::new(),
             });
@@ -395,7 +422,7 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
         };
         match ch {
             '}' => Ok(match self.lookup(&name) {
-                Some(value) => value,
+                Some(value) => value.to_string(),
                 None if self.lex.skip_unset_env => format!("${{{name}}}"),
                 None => String::new(),
             }),
@@ -415,7 +442,7 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
             (false, Some(first))
         };
         let raw = matches!(op, Some('#' | '%'));
-        let word = match self.process_stop_on(Some('}'), raw) {
+        let word = match self.process_stop_on(Some('}'), raw, false) {
             Ok((word, _)) => word,
             Err(_) if self.peek().is_none() => return Err(MISSING_BRACE.into()),
             Err(e) => return Err(e),
@@ -432,7 +459,7 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
             Some('-') => Ok(if unset_or_null {
                 word
             } else {
-                value.unwrap_or_default()
+                value.unwrap_or_default().to_string()
             }),
             Some('+') => Ok(if unset_or_null { String::new() } else { word }),
             Some('?') => match value {
@@ -452,7 +479,7 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
                         &word
                     }
                 )),
-                Some(v) => Ok(v),
+                Some(v) => Ok(v.to_string()),
             },
             Some(c @ ('%' | '#')) => {
                 // `#`/`%` remove the shortest match, `##`/`%%` the longest.
@@ -462,9 +489,9 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
                 };
                 let value = value.unwrap_or_default();
                 if c == '%' {
-                    trim_suffix(pattern, &value, greedy)
+                    trim_suffix(pattern, value, greedy)
                 } else {
-                    trim_prefix(pattern, &value, greedy)
+                    trim_prefix(pattern, value, greedy)
                 }
             }
             _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
@@ -476,14 +503,14 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
         if all {
             self.next();
         }
-        let pattern = match self.process_stop_on(Some('/'), true) {
+        let pattern = match self.process_stop_on(Some('/'), true, false) {
             Ok((p, _)) => p,
             Err(_) if self.peek().is_none() => {
                 return Err("syntax error: missing '/' in ${}".into());
             }
             Err(e) => return Err(e),
         };
-        let replacement = match self.process_stop_on(Some('}'), true) {
+        let replacement = match self.process_stop_on(Some('}'), true, false) {
             Ok((r, _)) => r,
             Err(_) if self.peek().is_none() => return Err(MISSING_BRACE.into()),
             Err(e) => return Err(e),
@@ -497,11 +524,11 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
         let re = shell_pattern_regex(&pattern, true, false)
             .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
         if all {
-            return Ok(re.replace_all(&value, replacement.as_str()).into_owned());
+            return Ok(re.replace_all(value, replacement.as_str()).into_owned());
         }
-        Ok(match re.find(&value) {
+        Ok(match re.find(value) {
             Some(m) => format!("{}{replacement}{}", &value[..m.start()], &value[m.end()..]),
-            None => value,
+            None => value.to_string(),
         })
     }
 

@@ -201,8 +201,8 @@ impl Dockerfile {
         let ast = parser::parse(text)?;
         let mut meta_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
-        for node in &ast.nodes {
-            let parsed = instruction::parse_node(node)
+        for node in ast.nodes {
+            let parsed = instruction::parse_node(&node)
                 .map_err(|m| DockerfileError::syntax(node.start_line, m))?;
             match parsed {
                 Parsed::From(from) => stages.push(Stage {
@@ -215,13 +215,14 @@ impl Dockerfile {
                     instructions: Vec::new(),
                 }),
                 Parsed::Command(command) => {
+                    let line = node.start_line;
                     let inst = instruction::instruction(node, command);
                     match stages.last_mut() {
                         Some(stage) => stage.instructions.push(inst),
                         None if matches!(inst.command, Command::Arg(_)) => meta_args.push(inst),
                         None => {
                             return Err(DockerfileError::syntax(
-                                node.start_line,
+                                line,
                                 "no build stage in current context",
                             ));
                         }
