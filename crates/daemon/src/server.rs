@@ -216,9 +216,12 @@ fn engine_id(data_root: &Path) -> Result<String, DaemonError> {
         .map_err(io_error("read", &uuid_path))?
         .trim()
         .to_ascii_uppercase();
-    let temporary = data_root.join(".engine-id.tmp");
-    std::fs::write(&temporary, format!("{id}\n")).map_err(io_error("write", &temporary))?;
-    std::fs::rename(&temporary, &path).map_err(io_error("rename", &path))?;
+    berth_fs::write_atomic(
+        &path,
+        format!("{id}\n").as_bytes(),
+        berth_fs::Durability::Volatile,
+    )
+    .map_err(|e| io_error(e.op, &e.path)(e.source))?;
     Ok(id)
 }
 

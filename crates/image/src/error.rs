@@ -289,6 +289,16 @@ impl ImageError {
     }
 }
 
+impl From<berth_fs::WriteError> for ImageError {
+    fn from(error: berth_fs::WriteError) -> Self {
+        Self::Filesystem {
+            operation: error.op,
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl Classify for ImageError {
     fn kind(&self) -> ErrorKind {
         match self {

@@ -60,7 +60,6 @@ mod store;
 mod tarwrite;
 
 pub use archive::{ArchiveError, LoadOptions, LoadProgress, LoadedImage, SaveSet};
-pub use bootstrap::DEFAULT_PATH_ENV;
 pub use changes::apply_changes;
 pub use commit::{CommitRequest, EMPTY_LAYER_DIGEST};
 pub use config::{ImageConfig, RunConfig, host_architecture};

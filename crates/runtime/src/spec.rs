@@ -137,9 +137,7 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
     process.set_terminal(Some(false));
     process.set_user(User::default());
     process.set_args(None);
-    process.set_env(Some(vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-    ]));
+    process.set_env(Some(vec![berth_fs::DEFAULT_PATH_ENV.to_owned()]));
     process.set_cwd(PathBuf::from("/"));
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(None);
