@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+mod confirm;
 mod container;
 mod cp;
 mod df;
+mod filters;
 mod format;
 mod http;
 mod image;
+mod inspect;
 mod network;
 mod opts;
 pub mod progress;

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::container::{filters_json, inspect, inspect_args};
+use crate::filters::filters_json;
 use crate::format;
 use crate::http::Client;
+use crate::inspect::{inspect, inspect_args};
 use crate::{CliError, CmdResult};
 
 /// `berth network …`.
@@ -261,7 +262,7 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
         }
         NetworkGroup::Prune { force, filter } => {
             if !force
-                && !crate::system::confirm(
+                && !crate::confirm::confirm(
                     "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?",
                 )
             {

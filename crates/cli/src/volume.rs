@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::container::filters_json;
+use crate::filters::filters_json;
 use crate::format;
 use crate::http::Client;
 use crate::{CliError, CmdResult};
@@ -215,7 +215,7 @@ pub fn run_group(c: &Client, g: VolumeGroup) -> CmdResult {
             } else {
                 "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?"
             };
-            if !force && !crate::system::confirm(question) {
+            if !force && !crate::confirm::confirm(question) {
                 return Ok(0);
             }
             let mut filter = filter;

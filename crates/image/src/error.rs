@@ -37,6 +37,13 @@ pub enum ImageError {
         /// The target given.
         reference: String,
     },
+    /// A `filters` key or value `images` / `image prune` do not take.
+    #[error(transparent)]
+    Filter {
+        /// Which, in moby's words.
+        #[from]
+        source: berth_api::filters::FilterError,
+    },
     /// A `--change` names an instruction that cannot be applied to an image config.
     #[error("{command} is not a valid change command")]
     InvalidChangeCommand {
@@ -308,6 +315,7 @@ impl Classify for ImageError {
             | Self::InvalidReference { .. }
             | Self::TagWithDigest { .. }
             | Self::InvalidChangeCommand { .. }
+            | Self::Filter { .. }
             | Self::MalformedChange { .. }
             | Self::InvalidContainerId { .. }
             | Self::ReadArchive { .. }

@@ -725,7 +725,7 @@ impl NetworkService {
     /// [`network_matches`](crate::network_matches)); returns their names.
     pub fn prune(
         &self,
-        filters: &BTreeMap<String, Vec<String>>,
+        filters: &berth_api::filters::Filters,
     ) -> Result<Vec<String>, NetworkError> {
         let mut state = self.lock();
         let mut excluded = Vec::new();
