@@ -152,17 +152,12 @@ pub enum DaemonError {
         #[from]
         source: tokio::task::JoinError,
     },
-    /// `berth daemon` got a flag it does not know.
-    #[error("unknown flag: {flag}")]
-    UnknownFlag {
-        /// The flag.
-        flag: String,
-    },
-    /// `berth daemon` got a flag without its value.
-    #[error("flag needs an argument: {flag}")]
-    MissingFlagValue {
-        /// The flag.
-        flag: String,
+    /// `berth daemon`'s flags do not parse (or `--help` was asked for: kind `DisplayHelp`).
+    #[error("{source}")]
+    Flags {
+        /// clap's error, which renders its own usage.
+        #[source]
+        source: clap::Error,
     },
     /// The exec root is so long that monitor sockets under it would not fit a unix socket
     /// address (108 bytes).
@@ -244,10 +239,9 @@ impl Classify for DaemonError {
             | Self::InvalidWaitCondition { .. }
             | Self::UpgradeRequired { .. }
             | Self::UnknownBootstrap { .. }
-            | Self::UnknownFlag { .. }
+            | Self::Flags { .. }
             | Self::ExecRootTooLong { .. }
             | Self::InvalidRuntime { .. }
-            | Self::MissingFlagValue { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
