@@ -403,14 +403,20 @@ async fn create(
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let store = Arc::clone(&state.store);
     let events = state.events.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let result = (|| {
             let (input, total): (Box<dyn std::io::Read + '_>, Option<u64>) = match &url {
                 None => (Box::new(&mut body), total),
                 Some(url) => {
-                    let download = berth_image::fetch(url)?;
+                    // Fetched with the async client; read here through a bridge.
+                    let download = runtime.block_on(berth_image::fetch(url))?;
                     let length = download.length;
-                    (Box::new(download), length)
+                    let reader = StreamReader::new(download.into_stream());
+                    (
+                        Box::new(SyncIoBridge::new_with_handle(reader, runtime)),
+                        length,
+                    )
                 }
             };
             let mut input = ProgressReader::new(input, total, &sender);
