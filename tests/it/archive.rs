@@ -515,8 +515,7 @@ macro_rules! docker {
         match $env.docker(&[$($arg),+]) {
             Some(r) => r,
             None => {
-                eprintln!("docker CLI not installed: skipping");
-                return;
+                crate::skip("the docker CLI is not installed");
             }
         }
     };
@@ -630,8 +629,9 @@ impl Drop for Dockerd {
 
 fn archive_interop_with_dockerd(env: &TestEnv) {
     let Some(dockerd) = Dockerd::start(env) else {
-        eprintln!("dockerd or the docker CLI not installed: skipping");
-        return;
+        crate::skip(
+            "dockerd or the docker CLI is not installed (scripts/deps.sh installs docker.io)",
+        );
     };
     let dir = env.root.join("arc-interop");
     std::fs::create_dir_all(&dir).unwrap();
@@ -1241,8 +1241,7 @@ fn archive_refuses_bad_archives(env: &TestEnv) {
 fn archive_refuses_device_nodes_without_cap_mknod(env: &TestEnv) {
     let setpriv = Path::new("/usr/bin/setpriv");
     if !setpriv.exists() {
-        eprintln!("setpriv not installed: skipping");
-        return;
+        crate::skip("setpriv is not installed");
     }
     let base = busybox_layer(env);
     let top = raw_tar(&[Entry::Dir("dev/"), Entry::Char("dev/null", 1, 3)]);

@@ -1128,8 +1128,7 @@ fn bootstrap_debian_refusals_leave_nothing(env: &TestEnv) {
 /// Slow (a real debootstrap from the mirror, ~1 minute): only with BERTH_TEST_DEBIAN=1.
 fn bootstrap_debian_runs_bash(env: &TestEnv) {
     if std::env::var("BERTH_TEST_DEBIAN").as_deref() != Ok("1") {
-        println!("  (skipped: set BERTH_TEST_DEBIAN=1)");
-        return;
+        crate::skip("slow (debootstrap from the mirror): set BERTH_TEST_DEBIAN=1");
     }
     let id = env.berth(&["image", "bootstrap", "debian:bookworm"]).ok();
     assert!(id.starts_with("sha256:"), "{id}");
@@ -1194,8 +1193,7 @@ fn bootstrap_busybox_config(env: &TestEnv) {
 
 fn docker_cli_image_commands(env: &TestEnv) {
     let Some(_) = env.docker(&["version"]) else {
-        println!("  (skipped: no docker CLI)");
-        return;
+        crate::skip("the docker CLI is not installed");
     };
     let docker = |args: &[&str]| env.docker(args).unwrap();
     docker(&["tag", "busybox", "dk/tagged:1"]).ok();

@@ -998,8 +998,7 @@ fn cp_docker_py_archive(env: &TestEnv) {
         .status()
         .is_ok_and(|s| s.success());
     if !has_py {
-        println!("  (docker-py not installed: scripts/deps.sh installs it)");
-        return;
+        crate::skip("docker-py is not installed (scripts/deps.sh installs it)");
     }
     env.berth(&["run", "-d", "--name", "volcppy", "busybox", "sleep", "300"])
         .ok();
