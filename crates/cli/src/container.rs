@@ -367,14 +367,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
                 }
                 return start_attached(c, &containers[0], interactive, detach_keys.as_deref());
             }
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/start"), &[])
-                        .map(|_| ())
-                },
-                "failed to start containers",
-            )
+            post_each(c, &containers, "start", &[], "failed to start containers")
         }
         ContainerCmd::Attach {
             no_stdin,
@@ -386,42 +379,15 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
             signal,
             time,
             containers,
-        } => {
-            let q = stop_query(signal, time);
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/stop"), &q)
-                        .map(|_| ())
-                },
-                "",
-            )
-        }
+        } => post_each(c, &containers, "stop", &stop_query(signal, time), ""),
         ContainerCmd::Restart {
             signal,
             time,
             containers,
-        } => {
-            let q = stop_query(signal, time);
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/restart"), &q)
-                        .map(|_| ())
-                },
-                "",
-            )
-        }
+        } => post_each(c, &containers, "restart", &stop_query(signal, time), ""),
         ContainerCmd::Kill { signal, containers } => {
             let q: Vec<(&str, String)> = signal.map(|s| vec![("signal", s)]).unwrap_or_default();
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/kill"), &q)
-                        .map(|_| ())
-                },
-                "",
-            )
+            post_each(c, &containers, "kill", &q, "")
         }
         ContainerCmd::Rm {
             force,
@@ -441,38 +407,9 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
                 "",
             )
         }
-        ContainerCmd::Pause { containers } => each(
-            &containers,
-            |n| {
-                c.post_empty(&format!("/containers/{n}/pause"), &[])
-                    .map(|_| ())
-            },
-            "",
-        ),
-        ContainerCmd::Unpause { containers } => each(
-            &containers,
-            |n| {
-                c.post_empty(&format!("/containers/{n}/unpause"), &[])
-                    .map(|_| ())
-            },
-            "",
-        ),
-        ContainerCmd::Wait { containers } => {
-            let mut code = 0;
-            for n in &containers {
-                match c
-                    .post_empty(&format!("/containers/{n}/wait"), &[])
-                    .and_then(|r| r.json::<Value>())
-                {
-                    Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
-        }
+        ContainerCmd::Pause { containers } => post_each(c, &containers, "pause", &[], ""),
+        ContainerCmd::Unpause { containers } => post_each(c, &containers, "unpause", &[], ""),
+        ContainerCmd::Wait { containers } => wait(c, &containers),
         ContainerCmd::Rename {
             container,
             new_name,
@@ -494,6 +431,42 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Diff { container } => diff(c, &container),
         ContainerCmd::Port { container, port: p } => port(c, &container, p.as_deref()),
     }
+}
+
+/// `POST /containers/{name}/{verb}` for each container (see [`each`]).
+fn post_each(
+    c: &Client,
+    containers: &[String],
+    verb: &str,
+    query: &[(&str, String)],
+    summary: &str,
+) -> CmdResult {
+    each(
+        containers,
+        |n| {
+            c.post_empty(&format!("/containers/{n}/{verb}"), query)
+                .map(|_| ())
+        },
+        summary,
+    )
+}
+
+/// `wait`: each container's exit code, one per line.
+fn wait(c: &Client, containers: &[String]) -> CmdResult {
+    let mut code = 0;
+    for n in containers {
+        match c
+            .post_empty(&format!("/containers/{n}/wait"), &[])
+            .and_then(|r| r.json::<Value>())
+        {
+            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 fn b(v: bool) -> String {
