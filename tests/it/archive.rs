@@ -287,6 +287,8 @@ fn loaded_lines(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn archive_save_load_roundtrip(env: &TestEnv) {
     let dir = env.root.join("arc-roundtrip");
     std::fs::create_dir_all(&dir).unwrap();
@@ -627,6 +629,8 @@ impl Drop for Dockerd {
     }
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn archive_interop_with_dockerd(env: &TestEnv) {
     let Some(dockerd) = Dockerd::start(env) else {
         crate::skip(
@@ -837,6 +841,8 @@ fn big_file_header(path: &str, size: u64) -> Vec<u8> {
     header.as_bytes().to_vec()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn bad_cases(env: &TestEnv, outside: &Path) -> Vec<BadCase> {
     let base = busybox_layer(env);
     let image = TestImage::new(env, "corpus");

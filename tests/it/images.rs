@@ -105,6 +105,8 @@ fn image_count(env: &TestEnv) -> usize {
         .count()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn commit_captures_the_diff_and_the_config(env: &TestEnv) {
     env.berth(&[
         "run",
@@ -405,6 +407,8 @@ fn short(id: &str) -> String {
     id.trim_start_matches("sha256:")[..12].to_owned()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn rmi_children_parents_and_history(env: &TestEnv) {
     env.berth(&[
         "run",

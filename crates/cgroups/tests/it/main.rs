@@ -120,6 +120,8 @@ fn wait_for_comm(pid: i32, comm: &str) {
 
 #[test]
 #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn v1_lifecycle_limits_freeze_stats_destroy() {
     berth_testing::require_root();
     assert_eq!(Cgroup::detect(Path::new(ROOT)), CgroupVersion::V1);

@@ -108,6 +108,8 @@ fn mount_overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
 
 #[test]
 #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn special_files_ownership_xattrs_and_whiteouts() {
     berth_testing::require_root();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -267,6 +267,8 @@ impl Drop for HostGuard {
 
 #[test]
 #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn default_bridge_nat_ports_forward_drop_and_cleanup() {
     berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -482,6 +484,8 @@ fn lookup(ctr: &Ctr, server: SocketAddr, name: &str) -> (u8, Vec<Ipv4Addr>) {
 
 #[test]
 #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn user_networks_dns_isolation_restart_and_errors() {
     berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -726,6 +730,8 @@ fn hello_server(addr: SocketAddrV4, n: usize) -> std::thread::JoinHandle<usize> 
 
 #[test]
 #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn hundred_containers_on_one_bridge_reach_each_other() {
     berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
