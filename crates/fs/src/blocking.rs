@@ -3,7 +3,9 @@
 //!
 //! Anything that may wait on a disk or a lock held across I/O (a store's file reads and
 //! writes, an fsync, a directory walk, a subprocess) runs here, never inline on an async
-//! worker: a slow disk would otherwise stall every connection the worker serves.
+//! worker: a slow disk would otherwise stall every connection the worker serves. (A
+//! producer that feeds a streamed response and is not awaited in place — `save`, `load`,
+//! `import`, `bootstrap` — is spawned with `tokio::task::spawn_blocking` itself.)
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
