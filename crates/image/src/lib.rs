@@ -54,6 +54,7 @@ mod export;
 mod fetch;
 mod import;
 mod layer;
+pub mod manifest;
 mod persist;
 mod reference;
 mod store;
@@ -72,7 +73,10 @@ pub use export::export;
 pub use fetch::{Download, get as fetch};
 pub use import::{Compression, detect_compression};
 pub use layer::{LayerMeta, apply_tar};
-pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError};
+pub use reference::{
+    DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, is_valid_digest,
+    is_valid_path_component, is_valid_repository_path, is_valid_tag,
+};
 pub use store::{DiskUsage, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
