@@ -215,7 +215,7 @@ async fn ping_errors_and_routes() {
         format!("/v2/a/../b/blobs/{digest}"),
         format!("/v2/%2e%2e/%2e%2e/etc/blobs/{digest}"),
         format!("/v2/_catalog/x/blobs/{digest}"),
-        format!("/v2/a//b/manifests/latest"),
+        "/v2/a//b/manifests/latest".to_owned(),
         format!("/v2/{}/tags/list", "a".repeat(256)),
     ] {
         let reply = registry.get(&bad).await;
@@ -430,6 +430,17 @@ async fn blob_uploads() {
             StatusCode::NOT_FOUND
         );
     }
+    // A malformed digest is refused before any session starts.
+    let reply = registry
+        .call(
+            "POST",
+            "/v2/a/b/blobs/uploads/?digest=sha256:bad",
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.code(), "DIGEST_INVALID");
+    assert_eq!(registry.upload_count(), 0);
     // PUT without a digest.
     let reply = registry
         .call("POST", "/v2/a/b/blobs/uploads", &[], Body::empty())

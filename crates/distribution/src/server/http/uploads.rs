@@ -128,10 +128,11 @@ pub(super) async fn start(
         }
         // Not mountable: an ordinary session, as the spec says.
     }
+    let digest = query_digest(query, "digest")?;
     let store = state.store.clone();
     let target = name.clone();
     let id = blocking("start upload", move || store.start_upload(&target)).await?;
-    match query_digest(query, "digest")? {
+    match digest {
         Some(digest) => {
             let result = complete(state, &name, &id, &digest, request).await;
             if result.is_err() {
