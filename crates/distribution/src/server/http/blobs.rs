@@ -1,6 +1,6 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`, with single-range `Range` requests.
 //!
-//! Blob bytes go out in 1 MiB reads straight from the file (each read on a blocking thread,
+//! Blob bytes go out in 2 MiB reads straight from the file (each read on a blocking thread,
 //! the buffer handed to hyper without another copy), with an exact `Content-Length`.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ use crate::protocol::{CONTENT_DIGEST_HEADER, Digest, RepositoryName};
 use crate::server::error::RegistryError;
 
 /// Bytes per read of a blob being served.
-const CHUNK: u64 = 1024 * 1024;
+const CHUNK: u64 = 2 * 1024 * 1024;
 
 pub(super) async fn get(
     state: &Arc<AppState>,
@@ -108,16 +108,13 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, RegistryErr
     Ok(Some((start, end)))
 }
 
-/// `length` bytes of `file` from `start`, read in [`CHUNK`]s on blocking threads.
+/// `length` bytes of `file` from `start`, read in [`CHUNK`]s on blocking threads. The next
+/// chunk is read while hyper writes the current one (one read in flight per response, and no
+/// thread held while a slow client drains the socket).
 fn file_body(file: File, start: u64, length: u64) -> Body {
-    let state = (Some(file), start, length);
-    let stream = futures_util::stream::unfold(state, |(file, offset, remaining)| async move {
-        let file = file?;
-        if remaining == 0 {
-            return None;
-        }
-        let want = remaining.min(CHUNK);
-        let read = tokio::task::spawn_blocking(move || -> io::Result<(File, Bytes)> {
+    type Read = tokio::task::JoinHandle<io::Result<(File, Bytes)>>;
+    fn read(file: File, offset: u64, want: u64) -> Read {
+        tokio::task::spawn_blocking(move || {
             let mut file = file;
             file.seek(SeekFrom::Start(offset))?;
             let mut buf = Vec::with_capacity(want as usize);
@@ -130,10 +127,18 @@ fn file_body(file: File, start: u64, length: u64) -> Body {
             }
             Ok((file, Bytes::from(buf)))
         })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)));
-        Some(match read {
-            Ok((file, bytes)) => (Ok(bytes), (Some(file), offset + want, remaining - want)),
+    }
+    let first = (length > 0).then(|| read(file, start, length.min(CHUNK)));
+    // (the read in flight, where the one after it starts, bytes left after it)
+    let state = (first, start + length.min(CHUNK), length - length.min(CHUNK));
+    let stream = futures_util::stream::unfold(state, |(pending, offset, remaining)| async move {
+        let read_result = pending?.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        Some(match read_result {
+            Ok((file, bytes)) => {
+                let want = remaining.min(CHUNK);
+                let next = (want > 0).then(|| read(file, offset, want));
+                (Ok(bytes), (next, offset + want, remaining - want))
+            }
             Err(e) => (Err(e), (None, offset, 0)),
         })
     });

@@ -464,6 +464,42 @@ async fn blob_uploads() {
 }
 
 #[tokio::test]
+async fn large_blobs_stream_in_chunks() {
+    let registry = Registry::new();
+    // Larger than several read chunks, and not a multiple of one.
+    let content: Vec<u8> = (0..5 * 1024 * 1024 + 12345u32)
+        .map(|i| (i * 7 % 253) as u8)
+        .collect();
+    let digest = registry.blob("big", &content).await;
+    let reply = registry.get(&format!("/v2/big/blobs/{digest}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-length"), content.len().to_string());
+    assert!(reply.body[..] == content[..], "whole blob");
+    // A range across chunk boundaries, and the tail.
+    let (start, end) = (2 * 1024 * 1024 - 10, 4 * 1024 * 1024 + 10);
+    let range = format!("bytes={start}-{end}");
+    let reply = registry
+        .call(
+            "GET",
+            &format!("/v2/big/blobs/{digest}"),
+            &[("range", &range)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert!(reply.body[..] == content[start..=end]);
+    let reply = registry
+        .call(
+            "GET",
+            &format!("/v2/big/blobs/{digest}"),
+            &[("range", "bytes=-3")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(&reply.body[..], &content[content.len() - 3..]);
+}
+
+#[tokio::test]
 async fn upload_resumes_after_the_hash_is_lost() {
     let registry = Registry::new();
     let reply = registry
