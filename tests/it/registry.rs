@@ -496,7 +496,7 @@ fn registry_docker_login_push(env: &TestEnv) {
         .output()
         .expect("htpasswd (apache2-utils)");
     assert!(made.status.success(), "{made:?}");
-    let registry = Registry::start(env, "auth", &["--htpasswd", htpasswd.to_str().unwrap()]);
+    let mut registry = Registry::start(env, "auth", &["--htpasswd", htpasswd.to_str().unwrap()]);
     let addr = registry.addr.clone();
     let image = format!("{addr}/private/app:1");
     let rootfs = busybox_rootfs(env, "private");
@@ -562,11 +562,28 @@ fn registry_docker_login_push(env: &TestEnv) {
         )
         .ok();
     assert_eq!(search, "private/app");
-    // Logged out: no pull without --anonymous-pull.
+    // Logged out: no pull without --anonymous-pull …
     dockerd.docker(env, &["logout", &addr]).ok();
     dockerd.docker(env, &["rmi", &image]).ok();
     let pull = dockerd.docker(env, &["pull", &image]);
     assert_ne!(pull.code, 0, "{pull:?}");
+    // … and with it, anonymous pulls (through an anonymous token) but still no push.
+    registry.signal(libc::SIGTERM);
+    registry.args.push("--anonymous-pull".to_owned());
+    registry.spawn();
+    dockerd.docker(env, &["pull", &image]).ok();
+    let run = dockerd.docker(
+        env,
+        &["run", "--rm", "--network", "none", &image, "cat", "/hello"],
+    );
+    assert_eq!(run.ok(), "hello from private");
+    let other = format!("{addr}/private/other:1");
+    dockerd.docker(env, &["tag", &image, &other]).ok();
+    let push = dockerd.docker(env, &["push", &other]);
+    assert_ne!(push.code, 0, "{push:?}");
+    assert!(push.stderr.contains("denied"), "{push:?}");
+    dockerd.docker(env, &["rmi", &other]).ok();
+    dockerd.docker(env, &["rmi", &image]).ok();
     // Basic credentials work with plain HTTP clients as well.
     let tags = curl(&[
         "-u",
@@ -712,11 +729,25 @@ fn registry_skopeo_and_reference_registry(env: &TestEnv) {
         &[],
     );
     assert!(back.exists());
-    // The same blobs were stored once in berth, whatever the repositories.
-    let blobs = registry.blob_files();
-    let mut unique = blobs.clone();
-    unique.dedup();
-    assert_eq!(blobs, unique);
+    // Each blob was stored once, whatever the repositories holding it, and nothing else.
+    let mut referenced = std::collections::BTreeSet::new();
+    for (repo, tag) in [("copy/img", "1"), ("fromdir/img", "2"), ("copy/oci", "1")] {
+        let reply = curl(&[
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+            &registry.url(&format!("/v2/{repo}/manifests/{tag}")),
+        ]);
+        assert_eq!(reply.status, 200, "{repo}:{tag}");
+        referenced.insert(sha256(&reply.body));
+        let doc = reply.json();
+        for blob in std::iter::once(&doc["config"]).chain(doc["layers"].as_array().unwrap()) {
+            referenced.insert(blob["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        registry.blob_files(),
+        referenced.into_iter().collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
