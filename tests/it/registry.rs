@@ -1056,6 +1056,16 @@ fn registry_gc(env: &TestEnv) {
         "{report}"
     );
     assert!(!registry.blob_files().contains(&sha256(&untagged)));
+    // A directory that holds no registry is refused, and left as it was.
+    let elsewhere = env.root.join("registry-gc-not-a-root");
+    let out = Command::new(berth_exe())
+        .args(["registry", "gc", "--root"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a registry root"));
+    assert!(!elsewhere.exists());
     // The server goes on serving and accepting pushes after a collection.
     put_blob(&registry, "app", b"after gc");
     assert_eq!(

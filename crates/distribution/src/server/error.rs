@@ -195,6 +195,12 @@ pub enum RegistryError {
         /// The version this berth writes.
         expected: u32,
     },
+    /// `registry gc` pointed at a directory that holds no registry.
+    #[error("{}: not a registry root (no version file)", path.display())]
+    NotARegistry {
+        /// The directory.
+        path: PathBuf,
+    },
     /// A blocking task of the server died.
     #[error("internal error: {what}")]
     Internal {
@@ -244,6 +250,7 @@ impl RegistryError {
             Self::Io { .. }
             | Self::Corrupt { .. }
             | Self::LayoutVersion { .. }
+            | Self::NotARegistry { .. }
             | Self::Internal { .. } => ErrorCode::Unknown,
         }
     }
@@ -292,7 +299,8 @@ impl Classify for RegistryError {
             | Self::ReferenceInvalid { .. }
             | Self::NameInvalid { .. }
             | Self::PageSize { .. }
-            | Self::RangeNotSatisfiable { .. } => ErrorKind::InvalidArgument,
+            | Self::RangeNotSatisfiable { .. }
+            | Self::NotARegistry { .. } => ErrorKind::InvalidArgument,
             Self::Unauthorized { .. } => ErrorKind::Unauthorized,
             Self::Denied { .. } | Self::ReadOnly => ErrorKind::Forbidden,
             Self::TooManyRequests { .. } => ErrorKind::Unavailable,

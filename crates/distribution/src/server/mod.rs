@@ -210,8 +210,8 @@ pub async fn serve(
 
 /// Runs `registry gc` over the store at `config.root`.
 pub fn collect_garbage(config: &GcConfig) -> Result<GcReport, StartError> {
-    let store =
-        storage::Store::open(&config.root).map_err(|source| StartError::Store { source })?;
+    let store = storage::Store::open_existing(&config.root)
+        .map_err(|source| StartError::Store { source })?;
     store
         .collect_garbage(&GcOptions {
             dry_run: config.dry_run,

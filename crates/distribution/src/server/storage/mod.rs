@@ -103,11 +103,25 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// Held while a commit runs: a shared lock of `gc.lock` (released when dropped).
+/// Held while a commit runs: a shared lock of `gc.lock` (released when dropped, with the
+/// file).
 #[derive(Debug)]
-pub(crate) struct CommitGuard(#[allow(dead_code)] File);
+pub(crate) struct CommitGuard {
+    _lock: File,
+}
 
 impl Store {
+    /// Opens the store at `root`, which must exist and hold one (`registry gc`).
+    pub fn open_existing(root: &Path) -> Result<Self, RegistryError> {
+        let version = root.join("version");
+        if !exists(&version)? {
+            return Err(RegistryError::NotARegistry {
+                path: root.to_owned(),
+            });
+        }
+        Self::open(root)
+    }
+
     /// Opens (creating if need be) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, RegistryError> {
         let store = Self {
@@ -226,7 +240,7 @@ impl Store {
             .map_err(RegistryError::io("open", &path))?;
         file.lock_shared()
             .map_err(RegistryError::io("lock (shared)", &path))?;
-        Ok(CommitGuard(file))
+        Ok(CommitGuard { _lock: file })
     }
 
     // ----- blobs -----
@@ -548,10 +562,9 @@ impl Store {
         let dir = self.tags_dir(name);
         let mut tags = BTreeMap::new();
         for entry in list_dir(&dir)? {
-            if Tag::parse(&entry).is_err() {
+            let Ok(tag) = Tag::parse(&entry) else {
                 continue;
-            }
-            let tag = Tag::parse(&entry).expect("checked");
+            };
             if let Some(digest) = self.resolve_tag(name, &tag)? {
                 tags.insert(entry, digest);
             }
