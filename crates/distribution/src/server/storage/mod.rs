@@ -377,6 +377,11 @@ impl Store {
             fs::remove_file(file).map_err(RegistryError::io("remove", file))?;
             return Ok(());
         }
+        // A collection spares blobs by age: the age of a new blob starts now, not at the
+        // last write of a session that may have stayed open for long.
+        File::open(file)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+            .map_err(RegistryError::io("touch", file))?;
         let target = self.blob_path(digest);
         fs::rename(file, &target).map_err(RegistryError::io("rename into place", &target))?;
         sync_dir(&self.blobs_dir())

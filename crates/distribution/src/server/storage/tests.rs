@@ -461,3 +461,38 @@ fn gc_waits_for_commits() {
         "gc waited for the commit: {waited:?}"
     );
 }
+
+#[test]
+fn a_blob_committed_after_a_long_session_is_young() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let repo = name("slow");
+    let id = store.start_upload(&repo).expect("start");
+    let (mut file, _, path) = store.open_upload(&repo, &id).expect("open");
+    file.write_all(b"written long ago").expect("write");
+    // The session's last write was two hours ago; the client finishes it now.
+    file.set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .expect("age");
+    drop(file);
+    assert!(path.exists());
+    let (hasher, _) = store.hash_upload(&repo, &id).expect("hash");
+    let digest = Digest::from_hasher(hasher);
+    store
+        .finish_upload(&repo, &id, &digest, &digest)
+        .expect("finish");
+    // A collection now (before the manifest that will use it) spares it.
+    let report = store
+        .collect_garbage(&GcOptions {
+            dry_run: false,
+            delete_untagged: false,
+            grace: Duration::from_secs(3600),
+        })
+        .expect("gc");
+    assert!(report.blobs_removed.is_empty(), "{report:?}");
+    assert!(
+        store
+            .repository_blob(&repo, &digest)
+            .expect("stat")
+            .is_some()
+    );
+}
