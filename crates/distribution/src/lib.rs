@@ -9,6 +9,21 @@
 //!
 //! The image documents themselves (descriptors, manifests, indexes, configs) and the reference
 //! grammar are `berth-image`'s: one model of an image for the store, archives and registries.
+//!
+//! # Example
+//!
+//! ```
+//! use berth_distribution::protocol::auth::Scope;
+//! use berth_distribution::protocol::{Digest, RepositoryName};
+//!
+//! let name = RepositoryName::parse("library/busybox")?;
+//! assert!(RepositoryName::parse("../etc").is_err());
+//! let digest = Digest::of(b"hello");
+//! assert_eq!(Digest::parse(digest.as_str())?, digest);
+//! let scope = Scope::repository(name.as_str(), &["pull", "push"]);
+//! assert_eq!(scope.to_string(), "repository:library/busybox:pull,push");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
