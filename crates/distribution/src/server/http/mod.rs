@@ -220,9 +220,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
         Err(error) => {
             let status = error.http_status();
             if status >= 500 {
-                tracing::error!(%method, %path, status, %error, "request failed");
+                tracing::error!(%method, url_path = %path, status, %error, "request failed");
             } else {
-                tracing::debug!(%method, %path, status, %error, "request refused");
+                tracing::debug!(%method, url_path = %path, status, %error, "request refused");
             }
             error.into_response()
         }
