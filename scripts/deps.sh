@@ -4,8 +4,11 @@ set -euo pipefail
 # debootstrap: `image bootstrap debian:…` and bench/archive.py's debian image. docker.io: dockerd
 # 20.10 for the save/load interop tests (tests/it/archive.rs, skipped without it) and the benches;
 # only ever run privately (own socket and roots, no bridge), so its service is never started.
+# skopeo, docker-registry (distribution 2.8, run privately on a loopback port), apache2-utils
+# (htpasswd) and openssl (a self-signed certificate): the registry tests (tests/it/registry.rs)
+# and bench/registry.py.
 pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
-      debootstrap debian-archive-keyring zstd libcap2-bin docker.io)
+      debootstrap debian-archive-keyring zstd libcap2-bin docker.io skopeo docker-registry apache2-utils openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -23,6 +26,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ -n "$made_policy" ] && rm -f "$policy"
   if [[ " ${missing[*]} " == *" docker.io "* ]] && command -v systemctl >/dev/null; then
     systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+  fi
+  # docker-registry's service would listen on :5000; the tests start their own.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
   fi
 fi
 # docker-py, for the cp/archive tests (put_archive/get_archive against berth).

@@ -1,6 +1,7 @@
 //! The one `berth` binary: the docker-compatible CLI, and, by its first argument, the daemon
-//! (`berth daemon`), a container monitor (`berth monitor <run_dir>`, started by the daemon) or
-//! the OCI runtime with runc's command-line contract (`berth oci …`).
+//! (`berth daemon`), a container monitor (`berth monitor <run_dir>`, started by the daemon),
+//! the OCI runtime with runc's command-line contract (`berth oci …`) or the image registry
+//! (`berth registry serve|gc`).
 mod observability;
 
 use std::path::Path;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         },
         Some("oci") => berth_runtime::oci_main(&args[2..]),
         Some("daemon") => daemon(&args[2..]),
+        Some("registry") => registry(&args[2..]),
         _ => berth_cli::main(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -52,6 +54,81 @@ fn daemon(args: &[String]) -> i32 {
         Err(e) => {
             eprintln!("berth daemon: {e}");
             1
+        }
+    }
+}
+
+fn registry(args: &[String]) -> i32 {
+    use berth_distribution::server::{self, Command};
+    let command = match server::parse_args(args) {
+        Ok(command) => command,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match command {
+        Command::Serve(config) => {
+            observability::init(&config.log_level);
+            // A small runtime: the heavy work (hashing, file reads and writes) runs on
+            // blocking threads, so two workers carry the connections.
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("berth registry: cannot start the async runtime: {e}");
+                    return 1;
+                }
+            };
+            let ready = |addr: std::net::SocketAddr, tls: bool| {
+                use std::io::Write;
+                let scheme = if tls { "https" } else { "http" };
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "berth registry: listening on {scheme}://{addr}");
+                let _ = out.flush();
+            };
+            match runtime.block_on(server::serve(config, ready)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("berth registry: {e}");
+                    1
+                }
+            }
+        }
+        Command::Gc(config) => {
+            observability::init("warn");
+            match server::collect_garbage(&config) {
+                Ok(report) => {
+                    let verb = if config.dry_run {
+                        "eligible for deletion"
+                    } else {
+                        "deleted"
+                    };
+                    for (name, digest) in &report.manifests_removed {
+                        println!("manifest {verb}: {name}@{digest}");
+                    }
+                    for (digest, _) in &report.blobs_removed {
+                        println!("blob {verb}: {digest}");
+                    }
+                    println!(
+                        "{} blobs marked, {} manifests and {} blobs {verb} ({} bytes), {} unreferenced blobs younger than {}s kept",
+                        report.blobs_marked,
+                        report.manifests_removed.len(),
+                        report.blobs_removed.len(),
+                        report.bytes_freed(),
+                        report.blobs_young,
+                        config.grace.as_secs(),
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("berth registry gc: {e}");
+                    1
+                }
+            }
         }
     }
 }

@@ -108,7 +108,7 @@ fn zstd(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// busybox's layer tar, as `berth save` writes it.
-fn busybox_layer(env: &TestEnv) -> Vec<u8> {
+pub(crate) fn busybox_layer(env: &TestEnv) -> Vec<u8> {
     let out = env.root.join("busybox-save.tar");
     env.berth(&["save", "-o", out.to_str().unwrap(), "busybox"])
         .ok();
@@ -120,14 +120,14 @@ fn busybox_layer(env: &TestEnv) -> Vec<u8> {
 }
 
 /// A two-layer test image: busybox, then a layer with `/arc/hello` (made unique by `tag`).
-struct TestImage {
+pub(crate) struct TestImage {
     config: Vec<u8>,
     /// Uncompressed layer tars, bottom first.
     layers: Vec<Vec<u8>>,
 }
 
 impl TestImage {
-    fn new(env: &TestEnv, tag: &str) -> TestImage {
+    pub(crate) fn new(env: &TestEnv, tag: &str) -> TestImage {
         let base = busybox_layer(env);
         let hello = format!("hello from {tag}\n");
         let top = raw_tar(&[
@@ -156,13 +156,17 @@ impl TestImage {
         }
     }
 
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         sha256(&self.config)
     }
 
     /// A docker-archive (Docker 20.10's layout: `<hex>/layer.tar`, `<id>.json`), with each
     /// layer stored as `encode` makes it.
-    fn docker_archive(&self, tags: &[&str], encode: &dyn Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    pub(crate) fn docker_archive(
+        &self,
+        tags: &[&str],
+        encode: &dyn Fn(&[u8]) -> Vec<u8>,
+    ) -> Vec<u8> {
         let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
         let mut paths = Vec::new();
         for layer in &self.layers {
@@ -573,14 +577,14 @@ fn archive_docker_cli_save_load(env: &TestEnv) {
 
 /// A private dockerd (20.10) under the test root: its own socket, data and exec roots, no
 /// bridge, no iptables. Stopped (SIGTERM, then waited for) and removed on drop.
-struct Dockerd {
+pub(crate) struct Dockerd {
     child: std::process::Child,
     dir: std::path::PathBuf,
-    host: String,
+    pub(crate) host: String,
 }
 
 impl Dockerd {
-    fn start(env: &TestEnv) -> Option<Dockerd> {
+    pub(crate) fn start(env: &TestEnv) -> Option<Dockerd> {
         let exe = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
             .iter()
             .map(Path::new)
@@ -609,13 +613,13 @@ impl Dockerd {
         Some(dockerd)
     }
 
-    fn docker(&self, env: &TestEnv, args: &[&str]) -> crate::harness::Run {
+    pub(crate) fn docker(&self, env: &TestEnv, args: &[&str]) -> crate::harness::Run {
         let mut all = vec!["-H", &self.host];
         all.extend_from_slice(args);
         env.docker(&all).expect("docker CLI")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
     }
 }

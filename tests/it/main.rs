@@ -12,6 +12,7 @@ mod harness;
 mod images;
 mod lifecycle;
 mod network;
+mod registry;
 mod security;
 mod volumes;
 
@@ -57,6 +58,7 @@ fn main() {
         archive::TESTS,
         network::TESTS,
         volumes::TESTS,
+        registry::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

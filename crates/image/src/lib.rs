@@ -55,6 +55,7 @@ mod fetch;
 mod filter;
 mod import;
 mod layer;
+pub mod manifest;
 mod persist;
 mod reference;
 mod store;
@@ -73,7 +74,10 @@ pub use fetch::{Download, get as fetch};
 pub use filter::{Pruned, labels};
 pub use import::{Compression, detect_compression};
 pub use layer::{LayerMeta, apply_tar};
-pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError};
+pub use reference::{
+    DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, is_valid_digest,
+    is_valid_path_component, is_valid_repository_path, is_valid_tag,
+};
 pub use store::{DiskUsage, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.

@@ -216,8 +216,16 @@ fn split_domain(input: &str) -> (String, String) {
     (domain, remainder)
 }
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_valid_path_component(component: &str) -> bool {
+/// `true` when `path` is a valid repository path without domain (`library/busybox`): path
+/// components as [`is_valid_path_component`] says, joined by `/`, at most 255 characters in
+/// all. This is the repository name of the registry API, which can never hold `..`, an empty
+/// component or upper case.
+pub fn is_valid_repository_path(path: &str) -> bool {
+    path.len() <= NAME_TOTAL_LENGTH_MAX && path.split('/').all(is_valid_path_component)
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`: one component of a repository path.
+pub fn is_valid_path_component(component: &str) -> bool {
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
@@ -287,8 +295,8 @@ fn is_valid_domain(domain: &str) -> bool {
         })
 }
 
-/// `[\w][\w.-]{0,127}`
-fn is_valid_tag(tag: &str) -> bool {
+/// `[\w][\w.-]{0,127}`: a tag.
+pub fn is_valid_tag(tag: &str) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = tag.as_bytes();
     !bytes.is_empty()
@@ -297,8 +305,9 @@ fn is_valid_tag(tag: &str) -> bool {
         && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
 }
 
-/// `algorithm:hex`; `sha256` digests must have 64 lowercase hex digits.
-fn is_valid_digest(digest: &str) -> bool {
+/// `algorithm:encoded` as the OCI image spec's digest grammar says; `sha256` digests must
+/// have 64 lowercase hex digits.
+pub fn is_valid_digest(digest: &str) -> bool {
     let Some((algorithm, encoded)) = digest.split_once(':') else {
         return false;
     };

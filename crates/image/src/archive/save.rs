@@ -89,6 +89,7 @@ impl SaveSet {
                 media_type: MEDIA_OCI_MANIFEST.to_owned(),
                 config,
                 layers: layer_descriptors,
+                ..Manifest::default()
             };
             let manifest_bytes = to_json(&manifest);
             let manifest_digest = sha256_digest(&manifest_bytes);
@@ -135,6 +136,7 @@ impl SaveSet {
             schema_version: 2,
             media_type: MEDIA_OCI_INDEX.to_owned(),
             manifests: descriptors,
+            ..Index::default()
         };
         tar.file(INDEX_FILE, &to_json(&index))?;
         tar.file(MANIFEST_FILE, &to_json(&manifest_items))?;
@@ -151,8 +153,7 @@ fn descriptor(media_type: &str, digest: &str, size: u64) -> Descriptor {
         media_type: media_type.to_owned(),
         digest: digest.to_owned(),
         size,
-        platform: None,
-        annotations: BTreeMap::new(),
+        ..Descriptor::default()
     }
 }
 
