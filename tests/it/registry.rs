@@ -358,6 +358,8 @@ fn skopeo(args: &[&str]) -> Option<crate::harness::Run> {
     })
 }
 
+// One end-to-end scenario against real clients: each step builds on the last.
+#[allow(clippy::too_many_lines)]
 fn registry_docker_push_pull_search(env: &TestEnv) {
     let Some(dockerd) = Dockerd::start(env) else {
         eprintln!("dockerd or the docker CLI not installed: skipping");
@@ -483,6 +485,8 @@ fn registry_docker_push_pull_search(env: &TestEnv) {
     let _ = std::fs::remove_file(rootfs);
 }
 
+// One end-to-end scenario against real clients: each step builds on the last.
+#[allow(clippy::too_many_lines)]
 fn registry_docker_login_push(env: &TestEnv) {
     let Some(dockerd) = Dockerd::start(env) else {
         eprintln!("dockerd or the docker CLI not installed: skipping");
@@ -604,6 +608,8 @@ fn registry_docker_login_push(env: &TestEnv) {
     let _ = std::fs::remove_file(htpasswd);
 }
 
+// One end-to-end scenario against real clients: each step builds on the last.
+#[allow(clippy::too_many_lines)]
 fn registry_skopeo_and_reference_registry(env: &TestEnv) {
     let Some(distribution) = Distribution::start(env) else {
         eprintln!("docker-registry not installed: skipping");
@@ -962,6 +968,8 @@ fn registry_survives_sigkill_mid_upload(env: &TestEnv) {
     let _ = std::fs::remove_file(rest);
 }
 
+// One end-to-end scenario against real clients: each step builds on the last.
+#[allow(clippy::too_many_lines)]
 fn registry_gc(env: &TestEnv) {
     let registry = Registry::start(env, "gc", &[]);
     let config = put_blob(

@@ -1110,6 +1110,8 @@ mod tests {
     }
 
     #[test]
+    // One table: every instruction with its model, read top to bottom.
+    #[allow(clippy::too_many_lines)]
     fn every_instruction_has_its_model() {
         let c = command(
             "COPY --from=build --chown=1:2 --chmod=644 --link --exclude=*.md --exclude=x a b /dst/",

@@ -141,55 +141,52 @@ fn parse_u32(value: &str, radix: u32, what: &str) -> Result<u32, String> {
 
 fn parse_mount(spec: &str, expander: Option<Expander<'_>>) -> Result<RunMount, String> {
     let fields = csv_fields(spec).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
-    let mut m = RunMount {
-        kind: MountType::Bind,
-        from: None,
-        source: None,
-        target: None,
-        readonly: false,
-        id: None,
-        sharing: None,
-        required: false,
-        mode: None,
-        uid: None,
-        gid: None,
-        spec: spec.to_string(),
+    let mut parsed = MountFields {
+        mount: RunMount {
+            kind: MountType::Bind,
+            from: None,
+            source: None,
+            target: None,
+            readonly: false,
+            id: None,
+            sharing: None,
+            required: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            spec: spec.to_string(),
+        },
+        ro_auto: true,
+        deferred: false,
+        type_deferred: false,
     };
-    let mut ro_auto = true;
-    // A value left for later (it holds a variable): the checks across keys wait too.
-    let mut deferred = false;
-    let mut type_deferred = false;
     for field in &fields {
+        parsed.field(field, expander)?;
+    }
+    if parsed.deferred {
+        return Ok(parsed.mount);
+    }
+    check_mount(parsed.mount, parsed.ro_auto)
+}
+
+/// A `--mount` spec being read field by field.
+struct MountFields {
+    mount: RunMount,
+    /// No `ro`/`rw` given: the type decides.
+    ro_auto: bool,
+    /// A value left for later (it holds a variable): the checks across keys wait too.
+    deferred: bool,
+    type_deferred: bool,
+}
+
+impl MountFields {
+    fn field(&mut self, field: &str, expander: Option<Expander<'_>>) -> Result<(), String> {
         let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
             None => (field.to_ascii_lowercase(), None),
         };
         let Some(value) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => {
-                    m.readonly = true;
-                    ro_auto = false;
-                    continue;
-                }
-                "readwrite" | "rw" => {
-                    m.readonly = false;
-                    ro_auto = false;
-                    continue;
-                }
-                "required"
-                    if type_deferred || matches!(m.kind, MountType::Secret | MountType::Ssh) =>
-                {
-                    m.required = true;
-                    continue;
-                }
-                "required" => {
-                    return Err(format!(
-                        "unexpected key '{key}' for mount type '{}'",
-                        m.kind.as_str()
-                    ));
-                }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
-            }
+            return self.bare_key(&key, field);
         };
         if !ALL_KEYS.contains(&key.as_str()) && key != "destination" {
             return Err(suggest(
@@ -207,33 +204,66 @@ fn parse_mount(spec: &str, expander: Option<Expander<'_>>) -> Result<RunMount, S
                 ));
             }
             None if value.contains('$') => {
-                deferred = true;
-                type_deferred |= key == "type";
-                continue;
+                self.deferred = true;
+                self.type_deferred |= key == "type";
+                return Ok(());
             }
             None => value.to_string(),
         };
-        match key.as_str() {
+        self.key_value(&key, value)
+    }
+
+    /// A key without `=value` (`ro`, `rw`, `required`).
+    fn bare_key(&mut self, key: &str, field: &str) -> Result<(), String> {
+        let m = &mut self.mount;
+        match key {
+            "readonly" | "ro" => {
+                m.readonly = true;
+                self.ro_auto = false;
+            }
+            "readwrite" | "rw" => {
+                m.readonly = false;
+                self.ro_auto = false;
+            }
+            "required"
+                if self.type_deferred || matches!(m.kind, MountType::Secret | MountType::Ssh) =>
+            {
+                m.required = true;
+            }
+            "required" => {
+                return Err(format!(
+                    "unexpected key '{key}' for mount type '{}'",
+                    m.kind.as_str()
+                ));
+            }
+            _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+        }
+        Ok(())
+    }
+
+    fn key_value(&mut self, key: &str, value: String) -> Result<(), String> {
+        let m = &mut self.mount;
+        match key {
             "type" => m.kind = MountType::parse(&value)?,
             "from" => m.from = Some(value).filter(|v| !v.is_empty()),
             "source" | "src" => m.source = Some(value).filter(|v| !v.is_empty()),
             "target" | "dst" | "destination" => m.target = Some(value).filter(|v| !v.is_empty()),
             "readonly" | "ro" => {
-                m.readonly = parse_bool(&key, &value)?;
-                ro_auto = false;
+                m.readonly = parse_bool(key, &value)?;
+                self.ro_auto = false;
             }
             "readwrite" | "rw" => {
-                m.readonly = !parse_bool(&key, &value)?;
-                ro_auto = false;
+                m.readonly = !parse_bool(key, &value)?;
+                self.ro_auto = false;
             }
             "required" => {
-                if !type_deferred && !matches!(m.kind, MountType::Secret | MountType::Ssh) {
+                if !self.type_deferred && !matches!(m.kind, MountType::Secret | MountType::Ssh) {
                     return Err(format!(
                         "unexpected key '{key}' for mount type '{}'",
                         m.kind.as_str()
                     ));
                 }
-                m.required = parse_bool(&key, &value)?;
+                m.required = parse_bool(key, &value)?;
             }
             "id" => m.id = Some(value).filter(|v| !v.is_empty()),
             "sharing" => {
@@ -249,10 +279,12 @@ fn parse_mount(spec: &str, expander: Option<Expander<'_>>) -> Result<RunMount, S
             "gid" => m.gid = Some(parse_u32(&value, 10, "gid")?),
             _ => unreachable!("keys are checked above"),
         }
+        Ok(())
     }
-    if deferred {
-        return Ok(m);
-    }
+}
+
+/// The checks across keys of a fully known mount, and the type's default for `ro`.
+fn check_mount(mut m: RunMount, ro_auto: bool) -> Result<RunMount, String> {
     let file_info_allowed = matches!(
         m.kind,
         MountType::Secret | MountType::Ssh | MountType::Cache

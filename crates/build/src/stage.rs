@@ -290,17 +290,56 @@ impl Dockerfile {
     pub fn plan(&self, opts: &BuildOptions) -> Result<BuildPlan, DockerfileError> {
         let lex = self.lex();
         let meta_args = self.resolve_meta_args(&lex, opts)?;
-        let meta_env = MetaEnv(&meta_args);
+        let (bases, platforms) = self.bases(&lex, &meta_args)?;
+        let target = match &opts.target {
+            None => self.stages.len() - 1,
+            Some(t) => {
+                self.stage_by_name(t)
+                    .ok_or_else(|| DockerfileError::TargetNotFound { target: t.clone() })?
+                    .index
+            }
+        };
+        let (all_deps, all_images) = self.dependencies(&bases)?;
+        self.check_cycles(&all_deps)?;
+        let stages = self
+            .needed_in_order(target, &all_deps)
+            .into_iter()
+            .map(|i| PlannedStage {
+                index: i,
+                name: self.stages[i].name.clone(),
+                base: bases[i].clone(),
+                platform: platforms[i].clone(),
+                depends_on: all_deps[i].clone(),
+                images: all_images[i].clone(),
+            })
+            .collect();
+        Ok(BuildPlan {
+            target,
+            stages,
+            meta_args,
+            build_args: opts.build_args.clone(),
+        })
+    }
 
+    /// Each stage's base (image, earlier stage or `scratch`) and platform, expanded with the
+    /// global arguments.
+    #[allow(clippy::type_complexity)]
+    fn bases(
+        &self,
+        lex: &Lex,
+        meta_args: &[(String, Option<String>)],
+    ) -> Result<(Vec<Base>, Vec<Option<Platform>>), DockerfileError> {
+        let meta_env = MetaEnv(meta_args);
         let mut bases = Vec::with_capacity(self.stages.len());
         let mut platforms = Vec::with_capacity(self.stages.len());
         for stage in &self.stages {
-            let base = lex.process_word(&stage.base, &meta_env).map_err(|source| {
-                DockerfileError::Expansion {
-                    line: stage.line,
-                    source,
-                }
-            })?;
+            let expansion = |source| DockerfileError::Expansion {
+                line: stage.line,
+                source,
+            };
+            let base = lex
+                .process_word(&stage.base, &meta_env)
+                .map_err(expansion)?;
             if base.is_empty() {
                 return Err(DockerfileError::Stage {
                     line: stage.line,
@@ -310,12 +349,7 @@ impl Dockerfile {
             let platform = match &stage.platform {
                 None => None,
                 Some(p) => {
-                    let value = lex.process_word(p, &meta_env).map_err(|source| {
-                        DockerfileError::Expansion {
-                            line: stage.line,
-                            source,
-                        }
-                    })?;
+                    let value = lex.process_word(p, &meta_env).map_err(expansion)?;
                     let platform = Platform::parse(&value).map_err(|e| DockerfileError::Stage {
                         line: stage.line,
                         message: format!("failed to parse platform {value}: {e}"),
@@ -335,22 +369,21 @@ impl Dockerfile {
             });
             platforms.push(platform);
         }
+        Ok((bases, platforms))
+    }
 
-        let target = match &opts.target {
-            None => self.stages.len() - 1,
-            Some(t) => {
-                self.stage_by_name(t)
-                    .ok_or_else(|| DockerfileError::TargetNotFound { target: t.clone() })?
-                    .index
-            }
-        };
-
-        // Every stage's dependencies (checked for all stages, as BuildKit does).
+    /// Every stage's dependencies on other stages and the images it copies or mounts from
+    /// (checked for all stages, as BuildKit does).
+    #[allow(clippy::type_complexity)]
+    fn dependencies(
+        &self,
+        bases: &[Base],
+    ) -> Result<(Vec<Vec<usize>>, Vec<Vec<String>>), DockerfileError> {
         let mut all_deps = Vec::with_capacity(self.stages.len());
         let mut all_images = Vec::with_capacity(self.stages.len());
-        for (stage, base) in self.stages.iter().zip(&bases) {
+        for (stage, base) in self.stages.iter().zip(bases) {
             let mut deps = Vec::new();
-            let mut images = Vec::new();
+            let mut images: Vec<String> = Vec::new();
             if let Base::Stage(i) = base {
                 deps.push(*i);
             }
@@ -370,25 +403,21 @@ impl Dockerfile {
                 for (from, by_index) in froms {
                     match self.resolve_from(from, by_index, inst.start_line)? {
                         Source::Stage(i) => deps.push(i),
-                        Source::Image(name) => images.push(name),
+                        Source::Image(name) if !images.contains(&name) => images.push(name),
+                        Source::Image(_) => {}
                     }
                 }
             }
             deps.sort_unstable();
             deps.dedup();
-            let mut unique: Vec<String> = Vec::with_capacity(images.len());
-            for image in images {
-                if !unique.contains(&image) {
-                    unique.push(image);
-                }
-            }
-            let images = unique;
             all_deps.push(deps);
             all_images.push(images);
         }
-        self.check_cycles(&all_deps)?;
+        Ok((all_deps, all_images))
+    }
 
-        // The stages reachable from the target.
+    /// The stages reachable from `target`, each after its dependencies (lowest index first).
+    fn needed_in_order(&self, target: usize, all_deps: &[Vec<usize>]) -> Vec<usize> {
         let mut needed = vec![false; self.stages.len()];
         let mut todo = vec![target];
         while let Some(i) = todo.pop() {
@@ -396,7 +425,6 @@ impl Dockerfile {
                 todo.extend(all_deps[i].iter().copied());
             }
         }
-        // In an order where every stage comes after its dependencies (lowest index first).
         let mut order = Vec::new();
         let mut placed = vec![false; self.stages.len()];
         while order.len() < needed.iter().filter(|n| **n).count() {
@@ -406,23 +434,7 @@ impl Dockerfile {
             placed[next] = true;
             order.push(next);
         }
-        let stages = order
-            .into_iter()
-            .map(|i| PlannedStage {
-                index: i,
-                name: self.stages[i].name.clone(),
-                base: bases[i].clone(),
-                platform: platforms[i].clone(),
-                depends_on: all_deps[i].clone(),
-                images: all_images[i].clone(),
-            })
-            .collect();
-        Ok(BuildPlan {
-            target,
-            stages,
-            meta_args,
-            build_args: opts.build_args.clone(),
-        })
+        order
     }
 
     /// What a `COPY --from` (or, with `by_index` false, a `RUN --mount=from=`) names: a stage

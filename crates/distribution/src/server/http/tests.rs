@@ -258,6 +258,8 @@ async fn ping_errors_and_routes() {
     );
 }
 
+// One scenario: each upload form builds on the blobs the previous ones stored.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn blob_uploads() {
     let registry = Registry::new();
@@ -601,6 +603,8 @@ async fn cross_repository_mount() {
     );
 }
 
+// One scenario: manifests put, then fetched with each Accept combination.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn manifests_and_negotiation() {
     let registry = Registry::new();
@@ -995,6 +999,8 @@ fn with_users(anonymous_pull: bool) -> impl FnOnce(&Store) -> Option<Auth> {
     }
 }
 
+// One scenario: a login, then each scope checked against the token it got.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn auth_challenge_token_and_scopes() {
     let registry = Registry::with(with_users(false), false);

@@ -86,33 +86,8 @@ impl Store {
                     .map_err(|source| RegistryError::ManifestInvalid { source })?;
                 manifests.insert(digest.clone(), (stored, parsed));
             }
-            let kept: HashSet<Digest> = if options.delete_untagged {
-                let mut kept: HashSet<Digest> = self
-                    .tag_map(name)?
-                    .into_values()
-                    .filter(|d| manifests.contains_key(d))
-                    .collect();
-                // Manifests just put (a push whose tag is still to come) are kept too.
-                kept.extend(
-                    manifests
-                        .keys()
-                        .filter(|d| young(&self.revision_link(name, d)))
-                        .cloned(),
-                );
-                loop {
-                    let before = kept.len();
-                    for (digest, (_, parsed)) in &manifests {
-                        if kept.contains(digest) {
-                            let children = parsed.child_manifests();
-                            kept.extend(children.into_iter().filter(|c| manifests.contains_key(c)));
-                        } else if parsed.subject_digest().is_some_and(|s| kept.contains(&s)) {
-                            kept.insert(digest.clone());
-                        }
-                    }
-                    if kept.len() == before {
-                        break kept;
-                    }
-                }
+            let kept = if options.delete_untagged {
+                self.tagged_or_young(name, &manifests, &young)?
             } else {
                 manifests.keys().cloned().collect()
             };
@@ -161,6 +136,42 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// The manifests of `name` that `--delete-untagged` keeps: tagged ones, ones just put (a
+    /// push whose tag is still to come), the children of kept indexes and the referrers of
+    /// kept manifests.
+    fn tagged_or_young(
+        &self,
+        name: &RepositoryName,
+        manifests: &HashMap<Digest, (StoredManifest, ParsedManifest)>,
+        young: &dyn Fn(&Path) -> bool,
+    ) -> Result<HashSet<Digest>, RegistryError> {
+        let mut kept: HashSet<Digest> = self
+            .tag_map(name)?
+            .into_values()
+            .filter(|d| manifests.contains_key(d))
+            .collect();
+        kept.extend(
+            manifests
+                .keys()
+                .filter(|d| young(&self.revision_link(name, d)))
+                .cloned(),
+        );
+        loop {
+            let before = kept.len();
+            for (digest, (_, parsed)) in manifests {
+                if kept.contains(digest) {
+                    let children = parsed.child_manifests();
+                    kept.extend(children.into_iter().filter(|c| manifests.contains_key(c)));
+                } else if parsed.subject_digest().is_some_and(|s| kept.contains(&s)) {
+                    kept.insert(digest.clone());
+                }
+            }
+            if kept.len() == before {
+                return Ok(kept);
+            }
+        }
     }
 
     /// Removes temp files a crash left between write and rename in a repository's records.
