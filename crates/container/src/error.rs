@@ -86,6 +86,13 @@ pub enum ContainerError {
         #[source]
         source: berth_image::ImageError,
     },
+    /// An OCI spec value the typed model refused (a builder missing a field).
+    #[error("OCI spec: {source}")]
+    Spec {
+        /// The model's error.
+        #[from]
+        source: oci_spec::OciSpecError,
+    },
     /// A failure in a lower service, with its own class.
     #[error("{message}")]
     Internal {
@@ -108,9 +115,10 @@ impl Classify for ContainerError {
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
             Self::Image { source } => source.kind(),
-            Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
-                ErrorKind::Internal
-            }
+            Self::StartFailed { .. }
+            | Self::Io { .. }
+            | Self::Spec { .. }
+            | Self::Internal { .. } => ErrorKind::Internal,
         }
     }
 }

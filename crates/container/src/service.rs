@@ -507,7 +507,7 @@ pub(crate) struct Entry {
     life: watch::Sender<Life>,
     pending_attach: std::sync::Mutex<Vec<PendingAttach>>,
     /// The OCI spec of the current run (exec builds on it).
-    spec: std::sync::Mutex<Option<serde_json::Value>>,
+    spec: std::sync::Mutex<Option<berth_runtime::Spec>>,
 }
 
 impl Entry {
@@ -1060,9 +1060,16 @@ impl ContainerService {
         .map_err(|_| ContainerError::ImageNotFound {
             reference: image_id.clone(),
         })?;
-        let user = {
+        let (user, seccomp) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
-            blocking(move || spec::resolve_user(&u, &rootfs)).await??
+            let hc = rec.host_config.clone();
+            blocking(move || -> Result<_> {
+                Ok((
+                    spec::resolve_user(&u, &rootfs)?,
+                    spec::seccomp::choice(&hc)?,
+                ))
+            })
+            .await??
         };
         let join_netns = match rec
             .host_config
@@ -1100,6 +1107,7 @@ impl ContainerService {
             join_netns,
             cgroup_parent: &rec.cgroup_parent,
             mounts: mounts::oci_mounts(&self.volumes, &rec.mount_points)?,
+            seccomp,
         })?;
         let runtime = match rec
             .host_config
@@ -2139,17 +2147,10 @@ impl ContainerService {
             .ok_or_else(|| conflict(format!("Container {} is not running", rec.id)))?;
         let c = &exec.config;
         let tty = config.tty.or(c.tty).unwrap_or(false);
-        let mut process = base["process"].clone();
-        process["args"] = serde_json::json!(c.cmd.clone().unwrap_or_default());
-        process["terminal"] = serde_json::json!(tty);
-        let mut env: Vec<String> = process["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut process = base.process().clone().unwrap_or_default();
+        process.set_args(Some(c.cmd.clone().unwrap_or_default()));
+        process.set_terminal(Some(tty));
+        let mut env: Vec<String> = process.env().clone().unwrap_or_default();
         for kv in c.env.iter().flatten() {
             let k = kv.split('=').next().unwrap_or("");
             env.retain(|e| e.split('=').next() != Some(k));
@@ -2158,9 +2159,9 @@ impl ContainerService {
         if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".into());
         }
-        process["env"] = serde_json::json!(env);
+        process.set_env(Some(env));
         if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {
-            process["cwd"] = serde_json::json!(w);
+            process.set_cwd(PathBuf::from(w));
         }
         if let Some(u) = c.user.as_ref().filter(|u| !u.is_empty()) {
             let rootfs = self.images.rootfs(&rec.id, &rec.image_id).map_err(|e| {
@@ -2169,26 +2170,15 @@ impl ContainerService {
                 }
             })?;
             let user = spec::resolve_user(u, &rootfs)?;
-            process["user"] = serde_json::json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
+            process.set_user(spec::oci_user(&user));
         }
         if c.privileged.unwrap_or(false) {
-            let all = spec::all_capabilities();
-            process["capabilities"] =
-                serde_json::json!({"bounding": all, "effective": all, "permitted": all});
+            process.set_capabilities(Some(spec::process_capabilities(&spec::all_capabilities())?));
         }
-        let size = config
-            .console_size
-            .clone()
-            .or_else(|| c.console_size.clone())
-            .filter(|s| s.len() == 2 && s[0] > 0)
-            .map(|s| (s[0] as u16, s[1] as u16));
-        if let Some((h, w)) = size {
-            process["consoleSize"] = serde_json::json!({"height": h, "width": w});
+        let size = spec::console_size(config.console_size.as_ref().or(c.console_size.as_ref()));
+        if let Some(size) = size {
+            process.set_console_size(Some(spec::console_box(size)?));
         }
-        let process: berth_runtime::Process =
-            serde_json::from_value(process).map_err(|e| ContainerError::Internal {
-                message: format!("exec process: {e}"),
-            })?;
         Ok(ExecSession {
             tty,
             exec: exec.clone(),
@@ -2523,17 +2513,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 /// berth-cgroups limits from a host config.
 fn cgroup_resources(hc: &HostConfig) -> berth_cgroups::Resources {
-    let r = spec::resources(hc);
-    berth_cgroups::Resources {
-        memory: r["memory"]["limit"].as_i64(),
-        memory_swap: r["memory"]["swap"].as_i64(),
-        memory_reservation: r["memory"]["reservation"].as_i64(),
-        cpu_quota: r["cpu"]["quota"].as_i64(),
-        cpu_period: r["cpu"]["period"].as_u64(),
-        cpu_shares: r["cpu"]["shares"].as_u64(),
-        cpuset_cpus: r["cpu"]["cpus"].as_str().map(String::from),
-        pids_limit: r["pids"]["limit"].as_i64(),
-    }
+    spec::cgroup_resources(hc)
 }
 
 /// Docker's `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`.

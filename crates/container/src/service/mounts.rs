@@ -1,17 +1,17 @@
 //! A container's mount points: parsed at create from `Binds`, `Mounts`, `VolumesFrom` and the
 //! config's (and image's) `Volumes`; the volumes they name created and referenced; image
 //! content copied into new, empty volumes; and at start turned into OCI mount entries.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_api::models::{ContainerConfig, HostConfig};
 use berth_image::RootfsDirs;
 use berth_volume::archive::{self, ExtractOptions};
 use berth_volume::mounts::{self, MountKind, MountPoint};
 use berth_volume::{Root, VolumeService};
-use serde_json::{Value, json};
+use oci_spec::runtime::Mount;
 
 use super::{ContainerService, Result};
-use crate::ContainerError;
+use crate::{ContainerError, spec};
 
 impl ContainerService {
     /// The mount points a new container asks for, parsed (nothing created yet).
@@ -192,7 +192,7 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
 }
 
 /// The OCI `mounts` entries of a container's mount points, parents before children.
-pub(super) fn oci_mounts(volumes: &VolumeService, points: &[MountPoint]) -> Result<Vec<Value>> {
+pub(super) fn oci_mounts(volumes: &VolumeService, points: &[MountPoint]) -> Result<Vec<Mount>> {
     let mut sorted: Vec<&MountPoint> = points.iter().collect();
     sorted.sort_by_key(|m| m.destination.matches('/').count());
     let mut out = Vec::new();
@@ -201,32 +201,32 @@ pub(super) fn oci_mounts(volumes: &VolumeService, points: &[MountPoint]) -> Resu
         match m.kind {
             MountKind::Bind | MountKind::Volume => {
                 let source = if m.kind == MountKind::Volume {
-                    volumes.mount(&m.name)?.display().to_string()
+                    volumes.mount(&m.name)?
                 } else {
-                    m.source.clone()
+                    PathBuf::from(&m.source)
                 };
                 let propagation = if m.propagation.is_empty() {
                     "rprivate"
                 } else {
                     m.propagation.as_str()
                 };
-                out.push(json!({
-                    "destination": m.destination,
-                    "type": "bind",
-                    "source": source,
-                    "options": ["rbind", rw, propagation],
-                }));
+                out.push(spec::mount(
+                    PathBuf::from(&m.destination),
+                    "bind",
+                    source,
+                    vec!["rbind".into(), rw.into(), propagation.into()],
+                ));
             }
             MountKind::Tmpfs => {
                 let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
                 opts.extend(m.tmpfs_options.iter().cloned());
                 opts.push(rw.into());
-                out.push(json!({
-                    "destination": m.destination,
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": opts,
-                }));
+                out.push(spec::mount(
+                    PathBuf::from(&m.destination),
+                    "tmpfs",
+                    PathBuf::from("tmpfs"),
+                    opts,
+                ));
             }
         }
     }
