@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod events;
+mod life;
 mod logs;
 mod monitor_client;
 mod net;

@@ -7,7 +7,7 @@ use berth_api::models::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::service::Life;
+use crate::life::Life;
 
 /// Host CPU time in nanoseconds (the `cpu` line of /proc/stat), as Docker's system_cpu_usage.
 fn system_cpu_ns() -> u64 {

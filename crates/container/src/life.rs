@@ -1,0 +1,15 @@
+//! What a container's watchers (`wait`, `logs -f`, `stats`, `stop`) see of its lifecycle.
+use crate::store::Status;
+
+/// The lifecycle a container's watchers see.
+#[derive(Debug, Clone)]
+pub struct Life {
+    /// Current status.
+    pub status: Status,
+    /// Last exit code.
+    pub exit_code: i64,
+    /// How many times it exited (or failed to start) so far.
+    pub exits: u64,
+    /// It was removed.
+    pub removed: bool,
+}
