@@ -10,10 +10,12 @@ pub mod error;
 pub mod events;
 mod life;
 mod logs;
-mod monitor_client;
+pub mod monitor;
+pub mod monitor_client;
 mod net;
 pub mod service;
 pub mod spec;
+pub mod state;
 mod stats;
 pub mod store;
 

@@ -6,6 +6,9 @@ use crate::store::Status;
 pub struct Life {
     /// Current status.
     pub status: Status,
+    /// The init's pid while alive, else 0 (`--network container:X` reads it without
+    /// waiting for X's record lock).
+    pub pid: i64,
     /// Last exit code.
     pub exit_code: i64,
     /// How many times it exited (or failed to start) so far.

@@ -21,45 +21,7 @@ pub const RECORD_VERSION: u32 = 1;
 /// Docker's zero time, printed for times that never happened.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-/// A container's lifecycle state, as Docker names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Created, never started (or start failed before exec).
-    Created,
-    /// Running.
-    Running,
-    /// Frozen.
-    Paused,
-    /// Waiting to be restarted by its restart policy.
-    Restarting,
-    /// Being removed.
-    Removing,
-    /// Exited.
-    Exited,
-    /// Broken beyond use.
-    Dead,
-}
-
-impl Status {
-    /// Docker's lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Restarting => "restarting",
-            Status::Removing => "removing",
-            Status::Exited => "exited",
-            Status::Dead => "dead",
-        }
-    }
-
-    /// Whether a process is alive (running or paused).
-    pub fn is_alive(self) -> bool {
-        matches!(self, Status::Running | Status::Paused)
-    }
-}
+pub use crate::state::Status;
 
 /// The state part of a record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,8 +165,9 @@ impl Paths {
 /// Saves a record (atomically; durable on creation only, later states are re-derivable from
 /// the monitor).
 pub fn save(paths: &Paths, record: &Record, durable: bool) -> Result<(), ContainerError> {
-    let bytes = serde_json::to_vec(record).map_err(|e| ContainerError::Internal {
-        message: format!("encode container record: {e}"),
+    let bytes = serde_json::to_vec(record).map_err(|source| ContainerError::Encode {
+        what: "container record",
+        source,
     })?;
     write_atomic(&paths.record(), &bytes, durable)
 }

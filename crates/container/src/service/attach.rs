@@ -6,10 +6,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::entry::PendingAttach;
-use super::{BoxConn, ContainerService, Result, conflict};
+use super::{BoxConn, ContainerService, Result, blocking};
 use crate::ContainerError;
 use crate::logs::{LogChunk, LogStream, LogsOptions};
-use crate::monitor_client::{self, Conversation};
+use crate::monitor::{Conversation, call_ok};
 
 /// `attach` options.
 #[derive(Debug, Clone, Default)]
@@ -68,11 +68,13 @@ impl Attachment {
             AttachSource::Pending(rx) => match rx.await {
                 Ok(c) => c,
                 Err(_) => {
+                    // Closing a client's stream: if it is gone already, so much the better.
                     let _ = client_wr.shutdown().await;
                     return;
                 }
             },
             AttachSource::None => {
+                // As above: the end of the stream; a client already gone needs no end.
                 let _ = client_wr.shutdown().await;
                 return;
             }
@@ -122,6 +124,7 @@ pub(super) async fn pump(
             }
             if header[0] == protocol::EXIT_FRAME {
                 if let (Some(tx), Ok(b)) = (on_exit.take(), <[u8; 4]>::try_from(&buf[..])) {
+                    // The receiver records the code; it is dropped only with the session.
                     let _ = tx.send(i32::from_be_bytes(b));
                 }
                 continue;
@@ -138,6 +141,7 @@ pub(super) async fn pump(
                 break;
             }
         }
+        // The end of the output: errors here mean the client went first.
         let _ = client_wr.flush().await;
         let _ = client_wr.shutdown().await;
     };
@@ -158,6 +162,7 @@ pub(super) async fn pump(
                 if !detach_keys.is_empty() && b == detach_keys[matched] {
                     matched += 1;
                     if matched == detach_keys.len() {
+                        // Detaching: the bytes before the keys go if the monitor still reads.
                         let _ = writer.write_all(&out).await;
                         return true;
                     }
@@ -171,6 +176,7 @@ pub(super) async fn pump(
                 break;
             }
         }
+        // Stdin EOF for the monitor; if it is gone, the output side ends too.
         let _ = writer.shutdown().await;
         // Stdin is done; output goes on until the process exits.
         std::future::pending::<()>().await;
@@ -195,53 +201,61 @@ impl ContainerService {
     }
 
     /// `POST /containers/{id}/attach`: validates, then the daemon answers 101 and runs it.
+    ///
+    /// The live side is connected (or parked until the next start) under the record lock;
+    /// the log replay (`logs=1`, up to the whole rotated log) is read afterwards, on a
+    /// blocking thread, with the lock released.
     pub async fn attach(&self, reference: &str, options: AttachOptions) -> Result<Attachment> {
         let entry = self.lookup(reference)?;
-        let rec = entry.rec.lock().await;
-        let tty = rec.config.tty.unwrap_or(false);
-        let stdin = options.stdin && rec.config.open_stdin.unwrap_or(false);
-        let request = Request::Attach {
-            stdin,
-            stdout: options.stdout,
-            stderr: options.stderr,
+        let (tty, stdin, source, log) = {
+            let rec = entry.rec.lock().await;
+            let tty = rec.config.tty.unwrap_or(false);
+            let stdin = options.stdin && rec.config.open_stdin.unwrap_or(false);
+            let request = Request::Attach {
+                stdin,
+                stdout: options.stdout,
+                stderr: options.stderr,
+            };
+            let source = if !options.stream {
+                AttachSource::None
+            } else if rec.state.status.is_alive() {
+                match self.monitor.call(&entry.paths.socket(), &request).await? {
+                    (Response::Ok, conv) => AttachSource::Ready(conv),
+                    (other, _) => {
+                        return Err(ContainerError::MonitorProtocol {
+                            response: format!("{other:?}"),
+                        });
+                    }
+                }
+            } else {
+                let (tx, rx) = oneshot::channel();
+                entry
+                    .pending_attach
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(PendingAttach { request, tx });
+                AttachSource::Pending(rx)
+            };
+            self.publish(&rec, "attach", &[]);
+            (tty, stdin, source, entry.paths.log(&rec.id))
         };
-        let mut backlog = Vec::new();
-        if options.logs {
+        let backlog = if options.logs {
             let o = LogsOptions {
                 stdout: options.stdout,
                 stderr: options.stderr,
                 ..Default::default()
             };
-            let (lines, _) = crate::logs::read_backlog(&entry.paths.log(&rec.id), &o);
-            backlog = lines
+            let (lines, _) = blocking(move || crate::logs::read_backlog(&log, &o)).await?;
+            lines
                 .into_iter()
                 .map(|l| LogChunk {
                     stream: l.stream,
                     data: Bytes::from(l.text),
                 })
-                .collect();
-        }
-        let source = if !options.stream {
-            AttachSource::None
-        } else if rec.state.status.is_alive() {
-            match monitor_client::call(&entry.paths.socket(), &request).await? {
-                (Response::Ok, conv) => AttachSource::Ready(conv),
-                (other, _) => {
-                    return Err(ContainerError::Internal {
-                        message: format!("attach refused by monitor: {other:?}"),
-                    });
-                }
-            }
+                .collect()
         } else {
-            let (tx, rx) = oneshot::channel();
-            entry
-                .pending_attach
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(PendingAttach { request, tx });
-            AttachSource::Pending(rx)
+            Vec::new()
         };
-        self.publish(&rec, "attach", &[]);
         Ok(Attachment {
             tty,
             options: AttachOptions { stdin, ..options },
@@ -253,11 +267,15 @@ impl ContainerService {
     /// `POST /containers/{id}/resize?h=&w=`.
     pub async fn resize(&self, reference: &str, height: u16, width: u16) -> Result<()> {
         let entry = self.lookup(reference)?;
-        let rec = entry.rec.lock().await;
-        if !rec.state.status.is_alive() {
-            return Err(conflict(format!("Container {} is not running", rec.id)));
+        {
+            let rec = entry.rec.lock().await;
+            rec.state.status.require_alive(&rec.id)?;
         }
-        drop(rec);
-        monitor_client::call_ok(&entry.paths.socket(), &Request::Resize { height, width }).await
+        call_ok(
+            &*self.monitor,
+            &entry.paths.socket(),
+            &Request::Resize { height, width },
+        )
+        .await
     }
 }

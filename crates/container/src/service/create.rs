@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use berth_api::models::{ContainerConfig, ContainerCreateBody, ContainerCreateResponse};
 
 use super::{ContainerService, Result, blocking, conflict, invalid, io_err, mounts, parse_signal};
+use crate::spec;
 use crate::store::{self, Paths, Record};
-use crate::{ContainerError, spec};
 
 impl ContainerService {
     /// `POST /containers/create?name=`.
@@ -26,9 +26,7 @@ impl ContainerService {
             let r = image_ref.clone();
             blocking(move || images.resolve(&r)).await?
         }
-        .map_err(|_| ContainerError::ImageNotFound {
-            reference: image_ref.clone(),
-        })?;
+        .map_err(super::image_lookup_error(&image_ref))?;
         let mut config = ContainerConfig {
             hostname: body.hostname.filter(|h| !h.is_empty()),
             domainname: body.domainname,
@@ -164,16 +162,8 @@ impl ContainerService {
                     record.config.hostname.as_deref().unwrap_or(""),
                     &record.host_config,
                 )?;
-                images
-                    .prepare_rootfs(&record.id, &record.image_id)
-                    .map_err(|e| ContainerError::Internal {
-                        message: e.to_string(),
-                    })?;
-                let rootfs = images.rootfs(&record.id, &record.image_id).map_err(|e| {
-                    ContainerError::Internal {
-                        message: e.to_string(),
-                    }
-                })?;
+                images.prepare_rootfs(&record.id, &record.image_id)?;
+                let rootfs = images.rootfs(&record.id, &record.image_id)?;
                 record.mount_points =
                     mounts::materialize(&volumes, &record.id, requested, &rootfs)?;
                 if let Err(e) = store::save(&paths, &record, true) {
@@ -187,9 +177,19 @@ impl ContainerService {
         let record = match made {
             Ok(r) => r,
             Err(e) => {
-                // Leave nothing half-made.
-                let _ = std::fs::remove_dir_all(&paths.data_dir);
-                let _ = self.images.remove_rootfs(&id);
+                // Leave nothing half-made; the create's own error is the answer.
+                let (images, id2, dir) = (self.images.clone(), id.clone(), paths.data_dir.clone());
+                let cleaned = blocking(move || {
+                    let dir_gone = match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                        _ => Ok(()),
+                    };
+                    dir_gone.and(images.remove_rootfs(&id2).map_err(|e| e.to_string()))
+                })
+                .await;
+                if let Ok(Err(error)) = cleaned {
+                    tracing::warn!(container_id = %id, %error, "cleaning up a failed create failed");
+                }
                 self.lock_index().names.remove(&name);
                 return Err(e);
             }

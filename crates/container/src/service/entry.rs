@@ -6,7 +6,7 @@ use berth_monitor::protocol::Request;
 use tokio::sync::{oneshot, watch};
 
 use crate::life::Life;
-use crate::monitor_client::Conversation;
+use crate::monitor::Conversation;
 use crate::store::{Paths, Record};
 
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub(super) struct PendingAttach {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(super) id: String,
+    /// When it was created (never changes; `ps --filter before/since` read it unlocked).
+    pub(super) created: String,
     pub(super) paths: Paths,
     pub(super) rec: tokio::sync::Mutex<Record>,
     pub(super) life: watch::Sender<Life>,
@@ -32,6 +34,7 @@ impl Entry {
         self.life.send_modify(|l| {
             l.status = r.state.status;
             l.exit_code = r.state.exit_code;
+            l.pid = r.state.pid;
             if exited {
                 l.exits += 1;
             }

@@ -9,9 +9,9 @@ use berth_monitor::protocol::{self, Request, Response};
 use tokio::sync::oneshot;
 
 use super::attach::pump;
-use super::{BoxConn, ContainerService, Result, conflict, invalid};
-use crate::monitor_client::{self, Conversation};
-use crate::store::{self, Status};
+use super::{BoxConn, ContainerService, Result, blocking, conflict, invalid};
+use crate::monitor::{Conversation, Monitor, call_ok};
+use crate::store::{self, Record};
 use crate::{ContainerError, EventBus, spec};
 
 /// A started exec, ready to be run on the hijacked connection.
@@ -25,17 +25,26 @@ pub struct ExecSession {
     pub(super) detach_keys: Vec<u8>,
     pub(super) events: EventBus,
     pub(super) attrs: HashMap<String, String>,
+    pub(super) monitor: Arc<dyn Monitor>,
+}
+
+/// Writes a last message to an exec's client and closes its stream. The client may be
+/// gone already: then there is no one to tell, and the errors are dropped.
+async fn tell_and_close(conn: Option<BoxConn>, bytes: Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    if let Some(mut c) = conn {
+        let _ = c.write_all(&bytes).await;
+        let _ = c.shutdown().await;
+    }
 }
 
 impl ExecSession {
     /// Pumps the exec's stdio over `conn` until it exits (None for a detached exec), recording
     /// the exit code before closing the stream.
     pub async fn run(self, conn: Option<BoxConn>) {
-        use tokio::io::AsyncWriteExt;
         let stdin = self.request.attach_stdin && conn.is_some();
-        let req = Request::Exec(Box::new(self.request));
-        let started = monitor_client::call(&self.socket, &req).await;
-        let (pid, conv) = match started {
+        let req = Request::Exec(Box::new(self.request.clone()));
+        let (pid, conv) = match self.monitor.call(&self.socket, &req).await {
             Ok((Response::ExecStarted { pid }, conv)) => (pid, conv),
             Ok((resp, _)) => {
                 let (message, code) = match resp {
@@ -43,31 +52,19 @@ impl ExecSession {
                     other => (format!("unexpected monitor response {other:?}"), 126),
                 };
                 self.exec.finish(i64::from(code));
-                if let Some(mut c) = conn {
-                    let msg = format!("OCI runtime exec failed: {message}\r\n");
-                    let bytes = if self.tty {
-                        msg.into_bytes()
-                    } else {
-                        berth_api::stdcopy::frame(StreamType::Stdout, msg.as_bytes())
-                    };
-                    let _ = c.write_all(&bytes).await;
-                    let _ = c.shutdown().await;
-                }
-                return;
+                let msg = format!("OCI runtime exec failed: {message}\r\n");
+                let bytes = if self.tty {
+                    msg.into_bytes()
+                } else {
+                    berth_api::stdcopy::frame(StreamType::Stdout, msg.as_bytes())
+                };
+                return tell_and_close(conn, bytes).await;
             }
             Err(e) => {
                 self.exec.finish(126);
-                if let Some(mut c) = conn {
-                    let msg = format!("{e}\r\n");
-                    let _ = c
-                        .write_all(&berth_api::stdcopy::frame(
-                            StreamType::Stderr,
-                            msg.as_bytes(),
-                        ))
-                        .await;
-                    let _ = c.shutdown().await;
-                }
-                return;
+                let msg = format!("{e}\r\n");
+                let bytes = berth_api::stdcopy::frame(StreamType::Stderr, msg.as_bytes());
+                return tell_and_close(conn, bytes).await;
             }
         };
         {
@@ -83,29 +80,38 @@ impl ExecSession {
             &self.exec.container_id,
             attrs.clone(),
         );
+        self.pump_to_exit(conn, conv, stdin).await;
+        attrs.insert("exitCode".into(), self.exec.exit_code().to_string());
+        self.events.publish(
+            EventMessageTypeEnum::CONTAINER,
+            "exec_die",
+            &self.exec.container_id,
+            attrs,
+        );
+    }
+
+    /// Streams until the exec's exit frame and records its code before the client's stream
+    /// closes (the client inspects the exec right after).
+    async fn pump_to_exit(&self, conn: Option<BoxConn>, conv: Conversation, stdin: bool) {
         let (tx, rx) = oneshot::channel();
+        let exec = self.exec.clone();
+        let recorder = async move {
+            if let Ok(code) = rx.await {
+                exec.finish(i64::from(code));
+            }
+        };
         match conn {
             Some(c) => {
                 let (rd, wr) = tokio::io::split(c);
-                // The exit code must be recorded before the client sees EOF (it inspects
-                // the exec right after), so the pump hands it over before closing.
-                let exec = self.exec.clone();
-                let recorder = async move {
-                    if let Ok(code) = rx.await {
-                        exec.finish(i64::from(code));
-                    }
-                };
+                let keys = self.detach_keys.clone();
                 tokio::join!(
-                    pump(conv, rd, wr, self.tty, stdin, self.detach_keys, Some(tx)),
+                    pump(conv, rd, wr, self.tty, stdin, keys, Some(tx)),
                     recorder
                 );
             }
             None => {
-                let exec = self.exec.clone();
                 drain_exec(conv, tx).await;
-                if let Ok(code) = rx.await {
-                    exec.finish(i64::from(code));
-                }
+                recorder.await;
             }
         }
         // The monitor closed without an exit frame: the container went away.
@@ -118,13 +124,6 @@ impl ExecSession {
         {
             self.exec.finish(137);
         }
-        attrs.insert("exitCode".into(), self.exec.exit_code().to_string());
-        self.events.publish(
-            EventMessageTypeEnum::CONTAINER,
-            "exec_die",
-            &self.exec.container_id,
-            attrs,
-        );
     }
 }
 
@@ -143,6 +142,7 @@ pub(super) async fn drain_exec(conv: Conversation, tx: oneshot::Sender<i32>) {
         if header[0] == protocol::EXIT_FRAME
             && let Ok(b) = <[u8; 4]>::try_from(&buf[..])
         {
+            // The receiver waits in `pump_to_exit` until this sends or drops.
             let _ = tx.send(i32::from_be_bytes(b));
             return;
         }
@@ -189,22 +189,7 @@ impl ContainerService {
     pub async fn exec_create(&self, reference: &str, config: ExecConfig) -> Result<String> {
         let entry = self.lookup(reference)?;
         let rec = entry.rec.lock().await;
-        match rec.state.status {
-            Status::Running => {}
-            Status::Paused => {
-                return Err(conflict(format!(
-                    "Container {} is paused, unpause the container before exec",
-                    rec.id
-                )));
-            }
-            Status::Restarting => {
-                return Err(conflict(format!(
-                    "Container {} is restarting, wait until the container is running",
-                    rec.id
-                )));
-            }
-            _ => return Err(conflict(format!("Container {} is not running", rec.id))),
-        }
+        rec.state.status.can_exec(&rec.id)?;
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(invalid("No exec command specified"));
         }
@@ -244,18 +229,7 @@ impl ContainerService {
         let exec = self.exec_entry(exec_id)?;
         let entry = self.lookup(&exec.container_id)?;
         let rec = entry.rec.lock().await.clone();
-        if rec.state.status != Status::Running {
-            return Err(conflict(format!("Container {} is not running", rec.id)));
-        }
-        {
-            let mut st = exec.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.started {
-                return Err(conflict(format!(
-                    "Error: Exec command {exec_id} is already running"
-                )));
-            }
-            st.started = true;
-        }
+        rec.state.status.can_exec_start(&rec.id)?;
         let base = entry
             .spec
             .lock()
@@ -264,37 +238,16 @@ impl ContainerService {
             .ok_or_else(|| conflict(format!("Container {} is not running", rec.id)))?;
         let c = &exec.config;
         let tty = config.tty.or(c.tty).unwrap_or(false);
-        let mut process = base.process().clone().unwrap_or_default();
-        process.set_args(Some(c.cmd.clone().unwrap_or_default()));
-        process.set_terminal(Some(tty));
-        let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-        for kv in c.env.iter().flatten() {
-            let k = kv.split('=').next().unwrap_or("");
-            env.retain(|e| e.split('=').next() != Some(k));
-            env.push(kv.clone());
-        }
-        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
-        process.set_env(Some(env));
-        if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {
-            process.set_cwd(PathBuf::from(w));
-        }
-        if let Some(u) = c.user.as_ref().filter(|u| !u.is_empty()) {
-            let rootfs = self.images.rootfs(&rec.id, &rec.image_id).map_err(|e| {
-                ContainerError::Internal {
-                    message: e.to_string(),
-                }
-            })?;
-            let user = spec::resolve_user(u, &rootfs)?;
-            process.set_user(spec::oci_user(&user));
-        }
-        if c.privileged.unwrap_or(false) {
-            process.set_capabilities(Some(spec::process_capabilities(&spec::all_capabilities())?));
-        }
         let size = spec::console_size(config.console_size.as_ref().or(c.console_size.as_ref()));
-        if let Some(size) = size {
-            process.set_console_size(Some(spec::console_box(size)?));
+        let process = self.exec_process(&rec, &base, c, tty, size).await?;
+        {
+            let mut st = exec.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.started {
+                return Err(conflict(format!(
+                    "Error: Exec command {exec_id} is already running"
+                )));
+            }
+            st.started = true;
         }
         Ok(ExecSession {
             tty,
@@ -312,7 +265,49 @@ impl ContainerService {
             },
             events: self.events.clone(),
             attrs: Self::attrs(&rec),
+            monitor: self.monitor.clone(),
         })
+    }
+
+    /// The exec's process: the container's, with the exec's command, env, cwd, user,
+    /// terminal and (`--privileged`) capabilities.
+    async fn exec_process(
+        &self,
+        rec: &Record,
+        base: &berth_runtime::Spec,
+        c: &ExecConfig,
+        tty: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<berth_runtime::Process> {
+        let mut process = base.process().clone().unwrap_or_default();
+        process.set_args(Some(c.cmd.clone().unwrap_or_default()));
+        process.set_terminal(Some(tty));
+        let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+        for kv in c.env.iter().flatten() {
+            let k = kv.split('=').next().unwrap_or("");
+            env.retain(|e| e.split('=').next() != Some(k));
+            env.push(kv.clone());
+        }
+        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        process.set_env(Some(env));
+        if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {
+            process.set_cwd(PathBuf::from(w));
+        }
+        if let Some(u) = c.user.clone().filter(|u| !u.is_empty()) {
+            let rootfs = self.images.rootfs(&rec.id, &rec.image_id)?;
+            // passwd and group of every layer: disk reads, off the async threads.
+            let user = blocking(move || spec::resolve_user(&u, &rootfs)).await??;
+            process.set_user(spec::oci_user(&user));
+        }
+        if c.privileged.unwrap_or(false) {
+            process.set_capabilities(Some(spec::process_capabilities(&spec::all_capabilities())?));
+        }
+        if let Some(size) = size {
+            process.set_console_size(Some(spec::console_box(size)?));
+        }
+        Ok(process)
     }
 
     /// `GET /exec/{id}/json`.
@@ -347,7 +342,8 @@ impl ContainerService {
         let exec = self.exec_entry(exec_id)?;
         let pid = exec.state.lock().unwrap_or_else(|p| p.into_inner()).pid as i32;
         let entry = self.lookup(&exec.container_id)?;
-        monitor_client::call_ok(
+        call_ok(
+            &*self.monitor,
             &entry.paths.socket(),
             &Request::ExecResize { pid, height, width },
         )

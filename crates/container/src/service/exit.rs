@@ -1,44 +1,17 @@
 //! Exits: the watcher of a run's `Wait` conversation, recording an exit, `--rm`, the restart
 //! policy, and finding running monitors again after a daemon restart.
 use std::sync::Arc;
-use std::time::Duration;
 
-use berth_api::models::RestartPolicyNameEnum;
 use berth_monitor::protocol::{self, ExitStatus, Request, Response};
 
 use super::entry::Entry;
-use super::{ContainerService, Result};
-use crate::ContainerError;
-use crate::monitor_client::{self, Conversation};
+use super::restart_policy;
+use super::{ContainerService, blocking};
+use crate::monitor::Conversation;
 use crate::store::{self, Paths, Record, Status};
 
-/// Opens the `Wait` conversation without waiting for its answer.
-pub(super) async fn begin_wait(socket: &std::path::Path) -> Result<Conversation> {
-    use tokio::io::AsyncWriteExt;
-    let stream =
-        tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| ContainerError::Internal {
-                message: format!("container monitor is not answering: {e}"),
-            })?;
-    let (rd, mut writer) = stream.into_split();
-    let mut line = serde_json::to_vec(&Request::Wait).map_err(|e| ContainerError::Internal {
-        message: e.to_string(),
-    })?;
-    line.push(b'\n');
-    writer
-        .write_all(&line)
-        .await
-        .map_err(|e| ContainerError::Internal {
-            message: e.to_string(),
-        })?;
-    Ok(Conversation {
-        reader: tokio::io::BufReader::new(rd),
-        writer,
-    })
-}
-
-pub(super) async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
+/// Reads the exit line of a `Wait` conversation (None if the monitor went away first).
+async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
     use tokio::io::AsyncBufReadExt;
     let mut line = String::new();
     wait.reader.read_line(&mut line).await.ok()?;
@@ -48,9 +21,34 @@ pub(super) async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
     }
 }
 
-pub(super) fn read_exit_file(paths: &Paths) -> Option<ExitStatus> {
+/// The exit the monitor wrote to the run dir, if any (a small file, read inline).
+fn read_exit_file(paths: &Paths) -> Option<ExitStatus> {
     let b = std::fs::read(paths.run_dir.join(protocol::EXIT_FILE)).ok()?;
     serde_json::from_slice(&b).ok()
+}
+
+/// The exit recorded when neither the monitor nor its exit file tells one.
+fn monitor_disappeared() -> ExitStatus {
+    ExitStatus {
+        exit_code: 255,
+        finished_at: store::now_rfc3339(),
+        oom_killed: false,
+        error: Some("container monitor disappeared".into()),
+    }
+}
+
+/// What an exit does to a record: the state of the run that ended.
+fn apply_exit(rec: &mut Record, exit: &ExitStatus, started: bool) {
+    if started || rec.state.status != Status::Created {
+        rec.state.status = Status::Exited;
+        rec.state.finished_at = exit.finished_at.clone();
+        rec.state.oom_killed = exit.oom_killed;
+    }
+    rec.state.exit_code = i64::from(exit.exit_code);
+    if let Some(e) = &exit.error {
+        rec.state.error = e.clone();
+    }
+    rec.state.pid = 0;
 }
 
 impl ContainerService {
@@ -58,38 +56,33 @@ impl ContainerService {
     pub(super) async fn reconcile(&self, entry: Arc<Entry>) {
         let socket = entry.paths.socket();
         if let Ok((Response::State { status, .. }, _)) =
-            monitor_client::call(&socket, &Request::State).await
+            self.monitor.call(&socket, &Request::State).await
             && status != protocol::Status::Exited
-            && let Ok(wait) = begin_wait(&socket).await
+            && let Ok(wait) = self.monitor.begin_wait(&socket).await
         {
-            if let Ok(b) = std::fs::read(entry.paths.run_dir.join(protocol::SPEC_FILE)) {
-                *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) =
-                    serde_json::from_slice(&b).ok();
-            }
+            // The spec (with its seccomp profile) is tens of KiB: read off the async threads.
+            let path = entry.paths.run_dir.join(protocol::SPEC_FILE);
+            let spec = blocking(move || std::fs::read(path).ok())
+                .await
+                .ok()
+                .flatten();
+            *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) =
+                spec.and_then(|b| serde_json::from_slice(&b).ok());
             self.spawn_exit_watcher(entry, wait, true);
             return;
         }
-        let exit = read_exit_file(&entry.paths).unwrap_or_else(|| ExitStatus {
-            exit_code: 255,
-            finished_at: store::now_rfc3339(),
-            oom_killed: false,
-            error: Some("container monitor disappeared".into()),
-        });
+        let exit = read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared);
         self.handle_exit(entry, exit, true).await;
     }
 
+    /// Waits, in a task of its own, for the exit line of `wait` and applies it.
     pub(super) fn spawn_exit_watcher(&self, entry: Arc<Entry>, wait: Conversation, started: bool) {
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            let exit = read_wait(wait)
-                .await
-                .or_else(|| read_exit_file(&entry.paths))
-                .unwrap_or_else(|| ExitStatus {
-                    exit_code: 255,
-                    finished_at: store::now_rfc3339(),
-                    oom_killed: false,
-                    error: Some("container monitor disappeared".into()),
-                });
+            let exit = match read_wait(wait).await {
+                Some(exit) => exit,
+                None => read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared),
+            };
             me.handle_exit(entry, exit, started).await;
         });
     }
@@ -97,80 +90,122 @@ impl ContainerService {
     /// Applies an exit: state, events, waiters, then `--rm` or the restart policy.
     pub(super) async fn handle_exit(&self, entry: Arc<Entry>, exit: ExitStatus, started: bool) {
         let mut rec = entry.rec.lock().await;
-        if !started && rec.state.status == Status::Created {
-            rec.state.exit_code = i64::from(exit.exit_code);
-            if let Some(e) = &exit.error {
-                rec.state.error = e.clone();
-            }
-        } else {
-            rec.state.status = Status::Exited;
-            rec.state.exit_code = i64::from(exit.exit_code);
-            rec.state.finished_at = exit.finished_at.clone();
-            rec.state.oom_killed = exit.oom_killed;
-            if let Some(e) = &exit.error {
-                rec.state.error = e.clone();
-            }
-        }
-        rec.state.pid = 0;
+        apply_exit(&mut rec, &exit, started);
         self.release_networks(&rec.id).await;
         *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let _ = std::fs::remove_dir_all(&entry.paths.run_dir);
-        let _ = store::save(&entry.paths, &rec, false);
+        let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
+        let restart = started && !auto_remove && restart_policy::should_restart(&rec);
+        if restart {
+            rec.state.status = Status::Restarting;
+        }
+        // The run dir holds exit.json: it goes only once the record holds the exit, so a
+        // failed write leaves the next daemon the evidence.
+        match self.save(&entry, &rec).await {
+            Ok(()) => self.remove_run_dir(&entry).await,
+            Err(error) => {
+                tracing::error!(container_id = %entry.id, %error, "recording an exit failed; its run dir is kept");
+            }
+        }
         if started {
             if exit.oom_killed {
                 self.publish(&rec, "oom", &[]);
             }
             self.publish(&rec, "die", &[("exitCode", exit.exit_code.to_string())]);
         }
-        let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
-        let restart = started && !auto_remove && self.should_restart(&rec);
-        if restart {
-            rec.state.status = Status::Restarting;
-            let _ = store::save(&entry.paths, &rec, false);
-        }
         entry.set_life(&rec, true, false);
         if auto_remove {
             drop(rec);
-            let _ = self.remove_entry(&entry, true).await;
+            if let Err(error) = self.remove_entry(&entry, true).await {
+                tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after its exit failed");
+            }
             return;
         }
         if restart {
-            let backoff = Duration::from_millis(100u64 << rec.restart_count.clamp(0, 9));
+            let backoff = restart_policy::backoff(rec.restart_count);
             drop(rec);
             let Some(me) = self.me.upgrade() else { return };
             tokio::spawn(async move {
                 tokio::time::sleep(backoff).await;
-                let mut rec = entry.rec.lock().await;
-                if rec.state.status != Status::Restarting {
-                    return;
-                }
-                rec.restart_count += 1;
-                if me.start_locked(&entry, &mut rec).await.is_ok() {
-                    me.publish(&rec, "restart", &[]);
-                } else {
-                    rec.state.status = Status::Exited;
-                    let _ = store::save(&entry.paths, &rec, false);
-                    entry.set_life(&rec, false, false);
-                }
+                me.restart_by_policy(&entry).await;
             });
         }
     }
 
-    pub(super) fn should_restart(&self, rec: &Record) -> bool {
-        let Some(rp) = rec.host_config.restart_policy.as_ref() else {
-            return false;
-        };
-        match rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY) {
-            RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => {
-                !rec.manually_stopped
-            }
-            RestartPolicyNameEnum::ON_FAILURE => {
-                let max = rp.maximum_retry_count.unwrap_or(0);
-                !rec.manually_stopped
-                    && rec.state.exit_code != 0
-                    && (max == 0 || rec.restart_count < max)
-            }
-            _ => false,
+    /// The restart the policy decided, after its backoff (unless `stop`/`rm` came first).
+    async fn restart_by_policy(&self, entry: &Arc<Entry>) {
+        let mut rec = entry.rec.lock().await;
+        if rec.state.status != Status::Restarting {
+            return;
         }
+        rec.restart_count += 1;
+        match self.start_locked(entry, &mut rec).await {
+            Ok(()) => self.publish(&rec, "restart", &[]),
+            Err(error) => {
+                tracing::warn!(container_id = %entry.id, %error, "restart by policy failed");
+                rec.state.status = Status::Exited;
+                self.save_or_log(entry, &rec).await;
+                entry.set_life(&rec, false, false);
+            }
+        }
+    }
+
+    /// Removes a run's directory (its bundle, socket and exit file) off the async threads.
+    pub(super) async fn remove_run_dir(&self, entry: &Entry) {
+        let dir = entry.paths.run_dir.clone();
+        let removed = blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(container_id = %entry.id, %error, "removing the run dir failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: i32) -> ExitStatus {
+        ExitStatus {
+            exit_code: code,
+            finished_at: "2026-01-01T00:00:00Z".into(),
+            oom_killed: code == 137,
+            error: None,
+        }
+    }
+
+    fn record(status: Status) -> Record {
+        let mut r: Record = serde_json::from_value(serde_json::json!({
+            "id": "c", "name": "n", "created": "", "path": "true", "args": [],
+            "config": {}, "host_config": {}, "image_id": "sha256:x",
+        }))
+        .expect("a minimal record decodes");
+        r.state.status = status;
+        r.state.pid = 42;
+        r
+    }
+
+    #[test]
+    fn an_exit_of_a_run_records_exited() {
+        let mut r = record(Status::Running);
+        apply_exit(&mut r, &exit(137), true);
+        assert_eq!(r.state.status, Status::Exited);
+        assert_eq!((r.state.exit_code, r.state.pid), (137, 0));
+        assert!(r.state.oom_killed);
+        assert_eq!(r.state.finished_at, "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_failed_first_start_stays_created_with_its_error() {
+        let mut r = record(Status::Created);
+        let mut e = exit(127);
+        e.error = Some("exec: \"nope\": executable file not found in $PATH".into());
+        apply_exit(&mut r, &e, false);
+        assert_eq!(r.state.status, Status::Created);
+        assert_eq!(r.state.exit_code, 127);
+        assert!(r.state.error.contains("executable file not found"));
+        assert_eq!(r.state.finished_at, store::ZERO_TIME);
     }
 }

@@ -10,10 +10,17 @@ use crate::store::{Record, Status};
 impl ContainerService {
     /// `GET /containers/{id}/json?size=`.
     pub async fn inspect(&self, reference: &str, size: bool) -> Result<ContainerInspectResponse> {
-        let _ = size;
         let entry = self.lookup(reference)?;
         let r = entry.rec.lock().await.clone();
-        Ok(self.inspect_record(&entry, &r))
+        let mut resp = self.inspect_record(&entry, &r);
+        if size {
+            let sizes = self.sizes(std::slice::from_ref(&r)).await?;
+            if let Some((rw, root_fs)) = sizes.first() {
+                resp.size_rw = Some(*rw);
+                resp.size_root_fs = Some(*root_fs);
+            }
+        }
+        Ok(resp)
     }
 
     pub(super) fn inspect_record(&self, entry: &Entry, r: &Record) -> ContainerInspectResponse {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use berth_api::models::ContainerSummary;
 
 use super::entry::Entry;
-use super::{ContainerService, Result, invalid};
-use crate::ContainerError;
+use super::filters::{self, ListFilter};
+use super::{ContainerService, Result, blocking};
 use crate::life::Life;
 use crate::store::{Record, Status};
 
@@ -32,14 +32,6 @@ pub struct Counts {
     pub paused: usize,
     /// Stopped (created, exited) containers.
     pub stopped: usize,
-}
-
-pub(super) fn label_matches(labels: Option<&HashMap<String, String>>, filter: &str) -> bool {
-    let Some(labels) = labels else { return false };
-    match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(filter),
-    }
 }
 
 /// Docker's `Up 5 minutes`, `Exited (0) 3 seconds ago`, `Created`.
@@ -75,111 +67,84 @@ pub(super) fn status_text(r: &Record) -> String {
 impl ContainerService {
     /// `GET /containers/json`.
     pub async fn list(&self, options: ListOptions) -> Result<Vec<ContainerSummary>> {
+        let f = &options.filters;
+        filters::check(f)?;
+        let filter = ListFilter {
+            filters: f,
+            ancestors: f
+                .get("ancestor")
+                .into_iter()
+                .flatten()
+                .filter_map(|a| self.images.resolve(a).ok().map(|i| i.id))
+                .collect(),
+            before: self.created_of(f.get("before"))?,
+            since: self.created_of(f.get("since"))?,
+        };
         let entries: Vec<Arc<Entry>> = self.lock_index().by_id.values().cloned().collect();
         let mut recs = Vec::with_capacity(entries.len());
         for e in entries {
             recs.push(e.rec.lock().await.clone());
         }
         recs.sort_by(|a, b| b.created.cmp(&a.created));
-        let f = &options.filters;
-        let ancestors: Vec<String> = f
-            .get("ancestor")
-            .into_iter()
-            .flatten()
-            .filter_map(|a| self.images.resolve(a).ok().map(|i| i.id))
-            .collect();
-        let created_of = |r: &str| -> Option<String> {
-            let e = self.lookup(r).ok()?;
-            e.rec.try_lock().ok().map(|r| r.created.clone())
-        };
-        let before = f
-            .get("before")
-            .and_then(|v| v.first())
-            .map(|r| {
-                created_of(r).ok_or_else(|| ContainerError::NotFound {
-                    reference: r.clone(),
-                })
-            })
-            .transpose()?;
-        let since = f
-            .get("since")
-            .and_then(|v| v.first())
-            .map(|r| {
-                created_of(r).ok_or_else(|| ContainerError::NotFound {
-                    reference: r.clone(),
-                })
-            })
-            .transpose()?;
-        for key in f.keys() {
-            if ![
-                "id", "name", "status", "label", "ancestor", "exited", "before", "since",
-                "network", "volume", "health", "is-task", "expose", "publish",
-            ]
-            .contains(&key.as_str())
-            {
-                return Err(invalid(format!("invalid filter '{key}'")));
-            }
-        }
-        for s in f.get("status").into_iter().flatten() {
-            if ![
-                "created",
-                "restarting",
-                "running",
-                "removing",
-                "paused",
-                "exited",
-                "dead",
-            ]
-            .contains(&s.as_str())
-            {
-                return Err(invalid(format!("invalid filter 'status={s}'")));
-            }
-        }
-        let all = options.all
-            || options.limit.is_some()
-            || f.contains_key("status")
-            || f.contains_key("exited");
+        let all = options.all || options.limit.is_some() || filter.wants_all();
         let mut out = Vec::new();
+        let mut listed = Vec::new();
         for r in recs {
-            if !all && !r.state.status.is_alive() && r.state.status != Status::Restarting {
+            if !all && !r.state.status.is_up() {
                 continue;
             }
-            let ok = f
-                .get("id")
-                .is_none_or(|v| v.iter().any(|p| r.id.starts_with(p.as_str())))
-                && f.get("name")
-                    .is_none_or(|v| v.iter().any(|n| r.name.contains(n.trim_start_matches('/'))))
-                && f.get("status")
-                    .is_none_or(|v| v.iter().any(|s| s == r.state.status.as_str()))
-                && f.get("label")
-                    .is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l)))
-                && f.get("ancestor").is_none_or(|v| {
-                    ancestors.contains(&r.image_id)
-                        || v.iter().any(|a| Some(a) == r.config.image.as_ref())
-                })
-                && f.get("exited").is_none_or(|v| {
-                    r.state.status == Status::Exited
-                        && v.iter()
-                            .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
-                })
-                && f.get("volume").is_none_or(|v| {
-                    v.iter().any(|x| {
-                        r.mount_points
-                            .iter()
-                            .any(|m| m.name == *x || m.source == *x || m.destination == *x)
-                    })
-                })
-                && before.as_ref().is_none_or(|b| r.created < *b)
-                && since.as_ref().is_none_or(|s| r.created > *s)
-                && self.network_filters_match(&r, f);
-            if ok {
+            if filter.matches(&r) && self.network_filters_match(&r, f) {
                 out.push(self.summary(&r));
+                listed.push(r);
             }
             if options.limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
         }
+        if options.size {
+            let sizes = self.sizes(&listed).await?;
+            for (summary, (rw, root_fs)) in out.iter_mut().zip(sizes) {
+                summary.size_rw = Some(rw);
+                summary.size_root_fs = Some(root_fs);
+            }
+        }
         Ok(out)
+    }
+
+    /// The `Created` time of the container a `before=`/`since=` filter names.
+    fn created_of(&self, reference: Option<&Vec<String>>) -> Result<Option<String>> {
+        match reference.and_then(|v| v.first()) {
+            Some(r) => Ok(Some(self.lookup(r)?.created.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// Docker's `SizeRw` (bytes in the writable layer) and `SizeRootFs` (that plus the
+    /// image's size) of each record, walked on a blocking thread.
+    pub(super) async fn sizes(&self, recs: &[Record]) -> Result<Vec<(i64, i64)>> {
+        let images = self.images.clone();
+        let wanted: Vec<(String, String)> = recs
+            .iter()
+            .map(|r| (r.id.clone(), r.image_id.clone()))
+            .collect();
+        blocking(move || {
+            wanted
+                .iter()
+                .map(|(id, image_id)| {
+                    let rw = images
+                        .rootfs(id, image_id)
+                        .map(|d| berth_volume::service::dir_size(&d.upperdir))
+                        .unwrap_or(0);
+                    let image = images.resolve(image_id).map(|i| i.size).unwrap_or(0);
+                    let rw = i64::try_from(rw).unwrap_or(i64::MAX);
+                    (
+                        rw,
+                        rw.saturating_add(i64::try_from(image).unwrap_or(i64::MAX)),
+                    )
+                })
+                .collect()
+        })
+        .await
     }
 
     pub(super) fn summary(&self, r: &Record) -> ContainerSummary {

@@ -6,16 +6,20 @@
 //! The monitor of a running container owns its process; the service talks to it over its socket
 //! and learns of the exit through a `Wait` conversation opened before the process starts.
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use berth_api::models::EventMessageTypeEnum;
+use berth_errdefs::Classify;
+use berth_errdefs::ErrorKind;
 use berth_image::ImageStore;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use berth_volume::VolumeService;
 
+use crate::monitor::Monitor;
+use crate::monitor_client::MonitorClient;
 use crate::store::{self, Paths, Record, Status};
 use crate::{ContainerError, EventBus, spec};
 
@@ -26,12 +30,14 @@ mod create;
 mod entry;
 mod exec;
 mod exit;
+mod filters;
 mod inspect;
 mod list;
 mod mounts;
 mod network;
 mod pause;
 mod remove;
+mod restart_policy;
 mod rootfs;
 mod start;
 mod stats;
@@ -92,8 +98,8 @@ pub struct ContainerService {
     index: std::sync::Mutex<Index>,
     execs: std::sync::Mutex<HashMap<String, Arc<ExecEntry>>>,
     me: Weak<ContainerService>,
-    /// `cfg.exe` as a descriptor no one can write through; monitors run from it.
-    sealed_exe: std::os::fd::OwnedFd,
+    /// The monitor side: spawns monitors and talks to them.
+    monitor: Arc<dyn Monitor>,
 }
 
 fn conflict(message: impl Into<String>) -> ContainerError {
@@ -116,12 +122,22 @@ fn io_err(
     move |source| ContainerError::Io { op, path, source }
 }
 
+/// Runs blocking work (disk, processes, netlink) off the async threads; see "Blocking work"
+/// in `docs/architecture.md` for what must go through here.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ContainerError::Internal {
-            message: format!("background task failed: {e}"),
-        })
+        .map_err(|source| ContainerError::Task { source })
+}
+
+/// An image lookup's error, keeping its class: only a missing image is `No such image` (a
+/// 404 makes `docker run` pull); an invalid or ambiguous reference stays a bad request.
+fn image_lookup_error(reference: &str) -> impl FnOnce(berth_image::ImageError) -> ContainerError {
+    let reference = reference.to_string();
+    move |source| match source.kind() {
+        ErrorKind::NotFound => ContainerError::ImageNotFound { reference, source },
+        _ => ContainerError::Image { source },
+    }
 }
 
 fn parse_signal(s: &str) -> Result<i32> {
@@ -130,23 +146,35 @@ fn parse_signal(s: &str) -> Result<i32> {
 
 impl ContainerService {
     /// Loads every container from disk, reconnects to running monitors, cleans up leftovers.
+    /// Monitors are processes run from a sealed copy of `config.exe`.
     pub async fn open(
         config: ServiceConfig,
         images: Arc<ImageStore>,
         volumes: Arc<VolumeService>,
         events: EventBus,
     ) -> Result<Arc<Self>> {
-        for d in [
-            config.data_root.join("containers"),
-            config.run_root.join("containers"),
-        ] {
-            std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
-        }
-        let sealed_exe = berth_runtime::sealed_executable(&config.exe)
-            .map_err(io_err("seal for monitors", &config.exe))?;
+        let monitor = {
+            let exe = config.exe.clone();
+            blocking(move || MonitorClient::new(&exe)).await??
+        };
+        Self::open_with(config, images, volumes, events, Arc::new(monitor)).await
+    }
+
+    /// [`ContainerService::open`] with the monitor side given (a fake in unit tests).
+    pub async fn open_with(
+        config: ServiceConfig,
+        images: Arc<ImageStore>,
+        volumes: Arc<VolumeService>,
+        events: EventBus,
+        monitor: Arc<dyn Monitor>,
+    ) -> Result<Arc<Self>> {
+        let records = {
+            let (data_root, run_root) = (config.data_root.clone(), config.run_root.clone());
+            blocking(move || load_records(&data_root, &run_root)).await??
+        };
         let svc = Arc::new_cyclic(|me| ContainerService {
-            sealed_exe,
-            cfg: config.clone(),
+            monitor,
+            cfg: config,
             images,
             volumes,
             events,
@@ -154,35 +182,22 @@ impl ContainerService {
             execs: std::sync::Mutex::new(HashMap::new()),
             me: me.clone(),
         });
-        let records = {
-            let root = config.data_root.clone();
-            blocking(move || store::load_all(&root)).await?
-        };
         let mut to_reconcile = Vec::new();
         {
             let mut idx = svc.lock_index();
             for r in records {
                 let status = r.state.status;
-                let entry = svc.new_entry(r.clone());
                 for m in &r.mount_points {
                     if !m.name.is_empty() {
                         svc.volumes.acquire(&m.name, &r.id);
                     }
                 }
                 idx.names.insert(r.name.clone(), r.id.clone());
-                idx.by_id.insert(r.id.clone(), entry.clone());
-                if status.is_alive() || status == Status::Restarting || status == Status::Removing {
+                let id = r.id.clone();
+                let entry = svc.new_entry(r);
+                idx.by_id.insert(id, entry.clone());
+                if status.is_up() || status == Status::Removing {
                     to_reconcile.push(entry);
-                }
-            }
-        }
-        // Run dirs with no record are leftovers of a crash.
-        if let Ok(dirs) = std::fs::read_dir(config.run_root.join("containers")) {
-            let idx = svc.lock_index();
-            for d in dirs.flatten() {
-                let name = d.file_name().to_string_lossy().to_string();
-                if !idx.by_id.contains_key(&name) {
-                    let _ = std::fs::remove_dir_all(d.path());
                 }
             }
         }
@@ -205,11 +220,13 @@ impl ContainerService {
         let (life, _) = watch::channel(Life {
             status: r.state.status,
             exit_code: r.state.exit_code,
+            pid: r.state.pid,
             exits: 0,
             removed: false,
         });
         Arc::new(Entry {
             id: r.id.clone(),
+            created: r.created.clone(),
             paths: Paths::new(&self.cfg.data_root, &self.cfg.run_root, &r.id),
             rec: tokio::sync::Mutex::new(r),
             life,
@@ -269,6 +286,22 @@ impl ContainerService {
         )
     }
 
+    /// Writes a container's record, on a blocking thread (how every record write after
+    /// create's goes). For a change the client asked for: a failure fails the request.
+    async fn save(&self, entry: &Entry, rec: &Record) -> Result<()> {
+        let (paths, rec) = (entry.paths.clone(), rec.clone());
+        blocking(move || store::save(&paths, &rec, false)).await?
+    }
+
+    /// [`Self::save`] for a change that has already happened (an exit, a started process):
+    /// the record cannot refuse it, so a failed write is logged, and the next daemon
+    /// reconciles the record with the monitor's state.
+    async fn save_or_log(&self, entry: &Entry, rec: &Record) {
+        if let Err(error) = self.save(entry, rec).await {
+            tracing::error!(container_id = %entry.id, %error, status = rec.state.status.as_str(), "saving the container record failed");
+        }
+    }
+
     /// Called when the daemon stops. There is nothing to stop: each running container is
     /// owned by its monitor and keeps running, and a restart that was pending is made by the
     /// next daemon, which applies the restart policy when it finds the container exited.
@@ -277,4 +310,24 @@ impl ContainerService {
 
 fn rec_id_short(id: &str) -> &str {
     &id[..12.min(id.len())]
+}
+
+/// Every record on disk, after removing the run dirs that have no record (leftovers of a
+/// crash between creating a run dir and writing the record, or of a removal).
+fn load_records(data_root: &Path, run_root: &Path) -> Result<Vec<Record>> {
+    for d in [data_root.join("containers"), run_root.join("containers")] {
+        std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+    }
+    let records = store::load_all(data_root);
+    let known: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    if let Ok(dirs) = std::fs::read_dir(run_root.join("containers")) {
+        for d in dirs.flatten() {
+            if !known.contains(d.file_name().to_string_lossy().as_ref())
+                && let Err(error) = std::fs::remove_dir_all(d.path())
+            {
+                tracing::warn!(path = %d.path().display(), %error, "removing a leftover run dir failed");
+            }
+        }
+    }
+    Ok(records)
 }

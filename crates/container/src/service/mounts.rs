@@ -111,7 +111,9 @@ pub(super) fn materialize(
     if let Err(e) = result {
         release_mounts(volumes, id, &points, false);
         for name in made {
-            let _ = volumes.remove(&name, true);
+            if let Err(error) = volumes.remove(&name, true) {
+                tracing::warn!(volume = %name, %error, "removing a volume made for a failed create failed");
+            }
         }
         return Err(e);
     }
@@ -150,9 +152,7 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
     if !is_empty_dir(data) {
         return Ok(());
     }
-    let target = Root::open(data).map_err(|e| ContainerError::Internal {
-        message: format!("open volume {}: {e}", data.display()),
-    })?;
+    let target = Root::open(data).map_err(super::io_err("open volume", data))?;
     for layer in rootfs.lowerdirs.iter().rev() {
         let Ok(root) = Root::open(layer) else {
             continue;
@@ -165,12 +165,11 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
         }
         // The volume's root takes the owner and mode of the image's directory (as Docker).
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::os::unix::fs::chown(data, Some(st.st_uid), Some(st.st_gid));
-        let _ =
-            std::fs::set_permissions(data, std::fs::Permissions::from_mode(st.st_mode & 0o7777));
-        let (reader, writer) = std::io::pipe().map_err(|e| ContainerError::Internal {
-            message: format!("pipe: {e}"),
-        })?;
+        std::os::unix::fs::chown(data, Some(st.st_uid), Some(st.st_gid))
+            .map_err(super::io_err("chown", data))?;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(st.st_mode & 0o7777))
+            .map_err(super::io_err("chmod", data))?;
+        let (reader, writer) = std::io::pipe().map_err(super::io_err("pipe for", data))?;
         let src = format!("{}/.", destination.trim_end_matches('/'));
         let producer = std::thread::spawn(move || {
             archive::write_tar(&root, &src, ".", "image", writer).map(drop)

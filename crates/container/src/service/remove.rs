@@ -5,9 +5,9 @@ use std::sync::Arc;
 use berth_api::models::ContainerPruneResponse;
 
 use super::entry::Entry;
-use super::list::label_matches;
-use super::{ContainerService, Result, blocking, conflict, io_err, mounts};
-use crate::store::Status;
+use super::filters::label_matches;
+use super::{ContainerService, Result, blocking, io_err, mounts};
+use crate::store::{Paths, Status};
 
 impl ContainerService {
     /// `DELETE /containers/{id}?force=&v=`.
@@ -15,39 +15,19 @@ impl ContainerService {
         let entry = self.lookup(reference)?;
         {
             let mut rec = entry.rec.lock().await;
-            match rec.state.status {
-                Status::Running | Status::Paused | Status::Restarting if !force => {
-                    let what = if rec.state.status == Status::Paused {
-                        "paused"
-                    } else if rec.state.status == Status::Restarting {
-                        "restarting"
-                    } else {
-                        "running"
-                    };
-                    return Err(conflict(format!(
-                        "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
-                        rec.name
-                    )));
-                }
-                Status::Removing => {
-                    return Err(conflict(format!(
-                        "removal of container {} is already in progress",
-                        rec.id
-                    )));
-                }
-                Status::Restarting => {
-                    rec.state.status = Status::Exited;
-                    entry.set_life(&rec, false, false);
-                }
-                _ => {}
+            rec.state.status.can_remove(force, &rec.name, &rec.id)?;
+            if rec.state.status == Status::Restarting {
+                rec.state.status = Status::Exited;
+                entry.set_life(&rec, false, false);
             }
             if rec.state.status.is_alive() {
                 rec.manually_stopped = true;
                 rec.host_config.auto_remove = Some(false);
                 let paused = rec.state.status == Status::Paused;
                 drop(rec);
-                if paused {
-                    let _ = self.unpause(reference).await;
+                if paused && let Err(error) = self.unpause(reference).await {
+                    // SIGKILL ends a frozen process too.
+                    tracing::warn!(container_id = %entry.id, %error, "unpausing before rm -f failed");
                 }
                 self.stop_entry(&entry, libc::SIGKILL, 0).await;
             }
@@ -55,6 +35,8 @@ impl ContainerService {
         self.remove_entry(&entry, volumes).await
     }
 
+    /// Removes a stopped container: its writable layer, run dir, data dir, name, execs and
+    /// volumes. If the writable layer cannot be removed, nothing is and the container stays.
     pub(super) async fn remove_entry(
         &self,
         entry: &Arc<Entry>,
@@ -64,21 +46,14 @@ impl ContainerService {
         if entry.life.borrow().removed {
             return Ok(());
         }
+        let before = rec.state.status;
         rec.state.status = Status::Removing;
         let (images, id, paths) = (self.images.clone(), rec.id.clone(), entry.paths.clone());
-        blocking(move || {
-            let _ = images.remove_rootfs(&id);
-            let _ = std::fs::remove_dir_all(&paths.run_dir);
-            std::fs::remove_dir_all(&paths.data_dir).or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-        })
-        .await?
-        .map_err(io_err("remove", &entry.paths.data_dir))?;
+        let removed = blocking(move || remove_files(&images, &id, &paths)).await;
+        if let Err(e) = removed.and_then(|r| r) {
+            rec.state.status = before;
+            return Err(e);
+        }
         {
             let mut idx = self.lock_index();
             idx.by_id.remove(&rec.id);
@@ -113,7 +88,7 @@ impl ContainerService {
         let mut deleted = Vec::new();
         for e in entries {
             let r = e.rec.lock().await.clone();
-            if r.state.status.is_alive() || r.state.status == Status::Restarting {
+            if r.state.status.is_up() {
                 continue;
             }
             if !filters
@@ -122,8 +97,12 @@ impl ContainerService {
             {
                 continue;
             }
-            if self.remove_entry(&e, false).await.is_ok() {
-                deleted.push(r.id);
+            match self.remove_entry(&e, false).await {
+                Ok(()) => deleted.push(r.id),
+                // Prune goes on with the others, as Docker's does; the failure is logged.
+                Err(error) => {
+                    tracing::warn!(container_id = %r.id, %error, "prune could not remove a container");
+                }
             }
         }
         Ok(ContainerPruneResponse {
@@ -131,4 +110,19 @@ impl ContainerService {
             space_reclaimed: Some(0),
         })
     }
+}
+
+/// The files of a container, writable layer first (the step that can fail for a reason the
+/// user can fix, e.g. a busy mount); a missing directory is already removed.
+fn remove_files(images: &berth_image::ImageStore, id: &str, paths: &Paths) -> Result<()> {
+    images.remove_rootfs(id)?;
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    if let Err(error) = gone(std::fs::remove_dir_all(&paths.run_dir)) {
+        // A stale run dir is removed at the next daemon start (it has no record then).
+        tracing::warn!(container_id = %id, %error, "removing the run dir failed");
+    }
+    gone(std::fs::remove_dir_all(&paths.data_dir)).map_err(io_err("remove", &paths.data_dir))
 }

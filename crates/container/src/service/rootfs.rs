@@ -1,7 +1,6 @@
 //! The container's root filesystem as a whole: `diff` (changes) and `export`.
 
 use super::{ContainerService, Result, blocking};
-use crate::ContainerError;
 
 impl ContainerService {
     /// A container's id and the overlay dirs of its root filesystem.
@@ -14,12 +13,7 @@ impl ContainerService {
             let rec = entry.rec.lock().await;
             (rec.id.clone(), rec.image_id.clone())
         };
-        let dirs = self
-            .images
-            .rootfs(&id, &image_id)
-            .map_err(|e| ContainerError::Internal {
-                message: e.to_string(),
-            })?;
+        let dirs = self.images.rootfs(&id, &image_id)?;
         Ok((id, dirs))
     }
 
@@ -30,11 +24,7 @@ impl ContainerService {
     ) -> Result<Vec<berth_api::models::FilesystemChange>> {
         use berth_api::models::{ChangeType, FilesystemChange};
         let (_, dirs) = self.rootfs_of(reference).await?;
-        let changes = blocking(move || berth_image::changes(&dirs))
-            .await?
-            .map_err(|e| ContainerError::Internal {
-                message: e.to_string(),
-            })?;
+        let changes = blocking(move || berth_image::changes(&dirs)).await??;
         // The files berth bind-mounts (and so creates in the upper dir) are not the
         // container's doing; Docker keeps them in a hidden init layer and never reports them.
         // A directory reported changed only because of them goes too.

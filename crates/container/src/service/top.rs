@@ -2,7 +2,7 @@
 
 use berth_api::models::ContainerTopResponse;
 
-use super::{ContainerService, Result, blocking, conflict, invalid, io_err};
+use super::{ContainerService, Result, blocking, invalid, io_err};
 use crate::ContainerError;
 
 /// Keeps the `ps` rows whose PID is in `pids`.
@@ -49,16 +49,10 @@ impl ContainerService {
         let entry = self.lookup(reference)?;
         let cg = {
             let rec = entry.rec.lock().await;
-            if !rec.state.status.is_alive() {
-                return Err(conflict(format!("Container {} is not running", rec.id)));
-            }
+            rec.state.status.require_alive(&rec.id)?;
             self.cgroup(&rec)
         };
-        let pids = blocking(move || cg.pids())
-            .await?
-            .map_err(|e| ContainerError::Internal {
-                message: e.to_string(),
-            })?;
+        let pids = blocking(move || cg.pids()).await??;
         let args: Vec<String> = ps_args
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "-ef".into())
@@ -71,8 +65,8 @@ impl ContainerService {
             .await
             .map_err(io_err("run", std::path::Path::new("ps")))?;
         if !out.status.success() {
-            return Err(ContainerError::Internal {
-                message: format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            return Err(ContainerError::Ps {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
         parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)

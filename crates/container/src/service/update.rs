@@ -32,8 +32,15 @@ impl ContainerService {
             idx.names.remove(&rec.name);
             idx.names.insert(new_name.clone(), rec.id.clone());
         }
-        let old = std::mem::replace(&mut rec.name, new_name);
-        store::save(&entry.paths, &rec, false)?;
+        let old = std::mem::replace(&mut rec.name, new_name.clone());
+        if let Err(error) = self.save(&entry, &rec).await {
+            // The old name stays: the record on disk still has it.
+            let mut idx = self.lock_index();
+            idx.names.remove(&new_name);
+            idx.names.insert(old.clone(), rec.id.clone());
+            rec.name = old;
+            return Err(error);
+        }
         self.rename_in_networks(&rec).await;
         self.publish(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
@@ -84,12 +91,17 @@ impl ContainerService {
             let cg = self.cgroup(&rec);
             blocking(move || cg.update(&res))
                 .await?
-                .map_err(|e| ContainerError::Internal {
-                    message: format!("Cannot update container {}: {e}", rec_id_short(&entry.id)),
+                .map_err(|source| ContainerError::Update {
+                    id: rec_id_short(&entry.id).to_string(),
+                    source,
                 })?;
         }
-        rec.host_config = hc;
-        store::save(&entry.paths, &rec, false)?;
+        let mut updated = rec.clone();
+        updated.host_config = hc;
+        // Limits already applied to a running container stay until its next start, where
+        // the record's (unchanged) limits apply again.
+        self.save(&entry, &updated).await?;
+        *rec = updated;
         self.publish(&rec, "update", &[]);
         Ok(ContainerUpdateResponse {
             warnings: Some(vec![]),
