@@ -5,6 +5,7 @@
 //! per-container monitor process (via `berth-monitor`'s protocol), and keeps the Docker-visible
 //! state (`store`).
 #![forbid(unsafe_code)]
+#![deny(clippy::too_many_lines)]
 
 pub mod error;
 pub mod events;

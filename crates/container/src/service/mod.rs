@@ -46,6 +46,9 @@ mod top;
 mod update;
 mod wait;
 
+#[cfg(test)]
+mod lifecycle_tests;
+
 pub use crate::life::Life;
 pub use crate::logs::{LogChunk, LogStream, LogsOptions};
 pub use archive::{ArchiveBody, ArchiveStream, PathStat, PutOptions};
