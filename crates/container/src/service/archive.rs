@@ -68,12 +68,17 @@ impl ContainerService {
         let images = self.images.clone();
         let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
         let rootfs = super::blocking(move || images.rootfs(&id, &image_id)).await??;
-        let mut mounts = rec.mount_points.clone();
-        for m in mounts.iter_mut() {
-            if m.kind == MountKind::Volume {
-                m.source = self.volumes.mount(&m.name)?.display().to_string();
+        // A volume with device options is mounted on the host first: off the async threads.
+        let (volumes, mut mounts) = (self.volumes.clone(), rec.mount_points.clone());
+        let mounts = super::blocking(move || -> Result<Vec<MountPoint>> {
+            for m in mounts.iter_mut() {
+                if m.kind == MountKind::Volume {
+                    m.source = volumes.mount(&m.name)?.display().to_string();
+                }
             }
-        }
+            Ok(mounts)
+        })
+        .await??;
         let user = rec.config.user.clone().unwrap_or_default();
         let user_ids = if user.is_empty() {
             None

@@ -186,13 +186,17 @@ impl ContainerService {
             .await?
         }
         .map_err(super::image_lookup_error(&rec.image_id))?;
-        let (user, seccomp) = {
+        // The user's passwd entry, a seccomp profile given as a path, and volumes with
+        // device options (mounted on the host first) all touch the disk.
+        let (user, seccomp, mounts) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
-            let hc = rec.host_config.clone();
+            let (hc, points) = (rec.host_config.clone(), rec.mount_points.clone());
+            let volumes = self.volumes.clone();
             blocking(move || -> Result<_> {
                 Ok((
                     spec::resolve_user(&u, &rootfs)?,
                     spec::seccomp::choice(&hc)?,
+                    mounts::oci_mounts(&volumes, &points)?,
                 ))
             })
             .await??
@@ -209,7 +213,7 @@ impl ContainerService {
             data_dir: &entry.paths.data_dir,
             join_netns: self.joined_netns(rec)?,
             cgroup_parent: &rec.cgroup_parent,
-            mounts: mounts::oci_mounts(&self.volumes, &rec.mount_points)?,
+            mounts,
             seccomp,
         })?;
         let runtime = match rec
