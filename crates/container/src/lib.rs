@@ -19,6 +19,7 @@ pub mod spec;
 pub mod state;
 mod stats;
 pub mod store;
+mod task;
 
 pub use error::ContainerError;
 pub use events::EventBus;

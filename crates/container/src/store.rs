@@ -107,6 +107,8 @@ pub fn default_cgroup_parent() -> String {
 
 /// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With
 /// `durable`, the data is fsynced first, so a crash leaves the old or the new file.
+///
+/// Convention copy: the workspace's shared atomic write (`crates/fs`) replaces this function.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ContainerError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = dir.join(format!(

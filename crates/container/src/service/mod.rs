@@ -125,13 +125,7 @@ fn io_err(
     move |source| ContainerError::Io { op, path, source }
 }
 
-/// Runs blocking work (disk, processes, netlink) off the async threads; see "Blocking work"
-/// in `docs/architecture.md` for what must go through here.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|source| ContainerError::Task { source })
-}
+use crate::task::blocking;
 
 /// An image lookup's error, keeping its class: only a missing image is `No such image` (a
 /// 404 makes `docker run` pull); an invalid or ambiguous reference stays a bad request.

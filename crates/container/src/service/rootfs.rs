@@ -65,6 +65,7 @@ impl ContainerService {
     pub async fn export(&self, reference: &str) -> Result<tokio::io::DuplexStream> {
         let (id, dirs) = self.rootfs_of(reference).await?;
         let (writer, reader) = tokio::io::duplex(256 * 1024);
+        // Not awaited: the task streams into the reader the daemon sends out.
         tokio::task::spawn_blocking(move || {
             let mut out = tokio_util::io::SyncIoBridge::new(writer);
             if let Err(e) = berth_image::export(&dirs, &mut out) {

@@ -10,7 +10,9 @@ use crate::monitor::Conversation;
 use crate::store::{self, Record, Status};
 use crate::{ContainerError, spec};
 
-/// `20m`, `1g`, `100k`, `512` → bytes.
+/// `20m`, `1g`, `100k`, `512` → bytes (decimal units, as Docker's `--log-opt max-size`).
+///
+/// Convention copy: the workspace's shared size parser replaces this function.
 pub(super) fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim().to_ascii_lowercase();
     let (num, mult) = match s.chars().last()? {

@@ -9,6 +9,8 @@ use super::{invalid, rlimit_type};
 use crate::ContainerError;
 
 /// Default PATH when neither image nor user sets one (Docker's).
+///
+/// Convention copy: the workspace's shared `DEFAULT_PATH` replaces this constant.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Merges the image's defaults into the create-time config, as Docker stores it.
