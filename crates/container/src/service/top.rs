@@ -96,4 +96,18 @@ mod tests {
         );
         assert!(parse_ps("A B\n", &[]).is_err());
     }
+
+    #[test]
+    fn ps_layouts_other_than_ef() {
+        let out = "  PID COMMAND\n   10 sleep\n   12 sh -c x\n  bad\n";
+        let t = parse_ps(out, &[12]).unwrap();
+        assert_eq!(t.titles.unwrap(), ["PID", "COMMAND"]);
+        assert_eq!(t.processes.unwrap(), vec![vec!["12", "sh -c x"]]);
+        let none = parse_ps("PID CMD\n", &[1]).unwrap();
+        assert!(none.processes.unwrap().is_empty());
+        assert_eq!(
+            parse_ps("", &[1]).unwrap_err().to_string(),
+            "Couldn't find PID field in ps output"
+        );
+    }
 }
