@@ -26,6 +26,11 @@ fn main() -> ExitCode {
 fn daemon(args: &[String]) -> i32 {
     let config = match berth_daemon::parse_args(args) {
         Ok(c) => c,
+        // clap renders its own usage; `--help` is not a failure.
+        Err(berth_daemon::DaemonError::Flags { source }) => {
+            let _ = source.print();
+            return if source.use_stderr() { 2 } else { 0 };
+        }
         Err(e) => {
             eprintln!("berth daemon: {e}");
             return 2;

@@ -287,6 +287,8 @@ fn loaded_lines(stdout: &str) -> Vec<String> {
         .collect()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn archive_save_load_roundtrip(env: &TestEnv) {
     let dir = env.root.join("arc-roundtrip");
     std::fs::create_dir_all(&dir).unwrap();
@@ -515,8 +517,7 @@ macro_rules! docker {
         match $env.docker(&[$($arg),+]) {
             Some(r) => r,
             None => {
-                eprintln!("docker CLI not installed: skipping");
-                return;
+                crate::skip("the docker CLI is not installed");
             }
         }
     };
@@ -628,10 +629,13 @@ impl Drop for Dockerd {
     }
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn archive_interop_with_dockerd(env: &TestEnv) {
     let Some(dockerd) = Dockerd::start(env) else {
-        eprintln!("dockerd or the docker CLI not installed: skipping");
-        return;
+        crate::skip(
+            "dockerd or the docker CLI is not installed (scripts/deps.sh installs docker.io)",
+        );
     };
     let dir = env.root.join("arc-interop");
     std::fs::create_dir_all(&dir).unwrap();
@@ -837,6 +841,8 @@ fn big_file_header(path: &str, size: u64) -> Vec<u8> {
     header.as_bytes().to_vec()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn bad_cases(env: &TestEnv, outside: &Path) -> Vec<BadCase> {
     let base = busybox_layer(env);
     let image = TestImage::new(env, "corpus");
@@ -1241,8 +1247,7 @@ fn archive_refuses_bad_archives(env: &TestEnv) {
 fn archive_refuses_device_nodes_without_cap_mknod(env: &TestEnv) {
     let setpriv = Path::new("/usr/bin/setpriv");
     if !setpriv.exists() {
-        eprintln!("setpriv not installed: skipping");
-        return;
+        crate::skip("setpriv is not installed");
     }
     let base = busybox_layer(env);
     let top = raw_tar(&[Entry::Dir("dev/"), Entry::Char("dev/null", 1, 3)]);

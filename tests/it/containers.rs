@@ -207,8 +207,7 @@ fn run_tty_is_a_real_terminal(env: &TestEnv) {
         .output()
         .is_err()
     {
-        eprintln!("script(1) missing: skipping");
-        return;
+        crate::skip("script(1) is not installed");
     }
     let (out, code) = in_terminal(
         env,
@@ -386,8 +385,7 @@ fn external_runtime_runc(env: &TestEnv) {
         .into_iter()
         .any(|p| std::path::Path::new(p).exists())
     {
-        eprintln!("runc not installed: skipping");
-        return;
+        crate::skip("runc is not installed (scripts/deps.sh installs it)");
     };
     let out = env
         .berth(&[
@@ -432,8 +430,7 @@ fn oci_cli_follows_runcs_contract(env: &TestEnv) {
         .current_dir(&bundle)
         .status();
     if !spec.is_ok_and(|s| s.success()) {
-        eprintln!("runc spec unavailable: skipping");
-        return;
+        crate::skip("`runc spec` does not work here");
     }
     let cfg = bundle.join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();

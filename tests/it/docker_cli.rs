@@ -22,8 +22,7 @@ macro_rules! docker {
         match $env.docker(&[$($arg),+]) {
             Some(r) => r,
             None => {
-                eprintln!("docker CLI not installed: skipping");
-                return;
+                crate::skip("the docker CLI is not installed");
             }
         }
     };

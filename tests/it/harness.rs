@@ -26,6 +26,11 @@ pub fn docker_exe() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Skips a test that needs the docker CLI where it is not installed.
+fn no_docker() -> PathBuf {
+    crate::skip("the docker CLI is not installed (scripts/deps.sh installs docker.io)")
+}
+
 /// A running test daemon.
 #[derive(Debug)]
 pub struct TestEnv {
@@ -254,9 +259,10 @@ impl TestEnv {
             .expect("spawn berth")
     }
 
-    /// Runs the real `docker ARGS` against the test daemon; None when docker is absent.
+    /// Runs the real `docker ARGS` against the test daemon; skips the test when docker is
+    /// absent (so always `Some`).
     pub fn docker(&self, args: &[&str]) -> Option<Run> {
-        let exe = docker_exe()?;
+        let exe = docker_exe().unwrap_or_else(no_docker);
         Some(Run::from(
             self.cmd(&exe, args).output().expect("run docker"),
         ))
@@ -265,7 +271,7 @@ impl TestEnv {
     /// Runs the real docker with stdin.
     pub fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Option<Run> {
         use std::io::Write;
-        let exe = docker_exe()?;
+        let exe = docker_exe().unwrap_or_else(no_docker);
         let mut c = self
             .cmd(&exe, args)
             .stdin(Stdio::piped())

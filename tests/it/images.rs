@@ -105,6 +105,8 @@ fn image_count(env: &TestEnv) -> usize {
         .count()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn commit_captures_the_diff_and_the_config(env: &TestEnv) {
     env.berth(&[
         "run",
@@ -405,6 +407,8 @@ fn short(id: &str) -> String {
     id.trim_start_matches("sha256:")[..12].to_owned()
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn rmi_children_parents_and_history(env: &TestEnv) {
     env.berth(&[
         "run",
@@ -1128,8 +1132,7 @@ fn bootstrap_debian_refusals_leave_nothing(env: &TestEnv) {
 /// Slow (a real debootstrap from the mirror, ~1 minute): only with BERTH_TEST_DEBIAN=1.
 fn bootstrap_debian_runs_bash(env: &TestEnv) {
     if std::env::var("BERTH_TEST_DEBIAN").as_deref() != Ok("1") {
-        println!("  (skipped: set BERTH_TEST_DEBIAN=1)");
-        return;
+        crate::skip("slow (debootstrap from the mirror): set BERTH_TEST_DEBIAN=1");
     }
     let id = env.berth(&["image", "bootstrap", "debian:bookworm"]).ok();
     assert!(id.starts_with("sha256:"), "{id}");
@@ -1194,8 +1197,7 @@ fn bootstrap_busybox_config(env: &TestEnv) {
 
 fn docker_cli_image_commands(env: &TestEnv) {
     let Some(_) = env.docker(&["version"]) else {
-        println!("  (skipped: no docker CLI)");
-        return;
+        crate::skip("the docker CLI is not installed");
     };
     let docker = |args: &[&str]| env.docker(args).unwrap();
     docker(&["tag", "busybox", "dk/tagged:1"]).ok();

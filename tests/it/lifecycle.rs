@@ -501,8 +501,7 @@ fn cli_starts_the_daemon_when_none_answers(_env: &TestEnv) {
         Path::new("/var/lib/berth"),
     );
     if std::os::unix::net::UnixStream::connect(sock).is_ok() || run.exists() || data.exists() {
-        eprintln!("a berth daemon or its state is already on this machine: skipping");
-        return;
+        crate::skip("a berth daemon or its state is already on this machine");
     }
     // The daemon makes its default bridge `berth0` and nft table `berth`; they go after.
     let bridge_before = Path::new("/sys/class/net/berth0").exists();

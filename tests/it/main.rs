@@ -1,6 +1,8 @@
 //! berth's integration tests: real containers, as root, driven through the `berth` CLI and the
 //! real `docker` CLI against a daemon of the test's own. A custom harness (one daemon for the
-//! whole run, torn down and leak-checked at the end). Skipped unless `BERTH_TEST_ROOT=1`.
+//! whole run, torn down and leak-checked at the end). Runs when root tests are asked for
+//! (`BERTH_TEST_ROOT=1`, see `berth_testing`); a test that cannot run here calls [`skip`] and
+//! is reported as skipped, with its reason, never as passed.
 #![allow(clippy::unwrap_used)]
 
 mod archive;
@@ -20,22 +22,32 @@ use harness::TestEnv;
 /// A named test.
 pub type Test = (&'static str, fn(&TestEnv));
 
+/// Why a test did not run (the payload of [`skip`]).
+struct Skipped(String);
+
+/// Ends the calling test as skipped, with `reason` (something this machine lacks): it is
+/// counted and shown as skipped, not as passed.
+pub fn skip(reason: &str) -> ! {
+    std::panic::panic_any(Skipped(reason.to_owned()))
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        println!("integration: skipped (set BERTH_TEST_ROOT=1 and run as root)");
-        println!("0 passed, 0 failed");
+    if !berth_testing::root_tests_enabled() {
+        println!("integration: not run (root tests: set BERTH_TEST_ROOT=1 and run as root)");
+        println!("0 passed, 0 failed, 1 skipped");
         return;
     }
-    // SAFETY: geteuid(2) has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "BERTH_TEST_ROOT=1 needs root"
-    );
+    // A skip unwinds like a panic; it is not one, so the hook stays quiet about it.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<Skipped>().is_none() {
+            hook(info);
+        }
+    }));
     let tests: Vec<Test> = [
         security::TESTS,
         containers::TESTS,
@@ -52,7 +64,7 @@ fn main() {
         .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
         .collect();
     let env = TestEnv::start();
-    let (mut passed, mut failed) = (0, Vec::new());
+    let (mut passed, mut failed, mut skipped) = (0, Vec::new(), 0);
     for (name, f) in selected {
         let t = std::time::Instant::now();
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&env)));
@@ -61,10 +73,16 @@ fn main() {
                 passed += 1;
                 println!("test {name} ... ok ({} ms)", t.elapsed().as_millis());
             }
-            Err(_) => {
-                failed.push(*name);
-                println!("test {name} ... FAILED");
-            }
+            Err(payload) => match payload.downcast_ref::<Skipped>() {
+                Some(Skipped(reason)) => {
+                    skipped += 1;
+                    println!("test {name} ... skipped: {reason}");
+                }
+                None => {
+                    failed.push(*name);
+                    println!("test {name} ... FAILED");
+                }
+            },
         }
     }
     let leaks = env.teardown();
@@ -82,7 +100,11 @@ fn main() {
         println!("\nfailures: {}", failed.join(", "));
         println!("daemon log: {}", env.root.join("daemon.log").display());
     }
-    println!("\n{} passed, {} failed", passed, failed.len());
+    println!(
+        "\n{} passed, {} failed, {skipped} skipped",
+        passed,
+        failed.len()
+    );
     if !failed.is_empty() {
         std::process::exit(1);
     }

@@ -283,6 +283,8 @@ fn net_host_and_containers_reach_each_other(env: &TestEnv) {
     rm(env, &["nr1", "nr2"]);
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn net_published_ports(env: &TestEnv) {
     let (p1, p2, p3, pu) = (free_port(), free_port(), free_port(), free_port());
     let a1 = format!("{p1}:80");
@@ -676,6 +678,8 @@ fn net_modes_none_host_container(env: &TestEnv) {
     rm(env, &["nm0", "nm1"]);
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn net_user_networks_dns_and_isolation(env: &TestEnv) {
     env.berth(&["network", "create", "--subnet", "10.201.1.0/24", "un1"])
         .ok();
@@ -799,6 +803,8 @@ fn net_user_networks_dns_and_isolation(env: &TestEnv) {
     assert!(!ls.contains("un1") && !ls.contains("un2"), "{ls}");
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn net_network_cli_ls_inspect_prune(env: &TestEnv) {
     let id = env
         .berth(&[
@@ -1032,6 +1038,8 @@ fn net_macvlan_network(env: &TestEnv) {
     }
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn net_bad_input_is_refused_and_leaves_nothing(env: &TestEnv) {
     let containers = || env.berth(&["ps", "-aq"]).stdout;
     let networks = || env.berth(&["network", "ls", "-q"]).stdout;

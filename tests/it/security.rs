@@ -41,6 +41,8 @@ impl Drop for RestoreSysctl {
     }
 }
 
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn security_sysctls_never_reach_the_host(env: &TestEnv) {
     // A global sysctl: refused in runc's words, through the CLI and the API; the host keeps its
     // value.

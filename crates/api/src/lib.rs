@@ -3,7 +3,9 @@
 //! The wire models are `bollard-stubs`' serde types, generated from Docker's own swagger, so
 //! field names and shapes match what the docker CLI and docker-py send and expect. This crate
 //! re-exports them as [`models`] and adds what berth needs beside them: the API version
-//! constants and the stdcopy stream framing used by attach, exec and logs.
+//! constants, the stdcopy stream framing used by attach, exec and logs, and the conventions
+//! both sides read alike: [`filters`] (Docker's `filters` parameter, labels, `until`) and
+//! [`time`] (Go durations, Docker's timestamps).
 #![forbid(unsafe_code)]
 
 pub use bollard_stubs::models;
@@ -18,5 +20,7 @@ pub const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 
 pub mod convention;
+pub mod filters;
 pub mod progress;
 pub mod stdcopy;
+pub mod time;

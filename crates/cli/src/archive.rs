@@ -55,32 +55,20 @@ pub fn save(c: &Client, a: SaveArgs) -> CmdResult {
     Ok(0)
 }
 
-/// Writes `body` to a temp file beside `path`, renamed over it once complete: an interrupted
-/// save never leaves a truncated archive under the name asked for.
+/// Writes `body` to a temp file beside `path`, renamed over it once complete
+/// ([`berth_fs::write_atomic_with`]): an interrupted save never leaves a truncated archive
+/// under the name asked for. Like docker's CLI, no fsync.
 fn write_file(path: &Path, body: &mut dyn Read) -> Result<(), CliError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| CliError::msg(format!("invalid output path {}", path.display())))?
-        .to_string_lossy();
-    let temp = dir.join(format!(".{name}.berth-save-{}", std::process::id()));
-    let failed =
-        |e: io::Error| CliError::msg(format!("failed to save image: {}: {e}", path.display()));
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        copy(body, &mut file)?;
-        // Like docker's CLI: no fsync; the rename only guarantees never a torn file by
-        // that name while berth runs.
-        std::fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(failed(e));
-    }
-    Ok(())
+    berth_fs::write_atomic_with(path, berth_fs::Durability::Volatile, |file| {
+        copy(body, file).map(drop)
+    })
+    .map_err(|e| {
+        CliError::msg(format!(
+            "failed to save image: {}: {}",
+            path.display(),
+            e.source
+        ))
+    })
 }
 
 /// Copies in 1 MiB reads (the response reader hands large reads straight to the socket).

@@ -4,8 +4,10 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::filters::filters_json;
 use crate::format;
 use crate::http::{Body, Client};
+use crate::inspect::{self, InspectArgs};
 use crate::opts::{self, CreateFlags};
 use crate::stream::{self, Ended};
 use crate::{CliError, CmdResult, tty};
@@ -127,22 +129,6 @@ pub struct ExecArgs {
     container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
-}
-
-/// `inspect`.
-#[derive(Debug, Args, Clone)]
-pub struct InspectArgs {
-    /// Format output using a Go template.
-    #[arg(short = 'f', long)]
-    format: Option<String>,
-    /// Display total file sizes.
-    #[arg(short = 's', long)]
-    size: bool,
-    /// Only this type of object.
-    #[arg(long = "type")]
-    typ: Option<String>,
-    #[arg(required = true)]
-    names: Vec<String>,
 }
 
 /// `stats`.
@@ -381,14 +367,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
                 }
                 return start_attached(c, &containers[0], interactive, detach_keys.as_deref());
             }
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/start"), &[])
-                        .map(|_| ())
-                },
-                "failed to start containers",
-            )
+            post_each(c, &containers, "start", &[], "failed to start containers")
         }
         ContainerCmd::Attach {
             no_stdin,
@@ -400,42 +379,15 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
             signal,
             time,
             containers,
-        } => {
-            let q = stop_query(signal, time);
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/stop"), &q)
-                        .map(|_| ())
-                },
-                "",
-            )
-        }
+        } => post_each(c, &containers, "stop", &stop_query(signal, time), ""),
         ContainerCmd::Restart {
             signal,
             time,
             containers,
-        } => {
-            let q = stop_query(signal, time);
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/restart"), &q)
-                        .map(|_| ())
-                },
-                "",
-            )
-        }
+        } => post_each(c, &containers, "restart", &stop_query(signal, time), ""),
         ContainerCmd::Kill { signal, containers } => {
             let q: Vec<(&str, String)> = signal.map(|s| vec![("signal", s)]).unwrap_or_default();
-            each(
-                &containers,
-                |n| {
-                    c.post_empty(&format!("/containers/{n}/kill"), &q)
-                        .map(|_| ())
-                },
-                "",
-            )
+            post_each(c, &containers, "kill", &q, "")
         }
         ContainerCmd::Rm {
             force,
@@ -455,38 +407,9 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
                 "",
             )
         }
-        ContainerCmd::Pause { containers } => each(
-            &containers,
-            |n| {
-                c.post_empty(&format!("/containers/{n}/pause"), &[])
-                    .map(|_| ())
-            },
-            "",
-        ),
-        ContainerCmd::Unpause { containers } => each(
-            &containers,
-            |n| {
-                c.post_empty(&format!("/containers/{n}/unpause"), &[])
-                    .map(|_| ())
-            },
-            "",
-        ),
-        ContainerCmd::Wait { containers } => {
-            let mut code = 0;
-            for n in &containers {
-                match c
-                    .post_empty(&format!("/containers/{n}/wait"), &[])
-                    .and_then(|r| r.json::<Value>())
-                {
-                    Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
-        }
+        ContainerCmd::Pause { containers } => post_each(c, &containers, "pause", &[], ""),
+        ContainerCmd::Unpause { containers } => post_each(c, &containers, "unpause", &[], ""),
+        ContainerCmd::Wait { containers } => wait(c, &containers),
         ContainerCmd::Rename {
             container,
             new_name,
@@ -499,7 +422,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         }
         ContainerCmd::Update(a) => update(c, a),
         ContainerCmd::Ps(a) => ps(c, a),
-        ContainerCmd::Inspect(a) => inspect(c, a),
+        ContainerCmd::Inspect(a) => inspect::inspect(c, a),
         ContainerCmd::Logs(a) => logs(c, a),
         ContainerCmd::Exec(a) => exec(c, a),
         ContainerCmd::Top { container, ps_args } => top(c, &container, &ps_args),
@@ -508,6 +431,42 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Diff { container } => diff(c, &container),
         ContainerCmd::Port { container, port: p } => port(c, &container, p.as_deref()),
     }
+}
+
+/// `POST /containers/{name}/{verb}` for each container (see [`each`]).
+fn post_each(
+    c: &Client,
+    containers: &[String],
+    verb: &str,
+    query: &[(&str, String)],
+    summary: &str,
+) -> CmdResult {
+    each(
+        containers,
+        |n| {
+            c.post_empty(&format!("/containers/{n}/{verb}"), query)
+                .map(|_| ())
+        },
+        summary,
+    )
+}
+
+/// `wait`: each container's exit code, one per line.
+fn wait(c: &Client, containers: &[String]) -> CmdResult {
+    let mut code = 0;
+    for n in containers {
+        match c
+            .post_empty(&format!("/containers/{n}/wait"), &[])
+            .and_then(|r| r.json::<Value>())
+        {
+            Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(0)),
+            Err(e) => {
+                eprintln!("{e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 fn b(v: bool) -> String {
@@ -862,80 +821,11 @@ fn exec(c: &Client, a: ExecArgs) -> CmdResult {
     Ok(v["ExitCode"].as_i64().unwrap_or(0) as i32)
 }
 
-/// docker's GetTimestamp: RFC3339 (with or without zone), Unix seconds, or a duration ago.
-fn timestamp(s: &str) -> Result<String, CliError> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(format!(
-            "{}.{:09}",
-            t.timestamp(),
-            t.timestamp_subsec_nanos()
-        ));
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d",
-    ] {
-        let parsed = chrono::NaiveDateTime::parse_from_str(s, fmt)
-            .ok()
-            .or_else(|| {
-                chrono::NaiveDate::parse_from_str(s, fmt)
-                    .ok()
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-            });
-        if let Some(t) = parsed {
-            let t = t.and_utc();
-            return Ok(format!(
-                "{}.{:09}",
-                t.timestamp(),
-                t.timestamp_subsec_nanos()
-            ));
-        }
-    }
-    if s.chars().all(|c| c.is_ascii_digit() || c == '.') && !s.is_empty() {
-        return Ok(s.to_string());
-    }
-    let secs = parse_duration(s).ok_or_else(|| {
-        CliError::msg(format!(
-            "invalid value for \"since\": failed to parse value as time or duration: \"{s}\""
-        ))
-    })?;
-    let t = chrono::Utc::now() - chrono::Duration::milliseconds((secs * 1000.0) as i64);
-    Ok(format!(
-        "{}.{:09}",
-        t.timestamp(),
-        t.timestamp_subsec_nanos()
-    ))
-}
-
-/// Go durations: `10m`, `1h30m`, `2.5s`.
-fn parse_duration(s: &str) -> Option<f64> {
-    let mut total = 0.0;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(ch) = chars.next() {
-        if ch.is_ascii_digit() || ch == '.' {
-            num.push(ch);
-            continue;
-        }
-        let mut unit = ch.to_string();
-        if ch == 'm' && chars.peek() == Some(&'s') {
-            unit.push(chars.next()?);
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return None,
-        };
-        any = true;
-    }
-    (any && num.is_empty()).then_some(total)
+/// docker's `GetTimestamp` ([`berth_api::time::parse_timestamp`]) as the query value it sends.
+fn timestamp(flag: &str, value: &str) -> Result<String, CliError> {
+    berth_api::time::parse_timestamp(value, std::time::SystemTime::now())
+        .map(|t| t.to_string())
+        .map_err(|e| CliError::msg(format!("invalid value for \"{flag}\": {e}")))
 }
 
 fn logs(c: &Client, a: LogsArgs) -> CmdResult {
@@ -957,10 +847,10 @@ fn logs(c: &Client, a: LogsArgs) -> CmdResult {
         q.push(("details", "1".into()));
     }
     if let Some(s) = &a.since {
-        q.push(("since", timestamp(s)?));
+        q.push(("since", timestamp("since", s)?));
     }
     if let Some(u) = &a.until {
-        q.push(("until", timestamp(u)?));
+        q.push(("until", timestamp("until", u)?));
     }
     let mut resp = c
         .send(
@@ -1015,19 +905,6 @@ fn copy_output(r: &mut dyn std::io::Read, tty: bool) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// `--filter a=b --filter a=c` → `{"a":{"b":true,"c":true}}`.
-pub fn filters_json(filters: &[String]) -> Result<String, CliError> {
-    let mut m = serde_json::Map::new();
-    for f in filters {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| CliError::msg(format!("invalid filter '{f}'")))?;
-        let e = m.entry(k.to_string()).or_insert_with(|| json!({}));
-        e[v] = json!(true);
-    }
-    Ok(Value::Object(m).to_string())
 }
 
 fn ports_text(ports: &Value) -> String {
@@ -1178,84 +1055,6 @@ fn ps(c: &Client, a: PsArgs) -> CmdResult {
         rows
     })?;
     Ok(0)
-}
-
-/// Inspect arguments for a typed inspect (`image inspect`).
-pub fn inspect_args(format: Option<String>, names: Vec<String>, typ: &str) -> InspectArgs {
-    InspectArgs {
-        format,
-        size: false,
-        typ: Some(typ.to_string()),
-        names,
-    }
-}
-
-/// Generic inspect: containers, then images (or only `--type`).
-pub fn inspect(c: &Client, a: InspectArgs) -> CmdResult {
-    let mut items = Vec::new();
-    let mut code = 0;
-    let size = if a.size {
-        vec![("size", "1".to_string())]
-    } else {
-        vec![]
-    };
-    for n in &a.names {
-        let kinds: Vec<&str> = match a.typ.as_deref() {
-            Some("container") => vec!["container"],
-            Some("image") => vec!["image"],
-            Some("network") => vec!["network"],
-            Some("volume") => vec!["volume"],
-            Some(t) => {
-                return Err(CliError::msg(format!(
-                    "\"{t}\" is not a valid value for --type"
-                )));
-            }
-            None => vec!["container", "image", "volume"],
-        };
-        let mut found = None;
-        let mut last_err = None;
-        for k in &kinds {
-            let path = match *k {
-                "container" => format!("/containers/{n}/json"),
-                "network" => format!("/networks/{n}"),
-                "volume" => format!("/volumes/{n}"),
-                _ => format!("/images/{n}/json"),
-            };
-            match c.get::<Value>(&path, &size) {
-                Ok(v) => {
-                    found = Some(v);
-                    break;
-                }
-                Err(e) if e.status == Some(404) => last_err = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        match found {
-            Some(v) => items.push(v),
-            None => {
-                code = 1;
-                match a.typ.as_deref() {
-                    Some(_) => eprintln!("{}", last_err.map(|e| e.message).unwrap_or_default()),
-                    None => eprintln!("Error: No such object: {n}"),
-                }
-            }
-        }
-    }
-    match a.format.as_deref() {
-        Some(f) if !f.is_empty() && f != "json" => {
-            let t = format::template(&f.replace("\\t", "\t").replace("\\n", "\n"))?;
-            let mut out = String::new();
-            for i in &items {
-                out.push_str(&format::render(&t, i)?);
-                out.push('\n');
-            }
-            print!("{out}");
-        }
-        _ => {
-            format::print_inspect_json(&items)?;
-        }
-    }
-    Ok(code)
 }
 
 fn top(c: &Client, name: &str, ps_args: &[String]) -> CmdResult {
@@ -1556,7 +1355,7 @@ fn update(c: &Client, a: UpdateArgs) -> CmdResult {
 
 fn prune(c: &Client, force: bool, filter: &[String]) -> CmdResult {
     if !force
-        && !crate::system::confirm(
+        && !crate::confirm::confirm(
             "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
         )
     {
@@ -1577,25 +1376,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_timestamps_parse() {
-        assert_eq!(parse_duration("10m"), Some(600.0));
-        assert_eq!(parse_duration("1h30m"), Some(5400.0));
-        assert_eq!(parse_duration("250ms"), Some(0.25));
-        assert_eq!(parse_duration("x"), None);
+    fn timestamps_are_sent_as_docker_sends_them() {
         assert_eq!(
-            timestamp("2000-01-01T00:00:00Z").unwrap(),
+            timestamp("since", "2000-01-01T00:00:00Z").unwrap(),
             "946684800.000000000"
         );
-        assert_eq!(timestamp("1234567890").unwrap(), "1234567890");
-        assert!(timestamp("nonsense").is_err());
-    }
-
-    #[test]
-    fn filters_use_the_map_form() {
-        let f = filters_json(&["status=running".into(), "label=a=b".into()]).unwrap();
-        let v: Value = serde_json::from_str(&f).unwrap();
-        assert_eq!(v["status"]["running"], true);
-        assert_eq!(v["label"]["a=b"], true);
+        assert_eq!(
+            timestamp("since", "1234567890").unwrap(),
+            "1234567890.000000000"
+        );
+        let error = timestamp("since", "nonsense").unwrap_err();
+        assert_eq!(
+            error.message,
+            "invalid value for \"since\": failed to parse value as time or duration: \"nonsense\""
+        );
     }
 
     #[test]

@@ -297,6 +297,36 @@ fn extract_local(
     Ok(())
 }
 
+/// Writes the tar of `src` (a directory's tree, or one file, named `top` in the archive) into
+/// `writer` on a thread of its own; the thread returns the bytes written.
+fn tar_into(
+    writer: io::PipeWriter,
+    src: PathBuf,
+    top: String,
+    src_is_dir: bool,
+) -> std::thread::JoinHandle<io::Result<u64>> {
+    std::thread::spawn(move || -> io::Result<u64> {
+        // Big writes into the pipe: the uploader sends 1 MiB chunks.
+        let writer = io::BufWriter::with_capacity(1 << 20, writer);
+        let mut counted = CountWriter {
+            inner: writer,
+            n: 0,
+        };
+        {
+            let mut b = tar::Builder::new(&mut counted);
+            b.follow_symlinks(false);
+            if src_is_dir {
+                b.append_dir_all(&top, &src)?;
+            } else {
+                b.append_path_with_name(&src, &top)?;
+            }
+            b.finish()?;
+        }
+        counted.flush()?;
+        Ok(counted.n)
+    })
+}
+
 fn copy_to(c: &Client, a: &CpArgs, src: &str, ctr: &str, path: &str) -> CmdResult {
     let mut dest = path.to_string();
     let mut dst_stat = stat(c, ctr, &dest)?;
@@ -367,27 +397,7 @@ fn copy_to(c: &Client, a: &CpArgs, src: &str, ctr: &str, path: &str) -> CmdResul
         (parent(&dest), base(&dest))
     };
     let (reader, writer) = io::pipe().map_err(CliError::io)?;
-    let src_for_tar = src_path.clone();
-    let producer = std::thread::spawn(move || -> io::Result<u64> {
-        // Big writes into the pipe: the uploader sends 1 MiB chunks.
-        let writer = io::BufWriter::with_capacity(1 << 20, writer);
-        let mut counted = CountWriter {
-            inner: writer,
-            n: 0,
-        };
-        {
-            let mut b = tar::Builder::new(&mut counted);
-            b.follow_symlinks(false);
-            if src_is_dir {
-                b.append_dir_all(&top, &src_for_tar)?;
-            } else {
-                b.append_path_with_name(&src_for_tar, &top)?;
-            }
-            b.finish()?;
-        }
-        counted.flush()?;
-        Ok(counted.n)
-    });
+    let producer = tar_into(writer, src_path, top, src_is_dir);
     let mut reader = reader;
     let sent = put(&dir, &mut reader);
     drop(reader);

@@ -144,6 +144,36 @@ pub fn run(c: &Client, a: DfArgs) -> CmdResult {
 
 fn verbose(du: &Value) {
     println!("Images space usage:\n");
+    format::print_table(&image_rows(du));
+    println!("\nContainers space usage:\n");
+    format::print_table(&container_rows(du));
+    println!("\nLocal Volumes space usage:\n");
+    let mut table = vec![
+        ["VOLUME NAME", "LINKS", "SIZE"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>(),
+    ];
+    for volume in list(&du["Volumes"]) {
+        table.push(vec![
+            text(&volume["Name"]),
+            volume["UsageData"]["RefCount"]
+                .as_i64()
+                .unwrap_or(0)
+                .to_string(),
+            human4(size(&volume["UsageData"]["Size"])),
+        ]);
+    }
+    format::print_table(&table);
+    let cache: f64 = list(&du["BuildCache"])
+        .iter()
+        .map(|b| size(&b["Size"]))
+        .sum();
+    println!("\nBuild cache usage: {}", human4(cache));
+}
+
+/// The images table of `system df -v`, header first.
+fn image_rows(du: &Value) -> Vec<Vec<String>> {
     let mut table = vec![
         [
             "REPOSITORY",
@@ -185,8 +215,11 @@ fn verbose(du: &Value) {
             ]);
         }
     }
-    format::print_table(&table);
-    println!("\nContainers space usage:\n");
+    table
+}
+
+/// The containers table of `system df -v`, header first.
+fn container_rows(du: &Value) -> Vec<Vec<String>> {
     let mut table = vec![
         [
             "CONTAINER ID",
@@ -230,30 +263,7 @@ fn verbose(du: &Value) {
             name,
         ]);
     }
-    format::print_table(&table);
-    println!("\nLocal Volumes space usage:\n");
-    let mut table = vec![
-        ["VOLUME NAME", "LINKS", "SIZE"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect::<Vec<_>>(),
-    ];
-    for volume in list(&du["Volumes"]) {
-        table.push(vec![
-            text(&volume["Name"]),
-            volume["UsageData"]["RefCount"]
-                .as_i64()
-                .unwrap_or(0)
-                .to_string(),
-            human4(size(&volume["UsageData"]["Size"])),
-        ]);
-    }
-    format::print_table(&table);
-    let cache: f64 = list(&du["BuildCache"])
-        .iter()
-        .map(|b| size(&b["Size"]))
-        .sum();
-    println!("\nBuild cache usage: {}", human4(cache));
+    table
 }
 
 #[cfg(test)]

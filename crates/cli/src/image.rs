@@ -195,7 +195,7 @@ pub fn run_group(c: &Client, g: ImageGroup) -> CmdResult {
         ImageGroup::Import(a) => import(c, a),
         ImageGroup::History(a) => history(c, a),
         ImageGroup::Inspect { format, images } => {
-            crate::container::inspect(c, crate::container::inspect_args(format, images, "image"))
+            crate::inspect::inspect(c, crate::inspect::inspect_args(format, images, "image"))
         }
         ImageGroup::Prune { all, force, filter } => prune(c, all, force, filter),
         ImageGroup::Save(a) => crate::archive::save(c, a),
@@ -252,7 +252,7 @@ fn images(c: &Client, a: ImagesArgs) -> CmdResult {
     }
     let mut q = vec![("all", if a.all { "1".to_string() } else { "0".into() })];
     if !filters.is_empty() {
-        q.push(("filters", crate::container::filters_json(&filters)?));
+        q.push(("filters", crate::filters::filters_json(&filters)?));
     }
     let list: Vec<Value> = c.get("/images/json", &q)?;
     let mut items = Vec::new();
@@ -507,12 +507,12 @@ fn prune(c: &Client, all: bool, force: bool, mut filters: Vec<String>) -> CmdRes
     } else {
         "WARNING! This will remove all dangling images."
     };
-    if !force && !crate::system::confirm(&format!("{warning}\nAre you sure you want to continue?"))
+    if !force && !crate::confirm::confirm(&format!("{warning}\nAre you sure you want to continue?"))
     {
         return Ok(0);
     }
     filters.push(format!("dangling={}", !all));
-    let f = crate::container::filters_json(&filters)?;
+    let f = crate::filters::filters_json(&filters)?;
     let v: Value = c.post_empty("/images/prune", &[("filters", f)])?.json()?;
     let deleted = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
     if !deleted.is_empty() {

@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+mod confirm;
 mod container;
 mod cp;
 mod df;
+mod filters;
 mod format;
 mod http;
 mod image;
+mod inspect;
 mod network;
 mod opts;
 pub mod progress;
@@ -60,13 +63,24 @@ impl CliError {
     pub fn io(e: std::io::Error) -> Self {
         CliError::msg(format!("error during connect: {e}"))
     }
-    /// The daemon does not answer.
+    /// Connecting to the daemon failed: what is wrong, with the kernel's reason. No daemon
+    /// there (no socket, nobody listening) is docker's "Is the daemon running?"; a socket the
+    /// user may not open says so, as docker does.
     pub fn connect(host: &Host, e: std::io::Error) -> Self {
-        let _ = e;
-        CliError::msg(format!(
-            "Cannot connect to the berth daemon at {}. Is the berth daemon running?",
-            host.display()
-        ))
+        let host = host.display();
+        CliError::msg(match e.kind() {
+            std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::TimedOut => {
+                format!(
+                    "Cannot connect to the berth daemon at {host}. Is the berth daemon running?"
+                )
+            }
+            std::io::ErrorKind::PermissionDenied => format!(
+                "permission denied while trying to connect to the berth daemon socket at {host}: {e}"
+            ),
+            _ => format!("error during connect to the berth daemon at {host}: {e}"),
+        })
     }
     /// With another exit code.
     pub fn with_code(mut self, code: i32) -> Self {
@@ -233,17 +247,21 @@ fn report(e: &CliError, run_like: bool) -> i32 {
 
 /// With the default socket and no daemon answering, root starts one (`berth daemon`).
 fn ensure_daemon(client: &Client) -> Result<(), CliError> {
-    if client.connect().is_ok() {
-        return Ok(());
-    }
+    let refused = match client.connect() {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
     let Host::Unix(sock) = &client.host else {
         return Ok(());
     };
-    if !nix::unistd::geteuid().is_root() {
-        return Err(CliError::connect(
-            &client.host,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        ));
+    // Only a missing daemon is started; any other failure (a socket this user may not
+    // open) is reported with its cause.
+    let missing = matches!(
+        refused.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    );
+    if !missing || !nix::unistd::geteuid().is_root() {
+        return Err(CliError::connect(&client.host, refused));
     }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::msg(format!("cannot find the berth binary: {e}")))?;

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::container::{filters_json, inspect, inspect_args};
+use crate::filters::filters_json;
 use crate::format;
 use crate::http::Client;
+use crate::inspect::{inspect, inspect_args};
 use crate::{CliError, CmdResult};
 
 /// `berth network …`.
@@ -142,25 +143,7 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
             label,
             name,
         } => {
-            if gateway.len() > subnet.len() || ip_range.len() > subnet.len() {
-                return Err(CliError::msg(
-                    "every --gateway and --ip-range needs a matching --subnet",
-                ));
-            }
-            let config: Vec<Value> = subnet
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let mut m = json!({ "Subnet": s });
-                    if let Some(g) = gateway.get(i) {
-                        m["Gateway"] = json!(g);
-                    }
-                    if let Some(r) = ip_range.get(i) {
-                        m["IPRange"] = json!(r);
-                    }
-                    m
-                })
-                .collect();
+            let config = ipam_config(&subnet, &gateway, &ip_range)?;
             let body = json!({
                 "Name": name,
                 "Driver": driver,
@@ -179,67 +162,7 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
             format,
             no_trunc,
             quiet,
-        } => {
-            let q = if filter.is_empty() {
-                vec![]
-            } else {
-                vec![("filters", filters_json(&filter)?)]
-            };
-            let list: Vec<Value> = c.get("/networks", &q)?;
-            let id = |v: &Value| format::short_id(v["Id"].as_str().unwrap_or(""), no_trunc);
-            if quiet {
-                for v in &list {
-                    println!("{}", id(v));
-                }
-                return Ok(0);
-            }
-            let items: Vec<Value> = list
-                .iter()
-                .map(|v| {
-                    let labels = v["Labels"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    json!({
-                        "ID": id(v),
-                        "Name": v["Name"],
-                        "Driver": v["Driver"],
-                        "Scope": v["Scope"],
-                        "IPv6": v["EnableIPv6"],
-                        "Internal": v["Internal"],
-                        "Labels": labels,
-                        "CreatedAt": v["Created"],
-                    })
-                })
-                .collect();
-            let fmt = format::parse_format(format.as_deref(), &|n| match n {
-                "ID" => "NETWORK ID".into(),
-                other => other.to_uppercase(),
-            })?;
-            format::print_items(&fmt, &items, &|| {
-                let mut rows = vec![vec![
-                    "NETWORK ID".to_string(),
-                    "NAME".into(),
-                    "DRIVER".into(),
-                    "SCOPE".into(),
-                ]];
-                for i in &items {
-                    rows.push(
-                        ["ID", "Name", "Driver", "Scope"]
-                            .iter()
-                            .map(|k| i[*k].as_str().unwrap_or("").to_string())
-                            .collect(),
-                    );
-                }
-                rows
-            })?;
-            Ok(0)
-        }
+        } => ls(c, &filter, format.as_deref(), no_trunc, quiet),
         NetworkGroup::Inspect {
             format,
             verbose: _,
@@ -259,34 +182,7 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
             }
             Ok(code)
         }
-        NetworkGroup::Prune { force, filter } => {
-            if !force
-                && !crate::system::confirm(
-                    "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?",
-                )
-            {
-                return Ok(0);
-            }
-            let q = if filter.is_empty() {
-                vec![]
-            } else {
-                vec![("filters", filters_json(&filter)?)]
-            };
-            let v: Value = c.post::<()>("/networks/prune", &q, None)?.json()?;
-            let deleted: Vec<&str> = v["NetworksDeleted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if !deleted.is_empty() {
-                println!("Deleted Networks:");
-                for d in deleted {
-                    println!("{d}");
-                }
-            }
-            Ok(0)
-        }
+        NetworkGroup::Prune { force, filter } => prune(c, force, &filter),
         NetworkGroup::Connect {
             ip,
             alias,
@@ -318,4 +214,131 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
             Ok(0)
         }
     }
+}
+
+/// `network ls`.
+fn ls(
+    c: &Client,
+    filter: &[String],
+    format: Option<&str>,
+    no_trunc: bool,
+    quiet: bool,
+) -> CmdResult {
+    let q = if filter.is_empty() {
+        vec![]
+    } else {
+        vec![("filters", filters_json(filter)?)]
+    };
+    let list: Vec<Value> = c.get("/networks", &q)?;
+    let id = |v: &Value| format::short_id(v["Id"].as_str().unwrap_or(""), no_trunc);
+    if quiet {
+        for v in &list {
+            println!("{}", id(v));
+        }
+        return Ok(0);
+    }
+    let items: Vec<Value> = list
+        .iter()
+        .map(|v| {
+            let labels = v["Labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            json!({
+                "ID": id(v),
+                "Name": v["Name"],
+                "Driver": v["Driver"],
+                "Scope": v["Scope"],
+                "IPv6": v["EnableIPv6"],
+                "Internal": v["Internal"],
+                "Labels": labels,
+                "CreatedAt": v["Created"],
+            })
+        })
+        .collect();
+    let fmt = format::parse_format(format, &|n| match n {
+        "ID" => "NETWORK ID".into(),
+        other => other.to_uppercase(),
+    })?;
+    format::print_items(&fmt, &items, &|| {
+        let mut rows = vec![vec![
+            "NETWORK ID".to_string(),
+            "NAME".into(),
+            "DRIVER".into(),
+            "SCOPE".into(),
+        ]];
+        for i in &items {
+            rows.push(
+                ["ID", "Name", "Driver", "Scope"]
+                    .iter()
+                    .map(|k| i[*k].as_str().unwrap_or("").to_string())
+                    .collect(),
+            );
+        }
+        rows
+    })?;
+    Ok(0)
+}
+
+/// `network prune`.
+fn prune(c: &Client, force: bool, filter: &[String]) -> CmdResult {
+    if !force
+        && !crate::confirm::confirm(
+            "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?",
+        )
+    {
+        return Ok(0);
+    }
+    let q = if filter.is_empty() {
+        vec![]
+    } else {
+        vec![("filters", filters_json(filter)?)]
+    };
+    let v: Value = c.post::<()>("/networks/prune", &q, None)?.json()?;
+    let deleted: Vec<&str> = v["NetworksDeleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !deleted.is_empty() {
+        println!("Deleted Networks:");
+        for d in deleted {
+            println!("{d}");
+        }
+    }
+    Ok(0)
+}
+
+/// `IPAM.Config` of `network create`: one entry per `--subnet`, with the `--gateway` and
+/// `--ip-range` of the same position.
+fn ipam_config(
+    subnet: &[String],
+    gateway: &[String],
+    ip_range: &[String],
+) -> Result<Vec<Value>, CliError> {
+    if gateway.len() > subnet.len() || ip_range.len() > subnet.len() {
+        return Err(CliError::msg(
+            "every --gateway and --ip-range needs a matching --subnet",
+        ));
+    }
+    Ok(subnet
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut m = json!({ "Subnet": s });
+            if let Some(g) = gateway.get(i) {
+                m["Gateway"] = json!(g);
+            }
+            if let Some(r) = ip_range.get(i) {
+                m["IPRange"] = json!(r);
+            }
+            m
+        })
+        .collect())
 }

@@ -416,22 +416,77 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         env.extend(read_kv_file(path)?);
     }
     env.extend(f.env.iter().map(|e| env_entry(e)));
-    let mut labels: HashMap<String, String> = HashMap::new();
-    for path in &f.label_file {
-        for l in read_kv_file(path)? {
-            let (k, v) = l.split_once('=').unwrap_or((&l, ""));
-            labels.insert(k.to_string(), v.to_string());
-        }
+    let labels = labels(f)?;
+    let (exposed, bindings) = ports(f)?;
+    let network = f.network.clone().unwrap_or_else(|| "default".into());
+    let attach_all = f.attach.is_empty();
+    // `-v /path` alone is an anonymous volume: docker sends it in Config.Volumes.
+    let anon_volumes: Vec<String> = f
+        .volume
+        .iter()
+        .filter(|v| !v.contains(':'))
+        .cloned()
+        .collect();
+    let host_config = host_config(f, &network, bindings)?;
+    let networking_config = networking_config(f, &network);
+    let want = |s: &str| attach_all || f.attach.iter().any(|a| a.eq_ignore_ascii_case(s));
+    let body = ContainerCreateBody {
+        hostname: f.hostname.clone(),
+        domainname: f.domainname.clone(),
+        user: f.user.clone(),
+        attach_stdin: Some(f.interactive && want("stdin")),
+        attach_stdout: Some(want("stdout")),
+        attach_stderr: Some(want("stderr")),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        tty: Some(f.tty),
+        open_stdin: Some(f.interactive),
+        stdin_once: Some(f.interactive),
+        env: (!env.is_empty()).then_some(env),
+        cmd: (!f.command().is_empty()).then(|| f.command().to_vec()),
+        image: Some(f.image().to_string()),
+        working_dir: f.workdir.clone(),
+        volumes: (!anon_volumes.is_empty()).then_some(anon_volumes),
+        entrypoint: entrypoint(&f.entrypoint),
+        labels: Some(labels),
+        stop_signal: f.stop_signal.clone(),
+        stop_timeout: f.stop_timeout,
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    };
+    Ok((body, f.name.clone()))
+}
+
+/// A byte size flag (`-m 512m`).
+fn byte_size(value: Option<&str>, flag: &str) -> Result<Option<i64>, CliError> {
+    value
+        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, flag, e)))
+        .transpose()
+}
+
+/// Repeated `KEY=VALUE` flags as a map; a value without `=` is refused with `reason`.
+fn key_value_flags(
+    values: &[String],
+    flag: &str,
+    reason: &str,
+) -> Result<HashMap<String, String>, CliError> {
+    let mut map = HashMap::new();
+    for value in values {
+        let (k, v) = value
+            .split_once('=')
+            .ok_or_else(|| flag_err(value, flag, reason))?;
+        map.insert(k.to_string(), v.to_string());
     }
-    for l in &f.label {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        labels.insert(k.to_string(), v.to_string());
-    }
-    let memory = f
-        .memory
-        .as_deref()
-        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, "-m, --memory", e)))
-        .transpose()?;
+    Ok(map)
+}
+
+/// The create body's `HostConfig`: resources, restart policy, mounts, ports, security, logs.
+fn host_config(
+    f: &CreateFlags,
+    network: &str,
+    bindings: HashMap<String, Option<Vec<PortBinding>>>,
+) -> Result<HostConfig, CliError> {
+    let memory = byte_size(f.memory.as_deref(), "-m, --memory")?;
     let memory_swap = f
         .memory_swap
         .as_deref()
@@ -443,16 +498,8 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
             }
         })
         .transpose()?;
-    let memory_reservation = f
-        .memory_reservation
-        .as_deref()
-        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, "--memory-reservation", e)))
-        .transpose()?;
-    let shm_size = f
-        .shm_size
-        .as_deref()
-        .map(|m| parse_bytes(m).map_err(|e| flag_err(m, "--shm-size", e)))
-        .transpose()?;
+    let memory_reservation = byte_size(f.memory_reservation.as_deref(), "--memory-reservation")?;
+    let shm_size = byte_size(f.shm_size.as_deref(), "--shm-size")?;
     let nano_cpus = f
         .cpus
         .as_deref()
@@ -464,80 +511,29 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         .map(|u| parse_ulimit(u).map_err(|e| flag_err(u, "--ulimit", e)))
         .collect::<Result<Vec<_>, _>>()?;
     let restart = parse_restart(&f.restart).map_err(|e| flag_err(&f.restart, "--restart", e))?;
-    let mut security_opt = Vec::new();
-    for o in &f.security_opt {
-        match o.split_once(['=', ':']) {
-            Some(("seccomp", v)) if v != "unconfined" && !v.trim_start().starts_with('{') => {
-                let text = std::fs::read_to_string(v).map_err(|e| {
-                    CliError::msg(format!("opening seccomp profile ({v}) failed: {e}"))
-                        .with_code(125)
-                })?;
-                let compact: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                    CliError::msg(format!("decoding seccomp profile failed: {e}")).with_code(125)
-                })?;
-                security_opt.push(format!("seccomp={compact}"));
-            }
-            _ => security_opt.push(o.clone()),
-        }
-    }
-    let mut exposed: Vec<String> = Vec::new();
-    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &f.publish {
-        for (port, b) in parse_publish(p).map_err(|e| flag_err(p, "-p, --publish", e))? {
-            if !exposed.contains(&port) {
-                exposed.push(port.clone());
-            }
-            bindings
-                .entry(port)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(b);
-        }
-    }
-    for e in &f.expose {
-        let port = if e.contains('/') {
-            e.clone()
-        } else {
-            format!("{e}/tcp")
-        };
-        if !exposed.contains(&port) {
-            exposed.push(port);
-        }
-    }
+    let security_opt = security_opts(&f.security_opt)?;
     let mut tmpfs = HashMap::new();
     for t in &f.tmpfs {
         let (d, o) = t.split_once(':').unwrap_or((t, ""));
         tmpfs.insert(d.to_string(), o.to_string());
     }
-    let mut sysctls = HashMap::new();
-    for s in &f.sysctl {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| flag_err(s, "--sysctl", "sysctl must be KEY=VALUE"))?;
-        sysctls.insert(k.to_string(), v.to_string());
-    }
-    let mut log_opts = HashMap::new();
-    for o in &f.log_opt {
-        let (k, v) = o
-            .split_once('=')
-            .ok_or_else(|| flag_err(o, "--log-opt", "must be KEY=VALUE"))?;
-        log_opts.insert(k.to_string(), v.to_string());
-    }
-    let network = f.network.clone().unwrap_or_else(|| "default".into());
-    let attach_all = f.attach.is_empty();
-    let detached = false;
-    let _ = detached;
-    // `-v /path` alone is an anonymous volume: docker sends it in Config.Volumes.
-    let (anon_volumes, binds): (Vec<String>, Vec<String>) =
-        f.volume.iter().cloned().partition(|v| !v.contains(':'));
+    let sysctls = key_value_flags(&f.sysctl, "--sysctl", "sysctl must be KEY=VALUE")?;
+    let log_opts = key_value_flags(&f.log_opt, "--log-opt", "must be KEY=VALUE")?;
+    // `-v /path` alone is an anonymous volume (in Config.Volumes): only binds go here.
+    let binds: Vec<String> = f
+        .volume
+        .iter()
+        .filter(|v| v.contains(':'))
+        .cloned()
+        .collect();
     let mut mounts = Vec::new();
     for m in &f.mount {
         mounts.push(parse_mount_flag(m).map_err(|e| flag_err(m, "--mount", e))?);
     }
-    let host_config = HostConfig {
+    Ok(HostConfig {
         binds: (!binds.is_empty()).then_some(binds),
         mounts: (!mounts.is_empty()).then_some(mounts),
-        network_mode: Some(network.clone()),
+        network_mode: Some(network.to_owned()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         restart_policy: Some(restart),
         auto_remove: Some(f.rm),
@@ -582,57 +578,103 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
             Some(vec![0, 0])
         },
         ..Default::default()
-    };
-    let networking_config =
-        if f.ip.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty() {
-            let net = if network == "default" {
-                "bridge".to_string()
-            } else {
-                network.clone()
-            };
-            Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    net,
-                    EndpointSettings {
-                        ipam_config: f.ip.as_ref().map(|ip| EndpointIpamConfig {
-                            ipv4_address: Some(ip.clone()),
-                            ..Default::default()
-                        }),
-                        mac_address: f.mac_address.clone(),
-                        aliases: (!f.network_alias.is_empty()).then(|| f.network_alias.clone()),
-                        ..Default::default()
-                    },
-                )])),
-            })
+    })
+}
+
+/// Exposed ports and the bindings of published ones, as the create body carries them.
+type PublishedPorts = (Vec<String>, HashMap<String, Option<Vec<PortBinding>>>);
+
+/// `--label-file` then `--label`: `KEY[=VALUE]` each.
+fn labels(f: &CreateFlags) -> Result<HashMap<String, String>, CliError> {
+    let mut labels: HashMap<String, String> = HashMap::new();
+    for path in &f.label_file {
+        for l in read_kv_file(path)? {
+            let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
+    }
+    for l in &f.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+/// `--security-opt`, with a `seccomp=FILE` profile read and inlined as docker's CLI does.
+fn security_opts(opts: &[String]) -> Result<Vec<String>, CliError> {
+    let mut security_opt = Vec::new();
+    for o in opts {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", v)) if v != "unconfined" && !v.trim_start().starts_with('{') => {
+                let text = std::fs::read_to_string(v).map_err(|e| {
+                    CliError::msg(format!("opening seccomp profile ({v}) failed: {e}"))
+                        .with_code(125)
+                })?;
+                let compact: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    CliError::msg(format!("decoding seccomp profile failed: {e}")).with_code(125)
+                })?;
+                security_opt.push(format!("seccomp={compact}"));
+            }
+            _ => security_opt.push(o.clone()),
+        }
+    }
+    Ok(security_opt)
+}
+
+/// `-p` and `--expose`: the exposed ports, in order, and the host bindings of published ones.
+fn ports(f: &CreateFlags) -> Result<PublishedPorts, CliError> {
+    let mut exposed: Vec<String> = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &f.publish {
+        for (port, b) in parse_publish(p).map_err(|e| flag_err(p, "-p, --publish", e))? {
+            if !exposed.contains(&port) {
+                exposed.push(port.clone());
+            }
+            bindings
+                .entry(port)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(b);
+        }
+    }
+    for e in &f.expose {
+        let port = if e.contains('/') {
+            e.clone()
         } else {
-            None
+            format!("{e}/tcp")
         };
-    let want = |s: &str| attach_all || f.attach.iter().any(|a| a.eq_ignore_ascii_case(s));
-    let body = ContainerCreateBody {
-        hostname: f.hostname.clone(),
-        domainname: f.domainname.clone(),
-        user: f.user.clone(),
-        attach_stdin: Some(f.interactive && want("stdin")),
-        attach_stdout: Some(want("stdout")),
-        attach_stderr: Some(want("stderr")),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        tty: Some(f.tty),
-        open_stdin: Some(f.interactive),
-        stdin_once: Some(f.interactive),
-        env: (!env.is_empty()).then_some(env),
-        cmd: (!f.command().is_empty()).then(|| f.command().to_vec()),
-        image: Some(f.image().to_string()),
-        working_dir: f.workdir.clone(),
-        volumes: (!anon_volumes.is_empty()).then_some(anon_volumes),
-        entrypoint: entrypoint(&f.entrypoint),
-        labels: Some(labels),
-        stop_signal: f.stop_signal.clone(),
-        stop_timeout: f.stop_timeout,
-        host_config: Some(host_config),
-        networking_config,
-        ..Default::default()
-    };
-    Ok((body, f.name.clone()))
+        if !exposed.contains(&port) {
+            exposed.push(port);
+        }
+    }
+    Ok((exposed, bindings))
+}
+
+/// `--ip`, `--mac-address` and `--network-alias`: the endpoint settings of `network`.
+fn networking_config(f: &CreateFlags, network: &str) -> Option<NetworkingConfig> {
+    if f.ip.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty() {
+        let net = if network == "default" {
+            "bridge".to_string()
+        } else {
+            network.to_owned()
+        };
+        Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net,
+                EndpointSettings {
+                    ipam_config: f.ip.as_ref().map(|ip| EndpointIpamConfig {
+                        ipv4_address: Some(ip.clone()),
+                        ..Default::default()
+                    }),
+                    mac_address: f.mac_address.clone(),
+                    aliases: (!f.network_alias.is_empty()).then(|| f.network_alias.clone()),
+                    ..Default::default()
+                },
+            )])),
+        })
+    } else {
+        None
+    }
 }
 
 /// Parses docker's `--mount type=…,source=…,target=…[,readonly][,…]` CSV.

@@ -1,5 +1,5 @@
 //! System commands: version, info, events, and the `system` group.
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -47,15 +47,6 @@ pub enum SystemGroup {
     Cmd(SystemCmd),
     /// Show docker disk usage.
     Df(crate::df::DfArgs),
-}
-
-/// Asks y/N on stdin.
-pub fn confirm(question: &str) -> bool {
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
-    matches!(line.trim(), "y" | "Y" | "yes")
 }
 
 /// Runs `berth system …`.
@@ -172,14 +163,20 @@ fn events(
     fmt: Option<&str>,
 ) -> CmdResult {
     let mut q = Vec::new();
+    let now = std::time::SystemTime::now();
+    let timestamp = |flag: &str, value: &str| {
+        berth_api::time::parse_timestamp(value, now)
+            .map(|t| t.to_string())
+            .map_err(|e| CliError::msg(format!("invalid value for \"{flag}\": {e}")))
+    };
     if let Some(s) = since {
-        q.push(("since", s));
+        q.push(("since", timestamp("since", &s)?));
     }
     if let Some(u) = until {
-        q.push(("until", u));
+        q.push(("until", timestamp("until", &u)?));
     }
     if !filter.is_empty() {
-        q.push(("filters", crate::container::filters_json(filter)?));
+        q.push(("filters", crate::filters::filters_json(filter)?));
     }
     let tmpl = match fmt {
         Some(f) if f != "json" => Some(format::template(f)?),

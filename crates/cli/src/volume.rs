@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::container::filters_json;
+use crate::filters::filters_json;
 use crate::format;
 use crate::http::Client;
 use crate::{CliError, CmdResult};
@@ -114,83 +114,8 @@ pub fn run_group(c: &Client, g: VolumeGroup) -> CmdResult {
             quiet,
             filter,
             format,
-        } => {
-            let q: Vec<(&str, String)> = if filter.is_empty() {
-                vec![]
-            } else {
-                vec![("filters", filters_json(&filter)?)]
-            };
-            let v: Value = c.get("/volumes", &q)?;
-            let mut items: Vec<Value> = v["Volumes"].as_array().cloned().unwrap_or_default();
-            items.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
-            if quiet {
-                for i in &items {
-                    println!("{}", i["Name"].as_str().unwrap_or(""));
-                }
-                return Ok(0);
-            }
-            let heads = |h: &str| match h {
-                "Name" => "VOLUME NAME".to_string(),
-                other => other.to_uppercase(),
-            };
-            let fmt = format::parse_format(format.as_deref(), &heads)?;
-            // Templates see docker's field names (`.Name`, `.Driver`, `.Mountpoint`, …).
-            let shaped: Vec<Value> = items
-                .iter()
-                .map(|i| {
-                    let labels = i["Labels"]
-                        .as_object()
-                        .map(|m| {
-                            let mut l: Vec<String> = m
-                                .iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect();
-                            l.sort();
-                            l.join(",")
-                        })
-                        .unwrap_or_default();
-                    let mut s = i.clone();
-                    s["Labels"] = json!(labels);
-                    s
-                })
-                .collect();
-            format::print_items(&fmt, &shaped, &|| {
-                let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
-                for i in &items {
-                    rows.push(vec![
-                        i["Driver"].as_str().unwrap_or("").to_string(),
-                        i["Name"].as_str().unwrap_or("").to_string(),
-                    ]);
-                }
-                rows
-            })?;
-            Ok(0)
-        }
-        VolumeGroup::Inspect { format, volumes } => {
-            let mut items = Vec::new();
-            let mut code = 0;
-            for n in &volumes {
-                match c.get::<Value>(&format!("/volumes/{n}"), &[]) {
-                    Ok(v) => items.push(v),
-                    Err(e) => {
-                        code = 1;
-                        eprintln!("{}", e.message);
-                    }
-                }
-            }
-            match format.as_deref() {
-                Some(f) if !f.is_empty() && f != "json" => {
-                    let t = format::template(&f.replace("\\t", "\t").replace("\\n", "\n"))?;
-                    for i in &items {
-                        println!("{}", format::render(&t, i)?);
-                    }
-                }
-                _ => {
-                    format::print_inspect_json(&items)?;
-                }
-            }
-            Ok(code)
-        }
+        } => ls(c, quiet, &filter, format.as_deref()),
+        VolumeGroup::Inspect { format, volumes } => inspect(c, format.as_deref(), &volumes),
         VolumeGroup::Rm { force, volumes } => {
             let mut code = 0;
             let q: Vec<(&str, String)> = if force {
@@ -215,7 +140,7 @@ pub fn run_group(c: &Client, g: VolumeGroup) -> CmdResult {
             } else {
                 "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?"
             };
-            if !force && !crate::system::confirm(question) {
+            if !force && !crate::confirm::confirm(question) {
                 return Ok(0);
             }
             let mut filter = filter;
@@ -232,4 +157,85 @@ pub fn run_group(c: &Client, g: VolumeGroup) -> CmdResult {
             Ok(0)
         }
     }
+}
+
+/// `volume ls`.
+fn ls(c: &Client, quiet: bool, filter: &[String], format: Option<&str>) -> CmdResult {
+    let q: Vec<(&str, String)> = if filter.is_empty() {
+        vec![]
+    } else {
+        vec![("filters", filters_json(filter)?)]
+    };
+    let v: Value = c.get("/volumes", &q)?;
+    let mut items: Vec<Value> = v["Volumes"].as_array().cloned().unwrap_or_default();
+    items.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+    if quiet {
+        for i in &items {
+            println!("{}", i["Name"].as_str().unwrap_or(""));
+        }
+        return Ok(0);
+    }
+    let heads = |h: &str| match h {
+        "Name" => "VOLUME NAME".to_string(),
+        other => other.to_uppercase(),
+    };
+    let fmt = format::parse_format(format, &heads)?;
+    // Templates see docker's field names (`.Name`, `.Driver`, `.Mountpoint`, …).
+    let shaped: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            let labels = i["Labels"]
+                .as_object()
+                .map(|m| {
+                    let mut l: Vec<String> = m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect();
+                    l.sort();
+                    l.join(",")
+                })
+                .unwrap_or_default();
+            let mut s = i.clone();
+            s["Labels"] = json!(labels);
+            s
+        })
+        .collect();
+    format::print_items(&fmt, &shaped, &|| {
+        let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
+        for i in &items {
+            rows.push(vec![
+                i["Driver"].as_str().unwrap_or("").to_string(),
+                i["Name"].as_str().unwrap_or("").to_string(),
+            ]);
+        }
+        rows
+    })?;
+    Ok(0)
+}
+
+/// `volume inspect`.
+fn inspect(c: &Client, format: Option<&str>, volumes: &[String]) -> CmdResult {
+    let mut items = Vec::new();
+    let mut code = 0;
+    for n in volumes {
+        match c.get::<Value>(&format!("/volumes/{n}"), &[]) {
+            Ok(v) => items.push(v),
+            Err(e) => {
+                code = 1;
+                eprintln!("{}", e.message);
+            }
+        }
+    }
+    match format {
+        Some(f) if !f.is_empty() && f != "json" => {
+            let t = format::template(&f.replace("\\t", "\t").replace("\\n", "\n"))?;
+            for i in &items {
+                println!("{}", format::render(&t, i)?);
+            }
+        }
+        _ => {
+            format::print_inspect_json(&items)?;
+        }
+    }
+    Ok(code)
 }

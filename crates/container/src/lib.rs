@@ -1,3 +1,4 @@
+#![allow(clippy::too_many_lines)] // until the container refactor lands
 //! The container service: every container's lifecycle, its state on disk, and its monitor.
 //!
 //! The daemon's HTTP layer calls [`ContainerService`]; this crate turns those calls into an OCI

@@ -11,6 +11,7 @@
 //! `BERTH_LOAD_SIZE_LIMIT` (bytes, in the daemon's environment) bounds how far a loaded
 //! archive may expand; by default it is half the free space of the data root.
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -23,9 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::DaemonError;
-use crate::images::{ImagesState, blocking, publish, receiver_stream};
+use crate::image_state::{ImagesState, publish};
 use crate::query::Params;
-use crate::responses::{self, JSON};
+use crate::responses::{self, JSON, receiver_stream};
 
 /// Chunks of the archive sent to the client.
 const CHUNK: usize = 1024 * 1024;
@@ -47,7 +48,8 @@ pub async fn save(state: &ImagesState, names: Vec<String>) -> Result<Response, D
     if names.is_empty() {
         return Err(DaemonError::MissingParameter { param: "names" });
     }
-    let set = blocking(&state.store, move |store| store.save(&names)).await??;
+    let store = Arc::clone(&state.store);
+    let set = berth_fs::blocking(move || store.save(&names)).await??;
     for id in set.image_ids() {
         publish(&state.events, "save", &id, &id);
     }

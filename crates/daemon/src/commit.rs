@@ -38,7 +38,7 @@ async fn commit(
         .ok_or(DaemonError::MissingParameter { param: "container" })?
         .to_owned();
     // The docker CLI sends `null` or a (partial) container config.
-    let config = Some(crate::containers::parse_body::<Value>(&body)?).filter(Value::is_object);
+    let config = Some(crate::query::parse_body::<Value>(&body)?).filter(Value::is_object);
     let options = CommitOptions {
         reference: reference(&params),
         comment: params.non_empty("comment").map(str::to_owned),

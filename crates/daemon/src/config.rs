@@ -87,52 +87,76 @@ impl DaemonConfig {
     }
 }
 
-/// Parses the arguments after `berth daemon`: `-H|--host H`, `--data-root D`, `--exec-root R`,
-/// `--log-level L`, `-b|--bridge NAME|none`, `--nft-table T`, `--resolv-conf FILE`, each also
-/// as `--flag=value`.
-pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
-    let mut config = DaemonConfig::default();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with('-') => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline_value
-                .clone()
-                .or_else(|| args.next().cloned())
-                .ok_or_else(|| DaemonError::MissingFlagValue {
-                    flag: flag.to_owned(),
-                })
-        };
-        match flag {
-            "-H" | "--host" => config.host = value()?,
-            "--data-root" => config.data_root = PathBuf::from(value()?),
-            "--exec-root" => config.exec_root = PathBuf::from(value()?),
-            "--log-level" | "-l" => config.log_level = Some(value()?),
-            "-b" | "--bridge" => config.bridge = value()?,
-            "--nft-table" => config.nft_table = value()?,
-            "--resolv-conf" => config.resolv_conf = PathBuf::from(value()?),
-            "--cgroup-parent" => config.cgroup_parent = value()?,
-            "--add-runtime" => {
-                let spec = value()?;
-                match spec.split_once('=') {
-                    Some((name, path)) if !name.is_empty() && Path::new(path).is_absolute() => {
-                        config.runtimes.push((name.to_owned(), PathBuf::from(path)));
-                    }
-                    _ => {
-                        return Err(DaemonError::InvalidRuntime { spec });
-                    }
-                }
-            }
-            _ => {
-                return Err(DaemonError::UnknownFlag {
-                    flag: arg.to_owned(),
-                });
-            }
+/// `berth daemon`'s flags (clap), turned into a [`DaemonConfig`] by [`parse_args`].
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "berth daemon",
+    about = "The berth daemon: serves the Docker Engine API",
+    disable_version_flag = true
+)]
+struct DaemonFlags {
+    /// Where to listen: unix:///path or tcp://host:port.
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    host: Option<String>,
+    /// Persistent state (images, containers, volumes, networks).
+    #[arg(long = "data-root", value_name = "DIR")]
+    data_root: Option<PathBuf>,
+    /// Runtime state (socket, pid file, monitors); at most 18 bytes long.
+    #[arg(long = "exec-root", value_name = "DIR")]
+    exec_root: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// The default bridge device; `none` for no default bridge.
+    #[arg(short = 'b', long = "bridge", value_name = "NAME")]
+    bridge: Option<String>,
+    /// berth's nftables table (family `ip`).
+    #[arg(long = "nft-table", value_name = "TABLE")]
+    nft_table: Option<String>,
+    /// The resolver configuration for containers and the embedded DNS servers' upstreams.
+    #[arg(long = "resolv-conf", value_name = "FILE")]
+    resolv_conf: Option<PathBuf>,
+    /// An OCI runtime containers may name (`HostConfig.Runtime`); repeatable.
+    #[arg(long = "add-runtime", value_name = "NAME=PATH", value_parser = runtime_spec)]
+    add_runtime: Vec<(String, PathBuf)>,
+    /// The cgroup under which containers' cgroups are made.
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    cgroup_parent: Option<String>,
+}
+
+/// `--add-runtime NAME=/absolute/path`.
+fn runtime_spec(spec: &str) -> Result<(String, PathBuf), DaemonError> {
+    match spec.split_once('=') {
+        Some((name, path)) if !name.is_empty() && Path::new(path).is_absolute() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
         }
+        _ => Err(DaemonError::InvalidRuntime {
+            spec: spec.to_owned(),
+        }),
     }
+}
+
+/// Parses the arguments after `berth daemon` (see `berth daemon --help`; each flag also as
+/// `--flag=value`) and checks the listen address and the exec root's length. `--help` is an
+/// error of kind `DisplayHelp` (print it, exit 0).
+pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
+    let flags = <DaemonFlags as clap::Parser>::try_parse_from(
+        std::iter::once("berth daemon").chain(args.iter().map(String::as_str)),
+    )
+    .map_err(|source| DaemonError::Flags { source })?;
+    let defaults = DaemonConfig::default();
+    let config = DaemonConfig {
+        host: flags.host.unwrap_or(defaults.host),
+        data_root: flags.data_root.unwrap_or(defaults.data_root),
+        exec_root: flags.exec_root.unwrap_or(defaults.exec_root),
+        exe: defaults.exe,
+        log_level: flags.log_level,
+        bridge: flags.bridge.unwrap_or(defaults.bridge),
+        nft_table: flags.nft_table.unwrap_or(defaults.nft_table),
+        resolv_conf: flags.resolv_conf.unwrap_or(defaults.resolv_conf),
+        runtimes: flags.add_runtime,
+        cgroup_parent: flags.cgroup_parent.unwrap_or(defaults.cgroup_parent),
+    };
     config.listen_address()?;
     // <exec_root>/containers/<64 hex>/monitor.sock must fit in sun_path (107 bytes + NUL).
     let fixed = "/containers/".len() + 64 + "/monitor.sock".len();
@@ -200,14 +224,46 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_and_repeated_runtimes() {
+        let config = parse_args(&args(&[
+            "-l",
+            "warn",
+            "--cgroup-parent=/it",
+            "--add-runtime",
+            "crun=/usr/bin/crun",
+            "--add-runtime=r2=/opt/r2",
+            "--bridge=none",
+        ]))
+        .expect("valid");
+        assert_eq!(config.log_level.as_deref(), Some("warn"));
+        assert_eq!(config.cgroup_parent, "/it");
+        assert_eq!(config.bridge, "none");
+        assert_eq!(
+            config.runtimes,
+            vec![
+                ("crun".to_owned(), PathBuf::from("/usr/bin/crun")),
+                ("r2".to_owned(), PathBuf::from("/opt/r2")),
+            ]
+        );
+        assert_eq!(parse_args(&[]).expect("defaults").cgroup_parent, "/berth");
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
+        let kind = |list: &[&str]| match parse_args(&args(list)) {
+            Err(DaemonError::Flags { source }) => source.kind(),
+            other => panic!("{list:?}: {other:?}"),
+        };
+        assert_eq!(kind(&["--bogus"]), clap::error::ErrorKind::UnknownArgument);
+        assert_eq!(kind(&["--data-root"]), clap::error::ErrorKind::InvalidValue);
+        assert_eq!(kind(&["--help"]), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(
+            kind(&["--add-runtime", "relative=bin/r"]),
+            clap::error::ErrorKind::ValueValidation
+        );
         assert!(matches!(
-            parse_args(&args(&["--bogus"])),
-            Err(DaemonError::UnknownFlag { .. })
-        ));
-        assert!(matches!(
-            parse_args(&args(&["--data-root"])),
-            Err(DaemonError::MissingFlagValue { .. })
+            parse_args(&args(&["--exec-root", "/a/very/long/exec/root/dir"])),
+            Err(DaemonError::ExecRootTooLong { max: 18, .. })
         ));
         assert!(matches!(
             parse_args(&args(&["-H", "ftp://x"])),

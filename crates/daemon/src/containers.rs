@@ -11,14 +11,13 @@ use berth_api::models::{ContainerCreateBody, ContainerUpdateBody, ExecConfig, Ex
 use berth_api::stdcopy;
 use berth_container::{AttachOptions, ListOptions, LogChunk, LogsOptions, WaitCondition};
 use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::DaemonError;
 use crate::hijack;
-use crate::images::receiver_stream;
-use crate::query::Params;
+use crate::query::{Params, parse_body, parse_body_or_default};
+use crate::responses::receiver_stream;
 use crate::responses::{self, JSON};
 
 /// The container and exec routes.
@@ -57,26 +56,6 @@ pub fn routes() -> Router<AppState> {
         .route("/exec/{id}/resize", post(exec_resize))
 }
 
-/// Parses a JSON body; a malformed one is a 400 carrying serde's reason. An empty body is
-/// `null`, which is what Docker's decoders see too.
-pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DaemonError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"null".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|source| DaemonError::InvalidBody { source })
-}
-
-/// Like [`parse_body`], but an empty body is the type's default.
-fn parse_body_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, DaemonError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_body(body)
-    }
-}
-
 fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
@@ -90,7 +69,7 @@ async fn list(State(state): State<AppState>, params: Params) -> Result<Response,
         all: params.flag("all"),
         limit,
         size: params.flag("size"),
-        filters: params.filters()?,
+        filters: (&params.filters()?).into(),
     };
     let containers = state.containers.list(options).await?;
     Ok(responses::json(StatusCode::OK, &containers))
@@ -111,7 +90,7 @@ async fn create(
 }
 
 async fn prune(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
-    let pruned = state.containers.prune(params.filters()?).await?;
+    let pruned = state.containers.prune((&params.filters()?).into()).await?;
     let mut body = serde_json::to_value(&pruned).unwrap_or(Value::Null);
     // Docker always sends both fields; `docker container prune` prints the reclaimed size.
     if let Value::Object(map) = &mut body {

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::error::DaemonError;
-use crate::images::receiver_stream;
 use crate::query::Params;
+use crate::responses::receiver_stream;
 
 /// The header carrying the stat of the path.
 pub const STAT_HEADER: &str = "x-docker-container-path-stat";

@@ -36,6 +36,13 @@ pub enum DaemonError {
         #[from]
         source: berth_network::NetworkError,
     },
+    /// A volume service error, worded and classified by that service.
+    #[error(transparent)]
+    Volume {
+        /// The service error.
+        #[from]
+        source: berth_volume::VolumeError,
+    },
     /// The path asked for an API version above the one berth speaks.
     #[error("client version {version} is too new. Maximum supported API version is {max}")]
     ApiVersionTooNew {
@@ -78,18 +85,13 @@ pub enum DaemonError {
         #[source]
         source: axum::extract::rejection::QueryRejection,
     },
-    /// The `filters` parameter is neither the map nor the list form.
-    #[error("invalid filter: {source}")]
-    InvalidFilters {
-        /// The JSON parser's reason.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A filter value that does not parse (`until=soon`).
-    #[error("invalid filter '{filter}'")]
-    InvalidFilterValue {
-        /// `key=value` as given.
-        filter: String,
+    /// The `filters` parameter does not parse, or names a key or value the endpoint does not
+    /// take.
+    #[error(transparent)]
+    Filter {
+        /// Which, in moby's words.
+        #[from]
+        source: berth_api::filters::FilterError,
     },
     /// A JSON request body does not parse; the message is serde's reason, as Docker gives Go's.
     #[error("{source}")]
@@ -147,20 +149,15 @@ pub enum DaemonError {
     #[error("background task failed: {source}")]
     Task {
         /// The join error.
-        #[source]
+        #[from]
         source: tokio::task::JoinError,
     },
-    /// `berth daemon` got a flag it does not know.
-    #[error("unknown flag: {flag}")]
-    UnknownFlag {
-        /// The flag.
-        flag: String,
-    },
-    /// `berth daemon` got a flag without its value.
-    #[error("flag needs an argument: {flag}")]
-    MissingFlagValue {
-        /// The flag.
-        flag: String,
+    /// `berth daemon`'s flags do not parse (or `--help` was asked for: kind `DisplayHelp`).
+    #[error("{source}")]
+    Flags {
+        /// clap's error, which renders its own usage.
+        #[source]
+        source: clap::Error,
     },
     /// The exec root is so long that monitor sockets under it would not fit a unix socket
     /// address (108 bytes).
@@ -226,6 +223,7 @@ impl Classify for DaemonError {
             Self::Container { source } => source.kind(),
             Self::Image { source } => source.kind(),
             Self::Network { source } => source.kind(),
+            Self::Volume { source } => source.kind(),
             Self::RouteNotFound | Self::PullUnavailable { .. } | Self::BusyboxNotFound => {
                 ErrorKind::NotFound
             }
@@ -234,18 +232,16 @@ impl Classify for DaemonError {
             | Self::InvalidParameter { .. }
             | Self::MissingParameter { .. }
             | Self::InvalidQuery { .. }
-            | Self::InvalidFilters { .. }
-            | Self::InvalidFilterValue { .. }
+            | Self::Filter { .. }
             | Self::InvalidBody { .. }
             | Self::ReadBody { .. }
             | Self::NoLogStream
             | Self::InvalidWaitCondition { .. }
             | Self::UpgradeRequired { .. }
             | Self::UnknownBootstrap { .. }
-            | Self::UnknownFlag { .. }
+            | Self::Flags { .. }
             | Self::ExecRootTooLong { .. }
             | Self::InvalidRuntime { .. }
-            | Self::MissingFlagValue { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,

@@ -1,4 +1,4 @@
-//! Image endpoints, over the synchronous [`ImageStore`] (every call runs in `spawn_blocking`).
+//! Image endpoints, over the synchronous [`ImageStore`] (every store call runs through [`berth_fs::blocking`]).
 //!
 //! Image names in paths are not escaped and contain `/` and `:` (`localhost:5000/a/b:v1`),
 //! so `/images/{*rest}` is matched greedily and the action is taken from the suffix
@@ -12,49 +12,20 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use berth_api::models::{
-    EventMessageTypeEnum, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageSummary,
-};
+use berth_api::models::{ImageDeleteResponseItem, ImageHistoryResponseItem, ImageSummary};
 use berth_container::EventBus;
-use berth_image::{Deleted, ImageRecord, ImageStore, Reference};
+use berth_image::{Deleted, ImageRecord};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::DaemonError;
+use crate::image_state::publish;
+pub use crate::image_state::{ImageUsage, ImageUsageMap, ImagesState};
 use crate::query::Params;
-use crate::responses::{self, JSON};
-
-/// For each image id used by a container: that container's id, and whether it is running.
-pub type ImageUsageMap = HashMap<String, (String, bool)>;
-
-/// Collects [`ImageUsageMap`] from the container service when an image is deleted.
-pub type ImageUsage = Arc<dyn Fn() -> BoxFuture<'static, ImageUsageMap> + Send + Sync>;
-
-/// What the image endpoints need.
-#[derive(Clone)]
-pub struct ImagesState {
-    /// The store.
-    pub store: Arc<ImageStore>,
-    /// Where image events go.
-    pub events: EventBus,
-    /// Which images containers use (asked before a delete).
-    pub usage: ImageUsage,
-    /// The busybox to bootstrap from; `None` searches `PATH`, then `/bin/busybox`.
-    pub busybox: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for ImagesState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImagesState")
-            .field("store", &self.store)
-            .field("busybox", &self.busybox)
-            .finish_non_exhaustive()
-    }
-}
+use crate::responses::{self, JSON, receiver_stream};
 
 /// The image routes.
 pub fn routes() -> Router<ImagesState> {
@@ -70,18 +41,6 @@ pub fn routes() -> Router<ImagesState> {
         .route("/berth/images/bootstrap", post(bootstrap))
 }
 
-/// Runs a store call off the async workers.
-pub(crate) async fn blocking<T, F>(store: &Arc<ImageStore>, call: F) -> Result<T, DaemonError>
-where
-    F: FnOnce(&ImageStore) -> T + Send + 'static,
-    T: Send + 'static,
-{
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || call(&store))
-        .await
-        .map_err(|source| DaemonError::Task { source })
-}
-
 /// `GET /images/json` shape of a record.
 pub fn image_summary(record: &ImageRecord) -> ImageSummary {
     ImageSummary {
@@ -92,140 +51,19 @@ pub fn image_summary(record: &ImageRecord) -> ImageSummary {
         created: record.created,
         size: i64::try_from(record.size).unwrap_or(i64::MAX),
         shared_size: -1,
-        labels: labels(record),
+        labels: berth_image::labels(record),
         containers: -1,
         manifests: None,
         descriptor: None,
     }
 }
 
-fn labels(record: &ImageRecord) -> HashMap<String, String> {
-    record
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
-}
-
-/// Go's `path.Match` for the patterns `images --filter reference=` uses: `*` does not cross
-/// `/`, `?` is one character.
-fn glob_match(pattern: &str, text: &str) -> bool {
-    let (pattern, text): (Vec<char>, Vec<char>) =
-        (pattern.chars().collect(), text.chars().collect());
-    fn matches(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('*', rest)) => (0..=t.len())
-                .take_while(|&i| i == 0 || t[i - 1] != '/')
-                .any(|i| matches(rest, &t[i..])),
-            Some(('?', rest)) => t.first().is_some_and(|&c| c != '/') && matches(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && matches(rest, &t[1..]),
-        }
-    }
-    matches(&pattern, &text)
-}
-
-/// Whether any of the record's names matches a `reference` pattern (with or without tag).
-fn reference_matches(record: &ImageRecord, pattern: &str) -> bool {
-    record.repo_tags.iter().any(|tagged| {
-        let name = tagged.rsplit_once(':').map_or(tagged.as_str(), |(n, tag)| {
-            if tag.contains('/') {
-                tagged.as_str()
-            } else {
-                n
-            }
-        });
-        glob_match(pattern, tagged) || glob_match(pattern, name)
-    })
-}
-
-/// Whether a record passes the `images` filters (`dangling`, `reference`, `label`; `before` and
-/// `since` are resolved to creation times by the caller).
-fn image_matches(
-    record: &ImageRecord,
-    filters: &HashMap<String, Vec<String>>,
-    before: Option<i64>,
-    since: Option<i64>,
-) -> bool {
-    let dangling = record.repo_tags.is_empty();
-    if let Some(values) = filters.get("dangling")
-        && !values
-            .iter()
-            .any(|v| crate::query::parse_bool(v) == dangling)
-    {
-        return false;
-    }
-    if let Some(patterns) = filters.get("reference")
-        && !patterns.iter().any(|p| reference_matches(record, p))
-    {
-        return false;
-    }
-    if let Some(wanted) = filters.get("label") {
-        let labels = labels(record);
-        // Every label filter must hold.
-        let all = wanted.iter().all(|w| match w.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-            None => labels.contains_key(w),
-        });
-        if !all {
-            return false;
-        }
-    }
-    before.is_none_or(|b| record.created < b) && since.is_none_or(|s| record.created > s)
-}
-
-/// Refuses filter keys outside `accepted`, as Docker does (`invalid filter 'bogus'`).
-fn check_filter_keys(
-    filters: &HashMap<String, Vec<String>>,
-    accepted: &[&str],
-) -> Result<(), DaemonError> {
-    match filters.keys().find(|key| !accepted.contains(&key.as_str())) {
-        Some(key) => Err(DaemonError::InvalidFilterValue {
-            filter: key.clone(),
-        }),
-        None => Ok(()),
-    }
-}
-
 async fn list(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
-    check_filter_keys(
-        &filters,
-        &["dangling", "label", "before", "since", "reference", "until"],
-    )?;
-    let before = filters.get("before").and_then(|v| v.first()).cloned();
-    let since = filters.get("since").and_then(|v| v.first()).cloned();
-    let until = filters
-        .get("until")
-        .and_then(|v| v.first())
-        .map(|v| parse_until(v, chrono::Utc::now().timestamp()))
-        .transpose()?;
     let all = params.flag("all");
-    let summaries = blocking(&state.store, move |store| {
-        let created = |reference: Option<String>| -> Result<Option<i64>, DaemonError> {
-            reference
-                .map(|r| store.resolve(&r).map(|record| record.created))
-                .transpose()
-                .map_err(DaemonError::from)
-        };
-        let (before, since) = (created(before)?, created(since)?);
-        let mut records = store.list();
-        records.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-        // Without `all`, untagged images that others were committed on are intermediate.
-        let parents: std::collections::HashSet<String> =
-            records.iter().filter_map(|r| r.parent.clone()).collect();
-        Ok::<_, DaemonError>(
-            records
-                .iter()
-                .filter(|r| all || !r.repo_tags.is_empty() || !parents.contains(&r.id))
-                .filter(|r| image_matches(r, &filters, before, since))
-                .filter(|r| until.is_none_or(|until| r.created < until))
-                .map(image_summary)
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await??;
+    let store = Arc::clone(&state.store);
+    let records = berth_fs::blocking(move || store.list_filtered(&filters, all)).await??;
+    let summaries: Vec<ImageSummary> = records.iter().map(image_summary).collect();
     Ok(responses::json(StatusCode::OK, &summaries))
 }
 
@@ -373,13 +211,15 @@ async fn get_named(
 ) -> Result<Response, DaemonError> {
     if let Some(name) = rest.strip_suffix("/json") {
         let name = name.to_owned();
-        let record = blocking(&state.store, move |s| s.resolve(&name)).await??;
+        let store = Arc::clone(&state.store);
+        let record = berth_fs::blocking(move || store.resolve(&name)).await??;
         Ok(responses::json(StatusCode::OK, &image_inspect(&record)))
     } else if let Some(name) = rest.strip_suffix("/history") {
         let name = name.to_owned();
-        let (record, sizes) = blocking(&state.store, move |s| {
-            let record = s.resolve(&name)?;
-            let sizes = s.layer_sizes(&record.id)?;
+        let store = Arc::clone(&state.store);
+        let (record, sizes) = berth_fs::blocking(move || {
+            let record = store.resolve(&name)?;
+            let sizes = store.layer_sizes(&record.id)?;
             Ok::<_, DaemonError>((record, sizes))
         })
         .await??;
@@ -419,24 +259,6 @@ fn tagged_reference(repo: &str, tag: Option<&str>) -> String {
     }
 }
 
-/// A reference as users write it (`docker.io/library/x` → `x:latest`), as events name images.
-fn familiar(reference: &str) -> String {
-    Reference::parse(reference).map_or_else(
-        |_| reference.to_owned(),
-        |parsed| parsed.with_default_tag().familiar(),
-    )
-}
-
-pub(crate) fn publish(events: &EventBus, action: &str, image_id: &str, name: &str) {
-    let name = if name.starts_with("sha256:") {
-        name.to_owned()
-    } else {
-        familiar(name)
-    };
-    let attributes = HashMap::from([("name".to_owned(), name)]);
-    events.publish(EventMessageTypeEnum::IMAGE, action, image_id, attributes);
-}
-
 async fn tag(
     state: &ImagesState,
     source: String,
@@ -447,7 +269,8 @@ async fn tag(
         .ok_or(DaemonError::MissingParameter { param: "repo" })?;
     let target = tagged_reference(repo, params.non_empty("tag"));
     let target_for_store = target.clone();
-    let record = blocking(&state.store, move |store| {
+    let store = Arc::clone(&state.store);
+    let record = berth_fs::blocking(move || {
         let record = store.resolve(&source)?;
         store.tag(&source, &target_for_store)?;
         Ok::<_, DaemonError>(record)
@@ -465,7 +288,8 @@ async fn remove(
     let force = params.flag("force");
     let prune_parents = !params.flag("noprune");
     let usage = (state.usage)().await;
-    let (record, deleted) = blocking(&state.store, move |store| {
+    let store = Arc::clone(&state.store);
+    let (record, deleted) = berth_fs::blocking(move || {
         let record = store.resolve(&reference)?;
         let in_use = |image_id: &str| usage.get(image_id).cloned();
         let deleted = store.remove_with(&reference, force, prune_parents, &in_use)?;
@@ -494,46 +318,15 @@ async fn remove(
     Ok(responses::json(StatusCode::OK, &items))
 }
 
-/// `POST /images/prune`: removes unused dangling images (all unused with `dangling=false`),
-/// older than `until`, matching the `label` / `label!` filters. Untagged parents go with their
-/// last child.
+/// `POST /images/prune` ([`ImageStore::prune`] decides what goes).
 async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
-    check_filter_keys(&filters, &["dangling", "label", "label!", "until"])?;
-    let dangling_only = filters
-        .get("dangling")
-        .is_none_or(|v| v.iter().any(|v| crate::query::parse_bool(v)));
-    let until = filters
-        .get("until")
-        .and_then(|v| v.first())
-        .map(|v| parse_until(v, chrono::Utc::now().timestamp()))
-        .transpose()?;
     let usage = (state.usage)().await;
-    let (deleted, reclaimed) = blocking(&state.store, move |store| {
-        let before = store.disk_usage().layers_size;
-        let mut deleted = Vec::new();
-        let records = store.list();
-        let parents: std::collections::HashSet<String> =
-            records.iter().filter_map(|r| r.parent.clone()).collect();
-        for record in records {
-            if usage.contains_key(&record.id)
-                || (dangling_only && !record.repo_tags.is_empty())
-                || parents.contains(&record.id)
-                || until.is_some_and(|until| record.created >= until)
-                || !prune_labels_match(&record, &filters)
-            {
-                continue;
-            }
-            // Refused removals (a container appeared meanwhile) are skipped, as moby does.
-            if let Ok(entries) = store.remove(&record.id, true, &|id| usage.get(id).cloned()) {
-                deleted.extend(entries);
-            }
-        }
-        let after = store.disk_usage().layers_size;
-        (deleted, before.saturating_sub(after))
-    })
-    .await?;
-    let items: Vec<_> = deleted
+    let store = Arc::clone(&state.store);
+    let pruned =
+        berth_fs::blocking(move || store.prune(&filters, &|id| usage.get(id).cloned())).await??;
+    let items: Vec<_> = pruned
+        .deleted
         .into_iter()
         .map(|entry| match entry {
             Deleted::Untagged(name) => json!({ "Untagged": name }),
@@ -545,59 +338,8 @@ async fn prune(State(state): State<ImagesState>, params: Params) -> Result<Respo
         .collect();
     Ok(responses::json(
         StatusCode::OK,
-        &json!({ "ImagesDeleted": items, "SpaceReclaimed": reclaimed }),
+        &json!({ "ImagesDeleted": items, "SpaceReclaimed": pruned.reclaimed }),
     ))
-}
-
-/// `label=k`, `label=k=v` must all hold; `label!=k`, `label!=k=v` must all not.
-fn prune_labels_match(record: &ImageRecord, filters: &HashMap<String, Vec<String>>) -> bool {
-    let labels = labels(record);
-    let holds = |wanted: &String| match wanted.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-        None => labels.contains_key(wanted),
-    };
-    filters.get("label").is_none_or(|w| w.iter().all(holds))
-        && filters.get("label!").is_none_or(|w| !w.iter().any(holds))
-}
-
-/// An `until` filter: a Go duration before `now` (`24h`, `1h30m`, `90s`), a Unix time, or an
-/// RFC 3339 time; as Unix seconds.
-fn parse_until(value: &str, now: i64) -> Result<i64, DaemonError> {
-    let invalid = || DaemonError::InvalidFilterValue {
-        filter: format!("until={value}"),
-    };
-    if let Ok(seconds) = value.parse::<f64>() {
-        return Ok(seconds as i64);
-    }
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(value) {
-        return Ok(time.timestamp());
-    }
-    let mut total = 0f64;
-    let mut number = String::new();
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push(chars.next().unwrap_or('s'));
-        }
-        let n: f64 = number.parse().map_err(|_| invalid())?;
-        number.clear();
-        total += n * match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return Err(invalid()),
-        };
-    }
-    if !number.is_empty() || total == 0.0 && value != "0s" {
-        return Err(invalid());
-    }
-    Ok(now - total as i64)
 }
 
 /// `POST /images/create`: import from the request body (`fromSrc=-`) or an `http://` URL,
@@ -640,7 +382,8 @@ async fn create(
         .or_else(|| url.as_ref().map(|_| format!("Imported from {source}")));
     {
         let (reference, changes, url) = (reference.clone(), changes.clone(), url.clone());
-        blocking(&state.store, move |store| {
+        let store = Arc::clone(&state.store);
+        berth_fs::blocking(move || {
             store.check_import(reference.as_deref(), &changes, url.as_deref())
         })
         .await??;
@@ -660,14 +403,20 @@ async fn create(
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let store = Arc::clone(&state.store);
     let events = state.events.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let result = (|| {
             let (input, total): (Box<dyn std::io::Read + '_>, Option<u64>) = match &url {
                 None => (Box::new(&mut body), total),
                 Some(url) => {
-                    let download = berth_image::fetch(url)?;
+                    // Fetched with the async client; read here through a bridge.
+                    let download = runtime.block_on(berth_image::fetch(url))?;
                     let length = download.length;
-                    (Box::new(download), length)
+                    let reader = StreamReader::new(download.into_stream());
+                    (
+                        Box::new(SyncIoBridge::new_with_handle(reader, runtime)),
+                        length,
+                    )
                 }
             };
             let mut input = ProgressReader::new(input, total, &sender);
@@ -788,11 +537,12 @@ async fn bootstrap(
     tokio::spawn(async move {
         let _ = sender.send(first).await;
         let store_reference = reference.clone();
-        let result = blocking(&state.store, move |store| {
-            store.bootstrap_busybox(&store_reference, &busybox)
-        })
-        .await
-        .and_then(|r| r.map_err(DaemonError::from));
+        let store = Arc::clone(&state.store);
+        let result =
+            berth_fs::blocking(move || store.bootstrap_busybox(&store_reference, &busybox))
+                .await
+                .map_err(DaemonError::from)
+                .and_then(|r| r.map_err(DaemonError::from));
         let lines = bootstrap_outcome(&state.events, result, &reference);
         for line in lines {
             if sender.send(responses::json_line(&line)).await.is_err() {
@@ -862,15 +612,6 @@ async fn bootstrap_debian(state: ImagesState, params: &Params) -> Result<Respons
     Ok(responses::streaming(JSON, receiver_stream(receiver)))
 }
 
-/// The messages of `receiver` as a stream, ending when every sender is gone.
-pub fn receiver_stream<T: Send + 'static>(
-    receiver: mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send + 'static {
-    futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    })
-}
-
 async fn not_implemented_search() -> DaemonError {
     DaemonError::NotImplemented {
         feature: "GET /images/search",
@@ -890,92 +631,6 @@ mod tests {
             created,
             parent: None,
         }
-    }
-
-    #[test]
-    fn until_takes_durations_and_times() {
-        assert_eq!(parse_until("24h", 100_000).expect("h"), 100_000 - 86_400);
-        assert_eq!(parse_until("1h30m", 10_000).expect("hm"), 10_000 - 5_400);
-        assert_eq!(parse_until("90s", 100).expect("s"), 10);
-        assert_eq!(parse_until("1700000000", 0).expect("unix"), 1_700_000_000);
-        assert_eq!(
-            parse_until("2023-11-14T22:13:20Z", 0).expect("rfc3339"),
-            1_700_000_000
-        );
-        assert!(parse_until("soon", 0).is_err());
-        assert!(parse_until("10", 0).is_ok());
-        assert!(parse_until("10x", 0).is_err());
-    }
-
-    #[test]
-    fn globs_like_go_path_match() {
-        assert!(glob_match("busy*", "busybox"));
-        assert!(glob_match("busybox:*", "busybox:latest"));
-        assert!(glob_match("b?sybox", "busybox"));
-        assert!(!glob_match("busy*", "localhost/busybox"));
-        assert!(!glob_match("*", "a/b"));
-        assert!(glob_match("*/busybox", "localhost/busybox"));
-        assert!(!glob_match("alpine", "busybox"));
-    }
-
-    #[test]
-    fn image_filters() {
-        let tagged = record("sha256:a", &["busybox:latest", "localhost:5000/x/y:v2"], 10);
-        let dangling = record("sha256:b", &[], 20);
-        let f = |json: &str| crate::query::parse_filters(json).expect("filters");
-        assert!(image_matches(&tagged, &f("{}"), None, None));
-        assert!(image_matches(
-            &dangling,
-            &f(r#"{"dangling":{"true":true}}"#),
-            None,
-            None
-        ));
-        assert!(!image_matches(
-            &tagged,
-            &f(r#"{"dangling":{"true":true}}"#),
-            None,
-            None
-        ));
-        assert!(image_matches(
-            &tagged,
-            &f(r#"{"dangling":["false"]}"#),
-            None,
-            None
-        ));
-        assert!(image_matches(
-            &tagged,
-            &f(r#"{"reference":{"busy*":true}}"#),
-            None,
-            None
-        ));
-        assert!(image_matches(
-            &tagged,
-            &f(r#"{"reference":["localhost:5000/x/y"]}"#),
-            None,
-            None
-        ));
-        assert!(!image_matches(
-            &tagged,
-            &f(r#"{"reference":["alpine"]}"#),
-            None,
-            None
-        ));
-        assert!(!image_matches(
-            &dangling,
-            &f(r#"{"reference":["busy*"]}"#),
-            None,
-            None
-        ));
-        assert!(!image_matches(
-            &tagged,
-            &f(r#"{"label":["a=b"]}"#),
-            None,
-            None
-        ));
-        assert!(image_matches(&tagged, &f("{}"), Some(11), None));
-        assert!(!image_matches(&tagged, &f("{}"), Some(10), None));
-        assert!(image_matches(&dangling, &f("{}"), None, Some(10)));
-        assert!(!image_matches(&tagged, &f("{}"), None, Some(10)));
     }
 
     #[test]
@@ -1006,16 +661,6 @@ mod tests {
         assert_eq!(body["Containers"].as_array().map(Vec::len), Some(2));
         assert_eq!(body["Volumes"][0]["Name"], "v");
         assert_eq!(body["BuildCache"], json!([]));
-    }
-
-    #[test]
-    fn event_names_are_familiar() {
-        assert_eq!(familiar("docker.io/library/x"), "x:latest");
-        assert_eq!(familiar("docker.io/library/x:y"), "x:y");
-        assert_eq!(
-            familiar("localhost:5000/team/imp:v2"),
-            "localhost:5000/team/imp:v2"
-        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod containers;
 pub mod copy;
 pub mod error;
 pub mod hijack;
+mod image_state;
 pub mod images;
 pub mod networks;
 pub mod query;
@@ -44,7 +45,7 @@ use berth_image::ImageStore;
 
 pub use config::{DaemonConfig, ListenAddress, parse_args};
 pub use error::DaemonError;
-pub use images::{ImageUsage, ImageUsageMap, ImagesState};
+pub use image_state::{ImageUsage, ImageUsageMap, ImagesState};
 pub use server::run;
 pub use system::{HostPaths, SystemFacts};
 

@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::containers::parse_body;
 use crate::error::DaemonError;
 use crate::query::Params;
+use crate::query::parse_body;
 use crate::responses;
 
 /// The network routes.
@@ -41,30 +41,19 @@ fn service(state: &AppState) -> Result<Arc<NetworkService>, DaemonError> {
         })
 }
 
-/// Runs a blocking network-service call off the async runtime.
-async fn blocking<T, F>(service: Arc<NetworkService>, f: F) -> Result<T, DaemonError>
-where
-    T: Send + 'static,
-    F: FnOnce(&NetworkService) -> Result<T, berth_network::NetworkError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || f(&service))
-        .await
-        .map_err(|source| DaemonError::Task { source })?
-        .map_err(DaemonError::from)
-}
-
 async fn list(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
-    let filters = params.filters()?.into_iter().collect();
-    let list = blocking(service(&state)?, move |s| {
+    let filters = params.filters()?;
+    let service = service(&state)?;
+    let list = berth_fs::blocking(move || {
         let mut out = Vec::new();
-        for info in s.list() {
+        for info in service.list() {
             if network_matches(&info, &filters)? {
                 out.push(info);
             }
         }
-        Ok(out)
+        Ok::<_, DaemonError>(out)
     })
-    .await?;
+    .await??;
     Ok(responses::json(StatusCode::OK, &list))
 }
 
@@ -72,13 +61,15 @@ async fn inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, DaemonError> {
-    let info = blocking(service(&state)?, move |s| s.inspect(&id)).await?;
+    let service = service(&state)?;
+    let info = berth_fs::blocking(move || service.inspect(&id)).await??;
     Ok(responses::json(StatusCode::OK, &info))
 }
 
 async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, DaemonError> {
     let request: CreateRequest = parse_body(&body)?;
-    let info = blocking(service(&state)?, move |s| s.create(&request)).await?;
+    let service = service(&state)?;
+    let info = berth_fs::blocking(move || service.create(&request)).await??;
     Ok(responses::json(
         StatusCode::CREATED,
         &json!({ "Id": info.id, "Warning": "" }),
@@ -89,13 +80,15 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, DaemonError> {
-    blocking(service(&state)?, move |s| s.remove(&id)).await?;
+    let service = service(&state)?;
+    berth_fs::blocking(move || service.remove(&id)).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn prune(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
-    let filters = params.filters()?.into_iter().collect();
-    let removed = blocking(service(&state)?, move |s| s.prune(&filters)).await?;
+    let filters = params.filters()?;
+    let service = service(&state)?;
+    let removed = berth_fs::blocking(move || service.prune(&filters)).await??;
     Ok(responses::json(
         StatusCode::OK,
         &json!({ "NetworksDeleted": removed }),

@@ -1,14 +1,15 @@
 //! Query-string conventions of the Docker API, as moby implements them.
 //!
 //! Booleans: `""`, `0`, `no`, `false` and `none` (any case) are false, anything else is true,
-//! and an absent key is the endpoint's default. Filters arrive as JSON in two forms: the CLI's
-//! map of maps (`{"status":{"running":true}}`) and docker-py's legacy lists
-//! (`{"status":["running"]}`); both become `key → [values]`.
-use std::collections::HashMap;
+//! and an absent key is the endpoint's default. `filters` is parsed by
+//! [`berth_api::filters::Filters`], the one reading every list and prune shares. A request's
+//! JSON body is parsed by [`parse_body`].
 use std::str::FromStr;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use berth_api::filters::Filters;
+use serde::de::DeserializeOwned;
 
 use crate::error::DaemonError;
 
@@ -88,9 +89,8 @@ impl Params {
     }
 
     /// The `filters` parameter, in either form.
-    pub fn filters(&self) -> Result<HashMap<String, Vec<String>>, DaemonError> {
-        self.get("filters")
-            .map_or(Ok(HashMap::new()), parse_filters)
+    pub fn filters(&self) -> Result<Filters, DaemonError> {
+        Ok(Filters::parse(self.get("filters").unwrap_or_default())?)
     }
 
     /// A Unix time (`1700000000` or `1700000000.123456789`), as `since`/`until` carry it.
@@ -105,33 +105,24 @@ pub fn parse_bool(value: &str) -> bool {
     !matches!(value.as_str(), "" | "0" | "no" | "false" | "none")
 }
 
-/// The map form maps each value to a boolean; the legacy form lists the values.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum FilterValues {
-    Map(HashMap<String, bool>),
-    List(Vec<String>),
+/// Parses a JSON body; a malformed one is a 400 carrying serde's reason. An empty body is
+/// `null`, which is what Docker's decoders see too.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DaemonError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|source| DaemonError::InvalidBody { source })
 }
 
-/// Parses `filters` JSON in the map form or docker-py's list form; values come out sorted.
-pub fn parse_filters(json: &str) -> Result<HashMap<String, Vec<String>>, DaemonError> {
-    if json.trim().is_empty() {
-        return Ok(HashMap::new());
+/// Like [`parse_body`], but an empty body is the type's default.
+pub fn parse_body_or_default<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, DaemonError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(body)
     }
-    let raw: HashMap<String, FilterValues> =
-        serde_json::from_str(json).map_err(|source| DaemonError::InvalidFilters { source })?;
-    Ok(raw
-        .into_iter()
-        .map(|(key, values)| {
-            let mut values = match values {
-                // moby keeps every key of the inner map, whatever its boolean.
-                FilterValues::Map(map) => map.into_keys().collect::<Vec<_>>(),
-                FilterValues::List(list) => list,
-            };
-            values.sort();
-            (key, values)
-        })
-        .collect())
 }
 
 #[cfg(test)]
@@ -168,26 +159,12 @@ mod tests {
             "filters=%7B%22name%22%3A%7B%22my%22%3Atrue%7D%2C%22status%22%3A%7B%22running%22%3Atrue%7D%7D",
         );
         let filters = p.filters().expect("filters");
-        assert_eq!(filters.len(), 2);
-        assert_eq!(filters["name"], vec!["my"]);
-        assert_eq!(filters["status"], vec!["running"]);
-    }
-
-    #[test]
-    fn filters_list_form_from_docker_py() {
-        let filters =
-            parse_filters(r#"{"status":["running","exited"],"label":["a=b"]}"#).expect("filters");
-        assert_eq!(filters["status"], vec!["exited", "running"]);
-        assert_eq!(filters["label"], vec!["a=b"]);
-    }
-
-    #[test]
-    fn filters_empty_and_malformed() {
-        assert!(parse_filters("").expect("empty").is_empty());
+        assert_eq!(filters.keys().count(), 2);
+        assert_eq!(filters.values("name").collect::<Vec<_>>(), ["my"]);
+        assert_eq!(filters.values("status").collect::<Vec<_>>(), ["running"]);
         assert!(params("").filters().expect("absent").is_empty());
-        let error = parse_filters(r#"{"status":"running"}"#).expect_err("a bare string");
-        assert!(matches!(error, DaemonError::InvalidFilters { .. }));
-        assert!(parse_filters("{not json").is_err());
+        let error = params("filters=%7Bnot").filters().expect_err("malformed");
+        assert!(matches!(error, DaemonError::Filter { .. }));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Response shapes beyond plain JSON: streams flushed per message (events, stats, logs, pull
-//! progress) and a body that arrives later than its headers (`wait`).
+//! progress) and a body that arrives later than its headers (`wait`); [`receiver_stream`] turns
+//! the channel a producer task writes into such a stream.
 //!
 //! hyper writes the status line and headers as soon as the handler returns, before the body's
 //! first chunk, so a client blocked on the headers (`docker run` waiting for `/wait` before it
@@ -60,4 +61,13 @@ where
         Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
     });
     streaming(JSON, body)
+}
+
+/// The messages of `receiver` as a stream, ending when every sender is gone.
+pub fn receiver_stream<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
 }

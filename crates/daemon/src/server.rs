@@ -62,9 +62,7 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
     };
     net_config.nft_table = config.nft_table.clone();
     net_config.resolv_conf = config.resolv_conf.clone();
-    let service = tokio::task::spawn_blocking(move || NetworkService::open(net_config))
-        .await
-        .map_err(|source| DaemonError::Task { source })??;
+    let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);
     // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.
     let watched = Arc::downgrade(&service);
@@ -76,7 +74,7 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
             let Some(service) = watched.upgrade() else {
                 return;
             };
-            let checked = tokio::task::spawn_blocking(move || service.restore_firewall()).await;
+            let checked = berth_fs::blocking(move || service.restore_firewall()).await;
             if let Ok(Err(error)) = checked {
                 tracing::warn!(%error, "restoring the firewall rules failed");
             }
@@ -96,9 +94,7 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
     facts.runtimes.extend(config.runtimes.iter().cloned());
     let facts = Arc::new(facts);
     let image_root = config.data_root.join("image");
-    let images = tokio::task::spawn_blocking(move || ImageStore::open(&image_root))
-        .await
-        .map_err(|source| DaemonError::Task { source })??;
+    let images = berth_fs::blocking(move || ImageStore::open(&image_root)).await??;
     let images = Arc::new(images);
     let events = EventBus::new();
     let network = open_network(config).await?;
@@ -113,9 +109,8 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
     };
     let volumes = {
         let data_root = config.data_root.clone();
-        tokio::task::spawn_blocking(move || berth_volume::VolumeService::open(&data_root))
-            .await
-            .map_err(|source| DaemonError::Task { source })?
+        berth_fs::blocking(move || berth_volume::VolumeService::open(&data_root))
+            .await?
             .map_err(berth_container::ContainerError::from)?
     };
     let containers = ContainerService::open(
@@ -216,9 +211,12 @@ fn engine_id(data_root: &Path) -> Result<String, DaemonError> {
         .map_err(io_error("read", &uuid_path))?
         .trim()
         .to_ascii_uppercase();
-    let temporary = data_root.join(".engine-id.tmp");
-    std::fs::write(&temporary, format!("{id}\n")).map_err(io_error("write", &temporary))?;
-    std::fs::rename(&temporary, &path).map_err(io_error("rename", &path))?;
+    berth_fs::write_atomic(
+        &path,
+        format!("{id}\n").as_bytes(),
+        berth_fs::Durability::Volatile,
+    )
+    .map_err(|e| io_error(e.op, &e.path)(e.source))?;
     Ok(id)
 }
 

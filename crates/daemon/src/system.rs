@@ -2,7 +2,6 @@
 //!
 //! Host facts (kernel, OS, CPUs, memory, cgroup version) are read once at start-up into
 //! [`SystemFacts`], from paths given by [`HostPaths`] so tests can use a fake root.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use berth_api::filters::{Filters, label_matches};
 use berth_api::models::{EventMessage, EventMessageTypeEnum};
 use berth_api::{API_VERSION, BERTH_VERSION, MIN_API_VERSION};
 use berth_container::{Counts, ListOptions};
@@ -341,9 +341,7 @@ async fn build_prune() -> Response {
 async fn info(State(state): State<AppState>) -> Result<Response, DaemonError> {
     let counts = state.containers.counts().await;
     let store = state.images.store.clone();
-    let images = tokio::task::spawn_blocking(move || store.list().len())
-        .await
-        .map_err(|source| DaemonError::Task { source })?;
+    let images = berth_fs::blocking(move || store.list().len()).await?;
     Ok(responses::json(
         StatusCode::OK,
         &info_body(&state.system, counts, images),
@@ -360,13 +358,10 @@ async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonErr
         })
         .await?;
     let store = state.images.store.clone();
-    let usage = tokio::task::spawn_blocking(move || store.disk_usage())
-        .await
-        .map_err(|source| DaemonError::Task { source })?;
+    let usage = berth_fs::blocking(move || store.disk_usage()).await?;
     let service = state.containers.volumes().clone();
-    let volumes: Vec<Value> = tokio::task::spawn_blocking(move || service.usage())
-        .await
-        .map_err(|source| DaemonError::Task { source })?
+    let volumes: Vec<Value> = berth_fs::blocking(move || service.usage())
+        .await?
         .iter()
         .filter_map(|v| serde_json::to_value(v).ok())
         .collect();
@@ -404,8 +399,9 @@ pub fn event_json(message: &EventMessage) -> Value {
 }
 
 /// Whether `message` passes the `/events` filters (`type`, `event`, `container`, `image`,
-/// `label`); values of one key are alternatives, keys must all match.
-pub fn event_matches(filters: &HashMap<String, Vec<String>>, message: &EventMessage) -> bool {
+/// `label`); values of one key are alternatives (every `label` must hold), keys must all
+/// match, and keys of object types berth has no events of match nothing.
+pub fn event_matches(filters: &Filters, message: &EventMessage) -> bool {
     let typ = message.typ.map(|t| t.to_string()).unwrap_or_default();
     let action = message.action.as_deref().unwrap_or_default();
     let id = message
@@ -413,35 +409,25 @@ pub fn event_matches(filters: &HashMap<String, Vec<String>>, message: &EventMess
         .as_ref()
         .and_then(|a| a.id.as_deref())
         .unwrap_or_default();
-    let empty = HashMap::new();
-    let attributes = message
-        .actor
-        .as_ref()
-        .and_then(|a| a.attributes.as_ref())
-        .unwrap_or(&empty);
-    let attribute = |key: &str| attributes.get(key).map(String::as_str);
+    let attributes = message.actor.as_ref().and_then(|a| a.attributes.as_ref());
+    let attribute = |key: &str| attributes.and_then(|a| a.get(key)).map(String::as_str);
     let names_object = |wanted: &str| {
         !wanted.is_empty() && (id.starts_with(wanted) || attribute("name") == Some(wanted))
     };
-    filters.iter().all(|(key, values)| {
-        let any = |pred: &dyn Fn(&str) -> bool| values.iter().any(|v| pred(v));
-        match key.as_str() {
-            "type" => any(&|v| v == typ),
-            // `exec_start: sh` style actions match by their prefix before `:`.
-            "event" => any(&|v| v == action || action.split(':').next() == Some(v)),
-            "container" => typ == "container" && any(&names_object),
-            "image" => match typ.as_str() {
-                "image" => any(&names_object),
-                "container" => any(&|v| attribute("image") == Some(v)),
-                _ => false,
-            },
-            "label" => any(&|v| match v.split_once('=') {
-                Some((k, expected)) => attribute(k) == Some(expected),
-                None => attributes.contains_key(v),
-            }),
-            // Filters for object types berth has no events of yet match nothing.
+    filters.keys().all(|key| match key {
+        "type" => filters.any(key, |v| v == typ),
+        // `exec_start: sh` style actions match by their prefix before `:`.
+        "event" => filters.any(key, |v| v == action || action.split(':').next() == Some(v)),
+        "container" => typ == "container" && filters.any(key, names_object),
+        "image" => match typ.as_str() {
+            "image" => filters.any(key, names_object),
+            "container" => filters.any(key, |v| attribute("image") == Some(v)),
             _ => false,
-        }
+        },
+        "label" => filters
+            .values(key)
+            .all(|filter| label_matches(&attributes, filter)),
+        _ => false,
     })
 }
 
@@ -509,6 +495,8 @@ async fn events(State(state): State<AppState>, params: Params) -> Result<Respons
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use axum::body::{Body, to_bytes};
     use axum::extract::Request;
     use berth_api::models::EventActor;
@@ -716,7 +704,7 @@ mod tests {
     #[test]
     fn event_filters() {
         let event = container_event("die", "web", "busybox");
-        let filters = |json: &str| crate::query::parse_filters(json).expect("filters");
+        let filters = |json: &str| Filters::parse(json).expect("filters");
         assert!(event_matches(&filters("{}"), &event));
         assert!(event_matches(&filters(r#"{"type":["container"]}"#), &event));
         assert!(!event_matches(&filters(r#"{"type":["image"]}"#), &event));
@@ -741,6 +729,10 @@ mod tests {
             &filters(r#"{"label":["com.example=no"]}"#),
             &event
         ));
+        assert!(
+            !event_matches(&filters(r#"{"label":["com.example=yes","other"]}"#), &event),
+            "every label must hold, as in moby"
+        );
         assert!(!event_matches(
             &filters(r#"{"type":{"container":true},"event":{"start":true}}"#),
             &event

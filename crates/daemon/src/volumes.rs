@@ -9,14 +9,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_api::models::EventMessageTypeEnum;
-use berth_container::ContainerError;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::containers::parse_body;
 use crate::error::DaemonError;
 use crate::query::Params;
+use crate::query::parse_body;
 use crate::responses;
 
 /// The volume routes.
@@ -26,15 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/volumes/create", post(create))
         .route("/volumes/prune", post(prune))
         .route("/volumes/{name}", get(inspect).delete(remove))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, berth_volume::VolumeError> + Send + 'static,
-) -> Result<T, DaemonError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|source| DaemonError::Task { source })?
-        .map_err(|e| DaemonError::from(ContainerError::from(e)))
 }
 
 /// A `volume` event, as `docker events` shows them.
@@ -48,7 +38,7 @@ fn publish(state: &AppState, action: &str, name: &str) {
 async fn list(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
     let volumes = state.containers.volumes().clone();
-    let list = blocking(move || volumes.list(&filters)).await?;
+    let list = berth_fs::blocking(move || volumes.list(&filters)).await??;
     Ok(responses::json(
         StatusCode::OK,
         &json!({ "Volumes": list, "Warnings": null }),
@@ -71,7 +61,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
     let body: Option<CreateBody> = parse_body(&body)?;
     let body = body.unwrap_or_default();
     let volumes = state.containers.volumes().clone();
-    let volume = blocking(move || {
+    let volume = berth_fs::blocking(move || {
         volumes.create(
             body.name.as_deref(),
             body.driver.as_deref(),
@@ -79,7 +69,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
             body.labels.unwrap_or_default(),
         )
     })
-    .await?;
+    .await??;
     publish(&state, "create", &volume.name);
     Ok(responses::json(StatusCode::CREATED, &volume))
 }
@@ -89,7 +79,7 @@ async fn inspect(
     Path(name): Path<String>,
 ) -> Result<Response, DaemonError> {
     let volumes = state.containers.volumes().clone();
-    let volume = blocking(move || volumes.inspect(&name)).await?;
+    let volume = berth_fs::blocking(move || volumes.inspect(&name)).await??;
     Ok(responses::json(StatusCode::OK, &volume))
 }
 
@@ -102,7 +92,7 @@ async fn remove(
     let volumes = state.containers.volumes().clone();
     let existed = volumes.exists(&name);
     let removed = name.clone();
-    blocking(move || volumes.remove(&name, force)).await?;
+    berth_fs::blocking(move || volumes.remove(&name, force)).await??;
     if existed {
         publish(&state, "destroy", &removed);
     }
@@ -112,7 +102,7 @@ async fn remove(
 async fn prune(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
     let volumes = state.containers.volumes().clone();
-    let pruned = blocking(move || volumes.prune(&filters)).await?;
+    let pruned = berth_fs::blocking(move || volumes.prune(&filters)).await??;
     for name in &pruned.deleted {
         publish(&state, "destroy", name);
     }

@@ -13,10 +13,6 @@ use std::time::UNIX_EPOCH;
 use crate::config::RunConfig;
 use crate::error::ImageError;
 
-/// The default `PATH` of Docker's images.
-pub const DEFAULT_PATH_ENV: &str =
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 const PASSWD: &str = "\
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
@@ -148,7 +144,7 @@ pub(crate) fn busybox_layer(busybox: &Path) -> Result<BusyboxLayer, ImageError> 
 /// The run config of the bootstrap image.
 pub(crate) fn busybox_run_config() -> RunConfig {
     RunConfig {
-        env: Some(vec![DEFAULT_PATH_ENV.to_owned()]),
+        env: Some(vec![berth_fs::DEFAULT_PATH_ENV.to_owned()]),
         cmd: Some(vec!["sh".to_owned()]),
         ..RunConfig::default()
     }

@@ -30,6 +30,50 @@ pub fn apply_changes(config: &RunConfig, changes: &[String]) -> Result<RunConfig
     Ok(config)
 }
 
+/// `ENV`: each pair replaces the variable's entry, or is added after the others.
+fn set_env(env: &mut Vec<String>, pairs: Vec<(String, String)>) {
+    for (key, value) in pairs {
+        let entry = format!("{key}={value}");
+        match env.iter_mut().find(|existing| {
+            existing
+                .split_once('=')
+                .map_or(existing.as_str(), |(k, _)| k)
+                == key
+        }) {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+    }
+}
+
+/// `VOLUME`'s paths: a JSON list or words; none may be empty.
+fn volume_paths(rest: &str) -> Result<Vec<String>, &'static str> {
+    let paths = match serde_json::from_str::<Vec<String>>(rest) {
+        Ok(paths) => paths,
+        Err(_) => rest.split_whitespace().map(str::to_owned).collect(),
+    };
+    if paths.iter().any(|path| path.trim().is_empty()) {
+        return Err("VOLUME specified can not be an empty string");
+    }
+    Ok(paths)
+}
+
+/// `ONBUILD`'s trigger line (instruction upper-cased); triggers Docker refuses are refused.
+fn onbuild_trigger(rest: &str) -> Result<String, &'static str> {
+    let (trigger, trigger_args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let trigger = trigger.to_ascii_uppercase();
+    match trigger.as_str() {
+        "ONBUILD" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+        "FROM" | "MAINTAINER" => {
+            return Err("this instruction isn't allowed as an ONBUILD trigger");
+        }
+        _ => {}
+    }
+    Ok(format!("{trigger} {}", trigger_args.trim())
+        .trim_end()
+        .to_owned())
+}
+
 fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<(), ImageError> {
     let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let rest = rest.trim();
@@ -62,19 +106,7 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
         "ENV" => {
             require_args()?;
             let pairs = name_value_pairs(rest).map_err(malformed)?;
-            let env = config.env.get_or_insert_with(Vec::new);
-            for (key, value) in pairs {
-                let entry = format!("{key}={value}");
-                match env.iter_mut().find(|existing| {
-                    existing
-                        .split_once('=')
-                        .map_or(existing.as_str(), |(k, _)| k)
-                        == key
-                }) {
-                    Some(existing) => *existing = entry,
-                    None => env.push(entry),
-                }
-            }
+            set_env(config.env.get_or_insert_with(Vec::new), pairs);
         }
         "LABEL" => {
             require_args()?;
@@ -92,13 +124,7 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
         }
         "VOLUME" => {
             require_args()?;
-            let paths = match serde_json::from_str::<Vec<String>>(rest) {
-                Ok(paths) => paths,
-                Err(_) => rest.split_whitespace().map(str::to_owned).collect(),
-            };
-            if paths.iter().any(|path| path.trim().is_empty()) {
-                return Err(malformed("VOLUME specified can not be an empty string"));
-            }
+            let paths = volume_paths(rest).map_err(malformed)?;
             let volumes = config.volumes.get_or_insert_with(HashMap::new);
             for path in paths {
                 volumes.insert(path, Value::Object(serde_json::Map::new()));
@@ -127,27 +153,8 @@ fn apply_line(config: &mut RunConfig, line: &str, cmd_set: &mut bool) -> Result<
         }
         "ONBUILD" => {
             require_args()?;
-            let (trigger, trigger_args) =
-                rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-            let trigger = trigger.to_ascii_uppercase();
-            match trigger.as_str() {
-                "ONBUILD" => {
-                    return Err(malformed(
-                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
-                    ));
-                }
-                "FROM" | "MAINTAINER" => {
-                    return Err(malformed(
-                        "this instruction isn't allowed as an ONBUILD trigger",
-                    ));
-                }
-                _ => {}
-            }
-            let trigger_line = format!("{trigger} {}", trigger_args.trim());
-            config
-                .on_build
-                .get_or_insert_with(Vec::new)
-                .push(trigger_line.trim_end().to_owned());
+            let trigger = onbuild_trigger(rest).map_err(malformed)?;
+            config.on_build.get_or_insert_with(Vec::new).push(trigger);
         }
         "HEALTHCHECK" => return Err(ImageError::UnsupportedChange { instruction }),
         _ => {

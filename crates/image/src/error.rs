@@ -37,6 +37,13 @@ pub enum ImageError {
         /// The target given.
         reference: String,
     },
+    /// A `filters` key or value `images` / `image prune` do not take.
+    #[error(transparent)]
+    Filter {
+        /// Which, in moby's words.
+        #[from]
+        source: berth_api::filters::FilterError,
+    },
     /// A `--change` names an instruction that cannot be applied to an image config.
     #[error("{command} is not a valid change command")]
     InvalidChangeCommand {
@@ -289,6 +296,16 @@ impl ImageError {
     }
 }
 
+impl From<berth_fs::WriteError> for ImageError {
+    fn from(error: berth_fs::WriteError) -> Self {
+        Self::Filesystem {
+            operation: error.op,
+            path: error.path,
+            source: error.source,
+        }
+    }
+}
+
 impl Classify for ImageError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -298,6 +315,7 @@ impl Classify for ImageError {
             | Self::InvalidReference { .. }
             | Self::TagWithDigest { .. }
             | Self::InvalidChangeCommand { .. }
+            | Self::Filter { .. }
             | Self::MalformedChange { .. }
             | Self::InvalidContainerId { .. }
             | Self::ReadArchive { .. }

@@ -1,37 +1,55 @@
-//! `import <URL>`: a small blocking HTTP/1.1 GET for the tarball (plain `http://`; berth has
-//! no TLS stack, so `https://` is refused with a clear error). Redirects are followed a few
-//! times; the body is read as it arrives (length-delimited, chunked, or until close).
-
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+//! `import <URL>`: an HTTP GET for the tarball, through hyper's client — the one HTTP client
+//! berth's daemon uses (the registry client will use it too; the CLI keeps its own small
+//! blocking one). Plain `http://` for now: `https://` is refused with a clear error until TLS
+//! arrives with the registry work. Redirects are followed a few times; the body is handed to
+//! the caller as a stream of chunks as they arrive (length-delimited or chunked, decoded by
+//! hyper; a body cut short is an error, never a shorter archive).
+use std::io;
 use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyDataStream, BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONNECTION, HOST, HeaderValue, LOCATION, USER_AGENT};
+use hyper_util::rt::TokioIo;
 
 use crate::error::ImageError;
 
 const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest wait for the response headers or for the next piece of the body.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A response body being downloaded.
 #[derive(Debug)]
 pub struct Download {
-    body: Body,
+    body: Incoming,
     /// `Content-Length`, when the server sent one.
     pub length: Option<u64>,
 }
 
-#[derive(Debug)]
-enum Body {
-    Length(io::Take<BufReader<TcpStream>>),
-    Chunked(Chunked),
-    UntilClose(BufReader<TcpStream>),
-}
-
-#[derive(Debug)]
-struct Chunked {
-    inner: BufReader<TcpStream>,
-    remaining: u64,
-    done: bool,
+impl Download {
+    /// The body's bytes as they arrive. An error ends it: the connection failed, the body
+    /// was shorter than its `Content-Length`, or nothing arrived for two minutes.
+    pub fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static {
+        let chunks: BodyDataStream<Incoming> = self.body.into_data_stream();
+        Box::pin(futures_util::stream::unfold(
+            Some(chunks),
+            |chunks| async move {
+                let mut chunks = chunks?;
+                match tokio::time::timeout(READ_TIMEOUT, chunks.next()).await {
+                    Err(_) => Some((
+                        Err(io::Error::new(io::ErrorKind::TimedOut, "download stalled")),
+                        None,
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
+                    Ok(Some(Err(error))) => Some((Err(io::Error::other(error)), None)),
+                }
+            },
+        ))
+    }
 }
 
 /// `http://host[:port]/path`: (host, port, path).
@@ -69,99 +87,49 @@ pub(crate) fn check_url(url: &str) -> Result<(), ImageError> {
 }
 
 /// GETs `url`, following redirects; an answer other than 200 is an error.
-pub fn get(url: &str) -> Result<Download, ImageError> {
+pub async fn get(url: &str) -> Result<Download, ImageError> {
     let mut url = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
         let (host, port, path) = parse_url(&url)?;
-        let failed = |source: io::Error| ImageError::Fetch {
-            url: url.clone(),
-            source,
-        };
-        let address =
-            std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
-                .map_err(failed)?
-                .next()
-                .ok_or_else(|| failed(io::Error::other("no address for host")))?;
-        let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(failed)?;
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .map_err(failed)?;
-        let mut writer = stream.try_clone().map_err(failed)?;
         let host_header = if port == 80 {
             host.clone()
         } else {
             format!("{host}:{port}")
         };
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: berth\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        );
-        writer.write_all(request.as_bytes()).map_err(failed)?;
-        let mut reader = BufReader::with_capacity(256 * 1024, stream);
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line).map_err(failed)?;
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| failed(io::Error::other("not an HTTP response")))?;
-        let mut length = None;
-        let mut chunked = false;
-        let mut location = None;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).map_err(failed)? == 0 {
-                return Err(failed(io::Error::other("connection closed in the headers")));
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                match name.to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.parse().ok(),
-                    "transfer-encoding" => {
-                        chunked = value.to_ascii_lowercase().contains("chunked");
-                    }
-                    "location" => location = Some(value.to_owned()),
-                    _ => {}
-                }
-            }
-        }
+        let failed = |source: io::Error| ImageError::Fetch {
+            url: url.clone(),
+            source,
+        };
+        let response = request(&host, port, &host_header, &path)
+            .await
+            .map_err(failed)?;
+        let status = response.status().as_u16();
         match status {
-            200 => {}
+            200 => {
+                let length = response
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                return Ok(Download {
+                    body: response.into_body(),
+                    length,
+                });
+            }
             301 | 302 | 303 | 307 | 308 => {
-                let target = location
+                let target = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| failed(io::Error::other("redirect without a location")))?;
                 url = if target.starts_with('/') {
                     format!("http://{host_header}{target}")
                 } else {
-                    target
+                    target.to_owned()
                 };
-                continue;
             }
-            _ => {
-                return Err(ImageError::FetchStatus {
-                    url: url.clone(),
-                    status,
-                });
-            }
+            _ => return Err(ImageError::FetchStatus { url, status }),
         }
-        let body = if chunked {
-            Body::Chunked(Chunked {
-                inner: reader,
-                remaining: 0,
-                done: false,
-            })
-        } else if let Some(length) = length {
-            Body::Length(reader.take(length))
-        } else {
-            Body::UntilClose(reader)
-        };
-        return Ok(Download {
-            body,
-            length: if chunked { None } else { length },
-        });
     }
     Err(ImageError::Fetch {
         url,
@@ -169,63 +137,46 @@ pub fn get(url: &str) -> Result<Download, ImageError> {
     })
 }
 
-impl Read for Download {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.body {
-            Body::Length(body) => {
-                let limit = body.limit();
-                let n = body.read(buf)?;
-                if n == 0 && limit > 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "download ended before Content-Length",
-                    ));
-                }
-                Ok(n)
-            }
-            Body::Chunked(body) => body.read(buf),
-            Body::UntilClose(body) => body.read(buf),
+/// One GET on a new connection (`Connection: close`); the response's headers.
+async fn request(
+    host: &str,
+    port: u16,
+    host_header: &str,
+    path: &str,
+) -> io::Result<hyper::Response<Incoming>> {
+    let timed_out =
+        |what: &str| io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"));
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)),
+    )
+    .await
+    .map_err(|_| timed_out("connect"))??;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    // The connection is driven by its own task until the body is read (or dropped).
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "import download connection ended");
         }
-    }
-}
-
-impl Read for Chunked {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.remaining == 0 {
-            let mut line = String::new();
-            self.inner.read_line(&mut line)?;
-            let size = line.trim().split(';').next().unwrap_or("");
-            self.remaining = u64::from_str_radix(size, 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            if self.remaining == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "download ended inside a chunk",
-            ));
-        }
-        self.remaining -= n as u64;
-        if self.remaining == 0 {
-            let mut crlf = String::new();
-            self.inner.read_line(&mut crlf)?;
-        }
-        Ok(n)
-    }
+    });
+    let request = hyper::Request::get(path)
+        .header(HOST, host_header)
+        .header(USER_AGENT, HeaderValue::from_static("berth"))
+        .header(ACCEPT, HeaderValue::from_static("*/*"))
+        .header(CONNECTION, HeaderValue::from_static("close"))
+        .body(Empty::<Bytes>::new())
+        .map_err(io::Error::other)?;
+    tokio::time::timeout(READ_TIMEOUT, sender.send_request(request))
+        .await
+        .map_err(|_| timed_out("waiting for the response"))?
+        .map_err(io::Error::other)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     use super::*;
@@ -250,6 +201,15 @@ mod tests {
         port
     }
 
+    async fn body(download: Download) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut stream = download.into_stream();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
     #[test]
     fn urls_parse_and_https_is_refused() {
         assert_eq!(
@@ -265,8 +225,8 @@ mod tests {
         assert!(parse_url("http://h:notaport/").is_err());
     }
 
-    #[test]
-    fn bodies_by_length_chunks_and_redirect() {
+    #[tokio::test]
+    async fn bodies_by_length_chunks_and_redirect() {
         let port = serve(vec![
             b"HTTP/1.1 302 Found\r\nLocation: /real\r\nContent-Length: 0\r\n\r\n".to_vec(),
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
@@ -276,23 +236,18 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec(),
         ]);
         let url = format!("http://127.0.0.1:{port}/x");
-        let mut body = String::new();
-        let mut download = get(&url).expect("redirected");
+        let download = get(&url).await.expect("redirected");
         assert_eq!(download.length, Some(5));
-        download.read_to_string(&mut body).expect("read");
-        assert_eq!(body, "hello");
-        body.clear();
-        get(&url)
-            .expect("chunked")
-            .read_to_string(&mut body)
-            .expect("read");
-        assert_eq!(body, "abcde");
-        let err = get(&url).expect_err("404");
+        assert_eq!(body(download).await.expect("read"), b"hello");
+        let download = get(&url).await.expect("chunked");
+        assert_eq!(download.length, None);
+        assert_eq!(body(download).await.expect("read"), b"abcde");
+        let err = get(&url).await.expect_err("404");
         assert!(
             matches!(err, ImageError::FetchStatus { status: 404, .. }),
             "{err}"
         );
-        let mut short = Vec::new();
-        assert!(get(&url).expect("headers").read_to_end(&mut short).is_err());
+        let short = get(&url).await.expect("headers");
+        assert!(body(short).await.is_err(), "a body cut short is an error");
     }
 }

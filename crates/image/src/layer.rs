@@ -112,7 +112,6 @@ impl Applier<'_> {
             .into_owned();
         let relative = sanitize(&raw_path)?;
         let header = entry.header();
-        let read_error = |source| ImageError::ReadArchive { source };
         // Like Go's archive/tar (which wrote most layers out there), an empty numeric field
         // reads as 0.
         let attributes = Attributes {
@@ -158,19 +157,7 @@ impl Applier<'_> {
             EntryType::Regular | EntryType::Continuous => {
                 self.create_file(entry, &relative, &raw_path, &attributes)?
             }
-            EntryType::Directory => {
-                let full = self.prepare_target(&relative, &raw_path, true)?;
-                if fs::symlink_metadata(&full).is_err() {
-                    DirBuilder::new()
-                        .mode(0o700)
-                        .create(&full)
-                        .map_err(ImageError::fs("create directory", &full))?;
-                }
-                self.chown(&full, &attributes)?;
-                self.directories
-                    .push((full.clone(), attributes.mode, attributes.mtime));
-                full
-            }
+            EntryType::Directory => self.create_dir(&relative, &raw_path, &attributes)?,
             EntryType::Symlink => {
                 let target = link_name(entry, &raw_path)?;
                 let full = self.prepare_target(&relative, &raw_path, false)?;
@@ -199,34 +186,7 @@ impl Applier<'_> {
                 ));
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let full = self.prepare_target(&relative, &raw_path, false)?;
-                let header = entry.header();
-                let (file_type, device) = match kind {
-                    EntryType::Fifo => (SFlag::S_IFIFO, 0),
-                    _ => {
-                        let major = header.device_major().map_err(read_error)?.unwrap_or(0);
-                        let minor = header.device_minor().map_err(read_error)?.unwrap_or(0);
-                        let file_type = if kind == EntryType::Char {
-                            SFlag::S_IFCHR
-                        } else {
-                            SFlag::S_IFBLK
-                        };
-                        (
-                            file_type,
-                            nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
-                        )
-                    }
-                };
-                let mode = Mode::from_bits_truncate(attributes.mode);
-                nix::sys::stat::mknod(&full, file_type, mode, device)
-                    .map_err(|errno| ImageError::fs("create device node", &full)(errno.into()))?;
-                self.chown(&full, &attributes)?;
-                // mknod applies the umask; chmod sets the mode exactly (the node was just
-                // created by us, so following it cannot leave the layer).
-                fs::set_permissions(&full, fs::Permissions::from_mode(attributes.mode))
-                    .map_err(ImageError::fs("chmod", &full))?;
-                set_mtime_nofollow(&full, attributes.mtime)?;
-                full
+                self.create_node(entry, kind, &relative, &raw_path, &attributes)?
             }
             _ => return Err(unsafe_entry(&raw_path, "unsupported entry type")),
         };
@@ -234,6 +194,68 @@ impl Applier<'_> {
             set_xattr(&full, &name, &value)?;
         }
         Ok(())
+    }
+
+    /// A directory (kept if it exists), owned as the entry says; its mode and time are set
+    /// after the whole layer, since later entries change it.
+    fn create_dir(
+        &mut self,
+        relative: &Path,
+        raw_path: &Path,
+        attributes: &Attributes,
+    ) -> Result<PathBuf, ImageError> {
+        let full = self.prepare_target(relative, raw_path, true)?;
+        if fs::symlink_metadata(&full).is_err() {
+            DirBuilder::new()
+                .mode(0o700)
+                .create(&full)
+                .map_err(ImageError::fs("create directory", &full))?;
+        }
+        self.chown(&full, attributes)?;
+        self.directories
+            .push((full.clone(), attributes.mode, attributes.mtime));
+        Ok(full)
+    }
+
+    /// A device node or FIFO (devices only with privileges: checked by the caller), with the
+    /// entry's exact mode, owner and time.
+    fn create_node<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        kind: EntryType,
+        relative: &Path,
+        raw_path: &Path,
+        attributes: &Attributes,
+    ) -> Result<PathBuf, ImageError> {
+        let read_error = |source| ImageError::ReadArchive { source };
+        let full = self.prepare_target(relative, raw_path, false)?;
+        let header = entry.header();
+        let (file_type, device) = match kind {
+            EntryType::Fifo => (SFlag::S_IFIFO, 0),
+            _ => {
+                let major = header.device_major().map_err(read_error)?.unwrap_or(0);
+                let minor = header.device_minor().map_err(read_error)?.unwrap_or(0);
+                let file_type = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                (
+                    file_type,
+                    nix::sys::stat::makedev(u64::from(major), u64::from(minor)),
+                )
+            }
+        };
+        let mode = Mode::from_bits_truncate(attributes.mode);
+        nix::sys::stat::mknod(&full, file_type, mode, device)
+            .map_err(|errno| ImageError::fs("create device node", &full)(errno.into()))?;
+        self.chown(&full, attributes)?;
+        // mknod applies the umask; chmod sets the mode exactly (the node was just
+        // created by us, so following it cannot leave the layer).
+        fs::set_permissions(&full, fs::Permissions::from_mode(attributes.mode))
+            .map_err(ImageError::fs("chmod", &full))?;
+        set_mtime_nofollow(&full, attributes.mtime)?;
+        Ok(full)
     }
 
     fn create_file<R: Read>(

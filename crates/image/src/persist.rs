@@ -1,58 +1,26 @@
 //! Crash-safe file operations: atomic replacement of metadata files and deletion through a
 //! trash directory.
 //!
-//! A metadata file is written to `.<name>.tmp-<random>` in the same directory, flushed, and
-//! renamed over the old one, so a crash leaves the old or the new file, never a torn one; a
-//! stray temp file is ignored and removed at the next open. A tree is deleted by renaming it
+//! A metadata file is replaced with [`berth_fs::write_atomic`] (temp file in the same
+//! directory, flushed, renamed over the old one), so a crash leaves the old or the new file,
+//! never a torn one; a stray temp file is ignored and removed at the next open. A tree is
+//! deleted by renaming it
 //! into `trash/` first (one atomic step that makes it invisible), then removing it; whatever a
 //! crash leaves in `trash/` is removed at the next open.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::ImageError;
-
-const TEMP_MARKER: &str = ".tmp-";
 
 /// A short random suffix for temp and trash names.
 pub(crate) fn random_suffix() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
-/// Replaces `path` with `bytes` atomically. With `durable`, the data and the rename are on
-/// disk before this returns (fsync of file and directory).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ImageError> {
-    let dir = path.parent().expect("metadata files live in a directory");
-    let name = path
-        .file_name()
-        .expect("metadata files have a name")
-        .to_string_lossy();
-    let temp = dir.join(format!(".{name}{TEMP_MARKER}{}", random_suffix()));
-    let result = (|| {
-        let mut file = File::create(&temp).map_err(ImageError::fs("create", &temp))?;
-        file.write_all(bytes)
-            .map_err(ImageError::fs("write", &temp))?;
-        if durable {
-            file.sync_all().map_err(ImageError::fs("fsync", &temp))?;
-        }
-        fs::rename(&temp, path).map_err(ImageError::fs("rename into place", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
 /// fsyncs a directory, making renames and creations in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ImageError::fs("fsync directory", dir))
+    berth_fs::sync_dir(dir).map_err(ImageError::fs("fsync directory", dir))
 }
 
 /// Removes temp files a crash left between write and rename.
@@ -65,8 +33,7 @@ pub(crate) fn remove_stray_temps(dir: &Path) -> Result<(), ImageError> {
     for entry in entries {
         let entry = entry.map_err(ImageError::fs("read directory", dir))?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(TEMP_MARKER) {
+        if berth_fs::is_temp_name(&name) {
             let path = entry.path();
             fs::remove_file(&path).map_err(ImageError::fs("remove stray temp file", &path))?;
         }
@@ -120,8 +87,8 @@ mod tests {
     fn atomic_write_replaces_and_temp_files_are_cleaned() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state.json");
-        write_atomic(&path, b"old", true).expect("write");
-        write_atomic(&path, b"new", false).expect("write");
+        berth_fs::write_atomic(&path, b"old", true).expect("write");
+        berth_fs::write_atomic(&path, b"new", false).expect("write");
         assert_eq!(fs::read(&path).expect("read"), b"new");
         // A crash between temp write and rename.
         fs::write(dir.path().join(".state.json.tmp-deadbeef"), b"torn").expect("write temp");

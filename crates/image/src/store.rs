@@ -199,7 +199,7 @@ impl ImageStore {
         let meta = ContainerMeta { image: id, layers };
         // Not fsynced: this is on the container start path, and a crash here only loses a
         // container that never ran.
-        persist::write_atomic(&dir.join("meta.json"), &to_json(&meta), false)?;
+        berth_fs::write_atomic(&dir.join("meta.json"), &to_json(&meta), false)?;
         let dirs = self.rootfs_dirs(container_id, &meta.layers);
         mkdir(&dirs.upperdir)?;
         mkdir(&dirs.workdir)?;
@@ -288,7 +288,7 @@ impl ImageStore {
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let diff_ids = [blob.digest().to_owned()];
         let run = RunConfig {
-            env: Some(vec![bootstrap::DEFAULT_PATH_ENV.to_owned()]),
+            env: Some(vec![berth_fs::DEFAULT_PATH_ENV.to_owned()]),
             cmd: Some(vec!["bash".to_owned()]),
             ..RunConfig::default()
         };
@@ -670,7 +670,7 @@ impl ImageStore {
             size,
             parent: parent.clone(),
         };
-        persist::write_atomic(
+        berth_fs::write_atomic(
             &self.paths.images.join(format!("{hex}.json")),
             &to_json(&meta),
             true,
@@ -788,7 +788,8 @@ impl ImageStore {
                 .or_default()
                 .insert(tag.clone(), id.clone());
         }
-        persist::write_atomic(&self.paths.repositories, &to_json(&file), true)
+        berth_fs::write_atomic(&self.paths.repositories, &to_json(&file), true)
+            .map_err(ImageError::from)
     }
 
     /// Reads the metadata files into the index. Returns whether every file was readable
@@ -1192,7 +1193,8 @@ fn check_schema_version(path: &Path) -> Result<(), ImageError> {
             supported: SCHEMA_VERSION,
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            persist::write_atomic(path, format!("{SCHEMA_VERSION}\n").as_bytes(), true)
+            berth_fs::write_atomic(path, format!("{SCHEMA_VERSION}\n").as_bytes(), true)
+                .map_err(ImageError::from)
         }
         Err(e) => Err(ImageError::fs("read", path)(e)),
     }
@@ -1324,7 +1326,7 @@ mod tests {
         let run = record.config.config.as_ref().expect("run config");
         assert_eq!(
             run.env.as_deref(),
-            Some(&[crate::DEFAULT_PATH_ENV.to_owned()][..])
+            Some(&[berth_fs::DEFAULT_PATH_ENV.to_owned()][..])
         );
         assert_eq!(run.cmd.as_deref(), Some(&["sh".to_owned()][..]));
         assert_eq!(record.config.os, "linux");

@@ -15,8 +15,7 @@
 //! The container init reparents to the monitor when `create` exits (the monitor is a child
 //! subreaper), and so do detached exec processes, so `waitpid` works for both runtimes.
 use std::fs::File;
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,7 +23,6 @@ use std::process::{Command, Stdio};
 use berth_runtime::{PendingInit, Process, RuntimeError, Spec};
 use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags};
 
 use crate::error::MonitorError;
 use crate::protocol::{ExecRequest, MonitorConfig, RuntimeKind};
@@ -391,7 +389,7 @@ impl ExternalRuntime {
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    master = receive_fd(&stream);
+                    master = sys::receive_fd(&stream);
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -515,32 +513,6 @@ fn read_pid_file(path: &Path) -> Result<i32, MonitorError> {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a pid"),
     })
-}
-
-/// Receives one descriptor sent with SCM_RIGHTS (runc sends the pty master with its name).
-fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Option<OwnedFd> {
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let message = nix::sys::socket::recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    let mut received = None;
-    for cmsg in message.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for fd in fds {
-                let owned = sys::adopt_received_fd(fd);
-                if received.is_none() {
-                    received = Some(owned);
-                }
-            }
-        }
-    }
-    received
 }
 
 /// Runtime settings for a container whose run dir is `<exec_root>/containers/<id>`: compiled

@@ -891,22 +891,19 @@ fn write_pid_file(run_dir: &Path) -> Result<(), MonitorError> {
     })
 }
 
-/// Writes `exit.json` atomically: temp file, fsync, rename, fsync of the directory.
+/// Writes `exit.json` atomically and durably ([`berth_fs::write_atomic`]).
 pub(crate) fn write_exit_file(run_dir: &Path, exit: &ExitStatus) -> Result<(), MonitorError> {
-    let path = run_dir.join(EXIT_FILE);
-    let temp = run_dir.join(format!(".{EXIT_FILE}.tmp"));
-    let io_err = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| MonitorError::RunDirFile { op, path, source }
-    };
     let body = serde_json::to_vec(exit).expect("exit status always serializes");
-    let mut file = File::create(&temp).map_err(io_err("create", &temp))?;
-    file.write_all(&body).map_err(io_err("write", &temp))?;
-    file.sync_all().map_err(io_err("fsync", &temp))?;
-    std::fs::rename(&temp, &path).map_err(io_err("rename", &path))?;
-    File::open(run_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_err("fsync", run_dir))
+    berth_fs::write_atomic(
+        &run_dir.join(EXIT_FILE),
+        &body,
+        berth_fs::Durability::Durable,
+    )
+    .map_err(|e| MonitorError::RunDirFile {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

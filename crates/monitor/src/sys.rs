@@ -1,17 +1,18 @@
 //! The few raw system calls the safe wrappers do not cover: signal handlers, the pty size,
-//! and adopting a file descriptor received over SCM_RIGHTS.
+//! and receiving a file descriptor over SCM_RIGHTS (adopting it is the unsafe step).
 //!
 //! Signals: the monitor installs *handlers* rather than ignoring or blocking signals, because
 //! ignored dispositions and the blocked mask survive `execve` and would leak into the
 //! container, while handlers are reset to the default by it. SIGCHLD's handler writes a byte
 //! to a self-pipe the event loop polls; SIGPIPE, SIGHUP, SIGINT and SIGTERM get a handler that
 //! does nothing, so neither a closed client nor the daemon's death ends the monitor.
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags};
 
 /// The write end of the SIGCHLD self-pipe. A signal handler can only reach process-wide
 /// state, so this is the one static of the monitor.
@@ -94,9 +95,44 @@ pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Receives one descriptor sent with SCM_RIGHTS; every descriptor of the message is owned
+/// (and the extra ones closed), so none leaks (runc sends the pty master with its name).
+pub fn receive_fd(stream: &std::os::unix::net::UnixStream) -> Option<OwnedFd> {
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = nix::sys::socket::recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    let mut received = None;
+    for cmsg in message.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                // SAFETY: recvmsg(2) just installed `fd` in this process (SCM_RIGHTS, with
+                // MSG_CMSG_CLOEXEC) and nothing has wrapped it yet: this is its only owner.
+                let owned = unsafe { adopt_received_fd(fd) };
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    received
+}
+
 /// Takes ownership of a descriptor the kernel just installed in this process (SCM_RIGHTS).
-pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was created for this process by recvmsg(2) and nothing else owns it.
+///
+/// # Safety
+///
+/// `fd` must be open and owned by nobody else: a descriptor recvmsg(2) has just installed
+/// in this process and that no other `OwnedFd`/`File` holds. Two owners would close it twice,
+/// and the second close could close an unrelated descriptor that reused the number.
+unsafe fn adopt_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and has no other owner (see `# Safety`).
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 

@@ -67,6 +67,13 @@ pub enum NetworkError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A `filters` key or value `network ls` / `network prune` do not take.
+    #[error(transparent)]
+    Filter {
+        /// Which, in moby's words.
+        #[from]
+        source: berth_api::filters::FilterError,
+    },
     /// A driver, option or combination berth does not accept.
     #[error("invalid network option {option}: {reason}")]
     InvalidOption {
@@ -245,6 +252,7 @@ impl Classify for NetworkError {
             | NetworkError::InvalidMac { .. }
             | NetworkError::InvalidPortSpec { .. }
             | NetworkError::InvalidOption { .. }
+            | NetworkError::Filter { .. }
             | NetworkError::ParentNotFound { .. }
             | NetworkError::NotAttachable { .. }
             | NetworkError::StaticIpOnDefaultBridge

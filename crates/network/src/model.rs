@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use berth_api::filters::Filters;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::MacAddr;
@@ -237,90 +238,43 @@ pub fn hosts_file(hostname: &str, endpoints: &[Endpoint]) -> String {
     out
 }
 
+/// The filter keys `docker network ls` and `network prune` take.
+const FILTERS: [&str; 9] = [
+    "dangling", "driver", "id", "label", "label!", "name", "scope", "type", "until",
+];
+
 /// Whether `info` passes `docker network ls --filter` / `network prune --filter` filters
 /// (`driver`, `id` prefix, `label` and `label!` `k` or `k=v`, `name` substring, `scope`,
-/// `type` custom|builtin, `dangling`, `until` a unix time or a duration ago like `24h`).
-/// Each key's values are alternatives; all keys must match. An unknown key is an error.
-pub fn network_matches(
-    info: &NetworkInfo,
-    filters: &BTreeMap<String, Vec<String>>,
-) -> Result<bool, crate::NetworkError> {
+/// `type` custom|builtin, `dangling`, `until` as every prune takes it). Each key's values are
+/// alternatives (but every `label` must hold); all keys must match. An unknown key is an error.
+pub fn network_matches(info: &NetworkInfo, filters: &Filters) -> Result<bool, crate::NetworkError> {
+    filters.validate(&FILTERS)?;
     let builtin = matches!(info.name.as_str(), "bridge" | "host" | "none");
-    for (key, values) in filters {
-        if values.is_empty() {
-            continue;
-        }
-        let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
-        let ok = match key.as_str() {
-            "driver" => any(&|v| info.driver == v),
-            "id" => any(&|v| info.id.starts_with(v)),
-            "name" => any(&|v| info.name.contains(v)),
-            "scope" => any(&|v| info.scope == v),
-            "label" => any(&|v| has_label(info, v)),
-            "label!" => !any(&|v| has_label(info, v)),
-            "until" => {
-                let created = chrono::DateTime::parse_from_rfc3339(&info.created)
-                    .map(|t| t.timestamp())
-                    .unwrap_or(0);
-                let mut limits = Vec::new();
-                for v in values {
-                    limits.push(until_limit(v).ok_or_else(|| {
-                        crate::NetworkError::InvalidOption {
-                            option: "filter".into(),
-                            reason: format!("invalid until value {v:?}"),
-                        }
-                    })?);
-                }
-                limits.iter().any(|limit| created < *limit)
-            }
-            "type" => any(&|v| match v {
-                "custom" => !builtin,
-                "builtin" => builtin,
-                _ => false,
-            }),
-            "dangling" => any(&|v| {
-                let dangling = matches!(v, "true" | "1");
-                !builtin && info.containers.is_empty() == dangling
-            }),
-            other => {
-                return Err(crate::NetworkError::InvalidOption {
-                    option: "filter".into(),
-                    reason: format!("invalid filter '{other}'"),
-                });
-            }
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-fn has_label(info: &NetworkInfo, v: &str) -> bool {
-    match v.split_once('=') {
-        Some((k, val)) => info.labels.get(k).is_some_and(|x| x == val),
-        None => info.labels.contains_key(v),
-    }
-}
-
-/// `until=` as unix seconds: a timestamp (`1700000000`), RFC 3339, or a duration before
-/// now (`10m`, `24h`, `30s`).
-fn until_limit(v: &str) -> Option<i64> {
-    if let Ok(t) = v.parse::<i64>() {
-        return Some(t);
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
-        return Some(t.timestamp());
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
+    let dangling = match filters.bool("dangling")? {
+        None => true,
+        Some(dangling) => !builtin && info.containers.is_empty() == dangling,
     };
-    Some(chrono::Utc::now().timestamp() - secs)
+    let until = match filters.until(std::time::SystemTime::now())? {
+        None => true,
+        Some(until) => {
+            let created = chrono::DateTime::parse_from_rfc3339(&info.created)
+                .map(|t| t.timestamp())
+                .unwrap_or(0);
+            created < until.secs
+        }
+    };
+    Ok(dangling
+        && until
+        && filters.labels_match(&info.labels)
+        && filters.any("driver", |v| info.driver == v)
+        && filters.any("id", |v| info.id.starts_with(v))
+        && filters.any("name", |v| info.name.contains(v))
+        && filters.any("scope", |v| info.scope == v)
+        && filters.any("type", |v| match v {
+            "custom" => !builtin,
+            "builtin" => builtin,
+            _ => false,
+        }))
 }
 
 #[cfg(test)]
@@ -351,12 +305,12 @@ mod tests {
         }
     }
 
-    fn f(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
-        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    fn f(pairs: &[(&str, &str)]) -> Filters {
+        let mut filters = Filters::new();
         for (k, v) in pairs {
-            m.entry(k.to_string()).or_default().push(v.to_string());
+            filters.add(*k, *v);
         }
-        m
+        filters
     }
 
     #[test]
@@ -372,6 +326,11 @@ mod tests {
         assert!(ok(&[("type", "custom"), ("dangling", "true")]));
         assert!(!ok(&[("type", "builtin")]));
         assert!(ok(&[("until", "1h")]));
+        // Go durations as `image prune` takes them (this once failed: issue 11).
+        assert!(ok(&[("until", "1h30m")]));
+        assert!(ok(&[("until", "2.5h")]));
+        assert!(ok(&[("until", "2020-01-01T00:00:01Z")]));
+        assert!(!ok(&[("until", "2019-12-31")]));
         assert!(!ok(&[("until", "1500000000")]));
         assert!(ok(&[("id", "web0")]));
         assert!(network_matches(&n, &f(&[("until", "soon")])).is_err());

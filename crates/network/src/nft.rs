@@ -121,70 +121,81 @@ pub(crate) fn ruleset(table: &str, bridges: &[BridgeRules], ports: &[PortRule]) 
         rule("ports", expr);
     }
     for bridge in bridges {
-        let dev = json!(bridge.device);
-        if !bridge.internal {
-            rule(
-                "postrouting",
-                vec![
-                    saddr_in(&bridge.subnet),
-                    ne(meta("oifname"), dev.clone()),
-                    json!({"masquerade": null}),
-                ],
-            );
-        }
-        let loopback = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("a valid prefix");
-        rule(
-            "postrouting",
-            vec![
-                eq(meta("oifname"), dev.clone()),
-                saddr_in(&loopback),
-                json!({"masquerade": null}),
-            ],
-        );
-        rule(
-            "postrouting",
-            vec![
-                eq(meta("oifname"), dev.clone()),
-                saddr_in(&bridge.subnet),
-                json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
-                json!({"masquerade": null}),
-            ],
-        );
-        let others: Vec<&str> = bridges
-            .iter()
-            .filter(|b| b.device != bridge.device)
-            .map(|b| b.device.as_str())
-            .collect();
-        if !others.is_empty() {
-            rule(
-                "forward",
-                vec![
-                    eq(meta("iifname"), dev.clone()),
-                    eq(meta("oifname"), json!({"set": others})),
-                    json!({"drop": null}),
-                ],
-            );
-        }
-        if bridge.internal {
-            rule(
-                "forward",
-                vec![
-                    eq(meta("iifname"), dev.clone()),
-                    ne(meta("oifname"), dev.clone()),
-                    json!({"drop": null}),
-                ],
-            );
-            rule(
-                "forward",
-                vec![
-                    eq(meta("oifname"), dev.clone()),
-                    ne(meta("iifname"), dev.clone()),
-                    json!({"drop": null}),
-                ],
-            );
+        for (chain, expr) in bridge_rules(bridge, bridges) {
+            rule(chain, expr);
         }
     }
     json!({"nftables": cmds})
+}
+
+/// The rules of one bridge: masquerade of its outgoing traffic (unless internal), of
+/// published ports reached from loopback or through DNAT, and the drops that isolate it from
+/// the other bridges (and, internal, from everything else). As (chain, expression) pairs.
+fn bridge_rules(bridge: &BridgeRules, bridges: &[BridgeRules]) -> Vec<(&'static str, Vec<Value>)> {
+    let mut rules = Vec::new();
+    let dev = json!(bridge.device);
+    if !bridge.internal {
+        rules.push((
+            "postrouting",
+            vec![
+                saddr_in(&bridge.subnet),
+                ne(meta("oifname"), dev.clone()),
+                json!({"masquerade": null}),
+            ],
+        ));
+    }
+    let loopback = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("a valid prefix");
+    rules.push((
+        "postrouting",
+        vec![
+            eq(meta("oifname"), dev.clone()),
+            saddr_in(&loopback),
+            json!({"masquerade": null}),
+        ],
+    ));
+    rules.push((
+        "postrouting",
+        vec![
+            eq(meta("oifname"), dev.clone()),
+            saddr_in(&bridge.subnet),
+            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+            json!({"masquerade": null}),
+        ],
+    ));
+    let others: Vec<&str> = bridges
+        .iter()
+        .filter(|b| b.device != bridge.device)
+        .map(|b| b.device.as_str())
+        .collect();
+    if !others.is_empty() {
+        rules.push((
+            "forward",
+            vec![
+                eq(meta("iifname"), dev.clone()),
+                eq(meta("oifname"), json!({"set": others})),
+                json!({"drop": null}),
+            ],
+        ));
+    }
+    if bridge.internal {
+        rules.push((
+            "forward",
+            vec![
+                eq(meta("iifname"), dev.clone()),
+                ne(meta("oifname"), dev.clone()),
+                json!({"drop": null}),
+            ],
+        ));
+        rules.push((
+            "forward",
+            vec![
+                eq(meta("oifname"), dev.clone()),
+                ne(meta("iifname"), dev.clone()),
+                json!({"drop": null}),
+            ],
+        ));
+    }
+    rules
 }
 
 /// Deleting the table (a no-op when it does not exist).

@@ -421,6 +421,39 @@ impl NetworkService {
         }
     }
 
+    /// A requested subnet: it may overlap no other network's, nor (for a bridge) a host
+    /// route; a macvlan network shares its parent's subnet on purpose.
+    fn check_subnet(
+        &self,
+        state: &State,
+        subnet: Ipv4Net,
+        driver: Driver,
+    ) -> Result<Ipv4Net, NetworkError> {
+        if let Some(other) = state
+            .networks
+            .values()
+            .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
+        {
+            return Err(NetworkError::SubnetOverlap {
+                subnet: subnet.to_string(),
+                other: other.record.name.clone(),
+            });
+        }
+        // A macvlan network shares its parent's subnet on purpose.
+        if driver == Driver::Bridge
+            && let Some(route) = self
+                .foreign_routes(state)
+                .into_iter()
+                .find(|r| r.overlaps(&subnet))
+        {
+            return Err(NetworkError::SubnetOverlap {
+                subnet: subnet.to_string(),
+                other: format!("host route {route}"),
+            });
+        }
+        Ok(subnet)
+    }
+
     /// Creates a network (`docker network create`).
     #[instrument(skip_all, fields(network = %req.name))]
     pub fn create(&self, req: &CreateRequest) -> Result<NetworkInfo, NetworkError> {
@@ -460,67 +493,11 @@ impl NetworkService {
             s => Some(s.parse::<Ipv4Net>()?),
         };
         let subnet = match subnet {
-            Some(subnet) => {
-                if let Some(other) = state
-                    .networks
-                    .values()
-                    .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
-                {
-                    return Err(NetworkError::SubnetOverlap {
-                        subnet: subnet.to_string(),
-                        other: other.record.name.clone(),
-                    });
-                }
-                // A macvlan network shares its parent's subnet on purpose.
-                if driver == Driver::Bridge
-                    && let Some(route) = self
-                        .foreign_routes(&state)
-                        .into_iter()
-                        .find(|r| r.overlaps(&subnet))
-                {
-                    return Err(NetworkError::SubnetOverlap {
-                        subnet: subnet.to_string(),
-                        other: format!("host route {route}"),
-                    });
-                }
-                subnet
-            }
+            Some(subnet) => self.check_subnet(&state, subnet, driver)?,
             None => self.free_subnet(&state)?,
         };
-        let gateway = match ipam_config.gateway.as_str() {
-            "" => subnet.nth(1).ok_or_else(|| NetworkError::InvalidSubnet {
-                subnet: subnet.to_string(),
-            })?,
-            g => {
-                let ip: Ipv4Addr = g.parse().map_err(|_| NetworkError::OutsideSubnet {
-                    what: "gateway",
-                    value: g.to_string(),
-                    subnet: subnet.to_string(),
-                })?;
-                if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
-                    return Err(NetworkError::OutsideSubnet {
-                        what: "gateway",
-                        value: g.to_string(),
-                        subnet: subnet.to_string(),
-                    });
-                }
-                ip
-            }
-        };
-        let ip_range = match ipam_config.ip_range.as_str() {
-            "" => None,
-            r => {
-                let range: Ipv4Net = r.parse()?;
-                if !subnet.contains(range.network()) || range.prefix() < subnet.prefix() {
-                    return Err(NetworkError::OutsideSubnet {
-                        what: "ip-range",
-                        value: r.to_string(),
-                        subnet: subnet.to_string(),
-                    });
-                }
-                Some(range)
-            }
-        };
+        let gateway = gateway_in(subnet, &ipam_config.gateway)?;
+        let ip_range = ip_range_in(subnet, &ipam_config.ip_range)?;
         let mtu = match req.options.get(OPT_MTU) {
             None => None,
             Some(v) => Some(
@@ -534,47 +511,7 @@ impl NetworkService {
             ),
         };
         let id = random_hex(32);
-        let device = match driver {
-            Driver::Bridge => {
-                let name = req
-                    .options
-                    .get(OPT_BRIDGE_NAME)
-                    .cloned()
-                    .unwrap_or_else(|| format!("br-{}", &id[..12]));
-                if name.is_empty()
-                    || name.len() > 15
-                    || name.contains('/')
-                    || name.contains(char::is_whitespace)
-                {
-                    return Err(NetworkError::InvalidOption {
-                        option: OPT_BRIDGE_NAME.into(),
-                        reason: format!("{name:?} is not a device name"),
-                    });
-                }
-                if state.networks.values().any(|n| {
-                    n.record.device.as_deref() == Some(name.as_str())
-                        && n.record.driver == Driver::Bridge
-                }) {
-                    return Err(NetworkError::InvalidOption {
-                        option: OPT_BRIDGE_NAME.into(),
-                        reason: format!("bridge {name} is used by another network"),
-                    });
-                }
-                name
-            }
-            _ => {
-                let parent = req.options.get(OPT_PARENT).cloned().ok_or_else(|| {
-                    NetworkError::InvalidOption {
-                        option: OPT_PARENT.into(),
-                        reason: "a macvlan network needs -o parent=<host interface>".into(),
-                    }
-                })?;
-                if !link::host_link_exists(&parent) {
-                    return Err(NetworkError::ParentNotFound { parent });
-                }
-                parent
-            }
-        };
+        let device = device_for(&state, driver, &id, &req.options)?;
         let record = NetworkRecord {
             version: SCHEMA_VERSION,
             id: id.clone(),
@@ -725,7 +662,7 @@ impl NetworkService {
     /// [`network_matches`](crate::network_matches)); returns their names.
     pub fn prune(
         &self,
-        filters: &BTreeMap<String, Vec<String>>,
+        filters: &berth_api::filters::Filters,
     ) -> Result<Vec<String>, NetworkError> {
         let mut state = self.lock();
         let mut excluded = Vec::new();
@@ -755,6 +692,69 @@ impl NetworkService {
         Ok(removed)
     }
 
+    /// Checks that `container` may join `network` and reserves its endpoint there (address,
+    /// interface name, MAC, DNS names), under the lock; the caller makes the interface.
+    fn reserve_endpoint(
+        &self,
+        container: &ContainerNet,
+        network: &str,
+        opts: &AttachOptions,
+    ) -> Result<(NetworkRecord, EndpointRecord), NetworkError> {
+        let mut state = self.lock();
+        let id = Self::find_id(&state, network)?;
+        let existing = state.containers.get(&container.id);
+        if existing.is_some_and(|c| c.endpoints.iter().any(|e| e.network_id == id)) {
+            return Err(NetworkError::AlreadyAttached {
+                container: container.name.clone(),
+                network: network.to_string(),
+            });
+        }
+        let used_ifnames: Vec<String> = existing
+            .map(|c| c.endpoints.iter().map(|e| e.ifname.clone()).collect())
+            .unwrap_or_default();
+        let net = state.networks.get_mut(&id).expect("found above");
+        let r = net.record.clone();
+        if matches!(r.driver, Driver::Host | Driver::Null) {
+            return Err(NetworkError::NotAttachable { name: r.name });
+        }
+        if r.default_bridge && opts.ip.is_some() {
+            return Err(NetworkError::StaticIpOnDefaultBridge);
+        }
+        let ipam = net
+            .ipam
+            .as_mut()
+            .ok_or_else(|| NetworkError::NotAttachable {
+                name: r.name.clone(),
+            })?;
+        let ip = ipam.allocate(&container.id, opts.ip)?;
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used_ifnames.contains(n))
+            .expect("an unbounded range");
+        let endpoint_id = random_hex(32);
+        let dns_names = if net.has_dns() {
+            let mut names = vec![container.name.clone()];
+            names.extend(opts.aliases.iter().cloned());
+            names.push(container.id.chars().take(12).collect());
+            names.dedup();
+            names
+        } else {
+            Vec::new()
+        };
+        let ep = EndpointRecord {
+            network_id: id,
+            host_ifname: (r.driver == Driver::Bridge).then(|| format!("veth{}", &endpoint_id[..7])),
+            endpoint_id,
+            ip,
+            mac: opts.mac.unwrap_or_else(|| MacAddr::from_ip(ip)),
+            static_ip: opts.ip.is_some(),
+            ifname,
+            aliases: opts.aliases.clone(),
+            dns_names,
+        };
+        Ok((r, ep))
+    }
+
     /// Connects a container to a network: creates its interface inside the namespace of
     /// `netns_pid` (`eth0` for the first network, then `eth1`…), with address, MAC and
     /// default route, and registers its DNS names. Called after the container init exists
@@ -767,62 +767,7 @@ impl NetworkService {
         netns_pid: i32,
         opts: &AttachOptions,
     ) -> Result<Endpoint, NetworkError> {
-        let (record_net, ep) = {
-            let mut state = self.lock();
-            let id = Self::find_id(&state, network)?;
-            let existing = state.containers.get(&container.id);
-            if existing.is_some_and(|c| c.endpoints.iter().any(|e| e.network_id == id)) {
-                return Err(NetworkError::AlreadyAttached {
-                    container: container.name.clone(),
-                    network: network.to_string(),
-                });
-            }
-            let used_ifnames: Vec<String> = existing
-                .map(|c| c.endpoints.iter().map(|e| e.ifname.clone()).collect())
-                .unwrap_or_default();
-            let net = state.networks.get_mut(&id).expect("found above");
-            let r = net.record.clone();
-            if matches!(r.driver, Driver::Host | Driver::Null) {
-                return Err(NetworkError::NotAttachable { name: r.name });
-            }
-            if r.default_bridge && opts.ip.is_some() {
-                return Err(NetworkError::StaticIpOnDefaultBridge);
-            }
-            let ipam = net
-                .ipam
-                .as_mut()
-                .ok_or_else(|| NetworkError::NotAttachable {
-                    name: r.name.clone(),
-                })?;
-            let ip = ipam.allocate(&container.id, opts.ip)?;
-            let ifname = (0..)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !used_ifnames.contains(n))
-                .expect("an unbounded range");
-            let endpoint_id = random_hex(32);
-            let dns_names = if net.has_dns() {
-                let mut names = vec![container.name.clone()];
-                names.extend(opts.aliases.iter().cloned());
-                names.push(container.id.chars().take(12).collect());
-                names.dedup();
-                names
-            } else {
-                Vec::new()
-            };
-            let ep = EndpointRecord {
-                network_id: id,
-                host_ifname: (r.driver == Driver::Bridge)
-                    .then(|| format!("veth{}", &endpoint_id[..7])),
-                endpoint_id,
-                ip,
-                mac: opts.mac.unwrap_or_else(|| MacAddr::from_ip(ip)),
-                static_ip: opts.ip.is_some(),
-                ifname,
-                aliases: opts.aliases.clone(),
-                dns_names,
-            };
-            (r, ep)
-        };
+        let (record_net, ep) = self.reserve_endpoint(container, network, opts)?;
         let iface = InterfaceConfig {
             netns_pid,
             ifname: ep.ifname.clone(),
@@ -1272,4 +1217,98 @@ fn endpoint_view(net: &NetworkRecord, ep: &EndpointRecord) -> Endpoint {
             dns_names: (!ep.dns_names.is_empty()).then(|| ep.dns_names.clone()),
         },
     }
+}
+
+/// The gateway of a new network: `requested`, or the subnet's first address.
+fn gateway_in(subnet: Ipv4Net, requested: &str) -> Result<Ipv4Addr, NetworkError> {
+    Ok(match requested {
+        "" => subnet.nth(1).ok_or_else(|| NetworkError::InvalidSubnet {
+            subnet: subnet.to_string(),
+        })?,
+        g => {
+            let ip: Ipv4Addr = g.parse().map_err(|_| NetworkError::OutsideSubnet {
+                what: "gateway",
+                value: g.to_string(),
+                subnet: subnet.to_string(),
+            })?;
+            if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                return Err(NetworkError::OutsideSubnet {
+                    what: "gateway",
+                    value: g.to_string(),
+                    subnet: subnet.to_string(),
+                });
+            }
+            ip
+        }
+    })
+}
+
+/// `--ip-range`: inside the subnet, no wider than it.
+fn ip_range_in(subnet: Ipv4Net, range: &str) -> Result<Option<Ipv4Net>, NetworkError> {
+    Ok(match range {
+        "" => None,
+        r => {
+            let range: Ipv4Net = r.parse()?;
+            if !subnet.contains(range.network()) || range.prefix() < subnet.prefix() {
+                return Err(NetworkError::OutsideSubnet {
+                    what: "ip-range",
+                    value: r.to_string(),
+                    subnet: subnet.to_string(),
+                });
+            }
+            Some(range)
+        }
+    })
+}
+
+/// The host device of a new network: its bridge (`-o com.docker.network.bridge.name`, else
+/// `br-<id12>`, not another network's) or, for macvlan, its existing parent interface.
+fn device_for(
+    state: &State,
+    driver: Driver,
+    id: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<String, NetworkError> {
+    Ok(match driver {
+        Driver::Bridge => {
+            let name = options
+                .get(OPT_BRIDGE_NAME)
+                .cloned()
+                .unwrap_or_else(|| format!("br-{}", &id[..12]));
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains('/')
+                || name.contains(char::is_whitespace)
+            {
+                return Err(NetworkError::InvalidOption {
+                    option: OPT_BRIDGE_NAME.into(),
+                    reason: format!("{name:?} is not a device name"),
+                });
+            }
+            if state.networks.values().any(|n| {
+                n.record.device.as_deref() == Some(name.as_str())
+                    && n.record.driver == Driver::Bridge
+            }) {
+                return Err(NetworkError::InvalidOption {
+                    option: OPT_BRIDGE_NAME.into(),
+                    reason: format!("bridge {name} is used by another network"),
+                });
+            }
+            name
+        }
+        _ => {
+            let parent =
+                options
+                    .get(OPT_PARENT)
+                    .cloned()
+                    .ok_or_else(|| NetworkError::InvalidOption {
+                        option: OPT_PARENT.into(),
+                        reason: "a macvlan network needs -o parent=<host interface>".into(),
+                    })?;
+            if !link::host_link_exists(&parent) {
+                return Err(NetworkError::ParentNotFound { parent });
+            }
+            parent
+        }
+    })
 }

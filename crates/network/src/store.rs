@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -188,22 +187,17 @@ fn load_all<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>, NetworkError> {
     Ok(out)
 }
 
+/// Serializes `value` and replaces `path` with it ([`berth_fs::write_atomic`]).
 fn write_atomic<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), NetworkError> {
-    let tmp = path.with_extension("json.tmp");
-    let io_err = |op, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| NetworkError::Io { op, path, source }
-    };
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| NetworkError::CorruptState {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
-    file.write_all(&bytes).map_err(io_err("write", &tmp))?;
-    if durable {
-        file.sync_all().map_err(io_err("write", &tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io_err("rename", path))
+    berth_fs::write_atomic(path, &bytes, durable).map_err(|e| NetworkError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 fn remove(path: &Path) -> Result<(), NetworkError> {

@@ -244,26 +244,7 @@ impl InitPlan {
                 propagation(name).ok_or_else(|| invalid("linux.rootfsPropagation", name))?
             }
         };
-        let mut devices: Vec<DevicePlan> = linux
-            .devices()
-            .iter()
-            .flatten()
-            .map(DevicePlan::new)
-            .collect();
-        // Like runc, every container gets the standard nodes even if the spec omits them.
-        for (path, major, minor) in crate::spec::DEFAULT_DEVICES {
-            if !devices.iter().any(|d| d.path == Path::new(path)) {
-                devices.push(DevicePlan {
-                    path: PathBuf::from(path),
-                    kind: nix::sys::stat::SFlag::S_IFCHR,
-                    major: major as u64,
-                    minor: minor as u64,
-                    mode: 0o666,
-                    uid: 0,
-                    gid: 0,
-                });
-            }
-        }
+        let devices = device_plans(linux.devices().as_deref().unwrap_or_default());
         let rootfs = RootfsPlan {
             rootfs: bundle.join(root.path()),
             overlay: overlay.cloned(),
@@ -293,20 +274,7 @@ impl InitPlan {
                 .collect(),
             readonly_root: root.readonly().unwrap_or(false),
         };
-        let sysctl_namespaces =
-            sysctl_namespaces(linux.namespaces().as_deref().unwrap_or_default())?;
-        let mut sysctls: Vec<(PathBuf, String)> = linux
-            .sysctl()
-            .iter()
-            .flatten()
-            .map(|(key, value)| {
-                crate::sysctl::check(key, sysctl_namespaces)
-                    .and_then(|()| crate::sysctl::path_of(key))
-                    .map(|path| (path, value.clone()))
-                    .map_err(|message| RuntimeError::Sysctl { message })
-            })
-            .collect::<Result<_, _>>()?;
-        sysctls.sort();
+        let sysctls = sysctl_plan(&linux)?;
         Ok(InitPlan {
             namespaces,
             rootfs,
@@ -570,6 +538,44 @@ pub fn create_with(
 ) -> Result<PendingInit, RuntimeError> {
     let plan = InitPlan::new(spec, bundle, rootfs, options.seccomp_cache.as_deref())?;
     spawn(plan, InitIo::Stdio(stdio), StartGate::Pipe)
+}
+
+/// The spec's devices, plus the standard nodes it omits (as runc, every container gets them).
+fn device_plans(devices: &[oci_spec::runtime::LinuxDevice]) -> Vec<DevicePlan> {
+    let mut devices: Vec<DevicePlan> = devices.iter().map(DevicePlan::new).collect();
+    for (path, major, minor) in crate::spec::DEFAULT_DEVICES {
+        if !devices.iter().any(|d| d.path == Path::new(path)) {
+            devices.push(DevicePlan {
+                path: PathBuf::from(path),
+                kind: nix::sys::stat::SFlag::S_IFCHR,
+                major: major as u64,
+                minor: minor as u64,
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+            });
+        }
+    }
+    devices
+}
+
+/// `linux.sysctl`, each key checked against the container's namespaces (only namespaced
+/// sysctls, see [`crate::sysctl`]) and turned into its `/proc/sys` path, sorted.
+fn sysctl_plan(linux: &oci_spec::runtime::Linux) -> Result<Vec<(PathBuf, String)>, RuntimeError> {
+    let sysctl_namespaces = sysctl_namespaces(linux.namespaces().as_deref().unwrap_or_default())?;
+    let mut sysctls: Vec<(PathBuf, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(key, value)| {
+            crate::sysctl::check(key, sysctl_namespaces)
+                .and_then(|()| crate::sysctl::path_of(key))
+                .map(|path| (path, value.clone()))
+                .map_err(|message| RuntimeError::Sysctl { message })
+        })
+        .collect::<Result<_, _>>()?;
+    sysctls.sort();
+    Ok(sysctls)
 }
 
 #[cfg(test)]

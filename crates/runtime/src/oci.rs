@@ -255,10 +255,11 @@ fn status(dir: &Path, state: &StoredState) -> &'static str {
     }
 }
 
+/// Replaces a state file ([`berth_fs::write_atomic`]; not fsynced: the state describes
+/// processes, which do not survive a crash of the machine either).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| RuntimeError::host("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| RuntimeError::host("rename", path, e))
+    berth_fs::write_atomic(path, bytes, berth_fs::Durability::Volatile)
+        .map_err(|e| RuntimeError::host(e.op, e.path, e.source))
 }
 
 fn load_spec(bundle: &Path) -> Result<Spec, RuntimeError> {

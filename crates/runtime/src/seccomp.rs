@@ -745,9 +745,8 @@ pub(crate) fn compile(
     if let (Some(dir), Some(file)) = (cache_dir, &cache_file) {
         // A cache that cannot be written only costs time: ignore failures.
         let _ = std::fs::create_dir_all(dir).and_then(|()| {
-            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, file)
+            berth_fs::write_atomic(file, &bytes, berth_fs::Durability::Volatile)
+                .map_err(std::io::Error::from)
         });
     }
     Ok(program)

@@ -122,6 +122,48 @@ pub fn base_spec() -> Spec {
 }
 
 pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
+    let process = default_process();
+
+    let mut namespaces = vec![
+        namespace(LinuxNamespaceType::Mount),
+        namespace(LinuxNamespaceType::Network),
+        namespace(LinuxNamespaceType::Uts),
+        namespace(LinuxNamespaceType::Pid),
+        namespace(LinuxNamespaceType::Ipc),
+    ];
+    if cgroup2 {
+        namespaces.push(namespace(LinuxNamespaceType::Cgroup));
+    }
+
+    let (devices, resources) = default_devices();
+
+    let mut linux = Linux::default();
+    linux.set_namespaces(Some(namespaces));
+    linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect()));
+    linux.set_readonly_paths(Some(
+        READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+    ));
+    linux.set_devices(Some(devices));
+    linux.set_resources(Some(resources));
+    linux.set_seccomp(Some(default_seccomp(&default_capability_names())));
+    linux.set_cgroups_path(None);
+
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(false));
+
+    let mut spec = Spec::default();
+    spec.set_version("1.2.0".to_owned());
+    spec.set_hostname(None);
+    spec.set_process(Some(process));
+    spec.set_root(Some(root));
+    spec.set_mounts(Some(default_mounts()));
+    spec.set_linux(Some(linux));
+    spec
+}
+
+/// Docker's default process: no arguments yet, `PATH`, `/`, the default capabilities.
+fn default_process() -> Process {
     let caps: Capabilities = DEFAULT_CAPABILITIES
         .iter()
         .map(|name| parse_capability(name).expect("default capabilities are known"))
@@ -137,25 +179,17 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
     process.set_terminal(Some(false));
     process.set_user(User::default());
     process.set_args(None);
-    process.set_env(Some(vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-    ]));
+    process.set_env(Some(vec![berth_fs::DEFAULT_PATH_ENV.to_owned()]));
     process.set_cwd(PathBuf::from("/"));
     process.set_capabilities(Some(capabilities));
     process.set_rlimits(None);
     process.set_no_new_privileges(None);
+    process
+}
 
-    let mut namespaces = vec![
-        namespace(LinuxNamespaceType::Mount),
-        namespace(LinuxNamespaceType::Network),
-        namespace(LinuxNamespaceType::Uts),
-        namespace(LinuxNamespaceType::Pid),
-        namespace(LinuxNamespaceType::Ipc),
-    ];
-    if cgroup2 {
-        namespaces.push(namespace(LinuxNamespaceType::Cgroup));
-    }
-
+/// Docker's default device nodes, and the device cgroup rules that allow them: deny all,
+/// allow mknod of anything, and access to the standard nodes, ptys and /dev/console.
+fn default_devices() -> (Vec<LinuxDevice>, LinuxResources) {
     let devices = DEFAULT_DEVICES
         .iter()
         .map(|(path, major, minor)| {
@@ -171,8 +205,6 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
         })
         .collect();
 
-    // Docker's default device cgroup: deny all, allow mknod of anything, and access to the
-    // standard nodes, ptys and /dev/console.
     let mut device_rules = vec![
         device_rule(false, LinuxDeviceType::A, None, None, "rwm"),
         device_rule(true, LinuxDeviceType::C, None, None, "m"),
@@ -210,28 +242,12 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
     ));
     let mut resources = LinuxResources::default();
     resources.set_devices(Some(device_rules));
+    (devices, resources)
+}
 
-    let mut linux = Linux::default();
-    linux.set_namespaces(Some(namespaces));
-    linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect()));
-    linux.set_readonly_paths(Some(
-        READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
-    ));
-    linux.set_devices(Some(devices));
-    linux.set_resources(Some(resources));
-    linux.set_seccomp(Some(default_seccomp(&default_capability_names())));
-    linux.set_cgroups_path(None);
-
-    let mut root = Root::default();
-    root.set_path(PathBuf::from("rootfs"));
-    root.set_readonly(Some(false));
-
-    let mut spec = Spec::default();
-    spec.set_version("1.2.0".to_owned());
-    spec.set_hostname(None);
-    spec.set_process(Some(process));
-    spec.set_root(Some(root));
-    spec.set_mounts(Some(vec![
+/// Docker's default mounts: /proc, /dev (tmpfs), devpts, /sys, cgroups, mqueue, /dev/shm.
+fn default_mounts() -> Vec<Mount> {
+    vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
             "/dev",
@@ -276,9 +292,7 @@ pub(crate) fn base_spec_for(cgroup2: bool) -> Spec {
             "shm",
             &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
         ),
-    ]));
-    spec.set_linux(Some(linux));
-    spec
+    ]
 }
 
 #[cfg(test)]

@@ -379,14 +379,11 @@ pub fn extract<R: Read>(
 ) -> Result<(), VolumeError> {
     let dest_path = PathBuf::from(clean(dest));
     let mut archive = tar::Archive::new(input);
-    let bad = |e: io::Error| VolumeError::BadArchive {
-        message: format!("invalid tar stream: {e}"),
-    };
     let mut parent_cache: Option<(PathBuf, OwnedFd)> = None;
     let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
     let mut copy_buf = vec![0u8; 1 << 20];
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
+    for entry in archive.entries().map_err(bad_tar)? {
+        let mut entry = entry.map_err(bad_tar)?;
         let raw = entry.path_bytes().into_owned();
         let parts = entry_parts(&raw)?;
         let Some((name, parents)) = parts.split_last() else {
@@ -399,11 +396,6 @@ pub fn extract<R: Read>(
         let mut parent_path = dest_path.clone();
         parent_path.extend(parents);
         let full = parent_path.join(name);
-        let shown = full.display().to_string();
-        let io_err = |op: &'static str| {
-            let shown = shown.clone();
-            move |e: io::Error| VolumeError::io(op, shown, e)
-        };
         let parent = match &parent_cache {
             Some((p, fd)) if *p == parent_path => fd,
             _ => {
@@ -413,178 +405,84 @@ pub fn extract<R: Read>(
                 &parent_cache.insert((parent_path.clone(), fd)).1
             }
         };
-        let parent = parent.as_fd();
         let h = entry.header();
-        let mode = h.mode().map_err(bad)? & 0o7777;
         let (uid, gid) = match opts.chown {
             Some(ids) => ids,
-            None => (h.uid().map_err(bad)? as u32, h.gid().map_err(bad)? as u32),
+            None => (
+                h.uid().map_err(bad_tar)? as u32,
+                h.gid().map_err(bad_tar)? as u32,
+            ),
         };
-        let mtime = h.mtime().map_err(bad)?;
-        let existing = fstatat(parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+        let (major, minor) = (
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        );
+        let place = Placement {
+            parent: parent.as_fd(),
+            name: name.as_os_str(),
+            shown: full.display().to_string(),
+            uid,
+            gid,
+            mode: h.mode().map_err(bad_tar)? & 0o7777,
+            mtime: h.mtime().map_err(bad_tar)?,
+        };
+        let existing = fstatat(place.parent, place.name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
         let existing_dir = existing
             .as_ref()
             .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
         if kind.is_dir() {
-            if let Some(st) = &existing
-                && !existing_dir
-            {
-                if opts.no_overwrite_dir_non_dir {
-                    return Err(VolumeError::BadArchive {
-                        message: format!(
-                            "cannot overwrite non-directory {:?} with directory {:?}",
-                            full.display().to_string(),
-                            String::from_utf8_lossy(&raw)
-                        ),
-                    });
-                }
-                let _ = st;
-                unlinkat(parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
-                    .map_err(|e| io_err("unlink")(e.into()))?;
+            if existing.is_some() && !existing_dir {
+                refuse_replace(opts, "non-directory", "directory", &full, &raw)?;
+                place.unlink()?;
             }
-            if !existing_dir {
-                mkdirat(parent, name.as_os_str(), Mode::from_bits_truncate(0o700))
-                    .map_err(|e| io_err("mkdir")(e.into()))?;
-            }
-            let fd = openat(
-                parent,
-                name.as_os_str(),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| io_err("open")(e.into()))?;
-            fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(|e| io_err("chown")(e.into()))?;
-            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| io_err("chmod")(e.into()))?;
-            dir_times.push((full.clone(), mtime));
+            place.directory(existing_dir)?;
+            dir_times.push((full.clone(), place.mtime));
             continue;
         }
-        if opts.skip_whiteouts && kind == tar::EntryType::Char {
-            let major = h.device_major().ok().flatten().unwrap_or(0);
-            let minor = h.device_minor().ok().flatten().unwrap_or(0);
-            if major == 0 && minor == 0 {
-                continue;
-            }
+        // A whiteout (0/0 character device) of a layer being skipped.
+        if opts.skip_whiteouts && kind == tar::EntryType::Char && major == 0 && minor == 0 {
+            continue;
         }
         if existing.is_some() {
             if existing_dir {
-                if opts.no_overwrite_dir_non_dir {
-                    return Err(VolumeError::BadArchive {
-                        message: format!(
-                            "cannot overwrite directory {:?} with non-directory {:?}",
-                            full.display().to_string(),
-                            String::from_utf8_lossy(&raw)
-                        ),
-                    });
-                }
-                remove_all_at(parent, name.as_os_str()).map_err(io_err("remove"))?;
+                refuse_replace(opts, "directory", "non-directory", &full, &raw)?;
+                remove_all_at(place.parent, place.name).map_err(place.err("remove"))?;
             } else {
-                unlinkat(parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
-                    .map_err(|e| io_err("unlink")(e.into()))?;
+                place.unlink()?;
             }
         }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = openat(
-                    parent,
-                    name.as_os_str(),
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(|e| io_err("create")(e.into()))?;
-                let mut file = File::from(fd);
-                copy_with(&mut entry, &mut file, &mut copy_buf).map_err(io_err("write"))?;
-                fchown(&file, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                    .map_err(|e| io_err("chown")(e.into()))?;
-                fchmod(&file, Mode::from_bits_truncate(mode))
-                    .map_err(|e| io_err("chmod")(e.into()))?;
-                let t = TimeSpec::new(mtime as i64, 0);
-                futimens(&file, &t, &t).map_err(|e| io_err("utimes")(e.into()))?;
+                place.regular(&mut entry, &mut copy_buf)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .map(|b| b.into_owned())
                     .unwrap_or_default();
-                // The target is stored as given: every later lookup resolves it in the root.
-                symlinkat(OsStr::from_bytes(&target), parent, name.as_os_str())
-                    .map_err(|e| io_err("symlink")(e.into()))?;
-                fchownat(
-                    parent,
-                    name.as_os_str(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| io_err("chown")(e.into()))?;
-                let t = TimeSpec::new(mtime as i64, 0);
-                let _ = utimensat(
-                    parent,
-                    name.as_os_str(),
-                    &t,
-                    &t,
-                    UtimensatFlags::NoFollowSymlink,
-                );
+                place.symlink(&target)?;
             }
             tar::EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
                     .map(|b| b.into_owned())
                     .unwrap_or_default();
-                let mut source = dest_path.clone();
-                source.extend(entry_parts(&target)?);
-                let src = root
-                    .open_path(&source, false)
-                    .map_err(|e| VolumeError::BadArchive {
-                        message: format!(
-                            "invalid hardlink {:?} -> {:?}: {e}",
-                            String::from_utf8_lossy(&raw),
-                            String::from_utf8_lossy(&target)
-                        ),
-                    })?;
-                linkat(
-                    src.as_fd(),
-                    "",
-                    parent,
-                    name.as_os_str(),
-                    AtFlags::AT_EMPTY_PATH,
-                )
-                .map_err(|e| io_err("link")(e.into()))?;
+                hard_link(root, &dest_path, &place, &raw, &target)?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let sflag = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let major = h.device_major().ok().flatten().unwrap_or(0);
-                let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                mknodat(
-                    parent,
-                    name.as_os_str(),
-                    sflag,
-                    Mode::from_bits_truncate(mode),
-                    libc::makedev(major, minor),
-                )
-                .map_err(|e| io_err("mknod")(e.into()))?;
-                fchownat(
-                    parent,
-                    name.as_os_str(),
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| io_err("chown")(e.into()))?;
+                place.node(kind, major, minor)?;
             }
             // PAX/GNU extension headers are consumed by the tar crate; others are skipped.
             _ => {}
         }
     }
     // Directory times last: writing inside a directory changes its mtime.
+    set_dir_times(root, dir_times);
+    Ok(())
+}
+
+/// Sets the directories' times, deepest (last extracted) first; failures only cost a time.
+fn set_dir_times(root: &Root, dir_times: Vec<(PathBuf, u64)>) {
     for (path, mtime) in dir_times.into_iter().rev() {
         if let Ok(fd) = root.open_at(
             &path,
@@ -595,7 +493,181 @@ pub fn extract<R: Read>(
             let _ = futimens(&fd, &t, &t);
         }
     }
-    Ok(())
+}
+
+/// A hard link to `target`, an entry extracted before (a path from `dest`), resolved inside
+/// the root; linked by descriptor, so it can never name a file outside.
+fn hard_link(
+    root: &Root,
+    dest: &Path,
+    place: &Placement<'_>,
+    raw: &[u8],
+    target: &[u8],
+) -> Result<(), VolumeError> {
+    let mut source = dest.to_path_buf();
+    source.extend(entry_parts(target)?);
+    let src = root
+        .open_path(&source, false)
+        .map_err(|e| VolumeError::BadArchive {
+            message: format!(
+                "invalid hardlink {:?} -> {:?}: {e}",
+                String::from_utf8_lossy(raw),
+                String::from_utf8_lossy(target)
+            ),
+        })?;
+    linkat(
+        src.as_fd(),
+        "",
+        place.parent,
+        place.name,
+        AtFlags::AT_EMPTY_PATH,
+    )
+    .map_err(place.errno("link"))
+}
+
+/// A tar stream that does not parse.
+fn bad_tar(e: io::Error) -> VolumeError {
+    VolumeError::BadArchive {
+        message: format!("invalid tar stream: {e}"),
+    }
+}
+
+/// With `noOverwriteDirNonDir`, an entry may not replace a directory with a non-directory or
+/// the reverse (Docker's `cp` refuses both).
+fn refuse_replace(
+    opts: &ExtractOptions,
+    existing: &str,
+    new: &str,
+    full: &Path,
+    raw: &[u8],
+) -> Result<(), VolumeError> {
+    if !opts.no_overwrite_dir_non_dir {
+        return Ok(());
+    }
+    Err(VolumeError::BadArchive {
+        message: format!(
+            "cannot overwrite {existing} {:?} with {new} {:?}",
+            full.display().to_string(),
+            String::from_utf8_lossy(raw)
+        ),
+    })
+}
+
+/// Where one extracted entry goes (`name` in the directory `parent`, shown as `shown` in
+/// errors), and the owner, mode and time it gets.
+struct Placement<'a> {
+    parent: BorrowedFd<'a>,
+    name: &'a OsStr,
+    shown: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: u64,
+}
+
+impl Placement<'_> {
+    fn err(&self, op: &'static str) -> impl Fn(io::Error) -> VolumeError + '_ {
+        move |e| VolumeError::io(op, self.shown.clone(), e)
+    }
+
+    fn errno(&self, op: &'static str) -> impl Fn(Errno) -> VolumeError + '_ {
+        move |e| VolumeError::io(op, self.shown.clone(), e.into())
+    }
+
+    fn owner(&self) -> (Option<Uid>, Option<Gid>) {
+        (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
+    }
+
+    fn unlink(&self) -> Result<(), VolumeError> {
+        unlinkat(self.parent, self.name, UnlinkatFlags::NoRemoveDir).map_err(self.errno("unlink"))
+    }
+
+    /// Makes the directory (unless it exists), owned and moded as the entry says; its time
+    /// is set at the end of the extraction.
+    fn directory(&self, exists: bool) -> Result<(), VolumeError> {
+        if !exists {
+            mkdirat(self.parent, self.name, Mode::from_bits_truncate(0o700))
+                .map_err(self.errno("mkdir"))?;
+        }
+        let fd = openat(
+            self.parent,
+            self.name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(self.errno("open"))?;
+        let (uid, gid) = self.owner();
+        fchown(&fd, uid, gid).map_err(self.errno("chown"))?;
+        fchmod(&fd, Mode::from_bits_truncate(self.mode)).map_err(self.errno("chmod"))
+    }
+
+    /// A new regular file (never through an existing name) with the entry's content.
+    fn regular(&self, content: &mut dyn Read, buf: &mut [u8]) -> Result<(), VolumeError> {
+        let fd = openat(
+            self.parent,
+            self.name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(self.errno("create"))?;
+        let mut file = File::from(fd);
+        copy_with(content, &mut file, buf).map_err(self.err("write"))?;
+        let (uid, gid) = self.owner();
+        fchown(&file, uid, gid).map_err(self.errno("chown"))?;
+        fchmod(&file, Mode::from_bits_truncate(self.mode)).map_err(self.errno("chmod"))?;
+        let t = TimeSpec::new(self.mtime as i64, 0);
+        futimens(&file, &t, &t).map_err(self.errno("utimes"))
+    }
+
+    /// A symlink to `target`, stored as given: every later lookup resolves it in the root.
+    fn symlink(&self, target: &[u8]) -> Result<(), VolumeError> {
+        symlinkat(OsStr::from_bytes(target), self.parent, self.name)
+            .map_err(self.errno("symlink"))?;
+        let (uid, gid) = self.owner();
+        fchownat(
+            self.parent,
+            self.name,
+            uid,
+            gid,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(self.errno("chown"))?;
+        let t = TimeSpec::new(self.mtime as i64, 0);
+        let _ = utimensat(
+            self.parent,
+            self.name,
+            &t,
+            &t,
+            UtimensatFlags::NoFollowSymlink,
+        );
+        Ok(())
+    }
+
+    /// A device node or FIFO.
+    fn node(&self, kind: tar::EntryType, major: u32, minor: u32) -> Result<(), VolumeError> {
+        let sflag = match kind {
+            tar::EntryType::Char => SFlag::S_IFCHR,
+            tar::EntryType::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFIFO,
+        };
+        mknodat(
+            self.parent,
+            self.name,
+            sflag,
+            Mode::from_bits_truncate(self.mode),
+            libc::makedev(major, minor),
+        )
+        .map_err(self.errno("mknod"))?;
+        let (uid, gid) = self.owner();
+        fchownat(
+            self.parent,
+            self.name,
+            uid,
+            gid,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(self.errno("chown"))
+    }
 }
 
 /// `io::copy` with a large buffer: file contents go in few, big writes.

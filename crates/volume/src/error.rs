@@ -54,6 +54,12 @@ pub enum VolumeError {
         /// The full message.
         message: String,
     },
+    /// A `filters` key or value the endpoint does not take.
+    #[error(transparent)]
+    Filter {
+        /// Which, in moby's words.
+        source: berth_api::filters::FilterError,
+    },
     /// An I/O error on a named path.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -65,6 +71,13 @@ pub enum VolumeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A `filters` key or value `volume ls` / `volume prune` do not take, in moby's words.
+impl From<berth_api::filters::FilterError> for VolumeError {
+    fn from(source: berth_api::filters::FilterError) -> Self {
+        Self::Filter { source }
+    }
 }
 
 impl VolumeError {
@@ -90,9 +103,10 @@ impl Classify for VolumeError {
         match self {
             Self::NotFound { .. } | Self::PathNotFound { .. } => ErrorKind::NotFound,
             Self::InUse { .. } => ErrorKind::Conflict,
-            Self::InvalidName { .. } | Self::InvalidArgument { .. } | Self::BadArchive { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            Self::InvalidName { .. }
+            | Self::InvalidArgument { .. }
+            | Self::Filter { .. }
+            | Self::BadArchive { .. } => ErrorKind::InvalidArgument,
             Self::ReadOnly { .. } => ErrorKind::Forbidden,
             Self::Io { .. } => ErrorKind::Internal,
         }

@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use berth_api::filters::Filters;
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
@@ -146,13 +147,8 @@ fn is_mounted(path: &Path) -> bool {
 
 /// `filters` keys `volume ls` accepts.
 const LIST_FILTERS: [&str; 4] = ["dangling", "name", "label", "driver"];
-
-fn label_matches(labels: &HashMap<String, String>, filter: &str) -> bool {
-    match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(filter),
-    }
-}
+/// `filters` keys `volume prune` accepts.
+const PRUNE_FILTERS: [&str; 3] = ["all", "label", "label!"];
 
 impl VolumeService {
     /// Opens (creating) `<data_root>/volumes`, loads every volume, reaps unfinished work.
@@ -293,30 +289,18 @@ impl VolumeService {
     }
 
     /// `GET /volumes?filters=`.
-    pub fn list(&self, filters: &HashMap<String, Vec<String>>) -> Result<Vec<Volume>, VolumeError> {
-        for key in filters.keys() {
-            if !LIST_FILTERS.contains(&key.as_str()) {
-                return Err(VolumeError::invalid(format!("invalid filter '{key}'")));
-            }
-        }
+    pub fn list(&self, filters: &Filters) -> Result<Vec<Volume>, VolumeError> {
+        filters.validate(&LIST_FILTERS)?;
+        let dangling = filters.bool("dangling")?;
         let inner = self.lock();
         let mut out = Vec::new();
         for r in inner.volumes.values() {
             let in_use = inner.users.get(&r.name).is_some_and(|u| !u.is_empty());
-            let ok = filters.iter().all(|(k, vals)| {
-                vals.is_empty()
-                    || match k.as_str() {
-                        "dangling" => vals.iter().any(|v| {
-                            let want = matches!(v.as_str(), "true" | "1");
-                            want != in_use
-                        }),
-                        "name" => vals.iter().any(|v| r.name.contains(v.as_str())),
-                        "driver" => vals.contains(&r.driver),
-                        "label" => vals.iter().all(|v| label_matches(&r.labels, v)),
-                        _ => true,
-                    }
-            });
-            if ok {
+            if dangling.is_none_or(|dangling| dangling != in_use)
+                && filters.any("name", |v| r.name.contains(v))
+                && filters.any("driver", |v| r.driver == v)
+                && filters.labels_match(&r.labels)
+            {
                 out.push(self.to_api(r, None));
             }
         }
@@ -441,15 +425,9 @@ impl VolumeService {
     }
 
     /// `POST /volumes/prune`: unused volumes — anonymous ones only, unless `all=true`.
-    pub fn prune(&self, filters: &HashMap<String, Vec<String>>) -> Result<Pruned, VolumeError> {
-        for key in filters.keys() {
-            if !["all", "label", "label!"].contains(&key.as_str()) {
-                return Err(VolumeError::invalid(format!("invalid filter '{key}'")));
-            }
-        }
-        let all = filters
-            .get("all")
-            .is_some_and(|v| v.iter().any(|x| matches!(x.as_str(), "true" | "1")));
+    pub fn prune(&self, filters: &Filters) -> Result<Pruned, VolumeError> {
+        filters.validate(&PRUNE_FILTERS)?;
+        let all = filters.bool("all")?.unwrap_or(false);
         let candidates: Vec<String> = {
             let inner = self.lock();
             inner
@@ -457,14 +435,7 @@ impl VolumeService {
                 .values()
                 .filter(|r| inner.users.get(&r.name).is_none_or(|u| u.is_empty()))
                 .filter(|r| all || r.labels.contains_key(ANONYMOUS_LABEL))
-                .filter(|r| {
-                    filters
-                        .get("label")
-                        .is_none_or(|ls| ls.iter().all(|l| label_matches(&r.labels, l)))
-                        && filters
-                            .get("label!")
-                            .is_none_or(|ls| ls.iter().all(|l| !label_matches(&r.labels, l)))
-                })
+                .filter(|r| filters.labels_match(&r.labels))
                 .map(|r| r.name.clone())
                 .collect()
         };
@@ -606,7 +577,7 @@ mod tests {
             svc.remove("data1", true),
             Err(VolumeError::InUse { .. })
         ));
-        let dangling = HashMap::from([("dangling".to_string(), vec!["true".to_string()])]);
+        let dangling = Filters::from_flags(["dangling=true"]).expect("filters");
         let names: Vec<String> = svc
             .list(&dangling)
             .expect("list")
@@ -615,7 +586,7 @@ mod tests {
             .collect();
         assert_eq!(names, vec![anon.name.clone()]);
         // Prune without all=true removes only the anonymous one.
-        let pruned = svc.prune(&HashMap::new()).expect("prune");
+        let pruned = svc.prune(&Filters::new()).expect("prune");
         assert_eq!(pruned.deleted, vec![anon.name]);
         svc.release("data1", "c1");
         svc.remove("data1", false).expect("remove");

@@ -1,6 +1,6 @@
 //! Root tests of berth-cgroups on the real host (cgroup v1 here; pure v2 hosts are covered
-//! by fixtures in the unit tests). They skip unless `BERTH_TEST_ROOT=1`. Each test makes its
-//! own parent cgroup `/berth-test-<pid>-<n>` and removes it, its processes and its children
+//! by fixtures in the unit tests), `#[ignore]`d unless asked for (see `berth_testing`). Each
+//! test makes its own parent cgroup `/berth-test-<pid>-<n>` and removes it, its processes and its children
 //! on the way out, even when an assertion fails.
 
 use std::fs;
@@ -18,22 +18,6 @@ const ROOT: &str = "/sys/fs/cgroup";
 const V1_CONTROLLERS: [&str; 8] = [
     "memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio", "devices",
 ];
-
-/// Whether root tests may run: skip (with a line) unless asked; fail if asked without root.
-fn require_root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        eprintln!("skipping: set BERTH_TEST_ROOT=1 to run cgroup tests as root");
-        return false;
-    }
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert_eq!(
-        uid_line.split_whitespace().nth(2),
-        Some("0"),
-        "BERTH_TEST_ROOT=1 needs root"
-    );
-    true
-}
 
 /// A test's cgroup under a unique parent, with the processes it started; dropping it
 /// kills them, destroys the cgroup and removes the parent from every hierarchy.
@@ -135,10 +119,11 @@ fn wait_for_comm(pid: i32, comm: &str) {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn v1_lifecycle_limits_freeze_stats_destroy() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     assert_eq!(Cgroup::detect(Path::new(ROOT)), CgroupVersion::V1);
     let mut fixture = Fixture::new();
     let resources = Resources {
@@ -249,10 +234,9 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn v1_oom_kill_is_reported() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let mut fixture = Fixture::new();
     let limit = Resources {
         memory: Some(16 << 20),
@@ -271,10 +255,9 @@ fn v1_oom_kill_is_reported() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn v1_lowering_memory_below_usage_is_a_conflict() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let mut fixture = Fixture::new();
     fixture
         .cgroup
@@ -308,10 +291,9 @@ fn v1_lowering_memory_below_usage_is_a_conflict() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn v1_destroy_waits_for_exiting_processes_and_nested_cgroups() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let mut fixture = Fixture::new();
     fixture.cgroup.create(&Resources::default()).unwrap();
     let (_pid, _stdin, _stdout) = fixture.spawn_blocked("exec /usr/bin/sleep 30");
@@ -342,10 +324,9 @@ fn v1_destroy_waits_for_exiting_processes_and_nested_cgroups() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn v1_create_cost() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let fixture = Fixture::new();
     // The first container under a parent also makes the parent; measure the ones after.
     fixture.cgroup.create(&Resources::default()).unwrap();

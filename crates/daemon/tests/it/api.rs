@@ -145,6 +145,8 @@ async fn pull_is_refused_plainly() {
 }
 
 #[tokio::test]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 async fn import_tag_inspect_and_remove() {
     let daemon = TestDaemon::start().await;
     let socket = daemon.socket();

@@ -273,50 +273,24 @@ fn read_archive(
             source: one_line(source),
         })?;
     for entry in entries {
-        let mut entry = match entry {
-            Ok(entry) => entry,
-            Err(source) => {
-                if let Some(e) = over(&outer_budget) {
-                    return Err(e.into());
-                }
-                return Err(ImageError::ReadArchive {
+        // A read error past the size limit is the limit's.
+        let mut entry = entry.map_err(|source| {
+            over(&outer_budget).map_or_else(
+                || ImageError::ReadArchive {
                     source: one_line(source),
-                });
-            }
-        };
+                },
+                ImageError::from,
+            )
+        })?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = normalize(&raw)?;
-        let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Directory
-            | tar::EntryType::XGlobalHeader
-            | tar::EntryType::XHeader
-            | tar::EntryType::GNULongName
-            | tar::EntryType::GNULongLink => continue,
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    .ok_or_else(|| ArchiveError::LinkOutside { entry: raw.clone() })?;
-                let base = if kind == tar::EntryType::Symlink {
-                    name.rsplit_once('/').map_or("", |(dir, _)| dir)
-                } else {
-                    "" // hard link names are relative to the archive root
-                };
-                let resolved = resolve_relative(base, &target)
-                    .ok_or_else(|| ArchiveError::LinkOutside { entry: raw.clone() })?;
-                staged.links.insert(name, resolved);
+        match classify(&entry, &name, &raw)? {
+            Kind::Skip => continue,
+            Kind::Link(target) => {
+                staged.links.insert(name, target);
                 continue;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {}
-            _ => return Err(ArchiveError::UnexpectedEntry { entry: raw }.into()),
-        }
-        if name.is_empty() {
-            return Err(ArchiveError::UnsafePath {
-                entry: raw,
-                reason: "a file cannot be the archive root",
-            }
-            .into());
+            Kind::File => {}
         }
         let size = entry.size();
         let mut head = Vec::with_capacity(512);
@@ -356,38 +330,18 @@ fn read_archive(
             if raw_size != size {
                 return Err(truncated(&name));
             }
-            let raw_digest = match (raw_reader.hasher.take(), &result) {
-                (Some(hasher), _) => Some(format!("sha256:{}", hex::encode(hasher.finalize()))),
-                (None, Ok(layer)) => Some(layer.blob.digest().to_owned()),
-                // Not a layer after all: only an error if a manifest names it.
-                (None, Err(_)) => None,
-            };
-            if let Some(digest) = &raw_digest {
-                check_blob_name(&name, digest)?;
-            }
-            let entry = match result {
-                Ok(layer) => StagedEntry::Layer {
-                    raw_size,
-                    diff_id: layer.blob.digest().to_owned(),
-                    blob_path: layer.blob.path().to_owned(),
-                    layer: Some(layer),
-                },
-                Err(e) => StagedEntry::Failed(e),
-            };
+            let entry = layer_entry(&name, raw_size, raw_reader.hasher.take(), result)?;
             staged.layers.insert(name, entry);
         } else {
-            if size > METADATA_MAX || metadata_total + size > METADATA_TOTAL_MAX {
-                return Err(ArchiveError::MetadataTooLarge { file: name, size }.into());
-            }
-            let mut bytes = head;
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|source| read_error(source, &outer_budget, limit))?;
-            if bytes.len() as u64 != size {
-                return Err(truncated(&name));
-            }
+            let bytes = read_metadata(
+                &mut entry,
+                head,
+                &name,
+                metadata_total,
+                &outer_budget,
+                limit,
+            )?;
             metadata_total += bytes.len() as u64;
-            check_blob_name(&name, &sha256_digest(&bytes))?;
             staged.files.insert(name, bytes);
         }
     }
@@ -395,6 +349,130 @@ fn read_archive(
         return Err(e.into());
     }
     Ok(staged)
+}
+
+/// What an archive entry is to the loader.
+enum Kind {
+    /// Directories and extension headers: nothing to keep.
+    Skip,
+    /// A symlink or hard link, and where it points (from the archive root).
+    Link(String),
+    /// A regular file: a layer or a metadata document.
+    File,
+}
+
+/// Classifies an entry named `name` (`raw` as written in the archive); device nodes and other
+/// kinds, and a file at the archive root, are refused.
+fn classify<R: Read>(entry: &tar::Entry<'_, R>, name: &str, raw: &str) -> Result<Kind, ImageError> {
+    let kind = entry.header().entry_type();
+    match kind {
+        tar::EntryType::Directory
+        | tar::EntryType::XGlobalHeader
+        | tar::EntryType::XHeader
+        | tar::EntryType::GNULongName
+        | tar::EntryType::GNULongLink => Ok(Kind::Skip),
+        tar::EntryType::Symlink | tar::EntryType::Link => {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .ok_or_else(|| ArchiveError::LinkOutside {
+                    entry: raw.to_owned(),
+                })?;
+            Ok(Kind::Link(link_target(kind, name, &target, raw)?))
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous if name.is_empty() => {
+            Err(ArchiveError::UnsafePath {
+                entry: raw.to_owned(),
+                reason: "a file cannot be the archive root",
+            }
+            .into())
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => Ok(Kind::File),
+        _ => Err(ArchiveError::UnexpectedEntry {
+            entry: raw.to_owned(),
+        }
+        .into()),
+    }
+}
+
+/// A metadata entry (manifest, config, `repositories`) read whole after its first bytes
+/// `head`, within the metadata limits (`total` read so before), its name checked against its
+/// digest when it is a blob.
+fn read_metadata<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    head: Vec<u8>,
+    name: &str,
+    total: u64,
+    budget: &Budget,
+    limit: u64,
+) -> Result<Vec<u8>, ImageError> {
+    let size = entry.size();
+    if size > METADATA_MAX || total + size > METADATA_TOTAL_MAX {
+        return Err(ArchiveError::MetadataTooLarge {
+            file: name.to_owned(),
+            size,
+        }
+        .into());
+    }
+    let mut bytes = head;
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|source| read_error(source, budget, limit))?;
+    if bytes.len() as u64 != size {
+        return Err(truncated(name));
+    }
+    check_blob_name(name, &sha256_digest(&bytes))?;
+    Ok(bytes)
+}
+
+/// Where a link entry points, as a path from the archive root: a symlink's target is
+/// relative to its own directory, a hard link's to the root; one that climbs out is refused.
+fn link_target(
+    kind: tar::EntryType,
+    name: &str,
+    target: &str,
+    raw: &str,
+) -> Result<String, ImageError> {
+    let base = if kind == tar::EntryType::Symlink {
+        name.rsplit_once('/').map_or("", |(dir, _)| dir)
+    } else {
+        "" // hard link names are relative to the archive root
+    };
+    resolve_relative(base, target).ok_or_else(|| {
+        ArchiveError::LinkOutside {
+            entry: raw.to_owned(),
+        }
+        .into()
+    })
+}
+
+/// A layer candidate's staged entry: its raw digest (hashed while read, or the diff id of a
+/// plain layer) must match a blob name; a candidate that did not unpack is kept as failed
+/// (an error only if a manifest names it).
+fn layer_entry(
+    name: &str,
+    raw_size: u64,
+    hasher: Option<Sha256>,
+    result: Result<StagedLayer, ImageError>,
+) -> Result<StagedEntry, ImageError> {
+    let raw_digest = match (hasher, &result) {
+        (Some(hasher), _) => Some(format!("sha256:{}", hex::encode(hasher.finalize()))),
+        (None, Ok(layer)) => Some(layer.blob.digest().to_owned()),
+        // Not a layer after all: only an error if a manifest names it.
+        (None, Err(_)) => None,
+    };
+    if let Some(digest) = &raw_digest {
+        check_blob_name(name, digest)?;
+    }
+    Ok(match result {
+        Ok(layer) => StagedEntry::Layer {
+            raw_size,
+            diff_id: layer.blob.digest().to_owned(),
+            blob_path: layer.blob.path().to_owned(),
+            layer: Some(layer),
+        },
+        Err(e) => StagedEntry::Failed(e),
+    })
 }
 
 /// Unpacks one layer candidate from its raw (maybe compressed) stream.

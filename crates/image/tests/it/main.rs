@@ -1,24 +1,12 @@
 //! Root-only tests of the image store: device nodes, ownership, xattrs and overlay whiteouts
 //! (mknod, chown and `trusted.*` attributes need root), checked against a real overlay mount.
-//! They skip unless `BERTH_TEST_ROOT=1`.
+//! They are root tests (`#[ignore]`d; see `berth_testing`).
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use berth_image::{ImageRecord, ImageStore};
-
-fn require_root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        println!("skipping: set BERTH_TEST_ROOT=1 to run root tests");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "BERTH_TEST_ROOT=1 but not running as root"
-    );
-    true
-}
 
 /// A PAX extended header (`x`) entry carrying `records` for the entry that follows.
 fn append_pax(builder: &mut tar::Builder<Vec<u8>>, records: &[(&str, &[u8])]) {
@@ -119,10 +107,11 @@ fn mount_overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn special_files_ownership_xattrs_and_whiteouts() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = ImageStore::open(&dir.path().join("image")).expect("open");
 

@@ -1,7 +1,7 @@
 //! Root integration tests: a real monitor process (`berth-monitor-test`) running busybox
 //! containers, driven over its socket as the daemon drives it.
 //!
-//! Skipped unless `BERTH_TEST_ROOT=1`. Each test runs twice: with the external runtime
+//! Root tests (`#[ignore]`d; see `berth_testing`). Each test runs twice: with the external runtime
 //! (`/usr/sbin/runc`, when installed) and with berth's own runtime. Each builds a busybox
 //! rootfs in a temp dir and checks that nothing is left behind: no process, mount, socket,
 //! pid file or cgroup.
@@ -32,40 +32,15 @@ enum Kind {
     Builtin,
 }
 
-fn require_root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        println!("skipped: set BERTH_TEST_ROOT=1 to run root tests");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "BERTH_TEST_ROOT=1 needs root"
-    );
-    true
-}
-
-/// Whether this kind can run here; prints why not.
-fn available(kind: Kind) -> bool {
-    if !require_root() {
-        return false;
-    }
-    match kind {
-        Kind::Runc if !Path::new(RUNC).exists() => {
-            println!("skipped: {RUNC} not installed");
-            false
-        }
-        Kind::Runc => true,
-        // The runtime is written in parallel; until base_spec exists there is nothing to run.
-        Kind::Builtin => {
-            let hook = std::panic::take_hook();
-            std::panic::set_hook(Box::new(|_| {}));
-            let ok = std::panic::catch_unwind(berth_runtime::base_spec).is_ok();
-            std::panic::set_hook(hook);
-            if !ok {
-                println!("skipped: berth-runtime is not implemented yet (base_spec panics)");
-            }
-            ok
-        }
+/// Fails the test unless it can run here: root tests asked for ([`berth_testing`]), and for
+/// the external runtime, `runc` installed (`scripts/deps.sh` installs it).
+fn require(kind: Kind) {
+    berth_testing::require_root();
+    if kind == Kind::Runc {
+        assert!(
+            Path::new(RUNC).exists(),
+            "{RUNC} is not installed (scripts/deps.sh installs it)"
+        );
     }
 }
 
@@ -409,9 +384,7 @@ fn exec_request(args: &[&str]) -> Value {
 // ---- the scenarios ----
 
 fn echo_then_exit(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut fixture = Fixture::start(
         kind,
         &Options::new(&["sh", "-c", "echo hi; echo oops >&2; exit 3"]),
@@ -465,9 +438,7 @@ fn echo_then_exit(kind: Kind) {
 }
 
 fn stdin_through_attach(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut options = Options::new(&["cat"]);
     options.open_stdin = true;
     options.stdin_once = true;
@@ -485,9 +456,7 @@ fn stdin_through_attach(kind: Kind) {
 }
 
 fn tty_output_and_resize(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut options = Options::new(&["sh", "-c", "stty size; tty; echo done"]);
     options.tty = true;
     options.console_size = Some((24, 80));
@@ -510,9 +479,7 @@ fn tty_output_and_resize(kind: Kind) {
 }
 
 fn kill_sleep(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut fixture = Fixture::start(kind, &Options::new(&["sleep", "100"]));
     assert_eq!(fixture.call(json!({"op": "start"}))["result"], "started");
     // The daemon's death (its pipe gone, a terminal's SIGHUP, a stray SIGTERM or SIGINT)
@@ -543,9 +510,7 @@ fn kill_sleep(kind: Kind) {
 }
 
 fn exec_hostname_and_missing(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut fixture = Fixture::start(kind, &Options::new(&["sleep", "100"]));
     assert_eq!(fixture.call(json!({"op": "start"}))["result"], "started");
 
@@ -577,9 +542,7 @@ fn exec_hostname_and_missing(kind: Kind) {
 }
 
 fn exec_with_stdin_and_tty(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut fixture = Fixture::start(kind, &Options::new(&["sleep", "100"]));
     assert_eq!(fixture.call(json!({"op": "start"}))["result"], "started");
 
@@ -621,9 +584,7 @@ fn exec_with_stdin_and_tty(kind: Kind) {
 }
 
 fn start_missing_command(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut fixture = Fixture::start(kind, &Options::new(&["nosuch"]));
     if fixture.ready.pid == 0 {
         // runc checks the command at create: the daemon sees the failure then.
@@ -652,9 +613,7 @@ fn start_missing_command(kind: Kind) {
 }
 
 fn log_rotation(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut options = Options::new(&[
         "sh",
         "-c",
@@ -685,9 +644,7 @@ fn log_rotation(kind: Kind) {
 }
 
 fn oom_is_recorded(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     // The shell keeps an endless stream in a variable until the kernel kills it.
     let mut options = Options::new(&["sh", "-c", "x=$(tr '\\0' a < /dev/zero)"]);
     options.memory_limit = Some(16 * 1024 * 1024);
@@ -699,9 +656,7 @@ fn oom_is_recorded(kind: Kind) {
 }
 
 fn overlay_rootfs(kind: Kind) {
-    if !available(kind) {
-        return;
-    }
+    require(kind);
     let mut options = Options::new(&["sh", "-c", "echo data > /created; ls /bin/busybox"]);
     options.overlay = true;
     let mut fixture = Fixture::start(kind, &options);
@@ -724,10 +679,18 @@ fn overlay_rootfs(kind: Kind) {
 macro_rules! both_runtimes {
     ($($scenario:ident),* $(,)?) => {
         mod runc {
-            $(#[test] fn $scenario() { super::$scenario(super::Kind::Runc) })*
+            $(
+                #[test]
+                #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+                fn $scenario() { super::$scenario(super::Kind::Runc) }
+            )*
         }
         mod builtin {
-            $(#[test] fn $scenario() { super::$scenario(super::Kind::Builtin) })*
+            $(
+                #[test]
+                #[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+                fn $scenario() { super::$scenario(super::Kind::Builtin) }
+            )*
         }
     };
 }

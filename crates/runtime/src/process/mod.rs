@@ -18,9 +18,6 @@ use crate::capabilities::CapabilityPlan;
 use crate::sync::{ExecFailure, Failure, at, at_io};
 use crate::{RuntimeError, Step};
 
-/// Docker's `PATH` when the process environment has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The process to run, converted and validated by the parent so the child only makes
 /// system calls.
 pub(crate) struct ProcessPlan {
@@ -109,7 +106,7 @@ impl ProcessPlan {
             .iter()
             .rev()
             .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH)
+            .unwrap_or(berth_fs::DEFAULT_PATH)
             .to_owned();
         let user = process.user();
         let rlimits = process
@@ -250,7 +247,7 @@ mod tests {
         assert_eq!(plan.path_var, "/bin");
         assert_eq!(plan.argv.len(), 3);
         let plan = ProcessPlan::new(&process(&["sh"], &[]), None, None).expect("plan");
-        assert_eq!(plan.path_var, DEFAULT_PATH);
+        assert_eq!(plan.path_var, berth_fs::DEFAULT_PATH);
     }
 
     #[test]

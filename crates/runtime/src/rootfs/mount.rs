@@ -349,6 +349,74 @@ fn own_cgroups() -> io::Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// Makes (or reuses) directory `name` in the cgroup tmpfs and opens it as a mount target.
+fn tmpfs_dir(tmpfs: &OwnedFd, name: &Path, shown: &Path) -> Result<OwnedFd, Failure> {
+    // The tmpfs is fresh and ours: its entries are made relative to its descriptor.
+    match nix::sys::stat::mkdirat(tmpfs, name, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Err(errno) => return Err(Failure::new(Step::CreateMountTarget, shown, errno)),
+    }
+    nix::fcntl::openat(
+        tmpfs,
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(at(Step::CreateMountTarget, shown))
+}
+
+/// A `/proc/self/mountinfo` line's mount point, filesystem type and super options.
+fn mountinfo_fields(line: &str) -> Option<(&str, &str, &str)> {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let sep = fields.iter().position(|f| *f == "-")?;
+    Some((
+        *fields.get(4)?,
+        *fields.get(sep + 1)?,
+        *fields.get(sep + 3)?,
+    ))
+}
+
+/// The container's own cgroup path in a host hierarchy of type `fstype` (`cgroup2`, or v1
+/// `cgroup` with `super_options` naming its controllers), from `/proc/self/cgroup`'s lines.
+fn own_subpath(own: &[(String, String)], fstype: &str, super_options: &str) -> Option<String> {
+    match fstype {
+        "cgroup2" => own
+            .iter()
+            .find(|(c, _)| c.is_empty())
+            .map(|(_, p)| p.clone()),
+        "cgroup" => {
+            let opts: Vec<&str> = super_options.split(',').collect();
+            own.iter()
+                .find(|(controllers, _)| {
+                    !controllers.is_empty() && controllers.split(',').all(|c| opts.contains(&c))
+                })
+                .map(|(_, p)| p.clone())
+        }
+        _ => None,
+    }
+}
+
+/// `cpu` and `cpuacct` name the `cpu,cpuacct` hierarchy, as on the host: one symlink per
+/// controller of a joint hierarchy `name`, in the fresh tmpfs.
+fn link_aliases(tmpfs: &OwnedFd, name: &str, destination: &Path) -> Result<(), Failure> {
+    if !name.contains(',') {
+        return Ok(());
+    }
+    for alias in name.split(',') {
+        match nix::unistd::symlinkat(name, tmpfs, alias) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(errno) => {
+                return Err(Failure::new(
+                    Step::CreateSymlink,
+                    &destination.join(alias),
+                    errno,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The cgroup filesystem as runc shows it: cgroup2 itself in a cgroup namespace; otherwise
 /// read-only binds of the container's own cgroup directories (one per v1 hierarchy, under a
 /// tmpfs), so the container sees its limits and nothing of its siblings. `target` is the
@@ -417,13 +485,7 @@ fn mount_cgroup(
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(at_io(Step::Mount, Path::new("/proc/self/mountinfo")))?;
     for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(mount_point), Some(fstype), Some(super_options)) =
-            (fields.get(4), fields.get(sep + 1), fields.get(sep + 3))
-        else {
+        let Some((mount_point, fstype, super_options)) = mountinfo_fields(line) else {
             continue;
         };
         let mount_point = Path::new(mount_point);
@@ -433,60 +495,17 @@ fn mount_cgroup(
         if name.as_os_str().is_empty() || name.components().count() != 1 {
             continue;
         }
-        let subpath = match *fstype {
-            "cgroup2" => own
-                .iter()
-                .find(|(c, _)| c.is_empty())
-                .map(|(_, p)| p.clone()),
-            "cgroup" => {
-                let opts: Vec<&str> = super_options.split(',').collect();
-                own.iter()
-                    .find(|(controllers, _)| {
-                        !controllers.is_empty() && controllers.split(',').all(|c| opts.contains(&c))
-                    })
-                    .map(|(_, p)| p.clone())
-            }
-            _ => None,
+        let Some(subpath) = own_subpath(&own, fstype, super_options) else {
+            continue;
         };
-        let Some(subpath) = subpath else { continue };
         let shown = destination.join(name);
-        // The tmpfs is fresh and ours: its entries are made relative to its descriptor.
-        match nix::sys::stat::mkdirat(
-            &tmpfs,
-            name,
-            nix::sys::stat::Mode::from_bits_truncate(0o755),
-        ) {
-            Ok(()) | Err(nix::Error::EEXIST) => {}
-            Err(errno) => return Err(Failure::new(Step::CreateMountTarget, &shown, errno)),
-        }
-        let sub = nix::fcntl::openat(
-            &tmpfs,
-            name,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(at(Step::CreateMountTarget, &shown))?;
+        let sub = tmpfs_dir(&tmpfs, name, &shown)?;
         bind_ro(
             &mount_point.join(subpath.trim_start_matches('/')),
             &sub,
             &shown,
         )?;
-        // `cpu` and `cpuacct` name the `cpu,cpuacct` hierarchy, as on the host.
-        let name = name.to_string_lossy();
-        if name.contains(',') {
-            for alias in name.split(',') {
-                match nix::unistd::symlinkat(name.as_ref(), &tmpfs, alias) {
-                    Ok(()) | Err(nix::Error::EEXIST) => {}
-                    Err(errno) => {
-                        return Err(Failure::new(
-                            Step::CreateSymlink,
-                            &destination.join(alias),
-                            errno,
-                        ));
-                    }
-                }
-            }
-        }
+        link_aliases(&tmpfs, &name.to_string_lossy(), destination)?;
     }
     mount(
         None::<&str>,

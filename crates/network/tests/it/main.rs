@@ -1,6 +1,6 @@
 //! Root tests: real bridges, veths, nft rules and DNS, with network namespaces made by the
-//! test standing in for containers and for an "outside" host. Skipped unless
-//! `BERTH_TEST_ROOT=1`. Each test uses its own bridge and nft table names (never `berth0`
+//! test standing in for containers and for an "outside" host. Root tests
+//! (`#[ignore]`d; see `berth_testing`). Each test uses its own bridge and nft table names (never `berth0`
 //! or `berth`), sends traffic only to namespaces it created or to loopback, and removes
 //! everything it made. Tests run one at a time: they pick subnets from the same pool.
 
@@ -19,18 +19,6 @@ use berth_network::{
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn require_root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        println!("skipping: needs root; set BERTH_TEST_ROOT=1");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "BERTH_TEST_ROOT=1 but not running as root"
-    );
-    true
-}
 
 fn run(cmd: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(cmd)
@@ -278,10 +266,11 @@ impl Drop for HostGuard {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn default_bridge_nat_ports_forward_drop_and_cleanup() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut guard = HostGuard::new();
     let dir = tempfile::tempdir().unwrap();
@@ -494,10 +483,11 @@ fn lookup(ctr: &Ctr, server: SocketAddr, name: &str) -> (u8, Vec<Ipv4Addr>) {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn user_networks_dns_isolation_restart_and_errors() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut guard = HostGuard::new();
     let dir = tempfile::tempdir().unwrap();
@@ -665,10 +655,9 @@ fn user_networks_dns_isolation_restart_and_errors() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn pipework_connect_with_static_ip_to_running_container() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut guard = HostGuard::new();
     let dir = tempfile::tempdir().unwrap();
@@ -740,10 +729,11 @@ fn hello_server(addr: SocketAddrV4, n: usize) -> std::thread::JoinHandle<usize> 
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+// One end-to-end scenario: each step builds on the state the previous ones left.
+#[allow(clippy::too_many_lines)]
 fn hundred_containers_on_one_bridge_reach_each_other() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut guard = HostGuard::new();
     let dir = tempfile::tempdir().unwrap();

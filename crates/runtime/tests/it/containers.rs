@@ -1,14 +1,11 @@
 //! Root integration tests: real containers from a busybox rootfs on overlayfs.
 //!
-//! Skipped unless `BERTH_TEST_ROOT=1`. Run single-threaded (the runtime clones the calling
-//! process, which must not have other threads busy in malloc):
-//! `BERTH_TEST_ROOT=1 cargo test -p berth-runtime --test root -- --test-threads=1`
+//! Root tests (`#[ignore]`d; see `berth_testing`), one at a time ([`crate::SERIAL`]).
 use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use berth_runtime::{
@@ -17,20 +14,7 @@ use berth_runtime::{
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-/// Serializes the tests: each clones this process.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn require_root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        println!("skipping: needs root; set BERTH_TEST_ROOT=1");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "BERTH_TEST_ROOT=1 but not running as root"
-    );
-    true
-}
+use crate::SERIAL;
 
 const APPLETS: &[&str] = &[
     "sh", "true", "echo", "cat", "id", "hostname", "ls", "sleep", "grep", "ip", "touch", "mkdir",
@@ -158,20 +142,18 @@ fn run_ok(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn exit_codes_come_back() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert_eq!(run_ok(&["true"]).0, 0);
     assert_eq!(run_ok(&["sh", "-c", "exit 7"]).0, 7);
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn init_is_pid_1_with_its_hostname_and_only_loopback() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (code, out) = run_ok(&["sh", "-c", "echo $$; hostname; ls /sys/class/net"]);
     assert_eq!(code, 0, "{out}");
@@ -179,10 +161,9 @@ fn init_is_pid_1_with_its_hostname_and_only_loopback() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn docker_capabilities_and_seccomp() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (code, out) = run_ok(&[
         "sh",
@@ -200,10 +181,9 @@ fn docker_capabilities_and_seccomp() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn masked_and_readonly_paths() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (code, out) = run_ok(&[
         "sh",
@@ -220,10 +200,9 @@ fn masked_and_readonly_paths() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn readonly_root_refuses_writes() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let mut spec = spec(&[
@@ -241,10 +220,9 @@ fn readonly_root_refuses_writes() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn exec_errors_match_docker() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cases = [
         (
@@ -279,10 +257,9 @@ fn exec_errors_match_docker() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn user_and_groups() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let mut spec = spec(&[
@@ -306,10 +283,9 @@ fn user_and_groups() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn setup_failures_name_the_step_and_leave_nothing() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let mut spec = spec(&["true"]);
@@ -344,10 +320,9 @@ fn setup_failures_name_the_step_and_leave_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn exec_joins_a_running_container() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let spec = spec(&["sleep", "10"]);
@@ -390,10 +365,9 @@ fn exec_joins_a_running_container() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn start_time_median_of_20() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let spec = spec(&["/bin/true"]);
@@ -436,10 +410,9 @@ fn start_time_median_of_20() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn rootfs_paths_stay_on_the_overlay() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let (code, out) = run(&spec(&["sh", "-c", "echo hi > /root/f; pwd"]), &fixture).expect("runs");
@@ -455,10 +428,9 @@ fn rootfs_paths_stay_on_the_overlay() {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn cgroup_limits_apply_and_cleanup_removes_them() {
-    if !require_root() {
-        return;
-    }
+    berth_testing::require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = Fixture::new();
     let cgroup_path = format!("/berth-runtime-test/{}", std::process::id());

@@ -1,22 +1,10 @@
 //! `berth oci` (runc's command-line contract) end to end, through the `berth-oci` example
-//! binary that cargo builds alongside the tests. Skipped unless `BERTH_TEST_ROOT=1`.
+//! binary that cargo builds alongside the tests. A root test (`#[ignore]`d; see `berth_testing`).
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn require_root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-        println!("skipping: needs root; set BERTH_TEST_ROOT=1");
-        return false;
-    }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "BERTH_TEST_ROOT=1 but not running as root"
-    );
-    true
-}
 
 /// target/<profile>/examples/berth-oci, next to target/<profile>/deps/<this test>.
 fn oci_binary() -> PathBuf {
@@ -84,17 +72,15 @@ fn state(root: &Path, id: &str) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
 fn create_start_state_kill_delete() {
-    if !require_root() {
-        return;
-    }
-    if !oci_binary().exists() {
-        println!(
-            "skipping: {} not built (cargo test builds examples)",
-            oci_binary().display()
-        );
-        return;
-    }
+    berth_testing::require_root();
+    let _serial = crate::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        oci_binary().exists(),
+        "{} not built (cargo test builds the examples)",
+        oci_binary().display()
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("state");
     let bundle = dir.path().join("bundle");

@@ -25,6 +25,77 @@ fn cli_child() {
     std::process::exit(code);
 }
 
+/// Runs the CLI with `args` (`berth …`) in a child process, behind `wrapper` (a command and
+/// its arguments, e.g. `setpriv …`) if any: (exit code, stdout, stderr).
+fn run_cli(args: &[&str], wrapper: &[&str]) -> (i32, String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(&exe);
+            command
+        }
+        None => Command::new(&exe),
+    };
+    let out = command
+        .args(["--exact", "cli_child", "--nocapture", "--test-threads=1"])
+        .env("BERTH_CLI_CHILD_ARGS", serde_json::to_string(args).unwrap())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let after = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b).into_owned();
+        s.split_once(MARK).map(|(_, o)| o.to_string()).unwrap_or(s)
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        after(&out.stdout),
+        after(&out.stderr),
+    )
+}
+
+/// A daemon socket the user may not open: the CLI says so and why, not "is the daemon
+/// running?" (which once hid the cause: issue 11).
+#[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+fn a_socket_the_user_may_not_open_is_reported_as_such() {
+    use std::os::unix::fs::PermissionsExt;
+    berth_testing::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("d.sock");
+    let _listener = UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let host = format!("unix://{}", socket.display());
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let (code, _, stderr) = run_cli(&["berth", "-H", &host, "ps"], &nobody);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "permission denied while trying to connect to the berth daemon socket at {host}: "
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Permission denied (os error 13)"),
+        "{stderr}"
+    );
+    // No daemon at all is still docker's question.
+    drop(_listener);
+    std::fs::remove_file(&socket).unwrap();
+    let (code, _, stderr) = run_cli(&["berth", "-H", &host, "ps"], &nobody);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("Cannot connect to the berth daemon at {host}. Is the berth daemon running?")
+    );
+}
+
 #[derive(Debug, Clone)]
 struct Request {
     method: String,
@@ -102,21 +173,7 @@ impl Fake {
         let host = format!("unix://{}", self.dir.path().join("d.sock").display());
         let mut all = vec!["berth", "-H", host.as_str()];
         all.extend_from_slice(args);
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "cli_child", "--nocapture", "--test-threads=1"])
-            .env("BERTH_CLI_CHILD_ARGS", serde_json::to_string(&all).unwrap())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let after = |b: &[u8]| {
-            let s = String::from_utf8_lossy(b).into_owned();
-            s.split_once(MARK).map(|(_, o)| o.to_string()).unwrap_or(s)
-        };
-        (
-            out.status.code().unwrap_or(-1),
-            after(&out.stdout),
-            after(&out.stderr),
-        )
+        run_cli(&all, &[])
     }
 
     fn requests(&self) -> Vec<Request> {
