@@ -97,6 +97,13 @@ pub enum ContainerError {
         #[from]
         source: oci_spec::OciSpecError,
     },
+    /// A `filters` value the endpoint cannot use, in moby's words.
+    #[error(transparent)]
+    Filter {
+        /// The filter error.
+        #[from]
+        source: berth_api::filters::FilterError,
+    },
     /// The container's monitor cannot be reached (socket refused or closed).
     #[error("container monitor is not answering: {source}")]
     MonitorUnreachable {
@@ -180,7 +187,7 @@ pub enum ContainerError {
     #[error("background task failed: {source}")]
     Task {
         /// The join error.
-        #[source]
+        #[from]
         source: tokio::task::JoinError,
     },
     /// A helper thread or task stopped before it answered.
@@ -189,6 +196,17 @@ pub enum ContainerError {
         /// Which helper.
         what: &'static str,
     },
+}
+
+impl From<berth_fs::WriteError> for ContainerError {
+    /// An atomic write's failed step, with its file.
+    fn from(e: berth_fs::WriteError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl Classify for ContainerError {
@@ -200,7 +218,7 @@ impl Classify for ContainerError {
             Self::Missing { .. } => ErrorKind::NotFound,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
             Self::Conflict { .. } => ErrorKind::Conflict,
-            Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Self::InvalidArgument { .. } | Self::Filter { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),

@@ -1,4 +1,3 @@
-#![allow(clippy::too_many_lines)] // until the container refactor lands
 //! The container service: every container's lifecycle, its state on disk, and its monitor.
 //!
 //! The daemon's HTTP layer calls [`ContainerService`]; this crate turns those calls into an OCI
@@ -20,7 +19,6 @@ pub mod spec;
 pub mod state;
 mod stats;
 pub mod store;
-mod task;
 
 pub use error::ContainerError;
 pub use events::EventBus;

@@ -166,7 +166,7 @@ pub async fn stream(
 ) {
     let (lines, mut offset) = {
         let (log, o) = (log.clone(), o.clone());
-        crate::task::blocking(move || read_backlog(&log, &o))
+        berth_fs::blocking(move || read_backlog(&log, &o))
             .await
             .unwrap_or_default()
     };
@@ -189,7 +189,7 @@ pub async fn stream(
         // Read what is new since the last position (a rotation starts a new file).
         let (new_lines, new_offset, new_ino) = {
             let (log, o) = (log.clone(), o.clone());
-            crate::task::blocking(move || read_from(&log, offset, ino, &o))
+            berth_fs::blocking(move || read_from(&log, offset, ino, &o))
                 .await
                 .unwrap_or((Vec::new(), offset, ino))
         };

@@ -101,7 +101,7 @@ pub async fn run(
     tx: mpsc::Sender<ContainerStatsResponse>,
 ) {
     let take = |cg: berth_cgroups::Cgroup, alive: bool| async move {
-        crate::task::blocking(move || (chrono::Utc::now(), sample(&cg, alive)))
+        berth_fs::blocking(move || (chrono::Utc::now(), sample(&cg, alive)))
             .await
             .ok()
     };

@@ -2,7 +2,7 @@
 //! the match of one record. Pure: the references a filter names (`before`, `since`,
 //! `ancestor`) are resolved by the caller; the network filters (`network`, `publish`,
 //! `expose`) need the live endpoints and are matched in `network.rs`.
-use std::collections::HashMap;
+use berth_api::filters::Filters;
 
 use super::{Result, invalid};
 use crate::store::{Record, Status};
@@ -13,23 +13,10 @@ const KEYS: [&str; 14] = [
     "health", "is-task", "expose", "publish",
 ];
 
-/// Whether `labels` has `key` (`filter` = `key`) or `key=value`.
-///
-/// Convention copy: the shared label matcher of `crates/api` replaces this function.
-pub(super) fn label_matches(labels: Option<&HashMap<String, String>>, filter: &str) -> bool {
-    let Some(labels) = labels else { return false };
-    match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(filter),
-    }
-}
-
 /// Refuses unknown keys and unknown `status=` values, in Docker's words.
-pub(super) fn check(filters: &HashMap<String, Vec<String>>) -> Result<()> {
-    if let Some(key) = filters.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(invalid(format!("invalid filter '{key}'")));
-    }
-    for s in filters.get("status").into_iter().flatten() {
+pub(super) fn check(filters: &Filters) -> Result<()> {
+    filters.validate(&KEYS)?;
+    for s in filters.values("status") {
         if !Status::ALL.iter().any(|st| st.as_str() == s) {
             return Err(invalid(format!("invalid filter 'status={s}'")));
         }
@@ -41,7 +28,7 @@ pub(super) fn check(filters: &HashMap<String, Vec<String>>) -> Result<()> {
 #[derive(Debug)]
 pub(super) struct ListFilter<'a> {
     /// The filters as the client sent them.
-    pub(super) filters: &'a HashMap<String, Vec<String>>,
+    pub(super) filters: &'a Filters,
     /// Image ids of the `ancestor=` references.
     pub(super) ancestors: Vec<String>,
     /// `Created` time of the `before=` container.
@@ -54,7 +41,7 @@ impl<'a> ListFilter<'a> {
     /// Filters with no references to resolve (`before`, `since`, `ancestor` match nothing
     /// extra).
     #[cfg(test)]
-    fn new(filters: &'a HashMap<String, Vec<String>>) -> Self {
+    fn new(filters: &'a Filters) -> Self {
         Self {
             filters,
             ancestors: Vec::new(),
@@ -66,33 +53,28 @@ impl<'a> ListFilter<'a> {
     /// Whether `ps` without `-a` still lists stopped containers (a status filter asks for
     /// them).
     pub(super) fn wants_all(&self) -> bool {
-        self.filters.contains_key("status") || self.filters.contains_key("exited")
+        self.filters.contains("status") || self.filters.contains("exited")
     }
 
     /// Whether `r` passes every filter but the network ones.
     pub(super) fn matches(&self, r: &Record) -> bool {
         let f = self.filters;
-        let any = |key: &str, pred: &dyn Fn(&String) -> bool| {
-            f.get(key).is_none_or(|v| v.iter().any(pred))
-        };
-        any("id", &|p| r.id.starts_with(p.as_str()))
-            && any("name", &|n| r.name.contains(n.trim_start_matches('/')))
-            && any("status", &|s| s == r.state.status.as_str())
-            && f.get("label")
-                .is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l)))
-            && f.get("ancestor").is_none_or(|v| {
-                self.ancestors.contains(&r.image_id)
-                    || v.iter().any(|a| Some(a) == r.config.image.as_ref())
+        f.any("id", |p| r.id.starts_with(p))
+            && f.any("name", |n| r.name.contains(n.trim_start_matches('/')))
+            && f.any("status", |s| s == r.state.status.as_str())
+            && f.labels_match(&r.config.labels)
+            && f.any("ancestor", |a| {
+                self.ancestors.contains(&r.image_id) || Some(a) == r.config.image.as_deref()
             })
-            && f.get("exited").is_none_or(|v| {
-                r.state.status == Status::Exited
-                    && v.iter()
-                        .any(|c| c.parse::<i64>().ok() == Some(r.state.exit_code))
-            })
-            && any("volume", &|x| {
+            && (!f.contains("exited")
+                || r.state.status == Status::Exited
+                    && f.any("exited", |c| {
+                        c.parse::<i64>().ok() == Some(r.state.exit_code)
+                    }))
+            && f.any("volume", |x| {
                 r.mount_points
                     .iter()
-                    .any(|m| m.name == *x || m.source == *x || m.destination == *x)
+                    .any(|m| m.name == x || m.source == x || m.destination == x)
             })
             && self.before.as_ref().is_none_or(|b| r.created < *b)
             && self.since.as_ref().is_none_or(|s| r.created > *s)
@@ -103,10 +85,10 @@ impl<'a> ListFilter<'a> {
 mod tests {
     use super::*;
 
-    fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
-        let mut f: HashMap<String, Vec<String>> = HashMap::new();
+    fn filters(pairs: &[(&str, &str)]) -> Filters {
+        let mut f = Filters::new();
         for (k, v) in pairs {
-            f.entry(k.to_string()).or_default().push(v.to_string());
+            f.add(*k, *v);
         }
         f
     }
@@ -138,16 +120,6 @@ mod tests {
                 .to_string(),
             "invalid filter 'status=sleeping'"
         );
-    }
-
-    #[test]
-    fn labels_match_by_key_or_key_and_value() {
-        let labels = HashMap::from([("app".to_string(), "web".to_string())]);
-        assert!(label_matches(Some(&labels), "app"));
-        assert!(label_matches(Some(&labels), "app=web"));
-        assert!(!label_matches(Some(&labels), "app=db"));
-        assert!(!label_matches(Some(&labels), "tier"));
-        assert!(!label_matches(None, "app"));
     }
 
     #[test]
@@ -189,7 +161,7 @@ mod tests {
         assert!(sees(&[("label", "app=web"), ("label", "tier=back")]).is_empty());
         assert_eq!(sees(&[("ancestor", "busybox")]), ["web-1", "job"]);
         assert!(sees(&[("volume", "/data")]).is_empty());
-        let f = HashMap::new();
+        let f = Filters::new();
         let timed = ListFilter {
             before: Some("2026-01-03T00:00:00Z".into()),
             ..ListFilter::new(&f)

@@ -2,11 +2,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use berth_api::filters::Filters;
 use berth_api::models::ContainerSummary;
 
 use super::entry::Entry;
 use super::filters::{self, ListFilter};
 use super::{ContainerService, Result, blocking};
+use crate::ContainerError;
 use crate::life::Life;
 use crate::store::{Record, Status};
 
@@ -19,8 +21,8 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// Compute SizeRw / SizeRootFs.
     pub size: bool,
-    /// Filters, by key, each with its accepted values (`status` → [`running`]).
-    pub filters: HashMap<String, Vec<String>>,
+    /// Filters (`status=running`, `label=a=b`, …), parsed by the API's one filter type.
+    pub filters: Filters,
 }
 
 /// Counts for `docker info`.
@@ -72,13 +74,11 @@ impl ContainerService {
         let filter = ListFilter {
             filters: f,
             ancestors: f
-                .get("ancestor")
-                .into_iter()
-                .flatten()
+                .values("ancestor")
                 .filter_map(|a| self.images.resolve(a).ok().map(|i| i.id))
                 .collect(),
-            before: self.created_of(f.get("before"))?,
-            since: self.created_of(f.get("since"))?,
+            before: self.created_of(f.values("before").next())?,
+            since: self.created_of(f.values("since").next())?,
         };
         let entries: Vec<Arc<Entry>> = self.lock_index().by_id.values().cloned().collect();
         let mut recs = Vec::with_capacity(entries.len());
@@ -112,8 +112,8 @@ impl ContainerService {
     }
 
     /// The `Created` time of the container a `before=`/`since=` filter names.
-    fn created_of(&self, reference: Option<&Vec<String>>) -> Result<Option<String>> {
-        match reference.and_then(|v| v.first()) {
+    fn created_of(&self, reference: Option<&str>) -> Result<Option<String>> {
+        match reference {
             Some(r) => Ok(Some(self.lookup(r)?.created.clone())),
             None => Ok(None),
         }
@@ -145,6 +145,7 @@ impl ContainerService {
                 .collect()
         })
         .await
+        .map_err(ContainerError::from)
     }
 
     pub(super) fn summary(&self, r: &Record) -> ContainerSummary {

@@ -125,7 +125,7 @@ fn io_err(
     move |source| ContainerError::Io { op, path, source }
 }
 
-use crate::task::blocking;
+use berth_fs::blocking;
 
 /// An image lookup's error, keeping its class: only a missing image is `No such image` (a
 /// 404 makes `docker run` pull); an invalid or ambiguous reference stays a bad request.

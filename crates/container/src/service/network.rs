@@ -436,7 +436,7 @@ impl ContainerService {
     pub(super) fn network_filters_match(
         &self,
         rec: &Record,
-        filters: &std::collections::HashMap<String, Vec<String>>,
+        filters: &berth_api::filters::Filters,
     ) -> bool {
         let (ports, networks) = self.summary_network(rec);
         let port_is = |want: &str, port: u16, proto: &str| match want.split_once('/') {
@@ -446,33 +446,27 @@ impl ContainerService {
         let proto = |p: &berth_api::models::PortSummary| {
             p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into())
         };
-        filters.get("network").is_none_or(|v| {
-            v.iter().any(|n| {
-                networks.iter().any(|(name, ep)| {
-                    name == n
-                        || ep
-                            .network_id
-                            .as_deref()
-                            .is_some_and(|id| !id.is_empty() && id.starts_with(n.as_str()))
+        filters.any("network", |n| {
+            networks.iter().any(|(name, ep)| {
+                name == n
+                    || ep
+                        .network_id
+                        .as_deref()
+                        .is_some_and(|id| !id.is_empty() && id.starts_with(n))
+            })
+        }) && filters.any("publish", |want| {
+            ports.iter().any(|p| {
+                p.public_port
+                    .is_some_and(|port| port_is(want, port, &proto(p)))
+            })
+        }) && filters.any("expose", |want| {
+            ports
+                .iter()
+                .any(|p| port_is(want, p.private_port, &proto(p)))
+                || rec.config.exposed_ports.iter().flatten().any(|k| {
+                    let (port, pr) = k.split_once('/').unwrap_or((k, "tcp"));
+                    port.parse().is_ok_and(|port| port_is(want, port, pr))
                 })
-            })
-        }) && filters.get("publish").is_none_or(|v| {
-            v.iter().any(|want| {
-                ports.iter().any(|p| {
-                    p.public_port
-                        .is_some_and(|port| port_is(want, port, &proto(p)))
-                })
-            })
-        }) && filters.get("expose").is_none_or(|v| {
-            v.iter().any(|want| {
-                ports
-                    .iter()
-                    .any(|p| port_is(want, p.private_port, &proto(p)))
-                    || rec.config.exposed_ports.iter().flatten().any(|k| {
-                        let (port, pr) = k.split_once('/').unwrap_or((k, "tcp"));
-                        port.parse().is_ok_and(|port| port_is(want, port, pr))
-                    })
-            })
         })
     }
 

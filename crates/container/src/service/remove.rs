@@ -1,12 +1,12 @@
 //! `rm` and `container prune`.
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use berth_api::filters::Filters;
 use berth_api::models::ContainerPruneResponse;
 
 use super::entry::Entry;
-use super::filters::label_matches;
 use super::{ContainerService, Result, blocking, io_err, mounts};
+use crate::ContainerError;
 use crate::store::{Paths, Status};
 
 impl ContainerService {
@@ -50,7 +50,7 @@ impl ContainerService {
         rec.state.status = Status::Removing;
         let (images, id, paths) = (self.images.clone(), rec.id.clone(), entry.paths.clone());
         let removed = blocking(move || remove_files(&images, &id, &paths)).await;
-        if let Err(e) = removed.and_then(|r| r) {
+        if let Err(e) = removed.map_err(ContainerError::from).and_then(|r| r) {
             rec.state.status = before;
             return Err(e);
         }
@@ -80,10 +80,7 @@ impl ContainerService {
     }
 
     /// `POST /containers/prune`.
-    pub async fn prune(
-        &self,
-        filters: HashMap<String, Vec<String>>,
-    ) -> Result<ContainerPruneResponse> {
+    pub async fn prune(&self, filters: Filters) -> Result<ContainerPruneResponse> {
         let entries: Vec<Arc<Entry>> = self.lock_index().by_id.values().cloned().collect();
         let mut deleted = Vec::new();
         for e in entries {
@@ -91,10 +88,7 @@ impl ContainerService {
             if r.state.status.is_up() {
                 continue;
             }
-            if !filters
-                .get("label")
-                .is_none_or(|v| v.iter().all(|l| label_matches(r.config.labels.as_ref(), l)))
-            {
+            if !filters.labels_match(&r.config.labels) {
                 continue;
             }
             match self.remove_entry(&e, false).await {

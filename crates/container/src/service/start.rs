@@ -7,7 +7,7 @@ use berth_monitor::protocol::{self, Request, Response};
 use super::entry::{Entry, PendingAttach};
 use super::{ContainerService, Result, blocking, conflict, io_err, mounts};
 use crate::monitor::Conversation;
-use crate::store::{self, Record, Status};
+use crate::store::{Record, Status};
 use crate::{ContainerError, spec};
 
 /// `20m`, `1g`, `100k`, `512` → bytes (decimal units, as Docker's `--log-opt max-size`).
@@ -311,8 +311,8 @@ fn write_run_files(
     let encode = |what| move |source| ContainerError::Encode { what, source };
     let spec_bytes = serde_json::to_vec(spec).map_err(encode("OCI spec"))?;
     let monitor_bytes = serde_json::to_vec(monitor).map_err(encode("monitor config"))?;
-    store::write_atomic(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
-    store::write_atomic(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
+    berth_fs::write_atomic(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
+    berth_fs::write_atomic(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
     Ok(())
 }
 

@@ -8,10 +8,8 @@ use berth_image::ImageConfig;
 use super::{invalid, rlimit_type};
 use crate::ContainerError;
 
-/// Default PATH when neither image nor user sets one (Docker's).
-///
-/// Convention copy: the workspace's shared `DEFAULT_PATH` replaces this constant.
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Default PATH when neither image nor user sets one (Docker's), as an env entry.
+pub use berth_fs::DEFAULT_PATH_ENV as DEFAULT_PATH;
 
 /// Merges the image's defaults into the create-time config, as Docker stores it.
 pub fn merge_image_defaults(config: &mut ContainerConfig, image: &ImageConfig) {
