@@ -25,8 +25,9 @@ pub(crate) struct Entry {
     pub(super) rec: tokio::sync::Mutex<Record>,
     pub(super) life: watch::Sender<Life>,
     pub(super) pending_attach: std::sync::Mutex<Vec<PendingAttach>>,
-    /// The OCI spec of the current run (exec builds on it).
-    pub(super) spec: std::sync::Mutex<Option<berth_runtime::Spec>>,
+    /// The init's process in the current run's OCI spec: an exec builds on it (only this
+    /// part of the spec is kept; the rest, its seccomp profile above all, is large).
+    pub(super) process: std::sync::Mutex<Option<berth_runtime::Process>>,
 }
 
 impl Entry {

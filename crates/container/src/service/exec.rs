@@ -231,7 +231,7 @@ impl ContainerService {
         let rec = entry.rec.lock().await.clone();
         rec.state.status.can_exec_start(&rec.id)?;
         let base = entry
-            .spec
+            .process
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -274,12 +274,12 @@ impl ContainerService {
     async fn exec_process(
         &self,
         rec: &Record,
-        base: &berth_runtime::Spec,
+        base: &berth_runtime::Process,
         c: &ExecConfig,
         tty: bool,
         size: Option<(u16, u16)>,
     ) -> Result<berth_runtime::Process> {
-        let mut process = base.process().clone().unwrap_or_default();
+        let mut process = base.clone();
         process.set_args(Some(c.cmd.clone().unwrap_or_default()));
         process.set_terminal(Some(tty));
         let mut env: Vec<String> = process.env().clone().unwrap_or_default();

@@ -10,6 +10,12 @@ use super::{ContainerService, blocking};
 use crate::monitor::Conversation;
 use crate::store::{self, Paths, Record, Status};
 
+/// The part of a run's `config.json` the service keeps (serde skips the rest unparsed).
+#[derive(Debug, serde::Deserialize)]
+struct SpecProcess {
+    process: Option<berth_runtime::Process>,
+}
+
 /// Reads the exit line of a `Wait` conversation (None if the monitor went away first).
 async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
     use tokio::io::AsyncBufReadExt;
@@ -60,14 +66,17 @@ impl ContainerService {
             && status != protocol::Status::Exited
             && let Ok(wait) = self.monitor.begin_wait(&socket).await
         {
-            // The spec (with its seccomp profile) is tens of KiB: read off the async threads.
+            // The spec (with its seccomp profile) is tens of KiB: read off the async threads,
+            // keeping only its process.
             let path = entry.paths.run_dir.join(protocol::SPEC_FILE);
-            let spec = blocking(move || std::fs::read(path).ok())
-                .await
-                .ok()
-                .flatten();
-            *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) =
-                spec.and_then(|b| serde_json::from_slice(&b).ok());
+            let process = blocking(move || {
+                let bytes = std::fs::read(path).ok()?;
+                serde_json::from_slice::<SpecProcess>(&bytes).ok()?.process
+            })
+            .await
+            .ok()
+            .flatten();
+            *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = process;
             self.spawn_exit_watcher(entry, wait, true);
             return;
         }
@@ -92,7 +101,7 @@ impl ContainerService {
         let mut rec = entry.rec.lock().await;
         apply_exit(&mut rec, &exit, started);
         self.release_networks(&rec.id).await;
-        *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
         let restart = started && !auto_remove && restart_policy::should_restart(&rec);
         if restart {
@@ -207,5 +216,14 @@ mod tests {
         assert_eq!(r.state.exit_code, 127);
         assert!(r.state.error.contains("executable file not found"));
         assert_eq!(r.state.finished_at, store::ZERO_TIME);
+    }
+
+    #[test]
+    fn the_process_is_read_back_from_a_written_spec() {
+        let spec = berth_runtime::base_spec();
+        let bytes = serde_json::to_vec(&spec).unwrap();
+        let read: SpecProcess = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(read.process.as_ref(), spec.process().as_ref());
+        assert!(read.process.is_some());
     }
 }

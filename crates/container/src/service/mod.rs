@@ -228,7 +228,7 @@ impl ContainerService {
             rec: tokio::sync::Mutex::new(r),
             life,
             pending_attach: std::sync::Mutex::new(Vec::new()),
-            spec: std::sync::Mutex::new(None),
+            process: std::sync::Mutex::new(None),
         })
     }
 

@@ -102,7 +102,7 @@ impl ContainerService {
             return Err(e);
         }
         self.connect_pending_attachments(entry).await;
-        *entry.spec.lock().unwrap_or_else(|p| p.into_inner()) = Some(files.spec);
+        *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = files.spec.process().clone();
         let answer = self.monitor.call(&socket, &Request::Start).await;
         self.record_start(entry, rec, answer, wait).await
     }
