@@ -15,6 +15,7 @@ pub const TESTS: &[Test] = &[
     ("restart_policy_on_failure", restart_policy_on_failure),
     ("top_stats_events", top_stats_events),
     ("ps_filters_and_formats", ps_filters_and_formats),
+    ("ps_and_inspect_report_sizes", ps_and_inspect_report_sizes),
     (
         "rm_running_needs_force_and_rm_many",
         rm_running_needs_force_and_rm_many,
@@ -674,4 +675,92 @@ fn containers_survive_daemon_sigkill(env: &TestEnv) {
     env.start_daemon();
     assert_eq!(env.inspect("survivor", "{{.State.Status}}"), "running");
     env.berth(&["rm", "-f", "survivor", "dies-while-away"]).ok();
+}
+
+/// `ps -s` / `inspect -s` (berth and docker CLIs): `SizeRw` is the bytes the container wrote
+/// (its writable layer), `SizeRootFs` that plus its image; without `-s` neither is sent.
+fn ps_and_inspect_report_sizes(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "sized0",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /big && touch /written && sleep 300",
+    ])
+    .ok();
+    assert!(env.eventually(10, || {
+        env.berth(&["exec", "sized0", "test", "-f", "/written"])
+            .code
+            == 0
+    }));
+    let sizes = env
+        .berth(&[
+            "inspect",
+            "-s",
+            "-f",
+            "{{.SizeRw}} {{.SizeRootFs}}",
+            "sized0",
+        ])
+        .ok();
+    let (rw, root_fs) = sizes.split_once(' ').expect("two numbers");
+    let (rw, root_fs): (i64, i64) = (rw.parse().unwrap(), root_fs.parse().unwrap());
+    let image: i64 = env
+        .berth(&["image", "inspect", "-f", "{{.Size}}", "busybox"])
+        .ok()
+        .parse()
+        .unwrap();
+    assert!(
+        (100_000..110_000).contains(&rw),
+        "SizeRw counts the written file: {sizes}"
+    );
+    assert_eq!(
+        root_fs,
+        rw + image,
+        "SizeRootFs = SizeRw + the image's size"
+    );
+    let plain: serde_json::Value =
+        serde_json::from_str(&env.berth(&["inspect", "sized0"]).ok()).unwrap();
+    assert!(
+        plain[0].get("SizeRw").is_none() && plain[0].get("SizeRootFs").is_none(),
+        "sizes only with -s"
+    );
+    let row = env
+        .berth(&[
+            "ps",
+            "-s",
+            "--filter",
+            "name=sized0",
+            "--format",
+            "{{.Size}}",
+        ])
+        .ok();
+    assert!(row.starts_with("100kB (virtual "), "berth ps -s: {row}");
+    if let Some(r) = env.docker(&[
+        "inspect",
+        "-s",
+        "-f",
+        "{{.SizeRw}} {{.SizeRootFs}}",
+        "sized0",
+    ]) {
+        assert_eq!(r.ok(), sizes, "docker inspect -s reads the same numbers");
+        let row = env
+            .docker(&[
+                "ps",
+                "-s",
+                "--filter",
+                "name=sized0",
+                "--format",
+                "{{.Size}}",
+            ])
+            .unwrap()
+            .ok();
+        assert!(row.contains(" (virtual "), "docker ps -s: {row}");
+        assert!(!row.starts_with("0B"), "docker ps -s: {row}");
+    } else {
+        eprintln!("docker CLI not installed: the docker half is skipped");
+    }
+    env.berth(&["rm", "-f", "sized0"]).ok();
 }

@@ -48,6 +48,9 @@ pub enum ContainerError {
     ImageNotFound {
         /// The image reference.
         reference: String,
+        /// The image store's answer.
+        #[source]
+        source: berth_image::ImageError,
     },
     /// Starting the process failed; `message` is shown to the user and decides the exit code.
     #[error("{message}")]
@@ -79,19 +82,131 @@ pub enum ContainerError {
         /// The service error.
         source: berth_network::NetworkError,
     },
-    /// The image store refused or failed (commit).
-    #[error("{source}")]
+    /// The image store refused or failed, classified by the image store (an invalid
+    /// reference is a bad request, a missing one is not found).
+    #[error(transparent)]
     Image {
         /// The image store's error.
-        #[source]
+        #[from]
         source: berth_image::ImageError,
     },
-    /// A failure in a lower service, with its own class.
+    /// An OCI spec value the typed model refused (a builder missing a field).
+    #[error("OCI spec: {source}")]
+    Spec {
+        /// The model's error.
+        #[from]
+        source: oci_spec::OciSpecError,
+    },
+    /// A `filters` value the endpoint cannot use, in moby's words.
+    #[error(transparent)]
+    Filter {
+        /// The filter error.
+        #[from]
+        source: berth_api::filters::FilterError,
+    },
+    /// The container's monitor cannot be reached (socket refused or closed).
+    #[error("container monitor is not answering: {source}")]
+    MonitorUnreachable {
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The monitor exited before it said it was ready.
+    #[error("container monitor exited before it was ready")]
+    MonitorExited,
+    /// The monitor refused a request; `message` is its own wording (it crosses a process
+    /// boundary as text).
     #[error("{message}")]
-    Internal {
-        /// The full message.
+    Monitor {
+        /// The monitor's message.
         message: String,
     },
+    /// The monitor answered something its protocol does not allow here.
+    #[error("unexpected monitor response {response}")]
+    MonitorProtocol {
+        /// The answer, as debug text.
+        response: String,
+    },
+    /// A line from the monitor that does not decode.
+    #[error("bad monitor response: {source}")]
+    MonitorDecode {
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Encoding something berth writes (a record, a run file, a request).
+    #[error("encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A cgroup operation (freeze, thaw, pids, stats), classified by the cgroup crate.
+    #[error(transparent)]
+    Cgroup {
+        /// The cgroup error.
+        #[from]
+        source: berth_cgroups::CgroupError,
+    },
+    /// `docker update` could not apply the new limits to the running container.
+    #[error("Cannot update container {id}: {source}")]
+    Update {
+        /// The container's short id.
+        id: String,
+        /// The cgroup error.
+        #[source]
+        source: berth_cgroups::CgroupError,
+    },
+    /// `docker kill` could not signal the container.
+    #[error("Cannot kill container: {name}: {source}")]
+    Kill {
+        /// The container's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<ContainerError>,
+    },
+    /// A system call of the copy thread (`cp` of a stopped container).
+    #[error("{op}: {source}")]
+    Sys {
+        /// What was being done.
+        op: &'static str,
+        /// The kernel's answer.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// `ps` (for `top`) refused its arguments; its own message.
+    #[error("ps: {stderr}")]
+    Ps {
+        /// What `ps` printed on stderr.
+        stderr: String,
+    },
+    /// A blocking task of this service panicked or was cancelled.
+    #[error("background task failed: {source}")]
+    Task {
+        /// The join error.
+        #[from]
+        source: tokio::task::JoinError,
+    },
+    /// A helper thread or task stopped before it answered.
+    #[error("{what} stopped")]
+    Stopped {
+        /// Which helper.
+        what: &'static str,
+    },
+}
+
+impl From<berth_fs::WriteError> for ContainerError {
+    /// An atomic write's failed step, with its file.
+    fn from(e: berth_fs::WriteError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl Classify for ContainerError {
@@ -103,14 +218,26 @@ impl Classify for ContainerError {
             Self::Missing { .. } => ErrorKind::NotFound,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
             Self::Conflict { .. } => ErrorKind::Conflict,
-            Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Self::InvalidArgument { .. } | Self::Filter { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
             Self::Image { source } => source.kind(),
-            Self::StartFailed { .. } | Self::Io { .. } | Self::Internal { .. } => {
-                ErrorKind::Internal
-            }
+            Self::Cgroup { source } | Self::Update { source, .. } => source.kind(),
+            Self::Kill { source, .. } => source.kind(),
+            Self::StartFailed { .. }
+            | Self::Io { .. }
+            | Self::Spec { .. }
+            | Self::MonitorUnreachable { .. }
+            | Self::MonitorExited
+            | Self::Monitor { .. }
+            | Self::MonitorProtocol { .. }
+            | Self::MonitorDecode { .. }
+            | Self::Encode { .. }
+            | Self::Sys { .. }
+            | Self::Ps { .. }
+            | Self::Task { .. }
+            | Self::Stopped { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -1,4 +1,3 @@
-#![allow(clippy::too_many_lines)] // until the container refactor lands
 //! The container service: every container's lifecycle, its state on disk, and its monitor.
 //!
 //! The daemon's HTTP layer calls [`ContainerService`]; this crate turns those calls into an OCI
@@ -6,14 +5,18 @@
 //! per-container monitor process (via `berth-monitor`'s protocol), and keeps the Docker-visible
 //! state (`store`).
 #![forbid(unsafe_code)]
+#![deny(clippy::too_many_lines)]
 
 pub mod error;
 pub mod events;
+mod life;
 mod logs;
-mod monitor_client;
+pub mod monitor;
+pub mod monitor_client;
 mod net;
 pub mod service;
 pub mod spec;
+pub mod state;
 mod stats;
 pub mod store;
 

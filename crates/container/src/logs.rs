@@ -8,8 +8,45 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::service::{LogChunk, LogsOptions};
+use crate::life::Life;
 use crate::store::Status;
+
+/// `logs` options.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    /// Keep streaming until the container stops.
+    pub follow: bool,
+    /// Include stdout.
+    pub stdout: bool,
+    /// Include stderr.
+    pub stderr: bool,
+    /// Only entries at or after this Unix time (seconds, fractional).
+    pub since: Option<f64>,
+    /// Only entries before this Unix time.
+    pub until: Option<f64>,
+    /// Prefix each line with its RFC3339Nano time and a space.
+    pub timestamps: bool,
+    /// Only the last N lines (None = all).
+    pub tail: Option<usize>,
+}
+
+/// One piece of log output.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    /// stdout or stderr.
+    pub stream: StreamType,
+    /// The bytes, already prefixed with a timestamp if asked.
+    pub data: Bytes,
+}
+
+/// A log stream: whether the container has a TTY (raw framing) and the chunks.
+#[derive(Debug)]
+pub struct LogStream {
+    /// True when the container has a TTY: the daemon sends raw bytes, not frames.
+    pub tty: bool,
+    /// The chunks; the channel closes at the end.
+    pub rx: mpsc::Receiver<LogChunk>,
+}
 
 /// One json-file line.
 #[derive(Debug, Deserialize)]
@@ -124,12 +161,12 @@ pub fn read_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
 pub async fn stream(
     log: PathBuf,
     o: LogsOptions,
-    mut life: watch::Receiver<crate::service::Life>,
+    mut life: watch::Receiver<Life>,
     tx: mpsc::Sender<LogChunk>,
 ) {
     let (lines, mut offset) = {
         let (log, o) = (log.clone(), o.clone());
-        tokio::task::spawn_blocking(move || read_backlog(&log, &o))
+        berth_fs::blocking(move || read_backlog(&log, &o))
             .await
             .unwrap_or_default()
     };
@@ -152,7 +189,7 @@ pub async fn stream(
         // Read what is new since the last position (a rotation starts a new file).
         let (new_lines, new_offset, new_ino) = {
             let (log, o) = (log.clone(), o.clone());
-            tokio::task::spawn_blocking(move || read_from(&log, offset, ino, &o))
+            berth_fs::blocking(move || read_from(&log, offset, ino, &o))
                 .await
                 .unwrap_or((Vec::new(), offset, ino))
         };

@@ -1,75 +1,111 @@
-//! The daemon side of the monitor protocol (`berth_monitor::protocol`), over tokio.
-use std::path::Path;
+//! The daemon side of the monitor protocol (`berth_monitor::protocol`), over tokio: the real
+//! [`Monitor`].
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use berth_monitor::protocol::{Ready, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::ContainerError;
+use crate::monitor::{BoxFuture, Conversation, Monitor};
 
-/// A connection after its request was answered: the reader keeps any stream bytes that
-/// arrived with the response line.
+/// Monitors as processes: `berth monitor <run_dir>` run from a sealed copy of berth, spoken
+/// to over their unix sockets.
 #[derive(Debug)]
-pub struct Conversation {
-    /// Monitor → daemon (frames after an attach/exec).
-    pub reader: BufReader<OwnedReadHalf>,
-    /// Daemon → monitor (stdin bytes after an attach/exec).
-    pub writer: OwnedWriteHalf,
+pub struct MonitorClient {
+    /// The `berth` executable (for error messages).
+    exe: PathBuf,
+    /// `exe` as a descriptor no one can write through; monitors run from it.
+    sealed: OwnedFd,
 }
 
-fn monitor_gone(e: std::io::Error) -> ContainerError {
-    ContainerError::Internal {
-        message: format!("container monitor is not answering: {e}"),
+impl MonitorClient {
+    /// Seals `exe` (see [`berth_runtime::sealed_executable`]) for the monitors to run from.
+    pub fn new(exe: &Path) -> Result<Self, ContainerError> {
+        let sealed =
+            berth_runtime::sealed_executable(exe).map_err(|source| ContainerError::Io {
+                op: "seal for monitors",
+                path: exe.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            exe: exe.to_path_buf(),
+            sealed,
+        })
     }
 }
 
-/// Sends `req` and reads the one-line response.
-pub async fn call(
-    socket: &Path,
-    req: &Request,
-) -> Result<(Response, Conversation), ContainerError> {
+impl Monitor for MonitorClient {
+    fn spawn<'a>(&'a self, run_dir: &'a Path) -> BoxFuture<'a, Result<Ready, ContainerError>> {
+        Box::pin(spawn(&self.exe, &self.sealed, run_dir))
+    }
+
+    fn call<'a>(
+        &'a self,
+        socket: &'a Path,
+        req: &'a Request,
+    ) -> BoxFuture<'a, Result<(Response, Conversation), ContainerError>> {
+        Box::pin(call(socket, req))
+    }
+
+    fn begin_wait<'a>(
+        &'a self,
+        socket: &'a Path,
+    ) -> BoxFuture<'a, Result<Conversation, ContainerError>> {
+        Box::pin(begin_wait(socket))
+    }
+}
+
+fn monitor_gone(source: std::io::Error) -> ContainerError {
+    ContainerError::MonitorUnreachable { source }
+}
+
+/// Connects and sends one request line.
+async fn send(socket: &Path, req: &Request) -> Result<Conversation, ContainerError> {
     let stream = UnixStream::connect(socket).await.map_err(monitor_gone)?;
     let (rd, mut writer) = stream.into_split();
-    let mut line = serde_json::to_vec(req).map_err(|e| ContainerError::Internal {
-        message: format!("encode monitor request: {e}"),
+    let mut line = serde_json::to_vec(req).map_err(|source| ContainerError::Encode {
+        what: "monitor request",
+        source,
     })?;
     line.push(b'\n');
     writer.write_all(&line).await.map_err(monitor_gone)?;
-    let mut reader = BufReader::new(rd);
+    Ok(Conversation {
+        reader: BufReader::new(rd),
+        writer,
+    })
+}
+
+/// Sends `req` and reads the one-line response.
+async fn call(socket: &Path, req: &Request) -> Result<(Response, Conversation), ContainerError> {
+    let mut conv = send(socket, req).await?;
     let mut resp = String::new();
-    let n = reader.read_line(&mut resp).await.map_err(monitor_gone)?;
+    let n = conv
+        .reader
+        .read_line(&mut resp)
+        .await
+        .map_err(monitor_gone)?;
     if n == 0 {
         return Err(monitor_gone(std::io::Error::from(
             std::io::ErrorKind::UnexpectedEof,
         )));
     }
-    let resp: Response = serde_json::from_str(&resp).map_err(|e| ContainerError::Internal {
-        message: format!("bad monitor response: {e}"),
-    })?;
-    Ok((resp, Conversation { reader, writer }))
+    let resp: Response =
+        serde_json::from_str(&resp).map_err(|source| ContainerError::MonitorDecode { source })?;
+    Ok((resp, conv))
 }
 
-/// Sends a request that expects `Ok`.
-pub async fn call_ok(socket: &Path, req: &Request) -> Result<(), ContainerError> {
-    match call(socket, req).await?.0 {
-        Response::Ok => Ok(()),
-        Response::Error { message, .. } => Err(ContainerError::Internal { message }),
-        other => Err(ContainerError::Internal {
-            message: format!("unexpected monitor response {other:?}"),
-        }),
-    }
+/// Opens the `Wait` conversation without waiting for its answer.
+async fn begin_wait(socket: &Path) -> Result<Conversation, ContainerError> {
+    send(socket, &Request::Wait).await
 }
 
 /// Spawns `exe monitor <run_dir>` from `sealed`, a descriptor of `exe` no one can write
 /// through, and waits for its ready line. The child is reaped in the background; the monitor
 /// itself outlives the daemon.
-pub async fn spawn(
-    exe: &Path,
-    sealed: &std::os::fd::OwnedFd,
-    run_dir: &Path,
-) -> Result<Ready, ContainerError> {
+async fn spawn(exe: &Path, sealed: &OwnedFd, run_dir: &Path) -> Result<Ready, ContainerError> {
     // The descriptor is close-on-exec: execve resolves /proc/self/fd/N before closing it.
     let program = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(sealed));
     let mut child = tokio::process::Command::new(program)
@@ -85,24 +121,17 @@ pub async fn spawn(
             path: exe.to_path_buf(),
             source,
         })?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| ContainerError::Internal {
-            message: "monitor stdout missing".into(),
-        })?;
+    let stdout = child.stdout.take().ok_or(ContainerError::MonitorExited)?;
     tokio::spawn(async move {
+        // Reaping only: the monitor's exit status means nothing here (it reports the
+        // container's through exit.json and the Wait conversation).
         let _ = child.wait().await;
     });
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     reader.read_line(&mut line).await.map_err(monitor_gone)?;
     if line.is_empty() {
-        return Err(ContainerError::Internal {
-            message: "container monitor exited before it was ready".into(),
-        });
+        return Err(ContainerError::MonitorExited);
     }
-    serde_json::from_str(&line).map_err(|e| ContainerError::Internal {
-        message: format!("bad monitor ready line {line:?}: {e}"),
-    })
+    serde_json::from_str(&line).map_err(|source| ContainerError::MonitorDecode { source })
 }

@@ -7,7 +7,7 @@ use berth_api::models::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::service::Life;
+use crate::life::Life;
 
 /// Host CPU time in nanoseconds (the `cpu` line of /proc/stat), as Docker's system_cpu_usage.
 fn system_cpu_ns() -> u64 {
@@ -101,7 +101,7 @@ pub async fn run(
     tx: mpsc::Sender<ContainerStatsResponse>,
 ) {
     let take = |cg: berth_cgroups::Cgroup, alive: bool| async move {
-        tokio::task::spawn_blocking(move || (chrono::Utc::now(), sample(&cg, alive)))
+        berth_fs::blocking(move || (chrono::Utc::now(), sample(&cg, alive)))
             .await
             .ok()
     };

@@ -8,7 +8,6 @@
 //! <run_root>/containers/<id>/                  the monitor's run dir and OCI bundle
 //! ```
 //! The record carries a schema `version`; readers accept older versions and fill defaults.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use berth_api::models::{ContainerConfig, HostConfig};
@@ -21,45 +20,7 @@ pub const RECORD_VERSION: u32 = 1;
 /// Docker's zero time, printed for times that never happened.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-/// A container's lifecycle state, as Docker names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Created, never started (or start failed before exec).
-    Created,
-    /// Running.
-    Running,
-    /// Frozen.
-    Paused,
-    /// Waiting to be restarted by its restart policy.
-    Restarting,
-    /// Being removed.
-    Removing,
-    /// Exited.
-    Exited,
-    /// Broken beyond use.
-    Dead,
-}
-
-impl Status {
-    /// Docker's lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Restarting => "restarting",
-            Status::Removing => "removing",
-            Status::Exited => "exited",
-            Status::Dead => "dead",
-        }
-    }
-
-    /// Whether a process is alive (running or paused).
-    pub fn is_alive(self) -> bool {
-        matches!(self, Status::Running | Status::Paused)
-    }
-}
+pub use crate::state::Status;
 
 /// The state part of a record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,32 +104,6 @@ pub fn default_cgroup_parent() -> String {
     "/berth".to_owned()
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same dir, then rename. With
-/// `durable`, the data is fsynced first, so a crash leaves the old or the new file.
-pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ContainerError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
-    ));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| ContainerError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes).map_err(io("write", &tmp))?;
-    if durable {
-        f.sync_all().map_err(io("fsync", &tmp))?;
-    }
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io("rename", path))?;
-    Ok(())
-}
-
 /// Where a container's files are.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -203,10 +138,11 @@ impl Paths {
 /// Saves a record (atomically; durable on creation only, later states are re-derivable from
 /// the monitor).
 pub fn save(paths: &Paths, record: &Record, durable: bool) -> Result<(), ContainerError> {
-    let bytes = serde_json::to_vec(record).map_err(|e| ContainerError::Internal {
-        message: format!("encode container record: {e}"),
+    let bytes = serde_json::to_vec(record).map_err(|source| ContainerError::Encode {
+        what: "container record",
+        source,
     })?;
-    write_atomic(&paths.record(), &bytes, durable)
+    Ok(berth_fs::write_atomic(&paths.record(), &bytes, durable)?)
 }
 
 /// Loads every record under `<data_root>/containers`; unreadable ones are skipped and logged.
@@ -280,17 +216,6 @@ mod tests {
         assert!(!valid_name("a"));
         assert!(!valid_name("a/b"));
         assert!(!valid_name(""));
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_file() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("f.json");
-        write_atomic(&p, b"old", true).unwrap();
-        write_atomic(&p, b"new", false).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        // no temp file is left behind
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -69,7 +69,7 @@ async fn list(State(state): State<AppState>, params: Params) -> Result<Response,
         all: params.flag("all"),
         limit,
         size: params.flag("size"),
-        filters: (&params.filters()?).into(),
+        filters: params.filters()?,
     };
     let containers = state.containers.list(options).await?;
     Ok(responses::json(StatusCode::OK, &containers))
@@ -90,7 +90,7 @@ async fn create(
 }
 
 async fn prune(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
-    let pruned = state.containers.prune((&params.filters()?).into()).await?;
+    let pruned = state.containers.prune(params.filters()?).await?;
     let mut body = serde_json::to_value(&pruned).unwrap_or(Value::Null);
     // Docker always sends both fields; `docker container prune` prints the reclaimed size.
     if let Value::Object(map) = &mut body {

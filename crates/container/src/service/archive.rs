@@ -67,17 +67,18 @@ impl ContainerService {
     async fn view_of(&self, reference: &str, rec: &Record) -> Result<View> {
         let images = self.images.clone();
         let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
-        let rootfs = super::blocking(move || images.rootfs(&id, &image_id))
-            .await?
-            .map_err(|e| ContainerError::Internal {
-                message: e.to_string(),
-            })?;
-        let mut mounts = rec.mount_points.clone();
-        for m in mounts.iter_mut() {
-            if m.kind == MountKind::Volume {
-                m.source = self.volumes.mount(&m.name)?.display().to_string();
+        let rootfs = super::blocking(move || images.rootfs(&id, &image_id)).await??;
+        // A volume with device options is mounted on the host first: off the async threads.
+        let (volumes, mut mounts) = (self.volumes.clone(), rec.mount_points.clone());
+        let mounts = super::blocking(move || -> Result<Vec<MountPoint>> {
+            for m in mounts.iter_mut() {
+                if m.kind == MountKind::Volume {
+                    m.source = volumes.mount(&m.name)?.display().to_string();
+                }
             }
-        }
+            Ok(mounts)
+        })
+        .await??;
         let user = rec.config.user.clone().unwrap_or_default();
         let user_ids = if user.is_empty() {
             None
@@ -125,8 +126,8 @@ impl ContainerService {
         path: &str,
     ) -> Result<(PathStat, ArchiveStream)> {
         let entry: Arc<Entry> = self.lookup(reference)?;
-        let me = self.me.upgrade().ok_or_else(|| ContainerError::Internal {
-            message: "the container service is shutting down".into(),
+        let me = self.me.upgrade().ok_or(ContainerError::Stopped {
+            what: "the container service",
         })?;
         let (reference, path) = (reference.to_string(), path.to_string());
         let (stat_tx, stat_rx) = oneshot::channel::<Result<PathStat>>();
@@ -135,6 +136,7 @@ impl ContainerService {
         let answer = move |slot: &std::sync::Mutex<Option<oneshot::Sender<Result<PathStat>>>>,
                            r: Result<PathStat>| {
             if let Some(tx) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                // The request may have been dropped: then nobody waits for the answer.
                 let _ = tx.send(r);
             }
         };
@@ -164,9 +166,12 @@ impl ContainerService {
                 let base = tar_io::base_name(&path);
                 match tar_io::write_tar(root, &path, &base, &view.name, out) {
                     Ok(mut w) => {
+                        // Fails only when the client is gone, which ends the copy anyway.
                         let _ = w.flush();
                     }
                     Err(e) => {
+                        // The error travels as the stream's end (headers are out); if the
+                        // client is gone there is no one left to tell.
                         let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
                     }
                 }
@@ -178,8 +183,8 @@ impl ContainerService {
                 answer(&stat_tx, Err(error));
             }
         });
-        let stat = stat_rx.await.map_err(|_| ContainerError::Internal {
-            message: "archive reader stopped".into(),
+        let stat = stat_rx.await.map_err(|_| ContainerError::Stopped {
+            what: "archive reader",
         })??;
         Ok((stat, rx))
     }
@@ -248,7 +253,7 @@ impl ContainerService {
             tar_io::extract(root, &real.display().to_string(), &mut input, &opts)?;
             // The archive ends before the body does (tar's end blocks, a client's padding):
             // read the rest, so the client's upload completes before the answer.
-            let _ = io::copy(&mut input, &mut io::sink());
+            let _ = io::copy(&mut input, &mut io::sink()); // what is left is not ours to judge
             Ok(())
         })
         .await
@@ -265,35 +270,39 @@ async fn run_in_view<T: Send + 'static>(
         .name("berth-archive".into())
         .spawn(move || {
             let result = match &view.pid {
-                Some(pid) => Root::open(Path::new(&format!("/proc/{pid}/root")))
-                    .map_err(|e| ContainerError::Internal {
-                        message: format!("open the root of process {pid}: {e}"),
-                    })
-                    .and_then(|root| f(&root, &view)),
+                Some(pid) => {
+                    let path = PathBuf::from(format!("/proc/{pid}/root"));
+                    Root::open(&path)
+                        .map_err(super::io_err("open the root", &path))
+                        .and_then(|root| f(&root, &view))
+                }
                 None => {
                     // The namespace is this thread's alone and dies with it; the scratch dir
                     // is only ever a mount point inside it.
                     let r = mount_stopped(&view).and_then(|root| f(&root, &view));
-                    let _ = std::fs::remove_dir(&view.scratch);
+                    if let Err(error) = std::fs::remove_dir(&view.scratch) {
+                        tracing::debug!(path = %view.scratch.display(), %error, "removing the copy's scratch dir failed");
+                    }
                     r
                 }
             };
+            // Nobody waits any more when the request was dropped: nothing to answer.
             let _ = tx.send(result);
         });
-    if let Err(e) = spawned {
-        return Err(ContainerError::Internal {
-            message: format!("spawn archive thread: {e}"),
+    if let Err(source) = spawned {
+        return Err(ContainerError::Io {
+            op: "spawn a thread for",
+            path: PathBuf::from("archive"),
+            source,
         });
     }
-    rx.await.map_err(|_| ContainerError::Internal {
-        message: "archive thread stopped".into(),
+    rx.await.map_err(|_| ContainerError::Stopped {
+        what: "archive thread",
     })?
 }
 
-fn sys_err(what: &str) -> impl FnOnce(nix::errno::Errno) -> ContainerError + '_ {
-    move |e| ContainerError::Internal {
-        message: format!("{what}: {e}"),
-    }
+fn sys_err(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> ContainerError {
+    move |source| ContainerError::Sys { op, source }
 }
 
 /// In a new private mount namespace (this thread only): the container's overlay root at
@@ -308,9 +317,7 @@ fn mount_stopped(view: &View) -> Result<Root> {
         None::<&str>,
     )
     .map_err(sys_err("make mounts private"))?;
-    std::fs::create_dir_all(&view.scratch).map_err(|e| ContainerError::Internal {
-        message: format!("create {}: {e}", view.scratch.display()),
-    })?;
+    std::fs::create_dir_all(&view.scratch).map_err(super::io_err("create", &view.scratch))?;
     let mut data = overlay_data(&view.rootfs, None);
     // Many layers: from their common parent, with relative paths, so the options fit in a
     // page. unshare(CLONE_NEWNS) gave this thread a cwd of its own, so chdir is ours alone.
@@ -328,9 +335,7 @@ fn mount_stopped(view: &View) -> Result<Root> {
         Some(data.as_str()),
     )
     .map_err(sys_err("mount the container's root"))?;
-    let root = Root::open(&view.scratch).map_err(|e| ContainerError::Internal {
-        message: format!("open the container's root: {e}"),
-    })?;
+    let root = Root::open(&view.scratch).map_err(super::io_err("open", &view.scratch))?;
     let mut sorted: Vec<&MountPoint> = view
         .mounts
         .iter()
@@ -403,9 +408,10 @@ fn bind_into(root: &Root, m: &MountPoint) -> Result<()> {
             )
         })
     }
-    .map_err(|e| ContainerError::Internal {
-        message: format!("create mount point {}: {e}", m.destination),
-    })?;
+    .map_err(super::io_err(
+        "create mount point",
+        Path::new(&m.destination),
+    ))?;
     let from = format!("/proc/self/fd/{}", src.as_fd().as_raw_fd());
     let to = format!("/proc/self/fd/{}", target.as_fd().as_raw_fd());
     nix::mount::mount(
@@ -419,9 +425,7 @@ fn bind_into(root: &Root, m: &MountPoint) -> Result<()> {
     if !m.rw {
         let top = root
             .open_path(dest, false)
-            .map_err(|e| ContainerError::Internal {
-                message: format!("open mount {}: {e}", m.destination),
-            })?;
+            .map_err(super::io_err("open mount", Path::new(&m.destination)))?;
         let top = format!("/proc/self/fd/{}", top.as_fd().as_raw_fd());
         nix::mount::mount(
             None::<&str>,
@@ -477,7 +481,7 @@ impl Read for ChannelReader {
         }
         let n = out.len().min(self.cur.len());
         out[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
+        bytes::Buf::advance(&mut self.cur, n);
         Ok(n)
     }
 }

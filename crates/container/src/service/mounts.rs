@@ -1,17 +1,17 @@
 //! A container's mount points: parsed at create from `Binds`, `Mounts`, `VolumesFrom` and the
 //! config's (and image's) `Volumes`; the volumes they name created and referenced; image
 //! content copied into new, empty volumes; and at start turned into OCI mount entries.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use berth_api::models::{ContainerConfig, HostConfig};
 use berth_image::RootfsDirs;
 use berth_volume::archive::{self, ExtractOptions};
 use berth_volume::mounts::{self, MountKind, MountPoint};
 use berth_volume::{Root, VolumeService};
-use serde_json::{Value, json};
+use oci_spec::runtime::Mount;
 
 use super::{ContainerService, Result};
-use crate::ContainerError;
+use crate::{ContainerError, spec};
 
 impl ContainerService {
     /// The mount points a new container asks for, parsed (nothing created yet).
@@ -111,7 +111,9 @@ pub(super) fn materialize(
     if let Err(e) = result {
         release_mounts(volumes, id, &points, false);
         for name in made {
-            let _ = volumes.remove(&name, true);
+            if let Err(error) = volumes.remove(&name, true) {
+                tracing::warn!(volume = %name, %error, "removing a volume made for a failed create failed");
+            }
         }
         return Err(e);
     }
@@ -150,9 +152,7 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
     if !is_empty_dir(data) {
         return Ok(());
     }
-    let target = Root::open(data).map_err(|e| ContainerError::Internal {
-        message: format!("open volume {}: {e}", data.display()),
-    })?;
+    let target = Root::open(data).map_err(super::io_err("open volume", data))?;
     for layer in rootfs.lowerdirs.iter().rev() {
         let Ok(root) = Root::open(layer) else {
             continue;
@@ -165,12 +165,11 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
         }
         // The volume's root takes the owner and mode of the image's directory (as Docker).
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::os::unix::fs::chown(data, Some(st.st_uid), Some(st.st_gid));
-        let _ =
-            std::fs::set_permissions(data, std::fs::Permissions::from_mode(st.st_mode & 0o7777));
-        let (reader, writer) = std::io::pipe().map_err(|e| ContainerError::Internal {
-            message: format!("pipe: {e}"),
-        })?;
+        std::os::unix::fs::chown(data, Some(st.st_uid), Some(st.st_gid))
+            .map_err(super::io_err("chown", data))?;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(st.st_mode & 0o7777))
+            .map_err(super::io_err("chmod", data))?;
+        let (reader, writer) = std::io::pipe().map_err(super::io_err("pipe for", data))?;
         let src = format!("{}/.", destination.trim_end_matches('/'));
         let producer = std::thread::spawn(move || {
             archive::write_tar(&root, &src, ".", "image", writer).map(drop)
@@ -192,7 +191,7 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
 }
 
 /// The OCI `mounts` entries of a container's mount points, parents before children.
-pub(super) fn oci_mounts(volumes: &VolumeService, points: &[MountPoint]) -> Result<Vec<Value>> {
+pub(super) fn oci_mounts(volumes: &VolumeService, points: &[MountPoint]) -> Result<Vec<Mount>> {
     let mut sorted: Vec<&MountPoint> = points.iter().collect();
     sorted.sort_by_key(|m| m.destination.matches('/').count());
     let mut out = Vec::new();
@@ -201,32 +200,32 @@ pub(super) fn oci_mounts(volumes: &VolumeService, points: &[MountPoint]) -> Resu
         match m.kind {
             MountKind::Bind | MountKind::Volume => {
                 let source = if m.kind == MountKind::Volume {
-                    volumes.mount(&m.name)?.display().to_string()
+                    volumes.mount(&m.name)?
                 } else {
-                    m.source.clone()
+                    PathBuf::from(&m.source)
                 };
                 let propagation = if m.propagation.is_empty() {
                     "rprivate"
                 } else {
                     m.propagation.as_str()
                 };
-                out.push(json!({
-                    "destination": m.destination,
-                    "type": "bind",
-                    "source": source,
-                    "options": ["rbind", rw, propagation],
-                }));
+                out.push(spec::mount(
+                    PathBuf::from(&m.destination),
+                    "bind",
+                    source,
+                    vec!["rbind".into(), rw.into(), propagation.into()],
+                ));
             }
             MountKind::Tmpfs => {
                 let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
                 opts.extend(m.tmpfs_options.iter().cloned());
                 opts.push(rw.into());
-                out.push(json!({
-                    "destination": m.destination,
-                    "type": "tmpfs",
-                    "source": "tmpfs",
-                    "options": opts,
-                }));
+                out.push(spec::mount(
+                    PathBuf::from(&m.destination),
+                    "tmpfs",
+                    PathBuf::from("tmpfs"),
+                    opts,
+                ));
             }
         }
     }

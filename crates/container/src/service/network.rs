@@ -18,9 +18,9 @@ use serde_json::Value;
 
 use super::{ContainerService, Entry, Result, blocking, conflict, io_err};
 use crate::ContainerError;
-use crate::monitor_client;
+use crate::monitor::call_ok;
 use crate::net::{self, NetMode};
-use crate::store::{self, Record, Status};
+use crate::store::{Record, Status};
 
 impl ContainerService {
     /// The network service, when the daemon has one.
@@ -174,8 +174,11 @@ impl ContainerService {
                 }
                 write_hosts(&hosts, &hostname, &endpoints, &extra)
             })();
-            if result.is_err() {
-                let _ = service.release(&id);
+            if result.is_err()
+                && let Err(error) = service.release(&id)
+            {
+                // The setup error is the one returned; this one is only logged.
+                tracing::warn!(container_id = %id, %error, "releasing a failed network setup failed");
             }
             tracing::debug!(
                 container_id = %id,
@@ -222,7 +225,13 @@ impl ContainerService {
 
     /// Kills an init whose network setup failed.
     pub(super) async fn kill_unstarted(&self, entry: &Entry) {
-        let _ = monitor_client::call_ok(&entry.paths.socket(), &Request::Kill { signal: 9 }).await;
+        let kill = Request::Kill {
+            signal: libc::SIGKILL,
+        };
+        if let Err(error) = call_ok(&*self.monitor, &entry.paths.socket(), &kill).await {
+            // The exit watcher still learns the outcome (an exit line, or the monitor gone).
+            tracing::warn!(container_id = %entry.id, %error, "killing an init that could not start failed");
+        }
     }
 
     /// `POST /networks/{id}/connect`.
@@ -277,17 +286,30 @@ impl ContainerService {
             let extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
             let name = info.name.clone();
             let id = rec.id.clone();
+            let service = service.clone();
             blocking(move || -> Result<()> {
                 service.attach(&container, &name, pid, &opts)?;
                 let endpoints = service.endpoints(&id);
                 // /etc/hosts follows; a failure there does not undo a working interface.
-                let _ = write_hosts(&hosts, &hostname, &endpoints, &extra);
+                if let Err(error) = write_hosts(&hosts, &hostname, &endpoints, &extra) {
+                    tracing::warn!(container_id = %id, %error, "updating /etc/hosts after connect failed");
+                }
                 Ok(())
             })
             .await??;
         }
-        rec.endpoints.push((info.name, settings));
-        store::save(&entry.paths, &rec, false)?;
+        rec.endpoints.push((info.name.clone(), settings));
+        if let Err(error) = self.save(&entry, &rec).await {
+            // The record does not list the network: neither does the container.
+            rec.endpoints.pop();
+            if running {
+                let (id, name) = (rec.id.clone(), info.name);
+                if let Ok(Err(undo)) = blocking(move || service.detach(&id, &name)).await {
+                    tracing::warn!(container_id = %entry.id, error = %undo, "undoing a connect failed");
+                }
+            }
+            return Err(error);
+        }
         Ok(())
     }
 
@@ -313,8 +335,12 @@ impl ContainerService {
             let (id, name) = (rec.id.clone(), info.name.clone());
             blocking(move || service.detach(&id, &name)).await??;
         }
-        rec.endpoints.remove(pos);
-        store::save(&entry.paths, &rec, false)?;
+        let mut updated = rec.clone();
+        updated.endpoints.remove(pos);
+        // A failed write leaves the network in the record, to be attached again at the next
+        // start; the live interface is already gone.
+        self.save(&entry, &updated).await?;
+        *rec = updated;
         Ok(())
     }
 
@@ -410,7 +436,7 @@ impl ContainerService {
     pub(super) fn network_filters_match(
         &self,
         rec: &Record,
-        filters: &std::collections::HashMap<String, Vec<String>>,
+        filters: &berth_api::filters::Filters,
     ) -> bool {
         let (ports, networks) = self.summary_network(rec);
         let port_is = |want: &str, port: u16, proto: &str| match want.split_once('/') {
@@ -420,33 +446,27 @@ impl ContainerService {
         let proto = |p: &berth_api::models::PortSummary| {
             p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into())
         };
-        filters.get("network").is_none_or(|v| {
-            v.iter().any(|n| {
-                networks.iter().any(|(name, ep)| {
-                    name == n
-                        || ep
-                            .network_id
-                            .as_deref()
-                            .is_some_and(|id| !id.is_empty() && id.starts_with(n.as_str()))
+        filters.any("network", |n| {
+            networks.iter().any(|(name, ep)| {
+                name == n
+                    || ep
+                        .network_id
+                        .as_deref()
+                        .is_some_and(|id| !id.is_empty() && id.starts_with(n))
+            })
+        }) && filters.any("publish", |want| {
+            ports.iter().any(|p| {
+                p.public_port
+                    .is_some_and(|port| port_is(want, port, &proto(p)))
+            })
+        }) && filters.any("expose", |want| {
+            ports
+                .iter()
+                .any(|p| port_is(want, p.private_port, &proto(p)))
+                || rec.config.exposed_ports.iter().flatten().any(|k| {
+                    let (port, pr) = k.split_once('/').unwrap_or((k, "tcp"));
+                    port.parse().is_ok_and(|port| port_is(want, port, pr))
                 })
-            })
-        }) && filters.get("publish").is_none_or(|v| {
-            v.iter().any(|want| {
-                ports.iter().any(|p| {
-                    p.public_port
-                        .is_some_and(|port| port_is(want, port, &proto(p)))
-                })
-            })
-        }) && filters.get("expose").is_none_or(|v| {
-            v.iter().any(|want| {
-                ports
-                    .iter()
-                    .any(|p| port_is(want, p.private_port, &proto(p)))
-                    || rec.config.exposed_ports.iter().flatten().any(|k| {
-                        let (port, pr) = k.split_once('/').unwrap_or((k, "tcp"));
-                        port.parse().is_ok_and(|port| port_is(want, port, pr))
-                    })
-            })
         })
     }
 
@@ -454,8 +474,9 @@ impl ContainerService {
     /// 1.44 still has (`IPAddress`, `Gateway`, `MacAddress`, …).
     pub async fn inspect_json(&self, reference: &str, size: bool) -> Result<Value> {
         let resp = self.inspect(reference, size).await?;
-        let mut value = serde_json::to_value(&resp).map_err(|e| ContainerError::Internal {
-            message: format!("encode inspect: {e}"),
+        let mut value = serde_json::to_value(&resp).map_err(|source| ContainerError::Encode {
+            what: "inspect",
+            source,
         })?;
         let entry = self.lookup(reference)?;
         let rec = entry.rec.lock().await.clone();

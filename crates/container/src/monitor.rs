@@ -1,0 +1,65 @@
+//! What the lifecycle asks of a container's monitor: the seam between the container service
+//! and the per-container monitor processes.
+//!
+//! [`Monitor`] is small on purpose: spawn a monitor for a run dir, send it one request, open
+//! the `Wait` conversation. Start, kill, attach, exec, resize and state are requests of
+//! `berth_monitor::protocol`. The daemon passes [`crate::monitor_client::MonitorClient`]
+//! (real processes over unix sockets); the lifecycle's unit tests pass a fake that answers
+//! in memory, so create → start → stop → rm and the restart policy run without root.
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use berth_monitor::protocol::{Ready, Request, Response};
+use tokio::io::BufReader;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::ContainerError;
+
+/// A boxed future, as the trait's methods return (so the trait can be a `dyn` object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A connection after its request was answered: the reader keeps any stream bytes that
+/// arrived with the response line.
+#[derive(Debug)]
+pub struct Conversation {
+    /// Monitor → daemon (frames after an attach/exec, the exit line of a `Wait`).
+    pub reader: BufReader<OwnedReadHalf>,
+    /// Daemon → monitor (stdin bytes after an attach/exec).
+    pub writer: OwnedWriteHalf,
+}
+
+/// The monitor side of the lifecycle.
+pub trait Monitor: Send + Sync + std::fmt::Debug {
+    /// Starts the monitor of a run dir (its `config.json` and monitor config are written)
+    /// and resolves when it is ready: the init exists, blocked before exec.
+    fn spawn<'a>(&'a self, run_dir: &'a Path) -> BoxFuture<'a, Result<Ready, ContainerError>>;
+
+    /// Sends one request to the monitor at `socket` and reads its one-line answer.
+    fn call<'a>(
+        &'a self,
+        socket: &'a Path,
+        req: &'a Request,
+    ) -> BoxFuture<'a, Result<(Response, Conversation), ContainerError>>;
+
+    /// Opens the `Wait` conversation without waiting for its answer (the exit line).
+    fn begin_wait<'a>(
+        &'a self,
+        socket: &'a Path,
+    ) -> BoxFuture<'a, Result<Conversation, ContainerError>>;
+}
+
+/// Sends a request that expects `Ok`.
+pub async fn call_ok(
+    monitor: &dyn Monitor,
+    socket: &Path,
+    req: &Request,
+) -> Result<(), ContainerError> {
+    match monitor.call(socket, req).await?.0 {
+        Response::Ok => Ok(()),
+        Response::Error { message, .. } => Err(ContainerError::Monitor { message }),
+        other => Err(ContainerError::MonitorProtocol {
+            response: format!("{other:?}"),
+        }),
+    }
+}

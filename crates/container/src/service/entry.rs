@@ -1,0 +1,51 @@
+//! One container in the service's memory: its record, lifecycle channel and parked attachments.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use berth_monitor::protocol::Request;
+use tokio::sync::{oneshot, watch};
+
+use crate::life::Life;
+use crate::monitor::Conversation;
+use crate::store::{Paths, Record};
+
+#[derive(Debug)]
+pub(super) struct PendingAttach {
+    pub(super) request: Request,
+    pub(super) tx: oneshot::Sender<Conversation>,
+}
+
+/// One container.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(super) id: String,
+    /// When it was created (never changes; `ps --filter before/since` read it unlocked).
+    pub(super) created: String,
+    pub(super) paths: Paths,
+    pub(super) rec: tokio::sync::Mutex<Record>,
+    pub(super) life: watch::Sender<Life>,
+    pub(super) pending_attach: std::sync::Mutex<Vec<PendingAttach>>,
+    /// The init's process in the current run's OCI spec: an exec builds on it (only this
+    /// part of the spec is kept; the rest, its seccomp profile above all, is large).
+    pub(super) process: std::sync::Mutex<Option<berth_runtime::Process>>,
+}
+
+impl Entry {
+    pub(super) fn set_life(&self, r: &Record, exited: bool, removed: bool) {
+        self.life.send_modify(|l| {
+            l.status = r.state.status;
+            l.exit_code = r.state.exit_code;
+            l.pid = r.state.pid;
+            if exited {
+                l.exits += 1;
+            }
+            l.removed |= removed;
+        });
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    pub(super) by_id: HashMap<String, Arc<Entry>>,
+    pub(super) names: HashMap<String, String>,
+}

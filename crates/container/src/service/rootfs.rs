@@ -1,0 +1,78 @@
+//! The container's root filesystem as a whole: `diff` (changes) and `export`.
+
+use super::{ContainerService, Result, blocking};
+
+impl ContainerService {
+    /// A container's id and the overlay dirs of its root filesystem.
+    pub(super) async fn rootfs_of(
+        &self,
+        reference: &str,
+    ) -> Result<(String, berth_image::RootfsDirs)> {
+        let entry = self.lookup(reference)?;
+        let (id, image_id) = {
+            let rec = entry.rec.lock().await;
+            (rec.id.clone(), rec.image_id.clone())
+        };
+        let dirs = self.images.rootfs(&id, &image_id)?;
+        Ok((id, dirs))
+    }
+
+    /// `GET /containers/{id}/changes`: what the container changed in its root filesystem.
+    pub async fn changes(
+        &self,
+        reference: &str,
+    ) -> Result<Vec<berth_api::models::FilesystemChange>> {
+        use berth_api::models::{ChangeType, FilesystemChange};
+        let (_, dirs) = self.rootfs_of(reference).await?;
+        let changes = blocking(move || berth_image::changes(&dirs)).await??;
+        // The files berth bind-mounts (and so creates in the upper dir) are not the
+        // container's doing; Docker keeps them in a hidden init layer and never reports them.
+        // A directory reported changed only because of them goes too.
+        const MOUNT_TARGETS: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+        let kept: Vec<berth_image::Change> = changes
+            .iter()
+            .filter(|c| !MOUNT_TARGETS.contains(&c.path.as_str()))
+            .cloned()
+            .collect();
+        let changes: Vec<berth_image::Change> = kept
+            .iter()
+            .filter(|c| {
+                c.kind != berth_image::ChangeKind::Modified
+                    || !MOUNT_TARGETS
+                        .iter()
+                        .any(|t| t.starts_with(&format!("{}/", c.path)))
+                    || kept
+                        .iter()
+                        .any(|o| o.path.starts_with(&format!("{}/", c.path)))
+            })
+            .cloned()
+            .collect();
+        Ok(changes
+            .into_iter()
+            .map(|c| FilesystemChange {
+                path: c.path,
+                kind: match c.kind {
+                    berth_image::ChangeKind::Modified => ChangeType::_0,
+                    berth_image::ChangeKind::Added => ChangeType::_1,
+                    berth_image::ChangeKind::Deleted => ChangeType::_2,
+                },
+            })
+            .collect())
+    }
+
+    /// `GET /containers/{id}/export`: the container's root filesystem as a tar stream, written
+    /// by a blocking task as the reader consumes it.
+    pub async fn export(&self, reference: &str) -> Result<tokio::io::DuplexStream> {
+        let (id, dirs) = self.rootfs_of(reference).await?;
+        let (writer, reader) = tokio::io::duplex(256 * 1024);
+        // Not awaited: the task streams into the reader the daemon sends out.
+        tokio::task::spawn_blocking(move || {
+            let mut out = tokio_util::io::SyncIoBridge::new(writer);
+            if let Err(e) = berth_image::export(&dirs, &mut out) {
+                // The client sees a truncated tar; the reason goes to the log.
+                tracing::warn!(container_id = %id, "export failed: {e}");
+            }
+        });
+        Ok(reader)
+    }
+}
