@@ -6,6 +6,7 @@
 mod archive;
 mod containers;
 mod docker_cli;
+mod hardening;
 mod harness;
 mod images;
 mod lifecycle;
@@ -45,6 +46,7 @@ fn main() {
         archive::TESTS,
         network::TESTS,
         volumes::TESTS,
+        hardening::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests
