@@ -1,20 +1,23 @@
 //! Tar streams out of and into a [`Root`]: what `docker cp` and the `/containers/{id}/archive`
 //! endpoints move, and how image content pre-populates a new volume.
 //!
-//! Reading walks directories by descriptor (`openat(O_NOFOLLOW)` from the parent's descriptor),
-//! so a symlink inside the tree is archived as a symlink and never followed out. Writing
-//! resolves each entry's parent inside the root ([`Root::mkdir_all`], `RESOLVE_IN_ROOT`),
-//! refuses entries whose name climbs out of the destination, and creates the final component
-//! relative to the parent's descriptor without following it.
+//! Reading walks directories by descriptor, iteratively ([`berth_fs::tree::walk`]: any depth,
+//! paths longer than `PATH_MAX`), so a symlink inside the tree is archived as a symlink and
+//! never followed out, and opens each file only once it is checked to be the regular file
+//! the walk listed ([`berth_fs::tree::open_regular`]: a file swapped for a FIFO or a device
+//! is refused, never opened, so a copy never blocks). Writing finds each entry's parent from
+//! the previous one's by descriptor ([`DirChain`], symlinks among the parents resolved inside
+//! the root with `RESOLVE_IN_ROOT`), refuses entries whose name climbs out of the
+//! destination, and creates the final component relative to the parent's descriptor without
+//! following it.
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{
     FileStat, Mode, SFlag, UtimensatFlags, fchmod, fstat, fstatat, futimens, mkdirat, mknodat,
@@ -24,8 +27,10 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 use serde::{Deserialize, Serialize};
 
-use crate::VolumeError;
+use berth_fs::tree::{self, DirChain, Visit};
 use berth_fs::{Root, clean};
+
+use crate::VolumeError;
 
 /// What `HEAD /containers/{id}/archive` reports in `X-Docker-Container-Path-Stat`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,21 +181,13 @@ pub fn write_tar<W: Write>(
             )
             .map_err(|e| io_err(e.into()))?;
             writer.dir(&name, &st).map_err(io_err)?;
-            writer.walk(dir, &name).map_err(io_err)?;
+            tree::walk(dir, &name, (), &mut writer).map_err(|(at, e)| {
+                VolumeError::io("archive", Path::new(path).join(at).display().to_string(), e)
+            })?;
         }
         libc::S_IFREG => {
-            let file = openat(
-                fd.as_fd(),
-                ".",
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            // O_PATH files cannot be reopened through "."; go through the root again.
-            .or_else(|_| {
-                root.open_at(target, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
-                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
-            })
-            .map_err(|e| io_err(e.into()))?;
+            // The file held, not its path again: what was checked is what is read.
+            let file = tree::reopen_regular(fd.as_fd(), name.as_os_str(), &st).map_err(io_err)?;
             writer.file(&name, &st, file).map_err(io_err)?;
         }
         _ => writer.special(&name, &st).map_err(io_err)?,
@@ -230,7 +227,7 @@ impl<W: Write> TarWriter<W> {
         self.builder.append_link(&mut h, name, target)
     }
 
-    fn file(&mut self, name: &Path, st: &FileStat, fd: OwnedFd) -> io::Result<()> {
+    fn file(&mut self, name: &Path, st: &FileStat, file: File) -> io::Result<()> {
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key) {
@@ -243,7 +240,7 @@ impl<W: Write> TarWriter<W> {
         let mut h = header(st, tar::EntryType::Regular);
         h.set_size(st.st_size.max(0) as u64);
         // A file that shrinks while read would break the stream: read exactly the size stated.
-        let file = File::from(fd).take(st.st_size.max(0) as u64);
+        let file = file.take(st.st_size.max(0) as u64);
         let mut padded = io::BufReader::with_capacity(
             1 << 16,
             PadTo {
@@ -269,48 +266,53 @@ impl<W: Write> TarWriter<W> {
         h.set_device_minor(minor)?;
         self.builder.append_data(&mut h, name, io::empty())
     }
+}
 
-    fn walk(&mut self, dir: OwnedFd, name: &Path) -> io::Result<()> {
-        let mut children: Vec<OsString> = Vec::new();
-        let list = nix::dir::Dir::from_fd(nix::unistd::dup(dir.as_fd())?)?;
-        for entry in list {
-            let entry = entry?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                children.push(OsStr::from_bytes(n).to_owned());
+/// The walk below a directory being archived; errors carry the entry's path.
+impl<W: Write> Visit for TarWriter<W> {
+    type Dir = ();
+    type Error = (PathBuf, io::Error);
+
+    fn walk_error(&self, _op: &'static str, path: &Path, source: io::Error) -> Self::Error {
+        (path.to_owned(), source)
+    }
+
+    fn enter(
+        &mut self,
+        _: &mut (),
+        _: BorrowedFd<'_>,
+        _: &OsStr,
+        path: &Path,
+        st: &FileStat,
+        _: BorrowedFd<'_>,
+    ) -> Result<Option<()>, Self::Error> {
+        self.dir(path, st).map_err(|e| (path.to_owned(), e))?;
+        Ok(Some(()))
+    }
+
+    fn entry(
+        &mut self,
+        _: &mut (),
+        at: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &FileStat,
+    ) -> Result<(), Self::Error> {
+        let fail = |e: io::Error| (path.to_owned(), e);
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => {
+                let target = readlinkat(at, name).map_err(|e| fail(e.into()))?;
+                self.symlink(path, st, Path::new(&target)).map_err(fail)
             }
-        }
-        children.sort();
-        for child in children {
-            let st = fstatat(dir.as_fd(), child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            let path = name.join(&child);
-            match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => {
-                    let sub = openat(
-                        dir.as_fd(),
-                        child.as_os_str(),
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )?;
-                    self.dir(&path, &st)?;
-                    self.walk(sub, &path)?;
-                }
-                libc::S_IFLNK => {
-                    let target = readlinkat(dir.as_fd(), child.as_os_str())?;
-                    self.symlink(&path, &st, Path::new(&target))?;
-                }
-                libc::S_IFREG => {
-                    let fd = openat(
-                        dir.as_fd(),
-                        child.as_os_str(),
-                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )?;
-                    self.file(&path, &st, fd)?;
-                }
-                _ => self.special(&path, &st)?,
+            libc::S_IFREG => {
+                let file = tree::open_regular(at, name, st).map_err(fail)?;
+                self.file(path, st, file).map_err(fail)
             }
+            _ => self.special(path, st).map_err(fail),
         }
+    }
+
+    fn leave(&mut self, _: (), _: &Path) -> Result<(), Self::Error> {
         Ok(())
     }
 }
@@ -382,8 +384,14 @@ pub fn extract<R: Read>(
     let bad = |e: io::Error| VolumeError::BadArchive {
         message: format!("invalid tar stream: {e}"),
     };
-    let mut parent_cache: Option<(PathBuf, OwnedFd)> = None;
-    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
+    let start = root
+        .mkdir_all(&dest_path, 0o755)
+        .map_err(|e| VolumeError::io("mkdir", dest_path.display().to_string(), e))?;
+    // Each entry's parent from the previous one's, by descriptor: any depth, any length.
+    let mut chain = DirChain::in_root(root, start.as_fd(), &dest_path);
+    // Hard link targets, looked up the same way.
+    let mut targets = DirChain::in_root(root, start.as_fd(), &dest_path);
+    let mut dir_times: Vec<(Vec<OsString>, u64)> = Vec::new();
     let mut copy_buf = vec![0u8; 1 << 20];
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
@@ -404,16 +412,10 @@ pub fn extract<R: Read>(
             let shown = shown.clone();
             move |e: io::Error| VolumeError::io(op, shown, e)
         };
-        let parent = match &parent_cache {
-            Some((p, fd)) if *p == parent_path => fd,
-            _ => {
-                let fd = root
-                    .mkdir_all(&parent_path, 0o755)
-                    .map_err(|e| VolumeError::io("mkdir", parent_path.display().to_string(), e))?;
-                &parent_cache.insert((parent_path.clone(), fd)).1
-            }
-        };
-        let parent = parent.as_fd();
+        let parent_parts: Vec<&OsStr> = parents.iter().map(OsString::as_os_str).collect();
+        let parent = chain
+            .dir(&parent_parts, Some(0o755))
+            .map_err(|e| VolumeError::io("mkdir", parent_path.display().to_string(), e))?;
         let h = entry.header();
         let mode = h.mode().map_err(bad)? & 0o7777;
         let (uid, gid) = match opts.chown {
@@ -456,7 +458,7 @@ pub fn extract<R: Read>(
             fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .map_err(|e| io_err("chown")(e.into()))?;
             fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| io_err("chmod")(e.into()))?;
-            dir_times.push((full.clone(), mtime));
+            dir_times.push((parts.clone(), mtime));
             continue;
         }
         if opts.skip_whiteouts && kind == tar::EntryType::Char {
@@ -477,7 +479,7 @@ pub fn extract<R: Read>(
                         ),
                     });
                 }
-                remove_all_at(parent, name.as_os_str()).map_err(io_err("remove"))?;
+                tree::remove_all_at(parent, name.as_os_str()).map_err(io_err("remove"))?;
             } else {
                 unlinkat(parent, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
                     .map_err(|e| io_err("unlink")(e.into()))?;
@@ -535,23 +537,27 @@ pub fn extract<R: Read>(
                     .link_name_bytes()
                     .map(|b| b.into_owned())
                     .unwrap_or_default();
-                let mut source = dest_path.clone();
-                source.extend(entry_parts(&target)?);
-                let src = root
-                    .open_path(&source, false)
-                    .map_err(|e| VolumeError::BadArchive {
-                        message: format!(
-                            "invalid hardlink {:?} -> {:?}: {e}",
-                            String::from_utf8_lossy(&raw),
-                            String::from_utf8_lossy(&target)
-                        ),
-                    })?;
+                let invalid = |e: io::Error| VolumeError::BadArchive {
+                    message: format!(
+                        "invalid hardlink {:?} -> {:?}: {e}",
+                        String::from_utf8_lossy(&raw),
+                        String::from_utf8_lossy(&target)
+                    ),
+                };
+                let target_parts = entry_parts(&target)?;
+                let Some((target_name, target_parents)) = target_parts.split_last() else {
+                    return Err(invalid(io::Error::from_raw_os_error(libc::EISDIR)));
+                };
+                let target_parents: Vec<&OsStr> =
+                    target_parents.iter().map(OsString::as_os_str).collect();
+                let source = targets.dir(&target_parents, None).map_err(invalid)?;
+                // Without AT_SYMLINK_FOLLOW: a symlink is linked itself, never followed.
                 linkat(
-                    src.as_fd(),
-                    "",
+                    source,
+                    target_name.as_os_str(),
                     parent,
                     name.as_os_str(),
-                    AtFlags::AT_EMPTY_PATH,
+                    AtFlags::empty(),
                 )
                 .map_err(|e| io_err("link")(e.into()))?;
             }
@@ -584,15 +590,24 @@ pub fn extract<R: Read>(
             _ => {}
         }
     }
-    // Directory times last: writing inside a directory changes its mtime.
-    for (path, mtime) in dir_times.into_iter().rev() {
-        if let Ok(fd) = root.open_at(
-            &path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        ) {
+    // Directory times last: writing inside a directory changes its mtime. Children before
+    // parents (reverse order), each found from the previous one's parents by descriptor.
+    dir_times.sort();
+    let mut chain = DirChain::in_root(root, start.as_fd(), &dest_path);
+    for (parts, mtime) in dir_times.into_iter().rev() {
+        let Some((name, parents)) = parts.split_last() else {
+            continue;
+        };
+        let parents: Vec<&OsStr> = parents.iter().map(OsString::as_os_str).collect();
+        if let Ok(parent) = chain.dir(&parents, None) {
             let t = TimeSpec::new(mtime as i64, 0);
-            let _ = futimens(&fd, &t, &t);
+            let _ = utimensat(
+                parent,
+                name.as_os_str(),
+                &t,
+                &t,
+                UtimensatFlags::NoFollowSymlink,
+            );
         }
     }
     Ok(())
@@ -611,34 +626,6 @@ fn copy_with(from: &mut dyn Read, to: &mut File, buf: &mut [u8]) -> io::Result<u
         to.write_all(&buf[..n])?;
         total += n as u64;
     }
-}
-
-/// Removes `name` under `dir` and everything below it, never following a symlink.
-pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
-        return Ok(());
-    }
-    let sub = openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut children = Vec::new();
-    for entry in nix::dir::Dir::from_fd(nix::unistd::dup(sub.as_fd())?)? {
-        let entry = entry?;
-        let n = entry.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            children.push(OsStr::from_bytes(n).to_owned());
-        }
-    }
-    for child in children {
-        remove_all_at(sub.as_fd(), &child)?;
-    }
-    unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -693,6 +680,64 @@ mod tests {
         assert!(err.is_err());
         assert!(!dir.path().join("escaped").exists());
         assert!(!dir.path().join("root/escaped").exists());
+    }
+
+    /// Issue 10, item 7: a tree deeper than PATH_MAX allows to name goes out and back in
+    /// whole, on a thread whose stack would not survive recursion over it.
+    #[test]
+    fn trees_deeper_than_path_max_round_trip_without_recursion() {
+        // 2 bytes a level: deeper than PATH_MAX (4096) can name.
+        const DEPTH: usize = 2100;
+        let (dir, root) = tree();
+        let mut fd = nix::fcntl::open(
+            &dir.path().join("root/data"),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open");
+        for _ in 0..DEPTH {
+            mkdirat(fd.as_fd(), "d", Mode::from_bits_truncate(0o755)).expect("mkdir");
+            fd = tree::open_dir(fd.as_fd(), OsStr::new("d")).expect("open");
+        }
+        let bottom = openat(
+            fd.as_fd(),
+            "bottom",
+            OFlag::O_CREAT | OFlag::O_WRONLY,
+            Mode::from_bits_truncate(0o644),
+        )
+        .expect("create");
+        nix::unistd::write(&bottom, b"deep").expect("write");
+        std::fs::create_dir_all(dir.path().join("root/copy")).expect("mkdir");
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn_scoped(s, || {
+                    let bytes = write_tar(&root, "/data", "data", "c", Vec::new()).expect("tar");
+                    let names = tar::Archive::new(&bytes[..])
+                        .entries()
+                        .expect("entries")
+                        .count();
+                    // data/, a, sub/, sub/b, link, DEPTH directories and the bottom file.
+                    assert_eq!(names, 5 + DEPTH + 1);
+                    extract(&root, "/copy", &bytes[..], &ExtractOptions::default())
+                        .expect("extract");
+                })
+                .expect("spawn")
+                .join()
+                .expect("join");
+        });
+        let mut fd = nix::fcntl::open(
+            &dir.path().join("root/copy/data"),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open");
+        for _ in 0..DEPTH {
+            fd = tree::open_dir(fd.as_fd(), OsStr::new("d")).expect("copied level");
+        }
+        let st = fstatat(fd.as_fd(), "bottom", AtFlags::AT_SYMLINK_NOFOLLOW).expect("bottom");
+        assert_eq!(st.st_size, 4);
+        tree::remove_tree(&dir.path().join("root")).expect("remove");
     }
 
     #[test]
