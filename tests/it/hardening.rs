@@ -352,7 +352,7 @@ fn hardening_idle_connections_never_starve_the_api(env: &TestEnv) {
                         break;
                     };
                     // Every fourth one starts a request whose headers never end.
-                    if open.len() % 4 == 0 {
+                    if open.len().is_multiple_of(4) {
                         use std::io::Write;
                         let _ = c.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n");
                     }
