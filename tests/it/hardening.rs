@@ -35,6 +35,10 @@ pub const TESTS: &[Test] = &[
         "hardening_cp_of_a_file_swapped_for_a_fifo_never_hangs",
         hardening_cp_of_a_file_swapped_for_a_fifo_never_hangs,
     ),
+    (
+        "hardening_full_disk_keeps_log_lines_whole_and_the_monitor_small",
+        hardening_full_disk_keeps_log_lines_whole_and_the_monitor_small,
+    ),
 ];
 
 /// The full id of container `name`.
@@ -772,4 +776,163 @@ fn hardening_cp_of_a_file_swapped_for_a_fifo_never_hangs(env: &TestEnv) {
     assert!(rm.is_some(), "rm -f hung");
     daemon_answers(env);
     assert!(outcomes.is_empty(), "{outcomes:?}");
+}
+
+/// A tmpfs of `size` mounted at a new directory, unmounted and removed when dropped.
+struct TinyTmpfs(PathBuf);
+
+impl TinyTmpfs {
+    fn mount(path: PathBuf, size: &str) -> TinyTmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "berth-test"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs");
+        TinyTmpfs(path)
+    }
+
+    /// Bytes free on it.
+    fn free(&self) -> u64 {
+        let out = Command::new("stat")
+            .args(["-f", "-c", "%a %S"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+        fields.next().unwrap() * fields.next().unwrap()
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `VmRSS` of `pid` in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 10, item 13 (the monitor's part): a container writing faster than a full disk can
+/// take. No log line is ever a half-written entry fused with its retry, the monitor's memory
+/// stays bounded (it stops reading the container's output while its buffer is full, as a
+/// full pipe would), and once space is freed logging resumes with nothing lost or doubled.
+fn hardening_full_disk_keeps_log_lines_whole_and_the_monitor_small(env: &TestEnv) {
+    let tmpfs = TinyTmpfs::mount(
+        PathBuf::from(format!("/tmp/bld{}", std::process::id())),
+        "24m",
+    );
+    let daemon = SecondDaemon::start(env, "l", &[], Some(&tmpfs.0));
+    // Leave ~1 MiB free.
+    let filler = tmpfs.0.join("filler");
+    let free = tmpfs.free();
+    std::fs::write(&filler, vec![0u8; (free.saturating_sub(1 << 20)) as usize]).unwrap();
+    let payload = "x".repeat(100);
+    let script = format!("i=0; while :; do echo \"{payload} $i\"; i=$((i+1)); done");
+    let run = daemon.berth(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2m",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let id = String::from_utf8_lossy(&run.stdout).trim().to_owned();
+    let monitor: i32 =
+        std::fs::read_to_string(daemon.dir.join("containers").join(&id).join("monitor.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    // The disk fills within a moment; then watch the monitor for 8 s.
+    let full = env.eventually(20, || tmpfs.free() < 64 * 1024);
+    let mut samples = Vec::new();
+    for _ in 0..32 {
+        samples.push(rss_kib(monitor));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Free the space: logging resumes.
+    std::fs::remove_file(&filler).unwrap();
+    let log_dir = tmpfs.0.join("containers").join(&id);
+    let log = log_dir.join(format!("{id}-json.log"));
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let before = size(&log) + size(&log.with_extension("log.1"));
+    std::thread::sleep(Duration::from_secs(2));
+    let resumed = env.eventually(10, || {
+        size(&log) + size(&log.with_extension("log.1")) != before
+    });
+    // Stop it, then read what was kept (the rotated file, then the current) before `rm`.
+    let _ = daemon.berth(&["kill", "chatty"]);
+    let _ = daemon.berth(&["wait", "chatty"]);
+    let mut lines = Vec::new();
+    for file in [log.with_extension("log.1"), log.clone()] {
+        if let Ok(text) = std::fs::read(&file) {
+            lines.extend(
+                text.split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+    }
+    let _ = daemon.berth(&["rm", "-f", "chatty"]);
+    drop(daemon);
+    drop(tmpfs);
+    eprintln!(
+        "disk full: {full}; monitor RSS (KiB) while full: first {}, max {}; resumed: {resumed}; {} entries kept",
+        samples.first().copied().unwrap_or(0),
+        samples.iter().max().copied().unwrap_or(0),
+        lines.len()
+    );
+    assert!(full, "the disk never filled");
+    assert!(!lines.is_empty(), "nothing logged");
+    // Every line is one whole entry: JSON, `log` being one line of the container's output.
+    let mut numbers = Vec::new();
+    for line in &lines {
+        let entry: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+            panic!(
+                "not one whole entry ({e}): {:?}",
+                String::from_utf8_lossy(line)
+            )
+        });
+        let text = entry["log"].as_str().unwrap();
+        let number = text
+            .strip_prefix(&payload)
+            .and_then(|t| t.strip_prefix(' '))
+            .and_then(|t| t.strip_suffix('\n'))
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("fused or torn entry: {text:?}"));
+        numbers.push(number);
+    }
+    // Nothing doubled, nothing lost in between (blocking mode: the container waited).
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "entries out of sequence around {:?}",
+        numbers.windows(2).find(|w| w[1] != w[0] + 1)
+    );
+    let max = samples.iter().max().copied().unwrap_or(0);
+    let first = samples.first().copied().unwrap_or(0);
+    assert!(
+        max < 16 * 1024 && max.saturating_sub(first) < 4 * 1024,
+        "monitor RSS grew while the disk was full: {samples:?} KiB"
+    );
+    assert!(resumed, "logging did not resume once space was freed");
 }

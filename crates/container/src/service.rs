@@ -1134,6 +1134,11 @@ impl ContainerService {
                 .get("max-file")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(5),
+            log_mode: match log_opts.get("mode").map(String::as_str) {
+                Some("non-blocking") => berth_monitor::logfile::LogMode::NonBlocking,
+                _ => berth_monitor::logfile::LogMode::Blocking,
+            },
+            log_max_buffer_size: log_opts.get("max-buffer-size").and_then(|s| parse_size(s)),
             tty: rec.config.tty.unwrap_or(false),
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),
