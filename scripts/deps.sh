@@ -4,8 +4,10 @@ set -euo pipefail
 # debootstrap: `image bootstrap debian:…` and bench/archive.py's debian image. docker.io: dockerd
 # 20.10 for the save/load interop tests (tests/it/archive.rs, skipped without it) and the benches;
 # only ever run privately (own socket and roots, no bridge), so its service is never started.
+# g++: libFuzzer for scripts/fuzz.sh; util-linux: prlimit, setpriv (the hardening tests, fuzzing
+# as nobody).
 pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
-      debootstrap debian-archive-keyring zstd libcap2-bin docker.io)
+      debootstrap debian-archive-keyring zstd libcap2-bin docker.io g++ util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

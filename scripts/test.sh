@@ -13,6 +13,14 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 BERTH_TEST_ROOT=1 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# Fuzzing, bounded: FUZZ_SECONDS per target (4 targets), BERTH_FUZZ=0 to skip. Each target
+# counts as one test in the closing line.
+if [ "${BERTH_FUZZ:-1}" != 0 ]; then
+  fuzz_log=$(mktemp)
+  FUZZ_SECONDS=${FUZZ_SECONDS:-45} ./scripts/fuzz.sh 2>&1 | tee "$fuzz_log" || status=1
+  echo "fuzz: $(grep -c ' \.\.\. ok$' "$fuzz_log" || true) passed, $(grep -c ' \.\.\. FAILED' "$fuzz_log" || true) failed" | tee -a "$log"
+  rm -f "$fuzz_log"
+fi
 # One closing line for the whole run: the sum over every test binary.
 passed=$(grep -hoE '(ok\. )?[0-9]+ passed' "$log" | grep -oE '[0-9]+' | paste -sd+ - | bc)
 failed=$(grep -hoE '[0-9]+ failed' "$log" | grep -oE '[0-9]+' | paste -sd+ - | bc)
