@@ -257,23 +257,44 @@ impl Drop for SecondDaemon {
     }
 }
 
-/// Runs `command`, killing it after `limit`; `None` if it had to be killed.
+/// Runs `command`, killing it after `limit`; `None` if it had to be killed. Its output is read
+/// as it comes (a full pipe must not look like a hang).
 fn run_within(mut command: Command, limit: Duration) -> Option<Output> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if child.try_wait().expect("wait").is_some() {
-            return Some(child.wait_with_output().expect("output"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    };
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    status.map(|status| Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 /// A unix stream connection that does not wait when the listener's backlog is full.
@@ -705,6 +726,18 @@ fn hardening_cp_of_a_file_swapped_for_a_fifo_never_hangs(env: &TestEnv) {
     let pid = env.inspect("swapper", "{{.State.Pid}}");
     let data = PathBuf::from(format!("/proc/{pid}/root/data"));
     assert!(env.eventually(10, || data.join("z").exists()), "setup");
+    // A whole export, before anything is swapped: exports must match it or fail.
+    let export = |env: &TestEnv| {
+        let mut c = Command::new(crate::harness::berth_exe());
+        c.args(["export", "swapper"]).env("BERTH_HOST", env.host());
+        run_within(c, Duration::from_secs(10))
+    };
+    let whole = export(env).expect("export");
+    assert!(whole.status.success(), "{whole:?}");
+    let whole_entries = tar::Archive::new(&whole.stdout[..])
+        .entries()
+        .unwrap()
+        .count();
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
         let (stop, data) = (Arc::clone(&stop), data.clone());
@@ -759,6 +792,27 @@ fn hardening_cp_of_a_file_swapped_for_a_fifo_never_hangs(env: &TestEnv) {
         }
         if outcomes.iter().any(|o| o.contains("hung")) {
             break;
+        }
+    }
+    // `export` reads the same files: it completes or fails, never hangs, and never exits 0
+    // with a partial archive.
+    for _ in 0..10 {
+        match export(env) {
+            None => {
+                outcomes.push("export: hung".into());
+                break;
+            }
+            Some(out) if out.status.success() => {
+                let count = tar::Archive::new(&out.stdout[..])
+                    .entries()
+                    .map_or(0, |e| e.filter(Result::is_ok).count());
+                if count != whole_entries {
+                    outcomes.push(format!(
+                        "export: exit 0 with {count} of {whole_entries} entries"
+                    ));
+                }
+            }
+            Some(_) => {}
         }
     }
     stop.store(true, Ordering::Relaxed);
