@@ -58,8 +58,19 @@ fn harness() -> &'static Harness {
             )
             .await
             .expect("container service");
-            let facts = SystemFacts::gather(&HostPaths::default(), "FUZZ".into(), &data_root, Path::new("/bin/false"));
-            router(AppState::new(containers, images, Arc::new(facts), events, None))
+            let facts = SystemFacts::gather(
+                &HostPaths::default(),
+                "FUZZ".into(),
+                &data_root,
+                Path::new("/bin/false"),
+            );
+            router(AppState::new(
+                containers,
+                images,
+                Arc::new(facts),
+                events,
+                None,
+            ))
         });
         Harness {
             runtime,
@@ -118,10 +129,20 @@ fuzz_target!(|input: &[u8]| {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&answer)
             && let Some(id) = value["Id"].as_str()
         {
-            let _ = request(app, "DELETE", &format!("/containers/{id}?force=1"), Vec::new());
+            let _ = request(
+                app,
+                "DELETE",
+                &format!("/containers/{id}?force=1"),
+                Vec::new(),
+            );
         }
     }
     if status == 201 && which % 5 == 2 {
-        let _ = request(app, "POST", "/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D", Vec::new());
+        let _ = request(
+            app,
+            "POST",
+            "/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D",
+            Vec::new(),
+        );
     }
 });

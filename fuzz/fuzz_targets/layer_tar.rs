@@ -25,6 +25,10 @@ fuzz_target!(|data: &[u8]| {
         .expect("list")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(names, [std::ffi::OsString::from("layer")], "wrote outside the layer");
+    assert_eq!(
+        names,
+        [std::ffi::OsString::from("layer")],
+        "wrote outside the layer"
+    );
     let _ = Path::new("");
 });
