@@ -6,9 +6,11 @@ set -euo pipefail
 # only ever run privately (own socket and roots, no bridge), so its service is never started.
 # skopeo, docker-registry (distribution 2.8, run privately on a loopback port), apache2-utils
 # (htpasswd) and openssl (a self-signed certificate): the registry tests (tests/it/registry.rs)
-# and bench/registry.py.
+# and bench/registry.py. g++: libFuzzer for scripts/fuzz.sh; util-linux: prlimit, setpriv (the
+# hardening tests, fuzzing as nobody).
 pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
-      debootstrap debian-archive-keyring zstd libcap2-bin docker.io skopeo docker-registry apache2-utils openssl)
+      debootstrap debian-archive-keyring zstd libcap2-bin docker.io skopeo docker-registry apache2-utils openssl
+      g++ util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -15,6 +15,14 @@ status=0
 # Root tests are #[ignore]d (a plain `cargo test` lists them as ignored, never as passed):
 # --include-ignored runs them, BERTH_TEST_ROOT=1 lets them (berth_testing::require_root).
 BERTH_TEST_ROOT=1 cargo test --workspace -- --include-ignored 2>&1 | tee "$log" || status=$?
+# Fuzzing, bounded: FUZZ_SECONDS per target (4 targets), BERTH_FUZZ=0 to skip. Each target
+# counts as one test in the closing line.
+if [ "${BERTH_FUZZ:-1}" != 0 ]; then
+  fuzz_log=$(mktemp)
+  FUZZ_SECONDS=${FUZZ_SECONDS:-45} ./scripts/fuzz.sh 2>&1 | tee "$fuzz_log" || status=1
+  echo "fuzz: $(grep -c ' \.\.\. ok$' "$fuzz_log" || true) passed, $(grep -c ' \.\.\. FAILED' "$fuzz_log" || true) failed" | tee -a "$log"
+  rm -f "$fuzz_log"
+fi
 # One closing line for the whole run: the sum over every test binary. `skipped` counts the
 # integration harness's tests that this machine cannot run (each says why above).
 sum() { grep -hoE "[0-9]+ $1" "$log" | grep -oE '[0-9]+' | paste -sd+ - | bc; }

@@ -8,6 +8,7 @@
 mod archive;
 mod containers;
 mod docker_cli;
+mod hardening;
 mod harness;
 mod images;
 mod lifecycle;
@@ -59,6 +60,7 @@ fn main() {
         network::TESTS,
         volumes::TESTS,
         registry::TESTS,
+        hardening::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

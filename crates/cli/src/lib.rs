@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+pub use format::{Tmpl as FormatTemplate, render as render_format, template as compile_format};
 pub use http::{Client, Host};
 
 /// The default daemon socket.

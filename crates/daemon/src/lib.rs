@@ -4,8 +4,9 @@
 //! ([`ContainerService`], [`ImageStore`]) and turns the result, or the error's
 //! [`berth_errdefs::ErrorKind`], into Docker's wire shape. Conventions every route shares
 //! (`/v1.NN` prefixes, global headers, 404s, failure logging) live in [`router`]; hijacked
-//! connections (attach, exec) in [`hijack`]; the process lifecycle (directories, pid file,
-//! socket, signals) in [`server`].
+//! connections (attach, exec) in [`hijack`]; accepting and serving connections (timeouts of
+//! idle and slow clients, shedding before descriptors run out) in [`connections`]; the
+//! process lifecycle (directories, pid file, socket, signals) in [`server`].
 //!
 //! On disk the daemon itself owns only:
 //!
@@ -22,6 +23,7 @@
 pub mod archive;
 mod commit;
 pub mod config;
+pub mod connections;
 pub mod containers;
 pub mod copy;
 pub mod error;

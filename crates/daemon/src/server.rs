@@ -1,21 +1,19 @@
 //! The daemon process: directories, pid file, the listening socket, serving until a signal,
 //! and an orderly stop. Containers keep running when the daemon stops: each has its own
 //! monitor, and the next daemon reconnects to them.
-use std::fmt::Debug;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::Listener;
 use berth_container::{ContainerService, EventBus, ServiceConfig};
 use berth_image::ImageStore;
 use berth_network::{NetworkConfig, NetworkService};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
 use crate::config::{DaemonConfig, ListenAddress};
+use crate::connections::{self, Accept, Limits};
 use crate::error::DaemonError;
 use crate::system::{HostPaths, SystemFacts};
 use crate::{AppState, router};
@@ -31,6 +29,15 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Dae
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    // Every connection, container pipe, monitor socket and layer file is a descriptor: use
+    // all the hard limit allows.
+    match connections::raise_nofile_limit() {
+        Ok((old, new)) if old != new => {
+            tracing::info!(from = old, to = new, "raised the open file limit");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+    }
     let address = config.listen_address()?;
     for dir in [&config.data_root, &config.exec_root] {
         std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
@@ -75,8 +82,10 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
                 return;
             };
             let checked = berth_fs::blocking(move || service.restore_firewall()).await;
+            // A check that could not run (no descriptors left, nft failing) is told apart
+            // from a table that is gone: only the latter is restored.
             if let Ok(Err(error)) = checked {
-                tracing::warn!(%error, "restoring the firewall rules failed");
+                tracing::warn!(%error, "checking the firewall rules failed");
             }
         }
     });
@@ -221,11 +230,7 @@ fn engine_id(data_root: &Path) -> Result<String, DaemonError> {
 }
 
 /// Serves until SIGTERM or SIGINT, then gives open requests [`DRAIN_TIMEOUT`] to finish.
-pub async fn serve_until_signal<L>(listener: L, app: Router) -> Result<(), DaemonError>
-where
-    L: Listener,
-    L::Addr: Debug,
-{
+pub async fn serve_until_signal<L: Accept>(listener: L, app: Router) -> Result<(), DaemonError> {
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|source| DaemonError::Serve { source })?;
     let mut interrupt =
@@ -240,31 +245,14 @@ where
 }
 
 /// Serves until `stop` resolves, then gives open requests [`DRAIN_TIMEOUT`] to finish.
+/// Connections are handled as [`crate::connections`] describes (timeouts, shedding, backoff).
 pub async fn serve_until<L, F>(listener: L, app: Router, stop: F) -> Result<(), DaemonError>
 where
-    L: Listener,
-    L::Addr: Debug,
+    L: Accept,
     F: std::future::Future<Output = ()> + Send,
 {
-    let (stopping, mut stopped) = watch::channel(false);
-    let graceful = async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        served = &mut server => return served.map_err(|source| DaemonError::Serve { source }),
-        () = stop => {}
-    }
-    tracing::info!("stopping: no new connections");
-    let _ = stopping.send(true);
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-        Ok(served) => served.map_err(|source| DaemonError::Serve { source }),
-        Err(_elapsed) => {
-            tracing::info!("closing connections still open");
-            Ok(())
-        }
-    }
+    connections::serve(listener, app, Limits::current(), stop, DRAIN_TIMEOUT).await;
+    Ok(())
 }
 
 #[cfg(test)]

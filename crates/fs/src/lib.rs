@@ -8,12 +8,15 @@
 //! - [`blocking`] (feature `tokio`): the one way async code runs blocking work.
 //! - [`DEFAULT_PATH`] and [`DEFAULT_PATH_ENV`]: the `PATH` of containers and images that set
 //!   none.
+//! - [`tree`]: directory trees walked by descriptor without recursion, however deep, and
+//!   files opened for reading only when they are the regular files a walk listed.
 #![forbid(unsafe_code)]
 
 pub mod atomic;
 #[cfg(feature = "tokio")]
 pub mod blocking;
 pub mod root;
+pub mod tree;
 
 pub use atomic::{Durability, WriteError, is_temp_name, sync_dir, write_atomic, write_atomic_with};
 #[cfg(feature = "tokio")]

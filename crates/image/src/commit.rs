@@ -8,13 +8,17 @@
 //! snapshot, whose files are written from the same reads (whiteouts stay overlay whiteouts). No
 //! tar is unpacked again. The container is expected to be frozen meanwhile (`-p`).
 
-use std::ffi::OsString;
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag};
+use berth_fs::tree::{self, DirChain, Visit};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
 
 use crate::config::RunConfig;
 use crate::content::ContentStore;
@@ -50,8 +54,18 @@ pub struct CommitRequest {
     pub exclude: Vec<PathBuf>,
 }
 
+fn open_dir(path: &Path) -> Result<OwnedFd, ImageError> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| ImageError::fs("open directory", path)(errno.into()))
+}
+
 /// Walks `upper` once: writes the layer tar into a new pending blob and the same tree as a
-/// snapshot into a new staging directory.
+/// snapshot into a new staging directory. The walk is iterative and by descriptor on both
+/// sides (the upper dir and the snapshot), so an upper dir of any depth commits whole.
 pub(crate) fn stage_upper(
     content: &ContentStore,
     ingest: &Path,
@@ -60,30 +74,22 @@ pub(crate) fn stage_upper(
 ) -> Result<StagedLayer, ImageError> {
     let writer = content.start()?;
     let (dir, diff) = StagingDir::create(ingest)?;
+    let upper_fd = open_dir(upper)?;
+    let diff_fd = open_dir(&diff)?;
     let mut walk = UpperWalk {
         tar: TarWriter::new(writer),
         upper,
         diff: &diff,
+        diff_fd: diff_fd.as_fd(),
         exclude,
         privileged: nix::unistd::geteuid().is_root(),
         size: 0,
-        dirs: Vec::new(),
     };
-    walk.walk(Path::new(""))?;
-    let UpperWalk {
-        tar,
-        size,
-        mut dirs,
-        ..
-    } = walk;
+    let root = tree::open_dir(diff_fd.as_fd(), OsStr::new("."))
+        .map_err(ImageError::fs("open directory", &diff))?;
+    tree::walk(upper_fd, Path::new(""), SnapshotDir::root(root), &mut walk)?;
+    let UpperWalk { tar, size, .. } = walk;
     let writer = tar.finish()?;
-    // Deepest first, so a read-only parent cannot block its children.
-    dirs.sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
-    for (path, mode, mtime) in &dirs {
-        fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-            .map_err(ImageError::fs("chmod", path))?;
-        layer::set_mtime_nofollow(path, *mtime)?;
-    }
     layer::sync_snapshot(&diff)?;
     let blob = writer.finish()?;
     tracing::debug!(
@@ -95,138 +101,262 @@ pub(crate) fn stage_upper(
     Ok(StagedLayer { dir, blob, size })
 }
 
+/// A directory of the snapshot being written, and the mode and mtime it gets once everything
+/// below it was written (writing inside a directory changes its mtime; a read-only mode would
+/// stop an unprivileged commit from writing into it).
+struct SnapshotDir {
+    fd: OwnedFd,
+    finish: Option<(u32, i64)>,
+}
+
+impl SnapshotDir {
+    fn root(fd: OwnedFd) -> SnapshotDir {
+        SnapshotDir { fd, finish: None }
+    }
+}
+
 struct UpperWalk<'a, W: Write> {
     tar: TarWriter<W>,
     upper: &'a Path,
     diff: &'a Path,
+    diff_fd: BorrowedFd<'a>,
     exclude: &'a [PathBuf],
     privileged: bool,
     size: u64,
-    /// Snapshot directories: mode and mtime are set at the end.
-    dirs: Vec<(PathBuf, u32, u64)>,
 }
 
 impl<W: Write> UpperWalk<'_, W> {
-    fn walk(&mut self, rel: &Path) -> Result<(), ImageError> {
-        let dir = self.upper.join(rel);
-        let mut names: Vec<OsString> = fs::read_dir(&dir)
-            .and_then(|entries| {
-                entries
-                    .map(|entry| entry.map(|e| e.file_name()))
-                    .collect::<Result<_, _>>()
-            })
-            .map_err(ImageError::fs("read directory", &dir))?;
-        names.sort();
-        for name in names {
-            let rel = rel.join(&name);
-            if self.exclude.contains(&rel) {
-                continue;
-            }
-            self.entry(&rel)?;
-        }
-        Ok(())
-    }
-
-    fn entry(&mut self, rel: &Path) -> Result<(), ImageError> {
-        let source = self.upper.join(rel);
-        let target = self.diff.join(rel);
-        let meta = fs::symlink_metadata(&source).map_err(ImageError::fs("stat", &source))?;
-        let file_type = meta.file_type();
-        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
-        let mode = meta.mode() & 0o7777;
-        if file_type.is_char_device() && meta.rdev() == 0 {
-            self.tar.whiteout(rel)?;
-            return mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0);
-        }
-        if file_type.is_socket() {
-            return Ok(());
-        }
-        if file_type.is_dir() {
-            self.tar.append(&source, &meta, rel, None)?;
-            DirBuilder::new()
-                .mode(0o700)
-                .create(&target)
-                .map_err(ImageError::fs("create directory", &target))?;
-            self.chown(&target, &meta)?;
-            copy_xattrs(&source, &target)?;
-            if matches!(xattr::get(&source, OVERLAY_OPAQUE_XATTR), Ok(Some(v)) if v == b"y") {
-                self.tar.opaque(rel)?;
-                xattr::set(&target, OVERLAY_OPAQUE_XATTR, b"y")
-                    .map_err(ImageError::fs("mark opaque directory", &target))?;
-            }
-            self.dirs.push((target, mode, mtime));
-            return self.walk(rel);
-        }
-        if file_type.is_file() {
-            if let Some(first) = self.tar.linked_name(&meta) {
-                let first = self.diff.join(first);
-                self.tar.append(&source, &meta, rel, None)?;
-                return fs::hard_link(&first, &target)
-                    .map_err(ImageError::fs("create hard link", &target));
-            }
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&target)
-                .map_err(ImageError::fs("create file", &target))?;
-            let mut copy = BufWriter::with_capacity(256 * 1024, file);
-            let written = self.tar.append(&source, &meta, rel, Some(&mut copy))?;
-            debug_assert_eq!(written, Written::Entry);
-            let file = copy
-                .into_inner()
-                .map_err(|e| ImageError::fs("write", &target)(e.into_error()))?;
-            if self.privileged {
-                std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
-                    .map_err(ImageError::fs("chown", &target))?;
-            }
-            file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(ImageError::fs("chmod", &target))?;
-            file.set_modified(layer::unix_time(mtime))
-                .map_err(ImageError::fs("set mtime", &target))?;
-            self.size += meta.len();
-        } else if file_type.is_symlink() {
-            self.tar.append(&source, &meta, rel, None)?;
-            let link = fs::read_link(&source).map_err(ImageError::fs("read link", &source))?;
-            std::os::unix::fs::symlink(&link, &target)
-                .map_err(ImageError::fs("create symlink", &target))?;
-            self.chown(&target, &meta)?;
-        } else {
-            self.tar.append(&source, &meta, rel, None)?;
-            let kind = if file_type.is_char_device() {
-                SFlag::S_IFCHR
-            } else if file_type.is_block_device() {
-                SFlag::S_IFBLK
-            } else {
-                SFlag::S_IFIFO
-            };
-            mknod(&target, kind, Mode::from_bits_truncate(mode), meta.rdev())?;
-            self.chown(&target, &meta)?;
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-                .map_err(ImageError::fs("chmod", &target))?;
-        }
-        copy_xattrs(&source, &target)?;
-        layer::set_mtime_nofollow(&target, mtime)
-    }
-
-    fn chown(&self, path: &Path, meta: &fs::Metadata) -> Result<(), ImageError> {
+    fn chown_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        st: &FileStat,
+        path: &Path,
+    ) -> Result<(), ImageError> {
         if !self.privileged {
             return Ok(());
         }
-        std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
-            .map_err(ImageError::fs("chown", path))
+        nix::unistd::fchownat(
+            dir,
+            name,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|errno| ImageError::fs("chown", self.diff.join(path))(errno.into()))
+    }
+
+    fn mtime_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        st: &FileStat,
+        path: &Path,
+    ) -> Result<(), ImageError> {
+        // Whole seconds, as the tar header has them.
+        let time = TimeSpec::new(st.st_mtime, 0);
+        nix::sys::stat::utimensat(dir, name, &time, &time, UtimensatFlags::NoFollowSymlink)
+            .map_err(|errno| ImageError::fs("set mtime", self.diff.join(path))(errno.into()))
+    }
+
+    /// A hard link in the snapshot to the file first written as `first` (found by descriptor:
+    /// the path may be longer than PATH_MAX).
+    fn link(
+        &self,
+        first: &Path,
+        target: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+    ) -> Result<(), ImageError> {
+        let parts: Vec<&OsStr> = first.iter().collect();
+        let Some((first_name, parents)) = parts.split_last() else {
+            return Err(ImageError::fs("create hard link", self.diff.join(path))(
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            ));
+        };
+        let mut chain = DirChain::new(self.diff_fd);
+        let source = chain
+            .dir(parents, None)
+            .map_err(ImageError::fs("create hard link", self.diff.join(path)))?;
+        nix::unistd::linkat(source, *first_name, target, name, AtFlags::empty())
+            .map_err(|errno| ImageError::fs("create hard link", self.diff.join(path))(errno.into()))
     }
 }
 
-fn mknod(path: &Path, kind: SFlag, mode: Mode, rdev: u64) -> Result<(), ImageError> {
-    nix::sys::stat::mknod(path, kind, mode, rdev)
-        .map_err(|errno| ImageError::fs("create device node", path)(errno.into()))
+impl<W: Write> Visit for UpperWalk<'_, W> {
+    type Dir = SnapshotDir;
+    type Error = ImageError;
+
+    fn walk_error(
+        &self,
+        operation: &'static str,
+        path: &Path,
+        source: std::io::Error,
+    ) -> ImageError {
+        ImageError::Filesystem {
+            operation,
+            path: self.upper.join(path),
+            source,
+        }
+    }
+
+    fn enter(
+        &mut self,
+        parent: &mut SnapshotDir,
+        at: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &FileStat,
+        dir: BorrowedFd<'_>,
+    ) -> Result<Option<SnapshotDir>, ImageError> {
+        if self.exclude.iter().any(|e| e == path) {
+            return Ok(None);
+        }
+        let target = parent.fd.as_fd();
+        let shown = self.diff.join(path);
+        self.tar.append(at, name, st, path, None)?;
+        nix::sys::stat::mkdirat(target, name, Mode::from_bits_truncate(0o700))
+            .map_err(|errno| ImageError::fs("create directory", &shown)(errno.into()))?;
+        self.chown_at(target, name, st, path)?;
+        let created =
+            tree::open_dir(target, name).map_err(ImageError::fs("open directory", &shown))?;
+        // Directories' attributes through their descriptors (`*_deref` on /proc/self/fd/N).
+        copy_xattrs(
+            &tree::fd_path(dir, None),
+            &tree::fd_path(created.as_fd(), None),
+            true,
+        )?;
+        let opaque = xattr::get_deref(tree::fd_path(dir, None), OVERLAY_OPAQUE_XATTR);
+        if matches!(opaque, Ok(Some(v)) if v == b"y") {
+            self.tar.opaque(path)?;
+            xattr::set_deref(
+                tree::fd_path(created.as_fd(), None),
+                OVERLAY_OPAQUE_XATTR,
+                b"y",
+            )
+            .map_err(ImageError::fs("mark opaque directory", &shown))?;
+        }
+        Ok(Some(SnapshotDir {
+            fd: created,
+            finish: Some((st.st_mode & 0o7777, st.st_mtime)),
+        }))
+    }
+
+    fn entry(
+        &mut self,
+        parent: &mut SnapshotDir,
+        at: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &FileStat,
+    ) -> Result<(), ImageError> {
+        if self.exclude.iter().any(|e| e == path) {
+            return Ok(());
+        }
+        let target = parent.fd.as_fd();
+        let shown = self.diff.join(path);
+        let mode = st.st_mode & 0o7777;
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFCHR && st.st_rdev == 0 {
+            self.tar.whiteout(path)?;
+            return nix::sys::stat::mknodat(target, name, SFlag::S_IFCHR, Mode::empty(), 0)
+                .map_err(|errno| ImageError::fs("create device node", &shown)(errno.into()));
+        }
+        if kind == libc::S_IFSOCK {
+            return Ok(());
+        }
+        if kind == libc::S_IFREG {
+            if let Some(first) = self.tar.linked_name(st).map(Path::to_path_buf) {
+                self.tar.append(at, name, st, path, None)?;
+                return self.link(&first, target, name, path);
+            }
+            let fd = nix::fcntl::openat(
+                target,
+                name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|errno| ImageError::fs("create file", &shown)(errno.into()))?;
+            let mut copy = BufWriter::with_capacity(256 * 1024, File::from(fd));
+            let written = self.tar.append(at, name, st, path, Some(&mut copy))?;
+            debug_assert_eq!(written, Written::Entry);
+            let file = copy
+                .into_inner()
+                .map_err(|e| ImageError::fs("write", &shown)(e.into_error()))?;
+            if self.privileged {
+                std::os::unix::fs::fchown(&file, Some(st.st_uid), Some(st.st_gid))
+                    .map_err(ImageError::fs("chown", &shown))?;
+            }
+            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
+                .map_err(|errno| ImageError::fs("chmod", &shown)(errno.into()))?;
+            self.size += u64::try_from(st.st_size).unwrap_or(0);
+        } else if kind == libc::S_IFLNK {
+            self.tar.append(at, name, st, path, None)?;
+            let link = nix::fcntl::readlinkat(at, name).map_err(|errno| {
+                ImageError::fs("read link", self.upper.join(path))(errno.into())
+            })?;
+            nix::unistd::symlinkat(link.as_os_str(), target, name)
+                .map_err(|errno| ImageError::fs("create symlink", &shown)(errno.into()))?;
+            self.chown_at(target, name, st, path)?;
+        } else {
+            self.tar.append(at, name, st, path, None)?;
+            let sflag = match kind {
+                libc::S_IFCHR => SFlag::S_IFCHR,
+                libc::S_IFBLK => SFlag::S_IFBLK,
+                _ => SFlag::S_IFIFO,
+            };
+            nix::sys::stat::mknodat(
+                target,
+                name,
+                sflag,
+                Mode::from_bits_truncate(mode),
+                st.st_rdev,
+            )
+            .map_err(|errno| ImageError::fs("create device node", &shown)(errno.into()))?;
+            self.chown_at(target, name, st, path)?;
+            // mknod applies the umask; the node was just made by us (not a symlink).
+            nix::sys::stat::fchmodat(
+                target,
+                name,
+                Mode::from_bits_truncate(mode),
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|errno| ImageError::fs("chmod", &shown)(errno.into()))?;
+        }
+        copy_xattrs(
+            &tree::fd_path(at, Some(name)),
+            &tree::fd_path(target, Some(name)),
+            false,
+        )?;
+        self.mtime_at(target, name, st, path)
+    }
+
+    fn leave(&mut self, dir: SnapshotDir, path: &Path) -> Result<(), ImageError> {
+        let Some((mode, mtime)) = dir.finish else {
+            return Ok(());
+        };
+        let shown = self.diff.join(path);
+        nix::sys::stat::fchmod(&dir.fd, Mode::from_bits_truncate(mode))
+            .map_err(|errno| ImageError::fs("chmod", &shown)(errno.into()))?;
+        let time = TimeSpec::new(mtime, 0);
+        nix::sys::stat::futimens(&dir.fd, &time, &time)
+            .map_err(|errno| ImageError::fs("set mtime", &shown)(errno.into()))
+    }
 }
 
-/// Copies extended attributes (not overlayfs' own) without following symlinks.
-fn copy_xattrs(source: &Path, target: &Path) -> Result<(), ImageError> {
-    let names = match xattr::list(source) {
+/// Copies extended attributes (not overlayfs' own) without following symlinks; `deref` for
+/// `/proc/self/fd/N` paths of directories.
+fn copy_xattrs(source: &Path, target: &Path, deref: bool) -> Result<(), ImageError> {
+    let listed = if deref {
+        xattr::list_deref(source)
+    } else {
+        xattr::list(source)
+    };
+    let names = match listed {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(()),
         Err(e) => return Err(ImageError::fs("list extended attributes", source)(e)),
@@ -236,10 +366,21 @@ fn copy_xattrs(source: &Path, target: &Path) -> Result<(), ImageError> {
         if name.starts_with(OVERLAY_XATTR_PREFIX) {
             continue;
         }
-        if let Some(value) =
-            xattr::get(source, name).map_err(ImageError::fs("read extended attribute", source))?
-        {
-            layer::set_xattr(target, name, &value)?;
+        let value = if deref {
+            xattr::get_deref(source, name)
+        } else {
+            xattr::get(source, name)
+        };
+        if let Some(value) = value.map_err(ImageError::fs("read extended attribute", source))? {
+            if deref {
+                match xattr::set_deref(target, name, &value) {
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {}
+                    other => other.map_err(ImageError::fs("set extended attribute", target))?,
+                }
+            } else {
+                layer::set_xattr(target, name, &value)?;
+            }
         }
     }
     Ok(())
@@ -248,7 +389,9 @@ fn copy_xattrs(source: &Path, target: &Path) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::fs;
     use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
 
     use super::*;
 
@@ -280,7 +423,8 @@ mod tests {
         fs::write(upper.join("data/sub/f"), vec![7u8; 300_000]).expect("write");
         std::os::unix::fs::symlink("/etc/app.conf", upper.join("conf")).expect("symlink");
         if root {
-            mknod(&upper.join("etc/gone"), SFlag::S_IFCHR, Mode::empty(), 0).expect("whiteout");
+            nix::sys::stat::mknod(&upper.join("etc/gone"), SFlag::S_IFCHR, Mode::empty(), 0)
+                .expect("whiteout");
             xattr::set(upper.join("data"), OVERLAY_OPAQUE_XATTR, b"y").expect("opaque");
         }
         let content = ContentStore::new(dir.path().join("blobs"), dir.path().join("ingest"));
@@ -327,6 +471,97 @@ mod tests {
                 Some(b"y".to_vec())
             );
         }
+    }
+
+    /// Issue 10, item 7: a container's tree deeper than PATH_MAX can name is committed, exported,
+    /// listed by `diff` and unpacked again whole, on a thread whose stack would not survive
+    /// recursion over it.
+    #[test]
+    fn trees_deeper_than_path_max_commit_export_diff_and_unpack_whole() {
+        use std::os::fd::AsFd;
+        const DEPTH: usize = 2100;
+        // On tmpfs where there is one: thousands of inodes are slow on a busy disk.
+        let dir = tempfile::Builder::new()
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("tempdir");
+        for sub in ["blobs", "ingest", "upper", "lower", "unpacked"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let upper = dir.path().join("upper");
+        let mut fd = nix::fcntl::open(&upper, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+            .expect("open");
+        for _ in 0..DEPTH {
+            nix::sys::stat::mkdirat(fd.as_fd(), "d", Mode::from_bits_truncate(0o755))
+                .expect("mkdir");
+            fd = tree::open_dir(fd.as_fd(), OsStr::new("d")).expect("open");
+        }
+        let file = nix::fcntl::openat(
+            fd.as_fd(),
+            "bottom",
+            OFlag::O_CREAT | OFlag::O_WRONLY,
+            Mode::from_bits_truncate(0o644),
+        )
+        .expect("create");
+        nix::unistd::write(&file, b"deep").expect("write");
+        nix::unistd::linkat(fd.as_fd(), "bottom", fd.as_fd(), "again", AtFlags::empty())
+            .expect("link");
+        let dirs = crate::RootfsDirs {
+            lowerdirs: vec![dir.path().join("lower")],
+            upperdir: upper.clone(),
+            workdir: dir.path().join("work"),
+        };
+        let content = ContentStore::new(dir.path().join("blobs"), dir.path().join("ingest"));
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(s, || {
+                    let staged = stage_upper(&content, &dir.path().join("ingest"), &upper, &[])
+                        .expect("commit");
+                    assert_eq!(staged.size, 4, "one inode of 4 bytes");
+                    let blob = fs::read(staged.blob.path()).expect("blob");
+                    let entries = tar::Archive::new(&blob[..]).entries().expect("tar").count();
+                    assert_eq!(entries, DEPTH + 2, "every level, the file and its link");
+                    let mut exported = Vec::new();
+                    crate::export::export(&dirs, &mut exported).expect("export");
+                    let entries = tar::Archive::new(&exported[..])
+                        .entries()
+                        .expect("tar")
+                        .count();
+                    assert_eq!(entries, DEPTH + 2);
+                    let changes = crate::diff::changes(&dirs).expect("diff");
+                    assert_eq!(changes.len(), DEPTH + 2);
+                    let size =
+                        crate::layer::apply_tar(&mut &blob[..], &dir.path().join("unpacked"))
+                            .expect("unpack");
+                    assert_eq!(size, 4);
+                    // The snapshot too: written by descriptor beside the tar.
+                    let snapshot = staged.dir.path().join("diff");
+                    for root in [snapshot, dir.path().join("unpacked")] {
+                        let mut fd =
+                            nix::fcntl::open(&root, OFlag::O_RDONLY, Mode::empty()).expect("open");
+                        for _ in 0..DEPTH {
+                            fd = tree::open_dir(fd.as_fd(), OsStr::new("d")).expect("level");
+                        }
+                        let a = nix::sys::stat::fstatat(
+                            fd.as_fd(),
+                            "bottom",
+                            AtFlags::AT_SYMLINK_NOFOLLOW,
+                        )
+                        .expect("bottom");
+                        let b = nix::sys::stat::fstatat(
+                            fd.as_fd(),
+                            "again",
+                            AtFlags::AT_SYMLINK_NOFOLLOW,
+                        )
+                        .expect("again");
+                        assert_eq!((a.st_size, a.st_ino), (4, b.st_ino), "{}", root.display());
+                    }
+                })
+                .expect("spawn")
+                .join()
+                .expect("join");
+        });
     }
 
     #[test]

@@ -1,8 +1,17 @@
 //! What a container changed (`docker diff`): its overlay upper dir read against the layers
 //! below it. A 0:0 character device in the upper dir is overlayfs' whiteout (deleted); an
 //! entry that also exists in a lower layer was changed; anything else was added.
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+//!
+//! The upper dir is walked iteratively by descriptor ([`berth_fs::tree::walk`]), with the
+//! matching directory of every lower layer open beside it, so a tree of any depth is listed
+//! whole (or the listing fails).
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+
+use berth_fs::tree::{self, Visit};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, fstatat};
 
 use crate::{ImageError, RootfsDirs};
 
@@ -26,52 +35,119 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
+fn open_dir(path: &Path) -> Result<OwnedFd, ImageError> {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|errno| ImageError::Filesystem {
+        operation: "open directory",
+        path: path.to_owned(),
+        source: errno.into(),
+    })
+}
+
 /// The changes of a container's root, sorted by path.
 pub fn changes(dirs: &RootfsDirs) -> Result<Vec<Change>, ImageError> {
-    let mut out = Vec::new();
-    walk(dirs, Path::new(""), &mut out)?;
+    let upper = open_dir(&dirs.upperdir)?;
+    // A lower layer without the directory has nothing below it either.
+    let lowers = dirs
+        .lowerdirs
+        .iter()
+        .map(|l| open_dir(l).ok())
+        .collect::<Vec<_>>();
+    let mut changes = Changes {
+        upper: &dirs.upperdir,
+        out: Vec::new(),
+    };
+    tree::walk(upper, Path::new(""), lowers, &mut changes)?;
+    let mut out = changes.out;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-fn walk(dirs: &RootfsDirs, rel: &Path, out: &mut Vec<Change>) -> Result<(), ImageError> {
-    let dir = dirs.upperdir.join(rel);
-    let entries = std::fs::read_dir(&dir).map_err(|source| ImageError::Filesystem {
-        operation: "read directory",
-        path: dir.clone(),
-        source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| ImageError::Filesystem {
-            operation: "read directory",
-            path: dir.clone(),
-            source,
-        })?;
-        let rel_path = rel.join(entry.file_name());
-        let meta = entry.metadata().map_err(|source| ImageError::Filesystem {
-            operation: "stat",
-            path: entry.path(),
-            source,
-        })?;
-        let path = format!("/{}", rel_path.display());
-        let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+struct Changes<'a> {
+    upper: &'a Path,
+    out: Vec<Change>,
+}
+
+impl Changes<'_> {
+    fn record(&mut self, lowers: &[Option<OwnedFd>], name: &OsStr, path: &Path, st: &FileStat) {
+        let whiteout = tree::is_type(st, libc::S_IFCHR) && st.st_rdev == 0;
         let kind = if whiteout {
             ChangeKind::Deleted
-        } else if dirs
-            .lowerdirs
+        } else if lowers
             .iter()
-            .any(|l| std::fs::symlink_metadata(l.join(&rel_path)).is_ok())
+            .flatten()
+            .any(|lower| fstatat(lower.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok())
         {
             ChangeKind::Modified
         } else {
             ChangeKind::Added
         };
-        out.push(Change { path, kind });
-        if meta.is_dir() {
-            walk(dirs, &rel_path, out)?;
+        self.out.push(Change {
+            path: format!("/{}", path.display()),
+            kind,
+        });
+    }
+}
+
+/// The state of each directory: the same directory in every lower layer, where it is one.
+impl Visit for Changes<'_> {
+    type Dir = Vec<Option<OwnedFd>>;
+    type Error = ImageError;
+
+    fn walk_error(
+        &self,
+        operation: &'static str,
+        path: &Path,
+        source: std::io::Error,
+    ) -> ImageError {
+        ImageError::Filesystem {
+            operation,
+            path: self.upper.join(path),
+            source,
         }
     }
-    Ok(())
+
+    fn enter(
+        &mut self,
+        lowers: &mut Self::Dir,
+        _: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &FileStat,
+        _: BorrowedFd<'_>,
+    ) -> Result<Option<Self::Dir>, ImageError> {
+        self.record(lowers, name, path, st);
+        Ok(Some(
+            lowers
+                .iter()
+                .map(|lower| {
+                    lower
+                        .as_ref()
+                        .and_then(|fd| tree::open_dir(fd.as_fd(), name).ok())
+                })
+                .collect(),
+        ))
+    }
+
+    fn entry(
+        &mut self,
+        lowers: &mut Self::Dir,
+        _: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &FileStat,
+    ) -> Result<(), ImageError> {
+        self.record(lowers, name, path, st);
+        Ok(())
+    }
+
+    fn leave(&mut self, _: Self::Dir, _: &Path) -> Result<(), ImageError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,19 @@
 //! `docker export`: a container's root filesystem as one flat tar, read from its overlay
 //! layers without mounting them. Upper layers hide lower ones entry by entry; a 0:0 character
 //! device (whiteout) hides a name, and an opaque directory hides everything below it.
+//!
+//! The merged tree is walked iteratively by descriptor (one directory descriptor per layer
+//! merging at each level), so a container's tree of any depth is exported whole; anything
+//! that cannot be read fails the export instead of leaving a partial archive.
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use berth_fs::tree;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, fstatat};
 
 use crate::tarwrite::TarWriter;
 use crate::{ImageError, RootfsDirs};
@@ -18,41 +27,49 @@ fn fs_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
-fn is_whiteout(meta: &std::fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
+fn is_whiteout(st: &FileStat) -> bool {
+    tree::is_type(st, libc::S_IFCHR) && st.st_rdev == 0
 }
 
-fn is_opaque(dir: &Path) -> bool {
-    matches!(xattr::get(dir, "trusted.overlay.opaque"), Ok(Some(v)) if v == b"y")
+/// Whether the directory `name` of `at` (or `at` itself) is marked opaque.
+fn is_opaque(at: BorrowedFd<'_>, name: Option<&OsStr>) -> bool {
+    let value = match name {
+        Some(name) => xattr::get(tree::fd_path(at, Some(name)), "trusted.overlay.opaque"),
+        None => xattr::get_deref(tree::fd_path(at, None), "trusted.overlay.opaque"),
+    };
+    matches!(value, Ok(Some(v)) if v == b"y")
 }
 
-/// One name of a merged directory: where its topmost copy is, and, for a directory, the
-/// layers whose directories of that name merge into it (until a non-directory stops them).
+/// One name of a merged directory: the layer of its topmost copy and its stat there, and, for
+/// a directory, the layers whose directories of that name merge into it (until a
+/// non-directory stops them), topmost first.
 #[derive(Debug)]
 struct Merged {
-    source: PathBuf,
-    merge: Vec<PathBuf>,
+    source: usize,
+    st: FileStat,
+    merge: Vec<usize>,
     merging: bool,
 }
 
-/// The merged entries of directory `rel`, seen through `layers` (topmost first).
-fn merged(layers: &[PathBuf], rel: &Path) -> Result<BTreeMap<String, Merged>, ImageError> {
-    let mut seen: BTreeMap<String, Merged> = BTreeMap::new();
-    let mut hidden: Vec<String> = Vec::new();
-    for layer in layers {
-        let dir = layer.join(rel);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let entry = entry.map_err(fs_err("read directory", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata().map_err(fs_err("stat", &entry.path()))?;
-            let lower_dir = meta.is_dir() && !is_whiteout(&meta);
+/// The merged entries of one directory, seen through `layers` (its descriptors in each layer
+/// that merges there, topmost first).
+fn merged(layers: &[OwnedFd], path: &Path) -> Result<BTreeMap<OsString, Merged>, ImageError> {
+    let mut seen: BTreeMap<OsString, Merged> = BTreeMap::new();
+    let mut hidden: Vec<OsString> = Vec::new();
+    for (index, layer) in layers.iter().enumerate() {
+        let at = layer.as_fd();
+        for name in tree::list(at).map_err(fs_err("read directory", path))? {
+            let st = match fstatat(at, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                // Removed while the export reads it (a running container).
+                Err(nix::Error::ENOENT) => continue,
+                Err(errno) => return Err(fs_err("stat", &path.join(&name))(errno.into())),
+            };
+            let is_dir = tree::is_type(&st, libc::S_IFDIR);
             if let Some(m) = seen.get_mut(&name) {
                 if m.merging {
-                    if lower_dir {
-                        m.merge.push(layer.clone());
+                    if is_dir {
+                        m.merge.push(index);
                     } else {
                         m.merging = false;
                     }
@@ -62,44 +79,69 @@ fn merged(layers: &[PathBuf], rel: &Path) -> Result<BTreeMap<String, Merged>, Im
             if hidden.contains(&name) {
                 continue;
             }
-            if is_whiteout(&meta) {
+            if is_whiteout(&st) {
                 hidden.push(name);
                 continue;
             }
-            let merge = if meta.is_dir() {
-                vec![layer.clone()]
-            } else {
-                Vec::new()
-            };
-            let merging = meta.is_dir() && !is_opaque(&entry.path());
+            let merging = is_dir && !is_opaque(at, Some(&name));
             seen.insert(
                 name,
                 Merged {
-                    source: entry.path(),
-                    merge,
+                    source: index,
+                    st,
+                    merge: if is_dir { vec![index] } else { Vec::new() },
                     merging,
                 },
             );
         }
-        if is_opaque(&dir) {
+        if is_opaque(at, None) {
             break;
         }
     }
     Ok(seen)
 }
 
-fn walk<W: Write>(
-    tar: &mut TarWriter<W>,
-    layers: &[PathBuf],
-    rel: &Path,
-) -> Result<(), ImageError> {
-    for (name, m) in merged(layers, rel)? {
-        let rel_path = rel.join(&name);
-        let meta = std::fs::symlink_metadata(&m.source).map_err(fs_err("stat", &m.source))?;
-        tar.append(&m.source, &meta, &rel_path, None)?;
-        if !m.merge.is_empty() {
-            walk(tar, &m.merge, &rel_path)?;
+/// A merged directory being written: its layers' descriptors and its entries not yet written.
+struct Frame {
+    layers: Vec<OwnedFd>,
+    pending: Vec<(OsString, Merged)>,
+    path: PathBuf,
+}
+
+impl Frame {
+    fn new(layers: Vec<OwnedFd>, path: PathBuf) -> Result<Frame, ImageError> {
+        let mut pending: Vec<(OsString, Merged)> = merged(&layers, &path)?.into_iter().collect();
+        pending.reverse();
+        Ok(Frame {
+            layers,
+            pending,
+            path,
+        })
+    }
+}
+
+/// Writes the merged tree below the layers' roots, iteratively (see the module doc).
+fn walk<W: Write>(tar: &mut TarWriter<W>, roots: Vec<OwnedFd>) -> Result<(), ImageError> {
+    let mut stack = vec![Frame::new(roots, PathBuf::new())?];
+    while let Some(top) = stack.last_mut() {
+        let Some((name, m)) = top.pending.pop() else {
+            stack.pop();
+            continue;
+        };
+        let path = top.path.join(&name);
+        let at = top.layers[m.source].as_fd();
+        tar.append(at, &name, &m.st, &path, None)?;
+        if m.merge.is_empty() {
+            continue;
         }
+        let mut layers = Vec::with_capacity(m.merge.len());
+        for index in &m.merge {
+            let dir = tree::open_dir(top.layers[*index].as_fd(), &name)
+                .map_err(fs_err("open directory", &path))?;
+            layers.push(dir);
+        }
+        let frame = Frame::new(layers, path)?;
+        stack.push(frame);
     }
     Ok(())
 }
@@ -107,10 +149,20 @@ fn walk<W: Write>(
 /// Writes the merged root filesystem of `dirs` to `out` as a tar stream: owners, modes,
 /// mtimes, extended attributes, hard links, device nodes and FIFOs as they are.
 pub fn export(dirs: &RootfsDirs, out: &mut dyn Write) -> Result<(), ImageError> {
-    let mut layers = vec![dirs.upperdir.clone()];
-    layers.extend(dirs.lowerdirs.iter().cloned());
+    let mut roots = Vec::new();
+    for layer in std::iter::once(&dirs.upperdir).chain(&dirs.lowerdirs) {
+        let fd = nix::fcntl::open(
+            layer,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|errno| fs_err("open directory", layer)(errno.into()))?;
+        roots.push(fd);
+    }
     let mut tar = TarWriter::new(std::io::BufWriter::with_capacity(256 * 1024, out));
-    walk(&mut tar, &layers, Path::new(""))?;
+    walk(&mut tar, roots)?;
     tar.finish()?
         .flush()
         .map_err(fs_err("archive", &dirs.upperdir))

@@ -3,9 +3,11 @@
 //! A layer tar is untrusted input that berth unpacks as root, so extraction must not write
 //! outside the layer directory:
 //! - paths are made relative (a leading `/` is dropped) and any `..` component is refused;
-//! - every parent directory is checked with `lstat`: a missing one is created, a symlink (or
+//! - every entry is written relative to its parent directory's descriptor, found from the
+//!   previous entry's by descriptor ([`DirChain`]): a missing parent is created, a symlink (or
 //!   anything else that is not a directory) refuses the entry, so a symlink placed by an earlier
-//!   entry is never followed;
+//!   entry is never followed — and trees of any depth unpack, paths far past `PATH_MAX`
+//!   included;
 //! - files are created with `O_CREAT|O_EXCL|O_NOFOLLOW` after removing what was there, and
 //!   timestamps of symlinks are set without following them;
 //! - a hard link must point at an existing non-directory inside the layer.
@@ -17,14 +19,19 @@
 //! `trusted.overlay.opaque=y` attribute on its directory.
 
 use std::borrow::Cow;
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use berth_fs::tree::{self, DirChain};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
 
 use crate::content::{ContentStore, IngestWriter, PendingBlob};
@@ -55,13 +62,21 @@ pub fn apply_tar(reader: &mut dyn Read, root: &Path) -> Result<u64, ImageError> 
 
 /// [`apply_tar`], saying whether the unpack may chown and create device nodes.
 fn apply_tar_as(reader: &mut dyn Read, root: &Path, privileged: bool) -> Result<u64, ImageError> {
+    let root_fd = nix::fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| ImageError::fs("open directory", root)(errno.into()))?;
     let mut archive = tar::Archive::new(reader);
     let mut applier = Applier {
         root,
+        root_fd: root_fd.as_fd(),
+        chain: DirChain::new(root_fd.as_fd()),
+        targets: DirChain::new(root_fd.as_fd()),
         privileged,
         size: 0,
         directories: Vec::new(),
-        checked_dirs: std::collections::HashSet::new(),
     };
     let read_error = |source| ImageError::ReadArchive { source };
     for entry in archive.entries().map_err(read_error)? {
@@ -73,17 +88,19 @@ fn apply_tar_as(reader: &mut dyn Read, root: &Path, privileged: bool) -> Result<
 }
 
 struct Applier<'a> {
+    /// The layer directory (for messages).
     root: &'a Path,
+    root_fd: BorrowedFd<'a>,
+    /// The parents of the entry being written, open.
+    chain: DirChain<'a>,
+    /// The parents of hard link targets.
+    targets: DirChain<'a>,
     /// Only root may chown to other users; an unprivileged unpack keeps its own ids.
     privileged: bool,
     size: u64,
     /// Directories get their mode and mtime at the end: creating children changes the mtime,
     /// and a read-only mode would stop an unprivileged unpack from creating them.
-    directories: Vec<(PathBuf, u32, u64)>,
-    /// Relative paths already checked (or made) to be real directories. Only this unpack
-    /// changes the tree, so they stay directories until it removes something; every removal
-    /// empties the set.
-    checked_dirs: std::collections::HashSet<PathBuf>,
+    directories: Vec<(Vec<OsString>, u32, u64)>,
 }
 
 /// What the tar header says about ownership, mode and time.
@@ -94,7 +111,16 @@ struct Attributes {
     mtime: u64,
 }
 
-impl Applier<'_> {
+/// A relative path's components.
+fn parts(relative: &Path) -> Vec<&OsStr> {
+    relative.iter().collect()
+}
+
+impl<'a> Applier<'a> {
+    fn shown(&self, relative: &Path) -> PathBuf {
+        self.root.join(relative)
+    }
+
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ImageError> {
         let kind = entry.header().entry_type();
         if matches!(
@@ -121,63 +147,34 @@ impl Applier<'_> {
             mtime: header.mtime().unwrap_or(0),
         };
 
-        if let Some(name) = relative.file_name().and_then(|name| name.to_str()) {
-            if name == OPAQUE_WHITEOUT {
-                let dir = self.ensure_dir(relative.parent().unwrap_or(Path::new("")), &raw_path)?;
-                return xattr::set(&dir, OVERLAY_OPAQUE_XATTR, b"y")
-                    .map_err(ImageError::fs("mark opaque directory", dir));
-            }
-            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-                if hidden.starts_with(WHITEOUT_PREFIX) {
-                    return Ok(()); // aufs metadata (.wh..wh.plnk), meaningless here
-                }
-                let full =
-                    self.prepare_target(&relative.with_file_name(hidden), &raw_path, false)?;
-                let device = nix::sys::stat::makedev(0, 0);
-                return nix::sys::stat::mknod(&full, SFlag::S_IFCHR, Mode::empty(), device)
-                    .map_err(|errno| ImageError::fs("create whiteout", full)(errno.into()));
-            }
+        let components = parts(&relative);
+        let Some((name, parents)) = components.split_last() else {
+            return self.apply_root(kind, &raw_path, &attributes);
+        };
+        let name: &OsStr = name;
+
+        if let Some(done) = self.apply_whiteout(parents, name, &relative, &raw_path) {
+            return done;
         }
 
-        if relative.as_os_str().is_empty() {
-            // `./` itself: only a directory can describe the layer root.
-            if kind != EntryType::Directory {
-                return Err(unsafe_entry(
-                    &raw_path,
-                    "entry would replace the layer root",
-                ));
-            }
-            self.directories
-                .push((self.root.to_path_buf(), attributes.mode, attributes.mtime));
-            return self.chown(self.root, &attributes);
-        }
-
+        let shown = self.shown(&relative);
         let xattrs = pax_xattrs(entry)?;
-        let full = match kind {
+        match kind {
             EntryType::Regular | EntryType::Continuous => {
-                self.create_file(entry, &relative, &raw_path, &attributes)?
+                self.create_file(entry, parents, name, &raw_path, &attributes)?;
             }
-            EntryType::Directory => self.create_dir(&relative, &raw_path, &attributes)?,
+            EntryType::Directory => self.create_dir(parents, name, &raw_path, &attributes)?,
             EntryType::Symlink => {
                 let target = link_name(entry, &raw_path)?;
-                let full = self.prepare_target(&relative, &raw_path, false)?;
-                std::os::unix::fs::symlink(&target, &full)
-                    .map_err(ImageError::fs("create symlink", &full))?;
-                self.chown(&full, &attributes)?;
-                set_mtime_nofollow(&full, attributes.mtime)?;
-                full
+                self.prepare_target(parents, name, &raw_path, false)?;
+                let parent = self.parent(parents, &raw_path)?;
+                nix::unistd::symlinkat(target.as_os_str(), parent, name)
+                    .map_err(|errno| ImageError::fs("create symlink", &shown)(errno.into()))?;
+                self.chown_at(parents, name, &raw_path, &attributes)?;
+                self.mtime_at(parents, name, &raw_path, attributes.mtime)?;
             }
             EntryType::Link => {
-                let target = sanitize(&link_name(entry, &raw_path)?)?;
-                let target_full = self.existing_link_target(&target, &raw_path)?;
-                if target == relative {
-                    return Ok(()); // a link to itself: the file is already there
-                }
-                let full = self.prepare_target(&relative, &raw_path, false)?;
-                // linkat without AT_SYMLINK_FOLLOW: links a symlink itself, never its target.
-                fs::hard_link(&target_full, &full)
-                    .map_err(ImageError::fs("create hard link", &full))?;
-                return Ok(());
+                return self.create_hard_link(entry, parents, name, &relative, &raw_path);
             }
             EntryType::Char | EntryType::Block if !self.privileged => {
                 return Err(unsafe_entry(
@@ -186,49 +183,143 @@ impl Applier<'_> {
                 ));
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                self.create_node(entry, kind, &relative, &raw_path, &attributes)?
+                self.create_node(entry, kind, parents, name, &raw_path, &attributes)?;
             }
             _ => return Err(unsafe_entry(&raw_path, "unsupported entry type")),
-        };
-        for (name, value) in xattrs {
-            set_xattr(&full, &name, &value)?;
+        }
+        if !xattrs.is_empty() {
+            let parent = self.parent(parents, &raw_path)?;
+            let path = tree::fd_path(parent, Some(name));
+            for (key, value) in xattrs {
+                set_xattr(&path, &key, &value)?;
+            }
         }
         Ok(())
     }
 
-    /// A directory (kept if it exists), owned as the entry says; its mode and time are set
-    /// after the whole layer, since later entries change it.
-    fn create_dir(
+    /// `./` itself: only a directory can describe the layer root.
+    fn apply_root(
         &mut self,
-        relative: &Path,
+        kind: EntryType,
         raw_path: &Path,
         attributes: &Attributes,
-    ) -> Result<PathBuf, ImageError> {
-        let full = self.prepare_target(relative, raw_path, true)?;
-        if fs::symlink_metadata(&full).is_err() {
-            DirBuilder::new()
-                .mode(0o700)
-                .create(&full)
-                .map_err(ImageError::fs("create directory", &full))?;
+    ) -> Result<(), ImageError> {
+        if kind != EntryType::Directory {
+            return Err(unsafe_entry(raw_path, "entry would replace the layer root"));
         }
-        self.chown(&full, attributes)?;
         self.directories
-            .push((full.clone(), attributes.mode, attributes.mtime));
-        Ok(full)
+            .push((Vec::new(), attributes.mode, attributes.mtime));
+        if self.privileged {
+            nix::unistd::fchown(
+                self.root_fd,
+                Some(Uid::from_raw(id(attributes.uid))),
+                Some(Gid::from_raw(id(attributes.gid))),
+            )
+            .map_err(|errno| ImageError::fs("chown", self.root)(errno.into()))?;
+        }
+        Ok(())
     }
 
-    /// A device node or FIFO (devices only with privileges: checked by the caller), with the
-    /// entry's exact mode, owner and time.
+    /// An opaque-directory marker or a whiteout: `Some` with the outcome when `name` is one.
+    fn apply_whiteout(
+        &mut self,
+        parents: &[&OsStr],
+        name: &OsStr,
+        relative: &Path,
+        raw_path: &Path,
+    ) -> Option<Result<(), ImageError>> {
+        let text = name.to_str()?;
+        if text == OPAQUE_WHITEOUT {
+            let shown = self.shown(relative.parent().unwrap_or(Path::new("")));
+            let marked = self.parent(parents, raw_path).and_then(|dir| {
+                let path = tree::fd_path(dir, None);
+                xattr::set_deref(&path, OVERLAY_OPAQUE_XATTR, b"y")
+                    .map_err(ImageError::fs("mark opaque directory", shown))
+            });
+            return Some(marked);
+        }
+        let hidden = text.strip_prefix(WHITEOUT_PREFIX)?;
+        if hidden.starts_with(WHITEOUT_PREFIX) {
+            return Some(Ok(())); // aufs metadata (.wh..wh.plnk), meaningless here
+        }
+        let hidden = OsStr::new(hidden);
+        let shown = self.shown(&relative.with_file_name(hidden));
+        let made = self
+            .prepare_target(parents, hidden, raw_path, false)
+            .and_then(|_| self.parent(parents, raw_path))
+            .and_then(|parent| {
+                nix::sys::stat::mknodat(parent, hidden, SFlag::S_IFCHR, Mode::empty(), 0)
+                    .map_err(|errno| ImageError::fs("create whiteout", shown)(errno.into()))
+            });
+        Some(made)
+    }
+
+    fn create_dir(
+        &mut self,
+        parents: &[&OsStr],
+        name: &OsStr,
+        raw_path: &Path,
+        attributes: &Attributes,
+    ) -> Result<(), ImageError> {
+        let shown = self.shown(raw_path);
+        let exists = self.prepare_target(parents, name, raw_path, true)?;
+        let parent = self.parent(parents, raw_path)?;
+        if !exists {
+            nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(0o700))
+                .map_err(|errno| ImageError::fs("create directory", &shown)(errno.into()))?;
+        }
+        self.chown_at(parents, name, raw_path, attributes)?;
+        let mut dir_parts: Vec<OsString> = parents.iter().map(|p| (*p).to_owned()).collect();
+        dir_parts.push(name.to_owned());
+        self.directories
+            .push((dir_parts, attributes.mode, attributes.mtime));
+        Ok(())
+    }
+
+    fn create_hard_link<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        parents: &[&OsStr],
+        name: &OsStr,
+        relative: &Path,
+        raw_path: &Path,
+    ) -> Result<(), ImageError> {
+        let shown = self.shown(relative);
+        let target = sanitize(&link_name(entry, raw_path)?)?;
+        self.check_link_target(&target, raw_path)?;
+        if target == relative {
+            return Ok(()); // a link to itself: the file is already there
+        }
+        self.prepare_target(parents, name, raw_path, false)?;
+        let target_parts = parts(&target);
+        let Some((target_name, target_parents)) = target_parts.split_last() else {
+            return Err(unsafe_entry(raw_path, "hard link to the layer root"));
+        };
+        let source = self
+            .targets
+            .dir(target_parents, None)
+            .map_err(|_| unsafe_entry(raw_path, "hard link target does not exist in the layer"))?;
+        let parent = self
+            .chain
+            .dir(parents, None)
+            .map_err(ImageError::fs("open directory", &shown))?;
+        // linkat without AT_SYMLINK_FOLLOW: links a symlink itself, never its target.
+        nix::unistd::linkat(source, *target_name, parent, name, AtFlags::empty())
+            .map_err(|errno| ImageError::fs("create hard link", &shown)(errno.into()))
+    }
+
     fn create_node<R: Read>(
         &mut self,
         entry: &tar::Entry<'_, R>,
         kind: EntryType,
-        relative: &Path,
+        parents: &[&OsStr],
+        name: &OsStr,
         raw_path: &Path,
         attributes: &Attributes,
-    ) -> Result<PathBuf, ImageError> {
+    ) -> Result<(), ImageError> {
+        let shown = self.shown(raw_path);
         let read_error = |source| ImageError::ReadArchive { source };
-        let full = self.prepare_target(relative, raw_path, false)?;
+        self.prepare_target(parents, name, raw_path, false)?;
         let header = entry.header();
         let (file_type, device) = match kind {
             EntryType::Fifo => (SFlag::S_IFIFO, 0),
@@ -247,32 +338,60 @@ impl Applier<'_> {
             }
         };
         let mode = Mode::from_bits_truncate(attributes.mode);
-        nix::sys::stat::mknod(&full, file_type, mode, device)
-            .map_err(|errno| ImageError::fs("create device node", &full)(errno.into()))?;
-        self.chown(&full, attributes)?;
-        // mknod applies the umask; chmod sets the mode exactly (the node was just
-        // created by us, so following it cannot leave the layer).
-        fs::set_permissions(&full, fs::Permissions::from_mode(attributes.mode))
-            .map_err(ImageError::fs("chmod", &full))?;
-        set_mtime_nofollow(&full, attributes.mtime)?;
-        Ok(full)
+        let parent = self.parent(parents, raw_path)?;
+        nix::sys::stat::mknodat(parent, name, file_type, mode, device)
+            .map_err(|errno| ImageError::fs("create device node", &shown)(errno.into()))?;
+        self.chown_at(parents, name, raw_path, attributes)?;
+        // mknod applies the umask; chmod sets the mode exactly (the node was just created by
+        // us: it is no symlink to follow).
+        let parent = self.parent(parents, raw_path)?;
+        nix::sys::stat::fchmodat(parent, name, mode, FchmodatFlags::FollowSymlink)
+            .map_err(|errno| ImageError::fs("chmod", &shown)(errno.into()))?;
+        self.mtime_at(parents, name, raw_path, attributes.mtime)
+    }
+
+    /// The directory `parents` (made when missing); a symlink or non-directory on the way
+    /// refuses the entry.
+    fn parent(
+        &mut self,
+        parents: &[&OsStr],
+        raw_path: &Path,
+    ) -> Result<BorrowedFd<'_>, ImageError> {
+        let root = self.root;
+        self.chain
+            .dir(parents, Some(0o755))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => unsafe_entry(raw_path, "a parent directory is a symlink"),
+                Some(libc::ENOTDIR) => unsafe_entry(raw_path, "a parent is not a directory"),
+                _ => {
+                    let mut shown = root.to_path_buf();
+                    shown.extend(parents);
+                    ImageError::fs("create directory", shown)(e)
+                }
+            })
     }
 
     fn create_file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-        relative: &Path,
+        parents: &[&OsStr],
+        name: &OsStr,
         raw_path: &Path,
         attributes: &Attributes,
-    ) -> Result<PathBuf, ImageError> {
-        let full = self.prepare_target(relative, raw_path, false)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&full)
-            .map_err(ImageError::fs("create file", &full))?;
+    ) -> Result<(), ImageError> {
+        let mut shown = self.root.to_path_buf();
+        shown.extend(parents);
+        shown.push(name);
+        self.prepare_target(parents, name, raw_path, false)?;
+        let parent = self.parent(parents, raw_path)?;
+        let fd = nix::fcntl::openat(
+            parent,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|errno| ImageError::fs("create file", &shown)(errno.into()))?;
+        let mut file = fs::File::from(fd);
         let expected = entry.size();
         let mut buffer = vec![0u8; 128 * 1024];
         let mut copied = 0u64;
@@ -284,7 +403,7 @@ impl Applier<'_> {
                 Err(source) => return Err(ImageError::ReadArchive { source }),
             };
             file.write_all(&buffer[..n])
-                .map_err(ImageError::fs("write", &full))?;
+                .map_err(ImageError::fs("write", &shown))?;
             copied += n as u64;
         }
         if copied != expected {
@@ -296,125 +415,159 @@ impl Applier<'_> {
         }
         if self.privileged {
             std::os::unix::fs::fchown(&file, Some(id(attributes.uid)), Some(id(attributes.gid)))
-                .map_err(ImageError::fs("chown", &full))?;
+                .map_err(ImageError::fs("chown", &shown))?;
         }
         // After chown, which clears setuid/setgid.
         file.set_permissions(fs::Permissions::from_mode(attributes.mode))
-            .map_err(ImageError::fs("chmod", &full))?;
+            .map_err(ImageError::fs("chmod", &shown))?;
         file.set_modified(unix_time(attributes.mtime))
-            .map_err(ImageError::fs("set mtime", &full))?;
+            .map_err(ImageError::fs("set mtime", &shown))?;
         self.size += expected;
-        Ok(full)
+        Ok(())
     }
 
-    /// Checks (creating missing directories) every parent of `relative`, then clears the way
-    /// for the new entry: an existing directory stays when `keep_dir`, anything else goes.
+    /// Checks (creating missing directories) every parent of the entry, then clears the way
+    /// for it: an existing directory stays when `keep_dir`, anything else goes. Returns
+    /// whether a (kept) directory is there.
     fn prepare_target(
         &mut self,
-        relative: &Path,
+        parents: &[&OsStr],
+        name: &OsStr,
         raw_path: &Path,
         keep_dir: bool,
-    ) -> Result<PathBuf, ImageError> {
-        if let Some(parent) = relative.parent() {
-            self.ensure_dir(parent, raw_path)?;
-        }
-        let full = self.root.join(relative);
-        match fs::symlink_metadata(&full) {
-            Ok(meta) if meta.is_dir() && keep_dir => {}
-            Ok(meta) if meta.is_dir() => {
-                self.checked_dirs.clear();
-                fs::remove_dir_all(&full).map_err(ImageError::fs("replace directory", &full))?
+    ) -> Result<bool, ImageError> {
+        let root = self.root;
+        let shown = || {
+            let mut shown = root.to_path_buf();
+            shown.extend(parents);
+            shown.push(name);
+            shown
+        };
+        let parent = self.parent(parents, raw_path)?;
+        let existing = match nix::sys::stat::fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(nix::Error::ENOENT) => return Ok(false),
+            Err(errno) => return Err(ImageError::fs("inspect", shown())(errno.into())),
+        };
+        if tree::is_type(&existing, libc::S_IFDIR) {
+            if keep_dir {
+                return Ok(true);
             }
-            Ok(_) => {
-                self.checked_dirs.clear();
-                fs::remove_file(&full).map_err(ImageError::fs("replace", &full))?
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ImageError::fs("inspect", &full)(e)),
+            tree::remove_all_at(parent, name)
+                .map_err(ImageError::fs("replace directory", shown()))?;
+            // Hard link targets may have been below it.
+            self.targets.reset();
+        } else {
+            nix::unistd::unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)
+                .map_err(|errno| ImageError::fs("replace", shown())(errno.into()))?;
         }
-        Ok(full)
-    }
-
-    /// Makes sure `relative` is a real directory inside the root, creating missing components
-    /// (mode 0755, like tar). A symlink or a non-directory on the way refuses the entry.
-    fn ensure_dir(&mut self, relative: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
-        if self.checked_dirs.contains(relative) {
-            return Ok(self.root.join(relative));
-        }
-        let mut current = self.root.to_path_buf();
-        let mut prefix = PathBuf::new();
-        for component in relative.components() {
-            current.push(component);
-            prefix.push(component);
-            if self.checked_dirs.contains(&prefix) {
-                continue;
-            }
-            match fs::symlink_metadata(&current) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(unsafe_entry(raw_path, "a parent directory is a symlink"));
-                }
-                Ok(_) => return Err(unsafe_entry(raw_path, "a parent is not a directory")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    DirBuilder::new()
-                        .mode(0o755)
-                        .create(&current)
-                        .map_err(ImageError::fs("create directory", &current))?;
-                }
-                Err(e) => return Err(ImageError::fs("inspect", &current)(e)),
-            }
-            self.checked_dirs.insert(prefix.clone());
-        }
-        Ok(current)
+        Ok(false)
     }
 
     /// A hard link target: must already exist in this layer, not be a directory, and be
     /// reachable without symlinks.
-    fn existing_link_target(&self, target: &Path, raw_path: &Path) -> Result<PathBuf, ImageError> {
-        if target.as_os_str().is_empty() {
+    fn check_link_target(&mut self, target: &Path, raw_path: &Path) -> Result<(), ImageError> {
+        let target_parts = parts(target);
+        let Some((name, parents)) = target_parts.split_last() else {
             return Err(unsafe_entry(raw_path, "hard link to the layer root"));
-        }
-        let mut current = self.root.to_path_buf();
-        let count = target.components().count();
-        for (index, component) in target.components().enumerate() {
-            current.push(component);
-            let last = index + 1 == count;
-            match fs::symlink_metadata(&current) {
-                Ok(meta) if !last && meta.is_dir() => {}
-                Ok(meta) if last && !meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(unsafe_entry(
-                        raw_path,
-                        "hard link target is not a file inside the layer",
-                    ));
-                }
-                Err(_) => {
-                    return Err(unsafe_entry(
-                        raw_path,
-                        "hard link target does not exist in the layer",
-                    ));
-                }
+        };
+        let missing = || unsafe_entry(raw_path, "hard link target does not exist in the layer");
+        let parent = match self.targets.dir(parents, None) {
+            Ok(parent) => parent,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                return Err(unsafe_entry(
+                    raw_path,
+                    "hard link target is not a file inside the layer",
+                ));
             }
+            Err(_) => return Err(missing()),
+        };
+        match nix::sys::stat::fstatat(parent, *name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if !tree::is_type(&st, libc::S_IFDIR) => Ok(()),
+            Ok(_) => Err(unsafe_entry(
+                raw_path,
+                "hard link target is not a file inside the layer",
+            )),
+            Err(_) => Err(missing()),
         }
-        Ok(current)
     }
 
-    fn chown(&self, path: &Path, attributes: &Attributes) -> Result<(), ImageError> {
+    fn chown_at(
+        &mut self,
+        parents: &[&OsStr],
+        name: &OsStr,
+        raw_path: &Path,
+        attributes: &Attributes,
+    ) -> Result<(), ImageError> {
         if !self.privileged {
             return Ok(());
         }
-        std::os::unix::fs::lchown(path, Some(id(attributes.uid)), Some(id(attributes.gid)))
-            .map_err(ImageError::fs("chown", path))
+        let root = self.root;
+        let parent = self.parent(parents, raw_path)?;
+        nix::unistd::fchownat(
+            parent,
+            name,
+            Some(Uid::from_raw(id(attributes.uid))),
+            Some(Gid::from_raw(id(attributes.gid))),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|errno| ImageError::fs("chown", root.join(raw_path))(errno.into()))
     }
 
+    fn mtime_at(
+        &mut self,
+        parents: &[&OsStr],
+        name: &OsStr,
+        raw_path: &Path,
+        mtime: u64,
+    ) -> Result<(), ImageError> {
+        let root = self.root;
+        let parent = self.parent(parents, raw_path)?;
+        let time = TimeSpec::new(
+            libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX),
+            0,
+        );
+        nix::sys::stat::utimensat(parent, name, &time, &time, UtimensatFlags::NoFollowSymlink)
+            .map_err(|errno| ImageError::fs("set mtime", root.join(raw_path))(errno.into()))
+    }
+
+    /// Gives each directory its mode and mtime, children before parents (so a restrictive
+    /// parent mode cannot block them), each found by descriptor. A directory a later entry
+    /// replaced is skipped.
     fn finish_directories(&mut self) -> Result<(), ImageError> {
-        // Deepest first, so a restrictive parent mode cannot block its children.
-        self.directories
-            .sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
-        for (path, mode, mtime) in &self.directories {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                .map_err(ImageError::fs("chmod", path))?;
-            set_mtime_nofollow(path, *mtime)?;
+        self.directories.sort();
+        let mut chain = DirChain::new(self.root_fd);
+        for (dir_parts, mode, mtime) in self.directories.iter().rev() {
+            let time = TimeSpec::new(
+                libc::time_t::try_from(*mtime).unwrap_or(libc::time_t::MAX),
+                0,
+            );
+            let mode = Mode::from_bits_truncate(*mode);
+            let mut shown = self.root.to_path_buf();
+            shown.extend(dir_parts);
+            let set = |fd: BorrowedFd<'_>| -> Result<(), ImageError> {
+                nix::sys::stat::fchmod(fd, mode)
+                    .map_err(|errno| ImageError::fs("chmod", &shown)(errno.into()))?;
+                nix::sys::stat::futimens(fd, &time, &time)
+                    .map_err(|errno| ImageError::fs("set mtime", &shown)(errno.into()))
+            };
+            let Some((name, parents)) = dir_parts.split_last() else {
+                set(self.root_fd)?;
+                continue;
+            };
+            let parents: Vec<&OsStr> = parents.iter().map(OsString::as_os_str).collect();
+            let Ok(parent) = chain.dir(&parents, None) else {
+                continue;
+            };
+            match tree::open_dir(parent, name) {
+                Ok(dir) => set(dir.as_fd())?,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) => {}
+                Err(e) => return Err(ImageError::fs("open directory", &shown)(e)),
+            }
         }
         Ok(())
     }
@@ -475,19 +628,6 @@ pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), Ima
         }
         result => result.map_err(ImageError::fs("set extended attribute", path)),
     }
-}
-
-pub(crate) fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<(), ImageError> {
-    let seconds = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
-    let time = TimeSpec::new(seconds, 0);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &time,
-        &time,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|errno| ImageError::fs("set mtime", path)(errno.into()))
 }
 
 pub(crate) fn unix_time(seconds: u64) -> SystemTime {

@@ -55,19 +55,10 @@ pub(crate) fn remove_via_trash(trash: &Path, path: &Path) -> Result<(), ImageErr
     }
 }
 
-/// Removes a file, symlink or directory tree (no error when it is already gone).
+/// Removes a file, symlink or directory tree (no error when it is already gone). Iterative and
+/// by descriptor: a container's writable layer may be of any depth.
 pub(crate) fn remove_tree(path: &Path) -> Result<(), ImageError> {
-    let result = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) => Err(e),
-    };
-    match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(ImageError::fs("remove", path)(e))
-        }
-        _ => Ok(()),
-    }
+    berth_fs::tree::remove_tree(path).map_err(ImageError::fs("remove", path))
 }
 
 /// Removes everything inside `dir` (the trash, the ingest area).

@@ -3,12 +3,21 @@
 //! hard links as link entries (the second and later names of an inode), device nodes and FIFOs
 //! with their numbers, and OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`). Sockets are skipped,
 //! as Docker skips them. overlayfs' own `trusted.overlay.*` attributes never leave the host.
+//!
+//! Entries are read by descriptor: each is named by its parent directory's descriptor and its
+//! name there (a walk of [`berth_fs::tree`]), so trees of any depth archive whole, and a
+//! file's content is read only from the regular file the walk listed
+//! ([`berth_fs::tree::open_regular`]).
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
+use std::ffi::OsStr;
+use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
+
+use berth_fs::tree;
+use nix::sys::stat::FileStat;
 
 use crate::error::ImageError;
 
@@ -44,36 +53,37 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// For a file with several links: the name it was first written under, if it was.
-    pub(crate) fn linked_name(&self, meta: &Metadata) -> Option<&Path> {
-        if meta.nlink() > 1 {
+    pub(crate) fn linked_name(&self, st: &FileStat) -> Option<&Path> {
+        if st.st_nlink > 1 {
             self.links
-                .get(&(meta.dev(), meta.ino()))
+                .get(&(st.st_dev, st.st_ino))
                 .map(PathBuf::as_path)
         } else {
             None
         }
     }
 
-    /// Appends the file at `source` (not followed if a symlink) as `name`. The content of a
-    /// regular file is also copied to `copy`, when given (commit writes the snapshot from the
-    /// same read).
+    /// Appends the entry `entry` of directory `at` (not followed if a symlink), whose stat is
+    /// `st`, as `name`. The content of a regular file is also copied to `copy`, when given
+    /// (commit writes the snapshot from the same read).
     pub(crate) fn append(
         &mut self,
-        source: &Path,
-        meta: &Metadata,
+        at: BorrowedFd<'_>,
+        entry: &OsStr,
+        st: &FileStat,
         name: &Path,
         copy: Option<&mut dyn Write>,
     ) -> Result<Written, ImageError> {
-        let file_type = meta.file_type();
-        if file_type.is_socket() {
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFSOCK {
             return Ok(Written::Skipped);
         }
         let write_error = |source| ImageError::BuildLayer { source };
-        if file_type.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
+        if kind == libc::S_IFREG && st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key) {
                 let first = first.clone();
-                let mut header = self.header(meta, tar::EntryType::Link);
+                let mut header = self.header(st, tar::EntryType::Link);
                 header.set_size(0);
                 self.builder
                     .append_link(&mut header, name, &first)
@@ -82,50 +92,51 @@ impl<W: Write> TarWriter<W> {
             }
             self.links.insert(key, name.to_path_buf());
         }
-        self.write_xattrs(source, name)?;
-        if file_type.is_dir() {
-            let mut header = self.header(meta, tar::EntryType::Directory);
+        // The entry's own attributes (`l*` calls on /proc/self/fd/<dir>/<entry>).
+        let source = tree::fd_path(at, Some(entry));
+        self.write_xattrs(&source, name)?;
+        if kind == libc::S_IFDIR {
+            let mut header = self.header(st, tar::EntryType::Directory);
             header.set_size(0);
             self.builder
                 .append_data(&mut header, dir_name(name), io::empty())
                 .map_err(write_error)?;
-        } else if file_type.is_symlink() {
-            let target = fs::read_link(source).map_err(ImageError::fs("read link", source))?;
-            let mut header = self.header(meta, tar::EntryType::Symlink);
+        } else if kind == libc::S_IFLNK {
+            let target = nix::fcntl::readlinkat(at, entry)
+                .map_err(|errno| ImageError::fs("read link", name)(errno.into()))?;
+            let mut header = self.header(st, tar::EntryType::Symlink);
             header.set_size(0);
             self.builder
-                .append_link(&mut header, name, &target)
+                .append_link(&mut header, name, Path::new(&target))
                 .map_err(write_error)?;
-        } else if file_type.is_file() {
-            let mut header = self.header(meta, tar::EntryType::Regular);
-            header.set_size(meta.len());
-            let file = fs::File::open(source).map_err(ImageError::fs("open", source))?;
+        } else if kind == libc::S_IFREG {
+            let size = u64::try_from(st.st_size).unwrap_or(0);
+            let mut header = self.header(st, tar::EntryType::Regular);
+            header.set_size(size);
+            let file = tree::open_regular(at, entry, st).map_err(ImageError::fs("open", name))?;
             let mut reader = CopyingReader {
                 inner: file,
                 copy,
-                remaining: meta.len(),
+                remaining: size,
                 copy_error: None,
             };
             let result = self.builder.append_data(&mut header, name, &mut reader);
             if let Some(e) = reader.copy_error.take() {
-                return Err(ImageError::fs("write copy of", source)(e));
+                return Err(ImageError::fs("write copy of", name)(e));
             }
-            result.map_err(|e| ImageError::fs("archive", source)(e))?;
+            result.map_err(|e| ImageError::fs("archive", name)(e))?;
         } else {
-            let kind = if file_type.is_char_device() {
-                tar::EntryType::Char
-            } else if file_type.is_block_device() {
-                tar::EntryType::Block
-            } else {
-                tar::EntryType::Fifo
+            let kind = match kind {
+                libc::S_IFCHR => tar::EntryType::Char,
+                libc::S_IFBLK => tar::EntryType::Block,
+                _ => tar::EntryType::Fifo,
             };
-            let mut header = self.header(meta, kind);
+            let mut header = self.header(st, kind);
             header.set_size(0);
             if kind != tar::EntryType::Fifo {
-                let rdev = meta.rdev();
                 let (major, minor) = (
-                    nix::sys::stat::major(rdev) as u32,
-                    nix::sys::stat::minor(rdev) as u32,
+                    nix::sys::stat::major(st.st_rdev) as u32,
+                    nix::sys::stat::minor(st.st_rdev) as u32,
                 );
                 header.set_device_major(major).map_err(write_error)?;
                 header.set_device_minor(minor).map_err(write_error)?;
@@ -169,13 +180,13 @@ impl<W: Write> TarWriter<W> {
             .map_err(|source| ImageError::BuildLayer { source })
     }
 
-    fn header(&self, meta: &Metadata, kind: tar::EntryType) -> tar::Header {
+    fn header(&self, st: &FileStat, kind: tar::EntryType) -> tar::Header {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
-        header.set_mode(meta.mode() & 0o7777);
-        header.set_uid(u64::from(meta.uid()));
-        header.set_gid(u64::from(meta.gid()));
-        header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
+        header.set_mode(st.st_mode & 0o7777);
+        header.set_uid(u64::from(st.st_uid));
+        header.set_gid(u64::from(st.st_gid));
+        header.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
         header
     }
 

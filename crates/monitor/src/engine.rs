@@ -516,11 +516,15 @@ fn read_pid_file(path: &Path) -> Result<i32, MonitorError> {
 }
 
 /// Runtime settings for a container whose run dir is `<exec_root>/containers/<id>`: compiled
-/// seccomp filters are cached in `<exec_root>/seccomp`, so each daemon keeps its own.
+/// seccomp filters are cached in `<exec_root>/seccomp`, so each daemon keeps its own; the
+/// container's processes die with the monitor.
 fn runtime_options(run_dir: &std::path::Path) -> berth_runtime::RuntimeOptions {
     let exec_root = run_dir.parent().and_then(std::path::Path::parent);
     berth_runtime::RuntimeOptions {
         seccomp_cache: exec_root.map(|root| root.join("seccomp")),
+        // The monitor is the container's parent: if it dies (kill -9), the container goes
+        // with it rather than running on unobserved.
+        die_with_parent: true,
     }
 }
 

@@ -15,15 +15,42 @@
 //! When `<log>` reaches `max_size` it is renamed to `<log>.1` (older ones shift up, the oldest
 //! beyond `max_files` is overwritten) and a new `<log>` is started. The file is append-only and
 //! never fsynced per line: a crash may lose the tail, never corrupt earlier entries.
+//!
+//! **A full disk.** Encoded entries wait in a buffer until written. A write that stops short
+//! (`ENOSPC` after part of a batch) is cut back to the last whole entry (`ftruncate`), so no
+//! half-written entry is ever fused with its retry; what was not written stays buffered and is
+//! retried every [`RETRY_INTERVAL`]. The buffer is bounded by `max_buffer` (Docker's
+//! `max-buffer-size`, [`DEFAULT_MAX_BUFFER`]): in [`LogMode::Blocking`] (Docker's default)
+//! the monitor stops reading the container's output while it is full ([`LogFile::is_full`]),
+//! so the container blocks on its pipe as it would on a full pipe; in
+//! [`LogMode::NonBlocking`] entries that do not fit are dropped and counted
+//! ([`LogFile::dropped`]).
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::MonitorError;
 
 /// A partial line is cut into an entry of its own at this size (Docker's buffer size).
 pub const MAX_LINE: usize = 16 * 1024;
+
+/// The most encoded entries held unwritten (Docker's default `max-buffer-size`, 1 MB).
+pub const DEFAULT_MAX_BUFFER: usize = 1024 * 1024;
+
+/// How often entries that could not be written (a full disk) are tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What happens to output the log cannot take yet (Docker's `mode` log option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogMode {
+    /// The container waits (its output is not read) until the log has room.
+    #[default]
+    Blocking,
+    /// Entries that do not fit in the buffer are dropped and counted.
+    NonBlocking,
+}
 
 /// Which output stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +93,15 @@ pub struct LogFile {
     max_size: u64,
     max_files: u32,
     partials: [Partial; 2],
-    /// Encoded entries not yet written (one write per chunk of output, not per line).
+    /// Encoded entries not yet written (one write per chunk of output, not per line); only
+    /// whole entries.
     pending: Vec<u8>,
+    mode: LogMode,
+    max_buffer: usize,
+    /// Entries dropped for want of room ([`LogMode::NonBlocking`]).
+    dropped: u64,
+    /// After a failed write: not before this instant again.
+    retry_at: Option<Instant>,
 }
 
 impl LogFile {
@@ -90,7 +124,50 @@ impl LogFile {
             max_files: max_files.max(1),
             partials: Default::default(),
             pending: Vec::new(),
+            mode: LogMode::Blocking,
+            max_buffer: DEFAULT_MAX_BUFFER,
+            dropped: 0,
+            retry_at: None,
         })
+    }
+
+    /// Sets what happens to output the log cannot take yet, and how much it holds (at least
+    /// one whole entry's worth).
+    pub fn set_buffering(&mut self, mode: LogMode, max_buffer: usize) {
+        self.mode = mode;
+        self.max_buffer = max_buffer.max(2 * MAX_LINE);
+    }
+
+    /// In blocking mode: the buffer is full, stop reading the container's output until
+    /// [`LogFile::retry`] made room.
+    pub fn is_full(&self) -> bool {
+        self.mode == LogMode::Blocking && self.pending.len() >= self.max_buffer
+    }
+
+    /// Entries dropped so far for want of room (non-blocking mode).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Bytes of encoded entries waiting to be written.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// When unwritten entries are due to be tried again.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| !self.pending.is_empty())
+    }
+
+    /// Writes what is buffered if a retry is due at `now`.
+    pub fn retry(&mut self, now: Instant) -> Result<(), MonitorError> {
+        match self.retry_at() {
+            Some(at) if at <= now => {
+                self.retry_at = None;
+                self.write_pending_at(now)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Logs a chunk of output: complete lines become entries, the rest is held.
@@ -107,12 +184,12 @@ impl LogFile {
             let (line, tail) = rest.split_at(newline + 1);
             let partial = &mut self.partials[stream.index()];
             if partial.bytes.is_empty() {
-                self.emit(stream, line, &time)?;
+                self.emit(stream, line, &time);
             } else {
                 let mut joined = std::mem::take(&mut partial.bytes);
                 partial.since = None;
                 joined.extend_from_slice(line);
-                self.emit(stream, &joined, &time)?;
+                self.emit(stream, &joined, &time);
                 // Keep the allocation for the next partial line.
                 joined.clear();
                 self.partials[stream.index()].bytes = joined;
@@ -128,13 +205,13 @@ impl LogFile {
                     .bytes
                     .drain(..MAX_LINE)
                     .collect();
-                self.emit(stream, &chunk, &time)?;
+                self.emit(stream, &chunk, &time);
             }
             if self.partials[stream.index()].bytes.is_empty() {
                 self.partials[stream.index()].since = None;
             }
         }
-        self.write_pending()
+        self.write_pending_at(now_mono)
     }
 
     /// Writes out held partial lines older than `max_age`.
@@ -149,17 +226,19 @@ impl LogFile {
                 .since
                 .is_some_and(|since| now_mono.duration_since(since) >= max_age);
             if stale {
-                self.flush_partial(stream, now)?;
+                self.flush_partial(stream, now);
             }
         }
-        self.write_pending()
+        self.write_pending_at(now_mono)
     }
 
     /// Writes out every held partial line (at exit).
     pub fn flush_partials(&mut self, now: SystemTime) -> Result<(), MonitorError> {
-        self.flush_partial(Stream::Stdout, now)?;
-        self.flush_partial(Stream::Stderr, now)?;
-        self.write_pending()
+        self.flush_partial(Stream::Stdout, now);
+        self.flush_partial(Stream::Stderr, now);
+        // The last chance: try now, whatever the retry schedule says.
+        self.retry_at = None;
+        self.write_pending_at(Instant::now())
     }
 
     /// When the oldest held partial line started waiting.
@@ -167,16 +246,18 @@ impl LogFile {
         self.partials.iter().filter_map(|p| p.since).min()
     }
 
-    fn flush_partial(&mut self, stream: Stream, now: SystemTime) -> Result<(), MonitorError> {
+    fn flush_partial(&mut self, stream: Stream, now: SystemTime) {
         let bytes = std::mem::take(&mut self.partials[stream.index()].bytes);
         self.partials[stream.index()].since = None;
         if !bytes.is_empty() {
-            self.emit(stream, &bytes, &rfc3339_nano(now))?;
+            self.emit(stream, &bytes, &rfc3339_nano(now));
         }
-        Ok(())
     }
 
-    fn emit(&mut self, stream: Stream, line: &[u8], time: &str) -> Result<(), MonitorError> {
+    /// Encodes one entry into the buffer (or, in non-blocking mode with the buffer full,
+    /// drops and counts it).
+    fn emit(&mut self, stream: Stream, line: &[u8], time: &str) {
+        let start = self.pending.len();
         self.pending.extend_from_slice(b"{\"log\":");
         escape_json_bytes(&mut self.pending, line);
         self.pending.extend_from_slice(b",\"stream\":\"");
@@ -184,30 +265,92 @@ impl LogFile {
         self.pending.extend_from_slice(b"\",\"time\":\"");
         self.pending.extend_from_slice(time.as_bytes());
         self.pending.extend_from_slice(b"\"}\n");
-        if self.max_size > 0 && self.size + self.pending.len() as u64 >= self.max_size {
-            self.write_pending()?;
-            self.rotate()?;
+        if self.mode == LogMode::NonBlocking && self.pending.len() > self.max_buffer {
+            self.pending.truncate(start);
+            self.dropped += 1;
         }
-        Ok(())
     }
 
-    fn write_pending(&mut self) -> Result<(), MonitorError> {
-        if self.pending.is_empty() {
+    /// Writes the buffered entries, rotating at entry boundaries; unless a retry after a
+    /// failure is not due yet at `now`.
+    fn write_pending_at(&mut self, now: Instant) -> Result<(), MonitorError> {
+        if self.retry_at.is_some_and(|at| at > now) {
             return Ok(());
         }
-        self.file
-            .write_all(&self.pending)
-            .map_err(|source| MonitorError::WriteLog {
-                path: self.path.clone(),
-                source,
-            })?;
-        self.size += self.pending.len() as u64;
-        self.pending.clear();
+        while !self.pending.is_empty() {
+            let batch = self.batch_len();
+            if let Err(source) = self.write_batch(batch) {
+                self.retry_at = Some(now + RETRY_INTERVAL);
+                return Err(MonitorError::WriteLog {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+            if self.max_size > 0 && self.size >= self.max_size {
+                self.rotate()?;
+            }
+        }
+        self.retry_at = None;
         if self.pending.capacity() > 64 * 1024 {
             // A burst of long lines should not pin memory for the container's lifetime.
             self.pending.shrink_to(4096);
         }
         Ok(())
+    }
+
+    /// How much of the buffer goes into the current file: all of it, or (with rotation) the
+    /// entries up to and including the one that reaches `max_size`.
+    fn batch_len(&self) -> usize {
+        if self.max_size == 0 || self.size + self.pending.len() as u64 <= self.max_size {
+            return self.pending.len();
+        }
+        let room = usize::try_from(self.max_size.saturating_sub(self.size)).unwrap_or(usize::MAX);
+        let from = room.saturating_sub(1).min(self.pending.len() - 1);
+        self.pending[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.pending.len(), |i| from + i + 1)
+    }
+
+    /// Writes the first `len` bytes of the buffer (whole entries) and drops them from it. On
+    /// failure after part of it, the file is cut back to the last whole entry written, and
+    /// only the entries written whole leave the buffer.
+    fn write_batch(&mut self, len: usize) -> std::io::Result<()> {
+        let mut written = 0;
+        let failure = loop {
+            if written == len {
+                break None;
+            }
+            match self.file.write(&self.pending[written..len]) {
+                Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e),
+            }
+        };
+        let whole = match failure {
+            None => len,
+            Some(_) => self.pending[..written]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1),
+        };
+        if whole != written
+            && let Err(e) = self.file.set_len(self.size + whole as u64)
+        {
+            // Never leave half an entry for the retry to be fused with: if it cannot be cut
+            // away, end it with a line of its own before the retry.
+            self.size += written as u64;
+            self.pending.drain(..whole);
+            self.pending.insert(0, b'\n');
+            return Err(e);
+        }
+        self.size += whole as u64;
+        self.pending.drain(..whole);
+        match failure {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
     }
 
     fn rotate(&mut self) -> Result<(), MonitorError> {
@@ -368,6 +511,125 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).expect("each line is JSON"))
             .collect()
+    }
+
+    /// Runs `f` with a directory on a tmpfs of `size` bytes, in a mount namespace of a thread
+    /// of its own (gone with the thread); `None` without the privilege to mount.
+    fn on_tiny_tmpfs<T: Send>(size: &str, f: impl FnOnce(&Path) -> T + Send) -> Option<T> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: skipping the full-disk test");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                use nix::mount::{MsFlags, mount};
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .expect("private");
+                let options = format!("size={size}");
+                mount(
+                    Some("tmpfs"),
+                    &path,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    Some(options.as_str()),
+                )
+                .expect("tmpfs");
+                f(&path)
+            })
+            .join()
+            .expect("thread")
+        })
+        .into()
+    }
+
+    /// Issue 10, item 13: a disk that fills up while the container writes never leaves a
+    /// half-written entry fused with its retry, the buffer stays bounded (blocking: full, so
+    /// the monitor stops reading; non-blocking: entries dropped and counted), and once there
+    /// is room again every buffered entry is written, in order.
+    #[test]
+    fn a_full_disk_keeps_entries_whole_and_the_buffer_bounded() {
+        for mode in [LogMode::Blocking, LogMode::NonBlocking] {
+            let checked = on_tiny_tmpfs("256k", |dir| {
+                let path = dir.join("c-json.log");
+                // Most of the space goes to a file removed later ("freeing space").
+                std::fs::write(dir.join("filler"), vec![0u8; 160 * 1024]).expect("filler");
+                let mut log = LogFile::open(&path, 0, 1).expect("open");
+                log.set_buffering(mode, 64 * 1024);
+                let t0 = Instant::now();
+                let mut failed_at = None;
+                let mut sent = 0u32;
+                for n in 0..4000u32 {
+                    if log.is_full() {
+                        // What the monitor does: stop reading the container's output.
+                        break;
+                    }
+                    let line = format!("line {n:05} {}\n", "x".repeat(100));
+                    if log
+                        .write(Stream::Stdout, line.as_bytes(), at(1, 0), t0)
+                        .is_err()
+                    {
+                        failed_at.get_or_insert(n);
+                    }
+                    sent = n + 1;
+                    assert!(
+                        log.buffered() <= 64 * 1024 + 200,
+                        "buffer grew: {}",
+                        log.buffered()
+                    );
+                }
+                assert!(failed_at.is_some(), "the disk never filled");
+                // Every line on disk is a whole entry (no fused retries).
+                let on_disk = entries(&path);
+                assert!(!on_disk.is_empty());
+                // Free the space; the retry writes what is buffered.
+                std::fs::remove_file(dir.join("filler")).expect("free");
+                log.retry(t0 + RETRY_INTERVAL).expect("retry");
+                assert_eq!(log.buffered(), 0);
+                let all = entries(&path);
+                let numbers: Vec<u32> = all
+                    .iter()
+                    .map(|e| {
+                        e["log"].as_str().expect("log")[5..10]
+                            .parse()
+                            .expect("number")
+                    })
+                    .collect();
+                (mode, sent, numbers, log.dropped())
+            });
+            let Some((mode, sent, numbers, dropped)) = checked else {
+                return;
+            };
+            let mut sorted = numbers.clone();
+            sorted.dedup();
+            assert_eq!(sorted, numbers, "{mode:?}: no entry twice");
+            assert!(
+                numbers.windows(2).all(|w| w[0] < w[1]),
+                "{mode:?}: in order"
+            );
+            match mode {
+                LogMode::Blocking => {
+                    assert_eq!(dropped, 0);
+                    assert_eq!(
+                        numbers,
+                        (0..sent).collect::<Vec<_>>(),
+                        "blocking: none lost"
+                    );
+                }
+                LogMode::NonBlocking => {
+                    assert!(dropped > 0, "non-blocking: nothing dropped");
+                    assert_eq!(numbers.len() as u64 + dropped, u64::from(sent));
+                }
+            }
+        }
     }
 
     #[test]

@@ -237,7 +237,14 @@ impl Monitor {
             source: errno.into(),
         })?;
 
-        let log = LogFile::open(&config.log_path, config.log_max_size, config.log_max_files)?;
+        let mut log = LogFile::open(&config.log_path, config.log_max_size, config.log_max_files)?;
+        log.set_buffering(
+            config.log_mode,
+            config
+                .log_max_buffer_size
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(crate::logfile::DEFAULT_MAX_BUFFER),
+        );
         let socket_path = run_dir.join(SOCKET_FILE);
         let _ = std::fs::remove_file(&socket_path);
         let listener = UnixListener::bind(&socket_path).map_err(|source| MonitorError::Bind {
@@ -319,6 +326,7 @@ impl Monitor {
         let now = Instant::now();
         let deadlines = [
             self.log.oldest_partial().map(|t| t + PARTIAL_LINE_AGE),
+            self.log.retry_at(),
             self.init_exit
                 .as_ref()
                 .filter(|_| self.exit.is_none())
@@ -343,12 +351,22 @@ impl Monitor {
             (Token::Sigchld, self.sigchld.as_fd(), PollFlags::POLLIN),
             (Token::Listener, self.listener.as_fd(), PollFlags::POLLIN),
         ];
-        add_stdio_interests(&mut list, &self.io, Token::Output, Token::Input);
+        // A full log buffer (a full disk, blocking mode): the container's output is not read,
+        // so the container blocks on its pipe until the log has room again.
+        let read_output = !self.log.is_full();
+        add_stdio_interests(
+            &mut list,
+            &self.io,
+            read_output,
+            Token::Output,
+            Token::Input,
+        );
         for exec in &self.execs {
             let pid = exec.pid;
             add_stdio_interests(
                 &mut list,
                 &exec.io,
+                true,
                 |i| Token::ExecOutput(pid, i),
                 Token::ExecInput(pid),
             );
@@ -747,6 +765,13 @@ impl Monitor {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
+        let behind = self.log.buffered() > 0;
+        match self.log.retry(now) {
+            Err(e) => self.report_log_error(&e),
+            // Caught up: a later episode is reported again.
+            Ok(()) if behind && self.log.buffered() == 0 => self.log_error_reported = false,
+            Ok(()) => {}
+        }
         if let Err(e) = self
             .log
             .flush_stale(SystemTime::now(), now, PARTIAL_LINE_AGE)
@@ -838,11 +863,12 @@ impl Monitor {
 fn add_stdio_interests<'a>(
     list: &mut Vec<(Token, BorrowedFd<'a>, PollFlags)>,
     io: &'a HostStdio,
+    read_output: bool,
     output: impl Fn(usize) -> Token,
     input: Token,
 ) {
     for (index, file) in io.outputs.iter().enumerate() {
-        if let Some(file) = file {
+        if let Some(file) = file.as_ref().filter(|_| read_output) {
             list.push((output(index), file.as_fd(), PollFlags::POLLIN));
         }
     }

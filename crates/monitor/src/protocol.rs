@@ -55,6 +55,13 @@ pub struct MonitorConfig {
     pub log_max_size: u64,
     /// Keep this many log files in all.
     pub log_max_files: u32,
+    /// What happens to output the log cannot take yet (`--log-opt mode=`).
+    #[serde(default)]
+    pub log_mode: crate::logfile::LogMode,
+    /// The most bytes of log entries held unwritten (`--log-opt max-buffer-size=`); default
+    /// [`crate::logfile::DEFAULT_MAX_BUFFER`].
+    #[serde(default)]
+    pub log_max_buffer_size: Option<u64>,
     /// Allocate a pty.
     pub tty: bool,
     /// Keep stdin open (`-i`).

@@ -208,14 +208,31 @@ pub(crate) fn teardown(table: &str) -> Value {
 
 /// Runs one `nft -j -f -` transaction.
 /// Whether berth's table `table` is loaded (a firewall reload such as `nft flush ruleset`
-/// removes it).
-pub(crate) fn table_exists(table: &str) -> bool {
-    Command::new("nft")
+/// removes it). Only nft's own "No such file or directory" answer means the table is gone:
+/// a check that could not run (`EMFILE` when spawning, nft failing for another reason) is an
+/// error, so the caller does not "restore" a table that is there.
+pub(crate) fn table_exists(table: &str) -> Result<bool, NetworkError> {
+    let output = Command::new("nft")
         .args(["list", "table", "ip", table])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|source| NetworkError::Spawn {
+            program: "nft",
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(true);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("No such file or directory") {
+        return Ok(false);
+    }
+    Err(NetworkError::Firewall {
+        program: "nft",
+        stderr: stderr.trim().to_owned(),
+    })
 }
 
 pub(crate) fn apply(document: &Value) -> Result<(), NetworkError> {

@@ -999,7 +999,7 @@ impl NetworkService {
     /// to be restored. The daemon calls this every few seconds.
     pub fn restore_firewall(&self) -> Result<bool, NetworkError> {
         let state = self.lock();
-        let missing = !nft::table_exists(&self.config.nft_table);
+        let missing = !nft::table_exists(&self.config.nft_table)?;
         if missing {
             warn!(table = %self.config.nft_table, "nft table gone; restoring it");
             self.apply_rules(&state)?;

@@ -72,6 +72,8 @@ pub enum Step {
     CloseFds,
     /// Fork the `--init` reaper.
     ForkInit,
+    /// prctl(PR_SET_PDEATHSIG) and the check that the parent still lives.
+    ParentDeathSignal,
 }
 
 impl Step {
@@ -109,6 +111,7 @@ impl Step {
             Step::Seccomp => "load seccomp filter",
             Step::WaitForStart => "wait for start",
             Step::CloseFds => "close inherited fds",
+            Step::ParentDeathSignal => "set parent death signal",
         }
     }
 }

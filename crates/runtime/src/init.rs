@@ -360,7 +360,7 @@ fn run_init(
             .map_err(at_io(Step::Domainname, Path::new(domainname)))?;
     }
     plan.rootfs.finish()?;
-    plan.process.run(|| {
+    plan.process.run(report.as_fd(), || {
         sync::send_byte(report.as_fd(), sync::READY)
             .map_err(at_io(Step::WaitForStart, Path::new("")))?;
         match gate {
@@ -536,7 +536,8 @@ pub fn create_with(
     stdio: InitStdio,
     options: &RuntimeOptions,
 ) -> Result<PendingInit, RuntimeError> {
-    let plan = InitPlan::new(spec, bundle, rootfs, options.seccomp_cache.as_deref())?;
+    let mut plan = InitPlan::new(spec, bundle, rootfs, options.seccomp_cache.as_deref())?;
+    plan.process.die_with_parent = options.die_with_parent;
     spawn(plan, InitIo::Stdio(stdio), StartGate::Pipe)
 }
 

@@ -88,6 +88,11 @@ pub struct RuntimeOptions {
     /// Where compiled seccomp programs are kept between containers (compiling Docker's
     /// profile costs ~20 ms; loading a cached one ~0.1 ms). `None` compiles every time.
     pub seccomp_cache: Option<PathBuf>,
+    /// The container's processes (its init, and every `exec`) get `SIGKILL` when the process
+    /// that created them dies (`PR_SET_PDEATHSIG`, set as the last step before `execve`), so a
+    /// container never outlives its monitor unnoticed. Off for `berth oci`, whose parent
+    /// (`berth oci create`) exits once the container is created, as runc's does.
+    pub die_with_parent: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -95,6 +100,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             seccomp_cache: Some(PathBuf::from("/run/berth/seccomp")),
+            die_with_parent: false,
         }
     }
 }

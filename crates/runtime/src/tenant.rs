@@ -56,7 +56,8 @@ fn run_helper(
     {
         CloneResult::Parent(pid) => Ok(pid),
         CloneResult::Child => {
-            let code = match crate::console::install(stdio).and_then(|()| process.run(|| Ok(()))) {
+            let run = || process.run(report.as_fd(), || Ok(()));
+            let code = match crate::console::install(stdio).and_then(|()| run()) {
                 Err(failure) => {
                     sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
                     1
@@ -103,11 +104,12 @@ pub fn exec_with(
                 .and_then(|p| p.capabilities().clone()),
         );
     }
-    let plan = ProcessPlan::new(
+    let mut plan = ProcessPlan::new(
         &process,
         linux.seccomp().as_ref(),
         options.seccomp_cache.as_deref(),
     )?;
+    plan.die_with_parent = options.die_with_parent;
     let namespaces =
         NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
     let cgroup = CgroupPlan::from_spec(spec);

@@ -1,20 +1,23 @@
 //! Tar streams out of and into a [`Root`]: what `docker cp` and the `/containers/{id}/archive`
 //! endpoints move, and how image content pre-populates a new volume.
 //!
-//! Reading walks directories by descriptor (`openat(O_NOFOLLOW)` from the parent's descriptor),
-//! so a symlink inside the tree is archived as a symlink and never followed out. Writing
-//! resolves each entry's parent inside the root ([`Root::mkdir_all`], `RESOLVE_IN_ROOT`),
-//! refuses entries whose name climbs out of the destination, and creates the final component
-//! relative to the parent's descriptor without following it.
+//! Reading walks directories by descriptor, iteratively ([`berth_fs::tree::walk`]: any depth,
+//! paths longer than `PATH_MAX`), so a symlink inside the tree is archived as a symlink and
+//! never followed out, and opens each file only once it is checked to be the regular file
+//! the walk listed ([`berth_fs::tree::open_regular`]: a file swapped for a FIFO or a device
+//! is refused, never opened, so a copy never blocks). Writing finds each entry's parent from
+//! the previous one's by descriptor ([`DirChain`], symlinks among the parents resolved inside
+//! the root with `RESOLVE_IN_ROOT`), refuses entries whose name climbs out of the
+//! destination, and creates the final component relative to the parent's descriptor without
+//! following it.
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{
     FileStat, Mode, SFlag, UtimensatFlags, fchmod, fstat, fstatat, futimens, mkdirat, mknodat,
@@ -24,8 +27,10 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 use serde::{Deserialize, Serialize};
 
-use crate::VolumeError;
+use berth_fs::tree::{self, DirChain, Visit};
 use berth_fs::{Root, clean};
+
+use crate::VolumeError;
 
 /// What `HEAD /containers/{id}/archive` reports in `X-Docker-Container-Path-Stat`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,21 +181,13 @@ pub fn write_tar<W: Write>(
             )
             .map_err(|e| io_err(e.into()))?;
             writer.dir(&name, &st).map_err(io_err)?;
-            writer.walk(dir, &name).map_err(io_err)?;
+            tree::walk(dir, &name, (), &mut writer).map_err(|(at, e)| {
+                VolumeError::io("archive", Path::new(path).join(at).display().to_string(), e)
+            })?;
         }
         libc::S_IFREG => {
-            let file = openat(
-                fd.as_fd(),
-                ".",
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            // O_PATH files cannot be reopened through "."; go through the root again.
-            .or_else(|_| {
-                root.open_at(target, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
-                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
-            })
-            .map_err(|e| io_err(e.into()))?;
+            // The file held, not its path again: what was checked is what is read.
+            let file = tree::reopen_regular(fd.as_fd(), name.as_os_str(), &st).map_err(io_err)?;
             writer.file(&name, &st, file).map_err(io_err)?;
         }
         _ => writer.special(&name, &st).map_err(io_err)?,
@@ -230,7 +227,7 @@ impl<W: Write> TarWriter<W> {
         self.builder.append_link(&mut h, name, target)
     }
 
-    fn file(&mut self, name: &Path, st: &FileStat, fd: OwnedFd) -> io::Result<()> {
+    fn file(&mut self, name: &Path, st: &FileStat, file: File) -> io::Result<()> {
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key) {
@@ -243,7 +240,7 @@ impl<W: Write> TarWriter<W> {
         let mut h = header(st, tar::EntryType::Regular);
         h.set_size(st.st_size.max(0) as u64);
         // A file that shrinks while read would break the stream: read exactly the size stated.
-        let file = File::from(fd).take(st.st_size.max(0) as u64);
+        let file = file.take(st.st_size.max(0) as u64);
         let mut padded = io::BufReader::with_capacity(
             1 << 16,
             PadTo {
@@ -269,48 +266,53 @@ impl<W: Write> TarWriter<W> {
         h.set_device_minor(minor)?;
         self.builder.append_data(&mut h, name, io::empty())
     }
+}
 
-    fn walk(&mut self, dir: OwnedFd, name: &Path) -> io::Result<()> {
-        let mut children: Vec<OsString> = Vec::new();
-        let list = nix::dir::Dir::from_fd(nix::unistd::dup(dir.as_fd())?)?;
-        for entry in list {
-            let entry = entry?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                children.push(OsStr::from_bytes(n).to_owned());
+/// The walk below a directory being archived; errors carry the entry's path.
+impl<W: Write> Visit for TarWriter<W> {
+    type Dir = ();
+    type Error = (PathBuf, io::Error);
+
+    fn walk_error(&self, _op: &'static str, path: &Path, source: io::Error) -> Self::Error {
+        (path.to_owned(), source)
+    }
+
+    fn enter(
+        &mut self,
+        _: &mut (),
+        _: BorrowedFd<'_>,
+        _: &OsStr,
+        path: &Path,
+        st: &FileStat,
+        _: BorrowedFd<'_>,
+    ) -> Result<Option<()>, Self::Error> {
+        self.dir(path, st).map_err(|e| (path.to_owned(), e))?;
+        Ok(Some(()))
+    }
+
+    fn entry(
+        &mut self,
+        _: &mut (),
+        at: BorrowedFd<'_>,
+        name: &OsStr,
+        path: &Path,
+        st: &FileStat,
+    ) -> Result<(), Self::Error> {
+        let fail = |e: io::Error| (path.to_owned(), e);
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => {
+                let target = readlinkat(at, name).map_err(|e| fail(e.into()))?;
+                self.symlink(path, st, Path::new(&target)).map_err(fail)
             }
-        }
-        children.sort();
-        for child in children {
-            let st = fstatat(dir.as_fd(), child.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            let path = name.join(&child);
-            match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => {
-                    let sub = openat(
-                        dir.as_fd(),
-                        child.as_os_str(),
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )?;
-                    self.dir(&path, &st)?;
-                    self.walk(sub, &path)?;
-                }
-                libc::S_IFLNK => {
-                    let target = readlinkat(dir.as_fd(), child.as_os_str())?;
-                    self.symlink(&path, &st, Path::new(&target))?;
-                }
-                libc::S_IFREG => {
-                    let fd = openat(
-                        dir.as_fd(),
-                        child.as_os_str(),
-                        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )?;
-                    self.file(&path, &st, fd)?;
-                }
-                _ => self.special(&path, &st)?,
+            libc::S_IFREG => {
+                let file = tree::open_regular(at, name, st).map_err(fail)?;
+                self.file(path, st, file).map_err(fail)
             }
+            _ => self.special(path, st).map_err(fail),
         }
+    }
+
+    fn leave(&mut self, _: (), _: &Path) -> Result<(), Self::Error> {
         Ok(())
     }
 }
@@ -379,213 +381,179 @@ pub fn extract<R: Read>(
 ) -> Result<(), VolumeError> {
     let dest_path = PathBuf::from(clean(dest));
     let mut archive = tar::Archive::new(input);
-    let mut parent_cache: Option<(PathBuf, OwnedFd)> = None;
-    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
+    let start = root
+        .mkdir_all(&dest_path, 0o755)
+        .map_err(|e| VolumeError::io("mkdir", dest_path.display().to_string(), e))?;
+    // Each entry's parent from the previous one's, by descriptor: any depth, any length.
+    let mut chain = DirChain::in_root(root, start.as_fd(), &dest_path);
+    // Hard link targets, looked up the same way.
+    let mut targets = DirChain::in_root(root, start.as_fd(), &dest_path);
+    let mut dir_times: Vec<(Vec<OsString>, u64)> = Vec::new();
     let mut copy_buf = vec![0u8; 1 << 20];
-    for entry in archive.entries().map_err(bad_tar)? {
-        let mut entry = entry.map_err(bad_tar)?;
+    for entry in archive.entries().map_err(bad_stream)? {
+        let mut entry = entry.map_err(bad_stream)?;
         let raw = entry.path_bytes().into_owned();
         let parts = entry_parts(&raw)?;
         let Some((name, parents)) = parts.split_last() else {
             continue;
         };
-        let kind = entry.header().entry_type();
         if opts.skip_whiteouts && name.as_bytes().starts_with(b".wh.") {
             continue;
         }
         let mut parent_path = dest_path.clone();
         parent_path.extend(parents);
-        let full = parent_path.join(name);
-        let parent = match &parent_cache {
-            Some((p, fd)) if *p == parent_path => fd,
-            _ => {
-                let fd = root
-                    .mkdir_all(&parent_path, 0o755)
-                    .map_err(|e| VolumeError::io("mkdir", parent_path.display().to_string(), e))?;
-                &parent_cache.insert((parent_path.clone(), fd)).1
-            }
-        };
-        let h = entry.header();
-        let (uid, gid) = match opts.chown {
-            Some(ids) => ids,
-            None => (
-                h.uid().map_err(bad_tar)? as u32,
-                h.gid().map_err(bad_tar)? as u32,
-            ),
-        };
-        let (major, minor) = (
-            h.device_major().ok().flatten().unwrap_or(0),
-            h.device_minor().ok().flatten().unwrap_or(0),
-        );
-        let place = Placement {
-            parent: parent.as_fd(),
-            name: name.as_os_str(),
-            shown: full.display().to_string(),
-            uid,
-            gid,
-            mode: h.mode().map_err(bad_tar)? & 0o7777,
-            mtime: h.mtime().map_err(bad_tar)?,
-        };
-        let existing = fstatat(place.parent, place.name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
-        let existing_dir = existing
-            .as_ref()
-            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let parent_parts: Vec<&OsStr> = parents.iter().map(OsString::as_os_str).collect();
+        let parent = chain
+            .dir(&parent_parts, Some(0o755))
+            .map_err(|e| VolumeError::io("mkdir", parent_path.display().to_string(), e))?;
+        let target = Target::of(&entry, parent, name, &parent_path, &raw, opts)?;
+        let kind = entry.header().entry_type();
         if kind.is_dir() {
-            if existing.is_some() && !existing_dir {
-                refuse_replace(opts, "non-directory", "directory", &full, &raw)?;
-                place.unlink()?;
-            }
-            place.directory(existing_dir)?;
-            dir_times.push((full.clone(), place.mtime));
+            target.place_dir(opts)?;
+            dir_times.push((parts.clone(), target.mtime));
             continue;
         }
-        // A whiteout (0/0 character device) of a layer being skipped.
-        if opts.skip_whiteouts && kind == tar::EntryType::Char && major == 0 && minor == 0 {
+        if opts.skip_whiteouts && kind == tar::EntryType::Char && is_whiteout_node(&entry) {
             continue;
         }
-        if existing.is_some() {
-            if existing_dir {
-                refuse_replace(opts, "directory", "non-directory", &full, &raw)?;
-                remove_all_at(place.parent, place.name).map_err(place.err("remove"))?;
-            } else {
-                place.unlink()?;
-            }
-        }
+        target.clear_for_non_dir(opts)?;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                place.regular(&mut entry, &mut copy_buf)?;
+                target.write_regular(&mut entry, &mut copy_buf)?;
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| b.into_owned())
-                    .unwrap_or_default();
-                place.symlink(&target)?;
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| b.into_owned())
-                    .unwrap_or_default();
-                hard_link(root, &dest_path, &place, &raw, &target)?;
-            }
+            tar::EntryType::Symlink => target.write_symlink(&entry)?,
+            tar::EntryType::Link => target.write_hard_link(&entry, &mut targets)?,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                place.node(kind, major, minor)?;
+                target.write_node(&entry, kind)?;
             }
             // PAX/GNU extension headers are consumed by the tar crate; others are skipped.
             _ => {}
         }
     }
-    // Directory times last: writing inside a directory changes its mtime.
-    set_dir_times(root, dir_times);
+    set_dir_times(root, start.as_fd(), &dest_path, dir_times);
     Ok(())
 }
 
-/// Sets the directories' times, deepest (last extracted) first; failures only cost a time.
-fn set_dir_times(root: &Root, dir_times: Vec<(PathBuf, u64)>) {
-    for (path, mtime) in dir_times.into_iter().rev() {
-        if let Ok(fd) = root.open_at(
-            &path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        ) {
-            let t = TimeSpec::new(mtime as i64, 0);
-            let _ = futimens(&fd, &t, &t);
-        }
-    }
-}
-
-/// A hard link to `target`, an entry extracted before (a path from `dest`), resolved inside
-/// the root; linked by descriptor, so it can never name a file outside.
-fn hard_link(
-    root: &Root,
-    dest: &Path,
-    place: &Placement<'_>,
-    raw: &[u8],
-    target: &[u8],
-) -> Result<(), VolumeError> {
-    let mut source = dest.to_path_buf();
-    source.extend(entry_parts(target)?);
-    let src = root
-        .open_path(&source, false)
-        .map_err(|e| VolumeError::BadArchive {
-            message: format!(
-                "invalid hardlink {:?} -> {:?}: {e}",
-                String::from_utf8_lossy(raw),
-                String::from_utf8_lossy(target)
-            ),
-        })?;
-    linkat(
-        src.as_fd(),
-        "",
-        place.parent,
-        place.name,
-        AtFlags::AT_EMPTY_PATH,
-    )
-    .map_err(place.errno("link"))
-}
-
-/// A tar stream that does not parse.
-fn bad_tar(e: io::Error) -> VolumeError {
+fn bad_stream(e: io::Error) -> VolumeError {
     VolumeError::BadArchive {
         message: format!("invalid tar stream: {e}"),
     }
 }
 
-/// With `noOverwriteDirNonDir`, an entry may not replace a directory with a non-directory or
-/// the reverse (Docker's `cp` refuses both).
-fn refuse_replace(
-    opts: &ExtractOptions,
-    existing: &str,
-    new: &str,
-    full: &Path,
-    raw: &[u8],
-) -> Result<(), VolumeError> {
-    if !opts.no_overwrite_dir_non_dir {
-        return Ok(());
-    }
-    Err(VolumeError::BadArchive {
-        message: format!(
-            "cannot overwrite {existing} {:?} with {new} {:?}",
-            full.display().to_string(),
-            String::from_utf8_lossy(raw)
-        ),
-    })
+/// A character device 0:0: how overlayfs writes a whiteout.
+fn is_whiteout_node<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
+    let h = entry.header();
+    h.device_major().ok().flatten().unwrap_or(0) == 0
+        && h.device_minor().ok().flatten().unwrap_or(0) == 0
 }
 
-/// Where one extracted entry goes (`name` in the directory `parent`, shown as `shown` in
-/// errors), and the owner, mode and time it gets.
-struct Placement<'a> {
+/// Directory times last: writing inside a directory changes its mtime. Children before
+/// parents (reverse order), each found from the previous one's parents by descriptor.
+fn set_dir_times(
+    root: &Root,
+    start: BorrowedFd<'_>,
+    dest_path: &Path,
+    mut dir_times: Vec<(Vec<OsString>, u64)>,
+) {
+    dir_times.sort();
+    let mut chain = DirChain::in_root(root, start, dest_path);
+    for (parts, mtime) in dir_times.into_iter().rev() {
+        let Some((name, parents)) = parts.split_last() else {
+            continue;
+        };
+        let parents: Vec<&OsStr> = parents.iter().map(OsString::as_os_str).collect();
+        if let Ok(parent) = chain.dir(&parents, None) {
+            let t = TimeSpec::new(mtime as i64, 0);
+            // Best effort, as tar does: a time that cannot be set changes no content.
+            let _ = utimensat(
+                parent,
+                name.as_os_str(),
+                &t,
+                &t,
+                UtimensatFlags::NoFollowSymlink,
+            );
+        }
+    }
+}
+
+/// Where one entry goes (`name` in the directory `parent`) and what it says about itself.
+struct Target<'a> {
     parent: BorrowedFd<'a>,
     name: &'a OsStr,
+    /// The entry's path, for messages.
     shown: String,
+    raw: &'a [u8],
     uid: u32,
     gid: u32,
     mode: u32,
     mtime: u64,
+    existing: Option<FileStat>,
 }
 
-impl Placement<'_> {
+impl<'a> Target<'a> {
+    fn of<R: Read>(
+        entry: &tar::Entry<'_, R>,
+        parent: BorrowedFd<'a>,
+        name: &'a OsStr,
+        parent_path: &Path,
+        raw: &'a [u8],
+        opts: &ExtractOptions,
+    ) -> Result<Self, VolumeError> {
+        let h = entry.header();
+        let (uid, gid) = match opts.chown {
+            Some(ids) => ids,
+            None => (
+                h.uid().map_err(bad_stream)? as u32,
+                h.gid().map_err(bad_stream)? as u32,
+            ),
+        };
+        Ok(Target {
+            parent,
+            name,
+            shown: parent_path.join(name).display().to_string(),
+            raw,
+            uid,
+            gid,
+            mode: h.mode().map_err(bad_stream)? & 0o7777,
+            mtime: h.mtime().map_err(bad_stream)?,
+            existing: fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok(),
+        })
+    }
+
     fn err(&self, op: &'static str) -> impl Fn(io::Error) -> VolumeError + '_ {
         move |e| VolumeError::io(op, self.shown.clone(), e)
     }
 
-    fn errno(&self, op: &'static str) -> impl Fn(Errno) -> VolumeError + '_ {
+    fn errno(&self, op: &'static str) -> impl Fn(nix::Error) -> VolumeError + '_ {
         move |e| VolumeError::io(op, self.shown.clone(), e.into())
     }
 
-    fn owner(&self) -> (Option<Uid>, Option<Gid>) {
+    fn existing_dir(&self) -> bool {
+        self.existing
+            .as_ref()
+            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+
+    fn ids(&self) -> (Option<Uid>, Option<Gid>) {
         (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
     }
 
-    fn unlink(&self) -> Result<(), VolumeError> {
-        unlinkat(self.parent, self.name, UnlinkatFlags::NoRemoveDir).map_err(self.errno("unlink"))
-    }
-
-    /// Makes the directory (unless it exists), owned and moded as the entry says; its time
-    /// is set at the end of the extraction.
-    fn directory(&self, exists: bool) -> Result<(), VolumeError> {
-        if !exists {
+    /// A directory: made (or kept) and given its owner and mode; its time comes at the end.
+    fn place_dir(&self, opts: &ExtractOptions) -> Result<(), VolumeError> {
+        if self.existing.is_some() && !self.existing_dir() {
+            if opts.no_overwrite_dir_non_dir {
+                return Err(VolumeError::BadArchive {
+                    message: format!(
+                        "cannot overwrite non-directory {:?} with directory {:?}",
+                        self.shown,
+                        String::from_utf8_lossy(self.raw)
+                    ),
+                });
+            }
+            unlinkat(self.parent, self.name, UnlinkatFlags::NoRemoveDir)
+                .map_err(self.errno("unlink"))?;
+        }
+        if !self.existing_dir() {
             mkdirat(self.parent, self.name, Mode::from_bits_truncate(0o700))
                 .map_err(self.errno("mkdir"))?;
         }
@@ -596,13 +564,37 @@ impl Placement<'_> {
             Mode::empty(),
         )
         .map_err(self.errno("open"))?;
-        let (uid, gid) = self.owner();
+        let (uid, gid) = self.ids();
         fchown(&fd, uid, gid).map_err(self.errno("chown"))?;
         fchmod(&fd, Mode::from_bits_truncate(self.mode)).map_err(self.errno("chmod"))
     }
 
-    /// A new regular file (never through an existing name) with the entry's content.
-    fn regular(&self, content: &mut dyn Read, buf: &mut [u8]) -> Result<(), VolumeError> {
+    /// Makes room for a non-directory: whatever is at the name goes.
+    fn clear_for_non_dir(&self, opts: &ExtractOptions) -> Result<(), VolumeError> {
+        if self.existing.is_none() {
+            return Ok(());
+        }
+        if !self.existing_dir() {
+            return unlinkat(self.parent, self.name, UnlinkatFlags::NoRemoveDir)
+                .map_err(self.errno("unlink"));
+        }
+        if opts.no_overwrite_dir_non_dir {
+            return Err(VolumeError::BadArchive {
+                message: format!(
+                    "cannot overwrite directory {:?} with non-directory {:?}",
+                    self.shown,
+                    String::from_utf8_lossy(self.raw)
+                ),
+            });
+        }
+        tree::remove_all_at(self.parent, self.name).map_err(self.err("remove"))
+    }
+
+    fn write_regular<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        copy_buf: &mut [u8],
+    ) -> Result<(), VolumeError> {
         let fd = openat(
             self.parent,
             self.name,
@@ -611,19 +603,23 @@ impl Placement<'_> {
         )
         .map_err(self.errno("create"))?;
         let mut file = File::from(fd);
-        copy_with(content, &mut file, buf).map_err(self.err("write"))?;
-        let (uid, gid) = self.owner();
+        copy_with(entry, &mut file, copy_buf).map_err(self.err("write"))?;
+        let (uid, gid) = self.ids();
         fchown(&file, uid, gid).map_err(self.errno("chown"))?;
         fchmod(&file, Mode::from_bits_truncate(self.mode)).map_err(self.errno("chmod"))?;
         let t = TimeSpec::new(self.mtime as i64, 0);
         futimens(&file, &t, &t).map_err(self.errno("utimes"))
     }
 
-    /// A symlink to `target`, stored as given: every later lookup resolves it in the root.
-    fn symlink(&self, target: &[u8]) -> Result<(), VolumeError> {
-        symlinkat(OsStr::from_bytes(target), self.parent, self.name)
+    fn write_symlink<R: Read>(&self, entry: &tar::Entry<'_, R>) -> Result<(), VolumeError> {
+        let target = entry
+            .link_name_bytes()
+            .map(|b| b.into_owned())
+            .unwrap_or_default();
+        // The target is stored as given: every later lookup resolves it in the root.
+        symlinkat(OsStr::from_bytes(&target), self.parent, self.name)
             .map_err(self.errno("symlink"))?;
-        let (uid, gid) = self.owner();
+        let (uid, gid) = self.ids();
         fchownat(
             self.parent,
             self.name,
@@ -633,6 +629,7 @@ impl Placement<'_> {
         )
         .map_err(self.errno("chown"))?;
         let t = TimeSpec::new(self.mtime as i64, 0);
+        // Best effort, as tar does: some filesystems keep no symlink times.
         let _ = utimensat(
             self.parent,
             self.name,
@@ -643,13 +640,52 @@ impl Placement<'_> {
         Ok(())
     }
 
-    /// A device node or FIFO.
-    fn node(&self, kind: tar::EntryType, major: u32, minor: u32) -> Result<(), VolumeError> {
+    fn write_hard_link<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        targets: &mut DirChain<'_>,
+    ) -> Result<(), VolumeError> {
+        let target = entry
+            .link_name_bytes()
+            .map(|b| b.into_owned())
+            .unwrap_or_default();
+        let invalid = |e: io::Error| VolumeError::BadArchive {
+            message: format!(
+                "invalid hardlink {:?} -> {:?}: {e}",
+                String::from_utf8_lossy(self.raw),
+                String::from_utf8_lossy(&target)
+            ),
+        };
+        let target_parts = entry_parts(&target)?;
+        let Some((target_name, target_parents)) = target_parts.split_last() else {
+            return Err(invalid(io::Error::from_raw_os_error(libc::EISDIR)));
+        };
+        let target_parents: Vec<&OsStr> = target_parents.iter().map(OsString::as_os_str).collect();
+        let source = targets.dir(&target_parents, None).map_err(invalid)?;
+        // Without AT_SYMLINK_FOLLOW: a symlink is linked itself, never followed.
+        linkat(
+            source,
+            target_name.as_os_str(),
+            self.parent,
+            self.name,
+            AtFlags::empty(),
+        )
+        .map_err(self.errno("link"))
+    }
+
+    fn write_node<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        kind: tar::EntryType,
+    ) -> Result<(), VolumeError> {
         let sflag = match kind {
             tar::EntryType::Char => SFlag::S_IFCHR,
             tar::EntryType::Block => SFlag::S_IFBLK,
             _ => SFlag::S_IFIFO,
         };
+        let h = entry.header();
+        let major = h.device_major().ok().flatten().unwrap_or(0);
+        let minor = h.device_minor().ok().flatten().unwrap_or(0);
         mknodat(
             self.parent,
             self.name,
@@ -658,7 +694,7 @@ impl Placement<'_> {
             libc::makedev(major, minor),
         )
         .map_err(self.errno("mknod"))?;
-        let (uid, gid) = self.owner();
+        let (uid, gid) = self.ids();
         fchownat(
             self.parent,
             self.name,
@@ -685,34 +721,6 @@ fn copy_with(from: &mut dyn Read, to: &mut File, buf: &mut [u8]) -> io::Result<u
     }
 }
 
-/// Removes `name` under `dir` and everything below it, never following a symlink.
-pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
-        return Ok(());
-    }
-    let sub = openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut children = Vec::new();
-    for entry in nix::dir::Dir::from_fd(nix::unistd::dup(sub.as_fd())?)? {
-        let entry = entry?;
-        let n = entry.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            children.push(OsStr::from_bytes(n).to_owned());
-        }
-    }
-    for child in children {
-        remove_all_at(sub.as_fd(), &child)?;
-    }
-    unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
@@ -720,7 +728,12 @@ mod tests {
     use super::*;
 
     fn tree() -> (tempfile::TempDir, Root) {
-        let dir = tempfile::tempdir().expect("tempdir");
+        // On tmpfs where there is one: the deep trees below cost thousands of inodes, which a
+        // busy disk makes slow.
+        let dir = tempfile::Builder::new()
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("data/sub")).expect("mkdir");
         std::fs::write(root.join("data/a"), "aaa").expect("write");
@@ -765,6 +778,64 @@ mod tests {
         assert!(err.is_err());
         assert!(!dir.path().join("escaped").exists());
         assert!(!dir.path().join("root/escaped").exists());
+    }
+
+    /// Issue 10, item 7: a tree deeper than PATH_MAX allows to name goes out and back in
+    /// whole, on a thread whose stack would not survive recursion over it.
+    #[test]
+    fn trees_deeper_than_path_max_round_trip_without_recursion() {
+        // 2 bytes a level: deeper than PATH_MAX (4096) can name.
+        const DEPTH: usize = 2100;
+        let (dir, root) = tree();
+        let mut fd = nix::fcntl::open(
+            &dir.path().join("root/data"),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open");
+        for _ in 0..DEPTH {
+            mkdirat(fd.as_fd(), "d", Mode::from_bits_truncate(0o755)).expect("mkdir");
+            fd = tree::open_dir(fd.as_fd(), OsStr::new("d")).expect("open");
+        }
+        let bottom = openat(
+            fd.as_fd(),
+            "bottom",
+            OFlag::O_CREAT | OFlag::O_WRONLY,
+            Mode::from_bits_truncate(0o644),
+        )
+        .expect("create");
+        nix::unistd::write(&bottom, b"deep").expect("write");
+        std::fs::create_dir_all(dir.path().join("root/copy")).expect("mkdir");
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn_scoped(s, || {
+                    let bytes = write_tar(&root, "/data", "data", "c", Vec::new()).expect("tar");
+                    let names = tar::Archive::new(&bytes[..])
+                        .entries()
+                        .expect("entries")
+                        .count();
+                    // data/, a, sub/, sub/b, link, DEPTH directories and the bottom file.
+                    assert_eq!(names, 5 + DEPTH + 1);
+                    extract(&root, "/copy", &bytes[..], &ExtractOptions::default())
+                        .expect("extract");
+                })
+                .expect("spawn")
+                .join()
+                .expect("join");
+        });
+        let mut fd = nix::fcntl::open(
+            &dir.path().join("root/copy/data"),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open");
+        for _ in 0..DEPTH {
+            fd = tree::open_dir(fd.as_fd(), OsStr::new("d")).expect("copied level");
+        }
+        let st = fstatat(fd.as_fd(), "bottom", AtFlags::AT_SYMLINK_NOFOLLOW).expect("bottom");
+        assert_eq!(st.st_size, 4);
+        tree::remove_tree(&dir.path().join("root")).expect("remove");
     }
 
     #[test]

@@ -111,27 +111,66 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The bytes under `path`, not following symlinks, each inode counted once.
+/// The bytes under `path`, not following symlinks, each inode counted once (0 when it cannot
+/// be read). Walked iteratively by descriptor: a volume's tree may be of any depth.
 pub fn dir_size(path: &Path) -> u64 {
-    fn walk(p: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(rd) = std::fs::read_dir(p) else {
-            return 0;
-        };
-        let mut total = 0;
-        for e in rd.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if m.is_dir() {
-                total += walk(&e.path(), seen);
-            } else if seen.insert((m.dev(), m.ino())) {
-                total += m.len();
-            }
-        }
-        total
+    use std::collections::HashSet;
+    use std::ffi::OsStr;
+    use std::os::fd::BorrowedFd;
+
+    use berth_fs::tree::{self, Visit};
+    use nix::sys::stat::FileStat;
+
+    struct Sizes {
+        total: u64,
+        seen: HashSet<(u64, u64)>,
     }
-    walk(path, &mut Default::default())
+    impl Visit for Sizes {
+        type Dir = ();
+        type Error = ();
+        fn walk_error(&self, _: &'static str, _: &Path, _: std::io::Error) {}
+        fn enter(
+            &mut self,
+            _: &mut (),
+            _: BorrowedFd<'_>,
+            _: &OsStr,
+            _: &Path,
+            _: &FileStat,
+            _: BorrowedFd<'_>,
+        ) -> Result<Option<()>, ()> {
+            Ok(Some(()))
+        }
+        fn entry(
+            &mut self,
+            _: &mut (),
+            _: BorrowedFd<'_>,
+            _: &OsStr,
+            _: &Path,
+            st: &FileStat,
+        ) -> Result<(), ()> {
+            if self.seen.insert((st.st_dev, st.st_ino)) {
+                self.total += st.st_size.max(0) as u64;
+            }
+            Ok(())
+        }
+        fn leave(&mut self, _: (), _: &Path) -> Result<(), ()> {
+            Ok(())
+        }
+    }
+    let Ok(root) = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return 0;
+    };
+    let mut sizes = Sizes {
+        total: 0,
+        seen: HashSet::new(),
+    };
+    // What was counted before a failure still counts (as the recursive version did).
+    let _ = tree::walk(root, Path::new(""), (), &mut sizes);
+    sizes.total
 }
 
 /// Whether `path` is a mount point, from /proc/self/mountinfo.
@@ -163,7 +202,7 @@ impl VolumeService {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             if name.starts_with(".tmp-") || name.starts_with(".trash-") {
-                let _ = std::fs::remove_dir_all(&path);
+                let _ = berth_fs::tree::remove_tree(&path);
                 continue;
             }
             let record = std::fs::read(path.join("volume.json"))
@@ -265,7 +304,7 @@ impl VolumeService {
             std::fs::rename(&tmp, &dst).map_err(io("rename", &dst))
         })();
         if let Err(e) = made {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = berth_fs::tree::remove_tree(&tmp);
             return Err(e);
         }
         let api = self.to_api(&record, None);
@@ -418,7 +457,7 @@ impl VolumeService {
         std::fs::rename(&dir, &trash).map_err(io("remove", &dir))?;
         inner.volumes.remove(name);
         drop(inner);
-        if let Err(error) = std::fs::remove_dir_all(&trash) {
+        if let Err(error) = berth_fs::tree::remove_tree(&trash) {
             tracing::warn!(path = %trash.display(), %error, "could not remove a volume's files");
         }
         Ok(())

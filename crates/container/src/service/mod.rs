@@ -56,6 +56,7 @@ pub use attach::{AttachOptions, Attachment};
 pub use commit::CommitOptions;
 pub use exec::ExecSession;
 pub use list::{Counts, ListOptions};
+pub use rootfs::ExportStream;
 pub use wait::{WaitCondition, WaitHandle};
 
 use entry::{Entry, Index};

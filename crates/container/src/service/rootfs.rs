@@ -1,5 +1,7 @@
 //! The container's root filesystem as a whole: `diff` (changes) and `export`.
 
+use std::sync::Arc;
+
 use super::{ContainerService, Result, blocking};
 
 impl ContainerService {
@@ -62,17 +64,47 @@ impl ContainerService {
 
     /// `GET /containers/{id}/export`: the container's root filesystem as a tar stream, written
     /// by a blocking task as the reader consumes it.
-    pub async fn export(&self, reference: &str) -> Result<tokio::io::DuplexStream> {
+    pub async fn export(&self, reference: &str) -> Result<ExportStream> {
         let (id, dirs) = self.rootfs_of(reference).await?;
         let (writer, reader) = tokio::io::duplex(256 * 1024);
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let failure = Arc::clone(&failed);
         // Not awaited: the task streams into the reader the daemon sends out.
         tokio::task::spawn_blocking(move || {
             let mut out = tokio_util::io::SyncIoBridge::new(writer);
             if let Err(e) = berth_image::export(&dirs, &mut out) {
-                // The client sees a truncated tar; the reason goes to the log.
                 tracing::warn!(container_id = %id, "export failed: {e}");
+                // Before the writer goes: the reader's EOF then reads as this error, and the
+                // client sees the response end in a failure, never as a complete archive.
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
+            drop(out);
         });
-        Ok(reader)
+        Ok(ExportStream { reader, failed })
+    }
+}
+
+/// The tar stream of `export`: its end is an error when the export failed part way.
+#[derive(Debug)]
+pub struct ExportStream {
+    reader: tokio::io::DuplexStream,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl tokio::io::AsyncRead for ExportStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.reader).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = polled
+            && buf.filled().len() == before
+            && let Some(message) = self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            return std::task::Poll::Ready(Err(std::io::Error::other(message)));
+        }
+        polled
     }
 }

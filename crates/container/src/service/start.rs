@@ -31,23 +31,40 @@ struct RunFiles {
     monitor: protocol::MonitorConfig,
 }
 
-/// The monitor's log limits from `--log-opt max-size/max-file` (Docker's defaults otherwise).
-fn log_limits(rec: &Record) -> (u64, u32) {
+/// The monitor's log settings from `--log-opt` (Docker's defaults otherwise).
+struct LogSettings {
+    /// `max-size`.
+    max_size: u64,
+    /// `max-file`.
+    max_files: u32,
+    /// `mode`: `blocking` (the container waits for the log) or `non-blocking` (drops).
+    mode: berth_monitor::logfile::LogMode,
+    /// `max-buffer-size`: entries kept in memory while the log cannot take them.
+    max_buffer_size: Option<u64>,
+}
+
+fn log_settings(rec: &Record) -> LogSettings {
     let opts = rec
         .host_config
         .log_config
         .as_ref()
         .and_then(|l| l.config.clone())
         .unwrap_or_default();
-    let max_size = opts
-        .get("max-size")
-        .and_then(|s| parse_size(s))
-        .unwrap_or(20 * 1000 * 1000);
-    let max_files = opts
-        .get("max-file")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    (max_size, max_files)
+    LogSettings {
+        max_size: opts
+            .get("max-size")
+            .and_then(|s| parse_size(s))
+            .unwrap_or(20 * 1000 * 1000),
+        max_files: opts
+            .get("max-file")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+        mode: match opts.get("mode").map(String::as_str) {
+            Some("non-blocking") => berth_monitor::logfile::LogMode::NonBlocking,
+            _ => berth_monitor::logfile::LogMode::Blocking,
+        },
+        max_buffer_size: opts.get("max-buffer-size").and_then(|s| parse_size(s)),
+    }
 }
 
 impl ContainerService {
@@ -227,7 +244,7 @@ impl ContainerService {
             Some(r) => protocol::RuntimeKind::External(self.runtime_path(r)?),
             None => protocol::RuntimeKind::Builtin,
         };
-        let (log_max_size, log_max_files) = log_limits(rec);
+        let log = log_settings(rec);
         let monitor = protocol::MonitorConfig {
             version: protocol::PROTOCOL_VERSION,
             id: rec.id.clone(),
@@ -238,8 +255,10 @@ impl ContainerService {
                 workdir: rootfs.workdir.clone(),
             }),
             log_path: entry.paths.log(&rec.id),
-            log_max_size,
-            log_max_files,
+            log_max_size: log.max_size,
+            log_max_files: log.max_files,
+            log_mode: log.mode,
+            log_max_buffer_size: log.max_buffer_size,
             tty: rec.config.tty.unwrap_or(false),
             open_stdin: rec.config.open_stdin.unwrap_or(false),
             stdin_once: rec.config.stdin_once.unwrap_or(false),

@@ -124,6 +124,8 @@ impl Fixture {
             log_path: log_path.clone(),
             log_max_size: options.log_max_size,
             log_max_files: 3,
+            log_mode: berth_monitor::logfile::LogMode::Blocking,
+            log_max_buffer_size: None,
             tty: options.tty,
             open_stdin: options.open_stdin,
             stdin_once: options.stdin_once,

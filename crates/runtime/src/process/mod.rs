@@ -5,9 +5,19 @@
 //! Seccomp order follows runc: with no_new_privs the filter is loaded last; without it,
 //! loading needs CAP_SYS_ADMIN, so it is loaded before capabilities are dropped (Docker's
 //! profile allows the setuid/capset/prctl calls that follow).
+//!
+//! With [`ProcessPlan::die_with_parent`] the very last step before `execve` is
+//! `PR_SET_PDEATHSIG(SIGKILL)` ([prctl(2)](https://man7.org/linux/man-pages/man2/prctl.2.html)):
+//! the kernel clears it when credentials change, so it must come after `setresuid`. The signal
+//! is tied to the parent at the time of the call, so the process then checks that its parent
+//! (the monitor) is still there: a parent that died a moment before would have left the
+//! process reparented to a parent that never dies. Inside a new pid namespace `getppid()` is 0
+//! whoever the parent is, so the check is the report pipe instead: the monitor reads it until
+//! the `execve`, and its death closes the read end.
 pub(crate) mod exec;
 
 use std::ffi::CString;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{Resource, setrlimit};
@@ -37,6 +47,8 @@ pub(crate) struct ProcessPlan {
     pub seccomp: Option<crate::seccomp::Program>,
     /// `--init`: PID 1 stays a small reaper that forwards signals; the program runs as its child.
     pub init: bool,
+    /// `SIGKILL` when the parent (the monitor) dies; see the module doc.
+    pub die_with_parent: bool,
 }
 
 impl std::fmt::Debug for ProcessPlan {
@@ -149,6 +161,7 @@ impl ProcessPlan {
                 .map(|profile| crate::seccomp::compile(profile, seccomp_cache))
                 .transpose()?,
             init: false,
+            die_with_parent: false,
         })
     }
 
@@ -161,9 +174,11 @@ impl ProcessPlan {
     }
 
     /// Applies everything, calls `gate` (which returns once the process may run), then
-    /// execs. Returns only on failure.
+    /// execs. Returns only on failure. `report` is the write end of the pipe the parent reads
+    /// until the `execve` (see [`ProcessPlan::die_with_parent`]).
     pub(crate) fn run(
         &self,
+        report: BorrowedFd<'_>,
         gate: impl FnOnce() -> Result<(), Failure>,
     ) -> Result<ExecFailure, Failure> {
         if let Some(score) = self.oom_score_adj {
@@ -207,11 +222,22 @@ impl ProcessPlan {
         }
         crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, user))?;
         gate()?;
-        if self.init
-            && let Some(child) =
+        if self.die_with_parent {
+            die_with_parent(report, None)?;
+        }
+        if self.init {
+            let reaper = nix::unistd::getpid();
+            if let Some(child) =
                 crate::sys::fork_for_init().map_err(at_io(Step::ForkInit, Path::new("")))?
-        {
-            crate::sys::run_as_init(child);
+            {
+                crate::sys::run_as_init(child);
+            }
+            // fork(2) clears the signal in the child. Its parent is now the reaper, which dies
+            // with the monitor (and, in a pid namespace of its own, takes every process of the
+            // namespace with it); with the host's pid namespace the program needs its own.
+            if self.die_with_parent {
+                die_with_parent(report, Some(reaper))?;
+            }
         }
         Ok(exec::execute(
             &self.arg0,
@@ -220,6 +246,38 @@ impl ProcessPlan {
             &self.path_var,
         ))
     }
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`, then exits at once if the parent is already gone: when the
+/// parent is `expected_parent` (same pid namespace) `getppid()` tells; else the parent no
+/// longer reading `report` does (poll reports `POLLERR` on a pipe's write end without reader).
+fn die_with_parent(
+    report: BorrowedFd<'_>,
+    expected_parent: Option<nix::unistd::Pid>,
+) -> Result<(), Failure> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let step = at(Step::ParentDeathSignal, Path::new(""));
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(step)?;
+    if let Some(parent) = expected_parent
+        && nix::unistd::getppid() != parent
+    {
+        crate::sys::exit_now(1);
+    }
+    let mut fds = [PollFd::new(report, PollFlags::POLLOUT)];
+    loop {
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Err(nix::Error::EINTR) => continue,
+            Err(errno) => return Err(at(Step::ParentDeathSignal, Path::new(""))(errno)),
+            Ok(_) => break,
+        }
+    }
+    let gone = fds[0]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+    if gone {
+        crate::sys::exit_now(1);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

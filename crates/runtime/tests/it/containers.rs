@@ -62,6 +62,7 @@ impl Fixture {
     fn options(&self) -> RuntimeOptions {
         RuntimeOptions {
             seccomp_cache: Some(self.dir.path().join("seccomp")),
+            die_with_parent: false,
         }
     }
 
