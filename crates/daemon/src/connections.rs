@@ -36,8 +36,8 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Something that accepts connections (a unix or TCP listener).
 pub trait Accept: Send + 'static {
-    /// The connection type.
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The connection type (a socket: [`has_pending_bytes`] peeks at it).
+    type Io: AsyncRead + AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static;
     /// Accepts one connection.
     fn accept(&mut self) -> impl Future<Output = io::Result<Self::Io>> + Send;
 }
@@ -165,6 +165,22 @@ fn out_of_resources(error: &io::Error) -> bool {
     )
 }
 
+/// How long a connection asked to shut down may still take to start serving a request that
+/// sits unread on its socket: a client whose connection was shed before its task read it (the
+/// daemon was busy accepting a flood) is answered; a slow-header client is not kept long.
+const SHED_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether bytes wait unread on the socket `fd` (a request the connection's task has not read
+/// yet). `MSG_PEEK|MSG_DONTWAIT`: nothing is consumed and nothing blocks.
+fn has_pending_bytes(fd: std::os::fd::RawFd) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+        Ok(n) if n > 0
+    )
+}
+
 /// A failure of one incoming connection only: try the next one at once.
 fn connection_error(error: &io::Error) -> bool {
     matches!(
@@ -249,19 +265,23 @@ where
 }
 
 /// Serves one connection until it ends (or is handed over by an upgrade). When `shutdown`
-/// is notified, a connection without a request in progress (idle between requests, or still
-/// waiting for a request head) is closed at once; one with a response in progress finishes
-/// it first. (hyper's own graceful shutdown would keep a connection that never completed a
-/// request open until its header timeout.)
+/// is notified, a connection without a request in progress is closed at once (idle between
+/// requests, never sent a byte, or stuck in a head its client does not finish); one with a
+/// response in progress finishes it first; one with bytes waiting unread on its socket (a
+/// request that arrived while the daemon was busy) gets [`SHED_GRACE`] to start it, then is
+/// answered and closed, or dropped. (hyper's own graceful shutdown would keep a connection that
+/// never completed a request open until its header timeout.)
 async fn serve_connection<Io>(
     io: Io,
     app: Router,
     header_read_timeout: Duration,
     shutdown: Arc<Notify>,
 ) where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Io: AsyncRead + AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static,
 {
     use http_body_util::BodyExt;
+    use std::sync::atomic::Ordering;
+    let fd = io.as_raw_fd();
     // Requests whose response has not been written in full yet.
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = Arc::clone(&in_flight);
@@ -290,7 +310,16 @@ async fn serve_connection<Io>(
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let mut asked = false;
+    // Set when shed while a request was arriving: the connection is dropped at this instant
+    // unless the request started by then.
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
+        let grace_over = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             served = connection.as_mut() => {
                 if let Err(error) = served {
@@ -299,13 +328,27 @@ async fn serve_connection<Io>(
                 return;
             }
             () = shutdown.notified(), if !asked => {
-                if in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                asked = true;
+                if in_flight.load(Ordering::Acquire) > 0 {
+                    connection.as_mut().graceful_shutdown();
+                } else if has_pending_bytes(fd) {
+                    deadline = Some(tokio::time::Instant::now() + SHED_GRACE);
+                } else {
                     // Dropping the connection closes it.
                     return;
                 }
-                asked = true;
+            }
+            () = grace_over => {
+                if in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                deadline = None;
                 connection.as_mut().graceful_shutdown();
             }
+        }
+        if deadline.is_some() && in_flight.load(Ordering::Acquire) > 0 {
+            deadline = None;
+            connection.as_mut().graceful_shutdown();
         }
     }
 }
