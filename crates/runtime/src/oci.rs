@@ -24,7 +24,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
-use crate::init::{InitIo, InitPlan, StartGate, spawn};
+use crate::ProcessIo as InitIo;
+use crate::init::{InitPlan, StartGate, spawn};
 use crate::{InitStdio, RuntimeError, cleanup, parse_signal};
 
 /// Default state root.
@@ -268,6 +269,15 @@ fn load_spec(bundle: &Path) -> Result<Spec, RuntimeError> {
     serde_json::from_slice(&text).map_err(|source| RuntimeError::Json { path, source })
 }
 
+/// `process.consoleSize` of a spec, as (rows, columns).
+fn console_size(spec: &Spec) -> Option<(u16, u16)> {
+    let size = spec.process().as_ref()?.console_size()?;
+    Some((
+        u16::try_from(size.height()).ok()?,
+        u16::try_from(size.width()).ok()?,
+    ))
+}
+
 fn create(
     root: &Path,
     id: &str,
@@ -306,7 +316,10 @@ fn create(
             Some(socket) => {
                 let stream = std::os::unix::net::UnixStream::connect(socket)
                     .map_err(|e| RuntimeError::host("connect console socket", socket, e))?;
-                InitIo::ConsoleSocket(OwnedFd::from(stream))
+                InitIo::Console {
+                    socket: OwnedFd::from(stream),
+                    size: console_size(&spec),
+                }
             }
             None => {
                 let dup = |fd: std::os::fd::BorrowedFd<'_>| {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::entry::PendingAttach;
-use super::{BoxConn, ContainerService, Result, blocking};
+use super::{BoxConn, ContainerService, Result, blocking, invalid};
 use crate::ContainerError;
 use crate::logs::{LogChunk, LogStream, LogsOptions};
 use crate::monitor::{Conversation, call_ok};
@@ -45,6 +45,8 @@ pub struct Attachment {
     pub(super) options: AttachOptions,
     pub(super) source: AttachSource,
     pub(super) backlog: Vec<LogChunk>,
+    /// Looked for on the input of a TTY only, as dockerd's `CopyStreams`.
+    pub(super) detach_keys: Vec<u8>,
 }
 
 impl Attachment {
@@ -79,14 +81,13 @@ impl Attachment {
                 return;
             }
         };
-        let keys = berth_api::convention::detach_keys(self.options.detach_keys.as_deref());
         pump(
             conv,
             client_rd,
             client_wr,
             self.tty,
             self.options.stdin,
-            keys,
+            self.detach_keys,
             None,
         )
         .await;
@@ -207,6 +208,12 @@ impl ContainerService {
     /// blocking thread, with the lock released.
     pub async fn attach(&self, reference: &str, options: AttachOptions) -> Result<Attachment> {
         let entry = self.lookup(reference)?;
+        let keys =
+            berth_api::convention::detach_keys(options.detach_keys.as_deref()).map_err(|_| {
+                invalid(berth_api::convention::invalid_detach_keys(
+                    options.detach_keys.as_deref().unwrap_or_default(),
+                ))
+            })?;
         let (tty, stdin, source, log) = {
             let rec = entry.rec.lock().await;
             let tty = rec.config.tty.unwrap_or(false);
@@ -261,6 +268,7 @@ impl ContainerService {
             options: AttachOptions { stdin, ..options },
             source,
             backlog,
+            detach_keys: if tty { keys } else { Vec::new() },
         })
     }
 
