@@ -30,6 +30,10 @@ pub struct DaemonConfig {
     pub runtimes: Vec<(String, PathBuf)>,
     /// `--cgroup-parent`: where containers' cgroups are made (`/berth`).
     pub cgroup_parent: String,
+    /// `--log-driver`: the logging driver of containers that name none (`json-file`).
+    pub log_driver: String,
+    /// `--log-opt KEY=VALUE`: that driver's default options.
+    pub log_opts: Vec<(String, String)>,
 }
 
 impl Default for DaemonConfig {
@@ -45,6 +49,8 @@ impl Default for DaemonConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             runtimes: Vec::new(),
             cgroup_parent: "/berth".into(),
+            log_driver: "json-file".into(),
+            log_opts: Vec::new(),
         }
     }
 }
@@ -122,6 +128,20 @@ struct DaemonFlags {
     /// The cgroup under which containers' cgroups are made.
     #[arg(long = "cgroup-parent", value_name = "CGROUP")]
     cgroup_parent: Option<String>,
+    /// The default logging driver of containers.
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// The default logging driver's options; repeatable.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = log_opt)]
+    log_opt: Vec<(String, String)>,
+}
+
+/// `--log-opt KEY=VALUE`.
+fn log_opt(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("invalid log-opt: {spec}")),
+    }
 }
 
 /// `--add-runtime NAME=/absolute/path`.
@@ -156,8 +176,16 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
         resolv_conf: flags.resolv_conf.unwrap_or(defaults.resolv_conf),
         runtimes: flags.add_runtime,
         cgroup_parent: flags.cgroup_parent.unwrap_or(defaults.cgroup_parent),
+        log_driver: flags.log_driver.unwrap_or(defaults.log_driver),
+        log_opts: flags.log_opt,
     };
     config.listen_address()?;
+    // As dockerd: a bad default is refused at start-up, not at the first container.
+    berth_container::log_driver::validate(
+        &config.log_driver,
+        &config.log_opts.iter().cloned().collect(),
+    )
+    .map_err(|message| DaemonError::InvalidLogConfig { message })?;
     // <exec_root>/containers/<64 hex>/monitor.sock must fit in sun_path (107 bytes + NUL).
     let fixed = "/containers/".len() + 64 + "/monitor.sock".len();
     let max = 107 - fixed;

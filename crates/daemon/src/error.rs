@@ -176,6 +176,12 @@ pub enum DaemonError {
         /// The value given.
         spec: String,
     },
+    /// `--log-driver`/`--log-opt` name a driver or option Docker would refuse.
+    #[error("{message}")]
+    InvalidLogConfig {
+        /// Docker's words.
+        message: String,
+    },
     /// `-H` is neither `unix://PATH` nor `tcp://HOST:PORT`.
     #[error("invalid host {host:?}: expected unix:///path or tcp://host:port")]
     InvalidHost {
@@ -242,6 +248,7 @@ impl Classify for DaemonError {
             | Self::Flags { .. }
             | Self::ExecRootTooLong { .. }
             | Self::InvalidRuntime { .. }
+            | Self::InvalidLogConfig { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,

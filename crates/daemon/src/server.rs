@@ -113,7 +113,10 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         exe: config.exe.clone(),
         runtimes: facts.runtimes.iter().cloned().collect(),
         cgroup_parent: config.cgroup_parent.clone(),
-
+        log_defaults: berth_container::log_driver::LogDefaults {
+            driver: config.log_driver.clone(),
+            opts: config.log_opts.iter().cloned().collect(),
+        },
         network: Some(network),
     };
     let volumes = {

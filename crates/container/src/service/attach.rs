@@ -189,15 +189,34 @@ pub(super) async fn pump(
     }
 }
 
+/// How the log file of a container's driver is written.
+fn log_format(log: Option<&berth_api::models::HostConfigLogConfig>) -> crate::logs::Format {
+    if crate::log_driver::is_local(log) {
+        crate::logs::Format::Local
+    } else {
+        crate::logs::Format::JsonFile
+    }
+}
+
 impl ContainerService {
     /// `GET /containers/{id}/logs`.
     pub async fn logs(&self, reference: &str, options: LogsOptions) -> Result<LogStream> {
         let entry = self.lookup(reference)?;
-        let tty = entry.rec.lock().await.config.tty.unwrap_or(false);
+        let (tty, log, format) = {
+            let rec = entry.rec.lock().await;
+            let log_config = rec.host_config.log_config.as_ref();
+            if !crate::log_driver::readable(log_config) {
+                return Err(invalid(crate::log_driver::NOT_READABLE));
+            }
+            (
+                rec.config.tty.unwrap_or(false),
+                crate::log_driver::log_file(&entry.paths.data_dir, &rec.id, log_config),
+                log_format(log_config),
+            )
+        };
         let (tx, rx) = mpsc::channel(64);
-        let log = entry.paths.log(&entry.id);
         let life = entry.life.subscribe();
-        tokio::spawn(crate::logs::stream(log, options, life, tx));
+        tokio::spawn(crate::logs::stream(log, format, options, life, tx));
         Ok(LogStream { tty, rx })
     }
 
@@ -244,15 +263,22 @@ impl ContainerService {
                 AttachSource::Pending(rx)
             };
             self.publish(&rec, "attach", &[]);
-            (tty, stdin, source, entry.paths.log(&rec.id))
+            let log_config = rec.host_config.log_config.as_ref();
+            let log = crate::log_driver::readable(log_config).then(|| {
+                (
+                    crate::log_driver::log_file(&entry.paths.data_dir, &rec.id, log_config),
+                    log_format(log_config),
+                )
+            });
+            (tty, stdin, source, log)
         };
-        let backlog = if options.logs {
+        let backlog = if let (true, Some((log, format))) = (options.logs, log) {
             let o = LogsOptions {
                 stdout: options.stdout,
                 stderr: options.stderr,
                 ..Default::default()
             };
-            let (lines, _) = blocking(move || crate::logs::read_backlog(&log, &o)).await?;
+            let (lines, _) = blocking(move || crate::logs::read_backlog(&log, format, &o)).await?;
             lines
                 .into_iter()
                 .map(|l| LogChunk {

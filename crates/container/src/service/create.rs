@@ -52,19 +52,11 @@ fn default_hostname(network_mode: Option<&str>, id: &str) -> String {
     }
 }
 
-/// The log driver: json-file (the default) is the only one.
-fn check_log_driver(hc: &mut HostConfig) -> Result<()> {
+/// The log driver and its options: the container's, else the daemon's default; checked as
+/// dockerd does, before anything is created.
+fn check_log_driver(hc: &mut HostConfig, defaults: &crate::log_driver::LogDefaults) -> Result<()> {
     let log = hc.log_config.get_or_insert_with(Default::default);
-    if log.typ.as_deref().is_none_or(str::is_empty) {
-        log.typ = Some("json-file".into());
-    }
-    if log.typ.as_deref() != Some("json-file") {
-        return Err(invalid(format!(
-            "logging driver {:?} is not supported; use json-file",
-            log.typ.as_deref().unwrap_or("")
-        )));
-    }
-    Ok(())
+    crate::log_driver::resolve(log, defaults).map_err(invalid)
 }
 
 impl ContainerService {
@@ -111,7 +103,7 @@ impl ContainerService {
         {
             hc.network_mode = Some("bridge".into());
         }
-        check_log_driver(&mut hc)?;
+        check_log_driver(&mut hc, &self.cfg.log_defaults)?;
         if let Some(rt) = hc
             .runtime
             .as_deref()

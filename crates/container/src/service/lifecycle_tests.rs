@@ -199,6 +199,7 @@ async fn world() -> World {
         runtimes: HashMap::new(),
         cgroup_parent: "/berth-unit".into(),
         network: None,
+        log_defaults: Default::default(),
     };
     let monitor = Arc::new(FakeMonitor::default());
     let svc =

@@ -90,6 +90,8 @@ pub struct ServiceConfig {
     /// The network service; without one every container gets a private namespace with only
     /// `lo` (what tests without root use).
     pub network: Option<Arc<berth_network::NetworkService>>,
+    /// The daemon-wide logging driver and options (`--log-driver`, `--log-opt`).
+    pub log_defaults: crate::log_driver::LogDefaults,
 }
 
 /// The container service.
