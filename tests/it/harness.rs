@@ -156,6 +156,11 @@ impl TestEnv {
 
     /// Starts (or restarts) the daemon and waits until it answers.
     pub fn start_daemon(&self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// [`TestEnv::start_daemon`] with extra daemon flags.
+    pub fn start_daemon_with(&self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -184,6 +189,7 @@ impl TestEnv {
             .args(["--cgroup-parent", &cgroup_parent()])
             .arg("--resolv-conf")
             .arg(self.resolv_conf())
+            .args(extra)
             // Small enough that archive.rs's compression bombs stop quickly.
             .env("BERTH_LOAD_SIZE_LIMIT", LOAD_SIZE_LIMIT.to_string())
             .stdin(Stdio::null())

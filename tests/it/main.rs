@@ -12,6 +12,7 @@ mod hardening;
 mod harness;
 mod images;
 mod lifecycle;
+mod logging;
 mod network;
 mod registry;
 mod security;
@@ -63,6 +64,7 @@ fn main() {
         registry::TESTS,
         hardening::TESTS,
         terminal::TESTS,
+        logging::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

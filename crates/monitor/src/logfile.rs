@@ -370,11 +370,21 @@ impl LogFile {
     /// How much of the buffer goes into the current file: all of it, or (with rotation) the
     /// entries up to and including the one that reaches `max_size`.
     fn batch_len(&self) -> usize {
-        let binary = matches!(self.driver, LogDriver::Local { .. });
-        if binary || self.max_size == 0 || self.size + self.pending.len() as u64 <= self.max_size {
+        if self.max_size == 0 || self.size + self.pending.len() as u64 <= self.max_size {
             return self.pending.len();
         }
         let room = usize::try_from(self.max_size.saturating_sub(self.size)).unwrap_or(usize::MAX);
+        if matches!(self.driver, LogDriver::Local { .. }) {
+            // The entry that reaches max_size is the batch's last.
+            let mut end = 0;
+            for frame in local_frames(&self.pending) {
+                end = frame;
+                if end >= room {
+                    break;
+                }
+            }
+            return end.max(1).min(self.pending.len());
+        }
         let from = room.saturating_sub(1).min(self.pending.len() - 1);
         self.pending[from..]
             .iter()
@@ -405,8 +415,7 @@ impl LogFile {
         let binary = matches!(self.driver, LogDriver::Local { .. });
         let whole = match failure {
             None => len,
-            // Binary entries: no boundary to look for, the whole batch is tried again.
-            Some(_) if binary => 0,
+            Some(_) if binary => local_frames(&self.pending[..written]).last().unwrap_or(0),
             Some(_) => self.pending[..written]
                 .iter()
                 .rposition(|&b| b == b'\n')
@@ -470,6 +479,19 @@ impl LogFile {
         self.size = 0;
         Ok(())
     }
+}
+
+/// Where each whole `local` entry of `buf` ends (its frames are length, entry, length).
+fn local_frames(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let head: [u8; 4] = buf.get(pos..pos + 4)?.try_into().ok()?;
+        let end = pos + 8 + u32::from_be_bytes(head) as usize;
+        (end <= buf.len()).then(|| {
+            pos = end;
+            end
+        })
+    })
 }
 
 fn open_append(path: &Path) -> Result<File, MonitorError> {
