@@ -288,6 +288,15 @@ pub fn is_local(log: Option<&HostConfigLogConfig>) -> bool {
     log.and_then(|l| l.typ.as_deref()) == Some("local")
 }
 
+/// `LogPath` in inspect: as dockerd, json-file's path, else empty.
+pub fn inspect_log_path(json_file: &Path, log: Option<&HostConfigLogConfig>) -> String {
+    if readable(log) && !is_local(log) {
+        json_file.display().to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// The log file of a container: json-file's `<id>-json.log`, local's
 /// `local-logs/container.log` (both in the container's data dir, as dockerd keeps them).
 pub fn log_file(data_dir: &Path, id: &str, log: Option<&HostConfigLogConfig>) -> PathBuf {

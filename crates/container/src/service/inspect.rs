@@ -96,16 +96,10 @@ impl ContainerService {
             ),
             hostname_path: Some(entry.paths.data_dir.join("hostname").display().to_string()),
             hosts_path: Some(entry.paths.data_dir.join("hosts").display().to_string()),
-            // As dockerd: only json-file's path is shown.
-            log_path: Some(
-                if crate::log_driver::readable(r.host_config.log_config.as_ref())
-                    && !crate::log_driver::is_local(r.host_config.log_config.as_ref())
-                {
-                    entry.paths.log(&r.id).display().to_string()
-                } else {
-                    String::new()
-                },
-            ),
+            log_path: Some(crate::log_driver::inspect_log_path(
+                &entry.paths.log(&r.id),
+                r.host_config.log_config.as_ref(),
+            )),
             name: Some(format!("/{}", r.name)),
             restart_count: Some(r.restart_count),
             driver: Some("overlay2".into()),
