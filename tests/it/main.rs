@@ -11,6 +11,7 @@ mod docker_cli;
 mod hardening;
 mod harness;
 mod images;
+mod ipv6;
 mod lifecycle;
 mod logging;
 mod network;
@@ -65,6 +66,7 @@ fn main() {
         hardening::TESTS,
         terminal::TESTS,
         logging::TESTS,
+        ipv6::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests
