@@ -137,6 +137,22 @@ fn valid_name(name: &str) -> bool {
     !name.trim().is_empty() && !name.chars().any(char::is_control)
 }
 
+/// `--ipv6` or an IPv6 subnet: refused, clearly (berth's networks are IPv4 only so far).
+fn refuse_ipv6(req: &CreateRequest) -> Result<(), NetworkError> {
+    let ipv6_subnet = req
+        .ipam
+        .iter()
+        .flat_map(|i| &i.config)
+        .any(|c| c.subnet.contains(':'));
+    if req.enable_ipv6 || ipv6_subnet {
+        return Err(NetworkError::InvalidOption {
+            option: "ipv6".into(),
+            reason: "IPv6 networks are not supported by berth yet".into(),
+        });
+    }
+    Ok(())
+}
+
 impl NetworkService {
     /// Loads state, makes sure the predefined networks exist, and re-applies the host state
     /// of every network (bridges, sysctls, iptables rules, nft table, DNS servers) so running
@@ -485,17 +501,7 @@ impl NetworkService {
             .and_then(|i| i.config.first())
             .cloned()
             .unwrap_or_default();
-        let ipv6_subnet = req
-            .ipam
-            .iter()
-            .flat_map(|i| &i.config)
-            .find(|c| c.subnet.contains(':'));
-        if req.enable_ipv6 || ipv6_subnet.is_some() {
-            return Err(NetworkError::InvalidOption {
-                option: "ipv6".into(),
-                reason: "IPv6 networks are not supported by berth yet".into(),
-            });
-        }
+        refuse_ipv6(req)?;
         let subnet = match ipam_config.subnet.as_str() {
             "" => None,
             s => Some(Ipv4Net::parse_masked(s)?),
