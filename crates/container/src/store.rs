@@ -142,7 +142,11 @@ pub fn save(paths: &Paths, record: &Record, durable: bool) -> Result<(), Contain
         what: "container record",
         source,
     })?;
-    Ok(berth_fs::write_atomic(&paths.record(), &bytes, durable)?)
+    Ok(berth_fs::write_atomic_private(
+        &paths.record(),
+        &bytes,
+        durable,
+    )?)
 }
 
 /// Loads every record under `<data_root>/containers`; unreadable ones are skipped and logged.

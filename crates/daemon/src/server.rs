@@ -39,8 +39,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
     let address = config.listen_address()?;
-    for dir in [&config.data_root, &config.exec_root] {
-        std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+    // Docker's modes, tightened on an older install's directories (see berth_container::perms).
+    for (dir, mode) in [
+        (&config.data_root, berth_container::perms::DATA_ROOT_MODE),
+        (&config.exec_root, berth_container::perms::RUN_ROOT_MODE),
+    ] {
+        berth_container::perms::ensure_dir(dir, mode).map_err(io_error("create", dir))?;
     }
     if let ListenAddress::Unix(path) = &address {
         clear_stale_socket(path).await?;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -131,6 +131,16 @@ impl ImageStore {
                 .mode(0o700)
                 .create(dir)
                 .map_err(ImageError::fs("create directory", dir))?;
+        }
+        // An older berth made the root 0755: only root may look inside (dockerd's `image/`
+        // is 0700 too); a stricter mode is kept.
+        let mode = fs::metadata(root)
+            .map_err(ImageError::fs("stat", root))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(root, fs::Permissions::from_mode(mode & 0o700))
+                .map_err(ImageError::fs("chmod", root))?;
         }
         check_schema_version(&root.join("version"))?;
         persist::empty_dir(&paths.trash)?;

@@ -920,7 +920,7 @@ fn write_pid_file(run_dir: &Path) -> Result<(), MonitorError> {
 /// Writes `exit.json` atomically and durably ([`berth_fs::write_atomic`]).
 pub(crate) fn write_exit_file(run_dir: &Path, exit: &ExitStatus) -> Result<(), MonitorError> {
     let body = serde_json::to_vec(exit).expect("exit status always serializes");
-    berth_fs::write_atomic(
+    berth_fs::write_atomic_private(
         &run_dir.join(EXIT_FILE),
         &body,
         berth_fs::Durability::Durable,

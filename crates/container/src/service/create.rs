@@ -267,7 +267,8 @@ fn make_files(
     mut record: Record,
     requested: Vec<berth_volume::MountPoint>,
 ) -> Result<Record> {
-    std::fs::create_dir_all(&paths.data_dir).map_err(io_err("create", &paths.data_dir))?;
+    crate::perms::ensure_dir(&paths.data_dir, crate::perms::DATA_DIR_MODE)
+        .map_err(io_err("create", &paths.data_dir))?;
     spec::write_etc_files(
         &paths.data_dir,
         record.config.hostname.as_deref().unwrap_or(""),

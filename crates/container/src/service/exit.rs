@@ -124,7 +124,9 @@ impl ContainerService {
         entry.set_life(&rec, true, false);
         if auto_remove {
             drop(rec);
-            if let Err(error) = self.remove_entry(&entry, true).await {
+            if let Err(error) = self.remove_entry(&entry, true).await
+                && !matches!(error, crate::ContainerError::NotFound { .. })
+            {
                 tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after its exit failed");
             }
             return;

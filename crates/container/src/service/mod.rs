@@ -230,6 +230,7 @@ impl ContainerService {
             life,
             pending_attach: std::sync::Mutex::new(Vec::new()),
             process: std::sync::Mutex::new(None),
+            removal: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -313,9 +314,13 @@ fn rec_id_short(id: &str) -> &str {
 /// Every record on disk, after removing the run dirs that have no record (leftovers of a
 /// crash between creating a run dir and writing the record, or of a removal).
 fn load_records(data_root: &Path, run_root: &Path) -> Result<Vec<Record>> {
-    for d in [data_root.join("containers"), run_root.join("containers")] {
-        std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+    for (d, mode) in [
+        (data_root.join("containers"), crate::perms::DATA_DIR_MODE),
+        (run_root.join("containers"), crate::perms::RUN_DIR_MODE),
+    ] {
+        crate::perms::ensure_dir(&d, mode).map_err(io_err("create", &d))?;
     }
+    crate::perms::tighten_existing(data_root, run_root);
     let records = store::load_all(data_root);
     let known: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     if let Ok(dirs) = std::fs::read_dir(run_root.join("containers")) {

@@ -78,7 +78,9 @@ impl ContainerService {
         // `run --rm` whose start fails leaves no container behind, as dockerd does.
         if started.is_err() && rec.host_config.auto_remove.unwrap_or(false) {
             drop(rec);
-            if let Err(error) = self.remove_entry(&entry, true).await {
+            if let Err(error) = self.remove_entry(&entry, true).await
+                && !matches!(error, crate::ContainerError::NotFound { .. })
+            {
                 tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after a failed start");
             }
         }
@@ -326,12 +328,14 @@ fn write_run_files(
         }
         _ => {}
     }
-    std::fs::create_dir_all(run_dir).map_err(io_err("create", run_dir))?;
+    crate::perms::ensure_dir(run_dir, crate::perms::RUN_DIR_MODE)
+        .map_err(io_err("create", run_dir))?;
     let encode = |what| move |source| ContainerError::Encode { what, source };
     let spec_bytes = serde_json::to_vec(spec).map_err(encode("OCI spec"))?;
     let monitor_bytes = serde_json::to_vec(monitor).map_err(encode("monitor config"))?;
-    berth_fs::write_atomic(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
-    berth_fs::write_atomic(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
+    // The spec holds the container's environment (`-e` values): for root alone.
+    berth_fs::write_atomic_private(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
+    berth_fs::write_atomic_private(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
     Ok(())
 }
 
