@@ -209,7 +209,7 @@ impl ContainerService {
         .map_err(super::image_lookup_error(&rec.image_id))?;
         // The user's passwd entry, a seccomp profile given as a path, and volumes with
         // device options (mounted on the host first) all touch the disk.
-        let (user, seccomp, mounts) = {
+        let (user, seccomp, mounts, block_io) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
             let (hc, points) = (rec.host_config.clone(), rec.mount_points.clone());
             let volumes = self.volumes.clone();
@@ -218,6 +218,7 @@ impl ContainerService {
                     spec::resolve_user(&u, &rootfs)?,
                     spec::seccomp::choice(&hc)?,
                     mounts::oci_mounts(&volumes, &points)?,
+                    spec::block_io(&hc)?,
                 ))
             })
             .await??
@@ -236,6 +237,7 @@ impl ContainerService {
             cgroup_parent: &rec.cgroup_parent,
             mounts,
             seccomp,
+            block_io,
         })?;
         let runtime = match rec
             .host_config
