@@ -90,6 +90,9 @@ pub struct ServiceConfig {
     /// The network service; without one every container gets a private namespace with only
     /// `lo` (what tests without root use).
     pub network: Option<Arc<berth_network::NetworkService>>,
+    /// The `RLIMIT_NOFILE` (soft, hard) the daemon was started with, before it raised its
+    /// own: monitors, and so containers without `--ulimit nofile`, get it back.
+    pub nofile_limit: Option<(u64, u64)>,
 }
 
 /// The container service.

@@ -268,6 +268,7 @@ impl ContainerService {
             stdin_once: rec.config.stdin_once.unwrap_or(false),
             console_size: spec::console_size(rec.host_config.console_size.as_ref()),
             runtime,
+            nofile_limit: self.cfg.nofile_limit,
         };
         Ok(RunFiles { spec, monitor })
     }
