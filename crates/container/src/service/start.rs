@@ -200,11 +200,9 @@ impl ContainerService {
         let rootfs = {
             let images = self.images.clone();
             let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
-            blocking(move || {
-                images.resolve(&image_id)?;
-                images.rootfs(&id, &image_id)
-            })
-            .await?
+            // The container's root keeps the layers it needs: it starts even if its image was
+            // removed since (`rmi -f`), as in Docker.
+            blocking(move || images.rootfs(&id, &image_id)).await?
         }
         .map_err(super::image_lookup_error(&rec.image_id))?;
         // The user's passwd entry, a seccomp profile given as a path, and volumes with
