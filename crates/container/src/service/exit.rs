@@ -17,7 +17,7 @@ struct SpecProcess {
 }
 
 /// Reads the exit line of a `Wait` conversation (None if the monitor went away first).
-async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
+pub(super) async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
     use tokio::io::AsyncBufReadExt;
     let mut line = String::new();
     wait.reader.read_line(&mut line).await.ok()?;
@@ -80,8 +80,18 @@ impl ContainerService {
             self.spawn_exit_watcher(entry, wait, true);
             return;
         }
+        self.monitor_lost(&entry).await;
         let exit = read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared);
         self.handle_exit(entry, exit, true).await;
+    }
+
+    /// The monitor of a run is gone (killed, crashed) or never answered: before its exit is
+    /// recorded, nothing of the container may still run. Its processes die with the monitor
+    /// (`PR_SET_PDEATHSIG`); what escaped that (`--pid host`, a process that was joining) is
+    /// killed with the cgroup, which goes too, so the next start runs the only copy.
+    async fn monitor_lost(&self, entry: &Arc<Entry>) {
+        let rec = entry.rec.lock().await.clone();
+        self.kill_leftovers(entry, &rec).await;
     }
 
     /// Waits, in a task of its own, for the exit line of `wait` and applies it.
@@ -90,7 +100,10 @@ impl ContainerService {
         tokio::spawn(async move {
             let exit = match read_wait(wait).await {
                 Some(exit) => exit,
-                None => read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared),
+                None => {
+                    me.monitor_lost(&entry).await;
+                    read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared)
+                }
             };
             me.handle_exit(entry, exit, started).await;
         });
@@ -99,6 +112,10 @@ impl ContainerService {
     /// Applies an exit: state, events, waiters, then `--rm` or the restart policy.
     pub(super) async fn handle_exit(&self, entry: Arc<Entry>, exit: ExitStatus, started: bool) {
         let mut rec = entry.rec.lock().await;
+        if entry.life.borrow().removed {
+            // `rm` ended the run itself (a stray one) and removed the container.
+            return;
+        }
         apply_exit(&mut rec, &exit, started);
         self.release_networks(&rec.id).await;
         *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -36,6 +36,7 @@ mod list;
 mod mounts;
 mod network;
 mod pause;
+mod reap;
 mod remove;
 mod restart_policy;
 mod rootfs;
@@ -184,6 +185,7 @@ impl ContainerService {
             me: me.clone(),
         });
         let mut to_reconcile = Vec::new();
+        let mut stray = Vec::new();
         {
             let mut idx = svc.lock_index();
             for r in records {
@@ -199,11 +201,19 @@ impl ContainerService {
                 idx.by_id.insert(id, entry.clone());
                 if status.is_up() || status == Status::Removing {
                     to_reconcile.push(entry);
+                } else if entry.paths.run_dir.exists() {
+                    // A run dir of a container its record says is not running: the daemon
+                    // died during a start (or a removal). Whatever runs of it is ended.
+                    stray.push(entry);
                 }
             }
         }
         for entry in to_reconcile {
             svc.reconcile(entry).await;
+        }
+        for entry in stray {
+            let rec = entry.rec.lock().await.clone();
+            svc.end_stray_run(&entry, &rec).await;
         }
         Ok(svc)
     }

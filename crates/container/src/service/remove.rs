@@ -58,6 +58,9 @@ impl ContainerService {
         }
         let before = rec.state.status;
         rec.state.status = Status::Removing;
+        // Nothing of it may outlive it: a monitor its record did not know of (a daemon that
+        // died during `start`), processes left in its cgroup, its networks.
+        self.end_stray_run(entry, &rec).await;
         let (images, id, paths) = (self.images.clone(), rec.id.clone(), entry.paths.clone());
         let removed = blocking(move || remove_files(&images, &id, &paths)).await;
         if let Err(e) = removed.map_err(ContainerError::from).and_then(|r| r) {

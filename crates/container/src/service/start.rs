@@ -92,6 +92,8 @@ impl ContainerService {
     pub(super) async fn start_locked(&self, entry: &Arc<Entry>, rec: &mut Record) -> Result<()> {
         let files = self.run_files(entry, rec).await?;
         self.prepare_resolv_conf(entry, rec).await?;
+        // Never two copies: whatever a lost run left in the cgroup dies first.
+        self.kill_leftovers(entry, rec).await;
         let run_dir = entry.paths.run_dir.clone();
         {
             let (spec, monitor, run_dir) =
