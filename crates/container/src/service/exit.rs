@@ -10,6 +10,9 @@ use super::{ContainerService, blocking};
 use crate::monitor::Conversation;
 use crate::store::{self, Paths, Record, Status};
 
+/// How often a failed save of an exit is tried again.
+const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The part of a run's `config.json` the service keeps (serde skips the rest unparsed).
 #[derive(Debug, serde::Deserialize)]
 struct SpecProcess {
@@ -129,7 +132,8 @@ impl ContainerService {
         match self.save(&entry, &rec).await {
             Ok(()) => self.remove_run_dir(&entry).await,
             Err(error) => {
-                tracing::error!(container_id = %entry.id, %error, "recording an exit failed; its run dir is kept");
+                tracing::error!(container_id = %entry.id, %error, "recording an exit failed; its run dir is kept, the save retried");
+                self.retry_exit_save(entry.clone());
             }
         }
         if started {
@@ -157,6 +161,27 @@ impl ContainerService {
                 me.restart_by_policy(&entry).await;
             });
         }
+    }
+
+    /// Saves an exit whose first save failed (a full disk), every [`SAVE_RETRY`] until it is
+    /// written, then removes the run dir (the evidence a next daemon would read otherwise).
+    /// A start or a removal of the container meanwhile takes the record over.
+    fn retry_exit_save(&self, entry: Arc<Entry>) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SAVE_RETRY).await;
+                let rec = entry.rec.lock().await;
+                if entry.life.borrow().removed || rec.state.status.is_alive() {
+                    return;
+                }
+                if me.save(&entry, &rec).await.is_ok() {
+                    tracing::info!(container_id = %entry.id, "recorded the exit on a retry");
+                    me.remove_run_dir(&entry).await;
+                    return;
+                }
+            }
+        });
     }
 
     /// The restart the policy decided, after its backoff (unless `stop`/`rm` came first).
