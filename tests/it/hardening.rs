@@ -160,6 +160,8 @@ pub(crate) struct SecondDaemon {
     pub(crate) exec_root: PathBuf,
     host: String,
     table: String,
+    /// The wrapper and the daemon's command line (for a restart).
+    argv: Vec<std::ffi::OsString>,
     child: Option<Child>,
 }
 
@@ -188,46 +190,90 @@ impl SecondDaemon {
         std::fs::create_dir_all(&dir).unwrap();
         let table = format!("b{tag}{}", std::process::id());
         let host = format!("unix://{}", dir.join("s").display());
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg("--").arg(crate::harness::berth_exe());
-                c
-            }
-            None => Command::new(crate::harness::berth_exe()),
-        };
-        command
-            .args([
-                "daemon",
-                "-H",
-                &host,
-                "--bridge",
-                "none",
-                "--nft-table",
-                &table,
-            ])
-            .args(["--cgroup-parent", &crate::harness::cgroup_parent()])
-            .arg("--data-root")
-            .arg(data_root.map_or_else(|| dir.join("d"), Path::to_path_buf))
-            .arg("--exec-root")
-            .arg(exec_root.unwrap_or(&dir))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let daemon = SecondDaemon {
-            child: Some(command.spawn().expect("spawn daemon")),
+        let mut argv: Vec<std::ffi::OsString> = wrapper.iter().map(Into::into).collect();
+        if !argv.is_empty() {
+            argv.push("--".into());
+        }
+        argv.push(crate::harness::berth_exe().into());
+        for a in [
+            "daemon",
+            "-H",
+            &host,
+            "--bridge",
+            "none",
+            "--nft-table",
+            &table,
+        ] {
+            argv.push(a.into());
+        }
+        argv.push("--cgroup-parent".into());
+        argv.push(crate::harness::cgroup_parent().into());
+        argv.push("--data-root".into());
+        argv.push(
+            data_root
+                .map_or_else(|| dir.join("d"), Path::to_path_buf)
+                .into(),
+        );
+        argv.push("--exec-root".into());
+        argv.push(exec_root.unwrap_or(&dir).into());
+        let mut daemon = SecondDaemon {
+            child: None,
             exec_root: exec_root.map_or_else(|| dir.clone(), Path::to_path_buf),
+            argv,
             dir,
             host,
             table,
         };
-        let socket = daemon.dir.join("s");
-        let up = env.eventually(20, || UnixStream::connect(&socket).is_ok());
-        assert!(up, "second daemon did not come up: {}", daemon.log());
+        daemon.spawn(env);
         let boot = daemon.berth(&["image", "bootstrap", "busybox"]);
         assert!(boot.status.success(), "bootstrap: {boot:?}");
         daemon
+    }
+
+    /// Runs the daemon and waits until it answers.
+    fn spawn(&mut self, env: &TestEnv) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
+        let child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let socket = self.dir.join("s");
+        let up = env.eventually(20, || UnixStream::connect(&socket).is_ok());
+        assert!(up, "second daemon did not come up: {}", self.log());
+    }
+
+    /// Sends `signal` to the daemon and reaps it (its containers keep running).
+    pub(crate) fn kill(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after [`SecondDaemon::kill`], with the same command line.
+    pub(crate) fn respawn(&mut self, env: &TestEnv) {
+        self.spawn(env);
+    }
+
+    /// Its nft table.
+    pub(crate) fn table(&self) -> String {
+        self.table.clone()
+    }
+
+    /// A client of it, for other threads (a restart keeps its address).
+    pub(crate) fn client(&self) -> Client {
+        Client {
+            host: self.host.clone(),
+        }
     }
 
     pub(crate) fn pid(&self) -> i32 {
@@ -242,6 +288,22 @@ impl SecondDaemon {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        self.client().command(args)
+    }
+
+    pub(crate) fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run berth")
+    }
+}
+
+/// The `berth` CLI aimed at a [`SecondDaemon`].
+#[derive(Clone)]
+pub(crate) struct Client {
+    host: String,
+}
+
+impl Client {
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(crate::harness::berth_exe());
         c.args(args)

@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod chaos;
 mod containers;
 mod docker_cli;
+mod faults;
 mod hardening;
 mod harness;
 mod images;
@@ -61,6 +63,8 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         hardening::TESTS,
+        chaos::TESTS,
+        faults::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests
