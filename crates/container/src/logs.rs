@@ -91,18 +91,33 @@ fn parse_line(line: &str) -> Option<LogLine> {
 /// The log files of a container, oldest first, each with its inode (how a reader knows a
 /// file after a rotation renamed it).
 fn chain(log: &Path) -> Vec<(PathBuf, u64)> {
+    numbered_chain(log)
+        .into_iter()
+        .map(|(_, path, ino)| (path, ino))
+        .collect()
+}
+
+/// [`chain`] with each file's number (`.N`; 0 for the log itself). A rotation renames `.N`
+/// to `.N+1` from the oldest down, so while it runs one name may be missing: the listing
+/// goes on past one missing name and stops at the second.
+fn numbered_chain(log: &Path) -> Vec<(u32, PathBuf, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut rotated = Vec::new();
+    let mut missing = 0;
     for n in 1..1000 {
         let p = PathBuf::from(format!("{}.{n}", log.display()));
         match std::fs::metadata(&p) {
-            Ok(m) => rotated.push((p, m.ino())),
+            Ok(m) => {
+                missing = 0;
+                rotated.push((n, p, m.ino()));
+            }
+            Err(_) if missing == 0 => missing += 1,
             Err(_) => break,
         }
     }
     rotated.reverse();
     if let Ok(m) = std::fs::metadata(log) {
-        rotated.push((log.to_path_buf(), m.ino()));
+        rotated.push((0, log.to_path_buf(), m.ino()));
     }
     rotated
 }
@@ -232,21 +247,12 @@ impl Reader {
         }
         // At the end of this file for now. A newer file means the writer moved on: what this
         // one holds is all it will ever hold.
-        let current = *ino;
-        let files = chain(&self.log);
-        let next = match files.iter().position(|(_, i)| *i == current) {
-            Some(i) => i + 1,
-            // Gone (rotated past max-file) while read: every file left is newer.
-            None => 0,
-        };
-        for (path, ino) in &files[next.min(files.len())..] {
-            if let Some(f) = open_if(path, *ino) {
-                self.file = Some((BufReader::new(f), *ino));
-                self.pos = 0;
-                // An entry the writer never finished cannot be completed any more.
-                self.partial.clear();
-                return Some(None);
-            }
+        if let Some((f, ino)) = open_next(&self.log, *ino) {
+            self.file = Some((BufReader::new(f), ino));
+            self.pos = 0;
+            // An entry the writer never finished cannot be completed any more.
+            self.partial.clear();
+            return Some(None);
         }
         // Still the newest file: truncated under us (max-file=1 rotates in place)?
         if let Some((reader, _)) = &self.file
@@ -263,6 +269,45 @@ impl Reader {
         }
         None
     }
+}
+
+/// The file that comes after the one with inode `current`, opened; `None` while `current`
+/// is the newest (or a rotation is still moving names). Files are found by inode and by
+/// number: a rotation that renames them between the listing and the open, or is halfway
+/// through its renames (the next number missing), makes it list again, never skip to a
+/// newer file.
+fn open_next(log: &Path, current: u64) -> Option<(File, u64)> {
+    for attempt in 0..50 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let files = numbered_chain(log);
+        match files.iter().position(|(_, _, i)| *i == current) {
+            Some(i) => {
+                let (n, _, _) = files[i];
+                let (next_n, path, next) = files.get(i + 1)?;
+                if n == 0 {
+                    // The log itself, yet a newer file listed after it: mid-rotation.
+                    continue;
+                }
+                if *next_n == n - 1
+                    && let Some(f) = open_if(path, *next)
+                {
+                    return Some((f, *next));
+                }
+            }
+            // Gone (rotated past max-file) while read: after a few listings (a rotation
+            // in progress hides a name for a moment), every file left is newer.
+            None if attempt >= 5 => {
+                let (_, path, first) = files.first()?;
+                if let Some(f) = open_if(path, *first) {
+                    return Some((f, *first));
+                }
+            }
+            None => {}
+        }
+    }
+    None
 }
 
 /// Where the last `n` wanted lines begin: a file of `files` (oldest first), its inode, and
@@ -526,6 +571,46 @@ mod tests {
         }
         let (lines, _) = reader.read_batch();
         assert_eq!(numbers(&lines)[..5], [45, 46, 47, 48, 49]);
+    }
+
+    /// A reader that reaches the end of its file while a rotation is halfway through its
+    /// renames (one name missing) goes on with the file that followed it, not with the
+    /// oldest listed, and never jumps over the missing one.
+    #[test]
+    fn a_rotation_halfway_through_its_renames_skips_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("c-json.log");
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+        // .4 (oldest: 0..10), .3 (10..20), .2 (20..30), .1 (30..40), the log (40..50).
+        for (i, n) in [4, 3, 2, 1].into_iter().enumerate() {
+            append(&name(n), i * 10..i * 10 + 10);
+        }
+        append(&log, 40..50);
+        let mut reader = Reader::open(&log, &opts());
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let line = reader.next_line().unwrap().unwrap();
+            got.push(parse_line(&line).unwrap());
+        }
+        // A rotation halfway: .4 became .5, .3 became .4, .2 not renamed yet (no .3).
+        std::fs::rename(name(4), name(5)).unwrap();
+        std::fs::rename(name(3), name(4)).unwrap();
+        let mut numbers_read = numbers(&got);
+        let (lines, _) = reader.read_batch();
+        numbers_read.extend(numbers(&lines));
+        // The rotation ends.
+        std::fs::rename(name(2), name(3)).unwrap();
+        std::fs::rename(name(1), name(2)).unwrap();
+        std::fs::rename(&log, name(1)).unwrap();
+        append(&log, 50..55);
+        loop {
+            let (lines, progress) = reader.read_batch();
+            numbers_read.extend(numbers(&lines));
+            if progress == Progress::CaughtUp {
+                break;
+            }
+        }
+        assert_eq!(numbers_read, (0..55).collect::<Vec<_>>());
     }
 
     #[test]
