@@ -511,7 +511,16 @@ fn hardening_chaos_daemon_killed_under_load(env: &TestEnv) {
     if !mounts.is_empty() {
         wrong.push(format!("mounts left: {mounts:?}"));
     }
-    let _ = daemon.berth(&["network", "rm", "chaos"]);
+    let net_rm = daemon.berth(&["network", "rm", "chaos"]);
+    if !net_rm.status.success() {
+        wrong.push(format!("network rm: {net_rm:?}"));
+    }
+    // Whatever happened, the bridge and its rules go with the test.
+    wrong.extend(
+        crate::harness::remove_network_state(&bridge, &daemon.table())
+            .into_iter()
+            .map(|l| format!("left after network rm: {l}")),
+    );
     eprintln!(
         "chaos: {chaos_took:?}; acknowledged {:?}; {} containers known, {} at the end; runs during a kill (name, acknowledged): {during_start:?}",
         ledger.ops,

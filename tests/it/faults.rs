@@ -248,21 +248,37 @@ fn hardening_limits_are_applied_or_refused(env: &TestEnv) {
 /// nothing of it running, `start` runs exactly one new copy, and `rm -f` leaves no process
 /// and no cgroup.
 fn hardening_lost_monitor_leaves_nothing_running(env: &TestEnv) {
-    env.berth(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "orphaned",
+    // Plain, and with the host's pid namespace: there a process the init started outlives
+    // the init (no namespace dies with it) unless the cgroup is killed.
+    let plain: &[&str] = &["sleep", "1000"];
+    let host_pid: &[&str] = &[
+        "--pid",
+        "host",
         "busybox",
-        "sleep",
-        "1000",
-    ])
-    .ok();
+        "sh",
+        "-c",
+        "sleep 1000 & exec sleep 1001",
+    ];
+    for (variant, args, processes) in [("plain", plain, 1), ("pid-host", host_pid, 2)] {
+        let mut run = vec!["run", "-d", "--network", "none", "--name", "orphaned"];
+        if variant == "plain" {
+            run.push("busybox");
+        }
+        run.extend(args);
+        env.berth(&run).ok();
+        lost_monitor(env, variant, processes);
+    }
+}
+
+/// Kills `orphaned`'s monitor, then checks what the daemon records and does.
+fn lost_monitor(env: &TestEnv, variant: &str, processes: usize) {
     let id = container_id(env, "orphaned");
-    let before = cgroup_pids(&id);
-    assert!(!before.is_empty(), "no processes in the cgroup");
+    let mut before = Vec::new();
+    let up = env.eventually(10, || {
+        before = cgroup_pids(&id);
+        before.len() == processes
+    });
+    assert!(up, "{variant}: processes in the cgroup: {before:?}");
     sigkill(monitor_pid(env, "orphaned"));
     let mut state = String::new();
     let exited = env.eventually(10, || {
@@ -274,7 +290,7 @@ fn hardening_lost_monitor_leaves_nothing_running(env: &TestEnv) {
     let mut pids = Vec::new();
     let one = env.eventually(5, || {
         pids = cgroup_pids(&id);
-        pids.len() == 1
+        pids.len() == processes
     });
     std::thread::sleep(Duration::from_millis(300));
     let copies = cgroup_pids(&id).len();
@@ -284,25 +300,33 @@ fn hardening_lost_monitor_leaves_nothing_running(env: &TestEnv) {
         .filter(|d| d.exists())
         .collect();
     let alive_before: Vec<i32> = before.into_iter().filter(|p| alive(*p)).collect();
-    for p in alive_before.iter().chain(&running_after_exit) {
+    for p in alive_before
+        .iter()
+        .chain(&running_after_exit)
+        .chain(&cgroup_pids(&id))
+    {
         sigkill(*p);
     }
+    std::thread::sleep(Duration::from_millis(100));
     for d in &left {
         let _ = std::fs::remove_dir(d);
     }
-    assert!(exited, "state after the monitor died: {state}");
+    assert!(exited, "{variant}: state after the monitor died: {state}");
     assert!(
         running_after_exit.is_empty(),
-        "recorded exited while {running_after_exit:?} run"
+        "{variant}: recorded exited while {running_after_exit:?} run"
     );
-    assert_eq!(start.code, 0, "{}", start.stderr);
+    assert_eq!(start.code, 0, "{variant}: {}", start.stderr);
     assert!(
-        one && copies == 1,
-        "after start: {pids:?} then {copies} processes"
+        one && copies == processes,
+        "{variant}: after start: {pids:?} then {copies} processes (one copy has {processes})"
     );
-    assert_eq!(rm.code, 0, "{}", rm.stderr);
-    assert!(alive_before.is_empty(), "still running: {alive_before:?}");
-    assert!(left.is_empty(), "cgroups left: {left:?}");
+    assert_eq!(rm.code, 0, "{variant}: {}", rm.stderr);
+    assert!(
+        alive_before.is_empty(),
+        "{variant}: still running: {alive_before:?}"
+    );
+    assert!(left.is_empty(), "{variant}: cgroups left: {left:?}");
 }
 
 /// Issue 10, item 12: an exec's exit code is known when its stream ends: 150 times
@@ -430,12 +454,23 @@ fn hardening_exit_code_survives_a_full_disk_and_a_restart(env: &TestEnv) {
             .output();
     }
     assert_eq!(tmpfs.free(), 0, "the disk is not full");
-    // It exits meanwhile; its record cannot be saved. The daemon dies.
+    // It exits meanwhile; its record cannot be saved.
     std::thread::sleep(Duration::from_secs(5));
-    daemon.kill(libc::SIGKILL);
     for i in 0..3 {
         std::fs::remove_file(tmpfs.0.join(format!("filler{i}"))).unwrap();
     }
+    // Once there is space, the exit is written (retried, not only kept in memory).
+    let record = tmpfs.0.join("containers").join(&id).join("config.v2.json");
+    let mut on_disk = serde_json::Value::Null;
+    let saved = env.eventually(5, || {
+        on_disk = std::fs::read(&record)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        on_disk["state"]["exit_code"] == 7 && on_disk["state"]["pid"] == 0
+    });
+    // The daemon dies; the next one knows the exit.
+    daemon.kill(libc::SIGKILL);
     daemon.respawn(env);
     let mut state = String::new();
     let right = env.eventually(10, || {
@@ -461,6 +496,11 @@ fn hardening_exit_code_survives_a_full_disk_and_a_restart(env: &TestEnv) {
     drop(daemon);
     drop(tmpfs);
     assert!(
+        saved,
+        "the exit was never saved once space was freed: {}",
+        on_disk["state"]
+    );
+    assert!(
         right,
         "after a full disk and a restart: {state:?}, wanted \"exited 7\""
     );
@@ -470,43 +510,76 @@ fn hardening_exit_code_survives_a_full_disk_and_a_restart(env: &TestEnv) {
 /// Issue 10, item 14: `rmi -f` racing `create` of the same image: each create either fails
 /// with 404 or makes a container that starts; never a 500.
 fn hardening_rmi_force_racing_create(env: &TestEnv) {
+    // An image of its own each round (its only tag, so `rmi -f` really removes it).
+    let mut builder = tar::Builder::new(Vec::new());
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    builder
+        .append_data(&mut h, "bin/busybox", &busybox[..])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    builder.append_link(&mut h, "bin/true", "busybox").unwrap();
+    let tar_path = env.root.join("racy.tar");
+    std::fs::write(&tar_path, builder.into_inner().unwrap()).unwrap();
     let mut wrong = Vec::new();
-    for round in 0..20 {
+    let mut outcomes = Vec::new();
+    for round in 0..12u64 {
         let tag = format!("racyimg:{round}");
-        env.berth(&["tag", "busybox", &tag]).ok();
-        let name = format!("racy{round}");
+        env.berth(&[
+            "import",
+            "-c",
+            &format!("LABEL round={round}"),
+            tar_path.to_str().unwrap(),
+            &tag,
+        ])
+        .ok();
         let body =
             format!(r#"{{"Image":"{tag}","Cmd":["true"],"HostConfig":{{"NetworkMode":"none"}}}}"#);
         let (created, removed) = std::thread::scope(|s| {
-            let create = s.spawn(|| {
-                env.api(
-                    "POST",
-                    &format!("/containers/create?name={name}"),
-                    Some(&body),
-                )
-            });
-            // Somewhere inside the create.
-            std::thread::sleep(Duration::from_millis((round % 5) * 3));
+            let creates: Vec<_> = (0..4)
+                .map(|k| {
+                    let body = &body;
+                    s.spawn(move || {
+                        let name = format!("racy{round}x{k}");
+                        let answer = env.api(
+                            "POST",
+                            &format!("/containers/create?name={name}"),
+                            Some(body),
+                        );
+                        (name, answer)
+                    })
+                })
+                .collect();
+            // Somewhere inside the creates.
+            std::thread::sleep(Duration::from_millis(round % 4 * 4));
             let remove = s.spawn(|| env.api("DELETE", &format!("/images/{tag}?force=1"), None));
-            (create.join().unwrap(), remove.join().unwrap())
+            let created: Vec<_> = creates.into_iter().map(|c| c.join().unwrap()).collect();
+            (created, remove.join().unwrap())
         });
-        if ![201, 404].contains(&created.0) || removed.0 == 500 {
-            wrong.push(format!(
-                "round {round}: create {created:?}, rmi {removed:?}"
-            ));
+        if removed.0 == 500 {
+            wrong.push(format!("round {round}: rmi {removed:?}"));
         }
-        if created.0 == 201 {
-            let start = env.berth(&["start", "-a", &name]);
-            if start.code != 0 {
-                wrong.push(format!(
-                    "round {round}: created but start: {}",
-                    start.stderr
-                ));
+        for (name, (status, body)) in &created {
+            outcomes.push(*status);
+            if ![201, 404].contains(status) {
+                wrong.push(format!("{name}: create {status} {body}"));
             }
+            if *status == 201 {
+                let start = env.berth(&["start", "-a", name]);
+                if start.code != 0 {
+                    wrong.push(format!("{name}: created but start: {}", start.stderr));
+                }
+            }
+            let _ = env.berth(&["rm", "-f", name]);
         }
-        let _ = env.berth(&["rm", "-f", &name]);
         let _ = env.berth(&["rmi", "-f", &tag]);
     }
+    let _ = std::fs::remove_file(&tar_path);
+    eprintln!("create answers: {outcomes:?}");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
