@@ -151,19 +151,7 @@ fn client(daemon: &Client, seed: u64, me: usize, stop: &AtomicBool, ledger: &Mut
             }
             7 => {
                 if let Some((name, _)) = pick(&mut rng, false) {
-                    let out = daemon.berth(&["logs", &name]);
-                    if out.status.success() {
-                        let got = String::from_utf8_lossy(&out.stdout).into_owned();
-                        let want = expected_lines(&name);
-                        let lines: Vec<&str> = got.lines().collect();
-                        let mut l = ledger.lock().unwrap();
-                        *l.ops.entry("logs").or_default() += 1;
-                        // Still running maybe, so a prefix; never a gap or a stranger.
-                        if lines.len() > want.len() || lines.iter().zip(&want).any(|(a, b)| a != b)
-                        {
-                            l.wrong.push(format!("logs {name} mid-run: {got:?}"));
-                        }
-                    }
+                    check_logs(daemon, ledger, &name);
                 }
             }
             _ => {
@@ -183,6 +171,23 @@ fn client(daemon: &Client, seed: u64, me: usize, stop: &AtomicBool, ledger: &Mut
                 }
             }
         }
+    }
+}
+
+/// `logs` of a finite container while it may still run: a prefix of its lines, never a gap
+/// or a stranger.
+fn check_logs(daemon: &Client, ledger: &Mutex<Ledger>, name: &str) {
+    let out = daemon.berth(&["logs", name]);
+    if !out.status.success() {
+        return;
+    }
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    let want = expected_lines(name);
+    let lines: Vec<&str> = got.lines().collect();
+    let mut l = ledger.lock().unwrap();
+    *l.ops.entry("logs").or_default() += 1;
+    if lines.len() > want.len() || lines.iter().zip(&want).any(|(a, b)| a != b) {
+        l.wrong.push(format!("logs {name} mid-run: {got:?}"));
     }
 }
 
