@@ -28,6 +28,8 @@ mod capabilities;
 mod console;
 mod error;
 mod exe;
+mod features;
+mod hooks;
 mod init;
 mod namespaces;
 mod oci;
@@ -35,11 +37,14 @@ mod process;
 mod rootfs;
 mod seccomp;
 mod spec;
+mod state;
 mod sync;
 #[allow(unsafe_code)]
 mod sys;
 pub mod sysctl;
 mod tenant;
+mod user_ns;
+mod validate;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -56,6 +61,7 @@ pub use oci_spec::runtime::{Process, Spec};
 pub use seccomp::default_seccomp;
 pub use spec::{DEFAULT_CAPABILITIES, base_spec};
 pub use tenant::{exec, exec_with};
+pub use user_ns::{IdRange, subordinate_ids};
 
 /// An overlay root filesystem the init mounts at `spec.root.path` inside its own mount
 /// namespace (so it vanishes with the container: nothing to unmount on the host).
@@ -140,7 +146,7 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 
 /// Removes what `create` made on the host (the cgroup) after the container exited.
 pub fn cleanup(spec: &Spec) -> Result<(), RuntimeError> {
-    match init::CgroupPlan::from_spec(spec) {
+    match init::CgroupPlan::from_spec(spec)? {
         Some(cgroup) => cgroup.handle().destroy().map_err(|e| cgroup.error(e)),
         None => Ok(()),
     }

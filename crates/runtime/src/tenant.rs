@@ -56,16 +56,17 @@ fn run_helper(
     {
         CloneResult::Parent(pid) => Ok(pid),
         CloneResult::Child => {
-            let code = match crate::console::install(stdio).and_then(|()| process.run(|| Ok(()))) {
-                Err(failure) => {
-                    sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
-                    1
-                }
-                Ok(exec_failure) => {
-                    sync::send(report.as_fd(), sync::EXEC_FAILED, &exec_failure);
-                    exec_failure.exit_code
-                }
-            };
+            let code =
+                match crate::console::install(stdio).and_then(|()| process.run(false, || Ok(()))) {
+                    Err(failure) => {
+                        sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
+                        1
+                    }
+                    Ok(exec_failure) => {
+                        sync::send(report.as_fd(), sync::EXEC_FAILED, &exec_failure);
+                        exec_failure.exit_code
+                    }
+                };
             crate::sys::exit_now(code)
         }
     }
@@ -110,7 +111,7 @@ pub fn exec_with(
     )?;
     let namespaces =
         NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
-    let cgroup = CgroupPlan::from_spec(spec);
+    let cgroup = CgroupPlan::from_spec(spec)?;
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
     let helper = match crate::sys::clone_process(0)
@@ -175,7 +176,7 @@ pub fn exec_with(
             reap(pid);
             Err(failure.into_error())
         }
-        Report::Ready | Report::Pid(_) => {
+        Report::Ready | Report::Hooks | Report::Pid(_) => {
             reap(pid);
             Err(RuntimeError::Init {
                 step: Step::WaitForStart,

@@ -2,9 +2,17 @@
 //! oom_score_adj, rlimits, umask, working directory, user and groups, capabilities,
 //! no_new_privs, seccomp, waiting for `start`, then `execve`.
 //!
-//! Seccomp order follows runc: with no_new_privs the filter is loaded last; without it,
-//! loading needs CAP_SYS_ADMIN, so it is loaded before capabilities are dropped (Docker's
-//! profile allows the setuid/capset/prctl calls that follow).
+//! Seccomp order: a profile may forbid any system call berth makes, so everything that
+//! touches files or /proc (oom_score_adj, the working directory, marking inherited descriptors
+//! close-on-exec, finding the program) happens before the filter is loaded. With
+//! no_new_privs the filter is the last step before `execve` (after the start gate and the
+//! startContainer hooks). Without it, loading needs CAP_SYS_ADMIN, so, as in runc, it is
+//! loaded before capabilities are dropped, and only these follow it: `prctl` (bounding set,
+//! keepcaps, ambient), `setgroups`, `setresgid`, `setresuid`, `capget`/`capset`, the gate's
+//! `read`/`write` on its pipe or `openat`+`write`+`close` of the exec fifo, the hooks' and
+//! `--init`'s `fork` (`clone` without namespace flags), `wait4`, `poll`, `kill`, and `execve`:
+//! each allowed by Docker's and containerd's default profiles and by the older profiles
+//! (runtime-tools' default, Docker before 20.10) that lack `close_range`.
 pub(crate) mod exec;
 
 use std::ffi::CString;
@@ -37,6 +45,9 @@ pub(crate) struct ProcessPlan {
     pub seccomp: Option<crate::seccomp::Program>,
     /// `--init`: PID 1 stays a small reaper that forwards signals; the program runs as its child.
     pub init: bool,
+    /// Whether `setgroups(2)` may be called: not in a user namespace whose
+    /// `/proc/<pid>/setgroups` is `deny` (then only an empty list of additional groups works).
+    pub set_groups: bool,
 }
 
 impl std::fmt::Debug for ProcessPlan {
@@ -149,6 +160,7 @@ impl ProcessPlan {
                 .map(|profile| crate::seccomp::compile(profile, seccomp_cache))
                 .transpose()?,
             init: false,
+            set_groups: true,
         })
     }
 
@@ -161,11 +173,45 @@ impl ProcessPlan {
     }
 
     /// Applies everything, calls `gate` (which returns once the process may run), then
-    /// execs. Returns only on failure.
+    /// execs. Returns only on failure. With `lookup_first`, a program that cannot be found
+    /// is returned before the gate (`berth oci create` fails, as runc's does); otherwise it is
+    /// returned after the gate, as Docker reports it at start.
     pub(crate) fn run(
         &self,
+        lookup_first: bool,
         gate: impl FnOnce() -> Result<(), Failure>,
     ) -> Result<ExecFailure, Failure> {
+        self.prepare()?;
+        let program = exec::lookup(Path::new("/"), &self.arg0, &self.path_var);
+        if lookup_first && let Err(failure) = program {
+            return Ok(failure);
+        }
+        if !self.no_new_privileges {
+            self.load_seccomp()?;
+        }
+        self.switch_user()?;
+        if self.no_new_privileges {
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(at(Step::NoNewPrivileges, Path::new("")))?;
+        }
+        gate()?;
+        if self.no_new_privileges {
+            self.load_seccomp()?;
+        }
+        if self.init
+            && let Some(child) =
+                crate::sys::fork_for_init().map_err(at_io(Step::ForkInit, Path::new("")))?
+        {
+            crate::sys::run_as_init(child);
+        }
+        match program {
+            Ok(program) => Ok(exec::execute(&self.arg0, &program, &self.argv, &self.env)),
+            Err(failure) => Ok(failure),
+        }
+    }
+
+    /// The steps that need files and /proc: before any seccomp filter.
+    fn prepare(&self) -> Result<(), Failure> {
         if let Some(score) = self.oom_score_adj {
             let path = Path::new("/proc/self/oom_score_adj");
             std::fs::write(path, score.to_string()).map_err(at_io(Step::OomScoreAdj, path))?;
@@ -181,9 +227,13 @@ impl ProcessPlan {
             std::fs::create_dir_all(&self.cwd).map_err(at_io(Step::Cwd, &self.cwd))?;
         }
         nix::unistd::chdir(&self.cwd).map_err(at(Step::Cwd, &self.cwd))?;
-        if !self.no_new_privileges {
-            self.load_seccomp()?;
-        }
+        // Nothing of the caller's may reach the program; what the gate still needs is
+        // close-on-exec already, so it stays usable until `execve`.
+        crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, Path::new("")))
+    }
+
+    /// Bounding set, groups, uid and gid, then the other capability sets.
+    fn switch_user(&self) -> Result<(), Failure> {
         if let Some(caps) = &self.capabilities {
             caps.drop_bounding()?;
         }
@@ -192,7 +242,9 @@ impl ProcessPlan {
         if switching {
             nix::sys::prctl::set_keepcaps(true).map_err(at(Step::SetUser, user))?;
         }
-        nix::unistd::setgroups(&self.additional_gids).map_err(at(Step::SetUser, user))?;
+        if self.set_groups {
+            nix::unistd::setgroups(&self.additional_gids).map_err(at(Step::SetUser, user))?;
+        }
         nix::unistd::setresgid(self.gid, self.gid, self.gid).map_err(at(Step::SetUser, user))?;
         nix::unistd::setresuid(self.uid, self.uid, self.uid).map_err(at(Step::SetUser, user))?;
         if switching {
@@ -201,24 +253,7 @@ impl ProcessPlan {
         if let Some(caps) = &self.capabilities {
             caps.apply()?;
         }
-        if self.no_new_privileges {
-            nix::sys::prctl::set_no_new_privs().map_err(at(Step::NoNewPrivileges, user))?;
-            self.load_seccomp()?;
-        }
-        crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, user))?;
-        gate()?;
-        if self.init
-            && let Some(child) =
-                crate::sys::fork_for_init().map_err(at_io(Step::ForkInit, Path::new("")))?
-        {
-            crate::sys::run_as_init(child);
-        }
-        Ok(exec::execute(
-            &self.arg0,
-            &self.argv,
-            &self.env,
-            &self.path_var,
-        ))
+        Ok(())
     }
 }
 
