@@ -12,6 +12,7 @@ mod harness;
 mod images;
 mod lifecycle;
 mod network;
+mod oci;
 mod registry;
 mod security;
 mod volumes;
@@ -59,6 +60,7 @@ fn main() {
         network::TESTS,
         volumes::TESTS,
         registry::TESTS,
+        oci::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

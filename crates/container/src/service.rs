@@ -2533,6 +2533,7 @@ fn cgroup_resources(hc: &HostConfig) -> berth_cgroups::Resources {
         cpu_shares: r["cpu"]["shares"].as_u64(),
         cpuset_cpus: r["cpu"]["cpus"].as_str().map(String::from),
         pids_limit: r["pids"]["limit"].as_i64(),
+        ..Default::default()
     }
 }
 

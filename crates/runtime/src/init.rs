@@ -148,23 +148,10 @@ impl CgroupPlan {
             return Ok(None);
         };
         let path = path.to_string_lossy().into_owned();
-        let mut resources = berth_cgroups::Resources::default();
-        if let Some(res) = linux.resources() {
-            if let Some(memory) = res.memory() {
-                resources.memory = memory.limit();
-                resources.memory_swap = memory.swap();
-                resources.memory_reservation = memory.reservation();
-            }
-            if let Some(cpu) = res.cpu() {
-                resources.cpu_quota = cpu.quota();
-                resources.cpu_period = cpu.period();
-                resources.cpu_shares = cpu.shares();
-                resources.cpuset_cpus = cpu.cpus().clone();
-            }
-            if let Some(pids) = res.pids() {
-                resources.pids_limit = Some(pids.limit());
-            }
-        }
+        let resources = match linux.resources() {
+            Some(res) => crate::resources::from_spec(res)?,
+            None => berth_cgroups::Resources::default(),
+        };
         let devices = linux
             .resources()
             .as_ref()
@@ -182,10 +169,19 @@ impl CgroupPlan {
         berth_cgroups::Cgroup::new(Path::new(CGROUP_ROOT), &self.path)
     }
 
+    /// A cgroup error; a setting the host cannot apply names its spec field.
     pub(crate) fn error(&self, source: berth_cgroups::CgroupError) -> RuntimeError {
-        RuntimeError::Cgroup {
-            path: self.path.clone(),
-            source,
+        match source {
+            berth_cgroups::CgroupError::NotSupported { setting, reason } => {
+                RuntimeError::Unsupported {
+                    field: format!("linux.resources.{setting}"),
+                    reason,
+                }
+            }
+            source => RuntimeError::Cgroup {
+                path: self.path.clone(),
+                source,
+            },
         }
     }
 }

@@ -34,6 +34,7 @@ mod init;
 mod namespaces;
 mod oci;
 mod process;
+mod resources;
 mod rootfs;
 mod seccomp;
 mod spec;

@@ -92,6 +92,8 @@ enum Command {
         bundle: PathBuf,
         pid_file: Option<PathBuf>,
         console_socket: Option<PathBuf>,
+        /// `--preserve-fds N`: descriptors 3 to 3 + N − 1 are passed to the program.
+        preserve_fds: u32,
     },
     Start {
         id: String,
@@ -203,11 +205,18 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 .or_else(|| flags.get("b"))
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("."));
+            let preserve_fds = match flags.get("preserve-fds") {
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| format!("--preserve-fds {n:?} is not a number"))?,
+                None => 0,
+            };
             Command::Create {
                 id: one_id(&positional)?,
                 bundle,
                 pid_file: flags.get("pid-file").map(PathBuf::from),
                 console_socket: flags.get("console-socket").map(PathBuf::from),
+                preserve_fds,
             }
         }
         "start" => Command::Start {
@@ -303,18 +312,39 @@ fn load_spec(bundle: &Path) -> Result<Spec, RuntimeError> {
     serde_json::from_slice(&text).map_err(|source| RuntimeError::Json { path, source })
 }
 
+/// Where `create` writes its results and what it passes on.
+#[derive(Debug, Clone, Copy)]
+struct CreateOptions<'a> {
+    pid_file: Option<&'a Path>,
+    console_socket: Option<&'a Path>,
+    preserve_fds: u32,
+}
+
 fn create(
     root: &Path,
     id: &str,
     bundle: &Path,
-    pid_file: Option<&Path>,
-    console_socket: Option<&Path>,
+    options: CreateOptions<'_>,
 ) -> Result<(), RuntimeError> {
+    let CreateOptions {
+        pid_file,
+        console_socket,
+        preserve_fds,
+    } = options;
     let bundle = std::fs::canonicalize(bundle)
         .map_err(|e| RuntimeError::host("resolve bundle", bundle, e))?;
-    let spec = load_spec(&bundle)?;
+    let mut spec = load_spec(&bundle)?;
+    // Like runc, a container without `linux.cgroupsPath` gets the cgroup `/<id>`: its
+    // resources apply, and `kill --all` and `delete` find its processes.
+    if let Some(linux) = spec.linux_mut()
+        && linux.cgroups_path().is_none()
+    {
+        linux.set_cgroups_path(Some(PathBuf::from(format!("/{id}"))));
+    }
+    state_dir(root, id)?;
     let mut plan = InitPlan::new(&spec, &bundle, None, Some(&root.join(".seccomp-cache")))?;
     plan.identity.id = id.to_owned();
+    plan.process.preserved_fds = preserve_fds;
     let dir = state_dir(root, id)?;
     std::fs::create_dir_all(root).map_err(|e| RuntimeError::host("create state root", root, e))?;
     match std::fs::create_dir(&dir) {
@@ -337,38 +367,8 @@ fn create(
         shared_mount_rootfs: shared_mount_rootfs.clone(),
     };
     let result = (|| {
-        let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-            .map_err(|e| RuntimeError::nix("mkfifo", &fifo, e))?;
-        // mkfifo applied the umask; the init may run as any user and must open it for writing.
-        nix::sys::stat::fchmodat(
-            nix::fcntl::AT_FDCWD,
-            &fifo,
-            Mode::from_bits_truncate(0o622),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(|e| RuntimeError::nix("chmod", &fifo, e))?;
-        let fifo_handle = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| RuntimeError::nix("open", &fifo, e))?;
-        let io = match console_socket {
-            Some(socket) => {
-                let stream = std::os::unix::net::UnixStream::connect(socket)
-                    .map_err(|e| RuntimeError::host("connect console socket", socket, e))?;
-                InitIo::ConsoleSocket(OwnedFd::from(stream))
-            }
-            None => {
-                let dup = |fd: std::os::fd::BorrowedFd<'_>| {
-                    fd.try_clone_to_owned()
-                        .map_err(|e| RuntimeError::host("dup stdio", "", e))
-                };
-                InitIo::Stdio(InitStdio {
-                    stdin: dup(std::io::stdin().as_fd())?,
-                    stdout: dup(std::io::stdout().as_fd())?,
-                    stderr: dup(std::io::stderr().as_fd())?,
-                    console: false,
-                })
-            }
-        };
+        let fifo_handle = make_exec_fifo(&dir.join("exec.fifo"))?;
+        let io = init_io(console_socket)?;
         let pending = spawn(plan, io, StartGate::Fifo(fifo_handle))?;
         let pid = pending.pid();
         state.pid = pid;
@@ -403,6 +403,46 @@ fn create(
         return Err(err);
     }
     Ok(())
+}
+
+/// Makes `<state dir>/exec.fifo` (writable by any user the init may run as); returns an
+/// `O_PATH` handle the init reopens after pivot_root.
+fn make_exec_fifo(fifo: &Path) -> Result<OwnedFd, RuntimeError> {
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622))
+        .map_err(|e| RuntimeError::nix("mkfifo", fifo, e))?;
+    // mkfifo applied the umask; the init may run as any user and must open it for writing.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        fifo,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| RuntimeError::nix("chmod", fifo, e))?;
+    nix::fcntl::open(fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| RuntimeError::nix("open", fifo, e))
+}
+
+/// The init's streams: ours (runc's pass-through), or a pty for `--console-socket`.
+fn init_io(console_socket: Option<&Path>) -> Result<InitIo, RuntimeError> {
+    Ok(match console_socket {
+        Some(socket) => {
+            let stream = std::os::unix::net::UnixStream::connect(socket)
+                .map_err(|e| RuntimeError::host("connect console socket", socket, e))?;
+            InitIo::ConsoleSocket(OwnedFd::from(stream))
+        }
+        None => {
+            let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+                fd.try_clone_to_owned()
+                    .map_err(|e| RuntimeError::host("dup stdio", "", e))
+            };
+            InitIo::Stdio(InitStdio {
+                stdin: dup(std::io::stdin().as_fd())?,
+                stdout: dup(std::io::stdout().as_fd())?,
+                stderr: dup(std::io::stderr().as_fd())?,
+                console: false,
+            })
+        }
+    })
 }
 
 /// What `start` reads from the exec fifo: `0`, or `E` and why the init could not start.
@@ -622,13 +662,19 @@ pub fn oci_main(args: &[String]) -> i32 {
             bundle,
             pid_file,
             console_socket,
-        } => create(
-            root,
-            id,
-            bundle,
-            pid_file.as_deref(),
-            console_socket.as_deref(),
-        ),
+            preserve_fds,
+        } => {
+            // The init is a clone of this process: it must hold nothing of the caller's but
+            // stdio and the preserved descriptors (a caller's lock file, a pipe it waits on…),
+            // not even while it waits to be started.
+            crate::sys::close_from(3 + preserve_fds);
+            let options = CreateOptions {
+                pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
+                preserve_fds: *preserve_fds,
+            };
+            create(root, id, bundle, options)
+        }
         Command::Start { id } => start(root, id),
         Command::State { id } => state_json(root, id).map(|json| println!("{json}")),
         Command::Kill { id, signal, all } => kill(root, id, *signal, *all),
@@ -665,7 +711,8 @@ mod tests {
                 id: "c1".into(),
                 bundle: "/b".into(),
                 pid_file: Some("/p".into()),
-                console_socket: Some("/s".into())
+                console_socket: Some("/s".into()),
+                preserve_fds: 0
             }
         );
         let parsed = parse_args(&args("create c2")).expect("parse");

@@ -130,8 +130,10 @@ fn for_each_fd_from(
 }
 
 /// Closes every descriptor from `first` up: `close_range`, or each one /proc/self/fd lists
-/// where that is not allowed (a seccomp profile without it) or not there.
-fn close_from(first: u32) {
+/// where that is not allowed (a seccomp profile without it) or not there. Only for a process
+/// that owns no Rust object holding one of them (the `--init` reaper; `berth oci create`
+/// before it opens anything).
+pub(crate) fn close_from(first: u32) {
     // SAFETY: close_range(2) on our own descriptors; the caller uses none of them again.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
     if ret == 0 {

@@ -48,6 +48,8 @@ pub(crate) struct ProcessPlan {
     /// Whether `setgroups(2)` may be called: not in a user namespace whose
     /// `/proc/<pid>/setgroups` is `deny` (then only an empty list of additional groups works).
     pub set_groups: bool,
+    /// `berth oci create --preserve-fds N`: descriptors 3 to 3 + N − 1 reach the program.
+    pub preserved_fds: u32,
 }
 
 impl std::fmt::Debug for ProcessPlan {
@@ -161,6 +163,7 @@ impl ProcessPlan {
                 .transpose()?,
             init: false,
             set_groups: true,
+            preserved_fds: 0,
         })
     }
 
@@ -229,7 +232,8 @@ impl ProcessPlan {
         nix::unistd::chdir(&self.cwd).map_err(at(Step::Cwd, &self.cwd))?;
         // Nothing of the caller's may reach the program; what the gate still needs is
         // close-on-exec already, so it stays usable until `execve`.
-        crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, Path::new("")))
+        crate::sys::cloexec_from(3 + self.preserved_fds)
+            .map_err(at_io(Step::CloseFds, Path::new("")))
     }
 
     /// Bounding set, groups, uid and gid, then the other capability sets.
