@@ -280,7 +280,11 @@ impl InitPlan {
         let rootfs = RootfsPlan {
             rootfs: bundle.join(root.path()),
             overlay: overlay.cloned(),
-            root_propagation: requested_propagation.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            // An unbindable `/` could not lend the rootfs or a host path to a bind mount: it
+            // becomes unbindable only after pivot_root.
+            root_propagation: requested_propagation
+                .filter(|flags| !flags.contains(MsFlags::MS_UNBINDABLE))
+                .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC),
             requested_propagation,
             own_mount_namespace: namespaces.has_mount,
             mounts: spec

@@ -1,6 +1,7 @@
 //! The container's root filesystem, built inside the init's own mount namespace:
 //!
-//! 1. `/` becomes `rslave` (or `linux.rootfsPropagation`), so nothing leaks to the host, and
+//! 1. `/` becomes `rslave` (or `linux.rootfsPropagation`, unless an unbindable kind: an
+//!    unbindable `/` could lend nothing to a bind mount), so nothing leaks to the host, and
 //!    the mount the rootfs sits on becomes private (pivot_root refuses a shared parent, and
 //!    an unbindable one cannot be bound), as runc's `prepareRoot` does;
 //! 2. the overlay (or, for `berth oci`, a bind of the prepared rootfs onto itself) is mounted
@@ -9,9 +10,10 @@
 //!    through descriptors ([`path`]);
 //! 4. device nodes, /dev symlinks, /dev/console;
 //! 5. (the createRuntime and createContainer hooks run here, see [`crate::hooks`])
-//! 6. pivot_root ([`pivot`]), then `linux.rootfsPropagation` again on the new `/` (unless a
-//!    private kind, which step 1 already made);
-//! 7. afterwards: masked paths, read-only paths, read-only root ([`finish`](RootfsPlan::finish)).
+//! 6. pivot_root ([`pivot`]);
+//! 7. afterwards: masked paths, read-only paths, read-only root, then `linux.rootfsPropagation`
+//!    again on the new `/` (unless a private kind, which step 1 already made)
+//!    ([`finish`](RootfsPlan::finish)).
 //!
 //! Because all of it happens in the container's mount namespace, it disappears with the
 //! container: nothing has to be unmounted on the host. A spec without a mount namespace (the
@@ -109,14 +111,7 @@ impl RootfsPlan {
             nix::unistd::chroot(&self.rootfs).map_err(at(Step::Chroot, &self.rootfs))?;
             return nix::unistd::chdir("/").map_err(at(Step::Chroot, Path::new("/")));
         }
-        pivot::pivot_root(&self.rootfs)?;
-        match self.requested_propagation {
-            Some(flags) if !flags.contains(MsFlags::MS_PRIVATE) => {
-                nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
-                    .map_err(at(Step::MountPropagation, Path::new("/")))
-            }
-            _ => Ok(()),
-        }
+        pivot::pivot_root(&self.rootfs)
     }
 
     /// Step 7, after pivot_root (and after sysctls, which need a writable /proc/sys).
@@ -130,7 +125,14 @@ impl RootfsPlan {
         if self.readonly_root {
             mount::readonly_root(self.user_namespace)?;
         }
-        Ok(())
+        // Last: an unbindable `/` would refuse the binds of masked paths.
+        match self.requested_propagation {
+            Some(flags) if self.own_mount_namespace && !flags.contains(MsFlags::MS_PRIVATE) => {
+                nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+                    .map_err(at(Step::MountPropagation, Path::new("/")))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
