@@ -137,6 +137,47 @@ fn device_rules(rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Vec<berth_cgr
         .collect()
 }
 
+/// As runc does, after the spec's rules: the nodes every container gets (null, zero, full,
+/// random, urandom, tty, its pts and ptmx) and the spec's own `linux.devices` are usable;
+/// rules already present are not written twice.
+fn allow_container_devices(
+    rules: &mut Vec<berth_cgroups::DeviceRule>,
+    nodes: &[oci_spec::runtime::LinuxDevice],
+) {
+    use berth_cgroups::DeviceRule;
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let node = |major: i64, minor: Option<i64>| {
+        DeviceRule::allow_char(
+            u32::try_from(major).ok(),
+            minor.and_then(|m| u32::try_from(m).ok()),
+            "rwm",
+        )
+    };
+    let standard = crate::spec::DEFAULT_DEVICES
+        .iter()
+        .map(|(_, major, minor)| node(*major, Some(*minor)))
+        .chain([node(136, None), node(5, Some(2))]);
+    let own = nodes.iter().filter_map(|device| {
+        let kind = match device.typ() {
+            T::B => berth_cgroups::DeviceKind::Block,
+            T::C | T::U => berth_cgroups::DeviceKind::Char,
+            T::A | T::P => return None,
+        };
+        Some(DeviceRule {
+            allow: true,
+            kind,
+            major: u32::try_from(device.major()).ok(),
+            minor: u32::try_from(device.minor()).ok(),
+            access: "rwm".to_owned(),
+        })
+    });
+    for rule in standard.chain(own) {
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
+    }
+}
+
 impl CgroupPlan {
     /// The spec's cgroup, `None` without `linux.cgroupsPath`; refuses resources berth cannot
     /// apply.
@@ -152,12 +193,15 @@ impl CgroupPlan {
             Some(res) => crate::resources::from_spec(res)?,
             None => berth_cgroups::Resources::default(),
         };
-        let devices = linux
+        let mut devices = linux
             .resources()
             .as_ref()
             .and_then(|r| r.devices().clone())
             .map(|rules| device_rules(&rules))
             .unwrap_or_else(berth_cgroups::DeviceRule::docker_defaults);
+        if !devices.is_empty() {
+            allow_container_devices(&mut devices, linux.devices().as_deref().unwrap_or_default());
+        }
         Ok(Some(CgroupPlan {
             path,
             resources,
@@ -790,6 +834,50 @@ mod tests {
         assert_eq!(cgroup.path, "/berth/abc");
         assert_eq!(cgroup.resources.memory, Some(64 << 20));
         assert_eq!(cgroup.resources.pids_limit, Some(64));
+        // runc's template denies every device: the standard ones and the spec's nodes are
+        // allowed after that, as runc allows them.
+        let mut linux = spec.linux().clone().expect("linux");
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        let mut deny_all = oci_spec::runtime::LinuxDeviceCgroup::default();
+        deny_all.set_allow(false);
+        deny_all.set_access(Some("rwm".into()));
+        resources.set_devices(Some(vec![deny_all]));
+        linux.set_resources(Some(resources));
+        let mut fuse = oci_spec::runtime::LinuxDevice::default();
+        fuse.set_path("/dev/fuse".into());
+        fuse.set_typ(oci_spec::runtime::LinuxDeviceType::C);
+        fuse.set_major(10);
+        fuse.set_minor(229);
+        linux.set_devices(Some(vec![fuse]));
+        spec.set_linux(Some(linux));
+        let cgroup = CgroupPlan::from_spec(&spec)
+            .expect("valid")
+            .expect("cgroup");
+        let shown: Vec<String> = cgroup.devices.iter().map(ToString::to_string).collect();
+        assert_eq!(shown[0], "a", "{shown:?}");
+        assert!(shown.contains(&"c 1:3 rwm".to_owned()), "{shown:?}");
+        assert_eq!(
+            shown.last().map(String::as_str),
+            Some("c 10:229 rwm"),
+            "{shown:?}"
+        );
+        // Docker's own list keeps its rules, and first its deny-all.
+        let mut docker = crate::spec::base_spec_for(false);
+        let mut linux = docker.linux().clone().expect("linux");
+        linux.set_cgroups_path(Some("/berth/x".into()));
+        docker.set_linux(Some(linux));
+        let cgroup = CgroupPlan::from_spec(&docker)
+            .expect("valid")
+            .expect("cgroup");
+        let own = device_rules(
+            &docker
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone())
+                .and_then(|r| r.devices().clone())
+                .expect("rules"),
+        );
+        assert_eq!(cgroup.devices, own, "nothing to add to Docker's list");
     }
 
     #[test]
