@@ -5,6 +5,9 @@
 #
 # usage: bench/oci.sh [BERTH] [RUNS]     (BERTH defaults to target/release/berth)
 # Run it as root, on a quiet machine (take /tmp/berth-root-tests.lock on a shared one).
+# On cgroup v1 the first cgroup.procs write after an idle spell waits for an RCU grace period
+# (~9 ms here): runs right after another attach are faster, which hyperfine's back-to-back
+# runs favour. bench/results-oci-2026-12-06.json has interleaved figures too.
 set -euo pipefail
 berth=$(realpath "${1:-target/release/berth}")
 runs=${2:-50}
