@@ -15,6 +15,7 @@ mod harness;
 mod images;
 mod lifecycle;
 mod network;
+mod oci;
 mod registry;
 mod security;
 mod volumes;
@@ -65,6 +66,7 @@ fn main() {
         hardening::TESTS,
         chaos::TESTS,
         faults::TESTS,
+        oci::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests
