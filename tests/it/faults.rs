@@ -170,7 +170,7 @@ fn hardening_limits_are_applied_or_refused(env: &TestEnv) {
         "{answer}"
     );
 
-    // Block I/O: a weight, and throttles on the device the data root lives on.
+    // Block I/O: throttles on the device the data root lives on, and a weight.
     let dev = Command::new("findmnt")
         .args(["-no", "SOURCE", "-T"])
         .arg(&env.data_root)
@@ -178,38 +178,8 @@ fn hardening_limits_are_applied_or_refused(env: &TestEnv) {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     assert!(dev.starts_with("/dev/"), "the data root's device: {dev:?}");
-    // (The berth CLI has no flags for them; docker's sends these fields.)
-    let body = format!(
-        r#"{{"Image":"busybox","Cmd":["sleep","1000"],"HostConfig":{{"NetworkMode":"none","BlkioWeight":300,"BlkioDeviceReadBps":[{{"Path":"{dev}","Rate":1048576}}],"BlkioDeviceWriteIOps":[{{"Path":"{dev}","Rate":50}}]}}}}"#
-    );
-    let (status, created) = env.api("POST", "/containers/create?name=limit-blkio", Some(&body));
-    let (started, _) = env.api("POST", "/containers/limit-blkio/start", None);
-    let spec = (started == 204).then(|| spec_of(env, "limit-blkio"));
-    // Applied in the cgroup too where the io controller is on for it (cgroup v2).
-    let id = container_id(env, "limit-blkio");
-    let io_max = cgroup_dirs(&id)
-        .into_iter()
-        .find_map(|d| std::fs::read_to_string(d.join("io.max")).ok());
-    let hc = env.inspect("limit-blkio", "{{json .HostConfig.BlkioWeight}}");
-    let _ = env.berth(&["rm", "-f", "limit-blkio"]);
-    assert_eq!((status, started), (201, 204), "{created}");
-    assert_eq!(hc, "300");
-    let blkio = &spec.unwrap()["linux"]["resources"]["blockIO"];
-    assert_eq!(blkio["weight"], 300, "spec: {blkio}");
-    assert_eq!(
-        blkio["throttleReadBpsDevice"][0]["rate"], 1_048_576,
-        "spec: {blkio}"
-    );
-    assert_eq!(
-        blkio["throttleWriteIOPSDevice"][0]["rate"], 50,
-        "spec: {blkio}"
-    );
-    if let Some(io_max) = io_max {
-        assert!(
-            io_max.contains("rbps=1048576") && io_max.contains("wiops=50"),
-            "io.max: {io_max:?}"
-        );
-    }
+    block_io_throttles_applied(env, &dev);
+    block_io_weight_applied_or_refused(env);
 
     // Memory 2^63-1: taken or refused, never a 500, and the daemon lives.
     let (status, body) = env.api(
@@ -242,6 +212,84 @@ fn hardening_limits_are_applied_or_refused(env: &TestEnv) {
     let _ = std::fs::remove_file(&fifo);
     assert_eq!(status, 400, "seccomp=<path>: {answer}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// Creates and starts `name` with `host_config` (JSON members): (create, start) statuses and
+/// the start's answer.
+fn create_and_start(env: &TestEnv, name: &str, host_config: &str) -> (u16, u16, String) {
+    let body = format!(
+        r#"{{"Image":"busybox","Cmd":["sleep","1000"],"HostConfig":{{"NetworkMode":"none",{host_config}}}}}"#
+    );
+    let (created, answer) = env.api(
+        "POST",
+        &format!("/containers/create?name={name}"),
+        Some(&body),
+    );
+    assert_eq!(created, 201, "{answer}");
+    let (started, answer) = env.api("POST", &format!("/containers/{name}/start"), None);
+    (created, started, answer)
+}
+
+/// Block I/O throttles (which every kernel with the blkio/io controller takes) reach the
+/// spec and the container's cgroup. (The berth CLI has no flags for them; docker's sends
+/// these fields.)
+fn block_io_throttles_applied(env: &TestEnv, dev: &str) {
+    let (_, started, answer) = create_and_start(
+        env,
+        "limit-throttle",
+        &format!(
+            r#""BlkioDeviceReadBps":[{{"Path":"{dev}","Rate":1048576}}],"BlkioDeviceWriteIOps":[{{"Path":"{dev}","Rate":50}}]"#
+        ),
+    );
+    let spec = (started == 204).then(|| spec_of(env, "limit-throttle"));
+    let id = container_id(env, "limit-throttle");
+    // v1: blkio.throttle.*; v2: io.max.
+    let applied: String = cgroup_dirs(&id)
+        .into_iter()
+        .flat_map(|d| {
+            [
+                "blkio.throttle.read_bps_device",
+                "blkio.throttle.write_iops_device",
+                "io.max",
+            ]
+            .map(|f| std::fs::read_to_string(d.join(f)).unwrap_or_default())
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = env.berth(&["rm", "-f", "limit-throttle"]);
+    assert_eq!(started, 204, "{answer}");
+    let blkio = &spec.unwrap()["linux"]["resources"]["blockIO"];
+    assert_eq!(
+        blkio["throttleReadBpsDevice"][0]["rate"], 1_048_576,
+        "spec: {blkio}"
+    );
+    assert_eq!(
+        blkio["throttleWriteIOPSDevice"][0]["rate"], 50,
+        "spec: {blkio}"
+    );
+    let v1 = applied.contains(" 1048576") && applied.contains(" 50");
+    let v2 = applied.contains("rbps=1048576") && applied.contains("wiops=50");
+    assert!(v1 || v2, "not in the cgroup: {applied:?}");
+}
+
+/// A block I/O weight is applied where the host's I/O scheduler takes weights, and refused
+/// (naming the setting) where it does not: never accepted and ignored.
+fn block_io_weight_applied_or_refused(env: &TestEnv) {
+    let (_, started, answer) = create_and_start(env, "limit-weight", r#""BlkioWeight":300"#);
+    let spec = (started == 204).then(|| spec_of(env, "limit-weight"));
+    let hc = env.inspect("limit-weight", "{{json .HostConfig.BlkioWeight}}");
+    let _ = env.berth(&["rm", "-f", "limit-weight"]);
+    assert_eq!(hc, "300");
+    match spec {
+        Some(spec) => {
+            let blkio = &spec["linux"]["resources"]["blockIO"];
+            assert_eq!(blkio["weight"], 300, "spec: {blkio}");
+        }
+        None => assert!(
+            answer.contains("blockIO.weight"),
+            "start: {started} {answer}"
+        ),
+    }
 }
 
 /// Issue 10, item 11: after `kill -9` of its monitor, a container is recorded as exited with
