@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod chaos;
 mod containers;
 mod docker_cli;
+mod faults;
 mod hardening;
 mod harness;
 mod images;
@@ -62,6 +64,8 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         hardening::TESTS,
+        chaos::TESTS,
+        faults::TESTS,
         oci::TESTS,
     ]
     .concat();
