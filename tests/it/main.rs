@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod compat;
 mod containers;
 mod docker_cli;
 mod hardening;
@@ -61,6 +62,7 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         hardening::TESTS,
+        compat::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -55,6 +55,10 @@ fn apply_exit(rec: &mut Record, exit: &ExitStatus, started: bool) {
         rec.state.error = e.clone();
     }
     rec.state.pid = 0;
+    // dockerd reports a stopped probe loop as unhealthy ("for compatibility reasons").
+    if let Some(h) = rec.state.health.as_mut() {
+        h.status = Some(berth_api::models::HealthStatusEnum::UNHEALTHY);
+    }
 }
 
 impl ContainerService {
@@ -77,6 +81,10 @@ impl ContainerService {
             .ok()
             .flatten();
             *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = process;
+            {
+                let rec = entry.rec.lock().await;
+                self.resume_health(&entry, &rec);
+            }
             self.spawn_exit_watcher(entry, wait, true);
             return;
         }

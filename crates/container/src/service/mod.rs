@@ -31,6 +31,7 @@ mod entry;
 mod exec;
 mod exit;
 mod filters;
+mod health;
 mod inspect;
 mod list;
 mod mounts;

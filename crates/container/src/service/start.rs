@@ -139,6 +139,7 @@ impl ContainerService {
                 rec.state.started_at = started_at;
                 rec.state.error.clear();
                 rec.state.oom_killed = false;
+                self.start_health(entry, rec);
                 self.spawn_exit_watcher(entry.clone(), wait, true);
                 if let Err(error) = self.save(entry, rec).await {
                     // A record that says "not running" must not hide a running process:

@@ -1,0 +1,388 @@
+//! Docker's behaviour where clients look (issue 14): healthchecks, kill/stop/wait/restart
+//! semantics, supplementary groups, legacy links, published ports, the endpoints berth does
+//! not serve. Through `berth`, the API, and the real docker CLI.
+use std::path::Path;
+use std::process::Command;
+
+use crate::Test;
+use crate::harness::{TestEnv, tar_dir};
+
+pub const TESTS: &[Test] = &[
+    (
+        "compat_health_probes_status_ps_filter_events",
+        compat_health_probes_status_ps_filter_events,
+    ),
+    (
+        "compat_health_from_image_and_no_healthcheck",
+        compat_health_from_image_and_no_healthcheck,
+    ),
+    (
+        "compat_health_bad_values_create_nothing",
+        compat_health_bad_values_create_nothing,
+    ),
+];
+
+macro_rules! docker {
+    ($env:expr, $($arg:expr),+) => {
+        match $env.docker(&[$($arg),+]) {
+            Some(r) => r,
+            None => crate::skip("the docker CLI is not installed"),
+        }
+    };
+}
+
+/// The number of containers, stopped ones included.
+fn container_count(env: &TestEnv) -> usize {
+    env.berth(&["ps", "-aq"]).ok().lines().count()
+}
+
+/// Now, as `events --since/--until` take it.
+fn unix_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// Seconds into the day of an RFC 3339 UTC time (`…T10:00:01.5Z` → 36001.5).
+fn day_secs(t: &str) -> Option<f64> {
+    let clock = t.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn compat_health_probes_status_ps_filter_events(env: &TestEnv) {
+    let since = unix_now();
+    env.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "hc1",
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "120",
+    ])
+    .ok();
+    let status = || env.inspect("hc1", "{{.State.Health.Status}}");
+    assert!(
+        env.eventually(10, || status() == "unhealthy"),
+        "never unhealthy: {}",
+        env.inspect("hc1", "{{json .State.Health}}")
+    );
+    let streak: i64 = env
+        .inspect("hc1", "{{.State.Health.FailingStreak}}")
+        .parse()
+        .unwrap();
+    assert!(streak >= 2, "{streak}");
+    assert!(env.berth(&["ps"]).ok().contains("(unhealthy)"));
+    env.berth(&["exec", "hc1", "touch", "/tmp/ok"]).ok();
+    assert!(env.eventually(10, || status() == "healthy"));
+    let ps = env.berth(&["ps", "--filter", "name=hc1"]).ok();
+    assert!(ps.contains("(healthy)"), "{ps}");
+    assert_eq!(
+        env.berth(&["ps", "-q", "--filter", "health=healthy"]).ok(),
+        env.inspect("hc1", "{{.Id}}")[..12]
+    );
+    assert_eq!(
+        env.berth(&[
+            "ps",
+            "-q",
+            "--filter",
+            "health=unhealthy",
+            "--filter",
+            "name=hc1"
+        ])
+        .ok(),
+        ""
+    );
+    let bad = env.berth(&["ps", "--filter", "health=great"]);
+    assert!(
+        bad.stderr
+            .contains("Unrecognised filter value for health: great"),
+        "{bad:?}"
+    );
+    // The log: at most 5 entries, each with its times, exit code and output.
+    let log: serde_json::Value =
+        serde_json::from_str(&env.inspect("hc1", "{{json .State.Health.Log}}")).unwrap();
+    let log = log.as_array().unwrap();
+    assert!(!log.is_empty() && log.len() <= 5, "{log:?}");
+    let last = log.last().unwrap();
+    assert_eq!(last["ExitCode"], 0, "{last}");
+    assert_eq!(last["Output"], "fine\n", "{last}");
+    // What a probe costs: one exec, start to end.
+    let costs: Vec<f64> = log
+        .iter()
+        .filter_map(|e| {
+            Some((day_secs(e["End"].as_str()?)? - day_secs(e["Start"].as_str()?)?) * 1000.0)
+        })
+        .collect();
+    println!("  healthcheck probe cost (ms, start to end): {costs:?}");
+    let until = unix_now();
+    let events = env
+        .berth(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "container=hc1",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok();
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+    assert!(events.contains("health_status: healthy"), "{events}");
+    // Stopped, the probe loop ends and the health reads unhealthy, as dockerd reports it.
+    env.berth(&["stop", "-t", "1", "hc1"]).ok();
+    assert_eq!(status(), "unhealthy");
+    let probes = env.inspect("hc1", "{{len .State.Health.Log}}");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(env.inspect("hc1", "{{len .State.Health.Log}}"), probes);
+    // A restart starts over: starting, then healthy again (the file is in the container).
+    env.berth(&["start", "hc1"]).ok();
+    assert!(env.eventually(10, || status() == "healthy"));
+    env.berth(&["rm", "-f", "hc1"]).ok();
+}
+
+/// Loads a busybox image whose config carries `healthcheck`, tagged `name`.
+fn image_with_healthcheck(env: &TestEnv, name: &str, healthcheck: serde_json::Value) {
+    let dir = env
+        .root
+        .join(format!("hcimg-{}", name.replace([':', '/'], "-")));
+    let _ = std::fs::remove_dir_all(&dir);
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::create_dir_all(tree.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
+    for applet in ["sh", "test", "sleep", "touch", "true", "false"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
+    }
+    let archive = dir.join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    tar_dir(&tree, &archive.join("layer.tar"));
+    let sha = |p: &Path| {
+        let out = Command::new("sha256sum").arg(p).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let diff_id = sha(&archive.join("layer.tar"));
+    let config = serde_json::json!({
+        "architecture": match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        },
+        "os": "linux",
+        "created": "2026-01-01T00:00:00Z",
+        "config": {"Cmd": ["sleep", "120"], "Env": ["PATH=/bin"], "Healthcheck": healthcheck},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+    });
+    let config_path = archive.join("config.json");
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let config_hex = sha(&config_path);
+    std::fs::rename(&config_path, archive.join(format!("{config_hex}.json"))).unwrap();
+    let manifest = serde_json::json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [name],
+        "Layers": ["layer.tar"],
+    }]);
+    std::fs::write(
+        archive.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let tar = dir.join("image.tar");
+    tar_dir(&archive, &tar);
+    env.berth(&["load", "-i", tar.to_str().unwrap()]).ok();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn compat_health_from_image_and_no_healthcheck(env: &TestEnv) {
+    image_with_healthcheck(
+        env,
+        "hcimage:1",
+        serde_json::json!({"Test": ["CMD-SHELL", "test -f /tmp/up"], "Interval": 100_000_000, "Retries": 1}),
+    );
+    // From the image, through the docker CLI.
+    docker!(env, "run", "-d", "--name", "hc2", "hcimage:1").ok();
+    assert!(
+        env.eventually(10, || env.inspect("hc2", "{{.State.Health.Status}}")
+            == "unhealthy")
+    );
+    docker!(env, "exec", "hc2", "touch", "/tmp/up").ok();
+    assert!(env.eventually(10, || {
+        docker!(env, "ps", "--filter", "name=hc2", "--format", "{{.Status}}")
+            .ok()
+            .ends_with("(healthy)")
+    }));
+    assert_eq!(
+        docker!(
+            env,
+            "inspect",
+            "-f",
+            "{{.State.Health.Status}} {{.Config.Healthcheck.Test}}",
+            "hc2"
+        )
+        .ok(),
+        "healthy [CMD-SHELL test -f /tmp/up]"
+    );
+    assert_eq!(
+        docker!(env, "ps", "-q", "--filter", "health=healthy").ok(),
+        env.inspect("hc2", "{{.Id}}")[..12]
+    );
+    // The container's own command replaces the image's, the image's interval stays.
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "hc3",
+        "--health-cmd",
+        "true",
+        "--health-start-period",
+        "1m",
+        "--health-start-interval",
+        "50ms",
+        "hcimage:1"
+    )
+    .ok();
+    assert_eq!(
+        docker!(
+            env,
+            "inspect",
+            "-f",
+            "{{.Config.Healthcheck.Test}} {{.Config.Healthcheck.Interval}} {{.Config.Healthcheck.StartInterval}}",
+            "hc3"
+        )
+        .ok(),
+        "[CMD-SHELL true] 100ms 50ms"
+    );
+    assert!(
+        env.eventually(10, || env.inspect("hc3", "{{.State.Health.Status}}")
+            == "healthy")
+    );
+    // --no-healthcheck: no probes, no State.Health, no suffix, health=none.
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "hc4",
+        "--no-healthcheck",
+        "hcimage:1"
+    )
+    .ok();
+    assert_eq!(
+        docker!(
+            env,
+            "inspect",
+            "-f",
+            "{{.Config.Healthcheck.Test}} {{.State.Health}}",
+            "hc4"
+        )
+        .ok(),
+        "[NONE] <nil>"
+    );
+    let ps = docker!(env, "ps", "--filter", "name=hc4", "--format", "{{.Status}}").ok();
+    assert!(ps.starts_with("Up ") && !ps.contains('('), "{ps}");
+    assert_eq!(
+        docker!(
+            env,
+            "ps",
+            "-q",
+            "--filter",
+            "health=none",
+            "--filter",
+            "name=hc4"
+        )
+        .ok(),
+        env.inspect("hc4", "{{.Id}}")[..12]
+    );
+    env.berth(&["rm", "-f", "hc2", "hc3", "hc4"]).ok();
+    env.berth(&["rmi", "hcimage:1"]).ok();
+}
+
+fn compat_health_bad_values_create_nothing(env: &TestEnv) {
+    let before = container_count(env);
+    for (flags, message) in [
+        (
+            &["--health-interval", "500us"][..],
+            "Interval in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            &["--health-timeout", "10ns"][..],
+            "Timeout in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            &["--health-start-period", "1us"][..],
+            "StartPeriod in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            &["--health-start-interval", "2ns"][..],
+            "StartInterval in Healthcheck cannot be less than 1ms",
+        ),
+    ] {
+        let mut args = vec!["run", "-d", "--health-cmd", "true"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "true"]);
+        let r = env.docker(&args).unwrap();
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains(message), "{flags:?}: {r:?}");
+        let r = env.berth(&args);
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains(message), "{flags:?}: {r:?}");
+    }
+    for (flag, message) in [
+        (
+            "--health-interval=-1s",
+            "--health-interval cannot be negative",
+        ),
+        ("--health-retries=-1", "--health-retries cannot be negative"),
+    ] {
+        let r = env.berth(&["run", "-d", flag, "busybox", "true"]);
+        assert_eq!(r.code, 125, "{r:?}");
+        assert!(r.stderr.contains(message), "{r:?}");
+    }
+    let r = env.berth(&[
+        "run",
+        "-d",
+        "--no-healthcheck",
+        "--health-cmd",
+        "true",
+        "busybox",
+    ]);
+    assert!(
+        r.stderr
+            .contains("--no-healthcheck conflicts with --health-* options"),
+        "{r:?}"
+    );
+    // The API refuses what a client sends past its CLI's checks.
+    let (code, body) = env.api(
+        "POST",
+        "/v1.44/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"Healthcheck":{"Test":["CMD","true"],"Retries":-1}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        body.trim(),
+        r#"{"message":"Retries in Healthcheck cannot be negative"}"#
+    );
+    assert_eq!(
+        container_count(env),
+        before,
+        "a refused create made a container"
+    );
+}
