@@ -20,6 +20,19 @@ pub const TESTS: &[Test] = &[
         "compat_health_bad_values_create_nothing",
         compat_health_bad_values_create_nothing,
     ),
+    (
+        "compat_kill_returns_once_stopped",
+        compat_kill_returns_once_stopped,
+    ),
+    (
+        "compat_user_kill_and_stop_end_restarts",
+        compat_user_kill_and_stop_end_restarts,
+    ),
+    (
+        "compat_wait_conditions_and_restart_always",
+        compat_wait_conditions_and_restart_always,
+    ),
+    ("compat_run_rm_failed_start", compat_run_rm_failed_start),
 ];
 
 macro_rules! docker {
@@ -385,4 +398,189 @@ fn compat_health_bad_values_create_nothing(env: &TestEnv) {
         before,
         "a refused create made a container"
     );
+}
+
+fn compat_kill_returns_once_stopped(env: &TestEnv) {
+    // A loop of kill → inspect → rm must never see the container running (dockerd's kill
+    // with SIGKILL waits for the exit).
+    for i in 0..5 {
+        let name = format!("kl{i}");
+        env.berth(&["run", "-d", "--name", &name, "busybox", "sleep", "60"])
+            .ok();
+        let (code, body) = env.api(
+            "POST",
+            &format!("/v1.44/containers/{name}/kill?signal=SIGKILL"),
+            None,
+        );
+        assert_eq!(code, 204, "{body}");
+        assert_eq!(
+            env.inspect(&name, "{{.State.Running}} {{.State.ExitCode}}"),
+            "false 137"
+        );
+        env.berth(&["rm", &name]).ok();
+    }
+    // docker kill (no signal: SIGKILL) too.
+    docker!(env, "run", "-d", "--name", "kl5", "busybox", "sleep", "60").ok();
+    docker!(env, "kill", "kl5").ok();
+    docker!(env, "rm", "kl5").ok();
+}
+
+fn compat_user_kill_and_stop_end_restarts(env: &TestEnv) {
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(700));
+    // on-failure and always, killed or stopped by the user: not restarted.
+    for (policy, verb) in [
+        ("on-failure", "kill"),
+        ("always", "kill"),
+        ("on-failure", "stop"),
+        ("always", "stop"),
+        ("unless-stopped", "kill"),
+    ] {
+        let name = format!("rp-{policy}-{verb}");
+        docker!(
+            env,
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "60"
+        )
+        .ok();
+        let r = if verb == "stop" {
+            docker!(env, "stop", "-t", "1", &name)
+        } else {
+            docker!(env, "kill", &name)
+        };
+        r.ok();
+        settle();
+        assert_eq!(
+            env.inspect(&name, "{{.State.Status}} {{.RestartCount}}"),
+            "exited 0",
+            "{policy} after {verb}"
+        );
+        // A start by the user restores the policy.
+        docker!(env, "start", &name).ok();
+        assert_eq!(env.inspect(&name, "{{.State.Status}}"), "running");
+        docker!(env, "rm", "-f", &name).ok();
+    }
+    // A signal that is not the stop signal: the run's restarts stay, as in dockerd.
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "rp-hup",
+        "--restart",
+        "on-failure",
+        "--stop-signal",
+        "SIGUSR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 3' HUP; while true; do sleep 0.1; done"
+    )
+    .ok();
+    docker!(env, "kill", "-s", "HUP", "rp-hup").ok();
+    assert!(
+        env.eventually(10, || env.inspect("rp-hup", "{{.RestartCount}}") == "1"),
+        "not restarted after its own exit 3"
+    );
+    docker!(env, "rm", "-f", "rp-hup").ok();
+    // Its own failure still restarts an on-failure container.
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "rp-self",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3"
+    )
+    .ok();
+    assert!(env.eventually(
+        10,
+        || env.inspect("rp-self", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+    ));
+    docker!(env, "rm", "-f", "rp-self").ok();
+}
+
+/// `StatusCode` of a wait's answer.
+fn status_code(body: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    v["StatusCode"].as_i64().unwrap_or(-1)
+}
+
+fn compat_wait_conditions_and_restart_always(env: &TestEnv) {
+    // restart=always: wait returns the exit of the current run.
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "wa",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 3"
+    )
+    .ok();
+    let t = std::time::Instant::now();
+    assert_eq!(docker!(env, "wait", "wa").ok(), "3");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    docker!(env, "rm", "-f", "wa").ok();
+    // not-running on a created container answers at once; next-exit waits for the run
+    // after it; removed waits for the rm.
+    docker!(
+        env, "create", "--name", "wc", "busybox", "sh", "-c", "exit 5"
+    )
+    .ok();
+    let (code, body) = env.api(
+        "POST",
+        "/v1.44/containers/wc/wait?condition=not-running",
+        None,
+    );
+    assert_eq!((code, status_code(&body)), (200, 0), "{body}");
+    std::thread::scope(|s| {
+        let next = s.spawn(|| {
+            env.api(
+                "POST",
+                "/v1.44/containers/wc/wait?condition=next-exit",
+                None,
+            )
+        });
+        let removed =
+            s.spawn(|| env.api("POST", "/v1.44/containers/wc/wait?condition=removed", None));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!next.is_finished() && !removed.is_finished());
+        docker!(env, "start", "wc").ok();
+        let (code, body) = next.join().unwrap();
+        assert_eq!((code, status_code(&body)), (200, 5), "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!removed.is_finished(), "removed answered before the rm");
+        docker!(env, "rm", "wc").ok();
+        let (code, body) = removed.join().unwrap();
+        assert_eq!((code, status_code(&body)), (200, 5), "{body}");
+    });
+    let (code, body) = env.api("POST", "/v1.44/containers/wc/wait?condition=bogus", None);
+    assert_eq!(code, 400, "{body}");
+}
+
+fn compat_run_rm_failed_start(env: &TestEnv) {
+    let before = container_count(env);
+    let r = docker!(env, "run", "--rm", "busybox", "/no/such/binary");
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("no such file or directory"), "{r:?}");
+    assert!(env.eventually(5, || container_count(env) == before));
+    let r = env.berth(&["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(env.eventually(5, || container_count(env) == before));
 }

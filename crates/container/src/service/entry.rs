@@ -28,9 +28,22 @@ pub(crate) struct Entry {
     /// The init's process in the current run's OCI spec: an exec builds on it (only this
     /// part of the spec is kept; the rest, its seccomp profile above all, is large).
     pub(super) process: std::sync::Mutex<Option<berth_runtime::Process>>,
+    /// The user stopped or killed the current run (dockerd's `ExitOnNext`, which cancels its
+    /// restart manager): its exit is not followed by a restart, whatever the policy. Reset
+    /// by the next start; not kept across a daemon restart, as in dockerd.
+    pub(super) exit_on_next: std::sync::atomic::AtomicBool,
 }
 
 impl Entry {
+    pub(super) fn set_exit_on_next(&self, value: bool) {
+        self.exit_on_next
+            .store(value, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn exits_on_next(&self) -> bool {
+        self.exit_on_next.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub(super) fn set_life(&self, r: &Record, exited: bool, removed: bool) {
         self.life.send_modify(|l| {
             l.status = r.state.status;

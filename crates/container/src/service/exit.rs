@@ -111,7 +111,10 @@ impl ContainerService {
         self.release_networks(&rec.id).await;
         *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
-        let restart = started && !auto_remove && restart_policy::should_restart(&rec);
+        let restart = started
+            && !auto_remove
+            && !entry.exits_on_next()
+            && restart_policy::should_restart(&rec);
         if restart {
             rec.state.status = Status::Restarting;
         }

@@ -231,6 +231,7 @@ impl ContainerService {
             life,
             pending_attach: std::sync::Mutex::new(Vec::new()),
             process: std::sync::Mutex::new(None),
+            exit_on_next: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

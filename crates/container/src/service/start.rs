@@ -88,6 +88,7 @@ impl ContainerService {
     /// Starts the container under its record lock: run files, monitor, networks, attachments,
     /// then the process.
     pub(super) async fn start_locked(&self, entry: &Arc<Entry>, rec: &mut Record) -> Result<()> {
+        entry.set_exit_on_next(false);
         let files = self.run_files(entry, rec).await?;
         self.prepare_resolv_conf(entry, rec).await?;
         let run_dir = entry.paths.run_dir.clone();
