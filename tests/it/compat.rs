@@ -33,6 +33,10 @@ pub const TESTS: &[Test] = &[
         compat_wait_conditions_and_restart_always,
     ),
     ("compat_run_rm_failed_start", compat_run_rm_failed_start),
+    (
+        "compat_supplementary_groups_and_group_add",
+        compat_supplementary_groups_and_group_add,
+    ),
 ];
 
 macro_rules! docker {
@@ -583,4 +587,92 @@ fn compat_run_rm_failed_start(env: &TestEnv) {
     let r = env.berth(&["run", "--rm", "busybox", "/no/such/binary"]);
     assert_eq!(r.code, 127, "{r:?}");
     assert!(env.eventually(5, || container_count(env) == before));
+}
+
+/// The numbers of `id -G`, sorted.
+fn gids(out: &str) -> Vec<u32> {
+    let mut v: Vec<u32> = out
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn compat_supplementary_groups_and_group_add(env: &TestEnv) {
+    env.image_from_tree("groups:1", |dir| {
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("etc/group"),
+            "root:x:0:root\nwheel:x:10:root,app\nstaff:x:50:app\naudio:x:63:\napp:x:1000:\n",
+        )
+        .unwrap();
+    });
+    // The image's /etc/group: the groups that list the user.
+    let out = docker!(env, "run", "--rm", "--user", "app", "groups:1", "id", "-G").ok();
+    assert_eq!(gids(&out), [10, 50, 1000], "{out}");
+    let out = docker!(env, "run", "--rm", "groups:1", "id", "-G").ok();
+    assert_eq!(gids(&out), [0, 10], "{out}");
+    // An explicit group: no others from /etc/group, as runc decides.
+    let out = docker!(
+        env,
+        "run",
+        "--rm",
+        "--user",
+        "app:audio",
+        "groups:1",
+        "id",
+        "-G"
+    )
+    .ok();
+    assert_eq!(gids(&out), [63], "{out}");
+    // --group-add by name and by number, at run and in exec.
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "grp",
+        "--user",
+        "app",
+        "--group-add",
+        "audio",
+        "--group-add",
+        "4242",
+        "groups:1",
+        "sleep",
+        "60"
+    )
+    .ok();
+    let out = docker!(env, "exec", "grp", "id", "-G").ok();
+    assert_eq!(gids(&out), [10, 50, 63, 1000, 4242], "{out}");
+    let out = docker!(env, "exec", "-u", "root", "grp", "id", "-G").ok();
+    assert_eq!(gids(&out), [0, 10, 63, 4242], "{out}");
+    // (busybox exits 1 for 4242, which has no name.)
+    let out = env.berth(&["exec", "grp", "id", "-Gn"]).stdout;
+    assert!(out.contains("audio") && out.contains("staff"), "{out}");
+    env.berth(&["rm", "-f", "grp"]).ok();
+    // A group that is neither in /etc/group nor a number: Docker's error.
+    let r = docker!(
+        env,
+        "run",
+        "--rm",
+        "--group-add",
+        "nosuch",
+        "groups:1",
+        "true"
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("Unable to find group nosuch: no matching entries in group file"),
+        "{r:?}"
+    );
+    env.berth(&["rmi", "groups:1"]).ok();
 }

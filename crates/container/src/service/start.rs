@@ -211,11 +211,14 @@ impl ContainerService {
         // device options (mounted on the host first) all touch the disk.
         let (user, seccomp, mounts) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
+            let group_add = rec.host_config.group_add.clone().unwrap_or_default();
             let (hc, points) = (rec.host_config.clone(), rec.mount_points.clone());
             let volumes = self.volumes.clone();
             blocking(move || -> Result<_> {
+                let mut user = spec::resolve_user(&u, &rootfs)?;
+                spec::add_groups(&mut user, &group_add, &rootfs)?;
                 Ok((
-                    spec::resolve_user(&u, &rootfs)?,
+                    user,
                     spec::seccomp::choice(&hc)?,
                     mounts::oci_mounts(&volumes, &points)?,
                 ))
