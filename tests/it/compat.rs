@@ -37,6 +37,10 @@ pub const TESTS: &[Test] = &[
         "compat_supplementary_groups_and_group_add",
         compat_supplementary_groups_and_group_add,
     ),
+    (
+        "compat_swarm_plugins_and_unknown_routes",
+        compat_swarm_plugins_and_unknown_routes,
+    ),
 ];
 
 macro_rules! docker {
@@ -675,4 +679,46 @@ fn compat_supplementary_groups_and_group_add(env: &TestEnv) {
         "{r:?}"
     );
     env.berth(&["rmi", "groups:1"]).ok();
+}
+
+fn compat_swarm_plugins_and_unknown_routes(env: &TestEnv) {
+    let not_manager = r#"{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}"#;
+    for (method, path) in [
+        ("GET", "/v1.44/swarm"),
+        ("GET", "/services"),
+        ("GET", "/v1.44/services/abc"),
+        ("GET", "/v1.44/nodes"),
+        ("GET", "/v1.44/tasks"),
+        ("GET", "/v1.44/secrets"),
+        ("POST", "/v1.44/secrets/create"),
+        ("GET", "/v1.44/configs"),
+        ("DELETE", "/v1.44/configs/x"),
+    ] {
+        let (code, body) = env.api(method, path, None);
+        assert_eq!((code, body.trim()), (503, not_manager), "{method} {path}");
+    }
+    assert_eq!(env.api("GET", "/v1.44/plugins", None), (200, "[]".into()));
+    let (code, body) = env.api("GET", "/v1.44/plugins/x/json", None);
+    assert_eq!(
+        (code, body.trim()),
+        (404, r#"{"message":"plugin \"x\" not found"}"#)
+    );
+    let (code, body) = env.api("GET", "/v1.44/no/such/route", None);
+    assert_eq!(
+        (code, body.trim()),
+        (404, r#"{"message":"page not found"}"#)
+    );
+    let r = docker!(env, "service", "ls");
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("This node is not a swarm manager."),
+        "{r:?}"
+    );
+    let r = docker!(env, "secret", "ls");
+    assert!(
+        r.stderr.contains("This node is not a swarm manager."),
+        "{r:?}"
+    );
+    let out = docker!(env, "plugin", "ls").ok();
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
 }
