@@ -41,6 +41,10 @@ pub const TESTS: &[Test] = &[
         "compat_swarm_plugins_and_unknown_routes",
         compat_swarm_plugins_and_unknown_routes,
     ),
+    (
+        "compat_publish_time_wait_port_and_first_address",
+        compat_publish_time_wait_port_and_first_address,
+    ),
 ];
 
 macro_rules! docker {
@@ -721,4 +725,112 @@ fn compat_swarm_plugins_and_unknown_routes(env: &TestEnv) {
     );
     let out = docker!(env, "plugin", "ls").ok();
     assert_eq!(out.lines().count(), 1, "only the header: {out}");
+}
+
+/// A loopback port whose server side is left in TIME_WAIT (the server closed first).
+fn port_in_time_wait() -> u16 {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    drop(server);
+    let _ = client.read(&mut [0u8; 1]);
+    drop(client);
+    drop(listener);
+    port
+}
+
+fn compat_publish_time_wait_port_and_first_address(env: &TestEnv) {
+    let port = port_in_time_wait();
+    let (_, tw) = {
+        let out = Command::new("ss")
+            .args(["-tan", "state", "time-wait"])
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        tw.contains(&format!("127.0.0.1:{port}")),
+        "not in TIME_WAIT: {tw}"
+    );
+    let publish = format!("{port}:80");
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "tw",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /w && echo timewait > /w/index.html && exec httpd -f -p 80 -h /w"
+    )
+    .ok();
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(env.eventually(10, || {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "timewait"
+    }));
+    // The reservation stays exclusive: a second container cannot take the port.
+    let r = docker!(
+        env, "run", "-d", "--name", "tw2", "-p", &publish, "busybox", "sleep", "5"
+    );
+    assert_ne!(r.code, 0, "{r:?}");
+    docker!(env, "rm", "-f", "tw", "tw2").ok();
+    // The first container on a fresh network gets .2.
+    docker!(
+        env,
+        "network",
+        "create",
+        "--subnet",
+        "10.231.77.0/24",
+        "cfresh"
+    )
+    .ok();
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "first",
+        "--network",
+        "cfresh",
+        "busybox",
+        "sleep",
+        "60"
+    )
+    .ok();
+    assert_eq!(
+        env.inspect("first", "{{.NetworkSettings.Networks.cfresh.IPAddress}}"),
+        "10.231.77.2"
+    );
+    docker!(env, "rm", "-f", "first").ok();
+    docker!(env, "network", "rm", "cfresh").ok();
+    docker!(env, "network", "create", "cfresh2").ok();
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "first2",
+        "--network",
+        "cfresh2",
+        "busybox",
+        "sleep",
+        "60"
+    )
+    .ok();
+    let ip = env.inspect("first2", "{{.NetworkSettings.Networks.cfresh2.IPAddress}}");
+    assert!(ip.ends_with(".2"), "{ip}");
+    docker!(env, "rm", "-f", "first2").ok();
+    docker!(env, "network", "rm", "cfresh2").ok();
 }
