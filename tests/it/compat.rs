@@ -45,6 +45,7 @@ pub const TESTS: &[Test] = &[
         "compat_publish_time_wait_port_and_first_address",
         compat_publish_time_wait_port_and_first_address,
     ),
+    ("compat_legacy_links", compat_legacy_links),
 ];
 
 macro_rules! docker {
@@ -833,4 +834,86 @@ fn compat_publish_time_wait_port_and_first_address(env: &TestEnv) {
     assert!(ip.ends_with(".2"), "{ip}");
     docker!(env, "rm", "-f", "first2").ok();
     docker!(env, "network", "rm", "cfresh2").ok();
+}
+
+fn compat_legacy_links(env: &TestEnv) {
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "lk-db",
+        "--hostname",
+        "dbhost",
+        "-e",
+        "SECRET=s3",
+        "--expose",
+        "5432",
+        "busybox",
+        "sleep",
+        "60"
+    )
+    .ok();
+    let ip = env.inspect("lk-db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    assert!(!ip.is_empty());
+    docker!(
+        env, "run", "-d", "--name", "lk-web", "--link", "lk-db:db", "busybox", "sleep", "60"
+    )
+    .ok();
+    assert_eq!(
+        env.inspect("lk-web", "{{json .HostConfig.Links}}"),
+        r#"["/lk-db:/lk-web/db"]"#
+    );
+    let hosts = docker!(env, "exec", "lk-web", "cat", "/etc/hosts").ok();
+    assert!(
+        hosts.lines().any(|l| l == format!("{ip}\tdb dbhost lk-db")),
+        "{hosts}"
+    );
+    let vars = docker!(env, "exec", "lk-web", "env").ok();
+    for want in [
+        format!("DB_PORT=tcp://{ip}:5432"),
+        "DB_NAME=/lk-web/db".to_string(),
+        format!("DB_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("DB_PORT_5432_TCP_ADDR={ip}"),
+        "DB_PORT_5432_TCP_PORT=5432".to_string(),
+        "DB_PORT_5432_TCP_PROTO=tcp".to_string(),
+        "DB_ENV_SECRET=s3".to_string(),
+    ] {
+        assert!(vars.lines().any(|l| l == want), "{want} missing: {vars}");
+    }
+    assert!(!vars.contains("DB_ENV_PATH"), "{vars}");
+    let ping = docker!(env, "exec", "lk-web", "ping", "-c", "1", "-W", "2", "db");
+    assert_eq!(ping.code, 0, "{ping:?}");
+    // The link goes with DELETE …?link=1.
+    let (code, body) = env.api("DELETE", "/v1.44/containers/lk-web/db?link=1", None);
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(
+        docker!(env, "inspect", "-f", "{{json .HostConfig.Links}}", "lk-web").ok(),
+        "null"
+    );
+    let (code, _) = env.api("GET", "/v1.44/containers/lk-web/db", None);
+    assert_eq!(code, 404);
+    // A link to a missing container: Docker's error, nothing created.
+    let before = container_count(env);
+    let r = docker!(env, "run", "-d", "--link", "nosuch:db", "busybox", "true");
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("could not get container for nosuch: No such container: nosuch"),
+        "{r:?}"
+    );
+    assert_eq!(container_count(env), before);
+    // A stopped linked container: the start fails in Docker's words.
+    docker!(env, "stop", "-t", "0", "lk-db").ok();
+    docker!(
+        env, "create", "--name", "lk-late", "--link", "lk-db:db", "busybox", "true"
+    )
+    .ok();
+    let r = docker!(env, "start", "lk-late");
+    assert!(
+        r.stderr
+            .contains("Cannot link to a non running container: /lk-db AS /lk-late/db"),
+        "{r:?}"
+    );
+    docker!(env, "rm", "-f", "lk-web", "lk-db", "lk-late").ok();
 }

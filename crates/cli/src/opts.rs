@@ -185,6 +185,9 @@ pub struct CreateFlags {
     /// UTS namespace to use.
     #[arg(long)]
     pub uts: Option<String>,
+    /// Add link to another container (name[:alias]).
+    #[arg(long = "link")]
+    pub link: Vec<String>,
     /// Command to run to check health.
     #[arg(long = "health-cmd")]
     pub health_cmd: Option<String>,
@@ -626,6 +629,7 @@ fn host_config(
         dns_options: (!f.dns_option.is_empty()).then(|| f.dns_option.clone()),
         extra_hosts: (!f.add_host.is_empty()).then(|| f.add_host.clone()),
         group_add: (!f.group_add.is_empty()).then(|| f.group_add.clone()),
+        links: (!f.link.is_empty()).then(|| f.link.clone()),
         ipc_mode: f.ipc.clone(),
         pid_mode: f.pid.clone(),
         uts_mode: f.uts.clone(),

@@ -128,12 +128,21 @@ impl ContainerService {
             self.runtime_path(rt)?;
         }
         let requested = self.requested_mounts(&config, &hc)?;
+        let links = self.check_links(&hc)?;
         let cgroup_parent = hc
             .cgroup_parent
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
         let name = self.reserve_name(name, &id)?;
+        if !links.is_empty() {
+            hc.links = Some(
+                links
+                    .iter()
+                    .map(|(child, alias)| format!("/{child}:/{name}/{alias}"))
+                    .collect(),
+            );
+        }
         let record = Record {
             version: store::RECORD_VERSION,
             id: id.clone(),

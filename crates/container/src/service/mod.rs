@@ -33,6 +33,7 @@ mod exit;
 mod filters;
 mod health;
 mod inspect;
+mod links;
 mod list;
 mod mounts;
 mod network;

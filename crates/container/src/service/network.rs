@@ -159,7 +159,14 @@ impl ContainerService {
         };
         let hosts = entry.paths.data_dir.join("hosts");
         let hostname = rec.config.hostname.clone().unwrap_or_default();
-        let extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
+        let mut extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
+        extra.extend(
+            self.links(rec)
+                .await?
+                .iter()
+                .filter(|l| !l.ip.is_empty())
+                .map(super::links::hosts_entry),
+        );
         let id = rec.id.clone();
         blocking(move || -> Result<()> {
             let began = std::time::Instant::now();

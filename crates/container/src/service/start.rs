@@ -225,13 +225,16 @@ impl ContainerService {
             })
             .await??
         };
+        let links = self.links(rec).await?;
+        let mut config = rec.config.clone();
+        config.env = super::links::merge_env(&links, config.env.take());
         let argv: Vec<String> = std::iter::once(rec.path.clone())
             .chain(rec.args.iter().cloned())
             .collect();
         let spec = spec::build(spec::BuildInputs {
             id: &rec.id,
             argv,
-            config: &rec.config,
+            config: &config,
             host_config: &rec.host_config,
             user,
             data_dir: &entry.paths.data_dir,
