@@ -46,6 +46,7 @@ pub const TESTS: &[Test] = &[
         compat_publish_time_wait_port_and_first_address,
     ),
     ("compat_legacy_links", compat_legacy_links),
+    ("compat_volume_mount_events", compat_volume_mount_events),
 ];
 
 macro_rules! docker {
@@ -916,4 +917,27 @@ fn compat_legacy_links(env: &TestEnv) {
         "{r:?}"
     );
     docker!(env, "rm", "-f", "lk-web", "lk-db", "lk-late").ok();
+}
+
+fn compat_volume_mount_events(env: &TestEnv) {
+    let since = unix_now();
+    docker!(env, "run", "--rm", "-v", "cev:/data:ro", "busybox", "true").ok();
+    let until = unix_now();
+    let events = docker!(
+        env,
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=volume",
+        "--format",
+        "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"destination\"}} {{index .Actor.Attributes \"read/write\"}} {{index .Actor.Attributes \"driver\"}}"
+    )
+    .ok();
+    let lines: Vec<&str> = events.lines().collect();
+    assert!(lines.contains(&"mount cev /data false local"), "{events}");
+    assert!(lines.contains(&"unmount cev   local"), "{events}");
+    docker!(env, "volume", "rm", "cev").ok();
 }

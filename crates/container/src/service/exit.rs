@@ -131,6 +131,7 @@ impl ContainerService {
                 self.publish(&rec, "oom", &[]);
             }
             self.publish(&rec, "die", &[("exitCode", exit.exit_code.to_string())]);
+            self.publish_volume_events(&rec, "unmount");
         }
         entry.set_life(&rec, true, false);
         if auto_remove {

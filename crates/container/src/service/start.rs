@@ -149,6 +149,7 @@ impl ContainerService {
                     return Err(error);
                 }
                 entry.set_life(rec, false, false);
+                self.publish_volume_events(rec, "mount");
                 self.publish(rec, "start", &[]);
                 Ok(())
             }
