@@ -47,6 +47,10 @@ pub const TESTS: &[Test] = &[
     ),
     ("compat_legacy_links", compat_legacy_links),
     ("compat_volume_mount_events", compat_volume_mount_events),
+    (
+        "compat_network_connect_events",
+        compat_network_connect_events,
+    ),
 ];
 
 macro_rules! docker {
@@ -940,4 +944,56 @@ fn compat_volume_mount_events(env: &TestEnv) {
     assert!(lines.contains(&"mount cev /data false local"), "{events}");
     assert!(lines.contains(&"unmount cev   local"), "{events}");
     docker!(env, "volume", "rm", "cev").ok();
+}
+
+fn compat_network_connect_events(env: &TestEnv) {
+    docker!(env, "network", "create", "cev-net").ok();
+    let net_id = docker!(env, "network", "inspect", "-f", "{{.Id}}", "cev-net").ok();
+    let since = unix_now();
+    docker!(
+        env,
+        "run",
+        "-d",
+        "--name",
+        "cev-c",
+        "--network",
+        "cev-net",
+        "busybox",
+        "sleep",
+        "60"
+    )
+    .ok();
+    let cid = env.inspect("cev-c", "{{.Id}}");
+    docker!(env, "network", "connect", "bridge", "cev-c").ok();
+    docker!(env, "network", "disconnect", "bridge", "cev-c").ok();
+    docker!(env, "rm", "-f", "cev-c").ok();
+    let until = unix_now();
+    let events = docker!(
+        env,
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}} {{.Actor.Attributes.container}} {{.Actor.ID}}"
+    )
+    .ok();
+    // (Only this container's: `--since` counts in whole seconds.)
+    let lines: Vec<&str> = events.lines().filter(|l| l.contains(&cid)).collect();
+    let line = |action: &str, name: &str, id: &str| format!("{action} {name} bridge {cid} {id}");
+    let bridge_id = docker!(env, "network", "inspect", "-f", "{{.Id}}", "bridge").ok();
+    assert_eq!(
+        lines,
+        [
+            line("connect", "cev-net", &net_id),
+            line("connect", "bridge", &bridge_id),
+            line("disconnect", "bridge", &bridge_id),
+            line("disconnect", "cev-net", &net_id),
+        ],
+        "{events}"
+    );
+    docker!(env, "network", "rm", "cev-net").ok();
 }
