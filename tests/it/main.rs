@@ -7,6 +7,7 @@
 
 mod archive;
 mod chaos;
+mod compat;
 mod containers;
 mod docker_cli;
 mod faults;
@@ -67,6 +68,7 @@ fn main() {
         chaos::TESTS,
         faults::TESTS,
         oci::TESTS,
+        compat::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -27,6 +27,7 @@ pub mod connections;
 pub mod containers;
 pub mod copy;
 pub mod error;
+mod features_off;
 pub mod hijack;
 mod image_state;
 pub mod images;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(networks::routes())
                 .merge(volumes::routes())
                 .merge(commit::routes())
+                .merge(features_off::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)
