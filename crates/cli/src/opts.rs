@@ -175,6 +175,24 @@ pub struct CreateFlags {
     /// Tune host's OOM preferences (-1000 to 1000).
     #[arg(long = "oom-score-adj")]
     pub oom_score_adj: Option<i64>,
+    /// Tune container memory swappiness (0 to 100).
+    #[arg(long = "memory-swappiness", allow_negative_numbers = true)]
+    pub memory_swappiness: Option<i64>,
+    /// Disable OOM Killer.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Limit CPU real-time period in microseconds.
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit CPU real-time runtime in microseconds.
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Add a rule to the cgroup allowed devices list.
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
     /// IPC mode to use.
     #[arg(long)]
     pub ipc: Option<String>,
@@ -549,6 +567,13 @@ fn host_config(
         pid_mode: f.pid.clone(),
         uts_mode: f.uts.clone(),
         oom_score_adj: f.oom_score_adj,
+        memory_swappiness: f.memory_swappiness.filter(|v| *v != -1),
+        oom_kill_disable: f.oom_kill_disable.then_some(true),
+        cpuset_mems: f.cpuset_mems.clone(),
+        cpu_realtime_period: f.cpu_rt_period,
+        cpu_realtime_runtime: f.cpu_rt_runtime,
+        device_cgroup_rules: (!f.device_cgroup_rule.is_empty())
+            .then(|| f.device_cgroup_rule.clone()),
         privileged: Some(f.privileged),
         publish_all_ports: Some(f.publish_all),
         readonly_rootfs: Some(f.read_only),

@@ -29,7 +29,7 @@ mod user;
 pub use caps::{all_capabilities, capabilities, capability_set};
 pub use config::{DEFAULT_PATH, command_line, merge_image_defaults, validate_host_config};
 pub use etc_files::write_etc_files;
-pub use resources::{cgroup_resources, resources};
+pub use resources::{cgroup_resources, device_cgroup_rules, resources};
 pub use seccomp::{SeccompChoice, docker_seccomp_to_oci};
 pub use user::{ResolvedUser, resolve_user, resolve_user_in};
 
@@ -319,7 +319,14 @@ fn linux_section(
         linux.set_masked_paths(Some(Vec::new()));
         linux.set_readonly_paths(Some(Vec::new()));
     } else {
-        res.set_devices(linux.resources().as_ref().and_then(|r| r.devices().clone()));
+        // The base's rules, then `--device-cgroup-rule` (later rules win in the device cgroup).
+        let mut devices = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        devices.extend(device_cgroup_rules(hc)?);
+        res.set_devices(Some(devices));
     }
     linux.set_resources(Some(res));
     if let Some(s) = hc.sysctls.as_ref().filter(|s| !s.is_empty()) {
