@@ -16,6 +16,7 @@ mod network;
 mod oci;
 mod registry;
 mod security;
+mod userns;
 mod volumes;
 
 use std::panic::AssertUnwindSafe;
@@ -63,6 +64,7 @@ fn main() {
         registry::TESTS,
         hardening::TESTS,
         oci::TESTS,
+        userns::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -202,6 +202,9 @@ pub struct CreateFlags {
     /// UTS namespace to use.
     #[arg(long)]
     pub uts: Option<String>,
+    /// User namespace to use (`host` opts out of the daemon's --userns-remap).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Add additional groups to join.
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,
@@ -566,6 +569,7 @@ fn host_config(
         ipc_mode: f.ipc.clone(),
         pid_mode: f.pid.clone(),
         uts_mode: f.uts.clone(),
+        userns_mode: f.userns.clone(),
         oom_score_adj: f.oom_score_adj,
         memory_swappiness: f.memory_swappiness.filter(|v| *v != -1),
         oom_kill_disable: f.oom_kill_disable.then_some(true),

@@ -170,6 +170,12 @@ pub enum DaemonError {
         /// The longest that works.
         max: usize,
     },
+    /// `--userns-remap` names no usable user, group or subordinate ranges.
+    #[error("--userns-remap: {message}")]
+    UsernsRemap {
+        /// What is wrong.
+        message: String,
+    },
     /// `--add-runtime` is not `NAME=/absolute/path`.
     #[error("invalid --add-runtime {spec:?}: expected NAME=/absolute/path")]
     InvalidRuntime {
@@ -242,6 +248,7 @@ impl Classify for DaemonError {
             | Self::Flags { .. }
             | Self::ExecRootTooLong { .. }
             | Self::InvalidRuntime { .. }
+            | Self::UsernsRemap { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,

@@ -36,6 +36,7 @@ pub mod responses;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod userns;
 pub mod volumes;
 
 use std::path::PathBuf;

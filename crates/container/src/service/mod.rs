@@ -90,6 +90,9 @@ pub struct ServiceConfig {
     /// The network service; without one every container gets a private namespace with only
     /// `lo` (what tests without root use).
     pub network: Option<Arc<berth_network::NetworkService>>,
+    /// `--userns-remap`: the user-namespace mapping of every container that does not opt
+    /// out with `--userns=host` (its image layers are used as copies owned by the mapped ids).
+    pub userns_remap: Option<berth_image::IdMapping>,
 }
 
 /// The container service.

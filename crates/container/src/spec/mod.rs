@@ -25,6 +25,7 @@ mod etc_files;
 mod resources;
 pub mod seccomp;
 mod user;
+mod userns;
 
 pub use caps::{all_capabilities, capabilities, capability_set};
 pub use config::{DEFAULT_PATH, command_line, merge_image_defaults, validate_host_config};
@@ -32,6 +33,7 @@ pub use etc_files::write_etc_files;
 pub use resources::{cgroup_resources, device_cgroup_rules, resources};
 pub use seccomp::{SeccompChoice, docker_seccomp_to_oci};
 pub use user::{ResolvedUser, resolve_user, resolve_user_in};
+pub use userns::{apply_user_namespace, remapped};
 
 fn invalid(message: impl Into<String>) -> ContainerError {
     ContainerError::InvalidArgument {
