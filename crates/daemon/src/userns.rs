@@ -255,7 +255,7 @@ mod tests {
             text.lines()
                 .filter(|l| l.starts_with("berthremap:"))
                 .collect::<Vec<_>>(),
-            vec!["berthremap:165536:65536"]
+            vec!["berthremap:300010:65536"]
         );
     }
 }
