@@ -1041,7 +1041,11 @@ fn rt_flags_reach_the_cgroup(env: &TestEnv, cg: &str) {
         "1000000 20000 0"
     );
     env.berth(&["rm", "-f", "rt"]).ok();
-    std::fs::write(parent.join("cpu.rt_runtime_us"), "0").unwrap();
+    // The budget goes back once the container's cgroup (which holds part of it) is gone.
+    let released = env.eventually(5, || {
+        std::fs::write(parent.join("cpu.rt_runtime_us"), "0").is_ok()
+    });
+    assert!(released, "the parent's real-time budget could not be reset");
 }
 
 /// Out-of-range values of those flags are refused at create in dockerd's words, through the
