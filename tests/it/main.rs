@@ -19,6 +19,7 @@ mod network;
 mod oci;
 mod registry;
 mod security;
+mod userns;
 mod volumes;
 
 use std::panic::AssertUnwindSafe;
@@ -69,6 +70,7 @@ fn main() {
         faults::TESTS,
         oci::TESTS,
         compat::TESTS,
+        userns::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -32,6 +32,14 @@ pub const TESTS: &[Test] = &[
         "oci_resources_applied_or_refused",
         oci_resources_applied_or_refused,
     ),
+    (
+        "oci_daemon_resource_flags_reach_the_cgroup",
+        oci_daemon_resource_flags_reach_the_cgroup,
+    ),
+    (
+        "oci_daemon_resource_flags_refused_in_dockers_words",
+        oci_daemon_resource_flags_refused_in_dockers_words,
+    ),
     ("oci_validation_and_lifecycle", oci_validation_and_lifecycle),
     (
         "oci_init_holds_nothing_of_the_caller_and_features",
@@ -910,4 +918,171 @@ fn oci_init_holds_nothing_of_the_caller_and_features(_env: &TestEnv) {
             .contains(&json!("user"))
     );
     assert_eq!(features["linux"]["cgroup"]["v1"], !berth_cgroups_v2());
+}
+
+/// The container flags of issue 16 item 5 (`--memory-swappiness`, `--oom-kill-disable`,
+/// `--oom-score-adj`, `--cpuset-mems`, `--device-cgroup-rule`), through `berth run` and the
+/// docker CLI: the cgroup files say what was asked, inspect shows it, `update` changes what
+/// Docker lets it change.
+fn oci_daemon_resource_flags_reach_the_cgroup(env: &TestEnv) {
+    if berth_cgroups_v2() {
+        crate::skip("swappiness and oom_control are v1 files (v2 refuses them, naming them)");
+    }
+    let cg = crate::harness::cgroup_parent();
+    let flags = [
+        "-d",
+        "--memory",
+        "64m",
+        "--memory-swappiness",
+        "10",
+        "--oom-kill-disable",
+        "--oom-score-adj",
+        "300",
+        "--cpuset-mems",
+        "0",
+        "--device-cgroup-rule",
+        "c 42:7 rm",
+    ];
+    for (client, name) in [("berth", "resflags-b"), ("docker", "resflags-d")] {
+        let mut args = vec!["run", "--name", name];
+        args.extend(flags);
+        args.extend(["busybox", "sleep", "60"]);
+        let id = if client == "berth" {
+            env.berth(&args).ok()
+        } else {
+            env.docker(&args).expect("docker").ok()
+        };
+        let id = id.lines().last().unwrap_or_default().to_owned();
+        let path = format!("/{cg}/{id}");
+        assert_eq!(
+            cgroup_file("memory", &path, "memory.swappiness").trim(),
+            "10"
+        );
+        assert!(
+            cgroup_file("memory", &path, "memory.oom_control").contains("oom_kill_disable 1"),
+            "{client}"
+        );
+        assert_eq!(cgroup_file("cpuset", &path, "cpuset.mems").trim(), "0");
+        assert!(
+            cgroup_file("devices", &path, "devices.list")
+                .lines()
+                .any(|l| l == "c 42:7 rm"),
+            "{client}: {}",
+            cgroup_file("devices", &path, "devices.list")
+        );
+        let adj = env
+            .berth(&["exec", name, "cat", "/proc/1/oom_score_adj"])
+            .ok();
+        assert_eq!(adj, "300", "{client}");
+        assert_eq!(
+            env.inspect(
+                name,
+                "{{.HostConfig.MemorySwappiness}} {{.HostConfig.OomKillDisable}} \
+                 {{.HostConfig.OomScoreAdj}} {{.HostConfig.CpusetMems}} \
+                 {{json .HostConfig.DeviceCgroupRules}}"
+            ),
+            "10 true 300 0 [\"c 42:7 rm\"]",
+            "{client}"
+        );
+        env.berth(&["rm", "-f", name]).ok();
+    }
+    rt_flags_reach_the_cgroup(env, &cg);
+}
+
+/// `--cpu-rt-period`/`--cpu-rt-runtime` (only where the kernel has real-time group
+/// scheduling): as with dockerd, the parent cgroup needs a real-time budget first (dockerd's
+/// `--cpu-rt-runtime`; here the test gives it), and `update` changes it.
+fn rt_flags_reach_the_cgroup(env: &TestEnv, cg: &str) {
+    let parent = Path::new("/sys/fs/cgroup/cpu").join(cg);
+    if !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() || !parent.exists() {
+        return;
+    }
+    let rt = ["--cpu-rt-period", "1000000", "--cpu-rt-runtime", "10000"];
+    // Without a budget in the parent the kernel refuses it (EINVAL): an error naming the file.
+    let mut args = vec!["run", "--rm", "--name", "rt-nobudget"];
+    args.extend(rt);
+    args.extend(["busybox", "true"]);
+    let r = env.berth(&args);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("cpu.rt_runtime_us"), "{r:?}");
+    std::fs::write(parent.join("cpu.rt_runtime_us"), "50000").unwrap();
+    let mut args = vec!["run", "-d", "--name", "rt"];
+    args.extend(rt);
+    args.extend(["busybox", "sleep", "60"]);
+    let id = env.berth(&args).ok();
+    let path = format!("/{cg}/{id}");
+    assert_eq!(
+        cgroup_file("cpu", &path, "cpu.rt_runtime_us").trim(),
+        "10000"
+    );
+    assert_eq!(
+        cgroup_file("cpu", &path, "cpu.rt_period_us").trim(),
+        "1000000"
+    );
+    env.docker(&[
+        "update",
+        "--cpu-rt-runtime",
+        "20000",
+        "--cpuset-mems",
+        "0",
+        "rt",
+    ])
+    .expect("docker")
+    .ok();
+    assert_eq!(
+        cgroup_file("cpu", &path, "cpu.rt_runtime_us").trim(),
+        "20000"
+    );
+    assert_eq!(
+        env.inspect(
+            "rt",
+            "{{.HostConfig.CpuRealtimePeriod}} {{.HostConfig.CpuRealtimeRuntime}} {{.HostConfig.CpusetMems}}"
+        ),
+        "1000000 20000 0"
+    );
+    env.berth(&["rm", "-f", "rt"]).ok();
+    // The budget goes back once the container's cgroup (which holds part of it) is gone.
+    let released = env.eventually(5, || {
+        std::fs::write(parent.join("cpu.rt_runtime_us"), "0").is_ok()
+    });
+    assert!(released, "the parent's real-time budget could not be reset");
+}
+
+/// Out-of-range values of those flags are refused at create in dockerd's words, through the
+/// API and the CLI, and leave no container.
+fn oci_daemon_resource_flags_refused_in_dockers_words(env: &TestEnv) {
+    for (flags, words) in [
+        (
+            &["--memory-swappiness", "101"][..],
+            "Invalid value: 101, valid memory swappiness range is 0-100",
+        ),
+        (
+            &["--cpu-rt-period", "1000", "--cpu-rt-runtime", "2000"][..],
+            "cpu real-time runtime cannot be higher than cpu real-time period",
+        ),
+        (
+            &["--cpuset-mems", "0-4095"][..],
+            "Requested memory nodes are not available - requested 0-4095",
+        ),
+        (
+            &["--device-cgroup-rule", "x 1:2 r"][..],
+            "invalid device cgroup rule format: 'x 1:2 r'",
+        ),
+    ] {
+        let mut args = vec!["create", "--name", "refused"];
+        args.extend(flags);
+        args.extend(["busybox", "true"]);
+        let r = env.berth(&args);
+        assert_ne!(r.code, 0, "{flags:?}: {r:?}");
+        assert!(r.stderr.contains(words), "{flags:?}: {r:?}");
+        assert_ne!(env.berth(&["inspect", "refused"]).code, 0, "{flags:?}");
+    }
+    // Through the API too (-1 is "unset", as the docker CLI means it).
+    let (status, body) = env.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"MemorySwappiness":-2}}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Invalid value: -2, valid memory swappiness range is 0-100"));
 }

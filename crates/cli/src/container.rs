@@ -173,6 +173,15 @@ pub struct UpdateArgs {
     /// Pids limit.
     #[arg(long = "pids-limit")]
     pids_limit: Option<i64>,
+    /// MEMs in which to allow execution.
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// CPU real-time period in microseconds.
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<i64>,
+    /// CPU real-time runtime in microseconds.
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<i64>,
     /// Restart policy.
     #[arg(long)]
     restart: Option<String>,
@@ -1334,6 +1343,15 @@ fn update(c: &Client, a: UpdateArgs) -> CmdResult {
     }
     if let Some(p) = a.pids_limit {
         body.insert("PidsLimit".into(), json!(p));
+    }
+    if let Some(m) = &a.cpuset_mems {
+        body.insert("CpusetMems".into(), json!(m));
+    }
+    if let Some(p) = a.cpu_rt_period {
+        body.insert("CpuRealtimePeriod".into(), json!(p));
+    }
+    if let Some(r) = a.cpu_rt_runtime {
+        body.insert("CpuRealtimeRuntime".into(), json!(r));
     }
     if let Some(r) = &a.restart {
         body.insert(

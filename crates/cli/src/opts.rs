@@ -176,6 +176,24 @@ pub struct CreateFlags {
     /// Tune host's OOM preferences (-1000 to 1000).
     #[arg(long = "oom-score-adj")]
     pub oom_score_adj: Option<i64>,
+    /// Tune container memory swappiness (0 to 100).
+    #[arg(long = "memory-swappiness", allow_negative_numbers = true)]
+    pub memory_swappiness: Option<i64>,
+    /// Disable OOM Killer.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Limit CPU real-time period in microseconds.
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit CPU real-time runtime in microseconds.
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Add a rule to the cgroup allowed devices list.
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
     /// IPC mode to use.
     #[arg(long)]
     pub ipc: Option<String>,
@@ -210,6 +228,9 @@ pub struct CreateFlags {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// User namespace to use (`host` opts out of the daemon's --userns-remap).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Add additional groups to join.
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,
@@ -596,11 +617,7 @@ fn host_config(
         .collect::<Result<Vec<_>, _>>()?;
     let restart = parse_restart(&f.restart).map_err(|e| flag_err(&f.restart, "--restart", e))?;
     let security_opt = security_opts(&f.security_opt)?;
-    let mut tmpfs = HashMap::new();
-    for t in &f.tmpfs {
-        let (d, o) = t.split_once(':').unwrap_or((t, ""));
-        tmpfs.insert(d.to_string(), o.to_string());
-    }
+    let tmpfs = tmpfs_map(&f.tmpfs);
     let sysctls = key_value_flags(&f.sysctl, "--sysctl", "sysctl must be KEY=VALUE")?;
     let log_opts = key_value_flags(&f.log_opt, "--log-opt", "must be KEY=VALUE")?;
     // `-v /path` alone is an anonymous volume (in Config.Volumes): only binds go here.
@@ -633,7 +650,15 @@ fn host_config(
         ipc_mode: f.ipc.clone(),
         pid_mode: f.pid.clone(),
         uts_mode: f.uts.clone(),
+        userns_mode: f.userns.clone(),
         oom_score_adj: f.oom_score_adj,
+        memory_swappiness: f.memory_swappiness.filter(|v| *v != -1),
+        oom_kill_disable: f.oom_kill_disable.then_some(true),
+        cpuset_mems: f.cpuset_mems.clone(),
+        cpu_realtime_period: f.cpu_rt_period,
+        cpu_realtime_runtime: f.cpu_rt_runtime,
+        device_cgroup_rules: (!f.device_cgroup_rule.is_empty())
+            .then(|| f.device_cgroup_rule.clone()),
         privileged: Some(f.privileged),
         publish_all_ports: Some(f.publish_all),
         readonly_rootfs: Some(f.read_only),
@@ -664,6 +689,17 @@ fn host_config(
         },
         ..Default::default()
     })
+}
+
+/// `--tmpfs DIR[:OPTIONS]` as HostConfig.Tmpfs.
+fn tmpfs_map(flags: &[String]) -> HashMap<String, String> {
+    flags
+        .iter()
+        .map(|t| {
+            let (d, o) = t.split_once(':').unwrap_or((t, ""));
+            (d.to_string(), o.to_string())
+        })
+        .collect()
 }
 
 /// Exposed ports and the bindings of published ones, as the create body carries them.

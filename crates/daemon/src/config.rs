@@ -30,6 +30,8 @@ pub struct DaemonConfig {
     pub runtimes: Vec<(String, PathBuf)>,
     /// `--cgroup-parent`: where containers' cgroups are made (`/berth`).
     pub cgroup_parent: String,
+    /// `--userns-remap default|USER[:GROUP]` (see [`crate::userns`]).
+    pub userns_remap: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -45,6 +47,7 @@ impl Default for DaemonConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             runtimes: Vec::new(),
             cgroup_parent: "/berth".into(),
+            userns_remap: None,
         }
     }
 }
@@ -122,6 +125,9 @@ struct DaemonFlags {
     /// The cgroup under which containers' cgroups are made.
     #[arg(long = "cgroup-parent", value_name = "CGROUP")]
     cgroup_parent: Option<String>,
+    /// User/group for the containers' user namespace (`default`: berthremap).
+    #[arg(long = "userns-remap", value_name = "default|USER[:GROUP]")]
+    userns_remap: Option<String>,
 }
 
 /// `--add-runtime NAME=/absolute/path`.
@@ -156,6 +162,7 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
         resolv_conf: flags.resolv_conf.unwrap_or(defaults.resolv_conf),
         runtimes: flags.add_runtime,
         cgroup_parent: flags.cgroup_parent.unwrap_or(defaults.cgroup_parent),
+        userns_remap: flags.userns_remap.filter(|v| !v.is_empty()),
     };
     config.listen_address()?;
     Ok(config)

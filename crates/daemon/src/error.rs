@@ -171,6 +171,12 @@ pub enum DaemonError {
         #[source]
         source: clap::Error,
     },
+    /// `--userns-remap` names no usable user, group or subordinate ranges.
+    #[error("--userns-remap: {message}")]
+    UsernsRemap {
+        /// What is wrong.
+        message: String,
+    },
     /// `--add-runtime` is not `NAME=/absolute/path`.
     #[error("invalid --add-runtime {spec:?}: expected NAME=/absolute/path")]
     InvalidRuntime {
@@ -244,6 +250,7 @@ impl Classify for DaemonError {
             | Self::UnknownBootstrap { .. }
             | Self::Flags { .. }
             | Self::InvalidRuntime { .. }
+            | Self::UsernsRemap { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,

@@ -37,6 +37,7 @@ pub mod responses;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod userns;
 pub mod volumes;
 
 use std::path::PathBuf;

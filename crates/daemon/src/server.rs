@@ -111,6 +111,21 @@ async fn open_and_serve(
         &config.exe,
     );
     facts.runtimes.extend(config.runtimes.iter().cloned());
+    facts.userns_remap = config.userns_remap.is_some();
+    let userns_remap = match config.userns_remap.clone() {
+        Some(value) => {
+            let data_root = config.data_root.clone();
+            Some(
+                berth_fs::blocking(move || {
+                    let map = crate::userns::resolve(&value, &crate::userns::IdFiles::host())?;
+                    crate::userns::open_data_root(&data_root, &map)?;
+                    Ok::<_, DaemonError>(map)
+                })
+                .await??,
+            )
+        }
+        None => None,
+    };
     let facts = Arc::new(facts);
     let image_root = config.data_root.join("image");
     let images = berth_fs::blocking(move || ImageStore::open(&image_root)).await??;
@@ -123,6 +138,7 @@ async fn open_and_serve(
         exe: config.exe.clone(),
         runtimes: facts.runtimes.iter().cloned().collect(),
         cgroup_parent: config.cgroup_parent.clone(),
+        userns_remap,
         network: Some(network),
         nofile_limit,
     };

@@ -77,6 +77,8 @@ pub struct SystemFacts {
     pub runc: Option<PathBuf>,
     /// The OCI runtimes containers may name: runc when installed, then `--add-runtime`'s.
     pub runtimes: Vec<(String, PathBuf)>,
+    /// `--userns-remap` is on (`info` lists `name=userns`).
+    pub userns_remap: bool,
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -140,6 +142,7 @@ impl SystemFacts {
                 .then(|| ("runc".to_owned(), paths.runc.clone()))
                 .into_iter()
                 .collect(),
+            userns_remap: false,
         }
     }
 }
@@ -227,7 +230,8 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
         "IPv4Forwarding": true,
         "Debug": false,
         "NFd": 0,
-        "OomKillDisable": false,
+        // Where the memory controller has `memory.oom_control` (v1), as dockerd reports it.
+        "OomKillDisable": facts.cgroup_version == "1" && facts.memory_limit,
         "NGoroutines": 0,
         "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "LoggingDriver": "json-file",
@@ -276,9 +280,18 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security_options(facts),
         "Warnings": [],
     })
+}
+
+/// `info`'s `SecurityOptions`, as dockerd lists them.
+fn security_options(facts: &SystemFacts) -> Vec<&'static str> {
+    let mut options = vec!["name=seccomp,profile=builtin"];
+    if facts.userns_remap {
+        options.push("name=userns");
+    }
+    options
 }
 
 /// Routes that need only the host facts.

@@ -58,6 +58,7 @@ mod layer;
 pub mod manifest;
 mod persist;
 mod reference;
+mod remap;
 mod store;
 mod tarwrite;
 
@@ -78,6 +79,7 @@ pub use reference::{
     DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, is_valid_digest,
     is_valid_path_component, is_valid_repository_path, is_valid_tag,
 };
+pub use remap::IdMapping;
 pub use store::{DiskUsage, ImageHold, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.

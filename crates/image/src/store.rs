@@ -88,6 +88,9 @@ struct ImageMeta {
 struct ContainerMeta {
     image: String,
     layers: Vec<String>,
+    /// `--userns-remap`: the mapping whose layer copies the container stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    remap: Option<crate::IdMapping>,
 }
 
 /// `repositories.json`, in Docker's shape: repository name → reference → image id.
@@ -210,7 +213,39 @@ impl ImageStore {
         container_id: &str,
         image_id: &str,
     ) -> Result<RootfsDirs, ImageError> {
+        self.prepare_rootfs_mapped(container_id, image_id, None)
+    }
+
+    /// [`Self::prepare_rootfs`] for a container in a user namespace (`--userns-remap`): its
+    /// lower layers are copies owned by the mapped ids (made once per layer and mapping,
+    /// see [`crate::IdMapping`]), its writable layer is owned by the mapped root.
+    pub fn prepare_rootfs_mapped(
+        &self,
+        container_id: &str,
+        image_id: &str,
+        map: Option<&crate::IdMapping>,
+    ) -> Result<RootfsDirs, ImageError> {
         check_container_id(container_id)?;
+        if let Some(map) = map {
+            // The copies are made outside the index lock (they take a while the first
+            // time); the image is held by its caller meanwhile, as for any create.
+            let layers = {
+                let index = self.lock();
+                let (id, _) = resolve_id(&index, image_id)?;
+                index.images[&id].layers.clone()
+            };
+            if let Some((_, gid)) = map.root() {
+                // The mapped root must pass through the store to reach its layers (as
+                // dockerd's remapped root: 0710, group of the mapped root).
+                let root = self.paths.layers.parent().unwrap_or(&self.paths.layers);
+                for dir in [root, &self.paths.layers, &self.paths.containers] {
+                    crate::remap::open_to_group(dir, gid)?;
+                }
+            }
+            for chain in &layers {
+                crate::remap::ensure_copy(&self.layer_dir(chain), map)?;
+            }
+        }
         let mut index = self.lock();
         let (id, _) = resolve_id(&index, image_id)?;
         let layers = index.images[&id].layers.clone();
@@ -223,13 +258,23 @@ impl ImageStore {
                 .map_err(ImageError::fs("create directory", path))
         };
         mkdir(&dir)?;
-        let meta = ContainerMeta { image: id, layers };
+        let meta = ContainerMeta {
+            image: id,
+            layers,
+            remap: map.cloned(),
+        };
         // Not fsynced: this is on the container start path, and a crash here only loses a
         // container that never ran.
         berth_fs::write_atomic(&dir.join("meta.json"), &to_json(&meta), false)?;
-        let dirs = self.rootfs_dirs(container_id, &meta.layers);
+        let dirs = self.rootfs_dirs(container_id, &meta);
         mkdir(&dirs.upperdir)?;
         mkdir(&dirs.workdir)?;
+        if let Some((uid, gid)) = map.and_then(crate::IdMapping::root) {
+            for d in [&dirs.upperdir, &dirs.workdir] {
+                std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                    .map_err(ImageError::fs("chown", d))?;
+            }
+        }
         index.containers.insert(container_id.to_owned(), meta);
         Ok(dirs)
     }
@@ -239,7 +284,7 @@ impl ImageStore {
         check_container_id(container_id)?;
         let index = self.lock();
         match index.containers.get(container_id) {
-            Some(meta) => Ok(self.rootfs_dirs(container_id, &meta.layers)),
+            Some(meta) => Ok(self.rootfs_dirs(container_id, meta)),
             None => {
                 tracing::debug!(
                     container_id,
@@ -622,13 +667,24 @@ impl ImageStore {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn rootfs_dirs(&self, container_id: &str, layers: &[String]) -> RootfsDirs {
+    /// The user-namespace mapping a container's root was made for (`--userns-remap`).
+    pub fn rootfs_mapping(&self, container_id: &str) -> Option<crate::IdMapping> {
+        let index = self.lock();
+        index.containers.get(container_id)?.remap.clone()
+    }
+
+    fn rootfs_dirs(&self, container_id: &str, meta: &ContainerMeta) -> RootfsDirs {
         let dir = self.paths.containers.join(container_id);
+        let diff = match &meta.remap {
+            Some(map) => format!("diff-{}", map.key()),
+            None => "diff".to_owned(),
+        };
         RootfsDirs {
-            lowerdirs: layers
+            lowerdirs: meta
+                .layers
                 .iter()
                 .rev()
-                .map(|chain| self.layer_dir(chain).join("diff"))
+                .map(|chain| self.layer_dir(chain).join(&diff))
                 .collect(),
             upperdir: dir.join("diff"),
             workdir: dir.join("work"),

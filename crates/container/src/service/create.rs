@@ -211,11 +211,12 @@ impl ContainerService {
         record: Record,
         requested: Vec<berth_volume::MountPoint>,
     ) -> Result<Record> {
+        let remap = spec::remapped(&record.host_config, self.cfg.userns_remap.as_ref())?;
         let paths = Paths::new(&self.cfg.data_root, &self.cfg.run_root, &record.id);
         let (images, volumes) = (self.images.clone(), self.volumes.clone());
         let id = record.id.clone();
         blocking(move || {
-            let made = make_files(&images, &volumes, &paths, record, requested);
+            let made = make_files(&images, &volumes, &paths, record, requested, remap);
             if made.is_err() {
                 // The create's own error is the answer; a failed cleanup is only logged.
                 let dir_gone = match std::fs::remove_dir_all(&paths.data_dir) {
@@ -287,6 +288,7 @@ fn make_files(
     paths: &Paths,
     mut record: Record,
     requested: Vec<berth_volume::MountPoint>,
+    remap: Option<berth_image::IdMapping>,
 ) -> Result<Record> {
     crate::perms::ensure_dir(&paths.data_dir, crate::perms::DATA_DIR_MODE)
         .map_err(io_err("create", &paths.data_dir))?;
@@ -295,7 +297,7 @@ fn make_files(
         record.config.hostname.as_deref().unwrap_or(""),
         &record.host_config,
     )?;
-    images.prepare_rootfs(&record.id, &record.image_id)?;
+    images.prepare_rootfs_mapped(&record.id, &record.image_id, remap.as_ref())?;
     let rootfs = images.rootfs(&record.id, &record.image_id)?;
     record.mount_points = mounts::materialize(volumes, &record.id, requested, &rootfs)?;
     if let Err(e) = store::save(paths, &record, true) {

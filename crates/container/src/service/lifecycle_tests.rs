@@ -200,6 +200,7 @@ async fn world() -> World {
         cgroup_parent: "/berth-unit".into(),
         network: None,
         nofile_limit: None,
+        userns_remap: None,
     };
     let monitor = Arc::new(FakeMonitor::default());
     let svc =

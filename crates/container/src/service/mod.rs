@@ -96,6 +96,9 @@ pub struct ServiceConfig {
     /// The `RLIMIT_NOFILE` (soft, hard) the daemon was started with, before it raised its
     /// own: monitors, and so containers without `--ulimit nofile`, get it back.
     pub nofile_limit: Option<(u64, u64)>,
+    /// `--userns-remap`: the user-namespace mapping of every container that does not opt
+    /// out with `--userns=host` (its image layers are used as copies owned by the mapped ids).
+    pub userns_remap: Option<berth_image::IdMapping>,
 }
 
 /// The container service.

@@ -235,7 +235,7 @@ impl ContainerService {
         let argv: Vec<String> = std::iter::once(rec.path.clone())
             .chain(rec.args.iter().cloned())
             .collect();
-        let spec = spec::build(spec::BuildInputs {
+        let mut spec = spec::build(spec::BuildInputs {
             id: &rec.id,
             argv,
             config: &config,
@@ -248,6 +248,10 @@ impl ContainerService {
             seccomp,
             block_io,
         })?;
+        // A root made for `--userns-remap` runs in that mapping's user namespace.
+        if let Some(map) = self.images.rootfs_mapping(&rec.id) {
+            spec::apply_user_namespace(&mut spec, &map)?;
+        }
         let runtime = match rec
             .host_config
             .runtime
@@ -342,6 +346,16 @@ fn write_run_files(
     }
     crate::perms::ensure_dir(run_dir, crate::perms::RUN_DIR_MODE)
         .map_err(io_err("create", run_dir))?;
+    // In a user namespace (`--userns-remap`) the init, the mapped root, cannot create the
+    // root's mount point in this root-owned dir: it is made here.
+    if spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
+    {
+        let rootfs = run_dir.join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
+    }
     let encode = |what| move |source| ContainerError::Encode { what, source };
     let spec_bytes = serde_json::to_vec(spec).map_err(encode("OCI spec"))?;
     let monitor_bytes = serde_json::to_vec(monitor).map_err(encode("monitor config"))?;

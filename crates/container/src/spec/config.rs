@@ -85,6 +85,7 @@ pub fn command_line(config: &ContainerConfig) -> Result<Vec<String>, ContainerEr
 
 /// Checks resource values as Docker does; the messages are Docker's.
 pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
+    super::resources::validate(hc)?;
     if let Some(m) = hc.memory.filter(|m| *m != 0) {
         if m < 6 * 1024 * 1024 {
             return Err(invalid("Minimum memory limit allowed is 6MB"));

@@ -2,8 +2,8 @@
 //! `berth-cgroups` values `docker update` applies to a running container.
 use berth_api::models::{HostConfig, ThrottleDevice};
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, LinuxThrottleDevice,
-    LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxPids,
+    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
 };
 
 use super::invalid;
@@ -124,6 +124,22 @@ pub fn resources(hc: &HostConfig) -> LinuxResources {
             .get_or_insert_with(Default::default)
             .set_reservation(Some(res));
     }
+    // Docker's -1 (or no value) leaves the kernel's swappiness; out-of-range values were
+    // refused by `validate` at create.
+    if let Some(v) = hc
+        .memory_swappiness
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v <= 100)
+    {
+        memory
+            .get_or_insert_with(Default::default)
+            .set_swappiness(Some(v));
+    }
+    if hc.oom_kill_disable == Some(true) {
+        memory
+            .get_or_insert_with(Default::default)
+            .set_disable_oom_killer(Some(true));
+    }
     r.set_memory(memory);
     let mut cpu = LinuxCpu::default();
     let mut cpu_set = false;
@@ -153,6 +169,22 @@ pub fn resources(hc: &HostConfig) -> LinuxResources {
         cpu.set_cpus(Some(c.clone()));
         cpu_set = true;
     }
+    if let Some(m) = hc.cpuset_mems.as_ref().filter(|m| !m.is_empty()) {
+        cpu.set_mems(Some(m.clone()));
+        cpu_set = true;
+    }
+    if let Some(p) = hc
+        .cpu_realtime_period
+        .filter(|p| *p > 0)
+        .and_then(|p| u64::try_from(p).ok())
+    {
+        cpu.set_realtime_period(Some(p));
+        cpu_set = true;
+    }
+    if let Some(rt) = hc.cpu_realtime_runtime.filter(|r| *r != 0) {
+        cpu.set_realtime_runtime(Some(rt));
+        cpu_set = true;
+    }
     if cpu_set {
         r.set_cpu(Some(cpu));
     }
@@ -178,8 +210,126 @@ pub fn cgroup_resources(hc: &HostConfig) -> berth_cgroups::Resources {
         cpu_shares: cpu.shares(),
         cpuset_cpus: cpu.cpus().clone(),
         pids_limit: r.pids().map(|p| p.limit()),
+        memory_swappiness: memory.swappiness(),
+        oom_kill_disable: memory.disable_oom_killer(),
+        cpuset_mems: cpu.mems().clone(),
+        cpu_realtime_period: cpu.realtime_period(),
+        cpu_realtime_runtime: cpu.realtime_runtime(),
         ..Default::default()
     }
+}
+
+/// `--device-cgroup-rule` values as OCI device cgroup rules (allowed, after the defaults).
+/// Docker's syntax: `TYPE MAJOR:MINOR ACCESS`, type `a`, `b` or `c`, `*` for any number,
+/// access one to three of `rwm`; anything else is refused in dockerd's words.
+pub fn device_cgroup_rules(hc: &HostConfig) -> Result<Vec<LinuxDeviceCgroup>, ContainerError> {
+    hc.device_cgroup_rules
+        .iter()
+        .flatten()
+        .map(|rule| {
+            parse_device_rule(rule)
+                .ok_or_else(|| invalid(format!("invalid device cgroup rule format: '{rule}'")))
+        })
+        .collect()
+}
+
+/// One rule of [`device_cgroup_rules`] (dockerd's `^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$`).
+fn parse_device_rule(rule: &str) -> Option<LinuxDeviceCgroup> {
+    let mut parts = rule.split(' ');
+    let (typ, numbers, access) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let typ = match typ {
+        "a" => LinuxDeviceType::A,
+        "b" => LinuxDeviceType::B,
+        "c" => LinuxDeviceType::C,
+        _ => return None,
+    };
+    let number = |n: &str| -> Option<Option<i64>> {
+        if n == "*" {
+            Some(None)
+        } else if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            n.parse().ok().map(Some)
+        } else {
+            None
+        }
+    };
+    let (major, minor) = numbers.split_once(':')?;
+    let (major, minor) = (number(major)?, number(minor)?);
+    if access.is_empty() || access.len() > 3 || !access.bytes().all(|b| b"rwm".contains(&b)) {
+        return None;
+    }
+    let mut d = LinuxDeviceCgroup::default();
+    d.set_allow(true);
+    d.set_typ(Some(typ));
+    d.set_major(major);
+    d.set_minor(minor);
+    d.set_access(Some(access.to_owned()));
+    Some(d)
+}
+
+/// The resource values dockerd checks beyond the common limits, in its words: real-time
+/// bandwidth, memory nodes, device rules (swappiness: `config::validate_memory`).
+pub(super) fn validate(hc: &HostConfig) -> Result<(), ContainerError> {
+    let (period, runtime) = (
+        hc.cpu_realtime_period.unwrap_or(0),
+        hc.cpu_realtime_runtime.unwrap_or(0),
+    );
+    if period < 0 {
+        return Err(invalid(format!(
+            "invalid value {period} for cpu real-time period"
+        )));
+    }
+    if period != 0 && runtime != 0 && runtime > period {
+        return Err(invalid(
+            "cpu real-time runtime cannot be higher than cpu real-time period",
+        ));
+    }
+    if let Some(mems) = hc.cpuset_mems.as_deref().filter(|m| !m.is_empty()) {
+        check_mems(mems, &online_nodes())?;
+    }
+    device_cgroup_rules(hc)?;
+    Ok(())
+}
+
+/// The memory nodes the host has (`/sys/devices/system/node/online`; a kernel without NUMA
+/// has node 0 only).
+fn online_nodes() -> String {
+    std::fs::read_to_string("/sys/devices/system/node/online")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "0".to_owned())
+}
+
+/// dockerd's `IsCpusetMemsAvailable`, in its words.
+fn check_mems(requested: &str, available: &str) -> Result<(), ContainerError> {
+    let wanted = parse_list(requested)
+        .ok_or_else(|| invalid(format!("Invalid value {requested} for cpuset mems")))?;
+    let have = parse_list(available).unwrap_or_default();
+    if wanted.iter().any(|n| !have.contains(n)) {
+        return Err(invalid(format!(
+            "Requested memory nodes are not available - requested {requested}, available: {available}"
+        )));
+    }
+    Ok(())
+}
+
+/// A kernel list (`0-2,4`) as its numbers; `None` when malformed.
+fn parse_list(list: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi): (u32, u32) = (lo.parse().ok()?, hi.parse().ok()?);
+                if lo > hi || hi - lo > 4096 {
+                    return None;
+                }
+                out.extend(lo..=hi);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -258,5 +408,86 @@ mod tests {
         assert_eq!(quota.cpu().as_ref().and_then(|c| c.period()), Some(50_000));
         assert_eq!(quota.memory().and_then(|m| m.limit()), None);
         assert_eq!(quota.memory().and_then(|m| m.reservation()), Some(1 << 20));
+    }
+
+    #[test]
+    fn oci_extras_map_and_bad_values_are_refused_in_dockers_words() {
+        let hc = HostConfig {
+            memory_swappiness: Some(10),
+            oom_kill_disable: Some(true),
+            cpuset_mems: Some("0".into()),
+            cpu_realtime_period: Some(1_000_000),
+            cpu_realtime_runtime: Some(10_000),
+            ..Default::default()
+        };
+        validate(&hc).unwrap();
+        let c = cgroup_resources(&hc);
+        assert_eq!(c.memory_swappiness, Some(10));
+        assert_eq!(c.oom_kill_disable, Some(true));
+        assert_eq!(c.cpuset_mems.as_deref(), Some("0"));
+        assert_eq!(
+            (c.cpu_realtime_period, c.cpu_realtime_runtime),
+            (Some(1_000_000), Some(10_000))
+        );
+        // -1 is "unset", as the docker CLI's default.
+        let unset = resources(&HostConfig {
+            memory_swappiness: Some(-1),
+            ..Default::default()
+        });
+        assert!(unset.memory().is_none());
+        let refused = |hc: HostConfig| validate(&hc).unwrap_err().to_string();
+        assert_eq!(
+            refused(HostConfig {
+                cpu_realtime_period: Some(1000),
+                cpu_realtime_runtime: Some(2000),
+                ..Default::default()
+            }),
+            "cpu real-time runtime cannot be higher than cpu real-time period"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                device_cgroup_rules: Some(vec!["c 1:3 rwx".into()]),
+                ..Default::default()
+            }),
+            "invalid device cgroup rule format: 'c 1:3 rwx'"
+        );
+        assert_eq!(
+            check_mems("0-1", "0").unwrap_err().to_string(),
+            "Requested memory nodes are not available - requested 0-1, available: 0"
+        );
+        assert_eq!(
+            check_mems("x", "0").unwrap_err().to_string(),
+            "Invalid value x for cpuset mems"
+        );
+    }
+
+    #[test]
+    fn device_rules_parse_as_docker_does() {
+        let rules = device_cgroup_rules(&HostConfig {
+            device_cgroup_rules: Some(vec![
+                "c 1:3 mr".into(),
+                "b *:* rwm".into(),
+                "a 7:* w".into(),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].typ(), Some(LinuxDeviceType::C));
+        assert_eq!((rules[0].major(), rules[0].minor()), (Some(1), Some(3)));
+        assert_eq!(rules[0].access().as_deref(), Some("mr"));
+        assert!(rules[0].allow());
+        assert_eq!((rules[1].major(), rules[1].minor()), (None, None));
+        assert_eq!((rules[2].major(), rules[2].minor()), (Some(7), None));
+        for bad in [
+            "c 1:3",
+            "x 1:3 r",
+            "c 1-3 r",
+            "c 1:3 rwmr",
+            "c  1:3 r",
+            "c 1:3 q",
+        ] {
+            assert!(parse_device_rule(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -82,6 +82,7 @@ impl TestDaemon {
                 cgroup_parent: format!("berth-daemon-test-{}", std::process::id()),
                 network: None,
                 nofile_limit: None,
+                userns_remap: None,
             },
             Arc::clone(&images),
             Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
