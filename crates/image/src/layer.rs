@@ -777,6 +777,11 @@ impl StagedPull {
     pub fn diff_id(&self) -> &str {
         &self.diff_id
     }
+
+    /// Bytes of the uncompressed tar.
+    pub fn tar_size(&self) -> u64 {
+        self.tar_size
+    }
 }
 
 /// Reads a registry blob `raw` once: its bytes go to a pending blob (hashed: the blob digest),
