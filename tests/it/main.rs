@@ -13,6 +13,7 @@ mod harness;
 mod images;
 mod lifecycle;
 mod network;
+mod oci;
 mod registry;
 mod security;
 mod volumes;
@@ -61,6 +62,7 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         hardening::TESTS,
+        oci::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

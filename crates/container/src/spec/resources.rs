@@ -76,6 +76,7 @@ pub fn cgroup_resources(hc: &HostConfig) -> berth_cgroups::Resources {
         cpu_shares: cpu.shares(),
         cpuset_cpus: cpu.cpus().clone(),
         pids_limit: r.pids().map(|p| p.limit()),
+        ..Default::default()
     }
 }
 
