@@ -2,6 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_api::DEFAULT_SOCKET;
+use berth_distribution::client::{Insecure, RegistryOptions};
 
 use crate::error::DaemonError;
 
@@ -30,6 +31,56 @@ pub struct DaemonConfig {
     pub runtimes: Vec<(String, PathBuf)>,
     /// `--cgroup-parent`: where containers' cgroups are made (`/berth`).
     pub cgroup_parent: String,
+    /// The registry flags (`--insecure-registry`, `--registry-mirror`,
+    /// `--max-concurrent-downloads`, `--max-concurrent-uploads`), as given.
+    pub registry: RegistryFlags,
+}
+
+/// The daemon's registry flags, as given; [`RegistryFlags::options`] checks and parses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryFlags {
+    /// `--insecure-registry`: CIDRs and `host[:port]`s spoken to over plain HTTP or
+    /// unverified TLS (127.0.0.0/8 always is).
+    pub insecure: Vec<String>,
+    /// `--registry-mirror`: URLs tried before Docker Hub for pulls.
+    pub mirrors: Vec<String>,
+    /// `--max-concurrent-downloads` (3).
+    pub max_concurrent_downloads: usize,
+    /// `--max-concurrent-uploads` (5).
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for RegistryFlags {
+    fn default() -> Self {
+        let defaults = RegistryOptions::default();
+        Self {
+            insecure: Vec::new(),
+            mirrors: Vec::new(),
+            max_concurrent_downloads: defaults.max_concurrent_downloads,
+            max_concurrent_uploads: defaults.max_concurrent_uploads,
+        }
+    }
+}
+
+impl RegistryFlags {
+    /// The registry client's options.
+    pub fn options(&self) -> Result<RegistryOptions, DaemonError> {
+        let invalid = |reason: String| DaemonError::InvalidRegistryFlag { reason };
+        let options = RegistryOptions {
+            insecure: self
+                .insecure
+                .iter()
+                .map(|value| Insecure::parse(value))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+            mirrors: self.mirrors.clone(),
+            max_concurrent_downloads: self.max_concurrent_downloads,
+            max_concurrent_uploads: self.max_concurrent_uploads,
+            ..RegistryOptions::default()
+        };
+        options.validate().map_err(invalid)?;
+        Ok(options)
+    }
 }
 
 impl Default for DaemonConfig {
@@ -45,6 +96,7 @@ impl Default for DaemonConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             runtimes: Vec::new(),
             cgroup_parent: "/berth".into(),
+            registry: RegistryFlags::default(),
         }
     }
 }
@@ -122,6 +174,19 @@ struct DaemonFlags {
     /// The cgroup under which containers' cgroups are made.
     #[arg(long = "cgroup-parent", value_name = "CGROUP")]
     cgroup_parent: Option<String>,
+    /// A registry spoken to over plain HTTP or unverified TLS (CIDR or host[:port]);
+    /// repeatable. 127.0.0.0/8 always is.
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registry: Vec<String>,
+    /// A mirror tried before Docker Hub for pulls (http(s) URL); repeatable.
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirror: Vec<String>,
+    /// Layers downloaded at once per pull.
+    #[arg(long = "max-concurrent-downloads", value_name = "N")]
+    max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push.
+    #[arg(long = "max-concurrent-uploads", value_name = "N")]
+    max_concurrent_uploads: Option<usize>,
 }
 
 /// `--add-runtime NAME=/absolute/path`.
@@ -156,7 +221,18 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
         resolv_conf: flags.resolv_conf.unwrap_or(defaults.resolv_conf),
         runtimes: flags.add_runtime,
         cgroup_parent: flags.cgroup_parent.unwrap_or(defaults.cgroup_parent),
+        registry: RegistryFlags {
+            insecure: flags.insecure_registry,
+            mirrors: flags.registry_mirror,
+            max_concurrent_downloads: flags
+                .max_concurrent_downloads
+                .unwrap_or(defaults.registry.max_concurrent_downloads),
+            max_concurrent_uploads: flags
+                .max_concurrent_uploads
+                .unwrap_or(defaults.registry.max_concurrent_uploads),
+        },
     };
+    config.registry.options()?;
     config.listen_address()?;
     // <exec_root>/containers/<64 hex>/monitor.sock must fit in sun_path (107 bytes + NUL).
     let fixed = "/containers/".len() + 64 + "/monitor.sock".len();

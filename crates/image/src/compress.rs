@@ -102,8 +102,8 @@ mod tests {
 
     fn round_trip(data: &[u8], threads: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        let read = gzip_blocks(&mut &data[..], &mut out, LAYER_GZIP_LEVEL, threads)
-            .expect("compress");
+        let read =
+            gzip_blocks(&mut &data[..], &mut out, LAYER_GZIP_LEVEL, threads).expect("compress");
         assert_eq!(read, data.len() as u64);
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&out[..])

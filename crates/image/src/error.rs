@@ -150,7 +150,9 @@ pub enum ImageError {
         media_type: String,
     },
     /// A pulled layer does not unpack to the diff id its image's config lists.
-    #[error("layers from manifest don't match image configuration: layer {digest} unpacks to {actual}, the config lists {expected}")]
+    #[error(
+        "layers from manifest don't match image configuration: layer {digest} unpacks to {actual}, the config lists {expected}"
+    )]
     DiffIdMismatch {
         /// The layer blob.
         digest: String,

@@ -29,10 +29,10 @@ use std::time::{Duration, SystemTime};
 
 use berth_fs::tree::{self, DirChain};
 use nix::fcntl::{AtFlags, OFlag};
-use sha2::Digest as _;
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
+use sha2::Digest as _;
 use tar::EntryType;
 
 use crate::content::{ContentStore, IngestWriter, PendingBlob};
@@ -839,7 +839,9 @@ pub(crate) fn stage_blob(
     });
     // The helper's failure (input, decompression, disk) explains the unpacking's.
     let (size, hasher, tar_size) = match (received, unpacked) {
-        (Err(Received::Disk(source)), _) => return Err(ImageError::fs("write", writer_path)(source)),
+        (Err(Received::Disk(source)), _) => {
+            return Err(ImageError::fs("write", writer_path)(source));
+        }
         (Err(Received::Failed(source)), _) => return Err(ImageError::ReadArchive { source }),
         (Ok(()), Err(e)) => return Err(e),
         (Ok(()), Ok(done)) => done,

@@ -45,6 +45,7 @@ mod archive;
 mod bootstrap;
 mod changes;
 mod commit;
+mod compress;
 mod config;
 mod content;
 mod debian;
@@ -58,7 +59,6 @@ pub mod manifest;
 mod persist;
 mod pull;
 mod push;
-mod compress;
 mod reference;
 mod remote;
 mod store;
@@ -79,11 +79,11 @@ pub use layer::{LayerMeta, StagedPull, apply_tar};
 pub use manifest::LayerEncoding;
 pub use pull::{PullLayer, PullOutcome, PulledImage};
 pub use push::{PushImage, PushLayer};
-pub use remote::LayerBlob;
 pub use reference::{
     DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, is_valid_digest,
     is_valid_path_component, is_valid_repository_path, is_valid_tag,
 };
+pub use remote::LayerBlob;
 pub use store::{DiskUsage, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.

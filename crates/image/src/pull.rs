@@ -108,12 +108,13 @@ impl ImageStore {
     /// came from recorded, the image record written (the commit point), then the tag and the
     /// digest reference. A layer without staged content must be in the store already.
     pub fn install_pulled(&self, image: PulledImage) -> Result<PullOutcome, ImageError> {
-        let config: ImageConfig = serde_json::from_slice(&image.config_bytes).map_err(|source| {
-            ImageError::CorruptMetadata {
-                path: PathBuf::from("<pulled config>"),
-                source,
-            }
-        })?;
+        let config: ImageConfig =
+            serde_json::from_slice(&image.config_bytes).map_err(|source| {
+                ImageError::CorruptMetadata {
+                    path: PathBuf::from("<pulled config>"),
+                    source,
+                }
+            })?;
         let id = sha256_digest(&image.config_bytes);
         let mut index = self.lock();
         let existed = index.images.contains_key(&id);
@@ -504,7 +505,11 @@ mod tests {
         std::io::Read::read_to_end(&mut file, &mut bytes).expect("read");
         assert_eq!((bytes, size), (sent.clone(), sent.len() as u64));
         assert_eq!(
-            store.resolve("local/app:1").expect("image").repo_digests.len(),
+            store
+                .resolve("local/app:1")
+                .expect("image")
+                .repo_digests
+                .len(),
             1
         );
         // rmi by id with a tag and a digest of two repositories needs force, as Docker.

@@ -200,10 +200,16 @@ mod tests {
             ..RemoteRecord::default()
         };
         assert!(record.merge(&blob("sha256:a", false, &["r/x"])));
-        assert!(!record.merge(&blob("sha256:a", false, &["r/x"])), "nothing new");
+        assert!(
+            !record.merge(&blob("sha256:a", false, &["r/x"])),
+            "nothing new"
+        );
         assert!(record.merge(&blob("sha256:a", true, &[])));
         assert!(record.merge(&blob("sha256:a", false, &["r/y"])));
-        assert!(record.merge(&blob("sha256:a", false, &["r/x"])), "moved last");
+        assert!(
+            record.merge(&blob("sha256:a", false, &["r/x"])),
+            "moved last"
+        );
         assert_eq!(record.blobs[0].sources, ["r/y", "r/x"]);
         assert!(record.blobs[0].stored);
         assert!(record.merge(&blob("sha256:b", false, &[])));
@@ -212,7 +218,10 @@ mod tests {
             record.merge(&blob("sha256:a", false, &[&format!("r/{n}")]));
         }
         assert_eq!(record.blobs[0].sources.len(), MAX_SOURCES);
-        assert_eq!(record.blobs[0].sources.last().map(String::as_str), Some("r/39"));
+        assert_eq!(
+            record.blobs[0].sources.last().map(String::as_str),
+            Some("r/39")
+        );
     }
 
     #[test]

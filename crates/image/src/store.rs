@@ -1137,7 +1137,11 @@ impl ImageStore {
             let chain = chain_id(parent.as_deref(), &layer.diff_id);
             match layer.staged {
                 Some(staged) => {
-                    let StagedLayer { dir, blob, size: layer_size } = staged;
+                    let StagedLayer {
+                        dir,
+                        blob,
+                        size: layer_size,
+                    } = staged;
                     size += layer_size;
                     self.install_layer(dir, &layer.diff_id, layer_size, parent.as_deref(), &chain)?;
                     self.content.commit(blob)?;

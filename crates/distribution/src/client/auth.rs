@@ -222,8 +222,6 @@ pub(crate) struct TokenAnswer {
     pub(crate) access_token: String,
     #[serde(default)]
     pub(crate) expires_in: Option<u64>,
-    #[serde(default)]
-    pub(crate) refresh_token: String,
 }
 
 impl TokenAnswer {
@@ -245,7 +243,10 @@ mod tests {
             AuthConfig::from_header("e30=").expect("empty"),
             AuthConfig::default()
         );
-        assert_eq!(AuthConfig::from_header("").expect("none").credentials(), Credentials::Anonymous);
+        assert_eq!(
+            AuthConfig::from_header("").expect("none").credentials(),
+            Credentials::Anonymous
+        );
         let config = AuthConfig {
             username: "alice".into(),
             password: "s3cr?t>>".into(),
@@ -253,11 +254,20 @@ mod tests {
             ..AuthConfig::default()
         };
         let header = config.to_header();
-        assert_eq!(AuthConfig::from_header(&header).expect("round trip"), config);
+        assert_eq!(
+            AuthConfig::from_header(&header).expect("round trip"),
+            config
+        );
         let unpadded = header.trim_end_matches('=');
-        assert_eq!(AuthConfig::from_header(unpadded).expect("no padding"), config);
+        assert_eq!(
+            AuthConfig::from_header(unpadded).expect("no padding"),
+            config
+        );
         let standard = STANDARD.encode(serde_json::to_vec(&config).expect("json"));
-        assert_eq!(AuthConfig::from_header(&standard).expect("standard"), config);
+        assert_eq!(
+            AuthConfig::from_header(&standard).expect("standard"),
+            config
+        );
         assert!(AuthConfig::from_header("!!!").is_err());
         assert_eq!(
             config.credentials(),
@@ -284,7 +294,10 @@ mod tests {
     fn tokens_expire() {
         let cache = TokenCache::default();
         let key = TokenCache::key("r", "s", &["b".into(), "a".into()], "");
-        assert_eq!(key, TokenCache::key("r", "s", &["a".into(), "b".into()], ""));
+        assert_eq!(
+            key,
+            TokenCache::key("r", "s", &["a".into(), "b".into()], "")
+        );
         cache.put(key.clone(), "t".into(), Some(300));
         assert_eq!(cache.get(&key).as_deref(), Some("t"));
         cache.put(key.clone(), "short".into(), Some(5));

@@ -54,9 +54,9 @@ impl Insecure {
             return Ok(Self::Cidr(address, bits));
         }
         let valid = !value.is_empty()
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+            && value.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
         if valid {
             Ok(Self::Host(value.to_ascii_lowercase()))
         } else {
@@ -153,9 +153,9 @@ impl RegistryOptions {
                 Err(_) => Vec::new(),
             },
         };
-        addresses.into_iter().any(|ip| {
-            ip.is_loopback() || self.insecure.iter().any(|entry| entry.contains(ip))
-        })
+        addresses
+            .into_iter()
+            .any(|ip| ip.is_loopback() || self.insecure.iter().any(|entry| entry.contains(ip)))
     }
 
     /// The endpoints to try for `domain`, in order.
@@ -240,7 +240,11 @@ mod tests {
         let cidr = Insecure::parse("192.168.0.0/16").expect("cidr");
         assert!(cidr.contains("192.168.3.4".parse().expect("ip")));
         assert!(!cidr.contains("192.169.0.1".parse().expect("ip")));
-        assert!(Insecure::parse("::/0").expect("all").contains("::2".parse().expect("ip")));
+        assert!(
+            Insecure::parse("::/0")
+                .expect("all")
+                .contains("::2".parse().expect("ip"))
+        );
         assert_eq!(host_of("[::1]:5000"), "::1");
         assert_eq!(host_of("h:5000"), "h");
         assert_eq!(host_of("h"), "h");
@@ -261,7 +265,12 @@ mod tests {
         assert!(hub[0].mirror);
         assert_eq!(hub[1].base, "https://registry-1.docker.io");
         assert_eq!(options.endpoints(DOCKER_HUB, false).await.len(), 1);
-        for insecure in ["127.0.0.1:5000", "localhost:5000", "reg.example:5000", "10.1.2.3"] {
+        for insecure in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "reg.example:5000",
+            "10.1.2.3",
+        ] {
             let endpoints = options.endpoints(insecure, true).await;
             assert_eq!(endpoints.len(), 2, "{insecure}");
             assert_eq!(endpoints[1].base, format!("http://{insecure}"));

@@ -102,9 +102,7 @@ fn pool(config: rustls::ClientConfig) -> Pool {
         .build(connector)
 }
 
-fn client_config(
-    roots: Arc<rustls::RootCertStore>,
-) -> Result<rustls::ClientConfig, rustls::Error> {
+fn client_config(roots: Arc<rustls::RootCertStore>) -> Result<rustls::ClientConfig, rustls::Error> {
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

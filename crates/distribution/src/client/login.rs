@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(login_registry(""), DOCKER_HUB);
         assert_eq!(login_registry("https://index.docker.io/v1/"), DOCKER_HUB);
         assert_eq!(login_registry("127.0.0.1:5000"), "127.0.0.1:5000");
-        assert_eq!(login_registry("http://Reg.Example:5000/v2/"), "reg.example:5000");
+        assert_eq!(
+            login_registry("http://Reg.Example:5000/v2/"),
+            "reg.example:5000"
+        );
         assert_eq!(config_key(DOCKER_HUB), "https://index.docker.io/v1/");
         assert_eq!(config_key("127.0.0.1:5000"), "127.0.0.1:5000");
     }

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use berth_api::progress::JsonMessage;
 use berth_image::manifest::Platform;
-use berth_image::{ImageConfig, ImageError, ImageStore, LayerEncoding, PullLayer, PulledImage, Reference};
+use berth_image::{
+    ImageConfig, ImageError, ImageStore, LayerEncoding, PullLayer, PulledImage, Reference,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -184,46 +186,19 @@ impl Distribution {
 impl PreparedPull {
     /// The reference a target makes (familiar): `name:tag` or `name@digest`.
     fn reference_of(&self, target: &str) -> Result<Reference, ClientError> {
-        let text = if target.contains(':') {
-            format!("{}@{target}", self.name)
-        } else {
-            format!("{}:{target}", self.name)
-        };
-        parse_reference(&text)
+        reference_of(&self.name, target)
     }
 
     /// A registry error about the manifest, as Docker words it.
     fn translate(&self, error: ClientError, target: Option<&str>) -> ClientError {
-        let familiar = |target: Option<&str>| {
-            target
-                .and_then(|t| self.reference_of(t).ok())
-                .map_or_else(|| self.name.familiar_name(), |r| r.familiar())
-        };
-        match (&error, error.registry_code()) {
-            (ClientError::Registry { message, .. }, Some(ErrorCode::ManifestUnknown)) => {
-                ClientError::ManifestUnknown {
-                    reference: familiar(target),
-                    message: message.clone(),
-                }
-            }
-            (ClientError::Registry { status: 404, code: None, .. }, None) => {
-                ClientError::ManifestUnknown {
-                    reference: familiar(target),
-                    message: "manifest unknown".to_owned(),
-                }
-            }
-            (ClientError::Registry { code: Some(code), message, .. }, Some(
-                ErrorCode::Denied | ErrorCode::NameUnknown | ErrorCode::Unauthorized,
-            )) => ClientError::PullDenied {
-                name: self.name.familiar_name(),
-                detail: format!("{}: {message}", code.to_ascii_lowercase().replace('_', " ")),
-            },
-            _ => error,
-        }
+        translate(&self.name, error, target)
     }
 
     /// A manifest of the repository, parsed.
-    async fn manifest(&self, target: &str) -> Result<(FetchedManifest, ParsedManifest), ClientError> {
+    async fn manifest(
+        &self,
+        target: &str,
+    ) -> Result<(FetchedManifest, ParsedManifest), ClientError> {
         let fetched = self
             .session
             .get_manifest(self.name.path(), target)
@@ -247,7 +222,9 @@ impl PreparedPull {
                 .manifests
                 .iter()
                 .find(|d| {
-                    d.platform.as_ref().is_some_and(|p| platform_matches(p, wanted))
+                    d.platform
+                        .as_ref()
+                        .is_some_and(|p| platform_matches(p, wanted))
                         && ManifestKind::from_media_type(&d.media_type)
                             .is_some_and(|k| !k.is_index())
                 })
@@ -264,11 +241,15 @@ impl PreparedPull {
             }
             parsed = child;
         }
-        let config_descriptor = parsed.config.clone().ok_or_else(|| ClientError::InvalidDocument {
-            what: "manifest",
-            reference: top.digest.to_string(),
-            reason: "no config".to_owned(),
-        })?;
+        let config_descriptor =
+            parsed
+                .config
+                .clone()
+                .ok_or_else(|| ClientError::InvalidDocument {
+                    what: "manifest",
+                    reference: top.digest.to_string(),
+                    reason: "no config".to_owned(),
+                })?;
         let config_bytes = self
             .session
             .get_blob_bytes(self.name.path(), &config_descriptor.digest)
@@ -284,10 +265,15 @@ impl PreparedPull {
             return Err(ClientError::InvalidDocument {
                 what: "image",
                 reference: self.reference_of(target)?.familiar(),
-                reason: format!("image operating system \"{}\" cannot be used on this platform", config.os),
+                reason: format!(
+                    "image operating system \"{}\" cannot be used on this platform",
+                    config.os
+                ),
             });
         }
-        if self.explicit_platform && !parsed.kind.is_index() && !config.architecture.is_empty()
+        if self.explicit_platform
+            && !parsed.kind.is_index()
+            && !config.architecture.is_empty()
             && config.architecture != self.platform.architecture
         {
             return Err(ClientError::InvalidDocument {
@@ -319,7 +305,10 @@ impl PreparedPull {
                 return Err(ClientError::InvalidDocument {
                     what: "manifest",
                     reference: top.digest.to_string(),
-                    reason: format!("unsupported media type {:?} for layer {}", layer.media_type, layer.digest),
+                    reason: format!(
+                        "unsupported media type {:?} for layer {}",
+                        layer.media_type, layer.digest
+                    ),
                 });
             }
             if !berth_image::is_valid_digest(&diff_id) || !diff_id.starts_with("sha256:") {
@@ -391,9 +380,15 @@ impl PreparedPull {
                     reason: e.to_string(),
                 })?
         };
-        let missing: Vec<usize> = (0..resolved.layers.len()).filter(|i| !present[*i]).collect();
+        let missing: Vec<usize> = (0..resolved.layers.len())
+            .filter(|i| !present[*i])
+            .collect();
         for (i, layer) in resolved.layers.iter().enumerate() {
-            let status = if present[i] { "Already exists" } else { "Pulling fs layer" };
+            let status = if present[i] {
+                "Already exists"
+            } else {
+                "Pulling fs layer"
+            };
             progress.layer(&short(&layer.digest), status);
         }
         for &i in missing.iter().skip(self.downloads) {
@@ -406,7 +401,10 @@ impl PreparedPull {
             let permits = Arc::clone(&permits);
             let cancel = Arc::clone(&cancel);
             async move {
-                let _permit = permits.acquire().await.map_err(|_| ClientError::Cancelled)?;
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ClientError::Cancelled)?;
                 let result = self.download(&layer, &cancel, progress).await;
                 if result.is_err() {
                     cancel.store(true, Ordering::SeqCst);
@@ -568,7 +566,11 @@ impl BlobFetch {
         let wait = delay * 2u32.saturating_pow(self.failures - 1);
         tracing::debug!(digest = %self.digest, offset = self.offset, %reason, ?wait, "retrying a layer download");
         self.progress.send(JsonMessage::status(
-            format!("Retrying in {} second{}", wait.as_secs().max(1), if wait.as_secs() > 1 { "s" } else { "" }),
+            format!(
+                "Retrying in {} second{}",
+                wait.as_secs().max(1),
+                if wait.as_secs() > 1 { "s" } else { "" }
+            ),
             Some(&self.id),
         ));
         tokio::time::sleep(wait).await;
@@ -637,7 +639,10 @@ impl BlobFetch {
                 }
                 Some(Err(error)) => {
                     if let Some(out) = self
-                        .retry_after(format!("connection lost after {} of {} bytes: {error}", self.offset, self.size))
+                        .retry_after(format!(
+                            "connection lost after {} of {} bytes: {error}",
+                            self.offset, self.size
+                        ))
                         .await
                     {
                         return out;
@@ -645,7 +650,10 @@ impl BlobFetch {
                 }
                 None if self.offset < self.size => {
                     if let Some(out) = self
-                        .retry_after(format!("connection closed after {} of {} bytes", self.offset, self.size))
+                        .retry_after(format!(
+                            "connection closed after {} of {} bytes",
+                            self.offset, self.size
+                        ))
                         .await
                     {
                         return out;
@@ -655,6 +663,56 @@ impl BlobFetch {
             }
         }
     }
+}
+
+/// A registry error about `name`'s manifest `target`, as Docker words it.
+pub(crate) fn translate(name: &Reference, error: ClientError, target: Option<&str>) -> ClientError {
+    let familiar = |target: Option<&str>| {
+        target
+            .and_then(|t| reference_of(name, t).ok())
+            .map_or_else(|| name.familiar_name(), |r| r.familiar())
+    };
+    match (&error, error.registry_code()) {
+        (ClientError::Registry { message, .. }, Some(ErrorCode::ManifestUnknown)) => {
+            ClientError::ManifestUnknown {
+                reference: familiar(target),
+                message: message.clone(),
+            }
+        }
+        (
+            ClientError::Registry {
+                status: 404,
+                code: None,
+                ..
+            },
+            None,
+        ) => ClientError::ManifestUnknown {
+            reference: familiar(target),
+            message: "manifest unknown".to_owned(),
+        },
+        (
+            ClientError::Registry {
+                code: Some(code),
+                message,
+                ..
+            },
+            Some(ErrorCode::Denied | ErrorCode::NameUnknown | ErrorCode::Unauthorized),
+        ) => ClientError::PullDenied {
+            name: name.familiar_name(),
+            detail: format!("{}: {message}", code.to_ascii_lowercase().replace('_', " ")),
+        },
+        _ => error,
+    }
+}
+
+/// The reference a target makes (familiar): `name:tag` or `name@digest`.
+fn reference_of(name: &Reference, target: &str) -> Result<Reference, ClientError> {
+    let text = if target.contains(':') {
+        format!("{name}@{target}")
+    } else {
+        format!("{name}:{target}")
+    };
+    parse_reference(&text)
 }
 
 /// `stream` without its first `skip` bytes.
@@ -689,7 +747,13 @@ mod tests {
         let (p, explicit) = parse_platform(Some("linux/arm64/v8")).expect("arm");
         assert!(explicit);
         assert_eq!(platform_text(&p), "linux/arm64/v8");
-        assert_eq!(parse_platform(Some("linux/x86_64")).expect("x").0.architecture, "amd64");
+        assert_eq!(
+            parse_platform(Some("linux/x86_64"))
+                .expect("x")
+                .0
+                .architecture,
+            "amd64"
+        );
         for bad in ["linux/", "a/b/c/d", "linux/amd 64"] {
             assert!(parse_platform(Some(bad)).is_err(), "{bad}");
         }

@@ -95,7 +95,9 @@ pub(crate) fn manifest_bytes(
             .zip(&encodings)
             .map(|(blob, encoding)| ManifestDescriptor {
                 media_type: if docker {
-                    encoding.docker_media_type().unwrap_or(encoding.oci_media_type())
+                    encoding
+                        .docker_media_type()
+                        .unwrap_or(encoding.oci_media_type())
                 } else {
                     encoding.oci_media_type()
                 },
@@ -130,8 +132,13 @@ impl Distribution {
         let name = reference.name();
         let tags: Vec<Reference> = if reference.tag().is_some() {
             let wanted = reference.clone();
-            let found = berth_fs::blocking(move || images.resolve(&wanted.to_string()).is_ok()).await?;
-            if found { vec![reference.clone()] } else { Vec::new() }
+            let found =
+                berth_fs::blocking(move || images.resolve(&wanted.to_string()).is_ok()).await?;
+            if found {
+                vec![reference.clone()]
+            } else {
+                Vec::new()
+            }
         } else {
             let records = berth_fs::blocking(move || images.list()).await?;
             let mut tags: Vec<Reference> = records
@@ -186,7 +193,10 @@ impl Distribution {
                 .take(8)
                 .collect();
             if session.is_none() {
-                session = Some(self.session(target, &["pull", "push"], &sources, auth).await?);
+                session = Some(
+                    self.session(target, &["pull", "push"], &sources, auth)
+                        .await?,
+                );
             }
             let session = session.as_ref().expect("opened above");
             let (tag, digest, size) = self.push_image(session, target, &image, progress).await?;
@@ -223,13 +233,20 @@ impl Distribution {
         let jobs = image.layers.iter().map(|layer| {
             let permits = Arc::clone(&permits);
             async move {
-                let _permit = permits.acquire().await.map_err(|_| ClientError::Cancelled)?;
+                let _permit = permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ClientError::Cancelled)?;
                 self.push_layer(session, target, layer, progress).await
             }
         });
         let blobs = futures_util::future::try_join_all(jobs).await?;
         let config_digest = image.id.as_str();
-        if session.blob_exists(repository, config_digest).await?.is_none() {
+        if session
+            .blob_exists(repository, config_digest)
+            .await?
+            .is_none()
+        {
             let location = session.start_upload(repository).await?;
             let size = image.config_bytes.len() as u64;
             session
@@ -284,7 +301,10 @@ impl Distribution {
         for blob in &known {
             let listed_here = blob.sources.contains(&here);
             if (listed_here || blob.stored)
-                && session.blob_exists(repository, &blob.digest).await?.is_some()
+                && session
+                    .blob_exists(repository, &blob.digest)
+                    .await?
+                    .is_some()
             {
                 progress.layer(&id, "Layer already exists");
                 return remember(record(blob)).await;
@@ -447,7 +467,9 @@ impl std::io::Write for ChannelWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.sender
             .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))?;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped")
+            })?;
         self.sent += buf.len() as u64;
         self.counter.update(self.sent);
         Ok(buf.len())
@@ -484,6 +506,9 @@ mod tests {
         let (media_type, bytes) = manifest_bytes(&config, 1, &[zstd]);
         assert_eq!(media_type, berth_image::manifest::MEDIA_OCI_MANIFEST);
         let text = String::from_utf8(bytes).expect("utf8");
-        assert!(text.contains(MEDIA_OCI_CONFIG) && text.contains("tar+zstd"), "{text}");
+        assert!(
+            text.contains(MEDIA_OCI_CONFIG) && text.contains("tar+zstd"),
+            "{text}"
+        );
     }
 }

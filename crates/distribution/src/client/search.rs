@@ -51,7 +51,11 @@ impl SearchFilters {
 fn split_term(term: &str) -> (&str, &str) {
     match term.split_once('/') {
         Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            let registry = if first == "index.docker.io" { DOCKER_HUB } else { first };
+            let registry = if first == "index.docker.io" {
+                DOCKER_HUB
+            } else {
+                first
+            };
             (registry, rest)
         }
         _ => (DOCKER_HUB, term),
@@ -73,7 +77,6 @@ impl Distribution {
             Session::with_endpoint(
                 &self.http,
                 &self.tokens,
-                registry,
                 Endpoint {
                     base: DOCKER_HUB_INDEX.to_owned(),
                     tls: Tls::Verify,
@@ -128,7 +131,10 @@ mod tests {
     #[test]
     fn terms_name_their_registry() {
         assert_eq!(split_term("busybox"), (DOCKER_HUB, "busybox"));
-        assert_eq!(split_term("library/busybox"), (DOCKER_HUB, "library/busybox"));
+        assert_eq!(
+            split_term("library/busybox"),
+            (DOCKER_HUB, "library/busybox")
+        );
         assert_eq!(split_term("127.0.0.1:5000/web"), ("127.0.0.1:5000", "web"));
         assert_eq!(split_term("localhost/x/y"), ("localhost", "x/y"));
         assert_eq!(split_term("index.docker.io/x"), (DOCKER_HUB, "x"));

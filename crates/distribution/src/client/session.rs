@@ -45,8 +45,6 @@ enum Scheme {
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) http: HttpClient,
-    /// `127.0.0.1:5000`, `docker.io`.
-    pub(crate) domain: String,
     pub(crate) endpoint: Endpoint,
     credentials: Credentials,
     tokens: Arc<TokenCache>,
@@ -89,7 +87,6 @@ impl Session {
         for endpoint in options.endpoints(domain, pull).await {
             let session = Self {
                 http: http.clone(),
-                domain: domain.to_owned(),
                 endpoint,
                 credentials: credentials.clone(),
                 tokens: Arc::clone(tokens),
@@ -114,14 +111,12 @@ impl Session {
     pub(crate) fn with_endpoint(
         http: &HttpClient,
         tokens: &Arc<TokenCache>,
-        domain: &str,
         endpoint: Endpoint,
         credentials: Credentials,
         scopes: Vec<String>,
     ) -> Self {
         Self {
             http: http.clone(),
-            domain: domain.to_owned(),
             endpoint,
             credentials,
             tokens: Arc::clone(tokens),
@@ -284,13 +279,13 @@ impl Session {
         let response = self.http.send(request, self.endpoint.tls).await?;
         if !response.status().is_success() {
             return Err(match registry_error(&method, &url, response).await {
-                ClientError::Registry { status, message, .. } if status == 403 => {
-                    ClientError::Unauthorized {
-                        method,
-                        url: self.url("/v2/"),
-                        message,
-                    }
-                }
+                ClientError::Registry {
+                    status, message, ..
+                } if status == 403 => ClientError::Unauthorized {
+                    method,
+                    url: self.url("/v2/"),
+                    message,
+                },
                 ClientError::Unauthorized { message, .. } => ClientError::Unauthorized {
                     method: "GET".to_owned(),
                     url: self.url("/v2/"),
@@ -360,7 +355,10 @@ impl Session {
                     Scheme::None => false,
                     Scheme::Basic => {
                         !before_basic
-                            && matches!(self.credentials, Credentials::Basic { .. } | Credentials::Token(_))
+                            && matches!(
+                                self.credentials,
+                                Credentials::Basic { .. } | Credentials::Token(_)
+                            )
                     }
                     Scheme::Bearer(_) => true,
                 };
@@ -621,7 +619,11 @@ impl Session {
 
     /// Streams a blob of unknown digest and size to an upload `location` (one chunked
     /// `PATCH`); the location to finish it at.
-    pub(crate) async fn patch_blob(&self, location: &str, body: Body) -> Result<String, ClientError> {
+    pub(crate) async fn patch_blob(
+        &self,
+        location: &str,
+        body: Body,
+    ) -> Result<String, ClientError> {
         let mut body = Some(body);
         let response = self
             .send(
@@ -638,7 +640,11 @@ impl Session {
     }
 
     /// Finishes an upload whose bytes were sent: `PUT ?digest=` without body.
-    pub(crate) async fn finish_upload(&self, location: &str, digest: &str) -> Result<(), ClientError> {
+    pub(crate) async fn finish_upload(
+        &self,
+        location: &str,
+        digest: &str,
+    ) -> Result<(), ClientError> {
         let url = with_query(location, "digest", digest);
         let response = self
             .send(
@@ -740,7 +746,10 @@ impl Session {
             );
             match next {
                 Some(next) => {
-                    url = http::resolve_location(&url.parse::<Uri>().map_err(|e| invalid_url(&url, &e))?, &next);
+                    url = http::resolve_location(
+                        &url.parse::<Uri>().map_err(|e| invalid_url(&url, &e))?,
+                        &next,
+                    );
                 }
                 None => return Ok(items),
             }
@@ -912,7 +921,9 @@ pub(crate) async fn registry_error(
     };
     if status == 401 {
         let message = if message.is_empty() {
-            crate::protocol::ErrorCode::Unauthorized.message().to_owned()
+            crate::protocol::ErrorCode::Unauthorized
+                .message()
+                .to_owned()
         } else {
             message
         };
