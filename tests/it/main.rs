@@ -14,6 +14,7 @@ mod images;
 mod lifecycle;
 mod network;
 mod oci;
+mod pull;
 mod registry;
 mod security;
 mod volumes;
@@ -61,6 +62,7 @@ fn main() {
         network::TESTS,
         volumes::TESTS,
         registry::TESTS,
+        pull::TESTS,
         hardening::TESTS,
         oci::TESTS,
     ]

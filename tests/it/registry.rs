@@ -39,17 +39,17 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A `berth registry serve` of the test's own, on a port the kernel picked.
-struct Registry {
+pub(crate) struct Registry {
     child: Option<Child>,
     dir: PathBuf,
     args: Vec<String>,
     /// `127.0.0.1:PORT`.
-    addr: String,
+    pub(crate) addr: String,
     scheme: &'static str,
 }
 
 impl Registry {
-    fn start(env: &TestEnv, name: &str, args: &[&str]) -> Registry {
+    pub(crate) fn start(env: &TestEnv, name: &str, args: &[&str]) -> Registry {
         let dir = env.root.join(format!("registry-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -135,7 +135,7 @@ impl Registry {
         out
     }
 
-    fn blob_files(&self) -> Vec<String> {
+    pub(crate) fn blob_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.root().join("blobs/sha256"))
             .unwrap()
             .flatten()
