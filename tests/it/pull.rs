@@ -123,6 +123,17 @@ fn pull_push_round_trip(env: &TestEnv) {
         "{all}"
     );
 
+    missing_image_runs(env, &second);
+    search_and_inspect(env, &addr, &image, &digest);
+
+    for name in [&image, &second, &copy] {
+        let _ = env.berth(&["rmi", name]);
+    }
+}
+
+/// `run` of a missing image pulls it; `--pull never` does not; `--pull always` does.
+fn missing_image_runs(env: &TestEnv, second: &str) {
+    let second = second.to_owned();
     // run of a missing image pulls it; --pull never does not.
     env.berth(&["rmi", &second]).ok();
     let never = env.berth(&["run", "--rm", "--pull", "never", &second, "true"]);
@@ -146,7 +157,10 @@ fn pull_push_round_trip(env: &TestEnv) {
     ]);
     assert_eq!(always.ok(), "second");
     assert!(always.stderr.contains("Image is up to date"), "{always:?}");
+}
 
+/// `search` of berth's registry, and `GET /distribution/{name}/json`.
+fn search_and_inspect(env: &TestEnv, addr: &str, image: &str, digest: &str) {
     // search finds the repositories of berth's registry.
     let found = env
         .berth(&["search", "--format", "{{.Name}}", &format!("{addr}/round")])
@@ -168,12 +182,8 @@ fn pull_push_round_trip(env: &TestEnv) {
     let (status, body) = env.api("GET", &format!("/distribution/{image}/json"), None);
     assert_eq!(status, 200, "{body}");
     let inspect: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(inspect["Descriptor"]["digest"], digest.as_str());
+    assert_eq!(inspect["Descriptor"]["digest"], digest);
     assert_eq!(inspect["Platforms"][0]["os"], "linux");
-
-    for name in [&image, &second, &copy] {
-        let _ = env.berth(&["rmi", name]);
-    }
 }
 
 fn pull_push_docker_cli(env: &TestEnv) {

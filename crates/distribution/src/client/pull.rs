@@ -213,34 +213,42 @@ impl PreparedPull {
         Ok((fetched, parsed))
     }
 
+    /// The platform's image manifest of `parsed` (itself, when it is not an index).
+    async fn platform_manifest(
+        &self,
+        parsed: ParsedManifest,
+    ) -> Result<ParsedManifest, ClientError> {
+        if !parsed.kind.is_index() {
+            return Ok(parsed);
+        }
+        let wanted = &self.platform;
+        let entry = parsed
+            .manifests
+            .iter()
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| platform_matches(p, wanted))
+                    && ManifestKind::from_media_type(&d.media_type).is_some_and(|k| !k.is_index())
+            })
+            .ok_or_else(|| ClientError::NoMatchingPlatform {
+                platform: platform_text(wanted),
+            })?;
+        let (_, child) = self.manifest(&entry.digest).await?;
+        if child.kind.is_index() {
+            return Err(ClientError::InvalidDocument {
+                what: "manifest",
+                reference: entry.digest.clone(),
+                reason: "an index where the platform's image manifest should be".to_owned(),
+            });
+        }
+        Ok(child)
+    }
+
     /// Resolves `target` to the platform's image manifest and config.
     async fn resolve(&self, target: &str) -> Result<Resolved, ClientError> {
-        let (top, mut parsed) = self.manifest(target).await?;
-        if parsed.kind.is_index() {
-            let wanted = &self.platform;
-            let entry = parsed
-                .manifests
-                .iter()
-                .find(|d| {
-                    d.platform
-                        .as_ref()
-                        .is_some_and(|p| platform_matches(p, wanted))
-                        && ManifestKind::from_media_type(&d.media_type)
-                            .is_some_and(|k| !k.is_index())
-                })
-                .ok_or_else(|| ClientError::NoMatchingPlatform {
-                    platform: platform_text(wanted),
-                })?;
-            let (_, child) = self.manifest(&entry.digest).await?;
-            if child.kind.is_index() {
-                return Err(ClientError::InvalidDocument {
-                    what: "manifest",
-                    reference: entry.digest.clone(),
-                    reason: "an index where the platform's image manifest should be".to_owned(),
-                });
-            }
-            parsed = child;
-        }
+        let (top, parsed) = self.manifest(target).await?;
+        let parsed = self.platform_manifest(parsed).await?;
         let config_descriptor =
             parsed
                 .config

@@ -280,8 +280,10 @@ impl Session {
         if !response.status().is_success() {
             return Err(match registry_error(&method, &url, response).await {
                 ClientError::Registry {
-                    status, message, ..
-                } if status == 403 => ClientError::Unauthorized {
+                    status: 403,
+                    message,
+                    ..
+                } => ClientError::Unauthorized {
                     method,
                     url: self.url("/v2/"),
                     message,
