@@ -269,6 +269,49 @@ mod tests {
     }
 
     #[test]
+    fn registry_flags() {
+        let config = parse_args(&args(&[
+            "--insecure-registry",
+            "10.0.0.0/8",
+            "--insecure-registry=reg.example:5000",
+            "--registry-mirror",
+            "https://mirror.example",
+            "--max-concurrent-downloads=7",
+            "--max-concurrent-uploads",
+            "2",
+        ]))
+        .expect("valid");
+        let options = config.registry.options().expect("options");
+        assert_eq!(options.insecure.len(), 2);
+        assert_eq!(options.mirrors, vec!["https://mirror.example".to_owned()]);
+        assert_eq!(options.max_concurrent_downloads, 7);
+        assert_eq!(options.max_concurrent_uploads, 2);
+        let defaults = parse_args(&[])
+            .expect("defaults")
+            .registry
+            .options()
+            .expect("ok");
+        assert_eq!(
+            (
+                defaults.max_concurrent_downloads,
+                defaults.max_concurrent_uploads
+            ),
+            (3, 5)
+        );
+        for bad in [
+            &["--insecure-registry", "http://reg"][..],
+            &["--registry-mirror", "mirror.example"],
+            &["--max-concurrent-downloads", "0"],
+        ] {
+            let error = parse_args(&args(bad)).expect_err("refused");
+            assert!(
+                error.to_string().starts_with("invalid registry option"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn flags_in_both_spellings() {
         let config = parse_args(&args(&[
             "-H",
