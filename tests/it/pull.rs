@@ -5,13 +5,17 @@ use serde_json::Value;
 
 use crate::Test;
 use crate::harness::TestEnv;
-use crate::registry::Registry;
+use crate::registry::{Distribution, Registry};
 
 pub const TESTS: &[Test] = &[
     ("pull_push_round_trip", pull_push_round_trip),
     ("pull_push_docker_cli", pull_push_docker_cli),
     ("pull_login_bearer_auth", pull_login_bearer_auth),
     ("pull_bad_input", pull_bad_input),
+    (
+        "pull_push_distribution_registry",
+        pull_push_distribution_registry,
+    ),
 ];
 
 /// Commits a busybox container that wrote `content` into `/data/file` as `name`.
@@ -368,4 +372,39 @@ fn pull_bad_input(env: &TestEnv) {
     assert!(gone.stderr.contains("127.0.0.1:1"), "{gone:?}");
     // Nothing changed.
     assert_eq!(env.berth(&["images", "-q", "--no-trunc"]).ok(), before);
+}
+
+/// berth against Debian's `docker-registry` (distribution 2.8): push, pull by tag and digest,
+/// and search through its `_catalog` (it has no `/v1/search`).
+fn pull_push_distribution_registry(env: &TestEnv) {
+    let Some(registry) = Distribution::start(env) else {
+        crate::skip("docker-registry (Debian) is not installed");
+    };
+    let addr = registry.addr.clone();
+    let image = format!("{addr}/dist/app:1");
+    commit_image(env, "pull-dist", &image, "distribution");
+    let digest = pushed_digest(&env.berth(&["push", &image]).ok());
+    // Pushed again: every blob is already there.
+    let again = env.berth(&["push", &image]).ok();
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert_eq!(pushed_digest(&again), digest);
+    env.berth(&["rmi", &image]).ok();
+    let out = env.berth(&["pull", &image]).ok();
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    let run = env.berth(&["run", "--rm", &image, "cat", "/data/file"]);
+    assert_eq!(run.ok(), "distribution");
+    let by_digest = format!("{addr}/dist/app@{digest}");
+    env.berth(&["rmi", &image]).ok();
+    assert_eq!(env.berth(&["pull", "-q", &by_digest]).ok(), by_digest);
+    let found = env
+        .berth(&["search", "--format", "{{.Name}}", &format!("{addr}/dist")])
+        .ok();
+    assert!(found.lines().any(|l| l.ends_with("dist/app")), "{found}");
+    let missing = env.berth(&["pull", &format!("{addr}/dist/nothere:1")]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing.stderr.contains("pull access denied") || missing.stderr.contains("not found"),
+        "{missing:?}"
+    );
+    let _ = env.berth(&["rmi", &by_digest]);
 }

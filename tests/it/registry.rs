@@ -155,14 +155,14 @@ impl Drop for Registry {
 
 /// Debian's `docker-registry` (distribution 2.8) on a loopback port, with its own config and
 /// storage.
-struct Distribution {
+pub(crate) struct Distribution {
     child: Child,
     dir: PathBuf,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Distribution {
-    fn start(env: &TestEnv) -> Option<Distribution> {
+    pub(crate) fn start(env: &TestEnv) -> Option<Distribution> {
         let exe = Path::new("/usr/bin/docker-registry");
         if !exe.exists() {
             return None;
