@@ -1,6 +1,11 @@
 //! Integration tests of the daemon as a registry client: `berth pull/push/login/logout/search`
 //! and the docker CLI's against berthd, with `berth registry serve` on 127.0.0.1 as the
 //! registry. Images are built here (commit of a busybox container).
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::Value;
 
 use crate::Test;
@@ -15,6 +20,10 @@ pub const TESTS: &[Test] = &[
     (
         "pull_push_distribution_registry",
         pull_push_distribution_registry,
+    ),
+    (
+        "pull_resumes_a_dropped_connection",
+        pull_resumes_a_dropped_connection,
     ),
 ];
 
@@ -407,4 +416,83 @@ fn pull_push_distribution_registry(env: &TestEnv) {
         "{missing:?}"
     );
     let _ = env.berth(&["rmi", &by_digest]);
+}
+
+/// A loopback TCP proxy to `target` that, once, cuts the first connection whose answer has
+/// carried more than `cut` bytes; the flag says whether it did.
+fn flaky_proxy(target: String, cut: usize) -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let cut_done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cut_done);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let flag = Arc::clone(&flag);
+            std::thread::spawn(move || {
+                let (mut server, mut client) = (server, client);
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0;
+                loop {
+                    let n = match server.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    total += n;
+                    if total > cut && !flag.swap(true, Ordering::SeqCst) {
+                        let keep = n - (total - cut).min(n);
+                        let _ = client.write_all(&buf[..keep]);
+                        break;
+                    }
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (addr, cut_done)
+}
+
+/// A layer download cut in the middle resumes (a `Range` request) and the image is whole.
+fn pull_resumes_a_dropped_connection(env: &TestEnv) {
+    let registry = Registry::start(env, "client-flaky", &[]);
+    let image = format!("{}/flaky/app:1", registry.addr);
+    env.berth(&[
+        "run",
+        "--name",
+        "pull-flaky",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data && head -c 2097152 /dev/urandom > /data/random && md5sum /data/random > /data/sum",
+    ])
+    .ok();
+    env.berth(&["commit", "pull-flaky", &image]).ok();
+    env.berth(&["rm", "pull-flaky"]).ok();
+    let id = env.inspect(&image, "{{.Id}}");
+    env.berth(&["push", "-q", &image]).ok();
+    env.berth(&["rmi", &image]).ok();
+    // Through the proxy: the 2 MiB layer's connection is cut after 512 KiB.
+    let (proxy, cut) = flaky_proxy(registry.addr.clone(), 512 * 1024);
+    let through = format!("{proxy}/flaky/app:1");
+    let out = env.berth(&["pull", &through]).ok();
+    assert!(cut.load(Ordering::SeqCst), "the proxy never cut: {out}");
+    assert!(out.contains("Retrying in"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(env.inspect(&through, "{{.Id}}"), id);
+    let check = env.berth(&["run", "--rm", &through, "md5sum", "-c", "/data/sum"]);
+    assert!(check.ok().ends_with("OK"), "{check:?}");
+    env.berth(&["rmi", &through]).ok();
 }
