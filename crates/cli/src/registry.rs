@@ -365,7 +365,14 @@ fn push(c: &Client, a: &PushArgs) -> CmdResult {
     if a.quiet {
         let mut sink = Renderer::new(std::io::sink(), false, 0);
         display(response, &mut sink)?;
-        println!("{}", a.name);
+        // As docker: the reference pushed, fully qualified.
+        match (a.all_tags, &tag) {
+            (true, _) => println!("{}", qualified(&repository, "").trim_end_matches(':')),
+            (false, tag) => println!(
+                "{}",
+                qualified(&repository, tag.as_deref().unwrap_or("latest"))
+            ),
+        }
     } else {
         display(response, &mut Renderer::stdout())?;
     }
