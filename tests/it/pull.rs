@@ -21,6 +21,7 @@ pub const TESTS: &[Test] = &[
         "pull_push_distribution_registry",
         pull_push_distribution_registry,
     ),
+    ("pull_basic_auth", pull_basic_auth),
     (
         "pull_resumes_a_dropped_connection",
         pull_resumes_a_dropped_connection,
@@ -495,4 +496,56 @@ fn pull_resumes_a_dropped_connection(env: &TestEnv) {
     let check = env.berth(&["run", "--rm", &through, "md5sum", "-c", "/data/sum"]);
     assert!(check.ok().ends_with("OK"), "{check:?}");
     env.berth(&["rmi", &through]).ok();
+}
+
+/// Basic auth (Debian's docker-registry with `auth: htpasswd` challenges `Basic`): login, push,
+/// pull with the stored credentials; without them, Docker's words.
+fn pull_basic_auth(env: &TestEnv) {
+    let htpasswd = env.root.join("basic-htpasswd");
+    let made = std::process::Command::new("htpasswd")
+        .args(["-B", "-b", "-c"])
+        .arg(&htpasswd)
+        .args(["carol", "c4rolpw"])
+        .output()
+        .expect("htpasswd (apache2-utils)");
+    assert!(made.status.success(), "{made:?}");
+    let extra = format!(
+        "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+        htpasswd.display()
+    );
+    let Some(registry) = Distribution::start_with(env, &extra) else {
+        crate::skip("docker-registry (Debian) is not installed");
+    };
+    let addr = registry.addr.clone();
+    let image = format!("{addr}/basic/app:1");
+    commit_image(env, "pull-basic", &image, "basic");
+    let push = env.berth(&["push", &image]);
+    assert_eq!(push.code, 1, "{push:?}");
+    assert!(push.stderr.contains("unauthorized"), "{push:?}");
+    let login = env.berth_stdin(
+        &["login", "-u", "carol", "--password-stdin", &addr],
+        b"nope\n",
+    );
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(login.stderr.contains("unauthorized"), "{login:?}");
+    let login = env.berth(&["login", "-u", "carol", "-p", "c4rolpw", &addr]);
+    assert_eq!(login.ok(), "Login Succeeded");
+    assert!(login.stderr.contains("--password-stdin"), "{login:?}");
+    env.berth(&["push", &image]).ok();
+    env.berth(&["rmi", &image]).ok();
+    env.berth(&["pull", &image]).ok();
+    assert_eq!(
+        env.berth(&["run", "--rm", &image, "cat", "/data/file"])
+            .ok(),
+        "basic"
+    );
+    env.berth(&["logout", &addr]).ok();
+    env.berth(&["rmi", &image]).ok();
+    let denied = env.berth(&["pull", &image]);
+    assert_eq!(denied.code, 1, "{denied:?}");
+    assert!(
+        denied.stderr.contains("unauthorized") || denied.stderr.contains("pull access denied"),
+        "{denied:?}"
+    );
+    let _ = std::fs::remove_file(env.root.join("docker-config/config.json"));
 }

@@ -163,6 +163,11 @@ pub(crate) struct Distribution {
 
 impl Distribution {
     pub(crate) fn start(env: &TestEnv) -> Option<Distribution> {
+        Self::start_with(env, "")
+    }
+
+    /// With `extra` appended to its configuration (an `auth:` section).
+    pub(crate) fn start_with(env: &TestEnv, extra: &str) -> Option<Distribution> {
         let exe = Path::new("/usr/bin/docker-registry");
         if !exe.exists() {
             return None;
@@ -176,7 +181,7 @@ impl Distribution {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: berth-tests\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: berth-tests\n{extra}",
                 dir.join("storage").display()
             ),
         )
@@ -198,7 +203,7 @@ impl Distribution {
                 &format!("http://{}/v2/", distribution.addr),
             ])
             .status
-                == 200
+                == if extra.contains("htpasswd") { 401 } else { 200 }
         });
         assert!(up, "docker-registry did not come up");
         Some(distribution)
