@@ -410,6 +410,7 @@ fn pull_push_distribution_registry(env: &TestEnv) {
         .berth(&["search", "--format", "{{.Name}}", &format!("{addr}/dist")])
         .ok();
     assert!(found.lines().any(|l| l.ends_with("dist/app")), "{found}");
+    platform_mismatches(env, &addr, &image, &digest);
     let missing = env.berth(&["pull", &format!("{addr}/dist/nothere:1")]);
     assert_eq!(missing.code, 1, "{missing:?}");
     assert!(
@@ -548,4 +549,45 @@ fn pull_basic_auth(env: &TestEnv) {
         "{denied:?}"
     );
     let _ = std::fs::remove_file(env.root.join("docker-config/config.json"));
+}
+
+/// `--platform` that the image is not for, and an index without the host's platform: one
+/// line each, nothing pulled.
+fn platform_mismatches(env: &TestEnv, addr: &str, image: &str, digest: &str) {
+    let other = env.berth(&["pull", "--platform", "linux/arm64", image]);
+    assert_eq!(other.code, 1, "{other:?}");
+    assert!(
+        other
+            .stderr
+            .contains("does not match the specified platform (linux/arm64)"),
+        "{other:?}"
+    );
+    let (status, body) = env.api("GET", &format!("/distribution/{image}/json"), None);
+    assert_eq!(status, 200, "{body}");
+    let size = serde_json::from_str::<Value>(&body).unwrap()["Descriptor"]["size"].clone();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"{digest}","size":{size},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+    );
+    let put = std::process::Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.docker.distribution.manifest.list.v2+json")
+        .args(["--data-binary", &index])
+        .arg(format!("http://{addr}/v2/dist/app/manifests/multi"))
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{put:?}");
+    let multi = env.berth(&["pull", &format!("{addr}/dist/app:multi")]);
+    assert_eq!(multi.code, 1, "{multi:?}");
+    assert!(
+        multi
+            .stderr
+            .contains("no matching manifest for linux/amd64 in the manifest list entries"),
+        "{multi:?}"
+    );
+    // Nothing of it was kept.
+    assert!(
+        env.berth(&["image", "inspect", &format!("{addr}/dist/app:multi")])
+            .code
+            != 0
+    );
 }
