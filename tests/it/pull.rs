@@ -22,6 +22,7 @@ pub const TESTS: &[Test] = &[
         pull_push_distribution_registry,
     ),
     ("pull_basic_auth", pull_basic_auth),
+    ("pull_refuses_corrupt_bytes", pull_refuses_corrupt_bytes),
     (
         "pull_resumes_a_dropped_connection",
         pull_resumes_a_dropped_connection,
@@ -421,8 +422,9 @@ fn pull_push_distribution_registry(env: &TestEnv) {
 }
 
 /// A loopback TCP proxy to `target` that, once, cuts the first connection whose answer has
-/// carried more than `cut` bytes; the flag says whether it did.
-fn flaky_proxy(target: String, cut: usize) -> (String, Arc<AtomicBool>) {
+/// carried more than `cut` bytes (with `corrupt`: flips that byte of every such answer
+/// instead); the flag says whether it did.
+fn flaky_proxy(target: String, cut: usize, corrupt: bool) -> (String, Arc<AtomicBool>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let cut_done = Arc::new(AtomicBool::new(false));
@@ -450,7 +452,10 @@ fn flaky_proxy(target: String, cut: usize) -> (String, Arc<AtomicBool>) {
                         Ok(n) => n,
                     };
                     total += n;
-                    if total > cut && !flag.swap(true, Ordering::SeqCst) {
+                    if corrupt && total > cut && total - n <= cut {
+                        buf[cut - (total - n)] ^= 0xff;
+                        flag.store(true, Ordering::SeqCst);
+                    } else if !corrupt && total > cut && !flag.swap(true, Ordering::SeqCst) {
                         let keep = n - (total - cut).min(n);
                         let _ = client.write_all(&buf[..keep]);
                         break;
@@ -467,27 +472,61 @@ fn flaky_proxy(target: String, cut: usize) -> (String, Arc<AtomicBool>) {
     (addr, cut_done)
 }
 
-/// A layer download cut in the middle resumes (a `Range` request) and the image is whole.
-fn pull_resumes_a_dropped_connection(env: &TestEnv) {
-    let registry = Registry::start(env, "client-flaky", &[]);
-    let image = format!("{}/flaky/app:1", registry.addr);
+/// A 2 MiB random layer committed and pushed as `image`; its image id.
+fn random_layer_image(env: &TestEnv, container: &str, image: &str) -> String {
     env.berth(&[
         "run",
         "--name",
-        "pull-flaky",
+        container,
         "busybox",
         "sh",
         "-c",
         "mkdir -p /data && head -c 2097152 /dev/urandom > /data/random && md5sum /data/random > /data/sum",
     ])
     .ok();
-    env.berth(&["commit", "pull-flaky", &image]).ok();
-    env.berth(&["rm", "pull-flaky"]).ok();
-    let id = env.inspect(&image, "{{.Id}}");
-    env.berth(&["push", "-q", &image]).ok();
-    env.berth(&["rmi", &image]).ok();
+    env.berth(&["commit", container, image]).ok();
+    env.berth(&["rm", container]).ok();
+    let id = env.inspect(image, "{{.Id}}");
+    env.berth(&["push", "-q", image]).ok();
+    env.berth(&["rmi", image]).ok();
+    id
+}
+
+/// A layer whose bytes do not match its digest: one line, and nothing of it kept (no image,
+/// no blob, no ingest file).
+fn pull_refuses_corrupt_bytes(env: &TestEnv) {
+    let registry = Registry::start(env, "client-corrupt", &[]);
+    random_layer_image(
+        env,
+        "pull-corrupt",
+        &format!("{}/corrupt/app:1", registry.addr),
+    );
+    let store = env.data_root.join("image");
+    let count = |dir: &str| std::fs::read_dir(store.join(dir)).map_or(0, Iterator::count);
+    let blobs_before = count("blobs/sha256");
+    let (proxy, corrupted) = flaky_proxy(registry.addr.clone(), 512 * 1024, true);
+    let through = format!("{proxy}/corrupt/app:1");
+    let pull = env.berth(&["pull", &through]);
+    assert!(corrupted.load(Ordering::SeqCst), "{pull:?}");
+    assert_eq!(pull.code, 1, "{pull:?}");
+    assert_eq!(pull.stderr.trim().lines().count(), 1, "{pull:?}");
+    // The digest check, or gzip's own checksum, whichever sees it first (one pass).
+    assert!(
+        pull.stderr.contains("verification failed") || pull.stderr.contains("corrupt gzip"),
+        "{pull:?}"
+    );
+    assert!(env.berth(&["image", "inspect", &through]).code != 0);
+    assert_eq!(count("blobs/sha256"), blobs_before);
+    assert_eq!(count("ingest"), 0);
+}
+
+/// A layer download cut in the middle resumes (a `Range` request) and the image is whole.
+fn pull_resumes_a_dropped_connection(env: &TestEnv) {
+    let registry = Registry::start(env, "client-flaky", &[]);
+    let image = format!("{}/flaky/app:1", registry.addr);
+    let id = random_layer_image(env, "pull-flaky", &image);
     // Through the proxy: the 2 MiB layer's connection is cut after 512 KiB.
-    let (proxy, cut) = flaky_proxy(registry.addr.clone(), 512 * 1024);
+    let (proxy, cut) = flaky_proxy(registry.addr.clone(), 512 * 1024, false);
     let through = format!("{proxy}/flaky/app:1");
     let out = env.berth(&["pull", &through]).ok();
     assert!(cut.load(Ordering::SeqCst), "the proxy never cut: {out}");
