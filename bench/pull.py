@@ -95,10 +95,15 @@ def build_image(env, tmp, name):
 
 
 def forget_all(cli, env):
-    """Removes every image, so a pull has none of the layers."""
-    ids = sh([cli, "images", "-q", "--no-trunc"], env=env).split()
-    if ids:
-        sh([cli, "rmi", "-f"] + sorted(set(ids)), env=env, check=False)
+    """Removes every image, so a pull has none of the layers (children first: a parent with
+    children is refused, so repeat until none is left)."""
+    for _ in range(10):
+        ids = sh([cli, "images", "-a", "-q", "--no-trunc"], env=env).split()
+        if not ids:
+            return
+        for image in dict.fromkeys(ids):
+            sh([cli, "rmi", "-f", image], env=env, check=False)
+    raise SystemExit(f"{cli}: images left after rmi: {ids}")
 
 
 def bench_engine(label, cli, env, image, tmp, runs, results):
