@@ -384,12 +384,21 @@ pub fn check_url(url: &str) -> Result<Uri, ClientError> {
         Some("http" | "https") => {}
         _ => return Err(invalid("only http:// and https:// URLs can be fetched")),
     }
-    match uri.authority() {
-        Some(authority) if !authority.host().is_empty() && !authority.as_str().contains('@') => {
-            Ok(uri)
-        }
-        _ => Err(invalid("missing or unsupported host")),
+    let Some(authority) = uri.authority() else {
+        return Err(invalid("missing or unsupported host"));
+    };
+    let text = authority.as_str();
+    if authority.host().is_empty() || text.contains('@') {
+        return Err(invalid("missing or unsupported host"));
     }
+    // `http` accepts any text after the colon as a port.
+    if let Some((_, port)) = text.rsplit_once(':')
+        && !text.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid("invalid port"));
+    }
+    Ok(uri)
 }
 
 /// A `Location` header's target, made absolute against the URL it answered.
