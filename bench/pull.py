@@ -183,6 +183,8 @@ def main():
             dockerd.send_signal(signal.SIGTERM)
             dockerd.wait()
         subprocess.run(["umount", "-R", f"{tmp}/docker-data"], capture_output=True)
+        # The daemon keeps its nftables table after it exits; this one is the bench's own.
+        subprocess.run(["nft", "delete", "table", "ip", f"bpl{os.getpid()}"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     report = {"date": datetime.date.today().isoformat(), "runs": a.runs, "base": tree,
               "layers": layers, "image size (bytes)": size, "results": results}
