@@ -185,6 +185,8 @@ def main():
         subprocess.run(["umount", "-R", f"{tmp}/docker-data"], capture_output=True)
         # The daemon keeps its nftables table after it exits; this one is the bench's own.
         subprocess.run(["nft", "delete", "table", "ip", f"bpl{os.getpid()}"], capture_output=True)
+        subprocess.run(f"rmdir /sys/fs/cgroup/bpl{os.getpid()} /sys/fs/cgroup/*/bpl{os.getpid()}",
+                       shell=True, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     report = {"date": datetime.date.today().isoformat(), "runs": a.runs, "base": tree,
               "layers": layers, "image size (bytes)": size, "results": results}
