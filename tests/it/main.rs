@@ -17,6 +17,7 @@ mod images;
 mod lifecycle;
 mod network;
 mod oci;
+mod pull;
 mod registry;
 mod security;
 mod userns;
@@ -65,6 +66,7 @@ fn main() {
         network::TESTS,
         volumes::TESTS,
         registry::TESTS,
+        pull::TESTS,
         hardening::TESTS,
         chaos::TESTS,
         faults::TESTS,

@@ -358,7 +358,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Run(a) => run_container(c, a),
         ContainerCmd::Create(a) => {
             let (body, name) = opts::create_body(&a.flags)?;
-            let id = create(c, &body, name.as_deref(), a.flags.image())?;
+            let id = create(c, &body, name.as_deref(), &a.flags)?;
             println!("{id}");
             Ok(0)
         }
@@ -515,21 +515,41 @@ fn each(names: &[String], f: impl Fn(&str) -> Result<(), CliError>, summary: &st
     }
 }
 
-/// Creates a container; a missing image is reported as docker does (there is no registry yet).
+/// Creates a container; the image is pulled first as `--pull` says (`always`), or when it is
+/// missing (`missing`, Docker's "Unable to find image … locally"), or never.
 fn create(
     c: &Client,
     body: &berth_api::models::ContainerCreateBody,
     name: Option<&str>,
-    image: &str,
+    f: &opts::CreateFlags,
 ) -> Result<String, CliError> {
-    let q: Vec<(&str, String)> = name
+    let image = f.image();
+    let policy = f.pull.as_str();
+    if !matches!(policy, "always" | "missing" | "never") {
+        return Err(CliError::msg(format!(
+            "invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\""
+        ))
+        .with_code(125));
+    }
+    let pull = || {
+        crate::registry::pull_image(c, image, false, f.platform.as_deref(), f.quiet, true)
+            .map_err(|e| e.with_code(125))
+    };
+    if policy == "always" {
+        pull()?;
+    }
+    let mut q: Vec<(&str, String)> = name
         .map(|n| vec![("name", n.to_string())])
         .unwrap_or_default();
-    let resp = c.send(
+    if let Some(platform) = &f.platform {
+        q.push(("platform", platform.clone()));
+    }
+    let json = serde_json::to_vec(body).map_err(|e| CliError::msg(e.to_string()))?;
+    let mut resp = c.send(
         "POST",
         "/containers/create",
         &q,
-        Body::Json(serde_json::to_vec(body).map_err(|e| CliError::msg(e.to_string()))?),
+        Body::Json(json.clone()),
         false,
     )?;
     if resp.status == 404 {
@@ -537,24 +557,18 @@ fn create(
             .check()
             .err()
             .unwrap_or_else(|| CliError::msg("No such image"));
-        if err.message.contains("No such image") {
-            let full = if image.contains(':') || image.contains('@') {
+        if policy != "missing" || !err.message.contains("No such image") {
+            return Err(err.with_code(125));
+        }
+        let full =
+            if image.contains('@') || image.rsplit('/').next().is_some_and(|l| l.contains(':')) {
                 image.to_string()
             } else {
                 format!("{image}:latest")
             };
-            eprintln!("Unable to find image '{full}' locally");
-            let (repo, tag) = full.rsplit_once(':').unwrap_or((&full, "latest"));
-            let pull = c.send(
-                "POST",
-                "/images/create",
-                &[("fromImage", repo.to_string()), ("tag", tag.to_string())],
-                Body::Empty,
-                false,
-            )?;
-            return Err(pull.check().err().unwrap_or(err).with_code(125));
-        }
-        return Err(err.with_code(125));
+        eprintln!("Unable to find image '{full}' locally");
+        pull()?;
+        resp = c.send("POST", "/containers/create", &q, Body::Json(json), false)?;
     }
     let v: Value = resp.check().map_err(|e| e.with_code(125))?.json()?;
     for w in v["Warnings"].as_array().into_iter().flatten() {
@@ -615,7 +629,7 @@ fn run_container(c: &Client, a: RunArgs) -> CmdResult {
         body.attach_stderr = Some(false);
         body.stdin_once = Some(false);
     }
-    let id = create(c, &body, name.as_deref(), f.image())?;
+    let id = create(c, &body, name.as_deref(), f)?;
     if a.detach {
         c.post_empty(&format!("/containers/{id}/start"), &[])
             .map_err(start_error)?;

@@ -15,6 +15,7 @@ mod inspect;
 mod network;
 mod opts;
 pub mod progress;
+mod registry;
 mod stream;
 mod system;
 mod tty;
@@ -153,6 +154,8 @@ enum Command {
         cmd: volume::VolumeGroup,
     },
     #[command(flatten)]
+    Registry(registry::RegistryCmd),
+    #[command(flatten)]
     System(system::SystemCmd),
     /// Manage berth.
     #[command(name = "system")]
@@ -211,6 +214,7 @@ pub fn main(args: Vec<String>) -> i32 {
         Command::NetworkGroup { cmd } => network::run_group(&client, cmd),
         Command::Cp(a) => cp::run(&client, a),
         Command::VolumeGroup { cmd } => volume::run_group(&client, cmd),
+        Command::Registry(c) => registry::run(&client, c),
         Command::System(c) => system::run(&client, c),
         Command::SystemGroup { cmd } => system::run_group(&client, cmd),
     };

@@ -2,6 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_api::DEFAULT_SOCKET;
+use berth_distribution::client::{Insecure, RegistryOptions};
 
 use crate::error::DaemonError;
 
@@ -32,6 +33,56 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// `--userns-remap default|USER[:GROUP]` (see [`crate::userns`]).
     pub userns_remap: Option<String>,
+    /// The registry flags (`--insecure-registry`, `--registry-mirror`,
+    /// `--max-concurrent-downloads`, `--max-concurrent-uploads`), as given.
+    pub registry: RegistryFlags,
+}
+
+/// The daemon's registry flags, as given; [`RegistryFlags::options`] checks and parses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryFlags {
+    /// `--insecure-registry`: CIDRs and `host[:port]`s spoken to over plain HTTP or
+    /// unverified TLS (127.0.0.0/8 always is).
+    pub insecure: Vec<String>,
+    /// `--registry-mirror`: URLs tried before Docker Hub for pulls.
+    pub mirrors: Vec<String>,
+    /// `--max-concurrent-downloads` (3).
+    pub max_concurrent_downloads: usize,
+    /// `--max-concurrent-uploads` (5).
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for RegistryFlags {
+    fn default() -> Self {
+        let defaults = RegistryOptions::default();
+        Self {
+            insecure: Vec::new(),
+            mirrors: Vec::new(),
+            max_concurrent_downloads: defaults.max_concurrent_downloads,
+            max_concurrent_uploads: defaults.max_concurrent_uploads,
+        }
+    }
+}
+
+impl RegistryFlags {
+    /// The registry client's options.
+    pub fn options(&self) -> Result<RegistryOptions, DaemonError> {
+        let invalid = |reason: String| DaemonError::InvalidRegistryFlag { reason };
+        let options = RegistryOptions {
+            insecure: self
+                .insecure
+                .iter()
+                .map(|value| Insecure::parse(value))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+            mirrors: self.mirrors.clone(),
+            max_concurrent_downloads: self.max_concurrent_downloads,
+            max_concurrent_uploads: self.max_concurrent_uploads,
+            ..RegistryOptions::default()
+        };
+        options.validate().map_err(invalid)?;
+        Ok(options)
+    }
 }
 
 impl Default for DaemonConfig {
@@ -48,6 +99,7 @@ impl Default for DaemonConfig {
             runtimes: Vec::new(),
             cgroup_parent: "/berth".into(),
             userns_remap: None,
+            registry: RegistryFlags::default(),
         }
     }
 }
@@ -128,6 +180,19 @@ struct DaemonFlags {
     /// User/group for the containers' user namespace (`default`: berthremap).
     #[arg(long = "userns-remap", value_name = "default|USER[:GROUP]")]
     userns_remap: Option<String>,
+    /// A registry spoken to over plain HTTP or unverified TLS (CIDR or host[:port]);
+    /// repeatable. 127.0.0.0/8 always is.
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registry: Vec<String>,
+    /// A mirror tried before Docker Hub for pulls (http(s) URL); repeatable.
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirror: Vec<String>,
+    /// Layers downloaded at once per pull.
+    #[arg(long = "max-concurrent-downloads", value_name = "N")]
+    max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push.
+    #[arg(long = "max-concurrent-uploads", value_name = "N")]
+    max_concurrent_uploads: Option<usize>,
 }
 
 /// `--add-runtime NAME=/absolute/path`.
@@ -163,7 +228,18 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
         runtimes: flags.add_runtime,
         cgroup_parent: flags.cgroup_parent.unwrap_or(defaults.cgroup_parent),
         userns_remap: flags.userns_remap.filter(|v| !v.is_empty()),
+        registry: RegistryFlags {
+            insecure: flags.insecure_registry,
+            mirrors: flags.registry_mirror,
+            max_concurrent_downloads: flags
+                .max_concurrent_downloads
+                .unwrap_or(defaults.registry.max_concurrent_downloads),
+            max_concurrent_uploads: flags
+                .max_concurrent_uploads
+                .unwrap_or(defaults.registry.max_concurrent_uploads),
+        },
     };
+    config.registry.options()?;
     config.listen_address()?;
     Ok(config)
 }
@@ -187,6 +263,49 @@ mod tests {
             config.listen_address().expect("valid"),
             ListenAddress::Unix("/run/berth/berth.sock".into())
         );
+    }
+
+    #[test]
+    fn registry_flags() {
+        let config = parse_args(&args(&[
+            "--insecure-registry",
+            "10.0.0.0/8",
+            "--insecure-registry=reg.example:5000",
+            "--registry-mirror",
+            "https://mirror.example",
+            "--max-concurrent-downloads=7",
+            "--max-concurrent-uploads",
+            "2",
+        ]))
+        .expect("valid");
+        let options = config.registry.options().expect("options");
+        assert_eq!(options.insecure.len(), 2);
+        assert_eq!(options.mirrors, vec!["https://mirror.example".to_owned()]);
+        assert_eq!(options.max_concurrent_downloads, 7);
+        assert_eq!(options.max_concurrent_uploads, 2);
+        let defaults = parse_args(&[])
+            .expect("defaults")
+            .registry
+            .options()
+            .expect("ok");
+        assert_eq!(
+            (
+                defaults.max_concurrent_downloads,
+                defaults.max_concurrent_uploads
+            ),
+            (3, 5)
+        );
+        for bad in [
+            &["--insecure-registry", "http://reg"][..],
+            &["--registry-mirror", "mirror.example"],
+            &["--max-concurrent-downloads", "0"],
+        ] {
+            let error = parse_args(&args(bad)).expect_err("refused");
+            assert!(
+                error.to_string().starts_with("invalid registry option"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

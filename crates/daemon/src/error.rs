@@ -134,13 +134,26 @@ pub enum DaemonError {
         /// The endpoint, for the message.
         endpoint: &'static str,
     },
-    /// A pull was asked for; berth has no registry client yet.
-    #[error(
-        "pull access denied for {image}: no registry configured yet (berth cannot pull images; use `berth image bootstrap busybox` or `docker import`)"
-    )]
-    PullUnavailable {
-        /// The image asked for.
-        image: String,
+    /// A registry client error (pull, push, login, search), worded and classified by the
+    /// client.
+    #[error(transparent)]
+    Registry {
+        /// The client error.
+        #[from]
+        source: berth_distribution::client::ClientError,
+    },
+    /// A registry flag of the daemon with a bad value.
+    #[error("invalid registry option: {reason}")]
+    InvalidRegistryFlag {
+        /// Why.
+        reason: String,
+    },
+    /// An `X-Registry-Auth` header that does not decode.
+    #[error(transparent)]
+    RegistryAuth {
+        /// Why.
+        #[from]
+        source: berth_distribution::client::auth::AuthHeaderError,
     },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
     #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
@@ -231,10 +244,10 @@ impl Classify for DaemonError {
             Self::Image { source } => source.kind(),
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
-            Self::RouteNotFound
-            | Self::PullUnavailable { .. }
-            | Self::BusyboxNotFound
-            | Self::PluginNotFound { .. } => ErrorKind::NotFound,
+            Self::Registry { source } => source.kind(),
+            Self::RouteNotFound | Self::BusyboxNotFound | Self::PluginNotFound { .. } => {
+                ErrorKind::NotFound
+            }
             Self::NotSwarmManager => ErrorKind::Unavailable,
             Self::ApiVersionTooNew { .. }
             | Self::ApiVersionTooOld { .. }
@@ -248,6 +261,8 @@ impl Classify for DaemonError {
             | Self::InvalidWaitCondition { .. }
             | Self::UpgradeRequired { .. }
             | Self::UnknownBootstrap { .. }
+            | Self::RegistryAuth { .. }
+            | Self::InvalidRegistryFlag { .. }
             | Self::Flags { .. }
             | Self::InvalidRuntime { .. }
             | Self::UsernsRemap { .. }

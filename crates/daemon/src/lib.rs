@@ -33,6 +33,7 @@ mod image_state;
 pub mod images;
 pub mod networks;
 pub mod query;
+pub mod registry;
 pub mod responses;
 pub mod router;
 pub mod server;
@@ -45,9 +46,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use berth_container::{ContainerService, EventBus};
+use berth_distribution::client::Distribution;
 use berth_image::ImageStore;
 
-pub use config::{DaemonConfig, ListenAddress, parse_args};
+pub use berth_distribution as distribution;
+pub use config::{DaemonConfig, ListenAddress, RegistryFlags, parse_args};
 pub use error::DaemonError;
 pub use image_state::{ImageUsage, ImageUsageMap, ImagesState};
 pub use server::run;
@@ -74,6 +77,7 @@ impl AppState {
         system: Arc<SystemFacts>,
         events: EventBus,
         busybox: Option<PathBuf>,
+        registry: Arc<Distribution>,
     ) -> Self {
         let usage = container_image_usage(Arc::clone(&containers));
         Self {
@@ -83,6 +87,7 @@ impl AppState {
                 events: events.clone(),
                 usage,
                 busybox,
+                registry,
             },
             system,
             events,

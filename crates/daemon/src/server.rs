@@ -155,12 +155,17 @@ async fn open_and_serve(
         events.clone(),
     )
     .await?;
+    let registry = Arc::new(berth_distribution::client::Distribution::new(
+        Arc::clone(&images),
+        config.registry.options()?,
+    )?);
     let app = router(AppState::new(
         Arc::clone(&containers),
         images,
         facts,
         events,
         None,
+        registry,
     ));
     let served = match address {
         ListenAddress::Unix(path) => {

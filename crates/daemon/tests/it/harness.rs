@@ -96,12 +96,20 @@ impl TestDaemon {
             &data_root,
             Path::new("/usr/bin/berth"),
         );
+        let registry = Arc::new(
+            berth_daemon::distribution::client::Distribution::new(
+                Arc::clone(&images),
+                berth_daemon::distribution::client::RegistryOptions::default(),
+            )
+            .expect("registry client"),
+        );
         let state = AppState::new(
             containers,
             images,
             Arc::new(facts),
             events.clone(),
             host_busybox(),
+            registry,
         );
         Self {
             server: TestServer::serve(dir, router(state)),
