@@ -49,6 +49,12 @@ fn main() {
         println!("0 passed, 0 failed, 1 skipped");
         return;
     }
+    // Nothing a test does may leave the machine: every daemon a test starts (they inherit
+    // this) sends `docker.io` names to a dead loopback port instead of Docker Hub.
+    if std::env::var_os("BERTH_REGISTRY_HUB").is_none() {
+        // SAFETY: single-threaded here, before any test or daemon starts.
+        unsafe { std::env::set_var("BERTH_REGISTRY_HUB", "http://127.0.0.1:9") };
+    }
     // A skip unwinds like a panic; it is not one, so the hook stays quiet about it.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

@@ -18,6 +18,10 @@ pub const TESTS: &[Test] = &[
     ("pull_login_bearer_auth", pull_login_bearer_auth),
     ("pull_bad_input", pull_bad_input),
     (
+        "pull_hub_names_stay_on_the_machine",
+        pull_hub_names_stay_on_the_machine,
+    ),
+    (
         "pull_push_distribution_registry",
         pull_push_distribution_registry,
     ),
@@ -333,6 +337,21 @@ fn pull_login_bearer_auth(env: &TestEnv) {
         env.berth(&["logout", &addr]).ok();
     }
     let _ = std::fs::remove_file(&config);
+}
+
+/// The test daemons' `docker.io` goes to `BERTH_REGISTRY_HUB` (a dead loopback port, set by
+/// the harness): a pull of a Docker Hub name is refused by 127.0.0.1:9, never sent out.
+fn pull_hub_names_stay_on_the_machine(env: &TestEnv) {
+    assert_eq!(
+        std::env::var("BERTH_REGISTRY_HUB").as_deref(),
+        Ok("http://127.0.0.1:9")
+    );
+    let run = env.berth(&["pull", "hello-from-the-hub:1"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("127.0.0.1:9"), "{run:?}");
+    let run = env.berth(&["run", "--rm", "hello-from-the-hub:1"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("127.0.0.1:9"), "{run:?}");
 }
 
 fn pull_bad_input(env: &TestEnv) {

@@ -46,6 +46,8 @@ pub struct RegistryFlags {
     pub insecure: Vec<String>,
     /// `--registry-mirror`: URLs tried before Docker Hub for pulls.
     pub mirrors: Vec<String>,
+    /// `--registry-hub`: where `docker.io` names go instead of Docker Hub.
+    pub hub: Option<String>,
     /// `--max-concurrent-downloads` (3).
     pub max_concurrent_downloads: usize,
     /// `--max-concurrent-uploads` (5).
@@ -58,6 +60,7 @@ impl Default for RegistryFlags {
         Self {
             insecure: Vec::new(),
             mirrors: Vec::new(),
+            hub: None,
             max_concurrent_downloads: defaults.max_concurrent_downloads,
             max_concurrent_uploads: defaults.max_concurrent_uploads,
         }
@@ -76,6 +79,7 @@ impl RegistryFlags {
                 .collect::<Result<_, _>>()
                 .map_err(invalid)?,
             mirrors: self.mirrors.clone(),
+            hub: self.hub.clone(),
             max_concurrent_downloads: self.max_concurrent_downloads,
             max_concurrent_uploads: self.max_concurrent_uploads,
             ..RegistryOptions::default()
@@ -187,6 +191,10 @@ struct DaemonFlags {
     /// A mirror tried before Docker Hub for pulls (http(s) URL); repeatable.
     #[arg(long = "registry-mirror", value_name = "URL")]
     registry_mirror: Vec<String>,
+    /// The registry `docker.io` names are pulled from, pushed to, logged in to and searched
+    /// at instead of Docker Hub (http(s) URL): an air-gapped site's own registry.
+    #[arg(long = "registry-hub", value_name = "URL", env = "BERTH_REGISTRY_HUB")]
+    registry_hub: Option<String>,
     /// Layers downloaded at once per pull.
     #[arg(long = "max-concurrent-downloads", value_name = "N")]
     max_concurrent_downloads: Option<usize>,
@@ -231,6 +239,7 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
         registry: RegistryFlags {
             insecure: flags.insecure_registry,
             mirrors: flags.registry_mirror,
+            hub: flags.registry_hub,
             max_concurrent_downloads: flags
                 .max_concurrent_downloads
                 .unwrap_or(defaults.registry.max_concurrent_downloads),

@@ -89,6 +89,10 @@ pub struct RegistryOptions {
     pub insecure: Vec<Insecure>,
     /// `--registry-mirror`: URLs tried before Docker Hub for pulls.
     pub mirrors: Vec<String>,
+    /// `--registry-hub`: where `docker.io` names go instead of Docker Hub (pulls, pushes,
+    /// logins and searches): an air-gapped site's own registry, or in tests a dead loopback
+    /// port, so that nothing a test does ever leaves the machine.
+    pub hub: Option<String>,
     /// `--max-concurrent-downloads` (Docker's default: 3).
     pub max_concurrent_downloads: usize,
     /// `--max-concurrent-uploads` (Docker's default: 5).
@@ -106,6 +110,7 @@ impl Default for RegistryOptions {
         Self {
             insecure: Vec::new(),
             mirrors: Vec::new(),
+            hub: None,
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 5,
             certs_dir: Some(PathBuf::from("/etc/berth/certs.d")),
@@ -173,11 +178,7 @@ impl RegistryOptions {
             } else {
                 Vec::new()
             };
-            endpoints.push(Endpoint {
-                base: DOCKER_HUB_API.to_owned(),
-                tls: Tls::Verify,
-                mirror: false,
-            });
+            endpoints.push(self.hub_endpoint(DOCKER_HUB_API));
             return endpoints;
         }
         if self.is_insecure(domain).await {
@@ -202,9 +203,30 @@ impl RegistryOptions {
         }
     }
 
-    /// Checks the values: mirrors must be http(s) URLs.
+    /// Docker Hub's endpoint at `default`, or the `--registry-hub` override (TLS verified
+    /// when it is https).
+    pub(crate) fn hub_endpoint(&self, default: &str) -> Endpoint {
+        let base = self
+            .hub
+            .as_deref()
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned();
+        let tls = if base.starts_with("https://") {
+            Tls::Verify
+        } else {
+            Tls::Skip
+        };
+        Endpoint {
+            base,
+            tls,
+            mirror: false,
+        }
+    }
+
+    /// Checks the values: mirrors and the hub override must be http(s) URLs.
     pub fn validate(&self) -> Result<(), String> {
-        for mirror in &self.mirrors {
+        for mirror in self.mirrors.iter().chain(&self.hub) {
             if !(mirror.starts_with("https://") || mirror.starts_with("http://"))
                 || mirror.trim_end_matches('/').matches('/').count() > 2
             {

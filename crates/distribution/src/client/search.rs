@@ -5,9 +5,8 @@
 
 use super::Distribution;
 use super::auth::AuthConfig;
-use super::endpoint::{DOCKER_HUB, DOCKER_HUB_INDEX, Endpoint};
+use super::endpoint::{DOCKER_HUB, DOCKER_HUB_INDEX};
 use super::error::ClientError;
-use super::http::Tls;
 use super::session::Session;
 use crate::protocol::search::SearchResult;
 
@@ -77,11 +76,7 @@ impl Distribution {
             Session::with_endpoint(
                 &self.http,
                 &self.tokens,
-                Endpoint {
-                    base: DOCKER_HUB_INDEX.to_owned(),
-                    tls: Tls::Verify,
-                    mirror: false,
-                },
+                self.options.hub_endpoint(DOCKER_HUB_INDEX),
                 credentials,
                 scopes,
             )
