@@ -19,6 +19,9 @@ use crate::layer::{LayerMeta, StagedLayer, stage_layer};
 use crate::reference::{Reference, is_full_hex_id, is_lower_hex};
 use crate::{Deleted, ImageRecord, RootfsDirs, bootstrap, import, persist};
 
+mod child;
+pub use child::ChildImage;
+
 /// `system df` for images.
 #[derive(Debug, Clone)]
 pub struct DiskUsage {
