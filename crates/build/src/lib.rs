@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod dockerignore;
+#[cfg(feature = "engine")]
 pub mod engine;
 mod error;
 mod flags;

@@ -129,13 +129,19 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         events.clone(),
     )
     .await?;
-    let app = router(AppState::new(
-        Arc::clone(&containers),
-        images,
-        facts,
-        events,
-        None,
-    ));
+    let builder = {
+        let config = berth_build::engine::BuilderConfig {
+            data_root: config.data_root.clone(),
+            context_limit: build_context_limit()?,
+        };
+        let (images, containers) = (Arc::clone(&images), Arc::clone(&containers));
+        berth_fs::blocking(move || berth_build::engine::Builder::open(&config, images, containers))
+            .await??
+    };
+    let app = router(
+        AppState::new(Arc::clone(&containers), images, facts, events, None)
+            .with_builder(Arc::new(builder)),
+    );
     let served = match address {
         ListenAddress::Unix(path) => {
             let listener = bind_unix(path)?;
@@ -291,5 +297,23 @@ mod tests {
         drop(listener);
         clear_stale_socket(&path).await.expect("stale");
         assert!(!path.exists());
+    }
+}
+
+/// `BERTH_BUILD_CONTEXT_LIMIT`: the most bytes a build context may unpack to (the free disk
+/// space is the limit in any case).
+fn build_context_limit() -> Result<Option<u64>, DaemonError> {
+    match std::env::var("BERTH_BUILD_CONTEXT_LIMIT") {
+        Ok(value) if !value.trim().is_empty() => {
+            value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| DaemonError::InvalidParameter {
+                    param: "BERTH_BUILD_CONTEXT_LIMIT",
+                    value,
+                })
+        }
+        _ => Ok(None),
     }
 }

@@ -175,7 +175,8 @@ impl Cache {
             let durable = state.added;
             state.added = false;
             state.used = false;
-            let bytes = serde_json::to_vec(&state.file).map_err(|e| BuildError::Task(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(&state.file).map_err(|e| BuildError::Task(e.to_string()))?;
             (bytes, durable)
         };
         berth_fs::write_atomic(&self.path, &bytes, durable)

@@ -102,6 +102,7 @@ fn invalid(message: impl Into<String>) -> BuildError {
 
 /// Unpacks the (possibly compressed) context tar `input` into `dir` (created here), taking
 /// at most `limit` bytes of file content.
+#[allow(clippy::too_many_lines)] // One arm per tar entry type, each with its own checks.
 pub(crate) fn unpack(input: &mut dyn Read, dir: &Path, limit: u64) -> Result<Context, BuildError> {
     std::fs::create_dir(dir).map_err(BuildError::io("create directory", dir))?;
     let root = Root::open(dir).map_err(BuildError::io("open", dir))?;
@@ -111,7 +112,8 @@ pub(crate) fn unpack(input: &mut dyn Read, dir: &Path, limit: u64) -> Result<Con
         digests: HashMap::new(),
         size: 0,
     };
-    let stream = decompressed(Box::new(input)).map_err(|e| invalid(format!("read context: {e}")))?;
+    let stream =
+        decompressed(Box::new(input)).map_err(|e| invalid(format!("read context: {e}")))?;
     let mut archive = tar::Archive::new(stream);
     let entries = archive
         .entries()
@@ -147,15 +149,17 @@ pub(crate) fn unpack(input: &mut dyn Read, dir: &Path, limit: u64) -> Result<Con
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let remaining = limit.saturating_sub(context.size);
-                let (digest, size) = write_file(&context.root, &rel, mode, mtime, &mut entry, remaining)
-                    .map_err(|e| match e {
-                        WriteError::TooLarge => BuildError::ContextTooLarge { limit },
-                        WriteError::Io(source) => BuildError::Io {
-                            operation: "write",
-                            path: dir.join(&rel),
-                            source,
+                let (digest, size) =
+                    write_file(&context.root, &rel, mode, mtime, &mut entry, remaining).map_err(
+                        |e| match e {
+                            WriteError::TooLarge => BuildError::ContextTooLarge { limit },
+                            WriteError::Io(source) => BuildError::Io {
+                                operation: "write",
+                                path: dir.join(&rel),
+                                source,
+                            },
                         },
-                    })?;
+                    )?;
                 context.size += size;
                 context.digests.insert(rel, digest);
             }
@@ -165,9 +169,15 @@ pub(crate) fn unpack(input: &mut dyn Read, dir: &Path, limit: u64) -> Result<Con
                     .map_err(|e| invalid(format!("Error processing tar file: {e}")))?
                     .unwrap_or_default()
                     .into_owned();
-                let _ = nix::unistd::unlinkat(parent_fd.as_fd(), name.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+                let _ = nix::unistd::unlinkat(
+                    parent_fd.as_fd(),
+                    name.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
                 nix::unistd::symlinkat(target.as_path(), parent_fd.as_fd(), name.as_os_str())
-                    .map_err(|errno| BuildError::io("create symlink", dir.join(&rel))(errno.into()))?;
+                    .map_err(|errno| {
+                        BuildError::io("create symlink", dir.join(&rel))(errno.into())
+                    })?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -182,7 +192,9 @@ pub(crate) fn unpack(input: &mut dyn Read, dir: &Path, limit: u64) -> Result<Con
                     .open_at(&source, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
                     .map_err(BuildError::io("open", dir.join(&source)))?;
                 let mut from = File::from(fd);
-                let st = from.metadata().map_err(BuildError::io("stat", dir.join(&source)))?;
+                let st = from
+                    .metadata()
+                    .map_err(BuildError::io("stat", dir.join(&source)))?;
                 let remaining = limit.saturating_sub(context.size);
                 let (digest, size) = write_file(
                     &context.root,
@@ -209,7 +221,11 @@ pub(crate) fn unpack(input: &mut dyn Read, dir: &Path, limit: u64) -> Result<Con
     }
     // Modes and times of directories last: writing inside them changed their mtimes.
     for (rel, mode, mtime) in dirs.into_iter().rev() {
-        if let Ok(fd) = context.root.open_at(&rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW, Mode::empty()) {
+        if let Ok(fd) = context.root.open_at(
+            &rel,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        ) {
             let _ = nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(mode));
             let t = nix::sys::time::TimeSpec::new(i64::try_from(mtime).unwrap_or(0), 0);
             let _ = nix::sys::stat::futimens(fd.as_fd(), &t, &t);
@@ -267,7 +283,7 @@ fn write_file(
 /// file system has free (minus 5%, so the build does not fill the disk).
 pub(crate) fn space_limit(dir: &Path, configured: Option<u64>) -> u64 {
     let free = nix::sys::statvfs::statvfs(dir)
-        .map(|st| st.blocks_available() as u64 * st.fragment_size() as u64)
+        .map(|st| st.blocks_available() * st.fragment_size())
         .unwrap_or(u64::MAX);
     let free = free - free / 20;
     configured.map_or(free, |c| c.min(free))
@@ -315,7 +331,10 @@ mod tests {
         for bad in ["../evil", "a/../../evil", "/abs"] {
             let data = tar_of(&[(bad, b"x")]);
             let err = unpack(&mut &data[..], &tmp.path().join("c"), 1 << 20).unwrap_err();
-            assert!(err.to_string().contains("outside of the build context"), "{err}");
+            assert!(
+                err.to_string().contains("outside of the build context"),
+                "{err}"
+            );
             let _ = std::fs::remove_dir_all(tmp.path().join("c"));
         }
         assert!(!tmp.path().join("evil").exists());
@@ -326,7 +345,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let data = tar_of(&[("big", &[0u8; 4096])]);
         let err = unpack(&mut &data[..], &tmp.path().join("c"), 1000).unwrap_err();
-        assert!(matches!(err, BuildError::ContextTooLarge { limit: 1000 }), "{err}");
+        assert!(
+            matches!(err, BuildError::ContextTooLarge { limit: 1000 }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -67,18 +67,32 @@ struct Entry {
 /// A source as found: its host path (or inline bytes) and what it is.
 #[derive(Debug)]
 enum Found {
-    Path { host: PathBuf, rel: PathBuf, meta: Metadata },
-    Inline { name: String, data: Vec<u8> },
+    Path {
+        host: PathBuf,
+        rel: PathBuf,
+        meta: Metadata,
+    },
+    Inline {
+        name: String,
+        data: Vec<u8>,
+    },
     /// A local archive `ADD` unpacks.
-    Archive { host: PathBuf, rel: PathBuf },
+    Archive {
+        host: PathBuf,
+        rel: PathBuf,
+    },
 }
+
+/// A local archive to unpack: its host path, the destination (relative) and the owner
+/// `--chown` forces on its entries.
+type Archive = (PathBuf, String, Option<(u64, u64)>);
 
 /// The whole step, ready to hash and write.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     entries: Vec<Entry>,
     /// Archives to unpack at `dest` (path in the image, relative), with the owner override.
-    archives: Vec<(PathBuf, String, Option<(u64, u64)>)>,
+    archives: Vec<Archive>,
     /// `file:`, `dir:` or `multi:` and the digest: what the history line names.
     pub(crate) source_digest: String,
 }
@@ -129,7 +143,10 @@ impl Tree<'_> {
     fn host(&self, rel: &Path) -> io::Result<(PathBuf, PathBuf)> {
         let parent = rel.parent().unwrap_or(Path::new(""));
         let canonical = self.root.canonical(parent)?;
-        let mut inside: PathBuf = canonical.strip_prefix("/").unwrap_or(&canonical).to_path_buf();
+        let mut inside: PathBuf = canonical
+            .strip_prefix("/")
+            .unwrap_or(&canonical)
+            .to_path_buf();
         if let Some(name) = rel.file_name() {
             inside.push(name);
         }
@@ -277,7 +294,11 @@ fn find(tree: Option<&Tree<'_>>, req: &Request<'_>) -> Result<Vec<Found>, BuildE
             if req.unpack && meta.is_file() && is_archive(&host) {
                 found.push(Found::Archive { host, rel: inside });
             } else {
-                found.push(Found::Path { host, rel: inside, meta });
+                found.push(Found::Path {
+                    host,
+                    rel: inside,
+                    meta,
+                });
             }
         }
     }
@@ -443,14 +464,25 @@ pub(crate) fn plan(
             "When using COPY with more than one source file, the destination must be a directory and end with a /",
         ));
     }
-    let single_dir = found.len() == 1 && matches!(&found[0], Found::Path { meta, .. } if meta.is_dir());
-    let dir_target = dest_is_dir || single_dir || found.iter().any(|f| matches!(f, Found::Archive { .. }));
-    let dest_rel = |path: &str| berth_fs::root::clean(path).trim_start_matches('/').to_owned();
+    let single_dir =
+        found.len() == 1 && matches!(&found[0], Found::Path { meta, .. } if meta.is_dir());
+    let dir_target =
+        dest_is_dir || single_dir || found.iter().any(|f| matches!(f, Found::Archive { .. }));
+    let dest_rel = |path: &str| {
+        berth_fs::root::clean(path)
+            .trim_start_matches('/')
+            .to_owned()
+    };
     let dest_dir = if dir_target {
         dest_rel(&dest_resolved)
     } else {
-        let parent = Path::new(&raw_dest).parent().map_or("/".into(), |p| p.to_string_lossy().into_owned());
-        let name = Path::new(&raw_dest).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = Path::new(&raw_dest)
+            .parent()
+            .map_or("/".into(), |p| p.to_string_lossy().into_owned());
+        let name = Path::new(&raw_dest)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let parent = layers.resolve(&parent, true);
         dest_rel(&join(&parent, &name))
     };
@@ -472,7 +504,11 @@ pub(crate) fn plan(
         match f {
             Found::Inline { name, data } => {
                 kinds.insert("file");
-                let path = if dir_target { join(&dest_dir, name) } else { dest_dir.clone() };
+                let path = if dir_target {
+                    join(&dest_dir, name)
+                } else {
+                    dest_dir.clone()
+                };
                 let digest = hex::encode(Sha256::digest(data));
                 let e = Entry {
                     path,
@@ -486,15 +522,24 @@ pub(crate) fn plan(
             }
             Found::Archive { host, rel } => {
                 kinds.insert("file");
-                let digest = tree.map_or_else(|| Ok(String::new()), |t| t.digest_of(rel, host)).map_err(BuildError::io("read", host))?;
+                let digest = tree
+                    .map_or_else(|| Ok(String::new()), |t| t.digest_of(rel, host))
+                    .map_err(BuildError::io("read", host))?;
                 hasher.update(format!("archive\0{}\0{digest}\n", rel.display()).as_bytes());
                 plan.archives.push((host.clone(), dest_dir.clone(), owner));
             }
             Found::Path { host, rel, meta } => {
-                let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = rel
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if meta.is_dir() {
                     kinds.insert("dir");
-                    let base = if single_dir || !dest_is_dir { dest_dir.clone() } else { join(&dest_dir, "") };
+                    let base = if single_dir || !dest_is_dir {
+                        dest_dir.clone()
+                    } else {
+                        join(&dest_dir, "")
+                    };
                     // The directory's contents go into the destination (not the directory).
                     for (child, path, m) in walk(host, exclude.as_ref())? {
                         let target = join(&base, &child.to_string_lossy());
@@ -503,7 +548,8 @@ pub(crate) fn plan(
                         let (body, digest) = if ft.is_dir() {
                             (Body::Dir, String::new())
                         } else if ft.is_symlink() {
-                            let t = std::fs::read_link(&path).map_err(BuildError::io("read link", &path))?;
+                            let t = std::fs::read_link(&path)
+                                .map_err(BuildError::io("read link", &path))?;
                             (Body::Symlink(t), String::new())
                         } else if ft.is_file() {
                             let d = tree
@@ -511,7 +557,13 @@ pub(crate) fn plan(
                                 .transpose()
                                 .map_err(BuildError::io("read", &path))?
                                 .unwrap_or_default();
-                            (Body::File { host: path.clone(), size: m.len() }, d)
+                            (
+                                Body::File {
+                                    host: path.clone(),
+                                    size: m.len(),
+                                },
+                                d,
+                            )
                         } else {
                             continue;
                         };
@@ -520,21 +572,40 @@ pub(crate) fn plan(
                             (_, Some(c)) => c,
                             _ => m.permissions().mode() & 0o7777,
                         };
-                        let e = Entry { path: target, body, mode, uid, gid, mtime: mtime_of(&m) };
+                        let e = Entry {
+                            path: target,
+                            body,
+                            mode,
+                            uid,
+                            gid,
+                            mtime: mtime_of(&m),
+                        };
                         add(&mut plan, &mut hasher, e, &src_rel, &digest);
                     }
                     // The destination directory itself.
                     let mode = chmod.unwrap_or(0o755);
                     if !dest_dir.is_empty() && layers.lstat(&format!("/{dest_dir}")).is_none() {
-                        let e = Entry { path: dest_dir.clone(), body: Body::Dir, mode, uid, gid, mtime: mtime_of(meta) };
+                        let e = Entry {
+                            path: dest_dir.clone(),
+                            body: Body::Dir,
+                            mode,
+                            uid,
+                            gid,
+                            mtime: mtime_of(meta),
+                        };
                         add(&mut plan, &mut hasher, e, ".", "");
                     }
                 } else {
                     kinds.insert("file");
-                    let path = if dir_target { join(&dest_dir, &name) } else { dest_dir.clone() };
+                    let path = if dir_target {
+                        join(&dest_dir, &name)
+                    } else {
+                        dest_dir.clone()
+                    };
                     let ft = meta.file_type();
                     let (body, digest) = if ft.is_symlink() {
-                        let t = std::fs::read_link(host).map_err(BuildError::io("read link", host))?;
+                        let t =
+                            std::fs::read_link(host).map_err(BuildError::io("read link", host))?;
                         (Body::Symlink(t), String::new())
                     } else {
                         let d = match tree {
@@ -542,14 +613,27 @@ pub(crate) fn plan(
                             _ => hash_file(host),
                         }
                         .map_err(BuildError::io("read", host))?;
-                        (Body::File { host: host.clone(), size: meta.len() }, d)
+                        (
+                            Body::File {
+                                host: host.clone(),
+                                size: meta.len(),
+                            },
+                            d,
+                        )
                     };
                     let mode = match (&body, chmod) {
                         (Body::Symlink(_), _) => 0o777,
                         (_, Some(c)) => c,
                         _ => meta.permissions().mode() & 0o7777,
                     };
-                    let e = Entry { path, body, mode, uid, gid, mtime: mtime_of(meta) };
+                    let e = Entry {
+                        path,
+                        body,
+                        mode,
+                        uid,
+                        gid,
+                        mtime: mtime_of(meta),
+                    };
                     add(&mut plan, &mut hasher, e, &name, &digest);
                 }
             }
@@ -567,7 +651,6 @@ pub(crate) fn plan(
     add_parents(&mut plan, layers, owner, now);
     Ok(plan)
 }
-
 
 /// Entries for the parents of every entry: existing ones with the image's metadata, missing
 /// ones `0755` and owned as the copied files.
@@ -599,7 +682,14 @@ fn add_parents(plan: &mut Plan, layers: &Layers, owner: Option<(u64, u64)>, now:
                 },
                 _ => {
                     let (uid, gid) = owner.unwrap_or((0, 0));
-                    Entry { path: s.clone(), body: Body::Dir, mode: 0o755, uid, gid, mtime: now }
+                    Entry {
+                        path: s.clone(),
+                        body: Body::Dir,
+                        mode: 0o755,
+                        uid,
+                        gid,
+                        mtime: now,
+                    }
                 }
             };
             parents.insert(s, entry);
@@ -631,12 +721,14 @@ pub(crate) fn write(plan: &Plan, out: &mut dyn Write) -> Result<(), BuildError> 
         match &e.body {
             Body::Dir => {
                 let mut h = header(tar::EntryType::Directory, e, 0);
-                b.append_data(&mut h, format!("{}/", e.path), io::empty()).map_err(werr)?;
+                b.append_data(&mut h, format!("{}/", e.path), io::empty())
+                    .map_err(werr)?;
             }
             Body::File { host, size } => {
                 let file = std::fs::File::open(host).map_err(BuildError::io("open", host))?;
                 let mut h = header(tar::EntryType::Regular, e, *size);
-                b.append_data(&mut h, &e.path, file.take(*size)).map_err(werr)?;
+                b.append_data(&mut h, &e.path, file.take(*size))
+                    .map_err(werr)?;
             }
             Body::Inline(data) => {
                 let mut h = header(tar::EntryType::Regular, e, data.len() as u64);
@@ -663,7 +755,8 @@ fn unpack_archive(
     owner: Option<(u64, u64)>,
 ) -> Result<(), BuildError> {
     let file = std::fs::File::open(host).map_err(BuildError::io("open", host))?;
-    let stream = super::context::decompressed(Box::new(file)).map_err(BuildError::io("read", host))?;
+    let stream =
+        super::context::decompressed(Box::new(file)).map_err(BuildError::io("read", host))?;
     let mut archive = tar::Archive::new(stream);
     let bad = |e: io::Error| step_err("ADD", format!("unpacking {}: {e}", host.display()));
     for entry in archive.entries().map_err(bad)? {
@@ -683,16 +776,26 @@ fn unpack_archive(
         let werr = |e: io::Error| BuildError::io("write layer", "<tar>")(e);
         match kind {
             tar::EntryType::Symlink => {
-                let target = entry.link_name().map_err(bad)?.unwrap_or_default().into_owned();
+                let target = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .unwrap_or_default()
+                    .into_owned();
                 b.append_link(&mut h, &path, target).map_err(werr)?;
             }
             tar::EntryType::Link => {
-                let target = entry.link_name().map_err(bad)?.unwrap_or_default().into_owned();
+                let target = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .unwrap_or_default()
+                    .into_owned();
                 let target = entry_path(&target).map_err(|m| step_err("ADD", m))?;
-                b.append_link(&mut h, &path, join(dest, &target.to_string_lossy())).map_err(werr)?;
+                b.append_link(&mut h, &path, join(dest, &target.to_string_lossy()))
+                    .map_err(werr)?;
             }
             tar::EntryType::Directory => {
-                b.append_data(&mut h, format!("{path}/"), io::empty()).map_err(werr)?;
+                b.append_data(&mut h, format!("{path}/"), io::empty())
+                    .map_err(werr)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 b.append_data(&mut h, &path, &mut entry).map_err(werr)?;
@@ -710,7 +813,14 @@ pub(crate) fn mkdir_layer(layers: &Layers, dir: &str) -> Result<Vec<u8>, BuildEr
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
     let mut plan = Plan::default();
     if !rel.is_empty() {
-        plan.entries.push(Entry { path: rel, body: Body::Dir, mode: 0o755, uid: 0, gid: 0, mtime: now });
+        plan.entries.push(Entry {
+            path: rel,
+            body: Body::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: now,
+        });
     }
     add_parents(&mut plan, layers, None, now);
     let mut out = Vec::new();
@@ -744,11 +854,20 @@ mod tests {
         }
         std::fs::create_dir_all(&dir).unwrap();
         let root = berth_fs::Root::open(&dir).unwrap();
-        Fixture { _tmp: tmp, dir, root }
+        Fixture {
+            _tmp: tmp,
+            dir,
+            root,
+        }
     }
 
     fn paths(fx: &Fixture, sources: &[&str], dest: &str) -> Result<Vec<String>, BuildError> {
-        let tree = Tree { dir: &fx.dir, root: &fx.root, digests: None, is_context: true };
+        let tree = Tree {
+            dir: &fx.dir,
+            root: &fx.root,
+            digests: None,
+            is_context: true,
+        };
         let sources: Vec<String> = sources.iter().map(|s| (*s).to_owned()).collect();
         let req = Request {
             instruction: "COPY",
@@ -763,34 +882,60 @@ mod tests {
             fetched: Vec::new(),
         };
         let plan = plan(Some(&tree), &req, &Layers::default())?;
-        Ok(plan.entries.iter().map(|e| match &e.body {
-            Body::Dir => format!("{}/", e.path),
-            Body::Symlink(t) => format!("{} -> {}", e.path, t.display()),
-            _ => e.path.clone(),
-        }).collect())
+        Ok(plan
+            .entries
+            .iter()
+            .map(|e| match &e.body {
+                Body::Dir => format!("{}/", e.path),
+                Body::Symlink(t) => format!("{} -> {}", e.path, t.display()),
+                _ => e.path.clone(),
+            })
+            .collect())
     }
 
     #[test]
     fn docker_directory_semantics() {
-        let fx = fixture(&[("dir/a", "1"), ("dir/sub/b", "2"), ("f.txt", "x"), ("g.txt", "y")]);
+        let fx = fixture(&[
+            ("dir/a", "1"),
+            ("dir/sub/b", "2"),
+            ("f.txt", "x"),
+            ("g.txt", "y"),
+        ]);
         // A directory source copies its contents.
-        assert_eq!(paths(&fx, &["dir"], "/app").unwrap(), ["app/", "app/a", "app/sub/", "app/sub/b"]);
+        assert_eq!(
+            paths(&fx, &["dir"], "/app").unwrap(),
+            ["app/", "app/a", "app/sub/", "app/sub/b"]
+        );
         // A file to a path without a slash is written at that path.
         assert_eq!(paths(&fx, &["f.txt"], "/x").unwrap(), ["x"]);
         assert_eq!(paths(&fx, &["f.txt"], "/d/").unwrap(), ["d/", "d/f.txt"]);
         // Several sources need a trailing slash.
         let err = paths(&fx, &["f.txt", "g.txt"], "/d").unwrap_err();
-        assert!(err.to_string().contains("must be a directory and end with a /"), "{err}");
-        assert_eq!(paths(&fx, &["*.txt"], "/d/").unwrap(), ["d/", "d/f.txt", "d/g.txt"]);
+        assert!(
+            err.to_string()
+                .contains("must be a directory and end with a /"),
+            "{err}"
+        );
+        assert_eq!(
+            paths(&fx, &["*.txt"], "/d/").unwrap(),
+            ["d/", "d/f.txt", "d/g.txt"]
+        );
         let err = paths(&fx, &["*.nope"], "/d/").unwrap_err();
-        assert_eq!(err.to_string(), "COPY failed: no source files were specified");
+        assert_eq!(
+            err.to_string(),
+            "COPY failed: no source files were specified"
+        );
         let err = paths(&fx, &["missing"], "/d/").unwrap_err();
         assert_eq!(
             err.to_string(),
             "COPY failed: file not found in build context or excluded by .dockerignore: stat missing: file does not exist"
         );
         let err = paths(&fx, &["../x"], "/d/").unwrap_err();
-        assert!(err.to_string().contains("forbidden path outside the build context"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("forbidden path outside the build context"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -805,17 +950,39 @@ mod tests {
     fn content_digest_ignores_mtimes_but_not_bytes() {
         let fx = fixture(&[("f", "data")]);
         let digest = |fx: &Fixture| {
-            let tree = Tree { dir: &fx.dir, root: &fx.root, digests: None, is_context: true };
+            let tree = Tree {
+                dir: &fx.dir,
+                root: &fx.root,
+                digests: None,
+                is_context: true,
+            };
             let sources = vec!["f".to_owned()];
             let req = Request {
-                instruction: "COPY", sources: &sources, inline: Vec::new(), dest: "/f", workdir: "/",
-                chown: None, chmod: None, exclude: &[], unpack: false, fetched: Vec::new(),
+                instruction: "COPY",
+                sources: &sources,
+                inline: Vec::new(),
+                dest: "/f",
+                workdir: "/",
+                chown: None,
+                chmod: None,
+                exclude: &[],
+                unpack: false,
+                fetched: Vec::new(),
             };
-            plan(Some(&tree), &req, &Layers::default()).unwrap().source_digest
+            plan(Some(&tree), &req, &Layers::default())
+                .unwrap()
+                .source_digest
         };
         let before = digest(&fx);
         let t = nix::sys::time::TimeSpec::new(1000, 0);
-        nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &fx.dir.join("f"), &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink).unwrap();
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &fx.dir.join("f"),
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
         assert_eq!(digest(&fx), before);
         std::fs::write(fx.dir.join("f"), "other").unwrap();
         assert_ne!(digest(&fx), before);

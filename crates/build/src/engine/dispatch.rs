@@ -40,20 +40,35 @@ struct State {
 
 impl State {
     fn config_key(&self) -> String {
-        serde_json::to_value(&self.config).map(|v| v.to_string()).unwrap_or_default()
+        serde_json::to_value(&self.config)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
     }
 }
 
 fn default_shell() -> Vec<String> {
-    crate::instruction::DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect()
+    crate::instruction::DEFAULT_SHELL
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 /// Builds stage `index`; returns its image.
-pub(super) async fn stage(run: &Arc<Run>, index: usize, out: &Out) -> Result<Option<String>, BuildError> {
+pub(super) async fn stage(
+    run: &Arc<Run>,
+    index: usize,
+    out: &Out,
+) -> Result<Option<String>, BuildError> {
     let df_stage = &run.df.stages[index];
-    let planned = run.plan.stage(index).expect("only planned stages are built");
+    let planned = run
+        .plan
+        .stage(index)
+        .expect("only planned stages are built");
     let mut step = run.first_step[&index];
-    say(out, format!("Step {step}/{} : {}\n", run.total_steps, df_stage.original));
+    say(
+        out,
+        format!("Step {step}/{} : {}\n", run.total_steps, df_stage.original),
+    );
     let base = match &planned.base {
         Base::Scratch => None,
         Base::Image(r) => Some(resolve(run, r).await?),
@@ -76,18 +91,27 @@ pub(super) async fn stage(run: &Arc<Run>, index: usize, out: &Out) -> Result<Opt
     if let Some(id) = &base {
         let images = Arc::clone(&run.builder.images);
         let id2 = id.clone();
-        let (record, dirs) = berth_fs::blocking(move || Ok::<_, berth_image::ImageError>((images.resolve(&id2)?, images.layer_dirs(&id2)?))).await??;
+        let (record, dirs) = berth_fs::blocking(move || {
+            Ok::<_, berth_image::ImageError>((images.resolve(&id2)?, images.layer_dirs(&id2)?))
+        })
+        .await??;
         state.config = record.config.config.clone().unwrap_or_default();
         state.author = record.config.author.clone();
         state.layers = Layers::new(dirs);
         if let Some(Value::Array(shell)) = state.config.other.get("Shell") {
-            let shell: Vec<String> = shell.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            let shell: Vec<String> = shell
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
             if !shell.is_empty() {
                 state.shell = shell;
             }
         }
     }
-    say(out, format!(" ---> {}\n", base.as_deref().map(short).unwrap_or("")));
+    say(
+        out,
+        format!(" ---> {}\n", base.as_deref().map(short).unwrap_or("")),
+    );
     let image_env = state.config.env.clone().unwrap_or_default();
     let mut env = run.plan.stage_env(&image_env);
     let lex = run.df.lex();
@@ -95,7 +119,10 @@ pub(super) async fn stage(run: &Arc<Run>, index: usize, out: &Out) -> Result<Opt
     let triggers = state.config.on_build.take().unwrap_or_default();
     if !triggers.is_empty() {
         let s = if triggers.len() > 1 { "s" } else { "" };
-        say(out, format!("# Executing {} build trigger{s}\n", triggers.len()));
+        say(
+            out,
+            format!("# Executing {} build trigger{s}\n", triggers.len()),
+        );
         for trigger in &triggers {
             let inst = crate::parse_trigger(trigger)?;
             let inst = inst.expand(&lex, &env)?;
@@ -103,13 +130,20 @@ pub(super) async fn stage(run: &Arc<Run>, index: usize, out: &Out) -> Result<Opt
             execute(run, &mut state, &inst, &env, out).await?;
         }
     }
-    let label = if index == run.plan.target { run.label_step.clone() } else { None };
+    let label = if index == run.plan.target {
+        run.label_step.clone()
+    } else {
+        None
+    };
     for inst in df_stage.instructions.iter().chain(label.iter()) {
         if run.cancel.is_cancelled() {
             return Err(BuildError::Cancelled);
         }
         step += 1;
-        say(out, format!("Step {step}/{} : {}\n", run.total_steps, inst.original));
+        say(
+            out,
+            format!("Step {step}/{} : {}\n", run.total_steps, inst.original),
+        );
         let inst = inst.expand(&lex, &env)?;
         if let Command::Arg(_) = &inst.command {
             // The line shows each default as written after expansion (before the build
@@ -120,7 +154,12 @@ pub(super) async fn stage(run: &Arc<Run>, index: usize, out: &Out) -> Result<Opt
                     text.push(' ');
                     text.push_str(&d.name);
                     if let Some(default) = &d.default {
-                        let v = lex.process_word(default, &env).map_err(|source| crate::DockerfileError::Expansion { line: inst.start_line, source })?;
+                        let v = lex.process_word(default, &env).map_err(|source| {
+                            crate::DockerfileError::Expansion {
+                                line: inst.start_line,
+                                source,
+                            }
+                        })?;
                         text.push('=');
                         text.push_str(&v);
                     }
@@ -146,7 +185,9 @@ async fn resolve(run: &Run, reference: &str) -> Result<String, BuildError> {
     let record = berth_fs::blocking(move || images.resolve(&r)).await?;
     match record {
         Ok(record) => Ok(record.id),
-        Err(_) => Err(BuildError::ImageNotFound { reference: reference.to_owned() }),
+        Err(_) => Err(BuildError::ImageNotFound {
+            reference: reference.to_owned(),
+        }),
     }
 }
 
@@ -163,12 +204,20 @@ fn cached(run: &Run, key: &str) -> Option<CacheRecord> {
     }
 }
 
-async fn record_step(run: &Run, key: String, parent: Option<&str>, image: &berth_image::ImageRecord, description: &str) {
+async fn record_step(
+    run: &Run,
+    key: String,
+    parent: Option<&str>,
+    image: &berth_image::ImageRecord,
+    description: &str,
+) {
     let parent_size = match parent {
         Some(p) => {
             let images = Arc::clone(&run.builder.images);
             let p = p.to_owned();
-            berth_fs::blocking(move || images.resolve(&p).map(|r| r.size).unwrap_or(0)).await.unwrap_or(0)
+            berth_fs::blocking(move || images.resolve(&p).map(|r| r.size).unwrap_or(0))
+                .await
+                .unwrap_or(0)
         }
         None => 0,
     };
@@ -206,7 +255,10 @@ async fn commit_config(
     out: &Out,
 ) -> Result<(), BuildError> {
     let extra = layer.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
-    let key = Cache::key(state.image.as_deref(), &[&created_by, &state.config_key(), &extra]);
+    let key = Cache::key(
+        state.image.as_deref(),
+        &[&created_by, &state.config_key(), &extra],
+    );
     if let Some(hit) = cached(run, &key) {
         say(out, " ---> Using cache\n");
         return set_image(run, state, hit.image).await;
@@ -223,7 +275,8 @@ async fn commit_config(
         match layer {
             None => Ok(images.create_child(&child, None)?),
             Some((_, writer)) => {
-                let (mut reader, mut pipe) = std::io::pipe().map_err(BuildError::io("pipe", "<layer>"))?;
+                let (mut reader, mut pipe) =
+                    std::io::pipe().map_err(BuildError::io("pipe", "<layer>"))?;
                 std::thread::scope(|scope| {
                     let written = scope.spawn(move || {
                         let r = writer(&mut pipe);
@@ -232,7 +285,9 @@ async fn commit_config(
                     });
                     let made = images.create_child(&child, Some(&mut reader));
                     drop(reader);
-                    let written = written.join().map_err(|_| BuildError::Task("layer writer panicked".into()))?;
+                    let written = written
+                        .join()
+                        .map_err(|_| BuildError::Task("layer writer panicked".into()))?;
                     // The writer's own error explains a broken pipe on the store's side.
                     written?;
                     Ok(made?)
@@ -249,7 +304,13 @@ type LayerWriter = Box<dyn FnOnce(&mut dyn std::io::Write) -> Result<(), BuildEr
 
 /// Carries out one expanded instruction.
 #[allow(clippy::too_many_lines)] // One arm per instruction, as the Dockerfile reference lists them.
-async fn execute(run: &Arc<Run>, state: &mut State, inst: &Instruction, env: &StageEnv<'_>, out: &Out) -> Result<(), BuildError> {
+async fn execute(
+    run: &Arc<Run>,
+    state: &mut State,
+    inst: &Instruction,
+    env: &StageEnv<'_>,
+    out: &Out,
+) -> Result<(), BuildError> {
     let shell = state.shell.clone();
     let created_by = match &inst.command {
         Command::Env(kvs) => {
@@ -257,7 +318,10 @@ async fn execute(run: &Arc<Run>, state: &mut State, inst: &Instruction, env: &St
             let mut text = String::from("ENV");
             for kv in kvs {
                 let entry = format!("{}={}", kv.key, kv.value);
-                match envs.iter_mut().find(|e| e.split('=').next() == Some(kv.key.as_str())) {
+                match envs
+                    .iter_mut()
+                    .find(|e| e.split('=').next() == Some(kv.key.as_str()))
+                {
                     Some(e) => *e = entry.clone(),
                     None => envs.push(entry.clone()),
                 }
@@ -296,7 +360,9 @@ async fn execute(run: &Arc<Run>, state: &mut State, inst: &Instruction, env: &St
             let volumes = state.config.volumes.get_or_insert_with(HashMap::new);
             for v in vols {
                 if v.trim().is_empty() {
-                    return Err(BuildError::invalid("VOLUME specified can not be an empty string"));
+                    return Err(BuildError::invalid(
+                        "VOLUME specified can not be an empty string",
+                    ));
                 }
                 volumes.insert(v.clone(), json!({}));
             }
@@ -322,19 +388,36 @@ async fn execute(run: &Arc<Run>, state: &mut State, inst: &Instruction, env: &St
         }
         Command::Healthcheck(hc) => match hc {
             Healthcheck::None => {
-                state.config.other.insert("Healthcheck".into(), json!({ "Test": ["NONE"] }));
+                state
+                    .config
+                    .other
+                    .insert("Healthcheck".into(), json!({ "Test": ["NONE"] }));
                 history::nop(&shell, r#"HEALTHCHECK &{["NONE"] "0s" "0s" "0s" '\x00'}"#)
             }
             Healthcheck::Check(h) => {
                 let mut v = serde_json::Map::new();
                 v.insert("Test".into(), json!(h.test_vec()));
-                let ns = |d: std::time::Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                if let Some(d) = h.interval { v.insert("Interval".into(), ns(d)); }
-                if let Some(d) = h.timeout { v.insert("Timeout".into(), ns(d)); }
-                if let Some(d) = h.start_period { v.insert("StartPeriod".into(), ns(d)); }
-                if let Some(d) = h.start_interval { v.insert("StartInterval".into(), ns(d)); }
-                if let Some(r) = h.retries { v.insert("Retries".into(), json!(r)); }
-                state.config.other.insert("Healthcheck".into(), Value::Object(v));
+                let ns =
+                    |d: std::time::Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                if let Some(d) = h.interval {
+                    v.insert("Interval".into(), ns(d));
+                }
+                if let Some(d) = h.timeout {
+                    v.insert("Timeout".into(), ns(d));
+                }
+                if let Some(d) = h.start_period {
+                    v.insert("StartPeriod".into(), ns(d));
+                }
+                if let Some(d) = h.start_interval {
+                    v.insert("StartInterval".into(), ns(d));
+                }
+                if let Some(r) = h.retries {
+                    v.insert("Retries".into(), json!(r));
+                }
+                state
+                    .config
+                    .other
+                    .insert("Healthcheck".into(), Value::Object(v));
                 history::nop(&shell, &history::healthcheck(h))
             }
         },
@@ -344,14 +427,22 @@ async fn execute(run: &Arc<Run>, state: &mut State, inst: &Instruction, env: &St
             history::nop(&shell, &format!("SHELL {}", history::go_list_plain(argv)))
         }
         Command::Onbuild(o) => {
-            state.config.on_build.get_or_insert_with(Vec::new).push(o.expression.clone());
+            state
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(o.expression.clone());
             history::nop(&shell, &format!("ONBUILD {}", o.expression))
         }
         Command::Arg(_) => unreachable!("ARG is handled by the stage walk"),
         Command::Workdir(path) => return workdir(run, state, path, out).await,
         Command::Run(r) => return run_step(run, state, r, env, out).await,
         Command::Copy(c) => {
-            let inline = c.inline.iter().map(|f| (f.path.clone(), f.data.clone().into_bytes())).collect();
+            let inline = c
+                .inline
+                .iter()
+                .map(|f| (f.path.clone(), f.data.clone().into_bytes()))
+                .collect();
             let spec = CopySpec {
                 instruction: "COPY",
                 from: c.from.as_deref(),
@@ -368,7 +459,11 @@ async fn execute(run: &Arc<Run>, state: &mut State, inst: &Instruction, env: &St
             return copy_step(run, state, spec, out).await;
         }
         Command::Add(a) => {
-            let inline = a.inline.iter().map(|f| (f.path.clone(), f.data.clone().into_bytes())).collect();
+            let inline = a
+                .inline
+                .iter()
+                .map(|f| (f.path.clone(), f.data.clone().into_bytes()))
+                .collect();
             let spec = CopySpec {
                 instruction: "ADD",
                 from: None,
@@ -394,33 +489,60 @@ fn expand_port(spec: &str) -> Result<Vec<String>, String> {
     let proto = proto.to_ascii_lowercase();
     let bad = || format!("invalid containerPort: {ports}");
     let (lo, hi) = match ports.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let p = ports.parse::<u16>().map_err(|_| bad())?;
             (p, p)
         }
     };
     if hi < lo {
-        return Err(format!("invalid range specified for containerPort: {ports}"));
+        return Err(format!(
+            "invalid range specified for containerPort: {ports}"
+        ));
     }
     Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// `WORKDIR`: the new directory, made in a layer when the image does not have it.
-async fn workdir(run: &Arc<Run>, state: &mut State, path: &str, out: &Out) -> Result<(), BuildError> {
+async fn workdir(
+    run: &Arc<Run>,
+    state: &mut State,
+    path: &str,
+    out: &Out,
+) -> Result<(), BuildError> {
     let current = state.config.working_dir.clone().unwrap_or_default();
-    let joined = if path.starts_with('/') { path.to_owned() } else { format!("{}/{path}", if current.is_empty() { "/" } else { &current }) };
+    let joined = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("{}/{path}", if current.is_empty() { "/" } else { &current })
+    };
     let dir = berth_fs::clean(&joined);
     state.config.working_dir = Some(dir.clone());
     let created_by = history::nop1(&state.shell, &format!("WORKDIR {dir}"));
     let resolved = state.layers.resolve(&dir, true);
-    let exists = state.layers.lstat(&resolved).is_some_and(|(_, m)| m.is_dir());
+    let exists = state
+        .layers
+        .lstat(&resolved)
+        .is_some_and(|(_, m)| m.is_dir());
     if exists || state.image.is_none() && dir == "/" {
         return commit_config(run, state, created_by, None, out).await;
     }
     let tar = copy::mkdir_layer(&state.layers, &resolved)?;
-    let writer: LayerWriter = Box::new(move |w| w.write_all(&tar).map_err(BuildError::io("write layer", "<tar>")));
-    commit_config(run, state, created_by, Some((format!("mkdir {resolved}"), writer)), out).await
+    let writer: LayerWriter = Box::new(move |w| {
+        w.write_all(&tar)
+            .map_err(BuildError::io("write layer", "<tar>"))
+    });
+    commit_config(
+        run,
+        state,
+        created_by,
+        Some((format!("mkdir {resolved}"), writer)),
+        out,
+    )
+    .await
 }
 
 struct CopySpec<'a> {
@@ -455,7 +577,11 @@ async fn image_tree(run: &Arc<Run>, image: &str) -> Result<Arc<context::Context>
     let tree = berth_fs::blocking(move || -> Result<context::Context, BuildError> {
         let lowerdirs = images.layer_dirs(&image2)?;
         std::fs::create_dir(&empty).map_err(BuildError::io("create directory", &empty))?;
-        let dirs = berth_image::RootfsDirs { lowerdirs, upperdir: empty.clone(), workdir: empty.clone() };
+        let dirs = berth_image::RootfsDirs {
+            lowerdirs,
+            upperdir: empty.clone(),
+            workdir: empty.clone(),
+        };
         let (mut reader, mut pipe) = std::io::pipe().map_err(BuildError::io("pipe", "<export>"))?;
         std::thread::scope(|scope| {
             let exported = scope.spawn(move || {
@@ -465,7 +591,9 @@ async fn image_tree(run: &Arc<Run>, image: &str) -> Result<Arc<context::Context>
             });
             let unpacked = context::unpack(&mut reader, &dir, limit);
             drop(reader);
-            exported.join().map_err(|_| BuildError::Task("export panicked".into()))??;
+            exported
+                .join()
+                .map_err(|_| BuildError::Task("export panicked".into()))??;
             unpacked
         })
     })
@@ -476,7 +604,12 @@ async fn image_tree(run: &Arc<Run>, image: &str) -> Result<Arc<context::Context>
 }
 
 /// The image a `--from` names: a stage's result or an image.
-async fn from_image(run: &Arc<Run>, from: &str, by_index: bool, line: usize) -> Result<String, BuildError> {
+async fn from_image(
+    run: &Arc<Run>,
+    from: &str,
+    by_index: bool,
+    line: usize,
+) -> Result<String, BuildError> {
     match run.df.resolve_from(from, by_index, line)? {
         Source::Stage(i) => run
             .results
@@ -490,7 +623,12 @@ async fn from_image(run: &Arc<Run>, from: &str, by_index: bool, line: usize) -> 
     }
 }
 
-async fn copy_step(run: &Arc<Run>, state: &mut State, spec: CopySpec<'_>, out: &Out) -> Result<(), BuildError> {
+async fn copy_step(
+    run: &Arc<Run>,
+    state: &mut State,
+    spec: CopySpec<'_>,
+    out: &Out,
+) -> Result<(), BuildError> {
     let inst = spec.instruction;
     let tree_ctx: Option<Arc<context::Context>> = match spec.from {
         Some(from) => {
@@ -504,34 +642,57 @@ async fn copy_step(run: &Arc<Run>, state: &mut State, spec: CopySpec<'_>, out: &
     let mut fetched = Vec::new();
     for s in spec.sources {
         if inst == "ADD" && is_url(s) {
-            let name = s.split(['?', '#']).next().unwrap_or(s).rsplit('/').next().unwrap_or("").to_owned();
+            let name = s
+                .split(['?', '#'])
+                .next()
+                .unwrap_or(s)
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_owned();
             let dir = run.scratch.join(format!("fetch-{}", super::random_name()));
             std::fs::create_dir(&dir).map_err(BuildError::io("create directory", &dir))?;
             let name = if name.is_empty() {
                 if spec.dest.ends_with('/') {
-                    return Err(BuildError::copy(inst, format!("cannot determine filename from url: {s}")));
+                    return Err(BuildError::copy(
+                        inst,
+                        format!("cannot determine filename from url: {s}"),
+                    ));
                 }
                 "download".to_owned()
             } else {
                 name
             };
             let file = dir.join(&name);
-            super::fetch_to(s, &file, spec.checksum).await.map_err(|e| match e {
-                BuildError::Invalid { message } => BuildError::copy(inst, message),
-                other => other,
-            })?;
-            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(BuildError::io("chmod", &file))?;
+            super::fetch_to(s, &file, spec.checksum)
+                .await
+                .map_err(|e| match e {
+                    BuildError::Invalid { message } => BuildError::copy(inst, message),
+                    other => other,
+                })?;
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(BuildError::io("chmod", &file))?;
             fetched.push((name, file));
         } else if s.starts_with("git@") || s.ends_with(".git") && is_url(s) {
-            return Err(BuildError::copy(inst, format!("git sources are not supported: {s}")));
+            return Err(BuildError::copy(
+                inst,
+                format!("git sources are not supported: {s}"),
+            ));
         } else {
             sources.push(s.clone());
         }
     }
     if spec.checksum.is_some() && fetched.is_empty() {
-        return Err(BuildError::copy(inst, "checksum can't be specified for non-HTTP(S) sources"));
+        return Err(BuildError::copy(
+            inst,
+            "checksum can't be specified for non-HTTP(S) sources",
+        ));
     }
-    let workdir = state.config.working_dir.clone().unwrap_or_else(|| "/".into());
+    let workdir = state
+        .config
+        .working_dir
+        .clone()
+        .unwrap_or_else(|| "/".into());
     let layers = state.layers.clone();
     let run2 = Arc::clone(run);
     let (sources2, inline, dest, chown, chmod, exclude) = (
@@ -571,7 +732,10 @@ async fn copy_step(run: &Arc<Run>, state: &mut State, spec: CopySpec<'_>, out: &
         copy::plan(tree.as_ref(), &req, &layers)
     })
     .await??;
-    let created_by = history::nop1(&state.shell, &format!("{inst} {} in {} ", plan.source_digest, spec.dest));
+    let created_by = history::nop1(
+        &state.shell,
+        &format!("{inst} {} in {} ", plan.source_digest, spec.dest),
+    );
     let key = format!(
         "{}\0{}\0{}\0{}",
         spec.chown.unwrap_or(""),
@@ -598,24 +762,51 @@ struct Mounts {
 }
 
 async fn run_mounts(run: &Arc<Run>, r: &crate::Run, line_no: usize) -> Result<Mounts, BuildError> {
-    let mut m = Mounts { binds: Vec::new(), tmpfs: HashMap::new(), key: String::new(), exclude: Vec::new() };
+    let mut m = Mounts {
+        binds: Vec::new(),
+        tmpfs: HashMap::new(),
+        key: String::new(),
+        exclude: Vec::new(),
+    };
     for mount in &r.mounts {
-        let target = mount.target.clone().filter(|t| !t.is_empty()).ok_or_else(|| BuildError::invalid("mount target is required"))?;
+        let target = mount
+            .target
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| BuildError::invalid("mount target is required"))?;
         let target = berth_fs::clean(&target);
-        m.exclude.push(PathBuf::from(target.trim_start_matches('/')));
+        m.exclude
+            .push(PathBuf::from(target.trim_start_matches('/')));
         m.key.push_str(&mount.spec);
         m.key.push('\n');
         let ro = if mount.readonly { ":ro" } else { "" };
         match mount.kind {
             MountType::Cache => {
-                let id = mount.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| target.clone());
-                let dir = run.builder.root.join("mounts").join(&Cache::key(None, &[&id])[..32]);
+                let id = mount
+                    .id
+                    .clone()
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(|| target.clone());
+                let dir = run
+                    .builder
+                    .root
+                    .join("mounts")
+                    .join(&Cache::key(None, &[&id])[..32]);
                 if !dir.exists() {
-                    std::fs::create_dir_all(&dir).map_err(BuildError::io("create directory", &dir))?;
+                    std::fs::create_dir_all(&dir)
+                        .map_err(BuildError::io("create directory", &dir))?;
                     let mode = mount.mode.unwrap_or(0o755);
-                    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(BuildError::io("chmod", &dir))?;
-                    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(mount.uid.unwrap_or(0))), Some(nix::unistd::Gid::from_raw(mount.gid.unwrap_or(0))))
-                        .map_err(|e| BuildError::io("chown", &dir)(e.into()))?;
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode),
+                    )
+                    .map_err(BuildError::io("chmod", &dir))?;
+                    nix::unistd::chown(
+                        &dir,
+                        Some(nix::unistd::Uid::from_raw(mount.uid.unwrap_or(0))),
+                        Some(nix::unistd::Gid::from_raw(mount.gid.unwrap_or(0))),
+                    )
+                    .map_err(|e| BuildError::io("chown", &dir)(e.into()))?;
                 }
                 m.binds.push(format!("{}:{target}{ro}", dir.display()));
             }
@@ -624,11 +815,22 @@ async fn run_mounts(run: &Arc<Run>, r: &crate::Run, line_no: usize) -> Result<Mo
                     Some(from) => {
                         let image = from_image(run, from, false, line_no).await?;
                         let tree = image_tree(run, &image).await?;
-                        (tree.dir.clone(), berth_fs::Root::open(&tree.dir).map_err(BuildError::io("open", &tree.dir))?)
+                        (
+                            tree.dir.clone(),
+                            berth_fs::Root::open(&tree.dir)
+                                .map_err(BuildError::io("open", &tree.dir))?,
+                        )
                     }
                     None => {
-                        let ctx = run.context.as_ref().ok_or_else(|| BuildError::invalid("no build context"))?;
-                        (ctx.dir.clone(), berth_fs::Root::open(&ctx.dir).map_err(BuildError::io("open", &ctx.dir))?)
+                        let ctx = run
+                            .context
+                            .as_ref()
+                            .ok_or_else(|| BuildError::invalid("no build context"))?;
+                        (
+                            ctx.dir.clone(),
+                            berth_fs::Root::open(&ctx.dir)
+                                .map_err(BuildError::io("open", &ctx.dir))?,
+                        )
                     }
                 };
                 let source = mount.source.clone().unwrap_or_default();
@@ -637,7 +839,9 @@ async fn run_mounts(run: &Arc<Run>, r: &crate::Run, line_no: usize) -> Result<Mo
                     .map_err(|e| BuildError::invalid(format!("mount source {source}: {e}")))?;
                 let host = base_dir.join(inside.strip_prefix("/").unwrap_or(&inside));
                 if !host.exists() {
-                    return Err(BuildError::invalid(format!("failed to mount {target}: source {source} does not exist")));
+                    return Err(BuildError::invalid(format!(
+                        "failed to mount {target}: source {source} does not exist"
+                    )));
                 }
                 let ro = if mount.readonly { ":ro" } else { "" };
                 m.binds.push(format!("{}:{target}{ro}", host.display()));
@@ -656,25 +860,45 @@ async fn run_mounts(run: &Arc<Run>, r: &crate::Run, line_no: usize) -> Result<Mo
     Ok(m)
 }
 
-async fn run_step(run: &Arc<Run>, state: &mut State, r: &crate::Run, env: &StageEnv<'_>, out: &Out) -> Result<(), BuildError> {
+async fn run_step(
+    run: &Arc<Run>,
+    state: &mut State,
+    r: &crate::Run,
+    env: &StageEnv<'_>,
+    out: &Out,
+) -> Result<(), BuildError> {
     let Some(parent) = state.image.clone() else {
-        return Err(BuildError::invalid("Please provide a source image with `from` prior to run"));
+        return Err(BuildError::invalid(
+            "Please provide a source image with `from` prior to run",
+        ));
     };
     let mut mounts = run_mounts(run, r, 0).await?;
     let (argv, script) = match r.program(&state.shell) {
         RunProgram::Argv(argv) => (argv, None),
-        RunProgram::Script { path, content, argv } => (argv, Some((path, content))),
+        RunProgram::Script {
+            path,
+            content,
+            argv,
+        } => (argv, Some((path, content))),
     };
     if let Some((path, content)) = &script {
         let dir = run.scratch.join(format!("script-{}", super::random_name()));
         std::fs::create_dir(&dir).map_err(BuildError::io("create directory", &dir))?;
-        let name = Path::new(path).file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_owned())
+            .unwrap_or_default();
         let file = dir.join(&name);
         std::fs::write(&file, content).map_err(BuildError::io("write", &file))?;
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(BuildError::io("chmod", &file))?;
-        let target = Path::new(path).parent().map_or_else(|| "/".into(), |p| p.to_string_lossy().into_owned());
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(BuildError::io("chmod", &file))?;
+        let target = Path::new(path)
+            .parent()
+            .map_or_else(|| "/".into(), |p| p.to_string_lossy().into_owned());
         mounts.binds.push(format!("{}:{target}:ro", dir.display()));
-        mounts.exclude.push(PathBuf::from(target.trim_start_matches('/')));
+        mounts
+            .exclude
+            .push(PathBuf::from(target.trim_start_matches('/')));
     }
     let created_by = history::run(&env.history_args(), &argv);
     let network = match r.network {
@@ -686,7 +910,16 @@ async fn run_step(run: &Arc<Run>, state: &mut State, r: &crate::Run, env: &Stage
         },
     };
     let script_key = script.as_ref().map(|(_, c)| c.clone()).unwrap_or_default();
-    let key = Cache::key(Some(&parent), &[&created_by, &state.config_key(), &mounts.key, &network, &script_key]);
+    let key = Cache::key(
+        Some(&parent),
+        &[
+            &created_by,
+            &state.config_key(),
+            &mounts.key,
+            &network,
+            &script_key,
+        ],
+    );
     if let Some(hit) = cached(run, &key) {
         say(out, " ---> Using cache\n");
         return set_image(run, state, hit.image).await;
@@ -726,10 +959,18 @@ async fn run_step(run: &Arc<Run>, state: &mut State, r: &crate::Run, env: &Stage
     let _ = pump.await;
     let result = match exit {
         Ok(StepExit::Exited(0)) => containers
-            .commit_step(&id, state.config.clone(), created_by.clone(), mounts.exclude.clone())
+            .commit_step(
+                &id,
+                state.config.clone(),
+                created_by.clone(),
+                mounts.exclude.clone(),
+            )
             .await
             .map_err(BuildError::from),
-        Ok(StepExit::Exited(code)) => Err(BuildError::RunFailed { command: argv.join(" "), code }),
+        Ok(StepExit::Exited(code)) => Err(BuildError::RunFailed {
+            command: argv.join(" "),
+            code,
+        }),
         Ok(StepExit::Cancelled) => Err(BuildError::Cancelled),
         Err(e) => Err(e.into()),
     };
@@ -737,7 +978,10 @@ async fn run_step(run: &Arc<Run>, state: &mut State, r: &crate::Run, env: &Stage
     let keep = result.is_ok() && !run.req.remove && !run.req.force_remove;
     if !keep {
         if result.is_ok() || run.req.remove || run.req.force_remove {
-            say(out, format!("Removing intermediate container {}\n", short(&id)));
+            say(
+                out,
+                format!("Removing intermediate container {}\n", short(&id)),
+            );
         }
         if let Err(error) = containers.remove(&id, true, true).await {
             tracing::warn!(container_id = %id, %error, "removing a build step's container failed");
@@ -764,6 +1008,9 @@ mod tests {
     fn shell_or_exec_argv() {
         use crate::ShellOrExec;
         let sh = default_shell();
-        assert_eq!(ShellOrExec::Shell("a b".into()).to_argv(&sh), ["/bin/sh", "-c", "a b"]);
+        assert_eq!(
+            ShellOrExec::Shell("a b".into()).to_argv(&sh),
+            ["/bin/sh", "-c", "a b"]
+        );
     }
 }

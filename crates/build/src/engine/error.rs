@@ -46,7 +46,9 @@ pub enum BuildError {
         message: String,
     },
     /// A base image (or `--from` image) that is not in the store.
-    #[error("pull access denied for {reference}, repository does not exist or may require 'docker login': No such image: {reference}")]
+    #[error(
+        "pull access denied for {reference}, repository does not exist or may require 'docker login': No such image: {reference}"
+    )]
     ImageNotFound {
         /// The reference.
         reference: String,
@@ -93,7 +95,10 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> BuildError {
         let path = path.into();
         move |source| BuildError::Io {
             operation,

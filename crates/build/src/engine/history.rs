@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(nop(&sh, "ENV a=b"), "/bin/sh -c #(nop)  ENV a=b");
         assert_eq!(nop1(&sh, "WORKDIR /app"), "/bin/sh -c #(nop) WORKDIR /app");
         assert_eq!(
-            run(&["A=b".into()], &["/bin/sh".into(), "-c".into(), "make".into()]),
+            run(
+                &["A=b".into()],
+                &["/bin/sh".into(), "-c".into(), "make".into()]
+            ),
             "|1 A=b /bin/sh -c make"
         );
         assert_eq!(go_list(&["sh".into(), "-c".into()]), r#"["sh" "-c"]"#);

@@ -44,7 +44,9 @@ impl Layers {
         let comps = parts(path);
         if comps.is_empty() {
             let top = self.dirs.first()?;
-            return std::fs::symlink_metadata(top).ok().map(|m| (top.clone(), m));
+            return std::fs::symlink_metadata(top)
+                .ok()
+                .map(|m| (top.clone(), m));
         }
         for layer in &self.dirs {
             let mut cur = layer.clone();
@@ -87,7 +89,12 @@ impl Layers {
         let mut links = 0;
         while let Some(part) = pending.pop() {
             let last = pending.is_empty();
-            let candidate = format!("/{}", [resolved.as_slice(), &[part.clone()]].concat().join("/"));
+            let candidate = format!(
+                "/{}",
+                [resolved.as_slice(), std::slice::from_ref(&part)]
+                    .concat()
+                    .join("/")
+            );
             let link = if last && !follow_last {
                 None
             } else {
@@ -156,10 +163,18 @@ mod tests {
         let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
         std::fs::create_dir_all(lower.join("etc")).unwrap();
         std::fs::create_dir_all(lower.join("var/run")).unwrap();
-        std::fs::write(lower.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nbob:x:1000:1001::/:/bin/sh\n").unwrap();
+        std::fs::write(
+            lower.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nbob:x:1000:1001::/:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(lower.join("etc/gone"), "x").unwrap();
         std::fs::create_dir_all(upper.join("etc")).unwrap();
-        std::fs::write(upper.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nann:x:7:8::/:/bin/sh\n").unwrap();
+        std::fs::write(
+            upper.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nann:x:7:8::/:/bin/sh\n",
+        )
+        .unwrap();
         std::os::unix::fs::symlink("../etc", upper.join("link")).unwrap();
         let layers = Layers::new(vec![upper, lower]);
         let passwd = layers.read("/etc/passwd").unwrap();

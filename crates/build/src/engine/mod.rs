@@ -161,7 +161,10 @@ impl Builder {
             std::fs::create_dir_all(&dir).map_err(BuildError::io("create directory", &dir))?;
         }
         let tmp = root.join("tmp");
-        for entry in std::fs::read_dir(&tmp).map_err(BuildError::io("read directory", &tmp))?.flatten() {
+        for entry in std::fs::read_dir(&tmp)
+            .map_err(BuildError::io("read directory", &tmp))?
+            .flatten()
+        {
             if let Err(error) = berth_fs::tree::remove_tree(&entry.path()) {
                 tracing::warn!(path = %entry.path().display(), %error, "removing a build's leftovers failed");
             }
@@ -240,7 +243,11 @@ impl Builder {
         self.check(&req)?;
         std::fs::create_dir(scratch).map_err(BuildError::io("create directory", scratch))?;
         let context = self.receive_context(&req, body, scratch).await?;
-        let dockerfile_path = if req.dockerfile.is_empty() { "Dockerfile".to_owned() } else { req.dockerfile.clone() };
+        let dockerfile_path = if req.dockerfile.is_empty() {
+            "Dockerfile".to_owned()
+        } else {
+            req.dockerfile.clone()
+        };
         let text = read_dockerfile(&context, &dockerfile_path)?;
         let df = Dockerfile::parse(&text)?;
         let opts = BuildOptions {
@@ -276,7 +283,8 @@ impl Builder {
             label_step,
         });
         let result = self.run_stages(&run, events).await;
-        let run = Arc::try_unwrap(run).map_err(|_| BuildError::Task("build state still shared".into()));
+        let run =
+            Arc::try_unwrap(run).map_err(|_| BuildError::Task("build state still shared".into()));
         // The context and trees are removed on a blocking thread (they may be large).
         if let Ok(run) = run {
             let _ = berth_fs::blocking(move || drop(run)).await;
@@ -307,7 +315,12 @@ impl Builder {
             run.cancel.clone(),
         ));
         for (i, meta) in run.df.meta_args.iter().enumerate() {
-            let _ = head_tx.send(line(format!("Step {}/{} : {}\n", i + 1, run.total_steps, meta.original)));
+            let _ = head_tx.send(line(format!(
+                "Step {}/{} : {}\n",
+                i + 1,
+                run.total_steps,
+                meta.original
+            )));
         }
         drop(head_tx);
         let mut outcome: Result<(), BuildError> = Ok(());
@@ -316,12 +329,18 @@ impl Builder {
             for index in wave {
                 let out = senders.remove(&index).expect("a channel per planned stage");
                 let run = Arc::clone(run);
-                tasks.push((index, tokio::spawn(async move { dispatch::stage(&run, index, &out).await })));
+                tasks.push((
+                    index,
+                    tokio::spawn(async move { dispatch::stage(&run, index, &out).await }),
+                ));
             }
             for (index, task) in tasks {
                 match task.await.map_err(BuildError::from).and_then(|r| r) {
                     Ok(image) => {
-                        run.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(index, image);
+                        run.results
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(index, image);
                     }
                     Err(error) => {
                         if outcome.is_ok() {
@@ -355,7 +374,9 @@ impl Builder {
             .get(&run.plan.target)
             .cloned()
             .flatten()
-            .ok_or_else(|| BuildError::invalid("No image was generated. Is your Dockerfile empty?"))?;
+            .ok_or_else(|| {
+                BuildError::invalid("No image was generated. Is your Dockerfile empty?")
+            })?;
         let unused = run.df.unused_build_args(&run.req.build_args);
         let mut tail = Vec::new();
         if !unused.is_empty() && !run.req.quiet {
@@ -380,7 +401,9 @@ impl Builder {
         } else {
             tail.push(line(format!("Successfully built {}\n", short(&image))));
             for tag in &run.req.tags {
-                let familiar = berth_image::Reference::parse(tag).map(|r| r.familiar()).unwrap_or_else(|_| tag.clone());
+                let familiar = berth_image::Reference::parse(tag)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| tag.clone());
                 tail.push(line(format!("Successfully tagged {familiar}\n")));
             }
         }
@@ -411,11 +434,14 @@ impl Builder {
             let (dir2, file2, dockerfile) = (dir.clone(), file.clone(), req.dockerfile.clone());
             return berth_fs::blocking(move || {
                 let mut head = [0u8; 512];
-                let n = std::fs::File::open(&file2).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+                let n = std::fs::File::open(&file2)
+                    .and_then(|mut f| f.read(&mut head))
+                    .unwrap_or(0);
                 let is_tar = context::detect(&head[..n]) != context::Compression::None
                     || (n >= 262 && &head[257..262] == b"ustar");
                 if is_tar {
-                    let mut f = std::fs::File::open(&file2).map_err(BuildError::io("open", &file2))?;
+                    let mut f =
+                        std::fs::File::open(&file2).map_err(BuildError::io("open", &file2))?;
                     context::unpack(&mut f, &dir2, limit)
                 } else {
                     // A plain Dockerfile: the context is that file alone.
@@ -424,8 +450,13 @@ impl Builder {
                     let mut h = tar::Header::new_gnu();
                     h.set_size(data.len() as u64);
                     h.set_mode(0o644);
-                    let name = if dockerfile.is_empty() { "Dockerfile".to_owned() } else { dockerfile };
-                    tar.append_data(&mut h, name, &data[..]).map_err(BuildError::io("write", &file2))?;
+                    let name = if dockerfile.is_empty() {
+                        "Dockerfile".to_owned()
+                    } else {
+                        dockerfile
+                    };
+                    tar.append_data(&mut h, name, &data[..])
+                        .map_err(BuildError::io("write", &file2))?;
                     let bytes = tar.into_inner().map_err(BuildError::io("write", &file2))?;
                     context::unpack(&mut &bytes[..], &dir2, limit)
                 }
@@ -459,7 +490,9 @@ impl Builder {
             for r in refs {
                 if let Err(e) = images.resolve(&r) {
                     return Err(match e.kind() {
-                        berth_errdefs::ErrorKind::NotFound => BuildError::ImageNotFound { reference: r },
+                        berth_errdefs::ErrorKind::NotFound => {
+                            BuildError::ImageNotFound { reference: r }
+                        }
                         _ => BuildError::from(e),
                     });
                 }
@@ -469,7 +502,10 @@ impl Builder {
         .await?
     }
 
-    async fn cache_from_images(&self, refs: &[String]) -> Result<Option<HashSet<String>>, BuildError> {
+    async fn cache_from_images(
+        &self,
+        refs: &[String],
+    ) -> Result<Option<HashSet<String>>, BuildError> {
         if refs.is_empty() {
             return Ok(None);
         }
@@ -484,7 +520,10 @@ impl Builder {
                         if !allowed.insert(record.id.clone()) {
                             break;
                         }
-                        next = record.parent.as_deref().and_then(|p| images.resolve(p).ok());
+                        next = record
+                            .parent
+                            .as_deref()
+                            .and_then(|p| images.resolve(p).ok());
                     }
                 }
                 allowed
@@ -495,7 +534,9 @@ impl Builder {
 }
 
 /// The `LABEL` step of `labels` (Docker appends it to the Dockerfile).
-fn label_instruction(labels: &BTreeMap<String, String>) -> Result<Option<crate::Instruction>, BuildError> {
+fn label_instruction(
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<crate::Instruction>, BuildError> {
     if labels.is_empty() {
         return Ok(None);
     }
@@ -509,10 +550,16 @@ fn label_instruction(labels: &BTreeMap<String, String>) -> Result<Option<crate::
 
 fn read_dockerfile(context: &context::Context, path: &str) -> Result<String, BuildError> {
     let rel = path.trim_start_matches('/');
-    let not_found = || BuildError::DockerfileNotFound { path: path.to_owned() };
+    let not_found = || BuildError::DockerfileNotFound {
+        path: path.to_owned(),
+    };
     let fd = context
         .root
-        .open_at(Path::new(rel), nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
+        .open_at(
+            Path::new(rel),
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
         .map_err(|_| not_found())?;
     let mut text = String::new();
     std::fs::File::from(fd)
@@ -529,19 +576,29 @@ pub(crate) fn random_name() -> String {
 
 /// Downloads `url` into `path`; with `checksum` (`sha256:<hex>`) the bytes must match.
 /// Returns the sha256 (hex) of what was written.
-pub(crate) async fn fetch_to(url: &str, path: &Path, checksum: Option<&str>) -> Result<String, BuildError> {
+pub(crate) async fn fetch_to(
+    url: &str,
+    path: &Path,
+    checksum: Option<&str>,
+) -> Result<String, BuildError> {
     use futures_util::StreamExt;
     use sha2::Digest;
     use tokio::io::AsyncWriteExt;
     let failed = |message: String| BuildError::invalid(message);
-    let download = berth_image::fetch(url).await.map_err(|e| failed(e.to_string()))?;
+    let download = berth_image::fetch(url)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     let mut stream = download.into_stream();
-    let mut file = tokio::fs::File::create(path).await.map_err(BuildError::io("create", path))?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(BuildError::io("create", path))?;
     let mut hasher = sha2::Sha256::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| failed(format!("failed to GET {url}: {e}")))?;
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(BuildError::io("write", path))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(BuildError::io("write", path))?;
     }
     file.flush().await.map_err(BuildError::io("write", path))?;
     let digest = hex::encode(hasher.finalize());

@@ -67,9 +67,13 @@ pub struct PruneReport {
 
 /// Images needed besides the cache: tagged ones, their ancestors, and the ancestors of what
 /// containers use.
-fn needed(images: &berth_image::ImageStore, users: &HashMap<String, (String, bool)>) -> HashSet<String> {
+fn needed(
+    images: &berth_image::ImageStore,
+    users: &HashMap<String, (String, bool)>,
+) -> HashSet<String> {
     let all = images.list();
-    let by_id: HashMap<&str, &berth_image::ImageRecord> = all.iter().map(|r| (r.id.as_str(), r)).collect();
+    let by_id: HashMap<&str, &berth_image::ImageRecord> =
+        all.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut out = HashSet::new();
     let roots = all
         .iter()
@@ -92,7 +96,10 @@ fn usage_of(
     needed: &HashSet<String>,
     exists: impl Fn(&str) -> bool,
 ) -> Vec<CacheUsage> {
-    let by_image: HashMap<&str, &str> = records.iter().map(|(k, r)| (r.image.as_str(), k.as_str())).collect();
+    let by_image: HashMap<&str, &str> = records
+        .iter()
+        .map(|(k, r)| (r.image.as_str(), k.as_str()))
+        .collect();
     records
         .iter()
         .filter(|(_, r)| exists(&r.image))
@@ -105,7 +112,11 @@ fn usage_of(
                 .unwrap_or_default();
             CacheUsage {
                 id: key.clone(),
-                parents: if parent.is_empty() { Vec::new() } else { vec![parent.clone()] },
+                parents: if parent.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![parent.clone()]
+                },
                 parent,
                 kind: "regular".into(),
                 description: r.description.clone(),
@@ -121,7 +132,11 @@ fn usage_of(
 }
 
 fn matches(filters: &Filters, u: &CacheUsage, until: Option<berth_api::time::Timestamp>) -> bool {
-    let time = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp()).unwrap_or(0);
+    let time = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp())
+            .unwrap_or(0)
+    };
     filters.keys().all(|key| match key {
         "until" => until.is_none_or(|t| time(&u.last_used_at) < t.secs),
         "id" => filters.any(key, |v| u.id.starts_with(v)),
@@ -161,7 +176,16 @@ impl Builder {
     pub async fn prune(self: &Arc<Self>, options: PruneOptions) -> Result<PruneReport, BuildError> {
         options
             .filters
-            .validate(&["until", "id", "parent", "description", "type", "inuse", "shared", "private"])
+            .validate(&[
+                "until",
+                "id",
+                "parent",
+                "description",
+                "type",
+                "inuse",
+                "shared",
+                "private",
+            ])
             .map_err(|e| BuildError::invalid(e.to_string()))?;
         let until = options
             .filters
@@ -189,7 +213,10 @@ impl Builder {
                 }
                 remove.push(u.clone());
             }
-            let image_of: HashMap<&str, &str> = records.iter().map(|(k, r)| (k.as_str(), r.image.as_str())).collect();
+            let image_of: HashMap<&str, &str> = records
+                .iter()
+                .map(|(k, r)| (k.as_str(), r.image.as_str()))
+                .collect();
             let keys: Vec<String> = remove.iter().map(|u| u.id.clone()).collect();
             me.cache.remove(&keys);
             // Images nothing needs any more, children before parents (a parent with a child
@@ -200,7 +227,9 @@ impl Builder {
             loop {
                 let before = pending.len();
                 pending.retain(|u| {
-                    let Some(image) = image_of.get(u.id.as_str()) else { return false };
+                    let Some(image) = image_of.get(u.id.as_str()) else {
+                        return false;
+                    };
                     match me.images.remove_with(image, false, false, &in_use) {
                         Ok(_) => {
                             reclaimed += u.size;

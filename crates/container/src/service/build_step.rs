@@ -105,7 +105,12 @@ async fn pump_output(mut stream: tokio::io::DuplexStream, tty: bool, output: mps
     let mut buf = vec![0u8; 32 * 1024];
     if tty {
         while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 || output.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+            if n == 0
+                || output
+                    .send(Bytes::copy_from_slice(&buf[..n]))
+                    .await
+                    .is_err()
+            {
                 break;
             }
         }

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::{ImageStore, resolve_id};
+use crate::ImageRecord;
 use crate::commit::EMPTY_LAYER_DIGEST;
 use crate::config::{self, NewConfig, RunConfig};
 use crate::error::ImageError;
 use crate::layer::stage_layer;
-use crate::ImageRecord;
 
 /// A build step's image: `parent`'s layers (none for `scratch`), plus the layer `layer` holds
 /// (an uncompressed tar), with `config` as its defaults and one more history entry.
@@ -49,7 +49,12 @@ impl ImageStore {
             }
         };
         let staged = match layer {
-            Some(stream) => Some(stage_layer(&self.content, &self.paths.ingest, stream, None)?),
+            Some(stream) => Some(stage_layer(
+                &self.content,
+                &self.paths.ingest,
+                stream,
+                None,
+            )?),
             None => None,
         };
         let staged = staged.filter(|s| s.blob.digest() != EMPTY_LAYER_DIGEST);
