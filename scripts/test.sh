@@ -14,7 +14,7 @@ trap 'rm -f "$log"' EXIT
 status=0
 # Root tests are #[ignore]d (a plain `cargo test` lists them as ignored, never as passed):
 # --include-ignored runs them, BERTH_TEST_ROOT=1 lets them (berth_testing::require_root).
-BERTH_TEST_ROOT=1 cargo test --workspace -- --include-ignored 2>&1 | tee "$log" || status=$?
+BERTH_TEST_ROOT=1 cargo test --workspace --no-fail-fast -- --include-ignored 2>&1 | tee "$log" || status=$?
 # Fuzzing, bounded: FUZZ_SECONDS per target (4 targets), BERTH_FUZZ=0 to skip. Each target
 # counts as one test in the closing line.
 if [ "${BERTH_FUZZ:-1}" != 0 ]; then
