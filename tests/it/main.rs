@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod build;
 mod containers;
 mod docker_cli;
 mod hardening;
@@ -60,6 +61,7 @@ fn main() {
         network::TESTS,
         volumes::TESTS,
         registry::TESTS,
+        build::TESTS,
         hardening::TESTS,
     ]
     .concat();

@@ -402,7 +402,7 @@ impl Builder {
             tail.push(line(format!("Successfully built {}\n", short(&image))));
             for tag in &run.req.tags {
                 let familiar = berth_image::Reference::parse(tag)
-                    .map(|r| r.familiar())
+                    .map(|r| r.with_default_tag().familiar())
                     .unwrap_or_else(|_| tag.clone());
                 tail.push(line(format!("Successfully tagged {familiar}\n")));
             }

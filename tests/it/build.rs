@@ -1,0 +1,540 @@
+//! Integration tests: `berth build` and the docker CLI's legacy builder against berth's
+//! `POST /build` (base image: the bootstrapped busybox).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::Test;
+use crate::harness::{Run, TestEnv, docker_exe};
+
+pub const TESTS: &[Test] = &[
+    (
+        "build_berth_and_docker_cli_with_cache_hits",
+        build_berth_and_docker_cli_with_cache_hits,
+    ),
+    (
+        "build_multi_stage_dockerignore_build_arg_target",
+        build_multi_stage_dockerignore_build_arg_target,
+    ),
+    (
+        "build_instructions_land_in_the_image",
+        build_instructions_land_in_the_image,
+    ),
+    (
+        "build_failing_run_tags_nothing_and_leaves_nothing",
+        build_failing_run_tags_nothing_and_leaves_nothing,
+    ),
+    ("build_cache_in_df_and_pruned", build_cache_in_df_and_pruned),
+];
+
+/// A fresh context directory `name` under the test root with `files` (path, content).
+fn context(env: &TestEnv, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.root.join("build").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    dir
+}
+
+/// `docker build ARGS` (legacy builder unless `buildkit_unset`) in `dir`, with `stdin`.
+fn docker_build(env: &TestEnv, dir: &Path, args: &[&str], legacy: bool, stdin: &[u8]) -> Run {
+    use std::io::Write;
+    let exe = docker_exe()
+        .unwrap_or_else(|| crate::skip("the docker CLI is not installed (scripts/deps.sh)"));
+    let mut c = Command::new(exe);
+    c.arg("build")
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", env.host())
+        .env("DOCKER_CONFIG", env.root.join("docker-config"))
+        .env_remove("DOCKER_API_VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if legacy {
+        c.env("DOCKER_BUILDKIT", "0");
+    } else {
+        c.env_remove("DOCKER_BUILDKIT");
+    }
+    let mut child = c.spawn().expect("spawn docker");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let o = child.wait_with_output().expect("wait docker");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn berth_build(env: &TestEnv, dir: &Path, args: &[&str]) -> Run {
+    let mut all: Vec<&str> = vec!["build"];
+    all.extend_from_slice(args);
+    let d = dir.to_string_lossy().into_owned();
+    all.push(&d);
+    env.berth(&all)
+}
+
+fn image_id(env: &TestEnv, name: &str) -> String {
+    env.inspect(name, "{{.Id}}")
+}
+
+fn short(id: &str) -> &str {
+    &id.trim_start_matches("sha256:")[..12]
+}
+
+/// What of the test root is mounted now (nothing a build made may stay).
+fn mounts_under(env: &TestEnv) -> usize {
+    let root = env.root.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&root))
+        .count()
+}
+
+const SIMPLE: &str = "FROM busybox\nENV GREETING=hello\nWORKDIR /app\nCOPY . /app/\nRUN echo \"$GREETING from run\" > /app/out && cat /app/data.txt\nCMD [\"cat\", \"/app/out\"]\n";
+
+fn build_berth_and_docker_cli_with_cache_hits(env: &TestEnv) {
+    let dir = context(
+        env,
+        "simple",
+        &[("Dockerfile", SIMPLE), ("data.txt", "some data\n")],
+    );
+    let first = berth_build(env, &dir, &["-t", "bt-simple", "-t", "bt-simple:v2"]);
+    let out = first.ok();
+    assert!(out.contains("Step 1/6 : FROM busybox"), "{out}");
+    assert!(out.contains("Step 5/6 : RUN echo"), "{out}");
+    assert!(out.contains(" ---> Running in "), "{out}");
+    assert!(
+        out.contains("some data"),
+        "the RUN's output is shown: {out}"
+    );
+    let id = image_id(env, "bt-simple");
+    assert_eq!(image_id(env, "bt-simple:v2"), id);
+    assert!(
+        out.contains(&format!("Successfully built {}", short(&id))),
+        "{out}"
+    );
+    assert!(
+        out.contains("Successfully tagged bt-simple:latest"),
+        "{out}"
+    );
+    assert!(out.contains("Successfully tagged bt-simple:v2"), "{out}");
+    assert!(
+        !out.contains("Using cache"),
+        "a first build hits nothing: {out}"
+    );
+    assert_eq!(
+        env.berth(&["run", "--rm", "bt-simple"]).ok(),
+        "hello from run"
+    );
+    let history = env
+        .berth(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "bt-simple",
+        ])
+        .ok();
+    assert!(
+        history.contains("/bin/sh -c #(nop)  CMD [\"cat\" \"/app/out\"]"),
+        "{history}"
+    );
+    assert!(
+        history.contains("RUN /bin/sh -c echo") || history.contains("/bin/sh -c echo"),
+        "{history}"
+    );
+
+    // Nothing changed: every step is a cache hit and the id is the same.
+    let second = berth_build(env, &dir, &["-t", "bt-simple"]).ok();
+    assert_eq!(second.matches(" ---> Using cache").count(), 5, "{second}");
+    assert!(!second.contains("Running in"), "{second}");
+    assert!(
+        second.contains(&format!("Successfully built {}", short(&id))),
+        "{second}"
+    );
+
+    // The docker CLI's legacy builder: same stream, same image (cached), --iidfile and -q.
+    let iid = env.root.join("build/iid");
+    let d = docker_build(
+        env,
+        &dir,
+        &[
+            "-t",
+            "bt-simple-docker",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            ".",
+        ],
+        true,
+        b"",
+    );
+    assert_eq!(d.code, 0, "{d:?}");
+    assert!(
+        d.stdout.contains("Sending build context to Docker daemon"),
+        "{d:?}"
+    );
+    assert!(
+        d.stdout
+            .contains("Step 4/6 : COPY . /app/\n ---> Using cache\n"),
+        "{d:?}"
+    );
+    assert!(
+        d.stdout
+            .contains("Successfully tagged bt-simple-docker:latest"),
+        "{d:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let q = docker_build(env, &dir, &["-q", "."], false, b"");
+    assert_eq!(q.code, 0, "{q:?}");
+    assert_eq!(q.stdout.trim(), id, "{q:?}");
+
+    // A changed file misses from the COPY on; a changed mtime alone does not.
+    std::fs::write(dir.join("data.txt"), "other data\n").unwrap();
+    let third = berth_build(env, &dir, &["-t", "bt-simple"]).ok();
+    assert_eq!(third.matches(" ---> Using cache").count(), 2, "{third}");
+    assert!(third.contains("other data"), "{third}");
+    let fourth = docker_build(env, &dir, &["-t", "bt-simple", "."], true, b"");
+    assert_eq!(
+        fourth.stdout.matches(" ---> Using cache").count(),
+        5,
+        "{fourth:?}"
+    );
+    for tag in ["bt-simple", "bt-simple:v2", "bt-simple-docker"] {
+        env.berth(&["rmi", tag]).ok();
+    }
+}
+
+fn build_multi_stage_dockerignore_build_arg_target(env: &TestEnv) {
+    let dockerfile = "\
+ARG BASE=busybox
+FROM $BASE AS builder
+ARG MSG=default
+WORKDIR /src
+COPY . .
+RUN echo \"built $MSG\" > /src/made && ls -a /src > /src/listing
+
+FROM busybox AS unused
+RUN exit 1
+
+FROM busybox
+COPY --from=builder /src/made /src/listing /out/
+CMD [\"cat\", \"/out/made\"]
+";
+    let dir = context(
+        env,
+        "multi",
+        &[
+            ("Dockerfile", dockerfile),
+            (".dockerignore", "secret\n*.log\n!keep.log\n"),
+            ("secret/key", "do not send"),
+            ("drop.log", "x"),
+            ("keep.log", "y"),
+            ("src.txt", "z"),
+        ],
+    );
+    let out = berth_build(env, &dir, &["-t", "bt-multi", "--build-arg", "MSG=by-arg"]).ok();
+    assert!(
+        !out.contains("RUN exit 1"),
+        "an unneeded stage is not built: {out}"
+    );
+    assert_eq!(env.berth(&["run", "--rm", "bt-multi"]).ok(), "built by-arg");
+    let listing = env
+        .berth(&["run", "--rm", "bt-multi", "cat", "/out/listing"])
+        .ok();
+    let names: Vec<&str> = listing.lines().collect();
+    assert!(
+        names.contains(&"keep.log") && names.contains(&"src.txt"),
+        "{listing}"
+    );
+    assert!(
+        names.contains(&".dockerignore") && names.contains(&"Dockerfile"),
+        "{listing}"
+    );
+    assert!(
+        !names.contains(&"secret") && !names.contains(&"drop.log"),
+        "{listing}"
+    );
+    // The builder stage's files are not in the final image.
+    let r = env.berth(&["run", "--rm", "bt-multi", "ls", "/src"]);
+    assert_ne!(r.code, 0, "{r:?}");
+
+    // --target stops at a stage; a Dockerfile.dockerignore beside -f wins over .dockerignore.
+    std::fs::write(dir.join("other.Dockerfile"), dockerfile).unwrap();
+    std::fs::write(dir.join("other.Dockerfile.dockerignore"), "src.txt\n").unwrap();
+    let t = berth_build(
+        env,
+        &dir,
+        &[
+            "-t",
+            "bt-multi-builder",
+            "--target",
+            "builder",
+            "-f",
+            dir.join("other.Dockerfile").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(!t.contains("Step 7/"), "stops at the target: {t}");
+    let listing = env
+        .berth(&["run", "--rm", "bt-multi-builder", "cat", "/src/listing"])
+        .ok();
+    assert!(listing.lines().any(|l| l == "secret"), "{listing}");
+    assert!(!listing.lines().any(|l| l == "src.txt"), "{listing}");
+    assert_eq!(
+        env.berth(&["run", "--rm", "bt-multi-builder", "cat", "/src/made"])
+            .ok(),
+        "built default"
+    );
+
+    // The docker CLI applies the same .dockerignore and build args.
+    let d = docker_build(
+        env,
+        &dir,
+        &["-t", "bt-multi-docker", "--build-arg", "MSG=docker", "."],
+        true,
+        b"",
+    );
+    assert_eq!(d.code, 0, "{d:?}");
+    assert_eq!(
+        env.berth(&["run", "--rm", "bt-multi-docker"]).ok(),
+        "built docker"
+    );
+    let listing = env
+        .berth(&["run", "--rm", "bt-multi-docker", "cat", "/out/listing"])
+        .ok();
+    assert!(
+        !listing.lines().any(|l| l == "secret" || l == "drop.log"),
+        "{listing}"
+    );
+    for tag in ["bt-multi", "bt-multi-builder", "bt-multi-docker"] {
+        env.berth(&["rmi", tag]).ok();
+    }
+}
+
+fn build_instructions_land_in_the_image(env: &TestEnv) {
+    let dockerfile = "\
+FROM busybox
+WORKDIR /w
+COPY --chown=1000:1001 --chmod=640 f.txt ./
+ADD arch.tar /unpacked/
+RUN <<EOT
+set -e
+stat -c '%u:%g %a' /w/f.txt > /w/owner
+cat /unpacked/inner.txt > /w/inner
+EOT
+RUN --mount=type=cache,target=/cache echo x >> /cache/n && wc -l < /cache/n > /w/cachecount
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/a && ls /scratch > /w/tmpfs
+RUN --mount=type=bind,source=f.txt,target=/bound.txt cat /bound.txt > /w/bound
+RUN --network=none [\"sh\", \"-c\", \"ls /sys/class/net > /w/nets\"]
+USER 1000:1001
+SHELL [\"/bin/sh\", \"-ec\"]
+ONBUILD RUN echo child
+HEALTHCHECK --interval=5s --retries=2 CMD true
+STOPSIGNAL SIGUSR1
+EXPOSE 8080/udp
+VOLUME /data
+ENV A=1 B=\"two words\"
+CMD echo \"$B\"
+";
+    let dir = context(
+        env,
+        "instr",
+        &[("Dockerfile", dockerfile), ("f.txt", "file\n")],
+    );
+    let inner = env.root.join("build/instr-tar");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(inner.join("inner.txt"), "from the tar\n").unwrap();
+    crate::harness::tar_dir(&inner, &dir.join("arch.tar"));
+    berth_build(env, &dir, &["-t", "bt-instr"]).ok();
+    let cat = |f: &str| env.berth(&["run", "--rm", "bt-instr", "cat", f]).ok();
+    assert_eq!(cat("/w/owner"), "1000:1001 640");
+    assert_eq!(cat("/w/inner"), "from the tar");
+    assert_eq!(cat("/w/cachecount"), "1");
+    assert_eq!(cat("/w/tmpfs"), "a");
+    assert_eq!(cat("/w/bound"), "file");
+    assert_eq!(cat("/w/nets"), "lo");
+    let r = env.berth(&[
+        "run",
+        "--rm",
+        "bt-instr",
+        "ls",
+        "/scratch",
+        "/bound.txt",
+        "/cache",
+    ]);
+    assert!(
+        r.stdout.trim().is_empty(),
+        "mounts leave nothing in the image: {r:?}"
+    );
+    assert_eq!(env.berth(&["run", "--rm", "bt-instr"]).ok(), "two words");
+    let config = env.inspect("bt-instr", "{{json .Config}}");
+    let c: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(c["User"], "1000:1001", "{config}");
+    assert_eq!(c["WorkingDir"], "/w", "{config}");
+    assert_eq!(
+        c["Shell"],
+        serde_json::json!(["/bin/sh", "-ec"]),
+        "{config}"
+    );
+    assert_eq!(
+        c["OnBuild"],
+        serde_json::json!(["RUN echo child"]),
+        "{config}"
+    );
+    assert_eq!(c["StopSignal"], "SIGUSR1", "{config}");
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"]),
+        "{config}"
+    );
+    assert_eq!(c["Healthcheck"]["Retries"], 2, "{config}");
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64, "{config}");
+    assert!(c["ExposedPorts"]["8080/udp"].is_object(), "{config}");
+    assert!(c["Volumes"]["/data"].is_object(), "{config}");
+    assert_eq!(
+        c["Cmd"],
+        serde_json::json!(["/bin/sh", "-ec", "echo \"$B\""]),
+        "{config}"
+    );
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "B=two words"),
+        "{config}"
+    );
+
+    // The cache mount survives the build; the step after it is cached when nothing changed.
+    let again = berth_build(env, &dir, &["-t", "bt-instr"]).ok();
+    assert!(!again.contains("Running in"), "{again}");
+    let fresh = berth_build(env, &dir, &["-t", "bt-instr", "--no-cache"]).ok();
+    assert!(!fresh.contains("Using cache"), "{fresh}");
+    assert_eq!(
+        cat("/w/cachecount"),
+        "2",
+        "the cache mount kept its content"
+    );
+
+    // ONBUILD runs in a child build.
+    let child = context(env, "instr-child", &[("Dockerfile", "FROM bt-instr\n")]);
+    let out = berth_build(env, &child, &["-t", "bt-instr-child"]).ok();
+    assert!(out.contains("child"), "{out}");
+    env.berth(&["rmi", "bt-instr-child"]).ok();
+    env.berth(&["rmi", "bt-instr"]).ok();
+}
+
+fn build_failing_run_tags_nothing_and_leaves_nothing(env: &TestEnv) {
+    let containers_before = env.berth(&["ps", "-aq"]).ok();
+    let mounts_before = mounts_under(env);
+    let dockerfile =
+        "FROM busybox\nRUN echo first > /first\nRUN echo failing && exit 3\nCMD true\n";
+    let dir = context(env, "fail", &[("Dockerfile", dockerfile)]);
+    let b = berth_build(env, &dir, &["-t", "bt-fail"]);
+    assert_eq!(b.code, 3, "{b:?}");
+    assert!(b.stdout.contains("failing"), "{b:?}");
+    assert!(
+        b.stderr.contains(
+            "The command '/bin/sh -c echo failing && exit 3' returned a non-zero code: 3"
+        ),
+        "{b:?}"
+    );
+    let d = docker_build(env, &dir, &["-t", "bt-fail", "."], true, b"");
+    assert_eq!(d.code, 3, "{d:?}");
+    assert!(
+        d.stdout
+            .contains("Step 2/4 : RUN echo first > /first\n ---> Using cache"),
+        "the steps that succeeded are cached: {d:?}"
+    );
+    assert!(d.stderr.contains("returned a non-zero code: 3"), "{d:?}");
+    // From stdin as docker sends it (a Dockerfile alone).
+    let s = docker_build(
+        env,
+        &dir,
+        &["-t", "bt-fail", "-"],
+        true,
+        dockerfile.as_bytes(),
+    );
+    assert_eq!(s.code, 3, "{s:?}");
+    let r = env.berth(&["image", "inspect", "bt-fail"]);
+    assert_ne!(r.code, 0, "no tag was made: {r:?}");
+    assert_eq!(
+        env.berth(&["ps", "-aq"]).ok(),
+        containers_before,
+        "no step container stays"
+    );
+    assert_eq!(mounts_under(env), mounts_before, "no mount stays");
+    let tmp = env.data_root.join("builder/tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "no scratch stays"
+    );
+
+    // Bad input: a syntax error names the line; a missing base image; COPY of a missing file.
+    let cases: [(&str, &str); 4] = [
+        ("FROM busybox\nFOO bar\n", "unknown instruction: FOO"),
+        ("FROM no-such-image-here\n", "no-such-image-here"),
+        ("FROM busybox\nCOPY nothere /x\n", "nothere"),
+        ("FROM busybox\nCOPY ../x /x\n", "x"),
+    ];
+    for (text, want) in cases {
+        let dir = context(env, "bad", &[("Dockerfile", text)]);
+        let r = berth_build(env, &dir, &["-t", "bt-bad"]);
+        assert_ne!(r.code, 0, "{text}: {r:?}");
+        assert!(r.stderr.contains(want), "{text}: {r:?}");
+        let d = docker_build(env, &dir, &["-t", "bt-bad", "."], true, b"");
+        assert_ne!(d.code, 0, "{text}: {d:?}");
+        assert!(d.stderr.contains(want), "{text}: {d:?}");
+        assert_ne!(env.berth(&["image", "inspect", "bt-bad"]).code, 0);
+    }
+    assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers_before);
+    assert_eq!(mounts_under(env), mounts_before);
+}
+
+fn build_cache_in_df_and_pruned(env: &TestEnv) {
+    let dir = context(
+        env,
+        "prune",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY f /f\nRUN cat /f > /g\n"),
+            ("f", "prune me\n"),
+        ],
+    );
+    berth_build(env, &dir, &["-t", "bt-prune"]).ok();
+    let df = env
+        .berth(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])
+        .ok();
+    let count = df
+        .lines()
+        .find_map(|l| l.strip_prefix("Build Cache "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(count >= 2, "{df}");
+    let (status, body) = env.api("POST", "/build/prune?all=1", None);
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !report["CachesDeleted"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    let df = env
+        .berth(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])
+        .ok();
+    assert!(df.lines().any(|l| l == "Build Cache 0"), "{df}");
+    let again = berth_build(env, &dir, &["-t", "bt-prune"]).ok();
+    assert!(!again.contains("Using cache"), "{again}");
+    // The cache survives a daemon restart.
+    env.stop_daemon(15);
+    env.start_daemon();
+    let cached = berth_build(env, &dir, &["-t", "bt-prune"]).ok();
+    assert_eq!(cached.matches("Using cache").count(), 2, "{cached}");
+    let r = env.berth(&["builder", "prune", "-a", "-f"]).ok();
+    assert!(r.contains("Total reclaimed space"), "{r}");
+    env.berth(&["rmi", "bt-prune"]).ok();
+}
