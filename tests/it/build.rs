@@ -25,6 +25,10 @@ pub const TESTS: &[Test] = &[
         build_failing_run_tags_nothing_and_leaves_nothing,
     ),
     ("build_cache_in_df_and_pruned", build_cache_in_df_and_pruned),
+    (
+        "build_api_contexts_and_parameters",
+        build_api_contexts_and_parameters,
+    ),
 ];
 
 /// A fresh context directory `name` under the test root with `files` (path, content).
@@ -537,4 +541,140 @@ fn build_cache_in_df_and_pruned(env: &TestEnv) {
     let r = env.berth(&["builder", "prune", "-a", "-f"]).ok();
     assert!(r.contains("Total reclaimed space"), "{r}");
     env.berth(&["rmi", "bt-prune"]).ok();
+}
+
+/// A tar of `entries`: (name written as is, content, symlink target).
+fn raw_tar(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, content, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        // Written into the header directly: `set_path` refuses `..` and absolute names.
+        let bytes = name.as_bytes();
+        h.as_gnu_mut().unwrap().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_mode(0o644);
+        match link {
+            Some(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_link_name(target).unwrap();
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            }
+            None => {
+                h.set_size(content.len() as u64);
+                h.set_cksum();
+                b.append(&h, content.as_bytes()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn build_api_contexts_and_parameters(env: &TestEnv) {
+    let dockerfile = "FROM busybox\nCOPY . /c/\nRUN cat /etc/hosts > /hosts && df -k /dev/shm | tail -1 > /shm && ls /sys/class/net > /nets\nCMD [\"cat\", \"/c/f\"]\n";
+    let tar = raw_tar(&[
+        ("Dockerfile", dockerfile, None),
+        ("f", "context file\n", None),
+        ("out", "", Some("/etc/passwd")),
+        ("up", "", Some("../../outside")),
+    ]);
+    let dir = env.root.join("build/api");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("ctx.tar");
+    std::fs::write(&plain, &tar).unwrap();
+    let gz = dir.join("ctx.tar.gz");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut e, &tar).unwrap();
+    std::fs::write(&gz, e.finish().unwrap()).unwrap();
+    let zst = dir.join("ctx.tar.zst");
+    std::fs::write(&zst, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+    let query = "t=bt-api&t=bt-api:two&networkmode=none&extrahosts=h1:10.1.2.3&shmsize=16777216\
+        &labels=%7B%22k%22%3A%22v%22%7D&rm=1&forcerm=1&pull=1";
+    let mut ids = Vec::new();
+    for file in [&plain, &gz, &zst] {
+        let (status, body) = env.api(
+            "POST",
+            &format!("/build?{query}"),
+            Some(&format!("@{}", file.display())),
+        );
+        assert_eq!(status, 200, "{}: {body}", file.display());
+        assert!(body.contains("Successfully tagged bt-api:two"), "{body}");
+        assert!(!body.contains("errorDetail"), "{body}");
+        ids.push(image_id(env, "bt-api"));
+    }
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "the same context, compressed or not, is one build: {ids:?}"
+    );
+    assert_eq!(env.berth(&["run", "--rm", "bt-api"]).ok(), "context file");
+    let cat = |f: &str| env.berth(&["run", "--rm", "bt-api", "cat", f]).ok();
+    assert!(
+        cat("/hosts").contains("10.1.2.3\th1") || cat("/hosts").contains("10.1.2.3 h1"),
+        "{}",
+        cat("/hosts")
+    );
+    assert_eq!(
+        cat("/shm").split_whitespace().nth(1),
+        Some("16384"),
+        "{}",
+        cat("/shm")
+    );
+    assert_eq!(cat("/nets"), "lo");
+    // Symlinks are copied as links, never followed out of the context.
+    let links = env
+        .berth(&[
+            "run",
+            "--rm",
+            "bt-api",
+            "sh",
+            "-c",
+            "readlink /c/out; readlink /c/up",
+        ])
+        .ok();
+    assert_eq!(links, "/etc/passwd\n../../outside");
+    assert_eq!(env.inspect("bt-api", "{{index .Config.Labels \"k\"}}"), "v");
+    // A quiet build answers the id alone.
+    let (status, body) = env.api(
+        "POST",
+        &format!("/build?{query}&q=1"),
+        Some(&format!("@{}", plain.display())),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("{{\"stream\":\"{}\\n\"}}", ids[0])),
+        "{body}"
+    );
+    assert!(!body.contains("Step 1/"), "{body}");
+
+    // A context with `..` or an absolute name is refused; nothing is made or left.
+    let containers_before = env.berth(&["ps", "-aq"]).ok();
+    for bad in ["../evil", "/abs"] {
+        let tar = raw_tar(&[
+            ("Dockerfile", "FROM busybox\nCOPY . /\n", None),
+            (bad, "x", None),
+        ]);
+        let path = dir.join("bad.tar");
+        std::fs::write(&path, tar).unwrap();
+        let (status, body) = env.api(
+            "POST",
+            "/build?t=bt-api-bad",
+            Some(&format!("@{}", path.display())),
+        );
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body.contains(bad.trim_start_matches("../").trim_start_matches('/')),
+            "{bad}: {body}"
+        );
+        assert_ne!(env.berth(&["image", "inspect", "bt-api-bad"]).code, 0);
+    }
+    assert!(!env.root.join("outside").exists() && !env.data_root.join("builder/evil").exists());
+    let tmp = env.data_root.join("builder/tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "no scratch stays"
+    );
+    assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers_before);
+    env.berth(&["rmi", "bt-api", "bt-api:two"]).ok();
 }

@@ -484,7 +484,7 @@ pub fn build(c: &Client, a: BuildArgs) -> CmdResult {
         }
     }
     let resp = resp?.check()?;
-    if tty && !a.quiet && !remote {
+    if !a.quiet && !remote {
         println!(
             "Sending build context to berth daemon  {}",
             berth_api::convention::human_size(sent.load(Ordering::Relaxed) as f64, 4)
