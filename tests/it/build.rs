@@ -29,6 +29,10 @@ pub const TESTS: &[Test] = &[
         "build_api_contexts_and_parameters",
         build_api_contexts_and_parameters,
     ),
+    (
+        "build_client_leaving_cancels_it",
+        build_client_leaving_cancels_it,
+    ),
 ];
 
 /// A fresh context directory `name` under the test root with `files` (path, content).
@@ -677,4 +681,53 @@ fn build_api_contexts_and_parameters(env: &TestEnv) {
     );
     assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers_before);
     env.berth(&["rmi", "bt-api", "bt-api:two"]).ok();
+}
+
+fn build_client_leaving_cancels_it(env: &TestEnv) {
+    use std::io::BufRead;
+    let containers_before = env.berth(&["ps", "-aq"]).ok();
+    let mounts_before = mounts_under(env);
+    let dir = context(
+        env,
+        "leave",
+        &[("Dockerfile", "FROM busybox\nRUN echo started && sleep 60\n")],
+    );
+    let mut child = env.berth_spawn(&[
+        "build",
+        "--no-cache",
+        "-t",
+        "bt-leave",
+        dir.to_str().unwrap(),
+    ]);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    // The step's own output (the `Step` line names it too).
+    while !seen.lines().any(|l| l == "started") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the build ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(
+        env.berth(&["ps", "-aq"]).ok() != containers_before,
+        "the step runs in a container"
+    );
+    let t = std::time::Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let tmp = env.data_root.join("builder/tmp");
+    assert!(
+        env.eventually(20, || env.berth(&["ps", "-aq"]).ok() == containers_before
+            && std::fs::read_dir(&tmp).unwrap().count() == 0),
+        "the step container and scratch go when the client leaves"
+    );
+    assert!(t.elapsed().as_secs() < 20, "not waited for the sleep");
+    assert_eq!(mounts_under(env), mounts_before);
+    assert_ne!(
+        env.berth(&["image", "inspect", "bt-leave"]).code,
+        0,
+        "nothing is tagged"
+    );
 }
