@@ -134,18 +134,19 @@ async fn build(
         Some(BuildEvent::Done(Err(e))) => return Err(e.into()),
         first => first,
     };
+    // The stream ends with `Done` (the builder's cleanup after it is not waited for).
     let lines =
-        futures_util::stream::unfold((first, receiver), |(first, mut receiver)| async move {
+        futures_util::stream::unfold((first, Some(receiver)), |(first, receiver)| async move {
+            let mut receiver = receiver?;
             let event = match first {
                 Some(event) => event,
                 None => receiver.recv().await?,
             };
-            let bytes = match event {
-                BuildEvent::Line(line) => line,
-                BuildEvent::Done(Ok(_)) => Bytes::new(),
-                BuildEvent::Done(Err(error)) => error_line(&error),
-            };
-            Some((bytes, (None, receiver)))
+            Some(match event {
+                BuildEvent::Line(line) => (line, (None, Some(receiver))),
+                BuildEvent::Done(Ok(_)) => (Bytes::new(), (None, None)),
+                BuildEvent::Done(Err(error)) => (error_line(&error), (None, None)),
+            })
         });
     Ok(responses::streaming(JSON, lines))
 }

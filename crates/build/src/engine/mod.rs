@@ -210,7 +210,12 @@ impl Builder {
         events: mpsc::Sender<BuildEvent>,
     ) {
         let scratch = self.root.join("tmp").join(random_name());
-        let outcome = self.build_in(req, body, &events, &scratch).await;
+        let mut leftovers = None;
+        let outcome = self
+            .build_in(req, body, &events, &scratch, &mut leftovers)
+            .await;
+        // The cache is saved before the client hears the end (a build that succeeded is
+        // cached across a restart that follows it)...
         let saved = {
             let builder = Arc::clone(self);
             berth_fs::blocking(move || builder.cache.save()).await
@@ -218,19 +223,22 @@ impl Builder {
         if let Ok(Err(error)) | Err(error) = saved.map_err(BuildError::from) {
             tracing::warn!(%error, "saving the build cache failed");
         }
-        let path = scratch.clone();
-        let _ = berth_fs::blocking(move || {
-            if path.exists()
-                && let Err(error) = berth_fs::tree::remove_tree(&path)
-            {
-                tracing::warn!(path = %path.display(), %error, "removing a build's scratch directory failed");
-            }
-        })
-        .await;
         if let Err(error) = &outcome {
             tracing::info!(%error, kind = ?error.kind(), "build failed");
         }
         let _ = events.send(BuildEvent::Done(outcome)).await;
+        drop(events);
+        // ... and the scratch (the context, the trees of `--from` images) is removed after:
+        // the client does not wait for it; what a stopped daemon leaves, `open` removes.
+        let _ = berth_fs::blocking(move || {
+            drop(leftovers);
+            if scratch.exists()
+                && let Err(error) = berth_fs::tree::remove_tree(&scratch)
+            {
+                tracing::warn!(path = %scratch.display(), %error, "removing a build's scratch directory failed");
+            }
+        })
+        .await;
     }
 
     async fn build_in(
@@ -239,6 +247,7 @@ impl Builder {
         body: Box<dyn Read + Send>,
         events: &mpsc::Sender<BuildEvent>,
         scratch: &Path,
+        leftovers: &mut Option<Run>,
     ) -> Result<String, BuildError> {
         self.check(&req)?;
         std::fs::create_dir(scratch).map_err(BuildError::io("create directory", scratch))?;
@@ -283,12 +292,8 @@ impl Builder {
             label_step,
         });
         let result = self.run_stages(&run, events).await;
-        let run =
-            Arc::try_unwrap(run).map_err(|_| BuildError::Task("build state still shared".into()));
-        // The context and trees are removed on a blocking thread (they may be large).
-        if let Ok(run) = run {
-            let _ = berth_fs::blocking(move || drop(run)).await;
-        }
+        // The context and trees are removed by the caller, after the answer (they may be large).
+        *leftovers = Arc::try_unwrap(run).ok();
         result
     }
 
