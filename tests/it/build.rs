@@ -212,7 +212,31 @@ fn build_berth_and_docker_cli_with_cache_hits(env: &TestEnv) {
         5,
         "{fourth:?}"
     );
-    for tag in ["bt-simple", "bt-simple:v2", "bt-simple-docker"] {
+    // `berth build -q -` with a Dockerfile on stdin: the id alone, and --iidfile.
+    let iid2 = env.root.join("build/iid2");
+    let q = env.berth_stdin(
+        &[
+            "build",
+            "-q",
+            "--iidfile",
+            iid2.to_str().unwrap(),
+            "-t",
+            "bt-stdin",
+            "-",
+        ],
+        b"FROM busybox\nRUN echo from stdin > /s\n",
+    );
+    let stdin_id = q.ok();
+    assert!(
+        stdin_id.starts_with("sha256:") && !stdin_id.contains('\n'),
+        "{q:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&iid2).unwrap(), stdin_id);
+    assert_eq!(
+        env.berth(&["run", "--rm", "bt-stdin", "cat", "/s"]).ok(),
+        "from stdin"
+    );
+    for tag in ["bt-simple", "bt-simple:v2", "bt-simple-docker", "bt-stdin"] {
         env.berth(&["rmi", tag]).ok();
     }
 }
