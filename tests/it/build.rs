@@ -33,6 +33,18 @@ pub const TESTS: &[Test] = &[
         "build_client_leaving_cancels_it",
         build_client_leaving_cancels_it,
     ),
+    (
+        "build_from_stdin_quiet_iidfile",
+        build_from_stdin_quiet_iidfile,
+    ),
+    (
+        "build_onbuild_triggers_run_in_a_child",
+        build_onbuild_triggers_run_in_a_child,
+    ),
+    (
+        "build_api_refuses_bad_context_tars",
+        build_api_refuses_bad_context_tars,
+    ),
 ];
 
 /// A fresh context directory `name` under the test root with `files` (path, content).
@@ -166,11 +178,37 @@ fn build_berth_and_docker_cli_with_cache_hits(env: &TestEnv) {
         "{second}"
     );
 
-    // The docker CLI's legacy builder: same stream, same image (cached), --iidfile and -q.
+    docker_cli_builds_the_same(env, &dir, &id);
+
+    // A changed file misses from the COPY on; a changed mtime alone does not.
+    std::fs::write(dir.join("data.txt"), "other data\n").unwrap();
+    let third = berth_build(env, &dir, &["-t", "bt-simple"]).ok();
+    assert_eq!(third.matches(" ---> Using cache").count(), 2, "{third}");
+    assert!(third.contains("other data"), "{third}");
+    let touched = Command::new("touch")
+        .args(["-d", "2001-01-01"])
+        .arg(dir.join("data.txt"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let fourth = docker_build(env, &dir, &["-t", "bt-simple", "."], true, b"");
+    assert_eq!(
+        fourth.stdout.matches(" ---> Using cache").count(),
+        5,
+        "{fourth:?}"
+    );
+    for tag in ["bt-simple", "bt-simple:v2", "bt-simple-docker"] {
+        env.berth(&["rmi", tag]).ok();
+    }
+}
+
+/// The docker CLI's legacy builder against the context `build_berth_…` built: the same
+/// stream, the same image (cached), `--iidfile` and `-q` (default builder: legacy without buildx).
+fn docker_cli_builds_the_same(env: &TestEnv, dir: &Path, id: &str) {
     let iid = env.root.join("build/iid");
     let d = docker_build(
         env,
-        &dir,
+        dir,
         &[
             "-t",
             "bt-simple-docker",
@@ -197,21 +235,12 @@ fn build_berth_and_docker_cli_with_cache_hits(env: &TestEnv) {
         "{d:?}"
     );
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
-    let q = docker_build(env, &dir, &["-q", "."], false, b"");
+    let q = docker_build(env, dir, &["-q", "."], false, b"");
     assert_eq!(q.code, 0, "{q:?}");
     assert_eq!(q.stdout.trim(), id, "{q:?}");
+}
 
-    // A changed file misses from the COPY on; a changed mtime alone does not.
-    std::fs::write(dir.join("data.txt"), "other data\n").unwrap();
-    let third = berth_build(env, &dir, &["-t", "bt-simple"]).ok();
-    assert_eq!(third.matches(" ---> Using cache").count(), 2, "{third}");
-    assert!(third.contains("other data"), "{third}");
-    let fourth = docker_build(env, &dir, &["-t", "bt-simple", "."], true, b"");
-    assert_eq!(
-        fourth.stdout.matches(" ---> Using cache").count(),
-        5,
-        "{fourth:?}"
-    );
+fn build_from_stdin_quiet_iidfile(env: &TestEnv) {
     // `berth build -q -` with a Dockerfile on stdin: the id alone, and --iidfile.
     let iid2 = env.root.join("build/iid2");
     let q = env.berth_stdin(
@@ -236,9 +265,7 @@ fn build_berth_and_docker_cli_with_cache_hits(env: &TestEnv) {
         env.berth(&["run", "--rm", "bt-stdin", "cat", "/s"]).ok(),
         "from stdin"
     );
-    for tag in ["bt-simple", "bt-simple:v2", "bt-simple-docker", "bt-stdin"] {
-        env.berth(&["rmi", tag]).ok();
-    }
+    env.berth(&["rmi", "bt-stdin"]).ok();
 }
 
 fn build_multi_stage_dockerignore_build_arg_target(env: &TestEnv) {
@@ -365,7 +392,6 @@ RUN --mount=type=bind,source=f.txt,target=/bound.txt cat /bound.txt > /w/bound
 RUN --network=none [\"sh\", \"-c\", \"ls /sys/class/net > /w/nets\"]
 USER 1000:1001
 SHELL [\"/bin/sh\", \"-ec\"]
-ONBUILD RUN echo child
 HEALTHCHECK --interval=5s --retries=2 CMD true
 STOPSIGNAL SIGUSR1
 EXPOSE 8080/udp
@@ -413,11 +439,6 @@ CMD echo \"$B\"
         serde_json::json!(["/bin/sh", "-ec"]),
         "{config}"
     );
-    assert_eq!(
-        c["OnBuild"],
-        serde_json::json!(["RUN echo child"]),
-        "{config}"
-    );
     assert_eq!(c["StopSignal"], "SIGUSR1", "{config}");
     assert_eq!(
         c["Healthcheck"]["Test"],
@@ -453,12 +474,37 @@ CMD echo \"$B\"
         "the cache mount kept its content"
     );
 
-    // ONBUILD runs in a child build.
-    let child = context(env, "instr-child", &[("Dockerfile", "FROM bt-instr\n")]);
-    let out = berth_build(env, &child, &["-t", "bt-instr-child"]).ok();
-    assert!(out.contains("child"), "{out}");
-    env.berth(&["rmi", "bt-instr-child"]).ok();
     env.berth(&["rmi", "bt-instr"]).ok();
+}
+
+fn build_onbuild_triggers_run_in_a_child(env: &TestEnv) {
+    let parent = context(
+        env,
+        "onbuild",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD RUN echo child > /child\n",
+        )],
+    );
+    berth_build(env, &parent, &["-t", "bt-onbuild"]).ok();
+    let triggers: serde_json::Value =
+        serde_json::from_str(&env.inspect("bt-onbuild", "{{json .Config.OnBuild}}")).unwrap();
+    assert_eq!(triggers, serde_json::json!(["RUN echo child > /child"]));
+    let child = context(env, "onbuild-child", &[("Dockerfile", "FROM bt-onbuild\n")]);
+    let out = berth_build(env, &child, &["-t", "bt-onbuild-child"]).ok();
+    assert!(out.contains("# Executing 1 build trigger"), "{out}");
+    assert_eq!(
+        env.berth(&["run", "--rm", "bt-onbuild-child", "cat", "/child"])
+            .ok(),
+        "child"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&env.inspect("bt-onbuild-child", "{{json .Config}}")).unwrap();
+    assert!(
+        config["OnBuild"].is_null() || config["OnBuild"] == serde_json::json!([]),
+        "not inherited: {config}"
+    );
+    env.berth(&["rmi", "bt-onbuild-child", "bt-onbuild"]).ok();
 }
 
 fn build_failing_run_tags_nothing_and_leaves_nothing(env: &TestEnv) {
@@ -675,6 +721,13 @@ fn build_api_contexts_and_parameters(env: &TestEnv) {
     );
     assert!(!body.contains("Step 1/"), "{body}");
 
+    env.berth(&["rmi", "bt-api", "bt-api:two"]).ok();
+}
+
+fn build_api_refuses_bad_context_tars(env: &TestEnv) {
+    let dir = env.root.join("build/api-bad");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
     // A context with `..` or an absolute name is refused; nothing is made or left.
     let containers_before = env.berth(&["ps", "-aq"]).ok();
     for bad in ["../evil", "/abs"] {
@@ -704,7 +757,6 @@ fn build_api_contexts_and_parameters(env: &TestEnv) {
         "no scratch stays"
     );
     assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers_before);
-    env.berth(&["rmi", "bt-api", "bt-api:two"]).ok();
 }
 
 fn build_client_leaving_cancels_it(env: &TestEnv) {

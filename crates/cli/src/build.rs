@@ -82,7 +82,7 @@ pub enum BuilderGroup {
     /// Remove build cache.
     Prune(PruneArgs),
     /// Build an image from a Dockerfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
 }
 
 /// `berth builder prune`.
@@ -106,7 +106,7 @@ pub struct PruneArgs {
 pub fn run_group(c: &Client, cmd: BuilderGroup) -> CmdResult {
     match cmd {
         BuilderGroup::Prune(a) => prune(c, a),
-        BuilderGroup::Build(a) => build(c, a),
+        BuilderGroup::Build(a) => build(c, *a),
     }
 }
 

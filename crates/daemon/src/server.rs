@@ -261,6 +261,24 @@ where
     Ok(())
 }
 
+/// `BERTH_BUILD_CONTEXT_LIMIT`: the most bytes a build context may unpack to (the free disk
+/// space is the limit in any case).
+fn build_context_limit() -> Result<Option<u64>, DaemonError> {
+    match std::env::var("BERTH_BUILD_CONTEXT_LIMIT") {
+        Ok(value) if !value.trim().is_empty() => {
+            value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| DaemonError::InvalidParameter {
+                    param: "BERTH_BUILD_CONTEXT_LIMIT",
+                    value,
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,23 +315,5 @@ mod tests {
         drop(listener);
         clear_stale_socket(&path).await.expect("stale");
         assert!(!path.exists());
-    }
-}
-
-/// `BERTH_BUILD_CONTEXT_LIMIT`: the most bytes a build context may unpack to (the free disk
-/// space is the limit in any case).
-fn build_context_limit() -> Result<Option<u64>, DaemonError> {
-    match std::env::var("BERTH_BUILD_CONTEXT_LIMIT") {
-        Ok(value) if !value.trim().is_empty() => {
-            value
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| DaemonError::InvalidParameter {
-                    param: "BERTH_BUILD_CONTEXT_LIMIT",
-                    value,
-                })
-        }
-        _ => Ok(None),
     }
 }

@@ -53,33 +53,8 @@ fn default_shell() -> Vec<String> {
         .collect()
 }
 
-/// Builds stage `index`; returns its image.
-pub(super) async fn stage(
-    run: &Arc<Run>,
-    index: usize,
-    out: &Out,
-) -> Result<Option<String>, BuildError> {
-    let df_stage = &run.df.stages[index];
-    let planned = run
-        .plan
-        .stage(index)
-        .expect("only planned stages are built");
-    let mut step = run.first_step[&index];
-    say(
-        out,
-        format!("Step {step}/{} : {}\n", run.total_steps, df_stage.original),
-    );
-    let base = match &planned.base {
-        Base::Scratch => None,
-        Base::Image(r) => Some(resolve(run, r).await?),
-        Base::Stage(i) => run
-            .results
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(i)
-            .cloned()
-            .flatten(),
-    };
+/// A stage's state on its base image (none for `scratch`): its config, shell and layers.
+async fn base_state(run: &Arc<Run>, base: Option<String>) -> Result<State, BuildError> {
     let mut state = State {
         image: base.clone(),
         config: RunConfig::default(),
@@ -108,6 +83,37 @@ pub(super) async fn stage(
             }
         }
     }
+    Ok(state)
+}
+
+/// Builds stage `index`; returns its image (`None`: `FROM scratch` and nothing else).
+pub(super) async fn stage(
+    run: &Arc<Run>,
+    index: usize,
+    out: &Out,
+) -> Result<Option<String>, BuildError> {
+    let df_stage = &run.df.stages[index];
+    let planned = run
+        .plan
+        .stage(index)
+        .expect("only planned stages are built");
+    let mut step = run.first_step[&index];
+    say(
+        out,
+        format!("Step {step}/{} : {}\n", run.total_steps, df_stage.original),
+    );
+    let base = match &planned.base {
+        Base::Scratch => None,
+        Base::Image(r) => Some(resolve(run, r).await?),
+        Base::Stage(i) => run
+            .results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(i)
+            .cloned()
+            .flatten(),
+    };
+    let mut state = base_state(run, base.clone()).await?;
     say(
         out,
         format!(" ---> {}\n", base.as_deref().map(short).unwrap_or("")),
@@ -623,21 +629,13 @@ async fn from_image(
     }
 }
 
-async fn copy_step(
+/// A `COPY`/`ADD`'s sources: the paths to read from the context or tree, and (`ADD <url>`)
+/// the files fetched into the scratch area first, with their names.
+async fn split_sources(
     run: &Arc<Run>,
-    state: &mut State,
-    spec: CopySpec<'_>,
-    out: &Out,
-) -> Result<(), BuildError> {
+    spec: &CopySpec<'_>,
+) -> Result<(Vec<String>, Vec<(String, PathBuf)>), BuildError> {
     let inst = spec.instruction;
-    let tree_ctx: Option<Arc<context::Context>> = match spec.from {
-        Some(from) => {
-            let image = from_image(run, from, true, spec.line).await?;
-            Some(image_tree(run, &image).await?)
-        }
-        None => None,
-    };
-    // ADD <url>: fetched into the scratch area first.
     let mut sources = Vec::new();
     let mut fetched = Vec::new();
     for s in spec.sources {
@@ -682,6 +680,24 @@ async fn copy_step(
             sources.push(s.clone());
         }
     }
+    Ok((sources, fetched))
+}
+
+async fn copy_step(
+    run: &Arc<Run>,
+    state: &mut State,
+    spec: CopySpec<'_>,
+    out: &Out,
+) -> Result<(), BuildError> {
+    let inst = spec.instruction;
+    let tree_ctx: Option<Arc<context::Context>> = match spec.from {
+        Some(from) => {
+            let image = from_image(run, from, true, spec.line).await?;
+            Some(image_tree(run, &image).await?)
+        }
+        None => None,
+    };
+    let (sources, fetched) = split_sources(run, &spec).await?;
     if spec.checksum.is_some() && fetched.is_empty() {
         return Err(BuildError::copy(
             inst,
@@ -882,33 +898,10 @@ async fn run_step(
         } => (argv, Some((path, content))),
     };
     if let Some((path, content)) = &script {
-        let dir = run.scratch.join(format!("script-{}", super::random_name()));
-        std::fs::create_dir(&dir).map_err(BuildError::io("create directory", &dir))?;
-        let name = Path::new(path)
-            .file_name()
-            .map(|n| n.to_owned())
-            .unwrap_or_default();
-        let file = dir.join(&name);
-        std::fs::write(&file, content).map_err(BuildError::io("write", &file))?;
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(BuildError::io("chmod", &file))?;
-        let target = Path::new(path)
-            .parent()
-            .map_or_else(|| "/".into(), |p| p.to_string_lossy().into_owned());
-        mounts.binds.push(format!("{}:{target}:ro", dir.display()));
-        mounts
-            .exclude
-            .push(PathBuf::from(target.trim_start_matches('/')));
+        stage_script(run, path, content, &mut mounts)?;
     }
     let created_by = history::run(&env.history_args(), &argv);
-    let network = match r.network {
-        RunNetwork::None => "none".to_owned(),
-        RunNetwork::Host => "host".to_owned(),
-        RunNetwork::Default => match run.req.network_mode.as_str() {
-            "" | "default" => "bridge".to_owned(),
-            other => other.to_owned(),
-        },
-    };
+    let network = step_network(run, r);
     let script_key = script.as_ref().map(|(_, c)| c.clone()).unwrap_or_default();
     let key = Cache::key(
         Some(&parent),
@@ -924,27 +917,7 @@ async fn run_step(
         say(out, " ---> Using cache\n");
         return set_image(run, state, hit.image).await;
     }
-    let body = ContainerCreateBody {
-        image: Some(parent.clone()),
-        cmd: Some(argv.clone()),
-        entrypoint: Some(vec![String::new()]),
-        env: Some(env.run_env()),
-        working_dir: state.config.working_dir.clone(),
-        user: state.config.user.clone(),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        tty: Some(false),
-        labels: Some(HashMap::new()),
-        host_config: Some(HostConfig {
-            network_mode: Some(network),
-            extra_hosts: (!run.req.extra_hosts.is_empty()).then(|| run.req.extra_hosts.clone()),
-            shm_size: run.req.shm_size,
-            binds: (!mounts.binds.is_empty()).then(|| mounts.binds.clone()),
-            tmpfs: (!mounts.tmpfs.is_empty()).then(|| mounts.tmpfs.clone()),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    };
+    let body = step_body(run, state, &parent, &argv, env, network, &mounts);
     let containers = Arc::clone(&run.builder.containers);
     let id = containers.create_step(body).await?;
     say(out, format!(" ---> Running in {}\n", short(&id)));
@@ -990,6 +963,79 @@ async fn run_step(
     let record = result?;
     record_step(run, key, Some(&parent), &record, &created_by).await;
     set_image(run, state, record.id).await
+}
+
+/// Writes a heredoc's script into the scratch area and binds it where the step's argv runs it
+/// (left out of the commit).
+fn stage_script(
+    run: &Run,
+    path: &str,
+    content: &str,
+    mounts: &mut Mounts,
+) -> Result<(), BuildError> {
+    let dir = run.scratch.join(format!("script-{}", super::random_name()));
+    std::fs::create_dir(&dir).map_err(BuildError::io("create directory", &dir))?;
+    let name = Path::new(path)
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_default();
+    let file = dir.join(&name);
+    std::fs::write(&file, content).map_err(BuildError::io("write", &file))?;
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(BuildError::io("chmod", &file))?;
+    let target = Path::new(path)
+        .parent()
+        .map_or_else(|| "/".into(), |p| p.to_string_lossy().into_owned());
+    mounts.binds.push(format!("{}:{target}:ro", dir.display()));
+    mounts
+        .exclude
+        .push(PathBuf::from(target.trim_start_matches('/')));
+    Ok(())
+}
+
+/// The network of a `RUN`: its `--network`, else the build's (`default` is the bridge).
+fn step_network(run: &Run, r: &crate::Run) -> String {
+    match r.network {
+        RunNetwork::None => "none".to_owned(),
+        RunNetwork::Host => "host".to_owned(),
+        RunNetwork::Default => match run.req.network_mode.as_str() {
+            "" | "default" => "bridge".to_owned(),
+            other => other.to_owned(),
+        },
+    }
+}
+
+/// The step container's configuration.
+fn step_body(
+    run: &Run,
+    state: &State,
+    parent: &str,
+    argv: &[String],
+    env: &StageEnv<'_>,
+    network: String,
+    mounts: &Mounts,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(parent.to_owned()),
+        cmd: Some(argv.to_vec()),
+        entrypoint: Some(vec![String::new()]),
+        env: Some(env.run_env()),
+        working_dir: state.config.working_dir.clone(),
+        user: state.config.user.clone(),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        labels: Some(HashMap::new()),
+        host_config: Some(HostConfig {
+            network_mode: Some(network),
+            extra_hosts: (!run.req.extra_hosts.is_empty()).then(|| run.req.extra_hosts.clone()),
+            shm_size: run.req.shm_size,
+            binds: (!mounts.binds.is_empty()).then(|| mounts.binds.clone()),
+            tmpfs: (!mounts.tmpfs.is_empty()).then(|| mounts.tmpfs.clone()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    }
 }
 
 #[cfg(test)]

@@ -382,6 +382,16 @@ impl Builder {
             .ok_or_else(|| {
                 BuildError::invalid("No image was generated. Is your Dockerfile empty?")
             })?;
+        self.finish(run, image, events).await
+    }
+
+    /// Tags the image and sends the closing lines (`Successfully built …`).
+    async fn finish(
+        &self,
+        run: &Run,
+        image: String,
+        events: &mpsc::Sender<BuildEvent>,
+    ) -> Result<String, BuildError> {
         let unused = run.df.unused_build_args(&run.req.build_args);
         let mut tail = Vec::new();
         if !unused.is_empty() && !run.req.quiet {
