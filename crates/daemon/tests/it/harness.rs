@@ -94,13 +94,23 @@ impl TestDaemon {
             &data_root,
             Path::new("/usr/bin/berth"),
         );
+        let builder = berth_build::engine::Builder::open(
+            &berth_build::engine::BuilderConfig {
+                data_root: data_root.clone(),
+                context_limit: None,
+            },
+            Arc::clone(&images),
+            Arc::clone(&containers),
+        )
+        .expect("open the builder");
         let state = AppState::new(
             containers,
             images,
             Arc::new(facts),
             events.clone(),
             host_busybox(),
-        );
+        )
+        .with_builder(Arc::new(builder));
         Self {
             server: TestServer::serve(dir, router(state)),
             events,
