@@ -51,6 +51,7 @@ fn harness() -> &'static Harness {
                     runtimes: HashMap::new(),
                     cgroup_parent: format!("berth-fuzz-{}", std::process::id()),
                     network: None,
+                    nofile_limit: None,
                 },
                 Arc::clone(&images),
                 Arc::new(berth_volume::VolumeService::open(&data_root).expect("volumes")),

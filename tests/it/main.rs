@@ -7,13 +7,16 @@
 
 mod archive;
 mod build;
+mod chaos;
 mod containers;
 mod docker_cli;
+mod faults;
 mod hardening;
 mod harness;
 mod images;
 mod lifecycle;
 mod network;
+mod oci;
 mod registry;
 mod security;
 mod volumes;
@@ -63,6 +66,9 @@ fn main() {
         registry::TESTS,
         build::TESTS,
         hardening::TESTS,
+        chaos::TESTS,
+        faults::TESTS,
+        oci::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -166,17 +166,6 @@ pub enum DaemonError {
         #[source]
         source: clap::Error,
     },
-    /// The exec root is so long that monitor sockets under it would not fit a unix socket
-    /// address (108 bytes).
-    #[error(
-        "--exec-root {path} is too long: monitor sockets under it would exceed the 108-byte unix socket limit; use a path of at most {max} bytes"
-    )]
-    ExecRootTooLong {
-        /// The exec root given.
-        path: String,
-        /// The longest that works.
-        max: usize,
-    },
     /// `--add-runtime` is not `NAME=/absolute/path`.
     #[error("invalid --add-runtime {spec:?}: expected NAME=/absolute/path")]
     InvalidRuntime {
@@ -248,7 +237,6 @@ impl Classify for DaemonError {
             | Self::UpgradeRequired { .. }
             | Self::UnknownBootstrap { .. }
             | Self::Flags { .. }
-            | Self::ExecRootTooLong { .. }
             | Self::InvalidRuntime { .. }
             | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
             Self::AlreadyRunning { .. } => ErrorKind::Conflict,

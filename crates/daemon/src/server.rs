@@ -31,6 +31,8 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Dae
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     // Every connection, container pipe, monitor socket and layer file is a descriptor: use
     // all the hard limit allows.
+    let started_with =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok();
     match connections::raise_nofile_limit() {
         Ok((old, new)) if old != new => {
             tracing::info!(from = old, to = new, "raised the open file limit");
@@ -39,8 +41,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
     let address = config.listen_address()?;
-    for dir in [&config.data_root, &config.exec_root] {
-        std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+    // Docker's modes, tightened on an older install's directories (see berth_container::perms).
+    for (dir, mode) in [
+        (&config.data_root, berth_container::perms::DATA_ROOT_MODE),
+        (&config.exec_root, berth_container::perms::RUN_ROOT_MODE),
+    ] {
+        berth_container::perms::ensure_dir(dir, mode).map_err(io_error("create", dir))?;
     }
     if let ListenAddress::Unix(path) = &address {
         clear_stale_socket(path).await?;
@@ -48,7 +54,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let pid_file = config.pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(io_error("write", &pid_file))?;
-    let result = open_and_serve(&config, &address).await;
+    let result = open_and_serve(&config, &address, started_with).await;
     if let Err(error) = std::fs::remove_file(&pid_file) {
         tracing::warn!(path = %pid_file.display(), %error, "could not remove the pid file");
     }
@@ -92,7 +98,11 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
     Ok(service)
 }
 
-async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Result<(), DaemonError> {
+async fn open_and_serve(
+    config: &DaemonConfig,
+    address: &ListenAddress,
+    nofile_limit: Option<(u64, u64)>,
+) -> Result<(), DaemonError> {
     let engine_id = engine_id(&config.data_root)?;
     let mut facts = SystemFacts::gather(
         &HostPaths::default(),
@@ -113,8 +123,8 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         exe: config.exe.clone(),
         runtimes: facts.runtimes.iter().cloned().collect(),
         cgroup_parent: config.cgroup_parent.clone(),
-
         network: Some(network),
+        nofile_limit,
     };
     let volumes = {
         let data_root = config.data_root.clone();

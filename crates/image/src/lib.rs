@@ -78,7 +78,7 @@ pub use reference::{
     DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, is_valid_digest,
     is_valid_path_component, is_valid_repository_path, is_valid_tag,
 };
-pub use store::{ChildImage, DiskUsage, ImageStore, SCHEMA_VERSION};
+pub use store::{ChildImage, DiskUsage, ImageHold, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::json;
 
@@ -61,6 +61,8 @@ struct Index {
     tags: BTreeMap<String, String>,
     /// Container id → the layers its root uses.
     containers: HashMap<String, ContainerMeta>,
+    /// Image id → creates holding it (see [`ImageStore::hold`]).
+    holds: HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +137,16 @@ impl ImageStore {
                 .create(dir)
                 .map_err(ImageError::fs("create directory", dir))?;
         }
+        // An older berth made the root 0755: only root may look inside (dockerd's `image/`
+        // is 0700 too); a stricter mode is kept.
+        let mode = fs::metadata(root)
+            .map_err(ImageError::fs("stat", root))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(root, fs::Permissions::from_mode(mode & 0o700))
+                .map_err(ImageError::fs("chmod", root))?;
+        }
         check_schema_version(&root.join("version"))?;
         persist::empty_dir(&paths.trash)?;
         persist::empty_dir(&paths.ingest)?;
@@ -160,6 +172,21 @@ impl ImageStore {
         let index = self.lock();
         let (id, _) = resolve_id(&index, reference)?;
         Ok(index.record(&id))
+    }
+
+    /// Resolves `reference` and holds the image until the guard is dropped: a container
+    /// create holds its image from resolving it until its writable layer is made (from then on
+    /// the container itself keeps the image), so an `rmi -f` meanwhile only untags it.
+    pub fn hold(self: &Arc<Self>, reference: &str) -> Result<ImageHold, ImageError> {
+        let mut index = self.lock();
+        let (id, _) = resolve_id(&index, reference)?;
+        let record = index.record(&id);
+        *index.holds.entry(id.clone()).or_default() += 1;
+        Ok(ImageHold {
+            store: Arc::clone(self),
+            id,
+            record,
+        })
     }
 
     /// Every image, newest first.
@@ -495,8 +522,12 @@ impl ImageStore {
                     return Ok(records);
                 }
                 // The image is now dangling; as in Docker, a container using it (or an image
-                // on top of it) keeps it without making the untag an error.
-                if delete_conflict(&id, force, in_use).is_some() || index.has_children(&id) {
+                // on top of it) keeps it without making the untag an error. A create that
+                // holds it keeps it even when forced: its container must be able to start.
+                if delete_conflict(&id, force, in_use).is_some()
+                    || index.has_children(&id)
+                    || index.keeps(&id)
+                {
                     return Ok(records);
                 }
             }
@@ -521,6 +552,10 @@ impl ImageStore {
                 }
                 self.untag(&mut index, &tags)?;
                 records.extend(tags.iter().map(|tag| Deleted::Untagged(familiar(tag))));
+                // A create in progress holds it: the image stays, dangling, for that container.
+                if index.keeps(&id) {
+                    return Ok(records);
+                }
             }
         }
         let mut parent = index.images.get(&id).and_then(|entry| entry.parent.clone());
@@ -899,6 +934,12 @@ impl ImageStore {
 }
 
 impl Index {
+    /// Whether a create holds image `id` (it has not made its container's root yet; once it
+    /// has, the root keeps the layers it needs and the image may go, as in Docker).
+    fn keeps(&self, id: &str) -> bool {
+        self.holds.get(id).is_some_and(|n| *n > 0)
+    }
+
     fn record(&self, id: &str) -> ImageRecord {
         let entry = &self.images[id];
         let mut repo_tags: Vec<String> = self
@@ -1135,6 +1176,33 @@ fn resolve_id(index: &Index, reference: &str) -> Result<(String, Resolved), Imag
             problem,
         },
     })
+}
+
+/// An image held by a create (see [`ImageStore::hold`]); released when dropped.
+#[derive(Debug)]
+pub struct ImageHold {
+    store: Arc<ImageStore>,
+    id: String,
+    record: ImageRecord,
+}
+
+impl ImageHold {
+    /// The held image.
+    pub fn record(&self) -> &ImageRecord {
+        &self.record
+    }
+}
+
+impl Drop for ImageHold {
+    fn drop(&mut self) {
+        let mut index = self.store.lock();
+        if let Some(n) = index.holds.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                index.holds.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// What `rmi` would run into: a running container always, a stopped one unless forced.
@@ -1777,6 +1845,39 @@ mod tests {
             .remove(&image.id[7..15], true, &stopped)
             .expect("forced");
         assert_eq!(removed[0], Deleted::Deleted(image.id.clone()));
+    }
+
+    #[test]
+    fn a_held_or_used_image_is_only_untagged_even_when_forced() {
+        let (_dir, store) = open_store();
+        let store = Arc::new(store);
+        let image = import(&store, &tar_of(&[("f", b"x")]), Some("held"), &[]).expect("import");
+        let nobody = |_: &str| None;
+        let hold = store.hold("held").expect("hold");
+        assert_eq!(hold.record().id, image.id);
+        assert_eq!(
+            store.remove("held", true, &nobody).expect("untag"),
+            [Deleted::Untagged("held:latest".into())]
+        );
+        assert!(
+            store
+                .remove(&image.id, true, &nobody)
+                .expect("kept")
+                .is_empty()
+        );
+        // The create makes its container's root from it: the root keeps its layers, and the
+        // image may go once the hold is released.
+        let container = "c0ffee".repeat(10) + "abcd";
+        let dirs = store.prepare_rootfs(&container, &image.id).expect("rootfs");
+        drop(hold);
+        let removed = store.remove(&image.id, true, &nobody).expect("deleted");
+        assert_eq!(removed[0], Deleted::Deleted(image.id.clone()));
+        assert_eq!(store.rootfs(&container, &image.id).expect("root"), dirs);
+        assert!(dirs.lowerdirs[0].is_dir());
+        assert!(matches!(
+            store.hold("held"),
+            Err(ImageError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -29,6 +29,7 @@
 pub mod error;
 pub mod logfile;
 pub mod protocol;
+pub mod sockpath;
 
 mod engine;
 mod monitor;

@@ -81,12 +81,15 @@ impl ContainerService {
             .ok_or_else(|| invalid("No image specified"))?;
         let mut hc = body.host_config.clone().unwrap_or_default();
         spec::validate_host_config(&hc)?;
-        let image = {
+        // Held from here until the writable layer is made (from then on the container keeps
+        // it): an `rmi -f` meanwhile only untags it, and this container can start.
+        let hold = {
             let images = self.images.clone();
             let r = image_ref.clone();
-            blocking(move || images.resolve(&r)).await?
+            blocking(move || images.hold(&r)).await?
         }
         .map_err(super::image_lookup_error(&image_ref))?;
+        let image = hold.record().clone();
         let requested_endpoints = body
             .networking_config
             .as_ref()
@@ -150,6 +153,7 @@ impl ContainerService {
                 return Err(e);
             }
         };
+        drop(hold);
         let entry = self.new_entry(record.clone());
         self.lock_index().by_id.insert(id.clone(), entry);
         self.publish(&record, "create", &[]);
@@ -267,7 +271,8 @@ fn make_files(
     mut record: Record,
     requested: Vec<berth_volume::MountPoint>,
 ) -> Result<Record> {
-    std::fs::create_dir_all(&paths.data_dir).map_err(io_err("create", &paths.data_dir))?;
+    crate::perms::ensure_dir(&paths.data_dir, crate::perms::DATA_DIR_MODE)
+        .map_err(io_err("create", &paths.data_dir))?;
     spec::write_etc_files(
         &paths.data_dir,
         record.config.hostname.as_deref().unwrap_or(""),

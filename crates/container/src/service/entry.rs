@@ -28,6 +28,34 @@ pub(crate) struct Entry {
     /// The init's process in the current run's OCI spec: an exec builds on it (only this
     /// part of the spec is kept; the rest, its seccomp profile above all, is large).
     pub(super) process: std::sync::Mutex<Option<berth_runtime::Process>>,
+    /// A `rm` holds it from its first step (a `rm -f` stops the container first) to the
+    /// last: a second `rm` meanwhile is told the removal is in progress, as dockerd tells.
+    pub(super) removal: std::sync::atomic::AtomicBool,
+}
+
+/// A removal's claim on its container (see [`Entry::removal`]); released when dropped.
+#[derive(Debug)]
+pub(super) struct RemovalClaim<'a>(&'a Entry);
+
+impl<'a> RemovalClaim<'a> {
+    /// Claims the removal of `entry`, or says another one is in progress.
+    pub(super) fn take(entry: &'a Entry) -> Result<Self, crate::ContainerError> {
+        use std::sync::atomic::Ordering;
+        if entry.removal.swap(true, Ordering::AcqRel) {
+            return Err(crate::ContainerError::Conflict {
+                message: format!("removal of container {} is already in progress", entry.id),
+            });
+        }
+        Ok(Self(entry))
+    }
+}
+
+impl Drop for RemovalClaim<'_> {
+    fn drop(&mut self) {
+        self.0
+            .removal
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Entry {

@@ -199,6 +199,7 @@ async fn world() -> World {
         runtimes: HashMap::new(),
         cgroup_parent: "/berth-unit".into(),
         network: None,
+        nofile_limit: None,
     };
     let monitor = Arc::new(FakeMonitor::default());
     let svc =

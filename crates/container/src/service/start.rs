@@ -78,7 +78,9 @@ impl ContainerService {
         // `run --rm` whose start fails leaves no container behind, as dockerd does.
         if started.is_err() && rec.host_config.auto_remove.unwrap_or(false) {
             drop(rec);
-            if let Err(error) = self.remove_entry(&entry, true).await {
+            if let Err(error) = self.remove_entry(&entry, true).await
+                && !matches!(error, crate::ContainerError::NotFound { .. })
+            {
                 tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after a failed start");
             }
         }
@@ -90,6 +92,8 @@ impl ContainerService {
     pub(super) async fn start_locked(&self, entry: &Arc<Entry>, rec: &mut Record) -> Result<()> {
         let files = self.run_files(entry, rec).await?;
         self.prepare_resolv_conf(entry, rec).await?;
+        // Never two copies: whatever a lost run left in the cgroup dies first.
+        self.kill_leftovers(entry, rec).await;
         let run_dir = entry.paths.run_dir.clone();
         {
             let (spec, monitor, run_dir) =
@@ -198,16 +202,14 @@ impl ContainerService {
         let rootfs = {
             let images = self.images.clone();
             let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
-            blocking(move || {
-                images.resolve(&image_id)?;
-                images.rootfs(&id, &image_id)
-            })
-            .await?
+            // The container's root keeps the layers it needs: it starts even if its image was
+            // removed since (`rmi -f`), as in Docker.
+            blocking(move || images.rootfs(&id, &image_id)).await?
         }
         .map_err(super::image_lookup_error(&rec.image_id))?;
         // The user's passwd entry, a seccomp profile given as a path, and volumes with
         // device options (mounted on the host first) all touch the disk.
-        let (user, seccomp, mounts) = {
+        let (user, seccomp, mounts, block_io) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
             let (hc, points) = (rec.host_config.clone(), rec.mount_points.clone());
             let volumes = self.volumes.clone();
@@ -216,6 +218,7 @@ impl ContainerService {
                     spec::resolve_user(&u, &rootfs)?,
                     spec::seccomp::choice(&hc)?,
                     mounts::oci_mounts(&volumes, &points)?,
+                    spec::block_io(&hc)?,
                 ))
             })
             .await??
@@ -234,6 +237,7 @@ impl ContainerService {
             cgroup_parent: &rec.cgroup_parent,
             mounts,
             seccomp,
+            block_io,
         })?;
         let runtime = match rec
             .host_config
@@ -264,6 +268,7 @@ impl ContainerService {
             stdin_once: rec.config.stdin_once.unwrap_or(false),
             console_size: spec::console_size(rec.host_config.console_size.as_ref()),
             runtime,
+            nofile_limit: self.cfg.nofile_limit,
         };
         Ok(RunFiles { spec, monitor })
     }
@@ -326,12 +331,14 @@ fn write_run_files(
         }
         _ => {}
     }
-    std::fs::create_dir_all(run_dir).map_err(io_err("create", run_dir))?;
+    crate::perms::ensure_dir(run_dir, crate::perms::RUN_DIR_MODE)
+        .map_err(io_err("create", run_dir))?;
     let encode = |what| move |source| ContainerError::Encode { what, source };
     let spec_bytes = serde_json::to_vec(spec).map_err(encode("OCI spec"))?;
     let monitor_bytes = serde_json::to_vec(monitor).map_err(encode("monitor config"))?;
-    berth_fs::write_atomic(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
-    berth_fs::write_atomic(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
+    // The spec holds the container's environment (`-e` values): for root alone.
+    berth_fs::write_atomic_private(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
+    berth_fs::write_atomic_private(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
     Ok(())
 }
 

@@ -29,7 +29,7 @@ mod user;
 pub use caps::{all_capabilities, capabilities, capability_set};
 pub use config::{DEFAULT_PATH, command_line, merge_image_defaults, validate_host_config};
 pub use etc_files::write_etc_files;
-pub use resources::{cgroup_resources, resources};
+pub use resources::{block_io, cgroup_resources, resources};
 pub use seccomp::{SeccompChoice, docker_seccomp_to_oci};
 pub use user::{ResolvedUser, resolve_user, resolve_user_in};
 
@@ -62,6 +62,8 @@ pub struct BuildInputs<'a> {
     pub mounts: Vec<Mount>,
     /// The seccomp filter chosen by `--security-opt` (see [`seccomp::choice`]).
     pub seccomp: SeccompChoice,
+    /// `linux.resources.blockIO` (see [`block_io`]: devices are `stat`ed before the build).
+    pub block_io: Option<oci_spec::runtime::LinuxBlockIo>,
 }
 
 /// Parses Docker's `--ulimit` names.
@@ -311,6 +313,7 @@ fn linux_section(
         inputs.id,
     ))));
     let mut res = resources(hc);
+    res.set_block_io(inputs.block_io.clone());
     if privileged {
         let mut all = LinuxDeviceCgroup::default();
         all.set_allow(true);

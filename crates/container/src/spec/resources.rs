@@ -1,7 +1,108 @@
 //! cgroup limits: Docker's `HostConfig` resource fields as OCI `linux.resources`, and as the
 //! `berth-cgroups` values `docker update` applies to a running container.
-use berth_api::models::HostConfig;
-use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use berth_api::models::{HostConfig, ThrottleDevice};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, LinuxThrottleDevice,
+    LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
+};
+
+use super::invalid;
+use crate::ContainerError;
+
+/// The four throttle lists of a host config, by Docker's flag name.
+pub(super) fn throttles(hc: &HostConfig) -> [(&'static str, &[ThrottleDevice]); 4] {
+    fn list(l: &Option<Vec<ThrottleDevice>>) -> &[ThrottleDevice] {
+        l.as_deref().unwrap_or(&[])
+    }
+    [
+        ("--device-read-bps", list(&hc.blkio_device_read_bps)),
+        ("--device-write-bps", list(&hc.blkio_device_write_bps)),
+        ("--device-read-iops", list(&hc.blkio_device_read_iops)),
+        ("--device-write-iops", list(&hc.blkio_device_write_iops)),
+    ]
+}
+
+/// A device's major and minor number (a `stat` of its path, as dockerd takes them).
+fn device_numbers(path: &str) -> Result<(i64, i64), ContainerError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| {
+        invalid(format!(
+            "error gathering device information while adding custom device {path:?}: {e}"
+        ))
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(invalid(format!("{path} is not a block device")));
+    }
+    let rdev = meta.rdev();
+    Ok((i64::from(libc_major(rdev)), i64::from(libc_minor(rdev))))
+}
+
+/// `major(3)` of a `dev_t`.
+fn libc_major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+/// `minor(3)` of a `dev_t`.
+fn libc_minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
+
+/// OCI `linux.resources.blockIO` of `--blkio-weight`, `--blkio-weight-device` and the
+/// `--device-{read,write}-{bps,iops}` throttles (devices named by path: `stat`s, so called
+/// from a blocking task); `None` when none is set. The runtime writes them to the v1 `blkio`
+/// or the v2 `io` controller.
+pub fn block_io(hc: &HostConfig) -> Result<Option<LinuxBlockIo>, ContainerError> {
+    let mut b = LinuxBlockIo::default();
+    let mut set = false;
+    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
+        b.set_weight(Some(w));
+        set = true;
+    }
+    let mut weights = Vec::new();
+    for d in hc.blkio_weight_device.iter().flatten() {
+        let (major, minor) = device_numbers(d.path.as_deref().unwrap_or(""))?;
+        let mut w = LinuxWeightDeviceBuilder::default()
+            .major(major)
+            .minor(minor);
+        if let Some(weight) = d.weight.and_then(|w| u16::try_from(w).ok()) {
+            w = w.weight(weight);
+        }
+        weights.push(w.build().map_err(|e| invalid(e.to_string()))?);
+    }
+    if !weights.is_empty() {
+        b.set_weight_device(Some(weights));
+        set = true;
+    }
+    let mut lists: [Vec<LinuxThrottleDevice>; 4] = Default::default();
+    for ((_, list), out) in throttles(hc).into_iter().zip(lists.iter_mut()) {
+        for d in list {
+            let (major, minor) = device_numbers(d.path.as_deref().unwrap_or(""))?;
+            let t = LinuxThrottleDeviceBuilder::default()
+                .major(major)
+                .minor(minor)
+                .rate(u64::try_from(d.rate.unwrap_or(0)).unwrap_or(0))
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            out.push(t);
+        }
+    }
+    let [read_bps, write_bps, read_iops, write_iops] = lists;
+    for (list, setter) in [
+        (
+            read_bps,
+            LinuxBlockIo::set_throttle_read_bps_device as fn(&mut _, _) -> &mut _,
+        ),
+        (write_bps, LinuxBlockIo::set_throttle_write_bps_device),
+        (read_iops, LinuxBlockIo::set_throttle_read_iops_device),
+        (write_iops, LinuxBlockIo::set_throttle_write_iops_device),
+    ] {
+        if !list.is_empty() {
+            setter(&mut b, Some(list));
+            set = true;
+        }
+    }
+    Ok(set.then_some(b))
+}
 
 /// OCI `linux.resources` for a host config (without device rules).
 pub fn resources(hc: &HostConfig) -> LinuxResources {
@@ -12,8 +113,9 @@ pub fn resources(hc: &HostConfig) -> LinuxResources {
         let m = memory.get_or_insert_with(Default::default);
         m.set_limit(Some(limit));
         // Docker's default swap is as much again as the memory limit.
+        // (A limit so large that twice it overflows leaves swap unlimited.)
         m.set_swap(Some(match hc.memory_swap.unwrap_or(0) {
-            0 => limit * 2,
+            0 => limit.checked_mul(2).unwrap_or(-1),
             s => s,
         }));
     }
@@ -76,12 +178,51 @@ pub fn cgroup_resources(hc: &HostConfig) -> berth_cgroups::Resources {
         cpu_shares: cpu.shares(),
         cpuset_cpus: cpu.cpus().clone(),
         pids_limit: r.pids().map(|p| p.limit()),
+        ..Default::default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_io_takes_devices_by_number() {
+        assert!(block_io(&HostConfig::default()).unwrap().is_none());
+        // /dev/loop0 or any block device of this host; a path that is not one is refused.
+        let Some(dev) = ["/dev/loop0", "/dev/sda", "/dev/vda", "/dev/nvme0n1"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            return;
+        };
+        let throttle = |path: &str| ThrottleDevice {
+            path: Some(path.into()),
+            rate: Some(1_048_576),
+        };
+        let hc = HostConfig {
+            blkio_weight: Some(300),
+            blkio_device_read_bps: Some(vec![throttle(dev)]),
+            blkio_device_write_iops: Some(vec![throttle(dev)]),
+            ..Default::default()
+        };
+        let b = block_io(&hc).unwrap().unwrap();
+        assert_eq!(b.weight(), Some(300));
+        let read = b.throttle_read_bps_device().clone().unwrap();
+        assert_eq!(read[0].rate(), 1_048_576);
+        assert!(b.throttle_write_iops_device().is_some());
+        assert!(b.throttle_write_bps_device().is_none());
+        let bad = HostConfig {
+            blkio_device_read_bps: Some(vec![throttle("/etc/passwd")]),
+            ..Default::default()
+        };
+        assert!(
+            block_io(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not a block device")
+        );
+    }
 
     #[test]
     fn limits_map_to_oci_and_cgroups() {
@@ -101,6 +242,11 @@ mod tests {
             (c.memory, c.cpu_period, c.pids_limit),
             (Some(64 << 20), Some(100_000), Some(10))
         );
+        let huge = resources(&HostConfig {
+            memory: Some(i64::MAX),
+            ..Default::default()
+        });
+        assert_eq!(huge.memory().and_then(|m| m.swap()), Some(-1));
         let none = resources(&HostConfig::default());
         assert!(none.memory().is_none() && none.cpu().is_none() && none.pids().is_none());
         let quota = resources(&HostConfig {

@@ -81,6 +81,7 @@ impl TestDaemon {
                 runtimes: HashMap::new(),
                 cgroup_parent: format!("berth-daemon-test-{}", std::process::id()),
                 network: None,
+                nofile_limit: None,
             },
             Arc::clone(&images),
             Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
