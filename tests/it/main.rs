@@ -8,6 +8,7 @@
 mod archive;
 mod build;
 mod chaos;
+mod compat;
 mod containers;
 mod docker_cli;
 mod faults;
@@ -69,6 +70,7 @@ fn main() {
         chaos::TESTS,
         faults::TESTS,
         oci::TESTS,
+        compat::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

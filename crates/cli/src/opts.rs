@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use berth_api::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
-    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use clap::Args;
 
@@ -184,6 +185,31 @@ pub struct CreateFlags {
     /// UTS namespace to use.
     #[arg(long)]
     pub uts: Option<String>,
+    /// Add link to another container (name[:alias]).
+    #[arg(long = "link")]
+    pub link: Vec<String>,
+    /// Command to run to check health.
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h).
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries", allow_hyphen_values = true)]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries
+    /// countdown (ms|s|m|h).
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h).
+    #[arg(long = "health-start-interval")]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Add additional groups to join.
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,
@@ -450,11 +476,69 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         labels: Some(labels),
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
+        healthcheck: healthcheck(f)?,
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
     };
     Ok((body, f.name.clone()))
+}
+
+/// The docker CLI's `Healthcheck` from `--health-*` and `--no-healthcheck` (none when no
+/// flag is given: the image's applies).
+fn healthcheck(f: &CreateFlags) -> Result<Option<HealthConfig>, CliError> {
+    let duration = |value: &Option<String>, flag: &str| -> Result<i64, CliError> {
+        value
+            .as_deref()
+            .map(|v| {
+                berth_api::time::parse_go_duration(v)
+                    .map_err(|e| flag_err(v, &format!("--{flag}"), e))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let interval = duration(&f.health_interval, "health-interval")?;
+    let timeout = duration(&f.health_timeout, "health-timeout")?;
+    let start_period = duration(&f.health_start_period, "health-start-period")?;
+    let start_interval = duration(&f.health_start_interval, "health-start-interval")?;
+    let retries = f.health_retries.unwrap_or(0);
+    let cmd = f.health_cmd.clone().unwrap_or_default();
+    let given = !cmd.is_empty()
+        || [interval, timeout, start_period, start_interval, retries]
+            .iter()
+            .any(|v| *v != 0);
+    let refuse = |m: &str| Err(CliError::msg(m).with_code(125));
+    if f.no_healthcheck {
+        if given {
+            return refuse("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }));
+    }
+    if !given {
+        return Ok(None);
+    }
+    for (value, flag) in [
+        (interval, "interval"),
+        (timeout, "timeout"),
+        (retries, "retries"),
+        (start_period, "start-period"),
+        (start_interval, "start-interval"),
+    ] {
+        if value < 0 {
+            return refuse(&format!("--health-{flag} cannot be negative"));
+        }
+    }
+    Ok(Some(HealthConfig {
+        test: (!cmd.is_empty()).then(|| vec!["CMD-SHELL".into(), cmd]),
+        interval: Some(interval),
+        timeout: Some(timeout),
+        start_period: Some(start_period),
+        start_interval: Some(start_interval),
+        retries: Some(retries),
+    }))
 }
 
 /// A byte size flag (`-m 512m`).
@@ -545,6 +629,7 @@ fn host_config(
         dns_options: (!f.dns_option.is_empty()).then(|| f.dns_option.clone()),
         extra_hosts: (!f.add_host.is_empty()).then(|| f.add_host.clone()),
         group_add: (!f.group_add.is_empty()).then(|| f.group_add.clone()),
+        links: (!f.link.is_empty()).then(|| f.link.clone()),
         ipc_mode: f.ipc.clone(),
         pid_mode: f.pid.clone(),
         uts_mode: f.uts.clone(),

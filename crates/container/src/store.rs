@@ -39,6 +39,9 @@ pub struct StateRecord {
     pub finished_at: String,
     /// Killed by the OOM killer on its last run.
     pub oom_killed: bool,
+    /// The healthcheck's state, once a run with a healthcheck started (`State.Health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<berth_api::models::Health>,
 }
 
 impl Default for StateRecord {
@@ -51,6 +54,7 @@ impl Default for StateRecord {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
+            health: None,
         }
     }
 }

@@ -71,6 +71,18 @@ pub enum DaemonError {
     /// No route matches the path.
     #[error("page not found")]
     RouteNotFound,
+    /// A swarm endpoint: berth is never a swarm manager (dockerd's words, which clients
+    /// such as docker-py's teardown match on).
+    #[error(
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."
+    )]
+    NotSwarmManager,
+    /// `GET /plugins/{name}/json`: berth has no plugins.
+    #[error("plugin {name:?} not found")]
+    PluginNotFound {
+        /// The name asked for.
+        name: String,
+    },
     /// A query parameter has a value that does not parse.
     #[error("invalid value for {param}: {value:?}")]
     InvalidParameter {
@@ -221,9 +233,11 @@ impl Classify for DaemonError {
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
             Self::Build { source } => source.kind(),
-            Self::RouteNotFound | Self::PullUnavailable { .. } | Self::BusyboxNotFound => {
-                ErrorKind::NotFound
-            }
+            Self::RouteNotFound
+            | Self::PullUnavailable { .. }
+            | Self::BusyboxNotFound
+            | Self::PluginNotFound { .. } => ErrorKind::NotFound,
+            Self::NotSwarmManager => ErrorKind::Unavailable,
             Self::ApiVersionTooNew { .. }
             | Self::ApiVersionTooOld { .. }
             | Self::InvalidParameter { .. }

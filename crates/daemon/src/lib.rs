@@ -28,6 +28,7 @@ pub mod connections;
 pub mod containers;
 pub mod copy;
 pub mod error;
+mod features_off;
 pub mod hijack;
 mod image_state;
 pub mod images;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(volumes::routes())
                 .merge(commit::routes())
                 .merge(build::routes())
+                .merge(features_off::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

@@ -39,6 +39,12 @@ fn container_config(body: ContainerCreateBody, image_ref: &str) -> ContainerConf
     }
 }
 
+/// The image's `Healthcheck` (kept verbatim in its config); one that does not decode is none.
+fn image_healthcheck(image: &berth_image::ImageConfig) -> Option<berth_api::models::HealthConfig> {
+    let value = image.config.as_ref()?.other.get("Healthcheck")?;
+    serde_json::from_value(value.clone()).ok()
+}
+
 /// Docker's default hostname: the host's with `--network host`, else the short id.
 fn default_hostname(network_mode: Option<&str>, id: &str) -> String {
     let short = || id[..12].to_string();
@@ -81,6 +87,7 @@ impl ContainerService {
             .ok_or_else(|| invalid("No image specified"))?;
         let mut hc = body.host_config.clone().unwrap_or_default();
         spec::validate_host_config(&hc)?;
+        super::health::validate(body.healthcheck.as_ref())?;
         // Held from here until the writable layer is made (from then on the container keeps
         // it): an `rmi -f` meanwhile only untags it, and this container can start.
         let hold = {
@@ -96,6 +103,7 @@ impl ContainerService {
             .and_then(|n| n.endpoints_config.clone());
         let mut config = container_config(body, &image_ref);
         spec::merge_image_defaults(&mut config, &image.config);
+        super::health::merge(&mut config, image_healthcheck(&image.config));
         let argv = spec::command_line(&config)?;
         if let Some(sig) = config.stop_signal.as_deref() {
             parse_signal(sig)?;
@@ -123,12 +131,21 @@ impl ContainerService {
             self.runtime_path(rt)?;
         }
         let requested = self.requested_mounts(&config, &hc)?;
+        let links = self.check_links(&hc)?;
         let cgroup_parent = hc
             .cgroup_parent
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
         let name = self.reserve_name(name, &id)?;
+        if !links.is_empty() {
+            hc.links = Some(
+                links
+                    .iter()
+                    .map(|(child, alias)| format!("/{child}:/{name}/{alias}"))
+                    .collect(),
+            );
+        }
         let record = Record {
             version: store::RECORD_VERSION,
             id: id.clone(),

@@ -31,6 +31,10 @@ pub(crate) struct Entry {
     /// A `rm` holds it from its first step (a `rm -f` stops the container first) to the
     /// last: a second `rm` meanwhile is told the removal is in progress, as dockerd tells.
     pub(super) removal: std::sync::atomic::AtomicBool,
+    /// The user stopped or killed the current run (dockerd's `ExitOnNext`, which cancels its
+    /// restart manager): its exit is not followed by a restart, whatever the policy. Reset
+    /// by the next start; not kept across a daemon restart, as in dockerd.
+    pub(super) exit_on_next: std::sync::atomic::AtomicBool,
 }
 
 /// A removal's claim on its container (see [`Entry::removal`]); released when dropped.
@@ -59,6 +63,15 @@ impl Drop for RemovalClaim<'_> {
 }
 
 impl Entry {
+    pub(super) fn set_exit_on_next(&self, value: bool) {
+        self.exit_on_next
+            .store(value, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn exits_on_next(&self) -> bool {
+        self.exit_on_next.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub(super) fn set_life(&self, r: &Record, exited: bool, removed: bool) {
         self.life.send_modify(|l| {
             l.status = r.state.status;

@@ -286,7 +286,13 @@ impl ContainerService {
         if let Some(u) = c.user.clone().filter(|u| !u.is_empty()) {
             let rootfs = self.images.rootfs(&rec.id, &rec.image_id)?;
             // passwd and group of every layer: disk reads, off the async threads.
-            let user = blocking(move || spec::resolve_user(&u, &rootfs)).await??;
+            let group_add = rec.host_config.group_add.clone().unwrap_or_default();
+            let user = blocking(move || {
+                let mut user = spec::resolve_user(&u, &rootfs)?;
+                spec::add_groups(&mut user, &group_add, &rootfs)?;
+                Ok::<_, ContainerError>(user)
+            })
+            .await??;
             process.set_user(spec::oci_user(&user));
         }
         if c.privileged.unwrap_or(false) {

@@ -58,6 +58,10 @@ fn apply_exit(rec: &mut Record, exit: &ExitStatus, started: bool) {
         rec.state.error = e.clone();
     }
     rec.state.pid = 0;
+    // dockerd reports a stopped probe loop as unhealthy ("for compatibility reasons").
+    if let Some(h) = rec.state.health.as_mut() {
+        h.status = Some(berth_api::models::HealthStatusEnum::UNHEALTHY);
+    }
 }
 
 impl ContainerService {
@@ -80,6 +84,10 @@ impl ContainerService {
             .ok()
             .flatten();
             *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = process;
+            {
+                let rec = entry.rec.lock().await;
+                self.resume_health(&entry, &rec);
+            }
             self.spawn_exit_watcher(entry, wait, true);
             return;
         }
@@ -123,7 +131,10 @@ impl ContainerService {
         self.release_networks(&rec.id).await;
         *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
-        let restart = started && !auto_remove && restart_policy::should_restart(&rec);
+        let restart = started
+            && !auto_remove
+            && !entry.exits_on_next()
+            && restart_policy::should_restart(&rec);
         if restart {
             rec.state.status = Status::Restarting;
         }
@@ -141,6 +152,7 @@ impl ContainerService {
                 self.publish(&rec, "oom", &[]);
             }
             self.publish(&rec, "die", &[("exitCode", exit.exit_code.to_string())]);
+            self.publish_volume_events(&rec, "unmount");
         }
         entry.set_life(&rec, true, false);
         if auto_remove {

@@ -32,7 +32,9 @@ mod entry;
 mod exec;
 mod exit;
 mod filters;
+mod health;
 mod inspect;
+mod links;
 mod list;
 mod mounts;
 mod network;
@@ -246,6 +248,7 @@ impl ContainerService {
             pending_attach: std::sync::Mutex::new(Vec::new()),
             process: std::sync::Mutex::new(None),
             removal: std::sync::atomic::AtomicBool::new(false),
+            exit_on_next: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -263,6 +266,28 @@ impl ContainerService {
         }
         self.events
             .publish(EventMessageTypeEnum::CONTAINER, action, &r.id, a);
+    }
+
+    /// dockerd's volume events of a run: `mount` of each volume at start (with its driver,
+    /// destination, read/write and propagation), `unmount` at the exit (driver only).
+    fn publish_volume_events(&self, r: &Record, action: &str) {
+        for m in r
+            .mount_points
+            .iter()
+            .filter(|m| m.kind == berth_volume::MountKind::Volume && !m.name.is_empty())
+        {
+            let mut a = HashMap::from([
+                ("container".to_string(), r.id.clone()),
+                ("driver".to_string(), m.driver.clone()),
+            ]);
+            if action == "mount" {
+                a.insert("destination".into(), m.destination.clone());
+                a.insert("read/write".into(), m.rw.to_string());
+                a.insert("propagation".into(), m.propagation.clone());
+            }
+            self.events
+                .publish(EventMessageTypeEnum::VOLUME, action, &m.name, a);
+        }
     }
 
     /// Finds a container by full id, name, or unique id prefix.

@@ -29,6 +29,7 @@ impl ContainerService {
             }
             if rec.state.status.is_alive() {
                 rec.manually_stopped = true;
+                entry.set_exit_on_next(true);
                 rec.host_config.auto_remove = Some(false);
                 let paused = rec.state.status == Status::Paused;
                 drop(rec);

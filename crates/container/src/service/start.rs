@@ -90,6 +90,7 @@ impl ContainerService {
     /// Starts the container under its record lock: run files, monitor, networks, attachments,
     /// then the process.
     pub(super) async fn start_locked(&self, entry: &Arc<Entry>, rec: &mut Record) -> Result<()> {
+        entry.set_exit_on_next(false);
         let files = self.run_files(entry, rec).await?;
         self.prepare_resolv_conf(entry, rec).await?;
         // Never two copies: whatever a lost run left in the cgroup dies first.
@@ -143,6 +144,7 @@ impl ContainerService {
                 rec.state.started_at = started_at;
                 rec.state.error.clear();
                 rec.state.oom_killed = false;
+                self.start_health(entry, rec);
                 self.spawn_exit_watcher(entry.clone(), wait, true);
                 if let Err(error) = self.save(entry, rec).await {
                     // A record that says "not running" must not hide a running process:
@@ -151,6 +153,7 @@ impl ContainerService {
                     return Err(error);
                 }
                 entry.set_life(rec, false, false);
+                self.publish_volume_events(rec, "mount");
                 self.publish(rec, "start", &[]);
                 Ok(())
             }
@@ -211,11 +214,14 @@ impl ContainerService {
         // device options (mounted on the host first) all touch the disk.
         let (user, seccomp, mounts, block_io) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
+            let group_add = rec.host_config.group_add.clone().unwrap_or_default();
             let (hc, points) = (rec.host_config.clone(), rec.mount_points.clone());
             let volumes = self.volumes.clone();
             blocking(move || -> Result<_> {
+                let mut user = spec::resolve_user(&u, &rootfs)?;
+                spec::add_groups(&mut user, &group_add, &rootfs)?;
                 Ok((
-                    spec::resolve_user(&u, &rootfs)?,
+                    user,
                     spec::seccomp::choice(&hc)?,
                     mounts::oci_mounts(&volumes, &points)?,
                     spec::block_io(&hc)?,
@@ -223,13 +229,16 @@ impl ContainerService {
             })
             .await??
         };
+        let links = self.links(rec).await?;
+        let mut config = rec.config.clone();
+        config.env = super::links::merge_env(&links, config.env.take());
         let argv: Vec<String> = std::iter::once(rec.path.clone())
             .chain(rec.args.iter().cloned())
             .collect();
         let spec = spec::build(spec::BuildInputs {
             id: &rec.id,
             argv,
-            config: &rec.config,
+            config: &config,
             host_config: &rec.host_config,
             user,
             data_dir: &entry.paths.data_dir,

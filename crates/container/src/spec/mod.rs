@@ -31,7 +31,7 @@ pub use config::{DEFAULT_PATH, command_line, merge_image_defaults, validate_host
 pub use etc_files::write_etc_files;
 pub use resources::{block_io, cgroup_resources, resources};
 pub use seccomp::{SeccompChoice, docker_seccomp_to_oci};
-pub use user::{ResolvedUser, resolve_user, resolve_user_in};
+pub use user::{ResolvedUser, add_groups, additional_groups_in, resolve_user, resolve_user_in};
 
 fn invalid(message: impl Into<String>) -> ContainerError {
     ContainerError::InvalidArgument {
