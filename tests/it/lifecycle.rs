@@ -487,7 +487,11 @@ fn start_after_forced_rmi_runs_as_docker(env: &TestEnv) {
     let r = env.berth(&["rmi", "doomed:1"]);
     assert_ne!(r.code, 0, "refused while a container uses it: {r:?}");
     env.berth(&["rmi", "-f", "doomed:1"]).ok();
-    assert_ne!(env.berth(&["image", "inspect", "doomed:1"]).code, 0, "untagged");
+    assert_ne!(
+        env.berth(&["image", "inspect", "doomed:1"]).code,
+        0,
+        "untagged"
+    );
     env.berth(&["start", "-a", "orphan"]).ok();
     assert_eq!(env.inspect("orphan", "{{.State.Status}}"), "exited");
     assert_eq!(env.inspect("orphan", "{{.State.ExitCode}}"), "0");
