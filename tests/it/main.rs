@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod build;
 mod chaos;
 mod compat;
 mod containers;
@@ -73,6 +74,7 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         pull::TESTS,
+        build::TESTS,
         hardening::TESTS,
         chaos::TESTS,
         faults::TESTS,

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+mod build;
 mod confirm;
 mod container;
 mod cp;
@@ -147,6 +148,14 @@ enum Command {
     },
     /// Copy files/folders between a container and the local filesystem.
     Cp(cp::CpArgs),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Manage builds.
+    #[command(name = "builder")]
+    BuilderGroup {
+        #[command(subcommand)]
+        cmd: build::BuilderGroup,
+    },
     /// Manage volumes.
     #[command(name = "volume")]
     VolumeGroup {
@@ -213,6 +222,8 @@ pub fn main(args: Vec<String>) -> i32 {
         Command::ImageGroup { cmd } => image::run_group(&client, cmd),
         Command::NetworkGroup { cmd } => network::run_group(&client, cmd),
         Command::Cp(a) => cp::run(&client, a),
+        Command::Build(a) => build::build(&client, a),
+        Command::BuilderGroup { cmd } => build::run_group(&client, cmd),
         Command::VolumeGroup { cmd } => volume::run_group(&client, cmd),
         Command::Registry(c) => registry::run(&client, c),
         Command::System(c) => system::run(&client, c),

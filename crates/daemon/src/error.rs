@@ -36,6 +36,13 @@ pub enum DaemonError {
         #[from]
         source: berth_network::NetworkError,
     },
+    /// A builder error, worded and classified by the builder.
+    #[error(transparent)]
+    Build {
+        /// The builder's error.
+        #[from]
+        source: berth_build::engine::BuildError,
+    },
     /// A volume service error, worded and classified by that service.
     #[error(transparent)]
     Volume {
@@ -244,6 +251,7 @@ impl Classify for DaemonError {
             Self::Image { source } => source.kind(),
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
+            Self::Build { source } => source.kind(),
             Self::Registry { source } => source.kind(),
             Self::RouteNotFound | Self::BusyboxNotFound | Self::PluginNotFound { .. } => {
                 ErrorKind::NotFound

@@ -21,6 +21,7 @@
 #![recursion_limit = "256"]
 
 pub mod archive;
+pub mod build;
 mod commit;
 pub mod config;
 pub mod connections;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub system: Arc<SystemFacts>,
     /// The engine's event stream.
     pub events: EventBus,
+    /// The builder (`POST /build`), when the daemon has one.
+    pub builder: Option<Arc<berth_build::engine::Builder>>,
 }
 
 impl AppState {
@@ -91,7 +94,15 @@ impl AppState {
             },
             system,
             events,
+            builder: None,
         }
+    }
+
+    /// The same state with a builder for `POST /build`.
+    #[must_use]
+    pub fn with_builder(mut self, builder: Arc<berth_build::engine::Builder>) -> Self {
+        self.builder = Some(builder);
+        self
     }
 }
 
@@ -114,6 +125,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(networks::routes())
                 .merge(volumes::routes())
                 .merge(commit::routes())
+                .merge(build::routes())
                 .merge(features_off::routes())
                 .with_state(state),
         );

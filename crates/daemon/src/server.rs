@@ -155,18 +155,30 @@ async fn open_and_serve(
         events.clone(),
     )
     .await?;
+    let builder = {
+        let config = berth_build::engine::BuilderConfig {
+            data_root: config.data_root.clone(),
+            context_limit: build_context_limit()?,
+        };
+        let (images, containers) = (Arc::clone(&images), Arc::clone(&containers));
+        berth_fs::blocking(move || berth_build::engine::Builder::open(&config, images, containers))
+            .await??
+    };
     let registry = Arc::new(berth_distribution::client::Distribution::new(
         Arc::clone(&images),
         config.registry.options()?,
     )?);
-    let app = router(AppState::new(
-        Arc::clone(&containers),
-        images,
-        facts,
-        events,
-        None,
-        registry,
-    ));
+    let app = router(
+        AppState::new(
+            Arc::clone(&containers),
+            images,
+            facts,
+            events,
+            None,
+            registry,
+        )
+        .with_builder(Arc::new(builder)),
+    );
     let served = match address {
         ListenAddress::Unix(path) => {
             let listener = bind_unix(path)?;
@@ -284,6 +296,24 @@ where
 {
     connections::serve(listener, app, Limits::current(), stop, DRAIN_TIMEOUT).await;
     Ok(())
+}
+
+/// `BERTH_BUILD_CONTEXT_LIMIT`: the most bytes a build context may unpack to (the free disk
+/// space is the limit in any case).
+fn build_context_limit() -> Result<Option<u64>, DaemonError> {
+    match std::env::var("BERTH_BUILD_CONTEXT_LIMIT") {
+        Ok(value) if !value.trim().is_empty() => {
+            value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| DaemonError::InvalidParameter {
+                    param: "BERTH_BUILD_CONTEXT_LIMIT",
+                    value,
+                })
+        }
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]

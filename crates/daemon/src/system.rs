@@ -1,4 +1,4 @@
-//! System endpoints: `/_ping`, `/version`, `/info`, `/events`, `/system/df`, `/build/prune`.
+//! System endpoints: `/_ping`, `/version`, `/info`, `/events`, `/system/df`.
 //!
 //! Host facts (kernel, OS, CPUs, memory, cgroup version) are read once at start-up into
 //! [`SystemFacts`], from paths given by [`HostPaths`] so tests can use a fake root.
@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use berth_api::filters::{Filters, label_matches};
 use berth_api::models::{EventMessage, EventMessageTypeEnum};
 use berth_api::{API_VERSION, BERTH_VERSION, MIN_API_VERSION};
@@ -299,7 +299,6 @@ pub fn static_routes() -> Router<Arc<SystemFacts>> {
     Router::new()
         .route("/_ping", get(ping).head(ping_head))
         .route("/version", get(version))
-        .route("/build/prune", post(build_prune))
 }
 
 /// Routes that need the services.
@@ -344,13 +343,6 @@ async fn version(State(facts): State<Arc<SystemFacts>>) -> Response {
     responses::json(StatusCode::OK, &version_body(&facts))
 }
 
-async fn build_prune() -> Response {
-    responses::json(
-        StatusCode::OK,
-        &json!({ "CachesDeleted": [], "SpaceReclaimed": 0 }),
-    )
-}
-
 async fn info(State(state): State<AppState>) -> Result<Response, DaemonError> {
     let counts = state.containers.counts().await;
     let store = state.images.store.clone();
@@ -378,10 +370,11 @@ async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonErr
         .iter()
         .filter_map(|v| serde_json::to_value(v).ok())
         .collect();
-    Ok(responses::json(
-        StatusCode::OK,
-        &crate::images::disk_usage_body(&usage, &containers, volumes),
-    ))
+    let mut body = crate::images::disk_usage_body(&usage, &containers, volumes);
+    if let Some(builder) = &state.builder {
+        body["BuildCache"] = serde_json::to_value(builder.usage().await?).unwrap_or_default();
+    }
+    Ok(responses::json(StatusCode::OK, &body))
 }
 
 /// An event as the wire carries it: the bollard message plus the deprecated `status`, `id`
@@ -672,17 +665,6 @@ mod tests {
         assert_eq!(engine["Details"]["MinAPIVersion"], "1.24");
         assert_eq!(engine["Details"]["Experimental"], "false");
         assert!(engine["Details"]["GoVersion"].as_str().is_some());
-    }
-
-    #[tokio::test]
-    async fn build_prune_answers_empty() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let response = call(facts(dir.path(), false), "POST", "/v1.44/build/prune?all=1").await;
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            body_text(response).await,
-            r#"{"CachesDeleted":[],"SpaceReclaimed":0}"#
-        );
     }
 
     fn container_event(action: &str, name: &str, image: &str) -> EventMessage {

@@ -86,7 +86,7 @@ pub use reference::{
 };
 pub use remap::IdMapping;
 pub use remote::LayerBlob;
-pub use store::{DiskUsage, ImageHold, ImageStore, SCHEMA_VERSION};
+pub use store::{ChildImage, DiskUsage, ImageHold, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,6 +20,9 @@ use crate::reference::{Reference, is_full_hex_id, is_lower_hex};
 use crate::remote::{RemoteDir, RemoteRecord};
 use crate::{Deleted, ImageRecord, RootfsDirs, bootstrap, import, persist};
 
+mod child;
+pub use child::ChildImage;
+
 /// `system df` for images.
 #[derive(Debug, Clone)]
 pub struct DiskUsage {

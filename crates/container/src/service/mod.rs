@@ -25,6 +25,7 @@ use crate::{ContainerError, EventBus, spec};
 
 mod archive;
 mod attach;
+mod build_step;
 mod commit;
 mod create;
 mod entry;
@@ -56,6 +57,7 @@ pub use crate::life::Life;
 pub use crate::logs::{LogChunk, LogStream, LogsOptions};
 pub use archive::{ArchiveBody, ArchiveStream, PathStat, PutOptions};
 pub use attach::{AttachOptions, Attachment};
+pub use build_step::StepExit;
 pub use commit::CommitOptions;
 pub use exec::ExecSession;
 pub use list::{Counts, ListOptions};

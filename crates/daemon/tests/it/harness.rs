@@ -103,6 +103,15 @@ impl TestDaemon {
             )
             .expect("registry client"),
         );
+        let builder = berth_build::engine::Builder::open(
+            &berth_build::engine::BuilderConfig {
+                data_root: data_root.clone(),
+                context_limit: None,
+            },
+            Arc::clone(&images),
+            Arc::clone(&containers),
+        )
+        .expect("open the builder");
         let state = AppState::new(
             containers,
             images,
@@ -110,7 +119,8 @@ impl TestDaemon {
             events.clone(),
             host_busybox(),
             registry,
-        );
+        )
+        .with_builder(Arc::new(builder));
         Self {
             server: TestServer::serve(dir, router(state)),
             events,
