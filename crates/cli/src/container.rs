@@ -535,6 +535,9 @@ fn create(
                 format!("{image}:latest")
             };
             eprintln!("Unable to find image '{full}' locally");
+            if crate::image::bootstrap_builtin(c, &full)? {
+                return create(c, body, name, &full);
+            }
             let (repo, tag) = full.rsplit_once(':').unwrap_or((&full, "latest"));
             let pull = c.send(
                 "POST",

@@ -131,7 +131,9 @@ pub enum DaemonError {
         image: String,
     },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
-    #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
+    #[error(
+        "cannot bootstrap {name:?}: only busybox, hello-world and debian:<suite> can be bootstrapped"
+    )]
     UnknownBootstrap {
         /// The name asked for.
         name: String,

@@ -34,6 +34,7 @@ pub mod containers;
 pub mod copy;
 pub mod error;
 pub mod guard;
+pub mod hello;
 pub mod hijack;
 mod image_state;
 pub mod images;
