@@ -1,8 +1,9 @@
 //! The one place that installs a tracing subscriber (libraries only emit events).
 //!
-//! Under systemd (`JOURNAL_STREAM` set: stderr is journald's stream) lines carry no colours
-//! and no timestamps (journald stamps them) but a `<N>` syslog priority prefix
-//! (`sd-daemon(3)`), so `journalctl -p warning` selects by level.
+//! Colours only on a terminal. Under systemd (`JOURNAL_STREAM` set: stderr is journald's
+//! stream) lines carry no timestamps (journald stamps them) but a `<N>` syslog priority
+//! prefix (`sd-daemon(3)`), so `journalctl -p warning` selects by level.
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use tracing::{Event, Level, Subscriber};
@@ -29,7 +30,7 @@ pub fn init_daemon(level: &str) -> Arc<dyn Fn(&str) + Send + Sync> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(!journal);
+        .with_ansi(!journal && std::io::stderr().is_terminal());
     let set: Box<dyn Fn(EnvFilter) + Send + Sync> = if journal {
         let builder = builder
             .event_format(Journal(tracing_subscriber::fmt::format().without_time()))

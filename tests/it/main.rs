@@ -15,6 +15,7 @@ mod lifecycle;
 mod network;
 mod registry;
 mod security;
+mod service;
 mod volumes;
 
 use std::panic::AssertUnwindSafe;
@@ -61,6 +62,7 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         hardening::TESTS,
+        service::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -249,6 +249,7 @@ fn reload(config: &DaemonConfig, hooks: &Hooks, settings: &SharedSettings) {
                 && let Some(set) = &hooks.set_log_level
             {
                 set(if reloaded.debug { "debug" } else { "info" });
+                tracing::debug!("debug logging on");
             }
             tracing::info!(settings = ?reloaded, "configuration reloaded");
             match settings.write() {
