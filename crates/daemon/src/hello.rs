@@ -45,7 +45,7 @@ fn code(len: u32) -> Option<(u16, Vec<u8>)> {
         code.extend([0x0f, 0x05]); // syscall
         Some((0x3e, code))
     } else if cfg!(target_arch = "aarch64") {
-        let len = u32::try_from(len).ok().filter(|l| *l < 0x1_0000)?;
+        let len = Some(len).filter(|l| *l < 0x1_0000)?;
         let words: [u32; 8] = [
             0xd280_0020,              // mov x0, #1
             0x1000_00e1,              // adr x1, .+28: the greeting

@@ -150,43 +150,7 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(Ok(socket.gid()), berth_gid, "the socket's group is berth");
 
-    berth(&["image", "bootstrap", "busybox"]).ok();
-    berth(&[
-        "run",
-        "-d",
-        "--name",
-        "survivor",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo before; sleep 1000",
-    ])
-    .ok();
-    let old_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
-
-    // Upgrade with the container running, then restart the daemon under the new package.
-    let newer = newer(&deb, &dir);
-    let r = run(Command::new("dpkg")
-        .args(["-i", "--force-confold"])
-        .arg(&newer));
-    assert_eq!(r.code, 0, "{r:?}");
-    stop_daemon();
-    assert_eq!(
-        berth(&["inspect", "--format", "{{.State.Status}}", "survivor"]).ok(),
-        "running"
-    );
-    let new_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
-    assert_ne!(old_daemon, new_daemon, "a new daemon serves");
-    assert!(berth(&["logs", "survivor"]).ok().contains("before"));
-    assert_eq!(berth(&["exec", "survivor", "echo", "hi"]).ok(), "hi");
-    berth(&["stop", "-t", "1", "survivor"]).ok();
-    assert_eq!(
-        berth(&["inspect", "--format", "{{.State.ExitCode}}", "survivor"]).ok(),
-        "137"
-    );
-    berth(&["rm", "survivor"]).ok();
+    upgrade_keeps_a_running_container(&deb, &dir);
 
     // remove: the program goes, the data stays.
     let r = run(Command::new("dpkg").args(["-r", "berth"]));
@@ -209,4 +173,46 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     assert_ne!(sh("getent group berth").code, 0, "group removed on purge");
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Installs a newer version while a container runs, restarts the daemon under it, and
+/// manages the container (logs, exec, stop, exit code) from the new daemon.
+fn upgrade_keeps_a_running_container(deb: &Path, dir: &Path) {
+    berth(&["image", "bootstrap", "busybox"]).ok();
+    berth(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; sleep 1000",
+    ])
+    .ok();
+    let old_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
+
+    // Upgrade with the container running, then restart the daemon under the new package.
+    let newer = newer(deb, dir);
+    let r = run(Command::new("dpkg")
+        .args(["-i", "--force-confold"])
+        .arg(&newer));
+    assert_eq!(r.code, 0, "{r:?}");
+    stop_daemon();
+    assert_eq!(
+        berth(&["inspect", "--format", "{{.State.Status}}", "survivor"]).ok(),
+        "running"
+    );
+    let new_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
+    assert_ne!(old_daemon, new_daemon, "a new daemon serves");
+    assert!(berth(&["logs", "survivor"]).ok().contains("before"));
+    assert_eq!(berth(&["exec", "survivor", "echo", "hi"]).ok(), "hi");
+    berth(&["stop", "-t", "1", "survivor"]).ok();
+    assert_eq!(
+        berth(&["inspect", "--format", "{{.State.ExitCode}}", "survivor"]).ok(),
+        "137"
+    );
+    berth(&["rm", "survivor"]).ok();
 }
