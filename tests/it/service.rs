@@ -250,9 +250,27 @@ fn sighup_reloads_and_info_shows_the_config(env: &TestEnv) {
         "sh",
         r#"{"debug": false, "registry-mirrors": ["https://a.example"],
             "insecure-registries": ["10.1.2.3:5000"], "live-restore": true,
-            "log-driver": "json-file", "max-concurrent-downloads": 2}"#,
+            "log-opts": {"max-size": "1m"}, "max-concurrent-downloads": 2}"#,
     );
-    daemon.start(&["--log-opt", "max-size=1m"]);
+    daemon.start(&["--log-driver", "json-file"]);
+    daemon.berth(&["image", "bootstrap", "hello-world"]).ok();
+    let log_config = |name: &str| {
+        daemon
+            .berth(&["create", "--name", name, "--network", "none", "hello-world"])
+            .ok();
+        daemon
+            .berth(&[
+                "inspect",
+                "--format",
+                "{{json .HostConfig.LogConfig}}",
+                name,
+            ])
+            .ok()
+    };
+    assert_eq!(
+        log_config("l1"),
+        r#"{"Config":{"max-size":"1m"},"Type":"json-file"}"#
+    );
     let shown =
         "{{.Debug}} {{json .RegistryConfig.Mirrors}} {{.LoggingDriver}} {{.LiveRestoreEnabled}}";
     assert_eq!(
@@ -277,7 +295,7 @@ fn sighup_reloads_and_info_shows_the_config(env: &TestEnv) {
 
     std::fs::write(
         &daemon.config,
-        r#"{"debug": true, "registry-mirrors": ["https://b.example"]}"#,
+        r#"{"debug": true, "registry-mirrors": ["https://b.example"], "log-opts": {"max-file": "3"}}"#,
     )
     .expect("rewrite");
     hup(daemon.pid());
@@ -286,6 +304,11 @@ fn sighup_reloads_and_info_shows_the_config(env: &TestEnv) {
             == r#"true ["https://b.example"] json-file true"#),
         "reloaded: {}",
         info(&daemon, shown)
+    );
+    // New containers get the new log defaults.
+    assert_eq!(
+        log_config("l2"),
+        r#"{"Config":{"max-file":"3"},"Type":"json-file"}"#
     );
     // debug: the log level follows.
     assert!(
@@ -297,7 +320,7 @@ fn sighup_reloads_and_info_shows_the_config(env: &TestEnv) {
     );
 
     // A file that does not parse, or names a flag's key, changes nothing; the daemon serves on.
-    for bad in [r#"{"debug": fals"#, r#"{"log-opts": {"max-size": "2m"}}"#] {
+    for bad in [r#"{"debug": fals"#, r#"{"log-driver": "json-file"}"#] {
         std::fs::write(&daemon.config, bad).expect("rewrite");
         hup(daemon.pid());
         assert!(

@@ -159,6 +159,29 @@ pub struct Reloadable {
     pub max_concurrent_uploads: Option<u32>,
 }
 
+impl Reloadable {
+    /// A new container's log configuration with the daemon's defaults, as Docker merges them:
+    /// no driver named means the default driver (`log-driver`, else `json-file`), and when
+    /// the driver is the default one, each `log-opts` key the container does not set is added.
+    pub fn apply_log_defaults(&self, body: &mut berth_api::models::ContainerCreateBody) {
+        let default_driver = self.log_driver.as_deref().unwrap_or("json-file");
+        if self.log_driver.is_none() && self.log_opts.is_empty() {
+            return;
+        }
+        let host_config = body.host_config.get_or_insert_with(Default::default);
+        let log = host_config.log_config.get_or_insert_with(Default::default);
+        if log.typ.as_deref().is_none_or(str::is_empty) {
+            log.typ = Some(default_driver.to_owned());
+        }
+        if log.typ.as_deref() == Some(default_driver) {
+            let config = log.config.get_or_insert_with(Default::default);
+            for (key, value) in &self.log_opts {
+                config.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+}
+
 /// The reloadable settings in force, shared by the handlers (`/info`) and the `SIGHUP` reload.
 pub type SharedSettings = std::sync::Arc<std::sync::RwLock<Reloadable>>;
 
@@ -457,6 +480,55 @@ mod tests {
         assert_eq!(r.max_concurrent_downloads, Some(4));
         assert_eq!(r.max_concurrent_uploads, Some(2));
         assert_eq!(config.keys.len(), 17);
+    }
+
+    #[test]
+    fn log_defaults_merge_as_docker_does() {
+        use berth_api::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+        let settings = Reloadable {
+            log_opts: [("max-size", "1m"), ("max-file", "2")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..Reloadable::default()
+        };
+        let mut body = ContainerCreateBody::default();
+        settings.apply_log_defaults(&mut body);
+        let log = body
+            .host_config
+            .as_ref()
+            .unwrap()
+            .log_config
+            .clone()
+            .unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        assert_eq!(log.config.as_ref().unwrap()["max-size"], "1m");
+        let mut body = ContainerCreateBody {
+            host_config: Some(HostConfig {
+                log_config: Some(HostConfigLogConfig {
+                    typ: None,
+                    config: Some([("max-size".to_owned(), "5k".to_owned())].into()),
+                }),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        settings.apply_log_defaults(&mut body);
+        let config = body
+            .host_config
+            .unwrap()
+            .log_config
+            .unwrap()
+            .config
+            .unwrap();
+        assert_eq!(config["max-size"], "5k", "the container's own option wins");
+        assert_eq!(config["max-file"], "2");
+        let mut untouched = ContainerCreateBody::default();
+        Reloadable::default().apply_log_defaults(&mut untouched);
+        assert!(
+            untouched.host_config.is_none(),
+            "no defaults: the body is left alone"
+        );
     }
 
     #[test]
