@@ -379,9 +379,15 @@ fn socket_activation_and_readiness(env: &TestEnv) {
     let mut daemon = Private::new(env, "sa", "{}");
     let notify_path = daemon.dir.join("notify");
     let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
-    for round in [
-        "cold, hello-world bootstrapped on first use",
-        "cold, image present",
+    // The second round names the socket with -H too: served from systemd's descriptor, not
+    // refused as taken nor bound again.
+    let host = daemon.host();
+    for (round, extra) in [
+        ("cold, hello-world bootstrapped on first use", vec![]),
+        (
+            "cold, image present, -H naming the socket",
+            vec!["-H", host.as_str()],
+        ),
     ] {
         let _ = std::fs::remove_file(daemon.socket());
         let mut command = Command::new(activate);
@@ -391,7 +397,7 @@ fn socket_activation_and_readiness(env: &TestEnv) {
             .args(["-E", "NOTIFY_SOCKET"])
             .env("NOTIFY_SOCKET", &notify_path)
             .arg(berth_exe());
-        let daemon_args = daemon.command(&berth_exe(), &[]);
+        let daemon_args = daemon.command(&berth_exe(), &extra);
         command.args(daemon_args.get_args());
         let log = std::fs::File::create(daemon.dir.join("log")).expect("log");
         let child = command

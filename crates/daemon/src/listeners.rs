@@ -3,9 +3,10 @@
 //! - **Socket activation** (`sd_listen_fds(3)`): when `LISTEN_PID` is this process, the
 //!   `LISTEN_FDS` descriptors from 3 on are listening sockets systemd opened (`berth.socket`),
 //!   named by `LISTEN_FDNAMES`. `-H fd://` serves all of them, `-H fd://NAME` those with that
-//!   name (or descriptor number); a `unix://` or `tcp://` host that systemd already opened is
-//!   served from its descriptor instead of being bound again; with no `-H` at all, the daemon
-//!   serves what systemd passed, or else binds the default socket. Adopted descriptors are
+//!   name (or descriptor number); a `unix://` host that systemd already opened is served from
+//!   its descriptor instead of being bound again; with no `-H` at all, the daemon serves what
+//!   systemd passed, or else binds the default socket. A passed socket no `-H` names is served
+//!   as well (its clients would otherwise wait forever). Adopted descriptors are
 //!   made close-on-exec, so monitors never inherit them (nor `LISTEN_PID`'s meaning: it names
 //!   the daemon).
 //! - **Readiness** (`sd_notify(3)`): `READY=1` once every service is open and every socket
@@ -223,12 +224,10 @@ pub async fn open(
             }
         }
     }
-    for left in &activation.passed {
-        tracing::warn!(
-            fd = left.number,
-            name = %left.name,
-            "systemd passed a socket no -H asks for; not serving it"
-        );
+    // A socket systemd passed that no -H names is served too: its clients would wait forever.
+    for left in std::mem::take(&mut activation.passed) {
+        tracing::info!(fd = left.number, name = %left.name, "serving a socket systemd passed");
+        out.push(listener_from(left)?);
     }
     Ok(out)
 }
