@@ -200,7 +200,12 @@ fn upgrade_keeps_a_running_container(deb: &Path, dir: &Path) {
         .args(["-i", "--force-confold"])
         .arg(&newer));
     assert_eq!(r.code, 0, "{r:?}");
-    stop_daemon();
+    // postinst stopped the old daemon (no systemd here); the next command starts the new one.
+    let old_pid = old_daemon.trim();
+    assert!(
+        !Path::new(&format!("/proc/{old_pid}")).exists(),
+        "the upgrade stopped daemon {old_pid}"
+    );
     assert_eq!(
         berth(&["inspect", "--format", "{{.State.Status}}", "survivor"]).ok(),
         "running"
