@@ -156,6 +156,13 @@ impl TestEnv {
         path
     }
 
+    /// An empty daemon.json for the test daemon.
+    pub fn empty_config(&self) -> PathBuf {
+        let path = self.root.join("daemon.json");
+        std::fs::write(&path, "{}\n").expect("write daemon.json");
+        path
+    }
+
     /// Starts (or restarts) the daemon and waits until it answers.
     pub fn start_daemon(&self) {
         let log = std::fs::OpenOptions::new()
@@ -188,6 +195,9 @@ impl TestEnv {
             .args(["--cgroup-parent", &cgroup_parent()])
             .arg("--resolv-conf")
             .arg(self.resolv_conf())
+            // The host's /etc/berth/daemon.json (an installed package's) is not this daemon's.
+            .arg("--config-file")
+            .arg(self.empty_config())
             // Small enough that archive.rs's compression bombs stop quickly.
             .env("BERTH_LOAD_SIZE_LIMIT", LOAD_SIZE_LIMIT.to_string())
             .stdin(Stdio::null())

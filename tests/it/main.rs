@@ -21,6 +21,7 @@ mod oci;
 mod pull;
 mod registry;
 mod security;
+mod service;
 mod userns;
 mod volumes;
 
@@ -81,6 +82,7 @@ fn main() {
         oci::TESTS,
         compat::TESTS,
         userns::TESTS,
+        service::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

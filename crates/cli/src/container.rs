@@ -567,7 +567,10 @@ fn create(
                 format!("{image}:latest")
             };
         eprintln!("Unable to find image '{full}' locally");
-        pull()?;
+        // hello-world is made here, offline, as `image bootstrap` makes it; the rest is pulled.
+        if !crate::image::bootstrap_builtin(c, &full)? {
+            pull()?;
+        }
         resp = c.send("POST", "/containers/create", &q, Body::Json(json), false)?;
     }
     let v: Value = resp.check().map_err(|e| e.with_code(125))?.json()?;

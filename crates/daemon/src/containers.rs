@@ -81,7 +81,12 @@ async fn create(
     params: Params,
     body: Bytes,
 ) -> Result<Response, DaemonError> {
-    let config: ContainerCreateBody = parse_body(&body)?;
+    let mut config: ContainerCreateBody = parse_body(&body)?;
+    // daemon.json's log-driver/log-opts (reloaded by SIGHUP) for what the request leaves out.
+    match state.settings.read() {
+        Ok(settings) => settings.apply_log_defaults(&mut config),
+        Err(poisoned) => poisoned.into_inner().apply_log_defaults(&mut config),
+    }
     let name = params.non_empty("name").map(str::to_owned);
     let created = state.containers.create(name, config).await?;
     Ok(responses::json(

@@ -163,7 +163,9 @@ pub enum DaemonError {
         source: berth_distribution::client::auth::AuthHeaderError,
     },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
-    #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
+    #[error(
+        "cannot bootstrap {name:?}: only busybox, hello-world and debian:<suite> can be bootstrapped"
+    )]
     UnknownBootstrap {
         /// The name asked for.
         name: String,
@@ -242,6 +244,45 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration file cannot be used (its own message, in Docker's words).
+    #[error(transparent)]
+    Config {
+        /// What is wrong with it.
+        #[from]
+        source: crate::config_file::ConfigError,
+    },
+    /// Another daemon holds the data root's lock.
+    #[error(
+        "the data root {path} is in use by another berth daemon (pid {pid}); stop it first or choose another --data-root"
+    )]
+    DataRootInUse {
+        /// The data root.
+        path: PathBuf,
+        /// The holder, as its lock file says (`unknown` when it cannot be read).
+        pid: String,
+    },
+    /// The data root's filesystem cannot hold overlay upper layers.
+    #[error(
+        "the data root {path} is on a filesystem without overlay support ({reason}); choose another --data-root"
+    )]
+    NoOverlay {
+        /// The data root.
+        path: PathBuf,
+        /// What the check saw.
+        reason: String,
+    },
+    /// `--group` names a group that does not exist.
+    #[error("group {group:?} not found: create it (groupadd {group}) or choose another --group")]
+    GroupNotFound {
+        /// The group asked for.
+        group: String,
+    },
+    /// The sockets systemd passed (`LISTEN_FDS`) cannot be used as asked.
+    #[error("socket activation: {reason}")]
+    Activation {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Classify for DaemonError {
@@ -274,8 +315,12 @@ impl Classify for DaemonError {
             | Self::Flags { .. }
             | Self::InvalidRuntime { .. }
             | Self::UsernsRemap { .. }
-            | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
-            Self::AlreadyRunning { .. } => ErrorKind::Conflict,
+            | Self::InvalidHost { .. }
+            | Self::Config { .. }
+            | Self::NoOverlay { .. }
+            | Self::GroupNotFound { .. }
+            | Self::Activation { .. } => ErrorKind::InvalidArgument,
+            Self::AlreadyRunning { .. } | Self::DataRootInUse { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
             Self::Task { .. } | Self::Io { .. } | Self::Bind { .. } | Self::Serve { .. } => {
                 ErrorKind::Internal

@@ -519,6 +519,9 @@ async fn bootstrap(
     if name == "debian" {
         return bootstrap_debian(state, &params).await;
     }
+    if name == "hello-world" {
+        return bootstrap_hello(state, &params).await;
+    }
     if name != "busybox" {
         return Err(DaemonError::UnknownBootstrap { name });
     }
@@ -549,6 +552,40 @@ async fn bootstrap(
         }
     });
     Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// `POST /berth/images/bootstrap?name=hello-world`: the image of [`crate::hello`], imported.
+async fn bootstrap_hello(state: ImagesState, params: &Params) -> Result<Response, DaemonError> {
+    let reference = format!(
+        "hello-world:{}",
+        params.non_empty("tag").unwrap_or("latest")
+    );
+    let layer = crate::hello::layer().ok_or(DaemonError::UnknownBootstrap {
+        name: format!("hello-world (no program for {})", std::env::consts::ARCH),
+    })?;
+    let store = Arc::clone(&state.store);
+    let store_reference = reference.clone();
+    let result = berth_fs::blocking(move || {
+        store.import(
+            &mut &layer[..],
+            Some(&store_reference),
+            &[r#"CMD ["/hello"]"#.to_owned()],
+            Some("berth image bootstrap hello-world"),
+        )
+    })
+    .await
+    .map_err(DaemonError::from)
+    .and_then(|r| r.map_err(DaemonError::from));
+    let mut lines = vec![json!({ "status": "Bootstrapping hello-world (built in)" })];
+    lines.extend(bootstrap_outcome(&state.events, result, &reference));
+    let body: Vec<u8> = lines
+        .iter()
+        .flat_map(|line| responses::json_line(line).to_vec())
+        .collect();
+    Ok(responses::streaming(
+        JSON,
+        futures_util::stream::once(async move { Bytes::from(body) }),
+    ))
 }
 
 /// The closing jsonmessage lines of a bootstrap: the tag and the image id, or the error.

@@ -347,10 +347,39 @@ async fn info(State(state): State<AppState>) -> Result<Response, DaemonError> {
     let counts = state.containers.counts().await;
     let store = state.images.store.clone();
     let images = berth_fs::blocking(move || store.list().len()).await?;
-    Ok(responses::json(
-        StatusCode::OK,
-        &info_body(&state.system, counts, images),
-    ))
+    let mut body = info_body(&state.system, counts, images);
+    let settings = match state.settings.read() {
+        Ok(settings) => settings.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    apply_settings(&mut body, &settings);
+    Ok(responses::json(StatusCode::OK, &body))
+}
+
+/// The configuration's effective values in `/info`, in Docker's places: `Debug`,
+/// `LoggingDriver`, and `RegistryConfig` (insecure registries as CIDRs or index names,
+/// mirrors).
+pub fn apply_settings(body: &mut Value, settings: &crate::config_file::Reloadable) {
+    body["Debug"] = json!(settings.debug);
+    body["LoggingDriver"] = json!(settings.log_driver.as_deref().unwrap_or("json-file"));
+    let mirrors = &settings.registry_mirrors;
+    let registry = &mut body["RegistryConfig"];
+    registry["Mirrors"] = json!(mirrors);
+    registry["IndexConfigs"]["docker.io"]["Mirrors"] = json!(mirrors);
+    let mut cidrs = vec![json!("::1/128"), json!("127.0.0.0/8")];
+    for insecure in &settings.insecure_registries {
+        if insecure.contains('/') {
+            cidrs.push(json!(insecure));
+        } else {
+            registry["IndexConfigs"][insecure] = json!({
+                "Name": insecure,
+                "Mirrors": [],
+                "Secure": false,
+                "Official": false,
+            });
+        }
+    }
+    registry["InsecureRegistryCIDRs"] = json!(cidrs);
 }
 
 async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonError> {

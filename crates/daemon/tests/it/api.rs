@@ -331,7 +331,7 @@ async fn run_refuses_to_steal_a_live_socket() {
     let daemon = TestDaemon::start().await;
     let root = tempfile::tempdir().expect("tempdir");
     let config = berth_daemon::DaemonConfig {
-        host: format!("unix://{}", daemon.socket().display()),
+        hosts: vec![format!("unix://{}", daemon.socket().display())],
         data_root: root.path().join("data"),
         exec_root: root.path().join("run"),
         exe: "/bin/false".into(),
