@@ -7,10 +7,12 @@ set -euo pipefail
 # skopeo, docker-registry (distribution 2.8, run privately on a loopback port), apache2-utils
 # (htpasswd) and openssl (a self-signed certificate): the registry tests (tests/it/registry.rs)
 # and bench/registry.py. g++: libFuzzer for scripts/fuzz.sh; util-linux: prlimit, setpriv (the
-# hardening tests, fuzzing as nobody).
+# hardening tests, fuzzing as nobody). systemd: systemd-socket-activate and systemd-analyze (the
+# service tests, tests/it/service.rs; systemd need not be PID 1); dpkg-dev: dpkg-shlibdeps for
+# the package's dependencies (scripts/package.sh).
 pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
       debootstrap debian-archive-keyring zstd libcap2-bin docker.io skopeo docker-registry apache2-utils openssl
-      g++ util-linux)
+      g++ util-linux systemd dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -42,4 +44,8 @@ if ! python3 -c 'import docker' 2>/dev/null; then
     apt-get install -y -qq python3-pip >/dev/null
   }
   pip3 install --break-system-packages -q docker
+fi
+# cargo-deb builds the Debian package (scripts/package.sh, scripts/install.sh), from crates.io.
+if ! command -v cargo-deb >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]; then
+  cargo install --locked -q cargo-deb
 fi

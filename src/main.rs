@@ -20,9 +20,51 @@ fn main() -> ExitCode {
         Some("oci") => berth_runtime::oci_main(&args[2..]),
         Some("daemon") => daemon(&args[2..]),
         Some("registry") => registry(&args[2..]),
+        // Here rather than in the CLI: the whole command, `berth daemon` included.
+        Some("completion") if args.len() == 3 => completion(&args[2]),
+        Some("__man") if args.len() == 3 => man_pages(Path::new(&args[2])),
         _ => berth_cli::main(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// The whole command line: the CLI's commands and `berth daemon`.
+fn whole_command() -> clap::Command {
+    berth_cli::command().subcommand(
+        berth_daemon::command()
+            .name("daemon")
+            .about("Run the berth daemon (serves the Docker Engine API)"),
+    )
+}
+
+/// `berth completion bash|zsh|fish`.
+fn completion(shell: &str) -> i32 {
+    match berth_cli::docs::parse_shell(shell) {
+        Ok(shell) => {
+            berth_cli::docs::print_completion(&mut whole_command(), shell);
+            0
+        }
+        Err(e) => {
+            eprintln!("berth completion: {e}");
+            1
+        }
+    }
+}
+
+/// `berth __man DIR` (hidden; the package build uses it): man pages for every command.
+fn man_pages(dir: &Path) -> i32 {
+    match berth_cli::docs::write_man_pages(&whole_command(), dir) {
+        Ok(pages) => {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("berth __man: {e}");
+            1
+        }
+    }
 }
 
 fn daemon(args: &[String]) -> i32 {
@@ -38,7 +80,7 @@ fn daemon(args: &[String]) -> i32 {
             return 2;
         }
     };
-    observability::init(config.log_level.as_deref().unwrap_or("info"));
+    let set_log_level = observability::init_daemon(config.effective_log_level());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +91,10 @@ fn daemon(args: &[String]) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(berth_daemon::run(config)) {
+    let hooks = berth_daemon::Hooks {
+        set_log_level: Some(set_log_level),
+    };
+    match runtime.block_on(berth_daemon::run_with(config, hooks)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("berth daemon: {e}");

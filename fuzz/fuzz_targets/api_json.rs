@@ -51,6 +51,7 @@ fn harness() -> &'static Harness {
                     runtimes: HashMap::new(),
                     cgroup_parent: format!("berth-fuzz-{}", std::process::id()),
                     network: None,
+                    nofile_limit: None,
                 },
                 Arc::clone(&images),
                 Arc::new(berth_volume::VolumeService::open(&data_root).expect("volumes")),
@@ -64,12 +65,20 @@ fn harness() -> &'static Harness {
                 &data_root,
                 Path::new("/bin/false"),
             );
+            let registry = Arc::new(
+                berth_daemon::distribution::client::Distribution::new(
+                    Arc::clone(&images),
+                    berth_daemon::distribution::client::RegistryOptions::default(),
+                )
+                .expect("registry client"),
+            );
             router(AppState::new(
                 containers,
                 images,
                 Arc::new(facts),
                 events,
                 None,
+                registry,
             ))
         });
         Harness {

@@ -75,7 +75,17 @@ fn run_exit_codes_follow_docker(env: &TestEnv) {
     assert!(r.stderr.contains("executable file not found"), "{r:?}");
     let r = env.berth(&["run", "--rm", "busybox", "/etc"]);
     assert_eq!(r.code, 126, "{r:?}");
-    let r = env.berth(&["run", "--rm", "nosuchimage:latest", "true"]);
+    // A missing image is pulled: from a loopback port nothing listens on (never Docker Hub).
+    let r = env.berth(&["run", "--rm", "127.0.0.1:1/nosuchimage:latest", "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    let r = env.berth(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "nosuchimage:latest",
+        "true",
+    ]);
     assert_eq!(r.code, 125, "{r:?}");
     // A child killed by a signal: the shell reports 128 + signal, as Docker passes it on.
     let r = env.berth(&[

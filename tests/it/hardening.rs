@@ -42,12 +42,12 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// The full id of container `name`.
-fn container_id(env: &TestEnv, name: &str) -> String {
+pub(crate) fn container_id(env: &TestEnv, name: &str) -> String {
     env.inspect(name, "{{.Id}}")
 }
 
 /// The monitor's pid of container `name`.
-fn monitor_pid(env: &TestEnv, name: &str) -> i32 {
+pub(crate) fn monitor_pid(env: &TestEnv, name: &str) -> i32 {
     let id = container_id(env, name);
     let path = env.run_root.join("containers").join(id).join("monitor.pid");
     std::fs::read_to_string(&path)
@@ -58,7 +58,7 @@ fn monitor_pid(env: &TestEnv, name: &str) -> i32 {
 }
 
 /// Container `id`'s cgroup directories, in every hierarchy.
-fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let parent = crate::harness::cgroup_parent();
     let mut dirs = vec![PathBuf::from("/sys/fs/cgroup").join(&parent).join(id)];
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
@@ -68,7 +68,7 @@ fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
 }
 
 /// The pids in container `id`'s cgroup (its first hierarchy that has any).
-fn cgroup_pids(id: &str) -> Vec<i32> {
+pub(crate) fn cgroup_pids(id: &str) -> Vec<i32> {
     for dir in cgroup_dirs(id) {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -83,7 +83,7 @@ fn cgroup_pids(id: &str) -> Vec<i32> {
 /// Whether `pid` still runs: not gone, not a zombie, and not exiting (`PF_EXITING`: a pid
 /// namespace's init that was killed waits in the kernel until every process of its namespace
 /// was reaped, but runs no code of its own any more).
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     const PF_EXITING: u64 = 0x4;
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -98,7 +98,7 @@ fn alive(pid: i32) -> bool {
     !zombie && flags & PF_EXITING == 0
 }
 
-fn sigkill(pid: i32) {
+pub(crate) fn sigkill(pid: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is a monitor of this test.
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
@@ -153,77 +153,158 @@ fn hardening_container_dies_with_its_monitor(env: &TestEnv) {
 
 /// A second daemon of a test's own (no default bridge, an nft table of its own, this run's
 /// cgroup parent), removed with everything it made when dropped.
-struct SecondDaemon {
-    /// Short: it is also the exec root (monitor socket paths must fit 108 bytes).
-    dir: PathBuf,
+pub(crate) struct SecondDaemon {
+    /// Its files; also its exec root unless it was given one.
+    pub(crate) dir: PathBuf,
+    /// The exec root.
+    pub(crate) exec_root: PathBuf,
     host: String,
     table: String,
+    /// The wrapper and the daemon's command line (for a restart).
+    argv: Vec<std::ffi::OsString>,
     child: Option<Child>,
 }
 
 impl SecondDaemon {
     /// Starts `berth daemon` under `wrapper` (e.g. `prlimit --nofile=…`), with its data root
     /// at `data_root` (default `<dir>/d`); bootstraps busybox into it.
-    fn start(env: &TestEnv, tag: &str, wrapper: &[&str], data_root: Option<&Path>) -> SecondDaemon {
+    pub(crate) fn start(
+        env: &TestEnv,
+        tag: &str,
+        wrapper: &[&str],
+        data_root: Option<&Path>,
+    ) -> SecondDaemon {
+        Self::start_with(env, tag, wrapper, data_root, None)
+    }
+
+    /// [`SecondDaemon::start`] with an exec root of the test's choice.
+    pub(crate) fn start_with(
+        env: &TestEnv,
+        tag: &str,
+        wrapper: &[&str],
+        data_root: Option<&Path>,
+        exec_root: Option<&Path>,
+    ) -> SecondDaemon {
         let dir = PathBuf::from(format!("/tmp/b{tag}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let table = format!("b{tag}{}", std::process::id());
         let host = format!("unix://{}", dir.join("s").display());
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg("--").arg(crate::harness::berth_exe());
-                c
-            }
-            None => Command::new(crate::harness::berth_exe()),
-        };
-        command
-            .args([
-                "daemon",
-                "-H",
-                &host,
-                "--bridge",
-                "none",
-                "--nft-table",
-                &table,
-            ])
-            .args(["--cgroup-parent", &crate::harness::cgroup_parent()])
-            .arg("--data-root")
-            .arg(data_root.map_or_else(|| dir.join("d"), Path::to_path_buf))
-            .arg("--exec-root")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let daemon = SecondDaemon {
-            child: Some(command.spawn().expect("spawn daemon")),
+        let mut argv: Vec<std::ffi::OsString> = wrapper.iter().map(Into::into).collect();
+        if !argv.is_empty() {
+            argv.push("--".into());
+        }
+        argv.push(crate::harness::berth_exe().into());
+        for a in [
+            "daemon",
+            "-H",
+            &host,
+            "--bridge",
+            "none",
+            "--nft-table",
+            &table,
+        ] {
+            argv.push(a.into());
+        }
+        argv.push("--cgroup-parent".into());
+        argv.push(crate::harness::cgroup_parent().into());
+        argv.push("--data-root".into());
+        argv.push(
+            data_root
+                .map_or_else(|| dir.join("d"), Path::to_path_buf)
+                .into(),
+        );
+        argv.push("--exec-root".into());
+        argv.push(exec_root.unwrap_or(&dir).into());
+        let mut daemon = SecondDaemon {
+            child: None,
+            exec_root: exec_root.map_or_else(|| dir.clone(), Path::to_path_buf),
+            argv,
             dir,
             host,
             table,
         };
-        let socket = daemon.dir.join("s");
-        let up = env.eventually(20, || UnixStream::connect(&socket).is_ok());
-        assert!(up, "second daemon did not come up: {}", daemon.log());
+        daemon.spawn(env);
         let boot = daemon.berth(&["image", "bootstrap", "busybox"]);
         assert!(boot.status.success(), "bootstrap: {boot:?}");
         daemon
     }
 
-    fn pid(&self) -> i32 {
+    /// Runs the daemon and waits until it answers.
+    fn spawn(&mut self, env: &TestEnv) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
+        let child = Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let socket = self.dir.join("s");
+        let up = env.eventually(20, || UnixStream::connect(&socket).is_ok());
+        assert!(up, "second daemon did not come up: {}", self.log());
+    }
+
+    /// Sends `signal` to the daemon and reaps it (its containers keep running).
+    pub(crate) fn kill(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after [`SecondDaemon::kill`], with the same command line.
+    pub(crate) fn respawn(&mut self, env: &TestEnv) {
+        self.spawn(env);
+    }
+
+    /// Its nft table.
+    pub(crate) fn table(&self) -> String {
+        self.table.clone()
+    }
+
+    /// A client of it, for other threads (a restart keeps its address).
+    pub(crate) fn client(&self) -> Client {
+        Client {
+            host: self.host.clone(),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.join("s")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        self.client().command(args)
+    }
+
+    pub(crate) fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run berth")
+    }
+}
+
+/// The `berth` CLI aimed at a [`SecondDaemon`].
+#[derive(Clone)]
+pub(crate) struct Client {
+    host: String,
+}
+
+impl Client {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(crate::harness::berth_exe());
         c.args(args)
             .env("BERTH_HOST", &self.host)
@@ -232,7 +313,7 @@ impl SecondDaemon {
         c
     }
 
-    fn berth(&self, args: &[&str]) -> Output {
+    pub(crate) fn berth(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run berth")
     }
 }
@@ -254,6 +335,7 @@ impl Drop for SecondDaemon {
         }
         let _ = crate::harness::remove_network_state(&self.table, &self.table);
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.exec_root);
     }
 }
 
@@ -833,10 +915,10 @@ fn hardening_cp_of_a_file_swapped_for_a_fifo_never_hangs(env: &TestEnv) {
 }
 
 /// A tmpfs of `size` mounted at a new directory, unmounted and removed when dropped.
-struct TinyTmpfs(PathBuf);
+pub(crate) struct TinyTmpfs(pub(crate) PathBuf);
 
 impl TinyTmpfs {
-    fn mount(path: PathBuf, size: &str) -> TinyTmpfs {
+    pub(crate) fn mount(path: PathBuf, size: &str) -> TinyTmpfs {
         std::fs::create_dir_all(&path).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "berth-test"])
@@ -848,7 +930,7 @@ impl TinyTmpfs {
     }
 
     /// Bytes free on it.
-    fn free(&self) -> u64 {
+    pub(crate) fn free(&self) -> u64 {
         let out = Command::new("stat")
             .args(["-f", "-c", "%a %S"])
             .arg(&self.0)
@@ -868,7 +950,7 @@ impl Drop for TinyTmpfs {
 }
 
 /// `VmRSS` of `pid` in KiB.
-fn rss_kib(pid: i32) -> u64 {
+pub(crate) fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

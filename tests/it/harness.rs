@@ -13,9 +13,11 @@ static DEFAULT_BRIDGE_AT_START: OnceLock<bool> = OnceLock::new();
 /// The test daemon's `BERTH_LOAD_SIZE_LIMIT` (bytes).
 pub const LOAD_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
-/// The berth binary under test.
+/// The berth binary under test: this build's, or `BERTH_TEST_BERTH` (e.g. an older build, to
+/// show a test failing on the code before a fix).
 pub fn berth_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+    std::env::var_os("BERTH_TEST_BERTH")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")), PathBuf::from)
 }
 
 /// The real docker CLI, when present.
@@ -154,6 +156,13 @@ impl TestEnv {
         path
     }
 
+    /// An empty daemon.json for the test daemon.
+    pub fn empty_config(&self) -> PathBuf {
+        let path = self.root.join("daemon.json");
+        std::fs::write(&path, "{}\n").expect("write daemon.json");
+        path
+    }
+
     /// Starts (or restarts) the daemon and waits until it answers.
     pub fn start_daemon(&self) {
         self.start_daemon_with(&[]);
@@ -167,10 +176,12 @@ impl TestEnv {
             .open(self.root.join("daemon.log"))
             .expect("daemon log");
         let mut command = Command::new(berth_exe());
-        if let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        // (Not for another build under test: an older one may not know the flag.)
+        let runc = ["/usr/sbin/runc", "/usr/bin/runc"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-        {
+            .filter(|_| std::env::var_os("BERTH_TEST_BERTH").is_none());
+        if let Some(runc) = runc {
             // security.rs runs a configured runtime by this name.
             command
                 .arg("daemon")
@@ -190,6 +201,9 @@ impl TestEnv {
             .arg("--resolv-conf")
             .arg(self.resolv_conf())
             .args(extra)
+            // The host's /etc/berth/daemon.json (an installed package's) is not this daemon's.
+            .arg("--config-file")
+            .arg(self.empty_config())
             // Small enough that archive.rs's compression bombs stop quickly.
             .env("BERTH_LOAD_SIZE_LIMIT", LOAD_SIZE_LIMIT.to_string())
             .stdin(Stdio::null())
@@ -215,6 +229,15 @@ impl TestEnv {
             unsafe { libc::kill(c.id() as i32, signal) };
             let _ = c.wait();
         }
+    }
+
+    /// The daemon's pid (0 when it is not running).
+    pub fn daemon_pid(&self) -> i32 {
+        self.daemon
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |c| c.id() as i32)
     }
 
     /// The daemon's log so far.

@@ -6,8 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod build;
+mod chaos;
+mod compat;
 mod containers;
 mod docker_cli;
+mod faults;
 mod hardening;
 mod harness;
 mod images;
@@ -15,9 +19,13 @@ mod ipv6;
 mod lifecycle;
 mod logging;
 mod network;
+mod oci;
+mod pull;
 mod registry;
 mod security;
+mod service;
 mod terminal;
+mod userns;
 mod volumes;
 
 use std::panic::AssertUnwindSafe;
@@ -46,6 +54,12 @@ fn main() {
         println!("0 passed, 0 failed, 1 skipped");
         return;
     }
+    // Nothing a test does may leave the machine: every daemon a test starts (they inherit
+    // this) sends `docker.io` names to a dead loopback port instead of Docker Hub.
+    if std::env::var_os("BERTH_REGISTRY_HUB").is_none() {
+        // SAFETY: single-threaded here, before any test or daemon starts.
+        unsafe { std::env::set_var("BERTH_REGISTRY_HUB", "http://127.0.0.1:9") };
+    }
     // A skip unwinds like a panic; it is not one, so the hook stays quiet about it.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -63,10 +77,18 @@ fn main() {
         network::TESTS,
         volumes::TESTS,
         registry::TESTS,
+        pull::TESTS,
+        build::TESTS,
         hardening::TESTS,
         terminal::TESTS,
         logging::TESTS,
         ipv6::TESTS,
+        chaos::TESTS,
+        faults::TESTS,
+        oci::TESTS,
+        compat::TESTS,
+        userns::TESTS,
+        service::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -39,17 +39,17 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A `berth registry serve` of the test's own, on a port the kernel picked.
-struct Registry {
+pub(crate) struct Registry {
     child: Option<Child>,
     dir: PathBuf,
     args: Vec<String>,
     /// `127.0.0.1:PORT`.
-    addr: String,
+    pub(crate) addr: String,
     scheme: &'static str,
 }
 
 impl Registry {
-    fn start(env: &TestEnv, name: &str, args: &[&str]) -> Registry {
+    pub(crate) fn start(env: &TestEnv, name: &str, args: &[&str]) -> Registry {
         let dir = env.root.join(format!("registry-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -135,7 +135,7 @@ impl Registry {
         out
     }
 
-    fn blob_files(&self) -> Vec<String> {
+    pub(crate) fn blob_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.root().join("blobs/sha256"))
             .unwrap()
             .flatten()
@@ -155,14 +155,19 @@ impl Drop for Registry {
 
 /// Debian's `docker-registry` (distribution 2.8) on a loopback port, with its own config and
 /// storage.
-struct Distribution {
+pub(crate) struct Distribution {
     child: Child,
     dir: PathBuf,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Distribution {
-    fn start(env: &TestEnv) -> Option<Distribution> {
+    pub(crate) fn start(env: &TestEnv) -> Option<Distribution> {
+        Self::start_with(env, "")
+    }
+
+    /// With `extra` appended to its configuration (an `auth:` section).
+    pub(crate) fn start_with(env: &TestEnv, extra: &str) -> Option<Distribution> {
         let exe = Path::new("/usr/bin/docker-registry");
         if !exe.exists() {
             return None;
@@ -176,7 +181,7 @@ impl Distribution {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: berth-tests\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: berth-tests\n{extra}",
                 dir.join("storage").display()
             ),
         )
@@ -198,7 +203,7 @@ impl Distribution {
                 &format!("http://{}/v2/", distribution.addr),
             ])
             .status
-                == 200
+                == if extra.contains("htpasswd") { 401 } else { 200 }
         });
         assert!(up, "docker-registry did not come up");
         Some(distribution)

@@ -86,6 +86,41 @@ pub fn parse_go_duration(value: &str) -> Result<i64, TimeError> {
     Ok(if negative { -nanos } else { nanos })
 }
 
+/// Go's `time.Duration.String()`: `30s`, `1m0s`, `1h2m3.5s`, `1.5ms`, `500µs`, `0s` (how
+/// Docker prints durations in its messages, e.g. a healthcheck's timeout).
+pub fn format_go_duration(nanos: i64) -> String {
+    fn fraction(v: u64, div: u64, digits: usize) -> String {
+        let (whole, part) = (v / div, v % div);
+        if part == 0 {
+            return whole.to_string();
+        }
+        let part = format!("{part:0digits$}");
+        format!("{whole}.{}", part.trim_end_matches('0'))
+    }
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let u = nanos.unsigned_abs();
+    let body = if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        format!("{}µs", fraction(u, 1_000, 3))
+    } else if u < 1_000_000_000 {
+        format!("{}ms", fraction(u, 1_000_000, 6))
+    } else {
+        let (h, rest) = (u / 3_600_000_000_000, u % 3_600_000_000_000);
+        let (m, s) = (rest / 60_000_000_000, rest % 60_000_000_000);
+        let secs = format!("{}s", fraction(s, 1_000_000_000, 9));
+        match (h, m) {
+            (0, 0) => secs,
+            (0, m) => format!("{m}m{secs}"),
+            (h, m) => format!("{h}h{m}m{secs}"),
+        }
+    };
+    format!("{sign}{body}")
+}
+
 /// A point in time as the API carries it: Unix seconds and nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
@@ -208,6 +243,20 @@ fn parse_date(value: &str) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn go_durations_print_as_go_does() {
+        use super::format_go_duration as f;
+        assert_eq!(f(0), "0s");
+        assert_eq!(f(30_000_000_000), "30s");
+        assert_eq!(f(60_000_000_000), "1m0s");
+        assert_eq!(f(3_723_500_000_000), "1h2m3.5s");
+        assert_eq!(f(1_500_000), "1.5ms");
+        assert_eq!(f(1_000_000), "1ms");
+        assert_eq!(f(500_000), "500µs");
+        assert_eq!(f(999), "999ns");
+        assert_eq!(f(-2_000_000_000), "-2s");
+    }
+
     use std::time::Duration;
 
     use super::*;

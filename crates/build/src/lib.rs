@@ -20,7 +20,9 @@
 //! modifiers) and [`dockerignore`] (`.dockerignore` files and moby's pattern matcher, shared by
 //! the CLI that sends a context and the daemon that receives it).
 //!
-//! No I/O: the caller reads the Dockerfile and ignore files and hands over their text.
+//! The language is pure (no I/O: the caller hands over the Dockerfile's text); [`engine`] runs
+//! it: the context, the steps (containers for `RUN`, layers written directly for `COPY`/`ADD`),
+//! the cache, concurrency between stages, the legacy builder's progress stream.
 //!
 //! ```
 //! use berth_build::{Base, BuildOptions, Command, Dockerfile};
@@ -55,6 +57,8 @@
 #![warn(missing_docs)]
 
 pub mod dockerignore;
+#[cfg(feature = "engine")]
+pub mod engine;
 mod error;
 mod flags;
 pub mod instruction;

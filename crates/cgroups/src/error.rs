@@ -40,6 +40,16 @@ pub enum CgroupError {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// A setting this host's cgroups cannot apply (its controller is absent, the kernel
+    /// lacks the file, or the cgroup version has no such thing). `setting` is the OCI name
+    /// under `linux.resources` (`memory.swappiness`, `hugepageLimits`, …).
+    #[error("{setting}: {reason}")]
+    NotSupported {
+        /// The setting, as the OCI runtime spec names it under `linux.resources`.
+        setting: &'static str,
+        /// What the host lacks.
+        reason: String,
+    },
     /// The freezer did not report the cgroup frozen in time (a task stuck in the kernel);
     /// the cgroup was thawed again.
     #[error("cgroup {} did not freeze within {waited_ms} ms (state {state:?})", path.display())]
@@ -81,6 +91,7 @@ impl Classify for CgroupError {
                 }
             }
             Self::Unsupported { .. } => ErrorKind::InvalidArgument,
+            Self::NotSupported { .. } => ErrorKind::InvalidArgument,
             Self::FreezeTimeout { .. } => ErrorKind::Internal,
             Self::BadPid { .. } => ErrorKind::Internal,
         }

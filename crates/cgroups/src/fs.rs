@@ -55,6 +55,37 @@ pub(crate) fn write_limit(
     }
 }
 
+/// Writes `value` to `dir/file` for the OCI `setting`: a missing file means the host cannot
+/// apply it ([`CgroupError::NotSupported`], naming the setting and the file).
+pub(crate) fn write_setting(
+    dir: &Path,
+    file: &str,
+    value: &str,
+    setting: &'static str,
+) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    match write_raw(&path, value) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CgroupError::NotSupported {
+            setting,
+            reason: format!("this host's kernel has no {}", path.display()),
+        }),
+        Err(source) => Err(CgroupError::Write {
+            path,
+            value: value.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The refusal of `setting` on a host without `controller`.
+pub(crate) fn no_controller(setting: &'static str, controller: &str) -> CgroupError {
+    CgroupError::NotSupported {
+        setting,
+        reason: format!("this host has no {controller} cgroup controller"),
+    }
+}
+
 /// The raw write, for callers that must look at the errno before wrapping it.
 pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;

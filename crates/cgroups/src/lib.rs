@@ -70,6 +70,102 @@ pub struct Resources {
     pub cpuset_cpus: Option<String>,
     /// Max number of pids (-1 or 0 unlimited).
     pub pids_limit: Option<i64>,
+    /// How eagerly the kernel swaps the cgroup's memory, 0–100 (v1 `memory.swappiness`;
+    /// refused on v2, which has none).
+    pub memory_swappiness: Option<u64>,
+    /// Processes that exceed the memory limit wait instead of being OOM-killed (v1
+    /// `memory.oom_control`; refused on v2).
+    pub oom_kill_disable: Option<bool>,
+    /// Kernel memory limit in bytes (v1 `memory.kmem.limit_in_bytes`; refused where the
+    /// kernel no longer enforces it, and on v2).
+    pub kernel_memory: Option<i64>,
+    /// Kernel TCP buffer memory limit in bytes (v1 `memory.kmem.tcp.limit_in_bytes`).
+    pub kernel_memory_tcp: Option<i64>,
+    /// Real-time runtime in microseconds per period (v1 `cpu.rt_runtime_us`).
+    pub cpu_realtime_runtime: Option<i64>,
+    /// Real-time period in microseconds (v1 `cpu.rt_period_us`).
+    pub cpu_realtime_period: Option<u64>,
+    /// SCHED_IDLE for the cgroup: 1 or 0 (`cpu.idle`).
+    pub cpu_idle: Option<i64>,
+    /// CFS burst in microseconds (v1 `cpu.cfs_burst_us`, v2 `cpu.max.burst`).
+    pub cpu_burst: Option<u64>,
+    /// Memory nodes allowed, e.g. `0` (`cpuset.mems`).
+    pub cpuset_mems: Option<String>,
+    /// Block I/O weights and throttles (v1 `blkio`, v2 `io`).
+    pub block_io: Option<BlockIo>,
+    /// Huge page limits (`hugetlb`), one per page size.
+    pub hugepage_limits: Vec<HugepageLimit>,
+    /// Network class id of the cgroup's packets (v1 `net_cls.classid`; refused on v2).
+    pub net_class_id: Option<u32>,
+    /// Per-interface priorities of its packets (v1 `net_prio.ifpriomap`; refused on v2).
+    pub net_priorities: Vec<(String, u32)>,
+    /// RDMA limits per device (`rdma.max`).
+    pub rdma: Vec<RdmaLimit>,
+    /// Raw cgroup v2 files to write (`file` → value; refused on v1).
+    pub unified: Vec<(String, String)>,
+}
+
+/// Block I/O settings (the OCI `blockIO`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockIo {
+    /// Relative weight, 10–1000.
+    pub weight: Option<u16>,
+    /// Weight of the cgroup's own tasks against its children (v1 CFQ only).
+    pub leaf_weight: Option<u16>,
+    /// Per-device weights.
+    pub weight_devices: Vec<WeightDevice>,
+    /// Read bytes per second, per device.
+    pub read_bps: Vec<ThrottleDevice>,
+    /// Write bytes per second, per device.
+    pub write_bps: Vec<ThrottleDevice>,
+    /// Read operations per second, per device.
+    pub read_iops: Vec<ThrottleDevice>,
+    /// Write operations per second, per device.
+    pub write_iops: Vec<ThrottleDevice>,
+}
+
+/// A device's weight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightDevice {
+    /// Device major number.
+    pub major: i64,
+    /// Device minor number.
+    pub minor: i64,
+    /// Weight, 10–1000.
+    pub weight: Option<u16>,
+    /// Leaf weight, 10–1000 (v1 CFQ only).
+    pub leaf_weight: Option<u16>,
+}
+
+/// A device's rate limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThrottleDevice {
+    /// Device major number.
+    pub major: i64,
+    /// Device minor number.
+    pub minor: i64,
+    /// Bytes or operations per second.
+    pub rate: u64,
+}
+
+/// A huge page limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HugepageLimit {
+    /// The page size as the kernel names it in file names: `2MB`, `1GB`, `64KB`.
+    pub page_size: String,
+    /// Bytes.
+    pub limit: u64,
+}
+
+/// RDMA limits of one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RdmaLimit {
+    /// The device, e.g. `mlx5_0`.
+    pub device: String,
+    /// Max HCA handles.
+    pub hca_handles: Option<u32>,
+    /// Max HCA objects.
+    pub hca_objects: Option<u32>,
 }
 
 /// A snapshot of a cgroup's usage, for `docker stats`. What the kernel does not report

@@ -173,6 +173,15 @@ pub struct UpdateArgs {
     /// Pids limit.
     #[arg(long = "pids-limit")]
     pids_limit: Option<i64>,
+    /// MEMs in which to allow execution.
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// CPU real-time period in microseconds.
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<i64>,
+    /// CPU real-time runtime in microseconds.
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<i64>,
     /// Restart policy.
     #[arg(long)]
     restart: Option<String>,
@@ -349,7 +358,7 @@ pub fn run(c: &Client, cmd: ContainerCmd) -> CmdResult {
         ContainerCmd::Run(a) => run_container(c, a),
         ContainerCmd::Create(a) => {
             let (body, name) = opts::create_body(&a.flags)?;
-            let id = create(c, &body, name.as_deref(), a.flags.image())?;
+            let id = create(c, &body, name.as_deref(), &a.flags)?;
             println!("{id}");
             Ok(0)
         }
@@ -506,21 +515,41 @@ fn each(names: &[String], f: impl Fn(&str) -> Result<(), CliError>, summary: &st
     }
 }
 
-/// Creates a container; a missing image is reported as docker does (there is no registry yet).
+/// Creates a container; the image is pulled first as `--pull` says (`always`), or when it is
+/// missing (`missing`, Docker's "Unable to find image … locally"), or never.
 fn create(
     c: &Client,
     body: &berth_api::models::ContainerCreateBody,
     name: Option<&str>,
-    image: &str,
+    f: &opts::CreateFlags,
 ) -> Result<String, CliError> {
-    let q: Vec<(&str, String)> = name
+    let image = f.image();
+    let policy = f.pull.as_str();
+    if !matches!(policy, "always" | "missing" | "never") {
+        return Err(CliError::msg(format!(
+            "invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\""
+        ))
+        .with_code(125));
+    }
+    let pull = || {
+        crate::registry::pull_image(c, image, false, f.platform.as_deref(), f.quiet, true)
+            .map_err(|e| e.with_code(125))
+    };
+    if policy == "always" {
+        pull()?;
+    }
+    let mut q: Vec<(&str, String)> = name
         .map(|n| vec![("name", n.to_string())])
         .unwrap_or_default();
-    let resp = c.send(
+    if let Some(platform) = &f.platform {
+        q.push(("platform", platform.clone()));
+    }
+    let json = serde_json::to_vec(body).map_err(|e| CliError::msg(e.to_string()))?;
+    let mut resp = c.send(
         "POST",
         "/containers/create",
         &q,
-        Body::Json(serde_json::to_vec(body).map_err(|e| CliError::msg(e.to_string()))?),
+        Body::Json(json.clone()),
         false,
     )?;
     if resp.status == 404 {
@@ -528,24 +557,21 @@ fn create(
             .check()
             .err()
             .unwrap_or_else(|| CliError::msg("No such image"));
-        if err.message.contains("No such image") {
-            let full = if image.contains(':') || image.contains('@') {
+        if policy != "missing" || !err.message.contains("No such image") {
+            return Err(err.with_code(125));
+        }
+        let full =
+            if image.contains('@') || image.rsplit('/').next().is_some_and(|l| l.contains(':')) {
                 image.to_string()
             } else {
                 format!("{image}:latest")
             };
-            eprintln!("Unable to find image '{full}' locally");
-            let (repo, tag) = full.rsplit_once(':').unwrap_or((&full, "latest"));
-            let pull = c.send(
-                "POST",
-                "/images/create",
-                &[("fromImage", repo.to_string()), ("tag", tag.to_string())],
-                Body::Empty,
-                false,
-            )?;
-            return Err(pull.check().err().unwrap_or(err).with_code(125));
+        eprintln!("Unable to find image '{full}' locally");
+        // hello-world is made here, offline, as `image bootstrap` makes it; the rest is pulled.
+        if !crate::image::bootstrap_builtin(c, &full)? {
+            pull()?;
         }
-        return Err(err.with_code(125));
+        resp = c.send("POST", "/containers/create", &q, Body::Json(json), false)?;
     }
     let v: Value = resp.check().map_err(|e| e.with_code(125))?.json()?;
     for w in v["Warnings"].as_array().into_iter().flatten() {
@@ -611,7 +637,7 @@ fn run_container(c: &Client, a: RunArgs) -> CmdResult {
         body.attach_stderr = Some(false);
         body.stdin_once = Some(false);
     }
-    let id = create(c, &body, name.as_deref(), f.image())?;
+    let id = create(c, &body, name.as_deref(), f)?;
     if a.detach {
         c.post_empty(&format!("/containers/{id}/start"), &[])
             .map_err(start_error)?;
@@ -1343,6 +1369,15 @@ fn update(c: &Client, a: UpdateArgs) -> CmdResult {
     }
     if let Some(p) = a.pids_limit {
         body.insert("PidsLimit".into(), json!(p));
+    }
+    if let Some(m) = &a.cpuset_mems {
+        body.insert("CpusetMems".into(), json!(m));
+    }
+    if let Some(p) = a.cpu_rt_period {
+        body.insert("CpuRealtimePeriod".into(), json!(p));
+    }
+    if let Some(r) = a.cpu_rt_runtime {
+        body.insert("CpuRealtimeRuntime".into(), json!(r));
     }
     if let Some(r) = &a.restart {
         body.insert(

@@ -287,6 +287,19 @@ impl Client {
         body: Body<'_>,
         upgrade: bool,
     ) -> Result<Response, CliError> {
+        self.send_with_headers(method, path, query, body, upgrade, &[])
+    }
+
+    /// [`Client::send`] with extra request headers (`X-Registry-Auth`).
+    pub fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+        upgrade: bool,
+        headers: &[(&str, String)],
+    ) -> Result<Response, CliError> {
         let stream = self
             .connect()
             .map_err(|e| CliError::connect(&self.host, e))?;
@@ -305,6 +318,9 @@ impl Client {
         );
         if upgrade {
             head.push_str("Connection: Upgrade\r\nUpgrade: tcp\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         let mut w = stream.try_clone().map_err(CliError::io)?;
         match body {

@@ -164,7 +164,7 @@ pub enum ImageGroup {
     Load(crate::archive::LoadArgs),
     /// Build a base image offline: `busybox` from the host's static busybox.
     Bootstrap {
-        /// What to build: `busybox`, or `debian:<suite>` (debootstrap).
+        /// What to build: `busybox`, `hello-world`, or `debian:<suite>` (debootstrap).
         name: String,
         /// The Debian mirror (default: the host's apt sources).
         #[arg(long)]
@@ -532,6 +532,33 @@ fn prune(c: &Client, all: bool, force: bool, mut filters: Vec<String>) -> CmdRes
         format::human_size(v["SpaceReclaimed"].as_f64().unwrap_or(0.0))
     );
     Ok(0)
+}
+
+/// `run`/`create` of an image berth builds itself (`hello-world`) that is not there yet:
+/// builds it (offline) and says so. `Ok(false)` for any other image.
+pub(crate) fn bootstrap_builtin(c: &Client, reference: &str) -> Result<bool, CliError> {
+    let name = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("library/"))
+        .unwrap_or(reference);
+    if name != "hello-world:latest" {
+        return Ok(false);
+    }
+    eprintln!("Bootstrapping hello-world (built in, offline)");
+    let q = [
+        ("name", "hello-world".to_owned()),
+        ("tag", "latest".to_owned()),
+    ];
+    let mut resp = c
+        .send("POST", "/berth/images/bootstrap", &q, Body::Empty, false)?
+        .check()?;
+    while let Some(line) = resp.next_line().map_err(CliError::io)? {
+        let v: Value = serde_json::from_str(line.trim()).unwrap_or_default();
+        if let Some(e) = v["errorDetail"]["message"].as_str() {
+            return Err(CliError::msg(e.to_string()).with_code(125));
+        }
+    }
+    Ok(true)
 }
 
 fn bootstrap(c: &Client, name: &str, mirror: Option<String>) -> CmdResult {

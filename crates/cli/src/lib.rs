@@ -3,10 +3,12 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+mod build;
 mod confirm;
 mod container;
 mod cp;
 mod df;
+pub mod docs;
 mod filters;
 mod format;
 mod http;
@@ -15,6 +17,7 @@ mod inspect;
 mod network;
 mod opts;
 pub mod progress;
+mod registry;
 mod stream;
 mod system;
 mod tty;
@@ -68,6 +71,7 @@ impl CliError {
     /// there (no socket, nobody listening) is docker's "Is the daemon running?"; a socket the
     /// user may not open says so, as docker does.
     pub fn connect(host: &Host, e: std::io::Error) -> Self {
+        let group = socket_group(host);
         let host = host.display();
         CliError::msg(match e.kind() {
             std::io::ErrorKind::NotFound
@@ -77,8 +81,9 @@ impl CliError {
                     "Cannot connect to the berth daemon at {host}. Is the berth daemon running?"
                 )
             }
+            // One line that says how to fix it (the socket is 0660, group `berth`).
             std::io::ErrorKind::PermissionDenied => format!(
-                "permission denied while trying to connect to the berth daemon socket at {host}: {e}"
+                "permission denied while trying to connect to the berth daemon socket at {host}: add yourself to the '{group}' group"
             ),
             _ => format!("error during connect to the berth daemon at {host}: {e}"),
         })
@@ -88,6 +93,31 @@ impl CliError {
         self.code = code;
         self
     }
+}
+
+/// The group that may use a unix socket: the socket's own (or its directory's) group, unless
+/// that is root's; else `berth`, the group the daemon gives its socket by default.
+fn socket_group(host: &Host) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Host::Unix(path) = host else {
+        return "berth".into();
+    };
+    let gid = std::fs::metadata(path)
+        .or_else(|_| std::fs::metadata(path.parent().unwrap_or(Path::new("/"))))
+        .map(|m| m.gid())
+        .unwrap_or(0);
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    group_name(&groups, gid)
+        .filter(|_| gid != 0)
+        .unwrap_or_else(|| "berth".into())
+}
+
+/// The name of group `gid` in an `/etc/group` file.
+fn group_name(etc_group: &str, gid: u32) -> Option<String> {
+    etc_group.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2)?.parse::<u32>().ok()? == gid).then(|| fields[0].to_owned())
+    })
 }
 
 impl std::fmt::Display for CliError {
@@ -146,12 +176,22 @@ enum Command {
     },
     /// Copy files/folders between a container and the local filesystem.
     Cp(cp::CpArgs),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Manage builds.
+    #[command(name = "builder")]
+    BuilderGroup {
+        #[command(subcommand)]
+        cmd: build::BuilderGroup,
+    },
     /// Manage volumes.
     #[command(name = "volume")]
     VolumeGroup {
         #[command(subcommand)]
         cmd: volume::VolumeGroup,
     },
+    #[command(flatten)]
+    Registry(registry::RegistryCmd),
     #[command(flatten)]
     System(system::SystemCmd),
     /// Manage berth.
@@ -160,6 +200,16 @@ enum Command {
         #[command(subcommand)]
         cmd: system::SystemGroup,
     },
+    /// Generate the autocompletion script for the specified shell (bash, zsh, fish).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The command line's clap definition, for completions and man pages ([`docs`]).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// The CLI's entry point; `args` includes the program name. Returns the exit code.
@@ -187,6 +237,10 @@ pub fn main(args: Vec<String>) -> i32 {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return 0;
     };
+    if let Command::Completion { shell } = command {
+        docs::print_completion(&mut self::command(), shell);
+        return 0;
+    }
     let explicit = cli
         .host
         .clone()
@@ -210,9 +264,13 @@ pub fn main(args: Vec<String>) -> i32 {
         Command::ImageGroup { cmd } => image::run_group(&client, cmd),
         Command::NetworkGroup { cmd } => network::run_group(&client, cmd),
         Command::Cp(a) => cp::run(&client, a),
+        Command::Build(a) => build::build(&client, a),
+        Command::BuilderGroup { cmd } => build::run_group(&client, cmd),
         Command::VolumeGroup { cmd } => volume::run_group(&client, cmd),
+        Command::Registry(c) => registry::run(&client, c),
         Command::System(c) => system::run(&client, c),
         Command::SystemGroup { cmd } => system::run_group(&client, cmd),
+        Command::Completion { .. } => Ok(0),
     };
     let _ = std::io::stdout().flush();
     match result {
@@ -295,4 +353,26 @@ fn ensure_daemon(client: &Client) -> Result<(), CliError> {
         &client.host,
         std::io::Error::from(std::io::ErrorKind::TimedOut),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_says_which_group() {
+        let groups = "root:x:0:\nstaff:x:50:\nberth:x:997:alice\n";
+        assert_eq!(group_name(groups, 997).as_deref(), Some("berth"));
+        assert_eq!(group_name(groups, 50).as_deref(), Some("staff"));
+        assert_eq!(group_name(groups, 12), None);
+        let host = Host::Unix("/nonexistent/dir/berth.sock".into());
+        let error = CliError::connect(
+            &host,
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(
+            error.message,
+            "permission denied while trying to connect to the berth daemon socket at unix:///nonexistent/dir/berth.sock: add yourself to the 'berth' group"
+        );
+    }
 }

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use berth_api::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
-    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use clap::Args;
 
@@ -175,6 +176,24 @@ pub struct CreateFlags {
     /// Tune host's OOM preferences (-1000 to 1000).
     #[arg(long = "oom-score-adj")]
     pub oom_score_adj: Option<i64>,
+    /// Tune container memory swappiness (0 to 100).
+    #[arg(long = "memory-swappiness", allow_negative_numbers = true)]
+    pub memory_swappiness: Option<i64>,
+    /// Disable OOM Killer.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Limit CPU real-time period in microseconds.
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit CPU real-time runtime in microseconds.
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Add a rule to the cgroup allowed devices list.
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
     /// IPC mode to use.
     #[arg(long)]
     pub ipc: Option<String>,
@@ -184,6 +203,34 @@ pub struct CreateFlags {
     /// UTS namespace to use.
     #[arg(long)]
     pub uts: Option<String>,
+    /// Add link to another container (name[:alias]).
+    #[arg(long = "link")]
+    pub link: Vec<String>,
+    /// Command to run to check health.
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h).
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries", allow_hyphen_values = true)]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries
+    /// countdown (ms|s|m|h).
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h).
+    #[arg(long = "health-start-interval")]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// User namespace to use (`host` opts out of the daemon's --userns-remap).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Add additional groups to join.
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,
@@ -450,11 +497,69 @@ pub fn create_body(f: &CreateFlags) -> Result<(ContainerCreateBody, Option<Strin
         labels: Some(labels),
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
+        healthcheck: healthcheck(f)?,
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
     };
     Ok((body, f.name.clone()))
+}
+
+/// The docker CLI's `Healthcheck` from `--health-*` and `--no-healthcheck` (none when no
+/// flag is given: the image's applies).
+fn healthcheck(f: &CreateFlags) -> Result<Option<HealthConfig>, CliError> {
+    let duration = |value: &Option<String>, flag: &str| -> Result<i64, CliError> {
+        value
+            .as_deref()
+            .map(|v| {
+                berth_api::time::parse_go_duration(v)
+                    .map_err(|e| flag_err(v, &format!("--{flag}"), e))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let interval = duration(&f.health_interval, "health-interval")?;
+    let timeout = duration(&f.health_timeout, "health-timeout")?;
+    let start_period = duration(&f.health_start_period, "health-start-period")?;
+    let start_interval = duration(&f.health_start_interval, "health-start-interval")?;
+    let retries = f.health_retries.unwrap_or(0);
+    let cmd = f.health_cmd.clone().unwrap_or_default();
+    let given = !cmd.is_empty()
+        || [interval, timeout, start_period, start_interval, retries]
+            .iter()
+            .any(|v| *v != 0);
+    let refuse = |m: &str| Err(CliError::msg(m).with_code(125));
+    if f.no_healthcheck {
+        if given {
+            return refuse("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }));
+    }
+    if !given {
+        return Ok(None);
+    }
+    for (value, flag) in [
+        (interval, "interval"),
+        (timeout, "timeout"),
+        (retries, "retries"),
+        (start_period, "start-period"),
+        (start_interval, "start-interval"),
+    ] {
+        if value < 0 {
+            return refuse(&format!("--health-{flag} cannot be negative"));
+        }
+    }
+    Ok(Some(HealthConfig {
+        test: (!cmd.is_empty()).then(|| vec!["CMD-SHELL".into(), cmd]),
+        interval: Some(interval),
+        timeout: Some(timeout),
+        start_period: Some(start_period),
+        start_interval: Some(start_interval),
+        retries: Some(retries),
+    }))
 }
 
 /// A byte size flag (`-m 512m`).
@@ -512,11 +617,7 @@ fn host_config(
         .collect::<Result<Vec<_>, _>>()?;
     let restart = parse_restart(&f.restart).map_err(|e| flag_err(&f.restart, "--restart", e))?;
     let security_opt = security_opts(&f.security_opt)?;
-    let mut tmpfs = HashMap::new();
-    for t in &f.tmpfs {
-        let (d, o) = t.split_once(':').unwrap_or((t, ""));
-        tmpfs.insert(d.to_string(), o.to_string());
-    }
+    let tmpfs = tmpfs_map(&f.tmpfs);
     let sysctls = key_value_flags(&f.sysctl, "--sysctl", "sysctl must be KEY=VALUE")?;
     let log_opts = key_value_flags(&f.log_opt, "--log-opt", "must be KEY=VALUE")?;
     // `-v /path` alone is an anonymous volume (in Config.Volumes): only binds go here.
@@ -545,10 +646,19 @@ fn host_config(
         dns_options: (!f.dns_option.is_empty()).then(|| f.dns_option.clone()),
         extra_hosts: (!f.add_host.is_empty()).then(|| f.add_host.clone()),
         group_add: (!f.group_add.is_empty()).then(|| f.group_add.clone()),
+        links: (!f.link.is_empty()).then(|| f.link.clone()),
         ipc_mode: f.ipc.clone(),
         pid_mode: f.pid.clone(),
         uts_mode: f.uts.clone(),
+        userns_mode: f.userns.clone(),
         oom_score_adj: f.oom_score_adj,
+        memory_swappiness: f.memory_swappiness.filter(|v| *v != -1),
+        oom_kill_disable: f.oom_kill_disable.then_some(true),
+        cpuset_mems: f.cpuset_mems.clone(),
+        cpu_realtime_period: f.cpu_rt_period,
+        cpu_realtime_runtime: f.cpu_rt_runtime,
+        device_cgroup_rules: (!f.device_cgroup_rule.is_empty())
+            .then(|| f.device_cgroup_rule.clone()),
         privileged: Some(f.privileged),
         publish_all_ports: Some(f.publish_all),
         readonly_rootfs: Some(f.read_only),
@@ -579,6 +689,17 @@ fn host_config(
         },
         ..Default::default()
     })
+}
+
+/// `--tmpfs DIR[:OPTIONS]` as HostConfig.Tmpfs.
+fn tmpfs_map(flags: &[String]) -> HashMap<String, String> {
+    flags
+        .iter()
+        .map(|t| {
+            let (d, o) = t.split_once(':').unwrap_or((t, ""));
+            (d.to_string(), o.to_string())
+        })
+        .collect()
 }
 
 /// Exposed ports and the bindings of published ones, as the create body carries them.

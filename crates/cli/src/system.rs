@@ -152,6 +152,39 @@ fn info(c: &Client, fmt: Option<&str>) -> CmdResult {
         g("ID"),
         g("DockerRootDir")
     );
+    println!(" Debug Mode: {}", g("Debug"));
+    let registry = &v["RegistryConfig"];
+    let mut insecure: Vec<String> = registry["IndexConfigs"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, c)| c["Secure"] == Value::Bool(false))
+        .map(|(name, _)| name.clone())
+        .collect();
+    insecure.extend(
+        registry["InsecureRegistryCIDRs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned)),
+    );
+    println!(" Insecure Registries:");
+    for entry in insecure {
+        println!("  {entry}");
+    }
+    let mirrors: Vec<&str> = registry["Mirrors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !mirrors.is_empty() {
+        println!(" Registry Mirrors:");
+        for mirror in mirrors {
+            println!("  {mirror}");
+        }
+    }
+    println!(" Live Restore Enabled: {}", g("LiveRestoreEnabled"));
     Ok(0)
 }
 

@@ -15,6 +15,7 @@ mod logs;
 pub mod monitor;
 pub mod monitor_client;
 mod net;
+pub mod perms;
 pub mod service;
 pub mod spec;
 pub mod state;

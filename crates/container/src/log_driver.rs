@@ -1,5 +1,5 @@
 //! Docker's logging drivers on the daemon's side: which driver and options a container gets
-//! (its own, else the daemon's `--log-driver`/`--log-opt`), their validation in Docker's
+//! (its own, else the daemon's defaults: `--log-driver`/`--log-opt` or daemon.json), their validation in Docker's
 //! words, and what the monitor is told ([`berth_monitor::logdriver::LogDriver`]).
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,8 @@ pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// Docker's answer to `logs` on a driver that keeps nothing to read.
 pub const NOT_READABLE: &str = "configured logging driver does not support reading";
 
-/// The daemon-wide default (`berth daemon --log-driver --log-opt`).
+/// The daemon-wide default (`berth daemon --log-driver --log-opt`, daemon.json's
+/// `log-driver`/`log-opts`; the daemon's `Reloadable` holds it, `SIGHUP` reloads it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDefaults {
     /// The driver.
@@ -74,18 +75,25 @@ const FACILITIES: &[&str] = &[
     "local7",
 ];
 
-/// Fills in the daemon's default driver (and its options, when the container gave none for
-/// that driver), as dockerd's `mergeAndVerifyLogConfig`, and validates the result.
-pub fn resolve(log: &mut HostConfigLogConfig, defaults: &LogDefaults) -> Result<(), String> {
+/// Fills in the daemon's default driver and, when the container's driver is the default
+/// one, each default option it does not set itself (dockerd's `mergeAndVerifyLogConfig`).
+pub fn merge_defaults(log: &mut HostConfigLogConfig, defaults: &LogDefaults) {
     if log.typ.as_deref().is_none_or(str::is_empty) {
         log.typ = Some(defaults.driver.clone());
     }
-    let driver = log.typ.clone().unwrap_or_default();
     let opts = log.config.get_or_insert_with(HashMap::new);
-    if opts.is_empty() && driver == defaults.driver {
-        *opts = defaults.opts.clone();
+    if log.typ.as_deref() == Some(defaults.driver.as_str()) {
+        for (key, value) in &defaults.opts {
+            opts.entry(key.clone()).or_insert_with(|| value.clone());
+        }
     }
-    validate(&driver, opts)
+}
+
+/// [`merge_defaults`], then [`validate`] the result.
+pub fn resolve(log: &mut HostConfigLogConfig, defaults: &LogDefaults) -> Result<(), String> {
+    merge_defaults(log, defaults);
+    let driver = log.typ.clone().unwrap_or_default();
+    validate(&driver, log.config.get_or_insert_with(HashMap::new))
 }
 
 /// Docker's checks of a driver and its options; each error one line in Docker's words.
@@ -371,6 +379,17 @@ mod tests {
         assert!(
             log.config.unwrap().is_empty(),
             "another driver's options stay out"
+        );
+        let mut log = HostConfigLogConfig {
+            typ: None,
+            config: Some(opts(&[("max-file", "2")])),
+        };
+        resolve(&mut log, &defaults).unwrap();
+        let config = log.config.unwrap();
+        assert_eq!(config["max-file"], "2", "the container's own option stays");
+        assert_eq!(
+            config["max-size"], "1m",
+            "the default's other options are added"
         );
     }
 

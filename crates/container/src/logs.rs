@@ -1,6 +1,7 @@
 //! Reading the logs the monitor writes: json-file (`<id>-json.log`, rotated to `.1`, `.2`, …)
 //! and local (`local-logs/container.log`, length-framed protobuf entries, rotated to `.1.gz`,
 //! … — see `berth_monitor::logdriver`).
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,23 +99,46 @@ fn parse_line(line: &str) -> Option<LogLine> {
     })
 }
 
-/// The log files of a container, oldest first (local's rotated files are gzipped).
-fn files(log: &Path) -> Vec<PathBuf> {
+/// The log files of a container, oldest first, each with its inode (how a reader knows a
+/// file after a rotation renamed it).
+fn chain(log: &Path) -> Vec<(PathBuf, u64)> {
+    numbered_chain(log)
+        .into_iter()
+        .map(|(_, path, ino)| (path, ino))
+        .collect()
+}
+
+/// [`chain`] with each file's number (`.N`; 0 for the log itself). A rotation renames `.N`
+/// to `.N+1` from the oldest down, so while it runs one name may be missing: the listing
+/// goes on past one missing name and stops at the second.
+fn numbered_chain(log: &Path) -> Vec<(u32, PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let mut rotated = Vec::new();
-    for n in 1..100 {
+    let mut missing = 0;
+    for n in 1..1000 {
         let p = PathBuf::from(format!("{}.{n}", log.display()));
-        let gz = PathBuf::from(format!("{}.{n}.gz", log.display()));
-        if p.exists() {
-            rotated.push(p);
-        } else if gz.exists() {
-            rotated.push(gz);
-        } else {
-            break;
+        match std::fs::metadata(&p) {
+            Ok(m) => {
+                missing = 0;
+                rotated.push((n, p, m.ino()));
+            }
+            Err(_) if missing == 0 => missing += 1,
+            Err(_) => break,
         }
     }
     rotated.reverse();
-    rotated.push(log.to_path_buf());
+    if let Ok(m) = std::fs::metadata(log) {
+        rotated.push((0, log.to_path_buf(), m.ino()));
+    }
     rotated
+}
+
+/// Opens `path` if it is still the file with inode `ino` (a rotation may have renamed
+/// another one there since it was listed).
+fn open_if(path: &Path, ino: u64) -> Option<File> {
+    use std::os::unix::fs::MetadataExt;
+    let f = File::open(path).ok()?;
+    (f.metadata().ok()?.ino() == ino).then_some(f)
 }
 
 fn wanted(l: &LogLine, o: &LogsOptions) -> bool {
@@ -137,48 +161,296 @@ fn chunk(l: LogLine, timestamps: bool) -> LogChunk {
     }
 }
 
-/// Reads the backlog (honouring since/until/tail), returning the lines and where the current
-/// file ended (for follow).
-pub fn read_backlog(log: &Path, format: Format, o: &LogsOptions) -> (Vec<LogLine>, u64) {
-    if format == Format::Local {
-        return read_local_backlog(log, o);
+/// The most lines one read hands over: memory per reader is bounded by this, whatever the
+/// size of the log.
+const BATCH_LINES: usize = 256;
+/// Bytes read backwards at a time when looking for a tail.
+const BACK_BLOCK: u64 = 64 * 1024;
+
+/// Whether a reader has caught up with the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// More is there to read now.
+    More,
+    /// At the end of the newest file.
+    CaughtUp,
+}
+
+/// A reader of a container's log across its rotated files. It follows the file it reads by
+/// its open descriptor, not by its name: a rotation that renames it (any number of times)
+/// does not make it skip a line; only at the end of its file does it move to the next one.
+#[derive(Debug)]
+struct Reader {
+    log: PathBuf,
+    options: LogsOptions,
+    /// The file being read and its inode; `None` before the log exists.
+    file: Option<(BufReader<File>, u64)>,
+    /// Where in it the next line starts.
+    pos: u64,
+    /// The start of a line the writer has not finished yet.
+    partial: Vec<u8>,
+}
+
+impl Reader {
+    /// A reader at the oldest line, or (with `tail`) at the first of the last `tail` lines
+    /// that pass the filters, found by reading the files backwards from the end.
+    fn open(log: &Path, options: &LogsOptions) -> Self {
+        let mut reader = Self {
+            log: log.to_path_buf(),
+            options: options.clone(),
+            file: None,
+            pos: 0,
+            partial: Vec::new(),
+        };
+        let files = chain(log);
+        let start = match options.tail {
+            Some(n) => tail_start(&files, n, options),
+            None => files.first().map(|(p, ino)| (p.clone(), *ino, 0)),
+        };
+        if let Some((path, ino, offset)) = start
+            && let Some(mut f) = open_if(&path, ino)
+            && f.seek(SeekFrom::Start(offset)).is_ok()
+        {
+            reader.file = Some((BufReader::new(f), ino));
+            reader.pos = offset;
+        }
+        reader
     }
-    let mut lines = Vec::new();
-    let mut end = 0;
-    for f in files(log) {
-        let Ok(file) = std::fs::File::open(&f) else {
+
+    /// Reads up to [`BATCH_LINES`] wanted lines.
+    fn read_batch(&mut self) -> (Vec<LogLine>, Progress) {
+        let mut out = Vec::new();
+        let mut scanned = 0;
+        while out.len() < BATCH_LINES && scanned < 64 * BATCH_LINES {
+            scanned += 1;
+            match self.next_line() {
+                Some(Some(line)) => {
+                    if let Some(l) = parse_line(&line).filter(|l| wanted(l, &self.options)) {
+                        out.push(l);
+                    }
+                }
+                Some(None) => {}
+                None => return (out, Progress::CaughtUp),
+            }
+        }
+        (out, Progress::More)
+    }
+
+    /// The next complete line (`Some(None)` for one that is not UTF-8 or a step to the next
+    /// file), or `None` at the end of the newest file.
+    fn next_line(&mut self) -> Option<Option<String>> {
+        if self.file.is_none() {
+            let (path, ino) = chain(&self.log).into_iter().next()?;
+            let f = open_if(&path, ino)?;
+            self.file = Some((BufReader::new(f), ino));
+            self.pos = 0;
+        }
+        let (reader, ino) = self.file.as_mut()?;
+        match reader.read_until(b'\n', &mut self.partial) {
+            Ok(n) if n > 0 && self.partial.ends_with(b"\n") => {
+                self.pos += self.partial.len() as u64;
+                let line = std::mem::take(&mut self.partial);
+                let text = String::from_utf8(line).ok();
+                return Some(text.map(|t| t.trim_end_matches('\n').to_owned()));
+            }
+            Ok(_) => {}
+            Err(_) => self.partial.clear(),
+        }
+        // At the end of this file for now. A newer file means the writer moved on: what this
+        // one holds is all it will ever hold.
+        if let Some((f, ino)) = open_next(&self.log, *ino) {
+            self.file = Some((BufReader::new(f), ino));
+            self.pos = 0;
+            // An entry the writer never finished cannot be completed any more.
+            self.partial.clear();
+            return Some(None);
+        }
+        // Still the newest file: truncated under us (max-file=1 rotates in place)?
+        if let Some((reader, _)) = &self.file
+            && reader
+                .get_ref()
+                .metadata()
+                .is_ok_and(|m| m.len() < self.pos)
+            && let Some((reader, _)) = self.file.as_mut()
+            && reader.seek(SeekFrom::Start(0)).is_ok()
+        {
+            self.pos = 0;
+            self.partial.clear();
+            return Some(None);
+        }
+        None
+    }
+}
+
+/// The file that comes after the one with inode `current`, opened; `None` while `current`
+/// is the newest (or a rotation is still moving names). Files are found by inode and by
+/// number: a rotation that renames them between the listing and the open, or is halfway
+/// through its renames (the next number missing), makes it list again, never skip to a
+/// newer file.
+fn open_next(log: &Path, current: u64) -> Option<(File, u64)> {
+    for attempt in 0..50 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let files = numbered_chain(log);
+        match files.iter().position(|(_, _, i)| *i == current) {
+            Some(i) => {
+                let (n, _, _) = files[i];
+                let (next_n, path, next) = files.get(i + 1)?;
+                if n == 0 {
+                    // The log itself, yet a newer file listed after it: mid-rotation.
+                    continue;
+                }
+                if *next_n == n - 1
+                    && let Some(f) = open_if(path, *next)
+                {
+                    return Some((f, *next));
+                }
+            }
+            // Gone (rotated past max-file) while read: after a few listings (a rotation
+            // in progress hides a name for a moment), every file left is newer.
+            None if attempt >= 5 => {
+                let (_, path, first) = files.first()?;
+                if let Some(f) = open_if(path, *first) {
+                    return Some((f, *first));
+                }
+            }
+            None => {}
+        }
+    }
+    None
+}
+
+/// Where the last `n` wanted lines begin: a file of `files` (oldest first), its inode, and
+/// an offset in it. Reads backwards from the end, a block at a time: memory stays bounded
+/// by the block and the longest line, whatever the size of the log.
+fn tail_start(files: &[(PathBuf, u64)], n: usize, o: &LogsOptions) -> Option<(PathBuf, u64, u64)> {
+    if n == 0 {
+        // After the last complete line of the newest file.
+        let (path, ino) = files.last()?;
+        let mut f = open_if(path, *ino)?;
+        let end = complete_end(&mut f);
+        return Some((path.clone(), *ino, end));
+    }
+    let mut found = 0;
+    for (path, ino) in files.iter().rev() {
+        let Some(mut f) = open_if(path, *ino) else {
             continue;
         };
-        let mut r = BufReader::new(file);
-        let mut buf = String::new();
-        loop {
-            buf.clear();
-            match r.read_line(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) if !buf.ends_with('\n') => break,
-                Ok(n) => {
-                    if f == log {
-                        end += n as u64;
-                    }
-                    if let Some(l) = parse_line(buf.trim_end_matches('\n')).filter(|l| wanted(l, o))
-                    {
-                        lines.push(l);
-                    }
+        if let Some(offset) = scan_back(&mut f, n, o, &mut found) {
+            return Some((path.clone(), *ino, offset));
+        }
+    }
+    files.first().map(|(p, ino)| (p.clone(), *ino, 0))
+}
+
+/// The offset just past the last complete line of `f` (0 when it has none).
+fn complete_end(f: &mut File) -> u64 {
+    use std::io::Read;
+    let mut pos = f.metadata().map_or(0, |m| m.len());
+    while pos > 0 {
+        let from = pos.saturating_sub(BACK_BLOCK);
+        let mut block = vec![0u8; (pos - from) as usize];
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_exact(&mut block).is_err() {
+            return 0;
+        }
+        if let Some(i) = block.iter().rposition(|b| *b == b'\n') {
+            return from + i as u64 + 1;
+        }
+        pos = from;
+    }
+    0
+}
+
+/// Scans `f` backwards, counting wanted complete lines into `found`; the offset of the line
+/// that makes `n`, if this file holds it.
+fn scan_back(f: &mut File, n: usize, o: &LogsOptions, found: &mut usize) -> Option<u64> {
+    use std::io::Read;
+    let len = f.metadata().ok()?.len();
+    // The bytes [pos, line_end) not yet split into lines; complete lines only: a trailing
+    // entry without its newline is still being written.
+    let mut pos = len;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut seen_end = false;
+    loop {
+        let from = pos.saturating_sub(BACK_BLOCK);
+        let mut block = vec![0u8; (pos - from) as usize];
+        f.seek(SeekFrom::Start(from)).ok()?;
+        f.read_exact(&mut block).ok()?;
+        block.extend_from_slice(&carry);
+        let mut end = block.len();
+        if !seen_end {
+            // Drop an unfinished last entry.
+            match block.iter().rposition(|b| *b == b'\n') {
+                Some(i) => {
+                    end = i + 1;
+                    seen_end = true;
+                }
+                None if from == 0 => return None,
+                None => {
+                    // All of this block is the unfinished entry.
+                    carry.clear();
+                    pos = from;
+                    continue;
                 }
             }
         }
+        // Lines ending before `end`: each starts after the previous newline.
+        while end > 0 {
+            let start = block[..end - 1]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map(|i| i + 1);
+            let line_start = match start {
+                Some(s) => s,
+                None if from == 0 => 0,
+                None => break,
+            };
+            let line = &block[line_start..end - 1];
+            if let Some(l) = std::str::from_utf8(line).ok().and_then(parse_line)
+                && wanted(&l, o)
+            {
+                *found += 1;
+                if *found == n {
+                    return Some(from + line_start as u64);
+                }
+            }
+            end = line_start;
+        }
+        if from == 0 {
+            return None;
+        }
+        block.truncate(end);
+        carry = block;
+        pos = from;
     }
-    if let Some(t) = o.tail {
-        let skip = lines.len().saturating_sub(t);
-        lines.drain(..skip);
-    }
-    (lines, end)
 }
 
+/// The `local` driver's files, oldest first (its rotated files are gzipped).
+fn local_files(log: &Path) -> Vec<PathBuf> {
+    let mut rotated = Vec::new();
+    for n in 1..100 {
+        let p = PathBuf::from(format!("{}.{n}", log.display()));
+        let gz = PathBuf::from(format!("{}.{n}.gz", log.display()));
+        if p.exists() {
+            rotated.push(p);
+        } else if gz.exists() {
+            rotated.push(gz);
+        } else {
+            break;
+        }
+    }
+    rotated.reverse();
+    rotated.push(log.to_path_buf());
+    rotated
+}
+
+/// The `local` driver's backlog (honouring since/until/tail), and where its current file
+/// ended (for follow).
 fn read_local_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
     let mut lines = Vec::new();
     let mut end = 0;
-    for f in files(log) {
+    for f in local_files(log) {
         let bytes = if f.extension().is_some_and(|e| e == "gz") {
             let mut out = Vec::new();
             match std::fs::File::open(&f)
@@ -282,7 +554,26 @@ fn decode_entry(mut b: &[u8]) -> Option<LogLine> {
     })
 }
 
-/// Streams logs into `tx`: the backlog, then (with follow) new lines until the container stops.
+/// Reads the whole backlog (honouring since/until/tail) into memory: the replay of
+/// `attach --logs`. `logs` streams instead (see [`stream`]).
+pub fn read_backlog(log: &Path, format: Format, o: &LogsOptions) -> (Vec<LogLine>, u64) {
+    if format == Format::Local {
+        return read_local_backlog(log, o);
+    }
+    let mut reader = Reader::open(log, o);
+    let mut lines = Vec::new();
+    loop {
+        let (batch, progress) = reader.read_batch();
+        lines.extend(batch);
+        if progress == Progress::CaughtUp {
+            return (lines, reader.pos);
+        }
+    }
+}
+
+/// Streams logs into `tx`: the backlog, then (with follow) new lines until the container
+/// stops. Read a batch at a time off the async threads, so memory per client is bounded by
+/// a batch and the channel, whatever the size of the log.
 pub async fn stream(
     log: PathBuf,
     format: Format,
@@ -290,9 +581,63 @@ pub async fn stream(
     mut life: watch::Receiver<Life>,
     tx: mpsc::Sender<LogChunk>,
 ) {
+    if format == Format::Local {
+        return stream_local(log, o, life, tx).await;
+    }
+    let mut reader = {
+        let (log, o) = (log.clone(), o.clone());
+        match berth_fs::blocking(move || Reader::open(&log, &o)).await {
+            Ok(r) => r,
+            Err(_) => return,
+        }
+    };
+    loop {
+        let alive = {
+            let l = life.borrow_and_update();
+            !l.removed && (l.status.is_alive() || l.status == Status::Restarting)
+        };
+        // Everything there is now, a batch at a time.
+        loop {
+            let read = berth_fs::blocking(move || {
+                let (lines, progress) = reader.read_batch();
+                (reader, lines, progress)
+            })
+            .await;
+            let Ok((r, lines, progress)) = read else {
+                return;
+            };
+            reader = r;
+            for l in lines {
+                if tx.send(chunk(l, o.timestamps)).await.is_err() {
+                    return;
+                }
+            }
+            if progress == Progress::CaughtUp {
+                break;
+            }
+        }
+        if !o.follow || !alive {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = life.changed() => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Streams a `local` log (the json-file one goes through [`Reader`]): the backlog, then (with
+/// follow) what the current file gains, from its start again after a rotation.
+async fn stream_local(
+    log: PathBuf,
+    o: LogsOptions,
+    mut life: watch::Receiver<Life>,
+    tx: mpsc::Sender<LogChunk>,
+) {
     let (lines, mut offset) = {
         let (log, o) = (log.clone(), o.clone());
-        berth_fs::blocking(move || read_backlog(&log, format, &o))
+        berth_fs::blocking(move || read_local_backlog(&log, &o))
             .await
             .unwrap_or_default()
     };
@@ -312,10 +657,9 @@ pub async fn stream(
             let l = life.borrow_and_update();
             !l.removed && (l.status.is_alive() || l.status == Status::Restarting)
         };
-        // Read what is new since the last position (a rotation starts a new file).
         let (new_lines, new_offset, new_ino) = {
             let (log, o) = (log.clone(), o.clone());
-            berth_fs::blocking(move || read_from(&log, format, offset, ino, &o))
+            berth_fs::blocking(move || read_local_from(&log, offset, ino, &o))
                 .await
                 .unwrap_or((Vec::new(), offset, ino))
         };
@@ -337,14 +681,10 @@ pub async fn stream(
     }
 }
 
-fn read_from(
-    log: &Path,
-    format: Format,
-    offset: u64,
-    ino: u64,
-    o: &LogsOptions,
-) -> (Vec<LogLine>, u64, u64) {
-    let Ok(mut f) = std::fs::File::open(log) else {
+/// The whole `local` entries of `log` after `offset` (from its start when its inode is no
+/// longer `ino`: rotated); with the new offset and inode.
+fn read_local_from(log: &Path, offset: u64, ino: u64, o: &LogsOptions) -> (Vec<LogLine>, u64, u64) {
+    let Ok(mut f) = File::open(log) else {
         return (Vec::new(), offset, ino);
     };
     let cur_ino = f
@@ -355,32 +695,13 @@ fn read_from(
     if f.seek(SeekFrom::Start(start)).is_err() {
         return (Vec::new(), offset, ino);
     }
-    if format == Format::Local {
-        let mut bytes = Vec::new();
-        if f.read_to_end(&mut bytes).is_err() {
-            return (Vec::new(), offset, ino);
-        }
-        let (entries, used) = decode_local(&bytes);
-        let out = entries.into_iter().filter(|l| wanted(l, o)).collect();
-        return (out, start + used as u64, cur_ino);
+    let mut bytes = Vec::new();
+    if f.read_to_end(&mut bytes).is_err() {
+        return (Vec::new(), offset, ino);
     }
-    let mut r = BufReader::new(f);
-    let mut out = Vec::new();
-    let mut pos = start;
-    let mut buf = String::new();
-    loop {
-        buf.clear();
-        match r.read_line(&mut buf) {
-            Ok(n) if n > 0 && buf.ends_with('\n') => {
-                pos += n as u64;
-                if let Some(l) = parse_line(buf.trim_end_matches('\n')).filter(|l| wanted(l, o)) {
-                    out.push(l);
-                }
-            }
-            _ => break,
-        }
-    }
-    (out, pos, cur_ino)
+    let (entries, used) = decode_local(&bytes);
+    let out = entries.into_iter().filter(|l| wanted(l, o)).collect();
+    (out, start + used as u64, cur_ino)
 }
 
 #[cfg(test)]
@@ -393,6 +714,157 @@ mod tests {
             stderr: true,
             ..Default::default()
         }
+    }
+
+    fn entry(n: usize) -> String {
+        format!(
+            "{{\"log\":\"line {n}\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:01Z\"}}\n"
+        )
+    }
+
+    fn numbers(lines: &[LogLine]) -> Vec<usize> {
+        lines
+            .iter()
+            .map(|l| {
+                l.text
+                    .trim_end()
+                    .trim_start_matches("line ")
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// What the monitor does at max-size: shift `.N` up, rename the log to `.1`, start anew.
+    fn rotate(log: &Path, max_files: u32) {
+        for n in (1..max_files - 1).rev() {
+            let _ = std::fs::rename(
+                format!("{}.{n}", log.display()),
+                format!("{}.{}", log.display(), n + 1),
+            );
+        }
+        std::fs::rename(log, format!("{}.1", log.display())).unwrap();
+    }
+
+    fn append(log: &Path, range: std::ops::Range<usize>) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        for n in range {
+            f.write_all(entry(n).as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_slow_reader_finishes_each_file_across_many_rotations() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("c-json.log");
+        append(&log, 0..10);
+        let mut reader = Reader::open(&log, &opts());
+        let (first, _) = reader.read_batch();
+        assert_eq!(numbers(&first), (0..10).collect::<Vec<_>>());
+        // The reader is slow: three rotations happen before it reads again, and the file it
+        // was reading got more lines before it was renamed.
+        append(&log, 10..20);
+        rotate(&log, 5);
+        append(&log, 20..30);
+        rotate(&log, 5);
+        append(&log, 30..40);
+        rotate(&log, 5);
+        append(&log, 40..45);
+        let mut got = Vec::new();
+        loop {
+            let (lines, progress) = reader.read_batch();
+            got.extend(numbers(&lines));
+            if progress == Progress::CaughtUp {
+                break;
+            }
+        }
+        assert_eq!(got, (10..45).collect::<Vec<_>>());
+        // Rotated past max-file while read: what its descriptor holds still comes.
+        let mut reader = Reader::open(&log, &opts());
+        let _ = reader.read_batch();
+        append(&log, 45..50);
+        for _ in 0..6 {
+            rotate(&log, 3);
+            append(&log, 50..51);
+        }
+        let (lines, _) = reader.read_batch();
+        assert_eq!(numbers(&lines)[..5], [45, 46, 47, 48, 49]);
+    }
+
+    /// A reader that reaches the end of its file while a rotation is halfway through its
+    /// renames (one name missing) goes on with the file that followed it, not with the
+    /// oldest listed, and never jumps over the missing one.
+    #[test]
+    fn a_rotation_halfway_through_its_renames_skips_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("c-json.log");
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+        // .4 (oldest: 0..10), .3 (10..20), .2 (20..30), .1 (30..40), the log (40..50).
+        for (i, n) in [4, 3, 2, 1].into_iter().enumerate() {
+            append(&name(n), i * 10..i * 10 + 10);
+        }
+        append(&log, 40..50);
+        let mut reader = Reader::open(&log, &opts());
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let line = reader.next_line().unwrap().unwrap();
+            got.push(parse_line(&line).unwrap());
+        }
+        // A rotation halfway: .4 became .5, .3 became .4, .2 not renamed yet (no .3).
+        std::fs::rename(name(4), name(5)).unwrap();
+        std::fs::rename(name(3), name(4)).unwrap();
+        let mut numbers_read = numbers(&got);
+        let (lines, _) = reader.read_batch();
+        numbers_read.extend(numbers(&lines));
+        // The rotation ends.
+        std::fs::rename(name(2), name(3)).unwrap();
+        std::fs::rename(name(1), name(2)).unwrap();
+        std::fs::rename(&log, name(1)).unwrap();
+        append(&log, 50..55);
+        loop {
+            let (lines, progress) = reader.read_batch();
+            numbers_read.extend(numbers(&lines));
+            if progress == Progress::CaughtUp {
+                break;
+            }
+        }
+        assert_eq!(numbers_read, (0..55).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn tails_are_read_backwards_across_files() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("c-json.log");
+        append(&log, 0..3000);
+        rotate(&log, 5);
+        append(&log, 3000..3002);
+        // An entry still being written is not a line yet.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .map(|mut f| std::io::Write::write_all(&mut f, b"{\"log\":\"part").unwrap())
+            .unwrap();
+        let tail = |n| {
+            let (lines, _) = read_backlog(
+                &log,
+                Format::JsonFile,
+                &LogsOptions {
+                    tail: Some(n),
+                    ..opts()
+                },
+            );
+            numbers(&lines)
+        };
+        assert_eq!(tail(1), [3001]);
+        assert_eq!(tail(2), [3000, 3001]);
+        assert_eq!(tail(5), [2997, 2998, 2999, 3000, 3001]);
+        assert_eq!(tail(0), Vec::<usize>::new());
+        assert_eq!(tail(10_000).len(), 3002);
     }
 
     #[test]

@@ -64,7 +64,13 @@ fn monitor_gone(source: std::io::Error) -> ContainerError {
 
 /// Connects and sends one request line.
 async fn send(socket: &Path, req: &Request) -> Result<Conversation, ContainerError> {
-    let stream = UnixStream::connect(socket).await.map_err(monitor_gone)?;
+    // Any exec root: a socket path too long for an address is reached through a descriptor
+    // of its run dir, held until connected.
+    let name = berth_monitor::sockpath::SocketName::new(socket).map_err(monitor_gone)?;
+    let stream = UnixStream::connect(name.path())
+        .await
+        .map_err(monitor_gone)?;
+    drop(name);
     let (rd, mut writer) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(|source| ContainerError::Encode {
         what: "monitor request",

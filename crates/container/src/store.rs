@@ -39,6 +39,9 @@ pub struct StateRecord {
     pub finished_at: String,
     /// Killed by the OOM killer on its last run.
     pub oom_killed: bool,
+    /// The healthcheck's state, once a run with a healthcheck started (`State.Health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<berth_api::models::Health>,
 }
 
 impl Default for StateRecord {
@@ -51,6 +54,7 @@ impl Default for StateRecord {
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             oom_killed: false,
+            health: None,
         }
     }
 }
@@ -142,7 +146,11 @@ pub fn save(paths: &Paths, record: &Record, durable: bool) -> Result<(), Contain
         what: "container record",
         source,
     })?;
-    Ok(berth_fs::write_atomic(&paths.record(), &bytes, durable)?)
+    Ok(berth_fs::write_atomic_private(
+        &paths.record(),
+        &bytes,
+        durable,
+    )?)
 }
 
 /// Loads every record under `<data_root>/containers`; unreadable ones are skipped and logged.
@@ -153,6 +161,7 @@ pub fn load_all(data_root: &Path) -> Vec<Record> {
     };
     let mut out = Vec::new();
     for e in entries.flatten() {
+        remove_temp_files(&e.path());
         let p = e.path().join("config.v2.json");
         match std::fs::read(&p) {
             Ok(b) => match serde_json::from_slice::<Record>(&b) {
@@ -166,6 +175,20 @@ pub fn load_all(data_root: &Path) -> Vec<Record> {
         }
     }
     out
+}
+
+/// Removes what an atomic write interrupted by a crash left in a container's directory.
+fn remove_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if berth_fs::is_temp_name(&e.file_name())
+            && let Err(err) = std::fs::remove_file(e.path())
+        {
+            tracing::warn!(path = %e.path().display(), "removing a stray temp file failed: {err}");
+        }
+    }
 }
 
 /// Records written before mount points existed kept only `Binds` (host paths): turn those into

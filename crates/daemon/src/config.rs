@@ -1,15 +1,23 @@
-//! `berth daemon` flags and where the daemon keeps things.
+//! `berth daemon` flags, merged with the configuration file ([`crate::config_file`]), and
+//! where the daemon keeps things.
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use berth_api::DEFAULT_SOCKET;
+use berth_distribution::client::{Insecure, RegistryOptions};
 
+use crate::config_file::{
+    self, AddressPool, ConfigError, DEFAULT_CONFIG_FILE, FileConfig, Reloadable, Ulimit,
+};
 use crate::error::DaemonError;
 
-/// Where the daemon listens and keeps its state.
+/// Where the daemon listens and keeps its state: the flags, over the configuration file, over
+/// the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
-    /// `unix:///run/berth/berth.sock` or `tcp://127.0.0.1:2375`.
-    pub host: String,
+    /// `-H`/`hosts`: `unix:///run/berth/berth.sock`, `tcp://127.0.0.1:2375`, `fd://` (every
+    /// socket systemd passed) or `fd://NAME`. Empty: the sockets systemd passed, if any, else
+    /// the default socket.
+    pub hosts: Vec<String>,
     /// Persistent state, e.g. `/var/lib/berth`.
     pub data_root: PathBuf,
     /// Runtime state (socket, pid file, monitors), e.g. `/run/berth`.
@@ -30,16 +38,32 @@ pub struct DaemonConfig {
     pub runtimes: Vec<(String, PathBuf)>,
     /// `--cgroup-parent`: where containers' cgroups are made (`/berth`).
     pub cgroup_parent: String,
-    /// `--log-driver`: the logging driver of containers that name none (`json-file`).
-    pub log_driver: String,
-    /// `--log-opt KEY=VALUE`: that driver's default options.
-    pub log_opts: Vec<(String, String)>,
+    /// `-G/--group`: the unix sockets' group. `None`: `berth` when that group exists.
+    pub group: Option<String>,
+    /// `--bip`: the default bridge's address (carried; the network service picks its own).
+    pub bip: Option<String>,
+    /// `--default-address-pool` (carried; the network service picks its own subnets).
+    pub default_address_pools: Vec<AddressPool>,
+    /// `--default-ulimit`, by name (carried; not yet applied to containers).
+    pub default_ulimits: BTreeMap<String, Ulimit>,
+    /// The settings `SIGHUP` reloads from the configuration file.
+    pub reloadable: Reloadable,
+    /// `--config-file` (default `/etc/berth/daemon.json`).
+    pub config_file: PathBuf,
+    /// Whether `--config-file` was given (then the file must exist).
+    pub config_file_required: bool,
+    /// The daemon.json keys given as flags, with their values (a reload checks them again).
+    pub flag_keys: Vec<(String, String)>,
+    /// `--userns-remap default|USER[:GROUP]` (see [`crate::userns`]).
+    pub userns_remap: Option<String>,
+    /// `--registry-hub` (`BERTH_REGISTRY_HUB`): where `docker.io` names go instead of Docker Hub.
+    pub registry_hub: Option<String>,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            host: format!("unix://{DEFAULT_SOCKET}"),
+            hosts: Vec::new(),
             data_root: PathBuf::from("/var/lib/berth"),
             exec_root: PathBuf::from("/run/berth"),
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
@@ -49,8 +73,16 @@ impl Default for DaemonConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             runtimes: Vec::new(),
             cgroup_parent: "/berth".into(),
-            log_driver: "json-file".into(),
-            log_opts: Vec::new(),
+            group: None,
+            bip: None,
+            default_address_pools: Vec::new(),
+            default_ulimits: BTreeMap::new(),
+            reloadable: Reloadable::default(),
+            config_file: PathBuf::from(DEFAULT_CONFIG_FILE),
+            config_file_required: false,
+            flag_keys: Vec::new(),
+            userns_remap: None,
+            registry_hub: None,
         }
     }
 }
@@ -62,35 +94,132 @@ pub enum ListenAddress {
     Unix(PathBuf),
     /// `host:port`.
     Tcp(String),
+    /// `fd://` (every socket systemd passed, `None`) or `fd://NAME` (those named so, or the
+    /// descriptor number).
+    Fd(Option<String>),
 }
 
-impl DaemonConfig {
-    /// The listen address `host` names.
-    pub fn listen_address(&self) -> Result<ListenAddress, DaemonError> {
+impl ListenAddress {
+    /// Parses one `-H` value.
+    pub fn parse(host: &str) -> Result<ListenAddress, DaemonError> {
         let invalid = || DaemonError::InvalidHost {
-            host: self.host.clone(),
+            host: host.to_owned(),
         };
-        if let Some(path) = self.host.strip_prefix("unix://") {
+        if let Some(path) = host.strip_prefix("unix://") {
             if path.is_empty() {
                 return Err(invalid());
             }
             Ok(ListenAddress::Unix(PathBuf::from(path)))
-        } else if let Some(address) = self.host.strip_prefix("tcp://") {
+        } else if let Some(address) = host.strip_prefix("tcp://") {
             if !address.contains(':') {
                 return Err(invalid());
             }
             Ok(ListenAddress::Tcp(address.trim_end_matches('/').to_owned()))
-        } else if self.host.starts_with('/') {
-            Ok(ListenAddress::Unix(PathBuf::from(&self.host)))
+        } else if let Some(name) = host.strip_prefix("fd://") {
+            Ok(ListenAddress::Fd(
+                (!name.is_empty()).then(|| name.to_owned()),
+            ))
+        } else if host.starts_with('/') {
+            Ok(ListenAddress::Unix(PathBuf::from(host)))
         } else {
             Err(invalid())
         }
+    }
+}
+
+impl DaemonConfig {
+    /// The listen addresses `hosts` names (none: whatever systemd passed, else the default
+    /// socket; the server decides).
+    pub fn listen_addresses(&self) -> Result<Vec<ListenAddress>, DaemonError> {
+        self.hosts.iter().map(|h| ListenAddress::parse(h)).collect()
     }
 
     /// `<exec_root>/berth.pid`.
     pub fn pid_file(&self) -> PathBuf {
         self.exec_root.join("berth.pid")
     }
+
+    /// The log level the subscriber should use: `--log-level`, else `debug` with `debug`, else
+    /// `info`.
+    pub fn effective_log_level(&self) -> &str {
+        match (&self.log_level, self.reloadable.debug) {
+            (Some(level), _) => level,
+            (None, true) => "debug",
+            (None, false) => "info",
+        }
+    }
+
+    /// Re-reads the configuration file for `SIGHUP`: the reloadable settings it now gives,
+    /// with the flags still winning (a key given both ways is refused, as at start).
+    pub fn reload(&self) -> Result<Reloadable, DaemonError> {
+        let file = config_file::load(&self.config_file, self.config_file_required)?;
+        check_conflicts(&self.config_file, &self.flag_keys, &file)?;
+        let mut reloadable = file.reloadable;
+        apply_reloadable_flags(&mut reloadable, &self.reloadable, &self.flag_keys);
+        check_log_defaults(&reloadable)?;
+        Ok(reloadable)
+    }
+}
+
+/// Keeps the values of reloadable keys given as flags (flags win over a reloaded file).
+fn apply_reloadable_flags(into: &mut Reloadable, flags: &Reloadable, given: &[(String, String)]) {
+    let has = |key: &str| given.iter().any(|(k, _)| k == key);
+    if has("debug") {
+        into.debug = flags.debug;
+    }
+    if has("insecure-registries") {
+        into.insecure_registries
+            .clone_from(&flags.insecure_registries);
+    }
+    if has("registry-mirrors") {
+        into.registry_mirrors.clone_from(&flags.registry_mirrors);
+    }
+    if has("log-driver") {
+        into.log_driver.clone_from(&flags.log_driver);
+    }
+    if has("log-opts") {
+        into.log_opts.clone_from(&flags.log_opts);
+    }
+    if has("max-concurrent-downloads") {
+        into.max_concurrent_downloads = flags.max_concurrent_downloads;
+    }
+    if has("max-concurrent-uploads") {
+        into.max_concurrent_uploads = flags.max_concurrent_uploads;
+    }
+}
+
+/// Refuses keys given both as flags and in the file, in Docker's words.
+fn check_conflicts(
+    path: &Path,
+    flag_keys: &[(String, String)],
+    file: &FileConfig,
+) -> Result<(), DaemonError> {
+    let raw: Option<serde_json::Map<String, serde_json::Value>> = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let conflicts: Vec<String> = flag_keys
+        .iter()
+        .filter(|(key, _)| file.keys.contains(key))
+        .map(|(key, flag)| {
+            let from_file = raw
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            format!("{key}: (from flag: {flag}, from file: {from_file})")
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::Conflict {
+        path: path.to_owned(),
+        conflicts: conflicts.join(", "),
+    }
+    .into())
 }
 
 /// `berth daemon`'s flags (clap), turned into a [`DaemonConfig`] by [`parse_args`].
@@ -101,9 +230,12 @@ impl DaemonConfig {
     disable_version_flag = true
 )]
 struct DaemonFlags {
-    /// Where to listen: unix:///path or tcp://host:port.
+    /// The configuration file (Docker's daemon.json format).
+    #[arg(long = "config-file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Where to listen: unix:///path, tcp://host:port or fd:// (systemd); repeatable.
     #[arg(short = 'H', long = "host", value_name = "HOST")]
-    host: Option<String>,
+    host: Vec<String>,
     /// Persistent state (images, containers, volumes, networks).
     #[arg(long = "data-root", value_name = "DIR")]
     data_root: Option<PathBuf>,
@@ -113,9 +245,47 @@ struct DaemonFlags {
     /// Log level (error, warn, info, debug, trace).
     #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Debug mode (log level debug unless --log-level says otherwise).
+    #[arg(short = 'D', long = "debug")]
+    debug: bool,
+    /// Group for the unix sockets (default: berth, when it exists).
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    group: Option<String>,
     /// The default bridge device; `none` for no default bridge.
     #[arg(short = 'b', long = "bridge", value_name = "NAME")]
     bridge: Option<String>,
+    /// The default bridge's address (CIDR).
+    #[arg(long = "bip", value_name = "CIDR")]
+    bip: Option<String>,
+    /// Address pool for networks: base=CIDR,size=N; repeatable.
+    #[arg(long = "default-address-pool", value_name = "POOL", value_parser = address_pool)]
+    default_address_pool: Vec<AddressPool>,
+    /// A registry reached over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registry: Vec<String>,
+    /// A registry mirror (http:// or https:// URL); repeatable.
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirror: Vec<String>,
+    /// Containers' default log driver.
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// Containers' default log driver options (KEY=VALUE); repeatable.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = key_value)]
+    log_opt: Vec<(String, String)>,
+    /// Containers' default ulimits (NAME=SOFT[:HARD]); repeatable.
+    #[arg(long = "default-ulimit", value_name = "ULIMIT", value_parser = ulimit)]
+    default_ulimit: Vec<Ulimit>,
+    /// Parallel layer downloads of a pull.
+    #[arg(long = "max-concurrent-downloads", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_downloads: Option<u32>,
+    /// Parallel layer uploads of a push.
+    #[arg(long = "max-concurrent-uploads", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent_uploads: Option<u32>,
+    /// Accepted for Docker's sake: containers always survive a daemon restart.
+    #[arg(long = "live-restore")]
+    live_restore: bool,
     /// berth's nftables table (family `ip`).
     #[arg(long = "nft-table", value_name = "TABLE")]
     nft_table: Option<String>,
@@ -128,21 +298,44 @@ struct DaemonFlags {
     /// The cgroup under which containers' cgroups are made.
     #[arg(long = "cgroup-parent", value_name = "CGROUP")]
     cgroup_parent: Option<String>,
-    /// The default logging driver of containers.
-    #[arg(long = "log-driver", value_name = "DRIVER")]
-    log_driver: Option<String>,
-    /// The default logging driver's options; repeatable.
-    #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = log_opt)]
-    log_opt: Vec<(String, String)>,
+    /// User/group for the containers' user namespace (`default`: berthremap).
+    #[arg(long = "userns-remap", value_name = "default|USER[:GROUP]")]
+    userns_remap: Option<String>,
+    /// The registry `docker.io` names are pulled from, pushed to, logged in to and searched
+    /// at instead of Docker Hub (http(s) URL): an air-gapped site's own registry.
+    #[arg(long = "registry-hub", value_name = "URL", env = "BERTH_REGISTRY_HUB")]
+    registry_hub: Option<String>,
 }
 
-/// `--log-opt KEY=VALUE`.
-fn log_opt(spec: &str) -> Result<(String, String), String> {
-    match spec.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("invalid log-opt: {spec}")),
-    }
+/// `berth daemon`'s clap definition, for completions and man pages.
+pub fn command() -> clap::Command {
+    <DaemonFlags as clap::CommandFactory>::command()
 }
+
+/// Each flag's argument id and its daemon.json key.
+const FLAG_KEYS: &[(&str, &str)] = &[
+    ("host", "hosts"),
+    ("data_root", "data-root"),
+    ("exec_root", "exec-root"),
+    ("log_level", "log-level"),
+    ("debug", "debug"),
+    ("group", "group"),
+    ("bridge", "bridge"),
+    ("bip", "bip"),
+    ("default_address_pool", "default-address-pools"),
+    ("insecure_registry", "insecure-registries"),
+    ("registry_mirror", "registry-mirrors"),
+    ("log_driver", "log-driver"),
+    ("log_opt", "log-opts"),
+    ("default_ulimit", "default-ulimits"),
+    ("max_concurrent_downloads", "max-concurrent-downloads"),
+    ("max_concurrent_uploads", "max-concurrent-uploads"),
+    ("live_restore", "live-restore"),
+    ("nft_table", "nft-table"),
+    ("resolv_conf", "resolv-conf"),
+    ("add_runtime", "add-runtime"),
+    ("cgroup_parent", "cgroup-parent"),
+];
 
 /// `--add-runtime NAME=/absolute/path`.
 fn runtime_spec(spec: &str) -> Result<(String, PathBuf), DaemonError> {
@@ -156,68 +349,254 @@ fn runtime_spec(spec: &str) -> Result<(String, PathBuf), DaemonError> {
     }
 }
 
+/// `--log-opt KEY=VALUE`.
+fn key_value(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{spec:?}: expected KEY=VALUE")),
+    }
+}
+
+/// `--default-address-pool base=10.10.0.0/16,size=24`.
+fn address_pool(spec: &str) -> Result<AddressPool, String> {
+    let (mut base, mut size) = (None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("base", v)) => base = Some(v.to_owned()),
+            Some(("size", v)) => size = v.parse::<u8>().ok().filter(|n| *n <= 32),
+            _ => return Err(format!("{spec:?}: expected base=CIDR,size=N")),
+        }
+    }
+    match (base, size) {
+        (Some(base), Some(size)) => Ok(AddressPool { base, size }),
+        _ => Err(format!("{spec:?}: expected base=CIDR,size=N")),
+    }
+}
+
+/// `--default-ulimit nofile=1024:2048` (Docker's `NAME=SOFT[:HARD]`).
+fn ulimit(spec: &str) -> Result<Ulimit, String> {
+    let bad = || format!("{spec:?}: expected NAME=SOFT[:HARD]");
+    let (name, limits) = spec.split_once('=').ok_or_else(bad)?;
+    let (soft, hard) = limits.split_once(':').unwrap_or((limits, limits));
+    let soft: i64 = soft.parse().map_err(|_| bad())?;
+    let hard: i64 = hard.parse().map_err(|_| bad())?;
+    if name.is_empty() || soft > hard {
+        return Err(bad());
+    }
+    Ok(Ulimit {
+        name: name.to_owned(),
+        soft,
+        hard,
+    })
+}
+
 /// Parses the arguments after `berth daemon` (see `berth daemon --help`; each flag also as
-/// `--flag=value`) and checks the listen address and the exec root's length. `--help` is an
+/// `--flag=value`), reads the configuration file, and checks the result. `--help` is an
 /// error of kind `DisplayHelp` (print it, exit 0).
 pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
-    let flags = <DaemonFlags as clap::Parser>::try_parse_from(
-        std::iter::once("berth daemon").chain(args.iter().map(String::as_str)),
-    )
-    .map_err(|source| DaemonError::Flags { source })?;
-    let defaults = DaemonConfig::default();
-    let config = DaemonConfig {
-        host: flags.host.unwrap_or(defaults.host),
-        data_root: flags.data_root.unwrap_or(defaults.data_root),
-        exec_root: flags.exec_root.unwrap_or(defaults.exec_root),
-        exe: defaults.exe,
-        log_level: flags.log_level,
-        bridge: flags.bridge.unwrap_or(defaults.bridge),
-        nft_table: flags.nft_table.unwrap_or(defaults.nft_table),
-        resolv_conf: flags.resolv_conf.unwrap_or(defaults.resolv_conf),
-        runtimes: flags.add_runtime,
-        cgroup_parent: flags.cgroup_parent.unwrap_or(defaults.cgroup_parent),
-        log_driver: flags.log_driver.unwrap_or(defaults.log_driver),
-        log_opts: flags.log_opt,
-    };
-    config.listen_address()?;
-    // As dockerd: a bad default is refused at start-up, not at the first container.
-    berth_container::log_driver::validate(
-        &config.log_driver,
-        &config.log_opts.iter().cloned().collect(),
-    )
-    .map_err(|message| DaemonError::InvalidLogConfig { message })?;
-    // <exec_root>/containers/<64 hex>/monitor.sock must fit in sun_path (107 bytes + NUL).
-    let fixed = "/containers/".len() + 64 + "/monitor.sock".len();
-    let max = 107 - fixed;
-    let len = config.exec_root.as_os_str().len();
-    if len > max {
-        return Err(DaemonError::ExecRootTooLong {
-            path: config.exec_root.display().to_string(),
-            max,
-        });
-    }
+    let command = <DaemonFlags as clap::CommandFactory>::command();
+    let matches = command
+        .try_get_matches_from(
+            std::iter::once("berth daemon").chain(args.iter().map(String::as_str)),
+        )
+        .map_err(|source| DaemonError::Flags { source })?;
+    let flags = <DaemonFlags as clap::FromArgMatches>::from_arg_matches(&matches)
+        .map_err(|source| DaemonError::Flags { source })?;
+    let flag_keys: Vec<(String, String)> = FLAG_KEYS
+        .iter()
+        .filter(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|(id, key)| {
+            let raw: Vec<String> = matches
+                .get_raw(id)
+                .into_iter()
+                .flatten()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let shown = if raw.is_empty() {
+                "true".to_owned()
+            } else {
+                raw.join(",")
+            };
+            ((*key).to_owned(), shown)
+        })
+        .collect();
+    let config_file_required = flags.config_file.is_some();
+    let config_file = flags
+        .config_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+    let file = config_file::load(&config_file, config_file_required)?;
+    check_conflicts(&config_file, &flag_keys, &file)?;
+    let config = merge(flags, file, config_file, config_file_required, flag_keys);
+    check(&config)?;
     Ok(config)
+}
+
+/// Flags over file over defaults (a key is never in both: [`check_conflicts`] ran).
+fn merge(
+    flags: DaemonFlags,
+    file: FileConfig,
+    config_file: PathBuf,
+    config_file_required: bool,
+    flag_keys: Vec<(String, String)>,
+) -> DaemonConfig {
+    let defaults = DaemonConfig::default();
+    let nonempty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    let mut reloadable = file.reloadable;
+    reloadable.debug |= flags.debug;
+    if let Some(v) = nonempty(flags.insecure_registry) {
+        reloadable.insecure_registries = v;
+    }
+    if let Some(v) = nonempty(flags.registry_mirror) {
+        reloadable.registry_mirrors = v;
+    }
+    reloadable.log_driver = flags.log_driver.or(reloadable.log_driver);
+    if !flags.log_opt.is_empty() {
+        reloadable.log_opts = flags.log_opt.into_iter().collect();
+    }
+    reloadable.max_concurrent_downloads = flags
+        .max_concurrent_downloads
+        .or(reloadable.max_concurrent_downloads);
+    reloadable.max_concurrent_uploads = flags
+        .max_concurrent_uploads
+        .or(reloadable.max_concurrent_uploads);
+    DaemonConfig {
+        hosts: nonempty(flags.host).or(file.hosts).unwrap_or_default(),
+        data_root: flags
+            .data_root
+            .or(file.data_root)
+            .unwrap_or(defaults.data_root),
+        exec_root: flags
+            .exec_root
+            .or(file.exec_root)
+            .unwrap_or(defaults.exec_root),
+        exe: defaults.exe,
+        log_level: flags.log_level.or(file.log_level),
+        bridge: flags.bridge.or(file.bridge).unwrap_or(defaults.bridge),
+        nft_table: flags
+            .nft_table
+            .or(file.nft_table)
+            .unwrap_or(defaults.nft_table),
+        resolv_conf: flags
+            .resolv_conf
+            .or(file.resolv_conf)
+            .unwrap_or(defaults.resolv_conf),
+        runtimes: if flags.add_runtime.is_empty() {
+            file.runtimes.unwrap_or_default()
+        } else {
+            flags.add_runtime
+        },
+        cgroup_parent: flags
+            .cgroup_parent
+            .or(file.cgroup_parent)
+            .unwrap_or(defaults.cgroup_parent),
+        group: flags.group.or(file.group),
+        bip: flags.bip.or(file.bip),
+        default_address_pools: if flags.default_address_pool.is_empty() {
+            file.default_address_pools.unwrap_or_default()
+        } else {
+            flags.default_address_pool
+        },
+        default_ulimits: if flags.default_ulimit.is_empty() {
+            file.default_ulimits.unwrap_or_default()
+        } else {
+            flags
+                .default_ulimit
+                .into_iter()
+                .map(|u| (u.name.clone(), u))
+                .collect()
+        },
+        reloadable,
+        config_file,
+        config_file_required,
+        flag_keys,
+        userns_remap: flags.userns_remap.filter(|v| !v.is_empty()),
+        registry_hub: flags.registry_hub.filter(|v| !v.is_empty()),
+    }
+}
+
+impl DaemonConfig {
+    /// The registry client's options: the registry settings (flags or daemon.json) checked.
+    pub fn registry_options(&self) -> Result<RegistryOptions, DaemonError> {
+        let invalid = |reason: String| DaemonError::InvalidRegistryFlag { reason };
+        let r = &self.reloadable;
+        let defaults = RegistryOptions::default();
+        let count = |n: Option<u32>, default: usize| n.map_or(default, |n| n as usize);
+        let options = RegistryOptions {
+            insecure: r
+                .insecure_registries
+                .iter()
+                .map(|value| Insecure::parse(value))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+            mirrors: r.registry_mirrors.clone(),
+            hub: self.registry_hub.clone(),
+            max_concurrent_downloads: count(
+                r.max_concurrent_downloads,
+                defaults.max_concurrent_downloads,
+            ),
+            max_concurrent_uploads: count(
+                r.max_concurrent_uploads,
+                defaults.max_concurrent_uploads,
+            ),
+            ..defaults
+        };
+        options.validate().map_err(invalid)?;
+        Ok(options)
+    }
+}
+
+/// The listen addresses and the registry settings parse (any exec root works: monitor
+/// sockets are reached through their directory's descriptor).
+fn check(config: &DaemonConfig) -> Result<(), DaemonError> {
+    config.listen_addresses()?;
+    config.registry_options()?;
+    check_log_defaults(&config.reloadable)?;
+    Ok(())
+}
+
+/// As dockerd: a bad default log driver or option (from `--log-driver`/`--log-opt` or
+/// daemon.json's `log-driver`/`log-opts`) is refused at start-up and at a reload, not at the
+/// first container.
+fn check_log_defaults(settings: &Reloadable) -> Result<(), DaemonError> {
+    let defaults = settings.log_defaults();
+    berth_container::log_driver::validate(&defaults.driver, &defaults.opts)
+        .map_err(|message| DaemonError::InvalidLogConfig { message })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The arguments, with an empty configuration file (the host's is not read).
     fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+        ["--config-file", "/dev/null"]
+            .iter()
+            .chain(list)
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
+
+    /// `args` with `text` as the configuration file.
+    fn with_file(text: &str, list: &[&str]) -> Result<DaemonConfig, DaemonError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, text).expect("write");
+        let mut all = vec!["--config-file".to_owned(), path.display().to_string()];
+        all.extend(list.iter().map(|s| (*s).to_owned()));
+        parse_args(&all)
     }
 
     #[test]
     fn defaults() {
-        let config = parse_args(&[]).expect("no flags");
-        assert_eq!(config.host, "unix:///run/berth/berth.sock");
+        let config = parse_args(&args(&[])).expect("no flags");
+        assert!(config.hosts.is_empty());
+        assert_eq!(config.effective_log_level(), "info");
         assert_eq!(config.data_root, PathBuf::from("/var/lib/berth"));
         assert_eq!(config.exec_root, PathBuf::from("/run/berth"));
         assert_eq!(config.pid_file(), PathBuf::from("/run/berth/berth.pid"));
-        assert_eq!(
-            config.listen_address().expect("valid"),
-            ListenAddress::Unix("/run/berth/berth.sock".into())
-        );
+        assert_eq!(config.group, None);
+        assert!(config.flag_keys.is_empty());
     }
 
     #[test]
@@ -239,15 +618,15 @@ mod tests {
         assert_eq!(config.resolv_conf, PathBuf::from("/r.conf"));
         assert_eq!(config.bridge, "bt1");
         assert_eq!(config.nft_table, "bt1");
-        assert_eq!(config.host, "unix:///tmp/b.sock");
+        assert_eq!(config.hosts, vec!["unix:///tmp/b.sock"]);
         assert_eq!(config.data_root, PathBuf::from("/d"));
         assert_eq!(config.exec_root, PathBuf::from("/r"));
         assert_eq!(config.log_level.as_deref(), Some("debug"));
 
         let config = parse_args(&args(&["--host=tcp://127.0.0.1:2375"])).expect("tcp");
         assert_eq!(
-            config.listen_address().expect("valid"),
-            ListenAddress::Tcp("127.0.0.1:2375".into())
+            config.listen_addresses().expect("valid"),
+            vec![ListenAddress::Tcp("127.0.0.1:2375".into())]
         );
     }
 
@@ -273,7 +652,46 @@ mod tests {
                 ("r2".to_owned(), PathBuf::from("/opt/r2")),
             ]
         );
-        assert_eq!(parse_args(&[]).expect("defaults").cgroup_parent, "/berth");
+        assert_eq!(
+            parse_args(&args(&[])).expect("defaults").cgroup_parent,
+            "/berth"
+        );
+    }
+
+    #[test]
+    fn registry_options_from_flags() {
+        let config = parse_args(&args(&[
+            "--insecure-registry",
+            "10.0.0.0/8",
+            "--insecure-registry=reg.example:5000",
+            "--registry-mirror",
+            "https://mirror.example",
+            "--max-concurrent-downloads=7",
+            "--registry-hub",
+            "http://127.0.0.1:9",
+        ]))
+        .expect("valid");
+        let options = config.registry_options().expect("options");
+        assert_eq!(options.insecure.len(), 2);
+        assert_eq!(options.mirrors, vec!["https://mirror.example".to_owned()]);
+        assert_eq!(options.hub.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            (
+                options.max_concurrent_downloads,
+                options.max_concurrent_uploads
+            ),
+            (7, 5)
+        );
+        for bad in [
+            &["--insecure-registry", "http://reg"][..],
+            &["--registry-mirror", "mirror.example"],
+        ] {
+            let error = parse_args(&args(bad)).expect_err("refused");
+            assert!(
+                error.to_string().starts_with("invalid registry option"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -289,10 +707,7 @@ mod tests {
             kind(&["--add-runtime", "relative=bin/r"]),
             clap::error::ErrorKind::ValueValidation
         );
-        assert!(matches!(
-            parse_args(&args(&["--exec-root", "/a/very/long/exec/root/dir"])),
-            Err(DaemonError::ExecRootTooLong { max: 18, .. })
-        ));
+        assert!(parse_args(&args(&["--exec-root", "/a/very/long/exec/root/dir"])).is_ok());
         assert!(matches!(
             parse_args(&args(&["-H", "ftp://x"])),
             Err(DaemonError::InvalidHost { .. })
@@ -301,5 +716,172 @@ mod tests {
             parse_args(&args(&["-H", "tcp://nohostport"])),
             Err(DaemonError::InvalidHost { .. })
         ));
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_fill_the_rest() {
+        let config = with_file(
+            r#"{"data-root": "/srv/b", "hosts": ["fd://", "tcp://127.0.0.1:2375"], "debug": true,
+                "group": "staff", "registry-mirrors": ["https://m.example"]}"#,
+            &["--exec-root", "/r", "--insecure-registry", "10.0.0.1:5000"],
+        )
+        .expect("valid");
+        assert_eq!(config.data_root, PathBuf::from("/srv/b"));
+        assert_eq!(config.exec_root, PathBuf::from("/r"));
+        assert_eq!(
+            config.listen_addresses().expect("valid"),
+            vec![
+                ListenAddress::Fd(None),
+                ListenAddress::Tcp("127.0.0.1:2375".into())
+            ]
+        );
+        assert_eq!(config.group.as_deref(), Some("staff"));
+        assert!(config.reloadable.debug);
+        assert_eq!(config.effective_log_level(), "debug");
+        assert_eq!(
+            config.reloadable.registry_mirrors,
+            vec!["https://m.example"]
+        );
+        assert_eq!(config.reloadable.insecure_registries, vec!["10.0.0.1:5000"]);
+    }
+
+    #[test]
+    fn a_key_in_both_places_is_refused_as_docker_does() {
+        let error = with_file(
+            r#"{"debug": false, "data-root": "/srv/b", "group": "g"}"#,
+            &["-D", "--data-root=/other", "--bridge=none"],
+        )
+        .expect_err("conflict");
+        assert_eq!(
+            error.to_string().split_once(": ").map(|(_, rest)| rest),
+            Some(
+                "the following directives are specified both as a flag and in the configuration file: data-root: (from flag: /other, from file: /srv/b), debug: (from flag: true, from file: false)"
+            ),
+            "{error}"
+        );
+        let error = with_file(
+            r#"{"hosts": ["unix:///a.sock"]}"#,
+            &["-H", "unix:///b.sock"],
+        )
+        .expect_err("conflict");
+        assert!(
+            error
+                .to_string()
+                .contains("hosts: (from flag: unix:///b.sock"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_files_are_refused() {
+        let error = with_file(r#"{"storage-driver": "vfs"}"#, &[]).expect_err("unknown");
+        assert!(
+            error.to_string().ends_with(
+                "the following directives don't match any configuration option: storage-driver"
+            ),
+            "{error}"
+        );
+        let error = with_file("{\n\"debug\": true\n\"group\": \"x\"}", &[]).expect_err("syntax");
+        assert!(error.to_string().contains("line 3"), "{error}");
+        assert!(matches!(
+            parse_args(&["--config-file".into(), "/nonexistent/daemon.json".into()]),
+            Err(DaemonError::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn every_new_flag() {
+        let config = parse_args(&args(&[
+            "-G",
+            "staff",
+            "--bip=10.5.0.1/16",
+            "--default-address-pool",
+            "base=10.100.0.0/16,size=24",
+            "--registry-mirror=https://m",
+            "--log-driver=json-file",
+            "--log-opt",
+            "max-size=1m",
+            "--default-ulimit",
+            "nofile=100:200",
+            "--max-concurrent-downloads=2",
+            "--max-concurrent-uploads=7",
+            "--live-restore",
+        ]))
+        .expect("valid");
+        assert_eq!(config.group.as_deref(), Some("staff"));
+        assert_eq!(config.bip.as_deref(), Some("10.5.0.1/16"));
+        assert_eq!(config.default_address_pools[0].size, 24);
+        assert_eq!(config.default_ulimits["nofile"].soft, 100);
+        assert_eq!(config.reloadable.log_opts["max-size"], "1m");
+        assert_eq!(config.reloadable.max_concurrent_downloads, Some(2));
+        assert_eq!(config.reloadable.max_concurrent_uploads, Some(7));
+        assert_eq!(config.flag_keys.len(), 10);
+        for bad in [
+            &["--default-ulimit", "nofile=3:2"][..],
+            &["--default-address-pool", "base=10.0.0.0/8"],
+            &["--max-concurrent-downloads=0"],
+            &["--log-opt", "novalue"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bad_log_defaults_are_refused_from_flags_file_and_reload() {
+        let err = parse_args(&args(&["--log-driver", "nope"])).expect_err("unknown driver");
+        assert_eq!(
+            err.to_string(),
+            "logger: no log driver named 'nope' is registered"
+        );
+        let err = parse_args(&args(&["--log-driver=local", "--log-opt", "tag=x"]))
+            .expect_err("json-file's option on local");
+        assert_eq!(
+            err.to_string(),
+            "unknown log opt 'tag' for local log driver"
+        );
+        assert!(with_file(r#"{"log-opts": {"max-size": "huge"}}"#, &[]).is_err());
+        let config = with_file(r#"{"log-driver": "local"}"#, &[]).expect("valid");
+        assert_eq!(config.reloadable.log_defaults().driver, "local");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, "{}").expect("write");
+        let config =
+            parse_args(&["--config-file".into(), path.display().to_string()]).expect("valid");
+        std::fs::write(&path, r#"{"log-driver": "gelf-ish"}"#).expect("write");
+        assert!(
+            config.reload().is_err(),
+            "a bad reload keeps the old settings"
+        );
+    }
+
+    #[test]
+    fn reload_keeps_flags_and_rereads_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, r#"{"debug": false}"#).expect("write");
+        let config = parse_args(&[
+            "--config-file".into(),
+            path.display().to_string(),
+            "--log-driver=json-file".into(),
+        ])
+        .expect("valid");
+        assert!(!config.reloadable.debug);
+        std::fs::write(
+            &path,
+            r#"{"debug": true, "registry-mirrors": ["https://m"], "log-opts": {"max-file": "2"}}"#,
+        )
+        .expect("write");
+        let reloaded = config.reload().expect("reload");
+        assert!(reloaded.debug);
+        assert_eq!(reloaded.registry_mirrors, vec!["https://m"]);
+        assert_eq!(reloaded.log_driver.as_deref(), Some("json-file"));
+        assert_eq!(reloaded.log_opts["max-file"], "2");
+        std::fs::write(&path, r#"{"log-driver": "local"}"#).expect("write");
+        assert!(
+            config.reload().is_err(),
+            "a flag's key in the file is refused"
+        );
+        std::fs::write(&path, r#"{"debug": tru"#).expect("write");
+        assert!(config.reload().is_err());
     }
 }

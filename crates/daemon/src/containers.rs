@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use berth_api::models::{ContainerCreateBody, ContainerUpdateBody, ExecConfig, ExecStartConfig};
 use berth_api::stdcopy;
 use berth_container::{AttachOptions, ListOptions, LogChunk, LogsOptions, WaitCondition};
@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/restart", post(restart))
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{id}/{link}", any(remove_link))
         .route("/containers/{id}/pause", post(pause))
         .route("/containers/{id}/unpause", post(unpause))
         .route("/containers/{id}/wait", post(wait))
@@ -80,7 +81,12 @@ async fn create(
     params: Params,
     body: Bytes,
 ) -> Result<Response, DaemonError> {
-    let config: ContainerCreateBody = parse_body(&body)?;
+    let mut config: ContainerCreateBody = parse_body(&body)?;
+    // daemon.json's log-driver/log-opts (reloaded by SIGHUP) for what the request leaves out.
+    match state.settings.read() {
+        Ok(settings) => settings.apply_log_defaults(&mut config),
+        Err(poisoned) => poisoned.into_inner().apply_log_defaults(&mut config),
+    }
     let name = params.non_empty("name").map(str::to_owned);
     let created = state.containers.create(name, config).await?;
     Ok(responses::json(
@@ -165,6 +171,21 @@ async fn remove(
         .containers
         .remove(&id, params.flag("force"), params.flag("v"))
         .await?;
+    Ok(no_content())
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1`: removes a legacy link. Any other request
+/// of that shape matches no route.
+async fn remove_link(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    Path((parent, alias)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, DaemonError> {
+    if method != axum::http::Method::DELETE || !params.flag("link") {
+        return Err(DaemonError::RouteNotFound);
+    }
+    state.containers.remove_link(&parent, &alias).await?;
     Ok(no_content())
 }
 

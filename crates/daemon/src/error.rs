@@ -36,6 +36,13 @@ pub enum DaemonError {
         #[from]
         source: berth_network::NetworkError,
     },
+    /// A builder error, worded and classified by the builder.
+    #[error(transparent)]
+    Build {
+        /// The builder's error.
+        #[from]
+        source: berth_build::engine::BuildError,
+    },
     /// A volume service error, worded and classified by that service.
     #[error(transparent)]
     Volume {
@@ -64,6 +71,18 @@ pub enum DaemonError {
     /// No route matches the path.
     #[error("page not found")]
     RouteNotFound,
+    /// A swarm endpoint: berth is never a swarm manager (dockerd's words, which clients
+    /// such as docker-py's teardown match on).
+    #[error(
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."
+    )]
+    NotSwarmManager,
+    /// `GET /plugins/{name}/json`: berth has no plugins.
+    #[error("plugin {name:?} not found")]
+    PluginNotFound {
+        /// The name asked for.
+        name: String,
+    },
     /// A query parameter has a value that does not parse.
     #[error("invalid value for {param}: {value:?}")]
     InvalidParameter {
@@ -122,16 +141,31 @@ pub enum DaemonError {
         /// The endpoint, for the message.
         endpoint: &'static str,
     },
-    /// A pull was asked for; berth has no registry client yet.
-    #[error(
-        "pull access denied for {image}: no registry configured yet (berth cannot pull images; use `berth image bootstrap busybox` or `docker import`)"
-    )]
-    PullUnavailable {
-        /// The image asked for.
-        image: String,
+    /// A registry client error (pull, push, login, search), worded and classified by the
+    /// client.
+    #[error(transparent)]
+    Registry {
+        /// The client error.
+        #[from]
+        source: berth_distribution::client::ClientError,
+    },
+    /// A registry flag of the daemon with a bad value.
+    #[error("invalid registry option: {reason}")]
+    InvalidRegistryFlag {
+        /// Why.
+        reason: String,
+    },
+    /// An `X-Registry-Auth` header that does not decode.
+    #[error(transparent)]
+    RegistryAuth {
+        /// Why.
+        #[from]
+        source: berth_distribution::client::auth::AuthHeaderError,
     },
     /// `berth/images/bootstrap?name=` with a name berth cannot bootstrap.
-    #[error("cannot bootstrap {name:?}: only busybox and debian:<suite> can be bootstrapped")]
+    #[error(
+        "cannot bootstrap {name:?}: only busybox, hello-world and debian:<suite> can be bootstrapped"
+    )]
     UnknownBootstrap {
         /// The name asked for.
         name: String,
@@ -159,16 +193,11 @@ pub enum DaemonError {
         #[source]
         source: clap::Error,
     },
-    /// The exec root is so long that monitor sockets under it would not fit a unix socket
-    /// address (108 bytes).
-    #[error(
-        "--exec-root {path} is too long: monitor sockets under it would exceed the 108-byte unix socket limit; use a path of at most {max} bytes"
-    )]
-    ExecRootTooLong {
-        /// The exec root given.
-        path: String,
-        /// The longest that works.
-        max: usize,
+    /// `--userns-remap` names no usable user, group or subordinate ranges.
+    #[error("--userns-remap: {message}")]
+    UsernsRemap {
+        /// What is wrong.
+        message: String,
     },
     /// `--add-runtime` is not `NAME=/absolute/path`.
     #[error("invalid --add-runtime {spec:?}: expected NAME=/absolute/path")]
@@ -221,6 +250,45 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration file cannot be used (its own message, in Docker's words).
+    #[error(transparent)]
+    Config {
+        /// What is wrong with it.
+        #[from]
+        source: crate::config_file::ConfigError,
+    },
+    /// Another daemon holds the data root's lock.
+    #[error(
+        "the data root {path} is in use by another berth daemon (pid {pid}); stop it first or choose another --data-root"
+    )]
+    DataRootInUse {
+        /// The data root.
+        path: PathBuf,
+        /// The holder, as its lock file says (`unknown` when it cannot be read).
+        pid: String,
+    },
+    /// The data root's filesystem cannot hold overlay upper layers.
+    #[error(
+        "the data root {path} is on a filesystem without overlay support ({reason}); choose another --data-root"
+    )]
+    NoOverlay {
+        /// The data root.
+        path: PathBuf,
+        /// What the check saw.
+        reason: String,
+    },
+    /// `--group` names a group that does not exist.
+    #[error("group {group:?} not found: create it (groupadd {group}) or choose another --group")]
+    GroupNotFound {
+        /// The group asked for.
+        group: String,
+    },
+    /// The sockets systemd passed (`LISTEN_FDS`) cannot be used as asked.
+    #[error("socket activation: {reason}")]
+    Activation {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Classify for DaemonError {
@@ -230,9 +298,12 @@ impl Classify for DaemonError {
             Self::Image { source } => source.kind(),
             Self::Network { source } => source.kind(),
             Self::Volume { source } => source.kind(),
-            Self::RouteNotFound | Self::PullUnavailable { .. } | Self::BusyboxNotFound => {
+            Self::Build { source } => source.kind(),
+            Self::Registry { source } => source.kind(),
+            Self::RouteNotFound | Self::BusyboxNotFound | Self::PluginNotFound { .. } => {
                 ErrorKind::NotFound
             }
+            Self::NotSwarmManager => ErrorKind::Unavailable,
             Self::ApiVersionTooNew { .. }
             | Self::ApiVersionTooOld { .. }
             | Self::InvalidParameter { .. }
@@ -245,12 +316,18 @@ impl Classify for DaemonError {
             | Self::InvalidWaitCondition { .. }
             | Self::UpgradeRequired { .. }
             | Self::UnknownBootstrap { .. }
+            | Self::RegistryAuth { .. }
+            | Self::InvalidRegistryFlag { .. }
             | Self::Flags { .. }
-            | Self::ExecRootTooLong { .. }
             | Self::InvalidRuntime { .. }
             | Self::InvalidLogConfig { .. }
-            | Self::InvalidHost { .. } => ErrorKind::InvalidArgument,
-            Self::AlreadyRunning { .. } => ErrorKind::Conflict,
+            | Self::UsernsRemap { .. }
+            | Self::InvalidHost { .. }
+            | Self::Config { .. }
+            | Self::NoOverlay { .. }
+            | Self::GroupNotFound { .. }
+            | Self::Activation { .. } => ErrorKind::InvalidArgument,
+            Self::AlreadyRunning { .. } | Self::DataRootInUse { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
             Self::Task { .. } | Self::Io { .. } | Self::Bind { .. } | Self::Serve { .. } => {
                 ErrorKind::Internal

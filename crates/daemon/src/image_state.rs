@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use berth_api::models::EventMessageTypeEnum;
 use berth_container::EventBus;
+use berth_distribution::client::Distribution;
 use berth_image::{ImageStore, Reference};
 use futures_util::future::BoxFuture;
 
@@ -26,6 +27,8 @@ pub struct ImagesState {
     pub usage: ImageUsage,
     /// The busybox to bootstrap from; `None` searches `PATH`, then `/bin/busybox`.
     pub busybox: Option<PathBuf>,
+    /// The registry client (pull, push, login, search; `import URL` downloads).
+    pub registry: Arc<Distribution>,
 }
 
 impl std::fmt::Debug for ImagesState {

@@ -35,10 +35,10 @@ pub fn routes() -> Router<ImagesState> {
         .route("/images/prune", post(prune))
         .route("/images/load", post(crate::archive::load))
         .route("/images/get", get(crate::archive::save_many))
-        .route("/images/search", get(not_implemented_search))
         .route("/images/{*rest}", get(get_named).post(post_named))
         .route("/images/{*rest}", delete(remove))
         .route("/berth/images/bootstrap", post(bootstrap))
+        .merge(crate::registry::routes())
 }
 
 /// `GET /images/json` shape of a record.
@@ -47,7 +47,7 @@ pub fn image_summary(record: &ImageRecord) -> ImageSummary {
         id: record.id.clone(),
         parent_id: record.parent.clone().unwrap_or_default(),
         repo_tags: record.repo_tags.clone(),
-        repo_digests: Vec::new(),
+        repo_digests: record.repo_digests.clone(),
         created: record.created,
         size: i64::try_from(record.size).unwrap_or(i64::MAX),
         shared_size: -1,
@@ -122,7 +122,7 @@ pub fn image_inspect(record: &ImageRecord) -> Value {
     json!({
         "Id": record.id,
         "RepoTags": record.repo_tags,
-        "RepoDigests": [],
+        "RepoDigests": record.repo_digests,
         "Parent": record.parent.clone().unwrap_or_default(),
         "Comment": other.get("comment").cloned().unwrap_or_else(|| json!("")),
         "Created": created_rfc3339(record),
@@ -238,13 +238,12 @@ async fn post_named(
     State(state): State<ImagesState>,
     Path(rest): Path<String>,
     params: Params,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, DaemonError> {
     if let Some(name) = rest.strip_suffix("/tag") {
         tag(&state, name.to_owned(), &params).await
-    } else if rest.ends_with("/push") {
-        Err(DaemonError::NotImplemented {
-            feature: "POST /images/{name}/push",
-        })
+    } else if let Some(name) = rest.strip_suffix("/push") {
+        crate::registry::push(&state, name, &params, &headers).await
     } else {
         Err(DaemonError::RouteNotFound)
     }
@@ -351,10 +350,8 @@ async fn create(
     params: Params,
     request: Request,
 ) -> Result<Response, DaemonError> {
-    if let Some(image) = params.non_empty("fromImage") {
-        return Err(DaemonError::PullUnavailable {
-            image: tagged_reference(image, params.non_empty("tag")),
-        });
+    if params.non_empty("fromImage").is_some() {
+        return crate::registry::pull(&state, &params, request.headers()).await;
     }
     let source = params
         .non_empty("fromSrc")
@@ -380,13 +377,13 @@ async fn create(
         .non_empty("message")
         .map(str::to_owned)
         .or_else(|| url.as_ref().map(|_| format!("Imported from {source}")));
+    if let Some(url) = &url {
+        berth_distribution::client::http::check_url(url)?;
+    }
     {
-        let (reference, changes, url) = (reference.clone(), changes.clone(), url.clone());
+        let (reference, changes) = (reference.clone(), changes.clone());
         let store = Arc::clone(&state.store);
-        berth_fs::blocking(move || {
-            store.check_import(reference.as_deref(), &changes, url.as_deref())
-        })
-        .await??;
+        berth_fs::blocking(move || store.check_import(reference.as_deref(), &changes)).await??;
     }
     let total = request
         .headers()
@@ -404,13 +401,14 @@ async fn create(
     let store = Arc::clone(&state.store);
     let events = state.events.clone();
     let runtime = tokio::runtime::Handle::current();
+    let registry = Arc::clone(&state.registry);
     tokio::task::spawn_blocking(move || {
-        let result = (|| {
+        let result = (|| -> Result<ImageRecord, DaemonError> {
             let (input, total): (Box<dyn std::io::Read + '_>, Option<u64>) = match &url {
                 None => (Box::new(&mut body), total),
                 Some(url) => {
                     // Fetched with the async client; read here through a bridge.
-                    let download = runtime.block_on(berth_image::fetch(url))?;
+                    let download = runtime.block_on(registry.http().get(url))?;
                     let length = download.length;
                     let reader = StreamReader::new(download.into_stream());
                     (
@@ -420,12 +418,12 @@ async fn create(
                 }
             };
             let mut input = ProgressReader::new(input, total, &sender);
-            store.import(
+            Ok(store.import(
                 &mut input,
                 reference.as_deref(),
                 &changes,
                 message.as_deref(),
-            )
+            )?)
         })();
         let line = match result {
             Ok(record) => {
@@ -521,6 +519,9 @@ async fn bootstrap(
     if name == "debian" {
         return bootstrap_debian(state, &params).await;
     }
+    if name == "hello-world" {
+        return bootstrap_hello(state, &params).await;
+    }
     if name != "busybox" {
         return Err(DaemonError::UnknownBootstrap { name });
     }
@@ -551,6 +552,40 @@ async fn bootstrap(
         }
     });
     Ok(responses::streaming(JSON, receiver_stream(receiver)))
+}
+
+/// `POST /berth/images/bootstrap?name=hello-world`: the image of [`crate::hello`], imported.
+async fn bootstrap_hello(state: ImagesState, params: &Params) -> Result<Response, DaemonError> {
+    let reference = format!(
+        "hello-world:{}",
+        params.non_empty("tag").unwrap_or("latest")
+    );
+    let layer = crate::hello::layer().ok_or(DaemonError::UnknownBootstrap {
+        name: format!("hello-world (no program for {})", std::env::consts::ARCH),
+    })?;
+    let store = Arc::clone(&state.store);
+    let store_reference = reference.clone();
+    let result = berth_fs::blocking(move || {
+        store.import(
+            &mut &layer[..],
+            Some(&store_reference),
+            &[r#"CMD ["/hello"]"#.to_owned()],
+            Some("berth image bootstrap hello-world"),
+        )
+    })
+    .await
+    .map_err(DaemonError::from)
+    .and_then(|r| r.map_err(DaemonError::from));
+    let mut lines = vec![json!({ "status": "Bootstrapping hello-world (built in)" })];
+    lines.extend(bootstrap_outcome(&state.events, result, &reference));
+    let body: Vec<u8> = lines
+        .iter()
+        .flat_map(|line| responses::json_line(line).to_vec())
+        .collect();
+    Ok(responses::streaming(
+        JSON,
+        futures_util::stream::once(async move { Bytes::from(body) }),
+    ))
 }
 
 /// The closing jsonmessage lines of a bootstrap: the tag and the image id, or the error.
@@ -612,12 +647,6 @@ async fn bootstrap_debian(state: ImagesState, params: &Params) -> Result<Respons
     Ok(responses::streaming(JSON, receiver_stream(receiver)))
 }
 
-async fn not_implemented_search() -> DaemonError {
-    DaemonError::NotImplemented {
-        feature: "GET /images/search",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +655,7 @@ mod tests {
         ImageRecord {
             id: id.into(),
             repo_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            repo_digests: Vec::new(),
             config: berth_image::ImageConfig::default(),
             size: 100,
             created,

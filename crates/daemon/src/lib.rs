@@ -6,36 +6,50 @@
 //! (`/v1.NN` prefixes, global headers, 404s, failure logging) live in [`router`]; hijacked
 //! connections (attach, exec) in [`hijack`]; accepting and serving connections (timeouts of
 //! idle and slow clients, shedding before descriptors run out) in [`connections`]; the
-//! process lifecycle (directories, pid file, socket, signals) in [`server`].
+//! process lifecycle (directories, pid file, signals, reload) in [`server`]; the configuration
+//! (flags over `/etc/berth/daemon.json`) in [`config`] and [`config_file`]; listening sockets,
+//! systemd socket activation and readiness in [`listeners`]; the start-up checks (the data
+//! root's lock, overlay support) in [`guard`].
 //!
 //! On disk the daemon itself owns only:
 //!
 //! ```text
 //! <exec_root>/berth.sock   the API socket (mode 0660, group `berth` when it exists)
 //! <exec_root>/berth.pid    the daemon's pid while it runs
+//! <data_root>/berth.lock   flock(2)ed while the daemon runs, holding its pid (one daemon per
+//!                          data root)
 //! <data_root>/engine-id    the engine ID `docker info` shows, made once
 //! ```
 //!
 //! Everything else belongs to the services (`<data_root>/image`, `<data_root>/containers`, …).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![recursion_limit = "256"]
 
 pub mod archive;
+pub mod build;
 mod commit;
 pub mod config;
+pub mod config_file;
 pub mod connections;
 pub mod containers;
 pub mod copy;
 pub mod error;
+mod features_off;
+pub mod guard;
+pub mod hello;
 pub mod hijack;
 mod image_state;
 pub mod images;
+pub mod listeners;
 pub mod networks;
 pub mod query;
+pub mod registry;
 pub mod responses;
 pub mod router;
 pub mod server;
+mod sys;
 pub mod system;
+pub mod userns;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -43,12 +57,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use berth_container::{ContainerService, EventBus};
+use berth_distribution::client::Distribution;
 use berth_image::ImageStore;
 
-pub use config::{DaemonConfig, ListenAddress, parse_args};
+pub use berth_distribution as distribution;
+pub use config::{DaemonConfig, ListenAddress, command, parse_args};
 pub use error::DaemonError;
 pub use image_state::{ImageUsage, ImageUsageMap, ImagesState};
-pub use server::run;
+pub use server::{Hooks, run, run_with};
 pub use system::{HostPaths, SystemFacts};
 
 /// Everything the handlers reach: the services and the host facts.
@@ -62,6 +78,10 @@ pub struct AppState {
     pub system: Arc<SystemFacts>,
     /// The engine's event stream.
     pub events: EventBus,
+    /// The builder (`POST /build`), when the daemon has one.
+    pub builder: Option<Arc<berth_build::engine::Builder>>,
+    /// The configuration file's reloadable settings in force (`/info` shows them).
+    pub settings: config_file::SharedSettings,
 }
 
 impl AppState {
@@ -72,6 +92,7 @@ impl AppState {
         system: Arc<SystemFacts>,
         events: EventBus,
         busybox: Option<PathBuf>,
+        registry: Arc<Distribution>,
     ) -> Self {
         let usage = container_image_usage(Arc::clone(&containers));
         Self {
@@ -81,10 +102,27 @@ impl AppState {
                 events: events.clone(),
                 usage,
                 busybox,
+                registry,
             },
             system,
             events,
+            builder: None,
+            settings: config_file::SharedSettings::default(),
         }
+    }
+
+    /// The same state with a builder for `POST /build`.
+    #[must_use]
+    pub fn with_builder(mut self, builder: Arc<berth_build::engine::Builder>) -> Self {
+        self.builder = Some(builder);
+        self
+    }
+
+    /// With the daemon's reloadable settings (the ones `SIGHUP` changes).
+    #[must_use]
+    pub fn with_settings(mut self, settings: config_file::SharedSettings) -> Self {
+        self.settings = settings;
+        self
     }
 }
 
@@ -107,6 +145,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(networks::routes())
                 .merge(volumes::routes())
                 .merge(commit::routes())
+                .merge(build::routes())
+                .merge(features_off::routes())
                 .with_state(state),
         );
     router::with_api_conventions(routes)

@@ -64,10 +64,23 @@ fn add_global_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// `"1.44"` → `(1, 44)`.
-fn parse_version(version: &str) -> Option<(u32, u32)> {
-    let (major, minor) = version.split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
+/// Compares two API versions the way moby's `versions.Compare` does (dot-separated numbers,
+/// missing parts are 0), without overflow: a part is compared by its digits, so
+/// `99999999999999999999.1` is simply newer than any supported version.
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let number = |s: &str| s.trim_start_matches('0').to_owned();
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            number(a.get(i).copied().unwrap_or("")),
+            number(b.get(i).copied().unwrap_or("")),
+        );
+        let order = x.len().cmp(&y.len()).then_with(|| x.cmp(&y));
+        if order.is_ne() {
+            return order;
+        }
+    }
+    std::cmp::Ordering::Equal
 }
 
 /// The path without its `/v1.NN` prefix (`None` when there is none), or the negotiation error.
@@ -83,22 +96,18 @@ pub fn strip_version(uri: &Uri) -> Result<Option<Uri>, DaemonError> {
     if !looks_like_version {
         return Ok(None);
     }
-    // A version moby's router would match but that does not parse is matched as no route.
-    if let Some(requested) = parse_version(version) {
-        let max = parse_version(API_VERSION).expect("API_VERSION is a valid version");
-        let min = parse_version(MIN_API_VERSION).expect("MIN_API_VERSION is a valid version");
-        if requested > max {
-            return Err(DaemonError::ApiVersionTooNew {
-                version: version.to_owned(),
-                max: API_VERSION,
-            });
-        }
-        if requested < min {
-            return Err(DaemonError::ApiVersionTooOld {
-                version: version.to_owned(),
-                min: MIN_API_VERSION,
-            });
-        }
+    // Every version moby's router matches (`[0-9.]+`) is checked against the range.
+    if compare_versions(version, API_VERSION).is_gt() {
+        return Err(DaemonError::ApiVersionTooNew {
+            version: version.to_owned(),
+            max: API_VERSION,
+        });
+    }
+    if compare_versions(version, MIN_API_VERSION).is_lt() {
+        return Err(DaemonError::ApiVersionTooOld {
+            version: version.to_owned(),
+            min: MIN_API_VERSION,
+        });
     }
     let rest = if rest.is_empty() { "/" } else { rest };
     let path_and_query = match uri.query() {
@@ -144,6 +153,29 @@ mod tests {
         // Paths that merely start with `v` are not versions.
         assert_eq!(rewrite("/volumes").expect("ok"), None);
         assert_eq!(rewrite("/v/x").expect("ok"), None);
+    }
+
+    #[test]
+    fn huge_versions_are_too_new_not_overflows() {
+        use std::cmp::Ordering;
+        assert_eq!(compare_versions("1.44", "1.44"), Ordering::Equal);
+        assert_eq!(compare_versions("1.044", "1.44"), Ordering::Equal);
+        assert_eq!(compare_versions("1.9", "1.44"), Ordering::Less);
+        assert_eq!(compare_versions("2", "1.44"), Ordering::Greater);
+        assert_eq!(compare_versions("1.44.1", "1.44"), Ordering::Greater);
+        assert_eq!(
+            compare_versions("99999999999999999999.1", "1.44"),
+            Ordering::Greater
+        );
+        for v in [
+            "v99999999999999999999.1",
+            "v1.99999999999999999999",
+            "v1.44.99",
+        ] {
+            let uri: Uri = format!("/{v}/version").parse().unwrap();
+            let error = strip_version(&uri).unwrap_err();
+            assert!(error.to_string().contains("is too new"), "{v}: {error}");
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The daemon process: directories, pid file, the listening socket, serving until a signal,
 //! and an orderly stop. Containers keep running when the daemon stops: each has its own
 //! monitor, and the next daemon reconnects to them.
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +11,12 @@ use berth_image::ImageStore;
 use berth_network::{NetworkConfig, NetworkService};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{DaemonConfig, ListenAddress};
+use crate::config::DaemonConfig;
+use crate::config_file::SharedSettings;
 use crate::connections::{self, Accept, Limits};
 use crate::error::DaemonError;
+use crate::guard;
+use crate::listeners::{self, Activation, Listener};
 use crate::system::{HostPaths, SystemFacts};
 use crate::{AppState, router};
 
@@ -27,10 +29,35 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Dae
     move |source| DaemonError::Io { op, path, source }
 }
 
+/// Sets the binary's log level (`debug`, `info`, …).
+pub type SetLogLevel = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the binary lets the daemon change in it while it runs.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Sets the log level (`debug`, `info`, …): `SIGHUP` with a changed `debug`.
+    pub set_log_level: Option<SetLogLevel>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("set_log_level", &self.set_log_level.is_some())
+            .finish()
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    run_with(config, Hooks::default()).await
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; `SIGHUP` reloads the configuration file.
+pub async fn run_with(config: DaemonConfig, hooks: Hooks) -> Result<(), DaemonError> {
     // Every connection, container pipe, monitor socket and layer file is a descriptor: use
     // all the hard limit allows.
+    let started_with =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok();
     match connections::raise_nofile_limit() {
         Ok((old, new)) if old != new => {
             tracing::info!(from = old, to = new, "raised the open file limit");
@@ -38,17 +65,25 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
-    let address = config.listen_address()?;
-    for dir in [&config.data_root, &config.exec_root] {
-        std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+    let mut activation = Activation::from_env();
+    config.listen_addresses()?;
+    // Refused before anything is touched: a live daemon's socket, a group that does not exist.
+    listeners::check_free(&config, &activation).await?;
+    let etc_group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let gid = listeners::socket_group(&config, &etc_group)?;
+    // Docker's modes, tightened on an older install's directories (see berth_container::perms).
+    for (dir, mode) in [
+        (&config.data_root, berth_container::perms::DATA_ROOT_MODE),
+        (&config.exec_root, berth_container::perms::RUN_ROOT_MODE),
+    ] {
+        berth_container::perms::ensure_dir(dir, mode).map_err(io_error("create", dir))?;
     }
-    if let ListenAddress::Unix(path) = &address {
-        clear_stale_socket(path).await?;
-    }
+    let _lock = guard::lock_data_root(&config.data_root)?;
+    guard::check_overlay(&config.data_root)?;
     let pid_file = config.pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(io_error("write", &pid_file))?;
-    let result = open_and_serve(&config, &address).await;
+    let result = open_and_serve(&config, &mut activation, gid, &hooks, started_with).await;
     if let Err(error) = std::fs::remove_file(&pid_file) {
         tracing::warn!(path = %pid_file.display(), %error, "could not remove the pid file");
     }
@@ -92,7 +127,13 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
     Ok(service)
 }
 
-async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Result<(), DaemonError> {
+async fn open_and_serve(
+    config: &DaemonConfig,
+    activation: &mut Activation,
+    gid: Option<u32>,
+    hooks: &Hooks,
+    nofile_limit: Option<(u64, u64)>,
+) -> Result<(), DaemonError> {
     let engine_id = engine_id(&config.data_root)?;
     let mut facts = SystemFacts::gather(
         &HostPaths::default(),
@@ -101,6 +142,21 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         &config.exe,
     );
     facts.runtimes.extend(config.runtimes.iter().cloned());
+    facts.userns_remap = config.userns_remap.is_some();
+    let userns_remap = match config.userns_remap.clone() {
+        Some(value) => {
+            let data_root = config.data_root.clone();
+            Some(
+                berth_fs::blocking(move || {
+                    let map = crate::userns::resolve(&value, &crate::userns::IdFiles::host())?;
+                    crate::userns::open_data_root(&data_root, &map)?;
+                    Ok::<_, DaemonError>(map)
+                })
+                .await??,
+            )
+        }
+        None => None,
+    };
     let facts = Arc::new(facts);
     let image_root = config.data_root.join("image");
     let images = berth_fs::blocking(move || ImageStore::open(&image_root)).await??;
@@ -113,11 +169,9 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         exe: config.exe.clone(),
         runtimes: facts.runtimes.iter().cloned().collect(),
         cgroup_parent: config.cgroup_parent.clone(),
-        log_defaults: berth_container::log_driver::LogDefaults {
-            driver: config.log_driver.clone(),
-            opts: config.log_opts.iter().cloned().collect(),
-        },
+        userns_remap,
         network: Some(network),
+        nofile_limit,
     };
     let volumes = {
         let data_root = config.data_root.clone();
@@ -132,82 +186,124 @@ async fn open_and_serve(config: &DaemonConfig, address: &ListenAddress) -> Resul
         events.clone(),
     )
     .await?;
-    let app = router(AppState::new(
-        Arc::clone(&containers),
-        images,
-        facts,
-        events,
-        None,
-    ));
-    let served = match address {
-        ListenAddress::Unix(path) => {
-            let listener = bind_unix(path)?;
-            tracing::info!(socket = %path.display(), "API listening");
-            serve_until_signal(listener, app).await
-        }
-        ListenAddress::Tcp(host) => {
-            let listener = tokio::net::TcpListener::bind(host)
-                .await
-                .map_err(|source| DaemonError::Bind {
-                    host: config.host.clone(),
-                    source,
-                })?;
-            tracing::info!(address = %host, "API listening");
-            serve_until_signal(listener, app).await
-        }
+    let builder = {
+        let config = berth_build::engine::BuilderConfig {
+            data_root: config.data_root.clone(),
+            context_limit: build_context_limit()?,
+        };
+        let (images, containers) = (Arc::clone(&images), Arc::clone(&containers));
+        berth_fs::blocking(move || berth_build::engine::Builder::open(&config, images, containers))
+            .await??
     };
+    let registry = Arc::new(berth_distribution::client::Distribution::new(
+        Arc::clone(&images),
+        config.registry_options()?,
+    )?);
+    let settings: SharedSettings = Arc::new(std::sync::RwLock::new(config.reloadable.clone()));
+    let app = router(
+        AppState::new(
+            Arc::clone(&containers),
+            images,
+            facts,
+            events,
+            None,
+            registry,
+        )
+        .with_builder(Arc::new(builder))
+        .with_settings(Arc::clone(&settings)),
+    );
+    let listeners = listeners::open(config, activation, gid).await?;
+    let served = serve_all(listeners, app, config, hooks, &settings).await;
     containers.shutdown().await;
-    if let ListenAddress::Unix(path) = address
-        && let Err(error) = std::fs::remove_file(path)
-    {
-        tracing::warn!(path = %path.display(), %error, "could not remove the socket");
-    }
     served
-}
-
-/// Removes a socket left by a daemon that died, but refuses to steal a live one.
-async fn clear_stale_socket(path: &Path) -> Result<(), DaemonError> {
-    if std::fs::symlink_metadata(path).is_err() {
-        return Ok(());
-    }
-    if tokio::net::UnixStream::connect(path).await.is_ok() {
-        return Err(DaemonError::AlreadyRunning {
-            path: path.to_owned(),
-        });
-    }
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(io_error("remove stale socket", path)(error))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Binds the socket with mode 0660 and, when the group exists, group `berth`.
 pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
-    }
-    let listener = tokio::net::UnixListener::bind(path).map_err(|source| DaemonError::Bind {
-        host: format!("unix://{}", path.display()),
-        source,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(io_error("chmod", path))?;
     let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    if let Some(gid) = group_id(&groups, "berth") {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_error("chown", path))?;
-    }
-    Ok(listener)
+    listeners::bind_unix_with_group(path, listeners::group_id(&groups, "berth"))
 }
 
-/// The gid of `name` in an `/etc/group` file.
-fn group_id(etc_group: &str, name: &str) -> Option<u32> {
-    etc_group.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
+/// Serves every listener until SIGTERM or SIGINT; tells systemd when it is ready, reloading
+/// and stopping; `SIGHUP` reloads the configuration file's reloadable keys into `settings`.
+async fn serve_all(
+    listeners: Vec<Listener>,
+    app: Router,
+    config: &DaemonConfig,
+    hooks: &Hooks,
+    settings: &SharedSettings,
+) -> Result<(), DaemonError> {
+    let signal_error = |source| DaemonError::Serve { source };
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut bound = Vec::new();
+    for listener in listeners {
+        let mut stop_rx = stop_rx.clone();
+        let stop = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        };
+        let app = app.clone();
+        tasks.push(match listener {
+            Listener::Unix {
+                listener,
+                bound: path,
+            } => {
+                let address = listener.local_addr().ok();
+                let socket = address.as_ref().and_then(|a| a.as_pathname());
+                tracing::info!(socket = ?socket, activated = path.is_none(), "API listening");
+                bound.extend(path);
+                tokio::spawn(serve_until(listener, app, stop))
+            }
+            Listener::Tcp(listener) => {
+                tracing::info!(address = ?listener.local_addr().ok(), "API listening");
+                tokio::spawn(serve_until(listener, app, stop))
+            }
+        });
+    }
+    listeners::notify("READY=1\nSTATUS=serving the API");
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => reload(config, hooks, settings),
+        }
+    }
+    listeners::notify("STOPPING=1");
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    for path in bound {
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "could not remove the socket");
+        }
+    }
+    Ok(())
+}
+
+/// `SIGHUP`: re-reads the configuration file; a file that does not parse changes nothing.
+fn reload(config: &DaemonConfig, hooks: &Hooks, settings: &SharedSettings) {
+    listeners::notify("RELOADING=1");
+    match config.reload() {
+        Ok(reloaded) => {
+            if config.log_level.is_none()
+                && let Some(set) = &hooks.set_log_level
+            {
+                set(if reloaded.debug { "debug" } else { "info" });
+                tracing::debug!("debug logging on");
+            }
+            tracing::info!(settings = ?reloaded, "configuration reloaded");
+            match settings.write() {
+                Ok(mut current) => *current = reloaded,
+                Err(poisoned) => *poisoned.into_inner() = reloaded,
+            }
+        }
+        Err(error) => tracing::error!(%error, "configuration not reloaded"),
+    }
+    listeners::notify("READY=1");
 }
 
 /// `<data_root>/engine-id`, made on first start from the kernel's random UUID.
@@ -258,17 +354,27 @@ where
     Ok(())
 }
 
+/// `BERTH_BUILD_CONTEXT_LIMIT`: the most bytes a build context may unpack to (the free disk
+/// space is the limit in any case).
+fn build_context_limit() -> Result<Option<u64>, DaemonError> {
+    match std::env::var("BERTH_BUILD_CONTEXT_LIMIT") {
+        Ok(value) if !value.trim().is_empty() => {
+            value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| DaemonError::InvalidParameter {
+                    param: "BERTH_BUILD_CONTEXT_LIMIT",
+                    value,
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn group_lookup() {
-        let groups = "root:x:0:\nberth:x:997:alice\nberthy:x:5:\n";
-        assert_eq!(group_id(groups, "berth"), Some(997));
-        assert_eq!(group_id(groups, "root"), Some(0));
-        assert_eq!(group_id(groups, "docker"), None);
-    }
 
     #[test]
     fn engine_id_is_made_once() {
@@ -276,23 +382,5 @@ mod tests {
         let first = engine_id(dir.path()).expect("made");
         assert_eq!(first.len(), 36);
         assert_eq!(engine_id(dir.path()).expect("read back"), first);
-    }
-
-    #[tokio::test]
-    async fn stale_sockets_are_removed_live_ones_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("berth.sock");
-        clear_stale_socket(&path).await.expect("nothing there");
-
-        let listener = bind_unix(&path).expect("bind");
-        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o777, 0o660);
-        assert!(matches!(
-            clear_stale_socket(&path).await,
-            Err(DaemonError::AlreadyRunning { .. })
-        ));
-        drop(listener);
-        clear_stale_socket(&path).await.expect("stale");
-        assert!(!path.exists());
     }
 }

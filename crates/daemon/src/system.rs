@@ -1,4 +1,4 @@
-//! System endpoints: `/_ping`, `/version`, `/info`, `/events`, `/system/df`, `/build/prune`.
+//! System endpoints: `/_ping`, `/version`, `/info`, `/events`, `/system/df`.
 //!
 //! Host facts (kernel, OS, CPUs, memory, cgroup version) are read once at start-up into
 //! [`SystemFacts`], from paths given by [`HostPaths`] so tests can use a fake root.
@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use berth_api::filters::{Filters, label_matches};
 use berth_api::models::{EventMessage, EventMessageTypeEnum};
 use berth_api::{API_VERSION, BERTH_VERSION, MIN_API_VERSION};
@@ -77,6 +77,8 @@ pub struct SystemFacts {
     pub runc: Option<PathBuf>,
     /// The OCI runtimes containers may name: runc when installed, then `--add-runtime`'s.
     pub runtimes: Vec<(String, PathBuf)>,
+    /// `--userns-remap` is on (`info` lists `name=userns`).
+    pub userns_remap: bool,
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -140,6 +142,7 @@ impl SystemFacts {
                 .then(|| ("runc".to_owned(), paths.runc.clone()))
                 .into_iter()
                 .collect(),
+            userns_remap: false,
         }
     }
 }
@@ -227,7 +230,8 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
         "IPv4Forwarding": true,
         "Debug": false,
         "NFd": 0,
-        "OomKillDisable": false,
+        // Where the memory controller has `memory.oom_control` (v1), as dockerd reports it.
+        "OomKillDisable": facts.cgroup_version == "1" && facts.memory_limit,
         "NGoroutines": 0,
         "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "LoggingDriver": "json-file",
@@ -276,9 +280,18 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security_options(facts),
         "Warnings": [],
     })
+}
+
+/// `info`'s `SecurityOptions`, as dockerd lists them.
+fn security_options(facts: &SystemFacts) -> Vec<&'static str> {
+    let mut options = vec!["name=seccomp,profile=builtin"];
+    if facts.userns_remap {
+        options.push("name=userns");
+    }
+    options
 }
 
 /// Routes that need only the host facts.
@@ -286,7 +299,6 @@ pub fn static_routes() -> Router<Arc<SystemFacts>> {
     Router::new()
         .route("/_ping", get(ping).head(ping_head))
         .route("/version", get(version))
-        .route("/build/prune", post(build_prune))
 }
 
 /// Routes that need the services.
@@ -331,21 +343,43 @@ async fn version(State(facts): State<Arc<SystemFacts>>) -> Response {
     responses::json(StatusCode::OK, &version_body(&facts))
 }
 
-async fn build_prune() -> Response {
-    responses::json(
-        StatusCode::OK,
-        &json!({ "CachesDeleted": [], "SpaceReclaimed": 0 }),
-    )
-}
-
 async fn info(State(state): State<AppState>) -> Result<Response, DaemonError> {
     let counts = state.containers.counts().await;
     let store = state.images.store.clone();
     let images = berth_fs::blocking(move || store.list().len()).await?;
-    Ok(responses::json(
-        StatusCode::OK,
-        &info_body(&state.system, counts, images),
-    ))
+    let mut body = info_body(&state.system, counts, images);
+    let settings = match state.settings.read() {
+        Ok(settings) => settings.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    apply_settings(&mut body, &settings);
+    Ok(responses::json(StatusCode::OK, &body))
+}
+
+/// The configuration's effective values in `/info`, in Docker's places: `Debug`,
+/// `LoggingDriver`, and `RegistryConfig` (insecure registries as CIDRs or index names,
+/// mirrors).
+pub fn apply_settings(body: &mut Value, settings: &crate::config_file::Reloadable) {
+    body["Debug"] = json!(settings.debug);
+    body["LoggingDriver"] = json!(settings.log_driver.as_deref().unwrap_or("json-file"));
+    let mirrors = &settings.registry_mirrors;
+    let registry = &mut body["RegistryConfig"];
+    registry["Mirrors"] = json!(mirrors);
+    registry["IndexConfigs"]["docker.io"]["Mirrors"] = json!(mirrors);
+    let mut cidrs = vec![json!("::1/128"), json!("127.0.0.0/8")];
+    for insecure in &settings.insecure_registries {
+        if insecure.contains('/') {
+            cidrs.push(json!(insecure));
+        } else {
+            registry["IndexConfigs"][insecure] = json!({
+                "Name": insecure,
+                "Mirrors": [],
+                "Secure": false,
+                "Official": false,
+            });
+        }
+    }
+    registry["InsecureRegistryCIDRs"] = json!(cidrs);
 }
 
 async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonError> {
@@ -365,10 +399,11 @@ async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonErr
         .iter()
         .filter_map(|v| serde_json::to_value(v).ok())
         .collect();
-    Ok(responses::json(
-        StatusCode::OK,
-        &crate::images::disk_usage_body(&usage, &containers, volumes),
-    ))
+    let mut body = crate::images::disk_usage_body(&usage, &containers, volumes);
+    if let Some(builder) = &state.builder {
+        body["BuildCache"] = serde_json::to_value(builder.usage().await?).unwrap_or_default();
+    }
+    Ok(responses::json(StatusCode::OK, &body))
 }
 
 /// An event as the wire carries it: the bollard message plus the deprecated `status`, `id`
@@ -659,17 +694,6 @@ mod tests {
         assert_eq!(engine["Details"]["MinAPIVersion"], "1.24");
         assert_eq!(engine["Details"]["Experimental"], "false");
         assert!(engine["Details"]["GoVersion"].as_str().is_some());
-    }
-
-    #[tokio::test]
-    async fn build_prune_answers_empty() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let response = call(facts(dir.path(), false), "POST", "/v1.44/build/prune?all=1").await;
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            body_text(response).await,
-            r#"{"CachesDeleted":[],"SpaceReclaimed":0}"#
-        );
     }
 
     fn container_event(action: &str, name: &str, image: &str) -> EventMessage {

@@ -27,5 +27,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod protocol;
 pub mod server;

@@ -88,6 +88,16 @@ pub fn write_atomic(
     write_atomic_with(path, durability, |file| file.write_all(bytes))
 }
 
+/// [`write_atomic`] of a file only its owner may read (mode `0600` from its creation on):
+/// records, OCI specs and other files that hold a user's secrets (`-e` values).
+pub fn write_atomic_private(
+    path: &Path,
+    bytes: &[u8],
+    durability: impl Into<Durability>,
+) -> Result<(), WriteError> {
+    write_atomic_mode(path, durability.into(), 0o600, |file| file.write_all(bytes))
+}
+
 /// Replaces `path` atomically with what `fill` writes into the (new, empty) temp file: for
 /// content that is streamed rather than held in memory. An error of `fill` is reported as the
 /// `write` step on the temp file, and nothing is renamed.
@@ -96,7 +106,17 @@ pub fn write_atomic_with(
     durability: impl Into<Durability>,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<(), WriteError> {
-    let durability = durability.into();
+    write_atomic_mode(path, durability.into(), 0o666, fill)
+}
+
+/// The atomic write, its temp file created with `mode` (less the umask).
+fn write_atomic_mode(
+    path: &Path,
+    durability: Durability,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), WriteError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let failed = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| WriteError { op, path, source }
@@ -112,7 +132,13 @@ pub fn write_atomic_with(
     };
     let temp = dir.join(temp_name(name));
     let written = (|| {
-        let mut file = File::create(&temp).map_err(failed("create", &temp))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temp)
+            .map_err(failed("create", &temp))?;
         fill(&mut file).map_err(failed("write", &temp))?;
         if durability == Durability::Durable {
             file.sync_all().map_err(failed("fsync", &temp))?;
@@ -198,6 +224,16 @@ mod tests {
                 .starts_with("create /nonexistent-dir/.x.tmp-")
         );
         assert_eq!(io::Error::from(error).kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn private_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.v2.json");
+        write_atomic_private(&path, b"{}", Durability::Volatile).expect("write");
+        let mode = fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub mod blocking;
 pub mod root;
 pub mod tree;
 
-pub use atomic::{Durability, WriteError, is_temp_name, sync_dir, write_atomic, write_atomic_with};
+pub use atomic::{
+    Durability, WriteError, is_temp_name, sync_dir, write_atomic, write_atomic_private,
+    write_atomic_with,
+};
 #[cfg(feature = "tokio")]
 pub use blocking::blocking;
 pub use root::{Root, clean};

@@ -143,6 +143,39 @@ pub enum ImageError {
         /// Actual size.
         actual: u64,
     },
+    /// A registry blob's media type is no layer berth can unpack.
+    #[error("unsupported layer media type {media_type:?}")]
+    UnsupportedLayerType {
+        /// The media type.
+        media_type: String,
+    },
+    /// A pulled layer does not unpack to the diff id its image's config lists.
+    #[error(
+        "layers from manifest don't match image configuration: layer {digest} unpacks to {actual}, the config lists {expected}"
+    )]
+    DiffIdMismatch {
+        /// The layer blob.
+        digest: String,
+        /// The config's diff id.
+        expected: String,
+        /// What the blob unpacked to.
+        actual: String,
+    },
+    /// A layer's content is in none of its forms (tar or stored blob): the store was damaged.
+    #[error("layer {diff_id} has no stored content")]
+    LayerContentMissing {
+        /// The layer.
+        diff_id: String,
+    },
+    /// Compressing a layer for a push failed (reading its tar, or the upload it feeds).
+    #[error("compressing layer {diff_id}: {source}")]
+    CompressLayer {
+        /// The layer.
+        diff_id: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A metadata file or config blob is not valid JSON of the expected shape.
     #[error("corrupt metadata {path}: {source}")]
     CorruptMetadata {
@@ -177,31 +210,6 @@ pub enum ImageError {
         /// The tar writer's error.
         #[source]
         source: io::Error,
-    },
-    /// An import URL berth cannot fetch from.
-    #[error("invalid import URL {url:?}: {reason}")]
-    InvalidUrl {
-        /// The URL given.
-        url: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// Downloading an import failed.
-    #[error("error downloading {url}: {source}")]
-    Fetch {
-        /// The URL.
-        url: String,
-        /// The network error.
-        #[source]
-        source: io::Error,
-    },
-    /// The server answered an import download with an error status.
-    #[error("error downloading {url}: server answered {status}")]
-    FetchStatus {
-        /// The URL.
-        url: String,
-        /// The HTTP status.
-        status: u16,
     },
     /// A layer unpacks to more than the store accepts (a compression bomb, or a full disk).
     #[error("layer is larger than the {limit}-byte limit; refusing it")]
@@ -323,14 +331,15 @@ impl Classify for ImageError {
             | Self::UnsafeArchiveEntry { .. }
             | Self::DigestMismatch { .. }
             | Self::SizeMismatch { .. }
-            | Self::InvalidUrl { .. }
-            | Self::FetchStatus { .. }
+            | Self::UnsupportedLayerType { .. }
+            | Self::DiffIdMismatch { .. }
             | Self::LayerTooLarge { .. }
             | Self::InvalidBootstrap { .. } => ErrorKind::InvalidArgument,
-            Self::Fetch { .. } => ErrorKind::Unavailable,
             Self::UnsupportedChange { .. } => ErrorKind::NotImplemented,
             Self::Archive { source } => source.kind(),
             Self::CorruptMetadata { .. }
+            | Self::LayerContentMissing { .. }
+            | Self::CompressLayer { .. }
             | Self::UnsupportedSchema { .. }
             | Self::BusyboxApplets { .. }
             | Self::Debootstrap { .. }

@@ -167,6 +167,7 @@ mod tests {
         ImageRecord {
             id: id.into(),
             repo_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            repo_digests: Vec::new(),
             config: crate::ImageConfig::default(),
             size: 100,
             created,

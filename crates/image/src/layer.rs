@@ -32,6 +32,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
+use sha2::Digest as _;
 use tar::EntryType;
 
 use crate::content::{ContentStore, IngestWriter, PendingBlob};
@@ -744,6 +745,228 @@ pub(crate) fn stage_layer(
         "layer staged"
     );
     Ok(StagedLayer { dir, blob, size })
+}
+
+/// A layer that came as a registry blob (compressed or plain), unpacked and verified, waiting
+/// in the ingest area to be installed. Dropping it removes what it staged.
+#[derive(Debug)]
+pub struct StagedPull {
+    pub(crate) dir: StagingDir,
+    /// The blob exactly as it came (for a plain layer, the tar: its digest is the diff id).
+    pub(crate) blob: PendingBlob,
+    /// The digest of the uncompressed tar.
+    pub(crate) diff_id: String,
+    /// Bytes of the uncompressed tar.
+    pub(crate) tar_size: u64,
+    /// Sum of regular file sizes.
+    pub(crate) size: u64,
+}
+
+impl StagedPull {
+    /// The digest of the blob as it came.
+    pub fn digest(&self) -> &str {
+        self.blob.digest()
+    }
+
+    /// The blob's size.
+    pub fn blob_size(&self) -> u64 {
+        self.blob.size()
+    }
+
+    /// The diff id the content hashed to.
+    pub fn diff_id(&self) -> &str {
+        &self.diff_id
+    }
+
+    /// Bytes of the uncompressed tar.
+    pub fn tar_size(&self) -> u64 {
+        self.tar_size
+    }
+}
+
+/// Reads a registry blob `raw` once: its bytes go to a pending blob (hashed: the blob digest),
+/// through the decompressor its magic bytes call for (gzip, zstd, none), are hashed again (the
+/// diff id) and unpacked into a new staging directory as they come. Two threads share the
+/// work: this one unpacks while a helper receives, stores and decompresses the next bytes.
+/// Nothing is checked against expectations here; the caller compares digests and sizes.
+pub(crate) fn stage_blob(
+    content: &ContentStore,
+    ingest: &Path,
+    raw: &mut (dyn Read + Send),
+) -> Result<StagedPull, ImageError> {
+    let mut writer = content.start()?;
+    let (dir, diff) = StagingDir::create(ingest)?;
+    // The blob and the snapshot are written; the expansion is bounded as an import's is.
+    let limit = available_space(ingest)? / 2;
+    let writer_path = writer.path().to_owned();
+    let (received, unpacked) = std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let writer = &mut writer;
+        let receiving = scope.spawn(move || receive_blob(raw, writer, &sender));
+        let mut decoded = ChannelReader {
+            receiver,
+            current: Vec::new(),
+            offset: 0,
+        };
+        let mut limited = SizeLimit {
+            inner: &mut decoded,
+            remaining: limit,
+            exceeded: false,
+        };
+        let mut hashing = HashingReader {
+            inner: &mut limited,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        };
+        let applied = apply_tar(&mut hashing, &diff).and_then(|size| {
+            io::copy(&mut hashing, &mut io::sink())
+                .map_err(|source| ImageError::ReadArchive { source })?;
+            Ok(size)
+        });
+        let (hasher, count) = (hashing.hasher, hashing.count);
+        let exceeded = limited.exceeded;
+        // The receiver stops at its next send once this side is gone.
+        drop(decoded);
+        let received = receiving
+            .join()
+            .unwrap_or_else(|_| Err(Received::Failed(io::Error::other("blob reader panicked"))));
+        let unpacked = if exceeded {
+            Err(ImageError::LayerTooLarge { limit })
+        } else {
+            applied.map(|size| (size, hasher, count))
+        };
+        (received, unpacked)
+    });
+    // The helper's failure (input, decompression, disk) explains the unpacking's.
+    let (size, hasher, tar_size) = match (received, unpacked) {
+        (Err(Received::Disk(source)), _) => {
+            return Err(ImageError::fs("write", writer_path)(source));
+        }
+        (Err(Received::Failed(source)), _) => return Err(ImageError::ReadArchive { source }),
+        (Ok(()), Err(e)) => return Err(e),
+        (Ok(()), Ok(done)) => done,
+    };
+    sync_snapshot(&diff)?;
+    let blob = writer.finish()?;
+    let diff_id = format!("sha256:{}", hex::encode(hasher.finalize()));
+    tracing::debug!(
+        digest = blob.digest(),
+        diff_id,
+        blob_size = blob.size(),
+        tar_size,
+        size,
+        "pulled layer staged"
+    );
+    Ok(StagedPull {
+        dir,
+        blob,
+        diff_id,
+        tar_size,
+        size,
+    })
+}
+
+/// Why the receiving side of [`stage_blob`] stopped.
+enum Received {
+    /// Writing the blob failed.
+    Disk(io::Error),
+    /// Reading or decompressing the input failed.
+    Failed(io::Error),
+}
+
+/// The receiving side of [`stage_blob`]: reads `raw` to its end into `writer`, decompresses
+/// it and sends the uncompressed bytes in 1 MiB pieces. Stops quietly when the unpacking
+/// side hangs up (it failed and says why).
+fn receive_blob(
+    raw: &mut (dyn Read + Send),
+    writer: &mut IngestWriter,
+    sender: &std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> Result<(), Received> {
+    const PIECE: usize = 1024 * 1024;
+    let mut tee = TeeReader {
+        inner: raw,
+        sink: writer,
+        sink_error: None,
+    };
+    let outcome = (|| -> io::Result<bool> {
+        let mut decoded = crate::import::decompressed(&mut tee)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        loop {
+            let mut piece = vec![0u8; PIECE];
+            let mut filled = 0;
+            while filled < PIECE {
+                match decoded.read(&mut piece[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if filled == 0 {
+                return Ok(true);
+            }
+            piece.truncate(filled);
+            if sender.send(Ok(piece)).is_err() {
+                return Ok(false);
+            }
+        }
+    })();
+    let outcome = outcome.and_then(|finished| {
+        // What follows the compressed stream belongs to the blob (and its digest) too.
+        if finished {
+            io::copy(&mut tee, &mut io::sink())?;
+        }
+        Ok(())
+    });
+    if let Some(error) = tee.sink_error.take() {
+        let _ = sender.send(Err(io::Error::other("the layer blob could not be written")));
+        return Err(Received::Disk(error));
+    }
+    outcome.map_err(|error| {
+        let _ = sender.send(Err(io::Error::new(error.kind(), error.to_string())));
+        Received::Failed(error)
+    })
+}
+
+/// Reads what [`receive_blob`] sends.
+struct ChannelReader {
+    receiver: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    offset: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.current.len() {
+            match self.receiver.recv() {
+                Ok(piece) => {
+                    self.current = piece?;
+                    self.offset = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.offset);
+        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
+
+/// Hashes and counts what is read through it.
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: sha2::Sha256,
+    count: u64,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// The unpacked files must be on disk before the layer can become visible; done before the

@@ -45,19 +45,23 @@ mod archive;
 mod bootstrap;
 mod changes;
 mod commit;
+mod compress;
 mod config;
 mod content;
 mod debian;
 mod diff;
 mod error;
 mod export;
-mod fetch;
 mod filter;
 mod import;
 mod layer;
 pub mod manifest;
 mod persist;
+mod pull;
+mod push;
 mod reference;
+mod remap;
+mod remote;
 mod store;
 mod tarwrite;
 
@@ -70,15 +74,19 @@ pub use debian::{FALLBACK_DEBIAN_MIRROR, default_debian_mirror};
 pub use diff::{Change, ChangeKind, changes};
 pub use error::{DeleteConflictReason, ImageError, short_id};
 pub use export::export;
-pub use fetch::{Download, get as fetch};
 pub use filter::{Pruned, labels};
 pub use import::{Compression, detect_compression};
-pub use layer::{LayerMeta, apply_tar};
+pub use layer::{LayerMeta, StagedPull, apply_tar};
+pub use manifest::LayerEncoding;
+pub use pull::{PullLayer, PullOutcome, PulledImage};
+pub use push::{PushImage, PushLayer};
 pub use reference::{
     DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, is_valid_digest,
     is_valid_path_component, is_valid_repository_path, is_valid_tag,
 };
-pub use store::{DiskUsage, ImageStore, SCHEMA_VERSION};
+pub use remap::IdMapping;
+pub use remote::LayerBlob;
+pub use store::{ChildImage, DiskUsage, ImageHold, ImageStore, SCHEMA_VERSION};
 
 /// An image as the store knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +95,9 @@ pub struct ImageRecord {
     pub id: String,
     /// Familiar `repo:tag` names (`busybox:latest`), sorted.
     pub repo_tags: Vec<String>,
+    /// Familiar `repo@digest` names (`busybox@sha256:…`): the manifests this image was pulled
+    /// by or pushed as, sorted.
+    pub repo_digests: Vec<String>,
     /// The parsed config.
     pub config: ImageConfig,
     /// Sum of layer sizes in bytes.

@@ -19,6 +19,10 @@ pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json
 pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// OCI uncompressed layer.
 pub const MEDIA_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI gzip-compressed layer.
+pub const MEDIA_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI zstd-compressed layer.
+pub const MEDIA_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// OCI empty JSON descriptor (`{}`), the config of artifacts without one.
 pub const MEDIA_OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// Docker's manifest list.
@@ -32,6 +36,57 @@ pub const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.d
 /// Docker's foreign (non-distributable) layer, fetched from its `urls`.
 pub const MEDIA_DOCKER_FOREIGN_LAYER: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// How a layer blob is compressed, as its media type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerEncoding {
+    /// A plain tar: the blob's digest is the diff id.
+    Plain,
+    /// gzip.
+    Gzip,
+    /// Zstandard.
+    Zstd,
+}
+
+impl LayerEncoding {
+    /// The encoding of a layer media type (OCI's, Docker's, their non-distributable
+    /// variants; parameters ignored); `None` for a type that is no layer berth can unpack.
+    pub fn of_media_type(media_type: &str) -> Option<Self> {
+        let essence = media_type.split(';').next().unwrap_or_default().trim();
+        match essence {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Self::Plain),
+            MEDIA_OCI_LAYER_GZIP
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | MEDIA_DOCKER_LAYER_GZIP
+            | MEDIA_DOCKER_FOREIGN_LAYER => Some(Self::Gzip),
+            MEDIA_OCI_LAYER_ZSTD
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Self::Zstd),
+            _ => None,
+        }
+    }
+
+    /// The media type a Docker schema 2 manifest gives a layer of this encoding (zstd has
+    /// none of Docker's: only an OCI manifest can carry it).
+    pub fn docker_media_type(self) -> Option<&'static str> {
+        match self {
+            Self::Plain => Some("application/vnd.docker.image.rootfs.diff.tar"),
+            Self::Gzip => Some(MEDIA_DOCKER_LAYER_GZIP),
+            Self::Zstd => None,
+        }
+    }
+
+    /// The media type an OCI manifest gives a layer of this encoding.
+    pub fn oci_media_type(self) -> &'static str {
+        match self {
+            Self::Plain => MEDIA_OCI_LAYER,
+            Self::Gzip => MEDIA_OCI_LAYER_GZIP,
+            Self::Zstd => MEDIA_OCI_LAYER_ZSTD,
+        }
+    }
+}
 
 /// An OCI descriptor: what a manifest or index says about one piece of content.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::json;
 
@@ -15,9 +15,13 @@ use crate::commit::{self, CommitRequest, EMPTY_LAYER_DIGEST};
 use crate::config::{self, ImageConfig, NewConfig, RunConfig};
 use crate::content::{ContentStore, chain_id, digest_hex};
 use crate::error::{DeleteConflictReason, ImageError};
-use crate::layer::{LayerMeta, StagedLayer, stage_layer};
+use crate::layer::{LayerMeta, StagedLayer, StagingDir, stage_layer};
 use crate::reference::{Reference, is_full_hex_id, is_lower_hex};
+use crate::remote::{RemoteDir, RemoteRecord};
 use crate::{Deleted, ImageRecord, RootfsDirs, bootstrap, import, persist};
+
+mod child;
+pub use child::ChildImage;
 
 /// `system df` for images.
 #[derive(Debug, Clone)]
@@ -34,37 +38,42 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The image store under `<data_root>/image`.
 #[derive(Debug)]
 pub struct ImageStore {
-    paths: Paths,
-    content: ContentStore,
+    pub(crate) paths: Paths,
+    pub(crate) content: ContentStore,
+    pub(crate) remote: RemoteDir,
     index: Mutex<Index>,
 }
 
 #[derive(Debug)]
-struct Paths {
-    layers: PathBuf,
+pub(crate) struct Paths {
+    pub(crate) layers: PathBuf,
     images: PathBuf,
     containers: PathBuf,
-    ingest: PathBuf,
+    pub(crate) ingest: PathBuf,
     trash: PathBuf,
     repositories: PathBuf,
 }
 
 /// The in-memory view of the metadata files, rebuilt at open.
 #[derive(Debug, Default)]
-struct Index {
+pub(crate) struct Index {
     /// Image id → image.
-    images: HashMap<String, ImageEntry>,
+    pub(crate) images: HashMap<String, ImageEntry>,
     /// Normalized reference (`docker.io/library/busybox:latest`) → image id.
-    tags: BTreeMap<String, String>,
+    pub(crate) tags: BTreeMap<String, String>,
     /// Container id → the layers its root uses.
     containers: HashMap<String, ContainerMeta>,
+    /// Image id → creates holding it (see [`ImageStore::hold`]).
+    holds: HashMap<String, usize>,
+    /// Diff id → the registry blobs known to carry the layer.
+    pub(crate) remote: HashMap<String, RemoteRecord>,
 }
 
 #[derive(Debug, Clone)]
-struct ImageEntry {
-    config: ImageConfig,
+pub(crate) struct ImageEntry {
+    pub(crate) config: ImageConfig,
     /// Chain ids, bottom layer first.
-    layers: Vec<String>,
+    pub(crate) layers: Vec<String>,
     size: u64,
     /// The image this one was committed from.
     parent: Option<String>,
@@ -86,6 +95,9 @@ struct ImageMeta {
 struct ContainerMeta {
     image: String,
     layers: Vec<String>,
+    /// `--userns-remap`: the mapping whose layer copies the container stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    remap: Option<crate::IdMapping>,
 }
 
 /// `repositories.json`, in Docker's shape: repository name → reference → image id.
@@ -96,7 +108,7 @@ struct RepositoriesFile {
 }
 
 /// How a reference matched.
-enum Resolved {
+pub(crate) enum Resolved {
     /// By a tag; the normalized reference.
     Name(Reference),
     /// By full id or id prefix.
@@ -117,9 +129,11 @@ impl ImageStore {
             repositories: root.join("repositories.json"),
         };
         let blobs = root.join("blobs").join("sha256");
+        let remote = root.join("remote");
         for dir in [
             root,
             &blobs,
+            &remote,
             &paths.layers,
             &paths.images,
             &paths.containers,
@@ -132,16 +146,28 @@ impl ImageStore {
                 .create(dir)
                 .map_err(ImageError::fs("create directory", dir))?;
         }
+        // An older berth made the root 0755: only root may look inside (dockerd's `image/`
+        // is 0700 too); a stricter mode is kept.
+        let mode = fs::metadata(root)
+            .map_err(ImageError::fs("stat", root))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(root, fs::Permissions::from_mode(mode & 0o700))
+                .map_err(ImageError::fs("chmod", root))?;
+        }
         check_schema_version(&root.join("version"))?;
         persist::empty_dir(&paths.trash)?;
         persist::empty_dir(&paths.ingest)?;
         persist::remove_stray_temps(root)?;
         persist::remove_stray_temps(&paths.images)?;
+        persist::remove_stray_temps(&remote)?;
 
         let content = ContentStore::new(blobs, paths.ingest.clone());
         let store = Self {
             paths,
             content,
+            remote: RemoteDir::new(remote),
             index: Mutex::new(Index::default()),
         };
         let complete = store.load_index()?;
@@ -157,6 +183,21 @@ impl ImageStore {
         let index = self.lock();
         let (id, _) = resolve_id(&index, reference)?;
         Ok(index.record(&id))
+    }
+
+    /// Resolves `reference` and holds the image until the guard is dropped: a container
+    /// create holds its image from resolving it until its writable layer is made (from then on
+    /// the container itself keeps the image), so an `rmi -f` meanwhile only untags it.
+    pub fn hold(self: &Arc<Self>, reference: &str) -> Result<ImageHold, ImageError> {
+        let mut index = self.lock();
+        let (id, _) = resolve_id(&index, reference)?;
+        let record = index.record(&id);
+        *index.holds.entry(id.clone()).or_default() += 1;
+        Ok(ImageHold {
+            store: Arc::clone(self),
+            id,
+            record,
+        })
     }
 
     /// Every image, newest first.
@@ -183,7 +224,39 @@ impl ImageStore {
         container_id: &str,
         image_id: &str,
     ) -> Result<RootfsDirs, ImageError> {
+        self.prepare_rootfs_mapped(container_id, image_id, None)
+    }
+
+    /// [`Self::prepare_rootfs`] for a container in a user namespace (`--userns-remap`): its
+    /// lower layers are copies owned by the mapped ids (made once per layer and mapping,
+    /// see [`crate::IdMapping`]), its writable layer is owned by the mapped root.
+    pub fn prepare_rootfs_mapped(
+        &self,
+        container_id: &str,
+        image_id: &str,
+        map: Option<&crate::IdMapping>,
+    ) -> Result<RootfsDirs, ImageError> {
         check_container_id(container_id)?;
+        if let Some(map) = map {
+            // The copies are made outside the index lock (they take a while the first
+            // time); the image is held by its caller meanwhile, as for any create.
+            let layers = {
+                let index = self.lock();
+                let (id, _) = resolve_id(&index, image_id)?;
+                index.images[&id].layers.clone()
+            };
+            if let Some((_, gid)) = map.root() {
+                // The mapped root must pass through the store to reach its layers (as
+                // dockerd's remapped root: 0710, group of the mapped root).
+                let root = self.paths.layers.parent().unwrap_or(&self.paths.layers);
+                for dir in [root, &self.paths.layers, &self.paths.containers] {
+                    crate::remap::open_to_group(dir, gid)?;
+                }
+            }
+            for chain in &layers {
+                crate::remap::ensure_copy(&self.layer_dir(chain), map)?;
+            }
+        }
         let mut index = self.lock();
         let (id, _) = resolve_id(&index, image_id)?;
         let layers = index.images[&id].layers.clone();
@@ -196,13 +269,23 @@ impl ImageStore {
                 .map_err(ImageError::fs("create directory", path))
         };
         mkdir(&dir)?;
-        let meta = ContainerMeta { image: id, layers };
+        let meta = ContainerMeta {
+            image: id,
+            layers,
+            remap: map.cloned(),
+        };
         // Not fsynced: this is on the container start path, and a crash here only loses a
         // container that never ran.
         berth_fs::write_atomic(&dir.join("meta.json"), &to_json(&meta), false)?;
-        let dirs = self.rootfs_dirs(container_id, &meta.layers);
+        let dirs = self.rootfs_dirs(container_id, &meta);
         mkdir(&dirs.upperdir)?;
         mkdir(&dirs.workdir)?;
+        if let Some((uid, gid)) = map.and_then(crate::IdMapping::root) {
+            for d in [&dirs.upperdir, &dirs.workdir] {
+                std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                    .map_err(ImageError::fs("chown", d))?;
+            }
+        }
         index.containers.insert(container_id.to_owned(), meta);
         Ok(dirs)
     }
@@ -212,7 +295,7 @@ impl ImageStore {
         check_container_id(container_id)?;
         let index = self.lock();
         match index.containers.get(container_id) {
-            Some(meta) => Ok(self.rootfs_dirs(container_id, &meta.layers)),
+            Some(meta) => Ok(self.rootfs_dirs(container_id, meta)),
             None => {
                 tracing::debug!(
                     container_id,
@@ -309,19 +392,15 @@ impl ImageStore {
         self.install_image(Vec::new(), vec![staged], config, Some(tag), None)
     }
 
-    /// Checks what an import can be refused for before its archive is read: the reference,
-    /// the changes, and the URL to fetch from.
+    /// Checks what an import can be refused for before its archive is read: the reference
+    /// and the changes.
     pub fn check_import(
         &self,
         reference: Option<&str>,
         changes: &[String],
-        url: Option<&str>,
     ) -> Result<(), ImageError> {
         reference.map(parse_tag_target).transpose()?;
         apply_changes(&RunConfig::default(), changes)?;
-        if let Some(url) = url {
-            crate::fetch::check_url(url)?;
-        }
         Ok(())
     }
 
@@ -424,7 +503,7 @@ impl ImageStore {
         self.install_image(container.layers, staged, config, tag, parent_id)
     }
 
-    fn layer_meta(&self, chain: &str) -> Result<LayerMeta, ImageError> {
+    pub(crate) fn layer_meta(&self, chain: &str) -> Result<LayerMeta, ImageError> {
         read_json(&self.layer_dir(chain).join("meta.json"))
     }
 
@@ -486,19 +565,24 @@ impl ImageStore {
                         image_id: id,
                     });
                 }
-                self.untag(&mut index, &[name.to_string()])?;
-                records.push(Deleted::Untagged(name.familiar()));
-                if tags.len() > 1 {
+                let removed = references_going_with(&name, &tags);
+                self.untag(&mut index, &removed)?;
+                records.extend(removed.iter().map(|r| Deleted::Untagged(familiar(r))));
+                if tags.len() > removed.len() {
                     return Ok(records);
                 }
                 // The image is now dangling; as in Docker, a container using it (or an image
-                // on top of it) keeps it without making the untag an error.
-                if delete_conflict(&id, force, in_use).is_some() || index.has_children(&id) {
+                // on top of it) keeps it without making the untag an error. A create that
+                // holds it keeps it even when forced: its container must be able to start.
+                if delete_conflict(&id, force, in_use).is_some()
+                    || index.has_children(&id)
+                    || index.keeps(&id)
+                {
                     return Ok(records);
                 }
             }
             Resolved::Id => {
-                if !force && tags.len() > 1 {
+                if !force && !is_single_reference(&tags) {
                     return Err(ImageError::DeleteConflict {
                         image_id: id,
                         reason: DeleteConflictReason::MultipleRepositories,
@@ -518,6 +602,10 @@ impl ImageStore {
                 }
                 self.untag(&mut index, &tags)?;
                 records.extend(tags.iter().map(|tag| Deleted::Untagged(familiar(tag))));
+                // A create in progress holds it: the image stays, dangling, for that container.
+                if index.keeps(&id) {
+                    return Ok(records);
+                }
             }
         }
         let mut parent = index.images.get(&id).and_then(|entry| entry.parent.clone());
@@ -582,25 +670,36 @@ impl ImageStore {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Index> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Index> {
         // A panic while holding the lock leaves the index as consistent as the files are.
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn rootfs_dirs(&self, container_id: &str, layers: &[String]) -> RootfsDirs {
+    /// The user-namespace mapping a container's root was made for (`--userns-remap`).
+    pub fn rootfs_mapping(&self, container_id: &str) -> Option<crate::IdMapping> {
+        let index = self.lock();
+        index.containers.get(container_id)?.remap.clone()
+    }
+
+    fn rootfs_dirs(&self, container_id: &str, meta: &ContainerMeta) -> RootfsDirs {
         let dir = self.paths.containers.join(container_id);
+        let diff = match &meta.remap {
+            Some(map) => format!("diff-{}", map.key()),
+            None => "diff".to_owned(),
+        };
         RootfsDirs {
-            lowerdirs: layers
+            lowerdirs: meta
+                .layers
                 .iter()
                 .rev()
-                .map(|chain| self.layer_dir(chain).join("diff"))
+                .map(|chain| self.layer_dir(chain).join(&diff))
                 .collect(),
             upperdir: dir.join("diff"),
             workdir: dir.join("work"),
         }
     }
 
-    fn layer_dir(&self, chain: &str) -> PathBuf {
+    pub(crate) fn layer_dir(&self, chain: &str) -> PathBuf {
         self.paths.layers.join(digest_hex(chain).unwrap_or(chain))
     }
 
@@ -631,7 +730,14 @@ impl ImageStore {
         for layer in staged {
             let chain = chain_id(parent.as_deref(), layer.blob.digest());
             size += layer.size;
-            self.install_layer(layer, parent.as_deref(), &chain)?;
+            let StagedLayer {
+                dir,
+                blob,
+                size: layer_size,
+            } = layer;
+            let diff_id = blob.digest().to_owned();
+            self.install_layer(dir, &diff_id, layer_size, parent.as_deref(), &chain)?;
+            self.content.commit(blob)?;
             layers.push(chain.clone());
             parent = Some(chain);
         }
@@ -654,7 +760,7 @@ impl ImageStore {
 
     /// The commit point of a new image: its config blob, its record on disk, then its index
     /// entry. Returns the image id.
-    fn record_image(
+    pub(crate) fn record_image(
         &self,
         index: &mut Index,
         config_bytes: &[u8],
@@ -687,17 +793,20 @@ impl ImageStore {
         Ok(id)
     }
 
-    fn install_layer(
+    /// Renames a staged snapshot into place as layer `chain` (unless it is there already);
+    /// the caller commits the layer's blob.
+    pub(crate) fn install_layer(
         &self,
-        layer: StagedLayer,
+        dir: StagingDir,
+        diff_id: &str,
+        size: u64,
         parent: Option<&str>,
         chain: &str,
     ) -> Result<(), ImageError> {
-        let StagedLayer { dir, blob, size } = layer;
         let target = self.layer_dir(chain);
         if fs::symlink_metadata(&target).is_err() {
             let meta = LayerMeta {
-                diff_id: blob.digest().to_owned(),
+                diff_id: diff_id.to_owned(),
                 parent: parent.map(str::to_owned),
                 size,
             };
@@ -707,7 +816,6 @@ impl ImageStore {
                 .map_err(ImageError::fs("rename layer into place", &target))?;
             dir.keep();
         }
-        self.content.commit(blob)?;
         Ok(())
     }
 
@@ -753,6 +861,12 @@ impl ImageStore {
         for diff_id in entry.config.diff_ids() {
             if !used_diff_ids.contains(&diff_id) {
                 self.content.remove(&diff_id)?;
+                if let Some(record) = index.remote.remove(&diff_id) {
+                    self.remote.remove(&diff_id)?;
+                    for digest in record.stored_digests() {
+                        self.content.remove(digest)?;
+                    }
+                }
             }
         }
         let removed = self.remove_unused_layers(index, &entry.layers)?;
@@ -777,7 +891,7 @@ impl ImageStore {
         Ok(removed)
     }
 
-    fn save_repositories(&self, index: &Index) -> Result<(), ImageError> {
+    pub(crate) fn save_repositories(&self, index: &Index) -> Result<(), ImageError> {
         let mut file = RepositoriesFile::default();
         for (tag, id) in &index.tags {
             let name = Reference::parse(tag)
@@ -835,6 +949,9 @@ impl ImageStore {
                 }
             }
         }
+        let (remote, remote_complete) = self.remote.load()?;
+        index.remote = remote;
+        complete &= remote_complete;
         if self.paths.repositories.exists() {
             let file: RepositoriesFile = read_json(&self.paths.repositories)?;
             for (tag, id) in file.repositories.into_values().flatten() {
@@ -866,7 +983,7 @@ impl ImageStore {
     }
 
     fn remove_orphans(&self) -> Result<(), ImageError> {
-        let index = self.lock();
+        let mut index = self.lock();
         let used_layers = index.used_layers();
         for entry in read_dir(&self.paths.layers)? {
             let name = entry.file_name();
@@ -885,6 +1002,20 @@ impl ImageStore {
                 .values()
                 .flat_map(|image| image.config.diff_ids()),
         );
+        let orphan_records: Vec<String> = index
+            .remote
+            .keys()
+            .filter(|diff_id| !used_blobs.contains(*diff_id))
+            .cloned()
+            .collect();
+        for diff_id in orphan_records {
+            tracing::info!(digest = %diff_id, "removing orphan remote record");
+            self.remote.remove(&diff_id)?;
+            index.remote.remove(&diff_id);
+        }
+        for record in index.remote.values() {
+            used_blobs.extend(record.stored_digests().map(str::to_owned));
+        }
         for digest in self.content.list()? {
             if !used_blobs.contains(&digest) {
                 tracing::info!(digest = %digest, "removing orphan blob");
@@ -896,18 +1027,30 @@ impl ImageStore {
 }
 
 impl Index {
-    fn record(&self, id: &str) -> ImageRecord {
+    /// Whether a create holds image `id` (it has not made its container's root yet; once it
+    /// has, the root keeps the layers it needs and the image may go, as in Docker).
+    fn keeps(&self, id: &str) -> bool {
+        self.holds.get(id).is_some_and(|n| *n > 0)
+    }
+
+    pub(crate) fn record(&self, id: &str) -> ImageRecord {
         let entry = &self.images[id];
-        let mut repo_tags: Vec<String> = self
+        let (mut repo_digests, mut repo_tags): (Vec<String>, Vec<String>) = self
             .tags
             .iter()
             .filter(|(_, image)| *image == id)
-            .map(|(tag, _)| familiar(tag))
-            .collect();
-        repo_tags.sort();
+            .map(|(tag, _)| tag.clone())
+            .partition(|tag| is_digest_reference(tag));
+        for names in [&mut repo_tags, &mut repo_digests] {
+            for name in names.iter_mut() {
+                *name = familiar(name);
+            }
+            names.sort();
+        }
         ImageRecord {
             id: id.to_owned(),
             repo_tags,
+            repo_digests,
             config: entry.config.clone(),
             size: entry.size,
             created: entry.config.created_unix(),
@@ -939,9 +1082,18 @@ pub(crate) struct SavedImage {
     pub(crate) config_bytes: Vec<u8>,
     pub(crate) config: ImageConfig,
     /// Diff id, the open layer blob, its size.
-    pub(crate) layers: Vec<(String, fs::File, u64)>,
+    pub(crate) layers: Vec<(String, LayerSource, u64)>,
     /// The tags asked for, normalized.
     pub(crate) tags: Vec<Reference>,
+}
+
+/// Where a layer's uncompressed tar comes from, for `save`.
+#[derive(Debug)]
+pub(crate) enum LayerSource {
+    /// The tar blob itself.
+    Tar(fs::File),
+    /// A stored registry blob (pulled), decompressed on the way out.
+    Compressed(fs::File),
 }
 
 /// A layer of an image being loaded: its diff id and, unless the store already has its
@@ -1005,18 +1157,8 @@ impl ImageStore {
             let config_bytes = self.content.read(&id)?;
             let mut layers = Vec::new();
             for diff_id in entry.config.diff_ids() {
-                let path = self
-                    .content
-                    .path_of(&diff_id)
-                    .ok_or_else(|| ImageError::NotFound {
-                        reference: diff_id.clone(),
-                    })?;
-                let file = fs::File::open(&path).map_err(ImageError::fs("open layer", &path))?;
-                let size = file
-                    .metadata()
-                    .map_err(ImageError::fs("stat", &path))?
-                    .len();
-                layers.push((diff_id, file, size));
+                let (source, size) = self.layer_source(&index, &diff_id)?;
+                layers.push((diff_id, source, size));
             }
             images.push(SavedImage {
                 id,
@@ -1027,6 +1169,40 @@ impl ImageStore {
             });
         }
         Ok(images)
+    }
+
+    /// A layer's uncompressed tar for `save`, and its size: the tar blob, or a stored
+    /// registry blob of the layer (a pulled layer keeps only that) decompressed.
+    fn layer_source(&self, index: &Index, diff_id: &str) -> Result<(LayerSource, u64), ImageError> {
+        let open = |digest: &str| -> Result<Option<(fs::File, u64)>, ImageError> {
+            let Some(path) = self.content.path_of(digest) else {
+                return Ok(None);
+            };
+            match fs::File::open(&path) {
+                Ok(file) => {
+                    let size = file
+                        .metadata()
+                        .map_err(ImageError::fs("stat", &path))?
+                        .len();
+                    Ok(Some((file, size)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(ImageError::fs("open layer", &path)(e)),
+            }
+        };
+        if let Some((file, size)) = open(diff_id)? {
+            return Ok((LayerSource::Tar(file), size));
+        }
+        let record = index.remote.get(diff_id);
+        let tar_size = record.and_then(|r| r.tar_size);
+        for digest in record.into_iter().flat_map(RemoteRecord::stored_digests) {
+            if let (Some((file, _)), Some(tar_size)) = (open(digest)?, tar_size) {
+                return Ok((LayerSource::Compressed(file), tar_size));
+            }
+        }
+        Err(ImageError::LayerContentMissing {
+            diff_id: diff_id.to_owned(),
+        })
     }
 
     /// The content store and the ingest directory, where loads stage their layers.
@@ -1061,8 +1237,14 @@ impl ImageStore {
             let chain = chain_id(parent.as_deref(), &layer.diff_id);
             match layer.staged {
                 Some(staged) => {
-                    size += staged.size;
-                    self.install_layer(staged, parent.as_deref(), &chain)?;
+                    let StagedLayer {
+                        dir,
+                        blob,
+                        size: layer_size,
+                    } = staged;
+                    size += layer_size;
+                    self.install_layer(dir, &layer.diff_id, layer_size, parent.as_deref(), &chain)?;
+                    self.content.commit(blob)?;
                 }
                 None => {
                     let meta: LayerMeta = read_json(&self.layer_dir(&chain).join("meta.json"))?;
@@ -1091,7 +1273,7 @@ impl ImageStore {
 }
 
 /// Resolution order: full id, then name (tag defaults to `latest`), then unique id prefix.
-fn resolve_id(index: &Index, reference: &str) -> Result<(String, Resolved), ImageError> {
+pub(crate) fn resolve_id(index: &Index, reference: &str) -> Result<(String, Resolved), ImageError> {
     let hex_part = reference.strip_prefix("sha256:").unwrap_or(reference);
     if is_full_hex_id(hex_part) {
         let id = format!("sha256:{hex_part}");
@@ -1134,6 +1316,64 @@ fn resolve_id(index: &Index, reference: &str) -> Result<(String, Resolved), Imag
     })
 }
 
+/// An image held by a create (see [`ImageStore::hold`]); released when dropped.
+#[derive(Debug)]
+pub struct ImageHold {
+    store: Arc<ImageStore>,
+    id: String,
+    record: ImageRecord,
+}
+
+impl ImageHold {
+    /// The held image.
+    pub fn record(&self) -> &ImageRecord {
+        &self.record
+    }
+}
+
+impl Drop for ImageHold {
+    fn drop(&mut self) {
+        let mut index = self.store.lock();
+        if let Some(n) = index.holds.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                index.holds.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// The references an `rmi` of `name` removes, among the image's `references`: `name`, and when
+/// it is a tag and no other tag of its repository remains, that repository's digest
+/// references too (moby's rule: a pulled image's `repo@digest` goes with its last tag).
+fn references_going_with(name: &Reference, references: &[String]) -> Vec<String> {
+    let mut removed = vec![name.to_string()];
+    if name.digest().is_some() {
+        return removed;
+    }
+    let same_repository: Vec<Reference> = references
+        .iter()
+        .filter_map(|r| Reference::parse(r).ok())
+        .filter(|r| r.name() == name.name() && r != name)
+        .collect();
+    if same_repository.iter().all(|r| r.digest().is_some()) {
+        removed.extend(same_repository.iter().map(Reference::to_string));
+    }
+    removed
+}
+
+/// moby's `isSingleReference`: at most one tag, and every digest reference in the tag's
+/// repository. Only such an image may be deleted by id without force.
+fn is_single_reference(references: &[String]) -> bool {
+    let parsed: Vec<Reference> = references
+        .iter()
+        .filter_map(|r| Reference::parse(r).ok())
+        .collect();
+    let tags = parsed.iter().filter(|r| r.digest().is_none()).count();
+    let names: HashSet<String> = parsed.iter().map(Reference::name).collect();
+    tags <= 1 && names.len() <= 1
+}
+
 /// What `rmi` would run into: a running container always, a stopped one unless forced.
 fn delete_conflict(
     id: &str,
@@ -1161,6 +1401,11 @@ fn parse_tag_target(reference: &str) -> Result<Reference, ImageError> {
         });
     }
     Ok(parsed.with_default_tag())
+}
+
+/// Whether a stored reference is `name@digest` (a RepoDigest) rather than a tag.
+fn is_digest_reference(normalized: &str) -> bool {
+    normalized.contains('@')
 }
 
 fn familiar(normalized: &str) -> String {
@@ -1227,7 +1472,7 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, ImageError> {
         .map_err(ImageError::fs("read directory", dir))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ImageError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ImageError> {
     let bytes = fs::read(path).map_err(ImageError::fs("read", path))?;
     serde_json::from_slice(&bytes).map_err(|source| ImageError::CorruptMetadata {
         path: path.to_owned(),
@@ -1774,6 +2019,39 @@ mod tests {
             .remove(&image.id[7..15], true, &stopped)
             .expect("forced");
         assert_eq!(removed[0], Deleted::Deleted(image.id.clone()));
+    }
+
+    #[test]
+    fn a_held_or_used_image_is_only_untagged_even_when_forced() {
+        let (_dir, store) = open_store();
+        let store = Arc::new(store);
+        let image = import(&store, &tar_of(&[("f", b"x")]), Some("held"), &[]).expect("import");
+        let nobody = |_: &str| None;
+        let hold = store.hold("held").expect("hold");
+        assert_eq!(hold.record().id, image.id);
+        assert_eq!(
+            store.remove("held", true, &nobody).expect("untag"),
+            [Deleted::Untagged("held:latest".into())]
+        );
+        assert!(
+            store
+                .remove(&image.id, true, &nobody)
+                .expect("kept")
+                .is_empty()
+        );
+        // The create makes its container's root from it: the root keeps its layers, and the
+        // image may go once the hold is released.
+        let container = "c0ffee".repeat(10) + "abcd";
+        let dirs = store.prepare_rootfs(&container, &image.id).expect("rootfs");
+        drop(hold);
+        let removed = store.remove(&image.id, true, &nobody).expect("deleted");
+        assert_eq!(removed[0], Deleted::Deleted(image.id.clone()));
+        assert_eq!(store.rootfs(&container, &image.id).expect("root"), dirs);
+        assert!(dirs.lowerdirs[0].is_dir());
+        assert!(matches!(
+            store.hold("held"),
+            Err(ImageError::NotFound { .. })
+        ));
     }
 
     #[test]

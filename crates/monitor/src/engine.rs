@@ -373,11 +373,15 @@ impl ExternalRuntime {
         let _ = std::fs::remove_file(&self.log_path);
         let socket_path = self.bundle.join("console.sock");
         let _ = std::fs::remove_file(&socket_path);
-        let listener = UnixListener::bind(&socket_path).map_err(|source| MonitorError::Bind {
+        let bind_error = |source| MonitorError::Bind {
             path: socket_path.clone(),
             source,
-        })?;
-        let result = self.receive_console(&listener, &mut command, subcommand, &socket_path);
+        };
+        // Any exec root: the runtime connects through this process's descriptor of the
+        // bundle when the path is too long for a socket address (see `sockpath`).
+        let name = crate::sockpath::SocketName::new(&socket_path).map_err(bind_error)?;
+        let listener = UnixListener::bind(name.path()).map_err(bind_error)?;
+        let result = self.receive_console(&listener, &mut command, subcommand, &name.for_others());
         let _ = std::fs::remove_file(&socket_path);
         result
     }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod logdriver;
 pub mod logfile;
 pub mod protocol;
+pub mod sockpath;
 
 mod engine;
 mod monitor;

@@ -301,15 +301,23 @@ fn varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-/// Compresses a rotated `local` log `from` into `to` (gzip), through a temporary file, and
-/// removes `from`.
+/// Compresses a rotated `local` log `from` into `to` (gzip, with the log files' mode),
+/// through a temporary file, and removes `from`.
 pub fn compress_rotated(from: &Path, to: &Path) -> io::Result<()> {
     let mut tmp = to.as_os_str().to_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     {
         let mut input = std::fs::File::open(from)?;
-        let output = std::fs::File::create(&tmp)?;
+        let output = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::logfile::LOG_FILE_MODE)
+                .open(&tmp)?
+        };
         let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
         io::copy(&mut input, &mut encoder)?;
         encoder.finish()?;

@@ -494,10 +494,15 @@ fn local_frames(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// A log file's mode (dockerd's): the owner writes, its group reads, no one else.
+pub const LOG_FILE_MODE: u32 = 0o640;
+
 fn open_append(path: &Path) -> Result<File, MonitorError> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .append(true)
         .create(true)
+        .mode(LOG_FILE_MODE)
         .open(path)
         .map_err(|source| MonitorError::OpenLog {
             path: path.to_path_buf(),

@@ -237,6 +237,14 @@ impl Monitor {
             source: errno.into(),
         })?;
 
+        if let Some((soft, hard)) = config.nofile_limit {
+            // The daemon raised its own limit; the container gets the one it was started with.
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
+                .map_err(|errno| MonitorError::Setup {
+                    step: "restore the open file limit",
+                    source: errno.into(),
+                })?;
+        }
         let mut log = LogFile::open_driver(
             &config.log_driver,
             &config.log_path,
@@ -252,10 +260,14 @@ impl Monitor {
         );
         let socket_path = run_dir.join(SOCKET_FILE);
         let _ = std::fs::remove_file(&socket_path);
-        let listener = UnixListener::bind(&socket_path).map_err(|source| MonitorError::Bind {
-            path: socket_path.clone(),
-            source,
-        })?;
+        // Any exec root: a path too long for a socket address is bound through its
+        // directory's descriptor (see `sockpath`).
+        let listener = crate::sockpath::SocketName::new(&socket_path)
+            .and_then(|name| UnixListener::bind(name.path()))
+            .map_err(|source| MonitorError::Bind {
+                path: socket_path.clone(),
+                source,
+            })?;
         listener
             .set_nonblocking(true)
             .map_err(|source| MonitorError::Bind {
@@ -925,7 +937,7 @@ fn write_pid_file(run_dir: &Path) -> Result<(), MonitorError> {
 /// Writes `exit.json` atomically and durably ([`berth_fs::write_atomic`]).
 pub(crate) fn write_exit_file(run_dir: &Path, exit: &ExitStatus) -> Result<(), MonitorError> {
     let body = serde_json::to_vec(exit).expect("exit status always serializes");
-    berth_fs::write_atomic(
+    berth_fs::write_atomic_private(
         &run_dir.join(EXIT_FILE),
         &body,
         berth_fs::Durability::Durable,

@@ -75,6 +75,10 @@ pub struct MonitorConfig {
     pub console_size: Option<(u16, u16)>,
     /// Which runtime starts the container.
     pub runtime: RuntimeKind,
+    /// The `RLIMIT_NOFILE` (soft, hard) the daemon was started with (it raises its own): the
+    /// monitor takes it back before creating the container, whose processes inherit it.
+    #[serde(default)]
+    pub nofile_limit: Option<(u64, u64)>,
 }
 
 /// The first line the monitor writes on its stdout.

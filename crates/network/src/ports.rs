@@ -12,7 +12,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::str::FromStr;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname, listen, setsockopt,
+    socket, sockopt,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::NetworkError;
@@ -211,13 +214,27 @@ pub(crate) fn reserve(
                 source: errno.into(),
             }
         })?;
-    // No SO_REUSEADDR: on Linux two non-listening sockets that both set it may share a
-    // port, which would defeat the reservation.
+    // TCP: SO_REUSEADDR, as dockerd, so a port whose last connections are in TIME_WAIT can
+    // be published again; the socket then listens (backlog 0; the DNAT rules take the
+    // traffic before it), because on Linux a bind with SO_REUSEADDR conflicts only with a
+    // listening socket: two sockets that are merely bound could share the port. UDP has no
+    // TIME_WAIT and no listen, so it keeps the plain bind that excludes any other.
+    if protocol == Protocol::Tcp {
+        setsockopt(&socket, sockopt::ReuseAddr, &true).map_err(|errno| {
+            NetworkError::PortReserve {
+                host_port: port,
+                source: errno.into(),
+            }
+        })?;
+    }
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&socket),
         &SockaddrIn::from(SocketAddrV4::new(ip, port)),
     )
     .map_err(|_| in_use())?;
+    if protocol == Protocol::Tcp {
+        listen(&socket, Backlog::new(0).unwrap_or(Backlog::MAXCONN)).map_err(|_| in_use())?;
+    }
     let bound: SockaddrIn =
         getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).map_err(|errno| {
             NetworkError::PortReserve {
@@ -239,6 +256,32 @@ mod tests {
         let mut all = parse_publish_spec(spec).unwrap();
         assert_eq!(all.len(), 1, "{spec}");
         all.remove(0)
+    }
+
+    #[test]
+    fn a_port_in_time_wait_can_be_reserved_and_a_reservation_is_exclusive() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // The server closes first: its end (127.0.0.1:port) goes to TIME_WAIT.
+        drop(server);
+        let _ = client.read(&mut [0u8; 1]);
+        drop(client);
+        drop(listener);
+        let held = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, port).expect("TIME_WAIT port");
+        assert_eq!(held.port, port);
+        assert!(matches!(
+            reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, port),
+            Err(NetworkError::PortAllocated { .. })
+        ));
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        let udp = reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, 0).unwrap();
+        assert!(matches!(
+            reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, udp.port),
+            Err(NetworkError::PortAllocated { .. })
+        ));
     }
 
     #[test]

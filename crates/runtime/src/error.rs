@@ -74,6 +74,16 @@ pub enum Step {
     ForkInit,
     /// prctl(PR_SET_PDEATHSIG) and the check that the parent still lives.
     ParentDeathSignal,
+    /// Waiting while the caller runs the prestart and createRuntime hooks.
+    WaitForHooks,
+    /// A createContainer hook.
+    CreateContainerHook,
+    /// A startContainer hook.
+    StartContainerHook,
+    /// Setting the AppArmor profile or SELinux label of the program.
+    SecurityLabel,
+    /// Changing the root without a mount namespace of its own (chroot).
+    Chroot,
 }
 
 impl Step {
@@ -112,6 +122,11 @@ impl Step {
             Step::WaitForStart => "wait for start",
             Step::CloseFds => "close inherited fds",
             Step::ParentDeathSignal => "set parent death signal",
+            Step::WaitForHooks => "wait for createRuntime hooks",
+            Step::CreateContainerHook => "run hooks.createContainer",
+            Step::StartContainerHook => "run hooks.startContainer",
+            Step::SecurityLabel => "set security label",
+            Step::Chroot => "chroot",
         }
     }
 }
@@ -185,6 +200,24 @@ pub enum RuntimeError {
         #[source]
         source: libseccomp::error::SeccompError,
     },
+    /// A hook failed (exited non-zero, timed out, or could not be executed).
+    #[error("{hook} {}: {reason}", path.display())]
+    Hook {
+        /// The spec's field, e.g. `hooks.createRuntime`.
+        hook: &'static str,
+        /// The hook's path.
+        path: PathBuf,
+        /// What happened, with the first of its output.
+        reason: String,
+    },
+    /// The host lacks what the spec asks for (a cgroup controller, AppArmor, SELinux, …).
+    #[error("{field}: {reason}")]
+    Unsupported {
+        /// The spec field, e.g. `linux.resources.hugepageLimits`.
+        field: String,
+        /// What the host lacks.
+        reason: String,
+    },
     /// A cgroup operation failed.
     #[error("cgroup {path}: {source}")]
     Cgroup {
@@ -216,6 +249,15 @@ pub enum RuntimeError {
         /// The current status (created, running, stopped).
         status: &'static str,
     },
+    /// `berth oci start`: the init could not start the program (a startContainer hook
+    /// failed); it exited.
+    #[error("cannot start container {id}: {reason}")]
+    StartFailed {
+        /// The container id.
+        id: String,
+        /// What the init reported.
+        reason: String,
+    },
     /// A state or config file could not be parsed or written.
     #[error("{}: {source}", path.display())]
     Json {
@@ -237,10 +279,13 @@ impl Classify for RuntimeError {
             RuntimeError::InvalidSpec { .. } => ErrorKind::InvalidArgument,
             RuntimeError::Sysctl { .. } => ErrorKind::InvalidArgument,
             RuntimeError::Seccomp { .. } => ErrorKind::InvalidArgument,
-            RuntimeError::Cgroup { .. } => ErrorKind::Internal,
+            RuntimeError::Hook { .. } => ErrorKind::Internal,
+            RuntimeError::Unsupported { .. } => ErrorKind::InvalidArgument,
+            RuntimeError::Cgroup { source, .. } => source.kind(),
             RuntimeError::ContainerNotFound { .. } => ErrorKind::NotFound,
             RuntimeError::ContainerExists { .. } => ErrorKind::Conflict,
             RuntimeError::WrongState { .. } => ErrorKind::Conflict,
+            RuntimeError::StartFailed { .. } => ErrorKind::Internal,
             RuntimeError::Json { .. } => ErrorKind::Internal,
         }
     }

@@ -15,17 +15,22 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxIdMapping, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::INIT_ANNOTATION;
+use crate::hooks::{self, HookKind, HookPlan, HookPlans};
 use crate::namespaces::{NamespacePlan, clone_into};
 use crate::process::ProcessPlan;
 use crate::rootfs::RootfsPlan;
 use crate::rootfs::devices::DevicePlan;
 use crate::rootfs::mount::{CgroupHost, MountPlan, propagation};
+use crate::state::Identity;
 use crate::sync::{self, ExecFailure, Failure, Report, at, at_io};
 use crate::sys::CloneResult;
-use crate::{OverlayMount, ProcessIo, ProcessIo as InitIo, RuntimeError, RuntimeOptions, Step};
+use crate::user_ns::UserNamespacePlan;
+use crate::{
+    InitStdio, OverlayMount, ProcessIo, ProcessIo as InitIo, RuntimeError, RuntimeOptions, Step,
+};
 
 /// How the init learns that it may exec.
 #[derive(Debug)]
@@ -45,6 +50,8 @@ pub struct PendingInit {
     pid: i32,
     control: OwnedFd,
     report: OwnedFd,
+    poststart: Vec<HookPlan>,
+    identity: Identity,
 }
 
 impl PendingInit {
@@ -60,10 +67,27 @@ impl PendingInit {
         sync::send_byte(self.control.as_fd(), sync::START)
             .map_err(|e| RuntimeError::host("start container process", "", e))?;
         match sync::read_report(&self.report)? {
-            Report::Closed => Ok(()),
+            Report::Closed => {
+                if !self.poststart.is_empty() {
+                    let state = self.identity.state_json("running", self.pid);
+                    if let Err(failure) =
+                        hooks::run_all(HookKind::Poststart, &self.poststart, &state)
+                    {
+                        // The runtime spec: a failed poststart hook is a warning.
+                        tracing::warn!(
+                            path = %failure.path.display(),
+                            "hooks.poststart failed: {}",
+                            failure.reason
+                        );
+                    }
+                }
+                Ok(())
+            }
             Report::ExecFailed(failure) => Err(failure.into_error()),
             Report::SetupFailed(failure) => Err(failure.into_error()),
-            Report::Ready | Report::Pid(_) => Err(RuntimeError::InitDied { pid: self.pid }),
+            Report::Ready | Report::Hooks | Report::Pid(_) => {
+                Err(RuntimeError::InitDied { pid: self.pid })
+            }
         }
     }
 }
@@ -106,52 +130,95 @@ fn device_rules(rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Vec<berth_cgr
         .collect()
 }
 
-impl CgroupPlan {
-    pub(crate) fn from_spec(spec: &Spec) -> Option<Self> {
-        let linux = spec.linux().as_ref()?;
-        let path = linux
-            .cgroups_path()
-            .as_ref()?
-            .to_string_lossy()
-            .into_owned();
-        let mut resources = berth_cgroups::Resources::default();
-        if let Some(res) = linux.resources() {
-            if let Some(memory) = res.memory() {
-                resources.memory = memory.limit();
-                resources.memory_swap = memory.swap();
-                resources.memory_reservation = memory.reservation();
-            }
-            if let Some(cpu) = res.cpu() {
-                resources.cpu_quota = cpu.quota();
-                resources.cpu_period = cpu.period();
-                resources.cpu_shares = cpu.shares();
-                resources.cpuset_cpus = cpu.cpus().clone();
-            }
-            if let Some(pids) = res.pids() {
-                resources.pids_limit = Some(pids.limit());
-            }
+/// As runc does, after the spec's rules: the nodes every container gets (null, zero, full,
+/// random, urandom, tty, its pts and ptmx) and the spec's own `linux.devices` are usable;
+/// rules already present are not written twice.
+fn allow_container_devices(
+    rules: &mut Vec<berth_cgroups::DeviceRule>,
+    nodes: &[oci_spec::runtime::LinuxDevice],
+) {
+    use berth_cgroups::DeviceRule;
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let node = |major: i64, minor: Option<i64>| {
+        DeviceRule::allow_char(
+            u32::try_from(major).ok(),
+            minor.and_then(|m| u32::try_from(m).ok()),
+            "rwm",
+        )
+    };
+    let standard = crate::spec::DEFAULT_DEVICES
+        .iter()
+        .map(|(_, major, minor)| node(*major, Some(*minor)))
+        .chain([node(136, None), node(5, Some(2))]);
+    let own = nodes.iter().filter_map(|device| {
+        let kind = match device.typ() {
+            T::B => berth_cgroups::DeviceKind::Block,
+            T::C | T::U => berth_cgroups::DeviceKind::Char,
+            T::A | T::P => return None,
+        };
+        Some(DeviceRule {
+            allow: true,
+            kind,
+            major: u32::try_from(device.major()).ok(),
+            minor: u32::try_from(device.minor()).ok(),
+            access: "rwm".to_owned(),
+        })
+    });
+    for rule in standard.chain(own) {
+        if !rules.contains(&rule) {
+            rules.push(rule);
         }
-        let devices = linux
+    }
+}
+
+impl CgroupPlan {
+    /// The spec's cgroup, `None` without `linux.cgroupsPath`; refuses resources berth cannot
+    /// apply.
+    pub(crate) fn from_spec(spec: &Spec) -> Result<Option<Self>, RuntimeError> {
+        let Some(linux) = spec.linux().as_ref() else {
+            return Ok(None);
+        };
+        let Some(path) = linux.cgroups_path().as_ref() else {
+            return Ok(None);
+        };
+        let path = path.to_string_lossy().into_owned();
+        let resources = match linux.resources() {
+            Some(res) => crate::resources::from_spec(res)?,
+            None => berth_cgroups::Resources::default(),
+        };
+        let mut devices = linux
             .resources()
             .as_ref()
             .and_then(|r| r.devices().clone())
             .map(|rules| device_rules(&rules))
             .unwrap_or_else(berth_cgroups::DeviceRule::docker_defaults);
-        Some(CgroupPlan {
+        if !devices.is_empty() {
+            allow_container_devices(&mut devices, linux.devices().as_deref().unwrap_or_default());
+        }
+        Ok(Some(CgroupPlan {
             path,
             resources,
             devices,
-        })
+        }))
     }
 
     pub(crate) fn handle(&self) -> berth_cgroups::Cgroup {
         berth_cgroups::Cgroup::new(Path::new(CGROUP_ROOT), &self.path)
     }
 
+    /// A cgroup error; a setting the host cannot apply names its spec field.
     pub(crate) fn error(&self, source: berth_cgroups::CgroupError) -> RuntimeError {
-        RuntimeError::Cgroup {
-            path: self.path.clone(),
-            source,
+        match source {
+            berth_cgroups::CgroupError::NotSupported { setting, reason } => {
+                RuntimeError::Unsupported {
+                    field: format!("linux.resources.{setting}"),
+                    reason,
+                }
+            }
+            source => RuntimeError::Cgroup {
+                path: self.path.clone(),
+                source,
+            },
         }
     }
 }
@@ -201,8 +268,12 @@ pub(crate) struct InitPlan {
     pub sysctls: Vec<(PathBuf, String)>,
     pub process: ProcessPlan,
     pub cgroup: Option<CgroupPlan>,
-    pub uid_mappings: Vec<LinuxIdMapping>,
-    pub gid_mappings: Vec<LinuxIdMapping>,
+    pub users: UserNamespacePlan,
+    pub hooks: HookPlans,
+    /// Who the container is, for the hooks' state.
+    pub identity: Identity,
+    /// `process.apparmorProfile` / `process.selinuxLabel`, set for the program's `execve`.
+    pub exec_label: Option<crate::validate::ExecLabel>,
 }
 
 impl InitPlan {
@@ -216,6 +287,7 @@ impl InitPlan {
             field,
             reason: reason.to_owned(),
         };
+        let checked = crate::validate::check(spec)?;
         let linux = spec.linux().clone().unwrap_or_default();
         let process = spec
             .process()
@@ -226,30 +298,43 @@ impl InitPlan {
             .as_ref()
             .ok_or_else(|| invalid("root", "missing"))?;
         let namespaces = NamespacePlan::new(linux.namespaces().as_deref().unwrap_or_default())?;
-        if !namespaces.has_mount {
-            return Err(invalid("linux.namespaces", "a mount namespace is required"));
+        if !namespaces.has_mount && overlay.is_some() {
+            return Err(invalid(
+                "linux.namespaces",
+                "an overlay root filesystem needs a mount namespace",
+            ));
         }
-        let root_propagation = match linux.rootfs_propagation().as_deref() {
-            None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            Some(name) => {
-                propagation(name).ok_or_else(|| invalid("linux.rootfsPropagation", name))?
-            }
+        let requested_propagation = match linux.rootfs_propagation().as_deref() {
+            None | Some("") => None,
+            Some(name) => Some(propagation(name).ok_or_else(|| {
+                invalid(
+                    "linux.rootfsPropagation",
+                    &format!("unknown propagation {name:?}"),
+                )
+            })?),
         };
-        let devices = device_plans(linux.devices().as_deref().unwrap_or_default());
+        let users = UserNamespacePlan::new(&linux, &namespaces)?;
         let rootfs = RootfsPlan {
             rootfs: bundle.join(root.path()),
             overlay: overlay.cloned(),
-            root_propagation,
+            // An unbindable `/` could not lend the rootfs or a host path to a bind mount: it
+            // becomes unbindable only after pivot_root.
+            root_propagation: requested_propagation
+                .filter(|flags| !flags.contains(MsFlags::MS_UNBINDABLE))
+                .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            requested_propagation,
+            own_mount_namespace: namespaces.has_mount,
             mounts: spec
                 .mounts()
                 .iter()
                 .flatten()
                 .map(|m| MountPlan::new(m, bundle))
-                .collect(),
-            devices,
+                .collect::<Result<_, _>>()?,
+            devices: device_plans(linux.devices().as_deref().unwrap_or_default()),
             cgroup: CgroupHost {
                 root: PathBuf::from(CGROUP_ROOT),
                 namespaced: namespaces.new_cgroup,
+                user_namespace: users.in_user_namespace,
             },
             masked_paths: linux
                 .masked_paths()
@@ -264,26 +349,41 @@ impl InitPlan {
                 .map(PathBuf::from)
                 .collect(),
             readonly_root: root.readonly().unwrap_or(false),
+            user_namespace: users.in_user_namespace,
         };
-        let sysctls = sysctl_plan(&linux)?;
+        if overlay.is_none()
+            && users.new_user
+            && let Some((uid, gid)) = users.host_root()
+        {
+            crate::user_ns::check_reachable(&rootfs.rootfs, uid, gid)?;
+        }
+        let mut process_plan = ProcessPlan::new(process, linux.seccomp().as_ref(), seccomp_cache)?;
+        process_plan.init = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(INIT_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        process_plan.set_groups = users.set_groups;
         Ok(InitPlan {
+            sysctls: sysctl_plan(&linux)?,
             namespaces,
             rootfs,
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|d| !d.is_empty()),
-            sysctls,
-            process: {
-                let mut plan = ProcessPlan::new(process, linux.seccomp().as_ref(), seccomp_cache)?;
-                plan.init = spec
-                    .annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(INIT_ANNOTATION))
-                    .is_some_and(|v| v == "true");
-                plan
+            process: process_plan,
+            cgroup: CgroupPlan::from_spec(spec)?,
+            users,
+            hooks: HookPlans::new(spec)?,
+            identity: Identity {
+                // The monitor's bundle is the container's run dir, named after its id.
+                id: bundle
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bundle: bundle.to_owned(),
+                annotations: spec.annotations().clone().unwrap_or_default(),
             },
-            cgroup: CgroupPlan::from_spec(spec),
-            uid_mappings: linux.uid_mappings().clone().unwrap_or_default(),
-            gid_mappings: linux.gid_mappings().clone().unwrap_or_default(),
+            exec_label: checked.exec_label,
         })
     }
 
@@ -293,14 +393,16 @@ impl InitPlan {
     }
 }
 
-/// The init's side: returns only on failure (or never, once exec succeeds).
+/// The init's side: returns only on failure (or never, once exec succeeds). `ready` is set
+/// once `R` went to the parent.
 fn run_init(
     plan: &InitPlan,
     io: &InitIo,
     gate: &StartGate,
-    control: &OwnedFd,
-    report: &OwnedFd,
+    pipes: (&OwnedFd, &OwnedFd),
+    ready: &std::cell::Cell<bool>,
 ) -> Result<ExecFailure, Failure> {
+    let (control, report) = pipes;
     if plan.waits_for_parent() {
         match sync::read_byte(control.as_fd()) {
             Ok(Some(sync::GO)) => {}
@@ -308,10 +410,21 @@ fn run_init(
         }
     }
     plan.namespaces.enter()?;
+    if plan.users.in_user_namespace {
+        plan.users.become_root()?;
+    }
     if plan.namespaces.new_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(at(Step::UnshareCgroupNamespace, Path::new("")))?;
     }
+    // The hooks' state names the init by its pid in the runtime's pid namespace, which only
+    // the host's /proc (before pivot_root) tells.
+    let host_pid =
+        if plan.hooks.create_container.is_empty() && plan.hooks.start_container.is_empty() {
+            0
+        } else {
+            hooks::own_host_pid()
+        };
     let console_path = match io {
         InitIo::Stdio(stdio) => {
             crate::console::install(stdio)?;
@@ -324,7 +437,40 @@ fn run_init(
         InitIo::Console { .. } => None,
     };
     plan.rootfs.prepare(console_path.as_deref())?;
-    let _socket_stdio = match io {
+    if plan.hooks.runtime_hooks_at_create() {
+        sync::send_byte(report.as_fd(), sync::HOOKS)
+            .map_err(at_io(Step::WaitForHooks, Path::new("")))?;
+        match sync::read_byte(control.as_fd()) {
+            Ok(Some(sync::CONTINUE)) => {}
+            _ => crate::sys::exit_now(1),
+        }
+    }
+    if !plan.hooks.create_container.is_empty() {
+        // The hooks get nothing of the caller's but their stdio.
+        crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, Path::new("")))?;
+        let state = plan.identity.state_json("creating", host_pid);
+        hooks::run_all(
+            HookKind::CreateContainer,
+            &plan.hooks.create_container,
+            &state,
+        )
+        .map_err(|f| Failure::detailed(Step::CreateContainerHook, &f.path, f.reason))?;
+    }
+    plan.rootfs.enter()?;
+    let _socket_stdio = inside(plan, io)?;
+    let lookup_first = matches!(gate, StartGate::Fifo(_));
+    plan.process.run(report.as_fd(), lookup_first, || {
+        sync::send_byte(report.as_fd(), sync::READY)
+            .map_err(at_io(Step::WaitForStart, Path::new("")))?;
+        ready.set(true);
+        wait_for_start(plan, gate, control, host_pid)
+    })
+}
+
+/// The init's steps after pivot_root (or chroot), before the process's own. Returns the
+/// stdio of a `--console-socket` pty, to keep open.
+fn inside(plan: &InitPlan, io: &InitIo) -> Result<Option<InitStdio>, Failure> {
+    let socket_stdio = match io {
         InitIo::Console { socket, size } => {
             let (stdio, name) = crate::console::open_for_socket(socket, *size)?;
             crate::console::install(&stdio)?;
@@ -351,26 +497,51 @@ fn run_init(
             .map_err(at_io(Step::Domainname, Path::new(domainname)))?;
     }
     plan.rootfs.finish()?;
-    plan.process.run(report.as_fd(), || {
-        sync::send_byte(report.as_fd(), sync::READY)
-            .map_err(at_io(Step::WaitForStart, Path::new("")))?;
-        match gate {
-            StartGate::Pipe => match sync::read_byte(control.as_fd()) {
-                Ok(Some(sync::START)) => Ok(()),
-                // The caller dropped the PendingInit: nothing to run.
-                _ => crate::sys::exit_now(0),
-            },
-            StartGate::Fifo(fifo) => {
-                use std::os::fd::AsRawFd;
-                let path = PathBuf::from(format!("/proc/self/fd/{}", fifo.as_raw_fd()));
-                let opened =
-                    nix::fcntl::open(&path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-                        .map_err(at(Step::WaitForStart, &path))?;
-                nix::unistd::write(&opened, b"0").map_err(at(Step::WaitForStart, &path))?;
-                Ok(())
-            }
+    if let Some(label) = &plan.exec_label {
+        label.apply()?;
+    }
+    Ok(socket_stdio)
+}
+
+/// The start gate: returns once the program may run, after the startContainer hooks.
+fn wait_for_start(
+    plan: &InitPlan,
+    gate: &StartGate,
+    control: &OwnedFd,
+    host_pid: i32,
+) -> Result<(), Failure> {
+    let start_hooks = || {
+        let state = plan.identity.state_json("created", host_pid);
+        hooks::run_all(
+            HookKind::StartContainer,
+            &plan.hooks.start_container,
+            &state,
+        )
+        .map_err(|f| Failure::detailed(Step::StartContainerHook, &f.path, f.reason))
+    };
+    match gate {
+        StartGate::Pipe => match sync::read_byte(control.as_fd()) {
+            Ok(Some(sync::START)) => start_hooks(),
+            // The caller dropped the PendingInit: nothing to run.
+            _ => crate::sys::exit_now(0),
+        },
+        StartGate::Fifo(fifo) => {
+            use std::os::fd::AsRawFd;
+            let path = PathBuf::from(format!("/proc/self/fd/{}", fifo.as_raw_fd()));
+            let opened = nix::fcntl::open(&path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(at(Step::WaitForStart, &path))?;
+            // `berth oci start` reads `0`, or `E` and why the start failed.
+            let (message, outcome) = match start_hooks() {
+                Ok(()) => (b"0".to_vec(), Ok(())),
+                Err(failure) => {
+                    let text = failure.clone().into_error().to_string();
+                    ([b"E".as_slice(), text.as_bytes()].concat(), Err(failure))
+                }
+            };
+            nix::unistd::write(&opened, &message).map_err(at(Step::WaitForStart, &path))?;
+            outcome
         }
-    })
+    }
 }
 
 /// Reaps `pid`, retrying on EINTR.
@@ -383,21 +554,9 @@ pub(crate) fn reap(pid: i32) {
     }
 }
 
-fn kill_and_reap(pid: i32) {
+pub(crate) fn kill_and_reap(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     reap(pid);
-}
-
-fn write_id_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<(), RuntimeError> {
-    if mappings.is_empty() {
-        return Ok(());
-    }
-    let text: String = mappings
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect();
-    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
-    std::fs::write(&path, text).map_err(|e| RuntimeError::host("write id map", path, e))
 }
 
 /// Clones and sets up the init; shared by [`create`] and `berth oci create`. A failure
@@ -413,6 +572,41 @@ pub(crate) fn spawn(
             let _ = cgroup.handle().destroy();
         }
     })
+}
+
+/// The child's side of [`spawn_inner`]: runs the init and reports how it ended.
+fn child_main(
+    plan: &InitPlan,
+    io: &InitIo,
+    gate: &StartGate,
+    control: &OwnedFd,
+    report: &OwnedFd,
+) -> ! {
+    let ready = std::cell::Cell::new(false);
+    let outcome = run_init(plan, io, gate, (control, report), &ready);
+    match outcome {
+        Err(failure) => {
+            if ready.get() && matches!(gate, StartGate::Fifo(_)) {
+                // `berth oci start` already heard why; the container's stderr says it too.
+                let line = format!("berth oci: {}\n", failure.into_error());
+                let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            } else {
+                sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
+            }
+            crate::sys::exit_now(1)
+        }
+        Ok(exec_failure) => {
+            let code = exec_failure.exit_code;
+            if ready.get() && matches!(gate, StartGate::Fifo(_)) {
+                // `berth oci start` has no pipe to the init: tell the container's stderr.
+                let line = format!("{}\n", exec_failure.message);
+                let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            } else {
+                sync::send(report.as_fd(), sync::EXEC_FAILED, &exec_failure);
+            }
+            crate::sys::exit_now(code)
+        }
+    }
 }
 
 fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingInit, RuntimeError> {
@@ -432,27 +626,7 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
         CloneResult::Child => {
             drop(control_write);
             drop(report_read);
-            let outcome = run_init(&plan, &io, &gate, &control_read, &report_write);
-            match outcome {
-                Err(failure) => {
-                    sync::send(report_write.as_fd(), sync::SETUP_FAILED, &failure);
-                    crate::sys::exit_now(1)
-                }
-                Ok(exec_failure) => {
-                    let code = exec_failure.exit_code;
-                    match gate {
-                        StartGate::Pipe => {
-                            sync::send(report_write.as_fd(), sync::EXEC_FAILED, &exec_failure)
-                        }
-                        // `berth oci start` has no pipe to the init: tell the container's stderr.
-                        StartGate::Fifo(_) => {
-                            let line = format!("{}\n", exec_failure.message);
-                            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
-                        }
-                    }
-                    crate::sys::exit_now(code)
-                }
-            }
+            child_main(&plan, &io, &gate, &control_read, &report_write)
         }
         CloneResult::Parent(pid) => pid,
     };
@@ -462,8 +636,7 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
     drop(gate);
     let prepared = (|| {
         if plan.namespaces.new_user {
-            write_id_map(pid, "uid_map", &plan.uid_mappings)?;
-            write_id_map(pid, "gid_map", &plan.gid_mappings)?;
+            plan.users.write_maps(pid)?;
         }
         if let Some(cgroup) = &plan.cgroup {
             cgroup.handle().add_pid(pid).map_err(|e| cgroup.error(e))?;
@@ -478,31 +651,52 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
         kill_and_reap(pid);
         return Err(err);
     }
-    match sync::read_report(&report_read) {
-        Ok(Report::Ready) => Ok(PendingInit {
-            pid,
-            control: control_write,
-            report: report_read,
-        }),
-        Ok(Report::SetupFailed(failure)) => {
-            reap(pid);
-            Err(failure.into_error())
-        }
-        Ok(Report::ExecFailed(failure)) => {
-            reap(pid);
-            Err(failure.into_error())
-        }
-        Ok(Report::Closed) => {
-            reap(pid);
-            Err(RuntimeError::InitDied { pid })
-        }
-        Ok(Report::Pid(_)) => {
-            kill_and_reap(pid);
-            Err(RuntimeError::InitDied { pid })
-        }
-        Err(err) => {
-            kill_and_reap(pid);
-            Err(err)
+    loop {
+        match sync::read_report(&report_read) {
+            Ok(Report::Hooks) => {
+                let state = plan.identity.state_json("creating", pid);
+                let ran = hooks::run_all(HookKind::Prestart, &plan.hooks.prestart, &state)
+                    .and_then(|()| {
+                        hooks::run_all(HookKind::CreateRuntime, &plan.hooks.create_runtime, &state)
+                    });
+                if let Err(failure) = ran {
+                    kill_and_reap(pid);
+                    return Err(failure.into_error());
+                }
+                if let Err(e) = sync::send_byte(control_write.as_fd(), sync::CONTINUE) {
+                    kill_and_reap(pid);
+                    return Err(RuntimeError::host("resume container init", "", e));
+                }
+            }
+            Ok(Report::Ready) => {
+                return Ok(PendingInit {
+                    pid,
+                    control: control_write,
+                    report: report_read,
+                    poststart: plan.hooks.poststart,
+                    identity: plan.identity,
+                });
+            }
+            Ok(Report::SetupFailed(failure)) => {
+                reap(pid);
+                return Err(failure.into_error());
+            }
+            Ok(Report::ExecFailed(failure)) => {
+                reap(pid);
+                return Err(failure.into_error());
+            }
+            Ok(Report::Closed) => {
+                reap(pid);
+                return Err(RuntimeError::InitDied { pid });
+            }
+            Ok(Report::Pid(_)) => {
+                kill_and_reap(pid);
+                return Err(RuntimeError::InitDied { pid });
+            }
+            Err(err) => {
+                kill_and_reap(pid);
+                return Err(err);
+            }
         }
     }
 }
@@ -628,27 +822,105 @@ mod tests {
         resources.set_pids(Some(pids));
         linux.set_resources(Some(resources));
         spec.set_linux(Some(linux));
-        let cgroup = CgroupPlan::from_spec(&spec).expect("cgroup");
+        let cgroup = CgroupPlan::from_spec(&spec)
+            .expect("valid")
+            .expect("cgroup");
         assert_eq!(cgroup.path, "/berth/abc");
         assert_eq!(cgroup.resources.memory, Some(64 << 20));
         assert_eq!(cgroup.resources.pids_limit, Some(64));
+        // runc's template denies every device: the standard ones and the spec's nodes are
+        // allowed after that, as runc allows them.
+        let mut linux = spec.linux().clone().expect("linux");
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        let mut deny_all = oci_spec::runtime::LinuxDeviceCgroup::default();
+        deny_all.set_allow(false);
+        deny_all.set_access(Some("rwm".into()));
+        resources.set_devices(Some(vec![deny_all]));
+        linux.set_resources(Some(resources));
+        let mut fuse = oci_spec::runtime::LinuxDevice::default();
+        fuse.set_path("/dev/fuse".into());
+        fuse.set_typ(oci_spec::runtime::LinuxDeviceType::C);
+        fuse.set_major(10);
+        fuse.set_minor(229);
+        linux.set_devices(Some(vec![fuse]));
+        spec.set_linux(Some(linux));
+        let cgroup = CgroupPlan::from_spec(&spec)
+            .expect("valid")
+            .expect("cgroup");
+        let shown: Vec<String> = cgroup.devices.iter().map(ToString::to_string).collect();
+        assert_eq!(shown[0], "a", "{shown:?}");
+        assert!(shown.contains(&"c 1:3 rwm".to_owned()), "{shown:?}");
+        assert_eq!(
+            shown.last().map(String::as_str),
+            Some("c 10:229 rwm"),
+            "{shown:?}"
+        );
+        // Docker's own list keeps its rules, and first its deny-all.
+        let mut docker = crate::spec::base_spec_for(false);
+        let mut linux = docker.linux().clone().expect("linux");
+        linux.set_cgroups_path(Some("/berth/x".into()));
+        docker.set_linux(Some(linux));
+        let cgroup = CgroupPlan::from_spec(&docker)
+            .expect("valid")
+            .expect("cgroup");
+        let own = device_rules(
+            &docker
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone())
+                .and_then(|r| r.devices().clone())
+                .expect("rules"),
+        );
+        assert_eq!(cgroup.devices, own, "nothing to add to Docker's list");
     }
 
     #[test]
-    fn missing_mount_namespace_is_refused() {
+    fn a_spec_without_a_mount_namespace_chroots() {
         let mut spec = crate::spec::base_spec_for(false);
         let mut process = spec.process().clone().expect("process");
         process.set_args(Some(vec!["true".to_owned()]));
         spec.set_process(Some(process));
         let mut linux = spec.linux().clone().expect("linux");
-        linux.set_namespaces(Some(vec![]));
+        let namespaces = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Mount)
+            .collect();
+        linux.set_namespaces(Some(namespaces));
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
         spec.set_linux(Some(linux));
+        let plan = InitPlan::new(&spec, Path::new("/b"), None, None).expect("accepted");
+        assert!(!plan.rootfs.own_mount_namespace);
+        let overlay = OverlayMount {
+            lowerdirs: vec!["/l".into()],
+            upperdir: "/u".into(),
+            workdir: "/w".into(),
+        };
         assert!(matches!(
-            InitPlan::new(&spec, Path::new("/b"), None, None),
+            InitPlan::new(&spec, Path::new("/b"), Some(&overlay), None),
             Err(RuntimeError::InvalidSpec {
                 field: "linux.namespaces",
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_unknown_root_propagation_is_refused_naming_the_field() {
+        let mut spec = crate::spec::base_spec_for(false);
+        let mut process = spec.process().clone().expect("process");
+        process.set_args(Some(vec!["true".to_owned()]));
+        spec.set_process(Some(process));
+        let mut linux = spec.linux().clone().expect("linux");
+        linux.set_rootfs_propagation(Some("sideways".into()));
+        spec.set_linux(Some(linux));
+        let err = InitPlan::new(&spec, Path::new("/b"), None, None).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid runtime spec: linux.rootfsPropagation: unknown propagation \"sideways\""
+        );
     }
 }

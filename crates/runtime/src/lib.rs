@@ -28,18 +28,24 @@ mod capabilities;
 mod console;
 mod error;
 mod exe;
+mod features;
+mod hooks;
 mod init;
 mod namespaces;
 mod oci;
 mod process;
+mod resources;
 mod rootfs;
 mod seccomp;
 mod spec;
+mod state;
 mod sync;
 #[allow(unsafe_code)]
 mod sys;
 pub mod sysctl;
 mod tenant;
+mod user_ns;
+mod validate;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -56,6 +62,7 @@ pub use oci_spec::runtime::{Process, Spec};
 pub use seccomp::default_seccomp;
 pub use spec::{DEFAULT_CAPABILITIES, base_spec};
 pub use tenant::{exec, exec_with};
+pub use user_ns::{IdRange, subordinate_ids};
 
 /// An overlay root filesystem the init mounts at `spec.root.path` inside its own mount
 /// namespace (so it vanishes with the container: nothing to unmount on the host).
@@ -170,7 +177,7 @@ pub fn parse_signal(s: &str) -> Option<i32> {
 
 /// Removes what `create` made on the host (the cgroup) after the container exited.
 pub fn cleanup(spec: &Spec) -> Result<(), RuntimeError> {
-    match init::CgroupPlan::from_spec(spec) {
+    match init::CgroupPlan::from_spec(spec)? {
         Some(cgroup) => cgroup.handle().destroy().map_err(|e| cgroup.error(e)),
         None => Ok(()),
     }

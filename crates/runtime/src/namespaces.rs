@@ -154,6 +154,13 @@ impl Default for NamespacePlan {
 }
 
 impl NamespacePlan {
+    /// Whether an existing user namespace is joined.
+    pub(crate) fn joins_user(&self) -> bool {
+        self.joins
+            .iter()
+            .any(|j| j.flag == CloneFlags::CLONE_NEWUSER)
+    }
+
     /// setns into every namespace in `joins` (in the child).
     pub(crate) fn enter(&self) -> Result<(), Failure> {
         self.joins.iter().try_for_each(Join::enter)

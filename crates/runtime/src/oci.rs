@@ -4,11 +4,19 @@
 //! State lives under the root directory (default `/run/berth/oci`):
 //!
 //! ```text
-//! <root>/<id>/state.json   id, init pid and start time, bundle, annotations
+//! <root>/<id>/state.json   id, init pid and start time, bundle, annotations, and what
+//!                          `start` and `delete` need from the spec as it was at `create`
+//!                          (the runtime spec: later edits of config.json do not count):
+//!                          the poststart and poststop hooks, the cgroup path, and the
+//!                          rootfs of a container without a mount namespace (whose mounts
+//!                          `delete` removes from the host)
 //! <root>/<id>/exec.fifo    exists while the container is "created": the init blocks
 //!                          opening it for writing; `start` opens it for reading, reads
-//!                          one byte and removes it
+//!                          `0` (or `E` and why the startContainer hooks failed) and
+//!                          removes it
 //! ```
+//!
+//! `berth oci features` prints what berth implements ([`crate::features`]).
 //!
 //! `create` returns once the init is set up; the init outlives it (it is re-parented) with
 //! the caller's stdio, or a pty whose master went to `--console-socket`. Must be called from
@@ -24,9 +32,13 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use oci_spec::runtime::Hooks;
+
 use crate::ProcessIo as InitIo;
+use crate::hooks::{HookKind, HookPlans};
 use crate::init::{InitPlan, StartGate, spawn};
-use crate::{InitStdio, RuntimeError, cleanup, parse_signal};
+use crate::state::{ContainerState, Identity, OCI_VERSION};
+use crate::{InitStdio, RuntimeError, parse_signal};
 
 /// Default state root.
 const DEFAULT_ROOT: &str = "/run/berth/oci";
@@ -41,18 +53,36 @@ struct StoredState {
     bundle: PathBuf,
     #[serde(default)]
     annotations: HashMap<String, String>,
+    /// The poststart and poststop hooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hooks: Option<Hooks>,
+    /// `linux.cgroupsPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cgroups_path: Option<String>,
+    /// The rootfs, when the container shares the host's mount namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shared_mount_rootfs: Option<PathBuf>,
 }
 
-/// The OCI state (`state` output).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OciState {
-    oci_version: String,
-    id: String,
-    status: String,
-    pid: i32,
-    bundle: PathBuf,
-    annotations: HashMap<String, String>,
+impl StoredState {
+    fn identity(&self) -> Identity {
+        Identity {
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
+
+    /// The stored hooks, checked again (a hook removed meanwhile fails when run).
+    fn hook_plans(&self) -> HookPlans {
+        let mut hooks = Hooks::default();
+        if let Some(stored) = &self.hooks {
+            hooks.set_poststart(stored.poststart().clone());
+            hooks.set_poststop(stored.poststop().clone());
+        }
+        // A hook whose file went away since `create` fails when run, as a warning.
+        HookPlans::from_hooks(&hooks).unwrap_or_default()
+    }
 }
 
 /// A parsed command line.
@@ -63,6 +93,8 @@ enum Command {
         bundle: PathBuf,
         pid_file: Option<PathBuf>,
         console_socket: Option<PathBuf>,
+        /// `--preserve-fds N`: descriptors 3 to 3 + N − 1 are passed to the program.
+        preserve_fds: u32,
     },
     Start {
         id: String,
@@ -73,11 +105,14 @@ enum Command {
     Kill {
         id: String,
         signal: i32,
+        /// `--all`: every process of the container's cgroup.
+        all: bool,
     },
     Delete {
         id: String,
         force: bool,
     },
+    Features,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +188,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
     }
     let (command, rest) = rest
         .split_first()
-        .ok_or("usage: berth oci [--root DIR] <create|start|state|kill|delete> ...")?;
+        .ok_or("usage: berth oci [--root DIR] <create|start|state|kill|delete|features> ...")?;
     let one_id = |positional: &[String]| -> Result<String, String> {
         positional
             .first()
@@ -171,11 +206,18 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 .or_else(|| flags.get("b"))
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("."));
+            let preserve_fds = match flags.get("preserve-fds") {
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| format!("--preserve-fds {n:?} is not a number"))?,
+                None => 0,
+            };
             Command::Create {
                 id: one_id(&positional)?,
                 bundle,
                 pid_file: flags.get("pid-file").map(PathBuf::from),
                 console_socket: flags.get("console-socket").map(PathBuf::from),
+                preserve_fds,
             }
         }
         "start" => Command::Start {
@@ -185,7 +227,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             id: one_id(&split_flags(rest, &[])?.1)?,
         },
         "kill" => {
-            let (_, positional) = split_flags(rest, &[])?;
+            let (flags, positional) = split_flags(rest, &[])?;
             let signal = match positional.get(1) {
                 Some(name) => {
                     parse_signal(name).ok_or_else(|| format!("unknown signal {name:?}"))?
@@ -195,6 +237,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             Command::Kill {
                 id: one_id(&positional)?,
                 signal,
+                all: flags.contains_key("all") || flags.contains_key("a"),
             }
         }
         "delete" => {
@@ -204,6 +247,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 force: flags.contains_key("force") || flags.contains_key("f"),
             }
         }
+        "features" => Command::Features,
         other => return Err(format!("unknown command {other:?}")),
     };
     Ok(Invocation { root, command })
@@ -278,17 +322,39 @@ fn console_size(spec: &Spec) -> Option<(u16, u16)> {
     ))
 }
 
+/// Where `create` writes its results and what it passes on.
+#[derive(Debug, Clone, Copy)]
+struct CreateOptions<'a> {
+    pid_file: Option<&'a Path>,
+    console_socket: Option<&'a Path>,
+    preserve_fds: u32,
+}
+
 fn create(
     root: &Path,
     id: &str,
     bundle: &Path,
-    pid_file: Option<&Path>,
-    console_socket: Option<&Path>,
+    options: CreateOptions<'_>,
 ) -> Result<(), RuntimeError> {
+    let CreateOptions {
+        pid_file,
+        console_socket,
+        preserve_fds,
+    } = options;
     let bundle = std::fs::canonicalize(bundle)
         .map_err(|e| RuntimeError::host("resolve bundle", bundle, e))?;
-    let spec = load_spec(&bundle)?;
-    let plan = InitPlan::new(&spec, &bundle, None, Some(&root.join(".seccomp-cache")))?;
+    let mut spec = load_spec(&bundle)?;
+    // Like runc, a container without `linux.cgroupsPath` gets the cgroup `/<id>`: its
+    // resources apply, and `kill --all` and `delete` find its processes.
+    if let Some(linux) = spec.linux_mut()
+        && linux.cgroups_path().is_none()
+    {
+        linux.set_cgroups_path(Some(PathBuf::from(format!("/{id}"))));
+    }
+    state_dir(root, id)?;
+    let mut plan = InitPlan::new(&spec, &bundle, None, Some(&root.join(".seccomp-cache")))?;
+    plan.identity.id = id.to_owned();
+    plan.process.preserved_fds = preserve_fds;
     let dir = state_dir(root, id)?;
     std::fs::create_dir_all(root).map_err(|e| RuntimeError::host("create state root", root, e))?;
     match std::fs::create_dir(&dir) {
@@ -298,67 +364,132 @@ fn create(
         }
         Err(err) => return Err(RuntimeError::host("create state dir", dir, err)),
     }
+    let shared_mount_rootfs =
+        (!plan.rootfs.own_mount_namespace).then(|| plan.rootfs.rootfs.clone());
+    let mut state = StoredState {
+        id: id.to_owned(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.clone(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        hooks: spec.hooks().clone(),
+        cgroups_path: plan.cgroup.as_ref().map(|c| c.path.clone()),
+        shared_mount_rootfs: shared_mount_rootfs.clone(),
+    };
     let result = (|| {
-        let fifo = dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-            .map_err(|e| RuntimeError::nix("mkfifo", &fifo, e))?;
-        // mkfifo applied the umask; the init may run as any user and must open it for writing.
-        nix::sys::stat::fchmodat(
-            nix::fcntl::AT_FDCWD,
-            &fifo,
-            Mode::from_bits_truncate(0o622),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(|e| RuntimeError::nix("chmod", &fifo, e))?;
-        let fifo_handle = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| RuntimeError::nix("open", &fifo, e))?;
-        let io = match console_socket {
-            Some(socket) => {
-                let stream = std::os::unix::net::UnixStream::connect(socket)
-                    .map_err(|e| RuntimeError::host("connect console socket", socket, e))?;
-                InitIo::Console {
-                    socket: OwnedFd::from(stream),
-                    size: console_size(&spec),
-                }
-            }
-            None => {
-                let dup = |fd: std::os::fd::BorrowedFd<'_>| {
-                    fd.try_clone_to_owned()
-                        .map_err(|e| RuntimeError::host("dup stdio", "", e))
-                };
-                InitIo::Stdio(InitStdio {
-                    stdin: dup(std::io::stdin().as_fd())?,
-                    stdout: dup(std::io::stdout().as_fd())?,
-                    stderr: dup(std::io::stderr().as_fd())?,
-                    console: false,
-                })
-            }
-        };
+        let fifo_handle = make_exec_fifo(&dir.join("exec.fifo"))?;
+        let io = init_io(console_socket, console_size(&spec))?;
         let pending = spawn(plan, io, StartGate::Fifo(fifo_handle))?;
         let pid = pending.pid();
-        let state = StoredState {
-            id: id.to_owned(),
-            pid,
-            start_time: start_time(pid).unwrap_or(0),
-            bundle: bundle.clone(),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-        };
+        state.pid = pid;
+        state.start_time = start_time(pid).unwrap_or(0);
         let json = serde_json::to_vec(&state).map_err(|source| RuntimeError::Json {
             path: dir.join("state.json"),
             source,
         })?;
-        write_atomically(&dir.join("state.json"), &json)?;
-        if let Some(pid_file) = pid_file {
-            write_atomically(pid_file, pid.to_string().as_bytes())?;
+        let written =
+            write_atomically(&dir.join("state.json"), &json).and_then(|()| match pid_file {
+                Some(pid_file) => write_atomically(pid_file, pid.to_string().as_bytes()),
+                None => Ok(()),
+            });
+        if let Err(err) = written {
+            // Nothing may stay behind: not the init, nor its cgroup.
+            drop(pending);
+            crate::init::kill_and_reap(pid);
+            return Err(err);
         }
         // The init now waits on the fifo, not on the control pipe, so dropping it is fine.
         drop(pending);
         Ok(())
     })();
-    if result.is_err() {
+    if let Err(err) = result {
+        if let Some(rootfs) = &shared_mount_rootfs {
+            crate::rootfs::unmount_below(rootfs);
+        }
+        if let Some(path) = &state.cgroups_path {
+            let _ = berth_cgroups::Cgroup::new(crate::cgroup_root(), path).destroy();
+        }
         let _ = std::fs::remove_dir_all(&dir);
+        return Err(err);
     }
-    result
+    Ok(())
+}
+
+/// Makes `<state dir>/exec.fifo` (writable by any user the init may run as); returns an
+/// `O_PATH` handle the init reopens after pivot_root.
+fn make_exec_fifo(fifo: &Path) -> Result<OwnedFd, RuntimeError> {
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622))
+        .map_err(|e| RuntimeError::nix("mkfifo", fifo, e))?;
+    // mkfifo applied the umask; the init may run as any user and must open it for writing.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        fifo,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| RuntimeError::nix("chmod", fifo, e))?;
+    nix::fcntl::open(fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| RuntimeError::nix("open", fifo, e))
+}
+
+/// The init's streams: ours (runc's pass-through), or a pty for `--console-socket` (of
+/// `size`, the spec's `process.consoleSize`, when it gives one).
+fn init_io(
+    console_socket: Option<&Path>,
+    size: Option<(u16, u16)>,
+) -> Result<InitIo, RuntimeError> {
+    Ok(match console_socket {
+        Some(socket) => {
+            let stream = std::os::unix::net::UnixStream::connect(socket)
+                .map_err(|e| RuntimeError::host("connect console socket", socket, e))?;
+            InitIo::Console {
+                socket: OwnedFd::from(stream),
+                size,
+            }
+        }
+        None => {
+            let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+                fd.try_clone_to_owned()
+                    .map_err(|e| RuntimeError::host("dup stdio", "", e))
+            };
+            InitIo::Stdio(InitStdio {
+                stdin: dup(std::io::stdin().as_fd())?,
+                stdout: dup(std::io::stdout().as_fd())?,
+                stderr: dup(std::io::stderr().as_fd())?,
+                console: false,
+            })
+        }
+    })
+}
+
+/// What `start` reads from the exec fifo: `0`, or `E` and why the init could not start.
+fn read_start_answer(
+    reader: &OwnedFd,
+    fifo: &Path,
+) -> Result<Option<Result<(), String>>, RuntimeError> {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match nix::unistd::read(reader, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&chunk[..n]);
+                if answer == b"0" {
+                    break;
+                }
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(nix::Error::EAGAIN) if answer.is_empty() => return Ok(None),
+            // `E…` is written at once, in one write.
+            Err(nix::Error::EAGAIN) => break,
+            Err(e) => return Err(RuntimeError::nix("read", fifo, e)),
+        }
+    }
+    Ok(match answer.split_first() {
+        None => None,
+        Some((b'0', _)) => Some(Ok(())),
+        Some((_, reason)) => Some(Err(String::from_utf8_lossy(reason).into_owned())),
+    })
 }
 
 fn start(root: &Path, id: &str) -> Result<(), RuntimeError> {
@@ -379,41 +510,48 @@ fn start(root: &Path, id: &str) -> Result<(), RuntimeError> {
         Mode::empty(),
     )
     .map_err(|e| RuntimeError::nix("open", &fifo, e))?;
-    loop {
+    let answer = loop {
         let mut fds = [nix::poll::PollFd::new(
             reader.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-            Ok(0) | Err(nix::Error::EINTR) => {
-                if start_time(state.pid) != Some(state.start_time) {
-                    return Err(RuntimeError::InitDied { pid: state.pid });
-                }
-            }
+            Ok(0) | Err(nix::Error::EINTR) => {}
             Ok(_) => {
-                let mut byte = [0u8];
-                match nix::unistd::read(&reader, &mut byte) {
-                    Ok(1) => break,
-                    Ok(_) | Err(nix::Error::EAGAIN) => {
-                        if start_time(state.pid) != Some(state.start_time) {
-                            return Err(RuntimeError::InitDied { pid: state.pid });
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(e) => return Err(RuntimeError::nix("read", &fifo, e)),
+                if let Some(answer) = read_start_answer(&reader, &fifo)? {
+                    break answer;
                 }
+                std::thread::sleep(Duration::from_millis(1));
             }
             Err(e) => return Err(RuntimeError::nix("poll", &fifo, e)),
         }
+        if start_time(state.pid) != Some(state.start_time) {
+            return Err(RuntimeError::InitDied { pid: state.pid });
+        }
+    };
+    std::fs::remove_file(&fifo).map_err(|e| RuntimeError::host("remove", &fifo, e))?;
+    if let Err(reason) = answer {
+        return Err(RuntimeError::StartFailed {
+            id: id.to_owned(),
+            reason,
+        });
     }
-    std::fs::remove_file(&fifo).map_err(|e| RuntimeError::host("remove", &fifo, e))
+    let hooks = state.hook_plans();
+    if !hooks.poststart.is_empty() {
+        let json = state.identity().state_json("running", state.pid);
+        if let Err(failure) = crate::hooks::run_all(HookKind::Poststart, &hooks.poststart, &json) {
+            // The runtime spec: a failing poststart hook is a warning.
+            eprintln!("berth oci: warning: {}", failure.into_error());
+        }
+    }
+    Ok(())
 }
 
 fn state_json(root: &Path, id: &str) -> Result<String, RuntimeError> {
     let (dir, state) = load(root, id)?;
     let status = status(&dir, &state);
-    let oci = OciState {
-        oci_version: "1.2.0".to_owned(),
+    let oci = ContainerState {
+        oci_version: OCI_VERSION.to_owned(),
         id: state.id,
         status: status.to_owned(),
         pid: if status == "stopped" { 0 } else { state.pid },
@@ -426,7 +564,7 @@ fn state_json(root: &Path, id: &str) -> Result<String, RuntimeError> {
     })
 }
 
-fn kill(root: &Path, id: &str, signal: i32) -> Result<(), RuntimeError> {
+fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
     let (dir, state) = load(root, id)?;
     let status = status(&dir, &state);
     if status == "stopped" {
@@ -438,6 +576,18 @@ fn kill(root: &Path, id: &str, signal: i32) -> Result<(), RuntimeError> {
     }
     let signal = nix::sys::signal::Signal::try_from(signal)
         .map_err(|e| RuntimeError::nix("parse signal", "", e))?;
+    if all && let Some(path) = &state.cgroups_path {
+        let cgroup = berth_cgroups::Cgroup::new(crate::cgroup_root(), path);
+        let pids = cgroup.pids().map_err(|source| RuntimeError::Cgroup {
+            path: path.clone(),
+            source,
+        })?;
+        for pid in pids {
+            // A process that exited meanwhile is fine.
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+        return Ok(());
+    }
     nix::sys::signal::kill(Pid::from_raw(state.pid), signal)
         .map_err(|e| RuntimeError::nix("kill", "", e))
 }
@@ -460,13 +610,50 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<(), RuntimeError> {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    if let Ok(spec) = load_spec(&state.bundle) {
-        cleanup(&spec)?;
+    if let Some(rootfs) = &state.shared_mount_rootfs {
+        crate::rootfs::unmount_below(rootfs);
     }
-    std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::host("remove state", dir, e))
+    let cgroups_path = match &state.cgroups_path {
+        Some(path) => Some(path.clone()),
+        // A state written before berth kept the path: the bundle's spec has it.
+        None => load_spec(&state.bundle).ok().and_then(|spec| {
+            spec.linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().clone())
+                .map(|p| p.to_string_lossy().into_owned())
+        }),
+    };
+    if let Some(path) = &cgroups_path {
+        berth_cgroups::Cgroup::new(crate::cgroup_root(), path)
+            .destroy()
+            .map_err(|source| RuntimeError::Cgroup {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::host("remove state", &dir, e))?;
+    let hooks = state.hook_plans();
+    if !hooks.poststop.is_empty() {
+        let json = state.identity().state_json("stopped", 0);
+        if let Err(failure) = crate::hooks::run_all(HookKind::Poststop, &hooks.poststop, &json) {
+            // The runtime spec: a failing poststop hook is a warning.
+            eprintln!("berth oci: warning: {}", failure.into_error());
+        }
+    }
+    Ok(())
 }
 
-/// `berth oci <create|start|state|kill|delete> …`, runc's command-line contract; returns the
+fn print_features() -> Result<(), RuntimeError> {
+    let features = crate::features::features()?;
+    let json = serde_json::to_string_pretty(&features).map_err(|source| RuntimeError::Json {
+        path: PathBuf::from("<features>"),
+        source,
+    })?;
+    println!("{json}");
+    Ok(())
+}
+
+/// `berth oci <create|start|state|kill|delete|features> …`, runc's command-line contract; returns the
 /// process exit code.
 pub fn oci_main(args: &[String]) -> i32 {
     let invocation = match parse_args(args) {
@@ -492,17 +679,24 @@ pub fn oci_main(args: &[String]) -> i32 {
             bundle,
             pid_file,
             console_socket,
-        } => create(
-            root,
-            id,
-            bundle,
-            pid_file.as_deref(),
-            console_socket.as_deref(),
-        ),
+            preserve_fds,
+        } => {
+            // The init is a clone of this process: it must hold nothing of the caller's but
+            // stdio and the preserved descriptors (a caller's lock file, a pipe it waits on…),
+            // not even while it waits to be started.
+            crate::sys::close_from(3 + preserve_fds);
+            let options = CreateOptions {
+                pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
+                preserve_fds: *preserve_fds,
+            };
+            create(root, id, bundle, options)
+        }
         Command::Start { id } => start(root, id),
         Command::State { id } => state_json(root, id).map(|json| println!("{json}")),
-        Command::Kill { id, signal } => kill(root, id, *signal),
+        Command::Kill { id, signal, all } => kill(root, id, *signal, *all),
         Command::Delete { id, force } => delete(root, id, *force),
+        Command::Features => print_features(),
     };
     match result {
         Ok(()) => 0,
@@ -534,7 +728,8 @@ mod tests {
                 id: "c1".into(),
                 bundle: "/b".into(),
                 pid_file: Some("/p".into()),
-                console_socket: Some("/s".into())
+                console_socket: Some("/s".into()),
+                preserve_fds: 0
             }
         );
         let parsed = parse_args(&args("create c2")).expect("parse");
@@ -550,14 +745,16 @@ mod tests {
             parse_args(&args("kill c")).expect("parse").command,
             Command::Kill {
                 id: "c".into(),
-                signal: libc::SIGTERM
+                signal: libc::SIGTERM,
+                all: false
             }
         );
         assert_eq!(
             parse_args(&args("kill c KILL")).expect("parse").command,
             Command::Kill {
                 id: "c".into(),
-                signal: libc::SIGKILL
+                signal: libc::SIGKILL,
+                all: false
             }
         );
         assert!(parse_args(&args("kill c NOPE")).is_err());
@@ -587,6 +784,9 @@ mod tests {
             start_time: 1,
             bundle: "/b".into(),
             annotations: HashMap::new(),
+            hooks: None,
+            cgroups_path: None,
+            shared_mount_rootfs: None,
         };
         std::fs::write(
             dir.join("state.json"),
@@ -598,7 +798,7 @@ mod tests {
         assert_eq!(json["status"], "stopped");
         assert_eq!(json["ociVersion"], "1.2.0");
         assert!(matches!(
-            kill(root.path(), "dead", libc::SIGTERM),
+            kill(root.path(), "dead", libc::SIGTERM, false),
             Err(RuntimeError::WrongState { .. })
         ));
         delete(root.path(), "dead", false).expect("delete stopped");

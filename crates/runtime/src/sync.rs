@@ -22,6 +22,10 @@ pub(crate) const GO: u8 = b'G';
 pub(crate) const START: u8 = b'S';
 /// `P` + the pid (4 bytes, native order): the exec helper names the process it cloned.
 pub(crate) const PID: u8 = b'P';
+/// The init stopped before pivot_root for the caller's prestart and createRuntime hooks.
+pub(crate) const HOOKS: u8 = b'H';
+/// The caller ran them: go on.
+pub(crate) const CONTINUE: u8 = b'C';
 
 /// A failed setup step in the child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +33,9 @@ pub(crate) struct Failure {
     pub step: Step,
     pub path: PathBuf,
     pub errno: i32,
+    /// Said instead of the errno's text (a hook's exit status and output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Failure {
@@ -37,6 +44,17 @@ impl Failure {
             step,
             path: path.to_owned(),
             errno: errno as i32,
+            detail: None,
+        }
+    }
+
+    /// A failure told in words (`detail`), not by an errno.
+    pub(crate) fn detailed(step: Step, path: &Path, detail: String) -> Self {
+        Failure {
+            step,
+            path: path.to_owned(),
+            errno: libc::EIO,
+            detail: Some(detail),
         }
     }
 
@@ -45,14 +63,19 @@ impl Failure {
             step,
             path: path.to_owned(),
             errno: err.raw_os_error().unwrap_or(libc::EIO),
+            detail: None,
         }
     }
 
     pub(crate) fn into_error(self) -> RuntimeError {
+        let source = match self.detail {
+            Some(detail) => io::Error::other(detail),
+            None => io::Error::from_raw_os_error(self.errno),
+        };
         RuntimeError::Init {
             step: self.step,
             path: self.path,
-            source: io::Error::from_raw_os_error(self.errno),
+            source,
         }
     }
 }
@@ -135,6 +158,8 @@ pub(crate) fn read_byte(fd: BorrowedFd<'_>) -> io::Result<Option<u8>> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Report {
     Ready,
+    /// The init waits for the caller's createRuntime hooks.
+    Hooks,
     /// EOF: the pipe closed without a message (exec succeeded, or the child died).
     Closed,
     SetupFailed(Failure),
@@ -152,6 +177,9 @@ pub(crate) fn read_report(fd: &OwnedFd) -> Result<Report, RuntimeError> {
     };
     if tag == READY {
         return Ok(Report::Ready);
+    }
+    if tag == HOOKS {
+        return Ok(Report::Hooks);
     }
     if tag == PID {
         let mut pid = [0u8; 4];
@@ -209,6 +237,7 @@ mod tests {
             step: Step::Mount,
             path: "/proc".into(),
             errno: libc::EPERM,
+            detail: None,
         };
         send(write.as_fd(), SETUP_FAILED, &failure);
         drop(write);

@@ -79,15 +79,89 @@ pub(crate) fn set_domainname(name: &str) -> io::Result<()> {
 }
 
 /// Marks every fd from `first` upwards close-on-exec, so nothing of the caller leaks into
-/// the container process (runc does the same).
+/// the container process (runc does the same): `close_range(CLOSE_RANGE_CLOEXEC)`, or where
+/// the kernel lacks it (before 5.11, or a seccomp profile of the caller's forbids it), each
+/// descriptor listed in /proc/self/fd.
 pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing, it only sets a flag on
     // open descriptors; no memory is passed.
     let ret = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if ret == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENOSYS | libc::EINVAL | libc::EPERM) => for_each_fd_from(first, set_cloexec),
+        _ => Err(error),
+    }
+}
+
+/// Sets `FD_CLOEXEC` on `fd` (by number: it may belong to no Rust object); `EBADF` (closed
+/// meanwhile) is fine.
+fn set_cloexec(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFD/F_SETFD) takes and returns integers only; an fd that is not open
+    // makes it fail with EBADF, nothing else.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags == -1 {
+        return ignore_ebadf(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
     if ret == -1 {
-        return Err(io::Error::last_os_error());
+        return ignore_ebadf(io::Error::last_os_error());
     }
     Ok(())
+}
+
+fn ignore_ebadf(error: io::Error) -> io::Result<()> {
+    if error.raw_os_error() == Some(libc::EBADF) {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// Calls `f` with every open descriptor from `first` up, as /proc/self/fd lists them (minus
+/// the directory's own descriptor), collected before the first call.
+fn for_each_fd_from(
+    first: u32,
+    mut f: impl FnMut(std::os::fd::RawFd) -> io::Result<()>,
+) -> io::Result<()> {
+    let fds: Vec<std::os::fd::RawFd> = {
+        let dir = std::fs::read_dir("/proc/self/fd")?;
+        let mut fds = Vec::new();
+        for entry in dir {
+            let name = entry?.file_name();
+            if let Some(fd) = name
+                .to_str()
+                .and_then(|n| n.parse::<std::os::fd::RawFd>().ok())
+                .filter(|&fd| u32::try_from(fd).is_ok_and(|fd| fd >= first))
+            {
+                fds.push(fd);
+            }
+        }
+        fds
+    };
+    // The directory's descriptor was closed when `dir` dropped; it fails with EBADF below.
+    fds.into_iter().try_for_each(&mut f)
+}
+
+/// Closes every descriptor from `first` up: `close_range`, or each one /proc/self/fd lists
+/// where that is not allowed (a seccomp profile without it) or not there. Only for a process
+/// that owns no Rust object holding one of them (the `--init` reaper; `berth oci create`
+/// before it opens anything).
+pub(crate) fn close_from(first: u32) {
+    // SAFETY: close_range(2) on our own descriptors; the caller uses none of them again.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if ret == 0 {
+        return;
+    }
+    let _ = for_each_fd_from(first, |fd| {
+        // SAFETY: closing a descriptor by number that nothing in this process uses again (the
+        // caller is the `--init` reaper, which owns no Rust object holding one).
+        unsafe { libc::close(fd) };
+        Ok(())
+    });
 }
 
 /// Closes every descriptor but those in `keep` (a pipe 0 to 2 included), with `close_range`
@@ -202,6 +276,75 @@ pub(crate) fn load_seccomp_program(program: &[libc::sock_filter]) -> io::Result<
     Ok(())
 }
 
+/// Descriptors a [`spawn`]ed program gets as 0, 1 and 2, and the close-on-exec pipe its
+/// child side reports a failed `execve` on (the errno, 4 bytes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpawnFds<'a> {
+    pub stdin: BorrowedFd<'a>,
+    pub stdout: BorrowedFd<'a>,
+    pub stderr: BorrowedFd<'a>,
+    pub exec_error: BorrowedFd<'a>,
+}
+
+/// fork(2) + execve(2) of `path` with `argv` and `env`, its standard streams from `fds`, the
+/// signal mask emptied and SIGPIPE back to default (the caller may block or ignore signals).
+/// Everything the child needs is prepared before the fork, so the child only makes system
+/// calls. Returns the child's pid.
+///
+/// JUSTIFICATION: std's `Command` may use `posix_spawn`, which glibc implements with
+/// `clone3`; a seccomp profile that forbids `clone3` with EPERM (older Docker profiles) would
+/// then fail the startContainer hooks, which run after the filter. fork(2) is `clone`.
+pub(crate) fn spawn(
+    path: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    env: &[std::ffi::CString],
+    fds: SpawnFds<'_>,
+) -> io::Result<i32> {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    // SAFETY: callers are single-threaded (the container init, the monitor, `berth oci`), so
+    // the child's copy of the address space is consistent; the child only makes the system
+    // calls below and execs or `_exit`s.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            let fail = |errno: i32| -> ! {
+                let bytes = errno.to_ne_bytes();
+                // SAFETY: writes 4 bytes from a local array to a descriptor we own.
+                unsafe { libc::write(fds.exec_error.as_raw_fd(), bytes.as_ptr().cast(), 4) };
+                exit_now(127)
+            };
+            let last = || {
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO)
+            };
+            for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+                // SAFETY: dup2(2) of descriptors the child owns onto 0..=2; integers only.
+                if unsafe { libc::dup2(from.as_raw_fd(), to) } == -1 {
+                    fail(last());
+                }
+            }
+            // SAFETY: `set` is a local sigset_t, initialized by sigemptyset before use.
+            let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: initializes the local set.
+            unsafe { libc::sigemptyset(&mut set) };
+            // SAFETY: sets the mask from the initialized local set; no old mask requested.
+            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+            // SAFETY: restores the default disposition of SIGPIPE; no handler is installed.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            // SAFETY: `path`, `argv_ptrs` and `env_ptrs` are NUL-terminated strings and
+            // null-terminated pointer arrays that live until execve replaces the process.
+            unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+            fail(last())
+        }
+        child => Ok(child),
+    }
+}
+
 /// The program the `--init` reaper forwards signals to (0 before it exists).
 static INIT_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -239,8 +382,7 @@ pub(crate) fn run_as_init(child: i32) -> ! {
         // SAFETY: the handler only loads an atomic and calls kill(2), both async-signal-safe.
         unsafe { libc::signal(sig, handler) };
     }
-    // SAFETY: close_range(2) on our own descriptors; nothing in this process uses them again.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    close_from(3);
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid(2) writes the status into our local.
@@ -256,5 +398,27 @@ pub(crate) fn run_as_init(child: i32) -> ! {
         if pid < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             exit_now(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn the_proc_fallback_marks_descriptors_cloexec() {
+        let file = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open");
+        let fd = file.as_raw_fd();
+        let flags = || nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFD).expect("getfd");
+        assert_eq!(flags() & libc::FD_CLOEXEC, 0);
+        for_each_fd_from(u32::try_from(fd).expect("fd"), set_cloexec).expect("fallback");
+        assert_eq!(flags() & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     }
 }

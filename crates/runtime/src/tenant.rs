@@ -59,7 +59,7 @@ fn run_helper(
     {
         CloneResult::Parent(pid) => Ok(pid),
         CloneResult::Child => {
-            let run = || process.run(report.as_fd(), || Ok(()));
+            let run = || process.run(report.as_fd(), false, || Ok(()));
             let code = match install_io(io).and_then(|()| run()) {
                 Err(failure) => {
                     sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
@@ -128,7 +128,7 @@ pub fn exec_with(
     plan.die_with_parent = options.die_with_parent;
     let namespaces =
         NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
-    let cgroup = CgroupPlan::from_spec(spec);
+    let cgroup = CgroupPlan::from_spec(spec)?;
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
     let helper = match crate::sys::clone_process(0)
@@ -193,7 +193,7 @@ pub fn exec_with(
             reap(pid);
             Err(failure.into_error())
         }
-        Report::Ready | Report::Pid(_) => {
+        Report::Ready | Report::Hooks | Report::Pid(_) => {
             reap(pid);
             Err(RuntimeError::Init {
                 step: Step::WaitForStart,

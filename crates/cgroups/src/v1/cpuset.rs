@@ -22,11 +22,18 @@ impl Limit for Cpuset {
             .cpuset_cpus
             .as_deref()
             .is_some_and(|c| !c.is_empty())
+            || resources
+                .cpuset_mems
+                .as_deref()
+                .is_some_and(|m| !m.is_empty())
     }
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
         if let Some(cpus) = resources.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
             fs::write_limit(dir, CPUS, cpus, Self::NAME)?;
+        }
+        if let Some(mems) = resources.cpuset_mems.as_deref().filter(|m| !m.is_empty()) {
+            fs::write_limit(dir, MEMS, mems, Self::NAME)?;
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! v1 `memory` controller: `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes` (memory +
-//! swap; absent when the kernel does not account swap), `memory.soft_limit_in_bytes`, and
-//! usage, `memory.stat` and `memory.oom_control` for stats.
+//! swap; absent when the kernel does not account swap), `memory.soft_limit_in_bytes`,
+//! `memory.swappiness`, `memory.oom_control` (also read for stats), `memory.kmem.limit_in_bytes`
+//! (kernels since 6.1 accept and ignore writes there: read back, and refused when ignored) and
+//! `memory.kmem.tcp.limit_in_bytes`; usage and `memory.stat` for stats.
 
 use std::io;
 use std::path::Path;
@@ -26,29 +28,86 @@ impl Limit for Memory {
         set(resources.memory).is_some()
             || set(resources.memory_swap).is_some()
             || set(resources.memory_reservation).is_some()
+            || resources.memory_swappiness.is_some()
+            || resources.oom_kill_disable.is_some()
+            || resources.kernel_memory.is_some()
+            || resources.kernel_memory_tcp.is_some()
     }
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
-        let limit = set(resources.memory);
-        let memsw = set(resources.memory_swap);
-        match (limit, memsw) {
-            (Some(limit), Some(memsw)) => apply_both(dir, limit, memsw)?,
-            (Some(limit), None) => fs::write_limit(dir, LIMIT, &limit.to_string(), Self::NAME)?,
-            (None, Some(memsw)) => {
-                fs::write_if_present(&dir.join(MEMSW_LIMIT), &memsw.to_string())?;
-            }
-            (None, None) => {}
-        }
-        if let Some(reservation) = set(resources.memory_reservation) {
-            fs::write_limit(
+        apply_limits(dir, resources)?;
+        if let Some(swappiness) = resources.memory_swappiness {
+            fs::write_setting(
                 dir,
-                "memory.soft_limit_in_bytes",
-                &reservation.to_string(),
-                Self::NAME,
+                "memory.swappiness",
+                &swappiness.to_string(),
+                "memory.swappiness",
+            )?;
+        }
+        if let Some(disable) = resources.oom_kill_disable {
+            let value = if disable { "1" } else { "0" };
+            fs::write_setting(dir, "memory.oom_control", value, "memory.disableOOMKiller")?;
+        }
+        if let Some(kernel) = resources.kernel_memory {
+            apply_kernel(dir, kernel)?;
+        }
+        if let Some(tcp) = resources.kernel_memory_tcp {
+            fs::write_setting(
+                dir,
+                "memory.kmem.tcp.limit_in_bytes",
+                &tcp.to_string(),
+                "memory.kernelTCP",
             )?;
         }
         Ok(())
     }
+}
+
+/// `memory.kmem.limit_in_bytes`, read back: since Linux 6.1 the kernel takes the write and
+/// keeps no limit, which would leave the setting silently ignored.
+fn apply_kernel(dir: &Path, kernel: i64) -> Result<(), CgroupError> {
+    const FILE: &str = "memory.kmem.limit_in_bytes";
+    fs::write_setting(dir, FILE, &kernel.to_string(), "memory.kernel")?;
+    if kernel < 0 {
+        return Ok(());
+    }
+    let kept = fs::read(&dir.join(FILE))?
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(-1);
+    // The kernel rounds a limit down to whole pages.
+    if kept > kernel || kept < kernel - 65536 {
+        return Err(CgroupError::NotSupported {
+            setting: "memory.kernel",
+            reason: format!(
+                "this host's kernel no longer enforces kernel memory limits ({} reads {kept} after writing {kernel})",
+                dir.join(FILE).display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The memory and memory + swap limits and the soft limit.
+fn apply_limits(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
+    let limit = set(resources.memory);
+    let memsw = set(resources.memory_swap);
+    match (limit, memsw) {
+        (Some(limit), Some(memsw)) => apply_both(dir, limit, memsw)?,
+        (Some(limit), None) => fs::write_limit(dir, LIMIT, &limit.to_string(), Memory::NAME)?,
+        (None, Some(memsw)) => {
+            fs::write_if_present(&dir.join(MEMSW_LIMIT), &memsw.to_string())?;
+        }
+        (None, None) => {}
+    }
+    if let Some(reservation) = set(resources.memory_reservation) {
+        fs::write_limit(
+            dir,
+            "memory.soft_limit_in_bytes",
+            &reservation.to_string(),
+            Memory::NAME,
+        )?;
+    }
+    Ok(())
 }
 
 /// The kernel keeps memsw ≥ limit at every step: when raising, memsw must go first; when
@@ -147,6 +206,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read(tmp.path(), LIMIT), "-1");
+    }
+
+    #[test]
+    fn swappiness_oom_and_kernel_tcp() {
+        let tmp = fixture();
+        for (file, content) in [
+            ("memory.swappiness", "60\n"),
+            ("memory.oom_control", "oom_kill_disable 0\n"),
+            ("memory.kmem.tcp.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.kmem.limit_in_bytes", "9223372036854771712\n"),
+        ] {
+            stdfs::write(tmp.path().join(file), content).unwrap();
+        }
+        let resources = Resources {
+            memory_swappiness: Some(10),
+            oom_kill_disable: Some(true),
+            kernel_memory_tcp: Some(1 << 20),
+            ..Default::default()
+        };
+        assert!(Memory::wanted(&resources));
+        Memory::apply(tmp.path(), &resources).unwrap();
+        assert_eq!(read(tmp.path(), "memory.swappiness"), "10");
+        assert_eq!(read(tmp.path(), "memory.oom_control"), "1");
+        assert_eq!(
+            read(tmp.path(), "memory.kmem.tcp.limit_in_bytes"),
+            "1048576"
+        );
+        // A kernel that keeps what it was given enforces it (plain files do).
+        let kernel = Resources {
+            kernel_memory: Some(64 << 20),
+            ..Default::default()
+        };
+        Memory::apply(tmp.path(), &kernel).unwrap();
+        assert_eq!(read(tmp.path(), "memory.kmem.limit_in_bytes"), "67108864");
+    }
+
+    #[test]
+    fn a_missing_swappiness_file_is_refused_naming_the_setting() {
+        let tmp = fixture();
+        let err = Memory::apply(
+            tmp.path(),
+            &Resources {
+                memory_swappiness: Some(10),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("memory.swappiness: "), "{err}");
     }
 
     #[test]

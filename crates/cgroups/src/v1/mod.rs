@@ -11,10 +11,16 @@
 //! <root>/cpuset/berth/<id>/     cpuset.cpus, cpuset.mems
 //! <root>/blkio/berth/<id>/      blkio.throttle.io_service_bytes
 //! <root>/devices/berth/<id>/    devices.allow, devices.deny
+//! <root>/hugetlb/berth/<id>/    hugetlb.<size>.limit_in_bytes
+//! <root>/net_cls/berth/<id>/    net_cls.classid        (net_cls and net_prio may be one
+//! <root>/net_prio/berth/<id>/   net_prio.ifpriomap      mount, `net_cls,net_prio`)
+//! <root>/rdma/berth/<id>/       rdma.max
 //! ```
 //!
-//! Controllers that are not mounted are skipped, unless a limit needs them. Other v1
-//! hierarchies (`systemd`, the empty cgroup2 at `unified` on hybrid hosts) are ignored.
+//! Controllers that are not mounted are skipped, unless a limit needs them: then the create
+//! fails before any directory is made, naming the setting. `unified` (raw cgroup v2 files)
+//! is refused. Other v1 hierarchies (`systemd`, the empty cgroup2 at `unified` on hybrid
+//! hosts) are ignored.
 
 pub(crate) mod blkio;
 pub(crate) mod cpu;
@@ -22,8 +28,11 @@ pub(crate) mod cpuacct;
 pub(crate) mod cpuset;
 pub(crate) mod devices;
 pub(crate) mod freezer;
+pub(crate) mod hugetlb;
 pub(crate) mod memory;
+pub(crate) mod net;
 pub(crate) mod pids;
+pub(crate) mod rdma;
 
 use std::fs as stdfs;
 use std::path::{Path, PathBuf};
@@ -56,6 +65,10 @@ pub(crate) struct V1Cgroup {
     cpuset: Option<ControllerDir>,
     blkio: Option<ControllerDir>,
     devices: Option<ControllerDir>,
+    hugetlb: Option<ControllerDir>,
+    net_cls: Option<ControllerDir>,
+    net_prio: Option<ControllerDir>,
+    rdma: Option<ControllerDir>,
     /// Each existing directory once (cpu and cpuacct may share one), cpuset first so that
     /// it is initialized before anything else could join.
     dirs: Vec<PathBuf>,
@@ -80,6 +93,10 @@ impl V1Cgroup {
             cpuset: at("cpuset"),
             blkio: at("blkio"),
             devices: at("devices"),
+            hugetlb: at("hugetlb"),
+            net_cls: at("net_cls"),
+            net_prio: at("net_prio"),
+            rdma: at("rdma"),
             dirs: Vec::new(),
         };
         let all = [
@@ -91,6 +108,10 @@ impl V1Cgroup {
             &cgroup.freezer,
             &cgroup.blkio,
             &cgroup.devices,
+            &cgroup.hugetlb,
+            &cgroup.net_cls,
+            &cgroup.net_prio,
+            &cgroup.rdma,
         ];
         let mut dirs: Vec<PathBuf> = Vec::with_capacity(all.len());
         for controller in all.into_iter().flatten() {
@@ -136,11 +157,44 @@ impl V1Cgroup {
         let missing = need::<memory::Memory>(&self.memory, resources)
             .or_else(|| need::<cpu::Cpu>(&self.cpu, resources))
             .or_else(|| need::<pids::Pids>(&self.pids, resources))
-            .or_else(|| need::<cpuset::Cpuset>(&self.cpuset, resources));
-        match missing {
-            Some(controller) => Err(self.unsupported(controller)),
-            None => Ok(()),
+            .or_else(|| need::<cpuset::Cpuset>(&self.cpuset, resources))
+            .or_else(|| need::<blkio::Blkio>(&self.blkio, resources));
+        if let Some(controller) = missing {
+            return Err(self.unsupported(controller));
         }
+        let settings = [
+            (
+                !resources.hugepage_limits.is_empty(),
+                &self.hugetlb,
+                "hugepageLimits",
+                "hugetlb",
+            ),
+            (
+                resources.net_class_id.is_some(),
+                &self.net_cls,
+                "network.classID",
+                "net_cls",
+            ),
+            (
+                !resources.net_priorities.is_empty(),
+                &self.net_prio,
+                "network.priorities",
+                "net_prio",
+            ),
+            (!resources.rdma.is_empty(), &self.rdma, "rdma", "rdma"),
+        ];
+        for (wanted, slot, setting, controller) in settings {
+            if wanted && slot.is_none() {
+                return Err(fs::no_controller(setting, controller));
+            }
+        }
+        if !resources.unified.is_empty() {
+            return Err(CgroupError::NotSupported {
+                setting: "unified",
+                reason: "this host uses cgroup v1; unified settings are cgroup v2 files".into(),
+            });
+        }
+        Ok(())
     }
 
     fn apply(&self, resources: &Resources) -> Result<(), CgroupError> {
@@ -156,7 +210,21 @@ impl V1Cgroup {
         apply_one::<memory::Memory>(&self.memory, resources)?;
         apply_one::<cpu::Cpu>(&self.cpu, resources)?;
         apply_one::<pids::Pids>(&self.pids, resources)?;
-        apply_one::<cpuset::Cpuset>(&self.cpuset, resources)
+        apply_one::<cpuset::Cpuset>(&self.cpuset, resources)?;
+        apply_one::<blkio::Blkio>(&self.blkio, resources)?;
+        if let Some(controller) = &self.hugetlb {
+            hugetlb::apply(&controller.dir, resources, crate::CgroupVersion::V1)?;
+        }
+        if let Some(controller) = &self.net_cls {
+            net::apply_class(&controller.dir, resources)?;
+        }
+        if let Some(controller) = &self.net_prio {
+            net::apply_priorities(&controller.dir, resources)?;
+        }
+        if let Some(controller) = &self.rdma {
+            rdma::apply(&controller.dir, resources)?;
+        }
+        Ok(())
     }
 
     fn unsupported(&self, controller: &'static str) -> CgroupError {
@@ -268,6 +336,7 @@ fn resolve_mount(root: &Path, name: &str) -> Option<PathBuf> {
     }
     let joint: &[&str] = match name {
         "cpu" | "cpuacct" => &["cpu,cpuacct", "cpuacct,cpu"],
+        "net_cls" | "net_prio" => &["net_cls,net_prio", "net_prio,net_cls"],
         _ => &[],
     };
     joint.iter().map(|j| root.join(j)).find(|p| p.is_dir())
@@ -427,6 +496,103 @@ mod tests {
             "{err}"
         );
         assert!(!tmp.path().join("memory/berth").exists());
+    }
+
+    #[test]
+    fn every_oci_setting_reaches_its_file() {
+        let tmp = fixture("abc");
+        let root = tmp.path();
+        for (controller, files) in [
+            ("hugetlb", &["hugetlb.2MB.limit_in_bytes"][..]),
+            ("net_cls", &["net_cls.classid"][..]),
+            ("net_prio", &["net_prio.ifpriomap"][..]),
+            ("rdma", &["rdma.max"][..]),
+        ] {
+            let dir = root.join(controller).join("berth/abc");
+            stdfs::create_dir_all(&dir).unwrap();
+            for file in files {
+                stdfs::write(dir.join(file), "").unwrap();
+            }
+        }
+        let memory = root.join("memory/berth/abc");
+        stdfs::write(memory.join("memory.swappiness"), "60").unwrap();
+        let cgroup = V1Cgroup::new(root, Path::new("berth/abc"));
+        let resources = Resources {
+            memory_swappiness: Some(0),
+            oom_kill_disable: Some(true),
+            cpuset_mems: Some("0".into()),
+            hugepage_limits: vec![crate::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 2 << 20,
+            }],
+            net_class_id: Some(7),
+            net_priorities: vec![("lo".into(), 2)],
+            rdma: vec![crate::RdmaLimit {
+                device: "mlx4_0".into(),
+                hca_handles: Some(1),
+                hca_objects: Some(2),
+            }],
+            ..Default::default()
+        };
+        cgroup.create(&resources, &[]).unwrap();
+        assert_eq!(read(root, "memory/berth/abc/memory.swappiness"), "0");
+        assert_eq!(read(root, "memory/berth/abc/memory.oom_control"), "1");
+        assert_eq!(read(root, "cpuset/berth/abc/cpuset.mems"), "0");
+        assert_eq!(
+            read(root, "hugetlb/berth/abc/hugetlb.2MB.limit_in_bytes"),
+            "2097152"
+        );
+        assert_eq!(read(root, "net_cls/berth/abc/net_cls.classid"), "7");
+        assert_eq!(read(root, "net_prio/berth/abc/net_prio.ifpriomap"), "lo 2");
+        assert_eq!(
+            read(root, "rdma/berth/abc/rdma.max"),
+            "mlx4_0 hca_handle=1 hca_object=2"
+        );
+    }
+
+    #[test]
+    fn settings_without_their_controller_are_refused_before_any_mkdir() {
+        let tmp = tempfile::tempdir().unwrap();
+        stdfs::create_dir(tmp.path().join("memory")).unwrap();
+        let cgroup = V1Cgroup::new(tmp.path(), Path::new("berth/x"));
+        let cases = [
+            (
+                Resources {
+                    hugepage_limits: vec![crate::HugepageLimit {
+                        page_size: "2MB".into(),
+                        limit: 1,
+                    }],
+                    ..Default::default()
+                },
+                "hugepageLimits: this host has no hugetlb cgroup controller",
+            ),
+            (
+                Resources {
+                    net_class_id: Some(1),
+                    ..Default::default()
+                },
+                "network.classID: this host has no net_cls cgroup controller",
+            ),
+            (
+                Resources {
+                    rdma: vec![crate::RdmaLimit::default()],
+                    ..Default::default()
+                },
+                "rdma: this host has no rdma cgroup controller",
+            ),
+            (
+                Resources {
+                    unified: vec![("memory.high".into(), "1".into())],
+                    ..Default::default()
+                },
+                "unified: this host uses cgroup v1",
+            ),
+        ];
+        for (resources, message) in cases {
+            let err = cgroup.create(&resources, &[]).unwrap_err();
+            assert!(err.to_string().starts_with(message), "{err}");
+            assert!(!tmp.path().join("memory/berth").exists());
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ impl Limit for Cpu {
         resources.cpu_shares.is_some_and(|s| s > 0)
             || resources.cpu_period.is_some_and(|p| p > 0)
             || resources.cpu_quota.is_some_and(|q| q != 0)
+            || resources.cpu_idle.is_some()
+            || resources.cpu_burst.is_some()
     }
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
@@ -47,6 +49,12 @@ impl Limit for Cpu {
         };
         if let Some(max) = max {
             fs::write_limit(dir, "cpu.max", &max, Self::NAME)?;
+        }
+        if let Some(burst) = resources.cpu_burst {
+            fs::write_setting(dir, "cpu.max.burst", &burst.to_string(), "cpu.burst")?;
+        }
+        if let Some(idle) = resources.cpu_idle {
+            fs::write_setting(dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
         }
         Ok(())
     }

@@ -7,6 +7,13 @@
 //!                                      pids.max, cpuset.cpus, cgroup.freeze, cgroup.procs
 //! ```
 //!
+//! Also `io.weight`/`io.bfq.weight` and `io.max`, `cpu.idle`, `cpu.max.burst`, `cpuset.mems`,
+//! `hugetlb.<size>.max`, `rdma.max`, and the raw files of `unified`. v2 has no swappiness, no
+//! OOM-killer switch, no kernel memory limits, no real-time bandwidth and no net_cls/net_prio:
+//! those are refused before anything is created, as are settings whose controller the host
+//! does not offer (hugetlb, rdma, or a `unified` file's). `hugetlb`, `rdma` and the
+//! controllers `unified` names are enabled in the parents only when asked for.
+//!
 //! Device rules are not enforced here: v2 has no devices files, only eBPF programs (which
 //! this crate does not load).
 
@@ -16,6 +23,7 @@ pub(crate) mod freezer;
 pub(crate) mod io;
 pub(crate) mod memory;
 pub(crate) mod pids;
+pub(crate) mod unified;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -49,18 +57,101 @@ impl V2Cgroup {
     }
 
     pub(crate) fn create(&self, resources: &Resources) -> Result<(), CgroupError> {
+        let extra = self.check_supported(resources)?;
         if let Some(parent) = self.dir.parent().filter(|p| *p != self.root) {
-            self.enable_controllers(parent)?;
+            self.enable_controllers(parent, &extra)?;
         }
         fs::make_dir(&self.dir)?;
-        self.update(resources)
+        self.apply(resources)
+    }
+
+    /// Refuses what v2 does not have, or the host does not offer, before anything is made;
+    /// returns the controllers beyond [`CONTROLLERS`] the settings need.
+    fn check_supported(&self, resources: &Resources) -> Result<Vec<String>, CgroupError> {
+        let v1_only = [
+            (
+                resources.memory_swappiness.is_some(),
+                "memory.swappiness",
+                "no swappiness",
+            ),
+            (
+                resources.oom_kill_disable == Some(true),
+                "memory.disableOOMKiller",
+                "no switch for the OOM killer",
+            ),
+            (
+                resources.kernel_memory.is_some(),
+                "memory.kernel",
+                "no kernel memory limit",
+            ),
+            (
+                resources.kernel_memory_tcp.is_some(),
+                "memory.kernelTCP",
+                "no kernel TCP memory limit",
+            ),
+            (
+                resources.cpu_realtime_runtime.is_some(),
+                "cpu.realtimeRuntime",
+                "no real-time bandwidth",
+            ),
+            (
+                resources.cpu_realtime_period.is_some(),
+                "cpu.realtimePeriod",
+                "no real-time bandwidth",
+            ),
+            (
+                resources.net_class_id.is_some(),
+                "network.classID",
+                "no net_cls controller",
+            ),
+            (
+                !resources.net_priorities.is_empty(),
+                "network.priorities",
+                "no net_prio controller",
+            ),
+        ];
+        for (wanted, setting, what) in v1_only {
+            if wanted {
+                return Err(CgroupError::NotSupported {
+                    setting,
+                    reason: format!("this host uses cgroup v2, which has {what}"),
+                });
+            }
+        }
+        let available = fs::read(&self.root.join("cgroup.controllers"))?.unwrap_or_default();
+        let mut extra: Vec<(String, &'static str)> = Vec::new();
+        if !resources.hugepage_limits.is_empty() {
+            extra.push(("hugetlb".into(), "hugepageLimits"));
+        }
+        if !resources.rdma.is_empty() {
+            extra.push(("rdma".into(), "rdma"));
+        }
+        for (file, _) in &resources.unified {
+            let controller = unified::controller_of(file)?;
+            if !matches!(
+                controller,
+                "cgroup" | "cpu" | "memory" | "pids" | "io" | "cpuset"
+            ) {
+                extra.push((controller.to_owned(), "unified"));
+            }
+        }
+        for (controller, setting) in &extra {
+            if !has_token(&available, controller) {
+                return Err(fs::no_controller(setting, controller));
+            }
+        }
+        Ok(extra.into_iter().map(|(c, _)| c).collect())
     }
 
     /// Makes the controllers available to children of `parent`, enabling them on every level
     /// from the root down. The common case (already done) costs one read.
-    fn enable_controllers(&self, parent: &Path) -> Result<(), CgroupError> {
+    fn enable_controllers(&self, parent: &Path, extra: &[String]) -> Result<(), CgroupError> {
+        let wanted_all = |enabled: &str| {
+            CONTROLLERS.iter().all(|c| has_token(enabled, c))
+                && extra.iter().all(|c| has_token(enabled, c))
+        };
         match fs::read(&parent.join("cgroup.subtree_control"))? {
-            Some(enabled) if CONTROLLERS.iter().all(|c| has_token(&enabled, c)) => return Ok(()),
+            Some(enabled) if wanted_all(&enabled) => return Ok(()),
             Some(_) => {}
             None => {
                 fs::make_dir(parent)?;
@@ -69,6 +160,7 @@ impl V2Cgroup {
         let available = fs::read(&self.root.join("cgroup.controllers"))?.unwrap_or_default();
         let wanted: Vec<&str> = CONTROLLERS
             .into_iter()
+            .chain(extra.iter().map(String::as_str))
             .filter(|c| has_token(&available, c))
             .collect();
         let mut levels: Vec<&Path> = parent
@@ -100,6 +192,11 @@ impl V2Cgroup {
     }
 
     pub(crate) fn update(&self, resources: &Resources) -> Result<(), CgroupError> {
+        self.check_supported(resources)?;
+        self.apply(resources)
+    }
+
+    fn apply(&self, resources: &Resources) -> Result<(), CgroupError> {
         fn apply_one<C: Limit>(dir: &Path, r: &Resources) -> Result<(), CgroupError> {
             if C::wanted(r) {
                 C::apply(dir, r)
@@ -110,7 +207,11 @@ impl V2Cgroup {
         apply_one::<memory::Memory>(&self.dir, resources)?;
         apply_one::<cpu::Cpu>(&self.dir, resources)?;
         apply_one::<pids::Pids>(&self.dir, resources)?;
-        apply_one::<cpuset::Cpuset>(&self.dir, resources)
+        apply_one::<cpuset::Cpuset>(&self.dir, resources)?;
+        apply_one::<io::Io>(&self.dir, resources)?;
+        crate::v1::hugetlb::apply(&self.dir, resources, crate::CgroupVersion::V2)?;
+        crate::v1::rdma::apply(&self.dir, resources)?;
+        unified::apply(&self.dir, resources)
     }
 
     pub(crate) fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
@@ -235,6 +336,118 @@ mod tests {
         assert_eq!(read(root, "berth/abc/pids.max"), "max");
         assert_eq!(read(root, "berth/abc/cpuset.cpus"), "0");
         assert_eq!(read(root, "berth/abc/memory.low"), "0\n");
+    }
+
+    #[test]
+    fn v1_only_settings_are_refused_before_any_mkdir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        stdfs::write(root.join("cgroup.controllers"), "cpu memory pids io\n").unwrap();
+        let cgroup = V2Cgroup::new(root, Path::new("berth/abc"));
+        let cases = [
+            (
+                Resources {
+                    memory_swappiness: Some(10),
+                    ..Default::default()
+                },
+                "memory.swappiness: this host uses cgroup v2",
+            ),
+            (
+                Resources {
+                    kernel_memory: Some(1 << 20),
+                    ..Default::default()
+                },
+                "memory.kernel: ",
+            ),
+            (
+                Resources {
+                    cpu_realtime_runtime: Some(10),
+                    ..Default::default()
+                },
+                "cpu.realtimeRuntime: ",
+            ),
+            (
+                Resources {
+                    net_class_id: Some(1),
+                    ..Default::default()
+                },
+                "network.classID: ",
+            ),
+            (
+                Resources {
+                    hugepage_limits: vec![crate::HugepageLimit {
+                        page_size: "2MB".into(),
+                        limit: 1,
+                    }],
+                    ..Default::default()
+                },
+                "hugepageLimits: this host has no hugetlb cgroup controller",
+            ),
+            (
+                Resources {
+                    unified: vec![("misc.max".into(), "x 1".into())],
+                    ..Default::default()
+                },
+                "unified: this host has no misc cgroup controller",
+            ),
+        ];
+        for (resources, message) in cases {
+            let err = cgroup.create(&resources).unwrap_err();
+            assert!(err.to_string().starts_with(message), "{err}");
+            assert!(!root.join("berth").exists());
+        }
+    }
+
+    #[test]
+    fn oci_settings_reach_their_v2_files() {
+        let tmp = fixture("abc");
+        let root = tmp.path();
+        let dir = root.join("berth/abc");
+        for file in [
+            "cpu.idle",
+            "cpu.max.burst",
+            "cpuset.mems",
+            "io.weight",
+            "io.max",
+            "hugetlb.2MB.max",
+            "memory.high",
+        ] {
+            stdfs::write(dir.join(file), "").unwrap();
+        }
+        let resources = Resources {
+            cpu_idle: Some(1),
+            cpu_burst: Some(5000),
+            cpuset_mems: Some("0".into()),
+            block_io: Some(crate::BlockIo {
+                weight: Some(1000),
+                write_bps: vec![crate::ThrottleDevice {
+                    major: 254,
+                    minor: 0,
+                    rate: 4096,
+                }],
+                ..Default::default()
+            }),
+            hugepage_limits: vec![crate::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 2 << 20,
+            }],
+            unified: vec![("memory.high".into(), "50000000".into())],
+            ..Default::default()
+        };
+        V2Cgroup::new(root, Path::new("berth/abc"))
+            .create(&resources)
+            .unwrap();
+        assert_eq!(
+            read(root, "berth/cgroup.subtree_control"),
+            "+cpu +memory +pids +io +cpuset +hugetlb"
+        );
+        assert_eq!(read(root, "berth/abc/cpu.idle"), "1");
+        assert_eq!(read(root, "berth/abc/cpu.max.burst"), "5000");
+        assert_eq!(read(root, "berth/abc/cpuset.mems"), "0");
+        assert_eq!(read(root, "berth/abc/io.weight"), "10000");
+        assert_eq!(read(root, "berth/abc/io.max"), "254:0 wbps=4096");
+        assert_eq!(read(root, "berth/abc/hugetlb.2MB.max"), "2097152");
+        assert_eq!(read(root, "berth/abc/memory.high"), "50000000");
     }
 
     #[test]

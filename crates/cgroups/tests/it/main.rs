@@ -135,6 +135,7 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
         cpu_shares: Some(512),
         cpuset_cpus: Some("0".into()),
         pids_limit: Some(64),
+        ..Default::default()
     };
     fixture.cgroup.create(&resources).unwrap();
 
@@ -345,4 +346,122 @@ fn v1_create_cost() {
         cgroup.destroy().unwrap();
     }
     eprintln!("create: {:?} on average over {N}", total / N);
+}
+
+/// A whole disk of this host (`MAJ`, `MIN`), for the blkio files.
+fn whole_disk() -> Option<(i64, i64)> {
+    let text = fs::read_to_string("/proc/partitions").ok()?;
+    text.lines().skip(2).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (major, minor, name) = (fields.first()?, fields.get(1)?, fields.get(3)?);
+        (*minor == "0" && !name.starts_with("loop") && !name.starts_with("ram"))
+            .then(|| Some((major.parse().ok()?, 0)))
+            .flatten()
+    })
+}
+
+#[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+fn v1_oci_settings_are_applied_or_refused() {
+    berth_testing::require_root();
+    assert_eq!(Cgroup::detect(Path::new(ROOT)), CgroupVersion::V1);
+    let fixture = Fixture::new();
+    let cpu_dir = Path::new(ROOT).join("cpu");
+    let has = |file: &str| cpu_dir.join(file).exists();
+    let disk = whole_disk();
+    let resources = Resources {
+        memory_swappiness: Some(17),
+        oom_kill_disable: Some(true),
+        kernel_memory_tcp: Some(16 << 20),
+        cpuset_mems: Some("0".into()),
+        cpu_idle: has("cpu.idle").then_some(0),
+        cpu_burst: has("cpu.cfs_burst_us").then_some(1000),
+        block_io: disk.map(|(major, minor)| berth_cgroups::BlockIo {
+            read_bps: vec![berth_cgroups::ThrottleDevice {
+                major,
+                minor,
+                rate: 1 << 20,
+            }],
+            write_iops: vec![berth_cgroups::ThrottleDevice {
+                major,
+                minor,
+                rate: 100,
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    fixture.cgroup.create(&resources).unwrap();
+    assert_eq!(fixture.read("memory", "memory.swappiness"), "17");
+    assert!(
+        fixture
+            .read("memory", "memory.oom_control")
+            .contains("oom_kill_disable 1")
+    );
+    assert_eq!(
+        fixture.read("memory", "memory.kmem.tcp.limit_in_bytes"),
+        "16777216"
+    );
+    assert_eq!(fixture.read("cpuset", "cpuset.mems"), "0");
+    if let Some((major, minor)) = disk {
+        assert_eq!(
+            fixture.read("blkio", "blkio.throttle.read_bps_device"),
+            format!("{major}:{minor} 1048576")
+        );
+        assert_eq!(
+            fixture.read("blkio", "blkio.throttle.write_iops_device"),
+            format!("{major}:{minor} 100")
+        );
+    }
+    if has("cpu.cfs_burst_us") {
+        assert_eq!(fixture.read("cpu", "cpu.cfs_burst_us"), "1000");
+    }
+    // Kernels since 6.1 take a kernel memory limit and keep none: refused, naming it.
+    let kernel = Resources {
+        kernel_memory: Some(64 << 20),
+        ..Default::default()
+    };
+    match fixture.cgroup.update(&kernel) {
+        Ok(()) => assert_eq!(
+            fixture.read("memory", "memory.kmem.limit_in_bytes"),
+            "67108864"
+        ),
+        Err(err) => {
+            assert!(err.to_string().starts_with("memory.kernel: "), "{err}");
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        }
+    }
+    // A scheduler without weights (none here has blkio.weight) refuses them.
+    let weight = Resources {
+        block_io: Some(berth_cgroups::BlockIo {
+            weight: Some(500),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let weighed = fixture.dir("blkio").join("blkio.weight").exists()
+        || fixture.dir("blkio").join("blkio.bfq.weight").exists();
+    match fixture.cgroup.update(&weight) {
+        Ok(()) => assert!(weighed),
+        Err(err) => {
+            assert!(!weighed);
+            assert!(err.to_string().starts_with("blockIO.weight: "), "{err}");
+        }
+    }
+    // Unified files are cgroup v2's.
+    let unified = Resources {
+        unified: vec![("memory.high".into(), "1".into())],
+        ..Default::default()
+    };
+    let err = fixture.cgroup.update(&unified).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CgroupError::NotSupported {
+                setting: "unified",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -96,6 +96,9 @@ impl Attachment {
 
 /// Copies monitor frames to the client and client bytes to the monitor. Returns the exit code
 /// carried by an exit frame, if one came.
+/// What a session does with its exit code, called synchronously as the exit frame is read.
+pub(super) type OnExit = Box<dyn FnOnce(i32) + Send>;
+
 pub(super) async fn pump(
     conv: Conversation,
     mut client_rd: tokio::io::ReadHalf<BoxConn>,
@@ -103,7 +106,7 @@ pub(super) async fn pump(
     tty: bool,
     stdin: bool,
     detach_keys: Vec<u8>,
-    on_exit: Option<oneshot::Sender<i32>>,
+    on_exit: Option<OnExit>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Conversation {
@@ -124,9 +127,10 @@ pub(super) async fn pump(
                 break;
             }
             if header[0] == protocol::EXIT_FRAME {
-                if let (Some(tx), Ok(b)) = (on_exit.take(), <[u8; 4]>::try_from(&buf[..])) {
-                    // The receiver records the code; it is dropped only with the session.
-                    let _ = tx.send(i32::from_be_bytes(b));
+                if let (Some(record), Ok(b)) = (on_exit.take(), <[u8; 4]>::try_from(&buf[..])) {
+                    // Recorded here, before the client's stream can end: a client that
+                    // inspects the exec as soon as its output closes sees the code.
+                    record(i32::from_be_bytes(b));
                 }
                 continue;
             }

@@ -31,7 +31,7 @@ pub struct CommitOptions {
 
 /// The files berth bind-mounts into every container: made by the engine, never committed (Docker
 /// keeps them in a hidden init layer).
-const ENGINE_FILES: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+pub(super) const ENGINE_FILES: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
 
 /// Container config fields that describe one run, not an image: left out of the new config.
 const RUN_ONLY: [&str; 10] = [

@@ -39,6 +39,12 @@ fn container_config(body: ContainerCreateBody, image_ref: &str) -> ContainerConf
     }
 }
 
+/// The image's `Healthcheck` (kept verbatim in its config); one that does not decode is none.
+fn image_healthcheck(image: &berth_image::ImageConfig) -> Option<berth_api::models::HealthConfig> {
+    let value = image.config.as_ref()?.other.get("Healthcheck")?;
+    serde_json::from_value(value.clone()).ok()
+}
+
 /// Docker's default hostname: the host's with `--network host`, else the short id.
 fn default_hostname(network_mode: Option<&str>, id: &str) -> String {
     let short = || id[..12].to_string();
@@ -52,11 +58,12 @@ fn default_hostname(network_mode: Option<&str>, id: &str) -> String {
     }
 }
 
-/// The log driver and its options: the container's, else the daemon's default; checked as
-/// dockerd does, before anything is created.
-fn check_log_driver(hc: &mut HostConfig, defaults: &crate::log_driver::LogDefaults) -> Result<()> {
+/// The log driver and its options, checked as dockerd does, before anything is created. The
+/// daemon has already merged its defaults in (`Reloadable::apply_log_defaults`, at the API);
+/// what is still unnamed gets the built-in `json-file`.
+fn check_log_driver(hc: &mut HostConfig) -> Result<()> {
     let log = hc.log_config.get_or_insert_with(Default::default);
-    crate::log_driver::resolve(log, defaults).map_err(invalid)
+    crate::log_driver::resolve(log, &crate::log_driver::LogDefaults::default()).map_err(invalid)
 }
 
 impl ContainerService {
@@ -73,18 +80,23 @@ impl ContainerService {
             .ok_or_else(|| invalid("No image specified"))?;
         let mut hc = body.host_config.clone().unwrap_or_default();
         spec::validate_host_config(&hc)?;
-        let image = {
+        super::health::validate(body.healthcheck.as_ref())?;
+        // Held from here until the writable layer is made (from then on the container keeps
+        // it): an `rmi -f` meanwhile only untags it, and this container can start.
+        let hold = {
             let images = self.images.clone();
             let r = image_ref.clone();
-            blocking(move || images.resolve(&r)).await?
+            blocking(move || images.hold(&r)).await?
         }
         .map_err(super::image_lookup_error(&image_ref))?;
+        let image = hold.record().clone();
         let requested_endpoints = body
             .networking_config
             .as_ref()
             .and_then(|n| n.endpoints_config.clone());
         let mut config = container_config(body, &image_ref);
         spec::merge_image_defaults(&mut config, &image.config);
+        super::health::merge(&mut config, image_healthcheck(&image.config));
         let argv = spec::command_line(&config)?;
         if let Some(sig) = config.stop_signal.as_deref() {
             parse_signal(sig)?;
@@ -103,7 +115,7 @@ impl ContainerService {
         {
             hc.network_mode = Some("bridge".into());
         }
-        check_log_driver(&mut hc, &self.cfg.log_defaults)?;
+        check_log_driver(&mut hc)?;
         if let Some(rt) = hc
             .runtime
             .as_deref()
@@ -112,12 +124,21 @@ impl ContainerService {
             self.runtime_path(rt)?;
         }
         let requested = self.requested_mounts(&config, &hc)?;
+        let links = self.check_links(&hc)?;
         let cgroup_parent = hc
             .cgroup_parent
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| self.cfg.cgroup_parent.clone());
         let name = self.reserve_name(name, &id)?;
+        if !links.is_empty() {
+            hc.links = Some(
+                links
+                    .iter()
+                    .map(|(child, alias)| format!("/{child}:/{name}/{alias}"))
+                    .collect(),
+            );
+        }
         let record = Record {
             version: store::RECORD_VERSION,
             id: id.clone(),
@@ -142,6 +163,7 @@ impl ContainerService {
                 return Err(e);
             }
         };
+        drop(hold);
         let entry = self.new_entry(record.clone());
         self.lock_index().by_id.insert(id.clone(), entry);
         self.publish(&record, "create", &[]);
@@ -182,11 +204,12 @@ impl ContainerService {
         record: Record,
         requested: Vec<berth_volume::MountPoint>,
     ) -> Result<Record> {
+        let remap = spec::remapped(&record.host_config, self.cfg.userns_remap.as_ref())?;
         let paths = Paths::new(&self.cfg.data_root, &self.cfg.run_root, &record.id);
         let (images, volumes) = (self.images.clone(), self.volumes.clone());
         let id = record.id.clone();
         blocking(move || {
-            let made = make_files(&images, &volumes, &paths, record, requested);
+            let made = make_files(&images, &volumes, &paths, record, requested, remap);
             if made.is_err() {
                 // The create's own error is the answer; a failed cleanup is only logged.
                 let dir_gone = match std::fs::remove_dir_all(&paths.data_dir) {
@@ -258,14 +281,16 @@ fn make_files(
     paths: &Paths,
     mut record: Record,
     requested: Vec<berth_volume::MountPoint>,
+    remap: Option<berth_image::IdMapping>,
 ) -> Result<Record> {
-    std::fs::create_dir_all(&paths.data_dir).map_err(io_err("create", &paths.data_dir))?;
+    crate::perms::ensure_dir(&paths.data_dir, crate::perms::DATA_DIR_MODE)
+        .map_err(io_err("create", &paths.data_dir))?;
     spec::write_etc_files(
         &paths.data_dir,
         record.config.hostname.as_deref().unwrap_or(""),
         &record.host_config,
     )?;
-    images.prepare_rootfs(&record.id, &record.image_id)?;
+    images.prepare_rootfs_mapped(&record.id, &record.image_id, remap.as_ref())?;
     let rootfs = images.rootfs(&record.id, &record.image_id)?;
     record.mount_points = mounts::materialize(volumes, &record.id, requested, &rootfs)?;
     if let Err(e) = store::save(paths, &record, true) {

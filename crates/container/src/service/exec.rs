@@ -6,9 +6,8 @@ use std::sync::Arc;
 use berth_api::models::{EventMessageTypeEnum, ExecConfig, ExecInspectResponse, ExecStartConfig};
 use berth_api::stdcopy::StreamType;
 use berth_monitor::protocol::{self, Request, Response};
-use tokio::sync::oneshot;
 
-use super::attach::pump;
+use super::attach::{OnExit, pump};
 use super::{BoxConn, ContainerService, Result, blocking, conflict, invalid};
 use crate::monitor::{Conversation, Monitor, call_ok};
 use crate::store::{self, Record};
@@ -91,28 +90,18 @@ impl ExecSession {
     }
 
     /// Streams until the exec's exit frame and records its code before the client's stream
-    /// closes (the client inspects the exec right after).
+    /// closes (the client inspects the exec right after): the code is recorded by the reader
+    /// of the monitor's frames, synchronously, before it ends the client's output.
     async fn pump_to_exit(&self, conn: Option<BoxConn>, conv: Conversation, stdin: bool) {
-        let (tx, rx) = oneshot::channel();
         let exec = self.exec.clone();
-        let recorder = async move {
-            if let Ok(code) = rx.await {
-                exec.finish(i64::from(code));
-            }
-        };
+        let record: OnExit = Box::new(move |code| exec.finish(i64::from(code)));
         match conn {
             Some(c) => {
                 let (rd, wr) = tokio::io::split(c);
                 let keys = self.detach_keys.clone();
-                tokio::join!(
-                    pump(conv, rd, wr, self.tty, stdin, keys, Some(tx)),
-                    recorder
-                );
+                pump(conv, rd, wr, self.tty, stdin, keys, Some(record)).await;
             }
-            None => {
-                drain_exec(conv, tx).await;
-                recorder.await;
-            }
+            None => drain_exec(conv, record).await,
         }
         // The monitor closed without an exit frame: the container went away.
         if self
@@ -127,7 +116,7 @@ impl ExecSession {
     }
 }
 
-pub(super) async fn drain_exec(conv: Conversation, tx: oneshot::Sender<i32>) {
+pub(super) async fn drain_exec(conv: Conversation, record: OnExit) {
     use tokio::io::AsyncReadExt;
     let Conversation { mut reader, writer } = conv;
     let _keep_stdin_open = writer;
@@ -142,8 +131,7 @@ pub(super) async fn drain_exec(conv: Conversation, tx: oneshot::Sender<i32>) {
         if header[0] == protocol::EXIT_FRAME
             && let Ok(b) = <[u8; 4]>::try_from(&buf[..])
         {
-            // The receiver waits in `pump_to_exit` until this sends or drops.
-            let _ = tx.send(i32::from_be_bytes(b));
+            record(i32::from_be_bytes(b));
             return;
         }
     }
@@ -305,7 +293,13 @@ impl ContainerService {
         if let Some(u) = c.user.clone().filter(|u| !u.is_empty()) {
             let rootfs = self.images.rootfs(&rec.id, &rec.image_id)?;
             // passwd and group of every layer: disk reads, off the async threads.
-            let user = blocking(move || spec::resolve_user(&u, &rootfs)).await??;
+            let group_add = rec.host_config.group_add.clone().unwrap_or_default();
+            let user = blocking(move || {
+                let mut user = spec::resolve_user(&u, &rootfs)?;
+                spec::add_groups(&mut user, &group_add, &rootfs)?;
+                Ok::<_, ContainerError>(user)
+            })
+            .await??;
             process.set_user(spec::oci_user(&user));
         }
         if c.privileged.unwrap_or(false) {

@@ -10,6 +10,9 @@ use super::{ContainerService, blocking};
 use crate::monitor::Conversation;
 use crate::store::{self, Paths, Record, Status};
 
+/// How often a failed save of an exit is tried again.
+const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The part of a run's `config.json` the service keeps (serde skips the rest unparsed).
 #[derive(Debug, serde::Deserialize)]
 struct SpecProcess {
@@ -17,7 +20,7 @@ struct SpecProcess {
 }
 
 /// Reads the exit line of a `Wait` conversation (None if the monitor went away first).
-async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
+pub(super) async fn read_wait(mut wait: Conversation) -> Option<ExitStatus> {
     use tokio::io::AsyncBufReadExt;
     let mut line = String::new();
     wait.reader.read_line(&mut line).await.ok()?;
@@ -55,6 +58,10 @@ fn apply_exit(rec: &mut Record, exit: &ExitStatus, started: bool) {
         rec.state.error = e.clone();
     }
     rec.state.pid = 0;
+    // dockerd reports a stopped probe loop as unhealthy ("for compatibility reasons").
+    if let Some(h) = rec.state.health.as_mut() {
+        h.status = Some(berth_api::models::HealthStatusEnum::UNHEALTHY);
+    }
 }
 
 impl ContainerService {
@@ -77,11 +84,25 @@ impl ContainerService {
             .ok()
             .flatten();
             *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = process;
+            {
+                let rec = entry.rec.lock().await;
+                self.resume_health(&entry, &rec);
+            }
             self.spawn_exit_watcher(entry, wait, true);
             return;
         }
+        self.monitor_lost(&entry).await;
         let exit = read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared);
         self.handle_exit(entry, exit, true).await;
+    }
+
+    /// The monitor of a run is gone (killed, crashed) or never answered: before its exit is
+    /// recorded, nothing of the container may still run. Its processes die with the monitor
+    /// (`PR_SET_PDEATHSIG`); what escaped that (`--pid host`, a process that was joining) is
+    /// killed with the cgroup, which goes too, so the next start runs the only copy.
+    async fn monitor_lost(&self, entry: &Arc<Entry>) {
+        let rec = entry.rec.lock().await.clone();
+        self.kill_leftovers(entry, &rec).await;
     }
 
     /// Waits, in a task of its own, for the exit line of `wait` and applies it.
@@ -90,7 +111,10 @@ impl ContainerService {
         tokio::spawn(async move {
             let exit = match read_wait(wait).await {
                 Some(exit) => exit,
-                None => read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared),
+                None => {
+                    me.monitor_lost(&entry).await;
+                    read_exit_file(&entry.paths).unwrap_or_else(monitor_disappeared)
+                }
             };
             me.handle_exit(entry, exit, started).await;
         });
@@ -99,11 +123,18 @@ impl ContainerService {
     /// Applies an exit: state, events, waiters, then `--rm` or the restart policy.
     pub(super) async fn handle_exit(&self, entry: Arc<Entry>, exit: ExitStatus, started: bool) {
         let mut rec = entry.rec.lock().await;
+        if entry.life.borrow().removed {
+            // `rm` ended the run itself (a stray one) and removed the container.
+            return;
+        }
         apply_exit(&mut rec, &exit, started);
         self.release_networks(&rec.id).await;
         *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
-        let restart = started && !auto_remove && restart_policy::should_restart(&rec);
+        let restart = started
+            && !auto_remove
+            && !entry.exits_on_next()
+            && restart_policy::should_restart(&rec);
         if restart {
             rec.state.status = Status::Restarting;
         }
@@ -112,7 +143,8 @@ impl ContainerService {
         match self.save(&entry, &rec).await {
             Ok(()) => self.remove_run_dir(&entry).await,
             Err(error) => {
-                tracing::error!(container_id = %entry.id, %error, "recording an exit failed; its run dir is kept");
+                tracing::error!(container_id = %entry.id, %error, "recording an exit failed; its run dir is kept, the save retried");
+                self.retry_exit_save(entry.clone());
             }
         }
         if started {
@@ -120,11 +152,14 @@ impl ContainerService {
                 self.publish(&rec, "oom", &[]);
             }
             self.publish(&rec, "die", &[("exitCode", exit.exit_code.to_string())]);
+            self.publish_volume_events(&rec, "unmount");
         }
         entry.set_life(&rec, true, false);
         if auto_remove {
             drop(rec);
-            if let Err(error) = self.remove_entry(&entry, true).await {
+            if let Err(error) = self.remove_entry(&entry, true).await
+                && !matches!(error, crate::ContainerError::NotFound { .. })
+            {
                 tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after its exit failed");
             }
             return;
@@ -138,6 +173,27 @@ impl ContainerService {
                 me.restart_by_policy(&entry).await;
             });
         }
+    }
+
+    /// Saves an exit whose first save failed (a full disk), every [`SAVE_RETRY`] until it is
+    /// written, then removes the run dir (the evidence a next daemon would read otherwise).
+    /// A start or a removal of the container meanwhile takes the record over.
+    fn retry_exit_save(&self, entry: Arc<Entry>) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SAVE_RETRY).await;
+                let rec = entry.rec.lock().await;
+                if entry.life.borrow().removed || rec.state.status.is_alive() {
+                    return;
+                }
+                if me.save(&entry, &rec).await.is_ok() {
+                    tracing::info!(container_id = %entry.id, "recorded the exit on a retry");
+                    me.remove_run_dir(&entry).await;
+                    return;
+                }
+            }
+        });
     }
 
     /// The restart the policy decided, after its backoff (unless `stop`/`rm` came first).

@@ -7,7 +7,7 @@ use berth_api::filters::Filters;
 use super::{Result, invalid};
 use crate::store::{Record, Status};
 
-/// The filter keys `ps` accepts (Docker's list; `health` and `is-task` match nothing here).
+/// The filter keys `ps` accepts (Docker's list; `is-task` matches nothing here).
 const KEYS: [&str; 14] = [
     "id", "name", "status", "label", "ancestor", "exited", "before", "since", "network", "volume",
     "health", "is-task", "expose", "publish",
@@ -19,6 +19,13 @@ pub(super) fn check(filters: &Filters) -> Result<()> {
     for s in filters.values("status") {
         if !Status::ALL.iter().any(|st| st.as_str() == s) {
             return Err(invalid(format!("invalid filter 'status={s}'")));
+        }
+    }
+    for h in filters.values("health") {
+        if !["starting", "healthy", "unhealthy", "none"].contains(&h) {
+            return Err(invalid(format!(
+                "Unrecognised filter value for health: {h}"
+            )));
         }
     }
     Ok(())
@@ -62,6 +69,7 @@ impl<'a> ListFilter<'a> {
         f.any("id", |p| r.id.starts_with(p))
             && f.any("name", |n| r.name.contains(n.trim_start_matches('/')))
             && f.any("status", |s| s == r.state.status.as_str())
+            && f.any("health", |h| h == super::health::filter_value(r))
             && f.labels_match(&r.config.labels)
             && f.any("ancestor", |a| {
                 self.ancestors.contains(&r.image_id) || Some(a) == r.config.image.as_deref()

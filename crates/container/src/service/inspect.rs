@@ -83,7 +83,7 @@ impl ContainerService {
                 error: Some(r.state.error.clone()),
                 started_at: Some(r.state.started_at.clone()),
                 finished_at: Some(r.state.finished_at.clone()),
-                health: None,
+                health: r.state.health.clone(),
             }),
             image: Some(r.image_id.clone()),
             resolv_conf_path: Some(

@@ -199,7 +199,8 @@ async fn world() -> World {
         runtimes: HashMap::new(),
         cgroup_parent: "/berth-unit".into(),
         network: None,
-        log_defaults: Default::default(),
+        nofile_limit: None,
+        userns_remap: None,
     };
     let monitor = Arc::new(FakeMonitor::default());
     let svc =
@@ -482,4 +483,51 @@ async fn joining_the_network_of_a_stopped_container_is_refused() {
     let host = w.svc.lookup("host").expect("lookup");
     let _held = host.rec.lock().await;
     w.svc.start(&id).await.expect("start guest");
+}
+
+#[tokio::test]
+async fn a_kill_by_the_user_ends_the_restarts_and_answers_after_the_exit() {
+    let w = world().await;
+    for policy in [
+        RestartPolicyNameEnum::ON_FAILURE,
+        RestartPolicyNameEnum::ALWAYS,
+    ] {
+        let name = format!("k-{policy}");
+        let id = w.create(&name, restart(policy, 0)).await;
+        w.svc.start(&id).await.expect("start");
+        w.svc.kill(&id, None).await.expect("kill");
+        // The kill answered after the exit was recorded.
+        let (status, code, count) = w.status(&id).await;
+        assert_eq!((status, code, count), (Status::Exited, 137, 0), "{policy}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(w.status(&id).await.0, Status::Exited, "{policy} restarted");
+        // The next start restores the policy: an exit of its own restarts it.
+        w.svc.start(&id).await.expect("start again");
+        w.monitor.exit(&w.socket(&id), 3).await;
+        w.until(&id, "the restart", |l| {
+            l.exits == 2 && l.status == Status::Running
+        })
+        .await;
+        w.svc.remove(&id, true, false).await.expect("rm -f");
+    }
+}
+
+#[tokio::test]
+async fn wait_returns_the_exit_of_the_current_run_of_an_always_container() {
+    let w = world().await;
+    let id = w
+        .create("loop", restart(RestartPolicyNameEnum::ALWAYS, 0))
+        .await;
+    w.svc.start(&id).await.expect("start");
+    let waiter = w
+        .svc
+        .wait(&id, super::WaitCondition::NotRunning)
+        .await
+        .expect("wait");
+    w.monitor.exit(&w.socket(&id), 3).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), waiter.result())
+        .await
+        .expect("wait answered while the policy restarts the container");
+    assert_eq!(answer.status_code, 3);
+    w.svc.remove(&id, true, false).await.expect("rm -f");
 }

@@ -49,7 +49,10 @@ pub(super) fn status_text(r: &Record) -> String {
     };
     match r.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(&r.state.started_at)),
+        Status::Running => match super::health::status_suffix(r.state.health.as_ref()) {
+            Some(health) => format!("Up {} {health}", ago(&r.state.started_at)),
+            None => format!("Up {}", ago(&r.state.started_at)),
+        },
         Status::Paused => format!("Up {} (Paused)", ago(&r.state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",

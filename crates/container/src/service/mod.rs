@@ -25,17 +25,21 @@ use crate::{ContainerError, EventBus, spec};
 
 mod archive;
 mod attach;
+mod build_step;
 mod commit;
 mod create;
 mod entry;
 mod exec;
 mod exit;
 mod filters;
+mod health;
 mod inspect;
+mod links;
 mod list;
 mod mounts;
 mod network;
 mod pause;
+mod reap;
 mod remove;
 mod restart_policy;
 mod rootfs;
@@ -53,6 +57,7 @@ pub use crate::life::Life;
 pub use crate::logs::{LogChunk, LogStream, LogsOptions};
 pub use archive::{ArchiveBody, ArchiveStream, PathStat, PutOptions};
 pub use attach::{AttachOptions, Attachment};
+pub use build_step::StepExit;
 pub use commit::CommitOptions;
 pub use exec::ExecSession;
 pub use list::{Counts, ListOptions};
@@ -90,8 +95,12 @@ pub struct ServiceConfig {
     /// The network service; without one every container gets a private namespace with only
     /// `lo` (what tests without root use).
     pub network: Option<Arc<berth_network::NetworkService>>,
-    /// The daemon-wide logging driver and options (`--log-driver`, `--log-opt`).
-    pub log_defaults: crate::log_driver::LogDefaults,
+    /// The `RLIMIT_NOFILE` (soft, hard) the daemon was started with, before it raised its
+    /// own: monitors, and so containers without `--ulimit nofile`, get it back.
+    pub nofile_limit: Option<(u64, u64)>,
+    /// `--userns-remap`: the user-namespace mapping of every container that does not opt
+    /// out with `--userns=host` (its image layers are used as copies owned by the mapped ids).
+    pub userns_remap: Option<berth_image::IdMapping>,
 }
 
 /// The container service.
@@ -183,6 +192,7 @@ impl ContainerService {
             me: me.clone(),
         });
         let mut to_reconcile = Vec::new();
+        let mut stray = Vec::new();
         {
             let mut idx = svc.lock_index();
             for r in records {
@@ -198,11 +208,19 @@ impl ContainerService {
                 idx.by_id.insert(id, entry.clone());
                 if status.is_up() || status == Status::Removing {
                     to_reconcile.push(entry);
+                } else if entry.paths.run_dir.exists() {
+                    // A run dir of a container its record says is not running: the daemon
+                    // died during a start (or a removal). Whatever runs of it is ended.
+                    stray.push(entry);
                 }
             }
         }
         for entry in to_reconcile {
             svc.reconcile(entry).await;
+        }
+        for entry in stray {
+            let rec = entry.rec.lock().await.clone();
+            svc.end_stray_run(&entry, &rec).await;
         }
         Ok(svc)
     }
@@ -232,6 +250,8 @@ impl ContainerService {
             life,
             pending_attach: std::sync::Mutex::new(Vec::new()),
             process: std::sync::Mutex::new(None),
+            removal: std::sync::atomic::AtomicBool::new(false),
+            exit_on_next: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -249,6 +269,28 @@ impl ContainerService {
         }
         self.events
             .publish(EventMessageTypeEnum::CONTAINER, action, &r.id, a);
+    }
+
+    /// dockerd's volume events of a run: `mount` of each volume at start (with its driver,
+    /// destination, read/write and propagation), `unmount` at the exit (driver only).
+    fn publish_volume_events(&self, r: &Record, action: &str) {
+        for m in r
+            .mount_points
+            .iter()
+            .filter(|m| m.kind == berth_volume::MountKind::Volume && !m.name.is_empty())
+        {
+            let mut a = HashMap::from([
+                ("container".to_string(), r.id.clone()),
+                ("driver".to_string(), m.driver.clone()),
+            ]);
+            if action == "mount" {
+                a.insert("destination".into(), m.destination.clone());
+                a.insert("read/write".into(), m.rw.to_string());
+                a.insert("propagation".into(), m.propagation.clone());
+            }
+            self.events
+                .publish(EventMessageTypeEnum::VOLUME, action, &m.name, a);
+        }
     }
 
     /// Finds a container by full id, name, or unique id prefix.
@@ -315,9 +357,13 @@ fn rec_id_short(id: &str) -> &str {
 /// Every record on disk, after removing the run dirs that have no record (leftovers of a
 /// crash between creating a run dir and writing the record, or of a removal).
 fn load_records(data_root: &Path, run_root: &Path) -> Result<Vec<Record>> {
-    for d in [data_root.join("containers"), run_root.join("containers")] {
-        std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+    for (d, mode) in [
+        (data_root.join("containers"), crate::perms::DATA_DIR_MODE),
+        (run_root.join("containers"), crate::perms::RUN_DIR_MODE),
+    ] {
+        crate::perms::ensure_dir(&d, mode).map_err(io_err("create", &d))?;
     }
+    crate::perms::tighten_existing(data_root, run_root);
     let records = store::load_all(data_root);
     let known: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     if let Ok(dirs) = std::fs::read_dir(run_root.join("containers")) {

@@ -151,6 +151,7 @@ impl ContainerService {
             name: rec.name.clone(),
         };
         let plan = rec.endpoints.clone();
+        let names: Vec<String> = plan.iter().map(|(n, _)| n.clone()).collect();
         // Docker ignores published ports without a network to publish from.
         let bindings = if matches!(mode, NetMode::Network(_)) {
             net::port_bindings(&rec.config, &rec.host_config)?
@@ -159,7 +160,14 @@ impl ContainerService {
         };
         let hosts = entry.paths.data_dir.join("hosts");
         let hostname = rec.config.hostname.clone().unwrap_or_default();
-        let extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
+        let mut extra = rec.host_config.extra_hosts.clone().unwrap_or_default();
+        extra.extend(
+            self.links(rec)
+                .await?
+                .iter()
+                .filter(|l| !l.ip.is_empty())
+                .map(super::links::hosts_entry),
+        );
         let id = rec.id.clone();
         blocking(move || -> Result<()> {
             let began = std::time::Instant::now();
@@ -187,7 +195,11 @@ impl ContainerService {
             );
             result
         })
-        .await?
+        .await??;
+        for network in &names {
+            self.publish_network_event("connect", &rec.id, network);
+        }
+        Ok(())
     }
 
     /// Frees what a run held on its networks (no-op without networking or endpoints).
@@ -195,6 +207,14 @@ impl ContainerService {
         let Some(service) = self.cfg.network.clone() else {
             return;
         };
+        let joined: Vec<String> = service
+            .endpoints(id)
+            .into_iter()
+            .map(|e| e.network_name)
+            .collect();
+        for network in &joined {
+            self.publish_network_event("disconnect", id, network);
+        }
         let id = id.to_string();
         let released = blocking(move || {
             let began = std::time::Instant::now();
@@ -210,6 +230,30 @@ impl ContainerService {
         if let Ok(Err(error)) = released {
             tracing::warn!(%error, "releasing a container's network resources failed");
         }
+    }
+
+    /// dockerd's network event of a container joining or leaving `network` (actor: the
+    /// network; attributes: the container, the network's name and driver).
+    fn publish_network_event(&self, action: &str, container_id: &str, network: &str) {
+        let Some(info) = self
+            .cfg
+            .network
+            .as_ref()
+            .and_then(|s| s.inspect(network).ok())
+        else {
+            return;
+        };
+        let attributes = std::collections::HashMap::from([
+            ("container".to_string(), container_id.to_string()),
+            ("name".to_string(), info.name.clone()),
+            ("type".to_string(), info.driver.clone()),
+        ]);
+        self.events.publish(
+            berth_api::models::EventMessageTypeEnum::NETWORK,
+            action,
+            &info.id,
+            attributes,
+        );
     }
 
     /// After a rename: the container's DNS name on its networks follows.
@@ -298,6 +342,9 @@ impl ContainerService {
             })
             .await??;
         }
+        if running {
+            self.publish_network_event("connect", &rec.id, &info.name);
+        }
         rec.endpoints.push((info.name.clone(), settings));
         if let Err(error) = self.save(&entry, &rec).await {
             // The record does not list the network: neither does the container.
@@ -334,6 +381,7 @@ impl ContainerService {
         if matches!(rec.state.status, Status::Running | Status::Paused) {
             let (id, name) = (rec.id.clone(), info.name.clone());
             blocking(move || service.detach(&id, &name)).await??;
+            self.publish_network_event("disconnect", &rec.id, &info.name);
         }
         let mut updated = rec.clone();
         updated.endpoints.remove(pos);

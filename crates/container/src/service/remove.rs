@@ -4,17 +4,24 @@ use std::sync::Arc;
 use berth_api::filters::Filters;
 use berth_api::models::ContainerPruneResponse;
 
-use super::entry::Entry;
+use super::entry::{Entry, RemovalClaim};
 use super::{ContainerService, Result, blocking, io_err, mounts};
 use crate::ContainerError;
 use crate::store::{Paths, Status};
 
 impl ContainerService {
-    /// `DELETE /containers/{id}?force=&v=`.
+    /// `DELETE /containers/{id}?force=&v=`. Of removals of one container at once, one
+    /// removes it; the others are told it is in progress (409) or gone (404), as by dockerd.
     pub async fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
         let entry = self.lookup(reference)?;
+        let _claim = RemovalClaim::take(&entry)?;
         {
             let mut rec = entry.rec.lock().await;
+            if entry.life.borrow().removed {
+                return Err(ContainerError::NotFound {
+                    reference: reference.to_owned(),
+                });
+            }
             rec.state.status.can_remove(force, &rec.name, &rec.id)?;
             if rec.state.status == Status::Restarting {
                 rec.state.status = Status::Exited;
@@ -22,6 +29,7 @@ impl ContainerService {
             }
             if rec.state.status.is_alive() {
                 rec.manually_stopped = true;
+                entry.set_exit_on_next(true);
                 rec.host_config.auto_remove = Some(false);
                 let paused = rec.state.status == Status::Paused;
                 drop(rec);
@@ -37,6 +45,7 @@ impl ContainerService {
 
     /// Removes a stopped container: its writable layer, run dir, data dir, name, execs and
     /// volumes. If the writable layer cannot be removed, nothing is and the container stays.
+    /// `NotFound` if it was removed meanwhile.
     pub(super) async fn remove_entry(
         &self,
         entry: &Arc<Entry>,
@@ -44,10 +53,15 @@ impl ContainerService {
     ) -> Result<()> {
         let mut rec = entry.rec.lock().await;
         if entry.life.borrow().removed {
-            return Ok(());
+            return Err(ContainerError::NotFound {
+                reference: entry.id.clone(),
+            });
         }
         let before = rec.state.status;
         rec.state.status = Status::Removing;
+        // Nothing of it may outlive it: a monitor its record did not know of (a daemon that
+        // died during `start`), processes left in its cgroup, its networks.
+        self.end_stray_run(entry, &rec).await;
         let (images, id, paths) = (self.images.clone(), rec.id.clone(), entry.paths.clone());
         let removed = blocking(move || remove_files(&images, &id, &paths)).await;
         if let Err(e) = removed.map_err(ContainerError::from).and_then(|r| r) {
@@ -93,6 +107,8 @@ impl ContainerService {
             }
             match self.remove_entry(&e, false).await {
                 Ok(()) => deleted.push(r.id),
+                // Removed meanwhile by someone else.
+                Err(ContainerError::NotFound { .. }) => {}
                 // Prune goes on with the others, as Docker's does; the failure is logged.
                 Err(error) => {
                     tracing::warn!(container_id = %r.id, %error, "prune could not remove a container");

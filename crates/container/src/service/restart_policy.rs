@@ -6,22 +6,21 @@ use berth_api::models::RestartPolicyNameEnum;
 
 use crate::store::Record;
 
-/// Whether the container's restart policy restarts it after the exit recorded in `rec`.
-/// A container the user stopped is never restarted; `on-failure` only after a non-zero exit,
-/// at most `MaximumRetryCount` times (0: no limit).
+/// Whether the container's restart policy restarts it after the exit recorded in `rec`
+/// (dockerd's `RestartManager.ShouldRestart`; a run the user stopped or killed never gets
+/// here, see `Entry::exit_on_next`): `always` restarts, `unless-stopped` unless the user
+/// stopped or killed it (`HasBeenManuallyStopped`, which outlives a daemon restart),
+/// `on-failure` only after a non-zero exit, at most `MaximumRetryCount` times (0: no limit).
 pub(super) fn should_restart(rec: &Record) -> bool {
     let Some(rp) = rec.host_config.restart_policy.as_ref() else {
         return false;
     };
     match rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY) {
-        RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => {
-            !rec.manually_stopped
-        }
+        RestartPolicyNameEnum::ALWAYS => true,
+        RestartPolicyNameEnum::UNLESS_STOPPED => !rec.manually_stopped,
         RestartPolicyNameEnum::ON_FAILURE => {
             let max = rp.maximum_retry_count.unwrap_or(0);
-            !rec.manually_stopped
-                && rec.state.exit_code != 0
-                && (max == 0 || rec.restart_count < max)
+            rec.state.exit_code != 0 && (max == 0 || rec.restart_count < max)
         }
         RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO => false,
     }
@@ -79,9 +78,15 @@ mod tests {
             assert!(should_restart(&r), "{name:?} after exit 0");
             r.state.exit_code = 3;
             assert!(should_restart(&r), "{name:?} after exit 3");
-            r.manually_stopped = true;
-            assert!(!should_restart(&r), "{name:?} after docker stop");
         }
+        // A stop or kill of an earlier run: `always` still restarts (a daemon restart does,
+        // in dockerd), `unless-stopped` does not.
+        let mut r = record(Some((RestartPolicyNameEnum::ALWAYS, 0)), 0);
+        r.manually_stopped = true;
+        assert!(should_restart(&r));
+        let mut r = record(Some((RestartPolicyNameEnum::UNLESS_STOPPED, 0)), 0);
+        r.manually_stopped = true;
+        assert!(!should_restart(&r));
     }
 
     #[test]
@@ -97,8 +102,6 @@ mod tests {
         let mut unlimited = record(Some((RestartPolicyNameEnum::ON_FAILURE, 0)), 1);
         unlimited.restart_count = 1000;
         assert!(should_restart(&unlimited));
-        unlimited.manually_stopped = true;
-        assert!(!should_restart(&unlimited));
     }
 
     #[test]

@@ -78,7 +78,9 @@ impl ContainerService {
         // `run --rm` whose start fails leaves no container behind, as dockerd does.
         if started.is_err() && rec.host_config.auto_remove.unwrap_or(false) {
             drop(rec);
-            if let Err(error) = self.remove_entry(&entry, true).await {
+            if let Err(error) = self.remove_entry(&entry, true).await
+                && !matches!(error, crate::ContainerError::NotFound { .. })
+            {
                 tracing::warn!(container_id = %entry.id, %error, "removing an auto-remove container after a failed start");
             }
         }
@@ -88,8 +90,11 @@ impl ContainerService {
     /// Starts the container under its record lock: run files, monitor, networks, attachments,
     /// then the process.
     pub(super) async fn start_locked(&self, entry: &Arc<Entry>, rec: &mut Record) -> Result<()> {
+        entry.set_exit_on_next(false);
         let files = self.run_files(entry, rec).await?;
         self.prepare_resolv_conf(entry, rec).await?;
+        // Never two copies: whatever a lost run left in the cgroup dies first.
+        self.kill_leftovers(entry, rec).await;
         let run_dir = entry.paths.run_dir.clone();
         {
             let (spec, monitor, run_dir) =
@@ -139,6 +144,7 @@ impl ContainerService {
                 rec.state.started_at = started_at;
                 rec.state.error.clear();
                 rec.state.oom_killed = false;
+                self.start_health(entry, rec);
                 self.spawn_exit_watcher(entry.clone(), wait, true);
                 if let Err(error) = self.save(entry, rec).await {
                     // A record that says "not running" must not hide a running process:
@@ -147,6 +153,7 @@ impl ContainerService {
                     return Err(error);
                 }
                 entry.set_life(rec, false, false);
+                self.publish_volume_events(rec, "mount");
                 self.publish(rec, "start", &[]);
                 Ok(())
             }
@@ -198,35 +205,40 @@ impl ContainerService {
         let rootfs = {
             let images = self.images.clone();
             let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
-            blocking(move || {
-                images.resolve(&image_id)?;
-                images.rootfs(&id, &image_id)
-            })
-            .await?
+            // The container's root keeps the layers it needs: it starts even if its image was
+            // removed since (`rmi -f`), as in Docker.
+            blocking(move || images.rootfs(&id, &image_id)).await?
         }
         .map_err(super::image_lookup_error(&rec.image_id))?;
         // The user's passwd entry, a seccomp profile given as a path, and volumes with
         // device options (mounted on the host first) all touch the disk.
-        let (user, seccomp, mounts) = {
+        let (user, seccomp, mounts, block_io) = {
             let (u, rootfs) = (rec.config.user.clone().unwrap_or_default(), rootfs.clone());
+            let group_add = rec.host_config.group_add.clone().unwrap_or_default();
             let (hc, points) = (rec.host_config.clone(), rec.mount_points.clone());
             let volumes = self.volumes.clone();
             blocking(move || -> Result<_> {
+                let mut user = spec::resolve_user(&u, &rootfs)?;
+                spec::add_groups(&mut user, &group_add, &rootfs)?;
                 Ok((
-                    spec::resolve_user(&u, &rootfs)?,
+                    user,
                     spec::seccomp::choice(&hc)?,
                     mounts::oci_mounts(&volumes, &points)?,
+                    spec::block_io(&hc)?,
                 ))
             })
             .await??
         };
+        let links = self.links(rec).await?;
+        let mut config = rec.config.clone();
+        config.env = super::links::merge_env(&links, config.env.take());
         let argv: Vec<String> = std::iter::once(rec.path.clone())
             .chain(rec.args.iter().cloned())
             .collect();
-        let spec = spec::build(spec::BuildInputs {
+        let mut spec = spec::build(spec::BuildInputs {
             id: &rec.id,
             argv,
-            config: &rec.config,
+            config: &config,
             host_config: &rec.host_config,
             user,
             data_dir: &entry.paths.data_dir,
@@ -234,7 +246,12 @@ impl ContainerService {
             cgroup_parent: &rec.cgroup_parent,
             mounts,
             seccomp,
+            block_io,
         })?;
+        // A root made for `--userns-remap` runs in that mapping's user namespace.
+        if let Some(map) = self.images.rootfs_mapping(&rec.id) {
+            spec::apply_user_namespace(&mut spec, &map)?;
+        }
         let runtime = match rec
             .host_config
             .runtime
@@ -259,7 +276,9 @@ impl ContainerService {
         .map_err(super::invalid)?;
         let log_path = crate::log_driver::log_file(&entry.paths.data_dir, &rec.id, log_config);
         if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err("create log directory", dir))?;
+            // The data dir itself, or `local-logs` in it: no wider than the data dir.
+            crate::perms::ensure_dir(dir, crate::perms::DATA_DIR_MODE)
+                .map_err(io_err("create log directory", dir))?;
         }
         let monitor = protocol::MonitorConfig {
             version: protocol::PROTOCOL_VERSION,
@@ -281,6 +300,7 @@ impl ContainerService {
             stdin_once: rec.config.stdin_once.unwrap_or(false),
             console_size: spec::console_size(rec.host_config.console_size.as_ref()),
             runtime,
+            nofile_limit: self.cfg.nofile_limit,
         };
         Ok(RunFiles { spec, monitor })
     }
@@ -343,12 +363,24 @@ fn write_run_files(
         }
         _ => {}
     }
-    std::fs::create_dir_all(run_dir).map_err(io_err("create", run_dir))?;
+    crate::perms::ensure_dir(run_dir, crate::perms::RUN_DIR_MODE)
+        .map_err(io_err("create", run_dir))?;
+    // In a user namespace (`--userns-remap`) the init, the mapped root, cannot create the
+    // root's mount point in this root-owned dir: it is made here.
+    if spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
+    {
+        let rootfs = run_dir.join("rootfs");
+        std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
+    }
     let encode = |what| move |source| ContainerError::Encode { what, source };
     let spec_bytes = serde_json::to_vec(spec).map_err(encode("OCI spec"))?;
     let monitor_bytes = serde_json::to_vec(monitor).map_err(encode("monitor config"))?;
-    berth_fs::write_atomic(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
-    berth_fs::write_atomic(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
+    // The spec holds the container's environment (`-e` values): for root alone.
+    berth_fs::write_atomic_private(&run_dir.join(protocol::SPEC_FILE), &spec_bytes, false)?;
+    berth_fs::write_atomic_private(&run_dir.join(protocol::CONFIG_FILE), &monitor_bytes, false)?;
     Ok(())
 }
 

@@ -21,6 +21,15 @@ fn stop_signal(requested: Option<&str>, configured: Option<&str>) -> Result<i32>
     }
 }
 
+/// Whether a kill with `sig` ends the current run's restarts (dockerd's `ExitOnNext` in
+/// `killWithSignal`): SIGKILL, the container's stop signal, or any signal when it has none.
+fn ends_restarts(sig: i32, configured: Option<&str>) -> bool {
+    match configured.filter(|s| !s.is_empty()) {
+        Some(s) if sig != libc::SIGKILL => berth_runtime::parse_signal(s) == Some(sig),
+        _ => true,
+    }
+}
+
 impl ContainerService {
     /// `POST /containers/{id}/stop?signal=&t=`; `NotModified` if not running.
     pub async fn stop(
@@ -44,6 +53,7 @@ impl ContainerService {
             }
             self.save(&entry, &next).await?;
             *rec = next;
+            entry.set_exit_on_next(true);
             if cancel_restart {
                 entry.set_life(&rec, false, false);
                 return Ok(());
@@ -122,15 +132,29 @@ impl ContainerService {
         Ok(())
     }
 
-    /// `POST /containers/{id}/kill?signal=` (`HUP`, `SIGHUP` or `1`).
+    /// `POST /containers/{id}/kill?signal=` (`HUP`, `SIGHUP` or `1`). As dockerd: any kill
+    /// marks the container stopped by the user; its stop signal, SIGKILL, or any signal when
+    /// it has no `StopSignal` ends the restarts of this run; a SIGKILL returns only once the
+    /// container has exited.
     pub async fn kill(&self, reference: &str, signal: Option<String>) -> Result<()> {
         let entry = self.lookup(reference)?;
         let sig = match signal.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(s)?,
             None => libc::SIGKILL,
         };
-        let rec = entry.rec.lock().await;
+        let mut rec = entry.rec.lock().await;
         rec.state.status.can_kill(reference, &rec.id)?;
+        if !rec.manually_stopped {
+            let mut next = rec.clone();
+            next.manually_stopped = true;
+            self.save(&entry, &next).await?;
+            *rec = next;
+        }
+        if ends_restarts(sig, rec.config.stop_signal.as_deref()) {
+            entry.set_exit_on_next(true);
+        }
+        let mut rx = entry.life.subscribe();
+        let exits = rx.borrow().exits;
         let socket = entry.paths.socket();
         let attrs_rec = rec.clone();
         drop(rec);
@@ -141,6 +165,15 @@ impl ContainerService {
                 source: Box::new(e),
             })?;
         self.publish(&attrs_rec, "kill", &[("signal", sig.to_string())]);
+        if sig == libc::SIGKILL {
+            let exited = |l: &Life| l.exits > exits || !l.status.is_alive();
+            if tokio::time::timeout(Duration::from_secs(30), rx.wait_for(exited))
+                .await
+                .is_err()
+            {
+                tracing::warn!(container_id = %entry.id, "no exit 30 s after kill");
+            }
+        }
         Ok(())
     }
 }
@@ -148,6 +181,18 @@ impl ContainerService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kills_end_restarts_as_dockerd_decides() {
+        assert!(ends_restarts(libc::SIGKILL, None));
+        assert!(ends_restarts(libc::SIGKILL, Some("SIGUSR1")));
+        assert!(
+            ends_restarts(libc::SIGHUP, None),
+            "no stop signal: any signal"
+        );
+        assert!(ends_restarts(libc::SIGUSR1, Some("SIGUSR1")));
+        assert!(!ends_restarts(libc::SIGHUP, Some("SIGUSR1")));
+    }
 
     #[test]
     fn stop_signal_comes_from_request_then_config() {

@@ -70,6 +70,17 @@ impl ContainerService {
             pids_limit,
             restart_policy
         );
+        // As dockerd's `UpdateContainer`: the docker CLI sends every field, a zero or empty
+        // one means "unchanged".
+        if let Some(m) = body.cpuset_mems.clone().filter(|m| !m.is_empty()) {
+            hc.cpuset_mems = Some(m);
+        }
+        if let Some(p) = body.cpu_realtime_period.filter(|p| *p != 0) {
+            hc.cpu_realtime_period = Some(p);
+        }
+        if let Some(r) = body.cpu_realtime_runtime.filter(|r| *r != 0) {
+            hc.cpu_realtime_runtime = Some(r);
+        }
         if body.nano_cpus.is_some_and(|n| n > 0) {
             hc.cpu_quota = None;
         }

@@ -36,8 +36,12 @@ impl WaitHandle {
         loop {
             let l = self.rx.borrow_and_update().clone();
             let done = match self.condition {
+                // The end of the current run counts even when the restart policy already
+                // restarts it (dockerd's `SetRestarting` notifies the stop waiters).
                 WaitCondition::NotRunning => {
-                    l.removed || !(l.status.is_alive() || l.status == Status::Restarting)
+                    l.removed
+                        || l.exits > self.exits_at_start
+                        || !(l.status.is_alive() || l.status == Status::Restarting)
                 }
                 WaitCondition::NextExit => l.removed || l.exits > self.exits_at_start,
                 WaitCondition::Removed => l.removed,

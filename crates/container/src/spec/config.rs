@@ -85,6 +85,7 @@ pub fn command_line(config: &ContainerConfig) -> Result<Vec<String>, ContainerEr
 
 /// Checks resource values as Docker does; the messages are Docker's.
 pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
+    super::resources::validate(hc)?;
     if let Some(m) = hc.memory.filter(|m| *m != 0) {
         if m < 6 * 1024 * 1024 {
             return Err(invalid("Minimum memory limit allowed is 6MB"));
@@ -97,6 +98,8 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
             ));
         }
     }
+    validate_memory(hc)?;
+    validate_cpu_and_io(hc)?;
     if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
         let ncpu = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -132,6 +135,27 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
     }
     for u in hc.ulimits.iter().flatten() {
         rlimit_type(u.name.as_deref().unwrap_or(""))?;
+        let (soft, hard) = (u.soft.unwrap_or(0), u.hard.unwrap_or(0));
+        if soft > hard {
+            return Err(invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+    }
+    if let Some(adj) = hc.oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
+        return Err(invalid(format!(
+            "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+        )));
+    }
+    if hc.shm_size.is_some_and(|s| s < 0) {
+        return Err(invalid("SHM size can not be less than 0"));
+    }
+    if hc.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        // berth's writable layers are overlay directories without project quotas: a size
+        // limit would be silently ignored, so it is refused, as dockerd refuses it there.
+        return Err(invalid(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+        ));
     }
     // The runtime checks again at start (a `container:X` network may be the host's); this
     // answers the common cases at create, in the runtime's words.
@@ -147,6 +171,8 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
     for key in hc.sysctls.iter().flatten().map(|(key, _)| key) {
         berth_runtime::sysctl::check(key, namespaces).map_err(invalid)?;
     }
+    // A seccomp profile must be JSON (never a path): refused at create, not at start.
+    super::seccomp::choice(hc)?;
     for opt in hc.security_opt.iter().flatten() {
         let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
         match k {
@@ -156,6 +182,86 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<(), ContainerError> {
         }
     }
     // Network modes are checked against the network service by the container service.
+    Ok(())
+}
+
+/// The smallest memory limit or reservation the kernel is given (Docker's `linuxMinMemory`).
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+/// Memory values as dockerd checks them (`verifyPlatformContainerResources`), in its words.
+fn validate_memory(hc: &HostConfig) -> Result<(), ContainerError> {
+    let memory = hc.memory.unwrap_or(0);
+    if let Some(r) = hc.memory_reservation.filter(|r| *r != 0) {
+        if r < MIN_MEMORY {
+            return Err(invalid("Minimum memory reservation allowed is 6MB"));
+        }
+        if memory > 0 && memory < r {
+            return Err(invalid(
+                "Minimum memory limit can not be less than memory reservation limit, see usage",
+            ));
+        }
+    }
+    if memory == 0 && hc.memory_swap.is_some_and(|s| s > 0) {
+        return Err(invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    if hc.memory_swap.is_some_and(|s| s < -1) {
+        return Err(invalid(format!(
+            "invalid memory swap limit {}: use -1 for unlimited",
+            hc.memory_swap.unwrap_or(0)
+        )));
+    }
+    if let Some(v) = hc
+        .memory_swappiness
+        .filter(|v| *v != -1 && !(0..=100).contains(v))
+    {
+        return Err(invalid(format!(
+            "Invalid value: {v}, valid memory swappiness range is 0-100"
+        )));
+    }
+    Ok(())
+}
+
+/// CPU and block I/O values as dockerd checks them, in its words.
+fn validate_cpu_and_io(hc: &HostConfig) -> Result<(), ContainerError> {
+    if hc
+        .cpu_period
+        .is_some_and(|p| p != 0 && !(1000..=1_000_000).contains(&p))
+    {
+        return Err(invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ));
+    }
+    if hc.cpu_quota.is_some_and(|q| q > 0 && q < 1000) {
+        return Err(invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ));
+    }
+    if hc.cpu_shares.is_some_and(|s| s < 0) {
+        return Err(invalid("CPU shares can not be less than 0"));
+    }
+    let weight_ok = |w: u64| w == 0 || (10..=1000).contains(&w);
+    let weights = hc.blkio_weight.map(u64::from).into_iter().chain(
+        hc.blkio_weight_device
+            .iter()
+            .flatten()
+            .map(|d| d.weight.unwrap_or(0) as u64),
+    );
+    for w in weights {
+        if !weight_ok(w) {
+            return Err(invalid("Range of blkio weight is from 10 to 1000"));
+        }
+    }
+    for (what, list) in super::resources::throttles(hc) {
+        for d in list {
+            if d.rate.is_some_and(|r| r < 0) {
+                return Err(invalid(format!(
+                    "invalid value for {what}: rate must not be negative"
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -220,5 +326,66 @@ mod tests {
             ..Default::default()
         };
         validate_host_config(&hc).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_in_dockers_words() {
+        let refused = |hc: HostConfig| validate_host_config(&hc).unwrap_err().to_string();
+        // The largest limit is accepted (its default swap would overflow: it is unlimited).
+        validate_host_config(&HostConfig {
+            memory: Some(i64::MAX),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            refused(HostConfig {
+                memory: Some(i64::MIN),
+                ..Default::default()
+            }),
+            "Minimum memory limit allowed is 6MB"
+        );
+        assert_eq!(
+            refused(HostConfig {
+                memory_swap: Some(-2),
+                memory: Some(64 << 20),
+                ..Default::default()
+            }),
+            "invalid memory swap limit -2: use -1 for unlimited"
+        );
+        assert!(
+            refused(HostConfig {
+                memory_swappiness: Some(101),
+                ..Default::default()
+            })
+            .contains("valid memory swappiness range is 0-100")
+        );
+        assert_eq!(
+            refused(HostConfig {
+                blkio_weight: Some(5),
+                ..Default::default()
+            }),
+            "Range of blkio weight is from 10 to 1000"
+        );
+        assert!(
+            refused(HostConfig {
+                cpu_period: Some(i64::MAX),
+                ..Default::default()
+            })
+            .starts_with("CPU cfs period can not be less than 1ms")
+        );
+        assert!(
+            refused(HostConfig {
+                oom_score_adj: Some(1001),
+                ..Default::default()
+            })
+            .contains("range for oom score adj is [-1000, 1000]")
+        );
+        assert_eq!(
+            refused(HostConfig {
+                storage_opt: Some([("size".to_owned(), "1G".to_owned())].into()),
+                ..Default::default()
+            }),
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
+        );
     }
 }

@@ -25,13 +25,15 @@ mod etc_files;
 mod resources;
 pub mod seccomp;
 mod user;
+mod userns;
 
 pub use caps::{all_capabilities, capabilities, capability_set};
 pub use config::{DEFAULT_PATH, command_line, merge_image_defaults, validate_host_config};
 pub use etc_files::write_etc_files;
-pub use resources::{cgroup_resources, resources};
+pub use resources::{block_io, cgroup_resources, device_cgroup_rules, resources};
 pub use seccomp::{SeccompChoice, docker_seccomp_to_oci};
-pub use user::{ResolvedUser, resolve_user, resolve_user_in};
+pub use user::{ResolvedUser, add_groups, additional_groups_in, resolve_user, resolve_user_in};
+pub use userns::{apply_user_namespace, remapped};
 
 fn invalid(message: impl Into<String>) -> ContainerError {
     ContainerError::InvalidArgument {
@@ -62,6 +64,8 @@ pub struct BuildInputs<'a> {
     pub mounts: Vec<Mount>,
     /// The seccomp filter chosen by `--security-opt` (see [`seccomp::choice`]).
     pub seccomp: SeccompChoice,
+    /// `linux.resources.blockIO` (see [`block_io`]: devices are `stat`ed before the build).
+    pub block_io: Option<oci_spec::runtime::LinuxBlockIo>,
 }
 
 /// Parses Docker's `--ulimit` names.
@@ -311,6 +315,7 @@ fn linux_section(
         inputs.id,
     ))));
     let mut res = resources(hc);
+    res.set_block_io(inputs.block_io.clone());
     if privileged {
         let mut all = LinuxDeviceCgroup::default();
         all.set_allow(true);
@@ -319,7 +324,14 @@ fn linux_section(
         linux.set_masked_paths(Some(Vec::new()));
         linux.set_readonly_paths(Some(Vec::new()));
     } else {
-        res.set_devices(linux.resources().as_ref().and_then(|r| r.devices().clone()));
+        // The base's rules, then `--device-cgroup-rule` (later rules win in the device cgroup).
+        let mut devices = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        devices.extend(device_cgroup_rules(hc)?);
+        res.set_devices(Some(devices));
     }
     linux.set_resources(Some(res));
     if let Some(s) = hc.sysctls.as_ref().filter(|s| !s.is_empty()) {

@@ -1,8 +1,7 @@
 //! `--security-opt seccomp=…`: Docker's profile format turned into OCI's `linux.seccomp`.
 //!
-//! Docker's CLI sends a profile file's content as JSON (`seccomp={...}`); a daemon-side path
-//! (`seccomp=/path`) is read by [`choice`], which does file I/O and so runs off the async
-//! threads.
+//! Docker's CLI sends a profile file's content as JSON (`seccomp={...}`); the daemon accepts
+//! only that (or `unconfined`): a path a client names is never opened.
 use berth_api::models::HostConfig;
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSyscall};
 use serde::Deserialize;
@@ -21,27 +20,43 @@ pub enum SeccompChoice {
     Profile(String),
 }
 
-/// The seccomp choice of a host config. A profile given as a path is read here: call it
-/// from a blocking task.
+/// The seccomp choice of a host config's `--security-opt`s.
+///
+/// A profile travels as JSON (Docker's CLI reads a profile file on the client and sends its
+/// content): the daemon never opens a path a client names, so `seccomp=/etc/shadow` is
+/// refused as a profile that does not decode, in dockerd's words.
 pub fn choice(hc: &HostConfig) -> Result<SeccompChoice, ContainerError> {
     let mut choice = SeccompChoice::Default;
     for opt in hc.security_opt.iter().flatten() {
         let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), ""));
-        match (k, v) {
-            ("seccomp", "unconfined") => choice = SeccompChoice::Unconfined,
-            ("seccomp", profile) if profile.trim_start().starts_with('{') => {
-                choice = SeccompChoice::Profile(profile.to_owned());
-            }
-            ("seccomp", path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    invalid(format!("opening seccomp profile ({path}) failed: {e}"))
-                })?;
-                choice = SeccompChoice::Profile(text);
-            }
-            _ => {}
+        if k != "seccomp" {
+            continue;
         }
+        choice = match v {
+            "unconfined" => SeccompChoice::Unconfined,
+            "builtin" | "" => SeccompChoice::Default,
+            profile => {
+                serde_json::from_str::<serde::de::IgnoredAny>(profile).map_err(|e| {
+                    invalid(format!(
+                        "Decoding seccomp profile failed: {}",
+                        json_error(profile, &e)
+                    ))
+                })?;
+                SeccompChoice::Profile(profile.to_owned())
+            }
+        };
     }
     Ok(choice)
+}
+
+/// A JSON error worded as Go's `encoding/json` words the common one (what dockerd answers).
+fn json_error(text: &str, e: &serde_json::Error) -> String {
+    match text.trim_start().chars().next() {
+        Some(c) if c != '{' && c != '[' && e.line() == 1 && e.column() <= text.len() => {
+            format!("invalid character '{c}' looking for beginning of value")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Docker's profile format (moby `profiles/seccomp`), the fields berth uses.
@@ -169,5 +184,17 @@ mod tests {
             SeccompChoice::Profile("{\"a\":1}".into())
         );
         assert!(choice(&hc(&["seccomp=/nonexistent/profile.json"])).is_err());
+    }
+
+    #[test]
+    fn a_path_is_never_read() {
+        let hc = HostConfig {
+            security_opt: Some(vec!["seccomp=/etc/passwd".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            choice(&hc).unwrap_err().to_string(),
+            "Decoding seccomp profile failed: invalid character '/' looking for beginning of value"
+        );
     }
 }

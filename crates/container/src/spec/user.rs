@@ -95,12 +95,14 @@ pub fn resolve_user_in(
                 })?,
         };
     }
+    // The groups listing the user by name, its primary one too; only when no group was
+    // given (runc's `GetExecUser`: "supplementary group ids only make sense if in the
+    // implicit form").
     let mut additional_gids = Vec::new();
-    if !name.is_empty() {
+    if !name.is_empty() && grp.is_none() {
         for f in &groups {
             if f[3].split(',').any(|m| m == name)
                 && let Ok(g) = f[2].parse::<u32>()
-                && g != gid
                 && !additional_gids.contains(&g)
             {
                 additional_gids.push(g);
@@ -115,6 +117,51 @@ pub fn resolve_user_in(
     })
 }
 
+/// Adds `--group-add` (`HostConfig.GroupAdd`: names from the container's /etc/group, or
+/// numbers) to the user's supplementary groups, as Docker does at start and exec.
+pub fn add_groups(
+    user: &mut ResolvedUser,
+    group_add: &[String],
+    rootfs: &RootfsDirs,
+) -> Result<(), ContainerError> {
+    if group_add.is_empty() {
+        return Ok(());
+    }
+    let group = read_rootfs_file(rootfs, "etc/group").unwrap_or_default();
+    for g in additional_groups_in(group_add, &group)? {
+        if !user.additional_gids.contains(&g) {
+            user.additional_gids.push(g);
+        }
+    }
+    Ok(())
+}
+
+/// The gids of `--group-add` values over a group file's content (runc's
+/// `GetAdditionalGroups`): a name found in the file, else a number.
+pub fn additional_groups_in(group_add: &[String], group: &str) -> Result<Vec<u32>, ContainerError> {
+    let mut gids = Vec::new();
+    for wanted in group_add {
+        let found = group
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() >= 3)
+            .find(|f| f[0] == wanted || f[2] == wanted)
+            .and_then(|f| f[2].parse::<u32>().ok());
+        let gid = match found {
+            Some(g) => g,
+            None => wanted.parse::<u32>().map_err(|_| {
+                invalid(format!(
+                    "Unable to find group {wanted}: no matching entries in group file"
+                ))
+            })?,
+        };
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,8 +174,16 @@ mod tests {
         let u = resolve_user_in("user", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/home/user"));
         assert_eq!(u.additional_gids, vec![100, 10]);
+        let u = resolve_user_in("root", PASSWD, GROUP).unwrap();
+        assert_eq!(u.additional_gids, vec![10]);
         let u = resolve_user_in("1000:10", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 10));
+        assert!(
+            u.additional_gids.is_empty(),
+            "an explicit group has no others"
+        );
+        let u = resolve_user_in("user:users", PASSWD, GROUP).unwrap();
+        assert_eq!((u.gid, u.additional_gids.len()), (100, 0));
         let u = resolve_user_in("4242", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (4242, 0));
         let u = resolve_user_in("root:wheel", PASSWD, GROUP).unwrap();
@@ -139,5 +194,20 @@ mod tests {
             "unable to find user nosuch: no matching entries in passwd file"
         );
         assert!(resolve_user_in("user:nogroup", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn group_add_takes_names_and_numbers() {
+        let add = |v: &[&str]| {
+            additional_groups_in(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>(), GROUP)
+        };
+        assert_eq!(
+            add(&["wheel", "4242", "users", "10"]).unwrap(),
+            vec![10, 4242, 100]
+        );
+        assert_eq!(
+            add(&["nosuch"]).unwrap_err().to_string(),
+            "Unable to find group nosuch: no matching entries in group file"
+        );
     }
 }

@@ -116,22 +116,31 @@ async fn container_errors_use_docker_wording_and_status() {
 }
 
 #[tokio::test]
-async fn pull_is_refused_plainly() {
+async fn pull_from_an_absent_registry_fails_plainly() {
     let daemon = TestDaemon::start().await;
+    // Nothing listens on loopback port 1: refused before any stream starts, one line.
     let answer = call(
         daemon.socket(),
         "POST",
-        "/v1.44/images/create?fromImage=docker.io%2Flibrary%2Fnosuchimage&tag=latest",
+        "/v1.44/images/create?fromImage=127.0.0.1%3A1%2Fnosuchimage&tag=latest",
         "",
     )
     .await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.status.is_server_error(), "{:?}", answer.status);
     let message = answer.json()["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(message.starts_with("pull access denied for docker.io/library/nosuchimage:latest"));
-    assert!(message.contains("no registry configured yet"));
+    assert!(message.contains("http://127.0.0.1:1/v2/"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    let bad = call(
+        daemon.socket(),
+        "POST",
+        "/v1.44/images/create?fromImage=a%2F..%2Fb&tag=latest",
+        "",
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     let bootstrap = call(
         daemon.socket(),
@@ -322,7 +331,7 @@ async fn run_refuses_to_steal_a_live_socket() {
     let daemon = TestDaemon::start().await;
     let root = tempfile::tempdir().expect("tempdir");
     let config = berth_daemon::DaemonConfig {
-        host: format!("unix://{}", daemon.socket().display()),
+        hosts: vec![format!("unix://{}", daemon.socket().display())],
         data_root: root.path().join("data"),
         exec_root: root.path().join("run"),
         exe: "/bin/false".into(),

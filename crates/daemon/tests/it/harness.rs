@@ -81,7 +81,8 @@ impl TestDaemon {
                 runtimes: HashMap::new(),
                 cgroup_parent: format!("berth-daemon-test-{}", std::process::id()),
                 network: None,
-                log_defaults: Default::default(),
+                nofile_limit: None,
+                userns_remap: None,
             },
             Arc::clone(&images),
             Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
@@ -95,13 +96,31 @@ impl TestDaemon {
             &data_root,
             Path::new("/usr/bin/berth"),
         );
+        let registry = Arc::new(
+            berth_daemon::distribution::client::Distribution::new(
+                Arc::clone(&images),
+                berth_daemon::distribution::client::RegistryOptions::default(),
+            )
+            .expect("registry client"),
+        );
+        let builder = berth_build::engine::Builder::open(
+            &berth_build::engine::BuilderConfig {
+                data_root: data_root.clone(),
+                context_limit: None,
+            },
+            Arc::clone(&images),
+            Arc::clone(&containers),
+        )
+        .expect("open the builder");
         let state = AppState::new(
             containers,
             images,
             Arc::new(facts),
             events.clone(),
             host_busybox(),
-        );
+            registry,
+        )
+        .with_builder(Arc::new(builder));
         Self {
             server: TestServer::serve(dir, router(state)),
             events,

@@ -18,7 +18,7 @@ use super::format::{
 use crate::ImageStore;
 use crate::content::sha256_digest;
 use crate::error::ImageError;
-use crate::store::SavedImage;
+use crate::store::{LayerSource, SavedImage};
 
 /// Size of the chunks layer files are read in.
 const CHUNK: usize = 1024 * 1024;
@@ -202,8 +202,14 @@ impl TarWriter<'_> {
 
     /// Streams `size` bytes of `file`; a file that turns out shorter is an error (the store's
     /// blobs are immutable, so that would be corruption).
-    fn stream(&mut self, path: &str, mut file: std::fs::File, size: u64) -> Result<(), ImageError> {
+    fn stream(&mut self, path: &str, source: LayerSource, size: u64) -> Result<(), ImageError> {
         self.header(path, tar::EntryType::Regular, 0o644, size)?;
+        let mut file: Box<dyn Read> = match source {
+            LayerSource::Tar(file) => Box::new(file),
+            LayerSource::Compressed(file) => {
+                crate::import::decompressed(std::io::BufReader::new(file))?
+            }
+        };
         let mut buffer = vec![0u8; CHUNK];
         let mut left = size;
         while left > 0 {

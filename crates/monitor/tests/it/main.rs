@@ -137,6 +137,7 @@ impl Fixture {
                 Kind::Runc => RuntimeKind::External(PathBuf::from(RUNC)),
                 Kind::Builtin => RuntimeKind::Builtin,
             },
+            nofile_limit: None,
         };
         std::fs::write(
             run_dir.join("monitor.json"),

@@ -78,18 +78,14 @@ pub(crate) fn lookup(root: &Path, arg0: &str, path_var: &str) -> Result<PathBuf,
     ))
 }
 
-/// Looks up and execs; returns only on failure.
+/// Execs `program` (found by [`lookup`]); returns only on failure.
 pub(crate) fn execute(
     arg0: &str,
+    program: &Path,
     argv: &[CString],
     env: &[CString],
-    path_var: &str,
 ) -> ExecFailure {
-    let path = match lookup(Path::new("/"), arg0, path_var) {
-        Ok(path) => path,
-        Err(failure) => return failure,
-    };
-    let Ok(program) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+    let Ok(program) = CString::new(program.as_os_str().as_encoded_bytes()) else {
         return failure(arg0, "invalid argument", CANNOT_INVOKE);
     };
     let errno = match nix::unistd::execve(&program, argv, env) {

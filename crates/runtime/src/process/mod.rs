@@ -2,18 +2,27 @@
 //! oom_score_adj, rlimits, umask, working directory, user and groups, capabilities,
 //! no_new_privs, seccomp, waiting for `start`, then `execve`.
 //!
-//! Seccomp order follows runc: with no_new_privs the filter is loaded last; without it,
-//! loading needs CAP_SYS_ADMIN, so it is loaded before capabilities are dropped (Docker's
-//! profile allows the setuid/capset/prctl calls that follow).
+//! Seccomp order: a profile may forbid any system call berth makes, so everything that
+//! touches files or /proc (oom_score_adj, the working directory, marking inherited descriptors
+//! close-on-exec, finding the program) happens before the filter is loaded. With
+//! no_new_privs the filter is the last step before `execve` (after the start gate and the
+//! startContainer hooks). Without it, loading needs CAP_SYS_ADMIN, so, as in runc, it is
+//! loaded before capabilities are dropped, and only these follow it: `prctl` (bounding set,
+//! keepcaps, ambient), `setgroups`, `setresgid`, `setresuid`, `capget`/`capset`, the gate's
+//! `read`/`write` on its pipe or `openat`+`write`+`close` of the exec fifo, the hooks' and
+//! `--init`'s `fork` (`clone` without namespace flags), `wait4`, `poll`, `kill`, and `execve`:
+//! each allowed by Docker's and containerd's default profiles and by the older profiles
+//! (runtime-tools' default, Docker before 20.10) that lack `close_range`.
 //!
-//! With [`ProcessPlan::die_with_parent`] the very last step before `execve` is
+//! With [`ProcessPlan::die_with_parent`] the step after the gate is
 //! `PR_SET_PDEATHSIG(SIGKILL)` ([prctl(2)](https://man7.org/linux/man-pages/man2/prctl.2.html)):
 //! the kernel clears it when credentials change, so it must come after `setresuid`. The signal
 //! is tied to the parent at the time of the call, so the process then checks that its parent
 //! (the monitor) is still there: a parent that died a moment before would have left the
 //! process reparented to a parent that never dies. Inside a new pid namespace `getppid()` is 0
 //! whoever the parent is, so the check is the report pipe instead: the monitor reads it until
-//! the `execve`, and its death closes the read end.
+//! the `execve`, and its death closes the read end. `--init`'s program, forked after the
+//! filter, sets it again (`prctl`, `getppid`).
 pub(crate) mod exec;
 
 use std::ffi::CString;
@@ -49,6 +58,11 @@ pub(crate) struct ProcessPlan {
     pub init: bool,
     /// `SIGKILL` when the parent (the monitor) dies; see the module doc.
     pub die_with_parent: bool,
+    /// Whether `setgroups(2)` may be called: not in a user namespace whose
+    /// `/proc/<pid>/setgroups` is `deny` (then only an empty list of additional groups works).
+    pub set_groups: bool,
+    /// `berth oci create --preserve-fds N`: descriptors 3 to 3 + N − 1 reach the program.
+    pub preserved_fds: u32,
 }
 
 impl std::fmt::Debug for ProcessPlan {
@@ -162,6 +176,8 @@ impl ProcessPlan {
                 .transpose()?,
             init: false,
             die_with_parent: false,
+            set_groups: true,
+            preserved_fds: 0,
         })
     }
 
@@ -174,56 +190,35 @@ impl ProcessPlan {
     }
 
     /// Applies everything, calls `gate` (which returns once the process may run), then
-    /// execs. Returns only on failure. `report` is the write end of the pipe the parent reads
-    /// until the `execve` (see [`ProcessPlan::die_with_parent`]).
+    /// execs. Returns only on failure. With `lookup_first`, a program that cannot be found
+    /// is returned before the gate (`berth oci create` fails, as runc's does); otherwise it is
+    /// returned after the gate, as Docker reports it at start. `report` is the write end of
+    /// the pipe the parent reads until the `execve` (see [`ProcessPlan::die_with_parent`]).
     pub(crate) fn run(
         &self,
         report: BorrowedFd<'_>,
+        lookup_first: bool,
         gate: impl FnOnce() -> Result<(), Failure>,
     ) -> Result<ExecFailure, Failure> {
-        if let Some(score) = self.oom_score_adj {
-            let path = Path::new("/proc/self/oom_score_adj");
-            std::fs::write(path, score.to_string()).map_err(at_io(Step::OomScoreAdj, path))?;
+        self.prepare()?;
+        let program = exec::lookup(Path::new("/"), &self.arg0, &self.path_var);
+        if lookup_first && let Err(failure) = program {
+            return Ok(failure);
         }
-        for (resource, soft, hard) in &self.rlimits {
-            setrlimit(*resource, *soft, *hard).map_err(at(Step::Rlimit, Path::new("")))?;
-        }
-        if let Some(mask) = self.umask {
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-        }
-        // Docker creates a missing working directory.
-        if !self.cwd.exists() {
-            std::fs::create_dir_all(&self.cwd).map_err(at_io(Step::Cwd, &self.cwd))?;
-        }
-        nix::unistd::chdir(&self.cwd).map_err(at(Step::Cwd, &self.cwd))?;
         if !self.no_new_privileges {
             self.load_seccomp()?;
         }
-        if let Some(caps) = &self.capabilities {
-            caps.drop_bounding()?;
-        }
-        let user = Path::new("");
-        let switching = !self.uid.is_root();
-        if switching {
-            nix::sys::prctl::set_keepcaps(true).map_err(at(Step::SetUser, user))?;
-        }
-        nix::unistd::setgroups(&self.additional_gids).map_err(at(Step::SetUser, user))?;
-        nix::unistd::setresgid(self.gid, self.gid, self.gid).map_err(at(Step::SetUser, user))?;
-        nix::unistd::setresuid(self.uid, self.uid, self.uid).map_err(at(Step::SetUser, user))?;
-        if switching {
-            nix::sys::prctl::set_keepcaps(false).map_err(at(Step::SetUser, user))?;
-        }
-        if let Some(caps) = &self.capabilities {
-            caps.apply()?;
-        }
+        self.switch_user()?;
         if self.no_new_privileges {
-            nix::sys::prctl::set_no_new_privs().map_err(at(Step::NoNewPrivileges, user))?;
-            self.load_seccomp()?;
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(at(Step::NoNewPrivileges, Path::new("")))?;
         }
-        crate::sys::cloexec_from(3).map_err(at_io(Step::CloseFds, user))?;
         gate()?;
         if self.die_with_parent {
             die_with_parent(report, None)?;
+        }
+        if self.no_new_privileges {
+            self.load_seccomp()?;
         }
         if self.init {
             let reaper = nix::unistd::getpid();
@@ -239,12 +234,57 @@ impl ProcessPlan {
                 die_with_parent(report, Some(reaper))?;
             }
         }
-        Ok(exec::execute(
-            &self.arg0,
-            &self.argv,
-            &self.env,
-            &self.path_var,
-        ))
+        match program {
+            Ok(program) => Ok(exec::execute(&self.arg0, &program, &self.argv, &self.env)),
+            Err(failure) => Ok(failure),
+        }
+    }
+
+    /// The steps that need files and /proc: before any seccomp filter.
+    fn prepare(&self) -> Result<(), Failure> {
+        if let Some(score) = self.oom_score_adj {
+            let path = Path::new("/proc/self/oom_score_adj");
+            std::fs::write(path, score.to_string()).map_err(at_io(Step::OomScoreAdj, path))?;
+        }
+        for (resource, soft, hard) in &self.rlimits {
+            setrlimit(*resource, *soft, *hard).map_err(at(Step::Rlimit, Path::new("")))?;
+        }
+        if let Some(mask) = self.umask {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+        }
+        // Docker creates a missing working directory.
+        if !self.cwd.exists() {
+            std::fs::create_dir_all(&self.cwd).map_err(at_io(Step::Cwd, &self.cwd))?;
+        }
+        nix::unistd::chdir(&self.cwd).map_err(at(Step::Cwd, &self.cwd))?;
+        // Nothing of the caller's may reach the program; what the gate still needs is
+        // close-on-exec already, so it stays usable until `execve`.
+        crate::sys::cloexec_from(3 + self.preserved_fds)
+            .map_err(at_io(Step::CloseFds, Path::new("")))
+    }
+
+    /// Bounding set, groups, uid and gid, then the other capability sets.
+    fn switch_user(&self) -> Result<(), Failure> {
+        if let Some(caps) = &self.capabilities {
+            caps.drop_bounding()?;
+        }
+        let user = Path::new("");
+        let switching = !self.uid.is_root();
+        if switching {
+            nix::sys::prctl::set_keepcaps(true).map_err(at(Step::SetUser, user))?;
+        }
+        if self.set_groups {
+            nix::unistd::setgroups(&self.additional_gids).map_err(at(Step::SetUser, user))?;
+        }
+        nix::unistd::setresgid(self.gid, self.gid, self.gid).map_err(at(Step::SetUser, user))?;
+        nix::unistd::setresuid(self.uid, self.uid, self.uid).map_err(at(Step::SetUser, user))?;
+        if switching {
+            nix::sys::prctl::set_keepcaps(false).map_err(at(Step::SetUser, user))?;
+        }
+        if let Some(caps) = &self.capabilities {
+            caps.apply()?;
+        }
+        Ok(())
     }
 }
 

@@ -129,12 +129,27 @@ pub(crate) struct MountPlan {
 }
 
 impl MountPlan {
-    /// Prepares `mount`; relative bind sources are relative to `bundle`.
-    pub(crate) fn new(entry: &oci_spec::runtime::Mount, bundle: &Path) -> Self {
+    /// Prepares `mount`; relative bind sources are relative to `bundle`. A bind mount takes
+    /// no filesystem data (the kernel would ignore it): an option berth does not know there
+    /// (a misspelt propagation, runc's recursive `rro`…) is refused rather than dropped.
+    pub(crate) fn new(
+        entry: &oci_spec::runtime::Mount,
+        bundle: &Path,
+    ) -> Result<Self, crate::RuntimeError> {
         let options = parse_options(entry.options().as_deref().unwrap_or_default());
         let fstype = entry.typ().clone().unwrap_or_default();
         let source = entry.source().clone().unwrap_or_default();
         let kind = if options.bind || fstype == "bind" {
+            if !options.data.is_empty() {
+                return Err(crate::RuntimeError::InvalidSpec {
+                    field: "mounts.options",
+                    reason: format!(
+                        "unknown option {:?} for the bind mount at {}",
+                        options.data,
+                        entry.destination().display()
+                    ),
+                });
+            }
             MountKind::Bind {
                 source: bundle.join(source),
             }
@@ -146,11 +161,11 @@ impl MountPlan {
                 source: source.to_string_lossy().into_owned(),
             }
         };
-        MountPlan {
+        Ok(MountPlan {
             destination: entry.destination().clone(),
             kind,
             options,
-        }
+        })
     }
 }
 
@@ -217,13 +232,69 @@ pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(),
     .map_err(at(Step::MountOverlay, target))
 }
 
-/// Host facts the cgroup mount needs, read before pivot_root.
+/// Host facts the mounts need, read before pivot_root.
 #[derive(Debug, Clone)]
 pub(crate) struct CgroupHost {
     /// Normally `/sys/fs/cgroup`.
     pub root: PathBuf,
     /// The container has its own cgroup namespace.
     pub namespaced: bool,
+    /// The mounts are made in a user namespace: the kernel locks the flags of mounts that
+    /// came from the host, and some filesystems cannot be mounted (see [`crate::user_ns`]).
+    pub user_namespace: bool,
+}
+
+/// Mount flags the kernel locked on the mount `target` is on (from the host, seen from a user
+/// namespace): a remount must keep them or fails with EPERM. The atime kind is locked too.
+pub(crate) fn locked_flags(target: &Path) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(stat) = nix::sys::statvfs::statvfs(target) else {
+        return MsFlags::empty();
+    };
+    let flags = stat.flags();
+    let pairs = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(st, _)| flags.contains(*st))
+        .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
+}
+
+/// `flags` for a bind remount of `target`: in a user namespace, with the locked flags of
+/// the mount kept.
+fn remount_flags(flags: MsFlags, target: &Path, user_namespace: bool) -> MsFlags {
+    if !user_namespace {
+        return flags;
+    }
+    let atime = MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_STRICTATIME;
+    let locked = locked_flags(target);
+    let mut flags = flags
+        | (locked
+            & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC));
+    if (flags & atime).is_empty() {
+        flags |= locked & atime;
+    }
+    flags
+}
+
+/// Where a user namespace cannot mount a filesystem of its own (sysfs without a network
+/// namespace it owns, mqueue without an IPC one), the host's is bind-mounted, as runc does.
+fn host_fallback(fstype: &str) -> Option<&'static str> {
+    match fstype {
+        "sysfs" => Some("/sys"),
+        "mqueue" => Some("/dev/mqueue"),
+        _ => None,
+    }
 }
 
 /// Filesystems that must be mounted on a real directory, never through a symlink: a
@@ -268,15 +339,7 @@ pub(crate) fn mount_entry(
             // A bind mount ignores every other flag; they take a remount.
             let extra = options.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
-                let mounted = reopen(root, destination)?;
-                mount(
-                    None::<&str>,
-                    &fd_path(&mounted),
-                    None::<&str>,
-                    extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
-                    None::<&str>,
-                )
-                .map_err(at(Step::RemountBind, destination))?;
+                remount_bind(root, destination, extra, cgroup.user_namespace)?;
             }
         }
         MountKind::Cgroup => {
@@ -289,14 +352,31 @@ pub(crate) fn mount_entry(
             }
             let target = mount_target(root, destination, false).map_err(target_error)?;
             let data = (!options.data.is_empty()).then_some(options.data.as_str());
-            mount(
+            let mounted = mount(
                 Some(source.as_str()),
                 &fd_path(&target),
                 Some(fstype.as_str()),
                 options.flags,
                 data,
-            )
-            .map_err(at(Step::Mount, destination))?;
+            );
+            match (mounted, host_fallback(fstype)) {
+                (Ok(()), _) => {}
+                (Err(nix::Error::EPERM), Some(host)) if cgroup.user_namespace => {
+                    mount(
+                        Some(host),
+                        &fd_path(&target),
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None::<&str>,
+                    )
+                    .map_err(at(Step::Mount, destination))?;
+                    let extra = options.flags - MsFlags::MS_REMOUNT;
+                    if !extra.is_empty() {
+                        remount_bind(root, destination, extra, true)?;
+                    }
+                }
+                (Err(errno), _) => return Err(Failure::new(Step::Mount, destination, errno)),
+            }
         }
     }
     if !options.propagation.is_empty() {
@@ -313,6 +393,27 @@ pub(crate) fn mount_entry(
         }
     }
     Ok(())
+}
+
+/// Remounts the bind mount at `destination` with `flags` (kept locked flags in a user
+/// namespace).
+fn remount_bind(
+    root: &Root,
+    destination: &Path,
+    flags: MsFlags,
+    user_namespace: bool,
+) -> Result<(), Failure> {
+    let mounted = reopen(root, destination)?;
+    let path = fd_path(&mounted);
+    let flags = remount_flags(flags, &path, user_namespace);
+    mount(
+        None::<&str>,
+        &path,
+        None::<&str>,
+        flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+        None::<&str>,
+    )
+    .map_err(at(Step::RemountBind, destination))
 }
 
 /// The mount target `destination` opened again (after something was mounted on it).
@@ -546,7 +647,7 @@ pub(crate) fn mask_path(path: &Path) -> Result<(), Failure> {
 }
 
 /// Makes `path` read-only (after pivot_root); missing paths are fine.
-pub(crate) fn readonly_path(path: &Path) -> Result<(), Failure> {
+pub(crate) fn readonly_path(path: &Path, user_namespace: bool) -> Result<(), Failure> {
     match mount(
         Some(path),
         path,
@@ -558,19 +659,17 @@ pub(crate) fn readonly_path(path: &Path) -> Result<(), Failure> {
         Err(nix::Error::ENOENT) => return Ok(()),
         Err(errno) => return Err(Failure::new(Step::ReadonlyPath, path, errno)),
     }
-    let flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV
-        | MsFlags::MS_NOEXEC;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let flags = remount_flags(flags, path, user_namespace) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
     mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
         .map_err(at(Step::ReadonlyPath, path))
 }
 
 /// Remounts the container's `/` read-only (after pivot_root).
-pub(crate) fn readonly_root() -> Result<(), Failure> {
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+pub(crate) fn readonly_root(user_namespace: bool) -> Result<(), Failure> {
+    let flags = remount_flags(MsFlags::MS_RDONLY, Path::new("/"), user_namespace)
+        | MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT;
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
         .map_err(at(Step::ReadonlyRoot, Path::new("/")))
 }
@@ -609,7 +708,7 @@ mod tests {
             .mounts()
             .iter()
             .flatten()
-            .map(|m| MountPlan::new(m, Path::new("/b")))
+            .map(|m| MountPlan::new(m, Path::new("/b")).expect("valid"))
             .collect();
         assert!(
             matches!(plans[0].kind, MountKind::Filesystem { ref fstype, .. } if fstype == "proc")
@@ -620,7 +719,7 @@ mod tests {
         bind.set_typ(Some("bind".into()));
         bind.set_source(Some("hosts".into()));
         bind.set_options(Some(opts(&["rbind", "ro"])));
-        let plan = MountPlan::new(&bind, Path::new("/b"));
+        let plan = MountPlan::new(&bind, Path::new("/b")).expect("valid");
         assert_eq!(
             plan.kind,
             MountKind::Bind {
@@ -628,6 +727,57 @@ mod tests {
             }
         );
         assert!(plan.options.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn unknown_bind_options_are_refused() {
+        let mut bind = oci_spec::runtime::Mount::default();
+        bind.set_destination("/data".into());
+        bind.set_typ(Some("bind".into()));
+        bind.set_source(Some("/srv".into()));
+        bind.set_options(Some(opts(&["rbind", "rsharred"])));
+        let err = MountPlan::new(&bind, Path::new("/b")).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "invalid runtime spec: mounts.options: unknown option \"rsharred\" for the bind mount at /data"
+        );
+        bind.set_options(Some(opts(&["rbind", "rshared", "ro"])));
+        let plan = MountPlan::new(&bind, Path::new("/b")).expect("valid");
+        assert_eq!(
+            plan.options.propagation,
+            vec![MsFlags::MS_SHARED | MsFlags::MS_REC]
+        );
+    }
+
+    #[test]
+    fn locked_flags_of_a_mount_are_read() {
+        // What /proc/self/mounts says of /proc, as mount flags.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+        let options = mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some("/proc"))
+            .and_then(|l| l.split(' ').nth(3))
+            .expect("/proc is mounted");
+        let parsed = parse_options(
+            &options
+                .split(',')
+                .map(str::to_owned)
+                .collect::<Vec<String>>(),
+        );
+        let locked = locked_flags(Path::new("/proc"));
+        let kinds = MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC
+            | MsFlags::MS_NOATIME
+            | MsFlags::MS_RELATIME;
+        assert_eq!(locked & kinds, parsed.flags & kinds, "{options}");
+        let kept = remount_flags(MsFlags::MS_RDONLY, Path::new("/proc"), true);
+        assert!(kept.contains(MsFlags::MS_RDONLY | (locked & MsFlags::MS_NOSUID)));
+        assert_eq!(
+            remount_flags(MsFlags::MS_RDONLY, Path::new("/proc"), false),
+            MsFlags::MS_RDONLY
+        );
     }
 
     #[test]

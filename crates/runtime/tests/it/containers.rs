@@ -466,3 +466,70 @@ fn cgroup_limits_apply_and_cleanup_removes_them() {
     }
     let _ = std::fs::remove_dir(host.join("berth-runtime-test"));
 }
+
+/// The hooks of a spec handed to `create_with` run too (the monitor's path): createRuntime in
+/// the caller before `create_with` returns, poststart once `start` did; a failing
+/// createRuntime hook fails `create_with` and leaves no process.
+#[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+fn hooks_run_through_create_and_start() {
+    berth_testing::require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fixture = Fixture::new();
+    let log = fixture.dir.path().join("hooks.log");
+    let hook = |name: &str| {
+        let mut hook = oci_spec::runtime::Hook::default();
+        hook.set_path("/bin/sh".into());
+        hook.set_args(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo {name} $(cat) >> {}", log.display()),
+        ]));
+        hook
+    };
+    let mut spec = spec(&["true"]);
+    let mut hooks = oci_spec::runtime::Hooks::default();
+    hooks.set_create_runtime(Some(vec![hook("createRuntime")]));
+    hooks.set_poststart(Some(vec![hook("poststart")]));
+    spec.set_hooks(Some(hooks));
+    let (code, _) = run(&spec, &fixture).expect("runs");
+    assert_eq!(code, 0);
+    let text = fs::read_to_string(&log).expect("hooks ran");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("createRuntime {"), "{text}");
+    assert!(lines[0].contains("\"status\":\"creating\""), "{text}");
+    assert!(
+        lines[0].contains("\"id\":\"bundle\""),
+        "the bundle's name: {text}"
+    );
+    assert!(lines[1].starts_with("poststart {"), "{text}");
+    assert!(lines[1].contains("\"status\":\"running\""), "{text}");
+
+    let mut failing = oci_spec::runtime::Hook::default();
+    failing.set_path("/bin/false".into());
+    let mut hooks = oci_spec::runtime::Hooks::default();
+    hooks.set_create_runtime(Some(vec![failing]));
+    spec.set_hooks(Some(hooks));
+    let (stdio, _output) = stdio();
+    let err = create_with(
+        &spec,
+        &fixture.bundle(),
+        Some(&fixture.overlay()),
+        stdio,
+        &fixture.options(),
+    )
+    .expect_err("a failing createRuntime hook fails create");
+    assert_eq!(
+        err.to_string(),
+        "hooks.createRuntime /bin/false: exit status 1"
+    );
+    // Its init was reaped: no child of this process is left.
+    assert_eq!(
+        waitpid(
+            Pid::from_raw(-1),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG)
+        ),
+        Err(nix::Error::ECHILD)
+    );
+}

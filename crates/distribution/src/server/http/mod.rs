@@ -412,12 +412,12 @@ fn query_map(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-/// Runs store work on a blocking thread.
+/// Runs store work on a blocking thread ([`berth_fs::blocking`]); a panic is an internal error.
 async fn blocking<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
+    berth_fs::blocking(work)
         .await
         .map_err(|_| RegistryError::Internal { what })?
 }

@@ -730,28 +730,17 @@ fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     file.sync_all().map_err(RegistryError::io("fsync", path))
 }
 
-/// Replaces `path` atomically and durably: a temp file beside it (`.<name>.tmp-<random>`),
-/// fsync, rename, fsync of the directory. Parent directories are created as needed.
-// (The other crates have their own; this one is the registry store's until berth-fs has one.)
+/// Replaces `path` atomically and durably ([`berth_fs::write_atomic`]); parent directories are
+/// created as needed. Its temp file's name starts with [`TEMP_PREFIX`], so listings skip it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let dir = path.parent().expect("records live in a directory");
-    mkdir(dir)?;
-    let name = path
-        .file_name()
-        .expect("records have a name")
-        .to_string_lossy();
-    let temp = dir.join(format!(
-        "{TEMP_PREFIX}{name}.tmp-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ));
-    let result = write_durable(&temp, bytes).and_then(|()| {
-        fs::rename(&temp, path).map_err(RegistryError::io("rename into place", path))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    sync_dir(dir)
+    mkdir(path.parent().expect("records live in a directory"))?;
+    berth_fs::write_atomic(path, bytes, berth_fs::Durability::Durable).map_err(|e| {
+        RegistryError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 /// fsyncs a directory (renames and creations in it become durable).
