@@ -83,7 +83,9 @@ fn a_socket_the_user_may_not_open_is_reported_as_such() {
     );
     // Issue 15's words: what is wrong and how to fix it, on one line.
     assert!(
-        stderr.trim_end().ends_with("add yourself to the 'berth' group"),
+        stderr
+            .trim_end()
+            .ends_with("add yourself to the 'berth' group"),
         "{stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");

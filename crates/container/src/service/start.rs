@@ -362,9 +362,14 @@ fn write_run_files(
             .map(|m| m.host_id())
     });
     if let Some(gid) = mapped_root_gid {
-        for dir in [Some(run_dir), run_dir.parent(), data_dir.parent(), Some(data_dir)]
-            .into_iter()
-            .flatten()
+        for dir in [
+            Some(run_dir),
+            run_dir.parent(),
+            data_dir.parent(),
+            Some(data_dir),
+        ]
+        .into_iter()
+        .flatten()
         {
             crate::perms::open_to_group(dir, gid).map_err(io_err("chown", dir))?;
         }
