@@ -45,7 +45,5 @@ if ! python3 -c 'import docker' 2>/dev/null; then
   }
   pip3 install --break-system-packages -q docker
 fi
-# cargo-deb builds the Debian package (scripts/package.sh, scripts/install.sh), from crates.io.
-if ! command -v cargo-deb >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]; then
-  cargo install --locked -q cargo-deb
-fi
+# cargo-deb (crates.io) builds the Debian package: scripts/package.sh installs it when first
+# run (scripts/install.sh), not here — its build takes minutes that CI's test run does not need.

@@ -14,6 +14,10 @@ use crate::registry::{Distribution, Registry};
 
 pub const TESTS: &[Test] = &[
     ("pull_push_round_trip", pull_push_round_trip),
+    (
+        "pull_build_pulls_a_missing_base",
+        pull_build_pulls_a_missing_base,
+    ),
     ("pull_push_docker_cli", pull_push_docker_cli),
     ("pull_login_bearer_auth", pull_login_bearer_auth),
     ("pull_bad_input", pull_bad_input),
@@ -47,6 +51,38 @@ fn commit_image(env: &TestEnv, container: &str, name: &str, content: &str) {
     .ok();
     env.berth(&["commit", container, name]).ok();
     env.berth(&["rm", container]).ok();
+}
+
+/// `build` of a Dockerfile whose base image is only on a registry pulls it first (its
+/// progress in the build's output), as dockerd's builder does; `--pull` pulls it again.
+fn pull_build_pulls_a_missing_base(env: &TestEnv) {
+    let registry = Registry::start(env, "client-build", &[]);
+    let base = format!("{}/build/base:1", registry.addr);
+    commit_image(env, "pull-build", &base, "from-the-registry");
+    env.berth(&["push", &base]).ok();
+    env.berth(&["rmi", &base]).ok();
+    let dir = env.root.join("pull-build-ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {base}\nRUN cat /data/file > /copied\n"),
+    )
+    .unwrap();
+    let ctx = dir.to_string_lossy().into_owned();
+    let out = env.berth(&["build", "-t", "pulled-base:1", &ctx]).ok();
+    assert!(out.contains("Pulling from build/base"), "{out}");
+    assert!(out.contains("Successfully tagged pulled-base:1"), "{out}");
+    let run = env
+        .berth(&["run", "--rm", "pulled-base:1", "cat", "/copied"])
+        .ok();
+    assert_eq!(run.trim(), "from-the-registry");
+    let again = env
+        .berth(&["build", "--pull", "-t", "pulled-base:1", &ctx])
+        .ok();
+    assert!(again.contains("Image is up to date"), "{again}");
+    for image in ["pulled-base:1", base.as_str()] {
+        env.berth(&["rmi", image]).ok();
+    }
 }
 
 /// The `TAG: digest: sha256:… size: N` line of a push: the digest.

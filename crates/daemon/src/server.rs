@@ -207,9 +207,9 @@ async fn open_and_serve(
             facts,
             events,
             None,
-            registry,
+            Arc::clone(&registry),
         )
-        .with_builder(Arc::new(builder))
+        .with_builder(Arc::new(builder.with_registry(Arc::clone(&registry))))
         .with_settings(Arc::clone(&settings)),
     );
     let listeners = listeners::open(config, activation, gid).await?;

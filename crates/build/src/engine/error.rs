@@ -53,6 +53,13 @@ pub enum BuildError {
         /// The reference.
         reference: String,
     },
+    /// Pulling a base (or `--from`) image failed.
+    #[error("{source}")]
+    Pull {
+        /// The registry client's error, in Docker's words.
+        #[source]
+        source: berth_distribution::client::ClientError,
+    },
     /// A `RUN` exited non-zero.
     #[error("The command '{command}' returned a non-zero code: {code}")]
     RunFailed {
@@ -151,6 +158,7 @@ impl Classify for BuildError {
     fn kind(&self) -> ErrorKind {
         match self {
             BuildError::Dockerfile(e) => e.kind(),
+            BuildError::Pull { source } => source.kind(),
             BuildError::InvalidContext { .. }
             | BuildError::DockerfileNotFound { .. }
             | BuildError::Step { .. }

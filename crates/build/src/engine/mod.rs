@@ -63,6 +63,8 @@ pub struct BuilderConfig {
 pub struct Builder {
     images: Arc<ImageStore>,
     containers: Arc<ContainerService>,
+    /// Pulls missing base images (and every one with `pull`); without it only the store's.
+    registry: Option<Arc<berth_distribution::client::Distribution>>,
     root: PathBuf,
     cache: cache::Cache,
     context_limit: Option<u64>,
@@ -81,7 +83,7 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `nocache`.
     pub no_cache: bool,
-    /// `pull`.
+    /// `pull`: pull every base image, not only the missing ones.
     pub pull: bool,
     /// `rm` (default true): remove step containers after a successful step.
     pub remove: bool,
@@ -112,6 +114,45 @@ pub enum BuildEvent {
     Line(Bytes),
     /// The end: the image id, or why it failed (not yet in the stream).
     Done(Result<String, BuildError>),
+}
+
+/// Pulls `reference` (no credentials: a public or loopback registry), its progress lines in
+/// the build's stream.
+async fn pull_image(
+    registry: &berth_distribution::client::Distribution,
+    reference: &str,
+    events: &mpsc::Sender<BuildEvent>,
+) -> Result<(), BuildError> {
+    use berth_distribution::client::{Progress, PullRequest};
+    let request = PullRequest {
+        reference: reference.to_owned(),
+        all_tags: false,
+        platform: None,
+        auth: Default::default(),
+    };
+    let prepared = registry
+        .prepare_pull(&request)
+        .await
+        .map_err(|source| BuildError::Pull { source })?;
+    // The progress sink is synchronous: lines go through an unbounded channel to the stream.
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    let forward = {
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(message) = receiver.recv().await {
+                let _ = events.send(BuildEvent::Line(message)).await;
+            }
+        })
+    };
+    let progress = Progress::new(move |message: berth_api::progress::JsonMessage| {
+        let _ = sender.send(Bytes::from(message.to_line()));
+    });
+    let pulled = prepared.run(&progress).await;
+    drop(progress);
+    let _ = forward.await;
+    pulled
+        .map(|_| ())
+        .map_err(|source| BuildError::Pull { source })
 }
 
 /// The short form of an image id (`sha256:` dropped, 12 hex).
@@ -149,6 +190,17 @@ pub(crate) struct Run {
 }
 
 impl Builder {
+    /// The same builder, pulling base images through `registry` as dockerd's builder does: a
+    /// missing one always, every one with `pull`.
+    #[must_use]
+    pub fn with_registry(
+        mut self,
+        registry: Arc<berth_distribution::client::Distribution>,
+    ) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// Opens the builder's state under `<data_root>/builder`: the cache index, and an empty
     /// scratch area (what a crashed build left is removed).
     pub fn open(
@@ -173,6 +225,7 @@ impl Builder {
         Ok(Builder {
             images,
             containers,
+            registry: None,
             root,
             cache,
             context_limit: config.context_limit,
@@ -265,7 +318,7 @@ impl Builder {
             ..BuildOptions::default()
         };
         let plan = df.plan(&opts)?;
-        self.check_images(&plan).await?;
+        self.check_images(&plan, req.pull, events).await?;
         let allowed = self.cache_from_images(&req.cache_from).await?;
         let label_step = label_instruction(&req.labels)?;
         let mut first_step = HashMap::new();
@@ -490,9 +543,14 @@ impl Builder {
         .await?
     }
 
-    /// Every base image and `--from` image of the plan is in the store (`pull` can only use
-    /// what is there until the registry client arrives).
-    async fn check_images(&self, plan: &BuildPlan) -> Result<(), BuildError> {
+    /// Every base image and `--from` image of the plan is in the store: a missing one is
+    /// pulled (every one with `pull`), its progress in the build's stream, as dockerd does.
+    async fn check_images(
+        &self,
+        plan: &BuildPlan,
+        pull: bool,
+        events: &mpsc::Sender<BuildEvent>,
+    ) -> Result<(), BuildError> {
         let mut refs = Vec::new();
         for stage in &plan.stages {
             if let crate::Base::Image(r) = &stage.base {
@@ -500,21 +558,23 @@ impl Builder {
             }
             refs.extend(stage.images.iter().cloned());
         }
-        let images = Arc::clone(&self.images);
-        berth_fs::blocking(move || {
-            for r in refs {
-                if let Err(e) = images.resolve(&r) {
-                    return Err(match e.kind() {
-                        berth_errdefs::ErrorKind::NotFound => {
-                            BuildError::ImageNotFound { reference: r }
-                        }
-                        _ => BuildError::from(e),
-                    });
-                }
+        refs.dedup();
+        for r in refs {
+            let images = Arc::clone(&self.images);
+            let wanted = r.clone();
+            let found = berth_fs::blocking(move || images.resolve(&wanted)).await?;
+            let missing = match found {
+                Ok(_) => false,
+                Err(e) if e.kind() == berth_errdefs::ErrorKind::NotFound => true,
+                Err(e) => return Err(BuildError::from(e)),
+            };
+            match &self.registry {
+                Some(registry) if missing || pull => pull_image(registry, &r, events).await?,
+                None if missing => return Err(BuildError::ImageNotFound { reference: r }),
+                _ => {}
             }
-            Ok(())
-        })
-        .await?
+        }
+        Ok(())
     }
 
     async fn cache_from_images(

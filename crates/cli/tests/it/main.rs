@@ -81,10 +81,14 @@ fn a_socket_the_user_may_not_open_is_reported_as_such() {
         )),
         "{stderr}"
     );
+    // Issue 15's words: what is wrong and how to fix it, on one line.
     assert!(
-        stderr.contains("Permission denied (os error 13)"),
+        stderr
+            .trim_end()
+            .ends_with("add yourself to the 'berth' group"),
         "{stderr}"
     );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     // No daemon at all is still docker's question.
     drop(_listener);
     std::fs::remove_file(&socket).unwrap();

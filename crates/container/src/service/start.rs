@@ -97,9 +97,13 @@ impl ContainerService {
         self.kill_leftovers(entry, rec).await;
         let run_dir = entry.paths.run_dir.clone();
         {
-            let (spec, monitor, run_dir) =
-                (files.spec.clone(), files.monitor.clone(), run_dir.clone());
-            blocking(move || write_run_files(&run_dir, &spec, &monitor)).await??;
+            let (spec, monitor, run_dir, data_dir) = (
+                files.spec.clone(),
+                files.monitor.clone(),
+                run_dir.clone(),
+                entry.paths.data_dir.clone(),
+            );
+            blocking(move || write_run_files(&run_dir, &data_dir, &spec, &monitor)).await??;
         }
         let ready = match self.monitor.spawn(&run_dir).await {
             Ok(r) => match r.error {
@@ -354,6 +358,7 @@ impl ContainerService {
 /// Writes a run's bundle: a fresh run dir with the OCI spec and the monitor config.
 fn write_run_files(
     run_dir: &std::path::Path,
+    data_dir: &std::path::Path,
     spec: &berth_runtime::Spec,
     monitor: &protocol::MonitorConfig,
 ) -> Result<()> {
@@ -366,12 +371,27 @@ fn write_run_files(
     crate::perms::ensure_dir(run_dir, crate::perms::RUN_DIR_MODE)
         .map_err(io_err("create", run_dir))?;
     // In a user namespace (`--userns-remap`) the init, the mapped root, cannot create the
-    // root's mount point in this root-owned dir: it is made here.
-    if spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
-    {
+    // root's mount point in this root-owned dir: it is made here, and the mapped root's group
+    // may pass through its run and data dirs (0710) to mount the root and the /etc files.
+    let mapped_root_gid = spec.linux().as_ref().and_then(|l| {
+        l.gid_mappings()
+            .as_ref()?
+            .iter()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    });
+    if let Some(gid) = mapped_root_gid {
+        for dir in [
+            Some(run_dir),
+            run_dir.parent(),
+            data_dir.parent(),
+            Some(data_dir),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::perms::open_to_group(dir, gid).map_err(io_err("chown", dir))?;
+        }
         let rootfs = run_dir.join("rootfs");
         std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
     }
