@@ -52,6 +52,7 @@ fn harness() -> &'static Harness {
                     cgroup_parent: format!("berth-fuzz-{}", std::process::id()),
                     network: None,
                     nofile_limit: None,
+                    userns_remap: None,
                 },
                 Arc::clone(&images),
                 Arc::new(berth_volume::VolumeService::open(&data_root).expect("volumes")),

@@ -72,6 +72,7 @@ fn pull_build_pulls_a_missing_base(env: &TestEnv) {
     let out = env.berth(&["build", "-t", "pulled-base:1", &ctx]).ok();
     assert!(out.contains("Pulling from build/base"), "{out}");
     assert!(out.contains("Successfully tagged pulled-base:1"), "{out}");
+    env.berth(&["image", "inspect", &base]).ok();
     let run = env
         .berth(&["run", "--rm", "pulled-base:1", "cat", "/copied"])
         .ok();

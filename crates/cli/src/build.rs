@@ -523,6 +523,17 @@ pub fn build(c: &Client, a: BuildArgs) -> CmdResult {
         {
             image = Some(id.to_owned());
         }
+        // A base image's pull, as the docker CLI shows it when piped: each status line, without
+        // the byte counts of the bars.
+        if let Some(status) = &m.status
+            && !a.quiet
+            && m.progress.is_none()
+        {
+            match &m.id {
+                Some(id) => shown.stream(&format!("{id}: {status}\n")),
+                None => shown.stream(&format!("{status}\n")),
+            }
+        }
         if let Some(s) = &m.stream {
             if a.quiet {
                 quiet_id = Some(s.trim().to_owned());
