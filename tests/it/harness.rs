@@ -165,6 +165,11 @@ impl TestEnv {
 
     /// Starts (or restarts) the daemon and waits until it answers.
     pub fn start_daemon(&self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// [`TestEnv::start_daemon`] with extra daemon flags.
+    pub fn start_daemon_with(&self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -195,6 +200,7 @@ impl TestEnv {
             .args(["--cgroup-parent", &cgroup_parent()])
             .arg("--resolv-conf")
             .arg(self.resolv_conf())
+            .args(extra)
             // The host's /etc/berth/daemon.json (an installed package's) is not this daemon's.
             .arg("--config-file")
             .arg(self.empty_config())

@@ -15,13 +15,16 @@ mod faults;
 mod hardening;
 mod harness;
 mod images;
+mod ipv6;
 mod lifecycle;
+mod logging;
 mod network;
 mod oci;
 mod pull;
 mod registry;
 mod security;
 mod service;
+mod terminal;
 mod userns;
 mod volumes;
 
@@ -77,6 +80,9 @@ fn main() {
         pull::TESTS,
         build::TESTS,
         hardening::TESTS,
+        terminal::TESTS,
+        logging::TESTS,
+        ipv6::TESTS,
         chaos::TESTS,
         faults::TESTS,
         oci::TESTS,

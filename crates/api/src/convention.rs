@@ -59,29 +59,39 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-/// A detach key sequence as bytes: `ctrl-p,ctrl-q` → `[0x10, 0x11]`, single characters as
-/// themselves; empty or absent means Docker's default `ctrl-p,ctrl-q`.
-pub fn detach_keys(spec: Option<&str>) -> Vec<u8> {
+/// A detach key sequence as bytes, parsed as Docker's `term.ToBytes`: comma-separated keys,
+/// each one character (itself) or `ctrl-X` with X one of `@`, `a`-`z`, `[`, `\\`, `]`, `^`,
+/// `_`; `ctrl-p,ctrl-q` → `[0x10, 0x11]`. Empty or absent means Docker's default
+/// `ctrl-p,ctrl-q`. The error is Docker's (`unknown character: 'X'`).
+pub fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>, String> {
     let spec = spec.filter(|s| !s.is_empty()).unwrap_or("ctrl-p,ctrl-q");
     let mut out = Vec::new();
-    for k in spec.split(',') {
-        let k = k.trim();
-        if let Some(c) = k.strip_prefix("ctrl-") {
-            match c.as_bytes().first().copied() {
-                Some(b @ b'a'..=b'z') => out.push(b - b'a' + 1),
-                Some(b'@') => out.push(0),
-                Some(b'[') => out.push(27),
-                Some(b'\\') => out.push(28),
-                Some(b']') => out.push(29),
-                Some(b'^') => out.push(30),
-                Some(b'_') => out.push(31),
-                _ => {}
-            }
-        } else if k.len() == 1 {
-            out.push(k.as_bytes()[0]);
+    for key in spec.split(',') {
+        let unknown = || format!("unknown character: '{key}'");
+        if key.len() == 1 {
+            out.push(key.as_bytes()[0]);
+            continue;
+        }
+        let Some(c) = key.strip_prefix("ctrl-").filter(|c| c.len() == 1) else {
+            return Err(unknown());
+        };
+        match c.as_bytes()[0] {
+            b @ b'a'..=b'z' => out.push(b - b'a' + 1),
+            b'@' => out.push(0),
+            b'[' => out.push(27),
+            b'\\' => out.push(28),
+            b']' => out.push(29),
+            b'^' => out.push(30),
+            b'_' => out.push(31),
+            _ => return Err(unknown()),
         }
     }
-    out
+    Ok(out)
+}
+
+/// The daemon's refusal of bad detach keys on attach, in Docker's words.
+pub fn invalid_detach_keys(spec: &str) -> String {
+    format!("Invalid detach keys ({spec}) provided")
 }
 
 #[cfg(test)]
@@ -102,7 +112,16 @@ mod tests {
 
     #[test]
     fn detach_keys_parse() {
-        assert_eq!(detach_keys(None), vec![0x10, 0x11]);
-        assert_eq!(detach_keys(Some("ctrl-a,x")), vec![1, b'x']);
+        assert_eq!(detach_keys(None), Ok(vec![0x10, 0x11]));
+        assert_eq!(detach_keys(Some("")), Ok(vec![0x10, 0x11]));
+        assert_eq!(detach_keys(Some("ctrl-a,x")), Ok(vec![1, b'x']));
+        assert_eq!(detach_keys(Some("ctrl-\\,ctrl-@")), Ok(vec![28, 0]));
+        for bad in ["ctrl-", "ctrl-1", "ab", "ctrl-p,,ctrl-q", "ctrl-A", " x"] {
+            assert!(detach_keys(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            detach_keys(Some("ctrl-p,foo")),
+            Err("unknown character: 'foo'".to_string())
+        );
     }
 }

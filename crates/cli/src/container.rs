@@ -621,6 +621,11 @@ fn register_wait(
 
 fn run_container(c: &Client, a: RunArgs) -> CmdResult {
     let f = &a.flags;
+    let keys = if a.detach {
+        None
+    } else {
+        stream::detach_keys(a.detach_keys.as_deref())?
+    };
     let (mut body, name) = opts::create_body(f)?;
     if a.detach {
         // As docker's runContainer: a detached container has nothing attached.
@@ -652,7 +657,7 @@ fn run_container(c: &Client, a: RunArgs) -> CmdResult {
     if stdin {
         q.push(("stdin", "1".into()));
     }
-    if let Some(k) = &a.detach_keys {
+    if let Some(k) = &keys {
         q.push(("detachKeys", k.clone()));
     }
     let conn = c.hijack(&format!("/containers/{id}/attach"), &q, None)?;
@@ -672,13 +677,8 @@ fn run_container(c: &Client, a: RunArgs) -> CmdResult {
     if !tty && a.sig_proxy {
         stream::proxy_signals(c, &id);
     }
-    let ended = stream::session(
-        conn,
-        tty,
-        stdin,
-        stream::detach_keys(a.detach_keys.as_deref()),
-    )
-    .map_err(CliError::io)?;
+    let ended = stream::session(conn, tty, stdin, stream::key_bytes(keys.as_deref()))
+        .map_err(CliError::io)?;
     drop(raw);
     if ended == Ended::Detached {
         return Ok(0);
@@ -691,6 +691,7 @@ fn inspect_json(c: &Client, name: &str) -> Result<Value, CliError> {
 }
 
 fn start_attached(c: &Client, name: &str, interactive: bool, keys: Option<&str>) -> CmdResult {
+    let keys = stream::detach_keys(keys)?;
     let info = inspect_json(c, name)?;
     let id = info["Id"].as_str().unwrap_or(name).to_string();
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
@@ -702,6 +703,9 @@ fn start_attached(c: &Client, name: &str, interactive: bool, keys: Option<&str>)
     ];
     if stdin {
         q.push(("stdin", "1".into()));
+    }
+    if let Some(k) = &keys {
+        q.push(("detachKeys", k.clone()));
     }
     let conn = c.hijack(&format!("/containers/{id}/attach"), &q, None)?;
     let waiter = register_wait(c, &id, "next-exit")?;
@@ -718,8 +722,8 @@ fn start_attached(c: &Client, name: &str, interactive: bool, keys: Option<&str>)
     if !tty {
         stream::proxy_signals(c, &id);
     }
-    let ended =
-        stream::session(conn, tty, stdin, stream::detach_keys(keys)).map_err(CliError::io)?;
+    let ended = stream::session(conn, tty, stdin, stream::key_bytes(keys.as_deref()))
+        .map_err(CliError::io)?;
     drop(raw);
     if ended == Ended::Detached {
         return Ok(0);
@@ -734,6 +738,7 @@ fn attach(
     sig_proxy: bool,
     keys: Option<&str>,
 ) -> CmdResult {
+    let keys = stream::detach_keys(keys)?;
     let info = inspect_json(c, name)?;
     let id = info["Id"].as_str().unwrap_or(name).to_string();
     let state = &info["State"];
@@ -757,6 +762,9 @@ fn attach(
     if stdin {
         q.push(("stdin", "1".into()));
     }
+    if let Some(k) = &keys {
+        q.push(("detachKeys", k.clone()));
+    }
     let waiter = register_wait(c, &id, "not-running")?;
     let conn = c.hijack(&format!("/containers/{id}/attach"), &q, None)?;
     let raw = if tty && stdin && tty::stdin_is_tty() {
@@ -770,8 +778,8 @@ fn attach(
     if !tty && sig_proxy {
         stream::proxy_signals(c, &id);
     }
-    let ended =
-        stream::session(conn, tty, stdin, stream::detach_keys(keys)).map_err(CliError::io)?;
+    let ended = stream::session(conn, tty, stdin, stream::key_bytes(keys.as_deref()))
+        .map_err(CliError::io)?;
     drop(raw);
     if ended == Ended::Detached {
         return Ok(0);
@@ -780,6 +788,7 @@ fn attach(
 }
 
 fn exec(c: &Client, a: ExecArgs) -> CmdResult {
+    let keys = stream::detach_keys(a.detach_keys.as_deref())?;
     let info = inspect_json(c, &a.container)?;
     let id = info["Id"].as_str().unwrap_or(&a.container).to_string();
     let mut env = Vec::new();
@@ -800,7 +809,7 @@ fn exec(c: &Client, a: ExecArgs) -> CmdResult {
         "AttachStdout": !a.detach,
         "AttachStderr": !a.detach,
         "Detach": a.detach,
-        "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
+        "DetachKeys": keys.clone().unwrap_or_default(),
         "Env": env,
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Cmd": a.command,
@@ -836,7 +845,7 @@ fn exec(c: &Client, a: ExecArgs) -> CmdResult {
         conn,
         a.tty,
         a.interactive,
-        stream::detach_keys(a.detach_keys.as_deref()),
+        stream::key_bytes(keys.as_deref()),
     )
     .map_err(CliError::io)?;
     drop(raw);

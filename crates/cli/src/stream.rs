@@ -4,7 +4,38 @@ use std::io::{self, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use berth_api::convention::detach_keys;
+/// The detach keys a command uses, as docker's CLI picks them: `--detach-keys`, else
+/// `detachKeys` of the client config (`$DOCKER_CONFIG/config.json`, default
+/// `~/.docker/config.json`), else none (the daemon's default, `ctrl-p,ctrl-q`). Bad keys are
+/// refused before anything is created, in the daemon's words.
+pub fn detach_keys(flag: Option<&str>) -> Result<Option<String>, crate::CliError> {
+    let keys = match flag {
+        Some(k) => Some(k.to_string()),
+        None => config_detach_keys(),
+    };
+    if let Some(k) = &keys {
+        berth_api::convention::detach_keys(Some(k)).map_err(|_| {
+            crate::CliError::msg(berth_api::convention::invalid_detach_keys(k)).with_code(125)
+        })?;
+    }
+    Ok(keys.filter(|k| !k.is_empty()))
+}
+
+/// `detachKeys` of docker's client config file, if set.
+fn config_detach_keys() -> Option<String> {
+    let dir = match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
+    };
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    config["detachKeys"].as_str().map(str::to_string)
+}
+
+/// The bytes of keys [`detach_keys`] accepted (default `ctrl-p,ctrl-q`).
+pub fn key_bytes(keys: Option<&str>) -> Vec<u8> {
+    berth_api::convention::detach_keys(keys).unwrap_or_default()
+}
 
 use crate::http::{Client, Stream};
 

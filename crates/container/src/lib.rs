@@ -10,6 +10,7 @@
 pub mod error;
 pub mod events;
 mod life;
+pub mod log_driver;
 mod logs;
 pub mod monitor;
 pub mod monitor_client;

@@ -1,6 +1,8 @@
-//! Reading the json-file logs the monitor writes (`<id>-json.log`, rotated to `.1`, `.2`, …).
+//! Reading the logs the monitor writes: json-file (`<id>-json.log`, rotated to `.1`, `.2`, …)
+//! and local (`local-logs/container.log`, length-framed protobuf entries, rotated to `.1.gz`,
+//! … — see `berth_monitor::logdriver`).
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,6 +49,15 @@ pub struct LogStream {
     pub tty: bool,
     /// The chunks; the channel closes at the end.
     pub rx: mpsc::Receiver<LogChunk>,
+}
+
+/// How a log file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON lines.
+    JsonFile,
+    /// moby's `local`: protobuf entries framed by their length.
+    Local,
 }
 
 /// One json-file line.
@@ -415,9 +426,140 @@ fn scan_back(f: &mut File, n: usize, o: &LogsOptions, found: &mut usize) -> Opti
     }
 }
 
+/// The `local` driver's files, oldest first (its rotated files are gzipped).
+fn local_files(log: &Path) -> Vec<PathBuf> {
+    let mut rotated = Vec::new();
+    for n in 1..100 {
+        let p = PathBuf::from(format!("{}.{n}", log.display()));
+        let gz = PathBuf::from(format!("{}.{n}.gz", log.display()));
+        if p.exists() {
+            rotated.push(p);
+        } else if gz.exists() {
+            rotated.push(gz);
+        } else {
+            break;
+        }
+    }
+    rotated.reverse();
+    rotated.push(log.to_path_buf());
+    rotated
+}
+
+/// The `local` driver's backlog (honouring since/until/tail), and where its current file
+/// ended (for follow).
+fn read_local_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
+    let mut lines = Vec::new();
+    let mut end = 0;
+    for f in local_files(log) {
+        let bytes = if f.extension().is_some_and(|e| e == "gz") {
+            let mut out = Vec::new();
+            match std::fs::File::open(&f)
+                .and_then(|file| flate2::read::GzDecoder::new(file).read_to_end(&mut out))
+            {
+                Ok(_) => out,
+                Err(_) => continue,
+            }
+        } else {
+            std::fs::read(&f).unwrap_or_default()
+        };
+        let (entries, used) = decode_local(&bytes);
+        if f == log {
+            end = used as u64;
+        }
+        lines.extend(entries.into_iter().filter(|l| wanted(l, o)));
+    }
+    if let Some(t) = o.tail {
+        let skip = lines.len().saturating_sub(t);
+        lines.drain(..skip);
+    }
+    (lines, end)
+}
+
+/// Decodes whole `local` entries from `bytes`; returns them and how many bytes they took.
+fn decode_local(bytes: &[u8]) -> (Vec<LogLine>, usize) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while bytes.len() >= pos + 4 {
+        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
+        if bytes.len() < pos + 8 + len {
+            break;
+        }
+        if let Some(line) = decode_entry(&bytes[pos + 4..pos + 4 + len]) {
+            out.push(line);
+        }
+        pos += 8 + len;
+    }
+    (out, pos)
+}
+
+/// One protobuf `LogEntry`: source (1), time_nano (2), line (3), partial (4).
+fn decode_entry(mut b: &[u8]) -> Option<LogLine> {
+    fn varint(b: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = b.split_first()?;
+            *b = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let (mut source, mut nanos, mut line, mut partial) = (&b""[..], 0i64, &b""[..], false);
+    while !b.is_empty() {
+        let key = varint(&mut b)?;
+        match key & 7 {
+            0 => {
+                let v = varint(&mut b)?;
+                match key >> 3 {
+                    2 => nanos = v as i64,
+                    4 => partial = v != 0,
+                    _ => {}
+                }
+            }
+            2 => {
+                let n = usize::try_from(varint(&mut b)?).ok()?;
+                let (field, rest) = (b.get(..n)?, b.get(n..)?);
+                b = rest;
+                match key >> 3 {
+                    1 => source = field,
+                    3 => line = field,
+                    _ => {}
+                }
+            }
+            1 => b = b.get(8..)?,
+            5 => b = b.get(4..)?,
+            _ => return None,
+        }
+    }
+    let time = chrono::DateTime::from_timestamp(
+        nanos.div_euclid(1_000_000_000),
+        u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0),
+    )?;
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if !partial {
+        text.push('\n');
+    }
+    Some(LogLine {
+        stream: if source == b"stderr" {
+            StreamType::Stderr
+        } else {
+            StreamType::Stdout
+        },
+        text,
+        time: time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        unix: nanos as f64 / 1e9,
+    })
+}
+
 /// Reads the whole backlog (honouring since/until/tail) into memory: the replay of
 /// `attach --logs`. `logs` streams instead (see [`stream`]).
-pub fn read_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
+pub fn read_backlog(log: &Path, format: Format, o: &LogsOptions) -> (Vec<LogLine>, u64) {
+    if format == Format::Local {
+        return read_local_backlog(log, o);
+    }
     let mut reader = Reader::open(log, o);
     let mut lines = Vec::new();
     loop {
@@ -434,10 +576,14 @@ pub fn read_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
 /// a batch and the channel, whatever the size of the log.
 pub async fn stream(
     log: PathBuf,
+    format: Format,
     o: LogsOptions,
     mut life: watch::Receiver<Life>,
     tx: mpsc::Sender<LogChunk>,
 ) {
+    if format == Format::Local {
+        return stream_local(log, o, life, tx).await;
+    }
     let mut reader = {
         let (log, o) = (log.clone(), o.clone());
         match berth_fs::blocking(move || Reader::open(&log, &o)).await {
@@ -479,6 +625,83 @@ pub async fn stream(
             _ = tx.closed() => return,
         }
     }
+}
+
+/// Streams a `local` log (the json-file one goes through [`Reader`]): the backlog, then (with
+/// follow) what the current file gains, from its start again after a rotation.
+async fn stream_local(
+    log: PathBuf,
+    o: LogsOptions,
+    mut life: watch::Receiver<Life>,
+    tx: mpsc::Sender<LogChunk>,
+) {
+    let (lines, mut offset) = {
+        let (log, o) = (log.clone(), o.clone());
+        berth_fs::blocking(move || read_local_backlog(&log, &o))
+            .await
+            .unwrap_or_default()
+    };
+    for l in lines {
+        if tx.send(chunk(l, o.timestamps)).await.is_err() {
+            return;
+        }
+    }
+    if !o.follow {
+        return;
+    }
+    let mut ino = std::fs::metadata(&log)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or(0);
+    loop {
+        let alive = {
+            let l = life.borrow_and_update();
+            !l.removed && (l.status.is_alive() || l.status == Status::Restarting)
+        };
+        let (new_lines, new_offset, new_ino) = {
+            let (log, o) = (log.clone(), o.clone());
+            berth_fs::blocking(move || read_local_from(&log, offset, ino, &o))
+                .await
+                .unwrap_or((Vec::new(), offset, ino))
+        };
+        offset = new_offset;
+        ino = new_ino;
+        for l in new_lines {
+            if tx.send(chunk(l, o.timestamps)).await.is_err() {
+                return;
+            }
+        }
+        if !alive {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = life.changed() => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// The whole `local` entries of `log` after `offset` (from its start when its inode is no
+/// longer `ino`: rotated); with the new offset and inode.
+fn read_local_from(log: &Path, offset: u64, ino: u64, o: &LogsOptions) -> (Vec<LogLine>, u64, u64) {
+    let Ok(mut f) = File::open(log) else {
+        return (Vec::new(), offset, ino);
+    };
+    let cur_ino = f
+        .metadata()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or(0);
+    let start = if cur_ino == ino { offset } else { 0 };
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return (Vec::new(), offset, ino);
+    }
+    let mut bytes = Vec::new();
+    if f.read_to_end(&mut bytes).is_err() {
+        return (Vec::new(), offset, ino);
+    }
+    let (entries, used) = decode_local(&bytes);
+    let out = entries.into_iter().filter(|l| wanted(l, o)).collect();
+    (out, start + used as u64, cur_ino)
 }
 
 #[cfg(test)]
@@ -629,6 +852,7 @@ mod tests {
         let tail = |n| {
             let (lines, _) = read_backlog(
                 &log,
+                Format::JsonFile,
                 &LogsOptions {
                     tail: Some(n),
                     ..opts()
@@ -661,11 +885,12 @@ mod tests {
             ),
         )
         .unwrap();
-        let (lines, _) = read_backlog(&log, &opts());
+        let (lines, _) = read_backlog(&log, Format::JsonFile, &opts());
         let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["one\n", "two\n", "three\n"]);
         let (lines, _) = read_backlog(
             &log,
+            Format::JsonFile,
             &LogsOptions {
                 tail: Some(1),
                 ..opts()
@@ -674,6 +899,7 @@ mod tests {
         assert_eq!(lines[0].text, "three\n");
         let (lines, _) = read_backlog(
             &log,
+            Format::JsonFile,
             &LogsOptions {
                 stdout: false,
                 ..opts()
@@ -685,6 +911,7 @@ mod tests {
             .timestamp() as f64;
         let (lines, _) = read_backlog(
             &log,
+            Format::JsonFile,
             &LogsOptions {
                 since: Some(since),
                 until: Some(since + 0.5),

@@ -8,7 +8,8 @@
 //! | `<data_root>` | `0701` | `/var/lib/docker` `0701` |
 //! | `<data_root>/containers`, `containers/<id>` | `0710` | the same |
 //! | `config.v2.json` | `0600` | the same |
-//! | `<id>-json.log[.N]` | `0640` (the monitor creates it) | the same |
+//! | `<id>-json.log[.N]`, `local-logs/container.log[.N.gz]` | `0640` (the monitor creates it) | the same |
+//! | `local-logs` | `0710` | |
 //! | `hostname`, `hosts`, `resolv.conf` | `0644`: read by the container's users | the same |
 //! | `<run_root>` | `0711` | `/var/run/docker` `0700`; berth's API socket lives in it, so its group must pass |
 //! | `<run_root>/containers`, run dirs | `0700` | `/run/containerd/…` bundles |

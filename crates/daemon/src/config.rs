@@ -156,6 +156,7 @@ impl DaemonConfig {
         check_conflicts(&self.config_file, &self.flag_keys, &file)?;
         let mut reloadable = file.reloadable;
         apply_reloadable_flags(&mut reloadable, &self.reloadable, &self.flag_keys);
+        check_log_defaults(&reloadable)?;
         Ok(reloadable)
     }
 }
@@ -550,7 +551,17 @@ impl DaemonConfig {
 fn check(config: &DaemonConfig) -> Result<(), DaemonError> {
     config.listen_addresses()?;
     config.registry_options()?;
+    check_log_defaults(&config.reloadable)?;
     Ok(())
+}
+
+/// As dockerd: a bad default log driver or option (from `--log-driver`/`--log-opt` or
+/// daemon.json's `log-driver`/`log-opts`) is refused at start-up and at a reload, not at the
+/// first container.
+fn check_log_defaults(settings: &Reloadable) -> Result<(), DaemonError> {
+    let defaults = settings.log_defaults();
+    berth_container::log_driver::validate(&defaults.driver, &defaults.opts)
+        .map_err(|message| DaemonError::InvalidLogConfig { message })
 }
 
 #[cfg(test)]
@@ -813,6 +824,34 @@ mod tests {
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bad_log_defaults_are_refused_from_flags_file_and_reload() {
+        let err = parse_args(&args(&["--log-driver", "nope"])).expect_err("unknown driver");
+        assert_eq!(
+            err.to_string(),
+            "logger: no log driver named 'nope' is registered"
+        );
+        let err = parse_args(&args(&["--log-driver=local", "--log-opt", "tag=x"]))
+            .expect_err("json-file's option on local");
+        assert_eq!(
+            err.to_string(),
+            "unknown log opt 'tag' for local log driver"
+        );
+        assert!(with_file(r#"{"log-opts": {"max-size": "huge"}}"#, &[]).is_err());
+        let config = with_file(r#"{"log-driver": "local"}"#, &[]).expect("valid");
+        assert_eq!(config.reloadable.log_defaults().driver, "local");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, "{}").expect("write");
+        let config =
+            parse_args(&["--config-file".into(), path.display().to_string()]).expect("valid");
+        std::fs::write(&path, r#"{"log-driver": "gelf-ish"}"#).expect("write");
+        assert!(
+            config.reload().is_err(),
+            "a bad reload keeps the old settings"
+        );
     }
 
     #[test]

@@ -160,25 +160,31 @@ pub struct Reloadable {
 }
 
 impl Reloadable {
-    /// A new container's log configuration with the daemon's defaults, as Docker merges them:
-    /// no driver named means the default driver (`log-driver`, else `json-file`), and when
-    /// the driver is the default one, each `log-opts` key the container does not set is added.
+    /// The daemon's default logging driver and options: `log-driver`/`log-opts` (from
+    /// daemon.json or the `--log-driver`/`--log-opt` flags), else `json-file` without options.
+    pub fn log_defaults(&self) -> berth_container::log_driver::LogDefaults {
+        let builtin = berth_container::log_driver::LogDefaults::default();
+        berth_container::log_driver::LogDefaults {
+            driver: self.log_driver.clone().unwrap_or(builtin.driver),
+            opts: self
+                .log_opts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// A new container's log configuration with the daemon's defaults, as Docker merges them
+    /// ([`berth_container::log_driver::merge_defaults`]): no driver named means the default
+    /// driver, and when the driver is the default one, each default option the container does
+    /// not set is added.
     pub fn apply_log_defaults(&self, body: &mut berth_api::models::ContainerCreateBody) {
-        let default_driver = self.log_driver.as_deref().unwrap_or("json-file");
         if self.log_driver.is_none() && self.log_opts.is_empty() {
             return;
         }
         let host_config = body.host_config.get_or_insert_with(Default::default);
         let log = host_config.log_config.get_or_insert_with(Default::default);
-        if log.typ.as_deref().is_none_or(str::is_empty) {
-            log.typ = Some(default_driver.to_owned());
-        }
-        if log.typ.as_deref() == Some(default_driver) {
-            let config = log.config.get_or_insert_with(Default::default);
-            for (key, value) in &self.log_opts {
-                config.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-        }
+        berth_container::log_driver::merge_defaults(log, &self.log_defaults());
     }
 }
 

@@ -205,6 +205,12 @@ pub enum DaemonError {
         /// The value given.
         spec: String,
     },
+    /// `--log-driver`/`--log-opt` name a driver or option Docker would refuse.
+    #[error("{message}")]
+    InvalidLogConfig {
+        /// Docker's words.
+        message: String,
+    },
     /// `-H` is neither `unix://PATH` nor `tcp://HOST:PORT`.
     #[error("invalid host {host:?}: expected unix:///path or tcp://host:port")]
     InvalidHost {
@@ -314,6 +320,7 @@ impl Classify for DaemonError {
             | Self::InvalidRegistryFlag { .. }
             | Self::Flags { .. }
             | Self::InvalidRuntime { .. }
+            | Self::InvalidLogConfig { .. }
             | Self::UsernsRemap { .. }
             | Self::InvalidHost { .. }
             | Self::Config { .. }

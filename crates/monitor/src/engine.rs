@@ -55,7 +55,7 @@ impl Engine {
         match &config.runtime {
             RuntimeKind::Builtin => {
                 let (host, child) =
-                    HostStdio::new(config.tty, config.console_size, config.open_stdin)?;
+                    HostStdio::for_runtime(config.tty, config.console_size, config.open_stdin)?;
                 let options = runtime_options(&config.run_dir);
                 let pending = berth_runtime::create_with(
                     spec,
@@ -69,6 +69,15 @@ impl Engine {
                     source,
                 })?;
                 let pid = pending.pid();
+                let host = match host.finish() {
+                    Ok(host) => host,
+                    Err(e) => {
+                        // Dropped without start, the init exits: reap it.
+                        drop(pending);
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                        return Err(e);
+                    }
+                };
                 let engine = Engine::Builtin {
                     id: config.id.clone(),
                     pending: Some(pending),
@@ -129,14 +138,21 @@ impl Engine {
         match self {
             Engine::Builtin { id, options, .. } => {
                 let (host, child) =
-                    HostStdio::new(tty, request.console_size, request.attach_stdin)?;
+                    HostStdio::for_runtime(tty, request.console_size, request.attach_stdin)?;
                 let pid =
                     berth_runtime::exec_with(init_pid, spec, &request.process, child, options)
                         .map_err(|source| MonitorError::Runtime {
                             id: id.clone(),
                             source,
                         })?;
-                Ok((pid, host))
+                match host.finish() {
+                    Ok(host) => Ok((pid, host)),
+                    Err(e) => {
+                        let _ = sys::send_signal(pid, libc::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                        Err(e)
+                    }
+                }
             }
             Engine::External(external) => external.exec(request, tty),
         }
@@ -228,7 +244,7 @@ impl ExternalRuntime {
             }
             host
         } else {
-            let (host, child) = HostStdio::new(false, None, config.open_stdin)?;
+            let (host, child) = HostStdio::pipes(config.open_stdin)?;
             command
                 .arg(&self.id)
                 .stdin(Stdio::from(child.stdin))
@@ -303,7 +319,7 @@ impl ExternalRuntime {
             }
             host
         } else {
-            let (host, child) = HostStdio::new(false, None, request.attach_stdin)?;
+            let (host, child) = HostStdio::pipes(request.attach_stdin)?;
             command
                 .arg(&self.id)
                 .stdin(Stdio::from(child.stdin))

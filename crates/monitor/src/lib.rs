@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod logdriver;
 pub mod logfile;
 pub mod protocol;
 pub mod sockpath;

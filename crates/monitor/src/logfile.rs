@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::MonitorError;
+use crate::logdriver::{Forwarder, LogDriver};
 
 /// A partial line is cut into an entry of its own at this size (Docker's buffer size).
 pub const MAX_LINE: usize = 16 * 1024;
@@ -77,6 +78,12 @@ impl Stream {
     }
 }
 
+/// An entry's time: json-file's text, computed once per chunk of output; else the instant.
+enum EntryTime {
+    Text(String),
+    At(SystemTime),
+}
+
 /// A line still waiting for its newline.
 #[derive(Debug, Default)]
 struct Partial {
@@ -88,7 +95,11 @@ struct Partial {
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
-    file: File,
+    /// The log file (`json-file`, `local`); none for the other drivers.
+    file: Option<File>,
+    driver: LogDriver,
+    /// Where `syslog` and `journald` send entries.
+    forwarder: Option<Forwarder>,
     size: u64,
     max_size: u64,
     max_files: u32,
@@ -108,17 +119,42 @@ impl LogFile {
     /// Opens (appending to) the log at `path`; rotates at `max_size` bytes (0 = never),
     /// keeping `max_files` files in all (0 counts as 1).
     pub fn open(path: &Path, max_size: u64, max_files: u32) -> Result<Self, MonitorError> {
-        let file = open_append(path)?;
-        let size = file
-            .metadata()
-            .map_err(|source| MonitorError::OpenLog {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
+        Self::open_driver(&LogDriver::JsonFile, path, max_size, max_files)
+    }
+
+    /// [`LogFile::open`] for any driver: the file drivers open `path`, the forwarding ones
+    /// connect to their destination (a failure is the container's start error, as Docker's
+    /// "failed to initialize logging driver"), `none` keeps nothing.
+    pub fn open_driver(
+        driver: &LogDriver,
+        path: &Path,
+        max_size: u64,
+        max_files: u32,
+    ) -> Result<Self, MonitorError> {
+        let file = if driver.writes_file() {
+            Some(open_append(path)?)
+        } else {
+            None
+        };
+        let forwarder = Forwarder::connect(driver).map_err(|source| MonitorError::OpenLog {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let size = match &file {
+            Some(file) => file
+                .metadata()
+                .map_err(|source| MonitorError::OpenLog {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .len(),
+            None => 0,
+        };
         Ok(LogFile {
             path: path.to_path_buf(),
             file,
+            driver: driver.clone(),
+            forwarder,
             size,
             max_size,
             max_files: max_files.max(1),
@@ -178,7 +214,7 @@ impl LogFile {
         now: SystemTime,
         now_mono: Instant,
     ) -> Result<(), MonitorError> {
-        let time = rfc3339_nano(now);
+        let time = self.time_of(now);
         let mut rest = data;
         while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
             let (line, tail) = rest.split_at(newline + 1);
@@ -250,14 +286,42 @@ impl LogFile {
         let bytes = std::mem::take(&mut self.partials[stream.index()].bytes);
         self.partials[stream.index()].since = None;
         if !bytes.is_empty() {
-            self.emit(stream, &bytes, &rfc3339_nano(now));
+            let time = self.time_of(now);
+            self.emit(stream, &bytes, &time);
+        }
+    }
+
+    /// An entry's time as the driver records it.
+    fn time_of(&self, now: SystemTime) -> EntryTime {
+        match self.driver {
+            LogDriver::JsonFile => EntryTime::Text(rfc3339_nano(now)),
+            _ => EntryTime::At(now),
         }
     }
 
     /// Encodes one entry into the buffer (or, in non-blocking mode with the buffer full,
-    /// drops and counts it).
-    fn emit(&mut self, stream: Stream, line: &[u8], time: &str) {
+    /// drops and counts it); a forwarding driver sends it now.
+    fn emit(&mut self, stream: Stream, line: &[u8], time: &EntryTime) {
         let start = self.pending.len();
+        let time = match (time, &self.driver) {
+            (EntryTime::Text(text), LogDriver::JsonFile) => text.as_str(),
+            (EntryTime::At(at), LogDriver::Local { .. }) => {
+                let nanos = at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                crate::logdriver::encode_local(&mut self.pending, stream, line, nanos);
+                self.drop_if_over(start);
+                return;
+            }
+            (EntryTime::At(at), _) => {
+                if let Some(forwarder) = self.forwarder.as_mut() {
+                    // Best effort, as Docker's forwarding drivers: a lost datagram is lost.
+                    let _ = forwarder.send(stream, line, *at);
+                }
+                return;
+            }
+            (EntryTime::Text(_), _) => return,
+        };
         self.pending.extend_from_slice(b"{\"log\":");
         escape_json_bytes(&mut self.pending, line);
         self.pending.extend_from_slice(b",\"stream\":\"");
@@ -265,6 +329,11 @@ impl LogFile {
         self.pending.extend_from_slice(b"\",\"time\":\"");
         self.pending.extend_from_slice(time.as_bytes());
         self.pending.extend_from_slice(b"\"}\n");
+        self.drop_if_over(start);
+    }
+
+    /// In non-blocking mode, drops the entry encoded from `start` if it overflows the buffer.
+    fn drop_if_over(&mut self, start: usize) {
         if self.mode == LogMode::NonBlocking && self.pending.len() > self.max_buffer {
             self.pending.truncate(start);
             self.dropped += 1;
@@ -305,6 +374,17 @@ impl LogFile {
             return self.pending.len();
         }
         let room = usize::try_from(self.max_size.saturating_sub(self.size)).unwrap_or(usize::MAX);
+        if matches!(self.driver, LogDriver::Local { .. }) {
+            // The entry that reaches max_size is the batch's last.
+            let mut end = 0;
+            for frame in local_frames(&self.pending) {
+                end = frame;
+                if end >= room {
+                    break;
+                }
+            }
+            return end.max(1).min(self.pending.len());
+        }
         let from = room.saturating_sub(1).min(self.pending.len() - 1);
         self.pending[from..]
             .iter()
@@ -316,27 +396,33 @@ impl LogFile {
     /// failure after part of it, the file is cut back to the last whole entry written, and
     /// only the entries written whole leave the buffer.
     fn write_batch(&mut self, len: usize) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            self.pending.drain(..len);
+            return Ok(());
+        };
         let mut written = 0;
         let failure = loop {
             if written == len {
                 break None;
             }
-            match self.file.write(&self.pending[written..len]) {
+            match file.write(&self.pending[written..len]) {
                 Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::WriteZero)),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => break Some(e),
             }
         };
+        let binary = matches!(self.driver, LogDriver::Local { .. });
         let whole = match failure {
             None => len,
+            Some(_) if binary => local_frames(&self.pending[..written]).last().unwrap_or(0),
             Some(_) => self.pending[..written]
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1),
         };
         if whole != written
-            && let Err(e) = self.file.set_len(self.size + whole as u64)
+            && let Err(e) = file.set_len(self.size + whole as u64)
         {
             // Never leave half an entry for the retry to be fused with: if it cannot be cut
             // away, end it with a line of its own before the retry.
@@ -359,23 +445,53 @@ impl LogFile {
             name.push(format!(".{n}"));
             PathBuf::from(name)
         };
+        if let (LogDriver::Local { compress: true }, true) = (&self.driver, self.max_files > 1) {
+            let gz = |n: u32| {
+                let mut name = numbered(n).into_os_string();
+                name.push(".gz");
+                PathBuf::from(name)
+            };
+            for n in (1..self.max_files - 1).rev() {
+                rename_if_exists(&gz(n), &gz(n + 1))?;
+            }
+            rename_if_exists(&self.path, &numbered(1))?;
+            self.file = Some(open_append(&self.path)?);
+            self.size = 0;
+            return crate::logdriver::compress_rotated(&numbered(1), &gz(1)).map_err(|source| {
+                MonitorError::RotateLog {
+                    path: numbered(1),
+                    source,
+                }
+            });
+        }
         if self.max_files > 1 {
             for n in (1..self.max_files - 1).rev() {
                 rename_if_exists(&numbered(n), &numbered(n + 1))?;
             }
             rename_if_exists(&self.path, &numbered(1))?;
-            self.file = open_append(&self.path)?;
-        } else {
-            self.file
-                .set_len(0)
-                .map_err(|source| MonitorError::RotateLog {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.file = Some(open_append(&self.path)?);
+        } else if let Some(file) = &self.file {
+            file.set_len(0).map_err(|source| MonitorError::RotateLog {
+                path: self.path.clone(),
+                source,
+            })?;
         }
         self.size = 0;
         Ok(())
     }
+}
+
+/// Where each whole `local` entry of `buf` ends (its frames are length, entry, length).
+fn local_frames(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let head: [u8; 4] = buf.get(pos..pos + 4)?.try_into().ok()?;
+        let end = pos + 8 + u32::from_be_bytes(head) as usize;
+        (end <= buf.len()).then(|| {
+            pos = end;
+            end
+        })
+    })
 }
 
 /// A log file's mode (dockerd's): the owner writes, its group reads, no one else.

@@ -245,7 +245,12 @@ impl Monitor {
                     source: errno.into(),
                 })?;
         }
-        let mut log = LogFile::open(&config.log_path, config.log_max_size, config.log_max_files)?;
+        let mut log = LogFile::open_driver(
+            &config.log_driver,
+            &config.log_path,
+            config.log_max_size,
+            config.log_max_files,
+        )?;
         log.set_buffering(
             config.log_mode,
             config

@@ -49,8 +49,11 @@ pub struct MonitorConfig {
     /// The overlay root the init mounts (builtin runtime), or the external runtime expects
     /// mounted at the bundle's rootfs (the monitor mounts and unmounts it then).
     pub rootfs: Option<berth_runtime::OverlayMount>,
-    /// json-file log path.
+    /// The log file's path (`json-file`, `local`).
     pub log_path: PathBuf,
+    /// The logging driver (`json-file` when absent, as older daemons wrote no field).
+    #[serde(default)]
+    pub log_driver: crate::logdriver::LogDriver,
     /// Rotate the log at this size (bytes); 0 = never.
     pub log_max_size: u64,
     /// Keep this many log files in all.

@@ -1,15 +1,16 @@
 //! A process's standard streams as the monitor holds them.
 //!
 //! Without a TTY: stdout and stderr are pipes whose read ends the monitor keeps; stdin is a pipe
-//! whose write end it keeps when input is wanted, else `/dev/null`. With a TTY: one pty (host
-//! `/dev/ptmx`); the slave becomes all three streams of the process and the monitor keeps the
-//! master (reading output, writing input, resizing). The monitor's ends are non-blocking and
+//! whose write end it keeps when input is wanted, else `/dev/null`. With a TTY: one pty of the
+//! container's own devpts (never the host's), opened inside the container by the runtime, which
+//! sends the master back over a socket; the slave is all three streams of the process and the
+//! monitor keeps the master (reading output, writing input, resizing). The monitor's ends are non-blocking and
 //! close-on-exec; it never keeps a child end, so end of output is seen as EOF (or EIO on a pty).
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
-use berth_runtime::InitStdio;
+use berth_runtime::{InitStdio, ProcessIo};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 
 use crate::error::MonitorError;
@@ -34,6 +35,48 @@ pub struct HostStdio {
     pub pty: Option<OwnedFd>,
 }
 
+/// The monitor's side of a process's streams until the runtime has set the process up.
+#[derive(Debug)]
+pub enum PendingStdio {
+    /// Pipes, ready now.
+    Ready(HostStdio),
+    /// The pty master arrives on this socket.
+    Console {
+        /// Our end of the console socket pair.
+        socket: std::os::unix::net::UnixStream,
+        /// Whether input goes to the pty.
+        with_stdin: bool,
+    },
+}
+
+impl PendingStdio {
+    /// Once the runtime reported the process set up: the monitor's side of its streams. The
+    /// master was sent before that report, so it is waiting on the socket (never blocks).
+    pub fn finish(self) -> Result<HostStdio, MonitorError> {
+        match self {
+            PendingStdio::Ready(host) => Ok(host),
+            PendingStdio::Console { socket, with_stdin } => {
+                let err = |source| MonitorError::Stdio {
+                    what: "console socket",
+                    source,
+                };
+                socket.set_nonblocking(true).map_err(err)?;
+                let master = sys::receive_fd(&socket).ok_or_else(|| {
+                    err(io::Error::other(
+                        "no pty master received on the console socket",
+                    ))
+                })?;
+                HostStdio::from_pty_master(master, with_stdin).map_err(|source| {
+                    MonitorError::Stdio {
+                        what: "pty master",
+                        source,
+                    }
+                })
+            }
+        }
+    }
+}
+
 /// What reading an output stream gave.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
@@ -46,57 +89,9 @@ pub enum ReadOutcome {
 }
 
 impl HostStdio {
-    /// Makes the streams for a process; returns the monitor's side and the process's side.
-    pub fn new(
-        tty: bool,
-        console_size: Option<(u16, u16)>,
-        with_stdin: bool,
-    ) -> Result<(HostStdio, InitStdio), MonitorError> {
-        if tty {
-            Self::new_pty(console_size, with_stdin)
-        } else {
-            Self::new_pipes(with_stdin)
-        }
-    }
-
-    fn new_pty(
-        console_size: Option<(u16, u16)>,
-        with_stdin: bool,
-    ) -> Result<(HostStdio, InitStdio), MonitorError> {
-        let stdio_err = |what| move |source| MonitorError::Stdio { what, source };
-        let size = console_size.map(|(rows, cols)| nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        });
-        let pty = nix::pty::openpty(size.as_ref(), None)
-            .map_err(|errno| stdio_err("openpty")(io::Error::from(errno)))?;
-        set_cloexec(&pty.slave).map_err(stdio_err("pty slave"))?;
-        set_cloexec(&pty.master).map_err(stdio_err("pty master"))?;
-        set_nonblocking(&pty.master).map_err(stdio_err("pty master"))?;
-        let resize = pty.master.try_clone().map_err(stdio_err("dup pty"))?;
-        let input = if with_stdin {
-            Some(File::from(
-                pty.master.try_clone().map_err(stdio_err("dup pty"))?,
-            ))
-        } else {
-            None
-        };
-        let child = InitStdio {
-            stdin: pty.slave.try_clone().map_err(stdio_err("dup pty"))?,
-            stdout: pty.slave.try_clone().map_err(stdio_err("dup pty"))?,
-            stderr: pty.slave,
-            console: true,
-        };
-        let host = HostStdio {
-            stdin: input,
-            stdin_pending: Vec::new(),
-            stdin_close_requested: false,
-            outputs: [Some(File::from(pty.master)), None],
-            pty: Some(resize),
-        };
-        Ok((host, child))
+    /// Pipes for a process without a TTY; returns the monitor's side and the process's side.
+    pub fn pipes(with_stdin: bool) -> Result<(HostStdio, InitStdio), MonitorError> {
+        Self::new_pipes(with_stdin)
     }
 
     fn new_pipes(with_stdin: bool) -> Result<(HostStdio, InitStdio), MonitorError> {
@@ -134,6 +129,36 @@ impl HostStdio {
             pty: None,
         };
         Ok((host, child))
+    }
+
+    /// The streams of a process of berth's own runtime: with a TTY, a socket pair whose far
+    /// end the runtime takes (it opens the pty in the container's own devpts and sends the
+    /// master back, see [`berth_runtime::ProcessIo::Console`]); without, pipes.
+    pub fn for_runtime(
+        tty: bool,
+        console_size: Option<(u16, u16)>,
+        with_stdin: bool,
+    ) -> Result<(PendingStdio, ProcessIo), MonitorError> {
+        if !tty {
+            let (host, child) = Self::new_pipes(with_stdin)?;
+            return Ok((PendingStdio::Ready(host), ProcessIo::Stdio(child)));
+        }
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|source| MonitorError::Stdio {
+                what: "console socket",
+                source,
+            })?;
+        let io = ProcessIo::Console {
+            socket: OwnedFd::from(theirs),
+            size: console_size,
+        };
+        Ok((
+            PendingStdio::Console {
+                socket: ours,
+                with_stdin,
+            },
+            io,
+        ))
     }
 
     /// The monitor's side for a pty master received from elsewhere (an external runtime's
@@ -277,7 +302,7 @@ mod tests {
 
     #[test]
     fn pipes_carry_output_and_input_then_eof() {
-        let (mut host, child) = HostStdio::new(false, None, true).expect("stdio");
+        let (mut host, child) = HostStdio::pipes(true).expect("stdio");
         assert!(!child.console);
         let mut child_out = File::from(child.stdout);
         child_out.write_all(b"out").expect("write");
@@ -306,7 +331,7 @@ mod tests {
 
     #[test]
     fn without_stdin_the_child_reads_dev_null() {
-        let (mut host, child) = HostStdio::new(false, None, false).expect("stdio");
+        let (mut host, child) = HostStdio::pipes(false).expect("stdio");
         host.queue_input(b"ignored");
         assert!(host.stdin_pending.is_empty());
         let mut got = Vec::new();
@@ -318,8 +343,15 @@ mod tests {
 
     #[test]
     fn pty_gives_one_slave_for_all_streams_and_resizes() {
-        let (mut host, child) = HostStdio::new(true, Some((24, 80)), true).expect("pty");
-        assert!(child.console && host.is_tty());
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let mut host = HostStdio::from_pty_master(pty.master, true).expect("pty");
+        let child = InitStdio {
+            stdin: pty.slave.try_clone().expect("dup"),
+            stdout: pty.slave.try_clone().expect("dup"),
+            stderr: pty.slave,
+            console: true,
+        };
+        assert!(host.is_tty());
         assert!(host.outputs[1].is_none());
         resize(&host, 40, 120).expect("resize");
         File::from(child.stdout)
@@ -341,7 +373,7 @@ mod tests {
         assert_eq!(host.read_output(0, &mut buf), ReadOutcome::Eof);
         host.close_input();
         assert!(host.stdin.is_some(), "a pty's input is never closed on EOF");
-        let (pipes, _child) = HostStdio::new(false, None, false).expect("pipes");
+        let (pipes, _child) = HostStdio::pipes(false).expect("pipes");
         assert!(resize(&pipes, 1, 1).is_err());
     }
 }

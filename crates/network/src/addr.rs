@@ -101,6 +101,20 @@ impl FromStr for Ipv4Net {
     }
 }
 
+impl Ipv4Net {
+    /// Parses `--subnet` as dockerd 20.10 takes it: host bits set are cleared
+    /// (`10.5.3.7/16` is `10.5.0.0/16`).
+    pub fn parse_masked(s: &str) -> Result<Self, NetworkError> {
+        let bad = || NetworkError::InvalidSubnet {
+            subnet: s.to_string(),
+        };
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        Ipv4Net::new(addr, prefix).map_err(|_| bad())
+    }
+}
+
 impl Serialize for Ipv4Net {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -218,6 +232,11 @@ mod tests {
         assert_eq!(net.nth(1), Some(Ipv4Addr::new(172, 18, 0, 1)));
         assert_eq!(net.nth(65536), None);
         assert!("172.18.0.1/16".parse::<Ipv4Net>().is_err(), "host bits set");
+        assert_eq!(
+            Ipv4Net::parse_masked("172.18.3.7/16").unwrap().to_string(),
+            "172.18.0.0/16"
+        );
+        assert!(Ipv4Net::parse_masked("172.18.0.0/33").is_err());
         assert!("172.18.0.0/33".parse::<Ipv4Net>().is_err());
         assert!("172.18.0.0".parse::<Ipv4Net>().is_err());
         let small: Ipv4Net = "172.18.5.0/24".parse().unwrap();

@@ -13,18 +13,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::MacAddr;
 
+/// `null` as the type's default: clients send `"Options": null`, `"Config": null`, … where
+/// dockerd's Go decoding reads a zero value.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Docker's `IPAM` object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Ipam {
     /// Always `default`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub driver: String,
     /// IPAM driver options (kept, not interpreted).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
     /// One entry per subnet (berth: at most one, IPv4).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub config: Vec<IpamConfig>,
 }
 
@@ -33,13 +43,26 @@ pub struct Ipam {
 #[serde(rename_all = "PascalCase")]
 pub struct IpamConfig {
     /// `172.18.0.0/16`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub subnet: String,
     /// `172.18.0.1`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub gateway: String,
     /// The part of the subnet dynamic addresses come from.
-    #[serde(default, rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        rename = "IPRange",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ip_range: String,
 }
 
@@ -50,24 +73,27 @@ pub struct CreateRequest {
     /// The network name.
     pub name: String,
     /// `bridge` (default) or `macvlan`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub driver: String,
     /// Subnet, gateway and ip-range; empty to let berth choose.
     #[serde(default, rename = "IPAM")]
     pub ipam: Option<Ipam>,
     /// No NAT and no traffic in or out of the network.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub internal: bool,
     /// Accepted and reported (every berth network is attachable).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub attachable: bool,
     /// Driver options: `com.docker.network.bridge.name`, `com.docker.network.driver.mtu`,
     /// `parent` (macvlan); others are kept and reported.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
     /// User labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
+    /// `--ipv6` (refused: berth's networks are IPv4 only).
+    #[serde(default, rename = "EnableIPv6", deserialize_with = "nullable")]
+    pub enable_ipv6: bool,
 }
 
 /// Docker's `ConfigReference`.

@@ -131,10 +131,26 @@ fn netns_inode(pid: i32) -> Option<u64> {
         .map(|m| m.ino())
 }
 
+/// A network name as dockerd takes it: anything but empty (spaces included); no control
+/// characters, which no client means.
 fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    !name.trim().is_empty() && !name.chars().any(char::is_control)
+}
+
+/// `--ipv6` or an IPv6 subnet: refused, clearly (berth's networks are IPv4 only so far).
+fn refuse_ipv6(req: &CreateRequest) -> Result<(), NetworkError> {
+    let ipv6_subnet = req
+        .ipam
+        .iter()
+        .flat_map(|i| &i.config)
+        .any(|c| c.subnet.contains(':'));
+    if req.enable_ipv6 || ipv6_subnet {
+        return Err(NetworkError::InvalidOption {
+            option: "ipv6".into(),
+            reason: "IPv6 networks are not supported by berth yet".into(),
+        });
+    }
+    Ok(())
 }
 
 impl NetworkService {
@@ -461,10 +477,7 @@ impl NetworkService {
         if !valid_name(&req.name) {
             return Err(NetworkError::InvalidOption {
                 option: "name".into(),
-                reason: format!(
-                    "invalid network name {:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
-                    req.name
-                ),
+                reason: format!("invalid network name {:?}", req.name),
             });
         }
         if state.networks.values().any(|n| n.record.name == req.name) {
@@ -488,9 +501,10 @@ impl NetworkService {
             .and_then(|i| i.config.first())
             .cloned()
             .unwrap_or_default();
+        refuse_ipv6(req)?;
         let subnet = match ipam_config.subnet.as_str() {
             "" => None,
-            s => Some(s.parse::<Ipv4Net>()?),
+            s => Some(Ipv4Net::parse_masked(s)?),
         };
         let subnet = match subnet {
             Some(subnet) => self.check_subnet(&state, subnet, driver)?,

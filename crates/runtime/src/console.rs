@@ -44,9 +44,13 @@ pub(crate) fn terminal_path() -> Result<PathBuf, Failure> {
     std::fs::read_link(fd0).map_err(at_io(Step::Console, fd0))
 }
 
-/// Opens a new pty in the container's devpts, sends its master over `socket`, returns the
-/// slave (three times, as stdio) and the slave's path.
-pub(crate) fn open_for_socket(socket: &OwnedFd) -> Result<(InitStdio, PathBuf), Failure> {
+/// Opens a new pty in the container's devpts (`/dev/ptmx`, a link to `pts/ptmx` of the
+/// container's own devpts instance), gives it `size`, sends its master over `socket`, returns
+/// the slave (three times, as stdio) and the slave's path.
+pub(crate) fn open_for_socket(
+    socket: &OwnedFd,
+    size: Option<(u16, u16)>,
+) -> Result<(InitStdio, PathBuf), Failure> {
     let ptmx = Path::new("/dev/ptmx");
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(at(Step::Console, ptmx))?;
@@ -59,6 +63,18 @@ pub(crate) fn open_for_socket(socket: &OwnedFd) -> Result<(InitStdio, PathBuf), 
         Mode::empty(),
     )
     .map_err(at(Step::Console, &name))?;
+    // An exec's process has no fds 0..=2 yet, so the two may have landed there: move them
+    // above 2 (try_clone is F_DUPFD_CLOEXEC from 3), or installing the streams and dropping
+    // these would close the new stdio.
+    let slave = slave.try_clone().map_err(at_io(Step::Console, &name))?;
+    if let Some((rows, cols)) = size {
+        crate::sys::set_window_size(slave.as_fd(), rows, cols)
+            .map_err(at_io(Step::Console, &name))?;
+    }
+    let master = master
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(at_io(Step::Console, ptmx))?;
     let fds = [master.as_raw_fd()];
     let payload = [IoSlice::new(b"/dev/ptmx")];
     sendmsg::<()>(

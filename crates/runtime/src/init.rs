@@ -28,16 +28,9 @@ use crate::state::Identity;
 use crate::sync::{self, ExecFailure, Failure, Report, at, at_io};
 use crate::sys::CloneResult;
 use crate::user_ns::UserNamespacePlan;
-use crate::{InitStdio, OverlayMount, RuntimeError, RuntimeOptions, Step};
-
-/// Where the init's streams come from.
-#[derive(Debug)]
-pub(crate) enum InitIo {
-    /// Given by the caller.
-    Stdio(InitStdio),
-    /// `--console-socket`: a connected unix socket to send a new pty master to.
-    ConsoleSocket(OwnedFd),
-}
+use crate::{
+    InitStdio, OverlayMount, ProcessIo, ProcessIo as InitIo, RuntimeError, RuntimeOptions, Step,
+};
 
 /// How the init learns that it may exec.
 #[derive(Debug)]
@@ -441,7 +434,7 @@ fn run_init(
                 None
             }
         }
-        InitIo::ConsoleSocket(_) => None,
+        InitIo::Console { .. } => None,
     };
     plan.rootfs.prepare(console_path.as_deref())?;
     if plan.hooks.runtime_hooks_at_create() {
@@ -478,8 +471,8 @@ fn run_init(
 /// stdio of a `--console-socket` pty, to keep open.
 fn inside(plan: &InitPlan, io: &InitIo) -> Result<Option<InitStdio>, Failure> {
     let socket_stdio = match io {
-        InitIo::ConsoleSocket(socket) => {
-            let (stdio, name) = crate::console::open_for_socket(socket)?;
+        InitIo::Console { socket, size } => {
+            let (stdio, name) = crate::console::open_for_socket(socket, *size)?;
             crate::console::install(&stdio)?;
             let root = berth_fs::Root::open(Path::new("/"))
                 .map_err(at_io(Step::Console, Path::new("/")))?;
@@ -715,9 +708,9 @@ pub fn create(
     spec: &Spec,
     bundle: &Path,
     rootfs: Option<&OverlayMount>,
-    stdio: InitStdio,
+    io: impl Into<ProcessIo>,
 ) -> Result<PendingInit, RuntimeError> {
-    create_with(spec, bundle, rootfs, stdio, &RuntimeOptions::default())
+    create_with(spec, bundle, rootfs, io, &RuntimeOptions::default())
 }
 
 /// [`create`] with explicit host-side options.
@@ -725,12 +718,12 @@ pub fn create_with(
     spec: &Spec,
     bundle: &Path,
     rootfs: Option<&OverlayMount>,
-    stdio: InitStdio,
+    io: impl Into<ProcessIo>,
     options: &RuntimeOptions,
 ) -> Result<PendingInit, RuntimeError> {
     let mut plan = InitPlan::new(spec, bundle, rootfs, options.seccomp_cache.as_deref())?;
     plan.process.die_with_parent = options.die_with_parent;
-    spawn(plan, InitIo::Stdio(stdio), StartGate::Pipe)
+    spawn(plan, io.into(), StartGate::Pipe)
 }
 
 /// The spec's devices, plus the standard nodes it omits (as runc, every container gets them).

@@ -89,6 +89,30 @@ pub struct InitStdio {
     pub console: bool,
 }
 
+/// Where a container process's standard streams come from.
+#[derive(Debug)]
+pub enum ProcessIo {
+    /// Given by the caller (pipes, `/dev/null`, or a pty the caller made).
+    Stdio(InitStdio),
+    /// A new pty in the container's own devpts: the process opens the container's
+    /// `/dev/ptmx` (after its mounts, or after joining the container's mount namespace for
+    /// `exec`), sizes it, sends the master over this connected unix socket (SCM_RIGHTS, runc's
+    /// `--console-socket` protocol) and makes the slave its three streams and controlling
+    /// terminal. No host pty is used.
+    Console {
+        /// The caller keeps the other end and receives the master on it.
+        socket: OwnedFd,
+        /// Initial size (rows, columns).
+        size: Option<(u16, u16)>,
+    },
+}
+
+impl From<InitStdio> for ProcessIo {
+    fn from(stdio: InitStdio) -> Self {
+        ProcessIo::Stdio(stdio)
+    }
+}
+
 /// Host-side settings of [`create_with`] and [`exec_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {

@@ -34,8 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use oci_spec::runtime::Hooks;
 
+use crate::ProcessIo as InitIo;
 use crate::hooks::{HookKind, HookPlans};
-use crate::init::{InitIo, InitPlan, StartGate, spawn};
+use crate::init::{InitPlan, StartGate, spawn};
 use crate::state::{ContainerState, Identity, OCI_VERSION};
 use crate::{InitStdio, RuntimeError, parse_signal};
 
@@ -312,6 +313,15 @@ fn load_spec(bundle: &Path) -> Result<Spec, RuntimeError> {
     serde_json::from_slice(&text).map_err(|source| RuntimeError::Json { path, source })
 }
 
+/// `process.consoleSize` of a spec, as (rows, columns).
+fn console_size(spec: &Spec) -> Option<(u16, u16)> {
+    let size = spec.process().as_ref()?.console_size()?;
+    Some((
+        u16::try_from(size.height()).ok()?,
+        u16::try_from(size.width()).ok()?,
+    ))
+}
+
 /// Where `create` writes its results and what it passes on.
 #[derive(Debug, Clone, Copy)]
 struct CreateOptions<'a> {
@@ -368,7 +378,7 @@ fn create(
     };
     let result = (|| {
         let fifo_handle = make_exec_fifo(&dir.join("exec.fifo"))?;
-        let io = init_io(console_socket)?;
+        let io = init_io(console_socket, console_size(&spec))?;
         let pending = spawn(plan, io, StartGate::Fifo(fifo_handle))?;
         let pid = pending.pid();
         state.pid = pid;
@@ -422,13 +432,20 @@ fn make_exec_fifo(fifo: &Path) -> Result<OwnedFd, RuntimeError> {
         .map_err(|e| RuntimeError::nix("open", fifo, e))
 }
 
-/// The init's streams: ours (runc's pass-through), or a pty for `--console-socket`.
-fn init_io(console_socket: Option<&Path>) -> Result<InitIo, RuntimeError> {
+/// The init's streams: ours (runc's pass-through), or a pty for `--console-socket` (of
+/// `size`, the spec's `process.consoleSize`, when it gives one).
+fn init_io(
+    console_socket: Option<&Path>,
+    size: Option<(u16, u16)>,
+) -> Result<InitIo, RuntimeError> {
     Ok(match console_socket {
         Some(socket) => {
             let stream = std::os::unix::net::UnixStream::connect(socket)
                 .map_err(|e| RuntimeError::host("connect console socket", socket, e))?;
-            InitIo::ConsoleSocket(OwnedFd::from(stream))
+            InitIo::Console {
+                socket: OwnedFd::from(stream),
+                size,
+            }
         }
         None => {
             let dup = |fd: std::os::fd::BorrowedFd<'_>| {

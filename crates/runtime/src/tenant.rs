@@ -22,7 +22,7 @@ use crate::namespaces::NamespacePlan;
 use crate::process::ProcessPlan;
 use crate::sync::{self, Failure, Report, at_io};
 use crate::sys::CloneResult;
-use crate::{InitStdio, RuntimeError, RuntimeOptions, Step};
+use crate::{ProcessIo, RuntimeError, RuntimeOptions, Step};
 
 /// The helper's side: joins the container and clones the process into it. Returns the
 /// process's pid (to the helper, which reports it and exits); the process itself never
@@ -30,7 +30,7 @@ use crate::{InitStdio, RuntimeError, RuntimeOptions, Step};
 fn run_helper(
     namespaces: &NamespacePlan,
     process: &ProcessPlan,
-    stdio: &InitStdio,
+    io: &ProcessIo,
     control: &OwnedFd,
     report: &OwnedFd,
 ) -> Result<i32, Failure> {
@@ -42,12 +42,15 @@ fn run_helper(
     if let Some(pid_namespace) = &namespaces.join_pid {
         pid_namespace.enter()?;
     }
-    let keep = [
-        stdio.stdin.as_raw_fd(),
-        stdio.stdout.as_raw_fd(),
-        stdio.stderr.as_raw_fd(),
-        report.as_raw_fd(),
-    ];
+    let keep: Vec<_> = match io {
+        ProcessIo::Stdio(stdio) => vec![
+            stdio.stdin.as_raw_fd(),
+            stdio.stdout.as_raw_fd(),
+            stdio.stderr.as_raw_fd(),
+            report.as_raw_fd(),
+        ],
+        ProcessIo::Console { socket, .. } => vec![socket.as_raw_fd(), report.as_raw_fd()],
+    };
     // Nothing of the caller's (sockets, log files, directories of the host) may be reachable
     // through /proc/<pid>/fd of the process once it is in the container's pid namespace.
     crate::sys::close_fds_except(&keep).map_err(at_io(Step::CloseFds, Path::new("")))?;
@@ -57,7 +60,7 @@ fn run_helper(
         CloneResult::Parent(pid) => Ok(pid),
         CloneResult::Child => {
             let run = || process.run(report.as_fd(), false, || Ok(()));
-            let code = match crate::console::install(stdio).and_then(|()| run()) {
+            let code = match install_io(io).and_then(|()| run()) {
                 Err(failure) => {
                     sync::send(report.as_fd(), sync::SETUP_FAILED, &failure);
                     1
@@ -72,6 +75,18 @@ fn run_helper(
     }
 }
 
+/// Installs the process's streams; for a console, a new pty of the container's devpts (the
+/// process already stands in the container's mount namespace).
+fn install_io(io: &ProcessIo) -> Result<(), Failure> {
+    match io {
+        ProcessIo::Stdio(stdio) => crate::console::install(stdio),
+        ProcessIo::Console { socket, size } => {
+            let (stdio, _) = crate::console::open_for_socket(socket, *size)?;
+            crate::console::install(&stdio)
+        }
+    }
+}
+
 /// Runs `process` inside the running container whose init is `init_pid` (its namespaces,
 /// cgroup, and `spec`'s security settings). Returns the new process's pid, which the caller
 /// can `waitpid`.
@@ -82,9 +97,9 @@ pub fn exec(
     init_pid: i32,
     spec: &Spec,
     process: &Process,
-    stdio: InitStdio,
+    io: impl Into<ProcessIo>,
 ) -> Result<i32, RuntimeError> {
-    exec_with(init_pid, spec, process, stdio, &RuntimeOptions::default())
+    exec_with(init_pid, spec, process, io, &RuntimeOptions::default())
 }
 
 /// [`exec`] with explicit host-side options.
@@ -92,9 +107,10 @@ pub fn exec_with(
     init_pid: i32,
     spec: &Spec,
     process: &Process,
-    stdio: InitStdio,
+    io: impl Into<ProcessIo>,
     options: &RuntimeOptions,
 ) -> Result<i32, RuntimeError> {
+    let io = io.into();
     let linux = spec.linux().clone().unwrap_or_default();
     let mut process = process.clone();
     if process.capabilities().is_none() {
@@ -121,7 +137,7 @@ pub fn exec_with(
         CloneResult::Child => {
             drop(control_write);
             drop(report_read);
-            match run_helper(&namespaces, &plan, &stdio, &control_read, &report_write) {
+            match run_helper(&namespaces, &plan, &io, &control_read, &report_write) {
                 Ok(pid) => {
                     sync::send_pid(report_write.as_fd(), pid);
                     crate::sys::exit_now(0)
@@ -136,7 +152,7 @@ pub fn exec_with(
     };
     drop(control_read);
     drop(report_write);
-    drop(stdio);
+    drop(io);
     let kill_helper = || {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(helper),

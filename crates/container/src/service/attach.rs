@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::entry::PendingAttach;
-use super::{BoxConn, ContainerService, Result, blocking};
+use super::{BoxConn, ContainerService, Result, blocking, invalid};
 use crate::ContainerError;
 use crate::logs::{LogChunk, LogStream, LogsOptions};
 use crate::monitor::{Conversation, call_ok};
@@ -45,6 +45,8 @@ pub struct Attachment {
     pub(super) options: AttachOptions,
     pub(super) source: AttachSource,
     pub(super) backlog: Vec<LogChunk>,
+    /// Looked for on the input of a TTY only, as dockerd's `CopyStreams`.
+    pub(super) detach_keys: Vec<u8>,
 }
 
 impl Attachment {
@@ -79,14 +81,13 @@ impl Attachment {
                 return;
             }
         };
-        let keys = berth_api::convention::detach_keys(self.options.detach_keys.as_deref());
         pump(
             conv,
             client_rd,
             client_wr,
             self.tty,
             self.options.stdin,
-            keys,
+            self.detach_keys,
             None,
         )
         .await;
@@ -192,15 +193,34 @@ pub(super) async fn pump(
     }
 }
 
+/// How the log file of a container's driver is written.
+fn log_format(log: Option<&berth_api::models::HostConfigLogConfig>) -> crate::logs::Format {
+    if crate::log_driver::is_local(log) {
+        crate::logs::Format::Local
+    } else {
+        crate::logs::Format::JsonFile
+    }
+}
+
 impl ContainerService {
     /// `GET /containers/{id}/logs`.
     pub async fn logs(&self, reference: &str, options: LogsOptions) -> Result<LogStream> {
         let entry = self.lookup(reference)?;
-        let tty = entry.rec.lock().await.config.tty.unwrap_or(false);
+        let (tty, log, format) = {
+            let rec = entry.rec.lock().await;
+            let log_config = rec.host_config.log_config.as_ref();
+            if !crate::log_driver::readable(log_config) {
+                return Err(invalid(crate::log_driver::NOT_READABLE));
+            }
+            (
+                rec.config.tty.unwrap_or(false),
+                crate::log_driver::log_file(&entry.paths.data_dir, &rec.id, log_config),
+                log_format(log_config),
+            )
+        };
         let (tx, rx) = mpsc::channel(64);
-        let log = entry.paths.log(&entry.id);
         let life = entry.life.subscribe();
-        tokio::spawn(crate::logs::stream(log, options, life, tx));
+        tokio::spawn(crate::logs::stream(log, format, options, life, tx));
         Ok(LogStream { tty, rx })
     }
 
@@ -211,6 +231,12 @@ impl ContainerService {
     /// blocking thread, with the lock released.
     pub async fn attach(&self, reference: &str, options: AttachOptions) -> Result<Attachment> {
         let entry = self.lookup(reference)?;
+        let keys =
+            berth_api::convention::detach_keys(options.detach_keys.as_deref()).map_err(|_| {
+                invalid(berth_api::convention::invalid_detach_keys(
+                    options.detach_keys.as_deref().unwrap_or_default(),
+                ))
+            })?;
         let (tty, stdin, source, log) = {
             let rec = entry.rec.lock().await;
             let tty = rec.config.tty.unwrap_or(false);
@@ -241,15 +267,22 @@ impl ContainerService {
                 AttachSource::Pending(rx)
             };
             self.publish(&rec, "attach", &[]);
-            (tty, stdin, source, entry.paths.log(&rec.id))
+            let log_config = rec.host_config.log_config.as_ref();
+            let log = crate::log_driver::readable(log_config).then(|| {
+                (
+                    crate::log_driver::log_file(&entry.paths.data_dir, &rec.id, log_config),
+                    log_format(log_config),
+                )
+            });
+            (tty, stdin, source, log)
         };
-        let backlog = if options.logs {
+        let backlog = if let (true, Some((log, format))) = (options.logs, log) {
             let o = LogsOptions {
                 stdout: options.stdout,
                 stderr: options.stderr,
                 ..Default::default()
             };
-            let (lines, _) = blocking(move || crate::logs::read_backlog(&log, &o)).await?;
+            let (lines, _) = blocking(move || crate::logs::read_backlog(&log, format, &o)).await?;
             lines
                 .into_iter()
                 .map(|l| LogChunk {
@@ -265,6 +298,7 @@ impl ContainerService {
             options: AttachOptions { stdin, ..options },
             source,
             backlog,
+            detach_keys: if tty { keys } else { Vec::new() },
         })
     }
 

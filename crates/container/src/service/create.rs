@@ -58,19 +58,12 @@ fn default_hostname(network_mode: Option<&str>, id: &str) -> String {
     }
 }
 
-/// The log driver: json-file (the default) is the only one.
+/// The log driver and its options, checked as dockerd does, before anything is created. The
+/// daemon has already merged its defaults in (`Reloadable::apply_log_defaults`, at the API);
+/// what is still unnamed gets the built-in `json-file`.
 fn check_log_driver(hc: &mut HostConfig) -> Result<()> {
     let log = hc.log_config.get_or_insert_with(Default::default);
-    if log.typ.as_deref().is_none_or(str::is_empty) {
-        log.typ = Some("json-file".into());
-    }
-    if log.typ.as_deref() != Some("json-file") {
-        return Err(invalid(format!(
-            "logging driver {:?} is not supported; use json-file",
-            log.typ.as_deref().unwrap_or("")
-        )));
-    }
-    Ok(())
+    crate::log_driver::resolve(log, &crate::log_driver::LogDefaults::default()).map_err(invalid)
 }
 
 impl ContainerService {

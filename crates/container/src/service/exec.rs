@@ -181,6 +181,11 @@ impl ContainerService {
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(invalid("No exec command specified"));
         }
+        if let Some(keys) = config.detach_keys.as_deref() {
+            // Docker's words (daemon/exec.go), nothing created.
+            berth_api::convention::detach_keys(Some(keys))
+                .map_err(|_| invalid(format!("Invalid escape keys ({keys}) provided")))?;
+        }
         let id = store::new_id();
         let exec = Arc::new(ExecEntry {
             id: id.clone(),
@@ -225,7 +230,8 @@ impl ContainerService {
             .clone()
             .ok_or_else(|| conflict(format!("Container {} is not running", rec.id)))?;
         let c = &exec.config;
-        let tty = config.tty.or(c.tty).unwrap_or(false);
+        // As dockerd: exec-create's Tty decides (the start request's is the client's business).
+        let tty = c.tty.unwrap_or(false);
         let size = spec::console_size(config.console_size.as_ref().or(c.console_size.as_ref()));
         let process = self.exec_process(&rec, &base, c, tty, size).await?;
         {
@@ -246,10 +252,11 @@ impl ContainerService {
                 attach_stdin: c.attach_stdin.unwrap_or(false),
                 console_size: size,
             },
+            // As dockerd's CopyStreams: the keys are looked for only on a TTY's input.
             detach_keys: if tty {
-                Vec::new()
+                berth_api::convention::detach_keys(c.detach_keys.as_deref()).unwrap_or_default()
             } else {
-                berth_api::convention::detach_keys(c.detach_keys.as_deref())
+                Vec::new()
             },
             events: self.events.clone(),
             attrs: Self::attrs(&rec),

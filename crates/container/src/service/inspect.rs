@@ -96,7 +96,10 @@ impl ContainerService {
             ),
             hostname_path: Some(entry.paths.data_dir.join("hostname").display().to_string()),
             hosts_path: Some(entry.paths.data_dir.join("hosts").display().to_string()),
-            log_path: Some(entry.paths.log(&r.id).display().to_string()),
+            log_path: Some(crate::log_driver::inspect_log_path(
+                &entry.paths.log(&r.id),
+                r.host_config.log_config.as_ref(),
+            )),
             name: Some(format!("/{}", r.name)),
             restart_count: Some(r.restart_count),
             driver: Some("overlay2".into()),

@@ -266,6 +266,24 @@ impl ContainerService {
             None => protocol::RuntimeKind::Builtin,
         };
         let log = log_settings(rec);
+        let log_config = rec.host_config.log_config.as_ref();
+        let log_driver = crate::log_driver::monitor_driver(
+            log_config,
+            &crate::log_driver::Who {
+                id: &rec.id,
+                name: rec.name.trim_start_matches('/'),
+                image: rec.config.image.as_deref().unwrap_or_default(),
+                image_id: rec.image_id.trim_start_matches("sha256:"),
+            },
+            std::path::Path::new(crate::log_driver::JOURNALD_SOCKET),
+        )
+        .map_err(super::invalid)?;
+        let log_path = crate::log_driver::log_file(&entry.paths.data_dir, &rec.id, log_config);
+        if let Some(dir) = log_path.parent() {
+            // The data dir itself, or `local-logs` in it: no wider than the data dir.
+            crate::perms::ensure_dir(dir, crate::perms::DATA_DIR_MODE)
+                .map_err(io_err("create log directory", dir))?;
+        }
         let monitor = protocol::MonitorConfig {
             version: protocol::PROTOCOL_VERSION,
             id: rec.id.clone(),
@@ -275,7 +293,8 @@ impl ContainerService {
                 upperdir: rootfs.upperdir.clone(),
                 workdir: rootfs.workdir.clone(),
             }),
-            log_path: entry.paths.log(&rec.id),
+            log_path,
+            log_driver,
             log_max_size: log.max_size,
             log_max_files: log.max_files,
             log_mode: log.mode,

@@ -52,6 +52,7 @@ struct Options {
     stdin_once: bool,
     console_size: Option<(u16, u16)>,
     log_max_size: u64,
+    log_driver: berth_monitor::logdriver::LogDriver,
     memory_limit: Option<i64>,
     /// Run on an overlay of the busybox tree (lower) with upper and work dirs.
     overlay: bool,
@@ -66,6 +67,7 @@ impl Options {
             stdin_once: false,
             console_size: None,
             log_max_size: 0,
+            log_driver: berth_monitor::logdriver::LogDriver::JsonFile,
             memory_limit: None,
             overlay: false,
         }
@@ -122,6 +124,7 @@ impl Fixture {
             run_dir: run_dir.clone(),
             rootfs,
             log_path: log_path.clone(),
+            log_driver: options.log_driver.clone(),
             log_max_size: options.log_max_size,
             log_max_files: 3,
             log_mode: berth_monitor::logfile::LogMode::Blocking,
@@ -473,7 +476,11 @@ fn tty_output_and_resize(kind: Kind) {
     assert!(frames.iter().all(|(id, _)| *id == 1), "a TTY is all stdout");
     let output = collect(&frames, 1);
     assert!(output.starts_with("33 101\r\n"), "{output:?}");
-    assert!(output.contains("/dev/"), "{output:?}");
+    match kind {
+        // The pty is the container's own, allocated in its devpts.
+        Kind::Builtin => assert!(output.contains("\r\n/dev/pts/0\r\n"), "{output:?}"),
+        Kind::Runc => assert!(output.contains("/dev/"), "{output:?}"),
+    }
     assert!(output.ends_with("done\r\n"), "{output:?}");
     let entries = fixture.log_entries();
     assert!(entries.iter().all(|e| e["stream"] == "stdout"));
@@ -646,6 +653,48 @@ fn log_rotation(kind: Kind) {
     }
 }
 
+fn journald_entries_reach_the_socket(kind: Kind) {
+    require(kind);
+    let dir = tempfile::Builder::new()
+        .prefix("bj")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let socket_path = dir.path().join("journal.sock");
+    let journal = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    journal
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut options = Options::new(&["sh", "-c", "echo out; echo err >&2"]);
+    options.log_driver =
+        berth_monitor::logdriver::LogDriver::Journald(berth_monitor::logdriver::JournaldConfig {
+            socket: socket_path.clone(),
+            id: "0123456789abcdef0123".into(),
+            name: "web".into(),
+            image: "busybox".into(),
+            tag: "webtag".into(),
+        });
+    let mut fixture = Fixture::start(kind, &options);
+    assert_eq!(fixture.call(json!({"op": "start"}))["result"], "started");
+    assert_eq!(fixture.finish().exit_code, 0);
+    let mut entries = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..2 {
+        let n = journal.recv(&mut buf).expect("a journal entry");
+        entries.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    entries.sort();
+    assert!(entries[0].starts_with("MESSAGE=err\n"), "{entries:?}");
+    assert!(entries[0].contains("\nPRIORITY=3\n"), "{entries:?}");
+    assert!(entries[1].starts_with("MESSAGE=out\n"), "{entries:?}");
+    assert!(entries[1].contains("\nPRIORITY=6\n"), "{entries:?}");
+    for e in &entries {
+        assert!(e.contains("\nCONTAINER_ID=0123456789ab\n"), "{e}");
+        assert!(e.contains("\nCONTAINER_NAME=web\n"), "{e}");
+        assert!(e.contains("\nSYSLOG_IDENTIFIER=webtag\n"), "{e}");
+    }
+    assert!(!fixture.log_path.exists(), "journald keeps no file");
+}
+
 fn oom_is_recorded(kind: Kind) {
     require(kind);
     // The shell keeps an endless stream in a variable until the kernel kills it.
@@ -707,6 +756,7 @@ both_runtimes!(
     exec_with_stdin_and_tty,
     start_missing_command,
     log_rotation,
+    journald_entries_reach_the_socket,
     oom_is_recorded,
     overlay_rootfs,
 );
