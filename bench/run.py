@@ -84,6 +84,26 @@ def bench_engine(e, runs, results):
     results[e.name] = r
 
 
+BRIDGE, NFT_TABLE, CGROUP_PARENT = "berthbench0", "berthbench", "/berth-bench"
+
+
+def remove_host_state():
+    """The bench daemon's bridge, nft table, FORWARD accepts and cgroup parent."""
+    subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE], capture_output=True)
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+    rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
+    for rule in rules.splitlines():
+        if BRIDGE in rule and rule.startswith("-A "):
+            subprocess.run(["iptables", "-D", *rule.split()[1:]], capture_output=True)
+    for controller in os.listdir("/sys/fs/cgroup"):
+        path = os.path.join("/sys/fs/cgroup", controller, CGROUP_PARENT.lstrip("/"))
+        for root, dirs, _ in sorted(os.walk(path, topdown=False), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
@@ -96,7 +116,9 @@ def main():
     os.makedirs(tmp)
     sock = f"{tmp}/run/berth.sock"
     env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{tmp}/dc")
-    daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{tmp}/data", "--exec-root", f"{tmp}/run"],
+    # Its own bridge, nft table and cgroup parent, removed at the end (never the installed ones).
+    daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{tmp}/data", "--exec-root", f"{tmp}/run",
+                               "-b", BRIDGE, "--nft-table", NFT_TABLE, "--cgroup-parent", CGROUP_PARENT],
                               stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/daemon.log", "w"))
     dockerd = None
     results, memory = {}, {}
@@ -152,6 +174,7 @@ def main():
             dockerd.wait()
         subprocess.run(["umount", "-R", f"{tmp}/docker-data"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_host_state()
     print(json.dumps({"runs": a.runs, "latency": results, "memory": memory}, indent=2))
     base = results.get("docker (dockerd)")
     if base:
