@@ -45,15 +45,6 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
     }
 }
 
-/// Lets group `gid` pass through `dir` (group set, mode `--x` for the group, nothing for
-/// others): how a `--userns-remap` container's root, whose host ids are the mapping's, reaches
-/// its own files below root-owned dirs, as Docker's remapped roots do.
-pub fn open_to_group(dir: &Path, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::chown(dir, None, Some(gid))?;
-    let mode = std::fs::symlink_metadata(dir)?.permissions().mode() & 0o7700;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o010))
-}
-
 /// Removes from `path`'s mode what `mode` does not grant (never widens it; a missing file is
 /// left missing).
 pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {

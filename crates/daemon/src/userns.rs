@@ -132,21 +132,11 @@ fn mapping(name: &str, group: &str, files: &IdFiles<'_>) -> Result<IdMapping, Da
 /// Lets the mapped root pass through the data root to its layers (dockerd's remapped root:
 /// 0710, group of the mapped root), unless everyone may already.
 pub fn open_data_root(data_root: &Path, map: &IdMapping) -> Result<(), DaemonError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some((_, gid)) = map.root() else {
         return Ok(());
     };
-    let failed = |e: std::io::Error| error(format!("{}: {e}", data_root.display()));
-    let meta = std::fs::metadata(data_root).map_err(failed)?;
-    if meta.mode() & 0o001 != 0 || (meta.gid() == gid && meta.mode() & 0o010 != 0) {
-        return Ok(());
-    }
-    std::os::unix::fs::chown(data_root, None, Some(gid)).map_err(failed)?;
-    std::fs::set_permissions(
-        data_root,
-        std::fs::Permissions::from_mode(meta.mode() & 0o7700 | 0o010),
-    )
-    .map_err(failed)
+    berth_fs::open_to_group(data_root, gid)
+        .map_err(|e| error(format!("{}: {e}", data_root.display())))
 }
 
 /// The `(start, count)` ranges a subuid/subgid-style file grants `name` (or its id).

@@ -10,11 +10,13 @@
 //!   none.
 //! - [`tree`]: directory trees walked by descriptor without recursion, however deep, and
 //!   files opened for reading only when they are the regular files a walk listed.
+//! - [`open_to_group`]: a directory one group (a remapped root's) may pass through.
 #![forbid(unsafe_code)]
 
 pub mod atomic;
 #[cfg(feature = "tokio")]
 pub mod blocking;
+pub mod perms;
 pub mod root;
 pub mod tree;
 
@@ -24,6 +26,7 @@ pub use atomic::{
 };
 #[cfg(feature = "tokio")]
 pub use blocking::blocking;
+pub use perms::open_to_group;
 pub use root::{Root, clean};
 
 /// Defines the default search path once, for both constants below.

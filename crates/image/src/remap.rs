@@ -50,18 +50,9 @@ fn unmappable(path: &Path, what: &str, id: u32) -> ImageError {
     }
 }
 
-/// Lets group `gid` search `dir` (0710, that group), unless everyone may already.
+/// [`berth_fs::open_to_group`], as an image error.
 pub(crate) fn open_to_group(dir: &Path, gid: u32) -> Result<(), ImageError> {
-    let meta = std::fs::metadata(dir).map_err(ImageError::fs("stat", dir))?;
-    if meta.mode() & 0o001 != 0 || (meta.gid() == gid && meta.mode() & 0o010 != 0) {
-        return Ok(());
-    }
-    std::os::unix::fs::chown(dir, None, Some(gid)).map_err(ImageError::fs("chown", dir))?;
-    std::fs::set_permissions(
-        dir,
-        std::fs::Permissions::from_mode(meta.mode() & 0o7700 | 0o010),
-    )
-    .map_err(ImageError::fs("chmod", dir))
+    berth_fs::open_to_group(dir, gid).map_err(ImageError::fs("open to the remapped root", dir))
 }
 
 /// Makes `<layer>/diff-<key>` from `<layer>/diff` unless it exists; returns it.

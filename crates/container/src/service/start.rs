@@ -390,7 +390,7 @@ fn write_run_files(
         .into_iter()
         .flatten()
         {
-            crate::perms::open_to_group(dir, gid).map_err(io_err("chown", dir))?;
+            berth_fs::open_to_group(dir, gid).map_err(io_err("chown", dir))?;
         }
         let rootfs = run_dir.join("rootfs");
         std::fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
