@@ -51,7 +51,9 @@ pub(crate) struct IngestWriter {
     size: u64,
 }
 
-/// A complete, fsynced blob in the ingest area, not yet visible. Dropping it removes it.
+/// A complete blob in the ingest area, not yet visible, fsynced (or, from
+/// [`IngestWriter::finish_unsynced`], to be synced by its caller before it is committed).
+/// Dropping it removes it.
 #[derive(Debug)]
 pub(crate) struct PendingBlob {
     path: PathBuf,
@@ -62,6 +64,11 @@ pub(crate) struct PendingBlob {
 impl ContentStore {
     pub(crate) fn new(blobs: PathBuf, ingest: PathBuf) -> Self {
         Self { blobs, ingest }
+    }
+
+    /// `blobs/sha256/`.
+    pub(crate) fn blobs_dir(&self) -> &Path {
+        &self.blobs
     }
 
     pub(crate) fn path_of(&self, digest: &str) -> Option<PathBuf> {
@@ -142,14 +149,26 @@ impl ContentStore {
 
 impl IngestWriter {
     /// Flushes and fsyncs; the content's digest and size are now known.
-    pub(crate) fn finish(mut self) -> Result<PendingBlob, ImageError> {
+    pub(crate) fn finish(self) -> Result<PendingBlob, ImageError> {
+        self.finish_as(true)
+    }
+
+    /// [`IngestWriter::finish`] without the fsync, for a caller that syncs the whole file
+    /// system before the blob becomes visible (a pull: one `syncfs` for all its layers).
+    pub(crate) fn finish_unsynced(self) -> Result<PendingBlob, ImageError> {
+        self.finish_as(false)
+    }
+
+    fn finish_as(mut self, sync: bool) -> Result<PendingBlob, ImageError> {
         self.file
             .flush()
             .map_err(ImageError::fs("write", &self.path))?;
-        self.file
-            .get_ref()
-            .sync_all()
-            .map_err(ImageError::fs("fsync", &self.path))?;
+        if sync {
+            self.file
+                .get_ref()
+                .sync_all()
+                .map_err(ImageError::fs("fsync", &self.path))?;
+        }
         let digest = format!("sha256:{}", hex::encode(self.hasher.finalize_reset()));
         Ok(PendingBlob {
             path: std::mem::take(&mut self.path),

@@ -78,6 +78,7 @@ fn apply_tar_as(reader: &mut dyn Read, root: &Path, privileged: bool) -> Result<
         privileged,
         size: 0,
         directories: Vec::new(),
+        buffer: Vec::new(),
     };
     let read_error = |source| ImageError::ReadArchive { source };
     for entry in archive.entries().map_err(read_error)? {
@@ -102,6 +103,9 @@ struct Applier<'a> {
     /// Directories get their mode and mtime at the end: creating children changes the mtime,
     /// and a read-only mode would stop an unprivileged unpack from creating them.
     directories: Vec<(Vec<OsString>, u32, u64)>,
+    /// The copy buffer for file contents, allocated once (not per file: a layer has
+    /// thousands of small files).
+    buffer: Vec<u8>,
 }
 
 /// What the tar header says about ownership, mode and time.
@@ -394,10 +398,13 @@ impl<'a> Applier<'a> {
         .map_err(|errno| ImageError::fs("create file", &shown)(errno.into()))?;
         let mut file = fs::File::from(fd);
         let expected = entry.size();
-        let mut buffer = vec![0u8; 128 * 1024];
+        if self.buffer.is_empty() {
+            self.buffer = vec![0u8; 128 * 1024];
+        }
+        let buffer = &mut self.buffer[..];
         let mut copied = 0u64;
         loop {
-            let n = match entry.read(&mut buffer) {
+            let n = match entry.read(buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -846,8 +853,9 @@ pub(crate) fn stage_blob(
         (Ok(()), Err(e)) => return Err(e),
         (Ok(()), Ok(done)) => done,
     };
-    sync_snapshot(&diff)?;
-    let blob = writer.finish()?;
+    // Not synced here: the pull syncs once for all its layers before any is installed
+    // (`install_pulled`); a sync per layer flushed the file system once per layer.
+    let blob = writer.finish_unsynced()?;
     let diff_id = format!("sha256:{}", hex::encode(hasher.finalize()));
     tracing::debug!(
         digest = blob.digest(),
@@ -969,8 +977,8 @@ impl Read for HashingReader<'_> {
     }
 }
 
-/// The unpacked files must be on disk before the layer can become visible; done before the
-/// store's lock is taken.
+/// The unpacked files (and the blobs beside them) must be on disk before a layer can become
+/// visible: syncs the file system holding `diff`. Done before the store's lock is taken.
 pub(crate) fn sync_snapshot(diff: &Path) -> Result<(), ImageError> {
     let handle = fs::File::open(diff).map_err(ImageError::fs("open", diff))?;
     nix::unistd::syncfs(&handle).map_err(|errno| ImageError::fs("syncfs", diff)(errno.into()))

@@ -23,6 +23,33 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
     berth_fs::sync_dir(dir).map_err(ImageError::fs("fsync directory", dir))
 }
 
+/// Marks `dir` as the top of directory hierarchies (ext4's `FS_TOPDIR_FL`, `chattr +T`), so
+/// the allocator places each directory made in it in a block group of its own choosing
+/// rather than beside its parent. For the ingest area, where every layer is unpacked and
+/// whose previous layers were just deleted, this matters: on an ext4 without a journal,
+/// each new inode is allocated by scanning past every inode of the group deleted in the
+/// last minutes, so unpacking 10 000 files next to the 10 000 just removed took seconds of
+/// CPU in the kernel (a 206 MB layer: 5 s of CPU, against 1 s in a fresh group). A file
+/// system without the flag (xfs, btrfs, tmpfs) keeps its own placement: nothing to do.
+pub(crate) fn mark_top_dir(dir: &Path) {
+    use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+    let marked = match fs::File::open(dir) {
+        Ok(file) => ioctl_getflags(&file)
+            .and_then(|flags| {
+                if flags.contains(IFlags::TOPDIR) {
+                    Ok(())
+                } else {
+                    ioctl_setflags(&file, flags | IFlags::TOPDIR)
+                }
+            })
+            .map_err(std::io::Error::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = marked {
+        tracing::debug!(dir = %dir.display(), error = %e, "directory not marked as a top directory");
+    }
+}
+
 /// Removes temp files a crash left between write and rename.
 pub(crate) fn remove_stray_temps(dir: &Path) -> Result<(), ImageError> {
     let entries = match fs::read_dir(dir) {

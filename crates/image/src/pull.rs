@@ -116,6 +116,12 @@ impl ImageStore {
                 }
             })?;
         let id = sha256_digest(&image.config_bytes);
+        // The layers were staged (files and blobs) without syncing: one syncfs makes them all
+        // durable before any is renamed into place, so a layer is never recorded while its
+        // files could be lost in a crash.
+        if image.layers.iter().any(|(_, staged)| staged.is_some()) {
+            crate::layer::sync_snapshot(&self.paths.ingest)?;
+        }
         let mut index = self.lock();
         let existed = index.images.contains_key(&id);
         let mut parent: Option<String> = None;
@@ -174,6 +180,7 @@ impl ImageStore {
             parent = Some(chain);
         }
         persist::sync_dir(&self.paths.layers)?;
+        persist::sync_dir(self.content.blobs_dir())?;
         for record in records {
             index.remote.insert(record.diff_id.clone(), record);
         }

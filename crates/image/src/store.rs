@@ -159,6 +159,7 @@ impl ImageStore {
         check_schema_version(&root.join("version"))?;
         persist::empty_dir(&paths.trash)?;
         persist::empty_dir(&paths.ingest)?;
+        persist::mark_top_dir(&paths.ingest);
         persist::remove_stray_temps(root)?;
         persist::remove_stray_temps(&paths.images)?;
         persist::remove_stray_temps(&remote)?;
