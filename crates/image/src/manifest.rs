@@ -131,6 +131,25 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// What an OCI 1.1 index or image manifest says about itself besides its content (the same
+/// three fields in both).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactFields {
+    /// The artifact type (OCI 1.1).
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
+    /// The manifest this one refers to (OCI 1.1 referrers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
 /// An OCI image index (also Docker's manifest list).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Index {
@@ -146,19 +165,9 @@ pub struct Index {
     pub media_type: String,
     /// The manifests it lists.
     pub manifests: Vec<Descriptor>,
-    /// The artifact type (OCI 1.1).
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub artifact_type: Option<String>,
-    /// The manifest this one refers to (OCI 1.1 referrers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    /// `artifactType`, `subject`, `annotations`.
+    #[serde(flatten)]
+    pub artifact: ArtifactFields,
 }
 
 /// An OCI image manifest (also Docker's schema 2).
@@ -178,17 +187,7 @@ pub struct Manifest {
     pub config: Descriptor,
     /// The layers, bottom first.
     pub layers: Vec<Descriptor>,
-    /// The artifact type (OCI 1.1).
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub artifact_type: Option<String>,
-    /// The manifest this one refers to (OCI 1.1 referrers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Descriptor>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    /// `artifactType`, `subject`, `annotations`.
+    #[serde(flatten)]
+    pub artifact: ArtifactFields,
 }

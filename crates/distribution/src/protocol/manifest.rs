@@ -5,10 +5,8 @@
 //! digest of those bytes. [`ParsedManifest`] reads them (through `berth-image`'s models) only
 //! to check them and to learn what they reference.
 
-use std::collections::BTreeMap;
-
 use berth_image::manifest::{
-    Descriptor, Index, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
+    ArtifactFields, Descriptor, Index, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
     MEDIA_OCI_MANIFEST, Manifest,
 };
 
@@ -184,12 +182,8 @@ pub struct ParsedManifest {
     pub layers: Vec<Descriptor>,
     /// The manifests an index lists.
     pub manifests: Vec<Descriptor>,
-    /// The manifest this one refers to (OCI 1.1).
-    pub subject: Option<Descriptor>,
-    /// The `artifactType` field.
-    pub artifact_type: Option<String>,
-    /// The `annotations` field.
-    pub annotations: BTreeMap<String, String>,
+    /// `artifactType`, `subject` (OCI 1.1) and `annotations`.
+    pub artifact: ArtifactFields,
 }
 
 #[derive(serde::Deserialize)]
@@ -256,9 +250,7 @@ impl ParsedManifest {
                 config: None,
                 layers: Vec::new(),
                 manifests: index.manifests,
-                subject: index.subject,
-                artifact_type: index.artifact_type,
-                annotations: index.annotations,
+                artifact: index.artifact,
             }
         } else {
             let manifest: Manifest =
@@ -268,9 +260,7 @@ impl ParsedManifest {
                 config: Some(manifest.config),
                 layers: manifest.layers,
                 manifests: Vec::new(),
-                subject: manifest.subject,
-                artifact_type: manifest.artifact_type,
-                annotations: manifest.annotations,
+                artifact: manifest.artifact,
             }
         };
         for descriptor in parsed.descriptors() {
@@ -287,7 +277,7 @@ impl ParsedManifest {
             .iter()
             .chain(&self.layers)
             .chain(&self.manifests)
-            .chain(&self.subject)
+            .chain(&self.artifact.subject)
     }
 
     /// The blobs the registry must hold for this manifest: the config and every layer,
@@ -310,7 +300,8 @@ impl ParsedManifest {
 
     /// The subject's digest.
     pub fn subject_digest(&self) -> Option<Digest> {
-        self.subject
+        self.artifact
+            .subject
             .as_ref()
             .and_then(|d| Digest::parse(&d.digest).ok())
     }
@@ -318,7 +309,7 @@ impl ParsedManifest {
     /// The descriptor a referrers list shows for this manifest: its `artifactType`, or for
     /// an image manifest without one its config's media type (the OCI 1.1 rule).
     pub fn referrer_descriptor(&self, digest: &Digest, size: u64) -> Descriptor {
-        let artifact_type = self.artifact_type.clone().or_else(|| {
+        let artifact_type = self.artifact.artifact_type.clone().or_else(|| {
             self.config
                 .as_ref()
                 .map(|config| config.media_type.clone())
@@ -329,7 +320,7 @@ impl ParsedManifest {
             digest: digest.to_string(),
             size,
             artifact_type,
-            annotations: self.annotations.clone(),
+            annotations: self.artifact.annotations.clone(),
             ..Descriptor::default()
         }
     }

@@ -118,7 +118,7 @@ fn description(state: &AppState, name: &RepositoryName) -> Option<String> {
 fn describe(store: &Store, name: &RepositoryName, digest: &Digest, depth: u8) -> Option<String> {
     let stored = store.manifest(name, digest).ok()??;
     let parsed = ParsedManifest::parse(Some(&stored.media_type), &stored.bytes).ok()?;
-    if let Some(description) = parsed.annotations.get(DESCRIPTION_KEY) {
+    if let Some(description) = parsed.artifact.annotations.get(DESCRIPTION_KEY) {
         return Some(description.clone());
     }
     if parsed.kind.is_index() {
