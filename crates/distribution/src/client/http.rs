@@ -229,15 +229,8 @@ impl HttpClient {
                     });
                 }
                 301 | 302 | 303 | 307 | 308 => {
-                    let target = response
-                        .headers()
-                        .get(LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .ok_or_else(|| ClientError::InvalidUrl {
-                            url: uri.to_string(),
-                            reason: "redirect without a location".to_owned(),
-                        })?;
-                    uri = check_url(&resolve_location(&uri, target))?;
+                    let target = absolute_location(&uri.to_string(), &response, "redirect")?;
+                    uri = check_url(&target)?;
                 }
                 status => {
                     return Err(ClientError::DownloadStatus {
@@ -401,7 +394,32 @@ pub fn check_url(url: &str) -> Result<Uri, ClientError> {
     Ok(uri)
 }
 
-/// A `Location` header's target, made absolute against the URL it answered.
+/// The `Location` of an answer to `url` (a redirect, an upload answer), absolute; `what` the
+/// answer is names it when the header is missing.
+pub(crate) fn absolute_location(
+    url: &str,
+    response: &Response<Incoming>,
+    what: &str,
+) -> Result<String, ClientError> {
+    let target = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ClientError::Registry {
+            status: response.status().as_u16(),
+            code: None,
+            message: format!("{what} without a Location"),
+        })?;
+    let base: Uri =
+        url.parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| ClientError::InvalidUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+    Ok(resolve_location(&base, target))
+}
+
+/// A `Location` (or `Link`) target, made absolute against the URL it answered.
 pub(crate) fn resolve_location(base: &Uri, target: &str) -> String {
     if target.contains("://") {
         return target.to_owned();
@@ -427,16 +445,24 @@ fn connect_error(
     let mut reason = error.to_string();
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(cause) = source {
-        if cause.downcast_ref::<rustls::Error>().is_some() {
-            tls = true;
-        }
-        if let Some(io) = cause.downcast_ref::<io::Error>()
-            && let Some(inner) = io.get_ref()
-            && inner.downcast_ref::<rustls::Error>().is_some()
-        {
-            tls = true;
-        }
+        let rustls_error = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
         reason = cause.to_string();
+        // The connector may box the TLS error where no downcast reaches it: its text tells.
+        let plain_http = rustls_error.map_or(reason == plain_http_answer().to_string(), |e| {
+            *e == plain_http_answer()
+        });
+        if rustls_error.is_some() || plain_http {
+            tls = true;
+        }
+        if plain_http {
+            // Go's words, which Docker users know.
+            reason = "http: server gave HTTP response to HTTPS client".to_owned();
+        }
         source = cause.source();
     }
     ClientError::Connect {
@@ -445,6 +471,12 @@ fn connect_error(
         reason,
         tls,
     }
+}
+
+/// How a TLS handshake fails when the server answers in plain text (an HTTP server on the
+/// port): its first bytes are not a TLS record.
+fn plain_http_answer() -> rustls::Error {
+    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
 }
 
 /// Accepts any certificate: for insecure registries only.

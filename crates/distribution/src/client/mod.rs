@@ -36,7 +36,7 @@ pub use endpoint::{Insecure, RegistryOptions};
 pub use error::ClientError;
 pub use http::{Download, HttpClient};
 pub use inspect::DistributionInspect;
-pub use login::{LoginStatus, config_key, login_registry};
+pub use login::{LoginStatus, auth_for_reference, config_key, login_registry};
 pub use progress::Progress;
 pub use pull::{PreparedPull, PullRequest, PullSummary};
 pub use push::{PushRequest, PushSummary};
@@ -87,19 +87,35 @@ impl Distribution {
         also: &[String],
         auth: &AuthConfig,
     ) -> Result<Session, ClientError> {
+        let endpoints = self
+            .options
+            .endpoints(name.domain(), !actions.contains(&"push"))
+            .await;
+        self.session_among(name, actions, also, auth, endpoints)
+            .await
+    }
+
+    /// [`Distribution::session`] with the first of `endpoints` that answers.
+    async fn session_among(
+        &self,
+        name: &Reference,
+        actions: &[&str],
+        also: &[String],
+        auth: &AuthConfig,
+        endpoints: Vec<endpoint::Endpoint>,
+    ) -> Result<Session, ClientError> {
         let mut scopes = vec![Scope::repository(name.path(), actions).to_string()];
         scopes.extend(
             also.iter()
                 .map(|path| Scope::repository(path, &["pull"]).to_string()),
         );
-        Session::open(
+        Session::open_among(
             &self.http,
-            &self.options,
             &self.tokens,
+            endpoints,
             name.domain(),
             auth.credentials(),
             scopes,
-            !actions.contains(&"push"),
         )
         .await
     }

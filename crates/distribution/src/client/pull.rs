@@ -139,11 +139,44 @@ fn platform_matches(entry: &Platform, wanted: &Platform) -> bool {
 impl Distribution {
     /// Resolves a pull before answering: the reference, the registry's manifest (through an
     /// index, to `platform`'s) and config. Errors here are the request's.
+    ///
+    /// A `docker.io` name is tried on each `--registry-mirror` first: whatever goes wrong there
+    /// (unreachable, the image missing) falls back to the next mirror and then to the hub, as
+    /// dockerd does, so the error of a pull that fails everywhere is the hub's.
     pub async fn prepare_pull(&self, request: &PullRequest) -> Result<PreparedPull, ClientError> {
+        let reference = parse_reference(&request.reference)?;
+        let name = parse_reference(&reference.name())?;
+        let (mirrors, direct): (Vec<_>, Vec<_>) = self
+            .options
+            .endpoints(name.domain(), true)
+            .await
+            .into_iter()
+            .partition(|endpoint| endpoint.mirror);
+        for mirror in mirrors {
+            let base = mirror.base.clone();
+            match self.prepare_pull_among(request, vec![mirror]).await {
+                Ok(prepared) => return Ok(prepared),
+                Err(error) => {
+                    tracing::debug!(mirror = %base, %error, "mirror failed; trying the next endpoint");
+                }
+            }
+        }
+        self.prepare_pull_among(request, direct).await
+    }
+
+    /// [`Distribution::prepare_pull`] from the first of `endpoints` that answers.
+    async fn prepare_pull_among(
+        &self,
+        request: &PullRequest,
+        endpoints: Vec<super::endpoint::Endpoint>,
+    ) -> Result<PreparedPull, ClientError> {
         let reference = parse_reference(&request.reference)?;
         let (platform, explicit_platform) = parse_platform(request.platform.as_deref())?;
         let name = parse_reference(&reference.name())?;
-        let session = Arc::new(self.session(&name, &["pull"], &[], &request.auth).await?);
+        let session = Arc::new(
+            self.session_among(&name, &["pull"], &[], &request.auth, endpoints)
+                .await?,
+        );
         let mut prepared = PreparedPull {
             images: Arc::clone(&self.images),
             session,

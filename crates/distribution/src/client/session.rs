@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, LOCATION,
-    WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode, Uri};
 
@@ -83,8 +82,21 @@ impl Session {
         scopes: Vec<String>,
         pull: bool,
     ) -> Result<Self, ClientError> {
+        let endpoints = options.endpoints(domain, pull).await;
+        Self::open_among(http, tokens, endpoints, domain, credentials, scopes).await
+    }
+
+    /// [`Session::open`] with the first of `endpoints` (of `domain`) that answers.
+    pub(crate) async fn open_among(
+        http: &HttpClient,
+        tokens: &Arc<TokenCache>,
+        endpoints: Vec<Endpoint>,
+        domain: &str,
+        credentials: Credentials,
+        scopes: Vec<String>,
+    ) -> Result<Self, ClientError> {
         let mut last = None;
-        for endpoint in options.endpoints(domain, pull).await {
+        for endpoint in endpoints {
             let session = Self {
                 http: http.clone(),
                 endpoint,
@@ -389,7 +401,7 @@ impl Session {
                 .send(Method::GET, &url, &headers, || Some(http::empty()))
                 .await?;
             if response.status().is_redirection() {
-                url = redirect_target(&url, &response)?;
+                url = http::absolute_location(&url, &response, "redirect")?;
                 continue;
             }
             if !response.status().is_success() {
@@ -495,7 +507,7 @@ impl Session {
                 .await?;
             match response.status() {
                 status if status.is_redirection() => {
-                    url = redirect_target(&url, &response)?;
+                    url = http::absolute_location(&url, &response, "redirect")?;
                 }
                 StatusCode::OK => return Ok((response, 0)),
                 StatusCode::PARTIAL_CONTENT => {
@@ -570,7 +582,11 @@ impl Session {
             .await?;
         match response.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
-            StatusCode::ACCEPTED => Ok(Mount::Upload(self.location(&url, &response)?)),
+            StatusCode::ACCEPTED => Ok(Mount::Upload(http::absolute_location(
+                &url,
+                &response,
+                "upload answer",
+            )?)),
             _ => Err(registry_error("POST", &url, response).await),
         }
     }
@@ -589,7 +605,7 @@ impl Session {
         if response.status() != StatusCode::ACCEPTED {
             return Err(registry_error("POST", &url, response).await);
         }
-        self.location(&url, &response)
+        http::absolute_location(&url, &response, "upload answer")
     }
 
     /// Sends a whole blob of known digest and size to an upload `location` (one `PUT`).
@@ -638,7 +654,7 @@ impl Session {
         if response.status() != StatusCode::ACCEPTED {
             return Err(registry_error("PATCH", location, response).await);
         }
-        self.location(location, &response)
+        http::absolute_location(location, &response, "upload answer")
     }
 
     /// Finishes an upload whose bytes were sent: `PUT ?digest=` without body.
@@ -809,21 +825,6 @@ impl Session {
                 reason: e.to_string(),
             })
     }
-
-    /// The `Location` of an upload answer, absolute.
-    fn location(&self, url: &str, response: &Response<Incoming>) -> Result<String, ClientError> {
-        let target = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ClientError::Registry {
-                status: response.status().as_u16(),
-                code: None,
-                message: "upload answer without a Location".to_owned(),
-            })?;
-        let base: Uri = url.parse().map_err(|e| invalid_url(url, &e))?;
-        Ok(http::resolve_location(&base, target))
-    }
 }
 
 /// `host[:port]` of a URL.
@@ -855,21 +856,6 @@ fn too_large(url: &str, size: usize, limit: usize) -> ClientError {
         size,
         limit,
     }
-}
-
-/// A redirect's target, absolute.
-fn redirect_target(url: &str, response: &Response<Incoming>) -> Result<String, ClientError> {
-    let target = response
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ClientError::Registry {
-            status: response.status().as_u16(),
-            code: None,
-            message: "redirect without a location".to_owned(),
-        })?;
-    let base: Uri = url.parse().map_err(|e| invalid_url(url, &e))?;
-    Ok(http::resolve_location(&base, target))
 }
 
 /// `url` with `key=value` added to its query.
