@@ -467,12 +467,14 @@ pub fn build(c: &Client, a: BuildArgs) -> CmdResult {
         count: Arc::clone(&sent),
     };
     let started = Instant::now();
-    let resp = c.send(
+    let (name, value) = crate::registry::registry_config_header()?;
+    let resp = c.send_with_headers(
         "POST",
         "/build",
         &query,
         Body::Stream(&mut counted, "application/x-tar"),
         false,
+        &[(name, value)],
     );
     drop(counted);
     if let Some(handle) = writer {

@@ -274,6 +274,21 @@ fn auth_header(registry: &str) -> Result<(&'static str, String), CliError> {
     Ok(("X-Registry-Auth", URL_SAFE.encode(bytes)))
 }
 
+/// `X-Registry-Config` for `POST /build`: every stored credential, by registry (base64url JSON,
+/// as the docker CLI sends it), so the builder can pull base images from registries that
+/// want them.
+pub(crate) fn registry_config_header() -> Result<(&'static str, String), CliError> {
+    let config = read_config()?;
+    let mut auths = Map::new();
+    if let Some(stored) = config.get("auths").and_then(Value::as_object) {
+        for key in stored.keys() {
+            auths.insert(config_key(key), stored_auth(key)?);
+        }
+    }
+    let bytes = serde_json::to_vec(&auths).map_err(|e| CliError::msg(e.to_string()))?;
+    Ok(("X-Registry-Config", URL_SAFE.encode(bytes)))
+}
+
 /// Pulls `reference` through the daemon, drawing progress on stdout (or stderr, for `run`);
 /// `quiet` draws nothing. Returns the fully qualified reference pulled.
 pub(crate) fn pull_image(

@@ -94,6 +94,7 @@ fn build_request(params: &Params) -> Result<BuildRequest, DaemonError> {
         cache_from,
         platform: params.non_empty("platform").map(str::to_owned),
         remote: params.non_empty("remote").map(str::to_owned),
+        registry_auths: Default::default(),
     })
 }
 
@@ -120,7 +121,14 @@ async fn build(
     request: Request,
 ) -> Result<Response, DaemonError> {
     let builder = builder(&state)?;
-    let req = build_request(&params)?;
+    let mut req = build_request(&params)?;
+    if let Some(value) = request.headers().get("x-registry-config") {
+        let text = value.to_str().map_err(|_| DaemonError::InvalidParameter {
+            param: "X-Registry-Config",
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })?;
+        req.registry_auths = berth_distribution::client::AuthConfig::map_from_header(text)?;
+    }
     builder.check(&req)?;
     let body = request
         .into_body()

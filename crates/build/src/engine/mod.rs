@@ -105,6 +105,8 @@ pub struct BuildRequest {
     pub platform: Option<String>,
     /// `remote`: the context's URL instead of a body.
     pub remote: Option<String>,
+    /// `X-Registry-Config`: the client's credentials by registry, for pulling base images.
+    pub registry_auths: HashMap<String, berth_distribution::client::AuthConfig>,
 }
 
 /// What a build sends while it runs.
@@ -116,11 +118,12 @@ pub enum BuildEvent {
     Done(Result<String, BuildError>),
 }
 
-/// Pulls `reference` (no credentials: a public or loopback registry), its progress lines in
-/// the build's stream.
+/// Pulls `reference` with `auth` (the client's credentials for its registry), its progress
+/// lines in the build's stream.
 async fn pull_image(
     registry: &berth_distribution::client::Distribution,
     reference: &str,
+    auth: berth_distribution::client::AuthConfig,
     events: &mpsc::Sender<BuildEvent>,
 ) -> Result<(), BuildError> {
     use berth_distribution::client::{Progress, PullRequest};
@@ -128,7 +131,7 @@ async fn pull_image(
         reference: reference.to_owned(),
         all_tags: false,
         platform: None,
-        auth: Default::default(),
+        auth,
     };
     let prepared = registry
         .prepare_pull(&request)
@@ -318,7 +321,7 @@ impl Builder {
             ..BuildOptions::default()
         };
         let plan = df.plan(&opts)?;
-        self.check_images(&plan, req.pull, events).await?;
+        self.check_images(&plan, &req, events).await?;
         let allowed = self.cache_from_images(&req.cache_from).await?;
         let label_step = label_instruction(&req.labels)?;
         let mut first_step = HashMap::new();
@@ -548,9 +551,10 @@ impl Builder {
     async fn check_images(
         &self,
         plan: &BuildPlan,
-        pull: bool,
+        req: &BuildRequest,
         events: &mpsc::Sender<BuildEvent>,
     ) -> Result<(), BuildError> {
+        let pull = req.pull;
         let mut refs = Vec::new();
         for stage in &plan.stages {
             if let crate::Base::Image(r) = &stage.base {
@@ -569,7 +573,11 @@ impl Builder {
                 Err(e) => return Err(BuildError::from(e)),
             };
             match &self.registry {
-                Some(registry) if missing || pull => pull_image(registry, &r, events).await?,
+                Some(registry) if missing || pull => {
+                    let auth =
+                        berth_distribution::client::auth_for_reference(&req.registry_auths, &r);
+                    pull_image(registry, &r, auth, events).await?;
+                }
                 None if missing => return Err(BuildError::ImageNotFound { reference: r }),
                 _ => {}
             }

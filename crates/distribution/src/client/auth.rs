@@ -41,10 +41,11 @@ pub struct AuthConfig {
     pub registrytoken: String,
 }
 
-/// Why an `X-Registry-Auth` header was refused.
+/// Why an `X-Registry-Auth` (or `X-Registry-Config`) header was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid X-Registry-Auth header: {reason}")]
+#[error("invalid {header} header: {reason}")]
 pub struct AuthHeaderError {
+    header: &'static str,
     reason: String,
 }
 
@@ -52,19 +53,14 @@ impl AuthConfig {
     /// Decodes an `X-Registry-Auth` value: base64url as the docker CLI writes it (standard
     /// base64 and missing padding accepted too); an empty header is no credentials.
     pub fn from_header(value: &str) -> Result<Self, AuthHeaderError> {
-        let value = value.trim();
-        if value.is_empty() {
-            return Ok(Self::default());
-        }
-        let bytes = [&URL_SAFE, &URL_SAFE_NO_PAD, &STANDARD, &STANDARD_NO_PAD]
-            .iter()
-            .find_map(|engine| engine.decode(value).ok())
-            .ok_or_else(|| AuthHeaderError {
-                reason: "not base64".to_owned(),
-            })?;
-        serde_json::from_slice(&bytes).map_err(|e| AuthHeaderError {
-            reason: e.to_string(),
-        })
+        decode_header("X-Registry-Auth", value)
+    }
+
+    /// Decodes an `X-Registry-Config` value (`POST /build`): base64url JSON of a map from
+    /// registry to auth config, as the docker CLI sends every credential it has; an empty
+    /// header is none.
+    pub fn map_from_header(value: &str) -> Result<HashMap<String, Self>, AuthHeaderError> {
+        decode_header("X-Registry-Config", value)
     }
 
     /// The header value for these credentials (base64url JSON, as the docker CLI sends it).
@@ -99,6 +95,29 @@ impl AuthConfig {
             Credentials::Basic { user, password }
         }
     }
+}
+
+/// A credentials header's JSON (base64url as the docker CLI writes it; standard base64 and
+/// missing padding accepted too); an empty header is the empty value.
+fn decode_header<T: serde::de::DeserializeOwned + Default>(
+    header: &'static str,
+    value: &str,
+) -> Result<T, AuthHeaderError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(T::default());
+    }
+    let bytes = [&URL_SAFE, &URL_SAFE_NO_PAD, &STANDARD, &STANDARD_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(value).ok())
+        .ok_or_else(|| AuthHeaderError {
+            header,
+            reason: "not base64".to_owned(),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| AuthHeaderError {
+        header,
+        reason: e.to_string(),
+    })
 }
 
 /// What a request authenticates with.

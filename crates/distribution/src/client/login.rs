@@ -48,6 +48,25 @@ pub fn config_key(registry: &str) -> String {
     }
 }
 
+/// The credentials for the registry of image `reference` among `configs` (the map of
+/// `X-Registry-Config`, keyed as `config.json` is: `host[:port]`, the v1 index URL for Docker
+/// Hub, with or without a scheme); none when the registry is not there or the reference does
+/// not parse.
+pub fn auth_for_reference(
+    configs: &std::collections::HashMap<String, AuthConfig>,
+    reference: &str,
+) -> AuthConfig {
+    let Ok(name) = super::parse_reference(reference) else {
+        return AuthConfig::default();
+    };
+    let registry = login_registry(name.domain());
+    configs
+        .iter()
+        .find(|(key, _)| login_registry(key) == registry)
+        .map(|(_, auth)| auth.clone())
+        .unwrap_or_default()
+}
+
 impl Distribution {
     /// Checks `auth`'s credentials against the registry of its server address.
     pub async fn login(&self, auth: &AuthConfig) -> Result<LoginStatus, ClientError> {
@@ -78,6 +97,28 @@ impl Distribution {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_of_a_reference() {
+        use std::collections::HashMap;
+        let auth = |user: &str| AuthConfig {
+            username: user.to_owned(),
+            ..AuthConfig::default()
+        };
+        let configs: HashMap<String, AuthConfig> = [
+            ("127.0.0.1:5000".to_owned(), auth("local")),
+            ("https://index.docker.io/v1/".to_owned(), auth("hub")),
+            ("http://reg.example:8080".to_owned(), auth("schemed")),
+        ]
+        .into();
+        let user = |r: &str| auth_for_reference(&configs, r).username;
+        assert_eq!(user("127.0.0.1:5000/team/app:1"), "local");
+        assert_eq!(user("debian:bookworm"), "hub");
+        assert_eq!(user("docker.io/library/debian"), "hub");
+        assert_eq!(user("reg.example:8080/x"), "schemed");
+        assert_eq!(user("127.0.0.1:5001/team/app"), "");
+        assert_eq!(user("Not A Reference"), "");
+    }
+
     use super::*;
 
     #[test]
