@@ -185,6 +185,27 @@ impl SecondDaemon {
         data_root: Option<&Path>,
         exec_root: Option<&Path>,
     ) -> SecondDaemon {
+        Self::start_full(env, tag, wrapper, data_root, exec_root, &[])
+    }
+
+    /// [`SecondDaemon::start`] with extra daemon flags (`--registry-mirror …`).
+    pub(crate) fn start_flags(
+        env: &TestEnv,
+        tag: &str,
+        data_root: Option<&Path>,
+        flags: &[&str],
+    ) -> SecondDaemon {
+        Self::start_full(env, tag, &[], data_root, None, flags)
+    }
+
+    fn start_full(
+        env: &TestEnv,
+        tag: &str,
+        wrapper: &[&str],
+        data_root: Option<&Path>,
+        exec_root: Option<&Path>,
+        flags: &[&str],
+    ) -> SecondDaemon {
         let dir = PathBuf::from(format!("/tmp/b{tag}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -216,6 +237,7 @@ impl SecondDaemon {
         );
         argv.push("--exec-root".into());
         argv.push(exec_root.unwrap_or(&dir).into());
+        argv.extend(flags.iter().map(Into::into));
         let mut daemon = SecondDaemon {
             child: None,
             exec_root: exec_root.map_or_else(|| dir.clone(), Path::to_path_buf),

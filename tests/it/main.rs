@@ -10,6 +10,7 @@ mod build;
 mod chaos;
 mod compat;
 mod containers;
+mod distribution;
 mod docker_cli;
 mod faults;
 mod hardening;
@@ -78,6 +79,7 @@ fn main() {
         volumes::TESTS,
         registry::TESTS,
         pull::TESTS,
+        distribution::TESTS,
         build::TESTS,
         hardening::TESTS,
         terminal::TESTS,

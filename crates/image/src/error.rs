@@ -212,7 +212,9 @@ pub enum ImageError {
         source: io::Error,
     },
     /// A layer unpacks to more than the store accepts (a compression bomb, or a full disk).
-    #[error("layer is larger than the {limit}-byte limit; refusing it")]
+    #[error(
+        "no space left on device: the layer unpacks to more than {limit} bytes (half the space left on the data root)"
+    )]
     LayerTooLarge {
         /// The limit in bytes.
         limit: u64,
