@@ -1503,6 +1503,30 @@ mod tests {
         (dir, store)
     }
 
+    /// The ingest area is marked as a top directory (see `persist::mark_top_dir`), where the
+    /// file system keeps the flag (ext2/3/4; tmpfs, xfs and btrfs have none).
+    #[test]
+    fn ingest_is_a_top_directory() {
+        use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+        let (dir, _store) = open_store();
+        let flags = |path: &Path| {
+            let file = fs::File::open(path).expect("open");
+            ioctl_getflags(&file).expect("flags")
+        };
+        let probe = dir.path().join("probe");
+        fs::create_dir(&probe).expect("mkdir");
+        let file = fs::File::open(&probe).expect("open");
+        let supported = ioctl_getflags(&file)
+            .and_then(|f| ioctl_setflags(&file, f | IFlags::TOPDIR))
+            .is_ok()
+            && flags(&probe).contains(IFlags::TOPDIR);
+        if !supported {
+            eprintln!("skipped: the temp dir's file system has no FS_TOPDIR_FL");
+            return;
+        }
+        assert!(flags(&dir.path().join("image/ingest")).contains(IFlags::TOPDIR));
+    }
+
     fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, data) in files {
