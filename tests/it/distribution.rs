@@ -320,7 +320,7 @@ fn pull_insecure_registry_off_loopback(env: &TestEnv) {
 }
 
 /// Issue 12: `berth build` sends `X-Registry-Config` (every stored credential, as the docker
-/// CLI does), and the builder pulls a base image from a registry that wants credentials with
+/// CLI does; the docker CLI's build is checked too), and the builder pulls a base image from a registry that wants credentials with
 /// them; without a login the build fails with the registry's refusal.
 fn pull_build_uses_registry_config(env: &TestEnv) {
     let htpasswd = env.root.join("dist-build-htpasswd");
@@ -356,12 +356,21 @@ fn pull_build_uses_registry_config(env: &TestEnv) {
     let listed = env.berth(&["run", "--rm", "dist-build-out", "cat", "/listed"]);
     env.berth(&["rmi", "dist-build-out"]);
     env.berth(&["rmi", &base]);
+    // The docker CLI sends the same header from the same config.json.
+    let by_docker = env.docker(&["build", "-q", "-t", "dist-build-out", context_arg]);
+    if by_docker.is_some() {
+        env.berth(&["rmi", "dist-build-out"]);
+        env.berth(&["rmi", &base]);
+    }
     env.berth(&["logout", &addr]).ok();
     let refused = env.berth(&["build", "-q", "-t", "dist-build-out", context_arg]);
     let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_dir_all(&context);
     assert_eq!(built.code, 0, "{built:?}");
     assert_eq!(listed.ok(), "/random0");
+    if let Some(by_docker) = by_docker {
+        assert_eq!(by_docker.code, 0, "{by_docker:?}");
+    }
     assert_ne!(refused.code, 0, "{refused:?}");
     assert!(
         refused.stderr.contains("unauthorized") || refused.stderr.contains("denied"),
