@@ -61,13 +61,21 @@ struct View {
     scratch: PathBuf,
     /// `Config.User` resolved to ids, for `copyUIDGID`.
     user_ids: Option<(u32, u32)>,
+    /// The user-namespace mapping of its root (`--userns-remap`): archives carry container
+    /// ids, files are written with host ids (as dockerd's `UIDMaps` on `cp`).
+    map: Option<berth_image::IdMapping>,
 }
 
 impl ContainerService {
     async fn view_of(&self, reference: &str, rec: &Record) -> Result<View> {
         let images = self.images.clone();
         let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
-        let rootfs = super::blocking(move || images.rootfs(&id, &image_id)).await??;
+        let (rootfs, map) = super::blocking(move || {
+            images
+                .rootfs(&id, &image_id)
+                .map(|dirs| (dirs, images.rootfs_mapping(&id)))
+        })
+        .await??;
         // A volume with device options is mounted on the host first: off the async threads.
         let (volumes, mut mounts) = (self.volumes.clone(), rec.mount_points.clone());
         let mounts = super::blocking(move || -> Result<Vec<MountPoint>> {
@@ -101,6 +109,7 @@ impl ContainerService {
                 .join("archive")
                 .join(hex::encode(rand::random::<[u8; 8]>())),
             user_ids,
+            map,
         })
     }
 
@@ -164,7 +173,7 @@ impl ContainerService {
                     buf: Vec::with_capacity(CHUNK),
                 };
                 let base = tar_io::base_name(&path);
-                match tar_io::write_tar(root, &path, &base, &view.name, out) {
+                match tar_io::write_tar(root, &path, &base, &view.name, view.map.as_ref(), out) {
                     Ok(mut w) => {
                         // Fails only when the client is gone, which ends the copy anyway.
                         let _ = w.flush();
@@ -245,6 +254,7 @@ impl ContainerService {
                     None
                 },
                 skip_whiteouts: false,
+                map: view.map.clone(),
             };
             let mut input = ChannelReader {
                 rx: body,
