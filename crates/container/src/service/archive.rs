@@ -282,8 +282,8 @@ async fn run_in_view<T: Send + 'static>(
             let result = match &view.pid {
                 Some(pid) => {
                     let path = PathBuf::from(format!("/proc/{pid}/root"));
-                    Root::open(&path)
-                        .map_err(super::io_err("open the root", &path))
+                    act_as_mapped_root(view.map.as_ref())
+                        .and_then(|()| Root::open(&path).map_err(super::io_err("open the root", &path)))
                         .and_then(|root| f(&root, &view))
                 }
                 None => {
@@ -309,6 +309,26 @@ async fn run_in_view<T: Send + 'static>(
     rx.await.map_err(|_| ContainerError::Stopped {
         what: "archive thread",
     })?
+}
+
+/// A running remapped container's root is an overlay its user namespace mounted: the host's
+/// root, unmapped there, can create nothing in it (EOVERFLOW). This thread (its own, ended
+/// after the copy) takes the mapped root's filesystem ids, which the namespace maps, and
+/// raises again the capabilities that change clears (it keeps CAP_CHOWN, CAP_DAC_OVERRIDE…
+/// over every namespace below the host's), so files are written with the archive's ids.
+fn act_as_mapped_root(map: Option<&berth_image::IdMapping>) -> Result<()> {
+    let Some((uid, gid)) = map.and_then(berth_image::IdMapping::root) else {
+        return Ok(());
+    };
+    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
+    let caps_err = |e: caps::errors::CapsError| ContainerError::Io {
+        op: "raise capabilities for",
+        path: PathBuf::from("archive"),
+        source: io::Error::other(e.to_string()),
+    };
+    let permitted = caps::read(None, caps::CapSet::Permitted).map_err(caps_err)?;
+    caps::set(None, caps::CapSet::Effective, &permitted).map_err(caps_err)
 }
 
 fn sys_err(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> ContainerError {
