@@ -618,6 +618,30 @@ mod tests {
     }
 
     #[test]
+    fn cpu_rt_budget_from_flags_or_file_not_both() {
+        assert!(!parse_args(&args(&[])).expect("none").cpu_rt.is_set());
+        let flags = parse_args(&args(&[
+            "--cpu-rt-period=1000000",
+            "--cpu-rt-runtime",
+            "950",
+        ]))
+        .expect("flags");
+        assert_eq!(
+            flags.cpu_rt,
+            berth_cgroups::RtBudget {
+                period: Some(1_000_000),
+                runtime: Some(950)
+            }
+        );
+        let file = with_file(r#"{"cpu-rt-runtime": 95000}"#, &[]).expect("file");
+        assert_eq!(file.cpu_rt.runtime, Some(95_000));
+        assert_eq!(file.cpu_rt.period, None);
+        // As every key: in the file and as a flag is a conflict.
+        assert!(with_file(r#"{"cpu-rt-runtime": 1}"#, &["--cpu-rt-runtime=2"]).is_err());
+        assert!(with_file(r#"{"cpu-rt-period": "x"}"#, &[]).is_err());
+    }
+
+    #[test]
     fn flags_in_both_spellings() {
         let config = parse_args(&args(&[
             "-H",
