@@ -53,6 +53,7 @@ fn harness() -> &'static Harness {
                     network: None,
                     nofile_limit: None,
                     userns_remap: None,
+                    cpu_rt: Default::default(),
                 },
                 Arc::clone(&images),
                 Arc::new(berth_volume::VolumeService::open(&data_root).expect("volumes")),

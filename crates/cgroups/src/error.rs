@@ -50,6 +50,13 @@ pub enum CgroupError {
         /// What the host lacks.
         reason: String,
     },
+    /// A daemon-wide setting this host cannot take, in dockerd's words (the real-time
+    /// budget of the cgroup parent on v2, or without real-time group scheduling).
+    #[error("{message}")]
+    Refused {
+        /// dockerd's message.
+        message: String,
+    },
     /// The freezer did not report the cgroup frozen in time (a task stuck in the kernel);
     /// the cgroup was thawed again.
     #[error("cgroup {} did not freeze within {waited_ms} ms (state {state:?})", path.display())]
@@ -92,6 +99,7 @@ impl Classify for CgroupError {
             }
             Self::Unsupported { .. } => ErrorKind::InvalidArgument,
             Self::NotSupported { .. } => ErrorKind::InvalidArgument,
+            Self::Refused { .. } => ErrorKind::InvalidArgument,
             Self::FreezeTimeout { .. } => ErrorKind::Internal,
             Self::BadPid { .. } => ErrorKind::Internal,
         }

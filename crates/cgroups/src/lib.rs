@@ -32,6 +32,7 @@ mod controller;
 mod device;
 mod error;
 mod fs;
+mod rt;
 mod v1;
 mod v2;
 
@@ -39,6 +40,7 @@ use std::path::{Component, Path, PathBuf};
 
 pub use device::{DeviceKind, DeviceRule};
 pub use error::CgroupError;
+pub use rt::{NOT_IN_KERNEL, NOT_ON_V2, RtBudget};
 
 /// Which cgroup hierarchy the host uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,6 +58,9 @@ pub struct DaemonConfig {
     pub userns_remap: Option<String>,
     /// `--registry-hub` (`BERTH_REGISTRY_HUB`): where `docker.io` names go instead of Docker Hub.
     pub registry_hub: Option<String>,
+    /// `--cpu-rt-period`/`--cpu-rt-runtime` (daemon.json `cpu-rt-period`, `cpu-rt-runtime`):
+    /// the real-time budget of the containers' cgroup parent, as dockerd's.
+    pub cpu_rt: berth_cgroups::RtBudget,
 }
 
 impl Default for DaemonConfig {
@@ -83,6 +86,7 @@ impl Default for DaemonConfig {
             flag_keys: Vec::new(),
             userns_remap: None,
             registry_hub: None,
+            cpu_rt: berth_cgroups::RtBudget::default(),
         }
     }
 }
@@ -305,6 +309,14 @@ struct DaemonFlags {
     /// at instead of Docker Hub (http(s) URL): an air-gapped site's own registry.
     #[arg(long = "registry-hub", value_name = "URL", env = "BERTH_REGISTRY_HUB")]
     registry_hub: Option<String>,
+    /// Limit the CPU real-time period in microseconds for the parent cgroup for all
+    /// containers (not supported with cgroups v2).
+    #[arg(long = "cpu-rt-period", value_name = "int")]
+    cpu_rt_period: Option<i64>,
+    /// Limit the CPU real-time runtime in microseconds for the parent cgroup for all
+    /// containers (not supported with cgroups v2).
+    #[arg(long = "cpu-rt-runtime", value_name = "int")]
+    cpu_rt_runtime: Option<i64>,
 }
 
 /// `berth daemon`'s clap definition, for completions and man pages.
@@ -335,6 +347,8 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("resolv_conf", "resolv-conf"),
     ("add_runtime", "add-runtime"),
     ("cgroup_parent", "cgroup-parent"),
+    ("cpu_rt_period", "cpu-rt-period"),
+    ("cpu_rt_runtime", "cpu-rt-runtime"),
 ];
 
 /// `--add-runtime NAME=/absolute/path`.
@@ -512,6 +526,10 @@ fn merge(
         flag_keys,
         userns_remap: flags.userns_remap.filter(|v| !v.is_empty()),
         registry_hub: flags.registry_hub.filter(|v| !v.is_empty()),
+        cpu_rt: berth_cgroups::RtBudget {
+            period: flags.cpu_rt_period.or(file.cpu_rt_period),
+            runtime: flags.cpu_rt_runtime.or(file.cpu_rt_runtime),
+        },
     }
 }
 
@@ -597,6 +615,30 @@ mod tests {
         assert_eq!(config.pid_file(), PathBuf::from("/run/berth/berth.pid"));
         assert_eq!(config.group, None);
         assert!(config.flag_keys.is_empty());
+    }
+
+    #[test]
+    fn cpu_rt_budget_from_flags_or_file_not_both() {
+        assert!(!parse_args(&args(&[])).expect("none").cpu_rt.is_set());
+        let flags = parse_args(&args(&[
+            "--cpu-rt-period=1000000",
+            "--cpu-rt-runtime",
+            "950",
+        ]))
+        .expect("flags");
+        assert_eq!(
+            flags.cpu_rt,
+            berth_cgroups::RtBudget {
+                period: Some(1_000_000),
+                runtime: Some(950)
+            }
+        );
+        let file = with_file(r#"{"cpu-rt-runtime": 95000}"#, &[]).expect("file");
+        assert_eq!(file.cpu_rt.runtime, Some(95_000));
+        assert_eq!(file.cpu_rt.period, None);
+        // As every key: in the file and as a flag is a conflict.
+        assert!(with_file(r#"{"cpu-rt-runtime": 1}"#, &["--cpu-rt-runtime=2"]).is_err());
+        assert!(with_file(r#"{"cpu-rt-period": "x"}"#, &[]).is_err());
     }
 
     #[test]

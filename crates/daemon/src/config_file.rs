@@ -29,6 +29,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "bip",
     "bridge",
     "cgroup-parent",
+    "cpu-rt-period",
+    "cpu-rt-runtime",
     "data-root",
     "debug",
     "default-address-pools",
@@ -218,6 +220,10 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// `cgroup-parent`.
     pub cgroup_parent: Option<String>,
+    /// `cpu-rt-period`.
+    pub cpu_rt_period: Option<i64>,
+    /// `cpu-rt-runtime`.
+    pub cpu_rt_runtime: Option<i64>,
     /// `nft-table`.
     pub nft_table: Option<String>,
     /// `resolv-conf`.
@@ -284,6 +290,8 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         live_restore: file.get("live-restore")?,
         log_level: file.get("log-level")?,
         cgroup_parent: file.get("cgroup-parent")?,
+        cpu_rt_period: file.get("cpu-rt-period")?,
+        cpu_rt_runtime: file.get("cpu-rt-runtime")?,
         nft_table: file.get("nft-table")?,
         resolv_conf: file.get("resolv-conf")?,
         runtimes: file.runtimes()?,

@@ -134,6 +134,13 @@ async fn open_and_serve(
     hooks: &Hooks,
     nofile_limit: Option<(u64, u64)>,
 ) -> Result<(), DaemonError> {
+    if config.cpu_rt.is_set() {
+        // dockerd's start-up check; the budget itself is written as containers start.
+        config
+            .cpu_rt
+            .check(std::path::Path::new("/sys/fs/cgroup"))
+            .map_err(|e| DaemonError::Container { source: e.into() })?;
+    }
     let engine_id = engine_id(&config.data_root)?;
     let mut facts = SystemFacts::gather(
         &HostPaths::default(),
@@ -170,14 +177,18 @@ async fn open_and_serve(
         runtimes: facts.runtimes.iter().cloned().collect(),
         cgroup_parent: config.cgroup_parent.clone(),
         userns_remap,
+        cpu_rt: config.cpu_rt,
         network: Some(network),
         nofile_limit,
     };
     let volumes = {
         let data_root = config.data_root.clone();
-        berth_fs::blocking(move || berth_volume::VolumeService::open(&data_root))
-            .await?
-            .map_err(berth_container::ContainerError::from)?
+        let map = service_config.userns_remap.clone();
+        berth_fs::blocking(move || {
+            berth_volume::VolumeService::open_mapped(&data_root, map.as_ref())
+        })
+        .await?
+        .map_err(berth_container::ContainerError::from)?
     };
     let containers = ContainerService::open(
         service_config,

@@ -11,11 +11,13 @@
 //! - [`tree`]: directory trees walked by descriptor without recursion, however deep, and
 //!   files opened for reading only when they are the regular files a walk listed.
 //! - [`open_to_group`]: a directory one group (a remapped root's) may pass through.
+//! - [`IdMapping`]: a `--userns-remap` mapping, container ids to host ids and back.
 #![forbid(unsafe_code)]
 
 pub mod atomic;
 #[cfg(feature = "tokio")]
 pub mod blocking;
+pub mod idmap;
 pub mod perms;
 pub mod root;
 pub mod tree;
@@ -26,6 +28,7 @@ pub use atomic::{
 };
 #[cfg(feature = "tokio")]
 pub use blocking::blocking;
+pub use idmap::IdMapping;
 pub use perms::open_to_group;
 pub use root::{Root, clean};
 

@@ -66,11 +66,25 @@ fn open_dir(path: &Path) -> Result<OwnedFd, ImageError> {
 /// Walks `upper` once: writes the layer tar into a new pending blob and the same tree as a
 /// snapshot into a new staging directory. The walk is iterative and by descriptor on both
 /// sides (the upper dir and the snapshot), so an upper dir of any depth commits whole.
+#[cfg(test)]
 pub(crate) fn stage_upper(
     content: &ContentStore,
     ingest: &Path,
     upper: &Path,
     exclude: &[PathBuf],
+) -> Result<StagedLayer, ImageError> {
+    stage_upper_mapped(content, ingest, upper, exclude, None)
+}
+
+/// [`stage_upper`] of a container in a user namespace (`--userns-remap`): the tar and the
+/// snapshot carry the ids the container sees (`map`'s host ids shifted back), so the layer is
+/// the same as an unremapped container's (dockerd's graph driver diffs with its id maps).
+pub(crate) fn stage_upper_mapped(
+    content: &ContentStore,
+    ingest: &Path,
+    upper: &Path,
+    exclude: &[PathBuf],
+    map: Option<&crate::IdMapping>,
 ) -> Result<StagedLayer, ImageError> {
     let writer = content.start()?;
     let (dir, diff) = StagingDir::create(ingest)?;
@@ -84,6 +98,7 @@ pub(crate) fn stage_upper(
         exclude,
         privileged: nix::unistd::geteuid().is_root(),
         size: 0,
+        map,
     };
     let root = tree::open_dir(diff_fd.as_fd(), OsStr::new("."))
         .map_err(ImageError::fs("open directory", &diff))?;
@@ -123,6 +138,7 @@ struct UpperWalk<'a, W: Write> {
     exclude: &'a [PathBuf],
     privileged: bool,
     size: u64,
+    map: Option<&'a crate::IdMapping>,
 }
 
 impl<W: Write> UpperWalk<'_, W> {
@@ -212,6 +228,7 @@ impl<W: Write> Visit for UpperWalk<'_, W> {
         if self.exclude.iter().any(|e| e == path) {
             return Ok(None);
         }
+        let st = &crate::remap::unshift(st, self.map, &self.upper.join(path))?;
         let target = parent.fd.as_fd();
         let shown = self.diff.join(path);
         self.tar.append(at, name, st, path, None)?;
@@ -262,6 +279,8 @@ impl<W: Write> Visit for UpperWalk<'_, W> {
             return nix::sys::stat::mknodat(target, name, SFlag::S_IFCHR, Mode::empty(), 0)
                 .map_err(|errno| ImageError::fs("create device node", &shown)(errno.into()));
         }
+        // A whiteout's owner is never recorded; every other entry's is the container's.
+        let st = &crate::remap::unshift(st, self.map, &self.upper.join(path))?;
         if kind == libc::S_IFSOCK {
             return Ok(());
         }

@@ -16,7 +16,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstatat};
 
 use crate::tarwrite::TarWriter;
-use crate::{ImageError, RootfsDirs};
+use crate::{IdMapping, ImageError, RootfsDirs};
 
 fn fs_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
     let path = path.to_path_buf();
@@ -121,7 +121,11 @@ impl Frame {
 }
 
 /// Writes the merged tree below the layers' roots, iteratively (see the module doc).
-fn walk<W: Write>(tar: &mut TarWriter<W>, roots: Vec<OwnedFd>) -> Result<(), ImageError> {
+fn walk<W: Write>(
+    tar: &mut TarWriter<W>,
+    roots: Vec<OwnedFd>,
+    map: Option<&IdMapping>,
+) -> Result<(), ImageError> {
     let mut stack = vec![Frame::new(roots, PathBuf::new())?];
     while let Some(top) = stack.last_mut() {
         let Some((name, m)) = top.pending.pop() else {
@@ -130,7 +134,8 @@ fn walk<W: Write>(tar: &mut TarWriter<W>, roots: Vec<OwnedFd>) -> Result<(), Ima
         };
         let path = top.path.join(&name);
         let at = top.layers[m.source].as_fd();
-        tar.append(at, &name, &m.st, &path, None)?;
+        let st = crate::remap::unshift(&m.st, map, &path)?;
+        tar.append(at, &name, &st, &path, None)?;
         if m.merge.is_empty() {
             continue;
         }
@@ -149,6 +154,17 @@ fn walk<W: Write>(tar: &mut TarWriter<W>, roots: Vec<OwnedFd>) -> Result<(), Ima
 /// Writes the merged root filesystem of `dirs` to `out` as a tar stream: owners, modes,
 /// mtimes, extended attributes, hard links, device nodes and FIFOs as they are.
 pub fn export(dirs: &RootfsDirs, out: &mut dyn Write) -> Result<(), ImageError> {
+    export_mapped(dirs, None, out)
+}
+
+/// [`export`] of a container in a user namespace (`--userns-remap`): owners are written as
+/// the container sees them (`map`'s host ids shifted back), as dockerd's export does, so the
+/// archive is the same as an unremapped container's.
+pub fn export_mapped(
+    dirs: &RootfsDirs,
+    map: Option<&IdMapping>,
+    out: &mut dyn Write,
+) -> Result<(), ImageError> {
     let mut roots = Vec::new();
     for layer in std::iter::once(&dirs.upperdir).chain(&dirs.lowerdirs) {
         let fd = nix::fcntl::open(
@@ -162,7 +178,7 @@ pub fn export(dirs: &RootfsDirs, out: &mut dyn Write) -> Result<(), ImageError> 
         roots.push(fd);
     }
     let mut tar = TarWriter::new(std::io::BufWriter::with_capacity(256 * 1024, out));
-    walk(&mut tar, roots)?;
+    walk(&mut tar, roots, map)?;
     tar.finish()?
         .flush()
         .map_err(fs_err("archive", &dirs.upperdir))

@@ -73,7 +73,7 @@ pub use content::{chain_id, sha256_digest};
 pub use debian::{FALLBACK_DEBIAN_MIRROR, default_debian_mirror};
 pub use diff::{Change, ChangeKind, changes};
 pub use error::{DeleteConflictReason, ImageError, short_id};
-pub use export::export;
+pub use export::{export, export_mapped};
 pub use filter::{Pruned, labels};
 pub use import::{Compression, detect_compression};
 pub use layer::{LayerMeta, StagedPull, apply_tar};

@@ -11,33 +11,26 @@ use std::process::Command;
 
 use crate::ImageError;
 
-/// A user-namespace mapping: `(container, host, size)` ranges for uids and gids.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IdMapping {
-    /// uid ranges.
-    pub uids: Vec<(u32, u32, u32)>,
-    /// gid ranges.
-    pub gids: Vec<(u32, u32, u32)>,
-}
+pub use berth_fs::IdMapping;
+use berth_fs::idmap::host_of;
 
-impl IdMapping {
-    /// The host uid and gid of the container's root.
-    pub fn root(&self) -> Option<(u32, u32)> {
-        Some((host_of(&self.uids, 0)?, host_of(&self.gids, 0)?))
+/// `st` with its owner as the container sees it (`map`'s host ids shifted back): what a tar
+/// of a remapped container's files carries, so the archive or layer is the same as one of an
+/// unremapped container's (Docker's `UIDMaps`/`GIDMaps` on export, commit and `cp`).
+pub(crate) fn unshift(
+    st: &nix::sys::stat::FileStat,
+    map: Option<&IdMapping>,
+    path: &Path,
+) -> Result<nix::sys::stat::FileStat, ImageError> {
+    let mut st = *st;
+    if let Some(map) = map {
+        let (uid, gid) = map
+            .to_container(st.st_uid, st.st_gid)
+            .map_err(ImageError::fs("archive", path))?;
+        st.st_uid = uid;
+        st.st_gid = gid;
     }
-
-    /// `<uid>.<gid>` of the container's root: names the layer copies (Docker's per-mapping
-    /// directory name).
-    pub fn key(&self) -> String {
-        let (uid, gid) = self.root().unwrap_or((0, 0));
-        format!("{uid}.{gid}")
-    }
-}
-
-fn host_of(ranges: &[(u32, u32, u32)], id: u32) -> Option<u32> {
-    ranges.iter().find_map(|&(container, host, size)| {
-        (id >= container && id - container < size).then(|| host + (id - container))
-    })
+    Ok(st)
 }
 
 fn unmappable(path: &Path, what: &str, id: u32) -> ImageError {
@@ -135,19 +128,6 @@ fn copy_shifted(source: &Path, tmp: &Path, map: &IdMapping) -> Result<(), ImageE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_map_through_ranges() {
-        let map = IdMapping {
-            uids: vec![(0, 100_000, 1000), (1000, 300_000, 10)],
-            gids: vec![(0, 200_000, 65536)],
-        };
-        assert_eq!(map.root(), Some((100_000, 200_000)));
-        assert_eq!(map.key(), "100000.200000");
-        assert_eq!(host_of(&map.uids, 999), Some(100_999));
-        assert_eq!(host_of(&map.uids, 1005), Some(300_005));
-        assert_eq!(host_of(&map.uids, 1010), None);
-    }
 
     #[test]
     fn copy_shifts_owners_keeps_modes_and_links() {

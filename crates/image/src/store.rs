@@ -462,8 +462,13 @@ impl ImageStore {
             .containers
             .join(&request.container_id)
             .join("diff");
-        let staged =
-            commit::stage_upper(&self.content, &self.paths.ingest, &upper, &request.exclude)?;
+        let staged = commit::stage_upper_mapped(
+            &self.content,
+            &self.paths.ingest,
+            &upper,
+            &request.exclude,
+            container.remap.as_ref(),
+        )?;
         let mut diff_ids = Vec::new();
         for chain in &container.layers {
             diff_ids.push(self.layer_meta(chain)?.diff_id);

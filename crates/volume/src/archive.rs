@@ -28,7 +28,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, 
 use serde::{Deserialize, Serialize};
 
 use berth_fs::tree::{self, DirChain, Visit};
-use berth_fs::{Root, clean};
+use berth_fs::{IdMapping, Root, clean};
 
 use crate::VolumeError;
 
@@ -131,12 +131,14 @@ fn not_found_or(e: io::Error, path: &str, owner: &str, op: &'static str) -> Volu
 }
 
 /// Writes `path` (a file, or a directory and everything below it) from `root` to `out` as a
-/// tar stream whose entries are named from `rebase` (e.g. `hosts`, `data/`, `data/x`).
+/// tar stream whose entries are named from `rebase` (e.g. `hosts`, `data/`, `data/x`). With
+/// `map` (a container of `--userns-remap`), owners are written as the container sees them.
 pub fn write_tar<W: Write>(
     root: &Root,
     path: &str,
     rebase: &str,
     owner: &str,
+    map: Option<&IdMapping>,
     out: W,
 ) -> Result<W, VolumeError> {
     let target = Path::new(path);
@@ -156,6 +158,7 @@ pub fn write_tar<W: Write>(
     let mut writer = TarWriter {
         builder: tar::Builder::new(out),
         links: HashMap::new(),
+        map,
     };
     let io_err = |e: io::Error| VolumeError::io("archive", path, e);
     let name = PathBuf::from(rebase.trim_start_matches('/'));
@@ -195,26 +198,32 @@ pub fn write_tar<W: Write>(
     writer.builder.into_inner().map_err(io_err)
 }
 
-struct TarWriter<W: Write> {
+struct TarWriter<'m, W: Write> {
     builder: tar::Builder<W>,
     /// (dev, ino) of files with more than one link → the entry name written first.
     links: HashMap<(u64, u64), PathBuf>,
+    /// The container's mapping: headers carry container ids (moby's `UIDMaps` on `cp`).
+    map: Option<&'m IdMapping>,
 }
 
-fn header(st: &FileStat, kind: tar::EntryType) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(u64::from(st.st_uid));
-    h.set_gid(u64::from(st.st_gid));
-    h.set_mtime(st.st_mtime.max(0) as u64);
-    h.set_size(0);
-    h
-}
+impl<W: Write> TarWriter<'_, W> {
+    fn header(&self, st: &FileStat, kind: tar::EntryType) -> io::Result<tar::Header> {
+        let (uid, gid) = match self.map {
+            Some(map) => map.to_container(st.st_uid, st.st_gid)?,
+            None => (st.st_uid, st.st_gid),
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        h.set_size(0);
+        Ok(h)
+    }
 
-impl<W: Write> TarWriter<W> {
     fn dir(&mut self, name: &Path, st: &FileStat) -> io::Result<()> {
-        let mut h = header(st, tar::EntryType::Directory);
+        let mut h = self.header(st, tar::EntryType::Directory)?;
         let mut n = name.as_os_str().to_owned();
         if !n.as_bytes().ends_with(b"/") {
             n.push("/");
@@ -223,7 +232,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn symlink(&mut self, name: &Path, st: &FileStat, target: &Path) -> io::Result<()> {
-        let mut h = header(st, tar::EntryType::Symlink);
+        let mut h = self.header(st, tar::EntryType::Symlink)?;
         self.builder.append_link(&mut h, name, target)
     }
 
@@ -231,13 +240,13 @@ impl<W: Write> TarWriter<W> {
         if st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key) {
-                let mut h = header(st, tar::EntryType::Link);
+                let mut h = self.header(st, tar::EntryType::Link)?;
                 let first = first.clone();
                 return self.builder.append_link(&mut h, name, first);
             }
             self.links.insert(key, name.to_owned());
         }
-        let mut h = header(st, tar::EntryType::Regular);
+        let mut h = self.header(st, tar::EntryType::Regular)?;
         h.set_size(st.st_size.max(0) as u64);
         // A file that shrinks while read would break the stream: read exactly the size stated.
         let file = file.take(st.st_size.max(0) as u64);
@@ -259,7 +268,7 @@ impl<W: Write> TarWriter<W> {
             // Sockets are not archived (as Docker).
             _ => return Ok(()),
         };
-        let mut h = header(st, kind);
+        let mut h = self.header(st, kind)?;
         let major = libc::major(st.st_rdev);
         let minor = libc::minor(st.st_rdev);
         h.set_device_major(major)?;
@@ -269,7 +278,7 @@ impl<W: Write> TarWriter<W> {
 }
 
 /// The walk below a directory being archived; errors carry the entry's path.
-impl<W: Write> Visit for TarWriter<W> {
+impl<W: Write> Visit for TarWriter<'_, W> {
     type Dir = ();
     type Error = (PathBuf, io::Error);
 
@@ -348,6 +357,9 @@ pub struct ExtractOptions {
     pub chown: Option<(u32, u32)>,
     /// Skip overlayfs whiteouts (character devices 0:0) and `.wh.` files.
     pub skip_whiteouts: bool,
+    /// The container's mapping (`--userns-remap`): the entries' ids (or `chown`'s) are the
+    /// container's, written shifted to the host's (moby's `UIDMaps` on `cp`).
+    pub map: Option<IdMapping>,
 }
 
 /// The components of a tar entry name under the destination, or an error if it climbs out.
@@ -506,6 +518,12 @@ impl<'a> Target<'a> {
                 h.uid().map_err(bad_stream)? as u32,
                 h.gid().map_err(bad_stream)? as u32,
             ),
+        };
+        let (uid, gid) = match &opts.map {
+            Some(map) => map.to_host(uid, gid).map_err(|e| VolumeError::BadArchive {
+                message: e.to_string(),
+            })?,
+            None => (uid, gid),
         };
         Ok(Target {
             parent,
@@ -746,7 +764,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_files_dirs_and_links() {
         let (dir, root) = tree();
-        let bytes = write_tar(&root, "/data", "data", "c", Vec::new()).expect("tar");
+        let bytes = write_tar(&root, "/data", "data", "c", None, Vec::new()).expect("tar");
         std::fs::create_dir_all(dir.path().join("root/copy")).expect("mkdir");
         extract(&root, "/copy", &bytes[..], &ExtractOptions::default()).expect("extract");
         let copy = dir.path().join("root/copy/data");
@@ -810,7 +828,8 @@ mod tests {
             std::thread::Builder::new()
                 .stack_size(128 * 1024)
                 .spawn_scoped(s, || {
-                    let bytes = write_tar(&root, "/data", "data", "c", Vec::new()).expect("tar");
+                    let bytes =
+                        write_tar(&root, "/data", "data", "c", None, Vec::new()).expect("tar");
                     let names = tar::Archive::new(&bytes[..])
                         .entries()
                         .expect("entries")

@@ -7,6 +7,10 @@
 //! <data_root>/volumes/.tmp-*               a create in progress (renamed into place when done)
 //! <data_root>/volumes/.trash-*             a remove in progress (reaped at start-up)
 //! ```
+//! With `--userns-remap` the volumes are Docker's remapped ones: under
+//! `<data_root>/<uid>.<gid>/volumes` (the mapped root's `<uid>.<gid>`, 0710 to its group),
+//! each new `_data` owned by the mapped root, so a container's root may write to it.
+//!
 //! A volume created with `-o type=…,device=…` (tmpfs, or `o=bind` of a host path) is mounted
 //! on its `_data` when a container first needs it and unmounted when the last one is removed
 //! (or the volume is). References are kept in memory: the container service re-acquires them
@@ -14,10 +18,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use berth_api::filters::Filters;
+use berth_fs::IdMapping;
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +97,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct VolumeService {
     root: PathBuf,
+    /// Owner of every new `_data`: the mapped root under `--userns-remap`.
+    owner: Option<(u32, u32)>,
     inner: Mutex<Inner>,
 }
 
@@ -192,7 +200,28 @@ const PRUNE_FILTERS: [&str; 3] = ["all", "label", "label!"];
 impl VolumeService {
     /// Opens (creating) `<data_root>/volumes`, loads every volume, reaps unfinished work.
     pub fn open(data_root: &Path) -> Result<Self, VolumeError> {
-        let root = data_root.join("volumes");
+        Self::open_mapped(data_root, None)
+    }
+
+    /// [`Self::open`] for a daemon with `--userns-remap` (`map`): as dockerd's remapped
+    /// root, the volumes are `<data_root>/<uid>.<gid>/volumes` (the mapped root's ids; the
+    /// directory 0710 to its group, so it may reach the volumes it mounts), and every new
+    /// volume's `_data` is owned by the mapped root. Another mapping (or none) has its own.
+    pub fn open_mapped(data_root: &Path, map: Option<&IdMapping>) -> Result<Self, VolumeError> {
+        let (root, owner) = match map.and_then(|m| Some((m.key(), m.root()?))) {
+            Some((key, (uid, gid))) => {
+                let base = data_root.join(key);
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&base)
+                    .map_err(io("create", &base))?;
+                berth_fs::open_to_group(&base, gid)
+                    .map_err(io("open to the remapped root", &base))?;
+                (base.join("volumes"), Some((uid, gid)))
+            }
+            None => (data_root.join("volumes"), None),
+        };
         std::fs::create_dir_all(&root).map_err(io("create", &root))?;
         let mut volumes = BTreeMap::new();
         for entry in std::fs::read_dir(&root)
@@ -219,6 +248,7 @@ impl VolumeService {
         }
         Ok(VolumeService {
             root,
+            owner,
             inner: Mutex::new(Inner {
                 volumes,
                 users: HashMap::new(),
@@ -293,7 +323,12 @@ impl VolumeService {
             .root
             .join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())));
         let made = (|| -> Result<(), VolumeError> {
-            std::fs::create_dir_all(tmp.join("_data")).map_err(io("create", &tmp))?;
+            let data = tmp.join("_data");
+            std::fs::create_dir_all(&data).map_err(io("create", &tmp))?;
+            if let Some((uid, gid)) = self.owner {
+                std::os::unix::fs::chown(&data, Some(uid), Some(gid))
+                    .map_err(io("chown", &data))?;
+            }
             let bytes = serde_json::to_vec_pretty(&record)
                 .map_err(|e| VolumeError::io("encode", &tmp, std::io::Error::other(e)))?;
             let file = tmp.join("volume.json");

@@ -323,7 +323,7 @@ impl V1Cgroup {
 
 /// Where hierarchy `name` is mounted under `root`: `root/name` (following a symlink, as
 /// hosts link `cpu` and `cpuacct` to a joint `cpu,cpuacct` mount), or the joint mount itself.
-fn resolve_mount(root: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn resolve_mount(root: &Path, name: &str) -> Option<PathBuf> {
     let candidate = root.join(name);
     match stdfs::symlink_metadata(&candidate) {
         Ok(meta) if meta.is_dir() => return Some(candidate),

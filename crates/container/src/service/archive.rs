@@ -61,13 +61,21 @@ struct View {
     scratch: PathBuf,
     /// `Config.User` resolved to ids, for `copyUIDGID`.
     user_ids: Option<(u32, u32)>,
+    /// The user-namespace mapping of its root (`--userns-remap`): archives carry container
+    /// ids, files are written with host ids (as dockerd's `UIDMaps` on `cp`).
+    map: Option<berth_image::IdMapping>,
 }
 
 impl ContainerService {
     async fn view_of(&self, reference: &str, rec: &Record) -> Result<View> {
         let images = self.images.clone();
         let (id, image_id) = (rec.id.clone(), rec.image_id.clone());
-        let rootfs = super::blocking(move || images.rootfs(&id, &image_id)).await??;
+        let (rootfs, map) = super::blocking(move || {
+            images
+                .rootfs(&id, &image_id)
+                .map(|dirs| (dirs, images.rootfs_mapping(&id)))
+        })
+        .await??;
         // A volume with device options is mounted on the host first: off the async threads.
         let (volumes, mut mounts) = (self.volumes.clone(), rec.mount_points.clone());
         let mounts = super::blocking(move || -> Result<Vec<MountPoint>> {
@@ -101,6 +109,7 @@ impl ContainerService {
                 .join("archive")
                 .join(hex::encode(rand::random::<[u8; 8]>())),
             user_ids,
+            map,
         })
     }
 
@@ -164,7 +173,7 @@ impl ContainerService {
                     buf: Vec::with_capacity(CHUNK),
                 };
                 let base = tar_io::base_name(&path);
-                match tar_io::write_tar(root, &path, &base, &view.name, out) {
+                match tar_io::write_tar(root, &path, &base, &view.name, view.map.as_ref(), out) {
                     Ok(mut w) => {
                         // Fails only when the client is gone, which ends the copy anyway.
                         let _ = w.flush();
@@ -245,6 +254,7 @@ impl ContainerService {
                     None
                 },
                 skip_whiteouts: false,
+                map: view.map.clone(),
             };
             let mut input = ChannelReader {
                 rx: body,
@@ -272,8 +282,8 @@ async fn run_in_view<T: Send + 'static>(
             let result = match &view.pid {
                 Some(pid) => {
                     let path = PathBuf::from(format!("/proc/{pid}/root"));
-                    Root::open(&path)
-                        .map_err(super::io_err("open the root", &path))
+                    act_as_mapped_root(view.map.as_ref())
+                        .and_then(|()| Root::open(&path).map_err(super::io_err("open the root", &path)))
                         .and_then(|root| f(&root, &view))
                 }
                 None => {
@@ -299,6 +309,26 @@ async fn run_in_view<T: Send + 'static>(
     rx.await.map_err(|_| ContainerError::Stopped {
         what: "archive thread",
     })?
+}
+
+/// A running remapped container's root is an overlay its user namespace mounted: the host's
+/// root, unmapped there, can create nothing in it (EOVERFLOW). This thread (its own, ended
+/// after the copy) takes the mapped root's filesystem ids, which the namespace maps, and
+/// raises again the capabilities that change clears (it keeps CAP_CHOWN, CAP_DAC_OVERRIDE…
+/// over every namespace below the host's), so files are written with the archive's ids.
+fn act_as_mapped_root(map: Option<&berth_image::IdMapping>) -> Result<()> {
+    let Some((uid, gid)) = map.and_then(berth_image::IdMapping::root) else {
+        return Ok(());
+    };
+    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid));
+    let caps_err = |e: caps::errors::CapsError| ContainerError::Io {
+        op: "raise capabilities for",
+        path: PathBuf::from("archive"),
+        source: io::Error::other(e.to_string()),
+    };
+    let permitted = caps::read(None, caps::CapSet::Permitted).map_err(caps_err)?;
+    caps::set(None, caps::CapSet::Effective, &permitted).map_err(caps_err)
 }
 
 fn sys_err(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> ContainerError {

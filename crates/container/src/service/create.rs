@@ -292,7 +292,8 @@ fn make_files(
     )?;
     images.prepare_rootfs_mapped(&record.id, &record.image_id, remap.as_ref())?;
     let rootfs = images.rootfs(&record.id, &record.image_id)?;
-    record.mount_points = mounts::materialize(volumes, &record.id, requested, &rootfs)?;
+    let owner = remap.as_ref().and_then(berth_image::IdMapping::root);
+    record.mount_points = mounts::materialize(volumes, &record.id, requested, &rootfs, owner)?;
     if let Err(e) = store::save(paths, &record, true) {
         mounts::release_mounts(volumes, &record.id, &record.mount_points, true);
         return Err(e);

@@ -201,6 +201,7 @@ async fn world() -> World {
         network: None,
         nofile_limit: None,
         userns_remap: None,
+        cpu_rt: berth_cgroups::RtBudget::default(),
     };
     let monitor = Arc::new(FakeMonitor::default());
     let svc =

@@ -101,6 +101,9 @@ pub struct ServiceConfig {
     /// `--userns-remap`: the user-namespace mapping of every container that does not opt
     /// out with `--userns=host` (its image layers are used as copies owned by the mapped ids).
     pub userns_remap: Option<berth_image::IdMapping>,
+    /// The daemon's `--cpu-rt-period`/`--cpu-rt-runtime`: written into each container's
+    /// cgroup parent (and its ancestors) before it starts, as dockerd does.
+    pub cpu_rt: berth_cgroups::RtBudget,
 }
 
 /// The container service.

@@ -63,12 +63,15 @@ impl ContainerService {
 }
 
 /// Creates the volumes `points` name (referenced by container `id`), copies image content into
-/// new ones and makes missing `-v` bind sources; all or nothing.
+/// new ones and makes missing `-v` bind sources (owned by `owner`, the mapped root under
+/// `--userns-remap`, as dockerd's `MkdirAllAndChownNew`; existing sources are never
+/// chowned); all or nothing.
 pub(super) fn materialize(
     volumes: &VolumeService,
     id: &str,
     mut points: Vec<MountPoint>,
     rootfs: &RootfsDirs,
+    owner: Option<(u32, u32)>,
 ) -> Result<Vec<MountPoint>> {
     let mut made: Vec<String> = Vec::new();
     let result = (|| -> Result<()> {
@@ -94,7 +97,7 @@ pub(super) fn materialize(
                     }
                 }
                 MountKind::Bind if m.create_source && !Path::new(&m.source).exists() => {
-                    std::fs::create_dir_all(&m.source).map_err(|e| {
+                    create_source(Path::new(&m.source), owner).map_err(|e| {
                         ContainerError::InvalidArgument {
                             message: format!(
                                 "error while creating mount source path '{}': {e}",
@@ -118,6 +121,18 @@ pub(super) fn materialize(
         return Err(e);
     }
     Ok(points)
+}
+
+/// Makes the missing directories of a bind source, each then owned by `owner` when given.
+fn create_source(source: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    let missing: Vec<&Path> = source.ancestors().take_while(|p| !p.exists()).collect();
+    std::fs::create_dir_all(source)?;
+    if let Some((uid, gid)) = owner {
+        for dir in missing {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
 }
 
 /// Drops `id`'s references; with `remove_anonymous`, removes its anonymous volumes too.
@@ -172,7 +187,7 @@ fn copy_image_content(rootfs: &RootfsDirs, destination: &str, data: &Path) -> Re
         let (reader, writer) = std::io::pipe().map_err(super::io_err("pipe for", data))?;
         let src = format!("{}/.", destination.trim_end_matches('/'));
         let producer = std::thread::spawn(move || {
-            archive::write_tar(&root, &src, ".", "image", writer).map(drop)
+            archive::write_tar(&root, &src, ".", "image", None, writer).map(drop)
         });
         let opts = ExtractOptions {
             skip_whiteouts: true,

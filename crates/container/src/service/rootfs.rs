@@ -10,13 +10,27 @@ impl ContainerService {
         &self,
         reference: &str,
     ) -> Result<(String, berth_image::RootfsDirs)> {
+        let (id, dirs, _) = self.rootfs_and_mapping(reference).await?;
+        Ok((id, dirs))
+    }
+
+    /// [`Self::rootfs_of`], with the user-namespace mapping the root was made for.
+    async fn rootfs_and_mapping(
+        &self,
+        reference: &str,
+    ) -> Result<(
+        String,
+        berth_image::RootfsDirs,
+        Option<berth_image::IdMapping>,
+    )> {
         let entry = self.lookup(reference)?;
         let (id, image_id) = {
             let rec = entry.rec.lock().await;
             (rec.id.clone(), rec.image_id.clone())
         };
         let dirs = self.images.rootfs(&id, &image_id)?;
-        Ok((id, dirs))
+        let map = self.images.rootfs_mapping(&id);
+        Ok((id, dirs, map))
     }
 
     /// `GET /containers/{id}/changes`: what the container changed in its root filesystem.
@@ -63,16 +77,17 @@ impl ContainerService {
     }
 
     /// `GET /containers/{id}/export`: the container's root filesystem as a tar stream, written
-    /// by a blocking task as the reader consumes it.
+    /// by a blocking task as the reader consumes it. A remapped container's owners are written
+    /// as it sees them (as dockerd's), so the archive is the same as an unremapped one's.
     pub async fn export(&self, reference: &str) -> Result<ExportStream> {
-        let (id, dirs) = self.rootfs_of(reference).await?;
+        let (id, dirs, map) = self.rootfs_and_mapping(reference).await?;
         let (writer, reader) = tokio::io::duplex(256 * 1024);
         let failed = Arc::new(std::sync::Mutex::new(None));
         let failure = Arc::clone(&failed);
         // Not awaited: the task streams into the reader the daemon sends out.
         tokio::task::spawn_blocking(move || {
             let mut out = tokio_util::io::SyncIoBridge::new(writer);
-            if let Err(e) = berth_image::export(&dirs, &mut out) {
+            if let Err(e) = berth_image::export_mapped(&dirs, map.as_ref(), &mut out) {
                 tracing::warn!(container_id = %id, "export failed: {e}");
                 // Before the writer goes: the reader's EOF then reads as this error, and the
                 // client sees the response end in a failure, never as a complete archive.

@@ -96,6 +96,14 @@ impl ContainerService {
         // Never two copies: whatever a lost run left in the cgroup dies first.
         self.kill_leftovers(entry, rec).await;
         let run_dir = entry.paths.run_dir.clone();
+        if self.cfg.cpu_rt.is_set() {
+            let (budget, parent) = (self.cfg.cpu_rt, rec.cgroup_parent.clone());
+            blocking(move || budget.apply(std::path::Path::new("/sys/fs/cgroup"), &parent))
+                .await?
+                .map_err(|e| ContainerError::InvalidArgument {
+                    message: format!("unable to init CPU RT controller: {e}"),
+                })?;
+        }
         {
             let (spec, monitor, run_dir, data_dir) = (
                 files.spec.clone(),

@@ -83,6 +83,7 @@ impl TestDaemon {
                 network: None,
                 nofile_limit: None,
                 userns_remap: None,
+                cpu_rt: Default::default(),
             },
             Arc::clone(&images),
             Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
