@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """save/load benchmark: a ~206 MB debian bookworm minbase image, berth vs a private dockerd.
 
-Usage (root): bench/archive.py [--runs N] [--rootfs DIR] [--no-docker]
-(builds the release binary first)
+Usage (root): bench/archive.py [--runs N] [--rootfs DIR] [--no-docker] [--berth PATH]
+(builds the release binary first unless --berth is given)
 
 The root filesystem comes from `debootstrap --variant=minbase bookworm` (cached in
 /var/tmp/berth-bench/bookworm, mirror from /etc/apt), or from --rootfs; if debootstrap fails,
@@ -115,12 +115,17 @@ def main():
     ap.add_argument("--no-docker", action="store_true", help="skip the dockerd comparison")
     ap.add_argument("--settle", type=float, help="seconds between rmi and a timed load (default 31 with --host-fs, else 0)")
     ap.add_argument("--host-fs", action="store_true", help="keep data under /tmp, not on a fresh ext4")
+    ap.add_argument("--berth", help="the berth binary (default: build and use target/release/berth)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     if a.settle is None:
         a.settle = 31 if a.host_fs else 0
-    build_release()
+    global BERTH
+    if a.berth:
+        BERTH = a.berth
+    else:
+        build_release()
     tree, origin = rootfs(a.rootfs)
     tmp = f"/tmp/bz{os.getpid()}"  # short: unix socket paths must fit 108 bytes
     os.makedirs(tmp)

@@ -199,7 +199,7 @@ def busybox_tar(tmp, apps=("sh", "true", "sleep", "cat", "wc", "ls", "echo", "rm
 
 def start_dockerd(root, busybox=None, image="busybox:latest", data_root=None, keep_root=False):
     """A private dockerd (20.10 here) on `root`/docker.sock: its data under `root`/docker-data
-    (or `data_root`), no bridge, no iptables. With `busybox` (a tar, see `busybox_tar`),
+    (or `data_root`), no bridge, no iptables, its own cgroup parent. With `busybox` (a tar, see `busybox_tar`),
     imported as `image`. `stop()` unmounts and removes its roots (and `root`, unless
     `keep_root`: a directory the caller shares with a berth daemon)."""
     dockerd = shutil.which("dockerd")
@@ -209,17 +209,20 @@ def start_dockerd(root, busybox=None, image="busybox:latest", data_root=None, ke
     sock = f"{root}/docker.sock"
     data_root = data_root or f"{root}/docker-data"
     exec_root = f"{root}/docker-exec"
+    cgroup_parent = f"/{os.path.basename(root.rstrip('/'))}-docker"
     for p in (data_root, exec_root):
         shutil.rmtree(p, ignore_errors=True)
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{root}/docker-config",
                DOCKER_BUILDKIT="0")
     proc = subprocess.Popen([dockerd, "-H", f"unix://{sock}", "--data-root", data_root,
                              "--exec-root", exec_root, "--pidfile", f"{root}/docker.pid",
+                             "--cgroup-parent", cgroup_parent,
                              "--bridge=none", "--iptables=false", "--ip6tables=false"],
                             stdout=subprocess.DEVNULL, stderr=open(f"{root}/dockerd.log", "w"))
 
     def cleanup():
         subprocess.run(["umount", "-R", data_root], capture_output=True)
+        remove_host_state(cgroup_parent=cgroup_parent)
         for p in (data_root, exec_root, f"{root}/docker-config"):
             shutil.rmtree(p, ignore_errors=True)
         if not keep_root:
