@@ -206,6 +206,17 @@ impl CgroupPlan {
         berth_cgroups::Cgroup::new(Path::new(CGROUP_ROOT), &self.path)
     }
 
+    /// On cgroup v1, the `tasks` files a child forked next moves itself in with (see
+    /// `berth_cgroups::SelfJoin`); None without a cgroup or on v2 (the parent moves it by pid).
+    pub(crate) fn self_join(
+        plan: Option<&CgroupPlan>,
+    ) -> Result<Option<berth_cgroups::SelfJoin>, RuntimeError> {
+        match plan {
+            Some(cgroup) => cgroup.handle().self_join().map_err(|e| cgroup.error(e)),
+            None => Ok(None),
+        }
+    }
+
     /// A cgroup error; a setting the host cannot apply names its spec field.
     pub(crate) fn error(&self, source: berth_cgroups::CgroupError) -> RuntimeError {
         match source {
@@ -621,10 +632,7 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
             .map_err(|e| cgroup.error(e))?;
     }
     // cgroup v1: the init moves itself in (no global lock, see berth_cgroups::SelfJoin).
-    let join = match &plan.cgroup {
-        Some(cgroup) => cgroup.handle().self_join().map_err(|e| cgroup.error(e))?,
-        None => None,
-    };
+    let mut join = CgroupPlan::self_join(plan.cgroup.as_ref())?;
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
     let cloned = clone_into(
@@ -645,8 +653,7 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
         }
         CloneResult::Parent(pid) => pid,
     };
-    let joins_itself = join.is_some();
-    drop(join);
+    let joins_itself = join.take().is_some();
     drop(control_read);
     drop(report_write);
     drop(io);

@@ -132,10 +132,7 @@ pub fn exec_with(
         NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
     let cgroup = CgroupPlan::from_spec(spec)?;
     // cgroup v1: the helper moves itself in (no global lock, see berth_cgroups::SelfJoin).
-    let join = match &cgroup {
-        Some(cgroup) => cgroup.handle().self_join().map_err(|e| cgroup.error(e))?,
-        None => None,
-    };
+    let mut join = CgroupPlan::self_join(cgroup.as_ref())?;
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
     let helper = match crate::sys::clone_process(0)
@@ -144,14 +141,13 @@ pub fn exec_with(
         CloneResult::Child => {
             drop(control_write);
             drop(report_read);
-            let helped = run_helper(
+            match run_helper(
                 &namespaces,
                 &plan,
                 &io,
                 (&control_read, &report_write),
                 join.as_ref(),
-            );
-            match helped {
+            ) {
                 Ok(pid) => {
                     sync::send_pid(report_write.as_fd(), pid);
                     crate::sys::exit_now(0)
@@ -164,8 +160,7 @@ pub fn exec_with(
         }
         CloneResult::Parent(pid) => pid,
     };
-    let joins_itself = join.is_some();
-    drop(join);
+    let joins_itself = join.take().is_some();
     drop(control_read);
     drop(report_write);
     drop(io);
