@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """save/load benchmark: a ~206 MB debian bookworm minbase image, berth vs a private dockerd.
 
-Usage (root): bench/archive.py [--runs N] [--rootfs DIR] [--no-docker]
-(builds the release binary first)
+Usage (root): bench/archive.py [--runs N] [--rootfs DIR] [--no-docker] [--berth PATH]
+(builds the release binary first unless --berth is given)
 
 The root filesystem comes from `debootstrap --variant=minbase bookworm` (cached in
 /var/tmp/berth-bench/bookworm, mirror from /etc/apt), or from --rootfs; if debootstrap fails,
@@ -19,20 +19,13 @@ much churn from other work, inode allocation dominates any load and the figures 
 Runs its own berth daemon and its own dockerd (private sockets and roots under /tmp, no bridge,
 no iptables); never touches /var/run/docker.sock or docker0.
 """
-import argparse, json, os, random, re, shutil, signal, statistics, subprocess, sys, time
+import argparse, json, os, random, re, shutil, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BERTH = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release/berth")
-DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
+from common import DOCKER_CLI, build_release, default_berth, sh, start_berth, start_dockerd
+
+BERTH = default_berth()
 CACHE = "/var/tmp/berth-bench/bookworm"
 IMAGE = "bench/debian:bookworm"
-
-
-def sh(args, env=None, check=True, stdin=None):
-    r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin)
-    if check and r.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {r.stderr.decode()}")
-    return r.stdout.decode().strip()
 
 
 def timed(args, env, runs, setup=None):
@@ -94,14 +87,6 @@ def rootfs(path):
     return synth, "synthetic"
 
 
-def wait_for(cmd, env, tries=300):
-    for _ in range(tries):
-        if subprocess.run(cmd, env=env, capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{cmd} never answered")
-
-
 def bench(name, cli, env, tmp, runs, results, settle):
     out = f"{tmp}/{name.split()[0]}.tar"
     def rm_out():
@@ -130,12 +115,17 @@ def main():
     ap.add_argument("--no-docker", action="store_true", help="skip the dockerd comparison")
     ap.add_argument("--settle", type=float, help="seconds between rmi and a timed load (default 31 with --host-fs, else 0)")
     ap.add_argument("--host-fs", action="store_true", help="keep data under /tmp, not on a fresh ext4")
+    ap.add_argument("--berth", help="the berth binary (default: build and use target/release/berth)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     if a.settle is None:
         a.settle = 31 if a.host_fs else 0
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    global BERTH
+    if a.berth:
+        BERTH = a.berth
+    else:
+        build_release()
     tree, origin = rootfs(a.rootfs)
     tmp = f"/tmp/bz{os.getpid()}"  # short: unix socket paths must fit 108 bytes
     os.makedirs(tmp)
@@ -149,40 +139,28 @@ def main():
         subprocess.run(["mount", "-o", "loop", fs_image, work], check=True)
     tarball = f"{work}/rootfs.tar"
     subprocess.run(["tar", "--numeric-owner", "-C", tree, "-cf", tarball, "."], check=True)
-    sock = f"{tmp}/run/berth.sock"
-    env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{tmp}/dc")
-    daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{work}/data",
-                               "--exec-root", f"{tmp}/run"],
-                              stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/daemon.log", "w"))
-    dockerd, denv, results = None, None, {}
+    # The engines' data on `work` (the fresh file system), their sockets and run roots in
+    # directories of their own under `tmp` (never the mount point, which they remove).
+    berth, dockerd, results = None, None, {}
     try:
-        wait_for([BERTH, "version"], env)
+        berth = start_berth(BERTH, f"{tmp}/b", data_root=f"{work}/data", bootstrap=False)
+        env = berth.env
         with open(tarball, "rb") as f:
             sh([BERTH, "import", "-", IMAGE], env=env, stdin=f)
         image_size = sh([BERTH, "image", "inspect", "-f", "{{.Size}}", IMAGE], env=env)
         bench("berth (berth CLI)", BERTH, env, work, a.runs, results, a.settle)
-        denv_berth = dict(env, DOCKER_HOST=f"unix://{sock}")
         if os.path.exists(DOCKER_CLI):
-            bench("berth (docker CLI)", DOCKER_CLI, denv_berth, work, a.runs, results, a.settle)
-        dockerd_bin = shutil.which("dockerd")
-        if not a.no_docker and dockerd_bin and os.path.exists(DOCKER_CLI):
-            dsock = f"{tmp}/docker.sock"
-            denv = dict(os.environ, DOCKER_HOST=f"unix://{dsock}", DOCKER_CONFIG=f"{tmp}/dc")
-            dockerd = subprocess.Popen([dockerd_bin, "-H", f"unix://{dsock}", "--data-root", f"{work}/docker-data",
-                                        "--exec-root", f"{tmp}/docker-exec", "--pidfile", f"{tmp}/docker.pid",
-                                        "--bridge", "none", "--iptables=false", "--ip6tables=false"],
-                                       stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/dockerd.log", "w"))
-            wait_for([DOCKER_CLI, "version"], denv)
+            bench("berth (docker CLI)", DOCKER_CLI, env, work, a.runs, results, a.settle)
+        if not a.no_docker and shutil.which("dockerd") and os.path.exists(DOCKER_CLI):
+            dockerd = start_dockerd(f"{tmp}/d", data_root=f"{work}/docker-data")
             with open(tarball, "rb") as f:
-                sh([DOCKER_CLI, "import", "-", IMAGE], env=denv, stdin=f)
-            bench("docker (dockerd 20.10)", DOCKER_CLI, denv, work, a.runs, results, a.settle)
+                sh([DOCKER_CLI, "import", "-", IMAGE], env=dockerd.env, stdin=f)
+            bench("docker (dockerd 20.10)", DOCKER_CLI, dockerd.env, work, a.runs, results, a.settle)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait()
+        if berth:
+            berth.stop()
         if dockerd:
-            dockerd.send_signal(signal.SIGTERM)
-            dockerd.wait()
-        subprocess.run(["umount", "-R", f"{work}/docker-data"], capture_output=True)
+            dockerd.stop()
         if fs_image:
             subprocess.run(["umount", work], capture_output=True)
             os.remove(fs_image)

@@ -6,25 +6,16 @@ Median of N runs each, page cache warm for every contender alike.
 Usage (root): bench/cp.py [--runs N] [--docker] [--berth PATH]
   --berth  the berth binary (default: $CARGO_TARGET_DIR or ./target, release profile);
            build it first with `cargo build --release`.
-  --docker also measure the docker CLI against a private dockerd 20.10, started exactly as
-           `dockerd -H unix:///tmp/dkv.sock --data-root /tmp/dkv-root --exec-root /tmp/dkv-exec
-           --pidfile /tmp/dkv.pid --bridge=none --iptables=false --ip6tables=false`, and stopped
-           after. Never touches /var/run/docker.sock or docker0.
+  --docker also measure the docker CLI against a private dockerd 20.10 (bench/common.py:
+           unix:///tmp/dkv/docker.sock, roots under /tmp/dkv, --bridge=none, no iptables),
+           stopped after. Never touches /var/run/docker.sock or docker0.
 
 The goal it checks: berth's cp in and out ≥ 80% of the tar-pipe throughput.
 """
-import argparse, json, os, resource, shutil, signal, statistics, subprocess, time
+import argparse, json, os, resource, shutil, statistics, subprocess, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
+from common import DOCKER_CLI, busybox_tar, default_berth, sh, start_berth, start_dockerd
 FILES, FILE_SIZE = 1000, 100 * 1024
-
-
-def sh(args, env=None, check=True, shell=False):
-    r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, shell=shell)
-    if check and r.returncode != 0:
-        raise SystemExit(f"{args} failed: {r.stderr.decode()}")
-    return r.stdout.decode().strip()
 
 
 DAEMON_PID = None
@@ -108,67 +99,40 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--docker", action="store_true")
-    ap.add_argument("--berth", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release/berth"))
+    ap.add_argument("--berth", default=default_berth())
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     berth = a.berth
     tmp = f"/tmp/bc{os.getpid()}"  # short: unix socket paths must fit 108 bytes
     os.makedirs(tmp)
-    sock = f"{tmp}/run/berth.sock"
-    env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{tmp}/dc")
-    daemon = subprocess.Popen([berth, "daemon", "-H", f"unix://{sock}", "--data-root", f"{tmp}/data", "--exec-root", f"{tmp}/run"],
-                              stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/daemon.log", "w"))
-    dockerd, denv = None, None
+    b, dockerd = None, None
     results = {}
+    global DAEMON_PID
     try:
         src = f"{tmp}/src"
         make_dataset(src)
         size = int(sh(["du", "-sb", src]).split()[0])
-        for _ in range(500):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.01)
-        global DAEMON_PID
-        DAEMON_PID = daemon.pid
-        sh([berth, "image", "bootstrap", "busybox"], env=env)
-        sh([berth, "run", "-d", "--name", "cpbench", "busybox", "sleep", "100000"], env=env)
-        bench_cp("berth CLI -> berth", berth, env, "cpbench", src, tmp, a.runs, results)
+        b = start_berth(berth, f"{tmp}/b")
+        DAEMON_PID = b.pid
+        b.run("run", "-d", "--name", "cpbench", "busybox", "sleep", "100000")
+        bench_cp("berth CLI -> berth", berth, b.env, "cpbench", src, tmp, a.runs, results)
         if os.path.exists(DOCKER_CLI):
-            bench_cp("docker CLI -> berth", DOCKER_CLI, env, "cpbench", src, tmp, a.runs, results)
-        dockerd_bin = shutil.which("dockerd")
-        if a.docker and dockerd_bin:
-            denv = dict(os.environ, DOCKER_HOST="unix:///tmp/dkv.sock", DOCKER_CONFIG=f"{tmp}/dc")
-            dockerd = subprocess.Popen([dockerd_bin, "-H", "unix:///tmp/dkv.sock", "--data-root", "/tmp/dkv-root",
-                                        "--exec-root", "/tmp/dkv-exec", "--pidfile", "/tmp/dkv.pid",
-                                        "--bridge=none", "--iptables=false", "--ip6tables=false"],
-                                       stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/dockerd.log", "w"))
-            for _ in range(300):
-                if subprocess.run([DOCKER_CLI, "version"], env=denv, capture_output=True).returncode == 0:
-                    break
-                time.sleep(0.1)
-            rootfs = f"{tmp}/bb"
-            os.makedirs(f"{rootfs}/bin")
-            shutil.copy("/bin/busybox", f"{rootfs}/bin/busybox")
-            for app in ("sh", "sleep", "rm"):
-                os.symlink("busybox", f"{rootfs}/bin/{app}")
-            tar = subprocess.run(["tar", "-C", rootfs, "-c", "."], capture_output=True, check=True).stdout
-            subprocess.run([DOCKER_CLI, "import", "-", "cpbench-busybox:latest"], input=tar, env=denv, check=True, capture_output=True)
-            sh([DOCKER_CLI, "run", "-d", "--network", "none", "--name", "cpbench", "cpbench-busybox", "sleep", "100000"], env=denv)
+            bench_cp("docker CLI -> berth", DOCKER_CLI, b.env, "cpbench", src, tmp, a.runs, results)
+        if a.docker and shutil.which("dockerd"):
+            dockerd = start_dockerd("/tmp/dkv", image="cpbench-busybox:latest",
+                                    busybox=busybox_tar(tmp, apps=("sh", "sleep", "rm")))
+            dockerd.run("run", "-d", "--network", "none", "--name", "cpbench", "cpbench-busybox",
+                        "sleep", "100000")
             DAEMON_PID = None
-            bench_cp("docker CLI -> dockerd 20.10", DOCKER_CLI, denv, "cpbench", src, tmp, a.runs, results)
+            bench_cp("docker CLI -> dockerd 20.10", DOCKER_CLI, dockerd.env, "cpbench", src, tmp, a.runs, results)
     finally:
-        sh([berth, "rm", "-f", "cpbench"], env=env, check=False)
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait()
+        if b:
+            b.remove_all_containers()
+            b.stop()
         if dockerd:
-            sh([DOCKER_CLI, "rm", "-f", "cpbench"], env=denv, check=False)
-            sh([DOCKER_CLI, "rmi", "cpbench-busybox"], env=denv, check=False)
-            dockerd.send_signal(signal.SIGTERM)
-            dockerd.wait()
-            subprocess.run(["umount", "-R", "/tmp/dkv-root"], capture_output=True)
-            for d in ("/tmp/dkv-root", "/tmp/dkv-exec"):
-                shutil.rmtree(d, ignore_errors=True)
+            dockerd.remove_all_containers()
+            dockerd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     report = {"runs": a.runs, "bytes": size, "files": FILES, "results": {}}
     for name, r in results.items():

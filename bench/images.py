@@ -4,23 +4,16 @@
 Usage (root): bench/images.py [--runs N] [--docker] [--rootfs-tar PATH] [--berth PATH]
 
 Runs its own berth daemon (private socket and roots under /tmp) and, with --docker, its own
-dockerd 20.10 (unix:///tmp/dki.sock, --bridge=none, no iptables) for side-by-side figures.
+dockerd 20.10 (unix:///tmp/dki/docker.sock, --bridge=none, no iptables) for side-by-side figures.
 Never touches /var/run/docker.sock or docker0. Without --rootfs-tar, a synthetic rootfs
 (about 9,000 files, 206 MB, a Debian-like size mix) is made once under /tmp.
 Prints medians in seconds, as JSON.
 """
-import argparse, json, os, random, shutil, signal, statistics, subprocess, sys, tarfile, time
+import argparse, json, os, random, shutil, statistics, subprocess, sys, tarfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
+from common import default_berth, sh, start_berth, start_dockerd
+
 SYNTH_TAR = "/tmp/berth-bench-rootfs.tar"
-
-
-def sh(args, env=None, check=True, stdin=None):
-    r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin)
-    if check and r.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {r.stderr.decode()}")
-    return r.stdout.decode().strip()
 
 
 def synthetic_rootfs(path, total=196 * 1024 * 1024):
@@ -46,71 +39,6 @@ def synthetic_rootfs(path, total=196 * 1024 * 1024):
     os.rename(path + ".tmp", path)
     shutil.rmtree(tree)
     return path
-
-
-class Daemon:
-    def __init__(self, name, cli, env, proc, cleanup):
-        self.name, self.cli, self.env, self.proc, self.cleanup = name, cli, env, proc, cleanup
-
-    def run(self, *args, check=True, stdin=None):
-        return sh([self.cli, *args], env=self.env, check=check, stdin=stdin)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.cleanup()
-
-
-def wait_socket(path, proc):
-    for _ in range(600):
-        if os.path.exists(path):
-            return
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited: {proc.returncode}")
-        time.sleep(0.05)
-    raise SystemExit("daemon did not come up")
-
-
-def start_berth(berth):
-    root = "/tmp/bbi"
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
-    sock = f"{root}/run/berth.sock"
-    proc = subprocess.Popen([berth, "daemon", "-H", f"unix://{sock}", "--data-root", f"{root}/data",
-                             "--exec-root", f"{root}/run"], stdout=subprocess.DEVNULL,
-                            stderr=open(f"{root}/daemon.log", "w"))
-    wait_socket(sock, proc)
-    env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_HOST=f"unix://{sock}")
-    d = Daemon("berth", berth, env, proc, lambda: shutil.rmtree(root, ignore_errors=True))
-    d.run("image", "bootstrap", "busybox")
-    return d
-
-
-def start_dockerd(busybox_tar):
-    for p in ["/tmp/dki-root", "/tmp/dki-exec"]:
-        shutil.rmtree(p, ignore_errors=True)
-    proc = subprocess.Popen(["dockerd", "-H", "unix:///tmp/dki.sock", "--data-root", "/tmp/dki-root",
-                             "--exec-root", "/tmp/dki-exec", "--pidfile", "/tmp/dki.pid",
-                             "--bridge=none", "--iptables=false", "--ip6tables=false"],
-                            stdout=subprocess.DEVNULL, stderr=open("/tmp/dki.log", "w"))
-    wait_socket("/tmp/dki.sock", proc)
-    env = dict(os.environ, DOCKER_HOST="unix:///tmp/dki.sock")
-    def cleanup():
-        subprocess.run(["umount", "-R", "/tmp/dki-root"], stderr=subprocess.DEVNULL)
-        shutil.rmtree("/tmp/dki-root", ignore_errors=True)
-        shutil.rmtree("/tmp/dki-exec", ignore_errors=True)
-    d = Daemon("dockerd", DOCKER_CLI, env, proc, cleanup)
-    for _ in range(100):
-        if d.run("version", check=False):
-            break
-        time.sleep(0.1)
-    with open(busybox_tar, "rb") as f:
-        d.run("import", "-c", 'CMD ["sh"]', "-", "busybox:latest", stdin=f)
-    return d
 
 
 def bench(d, runs, rootfs_tar):
@@ -161,24 +89,22 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--docker", action="store_true")
     ap.add_argument("--rootfs-tar")
-    ap.add_argument("--berth", default=os.path.join(
-        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release/berth"))
+    ap.add_argument("--berth", default=default_berth())
     a = ap.parse_args()
     rootfs_tar = a.rootfs_tar or synthetic_rootfs(SYNTH_TAR)
     results = {}
-    b = start_berth(a.berth)
+    b = start_berth(a.berth, "/tmp/bbi")
     try:
         results["berth"] = bench(b, a.runs, rootfs_tar)
         if a.docker:
             cid = b.run("create", "busybox", "true")
-            busybox_tar = "/tmp/berth-bench-busybox.tar"
-            with open(busybox_tar, "wb") as f:
-                subprocess.run([b.cli, "export", cid], env=b.env, stdout=f, check=True)
+            busybox = subprocess.run([b.cli, "export", cid], env=b.env, capture_output=True,
+                                     check=True).stdout
             b.run("rm", cid)
     finally:
         b.stop()
     if a.docker:
-        d = start_dockerd(busybox_tar)
+        d = start_dockerd("/tmp/dki", busybox=busybox)
         try:
             results["dockerd 20.10"] = bench(d, a.runs, rootfs_tar)
         finally:

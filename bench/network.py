@@ -14,60 +14,21 @@ Usage (root): bench/network.py [--runs N] [--containers N] [--seconds S] [--bert
 Runs its own berth daemon (private socket and roots under /tmp, its own bridge and nft table,
 all removed at the end). Traffic goes only to loopback and to the containers it starts.
 """
-import argparse, datetime, json, os, shutil, signal, statistics, subprocess, sys, time
+import argparse, datetime, json, os, shutil, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def default_berth():
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(target, "release/berth")
+from common import ROOT, default_berth, sh, start_berth
 
 
-def sh(args, env=None, check=True):
-    r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if check and r.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {r.stderr.decode()}")
-    return r.stdout.decode().strip()
+def start(berth):
+    """The bench daemon: its own bridge and nft table (both `bn<pid>`), removed by stop()."""
+    tag = f"bn{os.getpid()}"
+    return start_berth(berth, f"/tmp/{tag}", bridge=tag, tag=tag)
 
 
-class Daemon:
-    def __init__(self, berth):
-        tag = f"bn{os.getpid()}"
-        self.berth, self.tag = berth, tag
-        self.root = f"/tmp/{tag}"
-        shutil.rmtree(self.root, ignore_errors=True)
-        os.makedirs(self.root)
-        self.sock = f"{self.root}/s.sock"
-        self.env = dict(os.environ, BERTH_HOST=f"unix://{self.sock}")
-        self.log = open(f"{self.root}/daemon.log", "w")
-        self.proc = subprocess.Popen(
-            [berth, "daemon", "-H", f"unix://{self.sock}", "--data-root", f"{self.root}/d",
-             "--exec-root", f"{self.root}/r", "-b", tag, "--nft-table", tag],
-            stdout=self.log, stderr=self.log)
-        for _ in range(200):
-            if os.path.exists(self.sock):
-                break
-            time.sleep(0.05)
-        self.run("image", "bootstrap", "busybox")
-
-    def run(self, *args, check=True):
-        return sh([self.berth, *args], env=self.env, check=check)
-
-    def close(self):
-        ids = self.run("ps", "-aq", check=False).split()
-        if ids:
-            self.run("rm", "-f", *ids, check=False)
-        self.run("network", "prune", "-f", check=False)
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait()
-        sh(["ip", "link", "del", self.tag], check=False)
-        sh(["nft", "delete", "table", "ip", self.tag], check=False)
-        rules = sh(["iptables", "-w", "5", "-S", "FORWARD"], check=False)
-        for line in rules.splitlines():
-            if self.tag in line.split():
-                sh(["iptables", "-w", "5", "-D", "FORWARD", *line.split()[2:]], check=False)
-        shutil.rmtree(self.root, ignore_errors=True)
+def close(d):
+    d.remove_all_containers()
+    d.run("network", "prune", "-f", check=False)
+    d.stop()
 
 
 def setup_cost(d, runs):
@@ -150,14 +111,14 @@ def main():
     a = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    d = Daemon(a.berth)
+    d = start(a.berth)
     results = {"date": datetime.date.today().isoformat(), "berth": a.berth}
     try:
         results.update(setup_cost(d, a.runs))
         results.update(scale(d, a.containers))
         results.update(throughput(d, a.seconds))
     finally:
-        d.close()
+        close(d)
     print(json.dumps(results, indent=2))
     out = os.path.join(ROOT, "bench", f"results-network-{results['date']}.json")
     with open(out, "w") as f:

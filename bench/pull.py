@@ -20,17 +20,10 @@ dockerd gets the identical image through `berth save | docker load` and does the
 """
 import argparse, datetime, json, os, shutil, signal, socket, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BERTH = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release/berth")
-DOCKER_CLI = "/usr/local/bin/docker"
+from common import DOCKER_CLI, default_berth, sh, start_berth, start_dockerd, wait_for
+
+BERTH = default_berth()
 CACHE = "/var/tmp/berth-bench/bookworm"
-
-
-def sh(cmd, env=None, stdin=None, check=True):
-    r = subprocess.run(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if check and r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {r.stderr.decode()[-500:]}")
-    return r.stdout.decode().strip()
 
 
 def timed(cmd, env):
@@ -43,14 +36,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(cmd, env, tries=300):
-    for _ in range(tries):
-        if subprocess.run(cmd, env=env, capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"{cmd} never answered")
 
 
 class Registry:
@@ -149,15 +134,10 @@ def main():
         raise SystemExit(f"{BERTH} missing: cargo build --release --bin berth")
     tmp = f"/tmp/bpl{os.getpid()}"
     os.makedirs(tmp)
-    sock = f"{tmp}/run/berth.sock"
-    env = dict(os.environ, BERTH_HOST=f"unix://{sock}", DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=f"{tmp}/dc")
-    daemon = subprocess.Popen([BERTH, "daemon", "-H", f"unix://{sock}", "--data-root", f"{tmp}/data",
-                               "--exec-root", f"{tmp}/run", "--bridge", "none", "--nft-table", f"bpl{os.getpid()}",
-                               "--cgroup-parent", f"/bpl{os.getpid()}"],
-                              stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/daemon.log", "w"))
-    dockerd, results = None, {}
+    berth, dockerd, results = None, None, {}
     try:
-        wait_for([BERTH, "version"], env)
+        berth = start_berth(BERTH, f"{tmp}/b", bootstrap=False)
+        env = berth.env
         image, tree = build_image(env, tmp, "benchimg")
         size = int(sh([BERTH, "image", "inspect", "-f", "{{.Size}}", image], env=env))
         layers = len(json.loads(sh([BERTH, "image", "inspect", "-f", "{{json .RootFS.Layers}}", image], env=env)))
@@ -165,28 +145,16 @@ def main():
         bench_engine("berth (berth CLI)", BERTH, env, image, tmp, a.runs, results)
         if os.path.exists(DOCKER_CLI):
             bench_engine("berth (docker CLI)", DOCKER_CLI, env, image, tmp, a.runs, results)
-        dockerd_bin = shutil.which("dockerd")
-        if not a.no_docker and dockerd_bin and os.path.exists(DOCKER_CLI):
-            dsock = f"{tmp}/docker.sock"
-            denv = dict(os.environ, DOCKER_HOST=f"unix://{dsock}", DOCKER_CONFIG=f"{tmp}/dc")
-            dockerd = subprocess.Popen([dockerd_bin, "-H", f"unix://{dsock}", "--data-root", f"{tmp}/docker-data",
-                                        "--exec-root", f"{tmp}/docker-exec", "--pidfile", f"{tmp}/docker.pid",
-                                        "--bridge", "none", "--iptables=false", "--ip6tables=false"],
-                                       stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/dockerd.log", "w"))
-            wait_for([DOCKER_CLI, "version"], denv)
-            sh([DOCKER_CLI, "load", "-i", f"{tmp}/image.tar"], env=denv)
-            bench_engine("docker (dockerd)", DOCKER_CLI, denv, image, tmp, a.runs, results)
+        if not a.no_docker and shutil.which("dockerd") and os.path.exists(DOCKER_CLI):
+            dockerd = start_dockerd(f"{tmp}/d")
+            sh([DOCKER_CLI, "load", "-i", f"{tmp}/image.tar"], env=dockerd.env)
+            bench_engine("docker (dockerd)", DOCKER_CLI, dockerd.env, image, tmp, a.runs, results)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait()
+        if berth:
+            berth.remove_all_containers()
+            berth.stop()
         if dockerd:
-            dockerd.send_signal(signal.SIGTERM)
-            dockerd.wait()
-        subprocess.run(["umount", "-R", f"{tmp}/docker-data"], capture_output=True)
-        # The daemon keeps its nftables table after it exits; this one is the bench's own.
-        subprocess.run(["nft", "delete", "table", "ip", f"bpl{os.getpid()}"], capture_output=True)
-        subprocess.run(f"rmdir /sys/fs/cgroup/bpl{os.getpid()} /sys/fs/cgroup/*/bpl{os.getpid()}",
-                       shell=True, capture_output=True)
+            dockerd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     report = {"date": datetime.date.today().isoformat(), "runs": a.runs, "base": tree,
               "layers": layers, "image size (bytes)": size, "results": results}

@@ -14,8 +14,9 @@ Goals (issue 12): >= 1 GB/s for the cached 200 MB blob, idle RSS <= 10 MiB.
 """
 import argparse, datetime, hashlib, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BERTH = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release/berth")
+from common import ROOT, default_berth, rss_kib, stop_process as stop
+
+BERTH = default_berth()
 DISTRIBUTION = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
@@ -60,23 +61,6 @@ def start_distribution(work):
     url = f"http://127.0.0.1:{port}"
     wait_up(url, proc)
     return proc, url
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def curl(args):

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Step {
     /// Waiting for the parent to place the process in its cgroup.
     WaitForParent,
+    /// Moving itself into its cgroup (v1 `tasks`, see `berth_cgroups::SelfJoin`).
+    JoinCgroup,
     /// setns(2) into an existing namespace.
     JoinNamespace,
     /// unshare(2) of the cgroup namespace after joining the cgroup.
@@ -91,6 +93,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::WaitForParent => "wait for parent",
+            Step::JoinCgroup => "join cgroup",
             Step::ForkInit => "fork init",
             Step::JoinNamespace => "join namespace",
             Step::UnshareCgroupNamespace => "unshare cgroup namespace",

@@ -206,6 +206,17 @@ impl CgroupPlan {
         berth_cgroups::Cgroup::new(Path::new(CGROUP_ROOT), &self.path)
     }
 
+    /// On cgroup v1, the `tasks` files a child forked next moves itself in with (see
+    /// `berth_cgroups::SelfJoin`); None without a cgroup or on v2 (the parent moves it by pid).
+    pub(crate) fn self_join(
+        plan: Option<&CgroupPlan>,
+    ) -> Result<Option<berth_cgroups::SelfJoin>, RuntimeError> {
+        match plan {
+            Some(cgroup) => cgroup.handle().self_join().map_err(|e| cgroup.error(e)),
+            None => Ok(None),
+        }
+    }
+
     /// A cgroup error; a setting the host cannot apply names its spec field.
     pub(crate) fn error(&self, source: berth_cgroups::CgroupError) -> RuntimeError {
         match source {
@@ -401,6 +412,7 @@ fn run_init(
     gate: &StartGate,
     pipes: (&OwnedFd, &OwnedFd),
     ready: &std::cell::Cell<bool>,
+    join: Option<&berth_cgroups::SelfJoin>,
 ) -> Result<ExecFailure, Failure> {
     let (control, report) = pipes;
     if plan.waits_for_parent() {
@@ -409,6 +421,9 @@ fn run_init(
             _ => crate::sys::exit_now(1),
         }
     }
+    // Into the cgroup before anything else (cgroup v1: itself, see SelfJoin; v2: the parent
+    // did it before `G`).
+    sync::join_cgroup(join)?;
     plan.namespaces.enter()?;
     if plan.users.in_user_namespace {
         plan.users.become_root()?;
@@ -579,11 +594,11 @@ fn child_main(
     plan: &InitPlan,
     io: &InitIo,
     gate: &StartGate,
-    control: &OwnedFd,
-    report: &OwnedFd,
+    (control, report): (&OwnedFd, &OwnedFd),
+    join: Option<&berth_cgroups::SelfJoin>,
 ) -> ! {
     let ready = std::cell::Cell::new(false);
-    let outcome = run_init(plan, io, gate, (control, report), &ready);
+    let outcome = run_init(plan, io, gate, (control, report), &ready, join);
     match outcome {
         Err(failure) => {
             if ready.get() && matches!(gate, StartGate::Fifo(_)) {
@@ -616,6 +631,8 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
             .create_with_devices(&cgroup.resources, &cgroup.devices)
             .map_err(|e| cgroup.error(e))?;
     }
+    // cgroup v1: the init moves itself in (no global lock, see berth_cgroups::SelfJoin).
+    let mut join = CgroupPlan::self_join(plan.cgroup.as_ref())?;
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
     let cloned = clone_into(
@@ -626,10 +643,17 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
         CloneResult::Child => {
             drop(control_write);
             drop(report_read);
-            child_main(&plan, &io, &gate, &control_read, &report_write)
+            child_main(
+                &plan,
+                &io,
+                &gate,
+                (&control_read, &report_write),
+                join.as_ref(),
+            )
         }
         CloneResult::Parent(pid) => pid,
     };
+    let joins_itself = join.take().is_some();
     drop(control_read);
     drop(report_write);
     drop(io);
@@ -638,7 +662,7 @@ fn spawn_inner(plan: InitPlan, io: InitIo, gate: StartGate) -> Result<PendingIni
         if plan.namespaces.new_user {
             plan.users.write_maps(pid)?;
         }
-        if let Some(cgroup) = &plan.cgroup {
+        if let Some(cgroup) = plan.cgroup.as_ref().filter(|_| !joins_itself) {
             cgroup.handle().add_pid(pid).map_err(|e| cgroup.error(e))?;
         }
         if plan.waits_for_parent() {

@@ -85,6 +85,17 @@ pub(crate) fn at(step: Step, path: &Path) -> impl FnOnce(nix::Error) -> Failure 
     move |errno| Failure::new(step, path, errno)
 }
 
+/// The child's side of [`berth_cgroups::SelfJoin::join`]: the failure names the `tasks` file.
+pub(crate) fn join_cgroup(join: Option<&berth_cgroups::SelfJoin>) -> Result<(), Failure> {
+    let Some(join) = join else { return Ok(()) };
+    join.join().map_err(|error| match error {
+        berth_cgroups::CgroupError::Write { path, source, .. } => {
+            Failure::io(Step::JoinCgroup, &path, &source)
+        }
+        other => Failure::detailed(Step::JoinCgroup, Path::new(""), other.to_string()),
+    })
+}
+
 /// Shorthand for `map_err` on std results in the child.
 pub(crate) fn at_io(step: Step, path: &Path) -> impl FnOnce(io::Error) -> Failure + '_ {
     move |err| Failure::io(step, path, &err)

@@ -31,13 +31,15 @@ fn run_helper(
     namespaces: &NamespacePlan,
     process: &ProcessPlan,
     io: &ProcessIo,
-    control: &OwnedFd,
-    report: &OwnedFd,
+    (control, report): (&OwnedFd, &OwnedFd),
+    join: Option<&berth_cgroups::SelfJoin>,
 ) -> Result<i32, Failure> {
     match sync::read_byte(control.as_fd()) {
         Ok(Some(sync::GO)) => {}
         _ => crate::sys::exit_now(1),
     }
+    // Into the container's cgroup first: the process it forks next inherits it.
+    sync::join_cgroup(join)?;
     namespaces.enter()?;
     if let Some(pid_namespace) = &namespaces.join_pid {
         pid_namespace.enter()?;
@@ -129,6 +131,8 @@ pub fn exec_with(
     let namespaces =
         NamespacePlan::of_process(init_pid, linux.namespaces().as_deref().unwrap_or_default())?;
     let cgroup = CgroupPlan::from_spec(spec)?;
+    // cgroup v1: the helper moves itself in (no global lock, see berth_cgroups::SelfJoin).
+    let mut join = CgroupPlan::self_join(cgroup.as_ref())?;
     let (control_read, control_write) = sync::pipe()?;
     let (report_read, report_write) = sync::pipe()?;
     let helper = match crate::sys::clone_process(0)
@@ -137,7 +141,13 @@ pub fn exec_with(
         CloneResult::Child => {
             drop(control_write);
             drop(report_read);
-            match run_helper(&namespaces, &plan, &io, &control_read, &report_write) {
+            match run_helper(
+                &namespaces,
+                &plan,
+                &io,
+                (&control_read, &report_write),
+                join.as_ref(),
+            ) {
                 Ok(pid) => {
                     sync::send_pid(report_write.as_fd(), pid);
                     crate::sys::exit_now(0)
@@ -150,6 +160,7 @@ pub fn exec_with(
         }
         CloneResult::Parent(pid) => pid,
     };
+    let joins_itself = join.take().is_some();
     drop(control_read);
     drop(report_write);
     drop(io);
@@ -160,7 +171,7 @@ pub fn exec_with(
         );
         reap(helper);
     };
-    if let Some(cgroup) = &cgroup
+    if let Some(cgroup) = cgroup.as_ref().filter(|_| !joins_itself)
         && let Err(source) = cgroup.handle().add_pid(helper)
     {
         kill_helper();

@@ -234,6 +234,26 @@ impl V1Cgroup {
         }
     }
 
+    /// Every controller directory's `tasks` file, opened for writing (see
+    /// [`crate::SelfJoin`]).
+    pub(crate) fn self_join(&self) -> Result<crate::SelfJoin, CgroupError> {
+        let mut files = Vec::with_capacity(self.dirs.len());
+        for dir in &self.dirs {
+            let path = dir.join("tasks");
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(file) => files.push((path, file)),
+                Err(source) => {
+                    return Err(CgroupError::Write {
+                        path,
+                        value: crate::SELF.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(crate::SelfJoin { files })
+    }
+
     pub(crate) fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         let pid = pid.to_string();
         for dir in &self.dirs {

@@ -175,7 +175,7 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     }
     assert_eq!(fixture.cgroup.pids().unwrap(), vec![pid]);
     release(&mut stdin);
-    wait_for_comm(pid, "sleep");
+    wait_for_comm(pid, "busybox");
 
     fixture.cgroup.freeze().unwrap();
     assert!(fixture.cgroup.frozen().unwrap());
@@ -463,5 +463,81 @@ fn v1_oci_settings_are_applied_or_refused() {
             }
         ),
         "{err}"
+    );
+}
+
+/// Spawns `sleep 30` (forked, as the runtime does), moved into the fixture's cgroup by the
+/// child itself before its exec (`SelfJoin`, as the runtime's init and exec helper do) or,
+/// without `self_join`, by pid once it runs; returns its pid.
+fn spawn_joined(fixture: &mut Fixture, self_join: bool) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let join = if self_join {
+        fixture.cgroup.self_join().unwrap()
+    } else {
+        None
+    };
+    let mut command = Command::new("/bin/busybox");
+    command.args(["sleep", "30"]);
+    // SAFETY: the closure runs in the forked child before exec; `join` only writes to fds
+    // it already holds (no allocation, no lock) unless it fails.
+    unsafe {
+        command.pre_exec(move || match &join {
+            Some(join) => join.join().map_err(std::io::Error::other),
+            None => Ok(()),
+        });
+    }
+    let child = command.spawn().unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    fixture.children.push(child);
+    if !self_join {
+        fixture.cgroup.add_pid(pid).unwrap();
+    }
+    pid
+}
+
+#[test]
+#[ignore = "needs root: BERTH_TEST_ROOT=1, --include-ignored (scripts/test.sh)"]
+fn v1_a_child_moves_itself_in_without_the_rcu_wait_of_a_move_by_pid() {
+    berth_testing::require_root();
+    let mut fixture = Fixture::new();
+    fixture.cgroup.create(&Resources::default()).unwrap();
+    // Every controller: the child's /proc/<pid>/cgroup names the cgroup.
+    let pid = spawn_joined(&mut fixture, true);
+    wait_for_comm(pid, "busybox");
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let wanted = format!(":/{}/ctr", fixture.parent);
+    for controller in V1_CONTROLLERS {
+        let line = cgroups
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(',')
+                    .any(|c| c == controller)
+            })
+            .unwrap_or_else(|| panic!("{controller} missing in {cgroups}"));
+        assert!(line.ends_with(&wanted), "{controller}: {line}");
+    }
+    assert!(fixture.cgroup.pids().unwrap().contains(&pid));
+    // The cost: after an idle spell a move by pid waits for an RCU grace period (~9-13 ms
+    // here), a move of oneself does not. Fork, exec and move, interleaved, medians of seven.
+    let (mut by_pid, mut by_self) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        for (self_join, samples) in [(true, &mut by_self), (false, &mut by_pid)] {
+            thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            spawn_joined(&mut fixture, self_join);
+            samples.push(t.elapsed());
+        }
+    }
+    by_pid.sort();
+    by_self.sort();
+    eprintln!("moved by itself {by_self:?}; by pid {by_pid:?}");
+    assert!(
+        by_self[3] + Duration::from_millis(3) < by_pid[3],
+        "moving itself (median {:?}) is not well under a move by pid ({:?})",
+        by_self[3],
+        by_pid[3]
     );
 }

@@ -4,7 +4,8 @@
 //! HTTP is there for registries that speak nothing else (loopback, `--insecure-registry`).
 //!
 //! Certificates are checked against the system's roots (`/etc/ssl/certs`, read once through
-//! `rustls-native-certs`), plus a registry's own CA certificates from
+//! `rustls-native-certs`, at the first request: a daemon that never pulls never reads them,
+//! and its start does not pay the ~150 files), plus a registry's own CA certificates from
 //! `<certs dir>/<host[:port]>/*.crt` (Docker's `/etc/docker/certs.d` convention; berth's is
 //! `/etc/berth/certs.d`). An insecure registry gets TLS without verification: the pool for
 //! those connections is separate, so a verified connection is never reused unverified or the
@@ -13,7 +14,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,12 +53,18 @@ pub struct HttpClient {
 }
 
 struct Inner {
+    /// Where per-registry CA certificates live.
+    certs_dir: Option<PathBuf>,
+    /// The roots and pools, made at the first request (the TLS setup's error, if it failed).
+    pools: OnceLock<Result<Pools, String>>,
+}
+
+/// The system's roots and the pools over them.
+struct Pools {
     /// Certificates verified against the system's roots.
     verified: Pool,
     /// TLS without verification (insecure registries only).
     unverified: Pool,
-    /// Where per-registry CA certificates live.
-    certs_dir: Option<PathBuf>,
     /// Pools of registries that have CA certificates of their own, by `host[:port]`.
     per_host: Mutex<HashMap<String, Pool>>,
     roots: Arc<rustls::RootCertStore>,
@@ -65,8 +72,12 @@ struct Inner {
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let roots = match self.inner.pools.get() {
+            Some(Ok(pools)) => Some(pools.roots.len()),
+            _ => None,
+        };
         f.debug_struct("HttpClient")
-            .field("roots", &self.inner.roots.len())
+            .field("roots", &roots)
             .field("certs_dir", &self.inner.certs_dir)
             .finish_non_exhaustive()
     }
@@ -109,9 +120,9 @@ fn client_config(roots: Arc<rustls::RootCertStore>) -> Result<rustls::ClientConf
         .with_no_client_auth())
 }
 
-impl HttpClient {
-    /// A client trusting the system's roots and the CA certificates under `certs_dir`.
-    pub fn new(certs_dir: Option<&Path>) -> Result<Self, ClientError> {
+impl Pools {
+    /// Reads the system's roots and makes the two shared pools.
+    fn load() -> Result<Self, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {
@@ -120,43 +131,75 @@ impl HttpClient {
         let (added, ignored) = roots.add_parsable_certificates(native.certs);
         tracing::debug!(added, ignored, "system CA certificates loaded");
         let roots = Arc::new(roots);
-        let tls_error = |e: rustls::Error| ClientError::TlsSetup {
-            reason: e.to_string(),
-        };
-        let verified = pool(client_config(Arc::clone(&roots)).map_err(tls_error)?);
+        let verified = pool(client_config(Arc::clone(&roots))?);
         let unverified = pool(
             rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(tls_error)?
+                .with_safe_default_protocol_versions()?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
                 .with_no_client_auth(),
         );
         Ok(Self {
+            verified,
+            unverified,
+            per_host: Mutex::new(HashMap::new()),
+            roots,
+        })
+    }
+}
+
+impl HttpClient {
+    /// A client trusting the system's roots and the CA certificates under `certs_dir`. The
+    /// roots are read at the first request, not here.
+    pub fn new(certs_dir: Option<&Path>) -> Result<Self, ClientError> {
+        Ok(Self {
             inner: Arc::new(Inner {
-                verified,
-                unverified,
                 certs_dir: certs_dir.map(Path::to_owned),
-                per_host: Mutex::new(HashMap::new()),
-                roots,
+                pools: OnceLock::new(),
             }),
         })
     }
 
+    /// The roots and pools, read and made now if this is the first request (in a blocking
+    /// task: reading the roots is ~150 small files).
+    async fn pools(&self) -> Result<&Pools, ClientError> {
+        if self.inner.pools.get().is_none() {
+            let inner = Arc::clone(&self.inner);
+            // A failed join (the task panicked) leaves the cell empty: `load_pools` retries.
+            let _ = tokio::task::spawn_blocking(move || {
+                inner
+                    .pools
+                    .get_or_init(|| Pools::load().map_err(|e| e.to_string()));
+            })
+            .await;
+        }
+        self.load_pools()
+    }
+
+    /// [`Self::pools`], loaded on the calling thread if no one did yet.
+    fn load_pools(&self) -> Result<&Pools, ClientError> {
+        self.inner
+            .pools
+            .get_or_init(|| Pools::load().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|reason| ClientError::TlsSetup {
+                reason: reason.clone(),
+            })
+    }
+
     /// The pool for requests to `uri` with `tls`.
-    fn pool_for(&self, uri: &Uri, tls: Tls) -> Result<Pool, ClientError> {
+    fn pool_for(&self, pools: &Pools, uri: &Uri, tls: Tls) -> Result<Pool, ClientError> {
         if tls == Tls::Skip || uri.scheme_str() != Some("https") {
             return Ok(match tls {
-                Tls::Skip => self.inner.unverified.clone(),
-                Tls::Verify => self.inner.verified.clone(),
+                Tls::Skip => pools.unverified.clone(),
+                Tls::Verify => pools.verified.clone(),
             });
         }
         let (Some(dir), Some(authority)) = (&self.inner.certs_dir, uri.authority()) else {
-            return Ok(self.inner.verified.clone());
+            return Ok(pools.verified.clone());
         };
         let host = authority.as_str().to_owned();
-        let mut per_host = self
-            .inner
+        let mut per_host = pools
             .per_host
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -165,9 +208,9 @@ impl HttpClient {
         }
         let extra = registry_cas(&dir.join(&host))?;
         if extra.is_empty() {
-            return Ok(self.inner.verified.clone());
+            return Ok(pools.verified.clone());
         }
-        let mut roots = (*self.inner.roots).clone();
+        let mut roots = (*pools.roots).clone();
         roots.add_parsable_certificates(extra);
         let config = client_config(Arc::new(roots)).map_err(|e| ClientError::TlsSetup {
             reason: e.to_string(),
@@ -183,7 +226,8 @@ impl HttpClient {
         mut request: Request<Body>,
         tls: Tls,
     ) -> Result<Response<Incoming>, ClientError> {
-        let pool = self.pool_for(request.uri(), tls)?;
+        let pools = self.pools().await?;
+        let pool = self.pool_for(pools, request.uri(), tls)?;
         if !request.headers().contains_key(USER_AGENT) {
             request
                 .headers_mut()
@@ -578,6 +622,22 @@ mod tests {
             resolve_location(&base, "https://other/z"),
             "https://other/z"
         );
+    }
+
+    #[tokio::test]
+    async fn the_roots_are_read_at_the_first_request_not_at_creation() {
+        // A daemon that never pulls never reads /etc/ssl/certs (its start and idle memory).
+        let client = HttpClient::new(None).expect("client");
+        assert!(format!("{client:?}").contains("roots: None"), "{client:?}");
+        let port = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec(),
+        ]);
+        let download = client
+            .get(&format!("http://127.0.0.1:{port}/x"))
+            .await
+            .expect("get");
+        assert_eq!(body(download).await.expect("read"), b"ok");
+        assert!(format!("{client:?}").contains("roots: Some("), "{client:?}");
     }
 
     #[tokio::test]
