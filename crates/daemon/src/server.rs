@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use berth_container::{ContainerService, EventBus, ServiceConfig};
 use berth_image::ImageStore;
-use berth_network::{NetworkConfig, NetworkService};
+use berth_network::NetworkService;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::DaemonConfig;
@@ -96,14 +96,7 @@ const FIREWALL_CHECK: Duration = Duration::from_secs(5);
 /// Opens the network service: loads networks, re-creates their bridges and rules, and
 /// keeps running containers' connectivity.
 async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
-    let mut net_config = NetworkConfig::new(&config.data_root, &config.exec_root);
-    net_config.default_bridge = if config.bridge == "none" {
-        String::new()
-    } else {
-        config.bridge.clone()
-    };
-    net_config.nft_table = config.nft_table.clone();
-    net_config.resolv_conf = config.resolv_conf.clone();
+    let net_config = crate::reset::network_config(config);
     let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);
     // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.
