@@ -6,7 +6,7 @@
 # packaging/debian. Name, version, description, dependencies and the file list come from
 # `[package.metadata.deb]` in Cargo.toml; shared-library dependencies from dpkg-shlibdeps.
 # Prints the package's path.
-#   BERTH_DEB_VERSION=0.1.1-1 scripts/package.sh   another version (default: <crate version>-1)
+#   BERTH_DEB_VERSION=0.1.1-1 scripts/package.sh   another version (default: <the binary's>-1)
 #   BERTH_EXE=path scripts/package.sh              package that binary instead of a release build
 #   BERTH_DEB_COMPRESSION=gzip scripts/package.sh  dpkg-deb's -Z (default xz; the tests use gzip)
 set -euo pipefail
@@ -30,7 +30,9 @@ gzip -9n "$out"/man/*
 # The assets' sources name target/release/berth: the stripped copy stands for it.
 cargo metadata --no-deps --format-version 1 --offline >"$out/metadata.json"
 tree="$out/debian/berth"
-python3 - "$out" "$tree" "${BERTH_DEB_VERSION:-}" <<'EOF'
+# The package's version is the binary's (`BERTH_BUILD_VERSION` at build time, else the crate's).
+built=$("$out/berth" --version | sed -n 's/^berth version \([^,]*\),.*/\1/p')
+python3 - "$out" "$tree" "${BERTH_DEB_VERSION:-$built-1}" <<'EOF'
 import glob, json, os, shutil, sys
 
 out, tree, version = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -47,7 +49,11 @@ for src, dest, mode in deb["assets"]:
         d = os.path.join(tree, dest.lstrip("/"))
         os.makedirs(d, exist_ok=True)
         target = os.path.join(d, os.path.basename(f)) if dest.endswith("/") else d
-        shutil.copyfile(f, target)
+        # Hard links for the files made above (the binary is 50 MB), copies of the sources.
+        if f.startswith(out + "/"):
+            os.link(f, target)
+        else:
+            shutil.copyfile(f, target)
         os.chmod(target, int(mode, 8))
 doc = os.path.join(tree, "usr/share/doc", deb["name"])
 os.makedirs(doc, exist_ok=True)
@@ -85,7 +91,7 @@ for w in words:
 lines.append(line)
 fields = {
     "Package": deb["name"],
-    "Version": version or f"{pkg['version']}-1",
+    "Version": version,
     "Architecture": "@ARCH@",
     "Section": deb["section"],
     "Priority": deb["priority"],
