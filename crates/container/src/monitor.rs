@@ -51,6 +51,13 @@ pub trait Monitor: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(berth_monitor::protocol::PROTOCOL_VERSION) })
     }
 
+    /// The refusal of the monitor at `socket` if [`Monitor::hello`] found its protocol
+    /// unspeakable (no I/O: what the handshake left).
+    fn refusal(&self, socket: &Path) -> Option<ContainerError> {
+        let _ = socket;
+        None
+    }
+
     /// Opens the `Wait` conversation without waiting for its answer (the exit line).
     fn begin_wait<'a>(
         &'a self,

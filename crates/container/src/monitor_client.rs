@@ -41,11 +41,7 @@ impl MonitorClient {
         })
     }
 
-    /// The refusal of the monitor at `socket`, if its protocol was found unspeakable.
-    fn refusal(&self, socket: &Path) -> Option<ContainerError> {
-        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        refused.get(socket).map(Refused::error)
-    }
+
 }
 
 impl Monitor for MonitorClient {
@@ -64,6 +60,11 @@ impl Monitor for MonitorClient {
                 None => call(socket, req).await,
             }
         })
+    }
+
+    fn refusal(&self, socket: &Path) -> Option<ContainerError> {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.get(socket).map(Refused::error)
     }
 
     fn hello<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<u32, ContainerError>> {

@@ -150,7 +150,7 @@ pub(super) fn older_spoken_unknown_refused(env: &TestEnv) {
     let refusals = daemon
         .log()
         .lines()
-        .filter(|l| l.contains("speaks monitor protocol version 99"))
+        .filter(|l| l.contains("ERROR") && l.contains("speaks monitor protocol version 99"))
         .count();
     assert_eq!(refusals, 1, "{}", daemon.log());
     daemon.stop();
