@@ -40,8 +40,6 @@ impl MonitorClient {
             refused: Mutex::new(HashMap::new()),
         })
     }
-
-
 }
 
 impl Monitor for MonitorClient {

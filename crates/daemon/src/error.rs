@@ -268,7 +268,9 @@ pub enum DaemonError {
         pid: String,
     },
     /// `berth system reset`: the daemon did not stop when told to.
-    #[error("the berth daemon (pid {pid}) did not stop; stop it first (systemctl stop berth.socket berth.service)")]
+    #[error(
+        "the berth daemon (pid {pid}) did not stop; stop it first (systemctl stop berth.socket berth.service)"
+    )]
     DaemonDidNotStop {
         /// Its pid.
         pid: i32,

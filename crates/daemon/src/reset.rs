@@ -189,7 +189,11 @@ fn remove_cgroups(config: &DaemonConfig, out: &mut dyn Write) {
         let dir = root.join(parent.trim_matches('/'));
         if let Ok(children) = std::fs::read_dir(&dir) {
             for child in children.flatten().filter(|c| c.path().is_dir()) {
-                let path = format!("/{}/{}", parent.trim_matches('/'), child.file_name().to_string_lossy());
+                let path = format!(
+                    "/{}/{}",
+                    parent.trim_matches('/'),
+                    child.file_name().to_string_lossy()
+                );
                 if !cgroups.contains(&path) {
                     cgroups.push(path);
                 }
@@ -217,7 +221,9 @@ fn remove_cgroups(config: &DaemonConfig, out: &mut dyn Write) {
         match cgroup.destroy() {
             Ok(()) if existed => say(out, format_args!("removed cgroup {parent}")),
             Ok(()) => {}
-            Err(error) => tracing::warn!(cgroup = %parent, %error, "removing a cgroup parent failed"),
+            Err(error) => {
+                tracing::warn!(cgroup = %parent, %error, "removing a cgroup parent failed")
+            }
         }
     }
 }
@@ -280,7 +286,10 @@ fn remove_network_state(config: &DaemonConfig, out: &mut dyn Write) -> Result<()
         say(out, format_args!("removed bridge {gone}"));
     }
     if had_table && !table_exists(&config.nft_table) {
-        say(out, format_args!("removed nft table ip {}", config.nft_table));
+        say(
+            out,
+            format_args!("removed nft table ip {}", config.nft_table),
+        );
     }
     Ok(())
 }

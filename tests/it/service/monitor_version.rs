@@ -106,9 +106,7 @@ fn answer(conn: UnixStream, speaks: Speaks, real: &Path) {
 }
 
 fn inspect(daemon: &Private, template: &str, id: &str) -> String {
-    daemon
-        .berth(&["inspect", "--format", template, id])
-        .ok()
+    daemon.berth(&["inspect", "--format", template, id]).ok()
 }
 
 pub(super) fn older_spoken_unknown_refused(env: &TestEnv) {
@@ -117,7 +115,13 @@ pub(super) fn older_spoken_unknown_refused(env: &TestEnv) {
     daemon.berth(&["image", "bootstrap", "busybox"]).ok();
     let id = daemon
         .berth(&[
-            "run", "-d", "--network", "none", "busybox", "sh", "-c",
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
             "echo up; sleep 1000",
         ])
         .ok();

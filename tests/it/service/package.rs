@@ -215,7 +215,13 @@ fn upgrade_keeps_a_running_container(newer: &Path, next_version: &str) {
         "the upgrade stopped daemon {old_pid}"
     );
     assert_eq!(
-        berth(&["inspect", "--format", "{{.State.Status}} {{.State.Pid}}", "survivor"]).ok(),
+        berth(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.Pid}}",
+            "survivor"
+        ])
+        .ok(),
         format!("running {init}")
     );
     let new_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
@@ -239,7 +245,16 @@ fn remove_stops_everything_and_keeps_data(table: &str, parent: &str) {
     let network = format!("pk{}", std::process::id());
     let network_id = berth(&["network", "create", &network]).ok();
     let bridge = format!("br-{}", &network_id[..12]);
-    let id = berth(&["run", "-d", "--network", &network, "busybox", "sleep", "1000"]).ok();
+    let id = berth(&[
+        "run",
+        "-d",
+        "--network",
+        &network,
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .ok();
     let init = berth(&["inspect", "--format", "{{.State.Pid}}", &id]).ok();
     assert!(Path::new("/sys/class/net").join(&bridge).exists());
 
@@ -254,13 +269,18 @@ fn remove_stops_everything_and_keeps_data(table: &str, parent: &str) {
         !Path::new("/run/berth/berth.pid").exists(),
         "remove stopped the daemon"
     );
-    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "{bridge} removed");
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "{bridge} removed"
+    );
     assert_ne!(
         sh(&format!("nft list table ip {table} >/dev/null 2>&1")).code,
         0,
         "nft table removed"
     );
-    let cgroups = sh(&format!("ls -d /sys/fs/cgroup/{parent} /sys/fs/cgroup/*/{parent} 2>/dev/null"));
+    let cgroups = sh(&format!(
+        "ls -d /sys/fs/cgroup/{parent} /sys/fs/cgroup/*/{parent} 2>/dev/null"
+    ));
     assert_eq!(cgroups.stdout, "", "cgroup parent removed");
     assert!(!Path::new("/run/berth").exists(), "run root removed");
     assert!(

@@ -66,7 +66,15 @@ pub(super) fn removes_everything(env: &TestEnv) {
     daemon.berth(&["volume", "create", "srvol"]).ok();
     let id = daemon
         .berth(&[
-            "run", "-d", "--network", &network, "-v", "srvol:/data", "busybox", "sleep", "1000",
+            "run",
+            "-d",
+            "--network",
+            &network,
+            "-v",
+            "srvol:/data",
+            "busybox",
+            "sleep",
+            "1000",
         ])
         .ok();
     let init: i32 = daemon
@@ -80,7 +88,11 @@ pub(super) fn removes_everything(env: &TestEnv) {
     // Asked, and not confirmed: nothing changes.
     let r = reset(&daemon, &[], "n\n");
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("Are you sure you want to continue? [y/N]"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("Are you sure you want to continue? [y/N]"),
+        "{r:?}"
+    );
     assert_eq!(
         daemon
             .berth(&["inspect", "--format", "{{.State.Status}}", &id])
@@ -122,7 +134,10 @@ pub(super) fn removes_everything(env: &TestEnv) {
         !Path::new(&format!("/proc/{init}")).exists(),
         "the container's process is gone"
     );
-    assert!(!cgroup_exists(&daemon.cgroup_parent), "cgroup parent removed");
+    assert!(
+        !cgroup_exists(&daemon.cgroup_parent),
+        "cgroup parent removed"
+    );
     assert!(!Path::new("/sys/class/net").join(&bridge).exists());
     assert!(!nft_table_exists(&daemon.table));
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
