@@ -90,6 +90,13 @@ pub async fn run_with(config: DaemonConfig, hooks: Hooks) -> Result<(), DaemonEr
     result
 }
 
+/// Opens the volume service.
+async fn open_volumes(config: &DaemonConfig) -> Result<berth_volume::VolumeService, DaemonError> {
+    let data_root = config.data_root.clone();
+    let volumes = berth_fs::blocking(move || berth_volume::VolumeService::open(&data_root)).await?;
+    Ok(volumes.map_err(berth_container::ContainerError::from)?)
+}
+
 /// How often the daemon checks that its firewall rules are still loaded.
 const FIREWALL_CHECK: Duration = Duration::from_secs(5);
 
@@ -154,8 +161,17 @@ async fn open_and_serve(
     let image_root = config.data_root.join("image");
     let images = berth_fs::blocking(move || ImageStore::open(&image_root)).await??;
     let images = Arc::new(images);
+    // The slow steps of a cold start overlap: the registry client's CA certificates (read and
+    // parsed, tens of ms) on a blocking thread of their own, the networks' host state (an
+    // `nft` run) beside the volumes.
+    let registry = {
+        let (images, options) = (Arc::clone(&images), config.registry_options()?);
+        tokio::task::spawn_blocking(move || {
+            berth_distribution::client::Distribution::new(images, options)
+        })
+    };
     let events = EventBus::new();
-    let network = open_network(config).await?;
+    let (network, volumes) = tokio::try_join!(open_network(config), open_volumes(config))?;
     let service_config = ServiceConfig {
         data_root: config.data_root.clone(),
         run_root: config.exec_root.clone(),
@@ -165,12 +181,6 @@ async fn open_and_serve(
         userns_remap,
         network: Some(network),
         nofile_limit,
-    };
-    let volumes = {
-        let data_root = config.data_root.clone();
-        berth_fs::blocking(move || berth_volume::VolumeService::open(&data_root))
-            .await?
-            .map_err(berth_container::ContainerError::from)?
     };
     let containers = ContainerService::open(
         service_config,
@@ -188,10 +198,7 @@ async fn open_and_serve(
         berth_fs::blocking(move || berth_build::engine::Builder::open(&config, images, containers))
             .await??
     };
-    let registry = Arc::new(berth_distribution::client::Distribution::new(
-        Arc::clone(&images),
-        config.registry_options()?,
-    )?);
+    let registry = Arc::new(registry.await??);
     let settings: SharedSettings = Arc::new(std::sync::RwLock::new(config.reloadable.clone()));
     let app = router(
         AppState::new(
