@@ -45,5 +45,5 @@ if ! python3 -c 'import docker' 2>/dev/null; then
   }
   pip3 install --break-system-packages -q docker
 fi
-# cargo-deb (crates.io) builds the Debian package: scripts/package.sh installs it when first
-# run (scripts/install.sh), not here — its build takes minutes that CI's test run does not need.
+# scripts/package.sh builds the Debian package with dpkg-deb from a staging tree (no cargo-deb:
+# the package test runs in every test run), strip from binutils (a dependency of dpkg-dev).

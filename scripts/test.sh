@@ -12,6 +12,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Nothing a test does may leave the machine: daemons started by tests send `docker.io` names
 # to a dead loopback port instead of Docker Hub.
 export BERTH_REGISTRY_HUB=${BERTH_REGISTRY_HUB:-http://127.0.0.1:9}
+# The package test (tests/it/service/package.rs) upgrades the suite's berth to a second,
+# distinct build: the same sources built with another BERTH_BUILD_VERSION (only the top crate
+# and the link are redone, twice: for it, then back for the suite).
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+BERTH_BUILD_VERSION="$version+up1" cargo build -q --bin berth
+mkdir -p target/upgrade
+cp target/debug/berth target/upgrade/berth
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -7,7 +7,14 @@ mod observability;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// The version this build reports: `BERTH_BUILD_VERSION` at build time (a release's, or the
+/// upgrade test's second build), else the crate's.
+const BUILD_VERSION: Option<&str> = option_env!("BERTH_BUILD_VERSION");
+
 fn main() -> ExitCode {
+    if let Some(version) = BUILD_VERSION.filter(|v| !v.is_empty()) {
+        berth_api::set_build_version(version);
+    }
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         Some("monitor") => match args.get(2) {
@@ -19,6 +26,8 @@ fn main() -> ExitCode {
         },
         Some("oci") => berth_runtime::oci_main(&args[2..]),
         Some("daemon") => daemon(&args[2..]),
+        // Here rather than in the CLI: it works on the host, with the daemon's configuration.
+        Some("system") if args.get(2).map(String::as_str) == Some("reset") => reset(&args[3..]),
         Some("registry") => registry(&args[2..]),
         // Here rather than in the CLI: the whole command, `berth daemon` included.
         Some("completion") if args.len() == 3 => completion(&args[2]),
@@ -28,13 +37,59 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// The whole command line: the CLI's commands and `berth daemon`.
+/// The whole command line: the CLI's commands, `berth system reset` and `berth daemon`.
 fn whole_command() -> clap::Command {
-    berth_cli::command().subcommand(
-        berth_daemon::command()
-            .name("daemon")
-            .about("Run the berth daemon (serves the Docker Engine API)"),
-    )
+    berth_cli::command()
+        .mut_subcommand("system", |system| {
+            system.subcommand(berth_daemon::reset_command().bin_name("berth system reset"))
+        })
+        .subcommand(
+            berth_daemon::command()
+                .name("daemon")
+                .about("Run the berth daemon (serves the Docker Engine API)"),
+        )
+}
+
+/// `berth system reset [-f] [--keep-data] [daemon flags]`: see `berth_daemon::reset`.
+fn reset(args: &[String]) -> i32 {
+    let (config, force, options) = match berth_daemon::parse_reset_args(args) {
+        Ok(parsed) => parsed,
+        Err(berth_daemon::DaemonError::Flags { source }) => {
+            let _ = source.print();
+            return if source.use_stderr() { 2 } else { 0 };
+        }
+        Err(e) => {
+            eprintln!("berth system reset: {e}");
+            return 2;
+        }
+    };
+    if !force {
+        let keeps = if options.keep_data {
+            "keep images, volumes and containers' records"
+        } else {
+            "remove all images, volumes, networks, build cache and containers"
+        };
+        print!(
+            "WARNING! This will stop all containers, remove berth's host state (nft table, \
+             bridges, cgroups, mounts) and {keeps} under {} and {}.\n\
+             Are you sure you want to continue? [y/N] ",
+            config.data_root.display(),
+            config.exec_root.display()
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return 1;
+        }
+    }
+    match berth_daemon::reset::reset(&config, options, &mut std::io::stdout()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth system reset: {e}");
+            1
+        }
+    }
 }
 
 /// `berth completion bash|zsh|fish`.

@@ -40,6 +40,14 @@ pub const TESTS: &[Test] = &[
     ),
     ("service_hello_world_offline", hello_world_offline),
     (
+        "service_system_reset_removes_everything",
+        reset::removes_everything,
+    ),
+    (
+        "service_monitor_protocol_versions",
+        monitor_version::older_spoken_unknown_refused,
+    ),
+    (
         "service_package_install_upgrade_remove_purge",
         package_install_upgrade_remove_purge,
     ),
@@ -64,6 +72,8 @@ struct Private {
     dir: PathBuf,
     table: String,
     config: PathBuf,
+    /// The suite's cgroup parent, unless a test needs one of its own.
+    cgroup_parent: String,
     child: Option<Child>,
 }
 
@@ -78,6 +88,7 @@ impl Private {
             table: format!("{tag}{}", std::process::id()),
             dir,
             config: config_path,
+            cgroup_parent: cgroup_parent(),
             child: None,
         }
     }
@@ -102,7 +113,7 @@ impl Private {
             .arg("--exec-root")
             .arg(self.dir.join("r"))
             .args(["--bridge", "none", "--nft-table", &self.table])
-            .args(["--cgroup-parent", &cgroup_parent()])
+            .args(["--cgroup-parent", &self.cgroup_parent])
             .args(extra)
             .stdin(Stdio::null());
         command
@@ -682,4 +693,6 @@ fn package_install_upgrade_remove_purge(env: &TestEnv) {
     package::install_upgrade_remove_purge(env);
 }
 
+mod monitor_version;
 mod package;
+mod reset;

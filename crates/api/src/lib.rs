@@ -14,8 +14,22 @@ pub use bollard_stubs::models;
 pub const API_VERSION: &str = "1.44";
 /// The lowest API version berth accepts.
 pub const MIN_API_VERSION: &str = "1.24";
-/// berth's own version.
+/// berth's own version (the crates').
 pub const BERTH_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+static BUILD_VERSION: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// The version this binary reports (`berth version`, `/version`, `/info`): the one the binary
+/// was built as (`BERTH_BUILD_VERSION` at build time, set by `src/main.rs` with
+/// [`set_build_version`]), else [`BERTH_VERSION`].
+pub fn version() -> &'static str {
+    BUILD_VERSION.get().copied().unwrap_or(BERTH_VERSION)
+}
+
+/// Sets what [`version`] reports; the first call wins.
+pub fn set_build_version(version: &'static str) {
+    let _ = BUILD_VERSION.set(version);
+}
 /// The default socket the daemon listens on and the CLI talks to.
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 

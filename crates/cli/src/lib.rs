@@ -230,7 +230,7 @@ pub fn main(args: Vec<String>) -> i32 {
         }
     };
     if cli.version {
-        println!("berth version {}, API 1.44", env!("CARGO_PKG_VERSION"));
+        println!("berth version {}, API 1.44", berth_api::version());
         return 0;
     }
     let Some(command) = cli.command else {

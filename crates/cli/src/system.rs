@@ -74,7 +74,7 @@ pub fn run(c: &Client, cmd: SystemCmd) -> CmdResult {
 fn version(c: &Client, fmt: Option<&str>) -> CmdResult {
     let server: Result<Value, CliError> = c.get("/version", &[]);
     let client = serde_json::json!({
-        "Version": env!("CARGO_PKG_VERSION"),
+        "Version": berth_api::version(),
         "ApiVersion": berth_api::API_VERSION,
         "Os": std::env::consts::OS,
         "Arch": if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH },

@@ -121,6 +121,19 @@ pub enum ContainerError {
         /// The monitor's message.
         message: String,
     },
+    /// A monitor (started by another berth) speaks a protocol version this berth cannot: its
+    /// container is left running, and nothing is sent to it.
+    #[error(
+        "container {id}: its monitor (pid {pid}) {speaks}: the container is left running but this daemon cannot manage it; run the berth that started it, or kill {pid} to stop it"
+    )]
+    MonitorVersion {
+        /// The container (12 hex).
+        id: String,
+        /// The monitor's pid (`?` when unknown).
+        pid: String,
+        /// What it speaks.
+        speaks: berth_monitor::protocol::VersionError,
+    },
     /// The monitor answered something its protocol does not allow here.
     #[error("unexpected monitor response {response}")]
     MonitorProtocol {
@@ -217,7 +230,7 @@ impl Classify for ContainerError {
             }
             Self::Missing { .. } => ErrorKind::NotFound,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
-            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Conflict { .. } | Self::MonitorVersion { .. } => ErrorKind::Conflict,
             Self::InvalidArgument { .. } | Self::Filter { .. } => ErrorKind::InvalidArgument,
             Self::NotModified => ErrorKind::NotModified,
             Self::Network { source } => source.kind(),

@@ -42,6 +42,22 @@ pub trait Monitor: Send + Sync + std::fmt::Debug {
         req: &'a Request,
     ) -> BoxFuture<'a, Result<(Response, Conversation), ContainerError>>;
 
+    /// Asks the monitor at `socket`, which another daemon may have started, which protocol
+    /// version it speaks ([`berth_monitor::protocol::monitor_version`]); one this berth cannot
+    /// speak is [`ContainerError::MonitorVersion`], and from then on every request to it
+    /// fails so, unsent. A fake speaks the current version.
+    fn hello<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<u32, ContainerError>> {
+        let _ = socket;
+        Box::pin(async { Ok(berth_monitor::protocol::PROTOCOL_VERSION) })
+    }
+
+    /// The refusal of the monitor at `socket` if [`Monitor::hello`] found its protocol
+    /// unspeakable (no I/O: what the handshake left).
+    fn refusal(&self, socket: &Path) -> Option<ContainerError> {
+        let _ = socket;
+        None
+    }
+
     /// Opens the `Wait` conversation without waiting for its answer (the exit line).
     fn begin_wait<'a>(
         &'a self,

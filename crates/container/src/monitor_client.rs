@@ -1,10 +1,12 @@
 //! The daemon side of the monitor protocol (`berth_monitor::protocol`), over tokio: the real
 //! [`Monitor`].
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 
-use berth_monitor::protocol::{Ready, Request, Response};
+use berth_monitor::protocol::{self, Ready, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -19,6 +21,8 @@ pub struct MonitorClient {
     exe: PathBuf,
     /// `exe` as a descriptor no one can write through; monitors run from it.
     sealed: OwnedFd,
+    /// Monitors whose protocol this berth cannot speak, by socket: nothing is sent to them.
+    refused: Mutex<HashMap<PathBuf, Refused>>,
 }
 
 impl MonitorClient {
@@ -33,6 +37,7 @@ impl MonitorClient {
         Ok(Self {
             exe: exe.to_path_buf(),
             sealed,
+            refused: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -47,17 +52,95 @@ impl Monitor for MonitorClient {
         socket: &'a Path,
         req: &'a Request,
     ) -> BoxFuture<'a, Result<(Response, Conversation), ContainerError>> {
-        Box::pin(call(socket, req))
+        Box::pin(async move {
+            match self.refusal(socket) {
+                Some(refused) => Err(refused),
+                None => call(socket, req).await,
+            }
+        })
+    }
+
+    fn refusal(&self, socket: &Path) -> Option<ContainerError> {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.get(socket).map(Refused::error)
+    }
+
+    fn hello<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<u32, ContainerError>> {
+        Box::pin(async move {
+            if let Some(refused) = self.refusal(socket) {
+                return Err(refused);
+            }
+            let hello = Request::Hello {
+                version: protocol::PROTOCOL_VERSION,
+            };
+            let mut conv = send(socket, &hello).await?;
+            let mut answer = String::new();
+            conv.reader
+                .read_line(&mut answer)
+                .await
+                .map_err(monitor_gone)?;
+            if answer.is_empty() {
+                return Err(monitor_gone(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            protocol::monitor_version(&answer).map_err(|speaks| {
+                let refused = Refused::of(socket, speaks);
+                let error = refused.error();
+                let mut map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+                map.insert(socket.to_path_buf(), refused);
+                error
+            })
+        })
     }
 
     fn begin_wait<'a>(
         &'a self,
         socket: &'a Path,
     ) -> BoxFuture<'a, Result<Conversation, ContainerError>> {
-        Box::pin(begin_wait(socket))
+        Box::pin(async move {
+            match self.refusal(socket) {
+                Some(refused) => Err(refused),
+                None => begin_wait(socket).await,
+            }
+        })
     }
 }
 
+/// A monitor whose protocol this berth cannot speak.
+#[derive(Debug)]
+struct Refused {
+    /// The container (12 hex).
+    id: String,
+    /// The monitor's pid (`?` when unknown).
+    pid: String,
+    /// What it speaks.
+    speaks: protocol::VersionError,
+}
+
+impl Refused {
+    /// The container's id and the monitor's pid come from its run dir
+    /// (`<run_root>/containers/<id>/monitor.sock`, `monitor.pid`).
+    fn of(socket: &Path, speaks: protocol::VersionError) -> Refused {
+        let run_dir = socket.parent().unwrap_or(socket);
+        let id = run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(12).collect())
+            .unwrap_or_default();
+        let pid = std::fs::read_to_string(run_dir.join(protocol::PID_FILE))
+            .ok()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "?".to_owned());
+        Refused { id, pid, speaks }
+    }
+
+    fn error(&self) -> ContainerError {
+        ContainerError::MonitorVersion {
+            id: self.id.clone(),
+            pid: self.pid.clone(),
+            speaks: self.speaks.clone(),
+        }
+    }
+}
 fn monitor_gone(source: std::io::Error) -> ContainerError {
     ContainerError::MonitorUnreachable { source }
 }

@@ -414,7 +414,56 @@ pub fn parse_args(args: &[String]) -> Result<DaemonConfig, DaemonError> {
             std::iter::once("berth daemon").chain(args.iter().map(String::as_str)),
         )
         .map_err(|source| DaemonError::Flags { source })?;
-    let flags = <DaemonFlags as clap::FromArgMatches>::from_arg_matches(&matches)
+    config_from(&matches)
+}
+
+/// `berth system reset`'s own flags.
+#[derive(Debug, clap::Args)]
+struct ResetFlags {
+    /// Do not prompt for confirmation.
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Keep the data root (images, volumes, containers' records): only stop containers and
+    /// remove host state (the package's `remove` does this; `purge` removes the data).
+    #[arg(long = "keep-data")]
+    keep_data: bool,
+}
+
+/// `berth system reset`'s clap definition: its own flags and the daemon's, which say where
+/// berth keeps things (the same `daemon.json` is read).
+pub fn reset_command() -> clap::Command {
+    let command = <DaemonFlags as clap::CommandFactory>::command();
+    <ResetFlags as clap::Args>::augment_args(command)
+        .name("reset")
+        .bin_name("berth system reset")
+        .about(
+            "Stop and remove all containers, and remove all images, volumes, networks, build \
+             cache and berth's host state (nft table, bridges, cgroups, mounts)",
+        )
+}
+
+/// Parses the arguments after `berth system reset`: (the daemon's configuration, `--force`,
+/// what to keep). `--help` is an error of kind `DisplayHelp`, as for [`parse_args`].
+pub fn parse_reset_args(
+    args: &[String],
+) -> Result<(DaemonConfig, bool, crate::reset::ResetOptions), DaemonError> {
+    let matches = reset_command()
+        .try_get_matches_from(
+            std::iter::once("berth system reset").chain(args.iter().map(String::as_str)),
+        )
+        .map_err(|source| DaemonError::Flags { source })?;
+    let reset = <ResetFlags as clap::FromArgMatches>::from_arg_matches(&matches)
+        .map_err(|source| DaemonError::Flags { source })?;
+    let config = config_from(&matches)?;
+    let options = crate::reset::ResetOptions {
+        keep_data: reset.keep_data,
+    };
+    Ok((config, reset.force, options))
+}
+
+/// The configuration the matched daemon flags and the configuration file make.
+fn config_from(matches: &clap::ArgMatches) -> Result<DaemonConfig, DaemonError> {
+    let flags = <DaemonFlags as clap::FromArgMatches>::from_arg_matches(matches)
         .map_err(|source| DaemonError::Flags { source })?;
     let flag_keys: Vec<(String, String)> = FLAG_KEYS
         .iter()

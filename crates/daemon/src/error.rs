@@ -267,6 +267,14 @@ pub enum DaemonError {
         /// The holder, as its lock file says (`unknown` when it cannot be read).
         pid: String,
     },
+    /// `berth system reset`: the daemon did not stop when told to.
+    #[error(
+        "the berth daemon (pid {pid}) did not stop; stop it first (systemctl stop berth.socket berth.service)"
+    )]
+    DaemonDidNotStop {
+        /// Its pid.
+        pid: i32,
+    },
     /// The data root's filesystem cannot hold overlay upper layers.
     #[error(
         "the data root {path} is on a filesystem without overlay support ({reason}); choose another --data-root"
@@ -327,7 +335,9 @@ impl Classify for DaemonError {
             | Self::NoOverlay { .. }
             | Self::GroupNotFound { .. }
             | Self::Activation { .. } => ErrorKind::InvalidArgument,
-            Self::AlreadyRunning { .. } | Self::DataRootInUse { .. } => ErrorKind::Conflict,
+            Self::AlreadyRunning { .. }
+            | Self::DataRootInUse { .. }
+            | Self::DaemonDidNotStop { .. } => ErrorKind::Conflict,
             Self::NotImplemented { .. } => ErrorKind::NotImplemented,
             Self::Task { .. } | Self::Io { .. } | Self::Bind { .. } | Self::Serve { .. } => {
                 ErrorKind::Internal

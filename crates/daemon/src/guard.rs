@@ -3,7 +3,9 @@
 //! `run`).
 //!
 //! ```text
-//! <data_root>/berth.lock   flock(2)ed by the daemon while it runs; holds its pid
+//! <data_root>/berth.lock        flock(2)ed by the daemon while it runs; holds its pid
+//! <data_root>/overlay-checked   the device the overlay probe last succeeded on (see
+//!                               [`check_overlay`])
 //! ```
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -71,6 +73,37 @@ pub fn lock_data_root(data_root: &Path) -> Result<DataRootLock, DaemonError> {
 /// happens), and says why not if it fails. A daemon that may not make mount namespaces (not
 /// root) skips the check.
 pub fn check_overlay(data_root: &Path) -> Result<(), DaemonError> {
+    // The probe's answer holds as long as the data root is on the same filesystem: a start
+    // after a successful probe there skips it (a mount namespace, two mounts: 5 to 200 ms of
+    // a cold start on a busy host).
+    let marker = data_root.join(OVERLAY_CHECKED);
+    let device = std::fs::metadata(data_root)
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m).to_string())
+        .ok();
+    if device.is_some()
+        && std::fs::read_to_string(&marker)
+            .ok()
+            .is_some_and(|d| Some(d.trim()) == device.as_deref())
+    {
+        return Ok(());
+    }
+    probe_in_a_thread(data_root)?;
+    if let Some(device) = device {
+        // Best effort: without the marker the next start probes again.
+        let _ = berth_fs::write_atomic(
+            &marker,
+            format!("{device}\n").as_bytes(),
+            berth_fs::Durability::Volatile,
+        );
+    }
+    Ok(())
+}
+
+/// `<data_root>/overlay-checked`: the device number of the filesystem a successful overlay
+/// probe ran on.
+pub const OVERLAY_CHECKED: &str = "overlay-checked";
+
+fn probe_in_a_thread(data_root: &Path) -> Result<(), DaemonError> {
     let data_root = data_root.to_owned();
     let checked = std::thread::Builder::new()
         .name("overlay-check".into())

@@ -44,6 +44,7 @@ pub mod listeners;
 pub mod networks;
 pub mod query;
 pub mod registry;
+pub mod reset;
 pub mod responses;
 pub mod router;
 pub mod server;
@@ -61,7 +62,9 @@ use berth_distribution::client::Distribution;
 use berth_image::ImageStore;
 
 pub use berth_distribution as distribution;
-pub use config::{DaemonConfig, ListenAddress, command, parse_args};
+pub use config::{
+    DaemonConfig, ListenAddress, command, parse_args, parse_reset_args, reset_command,
+};
 pub use error::DaemonError;
 pub use image_state::{ImageUsage, ImageUsageMap, ImagesState};
 pub use server::{Hooks, run, run_with};

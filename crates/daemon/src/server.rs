@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use berth_container::{ContainerService, EventBus, ServiceConfig};
 use berth_image::ImageStore;
-use berth_network::{NetworkConfig, NetworkService};
+use berth_network::NetworkService;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::DaemonConfig;
@@ -90,20 +90,26 @@ pub async fn run_with(config: DaemonConfig, hooks: Hooks) -> Result<(), DaemonEr
     result
 }
 
+/// Opens the volume service (under the remapped root's own directory with `--userns-remap`).
+async fn open_volumes(
+    config: &DaemonConfig,
+    map: Option<berth_fs::IdMapping>,
+) -> Result<berth_volume::VolumeService, DaemonError> {
+    let data_root = config.data_root.clone();
+    let volumes = berth_fs::blocking(move || {
+        berth_volume::VolumeService::open_mapped(&data_root, map.as_ref())
+    })
+    .await?;
+    Ok(volumes.map_err(berth_container::ContainerError::from)?)
+}
+
 /// How often the daemon checks that its firewall rules are still loaded.
 const FIREWALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Opens the network service: loads networks, re-creates their bridges and rules, and
 /// keeps running containers' connectivity.
 async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
-    let mut net_config = NetworkConfig::new(&config.data_root, &config.exec_root);
-    net_config.default_bridge = if config.bridge == "none" {
-        String::new()
-    } else {
-        config.bridge.clone()
-    };
-    net_config.nft_table = config.nft_table.clone();
-    net_config.resolv_conf = config.resolv_conf.clone();
+    let net_config = crate::reset::network_config(config);
     let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);
     // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.
@@ -168,8 +174,20 @@ async fn open_and_serve(
     let image_root = config.data_root.join("image");
     let images = berth_fs::blocking(move || ImageStore::open(&image_root)).await??;
     let images = Arc::new(images);
+    // The slow steps of a cold start overlap: the registry client's CA certificates (read and
+    // parsed, tens of ms) on a blocking thread of their own, the networks' host state (an
+    // `nft` run) beside the volumes.
+    let registry = {
+        let (images, options) = (Arc::clone(&images), config.registry_options()?);
+        tokio::task::spawn_blocking(move || {
+            berth_distribution::client::Distribution::new(images, options)
+        })
+    };
     let events = EventBus::new();
-    let network = open_network(config).await?;
+    let (network, volumes) = tokio::try_join!(
+        open_network(config),
+        open_volumes(config, userns_remap.clone())
+    )?;
     let service_config = ServiceConfig {
         data_root: config.data_root.clone(),
         run_root: config.exec_root.clone(),
@@ -180,15 +198,6 @@ async fn open_and_serve(
         cpu_rt: config.cpu_rt,
         network: Some(network),
         nofile_limit,
-    };
-    let volumes = {
-        let data_root = config.data_root.clone();
-        let map = service_config.userns_remap.clone();
-        berth_fs::blocking(move || {
-            berth_volume::VolumeService::open_mapped(&data_root, map.as_ref())
-        })
-        .await?
-        .map_err(berth_container::ContainerError::from)?
     };
     let containers = ContainerService::open(
         service_config,
@@ -206,10 +215,7 @@ async fn open_and_serve(
         berth_fs::blocking(move || berth_build::engine::Builder::open(&config, images, containers))
             .await??
     };
-    let registry = Arc::new(berth_distribution::client::Distribution::new(
-        Arc::clone(&images),
-        config.registry_options()?,
-    )?);
+    let registry = Arc::new(registry.await??);
     let settings: SharedSettings = Arc::new(std::sync::RwLock::new(config.reloadable.clone()));
     let app = router(
         AppState::new(

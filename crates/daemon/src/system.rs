@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_api::filters::{Filters, label_matches};
 use berth_api::models::{EventMessage, EventMessageTypeEnum};
-use berth_api::{API_VERSION, BERTH_VERSION, MIN_API_VERSION};
+use berth_api::{API_VERSION, MIN_API_VERSION};
 use berth_container::{Counts, ListOptions};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -169,7 +169,7 @@ pub fn version_body(facts: &SystemFacts) -> Value {
         "Platform": { "Name": "berth" },
         "Components": [{
             "Name": "Engine",
-            "Version": BERTH_VERSION,
+            "Version": berth_api::version(),
             "Details": {
                 "ApiVersion": API_VERSION,
                 "Arch": go_arch(),
@@ -182,7 +182,7 @@ pub fn version_body(facts: &SystemFacts) -> Value {
                 "Os": "linux",
             },
         }],
-        "Version": BERTH_VERSION,
+        "Version": berth_api::version(),
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,
         "GitCommit": GIT_COMMIT,
@@ -266,7 +266,7 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
         "Name": facts.name,
         "Labels": [],
         "ExperimentalBuild": false,
-        "ServerVersion": BERTH_VERSION,
+        "ServerVersion": berth_api::version(),
         "Runtimes": runtimes,
         "DefaultRuntime": "berth",
         "Swarm": {

@@ -637,6 +637,13 @@ impl Monitor {
 
     fn handle_request(&mut self, index: usize, request: Request, rest: &[u8]) {
         match request {
+            // Whichever version the daemon speaks, the monitor says its own: the daemon
+            // decides whether it can speak it.
+            Request::Hello { .. } => {
+                self.conns[index].respond_and_close(&Response::Hello {
+                    version: PROTOCOL_VERSION,
+                });
+            }
             Request::Start => {
                 let response = self.start();
                 self.conns[index].respond_and_close(&response);

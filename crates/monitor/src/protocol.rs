@@ -9,12 +9,21 @@
 //! exited and its output was flushed.
 //!
 //! The protocol is versioned ([`PROTOCOL_VERSION`]) so a newer daemon can drive older monitors.
+//! A daemon that finds a running monitor it did not start (after a restart or an upgrade)
+//! first sends [`Request::Hello`]; the monitor answers [`Response::Hello`] with the version it
+//! speaks. Version 1 monitors predate the handshake and answer it with an `Error` naming the
+//! unknown `hello` variant: that answer means version 1. [`monitor_version`] reads the answer:
+//! a version between [`OLDEST_PROTOCOL_VERSION`] and [`PROTOCOL_VERSION`] is spoken in that
+//! version; anything else (a newer monitor, a line that is not an answer of ours) is refused,
+//! never guessed at. Monitors this daemon spawned speak its own version (same binary).
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on every change of the protocol: 2 added [`Request::Hello`].
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version this berth still speaks (the monitors of the previous release).
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 /// Stream id of the exec exit-code frame.
 pub const EXIT_FRAME: u8 = 4;
 /// File names inside a run dir.
@@ -118,6 +127,11 @@ pub struct ExecRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
+    /// Which protocol version do you speak? → `Hello` (version 1 monitors: `Error`).
+    Hello {
+        /// The version the daemon speaks.
+        version: u32,
+    },
     /// Let the init exec. → `Started` or `Error`.
     Start,
     /// Stream output (and take input). → `Ok`, then the stream.
@@ -174,6 +188,11 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
+    /// The monitor's protocol version (the answer to `Hello`).
+    Hello {
+        /// The version the monitor speaks.
+        version: u32,
+    },
     /// Done.
     Ok,
     /// The init is running.
@@ -208,6 +227,60 @@ pub enum Response {
         /// 126 or 127 when the process could not be executed.
         exit_code: Option<i32>,
     },
+}
+
+/// A monitor's answer to `Hello` that this berth cannot speak to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// It speaks a version this berth does not.
+    #[error(
+        "speaks monitor protocol version {version}, and this berth speaks versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+    )]
+    Unsupported {
+        /// The monitor's version.
+        version: u32,
+    },
+    /// It answered something that is not an answer of any version this berth knows.
+    #[error(
+        "answers in a monitor protocol this berth (versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}) does not know: {answer:?}"
+    )]
+    Unknown {
+        /// The start of the answer.
+        answer: String,
+    },
+}
+
+/// The error a version 1 monitor answers `Hello` with starts so.
+const V1_HELLO_ANSWER: &str = "invalid request: unknown variant `hello`";
+
+/// The version a monitor speaks, from its answer line to [`Request::Hello`].
+///
+/// ```
+/// use berth_monitor::protocol::{VersionError, monitor_version};
+///
+/// assert_eq!(monitor_version(r#"{"result":"hello","version":2}"#), Ok(2));
+/// // A version 1 monitor does not know the request.
+/// let v1 = r#"{"result":"error","message":"invalid request: unknown variant `hello`, expected one of `start`","exit_code":null}"#;
+/// assert_eq!(monitor_version(v1), Ok(1));
+/// assert_eq!(
+///     monitor_version(r#"{"result":"hello","version":9}"#),
+///     Err(VersionError::Unsupported { version: 9 })
+/// );
+/// assert!(matches!(monitor_version("HELLO 3"), Err(VersionError::Unknown { .. })));
+/// ```
+pub fn monitor_version(answer: &str) -> Result<u32, VersionError> {
+    match serde_json::from_str::<Response>(answer) {
+        Ok(Response::Hello { version })
+            if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) =>
+        {
+            Ok(version)
+        }
+        Ok(Response::Hello { version }) => Err(VersionError::Unsupported { version }),
+        Ok(Response::Error { message, .. }) if message.starts_with(V1_HELLO_ANSWER) => Ok(1),
+        _ => Err(VersionError::Unknown {
+            answer: answer.trim().chars().take(80).collect(),
+        }),
+    }
 }
 
 /// Stream id of stdout frames.

@@ -1,49 +1,42 @@
-//! The Debian package on this machine: install, a container run by the on-demand daemon (no
-//! systemd as PID 1 here), an upgrade to a newer version with a container running, remove
-//! (data kept), purge (data, run root, configuration and group gone).
+//! The Debian package on this machine: built by `scripts/package.sh` (dpkg-deb) from the
+//! suite's berth and from a second, distinct build of it (`target/upgrade/berth`, built by
+//! `scripts/test.sh` with another `BERTH_BUILD_VERSION`); install, a container run by the
+//! on-demand daemon (no systemd as PID 1 here), an upgrade to the second build with a
+//! container running, remove (containers stopped, host state gone, data kept), purge (data,
+//! run root, configuration and group gone).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{run, sh};
-use crate::harness::{Run, TestEnv, cgroup_parent, remove_network_state};
+use crate::harness::{Run, TestEnv, berth_exe, remove_network_state};
 
-/// The package to test: `BERTH_TEST_DEB`, else the newest `target/debian/berth_*.deb`.
-fn package() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("BERTH_TEST_DEB") {
-        return Some(PathBuf::from(path));
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian");
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+/// The second build the upgrade installs (`scripts/test.sh` makes it).
+fn upgrade_exe() -> PathBuf {
+    std::env::var_os("BERTH_TEST_UPGRADE_EXE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/upgrade/berth"),
+        PathBuf::from,
+    )
 }
 
-/// The same package as a newer version (`<version>+up1`), repacked with dpkg-deb.
-fn newer(deb: &Path, dir: &Path) -> PathBuf {
-    let tree = dir.join("tree");
-    let r = run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+/// `berth version`'s client version of a binary.
+fn version_of(exe: &Path) -> String {
+    let r = run(Command::new(exe).arg("--version"));
+    r.stdout
+        .strip_prefix("berth version ")
+        .and_then(|v| v.split(',').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Packages `exe` with `scripts/package.sh` (gzip: fast), returns the .deb's path.
+fn package(exe: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let r = run(Command::new(root.join("scripts/package.sh"))
+        .env("BERTH_EXE", exe)
+        .env("BERTH_DEB_COMPRESSION", "gzip")
+        .env_remove("BERTH_DEB_VERSION"));
     assert_eq!(r.code, 0, "{r:?}");
-    let control = tree.join("DEBIAN/control");
-    let text = std::fs::read_to_string(&control).expect("control");
-    let text: String = text
-        .lines()
-        .map(|l| match l.strip_prefix("Version: ") {
-            Some(v) => format!("Version: {v}+up1\n"),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    std::fs::write(&control, text).expect("write control");
-    let out = dir.join("berth-newer.deb");
-    let r = run(Command::new("dpkg-deb")
-        .args(["-Zgzip", "-b"])
-        .arg(&tree)
-        .arg(&out));
-    assert_eq!(r.code, 0, "{r:?}");
-    let _ = std::fs::remove_dir_all(&tree);
-    out
+    root.join(r.stdout.trim())
 }
 
 /// The installed berth, as root, with the default socket (no `-H`, no `DOCKER_HOST`).
@@ -90,9 +83,12 @@ fn stop_daemon() {
 }
 
 pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
-    let Some(deb) = package() else {
-        crate::skip("no package built (scripts/package.sh builds target/debian/berth_*.deb)")
-    };
+    let next = upgrade_exe();
+    if !next.exists() {
+        crate::skip(
+            "no second build to upgrade to (scripts/test.sh builds target/upgrade/berth with BERTH_BUILD_VERSION)",
+        )
+    }
     let installed = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", "berth"]));
     if installed.stdout.contains("ok installed")
         || Path::new("/run/berth/berth.sock").exists()
@@ -100,7 +96,22 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     {
         crate::skip("berth is installed or running on this machine: not touching it");
     }
+    let (first_version, next_version) = (version_of(&berth_exe()), version_of(&next));
+    assert!(
+        !first_version.is_empty() && first_version != next_version,
+        "two distinct builds: {first_version:?}, {next_version:?}"
+    );
+    let started = std::time::Instant::now();
+    let deb = package(&berth_exe());
+    let newer = package(&next);
+    println!(
+        "    measured: both packages built in {} ms ({}, {})",
+        started.elapsed().as_millis(),
+        deb.display(),
+        newer.display()
+    );
     let table = format!("bpk{}", std::process::id());
+    let parent = format!("berth-pkg-{}", std::process::id());
     let guard = Purge(table.clone());
     let dir = env.root.join("pkg");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -117,10 +128,14 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
         "/usr/share/fish/vendor_completions.d/berth.fish",
         "/usr/share/man/man1/berth.1.gz",
         "/usr/share/man/man1/berth-run.1.gz",
+        "/usr/share/man/man1/berth-system-reset.1.gz",
         "/usr/share/man/man8/berth-daemon.8.gz",
+        "/usr/share/doc/berth/copyright",
     ] {
         assert!(Path::new(file).exists(), "{file} installed");
     }
+    let r = run(Command::new("dpkg").args(["-V", "berth"]));
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "md5sums match: {r:?}");
     assert_eq!(sh("getent group berth").code, 0, "postinst made the group");
     let size = run(Command::new("dpkg-query").args(["-W", "-f=${Installed-Size}", "berth"]));
     println!(
@@ -133,8 +148,7 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     std::fs::write(
         "/etc/berth/daemon.json",
         format!(
-            r#"{{"group": "berth", "live-restore": true, "bridge": "none", "nft-table": "{table}", "cgroup-parent": "{}"}}"#,
-            cgroup_parent()
+            r#"{{"group": "berth", "live-restore": true, "bridge": "none", "nft-table": "{table}", "cgroup-parent": "{parent}"}}"#
         ),
     )
     .expect("configure");
@@ -149,21 +163,11 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
         .parse::<u32>();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(Ok(socket.gid()), berth_gid, "the socket's group is berth");
+    assert_eq!(server_version(), first_version);
 
-    upgrade_keeps_a_running_container(&deb, &dir);
+    upgrade_keeps_a_running_container(&newer, &next_version);
+    remove_stops_everything_and_keeps_data(&table, &parent);
 
-    // remove: the program goes, the data stays.
-    let r = run(Command::new("dpkg").args(["-r", "berth"]));
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(!Path::new("/usr/bin/berth").exists());
-    assert!(
-        Path::new("/var/lib/berth/image").is_dir(),
-        "data kept on remove"
-    );
-    assert!(
-        !Path::new("/run/berth/berth.pid").exists(),
-        "remove stopped the daemon"
-    );
     // purge: data, run root, configuration and group go.
     let r = run(Command::new("dpkg").args(["-P", "berth"]));
     assert_eq!(r.code, 0, "{r:?}");
@@ -175,9 +179,14 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Installs a newer version while a container runs, restarts the daemon under it, and
-/// manages the container (logs, exec, stop, exit code) from the new daemon.
-fn upgrade_keeps_a_running_container(deb: &Path, dir: &Path) {
+/// The daemon's version (`/version`).
+fn server_version() -> String {
+    berth(&["version", "--format", "{{.Server.Version}}"]).ok()
+}
+
+/// Installs the second build while a container runs; the next command starts the new daemon,
+/// which manages the container (logs, exec, stop, exit code).
+fn upgrade_keeps_a_running_container(newer: &Path, next_version: &str) {
     berth(&["image", "bootstrap", "busybox"]).ok();
     berth(&[
         "run",
@@ -192,13 +201,12 @@ fn upgrade_keeps_a_running_container(deb: &Path, dir: &Path) {
         "echo before; sleep 1000",
     ])
     .ok();
+    let init = berth(&["inspect", "--format", "{{.State.Pid}}", "survivor"]).ok();
     let old_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
 
-    // Upgrade with the container running, then restart the daemon under the new package.
-    let newer = newer(deb, dir);
     let r = run(Command::new("dpkg")
         .args(["-i", "--force-confold"])
-        .arg(&newer));
+        .arg(newer));
     assert_eq!(r.code, 0, "{r:?}");
     // postinst stopped the old daemon (no systemd here); the next command starts the new one.
     let old_pid = old_daemon.trim();
@@ -207,11 +215,20 @@ fn upgrade_keeps_a_running_container(deb: &Path, dir: &Path) {
         "the upgrade stopped daemon {old_pid}"
     );
     assert_eq!(
-        berth(&["inspect", "--format", "{{.State.Status}}", "survivor"]).ok(),
-        "running"
+        berth(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.Pid}}",
+            "survivor"
+        ])
+        .ok(),
+        format!("running {init}")
     );
     let new_daemon = std::fs::read_to_string("/run/berth/berth.pid").expect("pid");
     assert_ne!(old_daemon, new_daemon, "a new daemon serves");
+    assert_eq!(server_version(), next_version, "the new build serves");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", new_daemon.trim())).expect("exe");
+    assert_eq!(exe, Path::new("/usr/bin/berth"), "from the installed file");
     assert!(berth(&["logs", "survivor"]).ok().contains("before"));
     assert_eq!(berth(&["exec", "survivor", "echo", "hi"]).ok(), "hi");
     berth(&["stop", "-t", "1", "survivor"]).ok();
@@ -220,4 +237,55 @@ fn upgrade_keeps_a_running_container(deb: &Path, dir: &Path) {
         "137"
     );
     berth(&["rm", "survivor"]).ok();
+}
+
+/// `dpkg -r` with a container running on a user network: the container, the daemon, the
+/// bridge, the nft table, the cgroups and the run root go; images and the record stay.
+fn remove_stops_everything_and_keeps_data(table: &str, parent: &str) {
+    let network = format!("pk{}", std::process::id());
+    let network_id = berth(&["network", "create", &network]).ok();
+    let bridge = format!("br-{}", &network_id[..12]);
+    let id = berth(&[
+        "run",
+        "-d",
+        "--network",
+        &network,
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let init = berth(&["inspect", "--format", "{{.State.Pid}}", &id]).ok();
+    assert!(Path::new("/sys/class/net").join(&bridge).exists());
+
+    let r = run(Command::new("dpkg").args(["-r", "berth"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!Path::new("/usr/bin/berth").exists());
+    assert!(
+        !Path::new(&format!("/proc/{init}")).exists(),
+        "remove stopped the container"
+    );
+    assert!(
+        !Path::new("/run/berth/berth.pid").exists(),
+        "remove stopped the daemon"
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "{bridge} removed"
+    );
+    assert_ne!(
+        sh(&format!("nft list table ip {table} >/dev/null 2>&1")).code,
+        0,
+        "nft table removed"
+    );
+    let cgroups = sh(&format!(
+        "ls -d /sys/fs/cgroup/{parent} /sys/fs/cgroup/*/{parent} 2>/dev/null"
+    ));
+    assert_eq!(cgroups.stdout, "", "cgroup parent removed");
+    assert!(!Path::new("/run/berth").exists(), "run root removed");
+    assert!(
+        Path::new("/var/lib/berth/image").is_dir()
+            && Path::new("/var/lib/berth/containers").join(&id).is_dir(),
+        "data kept on remove"
+    );
 }

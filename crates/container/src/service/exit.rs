@@ -68,6 +68,15 @@ impl ContainerService {
     /// After a daemon restart: find the monitor of a container that was running.
     pub(super) async fn reconcile(&self, entry: Arc<Entry>) {
         let socket = entry.paths.socket();
+        // A monitor of another berth: spoken to in its version, or, when this berth cannot,
+        // left running (not taken for lost, which would kill its container) and said so.
+        if let Err(error @ crate::ContainerError::MonitorVersion { .. }) =
+            self.monitor.hello(&socket).await
+        {
+            tracing::error!(container_id = %entry.id, "{error}");
+            entry.rec.lock().await.state.error = error.to_string();
+            return;
+        }
         if let Ok((Response::State { status, .. }, _)) =
             self.monitor.call(&socket, &Request::State).await
             && status != protocol::Status::Exited

@@ -39,6 +39,10 @@ impl ContainerService {
         timeout: Option<i64>,
     ) -> Result<()> {
         let entry = self.lookup(reference)?;
+        // A monitor this berth cannot speak to would never be told: say so, change nothing.
+        if let Some(refused) = self.monitor.refusal(&entry.paths.socket()) {
+            return Err(refused);
+        }
         let (sig, secs, paused) = {
             let mut rec = entry.rec.lock().await;
             rec.state.status.can_stop()?;
