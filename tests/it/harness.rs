@@ -498,9 +498,11 @@ pub fn tar_dir(dir: &Path, tar: &Path) {
 /// iptables FORWARD accepts for the bridge; returns what is still there after.
 pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
     let _ = Command::new("ip").args(["link", "del", bridge]).output();
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", table])
-        .output();
+    for family in ["ip", "ip6"] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, table])
+            .output();
+    }
     let rules = || {
         Command::new("iptables")
             .args(["-w", "5", "-S", "FORWARD"])
@@ -525,11 +527,13 @@ pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    if tables
-        .lines()
-        .any(|l| l.trim() == format!("table ip {table}"))
-    {
-        leaks.push(format!("nft table: {table}"));
+    for family in ["ip", "ip6"] {
+        if tables
+            .lines()
+            .any(|l| l.trim() == format!("table {family} {table}"))
+        {
+            leaks.push(format!("nft table: {family} {table}"));
+        }
     }
     for line in rules().lines().filter(ours) {
         leaks.push(format!("iptables rule: {line}"));

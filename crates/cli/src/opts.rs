@@ -776,8 +776,7 @@ fn ports(f: &CreateFlags) -> Result<PublishedPorts, CliError> {
 
 /// `--ip`, `--mac-address` and `--network-alias`: the endpoint settings of `network`.
 fn networking_config(f: &CreateFlags, network: &str) -> Option<NetworkingConfig> {
-    if f.ip.is_some() || f.ip6.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty()
-    {
+    if f.ip.is_some() || f.ip6.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty() {
         let net = if network == "default" {
             "bridge".to_string()
         } else {
@@ -787,12 +786,10 @@ fn networking_config(f: &CreateFlags, network: &str) -> Option<NetworkingConfig>
             endpoints_config: Some(HashMap::from([(
                 net,
                 EndpointSettings {
-                    ipam_config: (f.ip.is_some() || f.ip6.is_some()).then(|| {
-                        EndpointIpamConfig {
-                            ipv4_address: f.ip.clone(),
-                            ipv6_address: f.ip6.clone(),
-                            ..Default::default()
-                        }
+                    ipam_config: (f.ip.is_some() || f.ip6.is_some()).then(|| EndpointIpamConfig {
+                        ipv4_address: f.ip.clone(),
+                        ipv6_address: f.ip6.clone(),
+                        ..Default::default()
                     }),
                     mac_address: f.mac_address.clone(),
                     aliases: (!f.network_alias.is_empty()).then(|| f.network_alias.clone()),

@@ -155,7 +155,10 @@ pub enum NetworkError {
         network: String,
     },
     /// A host port is taken (by another container or a host program).
-    #[error("Bind for {}:{host_port} failed: port is already allocated", bracketed(host_ip))]
+    #[error(
+        "Bind for {}:{host_port} failed: port is already allocated",
+        bracketed(host_ip)
+    )]
     PortAllocated {
         /// The host address.
         host_ip: IpAddr,
@@ -275,9 +278,7 @@ impl Classify for NetworkError {
             | NetworkError::Predefined { .. } => ErrorKind::Forbidden,
             NetworkError::NoFreeSubnet
             | NetworkError::NoFreeSubnet6
-            | NetworkError::PoolExhausted { .. } => {
-                ErrorKind::Unavailable
-            }
+            | NetworkError::PoolExhausted { .. } => ErrorKind::Unavailable,
             NetworkError::PortReserve { .. }
             | NetworkError::Netlink { .. }
             | NetworkError::Netns { .. }

@@ -284,13 +284,22 @@ mod tests {
         let subnet: Ipv6Net = "fd00:db8:1::/64".parse().unwrap();
         let gw: Ipv6Addr = "fd00:db8:1::1".parse().unwrap();
         let mut ipam = Ipam6::new("n", subnet, None, gw);
-        assert_eq!(ipam.allocate("a", None).unwrap().to_string(), "fd00:db8:1::2");
+        assert_eq!(
+            ipam.allocate("a", None).unwrap().to_string(),
+            "fd00:db8:1::2"
+        );
         let fixed: Ipv6Addr = "fd00:db8:1::3".parse().unwrap();
         assert_eq!(ipam.allocate("b", Some(fixed)).unwrap(), fixed);
-        assert_eq!(ipam.allocate("c", None).unwrap().to_string(), "fd00:db8:1::4");
+        assert_eq!(
+            ipam.allocate("c", None).unwrap().to_string(),
+            "fd00:db8:1::4"
+        );
         for bad in ["fd00:db8:1::", "fd00:db8:1::1", "fd00:db8:2::5"] {
             let err = ipam.allocate("d", Some(bad.parse().unwrap())).unwrap_err();
-            assert!(matches!(err, NetworkError::AddressOutsideSubnet { .. }), "{bad}");
+            assert!(
+                matches!(err, NetworkError::AddressOutsideSubnet { .. }),
+                "{bad}"
+            );
         }
         assert!(matches!(
             ipam.allocate("d", Some(fixed)),

@@ -341,11 +341,15 @@ async fn configure(handle: &Handle, iface: &InterfaceConfig) -> Result<(), Netwo
         if let Some((ip6, prefix6)) = iface.ip6 {
             // The worker thread is inside the container's namespace, so /proc/sys/net is
             // the container's: IPv6 on for this interface, as Docker does.
-            set_sysctl(
-                Path::new("/proc/sys"),
-                &format!("net/ipv6/conf/{name}/disable_ipv6"),
-                "0",
-            )?;
+            // No duplicate address detection, for the link-local address either: every
+            // address is usable as soon as the container starts.
+            for (key, value) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
+                set_sysctl(
+                    Path::new("/proc/sys"),
+                    &format!("net/ipv6/conf/{name}/{key}"),
+                    value,
+                )?;
+            }
             add_address(handle, index, ip6.into(), prefix6, name, false).await?;
         }
         handle

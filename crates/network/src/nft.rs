@@ -133,6 +133,13 @@ fn family_rules(
     let v6 = family == "ip6";
     for port in ports.iter().filter(|p| p.container_ip.is_ipv6() == v6) {
         let mut expr = Vec::new();
+        if v6 && port.host_ip.is_unspecified() {
+            // [::1] is served by the userland proxy (see `ports::proxy_loopback6`).
+            expr.push(ne(
+                json!({"payload": {"protocol": "ip6", "field": "daddr"}}),
+                json!("::1"),
+            ));
+        }
         if !port.host_ip.is_unspecified() {
             expr.push(eq(
                 json!({"payload": {"protocol": family, "field": "daddr"}}),
@@ -440,13 +447,20 @@ mod tests {
         let doc = ruleset("berth", &bridges(), &ports);
         let v6 = rules6_of(&doc, "ports");
         assert_eq!(v6.len(), 1);
-        assert_eq!(v6[0][2]["dnat"], json!({"addr": "fd00:db8:9::2", "port": 80}));
+        assert_eq!(v6[0][0]["match"]["op"], "!=", "::1 is left to the proxy");
+        assert_eq!(
+            v6[0][3]["dnat"],
+            json!({"addr": "fd00:db8:9::2", "port": 80})
+        );
         assert_eq!(rules_of(&doc, "ports").len(), 1);
         let post = rules6_of(&doc, "postrouting");
         // Egress, loopback and hairpin masquerade for the one dual-stack bridge only.
         assert_eq!(post.len(), 3);
         assert_eq!(post[0][0]["match"]["left"]["payload"]["protocol"], "ip6");
-        assert_eq!(post[0][0]["match"]["right"]["prefix"]["addr"], "fd00:db8:9::");
+        assert_eq!(
+            post[0][0]["match"]["right"]["prefix"]["addr"],
+            "fd00:db8:9::"
+        );
         // Isolation holds for IPv6 too.
         assert_eq!(rules6_of(&doc, "forward").len(), 2 + 2);
         let down = teardown("berth");

@@ -13,8 +13,8 @@ use std::os::fd::OwnedFd;
 use std::str::FromStr;
 
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, getsockname, listen, setsockopt,
-    socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, getsockname, listen,
+    setsockopt, socket, sockopt,
 };
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +114,9 @@ pub fn parse_publish_spec(spec: &str) -> Result<Vec<PortBinding>, NetworkError> 
     let (bracketed, rest) = match rest.strip_prefix('[') {
         Some(r) => {
             let (ip, after) = r.split_once(']').ok_or_else(|| bad("unclosed ["))?;
-            let after = after.strip_prefix(':').ok_or_else(|| bad("invalid host IP"))?;
+            let after = after
+                .strip_prefix(':')
+                .ok_or_else(|| bad("invalid host IP"))?;
             (Some(ip), after)
         }
         None => (None, rest),
@@ -202,13 +204,88 @@ impl PublishedPort {
 /// A held host port: the bound socket keeps anyone else from binding it.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    /// Kept only for its effect; closing it frees the port.
-    _socket: OwnedFd,
+    /// Kept for its effect (closing it frees the port), and the listener of a proxy.
+    socket: OwnedFd,
     pub(crate) port: u16,
+    /// Whether a [`proxy_loopback6`] thread accepts on `socket`.
+    proxied: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.proxied {
+            // Wakes the proxy's blocked accept() (with an error), which ends its thread.
+            let _ = nix::sys::socket::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+                nix::sys::socket::Shutdown::Both,
+            );
+        }
+    }
+}
+
+/// IPv6 has no `route_localnet`: the kernel drops a packet from `::1` that DNAT sends out
+/// of a bridge. So `[::1]:PORT` is served as dockerd's userland proxy does: the DNAT rules
+/// leave `::1` alone, the connection lands on the reservation's `[::]:PORT` socket (which
+/// listens; every other address is DNATed before it), and a thread relays it to `target`.
+/// TCP only. The thread ends when the reservation is dropped.
+pub(crate) fn proxy_loopback6(
+    reservation: &mut Reservation,
+    target: std::net::SocketAddr,
+) -> Result<(), NetworkError> {
+    let fd = reservation
+        .socket
+        .try_clone()
+        .map_err(|source| NetworkError::PortReserve {
+            host_port: reservation.port,
+            source,
+        })?;
+    listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN)).map_err(|errno| {
+        NetworkError::PortReserve {
+            host_port: reservation.port,
+            source: errno.into(),
+        }
+    })?;
+    let listener = std::net::TcpListener::from(fd);
+    reservation.proxied = true;
+    std::thread::Builder::new()
+        .name(format!("proxy6-{}", reservation.port))
+        .spawn(move || {
+            // Bounded by the listener: accept fails once the reservation shuts it down.
+            while let Ok((client, _)) = listener.accept() {
+                let _ = std::thread::Builder::new()
+                    .name("proxy6-conn".into())
+                    .spawn(move || relay(client, target));
+            }
+        })
+        .map_err(|source| NetworkError::Worker { source })?;
+    Ok(())
+}
+
+/// Copies both ways between `client` and a new connection to `target` until both close.
+fn relay(client: std::net::TcpStream, target: std::net::SocketAddr) {
+    use std::net::{Shutdown, TcpStream};
+    let Ok(server) = TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5)) else {
+        return;
+    };
+    let (Ok(mut client_r), Ok(mut server_w)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_r, &mut server_w);
+        let _ = server_w.shutdown(Shutdown::Write);
+    });
+    let (mut server_r, mut client_w) = (server, client);
+    let _ = std::io::copy(&mut server_r, &mut client_w);
+    let _ = client_w.shutdown(Shutdown::Write);
+    let _ = upstream.join();
 }
 
 /// Binds `ip:port` for `protocol` (port 0: any free port) and returns the held socket.
-pub(crate) fn reserve(protocol: Protocol, ip: IpAddr, port: u16) -> Result<Reservation, NetworkError> {
+pub(crate) fn reserve(
+    protocol: Protocol,
+    ip: IpAddr,
+    port: u16,
+) -> Result<Reservation, NetworkError> {
     let in_use = || NetworkError::PortAllocated {
         host_ip: ip,
         host_port: port,
@@ -258,8 +335,9 @@ pub(crate) fn reserve(protocol: Protocol, ip: IpAddr, port: u16) -> Result<Reser
     }
     .map_err(reserve_err)?;
     Ok(Reservation {
-        _socket: socket,
+        socket,
         port: bound,
+        proxied: false,
     })
 }
 
@@ -287,7 +365,8 @@ mod tests {
         let _ = client.read(&mut [0u8; 1]);
         drop(client);
         drop(listener);
-        let held = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), port).expect("TIME_WAIT port");
+        let held =
+            reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), port).expect("TIME_WAIT port");
         assert_eq!(held.port, port);
         assert!(matches!(
             reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), port),
@@ -328,7 +407,10 @@ mod tests {
         assert_eq!(b.host_ip, Some("::1".parse().unwrap()));
         assert_eq!((b.host_ports, b.container_port), ((8080, 8080), 80));
         let b = one("[fd00::1]::80");
-        assert_eq!((b.host_ip.unwrap().to_string(), b.host_ports), ("fd00::1".into(), (0, 0)));
+        assert_eq!(
+            (b.host_ip.unwrap().to_string(), b.host_ports),
+            ("fd00::1".into(), (0, 0))
+        );
         let range = parse_publish_spec("8000-8001:80-81").unwrap();
         assert_eq!(range[1].container_port, 81);
         assert_eq!(range[1].host_ports, (8001, 8001));

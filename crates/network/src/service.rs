@@ -35,7 +35,7 @@ use crate::model::{
     EndpointSettings, Ipam as IpamJson, IpamConfig, NetworkContainer, NetworkInfo,
 };
 use crate::nft::{self, BridgeRules, PortRule};
-use crate::ports::{PortBinding, PublishedPort, Reservation, reserve};
+use crate::ports::{PortBinding, Protocol, PublishedPort, Reservation, proxy_loopback6, reserve};
 use crate::store::{
     ContainerRecord, Driver, EndpointRecord, Ipv6Config, NetworkRecord, SCHEMA_VERSION, Store,
 };
@@ -243,7 +243,7 @@ impl NetworkService {
             service.index_container(&mut state, &record);
             let mut held = Vec::new();
             for port in &record.ports {
-                match reserve(port.protocol, port.host_ip, port.host_port) {
+                match hold(port) {
                     Ok(r) => held.push(r),
                     Err(err) => warn!(error = %err, "published port could not be re-reserved"),
                 }
@@ -388,7 +388,7 @@ impl NetworkService {
                     )?;
                     link::set_sysctl(&self.config.proc_sys, "net/ipv6/conf/all/forwarding", "1")?;
                 }
-                iptables::allow(device)?;
+                allow_forward(&record, device)?;
                 if net.has_dns() && net.dns.is_none() {
                     let addr = SocketAddr::V4(SocketAddrV4::new(gateway, self.config.dns_port));
                     net.dns = Some(DnsServer::start(
@@ -402,7 +402,7 @@ impl NetworkService {
             })();
             if let Err(err) = result {
                 if created {
-                    let _ = iptables::revoke(device);
+                    let _ = revoke_forward(&record, device);
                     let _ = link::delete_host_link(device);
                 }
                 return Err(err);
@@ -534,11 +534,11 @@ impl NetworkService {
 
     /// A requested IPv6 subnet: it may overlap no other network's.
     fn check_subnet6(state: &State, subnet: Ipv6Net) -> Result<(), NetworkError> {
-        match state.networks.values().find(|n| {
-            n.record
-                .ipv6
-                .is_some_and(|v6| v6.subnet.overlaps(&subnet))
-        }) {
+        match state
+            .networks
+            .values()
+            .find(|n| n.record.ipv6.is_some_and(|v6| v6.subnet.overlaps(&subnet)))
+        {
             Some(other) => Err(NetworkError::SubnetOverlap {
                 subnet: subnet.to_string(),
                 other: other.record.name.clone(),
@@ -630,7 +630,7 @@ impl NetworkService {
         let undo = |net: &mut Net| {
             net.dns = None;
             if let (true, Some(device)) = (created, &net.record.device) {
-                let _ = iptables::revoke(device);
+                let _ = revoke_forward(&net.record, device);
                 let _ = link::delete_host_link(device);
             }
         };
@@ -756,7 +756,7 @@ impl NetworkService {
         net.dns = None;
         self.apply_rules(state)?;
         if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
-            iptables::revoke(device)?;
+            revoke_forward(&net.record, device)?;
             link::delete_host_link(device)?;
         }
         Ok(())
@@ -903,9 +903,7 @@ impl NetworkService {
             } else {
                 record_net.gateway
             },
-            ip6: ep
-                .ip6
-                .zip(record_net.ipv6.map(|v6| v6.subnet.prefix())),
+            ip6: ep.ip6.zip(record_net.ipv6.map(|v6| v6.subnet.prefix())),
             gateway6: record_net
                 .ipv6
                 .filter(|_| !record_net.internal)
@@ -1019,7 +1017,11 @@ impl NetworkService {
                     .collect(),
             };
             let pairs = reserve_binding(b, &targets)?;
-            for ((host_ip, container_ip), reservation) in targets.into_iter().zip(pairs) {
+            for ((host_ip, container_ip), mut reservation) in targets.into_iter().zip(pairs) {
+                if needs_proxy(b.protocol, host_ip) {
+                    let target = SocketAddr::new(container_ip, b.container_port);
+                    proxy_loopback6(&mut reservation, target)?;
+                }
                 published.push(PublishedPort {
                     container_port: b.container_port,
                     protocol: b.protocol,
@@ -1094,24 +1096,17 @@ impl NetworkService {
             .ok_or_else(not_attached)?;
         let ep = record.endpoints.remove(pos);
         let ports_before = record.ports.len();
-        record
-            .ports
-            .retain(|p| p.container_ip != IpAddr::from(ep.ip) && ep.ip6.map(IpAddr::from) != Some(p.container_ip));
+        record.ports.retain(|p| {
+            p.container_ip != IpAddr::from(ep.ip)
+                && ep.ip6.map(IpAddr::from) != Some(p.container_ip)
+        });
         let ports_changed = record.ports.len() != ports_before;
         self.remove_device(record.netns_pid, &ep)?;
         forget_endpoint(&mut state, &ep);
         if ports_changed {
             // Reservations are not tied to an address; re-take the ones still published.
-            let keep: Vec<(crate::ports::Protocol, IpAddr, u16)> = record
-                .ports
-                .iter()
-                .map(|p| (p.protocol, p.host_ip, p.host_port))
-                .collect();
             state.reservations.remove(container_id);
-            let held: Vec<Reservation> = keep
-                .into_iter()
-                .filter_map(|(proto, ip, port)| reserve(proto, ip, port).ok())
-                .collect();
+            let held: Vec<Reservation> = record.ports.iter().filter_map(|p| hold(p).ok()).collect();
             state.reservations.insert(container_id.to_string(), held);
         }
         if record.endpoints.is_empty() {
@@ -1142,7 +1137,7 @@ impl NetworkService {
         }
         for net in state.networks.values() {
             if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
-                iptables::allow(device)?;
+                allow_forward(&net.record, device)?;
             }
         }
         Ok(missing)
@@ -1257,12 +1252,48 @@ impl NetworkService {
         nft::apply(&nft::teardown(&self.config.nft_table))?;
         for net in state.networks.values() {
             if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
-                iptables::revoke(device)?;
+                revoke_forward(&net.record, device)?;
                 link::delete_host_link(device)?;
             }
         }
         Ok(())
     }
+}
+
+/// The firewalls a network's bridge needs accepts in: iptables, and ip6tables when it is
+/// dual-stack.
+fn firewall_families(record: &NetworkRecord) -> impl Iterator<Item = iptables::Family> {
+    std::iter::once(iptables::Family::V4).chain(record.ipv6.map(|_| iptables::Family::V6))
+}
+
+fn allow_forward(record: &NetworkRecord, device: &str) -> Result<(), NetworkError> {
+    for family in firewall_families(record) {
+        iptables::allow(family, device)?;
+    }
+    Ok(())
+}
+
+fn revoke_forward(record: &NetworkRecord, device: &str) -> Result<(), NetworkError> {
+    for family in firewall_families(record) {
+        iptables::revoke(family, device)?;
+    }
+    Ok(())
+}
+
+/// Whether a published port needs the `[::1]` proxy (see [`proxy_loopback6`]).
+fn needs_proxy(protocol: Protocol, host_ip: IpAddr) -> bool {
+    host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && protocol == Protocol::Tcp
+}
+
+/// Re-takes the host port of a published port (daemon restart, `network disconnect`), with
+/// its proxy when it has one.
+fn hold(port: &PublishedPort) -> Result<Reservation, NetworkError> {
+    let mut reservation = reserve(port.protocol, port.host_ip, port.host_port)?;
+    if needs_proxy(port.protocol, port.host_ip) {
+        let target = SocketAddr::new(port.container_ip, port.container_port);
+        proxy_loopback6(&mut reservation, target)?;
+    }
+    Ok(reservation)
 }
 
 /// Reserves one binding's host port on every host address of `targets`: the same port on
