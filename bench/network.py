@@ -63,6 +63,7 @@ class Daemon:
         self.proc.wait()
         sh(["ip", "link", "del", self.tag], check=False)
         sh(["nft", "delete", "table", "ip", self.tag], check=False)
+        sh(["nft", "delete", "table", "ip6", self.tag], check=False)
         rules = sh(["iptables", "-w", "5", "-S", "FORWARD"], check=False)
         for line in rules.splitlines():
             if self.tag in line.split():

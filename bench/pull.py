@@ -184,7 +184,8 @@ def main():
             dockerd.wait()
         subprocess.run(["umount", "-R", f"{tmp}/docker-data"], capture_output=True)
         # The daemon keeps its nftables table after it exits; this one is the bench's own.
-        subprocess.run(["nft", "delete", "table", "ip", f"bpl{os.getpid()}"], capture_output=True)
+        for family in ("ip", "ip6"):
+            subprocess.run(["nft", "delete", "table", family, f"bpl{os.getpid()}"], capture_output=True)
         subprocess.run(f"rmdir /sys/fs/cgroup/bpl{os.getpid()} /sys/fs/cgroup/*/bpl{os.getpid()}",
                        shell=True, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)

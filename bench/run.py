@@ -89,7 +89,8 @@ BRIDGE, NFT_TABLE, CGROUP_PARENT = "berthbench0", "berthbench", "/berth-bench"
 
 def remove_host_state():
     """The bench daemon's bridge, nft table, FORWARD accepts and cgroup parent."""
-    subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE], capture_output=True)
+    for family in ("ip", "ip6"):
+        subprocess.run(["nft", "delete", "table", family, NFT_TABLE], capture_output=True)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
     rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
     for rule in rules.splitlines():

@@ -190,6 +190,16 @@ fn net_ipv6_dual_stack_create_inspect_and_refusals(env: &TestEnv) {
         "first of the range: {ip}"
     );
 
+    refusals_create_nothing(env);
+    d(&["network", "rm", "v6net", "v6own"]).ok();
+    let (_, routes) = sh("ip", &["-6", "route", "show", "fd00:db8:14::/64"]);
+    assert!(routes.trim().is_empty(), "route left: {routes}");
+}
+
+/// Bad IPv6 input is refused in Docker's words and creates nothing (`v6net`,
+/// fd00:db8:14::/64, exists).
+fn refusals_create_nothing(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
     // Refusals, in Docker's words, that create nothing.
     let before = env.berth(&["network", "ls", "-q"]).ok();
     let refused = |args: &[&str], words: &str| {
@@ -255,9 +265,6 @@ fn net_ipv6_dual_stack_create_inspect_and_refusals(env: &TestEnv) {
         before,
         "nothing created"
     );
-    d(&["network", "rm", "v6net", "v6own"]).ok();
-    let (_, routes) = sh("ip", &["-6", "route", "show", "fd00:db8:14::/64"]);
-    assert!(routes.trim().is_empty(), "route left: {routes}");
 }
 
 fn net_ipv6_containers_talk_and_inspect(env: &TestEnv) {

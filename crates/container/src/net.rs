@@ -281,7 +281,7 @@ mod tests {
         let b = port_bindings(&config, &hc).unwrap();
         assert_eq!(b.len(), 3);
         assert_eq!(b[0].container_port, 8080);
-        assert_eq!(b[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(b[0].host_ip, Some(Ipv4Addr::LOCALHOST.into()));
         assert_eq!(b[0].host_ports, (9090, 9090));
         assert!(b[1..].iter().all(|p| p.host_ports == (0, 0)));
         assert!(b.iter().any(|p| p.protocol == Protocol::Udp));
