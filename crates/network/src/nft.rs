@@ -1,9 +1,12 @@
 //! berth's nftables table: NAT, published ports and isolation, rebuilt whole from state.
 //!
-//! berth owns exactly one table (`ip berth` by default; the name is a parameter so tests
-//! do not touch a real daemon's). Every change replaces the table in a single `nft`
-//! transaction (`add table; delete table; add table; chains; rules`), so the kernel sees the
-//! old or the new rules and nothing in between, and no other table is ever touched.
+//! berth owns exactly two tables, one name in two families (`ip berth` and `ip6 berth` by
+//! default; the name is a parameter so tests do not touch a real daemon's). Every change
+//! replaces both in a single `nft` transaction (`add table; delete table; add table; chains;
+//! rules`, per family), so the kernel sees the old or the new rules and nothing in between,
+//! and no other table is ever touched. The `ip6` table has the same chains: DNAT of ports
+//! published on IPv6 (never for `::1`, which the userland proxy serves), masquerade of
+//! dual-stack networks' IPv6 subnets, and the same isolation drops.
 //!
 //! ```text
 //! table ip berth
