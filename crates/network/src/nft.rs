@@ -91,11 +91,22 @@ fn subnet_of(bridge: &BridgeRules, family: &str) -> Option<(String, u8)> {
     }
 }
 
-/// The whole of both tables as one `nft -j` document (one transaction).
+/// Whether the `ip6` table is needed: some network is dual-stack. Without one, an IPv4-only
+/// host loads exactly the `ip` table it always did.
+pub(crate) fn needs_ip6(bridges: &[BridgeRules]) -> bool {
+    bridges.iter().any(|b| b.subnet6.is_some())
+}
+
+/// The whole of both tables as one `nft -j` document (one transaction). The `ip6` table is
+/// only loaded while a dual-stack network exists (else deleted, if left from one).
 pub(crate) fn ruleset(table: &str, bridges: &[BridgeRules], ports: &[PortRule]) -> Value {
     let mut cmds = Vec::new();
-    for family in FAMILIES {
-        family_rules(&mut cmds, family, table, bridges, ports);
+    family_rules(&mut cmds, "ip", table, bridges, ports);
+    if needs_ip6(bridges) {
+        family_rules(&mut cmds, "ip6", table, bridges, ports);
+    } else {
+        cmds.push(json!({"add": {"table": {"family": "ip6", "name": table}}}));
+        cmds.push(json!({"delete": {"table": {"family": "ip6", "name": table}}}));
     }
     json!({"nftables": cmds})
 }
@@ -268,8 +279,8 @@ pub(crate) fn teardown(table: &str) -> Value {
 /// removes it). Only nft's own "No such file or directory" answer means the table is gone:
 /// a check that could not run (`EMFILE` when spawning, nft failing for another reason) is an
 /// error, so the caller does not "restore" a table that is there.
-pub(crate) fn table_exists(table: &str) -> Result<bool, NetworkError> {
-    for family in FAMILIES {
+pub(crate) fn table_exists(table: &str, with_ip6: bool) -> Result<bool, NetworkError> {
+    for family in &FAMILIES[..if with_ip6 { 2 } else { 1 }] {
         if !family_table_exists(family, table)? {
             return Ok(false);
         }
@@ -427,6 +438,21 @@ mod tests {
             .filter(|c| c["add"]["rule"]["chain"] == chain && c["add"]["rule"]["family"] == "ip6")
             .map(|c| c["add"]["rule"]["expr"].clone())
             .collect()
+    }
+
+    #[test]
+    fn no_ip6_table_without_a_dual_stack_network() {
+        let mut v4 = bridges();
+        v4[0].subnet6 = None;
+        let doc = ruleset("berth", &v4, &[]);
+        let ip6: Vec<&Value> = doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c.to_string().contains("\"ip6\""))
+            .collect();
+        assert_eq!(ip6.len(), 2, "only add+delete of a leftover table: {ip6:?}");
+        assert!(ip6[1].get("delete").is_some());
     }
 
     #[test]

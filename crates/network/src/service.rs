@@ -1130,7 +1130,8 @@ impl NetworkService {
     /// to be restored. The daemon calls this every few seconds.
     pub fn restore_firewall(&self) -> Result<bool, NetworkError> {
         let state = self.lock();
-        let missing = !nft::table_exists(&self.config.nft_table)?;
+        let with_ip6 = state.networks.values().any(|n| n.record.ipv6.is_some());
+        let missing = !nft::table_exists(&self.config.nft_table, with_ip6)?;
         if missing {
             warn!(table = %self.config.nft_table, "nft table gone; restoring it");
             self.apply_rules(&state)?;
