@@ -542,14 +542,27 @@ fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
     });
     assert!(reached, "egress over IPv6: {got:?}");
 
+    // A daemon restart keeps all of it: addresses, DNAT, the [::1] proxy.
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon();
+    for url in [
+        format!("http://[::1]:{port}/"),
+        format!("http://[fd00:db8:34::1]:{port}/"),
+    ] {
+        assert!(
+            env.eventually(10, || http_get(&url).as_deref() == Some("v6web")),
+            "{url} after a restart"
+        );
+    }
+
     // Everything goes with the container and the network: rules, routes, devices.
     let table = env.bridge.clone();
     d(&["rm", "-f", "v6web"]).ok();
     let (_, rules) = sh("nft", &["list", "table", "ip6", &table]);
     assert!(!rules.contains(&format!("dport {port}")), "{rules}");
     d(&["network", "rm", "v6pub"]).ok();
-    let (_, rules) = sh("nft", &["list", "table", "ip6", &table]);
-    assert!(!rules.contains("fd00:db8:34"), "{rules}");
+    let (exists, rules) = sh("nft", &["list", "table", "ip6", &table]);
+    assert!(!exists, "no dual-stack network left, no ip6 table: {rules}");
     let (_, f6) = sh("ip6tables", &["-w", "5", "-S", "FORWARD"]);
     assert!(!f6.contains("br-"), "ip6tables accepts left: {f6}");
     let (_, routes) = sh("ip", &["-6", "route", "show", "fd00:db8:34::/64"]);
