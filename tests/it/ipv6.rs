@@ -345,6 +345,14 @@ fn net_ipv6_containers_talk_and_inspect(env: &TestEnv) {
         let r = d(&["exec", from, "ping", "-6", "-c", "1", "-W", "3", to]);
         assert_eq!(r.code, 0, "{from} → {to}: {r:?}");
     }
+    // The embedded DNS answers AAAA with the IPv6 address, A with the IPv4 one.
+    let aaaa = d(&["exec", "v6a", "nslookup", "-type=AAAA", "v6b"]).ok();
+    assert!(aaaa.contains("fd00:db8:24::99"), "{aaaa}");
+    let a = d(&["exec", "v6a", "nslookup", "-type=A", "v6b"]).ok();
+    assert!(
+        !a.contains("fd00:db8:24::99") && a.contains("Address"),
+        "{a}"
+    );
     d(&["rm", "-f", "v6a", "v6b"]).ok();
     d(&["network", "rm", "v6talk"]).ok();
 }

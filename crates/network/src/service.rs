@@ -461,7 +461,7 @@ impl NetworkService {
                 if let (Some(ipam6), Some(ip6)) = (&mut net.ipam6, ep.ip6) {
                     let _ = ipam6.allocate(&record.container_id, Some(ip6));
                 }
-                add_names(&net.names, &ep.dns_names, ep.ip);
+                add_names(&net.names, &ep.dns_names, ep);
             }
         }
     }
@@ -951,7 +951,7 @@ impl NetworkService {
             return Err(err);
         }
         if let Some(net) = state.networks.get(&ep.network_id) {
-            add_names(&net.names, &ep.dns_names, ep.ip);
+            add_names(&net.names, &ep.dns_names, &ep);
         }
         refresh_peers(&state, &record);
         state.containers.insert(container.id.clone(), record);
@@ -1159,9 +1159,9 @@ impl NetworkService {
             let Some(pos) = ep.dns_names.iter().position(|n| *n == old) else {
                 continue;
             };
-            forget_names(&net.names, std::slice::from_ref(&old), ep.ip);
+            forget_names(&net.names, std::slice::from_ref(&old), ep);
             ep.dns_names[pos] = new_name.to_string();
-            add_names(&net.names, &ep.dns_names, ep.ip);
+            add_names(&net.names, &ep.dns_names, ep);
         }
         self.store.save_container(&record)?;
         state.containers.insert(container_id.to_string(), record);
@@ -1335,15 +1335,22 @@ fn reserve_binding(
         })
 }
 
-fn add_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+/// An endpoint's addresses: IPv4, and IPv6 on a dual-stack network.
+fn endpoint_ips(ep: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
+    std::iter::once(IpAddr::V4(ep.ip)).chain(ep.ip6.map(IpAddr::V6))
+}
+
+fn add_names(names: &NameTable, dns_names: &[String], ep: &EndpointRecord) {
     if dns_names.is_empty() {
         return;
     }
     let mut table = names.write().unwrap_or_else(|p| p.into_inner());
     for name in dns_names {
         let entry = table.entry(name.to_ascii_lowercase()).or_default();
-        if !entry.contains(&ip) {
-            entry.push(ip);
+        for ip in endpoint_ips(ep) {
+            if !entry.contains(&ip) {
+                entry.push(ip);
+            }
         }
     }
 }
@@ -1372,12 +1379,12 @@ fn refresh_peers(state: &State, record: &ContainerRecord) {
     }
 }
 
-fn forget_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+fn forget_names(names: &NameTable, dns_names: &[String], ep: &EndpointRecord) {
     let mut table = names.write().unwrap_or_else(|p| p.into_inner());
     for name in dns_names {
         let key = name.to_ascii_lowercase();
         if let Some(ips) = table.get_mut(&key) {
-            ips.retain(|x| *x != ip);
+            ips.retain(|x| !endpoint_ips(ep).any(|ip| ip == *x));
             if ips.is_empty() {
                 table.remove(&key);
             }
@@ -1397,7 +1404,7 @@ fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
         if let (Some(ipam6), Some(ip6)) = (&mut net.ipam6, ep.ip6) {
             ipam6.release(ip6);
         }
-        forget_names(&net.names, &ep.dns_names, ep.ip);
+        forget_names(&net.names, &ep.dns_names, ep);
     }
 }
 
