@@ -26,6 +26,10 @@ pub const TESTS: &[Test] = &[
         "net_ipv6_published_ports_egress_and_cleanup",
         net_ipv6_published_ports_egress_and_cleanup,
     ),
+    (
+        "net_ipv6_default_bridge_by_daemon_flags",
+        net_ipv6_default_bridge_by_daemon_flags,
+    ),
 ];
 
 fn net_subnet_host_bits_and_names_with_spaces(env: &TestEnv) {
@@ -575,4 +579,33 @@ fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
     assert!(!f6.contains("br-"), "ip6tables accepts left: {f6}");
     let (_, routes) = sh("ip", &["-6", "route", "show", "fd00:db8:34::/64"]);
     assert!(routes.trim().is_empty(), "route left: {routes}");
+}
+
+fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon_with(&["--ipv6", "--fixed-cidr-v6", "fd00:db8:44::/64"]);
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    assert_eq!(
+        d(&["network", "inspect", "-f", "{{.EnableIPv6}}", "bridge"]).ok(),
+        "true"
+    );
+    let out = d(&[
+        "run", "--rm", "busybox", "sh", "-c",
+        "ip -6 -o addr show eth0 scope global && ping -6 -c 1 -W 3 fd00:db8:44::1 >/dev/null && echo pong",
+    ])
+    .ok();
+    assert!(out.contains("fd00:db8:44::2/64"), "{out}");
+    assert!(out.ends_with("pong"), "{out}");
+    // Without the flags again: the default bridge is IPv4-only once more.
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon();
+    assert_eq!(
+        d(&["network", "inspect", "-f", "{{.EnableIPv6}}", "bridge"]).ok(),
+        "false"
+    );
+    let out = d(&[
+        "run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "scope", "global",
+    ])
+    .ok();
+    assert!(out.is_empty(), "{out}");
 }

@@ -103,6 +103,10 @@ async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, Daem
         config.bridge.clone()
     };
     net_config.nft_table = config.nft_table.clone();
+    net_config.default_bridge_ipv6 = match &config.default_bridge_ipv6 {
+        Some(cidr) => Some(berth_network::Ipv6Net::parse_masked(cidr)?),
+        None => None,
+    };
     net_config.resolv_conf = config.resolv_conf.clone();
     let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);

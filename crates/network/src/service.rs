@@ -64,6 +64,8 @@ pub struct NetworkConfig {
     pub proc_sys: PathBuf,
     /// The embedded DNS servers' port (53).
     pub dns_port: u16,
+    /// The default bridge's IPv6 subnet (`--ipv6 --fixed-cidr-v6`): it is then dual-stack.
+    pub default_bridge_ipv6: Option<Ipv6Net>,
 }
 
 impl NetworkConfig {
@@ -78,6 +80,7 @@ impl NetworkConfig {
             resolv_conf: "/etc/resolv.conf".into(),
             proc_sys: "/proc/sys".into(),
             dns_port: 53,
+            default_bridge_ipv6: None,
         }
     }
 }
@@ -282,7 +285,29 @@ impl NetworkService {
         }
     }
 
+    /// The default bridge's IPv6 half as the configuration wants it.
+    fn default_bridge_ipv6(&self) -> Option<Ipv6Config> {
+        let subnet = self.config.default_bridge_ipv6?;
+        Some(Ipv6Config {
+            subnet,
+            gateway: subnet.nth(1)?,
+            ip_range: None,
+        })
+    }
+
     fn ensure_predefined(&self, state: &mut State) -> Result<(), NetworkError> {
+        // `--ipv6 --fixed-cidr-v6` given or dropped since the default bridge was made.
+        let wanted = self.default_bridge_ipv6();
+        if let Some(net) = state
+            .networks
+            .values_mut()
+            .find(|n| n.record.default_bridge && n.record.ipv6 != wanted)
+        {
+            let mut record = net.record.clone();
+            record.ipv6 = wanted;
+            self.store.save_network(&record)?;
+            *net = self.net_from_record(record);
+        }
         for (name, driver) in [
             ("bridge", Driver::Bridge),
             ("host", Driver::Host),
@@ -326,7 +351,11 @@ impl NetworkService {
                 default_bridge: driver == Driver::Bridge,
                 options,
                 labels: BTreeMap::new(),
-                ipv6: None,
+                ipv6: if driver == Driver::Bridge {
+                    wanted
+                } else {
+                    None
+                },
             };
             self.store.save_network(&record)?;
             let net = self.net_from_record(record);
