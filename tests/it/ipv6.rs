@@ -567,6 +567,12 @@ fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
         );
     }
 
+    removing_leaves_nothing(env, port);
+}
+
+/// Removing the container and the network takes the rules, routes and accepts along.
+fn removing_leaves_nothing(env: &TestEnv, port: u16) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
     // Everything goes with the container and the network: rules, routes, devices.
     let table = env.bridge.clone();
     d(&["rm", "-f", "v6web"]).ok();

@@ -615,6 +615,21 @@ mod tests {
     }
 
     #[test]
+    fn default_bridge_ipv6_needs_both_flags() {
+        let with = parse_args(&args(&["--ipv6", "--fixed-cidr-v6", "fd00:db8:1::/64"])).unwrap();
+        assert_eq!(with.default_bridge_ipv6.as_deref(), Some("fd00:db8:1::/64"));
+        let cidr_only = parse_args(&args(&["--fixed-cidr-v6", "fd00:db8:1::/64"])).unwrap();
+        assert_eq!(
+            cidr_only.default_bridge_ipv6, None,
+            "ignored without --ipv6, as dockerd"
+        );
+        assert_eq!(
+            parse_args(&args(&["--ipv6"])).unwrap().default_bridge_ipv6,
+            None
+        );
+    }
+
+    #[test]
     fn flags_in_both_spellings() {
         let config = parse_args(&args(&[
             "-H",
