@@ -503,20 +503,23 @@ pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
             .args(["delete", "table", family, table])
             .output();
     }
-    let rules = || {
-        Command::new("iptables")
+    // iptables, and ip6tables for a dual-stack default bridge.
+    let rules = |program: &str| {
+        Command::new(program)
             .args(["-w", "5", "-S", "FORWARD"])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
     let ours = |l: &&str| l.split_whitespace().any(|w| w == bridge);
-    for line in rules().lines().filter(ours) {
-        let args: Vec<&str> = line.split_whitespace().skip(2).collect();
-        let _ = Command::new("iptables")
-            .args(["-w", "5", "-D", "FORWARD"])
-            .args(&args)
-            .output();
+    for program in ["iptables", "ip6tables"] {
+        for line in rules(program).lines().filter(ours) {
+            let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+            let _ = Command::new(program)
+                .args(["-w", "5", "-D", "FORWARD"])
+                .args(&args)
+                .output();
+        }
     }
     let mut leaks = Vec::new();
     if Path::new("/sys/class/net").join(bridge).exists() {
@@ -535,8 +538,10 @@ pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
             leaks.push(format!("nft table: {family} {table}"));
         }
     }
-    for line in rules().lines().filter(ours) {
-        leaks.push(format!("iptables rule: {line}"));
+    for program in ["iptables", "ip6tables"] {
+        for line in rules(program).lines().filter(ours) {
+            leaks.push(format!("{program} rule: {line}"));
+        }
     }
     leaks
 }

@@ -614,4 +614,9 @@ fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
     ])
     .ok();
     assert!(out.is_empty(), "{out}");
+    let (_, f6) = sh("ip6tables", &["-w", "5", "-S", "FORWARD"]);
+    assert!(
+        !f6.split_whitespace().any(|w| w == env.bridge),
+        "ip6tables accepts of the default bridge left: {f6}"
+    );
 }

@@ -306,6 +306,10 @@ impl NetworkService {
             let mut record = net.record.clone();
             record.ipv6 = wanted;
             self.store.save_network(&record)?;
+            if let (None, Some(device)) = (wanted, &record.device) {
+                // IPv6 turned off: the ip6tables accepts go (nothing else would take them).
+                iptables::revoke(iptables::Family::V6, device)?;
+            }
             *net = self.net_from_record(record);
         }
         for (name, driver) in [
