@@ -86,14 +86,17 @@ def remove_host_state(bridge=None, nft_table=None, cgroup_parent=None):
     """A bench berth daemon's bridge, nft table, FORWARD accepts and cgroup parent (each only
     if named; never the installed daemon's)."""
     if nft_table:
-        subprocess.run(["nft", "delete", "table", "ip", nft_table], capture_output=True)
+        # An `ip6` table exists while a dual-stack network does.
+        for family in ("ip", "ip6"):
+            subprocess.run(["nft", "delete", "table", family, nft_table], capture_output=True)
     if bridge and bridge != "none":
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        rules = subprocess.run(["iptables", "-w", "5", "-S", "FORWARD"], capture_output=True,
-                               text=True).stdout
-        for rule in rules.splitlines():
-            if bridge in rule.split() and rule.startswith("-A "):
-                subprocess.run(["iptables", "-w", "5", "-D", *rule.split()[1:]], capture_output=True)
+        for tool in ("iptables", "ip6tables"):
+            rules = subprocess.run([tool, "-w", "5", "-S", "FORWARD"], capture_output=True,
+                                   text=True).stdout
+            for rule in rules.splitlines():
+                if bridge in rule.split() and rule.startswith("-A "):
+                    subprocess.run([tool, "-w", "5", "-D", *rule.split()[1:]], capture_output=True)
     if cgroup_parent:
         name = cgroup_parent.strip("/")
         for base in ["/sys/fs/cgroup"] + [os.path.join("/sys/fs/cgroup", c)

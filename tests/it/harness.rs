@@ -498,23 +498,28 @@ pub fn tar_dir(dir: &Path, tar: &Path) {
 /// iptables FORWARD accepts for the bridge; returns what is still there after.
 pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
     let _ = Command::new("ip").args(["link", "del", bridge]).output();
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", table])
-        .output();
-    let rules = || {
-        Command::new("iptables")
+    for family in ["ip", "ip6"] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, table])
+            .output();
+    }
+    // iptables, and ip6tables for a dual-stack default bridge.
+    let rules = |program: &str| {
+        Command::new(program)
             .args(["-w", "5", "-S", "FORWARD"])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
     let ours = |l: &&str| l.split_whitespace().any(|w| w == bridge);
-    for line in rules().lines().filter(ours) {
-        let args: Vec<&str> = line.split_whitespace().skip(2).collect();
-        let _ = Command::new("iptables")
-            .args(["-w", "5", "-D", "FORWARD"])
-            .args(&args)
-            .output();
+    for program in ["iptables", "ip6tables"] {
+        for line in rules(program).lines().filter(ours) {
+            let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+            let _ = Command::new(program)
+                .args(["-w", "5", "-D", "FORWARD"])
+                .args(&args)
+                .output();
+        }
     }
     let mut leaks = Vec::new();
     if Path::new("/sys/class/net").join(bridge).exists() {
@@ -525,14 +530,18 @@ pub fn remove_network_state(bridge: &str, table: &str) -> Vec<String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    if tables
-        .lines()
-        .any(|l| l.trim() == format!("table ip {table}"))
-    {
-        leaks.push(format!("nft table: {table}"));
+    for family in ["ip", "ip6"] {
+        if tables
+            .lines()
+            .any(|l| l.trim() == format!("table {family} {table}"))
+        {
+            leaks.push(format!("nft table: {family} {table}"));
+        }
     }
-    for line in rules().lines().filter(ours) {
-        leaks.push(format!("iptables rule: {line}"));
+    for program in ["iptables", "ip6tables"] {
+        for line in rules(program).lines().filter(ours) {
+            leaks.push(format!("{program} rule: {line}"));
+        }
     }
     leaks
 }

@@ -1,6 +1,10 @@
 //! Networks as dockerd 20.10 takes them (issue 14, item 6): subnets with host bits set are
-//! normalised, names may hold spaces, IPAM JSON with `null` fields is accepted. IPv6 networks
-//! are refused with a clear error (berth's networks are IPv4 only so far).
+//! normalised, names may hold spaces, IPAM JSON with `null` fields is accepted; `--ipv6`
+//! networks are dual-stack (an IPv4 subnet from the pool and the given IPv6 one), with IPv6
+//! addresses, routes, published ports on `[::]` and NAT for IPv6. Addresses are ULA
+//! (fd00::/8) only, and traffic goes only to containers and namespaces the tests make.
+use std::process::{Child, Command, Stdio};
+
 use crate::Test;
 use crate::harness::TestEnv;
 
@@ -10,7 +14,22 @@ pub const TESTS: &[Test] = &[
         net_subnet_host_bits_and_names_with_spaces,
     ),
     ("net_ipam_json_with_nulls", net_ipam_json_with_nulls),
-    ("net_ipv6_is_refused_clearly", net_ipv6_is_refused_clearly),
+    (
+        "net_ipv6_dual_stack_create_inspect_and_refusals",
+        net_ipv6_dual_stack_create_inspect_and_refusals,
+    ),
+    (
+        "net_ipv6_containers_talk_and_inspect",
+        net_ipv6_containers_talk_and_inspect,
+    ),
+    (
+        "net_ipv6_published_ports_egress_and_cleanup",
+        net_ipv6_published_ports_egress_and_cleanup,
+    ),
+    (
+        "net_ipv6_default_bridge_by_daemon_flags",
+        net_ipv6_default_bridge_by_daemon_flags,
+    ),
 ];
 
 fn net_subnet_host_bits_and_names_with_spaces(env: &TestEnv) {
@@ -80,27 +99,524 @@ fn net_ipam_json_with_nulls(env: &TestEnv) {
     env.berth(&["network", "rm", "nullipam", "nullconfig"]).ok();
 }
 
-fn net_ipv6_is_refused_clearly(env: &TestEnv) {
+/// Runs a host command, returning (success, stdout+stderr).
+fn sh(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn net_ipv6_dual_stack_create_inspect_and_refusals(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    // Host bits set in the IPv6 subnet are cleared, as for IPv4.
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:14::7/64",
+        "v6net",
+    ])
+    .ok();
+    let (status, body) = env.api("GET", "/networks/v6net", None);
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["EnableIPv6"], true, "{info}");
+    let config = info["IPAM"]["Config"].as_array().unwrap();
+    assert_eq!(
+        config.len(),
+        2,
+        "an IPv4 subnet from the pool and the IPv6 one: {info}"
+    );
+    assert!(
+        !config[0]["Subnet"].as_str().unwrap().contains(':'),
+        "{info}"
+    );
+    assert_eq!(config[1]["Subnet"], "fd00:db8:14::/64");
+    assert_eq!(config[1]["Gateway"], "fd00:db8:14::1");
+    // The bridge holds the IPv6 gateway, usable at once (no DAD).
+    let bridge = format!("br-{}", &info["Id"].as_str().unwrap()[..12]);
+    let (_, addrs) = sh("ip", &["-6", "-o", "addr", "show", "dev", &bridge]);
+    assert!(addrs.contains("fd00:db8:14::1/64"), "{addrs}");
+    assert!(!addrs.contains("tentative"), "{addrs}");
+
+    // A gateway and an ip-range of one's own choosing.
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.238.0.0/24",
+        "--subnet",
+        "fd00:db8:15::/64",
+        "--gateway",
+        "fd00:db8:15::fe",
+        "--ip-range",
+        "fd00:db8:15::100/120",
+        "v6own",
+    ])
+    .ok();
+    let cfg = d(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}} {{.IPRange}};{{end}}",
+        "v6own",
+    ])
+    .ok();
+    assert_eq!(
+        cfg,
+        "10.238.0.0/24 10.238.0.1 ;fd00:db8:15::/64 fd00:db8:15::fe fd00:db8:15::100/120;"
+    );
+    let ip = d(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6own",
+        "busybox",
+        "ip",
+        "-o",
+        "-6",
+        "addr",
+        "show",
+        "eth0",
+        "scope",
+        "global",
+    ])
+    .ok();
+    assert!(
+        ip.contains("fd00:db8:15::100/64"),
+        "first of the range: {ip}"
+    );
+
+    refusals_create_nothing(env);
+    d(&["network", "rm", "v6net", "v6own"]).ok();
+    let (_, routes) = sh("ip", &["-6", "route", "show", "fd00:db8:14::/64"]);
+    assert!(routes.trim().is_empty(), "route left: {routes}");
+}
+
+/// Bad IPv6 input is refused in Docker's words and creates nothing (`v6net`,
+/// fd00:db8:14::/64, exists).
+fn refusals_create_nothing(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    // Refusals, in Docker's words, that create nothing.
     let before = env.berth(&["network", "ls", "-q"]).ok();
-    let r = env
-        .docker(&[
+    let refused = |args: &[&str], words: &str| {
+        let r = d(args);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(words), "{args:?}: {r:?}");
+    };
+    refused(
+        &[
             "network",
             "create",
             "--ipv6",
             "--subnet",
-            "fd00:db8:14::/64",
-            "v6net",
-        ])
-        .unwrap();
-    assert_ne!(r.code, 0);
+            "fd00:db8:14:0:1::/80",
+            "v6overlap",
+        ],
+        "Pool overlaps with other one on this address space",
+    );
+    refused(
+        &["network", "create", "--ipv6", "v6nosubnet"],
+        "could not find an available, non-overlapping IPv6 address pool",
+    );
+    // (The docker CLI checks a gateway against its subnet itself; the API is berth's.)
+    let (status, out) = env.api(
+        "POST",
+        "/networks/create",
+        Some(
+            r#"{"Name":"v6badgw","EnableIPv6":true,"IPAM":{"Config":[
+                {"Subnet":"fd00:db8:16::/64","Gateway":"fd00:db8:17::1"}]}}"#,
+        ),
+    );
+    assert_eq!(status, 400, "{out}");
     assert!(
-        r.stderr
-            .contains("IPv6 networks are not supported by berth yet"),
-        "{r:?}"
+        out.contains("is not within subnet fd00:db8:16::/64"),
+        "{out}"
+    );
+    refused(
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "fd00:db8:18::/64",
+            "v6noflag",
+        ],
+        "needs --ipv6",
+    );
+    // --ip6 outside the subnet, and on a network without IPv6.
+    refused(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "v6net",
+            "--ip6",
+            "fd00:db8:99::5",
+            "busybox",
+            "true",
+        ],
+        "does not belong to any of network",
     );
     assert_eq!(
         env.berth(&["network", "ls", "-q"]).ok(),
         before,
         "nothing created"
+    );
+}
+
+fn net_ipv6_containers_talk_and_inspect(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:24::/64",
+        "v6talk",
+    ])
+    .ok();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6a",
+        "--network",
+        "v6talk",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6b",
+        "--network",
+        "v6talk",
+        "--ip6",
+        "fd00:db8:24::99",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    // Container inspect: per network and at the top level.
+    let tpl = "{{.NetworkSettings.GlobalIPv6Address}} {{.NetworkSettings.GlobalIPv6PrefixLen}} \
+               {{.NetworkSettings.IPv6Gateway}} \
+               {{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} {{.IPv6Gateway}} \
+               {{.GlobalIPv6PrefixLen}} {{.IPAMConfig.IPv6Address}}{{end}}";
+    assert_eq!(
+        d(&["inspect", "-f", tpl, "v6b"]).ok(),
+        "fd00:db8:24::99 64 fd00:db8:24::1 fd00:db8:24::99 fd00:db8:24::1 64 fd00:db8:24::99"
+    );
+    let a6 = env.inspect("v6a", "{{.NetworkSettings.GlobalIPv6Address}}");
+    assert_eq!(a6, "fd00:db8:24::2", "containers from ::2");
+    let members = d(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}}={{.IPv6Address}} {{end}}",
+        "v6talk",
+    ])
+    .ok();
+    assert!(members.contains("v6a=fd00:db8:24::2/64"), "{members}");
+    assert!(members.contains("v6b=fd00:db8:24::99/64"), "{members}");
+    // Inside: the address (no DAD pending), the default route, /etc/hosts.
+    // (accept_dad=0: the link-local address is usable at once too.)
+    let addr = d(&["exec", "v6a", "ip", "-6", "-o", "addr", "show", "eth0"]).ok();
+    assert!(addr.contains("fd00:db8:24::2/64"), "{addr}");
+    assert!(!addr.contains("tentative"), "{addr}");
+    let route = d(&["exec", "v6a", "ip", "-6", "route", "show", "default"]).ok();
+    assert!(route.contains("via fd00:db8:24::1 dev eth0"), "{route}");
+    let hosts = d(&["exec", "v6b", "cat", "/etc/hosts"]).ok();
+    let id = env.inspect("v6b", "{{.Config.Hostname}}");
+    assert!(hosts.contains(&format!("fd00:db8:24::99\t{id}")), "{hosts}");
+    assert!(hosts.contains("fe00::0\tip6-localnet"), "{hosts}");
+    // Both ways over IPv6, and to the gateway.
+    for (from, to) in [
+        ("v6a", "fd00:db8:24::99"),
+        ("v6b", "fd00:db8:24::2"),
+        ("v6a", "fd00:db8:24::1"),
+    ] {
+        let r = d(&["exec", from, "ping", "-6", "-c", "1", "-W", "3", to]);
+        assert_eq!(r.code, 0, "{from} → {to}: {r:?}");
+    }
+    // The embedded DNS answers AAAA with the IPv6 address, A with the IPv4 one.
+    let aaaa = d(&["exec", "v6a", "nslookup", "-type=AAAA", "v6b"]).ok();
+    assert!(aaaa.contains("fd00:db8:24::99"), "{aaaa}");
+    let a = d(&["exec", "v6a", "nslookup", "-type=A", "v6b"]).ok();
+    assert!(
+        !a.contains("fd00:db8:24::99") && a.contains("Address"),
+        "{a}"
+    );
+    d(&["rm", "-f", "v6a", "v6b"]).ok();
+    d(&["network", "rm", "v6talk"]).ok();
+}
+
+/// A network namespace with a veth pair to the host, IPv6 only: the "outside world".
+/// `fd00:db8:<tag>::1/64` on the host side, `::2` inside, no route back from inside.
+struct Outside6 {
+    ns: String,
+    host_if: String,
+    server: Option<Child>,
+}
+
+impl Outside6 {
+    fn new(net: &str) -> Outside6 {
+        let ns = format!("bo6{}", std::process::id());
+        let host_if = format!("vo6{}", std::process::id());
+        let inner = format!("vi6{}", std::process::id());
+        let o = Outside6 {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+            server: None,
+        };
+        for cmd in [
+            vec!["netns", "add", &ns],
+            vec![
+                "link", "add", &host_if, "type", "veth", "peer", "name", &inner,
+            ],
+            vec!["link", "set", &inner, "netns", &ns],
+            vec![
+                "addr",
+                "add",
+                &format!("{net}::1/64"),
+                "dev",
+                &host_if,
+                "nodad",
+            ],
+            vec!["link", "set", &host_if, "up"],
+            vec![
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{net}::2/64"),
+                "dev",
+                &inner,
+                "nodad",
+            ],
+            vec!["-n", &ns, "link", "set", &inner, "up"],
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+        ] {
+            let (ok, out) = sh("ip", &cmd);
+            assert!(ok, "ip {cmd:?}: {out}");
+        }
+        o
+    }
+
+    fn serve(&mut self, dir: &std::path::Path, port: u16) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p"])
+            .arg(format!("[::]:{port}"))
+            .arg("-h")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+    }
+}
+
+impl Drop for Outside6 {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh("ip", &["link", "del", &self.host_if]);
+        let _ = sh("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+/// Sets ip6tables' FORWARD policy to DROP (as Docker's ip6tables does) for its lifetime.
+struct Forward6Drop(bool);
+
+impl Forward6Drop {
+    fn set() -> Forward6Drop {
+        let (_, rules) = sh("ip6tables", &["-w", "5", "-S", "FORWARD"]);
+        let was_accept = rules.contains("-P FORWARD ACCEPT");
+        let (ok, out) = sh("ip6tables", &["-w", "5", "-P", "FORWARD", "DROP"]);
+        assert!(ok, "{out}");
+        Forward6Drop(was_accept)
+    }
+}
+
+impl Drop for Forward6Drop {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = sh("ip6tables", &["-w", "5", "-P", "FORWARD", "ACCEPT"]);
+        }
+    }
+}
+
+/// GET over HTTP with curl (5 s at most), the body or None.
+fn http_get(url: &str) -> Option<String> {
+    let (ok, out) = sh("curl", &["-s", "-g", "-m", "5", url]);
+    ok.then(|| out.trim().to_string())
+}
+
+fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    let _drop = Forward6Drop::set();
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:34::/64",
+        "v6pub",
+    ])
+    .ok();
+    let port = std::net::TcpListener::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6web",
+        "--network",
+        "v6pub",
+        "-p",
+        &format!("{port}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /w && echo v6web > /w/index.html && exec httpd -f -p [::]:80 -h /w",
+    ])
+    .ok();
+    let shown = d(&["ps", "--format", "{{.Ports}}", "--filter", "name=v6web"]).ok();
+    assert_eq!(
+        shown,
+        format!("0.0.0.0:{port}->80/tcp, [::]:{port}->80/tcp"),
+        "as dockerd shows it"
+    );
+    let lines = d(&["port", "v6web"]).ok();
+    assert_eq!(
+        lines,
+        format!("80/tcp -> 0.0.0.0:{port}\n80/tcp -> [::]:{port}")
+    );
+    let (_, body) = env.api(
+        "GET",
+        "/containers/json?filters=%7B%22name%22%3A%5B%22v6web%22%5D%7D",
+        None,
+    );
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ips: Vec<&str> = list[0]["Ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["IP"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["0.0.0.0", "::"], "{body}");
+    // Reached over IPv6 on the host's own addresses, loopback included, and over IPv4.
+    assert!(
+        env.eventually(10, || http_get(&format!("http://127.0.0.1:{port}/"))
+            .as_deref()
+            == Some("v6web")),
+        "IPv4 loopback"
+    );
+    assert_eq!(
+        http_get(&format!("http://[fd00:db8:34::1]:{port}/")).as_deref(),
+        Some("v6web"),
+        "the bridge's IPv6 address"
+    );
+    assert_eq!(
+        http_get(&format!("http://[::1]:{port}/")).as_deref(),
+        Some("v6web"),
+        "IPv6 loopback"
+    );
+
+    // Egress: masqueraded (the outside has no route back to fd00:db8:34::/64), under an
+    // ip6tables FORWARD DROP policy.
+    let mut outside = Outside6::new("fd00:db8:35");
+    let dir = env.root.join("outside6-www");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "outside6\n").unwrap();
+    outside.serve(&dir, 8000);
+    let fetch = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 fd00:db8:35::2 8000 | tail -n 1";
+    let mut got = String::new();
+    let reached = env.eventually(10, || {
+        got = d(&["exec", "v6web", "sh", "-c", fetch]).stdout;
+        got.trim() == "outside6"
+    });
+    assert!(reached, "egress over IPv6: {got:?}");
+
+    // A daemon restart keeps all of it: addresses, DNAT, the [::1] proxy.
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon();
+    for url in [
+        format!("http://[::1]:{port}/"),
+        format!("http://[fd00:db8:34::1]:{port}/"),
+    ] {
+        assert!(
+            env.eventually(10, || http_get(&url).as_deref() == Some("v6web")),
+            "{url} after a restart"
+        );
+    }
+
+    removing_leaves_nothing(env, port);
+}
+
+/// Removing the container and the network takes the rules, routes and accepts along.
+fn removing_leaves_nothing(env: &TestEnv, port: u16) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    // Everything goes with the container and the network: rules, routes, devices.
+    let table = env.bridge.clone();
+    d(&["rm", "-f", "v6web"]).ok();
+    let (_, rules) = sh("nft", &["list", "table", "ip6", &table]);
+    assert!(!rules.contains(&format!("dport {port}")), "{rules}");
+    d(&["network", "rm", "v6pub"]).ok();
+    let (exists, rules) = sh("nft", &["list", "table", "ip6", &table]);
+    assert!(!exists, "no dual-stack network left, no ip6 table: {rules}");
+    let (_, f6) = sh("ip6tables", &["-w", "5", "-S", "FORWARD"]);
+    assert!(!f6.contains("br-"), "ip6tables accepts left: {f6}");
+    let (_, routes) = sh("ip", &["-6", "route", "show", "fd00:db8:34::/64"]);
+    assert!(routes.trim().is_empty(), "route left: {routes}");
+}
+
+fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon_with(&["--ipv6", "--fixed-cidr-v6", "fd00:db8:44::/64"]);
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    assert_eq!(
+        d(&["network", "inspect", "-f", "{{.EnableIPv6}}", "bridge"]).ok(),
+        "true"
+    );
+    let out = d(&[
+        "run", "--rm", "busybox", "sh", "-c",
+        "ip -6 -o addr show eth0 scope global && ping -6 -c 1 -W 3 fd00:db8:44::1 >/dev/null && echo pong",
+    ])
+    .ok();
+    assert!(out.contains("fd00:db8:44::2/64"), "{out}");
+    assert!(out.ends_with("pong"), "{out}");
+    // Without the flags again: the default bridge is IPv4-only once more.
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon();
+    assert_eq!(
+        d(&["network", "inspect", "-f", "{{.EnableIPv6}}", "bridge"]).ok(),
+        "false"
+    );
+    let out = d(&[
+        "run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "scope", "global",
+    ])
+    .ok();
+    assert!(out.is_empty(), "{out}");
+    let (_, f6) = sh("ip6tables", &["-w", "5", "-S", "FORWARD"]);
+    assert!(
+        !f6.split_whitespace().any(|w| w == env.bridge),
+        "ip6tables accepts of the default bridge left: {f6}"
     );
 }

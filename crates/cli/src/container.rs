@@ -1314,7 +1314,11 @@ fn port(c: &Client, name: &str, filter: Option<&str>) -> CmdResult {
         for b in v.as_array().into_iter().flatten() {
             found = true;
             let ip = b["HostIp"].as_str().unwrap_or("0.0.0.0");
-            let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+            let ip = match ip {
+                "" => "0.0.0.0".to_string(),
+                ip if ip.contains(':') => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
             if filter.is_some() {
                 println!("{ip}:{}", b["HostPort"].as_str().unwrap_or(""));
             } else {

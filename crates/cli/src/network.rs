@@ -33,6 +33,9 @@ pub enum NetworkGroup {
         /// Enable manual container attachment.
         #[arg(long)]
         attachable: bool,
+        /// Enable IPv6 networking (give an IPv6 --subnet too).
+        #[arg(long)]
+        ipv6: bool,
         /// Set driver specific options (key=value).
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
@@ -94,6 +97,9 @@ pub enum NetworkGroup {
         /// IPv4 address.
         #[arg(long)]
         ip: Option<String>,
+        /// IPv6 address.
+        #[arg(long)]
+        ip6: Option<String>,
         /// Add network-scoped alias for the container.
         #[arg(long)]
         alias: Vec<String>,
@@ -139,6 +145,7 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
             ip_range,
             internal,
             attachable,
+            ipv6,
             opt,
             label,
             name,
@@ -150,6 +157,7 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
                 "IPAM": { "Driver": "default", "Config": config, "Options": {} },
                 "Internal": internal,
                 "Attachable": attachable,
+                "EnableIPv6": ipv6,
                 "Options": key_values(&opt, "option")?,
                 "Labels": key_values(&label, "label")?,
             });
@@ -185,14 +193,18 @@ pub fn run_group(c: &Client, g: NetworkGroup) -> CmdResult {
         NetworkGroup::Prune { force, filter } => prune(c, force, &filter),
         NetworkGroup::Connect {
             ip,
+            ip6,
             alias,
             mac_address,
             network,
             container,
         } => {
             let mut endpoint = json!({});
-            if let Some(ip) = ip {
-                endpoint["IPAMConfig"] = json!({ "IPv4Address": ip });
+            if ip.is_some() || ip6.is_some() {
+                endpoint["IPAMConfig"] = json!({
+                    "IPv4Address": ip.unwrap_or_default(),
+                    "IPv6Address": ip6.unwrap_or_default(),
+                });
             }
             if !alias.is_empty() {
                 endpoint["Aliases"] = json!(alias);

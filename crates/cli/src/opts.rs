@@ -110,6 +110,9 @@ pub struct CreateFlags {
     /// IPv4 address.
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address.
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Container MAC address.
     #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
@@ -773,7 +776,7 @@ fn ports(f: &CreateFlags) -> Result<PublishedPorts, CliError> {
 
 /// `--ip`, `--mac-address` and `--network-alias`: the endpoint settings of `network`.
 fn networking_config(f: &CreateFlags, network: &str) -> Option<NetworkingConfig> {
-    if f.ip.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty() {
+    if f.ip.is_some() || f.ip6.is_some() || f.mac_address.is_some() || !f.network_alias.is_empty() {
         let net = if network == "default" {
             "bridge".to_string()
         } else {
@@ -783,8 +786,9 @@ fn networking_config(f: &CreateFlags, network: &str) -> Option<NetworkingConfig>
             endpoints_config: Some(HashMap::from([(
                 net,
                 EndpointSettings {
-                    ipam_config: f.ip.as_ref().map(|ip| EndpointIpamConfig {
-                        ipv4_address: Some(ip.clone()),
+                    ipam_config: (f.ip.is_some() || f.ip6.is_some()).then(|| EndpointIpamConfig {
+                        ipv4_address: f.ip.clone(),
+                        ipv6_address: f.ip6.clone(),
                         ..Default::default()
                     }),
                     mac_address: f.mac_address.clone(),

@@ -61,12 +61,25 @@ pub(crate) fn attach_options(
         })?),
         None => None,
     };
+    let ip6 = match s
+        .ipam_config
+        .as_ref()
+        .and_then(|c| c.ipv6_address.as_deref())
+        .filter(|ip| !ip.is_empty())
+    {
+        Some(ip) => Some(ip.parse().map_err(|_| NetworkError::InvalidOption {
+            option: "ip6".into(),
+            reason: format!("{ip:?} is not an IPv6 address"),
+        })?),
+        None => None,
+    };
     let mac = match s.mac_address.as_deref().filter(|m| !m.is_empty()) {
         Some(m) => Some(m.parse::<MacAddr>()?),
         None => None,
     };
     Ok(AttachOptions {
         ip,
+        ip6,
         mac,
         aliases: s.aliases.clone().unwrap_or_default(),
     })
@@ -157,6 +170,7 @@ pub(crate) fn endpoint_settings(ep: &Endpoint) -> EndpointSettings {
     EndpointSettings {
         ipam_config: s.ipam_config.as_ref().map(|c| EndpointIpamConfig {
             ipv4_address: Some(c.ipv4_address.clone()),
+            ipv6_address: (!c.ipv6_address.is_empty()).then(|| c.ipv6_address.clone()),
             ..Default::default()
         }),
         links: s.links.clone(),
@@ -169,9 +183,9 @@ pub(crate) fn endpoint_settings(ep: &Endpoint) -> EndpointSettings {
         gateway: Some(s.gateway.clone()),
         ip_address: Some(s.ip_address.clone()),
         ip_prefix_len: Some(i64::from(s.ip_prefix_len)),
-        ipv6_gateway: Some(String::new()),
-        global_ipv6_address: Some(String::new()),
-        global_ipv6_prefix_len: Some(0),
+        ipv6_gateway: Some(s.ipv6_gateway.clone()),
+        global_ipv6_address: Some(s.global_ipv6_address.clone()),
+        global_ipv6_prefix_len: Some(i64::from(s.global_ipv6_prefix_len)),
         dns_names: s.dns_names.clone(),
     }
 }
@@ -218,11 +232,11 @@ pub(crate) fn legacy_fields(
         "SecondaryIPv6Addresses": null,
         "EndpointID": text(ep.map(|e| &e.endpoint_id)),
         "Gateway": text(ep.map(|e| &e.gateway)),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": text(ep.map(|e| &e.global_ipv6_address)),
+        "GlobalIPv6PrefixLen": ep.and_then(|e| e.global_ipv6_prefix_len).unwrap_or(0),
         "IPAddress": text(ep.map(|e| &e.ip_address)),
         "IPPrefixLen": ep.and_then(|e| e.ip_prefix_len).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": text(ep.map(|e| &e.ipv6_gateway)),
         "MacAddress": text(ep.map(|e| &e.mac_address)),
     })
 }
@@ -267,7 +281,7 @@ mod tests {
         let b = port_bindings(&config, &hc).unwrap();
         assert_eq!(b.len(), 3);
         assert_eq!(b[0].container_port, 8080);
-        assert_eq!(b[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(b[0].host_ip, Some(Ipv4Addr::LOCALHOST.into()));
         assert_eq!(b[0].host_ports, (9090, 9090));
         assert!(b[1..].iter().all(|p| p.host_ports == (0, 0)));
         assert!(b.iter().any(|p| p.protocol == Protocol::Udp));

@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub group: Option<String>,
     /// `--bip`: the default bridge's address (carried; the network service picks its own).
     pub bip: Option<String>,
+    /// `--ipv6` with `--fixed-cidr-v6`: the default bridge's IPv6 subnet (dual-stack).
+    pub default_bridge_ipv6: Option<String>,
     /// `--default-address-pool` (carried; the network service picks its own subnets).
     pub default_address_pools: Vec<AddressPool>,
     /// `--default-ulimit`, by name (carried; not yet applied to containers).
@@ -78,6 +80,7 @@ impl Default for DaemonConfig {
             cgroup_parent: "/berth".into(),
             group: None,
             bip: None,
+            default_bridge_ipv6: None,
             default_address_pools: Vec::new(),
             default_ulimits: BTreeMap::new(),
             reloadable: Reloadable::default(),
@@ -261,6 +264,12 @@ struct DaemonFlags {
     /// The default bridge's address (CIDR).
     #[arg(long = "bip", value_name = "CIDR")]
     bip: Option<String>,
+    /// IPv6 on the default bridge (needs --fixed-cidr-v6).
+    #[arg(long = "ipv6")]
+    ipv6: bool,
+    /// The default bridge's IPv6 subnet (with --ipv6).
+    #[arg(long = "fixed-cidr-v6", value_name = "CIDR")]
+    fixed_cidr_v6: Option<String>,
     /// Address pool for networks: base=CIDR,size=N; repeatable.
     #[arg(long = "default-address-pool", value_name = "POOL", value_parser = address_pool)]
     default_address_pool: Vec<AddressPool>,
@@ -334,6 +343,8 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("group", "group"),
     ("bridge", "bridge"),
     ("bip", "bip"),
+    ("ipv6", "ipv6"),
+    ("fixed_cidr_v6", "fixed-cidr-v6"),
     ("default_address_pool", "default-address-pools"),
     ("insecure_registry", "insecure-registries"),
     ("registry_mirror", "registry-mirrors"),
@@ -555,6 +566,10 @@ fn merge(
             .unwrap_or(defaults.cgroup_parent),
         group: flags.group.or(file.group),
         bip: flags.bip.or(file.bip),
+        // As dockerd: the subnet counts only with IPv6 on.
+        default_bridge_ipv6: (flags.ipv6 || file.ipv6.unwrap_or(false))
+            .then(|| flags.fixed_cidr_v6.or(file.fixed_cidr_v6))
+            .flatten(),
         default_address_pools: if flags.default_address_pool.is_empty() {
             file.default_address_pools.unwrap_or_default()
         } else {
@@ -688,6 +703,21 @@ mod tests {
         // As every key: in the file and as a flag is a conflict.
         assert!(with_file(r#"{"cpu-rt-runtime": 1}"#, &["--cpu-rt-runtime=2"]).is_err());
         assert!(with_file(r#"{"cpu-rt-period": "x"}"#, &[]).is_err());
+    }
+
+    #[test]
+    fn default_bridge_ipv6_needs_both_flags() {
+        let with = parse_args(&args(&["--ipv6", "--fixed-cidr-v6", "fd00:db8:1::/64"])).unwrap();
+        assert_eq!(with.default_bridge_ipv6.as_deref(), Some("fd00:db8:1::/64"));
+        let cidr_only = parse_args(&args(&["--fixed-cidr-v6", "fd00:db8:1::/64"])).unwrap();
+        assert_eq!(
+            cidr_only.default_bridge_ipv6, None,
+            "ignored without --ipv6, as dockerd"
+        );
+        assert_eq!(
+            parse_args(&args(&["--ipv6"])).unwrap().default_bridge_ipv6,
+            None
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "group",
     "hosts",
     "insecure-registries",
+    "ipv6",
+    "fixed-cidr-v6",
     "live-restore",
     "log-driver",
     "log-level",
@@ -210,6 +212,10 @@ pub struct FileConfig {
     pub bridge: Option<String>,
     /// `bip`.
     pub bip: Option<String>,
+    /// `ipv6`: IPv6 on the default bridge (with `fixed-cidr-v6`).
+    pub ipv6: Option<bool>,
+    /// `fixed-cidr-v6`: the default bridge's IPv6 subnet.
+    pub fixed_cidr_v6: Option<String>,
     /// `default-address-pools`.
     pub default_address_pools: Option<Vec<AddressPool>>,
     /// `default-ulimits`, by name.
@@ -285,6 +291,8 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         group: file.get("group")?,
         bridge: file.get("bridge")?,
         bip: file.get("bip")?,
+        ipv6: file.get("ipv6")?,
+        fixed_cidr_v6: file.get("fixed-cidr-v6")?,
         default_address_pools: file.get("default-address-pools")?,
         default_ulimits: file.get("default-ulimits")?,
         live_restore: file.get("live-restore")?,

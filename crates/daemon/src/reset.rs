@@ -242,7 +242,7 @@ fn cgroup_exists(root: &Path, path: &str) -> bool {
 }
 
 /// The network service's configuration, as the daemon builds it.
-pub(crate) fn network_config(config: &DaemonConfig) -> NetworkConfig {
+pub(crate) fn network_config(config: &DaemonConfig) -> Result<NetworkConfig, DaemonError> {
     let mut net_config = NetworkConfig::new(&config.data_root, &config.exec_root);
     net_config.default_bridge = if config.bridge == "none" {
         String::new()
@@ -250,8 +250,12 @@ pub(crate) fn network_config(config: &DaemonConfig) -> NetworkConfig {
         config.bridge.clone()
     };
     net_config.nft_table = config.nft_table.clone();
+    net_config.default_bridge_ipv6 = match &config.default_bridge_ipv6 {
+        Some(cidr) => Some(berth_network::Ipv6Net::parse_masked(cidr)?),
+        None => None,
+    };
     net_config.resolv_conf = config.resolv_conf.clone();
-    net_config
+    Ok(net_config)
 }
 
 /// Tears the networks' host state down with the network service's own code, and says which
@@ -278,7 +282,7 @@ fn remove_network_state(config: &DaemonConfig, out: &mut dyn Write) -> Result<()
     let had_table = table_exists(&config.nft_table);
     // Opening re-applies what a daemon would (bridges, rules): the teardown then removes
     // exactly what the service knows it makes.
-    let service = NetworkService::open(network_config(config))?;
+    let service = NetworkService::open(network_config(config)?)?;
     let opened = links();
     service.teardown()?;
     let after = links();

@@ -109,7 +109,7 @@ const FIREWALL_CHECK: Duration = Duration::from_secs(5);
 /// Opens the network service: loads networks, re-creates their bridges and rules, and
 /// keeps running containers' connectivity.
 async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
-    let net_config = crate::reset::network_config(config);
+    let net_config = crate::reset::network_config(config)?;
     let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);
     // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.

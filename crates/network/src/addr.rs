@@ -6,7 +6,7 @@
 //! Docker's `docker0`, which may share the host.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,107 @@ impl<'de> Deserialize<'de> for Ipv4Net {
     }
 }
 
+/// An IPv6 network: an address and a prefix length, normalised to the network address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv6Net {
+    addr: Ipv6Addr,
+    prefix: u8,
+}
+
+fn mask6(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
+impl Ipv6Net {
+    /// The network containing `addr` with `prefix` bits (host bits are cleared).
+    pub fn new(addr: Ipv6Addr, prefix: u8) -> Result<Self, NetworkError> {
+        if prefix > 128 {
+            return Err(NetworkError::InvalidSubnet {
+                subnet: format!("{addr}/{prefix}"),
+            });
+        }
+        Ok(Self {
+            addr: Ipv6Addr::from(u128::from(addr) & mask6(prefix)),
+            prefix,
+        })
+    }
+
+    /// Parses `--subnet` as dockerd takes it: host bits set are cleared
+    /// (`fd00:1::7/64` is `fd00:1::/64`).
+    pub fn parse_masked(s: &str) -> Result<Self, NetworkError> {
+        let bad = || NetworkError::InvalidSubnet {
+            subnet: s.to_string(),
+        };
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        Ipv6Net::new(addr, prefix).map_err(|_| bad())
+    }
+
+    /// The network address.
+    pub fn network(&self) -> Ipv6Addr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The last address of the network.
+    pub fn last(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr) | !mask6(self.prefix))
+    }
+
+    /// Whether `ip` lies inside this network.
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & mask6(self.prefix) == u128::from(self.addr)
+    }
+
+    /// Whether the two networks share any address (one contains the other).
+    pub fn overlaps(&self, other: &Ipv6Net) -> bool {
+        let shorter = mask6(self.prefix.min(other.prefix));
+        u128::from(self.addr) & shorter == u128::from(other.addr) & shorter
+    }
+
+    /// The `n`-th address of the network (0 is the network address itself).
+    pub fn nth(&self, n: u128) -> Option<Ipv6Addr> {
+        (n <= !mask6(self.prefix)).then(|| Ipv6Addr::from(u128::from(self.addr) + n))
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv6Net {
+    type Err = NetworkError;
+
+    /// Parses `fd00::/64` (host bits cleared, as for `--subnet`).
+    fn from_str(s: &str) -> Result<Self, NetworkError> {
+        Self::parse_masked(s)
+    }
+}
+
+impl Serialize for Ipv6Net {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv6Net {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A 48-bit Ethernet address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MacAddr(pub [u8; 6]);
@@ -243,6 +344,24 @@ mod tests {
         assert!(net.overlaps(&small) && small.overlaps(&net));
         let other: Ipv4Net = "172.19.0.0/16".parse().unwrap();
         assert!(!net.overlaps(&other));
+    }
+
+    #[test]
+    fn ipv6_subnets() {
+        let net = Ipv6Net::parse_masked("fd00:db8:1::7/64").unwrap();
+        assert_eq!(net.to_string(), "fd00:db8:1::/64");
+        assert_eq!(net.nth(1).unwrap().to_string(), "fd00:db8:1::1");
+        assert_eq!(net.last().to_string(), "fd00:db8:1:0:ffff:ffff:ffff:ffff");
+        assert!(net.contains("fd00:db8:1::abcd".parse().unwrap()));
+        assert!(!net.contains("fd00:db8:2::1".parse().unwrap()));
+        let wide = Ipv6Net::parse_masked("fd00:db8:1::/48").unwrap();
+        assert!(wide.overlaps(&net) && net.overlaps(&wide));
+        assert!(!net.overlaps(&Ipv6Net::parse_masked("fd00:db8:2::/64").unwrap()));
+        let tiny = Ipv6Net::parse_masked("fd00::/127").unwrap();
+        assert!(tiny.nth(1).is_some() && tiny.nth(2).is_none());
+        for bad in ["fd00::/129", "fd00::", "10.0.0.0/8", "fd00::/x"] {
+            assert!(Ipv6Net::parse_masked(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

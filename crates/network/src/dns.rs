@@ -9,7 +9,7 @@
 //! encoded: one question, A answers with a compression pointer to it.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -19,6 +19,8 @@ use crate::error::NetworkError;
 
 /// Record type A.
 pub const TYPE_A: u16 = 1;
+/// The AAAA record type (an IPv6 address).
+pub const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 /// Response code: no error.
 pub const RCODE_NOERROR: u8 = 0;
@@ -106,8 +108,9 @@ pub fn encode_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     out
 }
 
-/// Encodes the answer to `query`: `rcode` and one A record per address.
-pub fn encode_response(query: &Query, rcode: u8, answers: &[Ipv4Addr]) -> Vec<u8> {
+/// Encodes the answer to `query`: `rcode` and one A (IPv4) or AAAA (IPv6) record per
+/// address.
+pub fn encode_response(query: &Query, rcode: u8, answers: &[IpAddr]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + query.question.len() + 16 * answers.len());
     out.extend_from_slice(&query.id.to_be_bytes());
     // QR, the query's opcode and RD, AA (we are the authority for container names), RA.
@@ -118,12 +121,16 @@ pub fn encode_response(query: &Query, rcode: u8, answers: &[Ipv4Addr]) -> Vec<u8
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&query.question);
     for ip in answers {
+        let (rtype, data) = match ip {
+            IpAddr::V4(ip) => (TYPE_A, ip.octets().to_vec()),
+            IpAddr::V6(ip) => (TYPE_AAAA, ip.octets().to_vec()),
+        };
         out.extend_from_slice(&0xc00cu16.to_be_bytes()); // pointer to the question's name
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&TTL_SECONDS.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
     }
     out
 }
@@ -163,8 +170,9 @@ pub fn decode_response(packet: &[u8]) -> Option<(u16, u8, Vec<Ipv4Addr>)> {
     Some((id, rcode, addrs))
 }
 
-/// Name → addresses for one network, shared between the service and the server thread.
-pub type NameTable = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
+/// Name → addresses (IPv4, and IPv6 on a dual-stack network) for one network, shared
+/// between the service and the server thread.
+pub type NameTable = Arc<RwLock<HashMap<String, Vec<IpAddr>>>>;
 
 /// Client address on this network → the name tables of the client's other networks. A
 /// container on several user networks asks the server of its first one (its resolv.conf
@@ -172,7 +180,7 @@ pub type NameTable = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
 /// Docker's per-container resolver.
 pub type PeerTables = Arc<RwLock<HashMap<Ipv4Addr, Vec<NameTable>>>>;
 
-fn lookup(names: &NameTable, name: &str) -> Option<Vec<Ipv4Addr>> {
+fn lookup(names: &NameTable, name: &str) -> Option<Vec<IpAddr>> {
     names.read().ok().and_then(|t| t.get(name).cloned())
 }
 
@@ -192,10 +200,13 @@ fn decide(
     let known =
         lookup(names, &query.name).or_else(|| others.iter().find_map(|t| lookup(t, &query.name)));
     match known {
-        Some(addrs) if query.qtype == TYPE_A && query.qclass == CLASS_IN => {
+        Some(addrs) if query.qclass == CLASS_IN && matches!(query.qtype, TYPE_A | TYPE_AAAA) => {
+            let v6 = query.qtype == TYPE_AAAA;
+            let addrs: Vec<IpAddr> = addrs.into_iter().filter(|a| a.is_ipv6() == v6).collect();
             Decision::Answer(encode_response(query, RCODE_NOERROR, &addrs))
         }
-        // The name exists, just not with that record type (AAAA for a container).
+        // The name exists, just not with that record type (AAAA on an IPv4-only network:
+        // no records, as Docker's resolver).
         Some(_) => Decision::Answer(encode_response(query, RCODE_NOERROR, &[])),
         None if have_upstreams => Decision::Forward,
         None => Decision::Answer(encode_response(query, RCODE_NXDOMAIN, &[])),
@@ -354,7 +365,7 @@ mod tests {
     use super::*;
 
     fn table(entries: &[(&str, &str)]) -> NameTable {
-        let mut map: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for (name, ip) in entries {
             map.entry(name.to_string())
                 .or_default()
@@ -428,6 +439,30 @@ mod tests {
         };
         assert_eq!(decode_response(&aaaa).unwrap().1, RCODE_NOERROR);
         assert!(decode_response(&aaaa).unwrap().2.is_empty());
+        // A dual-stack container: A gets the IPv4 address, AAAA the IPv6 one.
+        names
+            .write()
+            .unwrap()
+            .get_mut("web")
+            .unwrap()
+            .push("fd00:db8:1::5".parse().unwrap());
+        let Decision::Answer(a) = ask("web", TYPE_A, true) else {
+            panic!()
+        };
+        assert_eq!(decode_response(&a).unwrap().2.len(), 1);
+        let Decision::Answer(aaaa) = ask("web", TYPE_AAAA, true) else {
+            panic!()
+        };
+        let ancount = u16::from_be_bytes([aaaa[6], aaaa[7]]);
+        assert_eq!(ancount, 1);
+        let tail = &aaaa[aaaa.len() - 16..];
+        assert_eq!(
+            tail,
+            "fd00:db8:1::5"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
         assert_eq!(ask("example.org", TYPE_A, true), Decision::Forward);
         let Decision::Answer(nx) = ask("example.org", TYPE_A, false) else {
             panic!()

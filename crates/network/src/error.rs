@@ -2,7 +2,7 @@
 //! match on it (`network x not found`, `port is already allocated`, `has active endpoints`).
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use berth_errdefs::{Classify, ErrorKind};
@@ -53,6 +53,11 @@ pub enum NetworkError {
         "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
     )]
     NoFreeSubnet,
+    /// `--ipv6` without an IPv6 subnet (berth has no default IPv6 pool, as dockerd 25).
+    #[error(
+        "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network"
+    )]
+    NoFreeSubnet6,
     /// A MAC address is malformed (or multicast).
     #[error("invalid MAC address: {mac}")]
     InvalidMac {
@@ -115,7 +120,7 @@ pub enum NetworkError {
     #[error("invalid address {ip}: it does not belong to any of network {network}'s subnets")]
     AddressOutsideSubnet {
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network.
         network: String,
     },
@@ -123,7 +128,7 @@ pub enum NetworkError {
     #[error("address {ip} is already in use on network {network}")]
     AddressInUse {
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network.
         network: String,
     },
@@ -150,10 +155,13 @@ pub enum NetworkError {
         network: String,
     },
     /// A host port is taken (by another container or a host program).
-    #[error("Bind for {host_ip}:{host_port} failed: port is already allocated")]
+    #[error(
+        "Bind for {}:{host_port} failed: port is already allocated",
+        bracketed(host_ip)
+    )]
     PortAllocated {
         /// The host address.
-        host_ip: Ipv4Addr,
+        host_ip: IpAddr,
         /// The host port.
         host_port: u16,
     },
@@ -239,6 +247,14 @@ pub enum NetworkError {
     },
 }
 
+/// An address as it stands before `:port`: `0.0.0.0`, `[::]`.
+pub(crate) fn bracketed(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    }
+}
+
 impl Classify for NetworkError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -260,9 +276,9 @@ impl Classify for NetworkError {
             NetworkError::SubnetOverlap { .. }
             | NetworkError::ActiveEndpoints { .. }
             | NetworkError::Predefined { .. } => ErrorKind::Forbidden,
-            NetworkError::NoFreeSubnet | NetworkError::PoolExhausted { .. } => {
-                ErrorKind::Unavailable
-            }
+            NetworkError::NoFreeSubnet
+            | NetworkError::NoFreeSubnet6
+            | NetworkError::PoolExhausted { .. } => ErrorKind::Unavailable,
             NetworkError::PortReserve { .. }
             | NetworkError::Netlink { .. }
             | NetworkError::Netns { .. }
@@ -295,12 +311,20 @@ mod tests {
         );
         assert_eq!(e.kind().http_status(), 403);
         let e = NetworkError::PortAllocated {
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: Ipv4Addr::UNSPECIFIED.into(),
             host_port: 8080,
         };
         assert_eq!(
             e.to_string(),
             "Bind for 0.0.0.0:8080 failed: port is already allocated"
+        );
+        assert_eq!(
+            NetworkError::PortAllocated {
+                host_ip: std::net::Ipv6Addr::UNSPECIFIED.into(),
+                host_port: 8080,
+            }
+            .to_string(),
+            "Bind for [::]:8080 failed: port is already allocated"
         );
         assert_eq!(e.kind().http_status(), 409);
         assert_eq!(

@@ -9,9 +9,9 @@
 //! the service rebuilds it from the endpoints it knows at start-up.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::addr::Ipv4Net;
+use crate::addr::{Ipv4Net, Ipv6Net};
 use crate::error::NetworkError;
 
 /// The addresses of one network and who holds them.
@@ -63,13 +63,13 @@ impl Ipam {
             Some(ip) => {
                 if !self.usable(ip) {
                     return Err(NetworkError::AddressOutsideSubnet {
-                        ip,
+                        ip: ip.into(),
                         network: self.network.clone(),
                     });
                 }
                 if self.allocated.contains_key(&ip) {
                     return Err(NetworkError::AddressInUse {
-                        ip,
+                        ip: ip.into(),
                         network: self.network.clone(),
                     });
                 }
@@ -108,6 +108,85 @@ impl Ipam {
     /// How many addresses are handed out.
     pub fn in_use(&self) -> usize {
         self.allocated.len()
+    }
+}
+
+/// The IPv6 addresses of a dual-stack network: the gateway is the subnet's first address
+/// (`::1`), containers get `::2`, `::3`… (the subnet-router anycast address `::` is never
+/// handed out), as Docker's default IPAM does.
+#[derive(Debug, Clone)]
+pub struct Ipam6 {
+    network: String,
+    subnet: Ipv6Net,
+    range: Ipv6Net,
+    gateway: Ipv6Addr,
+    allocated: BTreeMap<Ipv6Addr, String>,
+    cursor: u128,
+}
+
+impl Ipam6 {
+    /// A table for `subnet`, allocating dynamically from `range` (the subnet when `None`).
+    pub fn new(network: &str, subnet: Ipv6Net, range: Option<Ipv6Net>, gateway: Ipv6Addr) -> Self {
+        Self {
+            network: network.to_string(),
+            subnet,
+            range: range.unwrap_or(subnet),
+            gateway,
+            allocated: BTreeMap::new(),
+            cursor: 0,
+        }
+    }
+
+    fn usable(&self, ip: Ipv6Addr) -> bool {
+        self.subnet.contains(ip) && ip != self.subnet.network() && ip != self.gateway
+    }
+
+    /// Hands out `wanted` (a static address) or the next free address of the range.
+    pub fn allocate(
+        &mut self,
+        holder: &str,
+        wanted: Option<Ipv6Addr>,
+    ) -> Result<Ipv6Addr, NetworkError> {
+        let ip = match wanted {
+            Some(ip) if !self.usable(ip) => {
+                return Err(NetworkError::AddressOutsideSubnet {
+                    ip: ip.into(),
+                    network: self.network.clone(),
+                });
+            }
+            Some(ip) if self.allocated.contains_key(&ip) => {
+                return Err(NetworkError::AddressInUse {
+                    ip: ip.into(),
+                    network: self.network.clone(),
+                });
+            }
+            Some(ip) => ip,
+            None => {
+                let first = u128::from(self.range.network());
+                let last = u128::from(self.range.last());
+                let start = self.cursor.clamp(first, last);
+                // At most `allocated + 2` addresses are unusable: that many steps (wrapping
+                // round the range) find a free one if there is any.
+                let steps = self.allocated.len() as u128 + 3;
+                let size = last - first + 1;
+                (0..steps.min(size))
+                    .map(|i| Ipv6Addr::from(first + (start - first + i) % size))
+                    .find(|ip| self.usable(*ip) && !self.allocated.contains_key(ip))
+                    .ok_or_else(|| NetworkError::PoolExhausted {
+                        network: self.network.clone(),
+                    })?
+            }
+        };
+        if wanted.is_none() {
+            self.cursor = u128::from(ip).saturating_add(1);
+        }
+        self.allocated.insert(ip, holder.to_string());
+        Ok(ip)
+    }
+
+    /// Gives `ip` back; a no-op when it was not handed out.
+    pub fn release(&mut self, ip: Ipv6Addr) {
+        self.allocated.remove(&ip);
     }
 }
 
@@ -198,5 +277,43 @@ mod tests {
         ipam.release(ip("192.168.77.4"));
         // Full circle: the search wraps around to the one free address.
         assert_eq!(ipam.allocate("d", None).unwrap(), ip("192.168.77.4"));
+    }
+
+    #[test]
+    fn ipv6_allocation_starts_at_two_and_checks_statics() {
+        let subnet: Ipv6Net = "fd00:db8:1::/64".parse().unwrap();
+        let gw: Ipv6Addr = "fd00:db8:1::1".parse().unwrap();
+        let mut ipam = Ipam6::new("n", subnet, None, gw);
+        assert_eq!(
+            ipam.allocate("a", None).unwrap().to_string(),
+            "fd00:db8:1::2"
+        );
+        let fixed: Ipv6Addr = "fd00:db8:1::3".parse().unwrap();
+        assert_eq!(ipam.allocate("b", Some(fixed)).unwrap(), fixed);
+        assert_eq!(
+            ipam.allocate("c", None).unwrap().to_string(),
+            "fd00:db8:1::4"
+        );
+        for bad in ["fd00:db8:1::", "fd00:db8:1::1", "fd00:db8:2::5"] {
+            let err = ipam.allocate("d", Some(bad.parse().unwrap())).unwrap_err();
+            assert!(
+                matches!(err, NetworkError::AddressOutsideSubnet { .. }),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            ipam.allocate("d", Some(fixed)),
+            Err(NetworkError::AddressInUse { .. })
+        ));
+        ipam.release(fixed);
+        assert_eq!(ipam.allocate("e", Some(fixed)).unwrap(), fixed);
+        // A tiny range wraps round and runs out.
+        let small: Ipv6Net = "fd00:db8:1::/126".parse().unwrap();
+        let mut ipam = Ipam6::new("n", small, None, gw);
+        assert!(ipam.allocate("a", None).is_ok() && ipam.allocate("b", None).is_ok());
+        assert!(matches!(
+            ipam.allocate("c", None),
+            Err(NetworkError::PoolExhausted { .. })
+        ));
     }
 }

@@ -44,7 +44,7 @@ mod ports;
 mod service;
 mod store;
 
-pub use addr::{Ipv4Net, MacAddr, choose_subnet, parse_proc_routes};
+pub use addr::{Ipv4Net, Ipv6Net, MacAddr, choose_subnet, parse_proc_routes};
 pub use error::NetworkError;
 pub use ipam::Ipam as AddressPool;
 pub use model::{

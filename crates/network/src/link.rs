@@ -12,11 +12,12 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use futures_util::TryStreamExt;
 use nix::sched::CloneFlags;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, MacVlanMode};
 use rtnetlink::{
     Handle, LinkBridge, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -131,12 +132,38 @@ pub(crate) fn host_link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Creates bridge `name` with `gateway/prefix` and brings it up; an existing bridge gets
-/// the address if it lacks it. Returns whether the bridge was created.
+/// Adds `ip/prefix` to interface `index` (an address it has already is fine). IPv6
+/// addresses skip duplicate address detection (`nodad`): they are berth's to hand out, and
+/// DAD would leave them unusable for a second or more after start.
+async fn add_address(
+    handle: &Handle,
+    index: u32,
+    ip: IpAddr,
+    prefix: u8,
+    what: &str,
+    exist_ok: bool,
+) -> Result<(), NetworkError> {
+    let mut req = handle.address().add(index, ip, prefix);
+    if ip.is_ipv6() {
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(err) if exist_ok && errno(&err) == Some(EEXIST) => Ok(()),
+        Err(err) => Err(netlink_err(format!("address {ip}/{prefix} on {what}"))(err)),
+    }
+}
+
+/// Creates bridge `name` with `gateway/prefix` (and the IPv6 gateway of a dual-stack
+/// network) and brings it up; an existing bridge gets the addresses it lacks. Returns
+/// whether the bridge was created.
 pub(crate) fn ensure_bridge(
     name: &str,
     gateway: Ipv4Addr,
     prefix: u8,
+    gateway6: Option<(Ipv6Addr, u8)>,
     mtu: Option<u32>,
 ) -> Result<bool, NetworkError> {
     with_netlink(None, async |handle: Handle| {
@@ -167,17 +194,9 @@ pub(crate) fn ensure_bridge(
                     })?
             }
         };
-        match handle
-            .address()
-            .add(index, gateway.into(), prefix)
-            .execute()
-            .await
-        {
-            Ok(()) => {}
-            Err(err) if errno(&err) == Some(EEXIST) => {}
-            Err(err) => {
-                return Err(netlink_err(format!("address {gateway}/{prefix} on {name}"))(err));
-            }
+        add_address(&handle, index, gateway.into(), prefix, name, true).await?;
+        if let Some((gateway6, prefix6)) = gateway6 {
+            add_address(&handle, index, gateway6.into(), prefix6, name, true).await?;
         }
         handle
             .link()
@@ -230,6 +249,10 @@ pub(crate) struct InterfaceConfig {
     /// The default route's gateway; `None` for internal networks, or when the container
     /// already has a default route through an earlier network.
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 address and prefix on a dual-stack network.
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    /// The IPv6 default route's gateway (as `gateway`).
+    pub gateway6: Option<Ipv6Addr>,
     pub mtu: Option<u32>,
 }
 
@@ -314,15 +337,21 @@ async fn configure(handle: &Handle, iface: &InterfaceConfig) -> Result<(), Netwo
                 op: format!("find {name} in container"),
                 source: rtnetlink::Error::RequestFailed,
             })?;
-        handle
-            .address()
-            .add(index, iface.ip.into(), iface.prefix)
-            .execute()
-            .await
-            .map_err(netlink_err(format!(
-                "address {}/{} on {name}",
-                iface.ip, iface.prefix
-            )))?;
+        add_address(handle, index, iface.ip.into(), iface.prefix, name, false).await?;
+        if let Some((ip6, prefix6)) = iface.ip6 {
+            // The worker thread is inside the container's namespace, so /proc/sys/net is
+            // the container's: IPv6 on for this interface, as Docker does.
+            // No duplicate address detection, for the link-local address either: every
+            // address is usable as soon as the container starts.
+            for (key, value) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
+                set_sysctl(
+                    Path::new("/proc/sys"),
+                    &format!("net/ipv6/conf/{name}/{key}"),
+                    value,
+                )?;
+            }
+            add_address(handle, index, ip6.into(), prefix6, name, false).await?;
+        }
         handle
             .link()
             .set(LinkUnspec::new_with_index(index).up().build())
@@ -346,6 +375,17 @@ async fn configure(handle: &Handle, iface: &InterfaceConfig) -> Result<(), Netwo
                 // An earlier network already gave the container its default route.
                 Err(err) if errno(&err) == Some(EEXIST) => {}
                 Err(err) => return Err(netlink_err(format!("default route via {gateway}"))(err)),
+            }
+        }
+        if let Some(gateway6) = iface.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gateway6)
+                .output_interface(index)
+                .build();
+            match handle.route().add(route).execute().await {
+                Ok(()) => {}
+                Err(err) if errno(&err) == Some(EEXIST) => {}
+                Err(err) => return Err(netlink_err(format!("default route via {gateway6}"))(err)),
             }
         }
         Ok(())

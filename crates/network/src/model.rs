@@ -6,7 +6,7 @@
 //! deserializes from the body of `POST /networks/create`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use berth_api::filters::Filters;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub struct Ipam {
     /// IPAM driver options (kept, not interpreted).
     #[serde(default, deserialize_with = "nullable")]
     pub options: BTreeMap<String, String>,
-    /// One entry per subnet (berth: at most one, IPv4).
+    /// One entry per subnet: the IPv4 one, then the IPv6 one of a dual-stack network.
     #[serde(default, deserialize_with = "nullable")]
     pub config: Vec<IpamConfig>,
 }
@@ -91,7 +91,7 @@ pub struct CreateRequest {
     /// User labels.
     #[serde(default, deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
-    /// `--ipv6` (refused: berth's networks are IPv4 only).
+    /// `--ipv6`: a dual-stack network (an IPv6 subnet must be given in `IPAM.Config`).
     #[serde(default, rename = "EnableIPv6", deserialize_with = "nullable")]
     pub enable_ipv6: bool,
 }
@@ -118,7 +118,7 @@ pub struct NetworkContainer {
     /// `172.18.0.2/16`.
     #[serde(rename = "IPv4Address")]
     pub ipv4_address: String,
-    /// Always empty (no IPv6).
+    /// `fd00::2/64` on a dual-stack network, else empty.
     #[serde(rename = "IPv6Address")]
     pub ipv6_address: String,
 }
@@ -140,7 +140,7 @@ pub struct NetworkInfo {
     /// Whether IPv4 is on (true for bridge and macvlan networks).
     #[serde(rename = "EnableIPv4")]
     pub enable_ipv4: bool,
-    /// Always false.
+    /// Whether the network is dual-stack (`--ipv6`).
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     /// Addressing.
@@ -178,6 +178,8 @@ pub struct ContainerNet {
 pub struct AttachOptions {
     /// A static address (user networks only).
     pub ip: Option<Ipv4Addr>,
+    /// A static IPv6 address (`--ip6`; dual-stack user networks only).
+    pub ip6: Option<Ipv6Addr>,
     /// A MAC address; derived from the IP when `None`.
     pub mac: Option<MacAddr>,
     /// Extra DNS names on this network.
@@ -191,6 +193,13 @@ pub struct EndpointIpamConfig {
     /// The static address asked for.
     #[serde(rename = "IPv4Address")]
     pub ipv4_address: String,
+    /// The static IPv6 address asked for (`--ip6`), else empty.
+    #[serde(
+        default,
+        rename = "IPv6Address",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv6_address: String,
 }
 
 /// Docker's `EndpointSettings` (a value of `NetworkSettings.Networks`).
@@ -222,13 +231,13 @@ pub struct EndpointSettings {
     /// The subnet's prefix length.
     #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
-    /// Always empty.
+    /// The network's IPv6 gateway (dual-stack networks), else empty.
     #[serde(rename = "IPv6Gateway")]
     pub ipv6_gateway: String,
-    /// Always empty.
+    /// The container's IPv6 address (dual-stack networks), else empty.
     #[serde(rename = "GlobalIPv6Address")]
     pub global_ipv6_address: String,
-    /// Always 0.
+    /// The IPv6 subnet's prefix length, else 0.
     #[serde(rename = "GlobalIPv6PrefixLen")]
     pub global_ipv6_prefix_len: u8,
     /// Names the embedded DNS answers for (null on the default bridge, as in Docker).
@@ -247,12 +256,14 @@ pub struct Endpoint {
     pub host_interface: Option<String>,
     /// The container's address on this network.
     pub ip: Ipv4Addr,
+    /// Its IPv6 address on a dual-stack network.
+    pub ip6: Option<Ipv6Addr>,
     /// What `docker inspect` shows.
     pub settings: EndpointSettings,
 }
 
 /// Docker's /etc/hosts for a container: the loopback lines, then one line per endpoint
-/// address with the hostname.
+/// address with the hostname (IPv4, then IPv6 on a dual-stack network).
 pub fn hosts_file(hostname: &str, endpoints: &[Endpoint]) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
@@ -260,6 +271,9 @@ pub fn hosts_file(hostname: &str, endpoints: &[Endpoint]) -> String {
     );
     for endpoint in endpoints {
         out.push_str(&format!("{}\t{hostname}\n", endpoint.ip));
+        if let Some(ip6) = endpoint.ip6 {
+            out.push_str(&format!("{ip6}\t{hostname}\n"));
+        }
     }
     out
 }

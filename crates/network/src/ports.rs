@@ -8,13 +8,13 @@
 //! already allocated`. A port of 0 lets the kernel pick a free one.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::str::FromStr;
 
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, getsockname, listen, setsockopt,
-    socket, sockopt,
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, getsockname, listen,
+    setsockopt, socket, sockopt,
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,8 +61,9 @@ pub struct PortBinding {
     pub container_port: u16,
     /// Its protocol.
     pub protocol: Protocol,
-    /// The host address to accept on; `None` (or 0.0.0.0) means every address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// The host address to accept on; `None` means every address (0.0.0.0, and :: when the
+    /// container has an IPv6 address).
+    pub host_ip: Option<IpAddr>,
     /// The host ports to choose from (inclusive); `(0, 0)` means any free port.
     pub host_ports: (u16, u16),
 }
@@ -81,7 +82,7 @@ impl PortBinding {
             "" => None,
             ip => Some(ip.parse().map_err(|_| NetworkError::InvalidPortSpec {
                 spec: ip.to_string(),
-                reason: "invalid host IPv4 address",
+                reason: "invalid host IP address",
             })?),
         };
         let host_ports =
@@ -109,17 +110,32 @@ pub fn parse_publish_spec(spec: &str) -> Result<Vec<PortBinding>, NetworkError> 
         Some((rest, proto)) => (rest, proto.parse::<Protocol>()?),
         None => (spec, Protocol::Tcp),
     };
+    // `[::1]:8080:80`: an IPv6 host address in brackets.
+    let (bracketed, rest) = match rest.strip_prefix('[') {
+        Some(r) => {
+            let (ip, after) = r.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+            let after = after
+                .strip_prefix(':')
+                .ok_or_else(|| bad("invalid host IP"))?;
+            (Some(ip), after)
+        }
+        None => (None, rest),
+    };
     let parts: Vec<&str> = rest.split(':').collect();
-    let (ip, host, ctr) = match parts.as_slice() {
-        [ctr] => ("", "", *ctr),
-        [host, ctr] => ("", *host, *ctr),
-        [ip, host, ctr] => (*ip, *host, *ctr),
+    let (ip, host, ctr) = match (bracketed, parts.as_slice()) {
+        (None, [ctr]) => ("", "", *ctr),
+        (None, [host, ctr]) => ("", *host, *ctr),
+        (None, [ip, host, ctr]) => (*ip, *host, *ctr),
+        (Some(ip), [host, ctr]) => (ip, *host, *ctr),
         _ => return Err(bad("too many colons")),
     };
-    let host_ip = match ip {
+    let host_ip: Option<IpAddr> = match ip {
         "" => None,
-        ip => Some(ip.parse().map_err(|_| bad("invalid host IPv4 address"))?),
+        ip => Some(ip.parse().map_err(|_| bad("invalid host IP address"))?),
     };
+    if bracketed.is_some() && !host_ip.is_some_and(|ip| ip.is_ipv6()) {
+        return Err(bad("only IPv6 addresses go in brackets"));
+    }
     let (ctr_first, ctr_last) = parse_port_range(ctr)
         .filter(|(first, _)| *first != 0)
         .ok_or_else(|| bad("invalid container port"))?;
@@ -170,12 +186,12 @@ pub struct PublishedPort {
     pub container_port: u16,
     /// Its protocol.
     pub protocol: Protocol,
-    /// The host address (0.0.0.0 for all).
-    pub host_ip: Ipv4Addr,
+    /// The host address (0.0.0.0 or :: for all).
+    pub host_ip: IpAddr,
     /// The host port.
     pub host_port: u16,
-    /// The container address the port is forwarded to.
-    pub container_ip: Ipv4Addr,
+    /// The container address the port is forwarded to (of the same family as `host_ip`).
+    pub container_ip: IpAddr,
 }
 
 impl PublishedPort {
@@ -188,15 +204,86 @@ impl PublishedPort {
 /// A held host port: the bound socket keeps anyone else from binding it.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    /// Kept only for its effect; closing it frees the port.
-    _socket: OwnedFd,
+    /// Kept for its effect (closing it frees the port), and the listener of a proxy.
+    socket: OwnedFd,
     pub(crate) port: u16,
+    /// Whether a [`proxy_loopback6`] thread accepts on `socket`.
+    proxied: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.proxied {
+            // Wakes the proxy's blocked accept() (with an error), which ends its thread.
+            let _ = nix::sys::socket::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+                nix::sys::socket::Shutdown::Both,
+            );
+        }
+    }
+}
+
+/// IPv6 has no `route_localnet`: the kernel drops a packet from `::1` that DNAT sends out
+/// of a bridge. So `[::1]:PORT` is served as dockerd's userland proxy does: the DNAT rules
+/// leave `::1` alone, the connection lands on the reservation's `[::]:PORT` socket (which
+/// listens; every other address is DNATed before it), and a thread relays it to `target`.
+/// TCP only. The thread ends when the reservation is dropped.
+pub(crate) fn proxy_loopback6(
+    reservation: &mut Reservation,
+    target: std::net::SocketAddr,
+) -> Result<(), NetworkError> {
+    let fd = reservation
+        .socket
+        .try_clone()
+        .map_err(|source| NetworkError::PortReserve {
+            host_port: reservation.port,
+            source,
+        })?;
+    listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN)).map_err(|errno| {
+        NetworkError::PortReserve {
+            host_port: reservation.port,
+            source: errno.into(),
+        }
+    })?;
+    let listener = std::net::TcpListener::from(fd);
+    reservation.proxied = true;
+    std::thread::Builder::new()
+        .name(format!("proxy6-{}", reservation.port))
+        .spawn(move || {
+            // Bounded by the listener: accept fails once the reservation shuts it down.
+            while let Ok((client, _)) = listener.accept() {
+                let _ = std::thread::Builder::new()
+                    .name("proxy6-conn".into())
+                    .spawn(move || relay(client, target));
+            }
+        })
+        .map_err(|source| NetworkError::Worker { source })?;
+    Ok(())
+}
+
+/// Copies both ways between `client` and a new connection to `target` until both close.
+fn relay(client: std::net::TcpStream, target: std::net::SocketAddr) {
+    use std::net::{Shutdown, TcpStream};
+    let Ok(server) = TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5)) else {
+        return;
+    };
+    let (Ok(mut client_r), Ok(mut server_w)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_r, &mut server_w);
+        let _ = server_w.shutdown(Shutdown::Write);
+    });
+    let (mut server_r, mut client_w) = (server, client);
+    let _ = std::io::copy(&mut server_r, &mut client_w);
+    let _ = client_w.shutdown(Shutdown::Write);
+    let _ = upstream.join();
 }
 
 /// Binds `ip:port` for `protocol` (port 0: any free port) and returns the held socket.
 pub(crate) fn reserve(
     protocol: Protocol,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     port: u16,
 ) -> Result<Reservation, NetworkError> {
     let in_use = || NetworkError::PortAllocated {
@@ -207,13 +294,19 @@ pub(crate) fn reserve(
         Protocol::Tcp => SockType::Stream,
         Protocol::Udp => SockType::Datagram,
     };
-    let socket =
-        socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None).map_err(|errno| {
-            NetworkError::PortReserve {
-                host_port: port,
-                source: errno.into(),
-            }
-        })?;
+    let family = match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let reserve_err = |errno: nix::errno::Errno| NetworkError::PortReserve {
+        host_port: port,
+        source: errno.into(),
+    };
+    let socket = socket(family, kind, SockFlag::SOCK_CLOEXEC, None).map_err(reserve_err)?;
+    // `[::]:PORT` is its own reservation beside `0.0.0.0:PORT`, as dockerd's pair of them.
+    if ip.is_ipv6() {
+        setsockopt(&socket, sockopt::Ipv6V6Only, &true).map_err(reserve_err)?;
+    }
     // TCP: SO_REUSEADDR, as dockerd, so a port whose last connections are in TIME_WAIT can
     // be published again; the socket then listens (backlog 0; the DNAT rules take the
     // traffic before it), because on Linux a bind with SO_REUSEADDR conflicts only with a
@@ -227,29 +320,31 @@ pub(crate) fn reserve(
             }
         })?;
     }
-    bind(
-        std::os::fd::AsRawFd::as_raw_fd(&socket),
-        &SockaddrIn::from(SocketAddrV4::new(ip, port)),
-    )
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    match ip {
+        IpAddr::V4(ip) => bind(fd, &SockaddrIn::from(SocketAddrV4::new(ip, port))),
+        IpAddr::V6(ip) => bind(fd, &SockaddrIn6::from(SocketAddrV6::new(ip, port, 0, 0))),
+    }
     .map_err(|_| in_use())?;
     if protocol == Protocol::Tcp {
         listen(&socket, Backlog::new(0).unwrap_or(Backlog::MAXCONN)).map_err(|_| in_use())?;
     }
-    let bound: SockaddrIn =
-        getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).map_err(|errno| {
-            NetworkError::PortReserve {
-                host_port: port,
-                source: errno.into(),
-            }
-        })?;
+    let bound = match ip {
+        IpAddr::V4(_) => getsockname::<SockaddrIn>(fd).map(|a| a.port()),
+        IpAddr::V6(_) => getsockname::<SockaddrIn6>(fd).map(|a| a.port()),
+    }
+    .map_err(reserve_err)?;
     Ok(Reservation {
-        _socket: socket,
-        port: bound.port(),
+        socket,
+        port: bound,
+        proxied: false,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn one(spec: &str) -> PortBinding {
@@ -270,16 +365,17 @@ mod tests {
         let _ = client.read(&mut [0u8; 1]);
         drop(client);
         drop(listener);
-        let held = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, port).expect("TIME_WAIT port");
+        let held =
+            reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), port).expect("TIME_WAIT port");
         assert_eq!(held.port, port);
         assert!(matches!(
-            reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, port),
+            reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), port),
             Err(NetworkError::PortAllocated { .. })
         ));
         assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
-        let udp = reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, 0).unwrap();
+        let udp = reserve(Protocol::Udp, Ipv4Addr::LOCALHOST.into(), 0).unwrap();
         assert!(matches!(
-            reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, udp.port),
+            reserve(Protocol::Udp, Ipv4Addr::LOCALHOST.into(), udp.port),
             Err(NetworkError::PortAllocated { .. })
         ));
     }
@@ -293,7 +389,7 @@ mod tests {
         );
         assert_eq!(b.protocol, Protocol::Tcp);
         let b = one("127.0.0.1:9000:90/udp");
-        assert_eq!(b.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(b.host_ip, Some(Ipv4Addr::LOCALHOST.into()));
         assert_eq!(
             (b.container_port, b.host_ports, b.protocol),
             (90, (9000, 9000), Protocol::Udp)
@@ -303,10 +399,18 @@ mod tests {
         let b = one("127.0.0.1::80");
         assert_eq!(
             (b.host_ip, b.host_ports),
-            (Some(Ipv4Addr::LOCALHOST), (0, 0))
+            (Some(Ipv4Addr::LOCALHOST.into()), (0, 0))
         );
         let b = one("8000-8010:80");
         assert_eq!(b.host_ports, (8000, 8010));
+        let b = one("[::1]:8080:80/udp");
+        assert_eq!(b.host_ip, Some("::1".parse().unwrap()));
+        assert_eq!((b.host_ports, b.container_port), ((8080, 8080), 80));
+        let b = one("[fd00::1]::80");
+        assert_eq!(
+            (b.host_ip.unwrap().to_string(), b.host_ports),
+            ("fd00::1".into(), (0, 0))
+        );
         let range = parse_publish_spec("8000-8001:80-81").unwrap();
         assert_eq!(range[1].container_port, 81);
         assert_eq!(range[1].host_ports, (8001, 8001));
@@ -325,6 +429,9 @@ mod tests {
             "70000:80",
             "8000-8002:80-81",
             "90-80:80",
+            "[::1:80:80",
+            "[127.0.0.1]:80:80",
+            "[::1]:80",
         ] {
             assert!(parse_publish_spec(bad).is_err(), "{bad:?} accepted");
         }
@@ -345,9 +452,9 @@ mod tests {
 
     #[test]
     fn reservation_holds_the_port() {
-        let held = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, 0).unwrap();
+        let held = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), 0).unwrap();
         assert_ne!(held.port, 0);
-        let err = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, held.port).unwrap_err();
+        let err = reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), held.port).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -357,8 +464,8 @@ mod tests {
         );
         let port = held.port;
         drop(held);
-        reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST, port).unwrap();
-        let udp = reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, 0).unwrap();
-        assert!(reserve(Protocol::Udp, Ipv4Addr::LOCALHOST, udp.port).is_err());
+        reserve(Protocol::Tcp, Ipv4Addr::LOCALHOST.into(), port).unwrap();
+        let udp = reserve(Protocol::Udp, Ipv4Addr::LOCALHOST.into(), 0).unwrap();
+        assert!(reserve(Protocol::Udp, Ipv4Addr::LOCALHOST.into(), udp.port).is_err());
     }
 }

@@ -16,7 +16,7 @@
 //! state; `attach` does its netlink work outside it, after reserving the address.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use rand::RngCore;
 use tracing::{instrument, warn};
 
-use crate::addr::{Ipv4Net, MacAddr, choose_subnet, parse_proc_routes};
+use crate::addr::{Ipv4Net, Ipv6Net, MacAddr, choose_subnet, parse_proc_routes};
 use crate::dns::{DnsServer, NameTable, PeerTables, upstreams_from_resolv_conf};
 use crate::error::NetworkError;
-use crate::ipam::Ipam;
+use crate::ipam::{Ipam, Ipam6};
 use crate::iptables;
 use crate::link::{self, InterfaceConfig};
 use crate::model::{
@@ -35,8 +35,10 @@ use crate::model::{
     EndpointSettings, Ipam as IpamJson, IpamConfig, NetworkContainer, NetworkInfo,
 };
 use crate::nft::{self, BridgeRules, PortRule};
-use crate::ports::{PortBinding, PublishedPort, Reservation, reserve};
-use crate::store::{ContainerRecord, Driver, EndpointRecord, NetworkRecord, SCHEMA_VERSION, Store};
+use crate::ports::{PortBinding, Protocol, PublishedPort, Reservation, proxy_loopback6, reserve};
+use crate::store::{
+    ContainerRecord, Driver, EndpointRecord, Ipv6Config, NetworkRecord, SCHEMA_VERSION, Store,
+};
 
 const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 const OPT_MTU: &str = "com.docker.network.driver.mtu";
@@ -62,6 +64,8 @@ pub struct NetworkConfig {
     pub proc_sys: PathBuf,
     /// The embedded DNS servers' port (53).
     pub dns_port: u16,
+    /// The default bridge's IPv6 subnet (`--ipv6 --fixed-cidr-v6`): it is then dual-stack.
+    pub default_bridge_ipv6: Option<Ipv6Net>,
 }
 
 impl NetworkConfig {
@@ -76,6 +80,7 @@ impl NetworkConfig {
             resolv_conf: "/etc/resolv.conf".into(),
             proc_sys: "/proc/sys".into(),
             dns_port: 53,
+            default_bridge_ipv6: None,
         }
     }
 }
@@ -85,6 +90,8 @@ impl NetworkConfig {
 struct Net {
     record: NetworkRecord,
     ipam: Option<Ipam>,
+    /// The IPv6 addresses of a dual-stack network.
+    ipam6: Option<Ipam6>,
     names: NameTable,
     /// Per client address: the name tables of its container's other networks.
     peers: PeerTables,
@@ -137,20 +144,59 @@ fn valid_name(name: &str) -> bool {
     !name.trim().is_empty() && !name.chars().any(char::is_control)
 }
 
-/// `--ipv6` or an IPv6 subnet: refused, clearly (berth's networks are IPv4 only so far).
-fn refuse_ipv6(req: &CreateRequest) -> Result<(), NetworkError> {
-    let ipv6_subnet = req
+/// The IPv6 half of a create request: `EnableIPv6` with an IPv6 entry in `IPAM.Config`
+/// (subnet with host bits cleared, gateway defaulting to the first address, `--ip-range`).
+/// As dockerd 25 (API 1.44): `--ipv6` without an IPv6 subnet finds no default pool, and an
+/// IPv6 subnet needs `--ipv6`.
+fn ipv6_request(req: &CreateRequest) -> Result<Option<Ipv6Config>, NetworkError> {
+    let entry = req
         .ipam
         .iter()
         .flat_map(|i| &i.config)
-        .any(|c| c.subnet.contains(':'));
-    if req.enable_ipv6 || ipv6_subnet {
+        .find(|c| c.subnet.contains(':'));
+    let Some(entry) = entry else {
+        if req.enable_ipv6 {
+            return Err(NetworkError::NoFreeSubnet6);
+        }
+        return Ok(None);
+    };
+    if !req.enable_ipv6 {
         return Err(NetworkError::InvalidOption {
-            option: "ipv6".into(),
-            reason: "IPv6 networks are not supported by berth yet".into(),
+            option: "subnet".into(),
+            reason: format!("IPv6 subnet {} needs --ipv6 (EnableIPv6)", entry.subnet),
         });
     }
-    Ok(())
+    let subnet = Ipv6Net::parse_masked(&entry.subnet)?;
+    let outside = |what: &'static str, value: &str| NetworkError::OutsideSubnet {
+        what,
+        value: value.to_string(),
+        subnet: subnet.to_string(),
+    };
+    let gateway = match entry.gateway.as_str() {
+        "" => subnet.nth(1).ok_or_else(|| NetworkError::InvalidSubnet {
+            subnet: subnet.to_string(),
+        })?,
+        g => g
+            .parse::<Ipv6Addr>()
+            .ok()
+            .filter(|ip| subnet.contains(*ip) && *ip != subnet.network())
+            .ok_or_else(|| outside("gateway", g))?,
+    };
+    let ip_range = match entry.ip_range.as_str() {
+        "" => None,
+        r => {
+            let range = Ipv6Net::parse_masked(r)?;
+            if !subnet.contains(range.network()) || range.prefix() < subnet.prefix() {
+                return Err(outside("ip-range", r));
+            }
+            Some(range)
+        }
+    };
+    Ok(Some(Ipv6Config {
+        subnet,
+        gateway,
+        ip_range,
+    }))
 }
 
 impl NetworkService {
@@ -200,7 +246,7 @@ impl NetworkService {
             service.index_container(&mut state, &record);
             let mut held = Vec::new();
             for port in &record.ports {
-                match reserve(port.protocol, port.host_ip, port.host_port) {
+                match hold(port) {
                     Ok(r) => held.push(r),
                     Err(err) => warn!(error = %err, "published port could not be re-reserved"),
                 }
@@ -226,16 +272,46 @@ impl NetworkService {
         let ipam = record
             .subnet
             .map(|subnet| Ipam::new(&record.name, subnet, record.ip_range, record.gateway));
+        let ipam6 = record
+            .ipv6
+            .map(|v6| Ipam6::new(&record.name, v6.subnet, v6.ip_range, v6.gateway));
         Net {
             record,
             ipam,
+            ipam6,
             names: Arc::new(RwLock::new(HashMap::new())),
             peers: PeerTables::default(),
             dns: None,
         }
     }
 
+    /// The default bridge's IPv6 half as the configuration wants it.
+    fn default_bridge_ipv6(&self) -> Option<Ipv6Config> {
+        let subnet = self.config.default_bridge_ipv6?;
+        Some(Ipv6Config {
+            subnet,
+            gateway: subnet.nth(1)?,
+            ip_range: None,
+        })
+    }
+
     fn ensure_predefined(&self, state: &mut State) -> Result<(), NetworkError> {
+        // `--ipv6 --fixed-cidr-v6` given or dropped since the default bridge was made.
+        let wanted = self.default_bridge_ipv6();
+        if let Some(net) = state
+            .networks
+            .values_mut()
+            .find(|n| n.record.default_bridge && n.record.ipv6 != wanted)
+        {
+            let mut record = net.record.clone();
+            record.ipv6 = wanted;
+            self.store.save_network(&record)?;
+            if let (None, Some(device)) = (wanted, &record.device) {
+                // IPv6 turned off: the ip6tables accepts go (nothing else would take them).
+                iptables::revoke(iptables::Family::V6, device)?;
+            }
+            *net = self.net_from_record(record);
+        }
         for (name, driver) in [
             ("bridge", Driver::Bridge),
             ("host", Driver::Host),
@@ -279,6 +355,11 @@ impl NetworkService {
                 default_bridge: driver == Driver::Bridge,
                 options,
                 labels: BTreeMap::new(),
+                ipv6: if driver == Driver::Bridge {
+                    wanted
+                } else {
+                    None
+                },
             };
             self.store.save_network(&record)?;
             let net = self.net_from_record(record);
@@ -323,14 +404,24 @@ impl NetworkService {
             else {
                 return Ok(false);
             };
-            created = link::ensure_bridge(device, gateway, subnet.prefix(), record.mtu)?;
+            let gateway6 = record.ipv6.map(|v6| (v6.gateway, v6.subnet.prefix()));
+            created = link::ensure_bridge(device, gateway, subnet.prefix(), gateway6, record.mtu)?;
             let result = (|| {
                 link::set_sysctl(
                     &self.config.proc_sys,
                     &format!("net/ipv4/conf/{device}/route_localnet"),
                     "1",
                 )?;
-                iptables::allow(device)?;
+                if record.ipv6.is_some() {
+                    // As dockerd for an IPv6 network: IPv6 on for the bridge, forwarding on.
+                    link::set_sysctl(
+                        &self.config.proc_sys,
+                        &format!("net/ipv6/conf/{device}/disable_ipv6"),
+                        "0",
+                    )?;
+                    link::set_sysctl(&self.config.proc_sys, "net/ipv6/conf/all/forwarding", "1")?;
+                }
+                allow_forward(&record, device)?;
                 if net.has_dns() && net.dns.is_none() {
                     let addr = SocketAddr::V4(SocketAddrV4::new(gateway, self.config.dns_port));
                     net.dns = Some(DnsServer::start(
@@ -344,7 +435,7 @@ impl NetworkService {
             })();
             if let Err(err) = result {
                 if created {
-                    let _ = iptables::revoke(device);
+                    let _ = revoke_forward(&record, device);
                     let _ = link::delete_host_link(device);
                 }
                 return Err(err);
@@ -373,6 +464,7 @@ impl NetworkService {
                 Some(BridgeRules {
                     device: n.record.device.clone()?,
                     subnet: n.record.subnet?,
+                    subnet6: n.record.ipv6.map(|v6| v6.subnet),
                     internal: n.record.internal,
                 })
             })
@@ -399,7 +491,10 @@ impl NetworkService {
                 if let Some(ipam) = &mut net.ipam {
                     let _ = ipam.allocate(&record.container_id, Some(ep.ip));
                 }
-                add_names(&net.names, &ep.dns_names, ep.ip);
+                if let (Some(ipam6), Some(ip6)) = (&mut net.ipam6, ep.ip6) {
+                    let _ = ipam6.allocate(&record.container_id, Some(ip6));
+                }
+                add_names(&net.names, &ep.dns_names, ep);
             }
         }
     }
@@ -470,6 +565,21 @@ impl NetworkService {
         Ok(subnet)
     }
 
+    /// A requested IPv6 subnet: it may overlap no other network's.
+    fn check_subnet6(state: &State, subnet: Ipv6Net) -> Result<(), NetworkError> {
+        match state
+            .networks
+            .values()
+            .find(|n| n.record.ipv6.is_some_and(|v6| v6.subnet.overlaps(&subnet)))
+        {
+            Some(other) => Err(NetworkError::SubnetOverlap {
+                subnet: subnet.to_string(),
+                other: other.record.name.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Creates a network (`docker network create`).
     #[instrument(skip_all, fields(network = %req.name))]
     pub fn create(&self, req: &CreateRequest) -> Result<NetworkInfo, NetworkError> {
@@ -497,11 +607,15 @@ impl NetworkService {
         };
         let ipam_config = req
             .ipam
-            .as_ref()
-            .and_then(|i| i.config.first())
+            .iter()
+            .flat_map(|i| &i.config)
+            .find(|c| !c.subnet.contains(':'))
             .cloned()
             .unwrap_or_default();
-        refuse_ipv6(req)?;
+        let ipv6 = ipv6_request(req)?;
+        if let Some(v6) = ipv6 {
+            Self::check_subnet6(&state, v6.subnet)?;
+        }
         let subnet = match ipam_config.subnet.as_str() {
             "" => None,
             s => Some(Ipv4Net::parse_masked(s)?),
@@ -542,13 +656,14 @@ impl NetworkService {
             default_bridge: false,
             options: req.options.clone(),
             labels: req.labels.clone(),
+            ipv6,
         };
         let mut net = self.net_from_record(record);
         let created = self.bring_up(&mut net)?;
         let undo = |net: &mut Net| {
             net.dns = None;
             if let (true, Some(device)) = (created, &net.record.device) {
-                let _ = iptables::revoke(device);
+                let _ = revoke_forward(&net.record, device);
                 let _ = link::delete_host_link(device);
             }
         };
@@ -597,7 +712,10 @@ impl NetworkService {
                         endpoint_id: ep.endpoint_id.clone(),
                         mac_address: ep.mac.to_string(),
                         ipv4_address: format!("{}/{}", ep.ip, r.subnet.map_or(32, |s| s.prefix())),
-                        ipv6_address: String::new(),
+                        ipv6_address: match (ep.ip6, r.ipv6) {
+                            (Some(ip6), Some(v6)) => format!("{ip6}/{}", v6.subnet.prefix()),
+                            _ => String::new(),
+                        },
                     },
                 );
             }
@@ -610,6 +728,11 @@ impl NetworkService {
                 ip_range: r.ip_range.map(|g| g.to_string()).unwrap_or_default(),
             })
             .into_iter()
+            .chain(r.ipv6.map(|v6| IpamConfig {
+                subnet: v6.subnet.to_string(),
+                gateway: v6.gateway.to_string(),
+                ip_range: v6.ip_range.map(|g| g.to_string()).unwrap_or_default(),
+            }))
             .collect();
         NetworkInfo {
             name: r.name.clone(),
@@ -618,7 +741,7 @@ impl NetworkService {
             scope: "local".into(),
             driver: r.driver.as_str().into(),
             enable_ipv4: matches!(r.driver, Driver::Bridge | Driver::Macvlan),
-            enable_ipv6: false,
+            enable_ipv6: r.ipv6.is_some(),
             ipam: IpamJson {
                 driver: "default".into(),
                 options: BTreeMap::new(),
@@ -666,7 +789,7 @@ impl NetworkService {
         net.dns = None;
         self.apply_rules(state)?;
         if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
-            iptables::revoke(device)?;
+            revoke_forward(&net.record, device)?;
             link::delete_host_link(device)?;
         }
         Ok(())
@@ -731,8 +854,14 @@ impl NetworkService {
         if matches!(r.driver, Driver::Host | Driver::Null) {
             return Err(NetworkError::NotAttachable { name: r.name });
         }
-        if r.default_bridge && opts.ip.is_some() {
+        if r.default_bridge && (opts.ip.is_some() || opts.ip6.is_some()) {
             return Err(NetworkError::StaticIpOnDefaultBridge);
+        }
+        if let (Some(ip6), None) = (opts.ip6, &net.ipam6) {
+            return Err(NetworkError::AddressOutsideSubnet {
+                ip: ip6.into(),
+                network: r.name.clone(),
+            });
         }
         let ipam = net
             .ipam
@@ -741,6 +870,18 @@ impl NetworkService {
                 name: r.name.clone(),
             })?;
         let ip = ipam.allocate(&container.id, opts.ip)?;
+        let ip6 = match &mut net.ipam6 {
+            Some(ipam6) => match ipam6.allocate(&container.id, opts.ip6) {
+                Ok(ip6) => Some(ip6),
+                Err(err) => {
+                    if let Some(ipam) = &mut net.ipam {
+                        ipam.release(ip);
+                    }
+                    return Err(err);
+                }
+            },
+            None => None,
+        };
         let ifname = (0..)
             .map(|i| format!("eth{i}"))
             .find(|n| !used_ifnames.contains(n))
@@ -762,6 +903,8 @@ impl NetworkService {
             ip,
             mac: opts.mac.unwrap_or_else(|| MacAddr::from_ip(ip)),
             static_ip: opts.ip.is_some(),
+            ip6,
+            static_ip6: opts.ip6.is_some(),
             ifname,
             aliases: opts.aliases.clone(),
             dns_names,
@@ -793,6 +936,11 @@ impl NetworkService {
             } else {
                 record_net.gateway
             },
+            ip6: ep.ip6.zip(record_net.ipv6.map(|v6| v6.subnet.prefix())),
+            gateway6: record_net
+                .ipv6
+                .filter(|_| !record_net.internal)
+                .map(|v6| v6.gateway),
             mtu: record_net.mtu,
         };
         let device = record_net.device.clone().unwrap_or_default();
@@ -802,12 +950,13 @@ impl NetworkService {
         };
         let mut state = self.lock();
         let release_ip = |state: &mut State| {
-            if let Some(ipam) = state
-                .networks
-                .get_mut(&ep.network_id)
-                .and_then(|n| n.ipam.as_mut())
-            {
-                ipam.release(ep.ip);
+            if let Some(net) = state.networks.get_mut(&ep.network_id) {
+                if let Some(ipam) = &mut net.ipam {
+                    ipam.release(ep.ip);
+                }
+                if let (Some(ipam6), Some(ip6)) = (&mut net.ipam6, ep.ip6) {
+                    ipam6.release(ip6);
+                }
             }
         };
         if let Err(err) = made {
@@ -835,7 +984,7 @@ impl NetworkService {
             return Err(err);
         }
         if let Some(net) = state.networks.get(&ep.network_id) {
-            add_names(&net.names, &ep.dns_names, ep.ip);
+            add_names(&net.names, &ep.dns_names, &ep);
         }
         refresh_peers(&state, &record);
         state.containers.insert(container.id.clone(), record);
@@ -866,7 +1015,7 @@ impl NetworkService {
                     container: container_id.to_string(),
                     network: "bridge".into(),
                 })?;
-        let Some(container_ip) = record
+        let Some((container_ip, container_ip6)) = record
             .endpoints
             .iter()
             .find(|e| {
@@ -875,7 +1024,7 @@ impl NetworkService {
                     .get(&e.network_id)
                     .is_some_and(|n| n.record.driver == Driver::Bridge)
             })
-            .map(|e| e.ip)
+            .map(|e| (e.ip, e.ip6))
         else {
             return Err(NetworkError::NotAttached {
                 container: record.name.clone(),
@@ -885,30 +1034,36 @@ impl NetworkService {
         let mut published = Vec::new();
         let mut held = Vec::new();
         for b in bindings {
-            let host_ip = b.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-            let reservation = if b.host_ports.0 == 0 {
-                reserve(b.protocol, host_ip, 0)?
-            } else {
-                let mut found = None;
-                for port in b.host_ports.0..=b.host_ports.1 {
-                    if let Ok(r) = reserve(b.protocol, host_ip, port) {
-                        found = Some(r);
-                        break;
-                    }
+            // No host address: 0.0.0.0 and, for a container with an IPv6 address, [::] on
+            // the same port, as dockerd publishes on a dual-stack host.
+            let targets: Vec<(IpAddr, IpAddr)> = match b.host_ip {
+                Some(host @ IpAddr::V4(_)) => vec![(host, container_ip.into())],
+                Some(host @ IpAddr::V6(_)) => {
+                    let ip6 = container_ip6.ok_or(NetworkError::InvalidPortSpec {
+                        spec: host.to_string(),
+                        reason: "the container has no IPv6 address to publish on",
+                    })?;
+                    vec![(host, ip6.into())]
                 }
-                found.ok_or(NetworkError::PortAllocated {
-                    host_ip,
-                    host_port: b.host_ports.0,
-                })?
+                None => std::iter::once((Ipv4Addr::UNSPECIFIED.into(), container_ip.into()))
+                    .chain(container_ip6.map(|ip6| (Ipv6Addr::UNSPECIFIED.into(), ip6.into())))
+                    .collect(),
             };
-            published.push(PublishedPort {
-                container_port: b.container_port,
-                protocol: b.protocol,
-                host_ip,
-                host_port: reservation.port,
-                container_ip,
-            });
-            held.push(reservation);
+            let pairs = reserve_binding(b, &targets)?;
+            for ((host_ip, container_ip), mut reservation) in targets.into_iter().zip(pairs) {
+                if needs_proxy(b.protocol, host_ip) {
+                    let target = SocketAddr::new(container_ip, b.container_port);
+                    proxy_loopback6(&mut reservation, target)?;
+                }
+                published.push(PublishedPort {
+                    container_port: b.container_port,
+                    protocol: b.protocol,
+                    host_ip,
+                    host_port: reservation.port,
+                    container_ip,
+                });
+                held.push(reservation);
+            }
         }
         let mut record = record.clone();
         record.ports.extend(published.iter().cloned());
@@ -974,22 +1129,17 @@ impl NetworkService {
             .ok_or_else(not_attached)?;
         let ep = record.endpoints.remove(pos);
         let ports_before = record.ports.len();
-        record.ports.retain(|p| p.container_ip != ep.ip);
+        record.ports.retain(|p| {
+            p.container_ip != IpAddr::from(ep.ip)
+                && ep.ip6.map(IpAddr::from) != Some(p.container_ip)
+        });
         let ports_changed = record.ports.len() != ports_before;
         self.remove_device(record.netns_pid, &ep)?;
         forget_endpoint(&mut state, &ep);
         if ports_changed {
             // Reservations are not tied to an address; re-take the ones still published.
-            let keep: Vec<(crate::ports::Protocol, Ipv4Addr, u16)> = record
-                .ports
-                .iter()
-                .map(|p| (p.protocol, p.host_ip, p.host_port))
-                .collect();
             state.reservations.remove(container_id);
-            let held: Vec<Reservation> = keep
-                .into_iter()
-                .filter_map(|(proto, ip, port)| reserve(proto, ip, port).ok())
-                .collect();
+            let held: Vec<Reservation> = record.ports.iter().filter_map(|p| hold(p).ok()).collect();
             state.reservations.insert(container_id.to_string(), held);
         }
         if record.endpoints.is_empty() {
@@ -1013,14 +1163,15 @@ impl NetworkService {
     /// to be restored. The daemon calls this every few seconds.
     pub fn restore_firewall(&self) -> Result<bool, NetworkError> {
         let state = self.lock();
-        let missing = !nft::table_exists(&self.config.nft_table)?;
+        let with_ip6 = state.networks.values().any(|n| n.record.ipv6.is_some());
+        let missing = !nft::table_exists(&self.config.nft_table, with_ip6)?;
         if missing {
             warn!(table = %self.config.nft_table, "nft table gone; restoring it");
             self.apply_rules(&state)?;
         }
         for net in state.networks.values() {
             if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
-                iptables::allow(device)?;
+                allow_forward(&net.record, device)?;
             }
         }
         Ok(missing)
@@ -1041,9 +1192,9 @@ impl NetworkService {
             let Some(pos) = ep.dns_names.iter().position(|n| *n == old) else {
                 continue;
             };
-            forget_names(&net.names, std::slice::from_ref(&old), ep.ip);
+            forget_names(&net.names, std::slice::from_ref(&old), ep);
             ep.dns_names[pos] = new_name.to_string();
-            add_names(&net.names, &ep.dns_names, ep.ip);
+            add_names(&net.names, &ep.dns_names, ep);
         }
         self.store.save_container(&record)?;
         state.containers.insert(container_id.to_string(), record);
@@ -1135,7 +1286,7 @@ impl NetworkService {
         nft::apply(&nft::teardown(&self.config.nft_table))?;
         for net in state.networks.values() {
             if let (Driver::Bridge, Some(device)) = (net.record.driver, &net.record.device) {
-                iptables::revoke(device)?;
+                revoke_forward(&net.record, device)?;
                 link::delete_host_link(device)?;
             }
         }
@@ -1143,15 +1294,96 @@ impl NetworkService {
     }
 }
 
-fn add_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+/// The firewalls a network's bridge needs accepts in: iptables, and ip6tables when it is
+/// dual-stack.
+fn firewall_families(record: &NetworkRecord) -> impl Iterator<Item = iptables::Family> {
+    std::iter::once(iptables::Family::V4).chain(record.ipv6.map(|_| iptables::Family::V6))
+}
+
+fn allow_forward(record: &NetworkRecord, device: &str) -> Result<(), NetworkError> {
+    for family in firewall_families(record) {
+        iptables::allow(family, device)?;
+    }
+    Ok(())
+}
+
+fn revoke_forward(record: &NetworkRecord, device: &str) -> Result<(), NetworkError> {
+    for family in firewall_families(record) {
+        iptables::revoke(family, device)?;
+    }
+    Ok(())
+}
+
+/// Whether a published port needs the `[::1]` proxy (see [`proxy_loopback6`]).
+fn needs_proxy(protocol: Protocol, host_ip: IpAddr) -> bool {
+    host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && protocol == Protocol::Tcp
+}
+
+/// Re-takes the host port of a published port (daemon restart, `network disconnect`), with
+/// its proxy when it has one.
+fn hold(port: &PublishedPort) -> Result<Reservation, NetworkError> {
+    let mut reservation = reserve(port.protocol, port.host_ip, port.host_port)?;
+    if needs_proxy(port.protocol, port.host_ip) {
+        let target = SocketAddr::new(port.container_ip, port.container_port);
+        proxy_loopback6(&mut reservation, target)?;
+    }
+    Ok(reservation)
+}
+
+/// Reserves one binding's host port on every host address of `targets`: the same port on
+/// each (the first free one of the binding's range, or one the kernel picks for the first
+/// address and then takes on the others).
+fn reserve_binding(
+    b: &PortBinding,
+    targets: &[(IpAddr, IpAddr)],
+) -> Result<Vec<Reservation>, NetworkError> {
+    let Some(((first_ip, _), rest)) = targets.split_first() else {
+        return Ok(Vec::new());
+    };
+    let take_all = |port: u16| -> Result<Vec<Reservation>, NetworkError> {
+        let first = reserve(b.protocol, *first_ip, port)?;
+        let port = first.port;
+        let mut all = vec![first];
+        for (ip, _) in rest {
+            all.push(reserve(b.protocol, *ip, port)?);
+        }
+        Ok(all)
+    };
+    if b.host_ports.0 == 0 {
+        // A kernel-picked port may be taken on the other address: try a few.
+        let mut last = None;
+        for _ in 0..8 {
+            match take_all(0) {
+                Ok(all) => return Ok(all),
+                Err(err) => last = Some(err),
+            }
+        }
+        return Err(last.expect("tried at least once"));
+    }
+    (b.host_ports.0..=b.host_ports.1)
+        .find_map(|port| take_all(port).ok())
+        .ok_or(NetworkError::PortAllocated {
+            host_ip: *first_ip,
+            host_port: b.host_ports.0,
+        })
+}
+
+/// An endpoint's addresses: IPv4, and IPv6 on a dual-stack network.
+fn endpoint_ips(ep: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
+    std::iter::once(IpAddr::V4(ep.ip)).chain(ep.ip6.map(IpAddr::V6))
+}
+
+fn add_names(names: &NameTable, dns_names: &[String], ep: &EndpointRecord) {
     if dns_names.is_empty() {
         return;
     }
     let mut table = names.write().unwrap_or_else(|p| p.into_inner());
     for name in dns_names {
         let entry = table.entry(name.to_ascii_lowercase()).or_default();
-        if !entry.contains(&ip) {
-            entry.push(ip);
+        for ip in endpoint_ips(ep) {
+            if !entry.contains(&ip) {
+                entry.push(ip);
+            }
         }
     }
 }
@@ -1180,12 +1412,12 @@ fn refresh_peers(state: &State, record: &ContainerRecord) {
     }
 }
 
-fn forget_names(names: &NameTable, dns_names: &[String], ip: Ipv4Addr) {
+fn forget_names(names: &NameTable, dns_names: &[String], ep: &EndpointRecord) {
     let mut table = names.write().unwrap_or_else(|p| p.into_inner());
     for name in dns_names {
         let key = name.to_ascii_lowercase();
         if let Some(ips) = table.get_mut(&key) {
-            ips.retain(|x| *x != ip);
+            ips.retain(|x| !endpoint_ips(ep).any(|ip| ip == *x));
             if ips.is_empty() {
                 table.remove(&key);
             }
@@ -1202,7 +1434,10 @@ fn forget_endpoint(state: &mut State, ep: &EndpointRecord) {
         if let Some(ipam) = &mut net.ipam {
             ipam.release(ep.ip);
         }
-        forget_names(&net.names, &ep.dns_names, ep.ip);
+        if let (Some(ipam6), Some(ip6)) = (&mut net.ipam6, ep.ip6) {
+            ipam6.release(ip6);
+        }
+        forget_names(&net.names, &ep.dns_names, ep);
     }
 }
 
@@ -1212,9 +1447,18 @@ fn endpoint_view(net: &NetworkRecord, ep: &EndpointRecord) -> Endpoint {
         interface: ep.ifname.clone(),
         host_interface: ep.host_ifname.clone(),
         ip: ep.ip,
+        ip6: ep.ip6,
         settings: EndpointSettings {
-            ipam_config: ep.static_ip.then(|| EndpointIpamConfig {
-                ipv4_address: ep.ip.to_string(),
+            ipam_config: (ep.static_ip || ep.static_ip6).then(|| EndpointIpamConfig {
+                ipv4_address: if ep.static_ip {
+                    ep.ip.to_string()
+                } else {
+                    String::new()
+                },
+                ipv6_address: match (ep.static_ip6, ep.ip6) {
+                    (true, Some(ip6)) => ip6.to_string(),
+                    _ => String::new(),
+                },
             }),
             links: None,
             aliases: (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
@@ -1225,9 +1469,15 @@ fn endpoint_view(net: &NetworkRecord, ep: &EndpointRecord) -> Endpoint {
             gateway: net.gateway.map(|g| g.to_string()).unwrap_or_default(),
             ip_address: ep.ip.to_string(),
             ip_prefix_len: net.subnet.map_or(0, |s| s.prefix()),
-            ipv6_gateway: String::new(),
-            global_ipv6_address: String::new(),
-            global_ipv6_prefix_len: 0,
+            ipv6_gateway: match (ep.ip6, net.ipv6) {
+                (Some(_), Some(v6)) => v6.gateway.to_string(),
+                _ => String::new(),
+            },
+            global_ipv6_address: ep.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+            global_ipv6_prefix_len: match (ep.ip6, net.ipv6) {
+                (Some(_), Some(v6)) => v6.subnet.prefix(),
+                _ => 0,
+            },
             dns_names: (!ep.dns_names.is_empty()).then(|| ep.dns_names.clone()),
         },
     }

@@ -15,13 +15,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Ipv4Net, MacAddr};
+use crate::addr::{Ipv4Net, Ipv6Net, MacAddr};
 use crate::error::NetworkError;
 use crate::ports::PublishedPort;
 
@@ -69,6 +69,18 @@ pub(crate) struct NetworkRecord {
     pub default_bridge: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// The IPv6 half of a dual-stack network (`--ipv6`); absent in records written before
+    /// berth had IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Config>,
+}
+
+/// A network's IPv6 subnet, gateway and `--ip-range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ipv6Config {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub ip_range: Option<Ipv6Net>,
 }
 
 /// One attachment as persisted.
@@ -79,6 +91,12 @@ pub(crate) struct EndpointRecord {
     pub ip: Ipv4Addr,
     pub mac: MacAddr,
     pub static_ip: bool,
+    /// The address on the network's IPv6 subnet (dual-stack networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+    /// Whether `ip6` was asked for (`--ip6`).
+    #[serde(default)]
+    pub static_ip6: bool,
     pub ifname: String,
     pub host_ifname: Option<String>,
     pub aliases: Vec<String>,
@@ -235,6 +253,7 @@ mod tests {
             default_bridge: false,
             options: BTreeMap::new(),
             labels: BTreeMap::from([("a".into(), "b".into())]),
+            ipv6: None,
         };
         store.save_network(&record).unwrap();
         // A leftover temp file from a crash is ignored.

@@ -568,6 +568,9 @@ fn write_hosts(
     }
     for ep in endpoints {
         text.push_str(&format!("{}\t{hostname}\n", ep.ip));
+        if let Some(ip6) = ep.ip6 {
+            text.push_str(&format!("{ip6}\t{hostname}\n"));
+        }
     }
     std::fs::write(path, text).map_err(io_err("write", path))
 }

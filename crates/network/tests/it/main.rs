@@ -176,7 +176,7 @@ fn link_exists(name: &str) -> bool {
 }
 
 fn table_exists(table: &str) -> bool {
-    run("nft", &["list", "table", "ip", table]).0
+    run("nft", &["list", "table", "ip", table]).0 || run("nft", &["list", "table", "ip6", table]).0
 }
 
 fn wait_gone(name: &str) {
@@ -216,6 +216,7 @@ impl Drop for HostGuard {
         // After a failed assertion: what the service would have removed.
         if let Some(table) = &self.table {
             let _ = run("nft", &["delete", "table", "ip", table]);
+            let _ = run("nft", &["delete", "table", "ip6", table]);
         }
         for link in &self.links {
             for args in [
@@ -680,6 +681,7 @@ fn pipework_connect_with_static_ip_to_running_container() {
             ctr.pid(),
             &AttachOptions {
                 ip: Some(ip),
+                ip6: None,
                 mac: Some(mac),
                 aliases: vec![],
             },
