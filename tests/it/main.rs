@@ -24,6 +24,7 @@ mod pull;
 mod registry;
 mod security;
 mod service;
+mod shape;
 mod terminal;
 mod userns;
 mod volumes;
@@ -89,6 +90,7 @@ fn main() {
         compat::TESTS,
         userns::TESTS,
         service::TESTS,
+        shape::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

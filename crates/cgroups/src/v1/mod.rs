@@ -276,6 +276,7 @@ impl V1Cgroup {
         }
         let mut stats = Stats::default();
         report::<cpuacct::CpuAcct>(&self.cpuacct, &mut stats)?;
+        report::<cpu::Cpu>(&self.cpu, &mut stats)?;
         report::<memory::Memory>(&self.memory, &mut stats)?;
         report::<pids::Pids>(&self.pids, &mut stats)?;
         report::<blkio::Blkio>(&self.blkio, &mut stats)?;

@@ -128,7 +128,7 @@ impl ContainerService {
             return;
         }
         apply_exit(&mut rec, &exit, started);
-        self.release_networks(&rec.id).await;
+        self.release_networks(&rec).await;
         *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
         let restart = started
