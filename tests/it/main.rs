@@ -8,6 +8,7 @@
 mod archive;
 mod build;
 mod chaos;
+mod clients;
 mod compat;
 mod containers;
 mod docker_cli;
@@ -91,6 +92,7 @@ fn main() {
         userns::TESTS,
         service::TESTS,
         shape::TESTS,
+        clients::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -147,7 +147,8 @@ impl Report for Memory {
         if let Some(content) = fs::read(&dir.join("memory.stat"))? {
             stats.memory_stat = crate::keyed_list(&content);
         }
-        stats.memory_max_usage = Some(fs::read_u64(&dir.join("memory.max_usage_in_bytes"))?);
+        stats.memory_max_usage = fs::read(&dir.join("memory.max_usage_in_bytes"))?
+            .and_then(|content| content.trim().parse().ok());
         Ok(())
     }
 }
