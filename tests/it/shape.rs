@@ -326,12 +326,11 @@ fn shape_events_match_dockerd_and_implicit_volume_create(env: &TestEnv) {
     for none in ["network connect none", "network disconnect none"] {
         assert!(seen.iter().any(|s| s == none), "no `{none}`; saw {seen:#?}");
     }
-    // dockerd's order at an exit: `die`, then the network's `disconnect`.
-    let at = |what: &str| seen.iter().position(|s| s == what);
-    assert!(
-        at("container die sh_none") < at("network disconnect none"),
-        "die after disconnect: {seen:#?}"
-    );
+    // dockerd's order at an exit: `die`, then the network's `disconnect` (sh_none's is the
+    // last `none` one; sh_exited's came before).
+    let die = seen.iter().position(|s| s == "container die sh_none");
+    let disconnect = seen.iter().rposition(|s| s == "network disconnect none");
+    assert!(die < disconnect, "die after disconnect: {seen:#?}");
 }
 
 /// `stats` streamed: every sample in the golden shape, `networks` per interface of the
