@@ -323,4 +323,52 @@ mod tests {
         assert_eq!(v["Config"]["Volumes"], json!({"/data": {}}));
         assert_eq!(v["Config"]["Labels"], json!({"a": "b"}));
     }
+
+    #[test]
+    fn stats_blkio_lists_are_all_sent_and_os_type_is_not() {
+        // cgroup v2: only io_service_bytes_recursive known; dockerd sends the rest as null.
+        let mut v = json!({"os_type": "linux", "blkio_stats": {"io_service_bytes_recursive": []}});
+        stats(&mut v);
+        assert!(v.get("os_type").is_none());
+        assert_eq!(v["storage_stats"], json!({}));
+        for key in BLKIO_LISTS {
+            assert!(v["blkio_stats"].get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["blkio_stats"]["io_service_bytes_recursive"], json!([]));
+        assert_eq!(v["blkio_stats"]["sectors_recursive"], Value::Null);
+    }
+
+    #[test]
+    fn volumes_networks_and_summaries() {
+        let mut vol = json!({"Name": "v", "Labels": {}, "Options": {"o": "x"}});
+        volume(&mut vol);
+        assert_eq!(vol["Labels"], Value::Null);
+        assert_eq!(vol["Options"], json!({"o": "x"}));
+        let mut net = json!({"Name": "n", "EnableIPv4": true, "Containers": {"a": {}}});
+        network_summary(&mut net);
+        assert!(net.get("EnableIPv4").is_none());
+        assert_eq!(net["Containers"], json!({}));
+        let mut ps = json!([{"SizeRw": 0, "SizeRootFs": 5}, {"SizeRw": 3}]);
+        each(&mut ps, container_summary);
+        assert!(ps[0].get("SizeRw").is_none());
+        assert_eq!(ps[0]["SizeRootFs"], 5);
+        assert_eq!(ps[1]["SizeRw"], 3);
+        let mut df = json!({"BuildCache": [], "BuilderSize": 0, "Images": [{"Labels": {}}]});
+        system_df(&mut df);
+        assert_eq!(df["BuildCache"], Value::Null);
+        assert!(df.get("BuilderSize").is_none());
+        assert_eq!(df["Images"][0]["Labels"], Value::Null);
+    }
+
+    #[test]
+    fn inspect_aliases_carry_the_short_id_on_user_networks() {
+        let id = "0123456789abcdef0123";
+        let mut v = json!({"Id": id, "NetworkSettings": {"Networks": {
+            "bridge": {}, "mine": {"Aliases": ["web"]}, "other": {"Aliases": null}}}});
+        container_inspect(&mut v);
+        let nets = &v["NetworkSettings"]["Networks"];
+        assert_eq!(nets["bridge"]["Aliases"], Value::Null);
+        assert_eq!(nets["mine"]["Aliases"], json!(["web", "0123456789ab"]));
+        assert_eq!(nets["other"]["Aliases"], json!(["0123456789ab"]));
+    }
 }
