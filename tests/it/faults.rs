@@ -632,7 +632,7 @@ fn hardening_rmi_force_racing_create(env: &TestEnv) {
 }
 
 /// The `N` of each log line `line N` in a `logs` stream read raw (8-byte frame headers).
-fn numbers_in_frames(bytes: &[u8]) -> Vec<u64> {
+pub(crate) fn numbers_in_frames(bytes: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
     let mut rest = bytes;
     let mut text = Vec::new();

@@ -8,6 +8,7 @@
 mod archive;
 mod build;
 mod chaos;
+mod clients;
 mod compat;
 mod containers;
 mod distribution;
@@ -25,6 +26,7 @@ mod pull;
 mod registry;
 mod security;
 mod service;
+mod shape;
 mod terminal;
 mod userns;
 mod volumes;
@@ -91,6 +93,8 @@ fn main() {
         compat::TESTS,
         userns::TESTS,
         service::TESTS,
+        shape::TESTS,
+        clients::TESTS,
     ]
     .concat();
     let selected: Vec<&Test> = tests

@@ -36,5 +36,6 @@ pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 pub mod convention;
 pub mod filters;
 pub mod progress;
+pub mod shape;
 pub mod stdcopy;
 pub mod time;

@@ -196,6 +196,56 @@ pub struct Stats {
     pub blkio_read_bytes: u64,
     /// Bytes written to block devices.
     pub blkio_write_bytes: u64,
+    /// `memory.stat` as the kernel lists it, in its order (Docker's `memory_stats.stats`).
+    pub memory_stat: Vec<(String, u64)>,
+    /// Peak memory usage in bytes (v1's `memory.max_usage_in_bytes`; v2 has none).
+    pub memory_max_usage: Option<u64>,
+    /// CFS bandwidth throttling (`cpu.stat`).
+    pub cpu_throttling: Throttling,
+    /// Bytes per block device and operation (v1 `blkio.throttle.io_service_bytes`: `Read`,
+    /// `Write`, `Sync`, `Async`, `Discard`, `Total`; v2 `io.stat`: `read`, `write`).
+    pub blkio_service_bytes: Vec<BlkioEntry>,
+}
+
+/// CFS throttling counters, as Docker's `throttling_data`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Throttling {
+    /// Enforcement periods elapsed.
+    pub periods: u64,
+    /// Periods in which the cgroup was throttled.
+    pub throttled_periods: u64,
+    /// Time throttled, nanoseconds.
+    pub throttled_time_ns: u64,
+}
+
+/// One block device's count for one operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlkioEntry {
+    /// Device major number.
+    pub major: u64,
+    /// Device minor number.
+    pub minor: u64,
+    /// The operation, as the kernel names it.
+    pub op: String,
+    /// Bytes.
+    pub value: u64,
+}
+
+/// A `key value` per line file (`memory.stat`), in order.
+pub(crate) fn keyed_list(content: &str) -> Vec<(String, u64)> {
+    content
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            Some((key.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `MAJ:MIN`.
+pub(crate) fn device_numbers(device: &str) -> Option<(u64, u64)> {
+    let (major, minor) = device.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// One container's cgroup (in every v1 controller hierarchy, or one v2 directory).

@@ -942,6 +942,16 @@ fn copy_output(r: &mut dyn std::io::Read, tty: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `ps -s`'s SIZE as the docker CLI shows it: the writable layer, and the virtual size beside
+/// it when known (the daemon omits either when 0, as dockerd).
+fn size_column(s: &Value) -> String {
+    let rw = format::human_size(s["SizeRw"].as_f64().unwrap_or(0.0));
+    match s["SizeRootFs"].as_f64().filter(|v| *v > 0.0) {
+        Some(virt) => format!("{rw} (virtual {})", format::human_size(virt)),
+        None => rw,
+    }
+}
+
 fn ports_text(ports: &Value) -> String {
     let mut out: Vec<String> = Vec::new();
     for p in ports.as_array().into_iter().flatten() {
@@ -999,7 +1009,7 @@ fn ps_fields(s: &Value, no_trunc: bool) -> Value {
         "Ports": ports_text(&s["Ports"]),
         "Status": s["Status"],
         "State": s["State"],
-        "Size": s["SizeRw"].as_i64().map(|r| format!("{} (virtual {})", format::human_size(r as f64), format::human_size(s["SizeRootFs"].as_f64().unwrap_or(0.0)))).unwrap_or_else(|| "0B".into()),
+        "Size": size_column(s),
         "Names": names.join(","),
         "Labels": labels.join(","),
         "Mounts": "",

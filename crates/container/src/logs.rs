@@ -426,53 +426,227 @@ fn scan_back(f: &mut File, n: usize, o: &LogsOptions, found: &mut usize) -> Opti
     }
 }
 
-/// The `local` driver's files, oldest first (its rotated files are gzipped).
-fn local_files(log: &Path) -> Vec<PathBuf> {
-    let mut rotated = Vec::new();
-    for n in 1..100 {
-        let p = PathBuf::from(format!("{}.{n}", log.display()));
-        let gz = PathBuf::from(format!("{}.{n}.gz", log.display()));
-        if p.exists() {
-            rotated.push(p);
-        } else if gz.exists() {
-            rotated.push(gz);
+/// One rotated `local` file, opened: its descriptor, whether it is gzipped, its inode and
+/// its first entry (a compressed copy has another inode but the same first entry).
+#[derive(Debug)]
+struct Rotated {
+    file: File,
+    gz: bool,
+    ino: u64,
+    first: Option<Vec<u8>>,
+}
+
+impl Rotated {
+    fn open(path: &Path, gz: bool) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let file = File::open(path).ok()?;
+        let ino = file.metadata().ok()?.ino();
+        let first = if gz {
+            first_frame(flate2::read::GzDecoder::new(&file))
         } else {
+            first_frame(&file)
+        };
+        Some(Self {
+            file,
+            gz,
+            ino,
+            first,
+        })
+    }
+
+    fn is(&self, ino: u64, first: Option<&[u8]>) -> bool {
+        self.ino == ino || (first.is_some() && self.first.as_deref() == first)
+    }
+
+    /// Its entries (the whole file, decompressed).
+    fn entries(mut self) -> Vec<LogLine> {
+        let mut bytes = Vec::new();
+        let read = self.file.seek(SeekFrom::Start(0)).and_then(|_| {
+            if self.gz {
+                flate2::read::GzDecoder::new(&self.file).read_to_end(&mut bytes)
+            } else {
+                self.file.read_to_end(&mut bytes)
+            }
+        });
+        match read {
+            Ok(_) => decode_local(&bytes).0,
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// The `local` driver's rotated files, oldest first, each opened as it is listed: `.N.gz`
+/// (or `.N` while the monitor is compressing it, or with `compress=false`). A rotation
+/// renames them from the oldest down while this lists them upwards, so one name may be
+/// missing for a moment (the listing goes on past one), and a file may be seen twice (at
+/// `N` and then `N+1`, or as `.1` and then `.2.gz`): kept once, at its first sighting. A file
+/// is never missed: opened at the name it had when listed, it stays readable.
+fn local_rotated(log: &Path) -> Vec<Rotated> {
+    let mut rotated: Vec<Rotated> = Vec::new();
+    let mut missing = 0;
+    for n in 1..1000 {
+        let plain = PathBuf::from(format!("{}.{n}", log.display()));
+        let gz = PathBuf::from(format!("{}.{n}.gz", log.display()));
+        let Some(r) = Rotated::open(&plain, false).or_else(|| Rotated::open(&gz, true)) else {
+            if missing == 0 {
+                missing += 1;
+                continue;
+            }
             break;
+        };
+        missing = 0;
+        if !rotated.iter().any(|o| o.is(r.ino, r.first.as_deref())) {
+            rotated.push(r);
         }
     }
     rotated.reverse();
-    rotated.push(log.to_path_buf());
     rotated
 }
 
-/// The `local` driver's backlog (honouring since/until/tail), and where its current file
-/// ended (for follow).
-fn read_local_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, u64) {
-    let mut lines = Vec::new();
-    let mut end = 0;
-    for f in local_files(log) {
-        let bytes = if f.extension().is_some_and(|e| e == "gz") {
-            let mut out = Vec::new();
-            match std::fs::File::open(&f)
-                .and_then(|file| flate2::read::GzDecoder::new(file).read_to_end(&mut out))
-            {
-                Ok(_) => out,
-                Err(_) => continue,
-            }
-        } else {
-            std::fs::read(&f).unwrap_or_default()
+/// The first whole frame of `r` (a `local` log's first entry, time included): what names a
+/// file across its rotation, since compressing it gives the copy another inode.
+fn first_frame(mut r: impl Read) -> Option<Vec<u8>> {
+    let mut head = [0u8; 4];
+    r.read_exact(&mut head).ok()?;
+    let len = u32::from_be_bytes(head) as usize;
+    let mut rest = vec![0u8; len.checked_add(4)?];
+    r.read_exact(&mut rest).ok()?;
+    let mut frame = head.to_vec();
+    frame.extend(rest);
+    Some(frame)
+}
+
+/// A follower of a `local` log, by descriptor as [`Reader`] follows json-file: it reads the
+/// file it has open to its end even after a rotation renamed (or compressed and unlinked)
+/// it, then the rotated files that came after it, found by inode or first entry, then the
+/// new log. No entry is missed or repeated across rotations, however slow the reader.
+#[derive(Debug)]
+struct LocalReader {
+    log: PathBuf,
+    /// The log file being read and its inode.
+    file: Option<(File, u64)>,
+    /// Bytes read from it that do not make a whole entry yet.
+    pending: Vec<u8>,
+}
+
+impl LocalReader {
+    /// Opens the log, and reads every rotated file older than it: the backlog.
+    fn open(log: &Path) -> (Self, Vec<LogLine>) {
+        let mut reader = Self {
+            log: log.to_path_buf(),
+            file: None,
+            pending: Vec::new(),
         };
-        let (entries, used) = decode_local(&bytes);
-        if f == log {
-            end = used as u64;
+        let mut out = Vec::new();
+        if let Some((f, ino)) = Self::open_current(log) {
+            reader.file = Some((f, ino));
+            out = reader.rotated_between(None);
         }
-        lines.extend(entries.into_iter().filter(|l| wanted(l, o)));
+        (reader, out)
     }
+
+    fn open_current(log: &Path) -> Option<(File, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let f = File::open(log).ok()?;
+        let ino = f.metadata().ok()?.ino();
+        Some((f, ino))
+    }
+
+    /// The first frame of the open file (read at offset 0, whatever has been read of it).
+    fn open_first_frame(&self) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let (f, _) = self.file.as_ref()?;
+        let mut head = [0u8; 4];
+        f.read_exact_at(&mut head, 0).ok()?;
+        let len = u32::from_be_bytes(head) as usize;
+        let mut frame = vec![0u8; len.checked_add(8)?];
+        f.read_exact_at(&mut frame, 0).ok()?;
+        Some(frame)
+    }
+
+    /// The entries of the rotated files after the one `after` names (inode and first frame;
+    /// `None`: from the oldest) and before the open file.
+    fn rotated_between(&self, after: Option<(u64, Option<Vec<u8>>)>) -> Vec<LogLine> {
+        let (open_ino, open_frame) = (
+            self.file.as_ref().map_or(0, |(_, i)| *i),
+            self.open_first_frame(),
+        );
+        let mut files = local_rotated(&self.log);
+        let start = match &after {
+            None => 0,
+            Some((ino, frame)) => files
+                .iter()
+                .position(|r| r.is(*ino, frame.as_deref()))
+                // Not listed: rotated out past max-file; every file left is newer.
+                .map_or(0, |i| i + 1),
+        };
+        let end = files
+            .iter()
+            .position(|r| r.is(open_ino, open_frame.as_deref()))
+            .unwrap_or(files.len())
+            .max(start);
+        files.truncate(end);
+        files.drain(start..).flat_map(Rotated::entries).collect()
+    }
+
+    /// Everything whole there is now: the rest of the open file; if the log was rotated
+    /// since, the files that came after it and the new log.
+    fn read_available(&mut self) -> Vec<LogLine> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        if self.file.is_none() {
+            let (r, backlog) = Self::open(&self.log);
+            *self = r;
+            out = backlog;
+        }
+        for _ in 0..1000 {
+            out.extend(self.drain());
+            let Some((_, ino)) = &self.file else {
+                break;
+            };
+            let ino = *ino;
+            let current = std::fs::metadata(&self.log).map(|m| m.ino()).ok();
+            if current.is_none_or(|c| c == ino) {
+                break;
+            }
+            // Rotated: what the writer put in before it moved on is there now.
+            out.extend(self.drain());
+            let done = (ino, self.open_first_frame());
+            self.pending.clear();
+            let Some(next) = Self::open_current(&self.log) else {
+                break;
+            };
+            self.file = Some(next);
+            out.extend(self.rotated_between(Some(done)));
+        }
+        out
+    }
+
+    /// The whole entries the open file has gained.
+    fn drain(&mut self) -> Vec<LogLine> {
+        let Some((f, _)) = self.file.as_mut() else {
+            return Vec::new();
+        };
+        if f.read_to_end(&mut self.pending).is_err() {
+            return Vec::new();
+        }
+        let (entries, used) = decode_local(&self.pending);
+        self.pending.drain(..used);
+        entries
+    }
+}
+
+/// The `local` driver's backlog (honouring since/until/tail), and the reader that goes on
+/// where it ended (for follow).
+fn read_local_backlog(log: &Path, o: &LogsOptions) -> (Vec<LogLine>, LocalReader) {
+    let (mut reader, mut lines) = LocalReader::open(log);
+    lines.extend(reader.drain());
+    lines.retain(|l| wanted(l, o));
     if let Some(t) = o.tail {
         let skip = lines.len().saturating_sub(t);
         lines.drain(..skip);
     }
-    (lines, end)
+    (lines, reader)
 }
 
 /// Decodes whole `local` entries from `bytes`; returns them and how many bytes they took.
@@ -558,7 +732,13 @@ fn decode_entry(mut b: &[u8]) -> Option<LogLine> {
 /// `attach --logs`. `logs` streams instead (see [`stream`]).
 pub fn read_backlog(log: &Path, format: Format, o: &LogsOptions) -> (Vec<LogLine>, u64) {
     if format == Format::Local {
-        return read_local_backlog(log, o);
+        let (lines, reader) = read_local_backlog(log, o);
+        let end = reader
+            .file
+            .as_ref()
+            .and_then(|(f, _)| f.metadata().ok())
+            .map_or(0, |m| m.len() - reader.pending.len() as u64);
+        return (lines, end);
     }
     let mut reader = Reader::open(log, o);
     let mut lines = Vec::new();
@@ -628,18 +808,18 @@ pub async fn stream(
 }
 
 /// Streams a `local` log (the json-file one goes through [`Reader`]): the backlog, then (with
-/// follow) what the current file gains, from its start again after a rotation.
+/// follow) what comes, through a [`LocalReader`].
 async fn stream_local(
     log: PathBuf,
     o: LogsOptions,
     mut life: watch::Receiver<Life>,
     tx: mpsc::Sender<LogChunk>,
 ) {
-    let (lines, mut offset) = {
+    let Ok((lines, mut reader)) = ({
         let (log, o) = (log.clone(), o.clone());
-        berth_fs::blocking(move || read_local_backlog(&log, &o))
-            .await
-            .unwrap_or_default()
+        berth_fs::blocking(move || read_local_backlog(&log, &o)).await
+    }) else {
+        return;
     };
     for l in lines {
         if tx.send(chunk(l, o.timestamps)).await.is_err() {
@@ -649,23 +829,21 @@ async fn stream_local(
     if !o.follow {
         return;
     }
-    let mut ino = std::fs::metadata(&log)
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .unwrap_or(0);
     loop {
         let alive = {
             let l = life.borrow_and_update();
             !l.removed && (l.status.is_alive() || l.status == Status::Restarting)
         };
-        let (new_lines, new_offset, new_ino) = {
-            let (log, o) = (log.clone(), o.clone());
-            berth_fs::blocking(move || read_local_from(&log, offset, ino, &o))
-                .await
-                .unwrap_or((Vec::new(), offset, ino))
+        let read = berth_fs::blocking(move || {
+            let lines = reader.read_available();
+            (reader, lines)
+        })
+        .await;
+        let Ok((r, new_lines)) = read else {
+            return;
         };
-        offset = new_offset;
-        ino = new_ino;
-        for l in new_lines {
+        reader = r;
+        for l in new_lines.into_iter().filter(|l| wanted(l, &o)) {
             if tx.send(chunk(l, o.timestamps)).await.is_err() {
                 return;
             }
@@ -679,29 +857,6 @@ async fn stream_local(
             _ = tx.closed() => return,
         }
     }
-}
-
-/// The whole `local` entries of `log` after `offset` (from its start when its inode is no
-/// longer `ino`: rotated); with the new offset and inode.
-fn read_local_from(log: &Path, offset: u64, ino: u64, o: &LogsOptions) -> (Vec<LogLine>, u64, u64) {
-    let Ok(mut f) = File::open(log) else {
-        return (Vec::new(), offset, ino);
-    };
-    let cur_ino = f
-        .metadata()
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-        .unwrap_or(0);
-    let start = if cur_ino == ino { offset } else { 0 };
-    if f.seek(SeekFrom::Start(start)).is_err() {
-        return (Vec::new(), offset, ino);
-    }
-    let mut bytes = Vec::new();
-    if f.read_to_end(&mut bytes).is_err() {
-        return (Vec::new(), offset, ino);
-    }
-    let (entries, used) = decode_local(&bytes);
-    let out = entries.into_iter().filter(|l| wanted(l, o)).collect();
-    (out, start + used as u64, cur_ino)
 }
 
 #[cfg(test)]
@@ -922,5 +1077,78 @@ mod tests {
         assert_eq!(lines[0].text, "two\n");
         let c = chunk(lines[0].clone(), true);
         assert_eq!(&c.data[..], b"2026-01-01T00:00:02Z two\n");
+    }
+
+    /// What the monitor's `local` driver does at max-size with compression: shift the
+    /// `.N.gz` up, rename the log to `.1`, start a new log, compress `.1` and remove it.
+    fn rotate_local(log: &Path, max_files: u32) {
+        let gz = |n: u32| PathBuf::from(format!("{}.{n}.gz", log.display()));
+        for n in (1..max_files - 1).rev() {
+            let _ = std::fs::rename(gz(n), gz(n + 1));
+        }
+        let one = PathBuf::from(format!("{}.1", log.display()));
+        std::fs::rename(log, &one).unwrap();
+        std::fs::File::create(log).unwrap();
+        berth_monitor::logdriver::compress_rotated(&one, &gz(1)).unwrap();
+    }
+
+    fn append_local(log: &Path, range: std::ops::Range<usize>) {
+        use std::io::Write;
+        let mut out = Vec::new();
+        for n in range {
+            let line = format!("line {n}\n");
+            berth_monitor::logdriver::encode_local(
+                &mut out,
+                berth_monitor::logfile::Stream::Stdout,
+                line.as_bytes(),
+                1_700_000_000_000_000_000 + n as i64,
+            );
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap()
+            .write_all(&out)
+            .unwrap();
+    }
+
+    /// Issue 14: a `local` follower that falls behind several (compressing) rotations gets
+    /// every entry once: the rest of the file it had open, the rotated files after it, then
+    /// the new log; and one whose file was rotated out past max-file still gets what its
+    /// descriptor holds, then the files left.
+    #[test]
+    fn a_slow_local_follower_misses_and_repeats_nothing_across_rotations() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("container.log");
+        append_local(&log, 0..10);
+        let (lines, mut reader) = read_local_backlog(&log, &opts());
+        assert_eq!(numbers(&lines), (0..10).collect::<Vec<_>>());
+        append_local(&log, 10..20);
+        rotate_local(&log, 5);
+        append_local(&log, 20..30);
+        rotate_local(&log, 5);
+        append_local(&log, 30..40);
+        rotate_local(&log, 5);
+        append_local(&log, 40..45);
+        assert_eq!(
+            numbers(&reader.read_available()),
+            (10..45).collect::<Vec<_>>()
+        );
+        append_local(&log, 45..47);
+        assert_eq!(numbers(&reader.read_available()), [45, 46]);
+        assert!(reader.read_available().is_empty());
+        // Rotated past max-file (5) while behind: its own file, then the four rotated ones
+        // left and the log (the one with 50 went the way of the reader's).
+        append_local(&log, 47..50);
+        for k in 0..6 {
+            rotate_local(&log, 5);
+            append_local(&log, 50 + k..51 + k);
+        }
+        let got = numbers(&reader.read_available());
+        assert_eq!(got, [47, 48, 49, 51, 52, 53, 54, 55]);
+        // The backlog lists each file once, oldest first.
+        let (lines, _) = read_local_backlog(&log, &opts());
+        assert_eq!(numbers(&lines), [51, 52, 53, 54, 55]);
     }
 }

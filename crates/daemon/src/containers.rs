@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use berth_api::models::{ContainerCreateBody, ContainerUpdateBody, ExecConfig, ExecStartConfig};
+use berth_api::shape;
 use berth_api::stdcopy;
 use berth_container::{AttachOptions, ListOptions, LogChunk, LogsOptions, WaitCondition};
 use futures_util::StreamExt;
@@ -73,7 +74,9 @@ async fn list(State(state): State<AppState>, params: Params) -> Result<Response,
         filters: params.filters()?,
     };
     let containers = state.containers.list(options).await?;
-    Ok(responses::json(StatusCode::OK, &containers))
+    Ok(responses::shaped(StatusCode::OK, &containers, |v| {
+        shape::each(v, shape::container_summary)
+    }))
 }
 
 async fn create(
@@ -115,7 +118,11 @@ async fn inspect(
         .containers
         .inspect_json(&id, params.flag("size"))
         .await?;
-    Ok(responses::json(StatusCode::OK, &container))
+    Ok(responses::shaped(
+        StatusCode::OK,
+        &container,
+        shape::container_inspect,
+    ))
 }
 
 async fn start(
@@ -420,11 +427,15 @@ async fn stats(
     let stream = params.flag_or("stream", true) && !params.flag("one-shot");
     let mut samples = state.containers.stats(&id, stream).await?;
     if stream {
-        let lines = receiver_stream(samples).map(|sample| responses::json_line(&sample));
+        let lines = receiver_stream(samples).map(|sample| {
+            let mut sample = serde_json::to_value(&sample).unwrap_or_default();
+            shape::stats(&mut sample);
+            responses::json_line(&sample)
+        });
         return Ok(responses::streaming(JSON, lines));
     }
     let sample = samples.recv().await;
-    Ok(responses::json(StatusCode::OK, &sample))
+    Ok(responses::shaped(StatusCode::OK, &sample, shape::stats))
 }
 
 async fn changes(

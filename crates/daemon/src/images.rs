@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use berth_api::models::{ImageDeleteResponseItem, ImageHistoryResponseItem, ImageSummary};
+use berth_api::shape;
 use berth_container::EventBus;
 use berth_image::{Deleted, ImageRecord};
 use bytes::Bytes;
@@ -64,7 +65,9 @@ async fn list(State(state): State<ImagesState>, params: Params) -> Result<Respon
     let store = Arc::clone(&state.store);
     let records = berth_fs::blocking(move || store.list_filtered(&filters, all)).await??;
     let summaries: Vec<ImageSummary> = records.iter().map(image_summary).collect();
-    Ok(responses::json(StatusCode::OK, &summaries))
+    Ok(responses::shaped(StatusCode::OK, &summaries, |v| {
+        shape::each(v, shape::image_summary)
+    }))
 }
 
 /// The `/system/df` body: images (each layer counted once in `LayersSize`, `SharedSize` and
@@ -213,7 +216,11 @@ async fn get_named(
         let name = name.to_owned();
         let store = Arc::clone(&state.store);
         let record = berth_fs::blocking(move || store.resolve(&name)).await??;
-        Ok(responses::json(StatusCode::OK, &image_inspect(&record)))
+        Ok(responses::shaped(
+            StatusCode::OK,
+            &image_inspect(&record),
+            shape::image_inspect,
+        ))
     } else if let Some(name) = rest.strip_suffix("/history") {
         let name = name.to_owned();
         let store = Arc::clone(&state.store);

@@ -8,8 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use berth_api::models::EndpointSettings;
-use berth_network::{CreateRequest, NetworkService, network_matches};
+use berth_api::models::{EndpointSettings, EventMessageTypeEnum};
+use berth_api::shape;
+use berth_network::{CreateRequest, NetworkInfo, NetworkService, network_matches};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,6 +30,17 @@ pub fn routes() -> Router<AppState> {
         .route("/networks/{id}", delete(remove))
         .route("/networks/{id}/connect", post(connect))
         .route("/networks/{id}/disconnect", post(disconnect))
+}
+
+/// dockerd's `network` event for the network itself (actor: its ID; `name` and `type`).
+fn publish(state: &AppState, action: &str, info: &NetworkInfo) {
+    let attributes = std::collections::HashMap::from([
+        ("name".to_string(), info.name.clone()),
+        ("type".to_string(), info.driver.clone()),
+    ]);
+    state
+        .events
+        .publish(EventMessageTypeEnum::NETWORK, action, &info.id, attributes);
 }
 
 fn service(state: &AppState) -> Result<Arc<NetworkService>, DaemonError> {
@@ -54,7 +66,9 @@ async fn list(State(state): State<AppState>, params: Params) -> Result<Response,
         Ok::<_, DaemonError>(out)
     })
     .await??;
-    Ok(responses::json(StatusCode::OK, &list))
+    Ok(responses::shaped(StatusCode::OK, &list, |v| {
+        shape::each(v, shape::network_summary)
+    }))
 }
 
 async fn inspect(
@@ -63,13 +77,14 @@ async fn inspect(
 ) -> Result<Response, DaemonError> {
     let service = service(&state)?;
     let info = berth_fs::blocking(move || service.inspect(&id)).await??;
-    Ok(responses::json(StatusCode::OK, &info))
+    Ok(responses::shaped(StatusCode::OK, &info, shape::network))
 }
 
 async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, DaemonError> {
     let request: CreateRequest = parse_body(&body)?;
     let service = service(&state)?;
     let info = berth_fs::blocking(move || service.create(&request)).await??;
+    publish(&state, "create", &info);
     Ok(responses::json(
         StatusCode::CREATED,
         &json!({ "Id": info.id, "Warning": "" }),
@@ -81,14 +96,28 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, DaemonError> {
     let service = service(&state)?;
-    berth_fs::blocking(move || service.remove(&id)).await??;
+    let info = berth_fs::blocking(move || {
+        let info = service.inspect(&id)?;
+        service.remove(&info.id)?;
+        Ok::<_, DaemonError>(info)
+    })
+    .await??;
+    publish(&state, "destroy", &info);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn prune(State(state): State<AppState>, params: Params) -> Result<Response, DaemonError> {
     let filters = params.filters()?;
     let service = service(&state)?;
-    let removed = berth_fs::blocking(move || service.prune(&filters)).await??;
+    let (before, removed) = berth_fs::blocking(move || {
+        let before = service.list();
+        let removed = service.prune(&filters)?;
+        Ok::<_, DaemonError>((before, removed))
+    })
+    .await??;
+    for info in before.iter().filter(|n| removed.contains(&n.name)) {
+        publish(&state, "destroy", info);
+    }
     Ok(responses::json(
         StatusCode::OK,
         &json!({ "NetworksDeleted": removed }),

@@ -31,6 +31,18 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     with_content_type(status, JSON, Body::from(body))
 }
 
+/// A `status` response with `value` as JSON in dockerd's shape (`berth_api::shape`): the keys
+/// the typed models skip that dockerd sends as `null`.
+pub fn shaped<T: Serialize>(
+    status: StatusCode,
+    value: &T,
+    shape: fn(&mut serde_json::Value),
+) -> Response {
+    let mut value = serde_json::to_value(value).unwrap_or_default();
+    shape(&mut value);
+    json(status, &value)
+}
+
 /// A response of `status` with `content_type` and `body`.
 pub fn with_content_type(status: StatusCode, content_type: &'static str, body: Body) -> Response {
     let mut response = (status, body).into_response();

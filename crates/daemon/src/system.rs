@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use berth_api::filters::{Filters, label_matches};
 use berth_api::models::{EventMessage, EventMessageTypeEnum};
+use berth_api::shape;
 use berth_api::{API_VERSION, MIN_API_VERSION};
 use berth_container::{Counts, ListOptions};
 use bytes::Bytes;
@@ -218,7 +219,7 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
             "Volume": ["local"],
             "Network": ["bridge", "host", "null"],
             "Authorization": null,
-            "Log": ["json-file"],
+            "Log": ["journald", "json-file", "local", "syslog"],
         },
         "MemoryLimit": facts.memory_limit,
         "SwapLimit": facts.swap_limit,
@@ -255,6 +256,8 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
             },
             "InsecureRegistryCIDRs": ["::1/128", "127.0.0.0/8"],
             "Mirrors": null,
+            "AllowNondistributableArtifactsCIDRs": [],
+            "AllowNondistributableArtifactsHostnames": [],
         },
         "NCPU": facts.ncpu,
         "MemTotal": facts.mem_total,
@@ -281,8 +284,22 @@ pub fn info_body(facts: &SystemFacts, counts: Counts, images: usize) -> Value {
         "Isolation": "",
         "InitBinary": "",
         "SecurityOptions": security_options(facts),
-        "Warnings": [],
+        // dockerd's nil slice when nothing is wrong.
+        "Warnings": null,
+        // dockerd names the containerd, runc and docker-init commits; berth has none of them.
+        "ContainerdCommit": { "ID": "", "Expected": "" },
+        "RuncCommit": { "ID": "", "Expected": "" },
+        "InitCommit": { "ID": "", "Expected": "" },
+        "BridgeNfIptables": bridge_nf("iptables"),
+        "BridgeNfIp6tables": bridge_nf("ip6tables"),
     })
+}
+
+/// Whether bridged traffic passes the host's `ip(6)tables` (`br_netfilter`), as dockerd's
+/// `BridgeNfIptables` says it.
+fn bridge_nf(table: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/bridge/bridge-nf-call-{table}"))
+        .is_ok_and(|v| v.trim() == "1")
 }
 
 /// `info`'s `SecurityOptions`, as dockerd lists them.
@@ -403,7 +420,7 @@ async fn disk_usage(State(state): State<AppState>) -> Result<Response, DaemonErr
     if let Some(builder) = &state.builder {
         body["BuildCache"] = serde_json::to_value(builder.usage().await?).unwrap_or_default();
     }
-    Ok(responses::json(StatusCode::OK, &body))
+    Ok(responses::shaped(StatusCode::OK, &body, shape::system_df))
 }
 
 /// An event as the wire carries it: the bollard message plus the deprecated `status`, `id`
@@ -631,7 +648,7 @@ mod tests {
         assert_eq!(info["Swarm"]["ControlAvailable"], false);
         assert_eq!(info["SecurityOptions"][0], "name=seccomp,profile=builtin");
         assert!(info["RegistryConfig"]["IndexConfigs"].is_object());
-        assert!(info["Warnings"].as_array().is_some_and(Vec::is_empty));
+        assert!(info["Warnings"].is_null());
         assert!(info["NCPU"].as_u64().is_some_and(|n| n >= 1));
     }
 

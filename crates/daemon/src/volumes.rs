@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use berth_api::models::EventMessageTypeEnum;
+use berth_api::shape;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -39,9 +40,14 @@ async fn list(State(state): State<AppState>, params: Params) -> Result<Response,
     let filters = params.filters()?;
     let volumes = state.containers.volumes().clone();
     let list = berth_fs::blocking(move || volumes.list(&filters)).await??;
-    Ok(responses::json(
+    Ok(responses::shaped(
         StatusCode::OK,
         &json!({ "Volumes": list, "Warnings": null }),
+        |v| {
+            if let Some(list) = v.get_mut("Volumes") {
+                shape::each(list, shape::volume);
+            }
+        },
     ))
 }
 
@@ -71,7 +77,11 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
     })
     .await??;
     publish(&state, "create", &volume.name);
-    Ok(responses::json(StatusCode::CREATED, &volume))
+    Ok(responses::shaped(
+        StatusCode::CREATED,
+        &volume,
+        shape::volume,
+    ))
 }
 
 async fn inspect(
@@ -80,7 +90,7 @@ async fn inspect(
 ) -> Result<Response, DaemonError> {
     let volumes = state.containers.volumes().clone();
     let volume = berth_fs::blocking(move || volumes.inspect(&name)).await??;
-    Ok(responses::json(StatusCode::OK, &volume))
+    Ok(responses::shaped(StatusCode::OK, &volume, shape::volume))
 }
 
 async fn remove(

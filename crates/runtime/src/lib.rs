@@ -60,7 +60,7 @@ pub use init::{PendingInit, create, create_with};
 pub use oci::oci_main;
 pub use oci_spec::runtime::{Process, Spec};
 pub use seccomp::default_seccomp;
-pub use spec::{DEFAULT_CAPABILITIES, base_spec};
+pub use spec::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, base_spec};
 pub use tenant::{exec, exec_with};
 pub use user_ns::{IdRange, subordinate_ids};
 

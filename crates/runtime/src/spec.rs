@@ -30,7 +30,7 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
 ];
 
 /// Paths Docker hides from containers.
-pub(crate) const MASKED_PATHS: [&str; 11] = [
+pub const MASKED_PATHS: [&str; 11] = [
     "/proc/asound",
     "/proc/acpi",
     "/proc/kcore",
@@ -45,7 +45,7 @@ pub(crate) const MASKED_PATHS: [&str; 11] = [
 ];
 
 /// Paths Docker makes read-only.
-pub(crate) const READONLY_PATHS: [&str; 5] = [
+pub const READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",

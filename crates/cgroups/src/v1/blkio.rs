@@ -119,6 +119,21 @@ impl Report for Blkio {
     fn report(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
         if let Some(content) = fs::read(&dir.join("blkio.throttle.io_service_bytes"))? {
             (stats.blkio_read_bytes, stats.blkio_write_bytes) = parse_service_bytes(&content);
+            stats.blkio_service_bytes = content
+                .lines()
+                .filter_map(|line| {
+                    let mut fields = line.split_ascii_whitespace();
+                    let (major, minor) = crate::device_numbers(fields.next()?)?;
+                    let op = fields.next()?.to_owned();
+                    let value = fields.next()?.parse().ok()?;
+                    Some(crate::BlkioEntry {
+                        major,
+                        minor,
+                        op,
+                        value,
+                    })
+                })
+                .collect();
         }
         Ok(())
     }

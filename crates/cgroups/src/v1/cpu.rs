@@ -5,11 +5,26 @@
 
 use std::path::Path;
 
-use crate::controller::Limit;
-use crate::{CgroupError, Resources, fs};
+use crate::controller::{Limit, Report};
+use crate::{CgroupError, Resources, Stats, Throttling, fs};
 
 /// The v1 cpu controller.
 pub(crate) struct Cpu;
+
+impl Report for Cpu {
+    /// `cpu.stat`: `nr_periods`, `nr_throttled`, `throttled_time` (ns).
+    fn report(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
+        if let Some(content) = fs::read(&dir.join("cpu.stat"))? {
+            let value = |key| fs::keyed_value(&content, key).unwrap_or(0);
+            stats.cpu_throttling = Throttling {
+                periods: value("nr_periods"),
+                throttled_periods: value("nr_throttled"),
+                throttled_time_ns: value("throttled_time"),
+            };
+        }
+        Ok(())
+    }
+}
 
 impl Limit for Cpu {
     const NAME: &'static str = "cpu";

@@ -144,6 +144,11 @@ impl Report for Memory {
         stats.memory_limit = crate::cap_to_host_memory(fs::read_u64(&dir.join(LIMIT))?);
         stats.memory_inactive_file =
             fs::read_keyed(&dir.join("memory.stat"), "total_inactive_file")?;
+        if let Some(content) = fs::read(&dir.join("memory.stat"))? {
+            stats.memory_stat = crate::keyed_list(&content);
+        }
+        stats.memory_max_usage = fs::read(&dir.join("memory.max_usage_in_bytes"))?
+            .and_then(|content| content.trim().parse().ok());
         Ok(())
     }
 }

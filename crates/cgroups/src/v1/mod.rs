@@ -296,6 +296,7 @@ impl V1Cgroup {
         }
         let mut stats = Stats::default();
         report::<cpuacct::CpuAcct>(&self.cpuacct, &mut stats)?;
+        report::<cpu::Cpu>(&self.cpu, &mut stats)?;
         report::<memory::Memory>(&self.memory, &mut stats)?;
         report::<pids::Pids>(&self.pids, &mut stats)?;
         report::<blkio::Blkio>(&self.blkio, &mut stats)?;
@@ -677,6 +678,11 @@ mod tests {
             "8:0 Read 10\n8:0 Write 20\n8:0 Total 30\nTotal 30\n",
         )
         .unwrap();
+        stdfs::write(
+            root.join("cpu/berth/abc/cpu.stat"),
+            "nr_periods 4\nnr_throttled 1\nthrottled_time 900\n",
+        )
+        .unwrap();
         let stats = V1Cgroup::new(root, Path::new("berth/abc")).stats().unwrap();
         assert_eq!(
             stats,
@@ -692,6 +698,22 @@ mod tests {
                 pids_limit: 64,
                 blkio_read_bytes: 10,
                 blkio_write_bytes: 20,
+                memory_stat: vec![("total_inactive_file".into(), 0)],
+                memory_max_usage: None,
+                cpu_throttling: crate::Throttling {
+                    periods: 4,
+                    throttled_periods: 1,
+                    throttled_time_ns: 900,
+                },
+                blkio_service_bytes: [("Read", 10), ("Write", 20), ("Total", 30)]
+                    .into_iter()
+                    .map(|(op, value)| crate::BlkioEntry {
+                        major: 8,
+                        minor: 0,
+                        op: op.into(),
+                        value,
+                    })
+                    .collect(),
             }
         );
     }

@@ -71,6 +71,11 @@ impl Report for Cpu {
             stats.cpu_usage_ns = usec("usage_usec");
             stats.cpu_user_ns = usec("user_usec");
             stats.cpu_system_ns = usec("system_usec");
+            stats.cpu_throttling = crate::Throttling {
+                periods: fs::keyed_value(&content, "nr_periods").unwrap_or(0),
+                throttled_periods: fs::keyed_value(&content, "nr_throttled").unwrap_or(0),
+                throttled_time_ns: usec("throttled_usec"),
+            };
         }
         Ok(())
     }

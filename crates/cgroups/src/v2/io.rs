@@ -85,9 +85,40 @@ impl Report for Io {
     fn report(dir: &Path, stats: &mut Stats) -> Result<(), CgroupError> {
         if let Some(content) = fs::read(&dir.join("io.stat"))? {
             (stats.blkio_read_bytes, stats.blkio_write_bytes) = parse_io_stat(&content);
+            stats.blkio_service_bytes = per_device(&content);
         }
         Ok(())
     }
+}
+
+/// `read` and `write` bytes per device (`MAJ:MIN rbytes=… wbytes=… …` lines), as Docker
+/// reports them on v2.
+fn per_device(content: &str) -> Vec<crate::BlkioEntry> {
+    let mut out = Vec::new();
+    for line in content.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let Some((major, minor)) = fields.next().and_then(crate::device_numbers) else {
+            continue;
+        };
+        let (mut read, mut write) = (0, 0);
+        for (key, value) in fields.filter_map(|f| f.split_once('=')) {
+            match key {
+                "rbytes" => read = value.parse().unwrap_or(0),
+                "wbytes" => write = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        for (op, value) in [("read", read), ("write", write)] {
+            let op = op.to_owned();
+            out.push(crate::BlkioEntry {
+                major,
+                minor,
+                op,
+                value,
+            });
+        }
+    }
+    out
 }
 
 /// Sums `rbytes` and `wbytes` over all devices.

@@ -68,6 +68,9 @@ impl Report for Memory {
         };
         stats.memory_limit = limit;
         stats.memory_inactive_file = fs::read_keyed(&dir.join("memory.stat"), "inactive_file")?;
+        if let Some(content) = fs::read(&dir.join("memory.stat"))? {
+            stats.memory_stat = crate::keyed_list(&content);
+        }
         Ok(())
     }
 }

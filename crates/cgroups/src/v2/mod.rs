@@ -498,7 +498,7 @@ mod tests {
         let dir = root.join("berth/abc");
         stdfs::write(
             dir.join("cpu.stat"),
-            "usage_usec 20\nuser_usec 15\nsystem_usec 5\n",
+            "usage_usec 20\nuser_usec 15\nsystem_usec 5\nnr_periods 3\nnr_throttled 2\nthrottled_usec 7\n",
         )
         .unwrap();
         stdfs::write(dir.join("memory.current"), "4096\n").unwrap();
@@ -523,6 +523,22 @@ mod tests {
                 pids_limit: 0,
                 blkio_read_bytes: 7,
                 blkio_write_bytes: 9,
+                memory_stat: vec![("inactive_file".into(), 1024)],
+                memory_max_usage: None,
+                cpu_throttling: crate::Throttling {
+                    periods: 3,
+                    throttled_periods: 2,
+                    throttled_time_ns: 7_000,
+                },
+                blkio_service_bytes: [("read", 7), ("write", 9)]
+                    .into_iter()
+                    .map(|(op, value)| crate::BlkioEntry {
+                        major: 8,
+                        minor: 0,
+                        op: op.into(),
+                        value,
+                    })
+                    .collect(),
             }
         );
         assert_eq!(cgroup.pids().unwrap(), vec![10, 11]);

@@ -166,6 +166,9 @@ impl ContainerService {
         drop(hold);
         let entry = self.new_entry(record.clone());
         self.lock_index().by_id.insert(id.clone(), entry);
+        // dockerd's volume service answers every volume a new container names (made now,
+        // anonymous, or already there) with a `create` event, before the container's own.
+        self.publish_volume_events(&record, "create");
         self.publish(&record, "create", &[]);
         Ok(ContainerCreateResponse {
             id,

@@ -137,7 +137,6 @@ impl ContainerService {
             return;
         }
         apply_exit(&mut rec, &exit, started);
-        self.release_networks(&rec.id).await;
         *entry.process.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let auto_remove = rec.host_config.auto_remove.unwrap_or(false);
         let restart = started
@@ -161,6 +160,10 @@ impl ContainerService {
                 self.publish(&rec, "oom", &[]);
             }
             self.publish(&rec, "die", &[("exitCode", exit.exit_code.to_string())]);
+        }
+        // After `die`, as dockerd: its network `disconnect`s, then the volumes' `unmount`s.
+        self.release_networks(&rec).await;
+        if started {
             self.publish_volume_events(&rec, "unmount");
         }
         entry.set_life(&rec, true, false);

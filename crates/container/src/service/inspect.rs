@@ -1,11 +1,31 @@
 //! `inspect`.
 use std::collections::HashMap;
 
-use berth_api::models::ContainerInspectResponse;
+use berth_api::models::{ContainerInspectResponse, HostConfig};
 
 use super::entry::Entry;
 use super::{ContainerService, Result};
 use crate::store::{Record, Status};
+
+/// The host config as dockerd reports it: the runtime by name (the default, `berth`, when the
+/// request named none), and the paths masked and made read-only (Docker's defaults unless
+/// privileged), which dockerd fills in at create.
+fn inspected_host_config(hc: &HostConfig) -> HostConfig {
+    let mut hc = hc.clone();
+    if hc.runtime.as_deref().is_none_or(str::is_empty) {
+        hc.runtime = Some("berth".into());
+    }
+    let privileged = hc.privileged == Some(true);
+    let defaults =
+        |paths: &[&str]| (!privileged).then(|| paths.iter().map(|p| (*p).to_owned()).collect());
+    if hc.masked_paths.is_none() {
+        hc.masked_paths = defaults(&berth_runtime::MASKED_PATHS);
+    }
+    if hc.readonly_paths.is_none() {
+        hc.readonly_paths = defaults(&berth_runtime::READONLY_PATHS);
+    }
+    hc
+}
 
 impl ContainerService {
     /// `GET /containers/{id}/json?size=`.
@@ -108,7 +128,7 @@ impl ContainerService {
             process_label: Some(String::new()),
             app_armor_profile: Some(String::new()),
             exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
-            host_config: Some(r.host_config.clone()),
+            host_config: Some(inspected_host_config(&r.host_config)),
             graph_driver: graph,
             mounts: Some(mounts),
             config: Some(r.config.clone()),

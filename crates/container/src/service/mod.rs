@@ -282,10 +282,10 @@ impl ContainerService {
             .iter()
             .filter(|m| m.kind == berth_volume::MountKind::Volume && !m.name.is_empty())
         {
-            let mut a = HashMap::from([
-                ("container".to_string(), r.id.clone()),
-                ("driver".to_string(), m.driver.clone()),
-            ]);
+            let mut a = HashMap::from([("driver".to_string(), m.driver.clone())]);
+            if action != "create" {
+                a.insert("container".into(), r.id.clone());
+            }
             if action == "mount" {
                 a.insert("destination".into(), m.destination.clone());
                 a.insert("read/write".into(), m.rw.to_string());

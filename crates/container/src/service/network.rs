@@ -140,6 +140,12 @@ impl ContainerService {
             return Ok(());
         };
         let mode = net::mode(&rec.host_config);
+        if let Some(network) = namespace_network(&mode)
+            && pid > 0
+        {
+            // dockerd joins such a container to its `none` or `host` network too, and says so.
+            self.publish_network_event("connect", &rec.id, network);
+        }
         if matches!(mode, NetMode::Host | NetMode::Container(_)) || pid <= 0 {
             return Ok(());
         }
@@ -203,10 +209,14 @@ impl ContainerService {
     }
 
     /// Frees what a run held on its networks (no-op without networking or endpoints).
-    pub(super) async fn release_networks(&self, id: &str) {
+    pub(super) async fn release_networks(&self, rec: &Record) {
+        let id = rec.id.as_str();
         let Some(service) = self.cfg.network.clone() else {
             return;
         };
+        if let Some(network) = namespace_network(&net::mode(&rec.host_config)) {
+            self.publish_network_event("disconnect", id, network);
+        }
         let joined: Vec<String> = service
             .endpoints(id)
             .into_iter()
@@ -549,6 +559,15 @@ impl ContainerService {
             }
         }
         Ok(value)
+    }
+}
+
+/// The network dockerd names for a container with no endpoint of its own: `none` or `host`.
+fn namespace_network(mode: &NetMode) -> Option<&'static str> {
+    match mode {
+        NetMode::None => Some("none"),
+        NetMode::Host => Some("host"),
+        NetMode::Container(_) | NetMode::Network(_) => None,
     }
 }
 

@@ -108,7 +108,7 @@ impl ContainerService {
             tracing::warn!(container_id = %entry.id, status = rec.state.status.as_str(), "ended a run its record did not account for");
         }
         self.kill_leftovers(entry, rec).await;
-        self.release_networks(&rec.id).await;
+        self.release_networks(rec).await;
         self.remove_run_dir(entry).await;
         answered
     }
