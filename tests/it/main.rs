@@ -7,6 +7,7 @@
 
 mod archive;
 mod build;
+mod build_interop;
 mod chaos;
 mod compat;
 mod containers;
@@ -79,6 +80,7 @@ fn main() {
         registry::TESTS,
         pull::TESTS,
         build::TESTS,
+        build_interop::TESTS,
         hardening::TESTS,
         terminal::TESTS,
         logging::TESTS,
