@@ -920,6 +920,7 @@ async fn run_step(
     let body = step_body(run, state, &parent, &argv, env, network, &mounts);
     let containers = Arc::clone(&run.builder.containers);
     let id = containers.create_step(body).await?;
+    run.builder.step_made(&id);
     say(out, format!(" ---> Running in {}\n", short(&id)));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let out2 = out.clone();
@@ -960,6 +961,7 @@ async fn run_step(
             tracing::warn!(container_id = %id, %error, "removing a build step's container failed");
         }
     }
+    run.builder.step_gone(&id);
     let record = result?;
     record_step(run, key, Some(&parent), &record, &created_by).await;
     set_image(run, state, record.id).await

@@ -14,6 +14,8 @@
 //! <data_root>/builder/
 //!   cache.json           the cache index (see `cache`)
 //!   mounts/<hex>/        RUN --mount=type=cache directories, by id (kept across builds)
+//!   steps/<container id> one empty file per step container alive now: a daemon stopped in
+//!                        the middle of a step removes them at its next start
 //!   tmp/<random>/        one build's scratch: its context, the trees of --from stages and
 //!                        images, fetched ADD files; removed when the build ends, emptied at open
 //! ```
@@ -209,7 +211,12 @@ impl Builder {
         containers: Arc<ContainerService>,
     ) -> Result<Builder, BuildError> {
         let root = config.data_root.join("builder");
-        for dir in [root.clone(), root.join("tmp"), root.join("mounts")] {
+        for dir in [
+            root.clone(),
+            root.join("tmp"),
+            root.join("mounts"),
+            root.join("steps"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(BuildError::io("create directory", &dir))?;
         }
         let tmp = root.join("tmp");
@@ -230,6 +237,46 @@ impl Builder {
             cache,
             context_limit: config.context_limit,
         })
+    }
+
+    /// Removes the step containers a stopped daemon left (their mounts, cgroups and scratch go
+    /// with them): the ones `steps/` still names. Run once at start, before any build.
+    pub async fn remove_interrupted_steps(&self) {
+        let dir = self.root.join("steps");
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in names {
+            match self.containers.remove(&id, true, true).await {
+                Ok(()) => {
+                    tracing::info!(container_id = %id, "removed an interrupted build step's container")
+                }
+                Err(error) if error.kind() == berth_errdefs::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(container_id = %id, %error, "removing an interrupted build step's container failed");
+                    continue;
+                }
+            }
+            let _ = std::fs::remove_file(dir.join(&id));
+        }
+    }
+
+    /// Notes that step container `id` exists until [`Builder::step_gone`] (a daemon stopped
+    /// meanwhile removes it at its next start).
+    pub(crate) fn step_made(&self, id: &str) {
+        let path = self.root.join("steps").join(id);
+        if let Err(error) = std::fs::File::create(&path) {
+            tracing::warn!(path = %path.display(), %error, "noting a build step's container failed");
+        }
+    }
+
+    /// Step container `id` was removed (or is kept on purpose, `rm=0`).
+    pub(crate) fn step_gone(&self, id: &str) {
+        let _ = std::fs::remove_file(self.root.join("steps").join(id));
     }
 
     /// Checks what a build can be refused for before its context is read: tags, platform,
