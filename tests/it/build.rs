@@ -625,7 +625,7 @@ fn build_cache_in_df_and_pruned(env: &TestEnv) {
 }
 
 /// A tar of `entries`: (name written as is, content, symlink target).
-fn raw_tar(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
+pub(crate) fn raw_tar(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, content, link) in entries {
         let mut h = tar::Header::new_gnu();

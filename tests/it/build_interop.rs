@@ -6,11 +6,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::Test;
-use crate::build::{berth_build, context, mounts_under};
+use crate::build::{berth_build, context, docker_build, image_id, mounts_under, raw_tar};
 use crate::harness::TestEnv;
 
 pub const TESTS: &[Test] = &[
     ("build_docker_py_images_build", build_docker_py_images_build),
+    (
+        "build_add_url_from_a_loopback_server",
+        build_add_url_from_a_loopback_server,
+    ),
     (
         "build_daemon_killed_mid_run_removes_the_step_at_start",
         build_daemon_killed_mid_run_removes_the_step_at_start,
@@ -153,4 +157,204 @@ fn build_daemon_killed_mid_run_removes_the_step_at_start(env: &TestEnv) {
     );
     berth_build(env, &again, &["-t", "bt-killed-after"]).ok();
     env.berth(&["rmi", "bt-killed-after"]).ok();
+}
+
+/// A loopback HTTP server of the test's own: `GET /<name>` answers `files[name]` with a
+/// `Last-Modified` of 2020-01-02 03:04:05 UTC, anything else 404 with the body "no such file".
+/// Serves until the returned guard is dropped; answers with its port.
+struct FileServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    fn start(files: Vec<(String, Vec<u8>)>) -> FileServer {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let found = files.iter().find(|(n, _)| path == format!("/{n}"));
+                let mut stream = stream;
+                let _ = match found {
+                    Some((_, body)) => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Thu, 02 Jan 2020 03:04:05 GMT\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|()| stream.write_all(body)),
+                    None => stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 13\r\nConnection: close\r\n\r\nno such file\n",
+                    ),
+                };
+            }
+        });
+        FileServer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The error line of a build through the API (`errorDetail`'s message), or panics.
+fn api_build_error(env: &TestEnv, dir: &std::path::Path, dockerfile: &str) -> String {
+    let tar = raw_tar(&[("Dockerfile", dockerfile, None)]);
+    let path = dir.join("ctx.tar");
+    std::fs::write(&path, tar).unwrap();
+    let (status, body) = env.api(
+        "POST",
+        "/build?networkmode=none",
+        Some(&format!("@{}", path.display())),
+    );
+    assert_eq!(status, 200, "{body}");
+    let last = body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("{body}"));
+    assert_eq!(v["error"], v["errorDetail"]["message"], "{last}");
+    v["errorDetail"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no errorDetail: {body}"))
+        .to_owned()
+}
+
+/// Issue 13: `ADD <url>` from a loopback server: the name comes from the URL, the mtime from
+/// `Last-Modified` (as Docker), mode 0600 unless `--chmod`, `--chown`, `--checksum` checked;
+/// a 404, a refused connection and a wrong checksum fail the step in Docker's words as an
+/// `errorDetail`; a remote tar URL is a context (`docker build http://…/ctx.tar`).
+fn build_add_url_from_a_loopback_server(env: &TestEnv) {
+    use sha2::Digest;
+    let content = b"hello from the url\n".to_vec();
+    let ctx_tar = raw_tar(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY hello /hello\nCMD [\"cat\", \"/hello\"]\n",
+            None,
+        ),
+        ("hello", "remote context\n", None),
+    ]);
+    let server = FileServer::start(vec![
+        ("f.txt".to_owned(), content.clone()),
+        ("ctx.tar".to_owned(), ctx_tar),
+    ]);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let sum = hex::encode(sha2::Sha256::digest(&content));
+    let dockerfile = format!(
+        "FROM busybox\nADD {base}/f.txt /d/\nADD --chmod=640 --chown=1:2 {base}/f.txt /e/g.txt\n\
+         ADD --checksum=sha256:{sum} {base}/f.txt /c/\n\
+         RUN stat -c '%n %Y %a %u %g' /d/f.txt /e/g.txt /c/f.txt > /stat && cat /d/f.txt\n"
+    );
+    let dir = context(env, "add-url", &[("Dockerfile", &dockerfile)]);
+    let out = berth_build(env, &dir, &["--network", "none", "-t", "bt-add-url"]).ok();
+    assert!(out.contains("hello from the url"), "{out}");
+    let stat = env
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bt-add-url",
+            "cat",
+            "/stat",
+        ])
+        .ok();
+    assert_eq!(
+        stat,
+        "/d/f.txt 1577934245 600 0 0\n/e/g.txt 1577934245 640 1 2\n/c/f.txt 1577934245 600 0 0",
+        "name from the URL, mtime from Last-Modified, --chmod, --chown"
+    );
+    // Built again: the same bytes are a cache hit.
+    let again = berth_build(env, &dir, &["--network", "none", "-t", "bt-add-url"]).ok();
+    assert!(again.matches("Using cache").count() >= 4, "{again}");
+    // Failures, in Docker's words, as the stream's errorDetail.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let wrong = "0".repeat(64);
+    let cases = [
+        (
+            format!("FROM busybox\nADD {base}/missing /d/\n"),
+            format!(
+                "ADD failed: failed to GET {base}/missing with status 404 Not Found: no such file"
+            ),
+        ),
+        (
+            format!("FROM busybox\nADD http://127.0.0.1:{refused}/x /d/\n"),
+            format!(
+                "ADD failed: Get \"http://127.0.0.1:{refused}/x\": dial tcp 127.0.0.1:{refused}: connect: connection refused"
+            ),
+        ),
+        (
+            format!("FROM busybox\nADD --checksum=sha256:{wrong} {base}/f.txt /d/\n"),
+            format!("ADD failed: digest mismatch sha256:{sum}: sha256:{wrong}"),
+        ),
+    ];
+    let containers_before = env.berth(&["ps", "-aq"]).ok();
+    for (df, want) in &cases {
+        assert_eq!(&api_build_error(env, &dir, df), want, "{df}");
+        // And the docker CLI shows it.
+        std::fs::write(dir.join("Dockerfile"), df).unwrap();
+        let r = docker_build(env, &dir, &["--network", "none", "."], true, b"");
+        assert_ne!(r.code, 0, "{df}");
+        assert!(r.stderr.contains(want.as_str()), "{df}: {}", r.stderr);
+    }
+    assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers_before);
+    let tmp = env.data_root.join("builder/tmp");
+    assert!(
+        env.eventually(10, || std::fs::read_dir(&tmp).unwrap().count() == 0),
+        "no scratch stays"
+    );
+    // A remote tar context.
+    let r = docker_build(
+        env,
+        &dir,
+        &["-t", "bt-remote-ctx", &format!("{base}/ctx.tar")],
+        true,
+        b"",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        env.berth(&["run", "--rm", "--network", "none", "bt-remote-ctx"])
+            .ok(),
+        "remote context"
+    );
+    let id = image_id(env, "bt-remote-ctx");
+    assert!(id.starts_with("sha256:"), "{id}");
+    env.berth(&["rmi", "bt-add-url", "bt-remote-ctx"]).ok();
 }

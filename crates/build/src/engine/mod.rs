@@ -696,8 +696,10 @@ pub(crate) fn random_name() -> String {
     hex::encode(bytes)
 }
 
-/// Downloads `url` into `path`; with `checksum` (`sha256:<hex>`) the bytes must match.
-/// Returns the sha256 (hex) of what was written.
+/// Downloads `url` into `path`; with `checksum` (`sha256:<hex>`) the bytes must match. The
+/// file's mtime is the response's `Last-Modified` (the epoch without one), as Docker sets it.
+/// Returns the sha256 (hex) of what was written. Errors read as Docker's (`failed to GET …
+/// with status 404 Not Found: <body>`, `Get "…": dial tcp …: connect: connection refused`).
 pub(crate) async fn fetch_to(
     url: &str,
     path: &Path,
@@ -714,7 +716,13 @@ pub(crate) async fn fetch_to(
             .await
     }
     .await
-    .map_err(|e| failed(e.to_string()))?;
+    .map_err(|e| failed(fetch_error(url, &e)))?;
+    let modified = download
+        .last_modified
+        .as_deref()
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        .and_then(|t| u64::try_from(t.timestamp()).ok())
+        .unwrap_or(0);
     let mut stream = download.into_stream();
     let mut file = tokio::fs::File::create(path)
         .await
@@ -728,6 +736,17 @@ pub(crate) async fn fetch_to(
             .map_err(BuildError::io("write", path))?;
     }
     file.flush().await.map_err(BuildError::io("write", path))?;
+    let file = file.into_std().await;
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(modified);
+    berth_fs::blocking(move || {
+        file.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(when)
+                .set_modified(when),
+        )
+    })
+    .await?
+    .map_err(BuildError::io("set the mtime of", path))?;
     let digest = hex::encode(hasher.finalize());
     if let Some(expected) = checksum {
         let want = expected.strip_prefix("sha256:").ok_or_else(|| {
@@ -741,6 +760,36 @@ pub(crate) async fn fetch_to(
         }
     }
     Ok(digest)
+}
+
+/// A failed GET in the words of dockerd's `remotecontext.GetWithStatusError` (Go's
+/// `net/http` errors).
+fn fetch_error(url: &str, error: &berth_distribution::client::ClientError) -> String {
+    use berth_distribution::client::ClientError;
+    match error {
+        ClientError::DownloadStatus {
+            status,
+            reason,
+            body,
+            ..
+        } => format!("failed to GET {url} with status {status} {reason}: {body}"),
+        ClientError::Connect { reason, .. } => {
+            let authority = url
+                .split_once("://")
+                .map_or(url, |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("");
+            let lower = reason.to_ascii_lowercase();
+            let reason = if lower.contains("connection refused") {
+                format!("dial tcp {authority}: connect: connection refused")
+            } else {
+                reason.clone()
+            };
+            format!("Get \"{url}\": {reason}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Forwards the stages' lines in plan order; with `quiet`, keeps them instead (returned, for
