@@ -16,6 +16,10 @@ pub const TESTS: &[Test] = &[
         build_add_url_from_a_loopback_server,
     ),
     (
+        "build_context_larger_than_the_disk_fails_cleanly",
+        build_context_larger_than_the_disk_fails_cleanly,
+    ),
+    (
         "build_daemon_killed_mid_run_removes_the_step_at_start",
         build_daemon_killed_mid_run_removes_the_step_at_start,
     ),
@@ -357,4 +361,113 @@ fn build_add_url_from_a_loopback_server(env: &TestEnv) {
     let id = image_id(env, "bt-remote-ctx");
     assert!(id.starts_with("sha256:"), "{id}");
     env.berth(&["rmi", "bt-add-url", "bt-remote-ctx"]).ok();
+}
+
+/// Every file and directory under `dir` (relative), but the builder's cache index.
+fn tree_of(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if rel.starts_with("containers")
+                || rel.starts_with("network")
+                || rel == "builder/cache.json"
+            {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+            out.insert(rel);
+        }
+    }
+    out
+}
+
+/// Issue 13: a context larger than the free disk (a data root on a small tmpfs) fails in one
+/// clear line and leaves nothing (no context, scratch or layer); so does a `COPY` whose layer
+/// the disk cannot hold; the builder works after both.
+fn build_context_larger_than_the_disk_fails_cleanly(env: &TestEnv) {
+    use crate::hardening::{SecondDaemon, TinyTmpfs};
+    let tmpfs = TinyTmpfs::mount(
+        std::path::PathBuf::from(format!("/tmp/bcd{}", std::process::id())),
+        "48m",
+    );
+    let daemon = SecondDaemon::start(env, "c", &[], Some(&tmpfs.0));
+    let dir = env.root.join("build/too-big");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM busybox\nCOPY . /big/\n").unwrap();
+    let free = tmpfs.free();
+    let before = tree_of(&tmpfs.0);
+    let write_big = |size: u64| {
+        let mut f = std::fs::File::create(dir.join("big")).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            std::io::Write::write_all(&mut f, &chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+    };
+    let check_clean = |what: &str| {
+        let settled = env.eventually(10, || tree_of(&tmpfs.0) == before);
+        let now = tree_of(&tmpfs.0);
+        assert!(
+            settled,
+            "{what} left: {:?} (gone: {:?})",
+            now.difference(&before).collect::<Vec<_>>(),
+            before.difference(&now).collect::<Vec<_>>()
+        );
+        assert!(
+            tmpfs.free() + (1 << 20) >= free,
+            "{what}: space was not given back"
+        );
+    };
+    // More than the disk holds.
+    write_big(free + (8 << 20));
+    let out = daemon.berth(&["build", "-t", "too-big", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "a context larger than the disk was built"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("build context is larger than the space left for it"),
+        "{stderr}"
+    );
+    check_clean("a context larger than the disk");
+    // A context that fits, but not twice: the COPY's layer cannot be written.
+    write_big(free * 3 / 5);
+    let out = daemon.berth(&["build", "-t", "too-big", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "a layer larger than the disk was made"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0]
+            .to_ascii_lowercase()
+            .contains("no space left on device")
+            || lines[0].contains("layer is larger than the"),
+        "{stderr}"
+    );
+    check_clean("a layer larger than the disk");
+    assert_ne!(
+        daemon.berth(&["image", "inspect", "too-big"]).status.code(),
+        Some(0)
+    );
+    // The builder works after.
+    std::fs::remove_file(dir.join("big")).unwrap();
+    std::fs::write(dir.join("small"), "small\n").unwrap();
+    let out = daemon.berth(&["build", "-t", "small", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    drop(daemon);
+    drop(tmpfs);
 }

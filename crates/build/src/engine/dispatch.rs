@@ -294,9 +294,13 @@ async fn commit_config(
                     let written = written
                         .join()
                         .map_err(|_| BuildError::Task("layer writer panicked".into()))?;
-                    // The writer's own error explains a broken pipe on the store's side.
-                    written?;
-                    Ok(made?)
+                    match (written, made) {
+                        (Ok(()), made) => Ok(made?),
+                        // The store stopped reading (the disk is full…): its error says why.
+                        (Err(w), Err(m)) if w.is_broken_pipe() => Err(m.into()),
+                        // The writer's own error explains a broken pipe on the store's side.
+                        (Err(w), _) => Err(w),
+                    }
                 })
             }
         }
