@@ -16,6 +16,10 @@ pub const TESTS: &[Test] = &[
         build_add_url_from_a_loopback_server,
     ),
     (
+        "build_save_loads_and_runs_in_dockerd",
+        build_save_loads_and_runs_in_dockerd,
+    ),
+    (
         "build_context_larger_than_the_disk_fails_cleanly",
         build_context_larger_than_the_disk_fails_cleanly,
     ),
@@ -470,4 +474,177 @@ fn build_context_larger_than_the_disk_fails_cleanly(env: &TestEnv) {
     assert!(out.status.success(), "{out:?}");
     drop(daemon);
     drop(tmpfs);
+}
+
+/// A private dockerd (its own data and exec roots, socket, cgroup parent; no bridge, no
+/// iptables), stopped and removed with what it made when dropped.
+struct PrivateDockerd {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+    cgroup: String,
+}
+
+impl PrivateDockerd {
+    fn start(env: &TestEnv) -> Option<PrivateDockerd> {
+        let exe = std::path::Path::new("/usr/sbin/dockerd");
+        crate::harness::docker_exe()?;
+        if !exe.exists() {
+            return None;
+        }
+        let dir = std::path::PathBuf::from(format!("/tmp/bdk{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cgroup = format!("bdk{}", std::process::id());
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new(exe)
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("s").display()))
+            .arg("--data-root")
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("pid"))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
+            .arg(format!("--cgroup-parent=/{cgroup}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        let d = PrivateDockerd { dir, child, cgroup };
+        let up = env.eventually(30, || {
+            d.docker(&["version", "--format", "{{.Server.Version}}"])
+                .status
+                .success()
+        });
+        assert!(
+            up,
+            "dockerd did not come up: {}",
+            std::fs::read_to_string(d.dir.join("log")).unwrap_or_default()
+        );
+        Some(d)
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new(crate::harness::docker_exe().unwrap())
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.join("s").display()),
+            )
+            .env("DOCKER_CONFIG", self.dir.join("config"))
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run docker")
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("root"))
+            .status();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.join("exec"))
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(hierarchy.path().join(&self.cgroup));
+        }
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{}", self.cgroup));
+    }
+}
+
+/// Issue 13: an image built by berth, `berth save`d, loads into a real dockerd 20.10 with the
+/// same id and layers, and runs there with the same config (Cmd, Env, history); and back:
+/// dockerd's `save` of it loads into berth as the same image.
+fn build_save_loads_and_runs_in_dockerd(env: &TestEnv) {
+    let Some(dockerd) = PrivateDockerd::start(env) else {
+        crate::skip(
+            "dockerd (/usr/sbin/dockerd, scripts/deps.sh's docker.io) or the docker CLI is absent",
+        );
+    };
+    let dir = context(
+        env,
+        "to-docker",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nENV GREETING=hello PATH=/usr/bin:/bin\nWORKDIR /app\nCOPY data.txt /app/\n\
+                 RUN echo \"$GREETING from berth\" > /app/out\nLABEL made.by=berth\nEXPOSE 8080\n\
+                 CMD [\"sh\", \"-c\", \"cat /app/out /app/data.txt\"]\n",
+            ),
+            ("data.txt", "some data\n"),
+        ],
+    );
+    berth_build(env, &dir, &["--network", "none", "-t", "bt-to-docker:v1"]).ok();
+    let id = image_id(env, "bt-to-docker:v1");
+    let tar = env.root.join("build/to-docker.tar");
+    env.berth(&["save", "-o", tar.to_str().unwrap(), "bt-to-docker:v1"])
+        .ok();
+    let loaded = dockerd.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(loaded.contains("Loaded image: bt-to-docker:v1"), "{loaded}");
+    let fmt = "{{.Id}}|{{json .Config.Cmd}}|{{json .Config.Env}}|{{.Config.WorkingDir}}|{{json .Config.Labels}}|{{json .Config.ExposedPorts}}|{{json .RootFS.Layers}}";
+    let theirs = dockerd.ok(&["image", "inspect", "--format", fmt, "bt-to-docker:v1"]);
+    let ours = env.inspect("bt-to-docker:v1", fmt);
+    assert_eq!(
+        theirs, ours,
+        "dockerd reads the image as berth does (id = config digest, layers)"
+    );
+    assert!(theirs.starts_with(&id), "{theirs}");
+    let history = |out: String| out.lines().count();
+    let theirs_h = history(dockerd.ok(&["history", "-q", "--no-trunc", "bt-to-docker:v1"]));
+    let ours_h = history(
+        env.berth(&["history", "-q", "--no-trunc", "bt-to-docker:v1"])
+            .ok(),
+    );
+    assert_eq!(theirs_h, ours_h, "history lines");
+    let created_by = "{{.CreatedBy}}";
+    assert_eq!(
+        dockerd.ok(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            created_by,
+            "bt-to-docker:v1"
+        ]),
+        env.berth(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            created_by,
+            "bt-to-docker:v1"
+        ])
+        .ok()
+    );
+    let ran = dockerd.ok(&["run", "--rm", "--network", "none", "bt-to-docker:v1"]);
+    assert_eq!(ran, "hello from berth\nsome data");
+    // And back: dockerd's save of it is the same image in berth.
+    let back = env.root.join("build/from-docker.tar");
+    dockerd.ok(&["tag", "bt-to-docker:v1", "bt-from-docker:v1"]);
+    dockerd.ok(&["save", "-o", back.to_str().unwrap(), "bt-from-docker:v1"]);
+    env.berth(&["load", "-i", back.to_str().unwrap()]).ok();
+    assert_eq!(image_id(env, "bt-from-docker:v1"), id);
+    env.berth(&["rmi", "bt-to-docker:v1", "bt-from-docker:v1"])
+        .ok();
+    drop(dockerd);
 }
