@@ -16,6 +16,10 @@ pub const TESTS: &[Test] = &[
         build_add_url_from_a_loopback_server,
     ),
     (
+        "build_lines_are_dockerd_legacy_builders",
+        build_lines_are_dockerd_legacy_builders,
+    ),
+    (
         "build_save_loads_and_runs_in_dockerd",
         build_save_loads_and_runs_in_dockerd,
     ),
@@ -554,14 +558,13 @@ impl Drop for PrivateDockerd {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.join("root"))
-            .status();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.join("exec"))
-            .status();
+        for sub in ["root", "exec"] {
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg(self.dir.join(sub))
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
             .into_iter()
@@ -598,6 +601,7 @@ fn build_save_loads_and_runs_in_dockerd(env: &TestEnv) {
     );
     berth_build(env, &dir, &["--network", "none", "-t", "bt-to-docker:v1"]).ok();
     let id = image_id(env, "bt-to-docker:v1");
+    std::fs::create_dir_all(env.root.join("build")).unwrap();
     let tar = env.root.join("build/to-docker.tar");
     env.berth(&["save", "-o", tar.to_str().unwrap(), "bt-to-docker:v1"])
         .ok();
@@ -646,5 +650,114 @@ fn build_save_loads_and_runs_in_dockerd(env: &TestEnv) {
     assert_eq!(image_id(env, "bt-from-docker:v1"), id);
     env.berth(&["rmi", "bt-to-docker:v1", "bt-from-docker:v1"])
         .ok();
+    drop(dockerd);
+}
+
+/// The docker CLI's stdout of a legacy build, ids made `<id>`, without the context line.
+fn shape(stdout: &str) -> Vec<String> {
+    let ids = |line: &str| {
+        line.split(' ')
+            .map(|w| {
+                if w.len() == 12 && w.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    "<id>"
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("Sending build context"))
+        .map(ids)
+        .collect()
+}
+
+/// Issue 13: the docker CLI prints the same lines for a build against berth as against
+/// dockerd 20.10's legacy builder, cold and cached: metadata steps, `WORKDIR` and `ARG`
+/// show ` ---> Running in <id>` / `Removing intermediate container <id>` (a real container,
+/// created and removed), `COPY` does not, cached steps show ` ---> Using cache`.
+fn build_lines_are_dockerd_legacy_builders(env: &TestEnv) {
+    let Some(dockerd) = PrivateDockerd::start(env) else {
+        crate::skip(
+            "dockerd (/usr/sbin/dockerd, scripts/deps.sh's docker.io) or the docker CLI is absent",
+        );
+    };
+    // The same busybox on both sides.
+    std::fs::create_dir_all(env.root.join("build")).unwrap();
+    let tar = env.root.join("build/lines-busybox.tar");
+    env.berth(&["save", "-o", tar.to_str().unwrap(), "busybox"])
+        .ok();
+    dockerd.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let dir = context(
+        env,
+        "lines",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG V=1\nENV A=$V\nLABEL x=y\nWORKDIR /w\nCOPY f /w/\n\
+                 RUN echo ran\nEXPOSE 80\nUSER 1\nCMD [\"sh\"]\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let on_dockerd = |extra: &[&str]| {
+        let mut args = vec!["build", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let o = Command::new(crate::harness::docker_exe().unwrap())
+            .args(&args)
+            .current_dir(&dir)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", dockerd.dir.join("s").display()),
+            )
+            .env("DOCKER_CONFIG", dockerd.dir.join("config"))
+            .env("DOCKER_BUILDKIT", "0")
+            .env_remove("DOCKER_API_VERSION")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let on_berth = |extra: &[&str]| {
+        let mut args = vec!["--network", "none"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let r = docker_build(env, &dir, &args, true, b"");
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout
+    };
+    let containers_before = env.berth(&["ps", "-aq"]).ok();
+    for (what, extra) in [("cold", &["--no-cache"][..]), ("cached", &[][..])] {
+        let theirs = on_dockerd(extra);
+        let ours = on_berth(extra);
+        assert_eq!(
+            shape(&ours),
+            shape(&theirs),
+            "{what}: berth\n{ours}\ndockerd\n{theirs}"
+        );
+    }
+    assert_eq!(
+        env.berth(&["ps", "-aq"]).ok(),
+        containers_before,
+        "step containers removed"
+    );
+    // rm=0 keeps every step's container, as dockerd does: they are real ones.
+    let kept = on_berth(&["--no-cache", "--rm=false"]);
+    let ids: Vec<&str> = kept
+        .lines()
+        .filter_map(|l| l.strip_prefix(" ---> Running in "))
+        .collect();
+    assert_eq!(ids.len(), 8, "{kept}");
+    let all = env.berth(&["ps", "-aq"]).ok();
+    for id in &ids {
+        assert!(
+            all.lines().any(|l| l.starts_with(id)),
+            "{id} is not a container: {all}"
+        );
+        env.berth(&["rm", id]).ok();
+    }
     drop(dockerd);
 }
