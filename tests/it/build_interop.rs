@@ -254,8 +254,8 @@ fn api_build_error(env: &TestEnv, dir: &std::path::Path, dockerfile: &str) -> St
     assert_eq!(status, 200, "{body}");
     let last = body
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rev()
+        .find(|l| !l.trim().is_empty())
         .unwrap_or("");
     let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|_| panic!("{body}"));
     assert_eq!(v["error"], v["errorDetail"]["message"], "{last}");
