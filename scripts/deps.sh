@@ -37,14 +37,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
   fi
 fi
-# docker-py, for the cp/archive tests (put_archive/get_archive against berth).
+# docker-py (PyPI, pinned: Debian bookworm's python3-docker is 5.0.3), for the cp/archive tests
+# (put_archive/get_archive against berth) and the build tests (images.build, APIClient.build).
 if ! python3 -c 'import docker' 2>/dev/null; then
   dpkg-query -W -f='${Status}' python3-pip 2>/dev/null | grep -q "ok installed" || {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq python3-pip >/dev/null
   }
-  pip3 install --break-system-packages -q docker
+  pip3 install --break-system-packages -q docker==7.1.0
 fi
 # scripts/package.sh builds the Debian package with dpkg-deb from a staging tree (no cargo-deb:
 # the package test runs in every test run), strip from binutils (a dependency of dpkg-dev).

@@ -48,7 +48,7 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// A fresh context directory `name` under the test root with `files` (path, content).
-fn context(env: &TestEnv, name: &str, files: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn context(env: &TestEnv, name: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = env.root.join("build").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     for (path, content) in files {
@@ -60,7 +60,13 @@ fn context(env: &TestEnv, name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 /// `docker build ARGS` (legacy builder unless `buildkit_unset`) in `dir`, with `stdin`.
-fn docker_build(env: &TestEnv, dir: &Path, args: &[&str], legacy: bool, stdin: &[u8]) -> Run {
+pub(crate) fn docker_build(
+    env: &TestEnv,
+    dir: &Path,
+    args: &[&str],
+    legacy: bool,
+    stdin: &[u8],
+) -> Run {
     use std::io::Write;
     let exe = docker_exe()
         .unwrap_or_else(|| crate::skip("the docker CLI is not installed (scripts/deps.sh)"));
@@ -89,7 +95,7 @@ fn docker_build(env: &TestEnv, dir: &Path, args: &[&str], legacy: bool, stdin: &
     }
 }
 
-fn berth_build(env: &TestEnv, dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn berth_build(env: &TestEnv, dir: &Path, args: &[&str]) -> Run {
     let mut all: Vec<&str> = vec!["build"];
     all.extend_from_slice(args);
     let d = dir.to_string_lossy().into_owned();
@@ -97,16 +103,16 @@ fn berth_build(env: &TestEnv, dir: &Path, args: &[&str]) -> Run {
     env.berth(&all)
 }
 
-fn image_id(env: &TestEnv, name: &str) -> String {
+pub(crate) fn image_id(env: &TestEnv, name: &str) -> String {
     env.inspect(name, "{{.Id}}")
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     &id.trim_start_matches("sha256:")[..12]
 }
 
 /// What of the test root is mounted now (nothing a build made may stay).
-fn mounts_under(env: &TestEnv) -> usize {
+pub(crate) fn mounts_under(env: &TestEnv) -> usize {
     let root = env.root.to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -619,7 +625,7 @@ fn build_cache_in_df_and_pruned(env: &TestEnv) {
 }
 
 /// A tar of `entries`: (name written as is, content, symlink target).
-fn raw_tar(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
+pub(crate) fn raw_tar(entries: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, content, link) in entries {
         let mut h = tar::Header::new_gnu();

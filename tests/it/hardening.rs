@@ -363,7 +363,7 @@ impl Drop for SecondDaemon {
 
 /// Runs `command`, killing it after `limit`; `None` if it had to be killed. Its output is read
 /// as it comes (a full pipe must not look like a hang).
-fn run_within(mut command: Command, limit: Duration) -> Option<Output> {
+pub(crate) fn run_within(mut command: Command, limit: Duration) -> Option<Output> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

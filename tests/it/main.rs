@@ -7,6 +7,7 @@
 
 mod archive;
 mod build;
+mod build_interop;
 mod chaos;
 mod clients;
 mod compat;
@@ -83,6 +84,7 @@ fn main() {
         pull::TESTS,
         distribution::TESTS,
         build::TESTS,
+        build_interop::TESTS,
         hardening::TESTS,
         terminal::TESTS,
         logging::TESTS,

@@ -212,8 +212,13 @@ async fn open_and_serve(
             context_limit: build_context_limit()?,
         };
         let (images, containers) = (Arc::clone(&images), Arc::clone(&containers));
-        berth_fs::blocking(move || berth_build::engine::Builder::open(&config, images, containers))
-            .await??
+        let builder = berth_fs::blocking(move || {
+            berth_build::engine::Builder::open(&config, images, containers)
+        })
+        .await??;
+        // What a daemon stopped in the middle of a step left.
+        builder.remove_interrupted_steps().await;
+        builder
     };
     let registry = Arc::new(registry.await??);
     let settings: SharedSettings = Arc::new(std::sync::RwLock::new(config.reloadable.clone()));

@@ -260,6 +260,21 @@ async fn commit_config(
     layer: Option<(String, LayerWriter)>,
     out: &Out,
 ) -> Result<(), BuildError> {
+    commit_step(run, state, created_by, layer, true, out).await
+}
+
+/// [`commit_config`]; `in_container`: the step has a container of its own while it is made
+/// (created, never started, removed after, as Docker's legacy builder does for every step but
+/// `COPY`/`ADD`), so its lines are Docker's (` ---> Running in …`, `Removing intermediate
+/// container …`). Not on `scratch` (nothing to create it from).
+async fn commit_step(
+    run: &Arc<Run>,
+    state: &mut State,
+    created_by: String,
+    layer: Option<(String, LayerWriter)>,
+    in_container: bool,
+    out: &Out,
+) -> Result<(), BuildError> {
     let extra = layer.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
     let key = Cache::key(
         state.image.as_deref(),
@@ -276,8 +291,12 @@ async fn commit_config(
         comment: None,
         author: state.author.clone(),
     };
+    let container = match &state.image {
+        Some(parent) if in_container => Some(step_container(run, parent, &created_by, out).await?),
+        _ => None,
+    };
     let images = Arc::clone(&run.builder.images);
-    let record = berth_fs::blocking(move || -> Result<berth_image::ImageRecord, BuildError> {
+    let made = berth_fs::blocking(move || -> Result<berth_image::ImageRecord, BuildError> {
         match layer {
             None => Ok(images.create_child(&child, None)?),
             Some((_, writer)) => {
@@ -294,16 +313,68 @@ async fn commit_config(
                     let written = written
                         .join()
                         .map_err(|_| BuildError::Task("layer writer panicked".into()))?;
-                    // The writer's own error explains a broken pipe on the store's side.
-                    written?;
-                    Ok(made?)
+                    match (written, made) {
+                        (Ok(()), made) => Ok(made?),
+                        // The store stopped reading (the disk is full…): its error says why.
+                        (Err(w), Err(m)) if w.is_broken_pipe() => Err(m.into()),
+                        // The writer's own error explains a broken pipe on the store's side.
+                        (Err(w), _) => Err(w),
+                    }
                 })
             }
         }
     })
-    .await??;
+    .await
+    .map_err(BuildError::from)
+    .and_then(|made| made);
+    if let Some(id) = &container {
+        end_step_container(run, id, made.is_ok(), out).await;
+    }
+    let record = made?;
     record_step(run, key, state.image.as_deref(), &record, &created_by).await;
     set_image(run, state, record.id).await
+}
+
+/// A step's container on `parent`, created (not started) and announced.
+async fn step_container(
+    run: &Run,
+    parent: &str,
+    created_by: &str,
+    out: &Out,
+) -> Result<String, BuildError> {
+    let body = ContainerCreateBody {
+        image: Some(parent.to_owned()),
+        cmd: Some(vec![created_by.to_owned()]),
+        entrypoint: Some(vec![String::new()]),
+        labels: Some(HashMap::new()),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".to_owned()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let id = run.builder.containers.create_step(body).await?;
+    run.builder.step_made(&id);
+    say(out, format!(" ---> Running in {}\n", short(&id)));
+    Ok(id)
+}
+
+/// A step's container once the step is done: removed (and said so) unless it succeeded with
+/// `rm=0` (kept, as Docker keeps it); a failed step's goes too.
+async fn end_step_container(run: &Run, id: &str, succeeded: bool, out: &Out) {
+    let keep = succeeded && !run.req.remove && !run.req.force_remove;
+    if !keep {
+        if succeeded || run.req.remove || run.req.force_remove {
+            say(
+                out,
+                format!("Removing intermediate container {}\n", short(id)),
+            );
+        }
+        if let Err(error) = run.builder.containers.remove(id, true, true).await {
+            tracing::warn!(container_id = %id, %error, "removing a build step's container failed");
+        }
+    }
+    run.builder.step_gone(id);
 }
 
 type LayerWriter = Box<dyn FnOnce(&mut dyn std::io::Write) -> Result<(), BuildError> + Send>;
@@ -765,7 +836,7 @@ async fn copy_step(
         drop(keep);
         r
     });
-    commit_config(run, state, created_by, Some((key, writer)), out).await
+    commit_step(run, state, created_by, Some((key, writer)), false, out).await
 }
 
 /// The mounts of a `RUN`: binds and tmpfs for its container, what keys the cache, and the
@@ -920,6 +991,7 @@ async fn run_step(
     let body = step_body(run, state, &parent, &argv, env, network, &mounts);
     let containers = Arc::clone(&run.builder.containers);
     let id = containers.create_step(body).await?;
+    run.builder.step_made(&id);
     say(out, format!(" ---> Running in {}\n", short(&id)));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let out2 = out.clone();
@@ -948,18 +1020,7 @@ async fn run_step(
         Err(e) => Err(e.into()),
     };
     // The step's container goes whatever happened (`rm=0` keeps it after a success, as Docker).
-    let keep = result.is_ok() && !run.req.remove && !run.req.force_remove;
-    if !keep {
-        if result.is_ok() || run.req.remove || run.req.force_remove {
-            say(
-                out,
-                format!("Removing intermediate container {}\n", short(&id)),
-            );
-        }
-        if let Err(error) = containers.remove(&id, true, true).await {
-            tracing::warn!(container_id = %id, %error, "removing a build step's container failed");
-        }
-    }
+    end_step_container(run, &id, result.is_ok(), out).await;
     let record = result?;
     record_step(run, key, Some(&parent), &record, &created_by).await;
     set_image(run, state, record.id).await

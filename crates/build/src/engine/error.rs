@@ -102,6 +102,11 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// A write into a pipe whose reader had gone.
+    pub(crate) fn is_broken_pipe(&self) -> bool {
+        matches!(self, BuildError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     pub(crate) fn io(
         operation: &'static str,
         path: impl Into<PathBuf>,

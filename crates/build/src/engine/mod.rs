@@ -14,6 +14,8 @@
 //! <data_root>/builder/
 //!   cache.json           the cache index (see `cache`)
 //!   mounts/<hex>/        RUN --mount=type=cache directories, by id (kept across builds)
+//!   steps/<container id> one empty file per step container alive now: a daemon stopped in
+//!                        the middle of a step removes them at its next start
 //!   tmp/<random>/        one build's scratch: its context, the trees of --from stages and
 //!                        images, fetched ADD files; removed when the build ends, emptied at open
 //! ```
@@ -212,7 +214,12 @@ impl Builder {
         containers: Arc<ContainerService>,
     ) -> Result<Builder, BuildError> {
         let root = config.data_root.join("builder");
-        for dir in [root.clone(), root.join("tmp"), root.join("mounts")] {
+        for dir in [
+            root.clone(),
+            root.join("tmp"),
+            root.join("mounts"),
+            root.join("steps"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(BuildError::io("create directory", &dir))?;
         }
         let tmp = root.join("tmp");
@@ -233,6 +240,46 @@ impl Builder {
             cache,
             context_limit: config.context_limit,
         })
+    }
+
+    /// Removes the step containers a stopped daemon left (their mounts, cgroups and scratch go
+    /// with them): the ones `steps/` still names. Run once at start, before any build.
+    pub async fn remove_interrupted_steps(&self) {
+        let dir = self.root.join("steps");
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in names {
+            match self.containers.remove(&id, true, true).await {
+                Ok(()) => {
+                    tracing::info!(container_id = %id, "removed an interrupted build step's container")
+                }
+                Err(error) if error.kind() == berth_errdefs::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(container_id = %id, %error, "removing an interrupted build step's container failed");
+                    continue;
+                }
+            }
+            let _ = std::fs::remove_file(dir.join(&id));
+        }
+    }
+
+    /// Notes that step container `id` exists until [`Builder::step_gone`] (a daemon stopped
+    /// meanwhile removes it at its next start).
+    pub(crate) fn step_made(&self, id: &str) {
+        let path = self.root.join("steps").join(id);
+        if let Err(error) = std::fs::File::create(&path) {
+            tracing::warn!(path = %path.display(), %error, "noting a build step's container failed");
+        }
+    }
+
+    /// Step container `id` was removed (or is kept on purpose, `rm=0`).
+    pub(crate) fn step_gone(&self, id: &str) {
+        let _ = std::fs::remove_file(self.root.join("steps").join(id));
     }
 
     /// Checks what a build can be refused for before its context is read: tags, platform,
@@ -657,8 +704,10 @@ pub(crate) fn random_name() -> String {
     hex::encode(bytes)
 }
 
-/// Downloads `url` into `path`; with `checksum` (`sha256:<hex>`) the bytes must match.
-/// Returns the sha256 (hex) of what was written.
+/// Downloads `url` into `path`; with `checksum` (`sha256:<hex>`) the bytes must match. The
+/// file's mtime is the response's `Last-Modified` (the epoch without one), as Docker sets it.
+/// Returns the sha256 (hex) of what was written. Errors read as Docker's (`failed to GET …
+/// with status 404 Not Found: <body>`, `Get "…": dial tcp …: connect: connection refused`).
 pub(crate) async fn fetch_to(
     url: &str,
     path: &Path,
@@ -675,7 +724,13 @@ pub(crate) async fn fetch_to(
             .await
     }
     .await
-    .map_err(|e| failed(e.to_string()))?;
+    .map_err(|e| failed(fetch_error(url, &e)))?;
+    let modified = download
+        .last_modified
+        .as_deref()
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        .and_then(|t| u64::try_from(t.timestamp()).ok())
+        .unwrap_or(0);
     let mut stream = download.into_stream();
     let mut file = tokio::fs::File::create(path)
         .await
@@ -689,6 +744,17 @@ pub(crate) async fn fetch_to(
             .map_err(BuildError::io("write", path))?;
     }
     file.flush().await.map_err(BuildError::io("write", path))?;
+    let file = file.into_std().await;
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(modified);
+    berth_fs::blocking(move || {
+        file.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(when)
+                .set_modified(when),
+        )
+    })
+    .await?
+    .map_err(BuildError::io("set the mtime of", path))?;
     let digest = hex::encode(hasher.finalize());
     if let Some(expected) = checksum {
         let want = expected.strip_prefix("sha256:").ok_or_else(|| {
@@ -702,6 +768,36 @@ pub(crate) async fn fetch_to(
         }
     }
     Ok(digest)
+}
+
+/// A failed GET in the words of dockerd's `remotecontext.GetWithStatusError` (Go's
+/// `net/http` errors).
+fn fetch_error(url: &str, error: &berth_distribution::client::ClientError) -> String {
+    use berth_distribution::client::ClientError;
+    match error {
+        ClientError::DownloadStatus {
+            status,
+            reason,
+            body,
+            ..
+        } => format!("failed to GET {url} with status {status} {reason}: {body}"),
+        ClientError::Connect { reason, .. } => {
+            let authority = url
+                .split_once("://")
+                .map_or(url, |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("");
+            let lower = reason.to_ascii_lowercase();
+            let reason = if lower.contains("connection refused") {
+                format!("dial tcp {authority}: connect: connection refused")
+            } else {
+                reason.clone()
+            };
+            format!("Get \"{url}\": {reason}")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Forwards the stages' lines in plan order; with `quiet`, keeps them instead (returned, for

@@ -57,6 +57,10 @@ pub enum ClientError {
         url: String,
         /// The HTTP status.
         status: u16,
+        /// The status line's reason phrase.
+        reason: String,
+        /// The start of the response's body (trimmed).
+        body: String,
     },
     /// The registry answered with an error (its JSON error body, or just a status).
     #[error("{}", registry_message(*status, code.as_deref(), message))]

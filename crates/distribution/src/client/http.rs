@@ -267,9 +267,15 @@ impl HttpClient {
                         .get(hyper::header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok());
+                    let last_modified = response
+                        .headers()
+                        .get(hyper::header::LAST_MODIFIED)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                     return Ok(Download {
                         body: response.into_body(),
                         length,
+                        last_modified,
                     });
                 }
                 301 | 302 | 303 | 307 | 308 => {
@@ -277,9 +283,22 @@ impl HttpClient {
                     uri = check_url(&target)?;
                 }
                 status => {
+                    let reason = response
+                        .extensions()
+                        .get::<hyper::ext::ReasonPhrase>()
+                        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+                        .or_else(|| response.status().canonical_reason().map(str::to_owned))
+                        .unwrap_or_default();
+                    // What the server said (at most 64 KiB), for a builder's error line.
+                    let body = match read_body(response.into_body(), 64 << 10).await {
+                        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+                        _ => String::new(),
+                    };
                     return Err(ClientError::DownloadStatus {
                         url: uri.to_string(),
                         status,
+                        reason,
+                        body,
                     });
                 }
             }
@@ -325,6 +344,8 @@ pub struct Download {
     body: Incoming,
     /// `Content-Length`, when the server sent one.
     pub length: Option<u64>,
+    /// `Last-Modified`, as the server wrote it.
+    pub last_modified: Option<String>,
 }
 
 impl Download {
