@@ -147,9 +147,11 @@ ADJUST = {
     # IPAM.Config's gateway and the options: what each driver fills in.
     "network": (set(), {}, [".IPAM.Config[].Gateway", ".Options"]),
     "ps": (set(), {"[]" + NET + ".DNSNames": ["null", "list"], "[]" + NET + ".DNSNames[]": ["str"]}, []),
-    # 1.42: BuilderSize removed. 1.44: VirtualSize omitted.
+    # 1.42: BuilderSize removed. 1.44: VirtualSize omitted. SizeRw is omitempty (the sample's
+    # containers wrote nothing; a container that wrote has it).
     "df": ({".BuilderSize", ".Images[].VirtualSize"},
-           {".Images[].RepoDigests": ["list"], ".Containers[]" + NET + ".DNSNames": ["null", "list"],
+           {".Images[].RepoDigests": ["list"], ".Containers[].SizeRw": ["num"],
+            ".Containers[]" + NET + ".DNSNames": ["null", "list"],
             ".Containers[]" + NET + ".DNSNames[]": ["str"]}, []),
     # KernelMemory(TCP): cgroup v1 hosts only (1.42). The v1-only memory counters' names are
     # the kernel's.
