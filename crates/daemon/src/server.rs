@@ -174,15 +174,13 @@ async fn open_and_serve(
     let image_root = config.data_root.join("image");
     let images = berth_fs::blocking(move || ImageStore::open(&image_root)).await??;
     let images = Arc::new(images);
-    // The slow steps of a cold start overlap: the registry client's CA certificates (read and
-    // parsed, tens of ms) on a blocking thread of their own, the networks' host state (an
-    // `nft` run) beside the volumes.
-    let registry = {
-        let (images, options) = (Arc::clone(&images), config.registry_options()?);
-        tokio::task::spawn_blocking(move || {
-            berth_distribution::client::Distribution::new(images, options)
-        })
-    };
+    // The registry client reads its CA certificates at its first request, not here (they
+    // cost tens of ms and ~1.5 MiB, and most daemons never pull). The networks' host state (an
+    // `nft` run) is restored beside the volumes.
+    let registry = Arc::new(berth_distribution::client::Distribution::new(
+        Arc::clone(&images),
+        config.registry_options()?,
+    )?);
     let events = EventBus::new();
     let (network, volumes) = tokio::try_join!(
         open_network(config),
@@ -220,7 +218,6 @@ async fn open_and_serve(
         builder.remove_interrupted_steps().await;
         builder
     };
-    let registry = Arc::new(registry.await??);
     let settings: SharedSettings = Arc::new(std::sync::RwLock::new(config.reloadable.clone()));
     let app = router(
         AppState::new(
