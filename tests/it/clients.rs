@@ -1,7 +1,10 @@
 //! Real clients' scenarios against berth (issue 14, item 11): docker-compose 1.29
 //! (`tests/clients/compose.py`) and docker-py (`tests/clients/dockerpy.py`), each a script
 //! that prints a line per step and exits non-zero if one failed. Their pass counts beside
-//! dockerd 20.10's on the same machine are in `tests/clients/RESULTS.md`.
+//! dockerd 20.10's on the same machine are in `tests/clients/RESULTS.md`. bollard's published
+//! integration tests (`tests/clients/bollard.py`: the crate's own `tests/`, built from its
+//! crates.io source into `target/bollard`, pulling images from a `berth registry serve` on
+//! 127.0.0.1) must keep passing the tests listed in `tests/clients/bollard/expected-passes.txt`.
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -12,10 +15,25 @@ use crate::harness::TestEnv;
 pub const TESTS: &[Test] = &[
     ("clients_compose_scenario", clients_compose_scenario),
     ("clients_docker_py_scenarios", clients_docker_py_scenarios),
+    (
+        "clients_bollard_published_tests",
+        clients_bollard_published_tests,
+    ),
 ];
 
 /// Runs `script` with `DOCKER_HOST` on the test daemon, bounded by `limit`; its output.
 fn run_script(env: &TestEnv, interpreter: &str, script: &str, limit: Duration) -> (bool, String) {
+    run_script_with(env, interpreter, script, &[], limit)
+}
+
+/// [`run_script`] with arguments after the script.
+fn run_script_with(
+    env: &TestEnv,
+    interpreter: &str,
+    script: &str,
+    args: &[&str],
+    limit: Duration,
+) -> (bool, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
@@ -25,7 +43,9 @@ fn run_script(env: &TestEnv, interpreter: &str, script: &str, limit: Duration) -
         .arg(limit.as_secs().to_string())
         .arg(interpreter)
         .arg(&path)
+        .args(args)
         .env("DOCKER_HOST", env.host())
+        .env("BERTH", crate::harness::berth_exe())
         .env("DOCKER_CONFIG", &config)
         .output()
         .expect("run the client script");
@@ -60,4 +80,27 @@ fn clients_docker_py_scenarios(env: &TestEnv) {
     let (ok, out) = run_script(env, "python3", "dockerpy.py", Duration::from_secs(300));
     println!("{out}");
     assert!(ok, "the docker-py scenarios failed:\n{out}");
+}
+
+/// bollard's own tests (from crates.io) against the test daemon: none of the tests listed as
+/// passing may fail. Bounded: the build (cold: see `tests/clients/RESULTS.md`) and the run
+/// (120 s per test binary) within 25 minutes. `BERTH_BOLLARD=0` skips it.
+fn clients_bollard_published_tests(env: &TestEnv) {
+    if std::env::var_os("BERTH_BOLLARD").is_some_and(|v| v == "0") {
+        crate::skip("BERTH_BOLLARD=0");
+    }
+    if !have("cargo", &["--version"]) {
+        crate::skip("cargo is not installed");
+    }
+    let expected =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/bollard/expected-passes.txt");
+    let (ok, out) = run_script_with(
+        env,
+        "python3",
+        "bollard.py",
+        &["--expect", expected.to_str().unwrap()],
+        Duration::from_secs(1500),
+    );
+    println!("{out}");
+    assert!(ok, "bollard's published tests regressed:\n{out}");
 }
