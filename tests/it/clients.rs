@@ -19,6 +19,10 @@ pub const TESTS: &[Test] = &[
         "clients_bollard_published_tests",
         clients_bollard_published_tests,
     ),
+    (
+        "clients_bollard_found_differences",
+        clients_bollard_found_differences,
+    ),
 ];
 
 /// Runs `script` with `DOCKER_HOST` on the test daemon, bounded by `limit`; its output.
@@ -103,4 +107,53 @@ fn clients_bollard_published_tests(env: &TestEnv) {
     );
     println!("{out}");
     assert!(ok, "bollard's published tests regressed:\n{out}");
+}
+
+/// What bollard's tests found berth doing unlike dockerd 20.10, each through the API as bollard
+/// sends it: a resize of a container without a TTY is a no-op (200), `PUT …/archive` takes a
+/// gzip-compressed tar, a container that changed nothing has `null` changes. (The fourth,
+/// `X-Registry-Auth` with `null` fields, is berth-distribution's `null_fields_as_bollard_sends_them`.)
+fn clients_bollard_found_differences(env: &TestEnv) {
+    let name = "bollard_diff";
+    env.berth(&["run", "-d", "-i", "--name", name, "busybox", "sh"])
+        .ok();
+    let (code, body) = env.api(
+        "POST",
+        &format!("/containers/{name}/resize?h=50&w=50"),
+        None,
+    );
+    assert_eq!(code, 200, "resize without a TTY: {body}");
+
+    let dir = env.root.join("bollard-gz");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("readme.txt"), "Hello from Bollard!").unwrap();
+    let gz = env.root.join("bollard.tar.gz");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-czf")
+        .arg(&gz)
+        .arg("readme.txt")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let upload = format!("@{}", gz.display());
+    let (code, body) = env.api(
+        "PUT",
+        &format!("/containers/{name}/archive?path=/tmp"),
+        Some(&upload),
+    );
+    assert_eq!(code, 200, "gzip archive: {body}");
+    assert_eq!(
+        env.berth(&["exec", name, "cat", "/tmp/readme.txt"]).ok(),
+        "Hello from Bollard!"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&gz).unwrap();
+
+    let quiet = "bollard_quiet";
+    env.berth(&["run", "--name", quiet, "busybox", "true"]).ok();
+    let (code, body) = env.api("GET", &format!("/containers/{quiet}/changes"), None);
+    assert_eq!((code, body.trim()), (200, "null"), "no changes");
+    env.berth(&["rm", "-f", name, quiet]).ok();
 }
