@@ -149,7 +149,8 @@ def source():
 
 def build(src):
     """Builds the test binaries (bollard's default features, its own Cargo.lock)."""
-    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(WORK, "target"))
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(WORK, "target"),
+               CARGO_INCREMENTAL="0")
     out = subprocess.run(["cargo", "test", "--tests", "--no-run", "--locked",
                           "--message-format=json"], cwd=src, env=env,
                          stdout=subprocess.PIPE, text=True)
