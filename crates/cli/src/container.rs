@@ -1289,9 +1289,10 @@ fn export(c: &Client, name: &str, output: Option<&str>) -> CmdResult {
 }
 
 fn diff(c: &Client, name: &str) -> CmdResult {
-    let changes: Vec<Value> = c.get(&format!("/containers/{name}/changes"), &[])?;
+    // `null` when nothing changed (as dockerd answers).
+    let changes: Option<Vec<Value>> = c.get(&format!("/containers/{name}/changes"), &[])?;
     let mut out = String::new();
-    for ch in &changes {
+    for ch in changes.iter().flatten() {
         let kind = match ch["Kind"].as_i64() {
             Some(1) => 'A',
             Some(2) => 'D',

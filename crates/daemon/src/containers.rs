@@ -443,7 +443,14 @@ async fn changes(
     Path(id): Path<String>,
 ) -> Result<Response, DaemonError> {
     let changes = state.containers.changes(&id).await?;
-    Ok(responses::json(StatusCode::OK, &changes))
+    Ok(responses::json(StatusCode::OK, &changes_body(changes)))
+}
+
+/// No change is `null`, as dockerd writes its nil list (bollard reads it as `None`).
+fn changes_body(
+    changes: Vec<berth_api::models::FilesystemChange>,
+) -> Option<Vec<berth_api::models::FilesystemChange>> {
+    (!changes.is_empty()).then_some(changes)
 }
 
 async fn export(
@@ -464,6 +471,23 @@ mod tests {
     use berth_api::stdcopy::StreamType;
 
     use super::*;
+
+    #[test]
+    fn no_changes_is_null() {
+        assert_eq!(
+            serde_json::to_string(&changes_body(Vec::new())).unwrap(),
+            "null"
+        );
+        let one = berth_api::models::FilesystemChange {
+            path: "/tmp".into(),
+            kind: berth_api::models::ChangeType::_0,
+        };
+        assert!(
+            serde_json::to_string(&changes_body(vec![one]))
+                .unwrap()
+                .starts_with("[{")
+        );
+    }
 
     #[test]
     fn wait_conditions() {

@@ -35,9 +35,7 @@ pub fn detect_compression(magic: &[u8]) -> Compression {
 }
 
 /// Wraps `input` in the decompressor its first bytes call for.
-pub(crate) fn decompressed<'a>(
-    mut input: impl Read + 'a,
-) -> Result<Box<dyn Read + 'a>, ImageError> {
+pub fn decompressed<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, ImageError> {
     let mut magic = [0u8; 6];
     let mut filled = 0;
     while filled < magic.len() {

@@ -75,7 +75,7 @@ pub use diff::{Change, ChangeKind, changes};
 pub use error::{DeleteConflictReason, ImageError, short_id};
 pub use export::{export, export_mapped};
 pub use filter::{Pruned, labels};
-pub use import::{Compression, detect_compression};
+pub use import::{Compression, decompressed, detect_compression};
 pub use layer::{LayerMeta, StagedPull, apply_tar};
 pub use manifest::LayerEncoding;
 pub use pull::{PullLayer, PullOutcome, PulledImage};

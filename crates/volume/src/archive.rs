@@ -446,6 +446,17 @@ pub fn extract<R: Read>(
     Ok(())
 }
 
+/// A numeric header field as Go's archive/tar (dockerd) reads it: all NULs or spaces is 0
+/// (bollard's `Header::new_gnu()` headers leave uid and gid so); anything else unparsable is
+/// refused.
+fn numeric(value: io::Result<u64>, raw: &[u8]) -> Result<u64, VolumeError> {
+    match value {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(bad_stream(e)),
+    }
+}
+
 fn bad_stream(e: io::Error) -> VolumeError {
     VolumeError::BadArchive {
         message: format!("invalid tar stream: {e}"),
@@ -515,8 +526,8 @@ impl<'a> Target<'a> {
         let (uid, gid) = match opts.chown {
             Some(ids) => ids,
             None => (
-                h.uid().map_err(bad_stream)? as u32,
-                h.gid().map_err(bad_stream)? as u32,
+                numeric(h.uid(), &h.as_old().uid)? as u32,
+                numeric(h.gid(), &h.as_old().gid)? as u32,
             ),
         };
         let (uid, gid) = match &opts.map {
@@ -532,8 +543,8 @@ impl<'a> Target<'a> {
             raw,
             uid,
             gid,
-            mode: h.mode().map_err(bad_stream)? & 0o7777,
-            mtime: h.mtime().map_err(bad_stream)?,
+            mode: numeric(h.mode().map(u64::from), &h.as_old().mode)? as u32 & 0o7777,
+            mtime: numeric(h.mtime(), &h.as_old().mtime)?,
             existing: fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok(),
         })
     }
@@ -776,6 +787,40 @@ mod tests {
         assert_eq!(
             std::fs::read_link(copy.join("link")).expect("link"),
             PathBuf::from("/etc/passwd")
+        );
+    }
+
+    /// bollard's tests build headers with `Header::new_gnu()` and set only path, size and
+    /// mode: uid, gid and mtime stay all NULs, which Go's archive/tar (dockerd) reads as 0.
+    #[test]
+    fn empty_numeric_fields_read_as_zero() {
+        let (dir, root) = tree();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("readme.txt").expect("path");
+        h.set_size(5);
+        h.set_mode(0o744);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b"hello"[..]).expect("append");
+        let bytes = b.into_inner().expect("tar");
+        if !nix::unistd::geteuid().is_root() {
+            return; // (extracting as uid 0 needs root; scripts/test.sh runs as root)
+        }
+        let opts = ExtractOptions::default();
+        extract(&root, "/data", &bytes[..], &opts).expect("extract");
+        let path = dir.path().join("root/data/readme.txt");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "hello");
+        let mut bad = tar::Header::new_gnu();
+        bad.set_path("x").expect("path");
+        bad.set_size(0);
+        bad.as_old_mut().mode.copy_from_slice(b"0000zz7\0");
+        bad.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&bad, &b""[..]).expect("append");
+        let bytes = b.into_inner().expect("tar");
+        assert!(
+            extract(&root, "/data", &bytes[..], &opts).is_err(),
+            "garbage is refused"
         );
     }
 

@@ -198,8 +198,8 @@ impl ContainerService {
         Ok((stat, rx))
     }
 
-    /// `PUT /containers/{id}/archive?path=`: applies the tar stream `body` under the directory
-    /// `path`.
+    /// `PUT /containers/{id}/archive?path=`: applies the tar stream `body` (plain, gzip or zstd)
+    /// under the directory `path`.
     pub async fn archive_put(
         &self,
         reference: &str,
@@ -260,7 +260,13 @@ impl ContainerService {
                 rx: body,
                 cur: Bytes::new(),
             };
-            tar_io::extract(root, &real.display().to_string(), &mut input, &opts)?;
+            // Compressed as Docker takes it too (gzip; zstd), or a plain tar.
+            let mut tar =
+                berth_image::decompressed(&mut input).map_err(|e| VolumeError::BadArchive {
+                    message: e.to_string(),
+                })?;
+            tar_io::extract(root, &real.display().to_string(), &mut tar, &opts)?;
+            drop(tar);
             // The archive ends before the body does (tar's end blocks, a client's padding):
             // read the rest, so the client's upload completes before the answer.
             let _ = io::copy(&mut input, &mut io::sink()); // what is left is not ours to judge

@@ -308,6 +308,11 @@ impl ContainerService {
         {
             let rec = entry.rec.lock().await;
             rec.state.status.require_alive(&rec.id)?;
+            // Without a TTY there is nothing to size: Docker answers 200 too (containerd's
+            // shim ignores a resize of a process without a console).
+            if !rec.config.tty.unwrap_or(false) {
+                return Ok(());
+            }
         }
         call_ok(
             &*self.monitor,

@@ -41,28 +41,7 @@ impl ContainerService {
         use berth_api::models::{ChangeType, FilesystemChange};
         let (_, dirs) = self.rootfs_of(reference).await?;
         let changes = blocking(move || berth_image::changes(&dirs)).await??;
-        // The files berth bind-mounts (and so creates in the upper dir) are not the
-        // container's doing; Docker keeps them in a hidden init layer and never reports them.
-        // A directory reported changed only because of them goes too.
-        const MOUNT_TARGETS: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
-        let kept: Vec<berth_image::Change> = changes
-            .iter()
-            .filter(|c| !MOUNT_TARGETS.contains(&c.path.as_str()))
-            .cloned()
-            .collect();
-        let changes: Vec<berth_image::Change> = kept
-            .iter()
-            .filter(|c| {
-                c.kind != berth_image::ChangeKind::Modified
-                    || !MOUNT_TARGETS
-                        .iter()
-                        .any(|t| t.starts_with(&format!("{}/", c.path)))
-                    || kept
-                        .iter()
-                        .any(|o| o.path.starts_with(&format!("{}/", c.path)))
-            })
-            .cloned()
-            .collect();
+        let changes = without_init_layer(changes);
         Ok(changes
             .into_iter()
             .map(|c| FilesystemChange {
@@ -121,5 +100,92 @@ impl tokio::io::AsyncRead for ExportStream {
             return std::task::Poll::Ready(Err(std::io::Error::other(message)));
         }
         polled
+    }
+}
+
+/// What Docker keeps in a container's hidden init layer (`daemon/initlayer`): mount points
+/// and files berth makes in the upper dir too, never the container's doing, so never reported.
+const INIT_LAYER: [&str; 10] = [
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/console",
+    "/proc",
+    "/sys",
+    "/.dockerenv",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/mtab",
+];
+
+/// `changes` without the init layer's paths. A directory holding one (`/dev`, `/etc`) goes too,
+/// unless the container changed something else in it: then it is reported modified, as the
+/// init layer already had it.
+fn without_init_layer(changes: Vec<berth_image::Change>) -> Vec<berth_image::Change> {
+    let under = |path: &str, dir: &str| path.starts_with(&format!("{dir}/"));
+    let kept: Vec<berth_image::Change> = changes
+        .into_iter()
+        .filter(|c| !INIT_LAYER.contains(&c.path.as_str()))
+        .collect();
+    kept.iter()
+        .filter_map(|c| {
+            if !INIT_LAYER.iter().any(|t| under(t, &c.path)) {
+                return Some(c.clone());
+            }
+            kept.iter().any(|o| under(&o.path, &c.path)).then(|| {
+                let mut c = c.clone();
+                if c.kind == berth_image::ChangeKind::Added {
+                    c.kind = berth_image::ChangeKind::Modified;
+                }
+                c
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_image::{Change, ChangeKind};
+
+    use super::*;
+
+    fn change(path: &str, kind: ChangeKind) -> Change {
+        Change {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn init_layer_paths_are_not_changes() {
+        let made = |p| change(p, ChangeKind::Added);
+        // An image without /dev, /proc, /sys or /etc: only what berth made.
+        let berth_made = vec![
+            made("/dev"),
+            made("/dev/pts"),
+            made("/dev/shm"),
+            made("/etc"),
+            made("/etc/hosts"),
+            made("/proc"),
+            made("/sys"),
+        ];
+        assert_eq!(without_init_layer(berth_made), Vec::new());
+        // The container wrote /etc/motd and /tmp/x: those stay; /etc is modified.
+        let mixed = vec![
+            made("/etc"),
+            made("/etc/hostname"),
+            made("/etc/motd"),
+            change("/tmp", ChangeKind::Modified),
+            made("/tmp/x"),
+        ];
+        assert_eq!(
+            without_init_layer(mixed),
+            vec![
+                change("/etc", ChangeKind::Modified),
+                made("/etc/motd"),
+                change("/tmp", ChangeKind::Modified),
+                made("/tmp/x"),
+            ]
+        );
     }
 }

@@ -15,30 +15,64 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
-/// Docker's `AuthConfig` (`api/types/registry/authconfig.go`).
+/// Docker's `AuthConfig` (`api/types/registry/authconfig.go`). A `null` field reads as empty, as
+/// Go's decoder leaves it (bollard sends its unset fields as `null`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthConfig {
     /// User name.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub username: String,
     /// Password.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub password: String,
     /// `base64(username:password)`, as `config.json` stores it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub auth: String,
     /// Unused, kept for old clients.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub email: String,
     /// The registry (`127.0.0.1:5000`, `https://index.docker.io/v1/`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub serveraddress: String,
     /// An OAuth2 refresh token (from a login that returned one).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub identitytoken: String,
     /// A bearer token to send as is.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub registrytoken: String,
+}
+
+/// A string that may be `null` (read as empty).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Why an `X-Registry-Auth` (or `X-Registry-Config`) header was refused.
@@ -255,6 +289,24 @@ impl TokenAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// bollard sends every field of its `DockerCredentials`, the unset ones as `null`; Go's
+    /// decoder (dockerd) leaves a string empty for `null`, and so must we.
+    #[test]
+    fn null_fields_as_bollard_sends_them() {
+        let json = r#"{"username":"bollard","password":null,"auth":null,"email":null,"serveraddress":null,"identitytoken":null,"registrytoken":null}"#;
+        let config = AuthConfig::from_header(&URL_SAFE.encode(json)).expect("nulls");
+        assert_eq!(
+            config,
+            AuthConfig {
+                username: "bollard".into(),
+                ..AuthConfig::default()
+            }
+        );
+        let nested = format!(r#"{{"127.0.0.1:5000":{json}}}"#);
+        let map = AuthConfig::map_from_header(&URL_SAFE.encode(nested)).expect("map of nulls");
+        assert_eq!(map["127.0.0.1:5000"].username, "bollard");
+    }
 
     #[test]
     fn headers_as_the_docker_cli_sends_them() {
