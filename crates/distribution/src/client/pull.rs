@@ -447,8 +447,10 @@ impl PreparedPull {
                     .await
                     .map_err(|_| ClientError::Cancelled)?;
                 let result = self.download(&layer, &cancel, progress).await;
-                if result.is_err() {
-                    cancel.store(true, Ordering::SeqCst);
+                // The first failure stops the others; theirs ("invalid tar archive: cancelled"
+                // through the unpacker) are its consequence, so the user is told the cause.
+                if result.is_err() && cancel.swap(true, Ordering::SeqCst) {
+                    return Err(ClientError::Cancelled);
                 }
                 result.map(|staged| (i, staged))
             }
