@@ -175,7 +175,7 @@ fn v1_lifecycle_limits_freeze_stats_destroy() {
     }
     assert_eq!(fixture.cgroup.pids().unwrap(), vec![pid]);
     release(&mut stdin);
-    wait_for_comm(pid, "busybox");
+    wait_for_comm(pid, "sleep");
 
     fixture.cgroup.freeze().unwrap();
     assert!(fixture.cgroup.frozen().unwrap());
