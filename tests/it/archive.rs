@@ -516,17 +516,6 @@ fn archive_load_oci_layout_and_compressed_layers(env: &TestEnv) {
     }
 }
 
-macro_rules! docker {
-    ($env:expr, $($arg:expr),+) => {
-        match $env.docker(&[$($arg),+]) {
-            Some(r) => r,
-            None => {
-                crate::skip("the docker CLI is not installed");
-            }
-        }
-    };
-}
-
 fn archive_docker_cli_save_load(env: &TestEnv) {
     let dir = env.root.join("arc-docker-cli");
     std::fs::create_dir_all(&dir).unwrap();

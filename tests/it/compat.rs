@@ -53,15 +53,6 @@ pub const TESTS: &[Test] = &[
     ),
 ];
 
-macro_rules! docker {
-    ($env:expr, $($arg:expr),+) => {
-        match $env.docker(&[$($arg),+]) {
-            Some(r) => r,
-            None => crate::skip("the docker CLI is not installed"),
-        }
-    };
-}
-
 /// The number of containers, stopped ones included.
 fn container_count(env: &TestEnv) -> usize {
     env.berth(&["ps", "-aq"]).ok().lines().count()

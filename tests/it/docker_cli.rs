@@ -17,17 +17,6 @@ pub const TESTS: &[Test] = &[
     ("docker_images_and_rmi", docker_images_and_rmi),
 ];
 
-macro_rules! docker {
-    ($env:expr, $($arg:expr),+) => {
-        match $env.docker(&[$($arg),+]) {
-            Some(r) => r,
-            None => {
-                crate::skip("the docker CLI is not installed");
-            }
-        }
-    };
-}
-
 fn docker_version_info_ping(env: &TestEnv) {
     let v = docker!(
         env,

@@ -5,6 +5,17 @@
 //! is reported as skipped, with its reason, never as passed.
 #![allow(clippy::unwrap_used)]
 
+/// Runs the real docker CLI against the test daemon (`TestEnv::docker`), or skips the test
+/// where the CLI is not installed. Defined before the modules so that each of them sees it.
+macro_rules! docker {
+    ($env:expr, $($arg:expr),+) => {
+        match $env.docker(&[$($arg),+]) {
+            Some(r) => r,
+            None => crate::skip("the docker CLI is not installed"),
+        }
+    };
+}
+
 mod archive;
 mod build;
 mod build_interop;

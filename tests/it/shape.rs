@@ -25,15 +25,6 @@ pub const TESTS: &[Test] = &[
     ),
 ];
 
-macro_rules! docker {
-    ($env:expr, $($arg:expr),+) => {
-        match $env.docker(&[$($arg),+]) {
-            Some(r) => r,
-            None => crate::skip("the docker CLI is not installed"),
-        }
-    };
-}
-
 /// One golden file: dockerd's paths and kinds, the map paths whose keys are data, and the
 /// paths not compared (what the host or the driver decides, each said in shapes.py).
 struct Golden {
