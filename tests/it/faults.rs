@@ -632,7 +632,7 @@ fn hardening_rmi_force_racing_create(env: &TestEnv) {
 }
 
 /// The `N` of each log line `line N` in a `logs` stream read raw (8-byte frame headers).
-pub(crate) fn numbers_in_frames(bytes: &[u8]) -> Vec<u64> {
+fn numbers_in_frames(bytes: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
     let mut rest = bytes;
     let mut text = Vec::new();
@@ -653,16 +653,33 @@ pub(crate) fn numbers_in_frames(bytes: &[u8]) -> Vec<u64> {
 /// Issue 10, item 15: a `logs -f` reader slower than the container, across many rotations
 /// (all files still on disk), gets every line once, in order.
 fn hardening_slow_follower_misses_no_rotated_line(env: &TestEnv) {
+    slow_follower_gets_every_line(env, "rotating", &[], |dir| {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+                    .count()
+            })
+            .unwrap_or(0)
+    });
+}
+
+/// A container `name` (log options `driver_args` on top of 64k rotations, 200 files) writes
+/// 30,000 lines while a `logs -f` reader takes 48 KiB/s: the reader gets every line once, in
+/// order, across the rotations (`count_files` counts the log files, given the container's
+/// directory: more than 5 shows that rotations happened).
+pub(crate) fn slow_follower_gets_every_line(
+    env: &TestEnv,
+    name: &str,
+    driver_args: &[&str],
+    count_files: impl Fn(&Path) -> usize,
+) {
     const LINES: u64 = 30_000;
     let script =
         format!("sleep 2; i=1; while [ $i -le {LINES} ]; do echo line $i; i=$((i+1)); done");
-    env.berth(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "rotating",
+    let mut run = vec!["run", "-d", "--network", "none", "--name", name];
+    run.extend_from_slice(driver_args);
+    run.extend_from_slice(&[
         "--log-opt",
         "max-size=64k",
         "--log-opt",
@@ -671,30 +688,29 @@ fn hardening_slow_follower_misses_no_rotated_line(env: &TestEnv) {
         "sh",
         "-c",
         &script,
-    ])
-    .ok();
+    ]);
+    env.berth(&run).ok();
     // A follower reading at 48 KiB/s: the container writes far faster.
     let follower = Command::new("curl")
         .args(["-s", "-m", "90", "--limit-rate", "48k", "--unix-socket"])
         .arg(&env.socket)
-        .arg("http://localhost/containers/rotating/logs?follow=1&stdout=1&stderr=1")
+        .arg(format!(
+            "http://localhost/containers/{name}/logs?follow=1&stdout=1&stderr=1"
+        ))
         .output()
         .unwrap();
-    let files = std::fs::read_dir(
-        env.data_root
-            .join("containers")
-            .join(container_id(env, "rotating")),
-    )
-    .map(|rd| {
-        rd.flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
-            .count()
-    })
-    .unwrap_or(0);
-    let _ = env.berth(&["rm", "-f", "rotating"]);
+    let dir = env
+        .data_root
+        .join("containers")
+        .join(container_id(env, name));
+    let files = count_files(&dir);
+    let _ = env.berth(&["rm", "-f", name]);
     let numbers = numbers_in_frames(&follower.stdout);
     let first_gap = numbers.windows(2).find(|w| w[1] != w[0] + 1);
-    assert!(files > 5, "only {files} log files: no rotation to follow");
+    assert!(
+        files > 5,
+        "only {files} log files in {dir:?}: no rotation to follow"
+    );
     assert_eq!(
         (numbers.len() as u64, numbers.first().copied(), first_gap),
         (LINES, Some(1), None),
