@@ -69,12 +69,7 @@ impl RtBudget {
                 let Some(value) = value.filter(|v| *v != 0) else {
                     continue;
                 };
-                let path = dir.join(file);
-                std::fs::write(&path, value.to_string()).map_err(|source| CgroupError::Write {
-                    path,
-                    value: value.to_string(),
-                    source,
-                })?;
+                crate::fs::write(&dir.join(file), &value.to_string())?;
             }
         }
         Ok(())
@@ -108,6 +103,13 @@ mod tests {
         std::fs::create_dir_all(&cpu).unwrap();
         for f in ["cpu.rt_runtime_us", "cpu.rt_period_us"] {
             std::fs::write(cpu.join(f), "0").unwrap();
+        }
+        // cgroupfs makes a new cgroup's files with it; plain directories need them made.
+        for dir in ["b", "b/c"] {
+            std::fs::create_dir_all(cpu.join(dir)).unwrap();
+            for f in ["cpu.rt_runtime_us", "cpu.rt_period_us"] {
+                std::fs::write(cpu.join(dir).join(f), "0").unwrap();
+            }
         }
         budget.apply(&t.path().join("v1"), "/b/c").unwrap();
         for dir in ["b", "b/c"] {
