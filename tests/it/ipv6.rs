@@ -3,10 +3,10 @@
 //! networks are dual-stack (an IPv4 subnet from the pool and the given IPv6 one), with IPv6
 //! addresses, routes, published ports on `[::]` and NAT for IPv6. Addresses are ULA
 //! (fd00::/8) only, and traffic goes only to containers and namespaces the tests make.
-use std::process::{Child, Command, Stdio};
 
 use crate::Test;
 use crate::harness::TestEnv;
+use crate::network::{ForwardDrop, Outside, sh};
 
 pub const TESTS: &[Test] = &[
     (
@@ -97,18 +97,6 @@ fn net_ipam_json_with_nulls(env: &TestEnv) {
     );
     assert_eq!(status, 201, "{out}");
     env.berth(&["network", "rm", "nullipam", "nullconfig"]).ok();
-}
-
-/// Runs a host command, returning (success, stdout+stderr).
-fn sh(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
 }
 
 fn net_ipv6_dual_stack_create_inspect_and_refusals(env: &TestEnv) {
@@ -362,101 +350,15 @@ fn net_ipv6_containers_talk_and_inspect(env: &TestEnv) {
 }
 
 /// A network namespace with a veth pair to the host, IPv6 only: the "outside world".
-/// `fd00:db8:<tag>::1/64` on the host side, `::2` inside, no route back from inside.
-struct Outside6 {
-    ns: String,
-    host_if: String,
-    server: Option<Child>,
-}
-
-impl Outside6 {
-    fn new(net: &str) -> Outside6 {
-        let ns = format!("bo6{}", std::process::id());
-        let host_if = format!("vo6{}", std::process::id());
-        let inner = format!("vi6{}", std::process::id());
-        let o = Outside6 {
-            ns: ns.clone(),
-            host_if: host_if.clone(),
-            server: None,
-        };
-        for cmd in [
-            vec!["netns", "add", &ns],
-            vec![
-                "link", "add", &host_if, "type", "veth", "peer", "name", &inner,
-            ],
-            vec!["link", "set", &inner, "netns", &ns],
-            vec![
-                "addr",
-                "add",
-                &format!("{net}::1/64"),
-                "dev",
-                &host_if,
-                "nodad",
-            ],
-            vec!["link", "set", &host_if, "up"],
-            vec![
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{net}::2/64"),
-                "dev",
-                &inner,
-                "nodad",
-            ],
-            vec!["-n", &ns, "link", "set", &inner, "up"],
-            vec!["-n", &ns, "link", "set", "lo", "up"],
-        ] {
-            let (ok, out) = sh("ip", &cmd);
-            assert!(ok, "ip {cmd:?}: {out}");
-        }
-        o
-    }
-
-    fn serve(&mut self, dir: &std::path::Path, port: u16) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p"])
-            .arg(format!("[::]:{port}"))
-            .arg("-h")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.server = Some(child);
-    }
-}
-
-impl Drop for Outside6 {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = sh("ip", &["link", "del", &self.host_if]);
-        let _ = sh("ip", &["netns", "del", &self.ns]);
-    }
-}
-
-/// Sets ip6tables' FORWARD policy to DROP (as Docker's ip6tables does) for its lifetime.
-struct Forward6Drop(bool);
-
-impl Forward6Drop {
-    fn set() -> Forward6Drop {
-        let (_, rules) = sh("ip6tables", &["-w", "5", "-S", "FORWARD"]);
-        let was_accept = rules.contains("-P FORWARD ACCEPT");
-        let (ok, out) = sh("ip6tables", &["-w", "5", "-P", "FORWARD", "DROP"]);
-        assert!(ok, "{out}");
-        Forward6Drop(was_accept)
-    }
-}
-
-impl Drop for Forward6Drop {
-    fn drop(&mut self) {
-        if self.0 {
-            let _ = sh("ip6tables", &["-w", "5", "-P", "FORWARD", "ACCEPT"]);
-        }
-    }
+/// An outside peer for IPv6 egress: `<net>::1/64` on the host side, `::2` inside, no route
+/// back from inside.
+fn outside6(net: &str) -> Outside {
+    Outside::with_addrs(
+        "6",
+        &format!("{net}::1/64"),
+        &format!("{net}::2/64"),
+        &["nodad"],
+    )
 }
 
 /// GET over HTTP with curl (5 s at most), the body or None.
@@ -467,7 +369,7 @@ fn http_get(url: &str) -> Option<String> {
 
 fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
-    let _drop = Forward6Drop::set();
+    let _drop = ForwardDrop::set("ip6tables");
     d(&[
         "network",
         "create",
@@ -541,11 +443,11 @@ fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
 
     // Egress: masqueraded (the outside has no route back to fd00:db8:34::/64), under an
     // ip6tables FORWARD DROP policy.
-    let mut outside = Outside6::new("fd00:db8:35");
+    let mut outside = outside6("fd00:db8:35");
     let dir = env.root.join("outside6-www");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), "outside6\n").unwrap();
-    outside.serve(&dir, 8000);
+    outside.serve(&dir, "[::]:8000");
     let fetch = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 fd00:db8:35::2 8000 | tail -n 1";
     let mut got = String::new();
     let reached = env.eventually(10, || {

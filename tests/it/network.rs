@@ -51,7 +51,7 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// Runs a host command, returning (success, stdout+stderr).
-fn sh(program: &str, args: &[&str]) -> (bool, String) {
+pub(crate) fn sh(program: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -437,7 +437,7 @@ fn net_publish_all_and_port(env: &TestEnv) {
 }
 
 /// A network namespace with a veth pair to the host: the "outside world" for egress tests.
-struct Outside {
+pub(crate) struct Outside {
     ns: String,
     host_if: String,
     server: Option<Child>,
@@ -446,6 +446,17 @@ struct Outside {
 impl Outside {
     /// `10.<a>.<b>.1/30` on the host side, `.2` inside, and no route back from inside.
     fn new(tag: &str, net: &str) -> Outside {
+        Outside::with_addrs(tag, &format!("{net}.1/30"), &format!("{net}.2/30"), &[])
+    }
+
+    /// A namespace `bo<tag><pid>` joined to the host by a veth pair: `host_addr` on the host
+    /// side, `inner_addr` inside (each with `addr_flags`, e.g. `nodad`), no route back.
+    pub(crate) fn with_addrs(
+        tag: &str,
+        host_addr: &str,
+        inner_addr: &str,
+        addr_flags: &[&str],
+    ) -> Outside {
         let ns = format!("bo{tag}{}", std::process::id());
         let host_if = format!("vo{tag}{}", std::process::id());
         let o = Outside {
@@ -454,23 +465,19 @@ impl Outside {
             server: None,
         };
         let inner = format!("vi{tag}{}", std::process::id());
+        let mut host_side = vec!["addr", "add", host_addr, "dev", &host_if];
+        host_side.extend_from_slice(addr_flags);
+        let mut inner_side = vec!["-n", &ns, "addr", "add", inner_addr, "dev", &inner];
+        inner_side.extend_from_slice(addr_flags);
         for cmd in [
             vec!["netns", "add", &ns],
             vec![
                 "link", "add", &host_if, "type", "veth", "peer", "name", &inner,
             ],
             vec!["link", "set", &inner, "netns", &ns],
-            vec!["addr", "add", &format!("{net}.1/30"), "dev", &host_if],
+            host_side,
             vec!["link", "set", &host_if, "up"],
-            vec![
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{net}.2/30"),
-                "dev",
-                &inner,
-            ],
+            inner_side,
             vec!["-n", &ns, "link", "set", &inner, "up"],
             vec!["-n", &ns, "link", "set", "lo", "up"],
         ] {
@@ -480,10 +487,12 @@ impl Outside {
         o
     }
 
-    fn serve(&mut self, dir: &std::path::Path, port: u16) {
+    /// busybox httpd serving `dir` inside the namespace on `listen` (a port, or `[::]:PORT`).
+    pub(crate) fn serve(&mut self, dir: &std::path::Path, listen: &str) {
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p"])
-            .arg(port.to_string())
+            .args([
+                "netns", "exec", &self.ns, "busybox", "httpd", "-f", "-p", listen,
+            ])
             .arg("-h")
             .arg(dir)
             .stdout(Stdio::null())
@@ -505,23 +514,27 @@ impl Drop for Outside {
     }
 }
 
-/// Sets iptables' FORWARD policy to DROP for its lifetime.
-struct ForwardDrop(bool);
+/// Sets `tool`'s (iptables' or ip6tables') FORWARD policy to DROP, as Docker's does, for its
+/// lifetime.
+pub(crate) struct ForwardDrop {
+    tool: &'static str,
+    was_accept: bool,
+}
 
 impl ForwardDrop {
-    fn set() -> ForwardDrop {
-        let (_, rules) = sh("iptables", &["-w", "5", "-S", "FORWARD"]);
+    pub(crate) fn set(tool: &'static str) -> ForwardDrop {
+        let (_, rules) = sh(tool, &["-w", "5", "-S", "FORWARD"]);
         let was_accept = rules.contains("-P FORWARD ACCEPT");
-        let (ok, out) = sh("iptables", &["-w", "5", "-P", "FORWARD", "DROP"]);
+        let (ok, out) = sh(tool, &["-w", "5", "-P", "FORWARD", "DROP"]);
         assert!(ok, "{out}");
-        ForwardDrop(was_accept)
+        ForwardDrop { tool, was_accept }
     }
 }
 
 impl Drop for ForwardDrop {
     fn drop(&mut self) {
-        if self.0 {
-            let _ = sh("iptables", &["-w", "5", "-P", "FORWARD", "ACCEPT"]);
+        if self.was_accept {
+            let _ = sh(self.tool, &["-w", "5", "-P", "FORWARD", "ACCEPT"]);
         }
     }
 }
@@ -531,7 +544,7 @@ fn net_egress_is_masqueraded_under_forward_drop(env: &TestEnv) {
     let dir = env.root.join("outside-www");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), "outside\n").unwrap();
-    outside.serve(&dir, 8000);
+    outside.serve(&dir, "8000");
     assert!(
         env.eventually(10, || sh(
             "ip",
@@ -550,7 +563,7 @@ fn net_egress_is_masqueraded_under_forward_drop(env: &TestEnv) {
         .contains("outside")),
         "the outside server answers"
     );
-    let _drop = ForwardDrop::set();
+    let _drop = ForwardDrop::set("iptables");
     // The outside namespace has no route to the bridge subnet: only a masqueraded source
     // (the host's 10.199.77.1) gets an answer.
     let out = env
