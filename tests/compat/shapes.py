@@ -140,8 +140,8 @@ ADJUST = {
                          {NET + ".DNSNames": ["null", "list"], NET + ".DNSNames[]": ["str"]},
                          [".Config.NetworkDisabled"]),
     # 1.44: VirtualSize omitted. Container is omitempty from 25.0 (empty for images that were
-    # not committed). GraphDriver.Data holds the storage driver's own dirs.
-    "image": ({".VirtualSize", ".Container"}, {}, [".GraphDriver.Data"]),
+    # not committed).
+    "image": ({".VirtualSize", ".Container"}, {}, []),
     # 1.43: RepoTags/RepoDigests [] instead of null (or <none>). 1.44: VirtualSize omitted.
     "images": ({"[].VirtualSize"}, {"[].RepoDigests": ["list"]}, []),
     # IPAM.Config's gateway and the options: what each driver fills in.

@@ -54,6 +54,10 @@ pub const TESTS: &[Test] = &[
         "images_list_flags_and_filters",
         images_list_flags_and_filters,
     ),
+    (
+        "graph_driver_data_names_the_layer_dirs",
+        graph_driver_data_names_the_layer_dirs,
+    ),
 ];
 
 /// The entries of a stored layer tar (uncompressed), by name.
@@ -1329,4 +1333,82 @@ fn images_list_flags_and_filters(env: &TestEnv) {
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("invalid filter 'bogus'"), "{r:?}");
     env.berth(&["rmi", "lsimg:old", "lsimg:new"]).ok();
+}
+
+/// `GraphDriver.Data` names real directories, as dockerd's overlay2 does: an image's top layer
+/// (`UpperDir`) and the ones under it (`LowerDir`); a container's layers, its writable layer and,
+/// while it runs, its merged root (`MergedDir`).
+fn graph_driver_data_names_the_layer_dirs(env: &TestEnv) {
+    env.berth(&[
+        "run",
+        "--name",
+        "gd_src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo top > /gd-top",
+    ])
+    .ok();
+    env.berth(&["commit", "gd_src", "gd_img"]).ok();
+    env.berth(&["rm", "gd_src"]).ok();
+    let image = |field: &str| {
+        env.berth(&[
+            "image",
+            "inspect",
+            "-f",
+            &format!("{{{{.GraphDriver.Data.{field}}}}}"),
+            "gd_img",
+        ])
+        .ok()
+    };
+    let upper = image("UpperDir");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&upper).join("gd-top")).unwrap(),
+        "top\n"
+    );
+    let lower = image("LowerDir");
+    assert_eq!(lower.split(':').count(), 1, "{lower}");
+    assert!(Path::new(&lower).join("bin/busybox").exists(), "{lower}");
+    // A one-layer image has no LowerDir; the docker CLI says so for a missing key.
+    let base = env.berth(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.GraphDriver.Data.LowerDir}}",
+        "busybox",
+    ]);
+    assert!(
+        base.stderr.contains("no entry for key \"LowerDir\""),
+        "{base:?}"
+    );
+
+    env.berth(&["run", "-d", "--name", "gd_run", "gd_img", "sleep", "60"])
+        .ok();
+    env.berth(&["exec", "gd_run", "sh", "-c", "echo run > /gd-run"])
+        .ok();
+    let merged = env.inspect("gd_run", "{{.GraphDriver.Data.MergedDir}}");
+    let merged = Path::new(&merged);
+    assert_eq!(
+        std::fs::read_to_string(merged.join("gd-run")).unwrap(),
+        "run\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("gd-top")).unwrap(),
+        "top\n"
+    );
+    let upper = env.inspect("gd_run", "{{.GraphDriver.Data.UpperDir}}");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&upper).join("gd-run")).unwrap(),
+        "run\n"
+    );
+    let lower = env.inspect("gd_run", "{{.GraphDriver.Data.LowerDir}}");
+    assert_eq!(lower.split(':').count(), 2, "{lower}");
+    env.berth(&["kill", "gd_run"]).ok();
+    let stopped = env.berth(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", "gd_run"]);
+    assert!(
+        stopped.stderr.contains("no entry for key \"MergedDir\""),
+        "{stopped:?}"
+    );
+    env.berth(&["rm", "-f", "gd_run"]).ok();
+    env.berth(&["rmi", "gd_img"]).ok();
 }

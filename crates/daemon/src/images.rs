@@ -114,8 +114,24 @@ fn created_rfc3339(record: &ImageRecord) -> String {
     })
 }
 
-/// `GET /images/{name}/json` body.
-pub fn image_inspect(record: &ImageRecord) -> Value {
+/// overlay2's `GraphDriver.Data` of an image: its top layer's directory as `UpperDir`, the
+/// ones under it, topmost first, as `LowerDir` (absent for one layer), as dockerd names them.
+/// berth keeps no per-layer merged or work directory, so there is no `MergedDir`/`WorkDir`.
+fn image_graph_data(layer_dirs: &[std::path::PathBuf]) -> Value {
+    let mut data = serde_json::Map::new();
+    if let Some((top, lower)) = layer_dirs.split_first() {
+        data.insert("UpperDir".into(), json!(top.display().to_string()));
+        if !lower.is_empty() {
+            let lower: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+            data.insert("LowerDir".into(), json!(lower.join(":")));
+        }
+    }
+    Value::Object(data)
+}
+
+/// `GET /images/{name}/json` body; `layer_dirs` are the image's layer directories, topmost
+/// first.
+pub fn image_inspect(record: &ImageRecord, layer_dirs: &[std::path::PathBuf]) -> Value {
     let other = &record.config.other;
     let layers = other
         .get("rootfs")
@@ -135,7 +151,7 @@ pub fn image_inspect(record: &ImageRecord) -> Value {
         "Architecture": record.config.architecture,
         "Os": record.config.os,
         "Size": record.size,
-        "GraphDriver": { "Name": "overlay2", "Data": {} },
+        "GraphDriver": { "Name": "overlay2", "Data": image_graph_data(layer_dirs) },
         "RootFS": { "Type": "layers", "Layers": layers },
         "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
     })
@@ -215,10 +231,16 @@ async fn get_named(
     if let Some(name) = rest.strip_suffix("/json") {
         let name = name.to_owned();
         let store = Arc::clone(&state.store);
-        let record = berth_fs::blocking(move || store.resolve(&name)).await??;
+        let (record, layer_dirs) = berth_fs::blocking(move || {
+            let record = store.resolve(&name)?;
+            // Removed in between: the record still answers, without directories.
+            let dirs = store.layer_dirs(&record.id).unwrap_or_default();
+            Ok::<_, DaemonError>((record, dirs))
+        })
+        .await??;
         Ok(responses::shaped(
             StatusCode::OK,
-            &image_inspect(&record),
+            &image_inspect(&record, &layer_dirs),
             shape::image_inspect,
         ))
     } else if let Some(name) = rest.strip_suffix("/history") {
@@ -728,8 +750,24 @@ mod tests {
                 { "created": "2023-11-14T22:13:21Z", "created_by": "CMD [\"sh\"]", "empty_layer": true },
             ]),
         );
-        let inspect = image_inspect(&image);
+        let inspect = image_inspect(
+            &image,
+            &[
+                "/l/top/diff".into(),
+                "/l/mid/diff".into(),
+                "/l/base/diff".into(),
+            ],
+        );
         assert_eq!(inspect["Id"], "sha256:abc");
+        assert_eq!(
+            inspect["GraphDriver"]["Data"],
+            json!({ "UpperDir": "/l/top/diff", "LowerDir": "/l/mid/diff:/l/base/diff" })
+        );
+        let one = image_inspect(&image, &["/l/top/diff".into()]);
+        assert_eq!(
+            one["GraphDriver"]["Data"],
+            json!({ "UpperDir": "/l/top/diff" })
+        );
         assert_eq!(inspect["RepoTags"][0], "busybox:latest");
         assert_eq!(inspect["Created"], "2023-11-14T22:13:20Z");
         assert_eq!(inspect["GraphDriver"]["Name"], "overlay2");

@@ -27,6 +27,28 @@ fn inspected_host_config(hc: &HostConfig) -> HostConfig {
     hc
 }
 
+/// overlay2's `GraphDriver.Data`. The merged tree is mounted inside the container's own mount
+/// namespace, not on the host, so `MergedDir` is its root as the host sees it,
+/// `/proc/<pid>/root`, while the container runs (volumes and `/proc` show there too), and
+/// absent when it does not.
+fn graph_driver_data(dirs: &berth_image::RootfsDirs, pid: i64) -> HashMap<String, String> {
+    let lower = dirs
+        .lowerdirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut data = HashMap::from([
+        ("LowerDir".to_string(), lower),
+        ("UpperDir".to_string(), dirs.upperdir.display().to_string()),
+        ("WorkDir".to_string(), dirs.workdir.display().to_string()),
+    ]);
+    if pid > 0 {
+        data.insert("MergedDir".to_string(), format!("/proc/{pid}/root"));
+    }
+    data
+}
+
 impl ContainerService {
     /// `GET /containers/{id}/json?size=`.
     pub async fn inspect(&self, reference: &str, size: bool) -> Result<ContainerInspectResponse> {
@@ -68,18 +90,7 @@ impl ContainerService {
             .ok()
             .map(|d| DriverData {
                 name: "overlay2".into(),
-                data: HashMap::from([
-                    (
-                        "LowerDir".to_string(),
-                        d.lowerdirs
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    ),
-                    ("UpperDir".to_string(), d.upperdir.display().to_string()),
-                    ("WorkDir".to_string(), d.workdir.display().to_string()),
-                ]),
+                data: graph_driver_data(&d, r.state.pid),
             });
         let mounts = r
             .mount_points
