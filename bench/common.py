@@ -147,6 +147,18 @@ class Daemon:
         stop_process(self.proc)
         self.cleanup()
 
+    def ready(self, sock, prepare):
+        """Waits for the daemon to answer on `sock`, runs `prepare()`, and returns itself;
+        stops it (and removes what it made) if either fails."""
+        try:
+            wait_socket(sock, self.proc)
+            wait_for([self.cli, "version"], self.env)
+            prepare()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
 
 def start_berth(berth, root, bridge="none", tag=None, extra=(), bootstrap=True, keep_root=False,
                 data_root=None):
@@ -175,15 +187,11 @@ def start_berth(berth, root, bridge="none", tag=None, extra=(), bootstrap=True, 
             shutil.rmtree(root, ignore_errors=True)
 
     d = Daemon("berth", berth, env, proc, cleanup, root=root)
-    try:
-        wait_socket(sock, proc)
-        wait_for([berth, "version"], env)
+
+    def prepare():
         if bootstrap:
             d.run("image", "bootstrap", "busybox")
-    except BaseException:
-        d.stop()
-        raise
-    return d
+    return d.ready(sock, prepare)
 
 
 def busybox_tar(tmp, apps=("sh", "true", "sleep", "cat", "wc", "ls", "echo", "rm", "dd")):
@@ -232,13 +240,9 @@ def start_dockerd(root, busybox=None, image="busybox:latest", data_root=None, ke
             shutil.rmtree(root, ignore_errors=True)
 
     d = Daemon("dockerd", DOCKER_CLI, env, proc, cleanup, root=root)
-    try:
-        wait_socket(sock, proc)
-        wait_for([DOCKER_CLI, "version"], env)
+
+    def prepare():
         if busybox is not None:
             subprocess.run([DOCKER_CLI, "import", "-c", 'CMD ["sh"]', "-", image], input=busybox,
                            env=env, check=True, capture_output=True)
-    except BaseException:
-        d.stop()
-        raise
-    return d
+    return d.ready(sock, prepare)

@@ -766,22 +766,18 @@ fn build_api_refuses_bad_context_tars(env: &TestEnv) {
     assert_eq!(env.berth(&["ps", "-aq"]).ok(), containers_before);
 }
 
-fn build_client_leaving_cancels_it(env: &TestEnv) {
+/// Spawns `berth build --no-cache -t bt-NAME` of a step that prints `started` and sleeps
+/// `sleep_secs`, and returns once the step has printed it (it runs in its container then).
+pub(crate) fn build_until_started(
+    env: &TestEnv,
+    name: &str,
+    sleep_secs: u32,
+) -> std::process::Child {
     use std::io::BufRead;
-    let containers_before = env.berth(&["ps", "-aq"]).ok();
-    let mounts_before = mounts_under(env);
-    let dir = context(
-        env,
-        "leave",
-        &[("Dockerfile", "FROM busybox\nRUN echo started && sleep 60\n")],
-    );
-    let mut child = env.berth_spawn(&[
-        "build",
-        "--no-cache",
-        "-t",
-        "bt-leave",
-        dir.to_str().unwrap(),
-    ]);
+    let dockerfile = format!("FROM busybox\nRUN echo started && sleep {sleep_secs}\n");
+    let dir = context(env, name, &[("Dockerfile", &dockerfile)]);
+    let tag = format!("bt-{name}");
+    let mut child = env.berth_spawn(&["build", "--no-cache", "-t", &tag, dir.to_str().unwrap()]);
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     // The step's own output (the `Step` line names it too).
@@ -793,6 +789,13 @@ fn build_client_leaving_cancels_it(env: &TestEnv) {
         );
         seen.push_str(&line);
     }
+    child
+}
+
+fn build_client_leaving_cancels_it(env: &TestEnv) {
+    let containers_before = env.berth(&["ps", "-aq"]).ok();
+    let mounts_before = mounts_under(env);
+    let mut child = build_until_started(env, "leave", 60);
     assert!(
         env.berth(&["ps", "-aq"]).ok() != containers_before,
         "the step runs in a container"

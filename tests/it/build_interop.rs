@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::Test;
-use crate::build::{berth_build, context, docker_build, image_id, mounts_under, raw_tar};
+use crate::build::{
+    berth_build, build_until_started, context, docker_build, image_id, mounts_under, raw_tar,
+};
 use crate::harness::TestEnv;
 
 pub const TESTS: &[Test] = &[
@@ -78,34 +80,9 @@ fn processes_of(id: &str) -> Vec<String> {
 /// process, mount, cgroup, record and scratch) is removed at the next daemon start, and the
 /// builder builds again.
 fn build_daemon_killed_mid_run_removes_the_step_at_start(env: &TestEnv) {
-    use std::io::BufRead;
     let before = env.berth(&["ps", "-aq", "--no-trunc"]).ok();
     let mounts_before = mounts_under(env);
-    let dir = context(
-        env,
-        "killed",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN echo started && sleep 120\n",
-        )],
-    );
-    let mut child = env.berth_spawn(&[
-        "build",
-        "--no-cache",
-        "-t",
-        "bt-killed",
-        dir.to_str().unwrap(),
-    ]);
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.lines().any(|l| l == "started") {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the build ended early: {seen}"
-        );
-        seen.push_str(&line);
-    }
+    let mut child = build_until_started(env, "killed", 120);
     let now = env.berth(&["ps", "-aq", "--no-trunc"]).ok();
     let step: Vec<&str> = now
         .lines()

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Test;
+use crate::hardening::container_id;
 use crate::harness::TestEnv;
 
 pub const TESTS: &[Test] = &[
@@ -36,10 +37,6 @@ pub const TESTS: &[Test] = &[
 
 const NOT_READABLE: &str = "configured logging driver does not support reading";
 
-fn id_of(env: &TestEnv, name: &str) -> String {
-    env.inspect(name, "{{.Id}}")
-}
-
 fn wait_exit(env: &TestEnv, name: &str) {
     env.berth(&["wait", name]).ok();
 }
@@ -65,7 +62,7 @@ fn logging_none_keeps_nothing_and_logs_refuses(env: &TestEnv) {
         r.stderr.trim(),
         format!("Error response from daemon: {NOT_READABLE}")
     );
-    let id = id_of(env, "log-none");
+    let id = container_id(env, "log-none");
     let dir = env.data_root.join("containers").join(&id);
     let files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -144,7 +141,7 @@ fn logging_local_is_framed_rotated_compressed_and_read_back(env: &TestEnv) {
     ]);
     r.ok();
     wait_exit(env, "log-local");
-    let id = id_of(env, "log-local");
+    let id = container_id(env, "log-local");
     let dir = env
         .data_root
         .join("containers")
@@ -355,7 +352,7 @@ fn logging_daemon_wide_defaults(env: &TestEnv) {
             "local map[max-file:2]"
         );
         assert_eq!(env.berth(&["logs", "log-default"]).ok(), "hi");
-        let id = id_of(env, "log-default");
+        let id = container_id(env, "log-default");
         let local = env
             .data_root
             .join("containers")
