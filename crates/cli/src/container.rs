@@ -696,17 +696,7 @@ fn start_attached(c: &Client, name: &str, interactive: bool, keys: Option<&str>)
     let id = info["Id"].as_str().unwrap_or(name).to_string();
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
-    let mut q = vec![
-        ("stream", "1".to_string()),
-        ("stdout", "1".into()),
-        ("stderr", "1".into()),
-    ];
-    if stdin {
-        q.push(("stdin", "1".into()));
-    }
-    if let Some(k) = &keys {
-        q.push(("detachKeys", k.clone()));
-    }
+    let q = attach_query(stdin, keys.as_deref());
     let conn = c.hijack(&format!("/containers/{id}/attach"), &q, None)?;
     let waiter = register_wait(c, &id, "next-exit")?;
     let raw = if tty && stdin && tty::stdin_is_tty() {
@@ -729,6 +719,22 @@ fn start_attached(c: &Client, name: &str, interactive: bool, keys: Option<&str>)
         return Ok(0);
     }
     Ok(waiter.join().unwrap_or(125))
+}
+
+/// The query of `POST /containers/{id}/attach` for a streaming attach.
+fn attach_query(stdin: bool, detach_keys: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut q = vec![
+        ("stream", "1".to_string()),
+        ("stdout", "1".into()),
+        ("stderr", "1".into()),
+    ];
+    if stdin {
+        q.push(("stdin", "1".into()));
+    }
+    if let Some(k) = detach_keys {
+        q.push(("detachKeys", k.to_owned()));
+    }
+    q
 }
 
 fn attach(
@@ -754,17 +760,7 @@ fn attach(
     }
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
-    let mut q = vec![
-        ("stream", "1".to_string()),
-        ("stdout", "1".into()),
-        ("stderr", "1".into()),
-    ];
-    if stdin {
-        q.push(("stdin", "1".into()));
-    }
-    if let Some(k) = &keys {
-        q.push(("detachKeys", k.clone()));
-    }
+    let q = attach_query(stdin, keys.as_deref());
     let waiter = register_wait(c, &id, "not-running")?;
     let conn = c.hijack(&format!("/containers/{id}/attach"), &q, None)?;
     let raw = if tty && stdin && tty::stdin_is_tty() {
