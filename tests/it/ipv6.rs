@@ -30,6 +30,10 @@ pub const TESTS: &[Test] = &[
         "net_ipv6_default_bridge_by_daemon_flags",
         net_ipv6_default_bridge_by_daemon_flags,
     ),
+    (
+        "net_ipv6_udp_published_port_on_loopback",
+        net_ipv6_udp_published_port_on_loopback,
+    ),
 ];
 
 fn net_subnet_host_bits_and_names_with_spaces(env: &TestEnv) {
@@ -521,4 +525,99 @@ fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
         !f6.split_whitespace().any(|w| w == env.bridge),
         "ip6tables accepts of the default bridge left: {f6}"
     );
+}
+
+/// A UDP echo server for a busybox container: the host's python3 (its `/usr` mounted
+/// read-only), answering each datagram on port 5353 with `pong:` before it, for a minute.
+const UDP_ECHO: &str = "ln -s usr/lib /lib && ln -s usr/lib64 /lib64 && exec python3 -c '
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind((\"::\", 5353))
+s.settimeout(60)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(b\"pong:\" + data, peer)
+'";
+
+/// Sends `msg` to `to` from a fresh socket until an answer comes (at most `secs` tries of
+/// one second): the answer and where it came from.
+fn udp_ask(to: &str, msg: &str, secs: u32) -> Option<(String, std::net::SocketAddr)> {
+    let local = if to.starts_with('[') {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = std::net::UdpSocket::bind(local).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for _ in 0..secs {
+        socket.send_to(msg.as_bytes(), to).unwrap();
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            return Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+        }
+    }
+    None
+}
+
+/// `-p PORT:5353/udp` on a dual-stack network: `[::1]:PORT` answers through the daemon's
+/// userland relay (as docker-proxy does), replies coming from `[::1]:PORT`; the relay goes
+/// with the container and the port is free again.
+fn net_ipv6_udp_published_port_on_loopback(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:36::/64",
+        "v6udp",
+    ])
+    .ok();
+    let port = std::net::UdpSocket::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6udp",
+        "--network",
+        "v6udp",
+        "-p",
+        &format!("{port}:5353/udp"),
+        "-v",
+        "/usr:/usr:ro",
+        "busybox",
+        "sh",
+        "-c",
+        UDP_ECHO,
+    ])
+    .ok();
+    assert_eq!(
+        d(&["port", "v6udp"]).ok(),
+        format!("5353/udp -> 0.0.0.0:{port}\n5353/udp -> [::]:{port}")
+    );
+    let v4 = udp_ask(&format!("127.0.0.1:{port}"), "four", 10);
+    assert_eq!(v4.map(|(text, _)| text).as_deref(), Some("pong:four"));
+    for msg in ["six", "again"] {
+        let (text, from) = udp_ask(&format!("[::1]:{port}"), msg, 5).expect("an answer on [::1]");
+        assert_eq!(text, format!("pong:{msg}"));
+        assert_eq!(
+            from.to_string(),
+            format!("[::1]:{port}"),
+            "answered from the port"
+        );
+    }
+    d(&["rm", "-f", "v6udp"]).ok();
+    assert!(
+        env.eventually(5, || std::net::UdpSocket::bind(("::", port)).is_ok()),
+        "port {port} still held after the container went"
+    );
+    assert_eq!(udp_ask(&format!("[::1]:{port}"), "gone", 1), None);
+    d(&["network", "rm", "v6udp"]).ok();
 }
