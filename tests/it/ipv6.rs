@@ -35,6 +35,10 @@ pub const TESTS: &[Test] = &[
         net_ipv6_udp_published_port_on_loopback,
     ),
     (
+        "net_ipv6_published_on_loopback_only",
+        net_ipv6_published_on_loopback_only,
+    ),
+    (
         "net_ipv6_subnet_overlapping_a_host_route_creates_nothing",
         net_ipv6_subnet_overlapping_a_host_route_creates_nothing,
     ),
@@ -801,4 +805,73 @@ fn net_ipv6_default_pool_from_engine_id_and_daemon_pools(env: &TestEnv) {
     d(&["network", "rm", "v6pool2", "v6pool3"]).ok();
     env.stop_daemon(libc::SIGTERM);
     env.start_daemon();
+}
+
+/// `-p [::1]:PORT:CPORT` (TCP and UDP): published on IPv6 loopback only, reached there
+/// through the relay as docker-proxy does (a DNAT of `::1` would be dropped by the kernel),
+/// and not on the host's other addresses.
+fn net_ipv6_published_on_loopback_only(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:37::/64",
+        "v6lo",
+    ])
+    .ok();
+    let port = std::net::TcpListener::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uport = std::net::UdpSocket::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6lo",
+        "--network",
+        "v6lo",
+        "-p",
+        &format!("[::1]:{port}:80"),
+        "-p",
+        &format!("[::1]:{uport}:5353/udp"),
+        "-v",
+        "/usr:/host/usr:ro",
+        "busybox",
+        "/bin/sh",
+        "-c",
+        &format!(
+            "mkdir -p /w && echo v6lo > /w/index.html && httpd -p [::]:80 -h /w && {UDP_ECHO}"
+        ),
+    ])
+    .ok();
+    assert_eq!(
+        d(&["port", "v6lo"]).ok(),
+        format!("80/tcp -> [::1]:{port}\n5353/udp -> [::1]:{uport}")
+    );
+    assert!(
+        env.eventually(10, || http_get(&format!("http://[::1]:{port}/")).as_deref()
+            == Some("v6lo")),
+        "[::1]:{port}"
+    );
+    let (text, from) =
+        udp_ask(&format!("[::1]:{uport}"), "lo", 10).expect("an answer on [::1] (UDP)");
+    assert_eq!(
+        (text.as_str(), from.to_string()),
+        ("pong:lo", format!("[::1]:{uport}"))
+    );
+    assert_eq!(
+        http_get(&format!("http://[fd00:db8:37::1]:{port}/")),
+        None,
+        "not on the bridge's address"
+    );
+    d(&["rm", "-f", "v6lo"]).ok();
+    d(&["network", "rm", "v6lo"]).ok();
 }

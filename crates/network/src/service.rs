@@ -1390,9 +1390,9 @@ fn revoke_forward(record: &NetworkRecord, device: &str) -> Result<(), NetworkErr
 }
 
 /// Whether a published port needs the `[::1]` proxy (see [`proxy_loopback6`]): TCP and
-/// UDP on `[::]`.
+/// UDP on `[::]` and on `[::1]` itself.
 fn needs_proxy(host_ip: IpAddr) -> bool {
-    host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) || host_ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
 }
 
 /// Re-takes the host port of a published port (daemon restart, `network disconnect`), with
