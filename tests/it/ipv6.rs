@@ -1,7 +1,9 @@
 //! Networks as dockerd 20.10 takes them (issue 14, item 6): subnets with host bits set are
 //! normalised, names may hold spaces, IPAM JSON with `null` fields is accepted; `--ipv6`
-//! networks are dual-stack (an IPv4 subnet from the pool and the given IPv6 one), with IPv6
-//! addresses, routes, published ports on `[::]` and NAT for IPv6. Addresses are ULA
+//! networks are dual-stack (an IPv4 subnet from the pool and the given IPv6 one, or one from
+//! the IPv6 pool as Docker 28 picks it), with IPv6 addresses, routes, published ports on
+//! `[::]` (and `[::1]` through the daemon's relay, TCP and UDP) and NAT for IPv6; IPv6
+//! subnets overlapping host routes are refused. Addresses are ULA
 //! (fd00::/8) only, and traffic goes only to containers and namespaces the tests make.
 
 use crate::Test;

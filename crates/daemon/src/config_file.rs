@@ -480,7 +480,7 @@ mod tests {
   "group": "staff",
   "bridge": "br9",
   "bip": "10.9.0.1/16",
-  "default-address-pools": [{"base": "10.100.0.0/16", "size": 24}],
+  "default-address-pools": [{"base": "10.100.0.0/16", "size": 24}, {"base": "fd00:db8:80::/48", "size": 64}],
   "insecure-registries": ["127.0.0.1:5000"],
   "registry-mirrors": ["https://mirror.example"],
   "log-driver": "json-file",
@@ -499,6 +499,10 @@ mod tests {
         assert_eq!(config.group.as_deref(), Some("staff"));
         assert_eq!(config.bip.as_deref(), Some("10.9.0.1/16"));
         assert_eq!(config.default_address_pools.as_ref().unwrap()[0].size, 24);
+        assert_eq!(
+            config.default_address_pools.as_ref().unwrap()[1].base,
+            "fd00:db8:80::/48"
+        );
         assert_eq!(
             config.default_ulimits.as_ref().unwrap()["nofile"].hard,
             2048
