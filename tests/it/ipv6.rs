@@ -1,7 +1,9 @@
 //! Networks as dockerd 20.10 takes them (issue 14, item 6): subnets with host bits set are
 //! normalised, names may hold spaces, IPAM JSON with `null` fields is accepted; `--ipv6`
-//! networks are dual-stack (an IPv4 subnet from the pool and the given IPv6 one), with IPv6
-//! addresses, routes, published ports on `[::]` and NAT for IPv6. Addresses are ULA
+//! networks are dual-stack (an IPv4 subnet from the pool and the given IPv6 one, or one from
+//! the IPv6 pool as Docker 28 picks it), with IPv6 addresses, routes, published ports on
+//! `[::]` (and `[::1]` through the daemon's relay, TCP and UDP) and NAT for IPv6; IPv6
+//! subnets overlapping host routes are refused. Addresses are ULA
 //! (fd00::/8) only, and traffic goes only to containers and namespaces the tests make.
 
 use crate::Test;
@@ -29,6 +31,22 @@ pub const TESTS: &[Test] = &[
     (
         "net_ipv6_default_bridge_by_daemon_flags",
         net_ipv6_default_bridge_by_daemon_flags,
+    ),
+    (
+        "net_ipv6_udp_published_port_on_loopback",
+        net_ipv6_udp_published_port_on_loopback,
+    ),
+    (
+        "net_ipv6_published_on_loopback_only",
+        net_ipv6_published_on_loopback_only,
+    ),
+    (
+        "net_ipv6_subnet_overlapping_a_host_route_creates_nothing",
+        net_ipv6_subnet_overlapping_a_host_route_creates_nothing,
+    ),
+    (
+        "net_ipv6_default_pool_from_engine_id_and_daemon_pools",
+        net_ipv6_default_pool_from_engine_id_and_daemon_pools,
     ),
 ];
 
@@ -209,10 +227,6 @@ fn refusals_create_nothing(env: &TestEnv) {
             "v6overlap",
         ],
         "Pool overlaps with other one on this address space",
-    );
-    refused(
-        &["network", "create", "--ipv6", "v6nosubnet"],
-        "could not find an available, non-overlapping IPv6 address pool",
     );
     // (The docker CLI checks a gateway against its subnet itself; the API is berth's.)
     let (status, out) = env.api(
@@ -521,4 +535,345 @@ fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
         !f6.split_whitespace().any(|w| w == env.bridge),
         "ip6tables accepts of the default bridge left: {f6}"
     );
+}
+
+/// A UDP echo server for a busybox container: the host's python3 (its `/usr` mounted
+/// read-only at `/host/usr`), answering each datagram on port 5353 with `pong:` before it,
+/// for a minute.
+const UDP_ECHO: &str =
+    "ln -s host/usr/lib /lib && ln -s host/usr/lib64 /lib64 && exec /host/usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind((\"::\", 5353))
+s.settimeout(60)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(b\"pong:\" + data, peer)
+'";
+
+/// Sends `msg` to `to` from a fresh socket until an answer comes (at most `secs` tries of
+/// one second): the answer and where it came from.
+fn udp_ask(to: &str, msg: &str, secs: u32) -> Option<(String, std::net::SocketAddr)> {
+    let local = if to.starts_with('[') {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = std::net::UdpSocket::bind(local).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for _ in 0..secs {
+        socket.send_to(msg.as_bytes(), to).unwrap();
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            return Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+        }
+    }
+    None
+}
+
+/// `-p PORT:5353/udp` on a dual-stack network: `[::1]:PORT` answers through the daemon's
+/// userland relay (as docker-proxy does), replies coming from `[::1]:PORT`; the relay goes
+/// with the container and the port is free again.
+fn net_ipv6_udp_published_port_on_loopback(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:36::/64",
+        "v6udp",
+    ])
+    .ok();
+    let port = std::net::UdpSocket::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6udp",
+        "--network",
+        "v6udp",
+        "-p",
+        &format!("{port}:5353/udp"),
+        "-v",
+        "/usr:/host/usr:ro",
+        "busybox",
+        "/bin/sh",
+        "-c",
+        UDP_ECHO,
+    ])
+    .ok();
+    assert_eq!(
+        d(&["port", "v6udp"]).ok(),
+        format!("5353/udp -> 0.0.0.0:{port}\n5353/udp -> [::]:{port}")
+    );
+    let v4 = udp_ask(&format!("127.0.0.1:{port}"), "four", 10);
+    assert_eq!(v4.map(|(text, _)| text).as_deref(), Some("pong:four"));
+    for msg in ["six", "again"] {
+        let (text, from) = udp_ask(&format!("[::1]:{port}"), msg, 5).expect("an answer on [::1]");
+        assert_eq!(text, format!("pong:{msg}"));
+        assert_eq!(
+            from.to_string(),
+            format!("[::1]:{port}"),
+            "answered from the port"
+        );
+    }
+    d(&["rm", "-f", "v6udp"]).ok();
+    assert!(
+        env.eventually(5, || std::net::UdpSocket::bind(("::", port)).is_ok()),
+        "port {port} still held after the container went"
+    );
+    assert_eq!(udp_ask(&format!("[::1]:{port}"), "gone", 1), None);
+    d(&["network", "rm", "v6udp"]).ok();
+}
+
+/// A veth pair of the test's own, one end with an IPv6 address, so the host has an on-link
+/// route to its /64 (no traffic goes anywhere; not every kernel here has `dummy`); removed
+/// with the guard.
+struct HostRoute6(&'static str);
+
+impl HostRoute6 {
+    fn add(name: &'static str, addr: &str) -> Self {
+        let _ = sh("ip", &["link", "del", name]);
+        let peer = format!("{name}p");
+        for args in [
+            vec!["link", "add", name, "type", "veth", "peer", "name", &peer],
+            vec!["-6", "addr", "add", addr, "dev", name, "nodad"],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", name, "up"],
+        ] {
+            let (ok, out) = sh("ip", &args);
+            assert!(ok, "ip {args:?}: {out}");
+        }
+        Self(name)
+    }
+}
+
+impl Drop for HostRoute6 {
+    fn drop(&mut self) {
+        let _ = sh("ip", &["link", "del", self.0]);
+    }
+}
+
+/// What a refused create could have left: networks, bridges, the ip6 table's rules.
+fn host_network_state(env: &TestEnv) -> (String, String, String) {
+    let networks = env.berth(&["network", "ls", "-q"]).ok();
+    let (_, links) = sh("ip", &["-o", "link", "show", "type", "bridge"]);
+    let bridges: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    let (_, rules) = sh("nft", &["list", "table", "ip6", &env.bridge]);
+    (networks, bridges.join(" "), rules)
+}
+
+/// An IPv6 subnet that overlaps a host route (or, already, another network) is refused in
+/// one line of Docker's words, and nothing is created: no network, bridge or rule.
+fn net_ipv6_subnet_overlapping_a_host_route_creates_nothing(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    let _route = HostRoute6::add("b6route0", "fd00:db8:77::1/64");
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:78::/64",
+        "v6routeok",
+    ])
+    .ok();
+    let before = host_network_state(env);
+    for (subnet, other) in [
+        ("fd00:db8:77::/64", "host route fd00:db8:77::/64"),
+        ("fd00:db8:77:0:8000::/80", "host route fd00:db8:77::/64"),
+        ("fd00:db8:77::/48", "host route fd00:db8:77::/64"),
+        ("fd00:db8::/32", "v6routeok"),
+        ("fd00:db8:78::/80", "v6routeok"),
+    ] {
+        let r = d(&["network", "create", "--ipv6", "--subnet", subnet, "v6route"]);
+        assert_ne!(r.code, 0, "{subnet}: {r:?}");
+        assert_eq!(
+            r.stderr.trim(),
+            format!(
+                "Error response from daemon: invalid pool request: Pool overlaps with other one \
+                 on this address space ({subnet} overlaps {other})"
+            ),
+            "{subnet}"
+        );
+        assert_eq!(host_network_state(env), before, "{subnet}: nothing created");
+    }
+    // The same through the API, dual-stack with an IPv4 subnet that is free.
+    let (status, body) = env.api(
+        "POST",
+        "/networks/create",
+        Some(
+            r#"{"Name":"v6route","EnableIPv6":true,"IPAM":{"Config":[
+                {"Subnet":"10.239.0.0/24"},{"Subnet":"fd00:db8:77::/64"}]}}"#,
+        ),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(host_network_state(env), before, "nothing created");
+    d(&["network", "rm", "v6routeok"]).ok();
+}
+
+/// Docker 27+'s default IPv6 pool, as the test computes it here: the ULA /48 whose Global
+/// ID is the low 40 bits of the first 8 bytes of SHA-256(engine id). Its `n`-th /64, and
+/// the address `host` in it.
+fn ula_64(engine_id: &str, n: u128, host: u128) -> std::net::Ipv6Addr {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(engine_id.as_bytes());
+    let gid = u64::from_be_bytes(digest[..8].try_into().unwrap()) & ((1 << 40) - 1);
+    std::net::Ipv6Addr::from((0xfd_u128 << 120) | (u128::from(gid) << 80) | (n << 64) | host)
+}
+
+fn v6_subnet_of(env: &TestEnv, network: &str) -> (String, String) {
+    let out = env
+        .berth(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}};{{end}}",
+            network,
+        ])
+        .ok();
+    let v6 = out
+        .split(';')
+        .find(|c| c.contains(':'))
+        .unwrap_or_else(|| panic!("no IPv6 subnet: {out}"));
+    let (subnet, gateway) = v6.split_once(' ').unwrap();
+    (subnet.to_string(), gateway.to_string())
+}
+
+/// `network create --ipv6 NAME` without an IPv6 subnet takes one as Docker 28 does: a /64
+/// of the ULA /48 derived from the engine id, skipping host routes and other networks; with
+/// IPv6 `default-address-pools` configured, from those, until they are used up.
+fn net_ipv6_default_pool_from_engine_id_and_daemon_pools(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    let engine_id = d(&["info", "-f", "{{.ID}}"]).ok();
+    let ula = |n, host| ula_64(&engine_id, n, host).to_string();
+    {
+        // The pool's first /64 is a host route here: the network gets the second.
+        let _route = HostRoute6::add("b6pool0", &format!("{}/64", ula(0, 1)));
+        d(&["network", "create", "--ipv6", "v6pool1"]).ok();
+        d(&["network", "create", "--ipv6", "v6pool2"]).ok();
+    }
+    assert_eq!(
+        v6_subnet_of(env, "v6pool1"),
+        (format!("{}/64", ula(1, 0)), ula(1, 1))
+    );
+    assert_eq!(v6_subnet_of(env, "v6pool2").0, format!("{}/64", ula(2, 0)));
+    let out = d(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6pool1",
+        "busybox",
+        "ip",
+        "-6",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+        "scope",
+        "global",
+    ])
+    .ok();
+    assert!(out.contains(&format!("{}/64", ula(1, 2))), "{out}");
+    d(&["network", "rm", "v6pool1", "v6pool2"]).ok();
+
+    // Configured IPv6 pools replace the derived one, and run out.
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon_with(&["--default-address-pool", "base=fd00:db8:80::/63,size=64"]);
+    d(&["network", "create", "--ipv6", "v6pool1"]).ok();
+    d(&["network", "create", "--ipv6", "v6pool2"]).ok();
+    assert_eq!(v6_subnet_of(env, "v6pool1").0, "fd00:db8:80::/64");
+    assert_eq!(v6_subnet_of(env, "v6pool2").0, "fd00:db8:80:1::/64");
+    let before = host_network_state(env);
+    let r = d(&["network", "create", "--ipv6", "v6pool3"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "Error response from daemon: all predefined address pools have been fully subnetted"
+        )
+    );
+    assert_eq!(host_network_state(env), before, "nothing created");
+    d(&["network", "rm", "v6pool1"]).ok();
+    d(&["network", "create", "--ipv6", "v6pool3"]).ok();
+    assert_eq!(v6_subnet_of(env, "v6pool3").0, "fd00:db8:80::/64");
+    d(&["network", "rm", "v6pool2", "v6pool3"]).ok();
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon();
+}
+
+/// `-p [::1]:PORT:CPORT` (TCP and UDP): published on IPv6 loopback only, reached there
+/// through the relay as docker-proxy does (a DNAT of `::1` would be dropped by the kernel),
+/// and not on the host's other addresses.
+fn net_ipv6_published_on_loopback_only(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    d(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:db8:37::/64",
+        "v6lo",
+    ])
+    .ok();
+    let port = std::net::TcpListener::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uport = std::net::UdpSocket::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d(&[
+        "run",
+        "-d",
+        "--name",
+        "v6lo",
+        "--network",
+        "v6lo",
+        "-p",
+        &format!("[::1]:{port}:80"),
+        "-p",
+        &format!("[::1]:{uport}:5353/udp"),
+        "-v",
+        "/usr:/host/usr:ro",
+        "busybox",
+        "/bin/sh",
+        "-c",
+        &format!(
+            "mkdir -p /w && echo v6lo > /w/index.html && httpd -p [::]:80 -h /w && {UDP_ECHO}"
+        ),
+    ])
+    .ok();
+    assert_eq!(
+        d(&["port", "v6lo"]).ok(),
+        format!("80/tcp -> [::1]:{port}\n5353/udp -> [::1]:{uport}")
+    );
+    assert!(
+        env.eventually(10, || http_get(&format!("http://[::1]:{port}/")).as_deref()
+            == Some("v6lo")),
+        "[::1]:{port}"
+    );
+    let (text, from) =
+        udp_ask(&format!("[::1]:{uport}"), "lo", 10).expect("an answer on [::1] (UDP)");
+    assert_eq!(
+        (text.as_str(), from.to_string()),
+        ("pong:lo", format!("[::1]:{uport}"))
+    );
+    assert_eq!(
+        http_get(&format!("http://[fd00:db8:37::1]:{port}/")),
+        None,
+        "not on the bridge's address"
+    );
+    d(&["rm", "-f", "v6lo"]).ok();
+    d(&["network", "rm", "v6lo"]).ok();
 }

@@ -44,7 +44,8 @@ pub struct DaemonConfig {
     pub bip: Option<String>,
     /// `--ipv6` with `--fixed-cidr-v6`: the default bridge's IPv6 subnet (dual-stack).
     pub default_bridge_ipv6: Option<String>,
-    /// `--default-address-pool` (carried; the network service picks its own subnets).
+    /// `--default-address-pool`: the IPv6 entries are where `--ipv6` networks without an
+    /// IPv6 subnet get theirs (the IPv4 ones are carried; the service picks its own).
     pub default_address_pools: Vec<AddressPool>,
     /// `--default-ulimit`, by name (carried; not yet applied to containers).
     pub default_ulimits: BTreeMap<String, Ulimit>,
@@ -388,12 +389,19 @@ fn address_pool(spec: &str) -> Result<AddressPool, String> {
     for field in spec.split(',') {
         match field.split_once('=') {
             Some(("base", v)) => base = Some(v.to_owned()),
-            Some(("size", v)) => size = v.parse::<u8>().ok().filter(|n| *n <= 32),
+            Some(("size", v)) => size = v.parse::<u8>().ok(),
             _ => return Err(format!("{spec:?}: expected base=CIDR,size=N")),
         }
     }
     match (base, size) {
-        (Some(base), Some(size)) => Ok(AddressPool { base, size }),
+        (Some(base), Some(size))
+            if crate::config_file::valid_address_pool(&AddressPool {
+                base: base.clone(),
+                size,
+            }) =>
+        {
+            Ok(AddressPool { base, size })
+        }
         _ => Err(format!("{spec:?}: expected base=CIDR,size=N")),
     }
 }
@@ -932,6 +940,15 @@ mod tests {
         assert_eq!(config.group.as_deref(), Some("staff"));
         assert_eq!(config.bip.as_deref(), Some("10.5.0.1/16"));
         assert_eq!(config.default_address_pools[0].size, 24);
+        let v6 = parse_args(&args(&[
+            "--default-address-pool",
+            "base=fd00:db8:80::/48,size=64",
+        ]))
+        .expect("an IPv6 pool");
+        assert_eq!(v6.default_address_pools[0].base, "fd00:db8:80::/48");
+        let net = crate::reset::network_config(&v6).expect("network config");
+        assert_eq!(net.ipv6_pools.len(), 1);
+        assert_eq!(net.ipv6_pools[0].size, 64);
         assert_eq!(config.default_ulimits["nofile"].soft, 100);
         assert_eq!(config.reloadable.log_opts["max-size"], "1m");
         assert_eq!(config.reloadable.max_concurrent_downloads, Some(2));
@@ -940,6 +957,8 @@ mod tests {
         for bad in [
             &["--default-ulimit", "nofile=3:2"][..],
             &["--default-address-pool", "base=10.0.0.0/8"],
+            &["--default-address-pool", "base=10.0.0.0/8,size=33"],
+            &["--default-address-pool", "base=fd00:db8::/48,size=40"],
             &["--max-concurrent-downloads=0"],
             &["--log-opt", "novalue"],
         ] {

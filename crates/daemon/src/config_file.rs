@@ -385,7 +385,7 @@ impl Keys<'_> {
             return Err(self.invalid("bip", format!("{bip:?} is not an IPv4 CIDR address")));
         }
         for pool in config.default_address_pools.iter().flatten() {
-            if !is_cidr(&pool.base) || pool.size > 32 {
+            if !valid_address_pool(pool) {
                 return Err(self.invalid(
                     "default-address-pools",
                     format!("invalid pool {}/{}", pool.base, pool.size),
@@ -427,6 +427,20 @@ impl Keys<'_> {
 }
 
 /// `a.b.c.d/n`.
+/// An entry of `default-address-pools`: an IPv4 base with a size up to 32, or an IPv6 base
+/// with a size from its prefix length up to 128.
+pub(crate) fn valid_address_pool(pool: &AddressPool) -> bool {
+    if is_cidr(&pool.base) {
+        return pool.size <= 32;
+    }
+    pool.base.split_once('/').is_some_and(|(addr, len)| {
+        addr.parse::<std::net::Ipv6Addr>().is_ok()
+            && len
+                .parse::<u8>()
+                .is_ok_and(|n| n <= 128 && (n..=128).contains(&pool.size))
+    })
+}
+
 fn is_cidr(text: &str) -> bool {
     text.split_once('/').is_some_and(|(addr, len)| {
         addr.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|n| n <= 32)
@@ -466,7 +480,7 @@ mod tests {
   "group": "staff",
   "bridge": "br9",
   "bip": "10.9.0.1/16",
-  "default-address-pools": [{"base": "10.100.0.0/16", "size": 24}],
+  "default-address-pools": [{"base": "10.100.0.0/16", "size": 24}, {"base": "fd00:db8:80::/48", "size": 64}],
   "insecure-registries": ["127.0.0.1:5000"],
   "registry-mirrors": ["https://mirror.example"],
   "log-driver": "json-file",
@@ -485,6 +499,10 @@ mod tests {
         assert_eq!(config.group.as_deref(), Some("staff"));
         assert_eq!(config.bip.as_deref(), Some("10.9.0.1/16"));
         assert_eq!(config.default_address_pools.as_ref().unwrap()[0].size, 24);
+        assert_eq!(
+            config.default_address_pools.as_ref().unwrap()[1].base,
+            "fd00:db8:80::/48"
+        );
         assert_eq!(
             config.default_ulimits.as_ref().unwrap()["nofile"].hard,
             2048
@@ -600,6 +618,8 @@ mod tests {
         for text in [
             r#"{"bip": "10.0.0.1"}"#,
             r#"{"default-address-pools": [{"base": "10.0.0.0/8", "size": 40}]}"#,
+            r#"{"default-address-pools": [{"base": "fd00:db8::/48", "size": 40}]}"#,
+            r#"{"default-address-pools": [{"base": "fd00:db8::/48", "size": 129}]}"#,
             r#"{"registry-mirrors": ["mirror.example"]}"#,
             r#"{"max-concurrent-downloads": 0}"#,
             r#"{"default-ulimits": {"nofile": {"Name": "nproc", "Soft": 1, "Hard": 2}}}"#,

@@ -255,6 +255,13 @@ pub(crate) fn network_config(config: &DaemonConfig) -> Result<NetworkConfig, Dae
         None => None,
     };
     net_config.resolv_conf = config.resolv_conf.clone();
+    for pool in &config.default_address_pools {
+        if let Ok(base) = berth_network::Ipv6Net::parse_masked(&pool.base) {
+            net_config
+                .ipv6_pools
+                .push(berth_network::Ipv6Pool::new(base, pool.size)?);
+        }
+    }
     Ok(net_config)
 }
 

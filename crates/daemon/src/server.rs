@@ -109,7 +109,9 @@ const FIREWALL_CHECK: Duration = Duration::from_secs(5);
 /// Opens the network service: loads networks, re-creates their bridges and rules, and
 /// keeps running containers' connectivity.
 async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
-    let net_config = crate::reset::network_config(config)?;
+    let mut net_config = crate::reset::network_config(config)?;
+    // The default IPv6 pool is derived from it, as Docker's.
+    net_config.engine_id = engine_id(&config.data_root)?;
     let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);
     // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.

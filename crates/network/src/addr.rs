@@ -1,9 +1,12 @@
-//! IPv4 subnets, MAC addresses, and the choice of a free subnet for a new network.
+//! IPv4 and IPv6 subnets, MAC addresses, and the choice of a free subnet for a new network.
 //!
 //! A new network without `--subnet` gets the first /16 of berth's pool (172.18/16 … 172.31/16,
 //! then 10.0/16 … 10.255/16) that overlaps neither a host route (read from `/proc/net/route`,
 //! a constructor parameter) nor another berth network. 172.17/16 is never offered: it is
-//! Docker's `docker0`, which may share the host.
+//! Docker's `docker0`, which may share the host. A `--ipv6` network without an IPv6 subnet
+//! gets, the same way, the first free subnet of the daemon's IPv6 `default-address-pools`,
+//! or of Docker's ULA /48 derived from the engine id when none is configured (host routes
+//! from `/proc/net/ipv6_route`).
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -320,6 +323,89 @@ pub fn choose_subnet(in_use: &[Ipv4Net]) -> Option<Ipv4Net> {
     pool().find(|candidate| !in_use.iter().any(|used| used.overlaps(candidate)))
 }
 
+/// One IPv6 entry of the daemon's `default-address-pools`: subnets of `size` bits carved from
+/// `base`, in address order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Pool {
+    /// The range subnets are carved from.
+    pub base: Ipv6Net,
+    /// The prefix length of each subnet (at least `base`'s).
+    pub size: u8,
+}
+
+impl Ipv6Pool {
+    /// A pool, or why not: `size` must lie between `base`'s prefix length and 128.
+    pub fn new(base: Ipv6Net, size: u8) -> Result<Self, NetworkError> {
+        if size < base.prefix() || size > 128 {
+            return Err(NetworkError::InvalidSubnet {
+                subnet: format!("{base} (size {size})"),
+            });
+        }
+        Ok(Self { base, size })
+    }
+
+    /// Docker's default IPv6 pool (Docker 27 and later) when no IPv6 pool is configured: a
+    /// ULA /48 of `fd00::/8` whose 40-bit Global ID is the low 40 bits of the first 8 bytes
+    /// of SHA-256(`engine_id`), split into /64s, as RFC 4193 section 3.2.2 suggests. Stable
+    /// while the engine id is.
+    pub fn ula(engine_id: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(engine_id.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        let global_id = u128::from(u64::from_be_bytes(first) & ((1 << 40) - 1));
+        let addr = Ipv6Addr::from((0xfdu128 << 120) | (global_id << 80));
+        Self {
+            base: Ipv6Net { addr, prefix: 48 },
+            size: 64,
+        }
+    }
+}
+
+/// Destinations of the host's IPv6 routes from the text of `/proc/net/ipv6_route`, all
+/// tables: the default route, the host's own addresses (local and anycast routes),
+/// multicast and link-local routes are left out (they say nothing about which subnets a
+/// network may take).
+pub fn parse_proc_ipv6_routes(text: &str) -> Vec<Ipv6Net> {
+    const RTF_LOCAL: u32 = 0x8000_0000;
+    const RTF_ANYCAST: u32 = 0x0010_0000;
+    let multicast = Ipv6Net::new(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8);
+    let link_local = Ipv6Net::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10);
+    let skipped = [multicast, link_local];
+    text.lines()
+        .filter_map(|line| {
+            // dest dest_len src src_len next_hop metric refcnt use flags device; hex.
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let dest = u128::from_str_radix(fields.first()?, 16).ok()?;
+            let prefix = u8::from_str_radix(fields.get(1)?, 16).ok()?;
+            let flags = u32::from_str_radix(fields.get(8)?, 16).ok()?;
+            (prefix > 0 && flags & (RTF_LOCAL | RTF_ANYCAST) == 0).then_some(())?;
+            let net = Ipv6Net::new(Ipv6Addr::from(dest), prefix).ok()?;
+            (!skipped.iter().flatten().any(|s| s.overlaps(&net))).then_some(net)
+        })
+        .collect()
+}
+
+/// The first subnet of `pools` (in order, each in address order) that overlaps none of
+/// `in_use` (host routes and existing networks). Each step jumps past one subnet in use, so
+/// a /48 split into /64s is never walked address by address.
+pub fn choose_subnet6(pools: &[Ipv6Pool], in_use: &[Ipv6Net]) -> Option<Ipv6Net> {
+    pools.iter().find_map(|pool| {
+        let end = u128::from(pool.base.last());
+        let mut candidate = Ipv6Net::new(pool.base.network(), pool.size).ok()?;
+        // At most one step per subnet in use: the candidate only moves forward past it.
+        for _ in 0..=in_use.len() {
+            let Some(used) = in_use.iter().find(|u| u.overlaps(&candidate)) else {
+                return Some(candidate);
+            };
+            let past = u128::from(candidate.last()).max(u128::from(used.last()));
+            let next = past.checked_add(1).filter(|n| *n <= end)?;
+            candidate = Ipv6Net::new(Ipv6Addr::from(next), pool.size).ok()?;
+        }
+        None
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +507,87 @@ br-x\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
             "10.0.0.0/8".parse().unwrap(),
         ];
         assert_eq!(choose_subnet(&everything), None);
+    }
+
+    #[test]
+    fn ula_pool_is_dockers() {
+        // Docker's own vectors (moby's TestDeriveULABaseNetwork).
+        for (engine_id, base) in [
+            ("", "fd42:98fc:1c14::/48"),
+            (
+                "499d4bc0-b0b3-416f-b1ee-cf6486315593",
+                "fd62:fb69:18af::/48",
+            ),
+        ] {
+            let pool = Ipv6Pool::ula(engine_id);
+            assert_eq!((pool.base.to_string(), pool.size), (base.to_string(), 64));
+        }
+    }
+
+    // This machine's /proc/net/ipv6_route, plus one of another table and a reject route.
+    const ROUTES6: &str = "\
+fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000003 00000000 00000003     eth0
+00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000004 00000000 80200001       lo
+fd000000000000000000000000000000 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000003 00000000 00300001     eth0
+fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000006 00000000 80200001     eth0
+fe8000000000000000fc00fffe000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001     eth0
+ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+fd000db8007700000000000000000000 30 00000000000000000000000000000000 00 00000000000000000000000000000000 00000400 00000001 00000000 00200200       lo
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+
+    #[test]
+    fn ipv6_routes_are_parsed_without_default_local_multicast_or_link_local() {
+        let shown: Vec<String> = parse_proc_ipv6_routes(ROUTES6)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["fd00::/64", "fd00:db8:77::/48"]);
+    }
+
+    #[test]
+    fn ipv6_subnet_choice_skips_used_ranges_and_moves_to_the_next_pool() {
+        let net = |s: &str| Ipv6Net::parse_masked(s).unwrap();
+        let pool = |s: &str, size| Ipv6Pool::new(net(s), size).unwrap();
+        let ula = Ipv6Pool::ula("");
+        assert_eq!(
+            choose_subnet6(&[ula], &[]).unwrap().to_string(),
+            "fd42:98fc:1c14::/64"
+        );
+        // A route inside the first /64, a wider one over the next two, a network after.
+        let used = [
+            net("fd42:98fc:1c14::5/128"),
+            net("fd42:98fc:1c14:2::/63"),
+            net("fd42:98fc:1c14:1::/64"),
+            net("fd42:98fc:1c14:4::/64"),
+        ];
+        assert_eq!(
+            choose_subnet6(&[ula], &used).unwrap().to_string(),
+            "fd42:98fc:1c14:5::/64"
+        );
+        // A used range wider than the whole pool, then the next pool.
+        let pools = [pool("fd00:db8:80::/62", 64), pool("fd00:db8:90::/48", 80)];
+        assert_eq!(
+            choose_subnet6(&pools, &[net("fd00:db8::/32")]),
+            None,
+            "both pools inside fd00:db8::/32"
+        );
+        let taken: Vec<Ipv6Net> = (0..4)
+            .map(|i| net(&format!("fd00:db8:80:{i}::/64")))
+            .collect();
+        assert_eq!(
+            choose_subnet6(&pools, &taken).unwrap().to_string(),
+            "fd00:db8:90::/80"
+        );
+        assert!(Ipv6Pool::new(net("fd00:db8::/48"), 40).is_err());
+        assert!(Ipv6Pool::new(net("fd00:db8::/48"), 129).is_err());
+        // The last subnet of the address space: no overflow past it.
+        let top = [pool("ffff:ffff:ffff:ffff::/64", 64)];
+        assert_eq!(
+            choose_subnet6(&top, &[net("ffff:ffff:ffff:ffff::/64")]),
+            None
+        );
     }
 }

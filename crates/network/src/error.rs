@@ -53,10 +53,9 @@ pub enum NetworkError {
         "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
     )]
     NoFreeSubnet,
-    /// `--ipv6` without an IPv6 subnet (berth has no default IPv6 pool, as dockerd 25).
-    #[error(
-        "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network"
-    )]
+    /// `--ipv6` without an IPv6 subnet, and every subnet of the IPv6 pools is in use
+    /// (Docker 28's words).
+    #[error("all predefined address pools have been fully subnetted")]
     NoFreeSubnet6,
     /// A MAC address is malformed (or multicast).
     #[error("invalid MAC address: {mac}")]

@@ -1,33 +1,111 @@
 //! IP address management for one network: which addresses of its subnet are handed out.
 //!
-//! The pool is the subnet, or its `--ip-range` when one is given, less the network address,
-//! the broadcast address and the gateway. Dynamic allocation takes the next free address
+//! One allocator, [`Pool`], for both families ([`Ipam`] for IPv4, [`Ipam6`] for IPv6). The
+//! pool is the subnet, or its `--ip-range` when one is given, less the gateway and the
+//! subnet's edges (IPv4: the network and broadcast addresses; IPv6: the subnet-router
+//! anycast address). Dynamic allocation takes the next free address
 //! after the last one handed out, wrapping around (as Docker does): a released address is
 //! not reused at once, because the namespace of the container that held it may still be
-//! dying, its interface still answering ARP for that address with the same MAC. A static `--ip` may be any free host address of the subnet (Docker allows
-//! static addresses outside `--ip-range`). The allocation table is not persisted on its own:
+//! dying, its interface still answering ARP for that address with the same MAC. A static
+//! `--ip` may be any free host address of the subnet (Docker allows static addresses outside
+//! `--ip-range`). The allocation table is not persisted on its own:
 //! the service rebuilds it from the endpoints it knows at start-up.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::fmt::Debug;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::addr::{Ipv4Net, Ipv6Net};
 use crate::error::NetworkError;
 
-/// The addresses of one network and who holds them.
-#[derive(Debug, Clone)]
-pub struct Ipam {
-    network: String,
-    subnet: Ipv4Net,
-    range: Ipv4Net,
-    gateway: Option<Ipv4Addr>,
-    /// Address → holder (a container id).
-    allocated: BTreeMap<Ipv4Addr, String>,
-    /// Where the next dynamic search starts.
-    cursor: u32,
+/// What the allocator needs of a subnet type: its addresses as numbers, and which of them
+/// are never handed out besides the gateway.
+pub trait Subnet: Copy + Debug {
+    /// The address type (`Ipv4Addr`, `Ipv6Addr`).
+    type Addr: Copy + Ord + Debug + Into<IpAddr>;
+    /// The first address (the network address) as a number.
+    fn first(&self) -> u128;
+    /// The last address as a number.
+    fn last(&self) -> u128;
+    /// Whether `ip` lies inside the subnet.
+    fn holds(&self, ip: Self::Addr) -> bool;
+    /// Whether `ip` is an address of the subnet never handed out: IPv4's network and
+    /// broadcast addresses (none in a /31 or /32), IPv6's subnet-router anycast address.
+    fn is_edge(&self, ip: Self::Addr) -> bool;
+    /// The address numbered `bits`.
+    fn addr(bits: u128) -> Self::Addr;
+    /// The number of `ip`.
+    fn bits(ip: Self::Addr) -> u128;
 }
 
-impl Ipam {
+impl Subnet for Ipv4Net {
+    type Addr = Ipv4Addr;
+    fn first(&self) -> u128 {
+        u32::from(self.network()).into()
+    }
+    fn last(&self) -> u128 {
+        u32::from(self.broadcast()).into()
+    }
+    fn holds(&self, ip: Ipv4Addr) -> bool {
+        self.contains(ip)
+    }
+    fn is_edge(&self, ip: Ipv4Addr) -> bool {
+        // /31 and /32 subnets have no network or broadcast address to skip.
+        self.prefix() < 31 && (ip == self.network() || ip == self.broadcast())
+    }
+    fn addr(bits: u128) -> Ipv4Addr {
+        // Only numbers of IPv4 subnets come back here.
+        Ipv4Addr::from(u32::try_from(bits).unwrap_or(u32::MAX))
+    }
+    fn bits(ip: Ipv4Addr) -> u128 {
+        u32::from(ip).into()
+    }
+}
+
+impl Subnet for Ipv6Net {
+    type Addr = Ipv6Addr;
+    fn first(&self) -> u128 {
+        self.network().into()
+    }
+    fn last(&self) -> u128 {
+        Ipv6Net::last(self).into()
+    }
+    fn holds(&self, ip: Ipv6Addr) -> bool {
+        self.contains(ip)
+    }
+    fn is_edge(&self, ip: Ipv6Addr) -> bool {
+        ip == self.network()
+    }
+    fn addr(bits: u128) -> Ipv6Addr {
+        Ipv6Addr::from(bits)
+    }
+    fn bits(ip: Ipv6Addr) -> u128 {
+        ip.into()
+    }
+}
+
+/// The addresses of one network and who holds them, for either family.
+#[derive(Debug, Clone)]
+pub struct Pool<N: Subnet> {
+    network: String,
+    subnet: N,
+    range: N,
+    gateway: Option<N::Addr>,
+    /// Address → holder (a container id).
+    allocated: BTreeMap<N::Addr, String>,
+    /// Where the next dynamic search starts.
+    cursor: u128,
+}
+
+/// The IPv4 addresses of a network.
+pub type Ipam = Pool<Ipv4Net>;
+
+/// The IPv6 addresses of a dual-stack network: the gateway is the subnet's first address
+/// (`::1`), containers get `::2`, `::3`… (the subnet-router anycast address `::` is never
+/// handed out), as Docker's default IPAM does.
+pub type Ipam6 = Pool<Ipv6Net>;
+
+impl Pool<Ipv4Net> {
     /// A table for `subnet`, allocating dynamically from `range` (the subnet when `None`).
     /// `network` names the network in error messages.
     pub fn new(
@@ -36,97 +114,19 @@ impl Ipam {
         range: Option<Ipv4Net>,
         gateway: Option<Ipv4Addr>,
     ) -> Self {
-        Self {
-            network: network.to_string(),
-            subnet,
-            range: range.unwrap_or(subnet),
-            gateway,
-            allocated: BTreeMap::new(),
-            cursor: 0,
-        }
-    }
-
-    fn usable(&self, ip: Ipv4Addr) -> bool {
-        // /31 and /32 subnets have no network or broadcast address to skip.
-        let edges = self.subnet.prefix() < 31
-            && (ip == self.subnet.network() || ip == self.subnet.broadcast());
-        self.subnet.contains(ip) && !edges && Some(ip) != self.gateway
-    }
-
-    /// Hands out `wanted` (a static address) or the lowest free address of the range.
-    pub fn allocate(
-        &mut self,
-        holder: &str,
-        wanted: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, NetworkError> {
-        let ip = match wanted {
-            Some(ip) => {
-                if !self.usable(ip) {
-                    return Err(NetworkError::AddressOutsideSubnet {
-                        ip: ip.into(),
-                        network: self.network.clone(),
-                    });
-                }
-                if self.allocated.contains_key(&ip) {
-                    return Err(NetworkError::AddressInUse {
-                        ip: ip.into(),
-                        network: self.network.clone(),
-                    });
-                }
-                ip
-            }
-            None => {
-                let first = u32::from(self.range.network());
-                let last = u32::from(self.range.broadcast());
-                let start = self.cursor.clamp(first, last);
-                (start..=last)
-                    .chain(first..start)
-                    .map(Ipv4Addr::from)
-                    .find(|ip| self.usable(*ip) && !self.allocated.contains_key(ip))
-                    .ok_or_else(|| NetworkError::PoolExhausted {
-                        network: self.network.clone(),
-                    })?
-            }
-        };
-        if wanted.is_none() {
-            self.cursor = u32::from(ip).saturating_add(1);
-        }
-        self.allocated.insert(ip, holder.to_string());
-        Ok(ip)
-    }
-
-    /// Gives `ip` back; a no-op when it was not handed out.
-    pub fn release(&mut self, ip: Ipv4Addr) {
-        self.allocated.remove(&ip);
-    }
-
-    /// Who holds `ip`, if anyone.
-    pub fn holder(&self, ip: Ipv4Addr) -> Option<&str> {
-        self.allocated.get(&ip).map(String::as_str)
-    }
-
-    /// How many addresses are handed out.
-    pub fn in_use(&self) -> usize {
-        self.allocated.len()
+        Self::with(network, subnet, range, gateway)
     }
 }
 
-/// The IPv6 addresses of a dual-stack network: the gateway is the subnet's first address
-/// (`::1`), containers get `::2`, `::3`… (the subnet-router anycast address `::` is never
-/// handed out), as Docker's default IPAM does.
-#[derive(Debug, Clone)]
-pub struct Ipam6 {
-    network: String,
-    subnet: Ipv6Net,
-    range: Ipv6Net,
-    gateway: Ipv6Addr,
-    allocated: BTreeMap<Ipv6Addr, String>,
-    cursor: u128,
-}
-
-impl Ipam6 {
+impl Pool<Ipv6Net> {
     /// A table for `subnet`, allocating dynamically from `range` (the subnet when `None`).
     pub fn new(network: &str, subnet: Ipv6Net, range: Option<Ipv6Net>, gateway: Ipv6Addr) -> Self {
+        Self::with(network, subnet, range, Some(gateway))
+    }
+}
+
+impl<N: Subnet> Pool<N> {
+    fn with(network: &str, subnet: N, range: Option<N>, gateway: Option<N::Addr>) -> Self {
         Self {
             network: network.to_string(),
             subnet,
@@ -137,16 +137,16 @@ impl Ipam6 {
         }
     }
 
-    fn usable(&self, ip: Ipv6Addr) -> bool {
-        self.subnet.contains(ip) && ip != self.subnet.network() && ip != self.gateway
+    fn usable(&self, ip: N::Addr) -> bool {
+        self.subnet.holds(ip) && !self.subnet.is_edge(ip) && Some(ip) != self.gateway
     }
 
     /// Hands out `wanted` (a static address) or the next free address of the range.
     pub fn allocate(
         &mut self,
         holder: &str,
-        wanted: Option<Ipv6Addr>,
-    ) -> Result<Ipv6Addr, NetworkError> {
+        wanted: Option<N::Addr>,
+    ) -> Result<N::Addr, NetworkError> {
         let ip = match wanted {
             Some(ip) if !self.usable(ip) => {
                 return Err(NetworkError::AddressOutsideSubnet {
@@ -161,32 +161,46 @@ impl Ipam6 {
                 });
             }
             Some(ip) => ip,
-            None => {
-                let first = u128::from(self.range.network());
-                let last = u128::from(self.range.last());
-                let start = self.cursor.clamp(first, last);
-                // At most `allocated + 2` addresses are unusable: that many steps (wrapping
-                // round the range) find a free one if there is any.
-                let steps = self.allocated.len() as u128 + 3;
-                let size = last - first + 1;
-                (0..steps.min(size))
-                    .map(|i| Ipv6Addr::from(first + (start - first + i) % size))
-                    .find(|ip| self.usable(*ip) && !self.allocated.contains_key(ip))
-                    .ok_or_else(|| NetworkError::PoolExhausted {
-                        network: self.network.clone(),
-                    })?
-            }
+            None => self
+                .next_free()
+                .ok_or_else(|| NetworkError::PoolExhausted {
+                    network: self.network.clone(),
+                })?,
         };
         if wanted.is_none() {
-            self.cursor = u128::from(ip).saturating_add(1);
+            self.cursor = N::bits(ip).saturating_add(1);
         }
         self.allocated.insert(ip, holder.to_string());
         Ok(ip)
     }
 
+    /// The first free address from the cursor on, wrapping round the range.
+    fn next_free(&self) -> Option<N::Addr> {
+        let (first, last) = (self.range.first(), self.range.last());
+        let start = self.cursor.clamp(first, last);
+        // Of any `allocated + 4` consecutive addresses of the range at least one is free
+        // when any is (at most the allocated ones, two edges and the gateway are not), so
+        // that many steps, wrapping round, find it: an IPv6 range is never walked whole.
+        let steps = self.allocated.len() as u128 + 4;
+        let size = (last - first).saturating_add(1);
+        (0..steps.min(size))
+            .map(|i| N::addr(first + (start - first + i) % size))
+            .find(|ip| self.usable(*ip) && !self.allocated.contains_key(ip))
+    }
+
     /// Gives `ip` back; a no-op when it was not handed out.
-    pub fn release(&mut self, ip: Ipv6Addr) {
+    pub fn release(&mut self, ip: N::Addr) {
         self.allocated.remove(&ip);
+    }
+
+    /// Who holds `ip`, if anyone.
+    pub fn holder(&self, ip: N::Addr) -> Option<&str> {
+        self.allocated.get(&ip).map(String::as_str)
+    }
+
+    /// How many addresses are handed out.
+    pub fn in_use(&self) -> usize {
+        self.allocated.len()
     }
 }
 
@@ -313,6 +327,32 @@ mod tests {
         assert!(ipam.allocate("a", None).is_ok() && ipam.allocate("b", None).is_ok());
         assert!(matches!(
             ipam.allocate("c", None),
+            Err(NetworkError::PoolExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn ipv6_range_wraps_to_the_one_free_address_and_reports_holders() {
+        let subnet: Ipv6Net = "fd00:db8:2::/64".parse().unwrap();
+        let range: Ipv6Net = "fd00:db8:2::/125".parse().unwrap();
+        let gw: Ipv6Addr = "fd00:db8:2::1".parse().unwrap();
+        let mut ipam = Ipam6::new("n", subnet, Some(range), gw);
+        // ::0 (anycast) and ::1 (gateway) are out: ::2 … ::7 are the six of the range.
+        let got: Vec<String> = (0..6)
+            .map(|i| ipam.allocate(&i.to_string(), None).unwrap().to_string())
+            .collect();
+        assert_eq!(got.first().map(String::as_str), Some("fd00:db8:2::2"));
+        assert_eq!(got.last().map(String::as_str), Some("fd00:db8:2::7"));
+        assert_eq!(ipam.in_use(), 6);
+        let third: Ipv6Addr = "fd00:db8:2::4".parse().unwrap();
+        assert_eq!(ipam.holder(third), Some("2"));
+        ipam.release(third);
+        assert_eq!(ipam.allocate("x", None).unwrap(), third);
+        // A static address outside the range but inside the subnet is fine.
+        let outside: Ipv6Addr = "fd00:db8:2::100".parse().unwrap();
+        assert_eq!(ipam.allocate("y", Some(outside)).unwrap(), outside);
+        assert!(matches!(
+            ipam.allocate("z", None),
             Err(NetworkError::PoolExhausted { .. })
         ));
     }

@@ -6,7 +6,8 @@
 //! rules`, per family), so the kernel sees the old or the new rules and nothing in between,
 //! and no other table is ever touched. The `ip6` table has the same chains: DNAT of ports
 //! published on IPv6 (never for `::1`, which the userland proxy serves), masquerade of
-//! dual-stack networks' IPv6 subnets, and the same isolation drops.
+//! dual-stack networks' IPv6 subnets, and the same isolation drops. A port published on
+//! `[::1]` alone has no DNAT rule: the proxy serves it.
 //!
 //! ```text
 //! table ip berth
@@ -145,7 +146,13 @@ fn family_rules(
         );
     }
     let v6 = family == "ip6";
-    for port in ports.iter().filter(|p| p.container_ip.is_ipv6() == v6) {
+    // A port published on `[::1]` only is the proxy's alone: no DNAT (the kernel would drop
+    // the packet, IPv6 having no `route_localnet`).
+    let proxied = |p: &PortRule| p.host_ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    for port in ports
+        .iter()
+        .filter(|p| p.container_ip.is_ipv6() == v6 && !proxied(p))
+    {
         let mut expr = Vec::new();
         if v6 && port.host_ip.is_unspecified() {
             // [::1] is served by the userland proxy (see `ports::proxy_loopback6`).
@@ -472,10 +479,18 @@ mod tests {
                 container_ip: "172.18.0.2".parse().unwrap(),
                 container_port: 80,
             },
+            // `-p [::1]:9090:80`: the proxy's alone, no DNAT.
+            PortRule {
+                protocol: Protocol::Tcp,
+                host_ip: "::1".parse().unwrap(),
+                host_port: 9090,
+                container_ip: "fd00:db8:9::2".parse().unwrap(),
+                container_port: 80,
+            },
         ];
         let doc = ruleset("berth", &bridges(), &ports);
         let v6 = rules6_of(&doc, "ports");
-        assert_eq!(v6.len(), 1);
+        assert_eq!(v6.len(), 1, "{v6:?}");
         assert_eq!(v6[0][0]["match"]["op"], "!=", "::1 is left to the proxy");
         assert_eq!(
             v6[0][3]["dnat"],

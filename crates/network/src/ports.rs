@@ -7,10 +7,14 @@
 //! that cannot be bound is reported as Docker does: `Bind for 0.0.0.0:8080 failed: port is
 //! already allocated`. A port of 0 lets the kernel pick a free one.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::OwnedFd;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, getsockname, listen,
@@ -216,7 +220,7 @@ impl Drop for Reservation {
         if self.proxied {
             // Wakes the proxy's blocked accept() (with an error), which ends its thread.
             let _ = nix::sys::socket::shutdown(
-                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+                self.socket.as_raw_fd(),
                 nix::sys::socket::Shutdown::Both,
             );
         }
@@ -225,44 +229,148 @@ impl Drop for Reservation {
 
 /// IPv6 has no `route_localnet`: the kernel drops a packet from `::1` that DNAT sends out
 /// of a bridge. So `[::1]:PORT` is served as dockerd's userland proxy does: the DNAT rules
-/// leave `::1` alone, the connection lands on the reservation's `[::]:PORT` socket (which
-/// listens; every other address is DNATed before it), and a thread relays it to `target`.
-/// TCP only. The thread ends when the reservation is dropped.
+/// leave `::1` alone, the traffic lands on the reservation's `[::]:PORT` socket (every other
+/// address is DNATed before it), and a thread relays it to `target`: TCP connections (the
+/// socket then listens) or UDP datagrams (see [`relay_udp`]). The thread ends when the
+/// reservation is dropped.
 pub(crate) fn proxy_loopback6(
     reservation: &mut Reservation,
-    target: std::net::SocketAddr,
+    protocol: Protocol,
+    target: SocketAddr,
 ) -> Result<(), NetworkError> {
-    let fd = reservation
-        .socket
-        .try_clone()
-        .map_err(|source| NetworkError::PortReserve {
-            host_port: reservation.port,
-            source,
-        })?;
-    listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN)).map_err(|errno| {
-        NetworkError::PortReserve {
-            host_port: reservation.port,
-            source: errno.into(),
+    let port = reservation.port;
+    let reserve_err = |source| NetworkError::PortReserve {
+        host_port: port,
+        source,
+    };
+    let fd = reservation.socket.try_clone().map_err(reserve_err)?;
+    let name = format!("proxy6-{protocol}-{port}");
+    let spawned = match protocol {
+        Protocol::Tcp => {
+            listen(&fd, Backlog::new(128).unwrap_or(Backlog::MAXCONN))
+                .map_err(|errno| reserve_err(errno.into()))?;
+            let listener = std::net::TcpListener::from(fd);
+            std::thread::Builder::new().name(name).spawn(move || {
+                // Bounded by the listener: accept fails once the reservation shuts it down.
+                while let Ok((client, _)) = listener.accept() {
+                    let _ = std::thread::Builder::new()
+                        .name("proxy6-conn".into())
+                        .spawn(move || relay(client, target));
+                }
+            })
         }
-    })?;
-    let listener = std::net::TcpListener::from(fd);
+        Protocol::Udp => {
+            let socket = std::net::UdpSocket::from(fd);
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || relay_udp(&socket, target, UDP_IDLE))
+        }
+    };
+    spawned.map_err(|source| NetworkError::Worker { source })?;
     reservation.proxied = true;
-    std::thread::Builder::new()
-        .name(format!("proxy6-{}", reservation.port))
-        .spawn(move || {
-            // Bounded by the listener: accept fails once the reservation shuts it down.
-            while let Ok((client, _)) = listener.accept() {
-                let _ = std::thread::Builder::new()
-                    .name("proxy6-conn".into())
-                    .spawn(move || relay(client, target));
-            }
-        })
-        .map_err(|source| NetworkError::Worker { source })?;
     Ok(())
 }
 
+/// How long a UDP flow of the `[::1]` proxy lives without a reply from the container
+/// (docker-proxy's `UDPConnTrackTimeout`).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+
+/// At most this many UDP clients at once; datagrams of further ones are dropped.
+const UDP_MAX_FLOWS: usize = 1024;
+
+/// The flows of one UDP proxy, by client address: each a socket connected to the target.
+type Flows = Arc<Mutex<HashMap<SocketAddr, UdpSocket>>>;
+
+/// The UDP half of the `[::1]` proxy, as docker-proxy's: each client address gets a flow,
+/// a socket connected to `target`; datagrams from the client go out on it, and a thread per
+/// flow sends the replies back to the client from `socket` (so they come from `[::1]:PORT`)
+/// until the flow has been idle for `idle`. Ends, with every flow, when the reservation
+/// shuts `socket` down (a receive then returns without a sender).
+fn relay_udp(socket: &UdpSocket, target: SocketAddr, idle: Duration) {
+    let flows: Flows = Arc::default();
+    let closed = Arc::new(AtomicBool::new(false));
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) =
+            match nix::sys::socket::recvfrom::<SockaddrIn6>(socket.as_raw_fd(), &mut buf) {
+                Ok((n, Some(from))) => (n, SocketAddr::V6(SocketAddrV6::from(from))),
+                Err(nix::errno::Errno::EINTR) => continue,
+                // No sender: woken by the shutdown. Any other error: the socket is unusable.
+                Ok((_, None)) | Err(_) => break,
+            };
+        let mut table = flows.lock().unwrap_or_else(|p| p.into_inner());
+        if !table.contains_key(&client) {
+            if table.len() >= UDP_MAX_FLOWS {
+                continue;
+            }
+            match udp_flow(socket, target, client, idle, &flows, &closed) {
+                Ok(flow) => table.insert(client, flow),
+                Err(_) => continue,
+            };
+        }
+        if let Some(flow) = table.get(&client) {
+            let _ = flow.send(&buf[..n]);
+        }
+    }
+    closed.store(true, Ordering::SeqCst);
+    for flow in flows.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        // Wakes the flow's blocked receive, which then sees `closed`.
+        let _ = nix::sys::socket::shutdown(flow.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    }
+}
+
+/// A new flow of [`relay_udp`] for `client`: its socket to `target` and the thread that
+/// relays the replies, which removes the flow when it ends.
+fn udp_flow(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    client: SocketAddr,
+    idle: Duration,
+    flows: &Flows,
+    closed: &Arc<AtomicBool>,
+) -> std::io::Result<UdpSocket> {
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let flow = UdpSocket::bind(any)?;
+    flow.connect(target)?;
+    flow.set_read_timeout(Some(idle))?;
+    let (upstream, reply_to) = (flow.try_clone()?, socket.try_clone()?);
+    let (flows, closed) = (flows.clone(), closed.clone());
+    std::thread::Builder::new()
+        .name("proxy6-udp-flow".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let got = upstream.recv(&mut buf);
+                if closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                match got {
+                    Ok(n) => {
+                        let _ = reply_to.send_to(&buf[..n], client);
+                    }
+                    // The container's port is closed (ICMP unreachable): the flow stays.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    // Idle for `idle` (or broken): the flow ends.
+                    Err(_) => break,
+                }
+            }
+            flows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&client);
+        })?;
+    Ok(flow)
+}
+
 /// Copies both ways between `client` and a new connection to `target` until both close.
-fn relay(client: std::net::TcpStream, target: std::net::SocketAddr) {
+fn relay(client: std::net::TcpStream, target: SocketAddr) {
     use std::net::{Shutdown, TcpStream};
     let Ok(server) = TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5)) else {
         return;
@@ -320,7 +428,7 @@ pub(crate) fn reserve(
             }
         })?;
     }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let fd = socket.as_raw_fd();
     match ip {
         IpAddr::V4(ip) => bind(fd, &SockaddrIn::from(SocketAddrV4::new(ip, port))),
         IpAddr::V6(ip) => bind(fd, &SockaddrIn6::from(SocketAddrV6::new(ip, port, 0, 0))),
@@ -378,6 +486,63 @@ mod tests {
             reserve(Protocol::Udp, Ipv4Addr::LOCALHOST.into(), udp.port),
             Err(NetworkError::PortAllocated { .. })
         ));
+    }
+
+    /// An echo server on `[::1]` standing in for a container's UDP port: it answers each
+    /// datagram with `echo:` before it, `count` times.
+    fn udp_echo(count: usize) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let server = UdpSocket::bind("[::1]:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            for _ in 0..count {
+                let Ok((n, from)) = server.recv_from(&mut buf) else {
+                    return;
+                };
+                let reply = [b"echo:", &buf[..n]].concat();
+                server.send_to(&reply, from).unwrap();
+            }
+        });
+        (addr, thread)
+    }
+
+    #[test]
+    fn udp_proxy_relays_datagrams_both_ways_and_ends_with_its_reservation() {
+        let (target, echo) = udp_echo(3);
+        let mut held = reserve(Protocol::Udp, Ipv6Addr::UNSPECIFIED.into(), 0).unwrap();
+        let port = held.port;
+        proxy_loopback6(&mut held, Protocol::Udp, target).unwrap();
+        // Two clients, each answered on its own address, from [::1]:PORT.
+        let clients: Vec<UdpSocket> = (0..2)
+            .map(|_| {
+                let c = UdpSocket::bind("[::1]:0").unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c.connect(("::1", port)).unwrap();
+                c
+            })
+            .collect();
+        let mut buf = [0u8; 100];
+        for (i, msg) in [(0, "one"), (1, "two"), (0, "three")] {
+            clients[i].send(msg.as_bytes()).unwrap();
+            let n = clients[i]
+                .recv(&mut buf)
+                .expect("a reply through the proxy");
+            assert_eq!(&buf[..n], format!("echo:{msg}").as_bytes());
+        }
+        echo.join().unwrap();
+        // The reservation gone, the proxy and its flows end and the port is free again.
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while UdpSocket::bind(("::", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} still held"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -24,7 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use rand::RngCore;
 use tracing::{instrument, warn};
 
-use crate::addr::{Ipv4Net, Ipv6Net, MacAddr, choose_subnet, parse_proc_routes};
+use crate::addr::{
+    Ipv4Net, Ipv6Net, Ipv6Pool, MacAddr, choose_subnet, choose_subnet6, parse_proc_ipv6_routes,
+    parse_proc_routes,
+};
 use crate::dns::{DnsServer, NameTable, PeerTables, upstreams_from_resolv_conf};
 use crate::error::NetworkError;
 use crate::ipam::{Ipam, Ipam6};
@@ -35,7 +38,7 @@ use crate::model::{
     EndpointSettings, Ipam as IpamJson, IpamConfig, NetworkContainer, NetworkInfo,
 };
 use crate::nft::{self, BridgeRules, PortRule};
-use crate::ports::{PortBinding, Protocol, PublishedPort, Reservation, proxy_loopback6, reserve};
+use crate::ports::{PortBinding, PublishedPort, Reservation, proxy_loopback6, reserve};
 use crate::store::{
     ContainerRecord, Driver, EndpointRecord, Ipv6Config, NetworkRecord, SCHEMA_VERSION, Store,
 };
@@ -58,6 +61,8 @@ pub struct NetworkConfig {
     pub nft_table: String,
     /// The host routing table (`/proc/net/route`), read to pick free subnets.
     pub host_routes: PathBuf,
+    /// The host's IPv6 routes (`/proc/net/ipv6_route`), read to pick and check IPv6 subnets.
+    pub host_routes6: PathBuf,
     /// The host resolver configuration (`/etc/resolv.conf`).
     pub resolv_conf: PathBuf,
     /// The sysctl tree (`/proc/sys`).
@@ -66,6 +71,12 @@ pub struct NetworkConfig {
     pub dns_port: u16,
     /// The default bridge's IPv6 subnet (`--ipv6 --fixed-cidr-v6`): it is then dual-stack.
     pub default_bridge_ipv6: Option<Ipv6Net>,
+    /// The IPv6 entries of the daemon's `default-address-pools`, where `--ipv6` networks
+    /// without an IPv6 subnet get theirs; when empty, Docker's ULA /48 derived from
+    /// `engine_id` ([`Ipv6Pool::ula`]).
+    pub ipv6_pools: Vec<Ipv6Pool>,
+    /// The engine id (`docker info`'s `ID`), from which the default IPv6 pool is derived.
+    pub engine_id: String,
 }
 
 impl NetworkConfig {
@@ -77,10 +88,23 @@ impl NetworkConfig {
             default_bridge: "berth0".into(),
             nft_table: "berth".into(),
             host_routes: "/proc/net/route".into(),
+            host_routes6: "/proc/net/ipv6_route".into(),
             resolv_conf: "/etc/resolv.conf".into(),
             proc_sys: "/proc/sys".into(),
             dns_port: 53,
             default_bridge_ipv6: None,
+            ipv6_pools: Vec::new(),
+            engine_id: String::new(),
+        }
+    }
+
+    /// The pools `--ipv6` networks without an IPv6 subnet take theirs from, as Docker 27
+    /// and later: the configured IPv6 ones, else the ULA /48 derived from the engine id.
+    fn ipv6_pools(&self) -> Vec<Ipv6Pool> {
+        if self.ipv6_pools.is_empty() {
+            vec![Ipv6Pool::ula(&self.engine_id)]
+        } else {
+            self.ipv6_pools.clone()
         }
     }
 }
@@ -146,8 +170,8 @@ fn valid_name(name: &str) -> bool {
 
 /// The IPv6 half of a create request: `EnableIPv6` with an IPv6 entry in `IPAM.Config`
 /// (subnet with host bits cleared, gateway defaulting to the first address, `--ip-range`).
-/// As dockerd 25 (API 1.44): `--ipv6` without an IPv6 subnet finds no default pool, and an
-/// IPv6 subnet needs `--ipv6`.
+/// An IPv6 subnet needs `--ipv6`. `Ok(None)` with `--ipv6`: no IPv6 subnet is given, the
+/// network takes one from the pools.
 fn ipv6_request(req: &CreateRequest) -> Result<Option<Ipv6Config>, NetworkError> {
     let entry = req
         .ipam
@@ -155,9 +179,6 @@ fn ipv6_request(req: &CreateRequest) -> Result<Option<Ipv6Config>, NetworkError>
         .flat_map(|i| &i.config)
         .find(|c| c.subnet.contains(':'));
     let Some(entry) = entry else {
-        if req.enable_ipv6 {
-            return Err(NetworkError::NoFreeSubnet6);
-        }
         return Ok(None);
     };
     if !req.enable_ipv6 {
@@ -387,6 +408,40 @@ impl NetworkService {
             .collect()
     }
 
+    /// The host's IPv6 routes that are not our own bridges' subnets.
+    fn foreign_routes6(&self, state: &State) -> Vec<Ipv6Net> {
+        let ours: Vec<Ipv6Net> = state
+            .networks
+            .values()
+            .filter_map(|n| n.record.ipv6.map(|v6| v6.subnet))
+            .collect();
+        std::fs::read_to_string(&self.config.host_routes6)
+            .map(|text| parse_proc_ipv6_routes(&text))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !ours.contains(r))
+            .collect()
+    }
+
+    /// A `--ipv6` network's IPv6 half when it gives no subnet: the first free one of the
+    /// pools, its first address the gateway.
+    fn free_subnet6(&self, state: &State) -> Result<Ipv6Config, NetworkError> {
+        let mut used = self.foreign_routes6(state);
+        used.extend(
+            state
+                .networks
+                .values()
+                .filter_map(|n| n.record.ipv6.map(|v6| v6.subnet)),
+        );
+        let subnet =
+            choose_subnet6(&self.config.ipv6_pools(), &used).ok_or(NetworkError::NoFreeSubnet6)?;
+        Ok(Ipv6Config {
+            subnet,
+            gateway: subnet.nth(1).ok_or(NetworkError::NoFreeSubnet6)?,
+            ip_range: None,
+        })
+    }
+
     fn free_subnet(&self, state: &State) -> Result<Ipv4Net, NetworkError> {
         let mut used = self.foreign_routes(state);
         used.extend(state.networks.values().filter_map(|n| n.record.subnet));
@@ -565,19 +620,35 @@ impl NetworkService {
         Ok(subnet)
     }
 
-    /// A requested IPv6 subnet: it may overlap no other network's.
-    fn check_subnet6(state: &State, subnet: Ipv6Net) -> Result<(), NetworkError> {
-        match state
+    /// A requested IPv6 subnet, checked as [`check_subnet`](Self::check_subnet) checks an
+    /// IPv4 one: against the other networks' IPv6 subnets and, for a bridge, the host's
+    /// IPv6 routes.
+    fn check_subnet6(
+        &self,
+        state: &State,
+        subnet: Ipv6Net,
+        driver: Driver,
+    ) -> Result<(), NetworkError> {
+        let overlap = |other: String| NetworkError::SubnetOverlap {
+            subnet: subnet.to_string(),
+            other,
+        };
+        if let Some(other) = state
             .networks
             .values()
             .find(|n| n.record.ipv6.is_some_and(|v6| v6.subnet.overlaps(&subnet)))
         {
-            Some(other) => Err(NetworkError::SubnetOverlap {
-                subnet: subnet.to_string(),
-                other: other.record.name.clone(),
-            }),
-            None => Ok(()),
+            return Err(overlap(other.record.name.clone()));
         }
+        if driver == Driver::Bridge
+            && let Some(route) = self
+                .foreign_routes6(state)
+                .into_iter()
+                .find(|r| r.overlaps(&subnet))
+        {
+            return Err(overlap(format!("host route {route}")));
+        }
+        Ok(())
     }
 
     /// Creates a network (`docker network create`).
@@ -612,10 +683,14 @@ impl NetworkService {
             .find(|c| !c.subnet.contains(':'))
             .cloned()
             .unwrap_or_default();
-        let ipv6 = ipv6_request(req)?;
-        if let Some(v6) = ipv6 {
-            Self::check_subnet6(&state, v6.subnet)?;
-        }
+        let ipv6 = match ipv6_request(req)? {
+            Some(v6) => {
+                self.check_subnet6(&state, v6.subnet, driver)?;
+                Some(v6)
+            }
+            None if req.enable_ipv6 => Some(self.free_subnet6(&state)?),
+            None => None,
+        };
         let subnet = match ipam_config.subnet.as_str() {
             "" => None,
             s => Some(Ipv4Net::parse_masked(s)?),
@@ -1051,9 +1126,9 @@ impl NetworkService {
             };
             let pairs = reserve_binding(b, &targets)?;
             for ((host_ip, container_ip), mut reservation) in targets.into_iter().zip(pairs) {
-                if needs_proxy(b.protocol, host_ip) {
+                if needs_proxy(host_ip) {
                     let target = SocketAddr::new(container_ip, b.container_port);
-                    proxy_loopback6(&mut reservation, target)?;
+                    proxy_loopback6(&mut reservation, b.protocol, target)?;
                 }
                 published.push(PublishedPort {
                     container_port: b.container_port,
@@ -1314,18 +1389,19 @@ fn revoke_forward(record: &NetworkRecord, device: &str) -> Result<(), NetworkErr
     Ok(())
 }
 
-/// Whether a published port needs the `[::1]` proxy (see [`proxy_loopback6`]).
-fn needs_proxy(protocol: Protocol, host_ip: IpAddr) -> bool {
-    host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && protocol == Protocol::Tcp
+/// Whether a published port needs the `[::1]` proxy (see [`proxy_loopback6`]): TCP and
+/// UDP on `[::]` and on `[::1]` itself.
+fn needs_proxy(host_ip: IpAddr) -> bool {
+    host_ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) || host_ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
 }
 
 /// Re-takes the host port of a published port (daemon restart, `network disconnect`), with
 /// its proxy when it has one.
 fn hold(port: &PublishedPort) -> Result<Reservation, NetworkError> {
     let mut reservation = reserve(port.protocol, port.host_ip, port.host_port)?;
-    if needs_proxy(port.protocol, port.host_ip) {
+    if needs_proxy(port.host_ip) {
         let target = SocketAddr::new(port.container_ip, port.container_port);
-        proxy_loopback6(&mut reservation, target)?;
+        proxy_loopback6(&mut reservation, port.protocol, target)?;
     }
     Ok(reservation)
 }
