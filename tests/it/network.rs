@@ -9,6 +9,10 @@ use crate::harness::TestEnv;
 
 pub const TESTS: &[Test] = &[
     (
+        "net_default_address_pools_ipv4",
+        net_default_address_pools_ipv4,
+    ),
+    (
         "net_default_bridge_addresses_and_inspect",
         net_default_bridge_addresses_and_inspect,
     ),
@@ -1324,4 +1328,47 @@ fn net_daemon_restart_keeps_connectivity(env: &TestEnv) {
     rm(env, &["rw", "rc", "rn"]);
     assert!(env.eventually(10, || !port_rules(env).contains(&format!("dport {p}"))));
     env.berth(&["network", "rm", "rn1"]).ok();
+}
+
+/// IPv4 entries of `default-address-pools` replace berth's built-in pool, as with Docker:
+/// networks without `--subnet` take the pools' subnets in order, and when none is free the
+/// create is refused in Docker's words and nothing is made. (They were accepted and unused.)
+fn net_default_address_pools_ipv4(env: &TestEnv) {
+    let d = |args: &[&str]| env.docker(args).unwrap();
+    let subnet = |name: &str| {
+        env.berth(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Subnet}}",
+            name,
+        ])
+        .ok()
+    };
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon_with(&["--default-address-pool", "base=10.123.4.0/23,size=24"]);
+    d(&["network", "create", "pool4a"]).ok();
+    d(&["network", "create", "pool4b"]).ok();
+    assert_eq!(subnet("pool4a"), "10.123.4.0/24");
+    assert_eq!(subnet("pool4b"), "10.123.5.0/24");
+    let networks = env.berth(&["network", "ls", "-q"]).ok();
+    let r = d(&["network", "create", "pool4c"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "Error response from daemon: could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
+        )
+    );
+    assert_eq!(
+        env.berth(&["network", "ls", "-q"]).ok(),
+        networks,
+        "nothing created"
+    );
+    d(&["network", "rm", "pool4a"]).ok();
+    d(&["network", "create", "pool4c"]).ok();
+    assert_eq!(subnet("pool4c"), "10.123.4.0/24");
+    d(&["network", "rm", "pool4b", "pool4c"]).ok();
+    env.stop_daemon(libc::SIGTERM);
+    env.start_daemon();
 }

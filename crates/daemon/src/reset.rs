@@ -260,6 +260,11 @@ pub(crate) fn network_config(config: &DaemonConfig) -> Result<NetworkConfig, Dae
             net_config
                 .ipv6_pools
                 .push(berth_network::Ipv6Pool::new(base, pool.size)?);
+        } else {
+            let base = berth_network::Ipv4Net::parse_masked(&pool.base)?;
+            net_config
+                .ipv4_pools
+                .push(berth_network::Ipv4Pool::new(base, pool.size)?);
         }
     }
     Ok(net_config)

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::NetworkError;
+use crate::ipam::Subnet;
 
 /// An IPv4 network: an address and a prefix length, normalised to the network address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -323,27 +324,36 @@ pub fn choose_subnet(in_use: &[Ipv4Net]) -> Option<Ipv4Net> {
     pool().find(|candidate| !in_use.iter().any(|used| used.overlaps(candidate)))
 }
 
-/// One IPv6 entry of the daemon's `default-address-pools`: subnets of `size` bits carved from
+/// One entry of the daemon's `default-address-pools`: subnets of `size` bits carved from
 /// `base`, in address order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv6Pool {
+pub struct AddressPool<N> {
     /// The range subnets are carved from.
-    pub base: Ipv6Net,
+    pub base: N,
     /// The prefix length of each subnet (at least `base`'s).
     pub size: u8,
 }
 
-impl Ipv6Pool {
-    /// A pool, or why not: `size` must lie between `base`'s prefix length and 128.
-    pub fn new(base: Ipv6Net, size: u8) -> Result<Self, NetworkError> {
-        if size < base.prefix() || size > 128 {
+/// An IPv4 entry of `default-address-pools`.
+pub type Ipv4Pool = AddressPool<Ipv4Net>;
+
+/// An IPv6 entry of `default-address-pools`.
+pub type Ipv6Pool = AddressPool<Ipv6Net>;
+
+impl<N: Subnet + fmt::Display> AddressPool<N> {
+    /// A pool, or why not: `size` must lie between `base`'s prefix length and the family's
+    /// longest (32, 128).
+    pub fn new(base: N, size: u8) -> Result<Self, NetworkError> {
+        if size < base.prefix_len() || size > N::MAX_PREFIX {
             return Err(NetworkError::InvalidSubnet {
                 subnet: format!("{base} (size {size})"),
             });
         }
         Ok(Self { base, size })
     }
+}
 
+impl AddressPool<Ipv6Net> {
     /// Docker's default IPv6 pool (Docker 27 and later) when no IPv6 pool is configured: a
     /// ULA /48 of `fd00::/8` whose 40-bit Global ID is the low 40 bits of the first 8 bytes
     /// of SHA-256(`engine_id`), split into /64s, as RFC 4193 section 3.2.2 suggests. Stable
@@ -389,18 +399,18 @@ pub fn parse_proc_ipv6_routes(text: &str) -> Vec<Ipv6Net> {
 /// The first subnet of `pools` (in order, each in address order) that overlaps none of
 /// `in_use` (host routes and existing networks). Each step jumps past one subnet in use, so
 /// a /48 split into /64s is never walked address by address.
-pub fn choose_subnet6(pools: &[Ipv6Pool], in_use: &[Ipv6Net]) -> Option<Ipv6Net> {
+pub fn choose_pooled<N: Subnet>(pools: &[AddressPool<N>], in_use: &[N]) -> Option<N> {
     pools.iter().find_map(|pool| {
-        let end = u128::from(pool.base.last());
-        let mut candidate = Ipv6Net::new(pool.base.network(), pool.size).ok()?;
+        let end = pool.base.last();
+        let mut candidate = N::of(pool.base.first(), pool.size)?;
         // At most one step per subnet in use: the candidate only moves forward past it.
         for _ in 0..=in_use.len() {
-            let Some(used) = in_use.iter().find(|u| u.overlaps(&candidate)) else {
+            let Some(used) = in_use.iter().find(|u| u.meets(&candidate)) else {
                 return Some(candidate);
             };
-            let past = u128::from(candidate.last()).max(u128::from(used.last()));
+            let past = candidate.last().max(used.last());
             let next = past.checked_add(1).filter(|n| *n <= end)?;
-            candidate = Ipv6Net::new(Ipv6Addr::from(next), pool.size).ok()?;
+            candidate = N::of(next, pool.size)?;
         }
         None
     })
@@ -409,6 +419,25 @@ pub fn choose_subnet6(pools: &[Ipv6Pool], in_use: &[Ipv6Net]) -> Option<Ipv6Net>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_pools_are_carved_in_order_past_what_is_in_use() {
+        let v4 = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let pools = [
+            Ipv4Pool::new(v4("10.123.4.0/23"), 24).unwrap(),
+            Ipv4Pool::new(v4("10.200.0.0/16"), 16).unwrap(),
+        ];
+        assert_eq!(choose_pooled(&pools, &[]), Some(v4("10.123.4.0/24")));
+        // A route covering the first subnet and part of nothing else.
+        let used = [v4("10.123.4.128/25")];
+        assert_eq!(choose_pooled(&pools, &used), Some(v4("10.123.5.0/24")));
+        let used = [v4("10.123.0.0/16")];
+        assert_eq!(choose_pooled(&pools, &used), Some(v4("10.200.0.0/16")));
+        let used = [v4("10.0.0.0/8")];
+        assert_eq!(choose_pooled(&pools, &used), None);
+        assert!(Ipv4Pool::new(v4("10.0.0.0/16"), 33).is_err());
+        assert!(Ipv4Pool::new(v4("10.0.0.0/16"), 8).is_err());
+    }
 
     #[test]
     fn subnet_parsing_and_arithmetic() {
@@ -553,7 +582,7 @@ fd000db8007700000000000000000000 30 00000000000000000000000000000000 00 00000000
         let pool = |s: &str, size| Ipv6Pool::new(net(s), size).unwrap();
         let ula = Ipv6Pool::ula("");
         assert_eq!(
-            choose_subnet6(&[ula], &[]).unwrap().to_string(),
+            choose_pooled(&[ula], &[]).unwrap().to_string(),
             "fd42:98fc:1c14::/64"
         );
         // A route inside the first /64, a wider one over the next two, a network after.
@@ -564,13 +593,13 @@ fd000db8007700000000000000000000 30 00000000000000000000000000000000 00 00000000
             net("fd42:98fc:1c14:4::/64"),
         ];
         assert_eq!(
-            choose_subnet6(&[ula], &used).unwrap().to_string(),
+            choose_pooled(&[ula], &used).unwrap().to_string(),
             "fd42:98fc:1c14:5::/64"
         );
         // A used range wider than the whole pool, then the next pool.
         let pools = [pool("fd00:db8:80::/62", 64), pool("fd00:db8:90::/48", 80)];
         assert_eq!(
-            choose_subnet6(&pools, &[net("fd00:db8::/32")]),
+            choose_pooled(&pools, &[net("fd00:db8::/32")]),
             None,
             "both pools inside fd00:db8::/32"
         );
@@ -578,7 +607,7 @@ fd000db8007700000000000000000000 30 00000000000000000000000000000000 00 00000000
             .map(|i| net(&format!("fd00:db8:80:{i}::/64")))
             .collect();
         assert_eq!(
-            choose_subnet6(&pools, &taken).unwrap().to_string(),
+            choose_pooled(&pools, &taken).unwrap().to_string(),
             "fd00:db8:90::/80"
         );
         assert!(Ipv6Pool::new(net("fd00:db8::/48"), 40).is_err());
@@ -586,7 +615,7 @@ fd000db8007700000000000000000000 30 00000000000000000000000000000000 00 00000000
         // The last subnet of the address space: no overflow past it.
         let top = [pool("ffff:ffff:ffff:ffff::/64", 64)];
         assert_eq!(
-            choose_subnet6(&top, &[net("ffff:ffff:ffff:ffff::/64")]),
+            choose_pooled(&top, &[net("ffff:ffff:ffff:ffff::/64")]),
             None
         );
     }

@@ -36,6 +36,16 @@ pub trait Subnet: Copy + Debug {
     fn addr(bits: u128) -> Self::Addr;
     /// The number of `ip`.
     fn bits(ip: Self::Addr) -> u128;
+    /// The longest prefix of the family (32, 128).
+    const MAX_PREFIX: u8;
+    /// The prefix length.
+    fn prefix_len(&self) -> u8;
+    /// The subnet of `prefix` bits holding the address numbered `bits`.
+    fn of(bits: u128, prefix: u8) -> Option<Self>;
+    /// Whether the two subnets share any address.
+    fn meets(&self, other: &Self) -> bool {
+        self.first() <= other.last() && other.first() <= self.last()
+    }
 }
 
 impl Subnet for Ipv4Net {
@@ -60,6 +70,14 @@ impl Subnet for Ipv4Net {
     fn bits(ip: Ipv4Addr) -> u128 {
         u32::from(ip).into()
     }
+    const MAX_PREFIX: u8 = 32;
+    fn prefix_len(&self) -> u8 {
+        self.prefix()
+    }
+    fn of(bits: u128, prefix: u8) -> Option<Self> {
+        let addr = Ipv4Addr::from(u32::try_from(bits).ok()?);
+        Ipv4Net::new(addr, prefix).ok()
+    }
 }
 
 impl Subnet for Ipv6Net {
@@ -81,6 +99,13 @@ impl Subnet for Ipv6Net {
     }
     fn bits(ip: Ipv6Addr) -> u128 {
         ip.into()
+    }
+    const MAX_PREFIX: u8 = 128;
+    fn prefix_len(&self) -> u8 {
+        self.prefix()
+    }
+    fn of(bits: u128, prefix: u8) -> Option<Self> {
+        Ipv6Net::new(Ipv6Addr::from(bits), prefix).ok()
     }
 }
 

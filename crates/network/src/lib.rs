@@ -45,8 +45,8 @@ mod service;
 mod store;
 
 pub use addr::{
-    Ipv4Net, Ipv6Net, Ipv6Pool, MacAddr, choose_subnet, choose_subnet6, parse_proc_ipv6_routes,
-    parse_proc_routes,
+    Ipv4Net, Ipv4Pool, Ipv6Net, Ipv6Pool, MacAddr, choose_pooled, choose_subnet,
+    parse_proc_ipv6_routes, parse_proc_routes,
 };
 pub use error::NetworkError;
 pub use ipam::Ipam as AddressPool;

@@ -25,8 +25,8 @@ use rand::RngCore;
 use tracing::{instrument, warn};
 
 use crate::addr::{
-    Ipv4Net, Ipv6Net, Ipv6Pool, MacAddr, choose_subnet, choose_subnet6, parse_proc_ipv6_routes,
-    parse_proc_routes,
+    Ipv4Net, Ipv4Pool, Ipv6Net, Ipv6Pool, MacAddr, choose_pooled, choose_subnet,
+    parse_proc_ipv6_routes, parse_proc_routes,
 };
 use crate::dns::{DnsServer, NameTable, PeerTables, upstreams_from_resolv_conf};
 use crate::error::NetworkError;
@@ -71,6 +71,9 @@ pub struct NetworkConfig {
     pub dns_port: u16,
     /// The default bridge's IPv6 subnet (`--ipv6 --fixed-cidr-v6`): it is then dual-stack.
     pub default_bridge_ipv6: Option<Ipv6Net>,
+    /// The IPv4 entries of the daemon's `default-address-pools`: where networks without a
+    /// subnet get theirs, instead of berth's built-in pool, as with Docker.
+    pub ipv4_pools: Vec<Ipv4Pool>,
     /// The IPv6 entries of the daemon's `default-address-pools`, where `--ipv6` networks
     /// without an IPv6 subnet get theirs; when empty, Docker's ULA /48 derived from
     /// `engine_id` ([`Ipv6Pool::ula`]).
@@ -93,6 +96,7 @@ impl NetworkConfig {
             proc_sys: "/proc/sys".into(),
             dns_port: 53,
             default_bridge_ipv6: None,
+            ipv4_pools: Vec::new(),
             ipv6_pools: Vec::new(),
             engine_id: String::new(),
         }
@@ -434,7 +438,7 @@ impl NetworkService {
                 .filter_map(|n| n.record.ipv6.map(|v6| v6.subnet)),
         );
         let subnet =
-            choose_subnet6(&self.config.ipv6_pools(), &used).ok_or(NetworkError::NoFreeSubnet6)?;
+            choose_pooled(&self.config.ipv6_pools(), &used).ok_or(NetworkError::NoFreeSubnet6)?;
         Ok(Ipv6Config {
             subnet,
             gateway: subnet.nth(1).ok_or(NetworkError::NoFreeSubnet6)?,
@@ -445,7 +449,12 @@ impl NetworkService {
     fn free_subnet(&self, state: &State) -> Result<Ipv4Net, NetworkError> {
         let mut used = self.foreign_routes(state);
         used.extend(state.networks.values().filter_map(|n| n.record.subnet));
-        choose_subnet(&used).ok_or(NetworkError::NoFreeSubnet)
+        if self.config.ipv4_pools.is_empty() {
+            choose_subnet(&used)
+        } else {
+            choose_pooled(&self.config.ipv4_pools, &used)
+        }
+        .ok_or(NetworkError::NoFreeSubnet)
     }
 
     /// Creates or re-checks the host side of a network. Returns whether a bridge was created
