@@ -51,6 +51,10 @@ pub const TESTS: &[Test] = &[
         "service_package_install_upgrade_remove_purge",
         package_install_upgrade_remove_purge,
     ),
+    (
+        "service_bip_and_default_ulimits_apply",
+        bip_and_default_ulimits_apply,
+    ),
 ];
 
 fn run(command: &mut Command) -> Run {
@@ -74,6 +78,8 @@ struct Private {
     config: PathBuf,
     /// The suite's cgroup parent, unless a test needs one of its own.
     cgroup_parent: String,
+    /// The default bridge: `none`, unless a test needs one (then named as the table).
+    bridge: String,
     child: Option<Child>,
 }
 
@@ -89,6 +95,7 @@ impl Private {
             dir,
             config: config_path,
             cgroup_parent: cgroup_parent(),
+            bridge: "none".into(),
             child: None,
         }
     }
@@ -112,7 +119,7 @@ impl Private {
             .arg(self.dir.join("data"))
             .arg("--exec-root")
             .arg(self.dir.join("r"))
-            .args(["--bridge", "none", "--nft-table", &self.table])
+            .args(["--bridge", &self.bridge, "--nft-table", &self.table])
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(extra)
             .stdin(Stdio::null());
@@ -696,3 +703,83 @@ fn package_install_upgrade_remove_purge(env: &TestEnv) {
 mod monitor_version;
 mod package;
 mod reset;
+
+/// daemon.json's `bip` and `default-ulimits` take effect (both were accepted and ignored):
+/// the default bridge has the given address and moves when it changes (no container being
+/// attached), containers get the default ulimits their own `--ulimit`s do not set, and bad
+/// values refuse the start in one line.
+fn bip_and_default_ulimits_apply(env: &TestEnv) {
+    let mut daemon = Private::new(
+        env,
+        "bip",
+        r#"{"bip": "10.124.9.1/24",
+            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 2345, "Soft": 1234},
+                                "nproc": {"Name": "nproc", "Hard": 700, "Soft": 600}}}"#,
+    );
+    daemon.bridge = daemon.table.clone();
+    daemon.start(&[]);
+    daemon.berth(&["image", "bootstrap", "busybox"]).ok();
+    let ipam = "{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}";
+    assert_eq!(
+        daemon
+            .berth(&["network", "inspect", "-f", ipam, "bridge"])
+            .ok(),
+        "10.124.9.0/24 10.124.9.1"
+    );
+    let script = "ip -4 -o addr show eth0; ulimit -n; ulimit -Hn; ulimit -u";
+    let out = daemon
+        .berth(&["run", "--rm", "busybox", "sh", "-c", script])
+        .ok();
+    assert!(out.contains("inet 10.124.9.2/24"), "{out}");
+    assert!(out.ends_with("1234\n2345\n600"), "{out}");
+    let own = daemon
+        .berth(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=100:200",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -u",
+        ])
+        .ok();
+    assert_eq!(
+        own, "100\n600",
+        "a container's own --ulimit wins over the default"
+    );
+
+    // A new bip with no container attached: the bridge moves.
+    daemon.stop();
+    std::fs::write(&daemon.config, r#"{"bip": "10.124.10.1/24"}"#).unwrap();
+    daemon.start(&[]);
+    assert_eq!(
+        daemon
+            .berth(&["network", "inspect", "-f", ipam, "bridge"])
+            .ok(),
+        "10.124.10.0/24 10.124.10.1"
+    );
+    let addrs = sh(&format!("ip -4 -o addr show dev {}", daemon.bridge));
+    assert!(
+        addrs.stdout.contains("10.124.10.1/24") && !addrs.stdout.contains("10.124.9."),
+        "{addrs:?}"
+    );
+    daemon.stop();
+
+    std::fs::write(&daemon.config, "{}").unwrap();
+    for (flags, says) in [
+        (
+            &["--bip", "10.124.9.0/24"][..],
+            "invalid value for bip: \"10.124.9.0/24\"",
+        ),
+        (
+            &["--default-ulimit", "nofiles=1:2"][..],
+            "invalid ulimit type: nofiles",
+        ),
+    ] {
+        let r = refused(&daemon, flags);
+        assert!(r.code != 0 && r.stderr.contains(says), "{flags:?}: {r:?}");
+    }
+}

@@ -40,7 +40,8 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// `-G/--group`: the unix sockets' group. `None`: `berth` when that group exists.
     pub group: Option<String>,
-    /// `--bip`: the default bridge's address (carried; the network service picks its own).
+    /// `--bip`: the default bridge's address and prefix (`10.5.0.1/16`), instead of a subnet
+    /// from the pool.
     pub bip: Option<String>,
     /// `--ipv6` with `--fixed-cidr-v6`: the default bridge's IPv6 subnet (dual-stack).
     pub default_bridge_ipv6: Option<String>,
@@ -416,6 +417,7 @@ fn ulimit(spec: &str) -> Result<Ulimit, String> {
     if name.is_empty() || soft > hard {
         return Err(bad());
     }
+    berth_container::spec::check_ulimit_name(name).map_err(|e| e.to_string())?;
     Ok(Ulimit {
         name: name.to_owned(),
         soft,

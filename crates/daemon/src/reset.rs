@@ -254,6 +254,7 @@ pub(crate) fn network_config(config: &DaemonConfig) -> Result<NetworkConfig, Dae
         Some(cidr) => Some(berth_network::Ipv6Net::parse_masked(cidr)?),
         None => None,
     };
+    net_config.default_bridge_bip = config.bip.as_deref().map(parse_bip).transpose()?;
     net_config.resolv_conf = config.resolv_conf.clone();
     for pool in &config.default_address_pools {
         if let Ok(base) = berth_network::Ipv6Net::parse_masked(&pool.base) {
@@ -268,6 +269,24 @@ pub(crate) fn network_config(config: &DaemonConfig) -> Result<NetworkConfig, Dae
         }
     }
     Ok(net_config)
+}
+
+/// `--bip 10.5.0.1/16`: the default bridge's address (gateway) and its subnet. The address
+/// must be a host address of the subnet.
+fn parse_bip(bip: &str) -> Result<(std::net::Ipv4Addr, berth_network::Ipv4Net), DaemonError> {
+    let bad = || DaemonError::InvalidParameter {
+        param: "bip",
+        value: bip.to_owned(),
+    };
+    let (addr, _) = bip.split_once('/').ok_or_else(bad)?;
+    let gateway: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let subnet = berth_network::Ipv4Net::parse_masked(bip).map_err(|_| bad())?;
+    let host =
+        subnet.prefix() >= 31 || (gateway != subnet.network() && gateway != subnet.broadcast());
+    if !host {
+        return Err(bad());
+    }
+    Ok((gateway, subnet))
 }
 
 /// Tears the networks' host state down with the network service's own code, and says which

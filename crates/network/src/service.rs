@@ -69,6 +69,9 @@ pub struct NetworkConfig {
     pub proc_sys: PathBuf,
     /// The embedded DNS servers' port (53).
     pub dns_port: u16,
+    /// `--bip`: the default bridge's gateway address and subnet, instead of a subnet from
+    /// the pool.
+    pub default_bridge_bip: Option<(Ipv4Addr, Ipv4Net)>,
     /// The default bridge's IPv6 subnet (`--ipv6 --fixed-cidr-v6`): it is then dual-stack.
     pub default_bridge_ipv6: Option<Ipv6Net>,
     /// The IPv4 entries of the daemon's `default-address-pools`: where networks without a
@@ -95,6 +98,7 @@ impl NetworkConfig {
             resolv_conf: "/etc/resolv.conf".into(),
             proc_sys: "/proc/sys".into(),
             dns_port: 53,
+            default_bridge_bip: None,
             default_bridge_ipv6: None,
             ipv4_pools: Vec::new(),
             ipv6_pools: Vec::new(),
@@ -320,7 +324,65 @@ impl NetworkService {
         })
     }
 
+    /// `--bip` given or changed since the default bridge was made: the old default bridge
+    /// goes (record, device, forward rules) so that the one made next has the new address,
+    /// unless containers are still attached to it (they keep it; a warning says so).
+    fn apply_bip(&self, state: &mut State) -> Result<(), NetworkError> {
+        let Some((gateway, subnet)) = self.config.default_bridge_bip else {
+            return Ok(());
+        };
+        let Some(old) = state
+            .networks
+            .values()
+            .find(|n| {
+                n.record.default_bridge
+                    && (n.record.subnet != Some(subnet) || n.record.gateway != Some(gateway))
+            })
+            .map(|n| n.record.id.clone())
+        else {
+            return Ok(());
+        };
+        let attached = self.store.load_containers()?.iter().any(|c| {
+            netns_inode(c.netns_pid) == Some(c.netns_inode)
+                && c.endpoints.iter().any(|e| e.network_id == old)
+        });
+        if attached {
+            warn!(bip = %format!("{gateway}/{}", subnet.prefix()),
+                "the default bridge keeps its address while containers are attached to it");
+            return Ok(());
+        }
+        let net = state.networks.remove(&old).expect("found above");
+        self.store.remove_network(&old)?;
+        if let Some(device) = &net.record.device {
+            revoke_forward(&net.record, device)?;
+            link::delete_host_link(device)?;
+        }
+        Ok(())
+    }
+
+    /// The default bridge's subnet and gateway: `--bip`'s, else the first free pool subnet
+    /// and its first address.
+    fn default_bridge_subnet(&self, state: &State) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
+        if let Some((gateway, subnet)) = self.config.default_bridge_bip {
+            if let Some(other) = state
+                .networks
+                .values()
+                .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
+            {
+                return Err(NetworkError::SubnetOverlap {
+                    subnet: subnet.to_string(),
+                    other: other.record.name.clone(),
+                });
+            }
+            return Ok((subnet, gateway));
+        }
+        let subnet = self.free_subnet(state)?;
+        let gateway = subnet.nth(1).ok_or(NetworkError::NoFreeSubnet)?;
+        Ok((subnet, gateway))
+    }
+
     fn ensure_predefined(&self, state: &mut State) -> Result<(), NetworkError> {
+        self.apply_bip(state)?;
         // `--ipv6 --fixed-cidr-v6` given or dropped since the default bridge was made.
         let wanted = self.default_bridge_ipv6();
         if let Some(net) = state
@@ -348,10 +410,10 @@ impl NetworkService {
                 continue;
             }
             let (subnet, gateway, device) = if driver == Driver::Bridge {
-                let subnet = self.free_subnet(state)?;
+                let (subnet, gateway) = self.default_bridge_subnet(state)?;
                 (
                     Some(subnet),
-                    subnet.nth(1),
+                    Some(gateway),
                     Some(self.config.default_bridge.clone()),
                 )
             } else {

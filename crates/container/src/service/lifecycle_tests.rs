@@ -202,6 +202,7 @@ async fn world() -> World {
         nofile_limit: None,
         userns_remap: None,
         cpu_rt: berth_cgroups::RtBudget::default(),
+        default_ulimits: Vec::new(),
     };
     let monitor = Arc::new(FakeMonitor::default());
     let svc =

@@ -104,6 +104,9 @@ pub struct ServiceConfig {
     /// The daemon's `--cpu-rt-period`/`--cpu-rt-runtime`: written into each container's
     /// cgroup parent (and its ancestors) before it starts, as dockerd does.
     pub cpu_rt: berth_cgroups::RtBudget,
+    /// The daemon's `default-ulimits`: each container gets those whose names its own
+    /// `--ulimit`s do not set.
+    pub default_ulimits: Vec<berth_api::models::ResourcesUlimits>,
 }
 
 /// The container service.

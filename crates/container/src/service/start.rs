@@ -247,11 +247,12 @@ impl ContainerService {
         let argv: Vec<String> = std::iter::once(rec.path.clone())
             .chain(rec.args.iter().cloned())
             .collect();
+        let host_config = spec::with_default_ulimits(&rec.host_config, &self.cfg.default_ulimits);
         let mut spec = spec::build(spec::BuildInputs {
             id: &rec.id,
             argv,
             config: &config,
-            host_config: &rec.host_config,
+            host_config: &host_config,
             user,
             data_dir: &entry.paths.data_dir,
             join_netns: self.joined_netns(rec)?,

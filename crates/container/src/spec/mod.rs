@@ -68,6 +68,30 @@ pub struct BuildInputs<'a> {
     pub block_io: Option<oci_spec::runtime::LinuxBlockIo>,
 }
 
+/// Checks a `--ulimit`/`--default-ulimit` name (`nofile`, `nproc`, …), in Docker's words.
+pub fn check_ulimit_name(name: &str) -> Result<(), ContainerError> {
+    rlimit_type(name).map(|_| ())
+}
+
+/// The container's `--ulimit`s plus the daemon's `default-ulimits` for the names it does
+/// not set, as dockerd merges them when it starts a container.
+pub fn with_default_ulimits(
+    hc: &berth_api::models::HostConfig,
+    defaults: &[berth_api::models::ResourcesUlimits],
+) -> berth_api::models::HostConfig {
+    let mut hc = hc.clone();
+    let own = hc.ulimits.clone().unwrap_or_default();
+    let added: Vec<_> = defaults
+        .iter()
+        .filter(|d| !own.iter().any(|u| u.name == d.name))
+        .cloned()
+        .collect();
+    if !added.is_empty() {
+        hc.ulimits = Some(own.into_iter().chain(added).collect());
+    }
+    hc
+}
+
 /// Parses Docker's `--ulimit` names.
 fn rlimit_type(name: &str) -> Result<PosixRlimitType, ContainerError> {
     use PosixRlimitType as R;

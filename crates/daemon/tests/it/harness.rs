@@ -84,6 +84,7 @@ impl TestDaemon {
                 nofile_limit: None,
                 userns_remap: None,
                 cpu_rt: Default::default(),
+                default_ulimits: Vec::new(),
             },
             Arc::clone(&images),
             Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
