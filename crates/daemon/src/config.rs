@@ -137,6 +137,18 @@ impl ListenAddress {
 }
 
 impl DaemonConfig {
+    /// `default-ulimits` as the API's `Ulimits` entries.
+    pub fn api_default_ulimits(&self) -> Vec<berth_api::models::ResourcesUlimits> {
+        self.default_ulimits
+            .values()
+            .map(|u| berth_api::models::ResourcesUlimits {
+                name: Some(u.name.clone()),
+                soft: Some(u.soft),
+                hard: Some(u.hard),
+            })
+            .collect()
+    }
+
     /// The listen addresses `hosts` names (none: whatever systemd passed, else the default
     /// socket; the server decides).
     pub fn listen_addresses(&self) -> Result<Vec<ListenAddress>, DaemonError> {

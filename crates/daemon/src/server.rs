@@ -198,15 +198,7 @@ async fn open_and_serve(
         cpu_rt: config.cpu_rt,
         network: Some(network),
         nofile_limit,
-        default_ulimits: config
-            .default_ulimits
-            .values()
-            .map(|u| berth_api::models::ResourcesUlimits {
-                name: Some(u.name.clone()),
-                soft: Some(u.soft),
-                hard: Some(u.hard),
-            })
-            .collect(),
+        default_ulimits: config.api_default_ulimits(),
     };
     let containers = ContainerService::open(
         service_config,
