@@ -144,8 +144,10 @@ ADJUST = {
     "image": ({".VirtualSize", ".Container"}, {}, []),
     # 1.43: RepoTags/RepoDigests [] instead of null (or <none>). 1.44: VirtualSize omitted.
     "images": ({"[].VirtualSize"}, {"[].RepoDigests": ["list"]}, []),
-    # IPAM.Config's gateway and the options: what each driver fills in.
-    "network": (set(), {}, [".IPAM.Config[].Gateway", ".Options"]),
+    # IPAM.Config's Gateway: dockerd leaves out the one it chose for a given subnet until it
+    # restarts, then lists it (moby#26799, moby#49520); berth always lists it. The options:
+    # what each driver fills in.
+    "network": (set(), {".IPAM.Config[].Gateway": ["str"]}, [".Options"]),
     "ps": (set(), {"[]" + NET + ".DNSNames": ["null", "list"], "[]" + NET + ".DNSNames[]": ["str"]}, []),
     # 1.42: BuilderSize removed. 1.44: VirtualSize omitted. SizeRw is omitempty (the sample's
     # containers wrote nothing; a container that wrote has it).
