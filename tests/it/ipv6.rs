@@ -518,6 +518,35 @@ fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
     .ok();
     assert!(out.contains("fd00:db8:44::2/64"), "{out}");
     assert!(out.ends_with("pong"), "{out}");
+    // `--ipv6` alone: a subnet from the IPv6 pools (Docker 28), kept across restarts.
+    let v6_of_bridge = || {
+        d(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            "bridge",
+        ])
+        .ok()
+    };
+    for _ in 0..2 {
+        env.stop_daemon(libc::SIGTERM);
+        env.start_daemon_with(&[
+            "--ipv6",
+            "--default-address-pool",
+            "base=fd00:db8:45::/63,size=64",
+        ]);
+        assert!(
+            v6_of_bridge().starts_with("true ") && v6_of_bridge().ends_with(" fd00:db8:45::/64"),
+            "{}",
+            v6_of_bridge()
+        );
+        let out = d(&[
+            "run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "eth0", "scope", "global",
+        ])
+        .ok();
+        assert!(out.contains("fd00:db8:45::2/64"), "{out}");
+    }
     // Without the flags again: the default bridge is IPv4-only once more.
     env.stop_daemon(libc::SIGTERM);
     env.start_daemon();

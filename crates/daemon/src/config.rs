@@ -45,6 +45,9 @@ pub struct DaemonConfig {
     pub bip: Option<String>,
     /// `--ipv6` with `--fixed-cidr-v6`: the default bridge's IPv6 subnet (dual-stack).
     pub default_bridge_ipv6: Option<String>,
+    /// `--ipv6` (flag or daemon.json): the default bridge is dual-stack, with
+    /// `--fixed-cidr-v6`'s subnet or one from the IPv6 pools.
+    pub ipv6: bool,
     /// `--default-address-pool`: the IPv6 entries are where `--ipv6` networks without an
     /// IPv6 subnet get theirs (the IPv4 ones are carried; the service picks its own).
     pub default_address_pools: Vec<AddressPool>,
@@ -83,6 +86,7 @@ impl Default for DaemonConfig {
             group: None,
             bip: None,
             default_bridge_ipv6: None,
+            ipv6: false,
             default_address_pools: Vec::new(),
             default_ulimits: BTreeMap::new(),
             reloadable: Reloadable::default(),
@@ -592,6 +596,7 @@ fn merge(
         default_bridge_ipv6: (flags.ipv6 || file.ipv6.unwrap_or(false))
             .then(|| flags.fixed_cidr_v6.or(file.fixed_cidr_v6))
             .flatten(),
+        ipv6: flags.ipv6 || file.ipv6.unwrap_or(false),
         default_address_pools: if flags.default_address_pool.is_empty() {
             file.default_address_pools.unwrap_or_default()
         } else {

@@ -255,6 +255,7 @@ pub(crate) fn network_config(config: &DaemonConfig) -> Result<NetworkConfig, Dae
         None => None,
     };
     net_config.default_bridge_bip = config.bip.as_deref().map(parse_bip).transpose()?;
+    net_config.default_bridge_ipv6_pooled = config.ipv6 && config.default_bridge_ipv6.is_none();
     net_config.resolv_conf = config.resolv_conf.clone();
     for pool in &config.default_address_pools {
         if let Ok(base) = berth_network::Ipv6Net::parse_masked(&pool.base) {

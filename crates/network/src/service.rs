@@ -74,6 +74,9 @@ pub struct NetworkConfig {
     pub default_bridge_bip: Option<(Ipv4Addr, Ipv4Net)>,
     /// The default bridge's IPv6 subnet (`--ipv6 --fixed-cidr-v6`): it is then dual-stack.
     pub default_bridge_ipv6: Option<Ipv6Net>,
+    /// `--ipv6` without `--fixed-cidr-v6`: the default bridge is dual-stack with a subnet
+    /// from the IPv6 pools (kept once chosen), as with Docker 28.
+    pub default_bridge_ipv6_pooled: bool,
     /// The IPv4 entries of the daemon's `default-address-pools`: where networks without a
     /// subnet get theirs, instead of berth's built-in pool, as with Docker.
     pub ipv4_pools: Vec<Ipv4Pool>,
@@ -100,6 +103,7 @@ impl NetworkConfig {
             dns_port: 53,
             default_bridge_bip: None,
             default_bridge_ipv6: None,
+            default_bridge_ipv6_pooled: false,
             ipv4_pools: Vec::new(),
             ipv6_pools: Vec::new(),
             engine_id: String::new(),
@@ -314,14 +318,32 @@ impl NetworkService {
         }
     }
 
-    /// The default bridge's IPv6 half as the configuration wants it.
-    fn default_bridge_ipv6(&self) -> Option<Ipv6Config> {
-        let subnet = self.config.default_bridge_ipv6?;
-        Some(Ipv6Config {
-            subnet,
-            gateway: subnet.nth(1)?,
-            ip_range: None,
-        })
+    /// The default bridge's IPv6 half as the configuration wants it: `--fixed-cidr-v6`'s
+    /// subnet; with `--ipv6` alone the pooled one it has, else the first free one of the pools.
+    fn default_bridge_ipv6(&self, state: &State) -> Result<Option<Ipv6Config>, NetworkError> {
+        if let Some(subnet) = self.config.default_bridge_ipv6 {
+            return Ok(subnet.nth(1).map(|gateway| Ipv6Config {
+                subnet,
+                gateway,
+                ip_range: None,
+            }));
+        }
+        if !self.config.default_bridge_ipv6_pooled {
+            return Ok(None);
+        }
+        // The one it has when that came from the pools (not from a `--fixed-cidr-v6` since
+        // dropped).
+        let pools = self.config.ipv6_pools();
+        let current = state
+            .networks
+            .values()
+            .find(|n| n.record.default_bridge)
+            .and_then(|n| n.record.ipv6)
+            .filter(|v6| pools.iter().any(|p| p.base.contains(v6.subnet.network())));
+        match current {
+            Some(v6) => Ok(Some(v6)),
+            None => self.free_subnet6(state).map(Some),
+        }
     }
 
     /// `--bip` given or changed since the default bridge was made: the old default bridge
@@ -384,7 +406,7 @@ impl NetworkService {
     fn ensure_predefined(&self, state: &mut State) -> Result<(), NetworkError> {
         self.apply_bip(state)?;
         // `--ipv6 --fixed-cidr-v6` given or dropped since the default bridge was made.
-        let wanted = self.default_bridge_ipv6();
+        let wanted = self.default_bridge_ipv6(state)?;
         if let Some(net) = state
             .networks
             .values_mut()
