@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod controller;
+mod cpuset;
 mod device;
 mod error;
 mod fs;

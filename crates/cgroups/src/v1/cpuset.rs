@@ -5,39 +5,9 @@
 
 use std::path::Path;
 
-use crate::controller::Limit;
-use crate::{CgroupError, Resources, fs};
-
-/// The v1 cpuset controller.
-pub(crate) struct Cpuset;
-
-const CPUS: &str = "cpuset.cpus";
-const MEMS: &str = "cpuset.mems";
-
-impl Limit for Cpuset {
-    const NAME: &'static str = "cpuset";
-
-    fn wanted(resources: &Resources) -> bool {
-        resources
-            .cpuset_cpus
-            .as_deref()
-            .is_some_and(|c| !c.is_empty())
-            || resources
-                .cpuset_mems
-                .as_deref()
-                .is_some_and(|m| !m.is_empty())
-    }
-
-    fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
-        if let Some(cpus) = resources.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
-            fs::write_limit(dir, CPUS, cpus, Self::NAME)?;
-        }
-        if let Some(mems) = resources.cpuset_mems.as_deref().filter(|m| !m.is_empty()) {
-            fs::write_limit(dir, MEMS, mems, Self::NAME)?;
-        }
-        Ok(())
-    }
-}
+pub(crate) use crate::cpuset::Cpuset;
+use crate::cpuset::{CPUS, MEMS};
+use crate::{CgroupError, fs};
 
 /// Makes sure `dir` (inside the hierarchy mounted at `mount`) has cpus and mems, copying
 /// them down from the nearest initialized ancestor. Returns `dir`'s (cpus, mems).
@@ -81,6 +51,8 @@ mod tests {
     use std::fs as stdfs;
 
     use super::*;
+    use crate::Resources;
+    use crate::controller::Limit;
 
     /// A cpuset mount with `berth/<id>` levels the "kernel" populated with empty values.
     fn fixture() -> tempfile::TempDir {

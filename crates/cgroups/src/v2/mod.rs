@@ -18,7 +18,6 @@
 //! this crate does not load).
 
 pub(crate) mod cpu;
-pub(crate) mod cpuset;
 pub(crate) mod freezer;
 pub(crate) mod io;
 pub(crate) mod memory;
@@ -207,7 +206,7 @@ impl V2Cgroup {
         apply_one::<memory::Memory>(&self.dir, resources)?;
         apply_one::<cpu::Cpu>(&self.dir, resources)?;
         apply_one::<pids::Pids>(&self.dir, resources)?;
-        apply_one::<cpuset::Cpuset>(&self.dir, resources)?;
+        apply_one::<crate::cpuset::Cpuset>(&self.dir, resources)?;
         apply_one::<io::Io>(&self.dir, resources)?;
         crate::v1::hugetlb::apply(&self.dir, resources, crate::CgroupVersion::V2)?;
         crate::v1::rdma::apply(&self.dir, resources)?;

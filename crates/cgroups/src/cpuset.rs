@@ -1,13 +1,16 @@
-//! v2 `cpuset` controller: `cpuset.cpus` (empty means the parent's, so no copying is
-//! needed as in v1).
+//! The `cpuset` limits: the same files, `cpuset.cpus` and `cpuset.mems`, on v1 and v2 (v1
+//! also needs new levels filled in first: `v1::cpuset::initialize`).
 
 use std::path::Path;
 
 use crate::controller::Limit;
 use crate::{CgroupError, Resources, fs};
 
-/// The v2 cpuset controller.
+/// The cpuset controller (v1 and v2).
 pub(crate) struct Cpuset;
+
+pub(crate) const CPUS: &str = "cpuset.cpus";
+pub(crate) const MEMS: &str = "cpuset.mems";
 
 impl Limit for Cpuset {
     const NAME: &'static str = "cpuset";
@@ -25,10 +28,10 @@ impl Limit for Cpuset {
 
     fn apply(dir: &Path, resources: &Resources) -> Result<(), CgroupError> {
         if let Some(cpus) = resources.cpuset_cpus.as_deref().filter(|c| !c.is_empty()) {
-            fs::write_limit(dir, "cpuset.cpus", cpus, Self::NAME)?;
+            fs::write_limit(dir, CPUS, cpus, Self::NAME)?;
         }
         if let Some(mems) = resources.cpuset_mems.as_deref().filter(|m| !m.is_empty()) {
-            fs::write_limit(dir, "cpuset.mems", mems, Self::NAME)?;
+            fs::write_limit(dir, MEMS, mems, Self::NAME)?;
         }
         Ok(())
     }
