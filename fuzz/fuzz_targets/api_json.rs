@@ -5,7 +5,6 @@
 //! The first input byte picks the endpoint, the rest is the body.
 #![no_main]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -44,17 +43,12 @@ fn harness() -> &'static Harness {
             }
             let events = EventBus::new();
             let containers = ContainerService::open(
-                ServiceConfig {
-                    data_root: data_root.clone(),
-                    run_root: dir.path().join("run"),
-                    exe: PathBuf::from("/bin/false"),
-                    runtimes: HashMap::new(),
-                    cgroup_parent: format!("berth-fuzz-{}", std::process::id()),
-                    network: None,
-                    nofile_limit: None,
-                    userns_remap: None,
-                    cpu_rt: Default::default(),
-                },
+                ServiceConfig::new(
+                    data_root.clone(),
+                    dir.path().join("run"),
+                    PathBuf::from("/bin/false"),
+                    format!("berth-fuzz-{}", std::process::id()),
+                ),
                 Arc::clone(&images),
                 Arc::new(berth_volume::VolumeService::open(&data_root).expect("volumes")),
                 events.clone(),

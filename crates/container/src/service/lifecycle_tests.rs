@@ -192,18 +192,12 @@ async fn world() -> World {
         .import(&mut &image_tar()[..], Some("test:latest"), &[], None)
         .expect("import");
     let volumes = Arc::new(berth_volume::VolumeService::open(&data_root).expect("volumes"));
-    let config = ServiceConfig {
+    let config = ServiceConfig::new(
         data_root,
-        run_root: dir.path().join("run"),
-        exe: PathBuf::from("/nonexistent/berth"),
-        runtimes: HashMap::new(),
-        cgroup_parent: "/berth-unit".into(),
-        network: None,
-        nofile_limit: None,
-        userns_remap: None,
-        cpu_rt: berth_cgroups::RtBudget::default(),
-        default_ulimits: Vec::new(),
-    };
+        dir.path().join("run"),
+        PathBuf::from("/nonexistent/berth"),
+        "/berth-unit".into(),
+    );
     let monitor = Arc::new(FakeMonitor::default());
     let svc =
         ContainerService::open_with(config, images, volumes, EventBus::new(), monitor.clone())

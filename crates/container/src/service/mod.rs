@@ -109,6 +109,25 @@ pub struct ServiceConfig {
     pub default_ulimits: Vec<berth_api::models::ResourcesUlimits>,
 }
 
+impl ServiceConfig {
+    /// A configuration with no network service, runtimes, remapping or limits of the
+    /// daemon's own: what tests and tools without a daemon use.
+    pub fn new(data_root: PathBuf, run_root: PathBuf, exe: PathBuf, cgroup_parent: String) -> Self {
+        Self {
+            data_root,
+            run_root,
+            exe,
+            runtimes: HashMap::new(),
+            cgroup_parent,
+            network: None,
+            nofile_limit: None,
+            userns_remap: None,
+            cpu_rt: berth_cgroups::RtBudget::default(),
+            default_ulimits: Vec::new(),
+        }
+    }
+}
+
 /// The container service.
 #[derive(Debug)]
 pub struct ContainerService {

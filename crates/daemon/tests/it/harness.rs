@@ -1,5 +1,4 @@
 //! A daemon on a temp-dir socket and a minimal HTTP/1.1 client for it.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -74,18 +73,12 @@ impl TestDaemon {
             Arc::new(ImageStore::open(&data_root.join("image")).expect("open the image store"));
         let events = EventBus::new();
         let containers = ContainerService::open(
-            ServiceConfig {
-                data_root: data_root.clone(),
+            ServiceConfig::new(
+                data_root.clone(),
                 run_root,
-                exe: PathBuf::from("/bin/false"),
-                runtimes: HashMap::new(),
-                cgroup_parent: format!("berth-daemon-test-{}", std::process::id()),
-                network: None,
-                nofile_limit: None,
-                userns_remap: None,
-                cpu_rt: Default::default(),
-                default_ulimits: Vec::new(),
-            },
+                PathBuf::from("/bin/false"),
+                format!("berth-daemon-test-{}", std::process::id()),
+            ),
             Arc::clone(&images),
             Arc::new(berth_volume::VolumeService::open(&data_root).expect("open volumes")),
             events.clone(),
