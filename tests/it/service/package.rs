@@ -123,33 +123,7 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
 
     let r = run(Command::new("dpkg").arg("-i").arg(&deb));
     assert_eq!(r.code, 0, "{r:?}");
-    for file in [
-        "/usr/bin/berth",
-        "/lib/systemd/system/berth.service",
-        "/lib/systemd/system/berth.socket",
-        "/etc/berth/daemon.json",
-        "/usr/share/bash-completion/completions/berth",
-        "/usr/share/zsh/vendor-completions/_berth",
-        "/usr/share/fish/vendor_completions.d/berth.fish",
-        "/usr/share/man/man1/berth.1.gz",
-        "/usr/share/man/man1/berth-run.1.gz",
-        "/usr/share/man/man1/berth-system-reset.1.gz",
-        "/usr/share/man/man8/berth-daemon.8.gz",
-        "/usr/share/doc/berth/copyright",
-    ] {
-        assert!(Path::new(file).exists(), "{file} installed");
-    }
-    let r = run(Command::new("dpkg").args(["-V", "berth"]));
-    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "md5sums match: {r:?}");
-    assert_eq!(sh("getent group berth").code, 0, "postinst made the group");
-    assert!(
-        !Path::new("/run/berth/berth.pid").exists(),
-        "postinst started no daemon"
-    );
-    assert!(
-        Path::new(SOCKET_ENABLED).exists(),
-        "the socket is enabled for when systemd runs"
-    );
+    installed_as_expected();
     let size = run(Command::new("dpkg-query").args(["-W", "-f=${Installed-Size}", "berth"]));
     println!(
         "    measured: installed size {} KiB ({})",
@@ -198,6 +172,38 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     );
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `dpkg -i` must leave: the package's files (as its md5sums say), the group, the
+/// socket enabled, and no daemon running (postinst built hello-world without one).
+fn installed_as_expected() {
+    for file in [
+        "/usr/bin/berth",
+        "/lib/systemd/system/berth.service",
+        "/lib/systemd/system/berth.socket",
+        "/etc/berth/daemon.json",
+        "/usr/share/bash-completion/completions/berth",
+        "/usr/share/zsh/vendor-completions/_berth",
+        "/usr/share/fish/vendor_completions.d/berth.fish",
+        "/usr/share/man/man1/berth.1.gz",
+        "/usr/share/man/man1/berth-run.1.gz",
+        "/usr/share/man/man1/berth-system-reset.1.gz",
+        "/usr/share/man/man8/berth-daemon.8.gz",
+        "/usr/share/doc/berth/copyright",
+    ] {
+        assert!(Path::new(file).exists(), "{file} installed");
+    }
+    let r = run(Command::new("dpkg").args(["-V", "berth"]));
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "md5sums match: {r:?}");
+    assert_eq!(sh("getent group berth").code, 0, "postinst made the group");
+    assert!(
+        !Path::new("/run/berth/berth.pid").exists(),
+        "postinst started no daemon"
+    );
+    assert!(
+        Path::new(SOCKET_ENABLED).exists(),
+        "the socket is enabled for when systemd runs"
+    );
 }
 
 /// lintian finds no error or warning (beyond `packaging/lintian-overrides`, each with its
