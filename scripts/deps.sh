@@ -9,11 +9,12 @@ set -euo pipefail
 # and bench/registry.py. g++: libFuzzer for scripts/fuzz.sh; util-linux: prlimit, setpriv (the
 # hardening tests, fuzzing as nobody). systemd: systemd-socket-activate and systemd-analyze (the
 # service tests, tests/it/service.rs; systemd need not be PID 1); dpkg-dev: dpkg-shlibdeps for
-# the package's dependencies (scripts/package.sh). docker-compose (1.29, with Debian's
+# the package's dependencies (scripts/package.sh); lintian: the package test checks the .deb
+# (tests/it/service/package.rs). docker-compose (1.29, with Debian's
 # python3-docker): the compose scenario of tests/clients/compose.py (tests/it/clients.rs).
 pkgs=(bc busybox-static libseccomp-dev pkg-config nftables iptables iproute2 procps curl runc hyperfine python3 iperf3
       debootstrap debian-archive-keyring zstd libcap2-bin docker.io skopeo docker-registry apache2-utils openssl
-      g++ util-linux systemd dpkg-dev docker-compose)
+      g++ util-linux systemd dpkg-dev lintian docker-compose)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -2,8 +2,8 @@
 # Builds the Debian package target/debian/berth_<version>_<arch>.deb with dpkg-deb from a
 # staging tree: the (stripped) berth binary, berth.service and berth.socket, shell completions
 # (bash, zsh, fish) and man pages generated from the CLI's own definitions, the default
-# /etc/berth/daemon.json (a conffile), the copyright file and the maintainer scripts of
-# packaging/debian. Name, version, description, dependencies and the file list come from
+# /etc/berth/daemon.json (a conffile), the copyright file, a one-entry changelog, lintian's
+# overrides (packaging/lintian-overrides) and the maintainer scripts of packaging/debian. Name, version, description, dependencies and the file list come from
 # `[package.metadata.deb]` in Cargo.toml; shared-library dependencies from dpkg-shlibdeps.
 # Prints the package's path.
 #   BERTH_DEB_VERSION=0.1.1-1 scripts/package.sh   another version (default: <the binary's>-1)
@@ -32,10 +32,18 @@ cargo metadata --no-deps --format-version 1 --offline >"$out/metadata.json"
 tree="$out/debian/berth"
 # The package's version is the binary's (`BERTH_BUILD_VERSION` at build time, else the crate's).
 built=$("$out/berth" --version | sed -n 's/^berth version \([^,]*\),.*/\1/p')
-python3 - "$out" "$tree" "${BERTH_DEB_VERSION:-$built-1}" <<'EOF'
-import glob, json, os, shutil, sys
+# Reproducible: every file's time (and the changelog's date) is the last commit's (or now,
+# outside git); the copyright's years run from the first commit's to the last's.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+first=$(git log --reverse --format=%ct 2>/dev/null | sed -n 1p || true)
+years=$(date -u -d "@${first:-$epoch}" +%Y)
+last=$(date -u -d "@$epoch" +%Y)
+[ "$years" = "$last" ] || years="$years-$last"
+python3 - "$out" "$tree" "${BERTH_DEB_VERSION:-$built-1}" "$epoch" "$years" <<'EOF'
+import glob, gzip, json, os, shutil, sys, time
 
 out, tree, version = sys.argv[1], sys.argv[2], sys.argv[3]
+epoch, years = int(sys.argv[4]), sys.argv[5]
 meta = json.load(open(os.path.join(out, "metadata.json")))
 pkg = next(p for p in meta["packages"] if p["name"] == "berth")
 deb = pkg["metadata"]["deb"]
@@ -57,14 +65,36 @@ for src, dest, mode in deb["assets"]:
         os.chmod(target, int(mode, 8))
 doc = os.path.join(tree, "usr/share/doc", deb["name"])
 os.makedirs(doc, exist_ok=True)
+# Machine-readable (DEP 5); the years are the git history's.
+license_text = {
+    "Apache-2.0": " On Debian systems, the full text of the Apache License, Version 2.0 can be\n"
+    " found in /usr/share/common-licenses/Apache-2.0.\n",
+}.get(pkg["license"], "")
 with open(os.path.join(doc, "copyright"), "w") as f:
     f.write(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
-        f"Upstream-Name: {deb['name']}\n"
-        f"Copyright: {deb['copyright']}\n"
-        f"License: {pkg['license']}\n"
+        f"Upstream-Name: {deb['name']}\n\n"
+        "Files: *\n"
+        f"Copyright: {years} {deb['copyright']}\n"
+        f"License: {pkg['license']}\n{license_text}"
     )
 os.chmod(os.path.join(doc, "copyright"), 0o644)
+# A one-entry Debian changelog (policy 12.7): this build, dated as the last commit.
+entry = (
+    f"{deb['name']} ({version}) unstable; urgency=medium\n\n"
+    f"  * Package of berth {version.rsplit('-', 1)[0]}, built by scripts/package.sh.\n\n"
+    f" -- {deb['maintainer']}  "
+    + time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch))
+    + "\n"
+)
+with gzip.GzipFile(os.path.join(doc, "changelog.Debian.gz"), "wb", 9, mtime=epoch) as f:
+    f.write(entry.encode())
+os.chmod(os.path.join(doc, "changelog.Debian.gz"), 0o644)
+# Lintian's overrides: one reason per tag (packaging/lintian-overrides).
+overrides = os.path.join(tree, "usr/share/lintian/overrides")
+os.makedirs(overrides, exist_ok=True)
+shutil.copyfile("packaging/lintian-overrides", os.path.join(overrides, deb["name"]))
+os.chmod(os.path.join(overrides, deb["name"]), 0o644)
 control = os.path.join(tree, "DEBIAN")
 os.makedirs(control, exist_ok=True)
 scripts = deb["maintainer-scripts"]
@@ -121,7 +151,6 @@ sed -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$((size + dirs))/" -e "s/^Depends: .*/Depe
 chmod 0644 "$tree/DEBIAN/control" "$tree/DEBIAN/md5sums" "$tree"/DEBIAN/conffiles 2>/dev/null || true
 find "$tree" -type d -exec chmod 0755 {} +
 # Reproducible: every file's time is the last commit's (or now, outside git).
-epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 find "$tree" -exec touch -h -d "@$epoch" {} +
 version=$(sed -n 's/^Version: //p' "$tree/DEBIAN/control")
 deb="target/debian/berth_${version}_${arch}.deb"

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         // Here rather than in the CLI: the whole command, `berth daemon` included.
         Some("completion") if args.len() == 3 => completion(&args[2]),
         Some("__man") if args.len() == 3 => man_pages(Path::new(&args[2])),
+        // Hidden; the package's postinst: hello-world into the data root, no daemon needed.
+        Some("__bootstrap-hello-world") => bootstrap_hello_world(&args[2..]),
         _ => berth_cli::main(args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -120,6 +122,24 @@ fn man_pages(dir: &Path) -> i32 {
             1
         }
     }
+}
+
+/// `berth __bootstrap-hello-world [daemon flags]`: see `berth_daemon::hello::bootstrap_offline`.
+fn bootstrap_hello_world(args: &[String]) -> i32 {
+    use berth_daemon::hello::{Offline, REFERENCE, bootstrap_offline};
+    let outcome = berth_daemon::parse_args(args).and_then(|config| bootstrap_offline(&config));
+    match outcome {
+        Ok(Offline::Built(id)) => println!("{REFERENCE}: built {id}"),
+        Ok(Offline::Present(id)) => println!("{REFERENCE}: present {id}"),
+        Ok(Offline::DaemonRunning(pid)) => {
+            println!("{REFERENCE}: left to the running daemon (pid {pid})");
+        }
+        Err(e) => {
+            eprintln!("berth: bootstrapping {REFERENCE}: {e}");
+            return 1;
+        }
+    }
+    0
 }
 
 fn daemon(args: &[String]) -> i32 {

@@ -63,6 +63,15 @@ pub trait Monitor: Send + Sync + std::fmt::Debug {
         &'a self,
         socket: &'a Path,
     ) -> BoxFuture<'a, Result<Conversation, ContainerError>>;
+
+    /// Kills (`SIGKILL`) the process of the monitor at `socket` that [`Monitor::refusal`]
+    /// names, and forgets the refusal: `rm -f` of its container, which cannot be asked of a
+    /// monitor this berth cannot speak to. Its container's processes die with it
+    /// (`PR_SET_PDEATHSIG`) and with their cgroup. Whether a refused monitor was killed.
+    fn end_refused(&self, socket: &Path) -> bool {
+        let _ = socket;
+        false
+    }
 }
 
 /// Sends a request that expects `Ok`.

@@ -103,6 +103,40 @@ impl Monitor for MonitorClient {
             }
         })
     }
+
+    fn end_refused(&self, socket: &Path) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.remove(socket).is_none() {
+            return false;
+        }
+        drop(refused);
+        let Some(pid) = socket.parent().and_then(monitor_pid) else {
+            return false;
+        };
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+    }
+}
+
+/// The pid of the monitor of `run_dir` (`monitor.pid`), if that process is still it: its
+/// command line is `berth monitor <run_dir>` (not a process that took a recycled pid).
+pub fn monitor_pid(run_dir: &Path) -> Option<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let pid = std::fs::read_to_string(run_dir.join(protocol::PID_FILE))
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let named = args.get(1) == Some(&&b"monitor"[..])
+        && args
+            .get(2)
+            .is_some_and(|dir| Path::new(std::ffi::OsStr::from_bytes(dir)) == run_dir);
+    named.then_some(pid)
 }
 
 /// A monitor whose protocol this berth cannot speak.

@@ -1,7 +1,9 @@
 //! `hello-world`, built offline: a one-layer image holding `/hello`, a static program of a
 //! few hundred bytes that berth writes itself (an ELF header, one loadable segment, and code
 //! that makes one `write(1, …)` and `exit_group(0)`), so a fresh install runs
-//! `berth run hello-world` with no registry and no toolchain.
+//! `berth run hello-world` with no registry and no toolchain. The daemon builds it when asked
+//! (`berth image bootstrap hello-world`, or the CLI on first use); the package's `postinst`
+//! builds it before any daemon runs ([`bootstrap_offline`]).
 
 /// What `/hello` prints.
 pub const GREETING: &str = "
@@ -112,6 +114,58 @@ pub fn layer() -> Option<Vec<u8>> {
     builder.into_inner().ok()
 }
 
+/// The reference [`bootstrap_offline`] and the API's bootstrap give the image.
+pub const REFERENCE: &str = "hello-world:latest";
+
+/// The image's `CMD`.
+pub const CMD: &str = r#"CMD ["/hello"]"#;
+
+/// What [`bootstrap_offline`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offline {
+    /// The image was built: its id.
+    Built(String),
+    /// The image was there already: its id.
+    Present(String),
+    /// A daemon holds the data root (its pid): the image is left to it (built on first use).
+    DaemonRunning(String),
+}
+
+/// Builds the hello-world image into the data root's image store with no daemon running
+/// (the package's `postinst`: `berth run hello-world` then needs no build on first use). The
+/// data root's lock is held meanwhile, so no daemon starts on it; if a daemon holds it,
+/// nothing is done.
+pub fn bootstrap_offline(config: &crate::DaemonConfig) -> Result<Offline, crate::DaemonError> {
+    use crate::DaemonError;
+    let data_root = &config.data_root;
+    berth_container::perms::ensure_dir(data_root, berth_container::perms::DATA_ROOT_MODE).map_err(
+        |source| DaemonError::Io {
+            op: "create",
+            path: data_root.clone(),
+            source,
+        },
+    )?;
+    let _lock = match crate::guard::lock_data_root(data_root) {
+        Ok(lock) => lock,
+        Err(DaemonError::DataRootInUse { pid, .. }) => return Ok(Offline::DaemonRunning(pid)),
+        Err(other) => return Err(other),
+    };
+    let store = berth_image::ImageStore::open(&data_root.join("image"))?;
+    if let Ok(record) = store.resolve(REFERENCE) {
+        return Ok(Offline::Present(record.id));
+    }
+    let layer = layer().ok_or(DaemonError::UnknownBootstrap {
+        name: format!("hello-world (no program for {})", std::env::consts::ARCH),
+    })?;
+    let record = store.import(
+        &mut &layer[..],
+        Some(REFERENCE),
+        &[CMD.to_owned()],
+        Some("berth image bootstrap hello-world"),
+    )?;
+    Ok(Offline::Built(record.id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +194,34 @@ mod tests {
         };
         assert!(out.status.success(), "{:?}", out.status);
         assert_eq!(String::from_utf8_lossy(&out.stdout), GREETING);
+    }
+
+    #[test]
+    fn offline_bootstrap_builds_once_and_leaves_a_held_root_alone() {
+        if layer().is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::DaemonConfig {
+            data_root: dir.path().join("data"),
+            ..Default::default()
+        };
+        let Ok(Offline::Built(id)) = bootstrap_offline(&config) else {
+            panic!("built");
+        };
+        assert_eq!(
+            bootstrap_offline(&config).ok(),
+            Some(Offline::Present(id.clone()))
+        );
+        let store = berth_image::ImageStore::open(&config.data_root.join("image")).expect("open");
+        assert_eq!(store.resolve(REFERENCE).expect("tagged").id, id);
+        // A daemon holds the root: nothing is done.
+        let held = crate::guard::lock_data_root(&config.data_root).expect("lock");
+        assert_eq!(
+            bootstrap_offline(&config).ok(),
+            Some(Offline::DaemonRunning(std::process::id().to_string()))
+        );
+        drop(held);
     }
 
     #[test]

@@ -598,7 +598,7 @@ async fn bootstrap_hello(state: ImagesState, params: &Params) -> Result<Response
         store.import(
             &mut &layer[..],
             Some(&store_reference),
-            &[r#"CMD ["/hello"]"#.to_owned()],
+            &[crate::hello::CMD.to_owned()],
             Some("berth image bootstrap hello-world"),
         )
     })

@@ -14,12 +14,11 @@
 //! where things are.
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_cgroups::Cgroup;
-use berth_container::store;
+use berth_container::{monitor_client, store};
 use berth_network::{NetworkConfig, NetworkService};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -30,9 +29,6 @@ use crate::guard;
 
 /// How long the daemon and the monitors get to go.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A monitor's pid file in its run dir (`berth_monitor::protocol::PID_FILE`).
-const MONITOR_PID_FILE: &str = "monitor.pid";
 
 /// Where cgroup hierarchies are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -129,14 +125,10 @@ fn stop_monitors(exec_root: &Path, out: &mut dyn Write) {
     };
     let mut killed = Vec::new();
     for dir in dirs.flatten() {
-        let pid_file = dir.path().join(MONITOR_PID_FILE);
-        let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        else {
+        let Some(pid) = monitor_client::monitor_pid(&dir.path()) else {
             continue;
         };
-        if is_monitor(pid, &dir.path()) && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+        if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
             let id = dir.file_name().to_string_lossy().into_owned();
             say(
                 out,
@@ -156,19 +148,6 @@ fn stop_monitors(exec_root: &Path, out: &mut dyn Write) {
     {
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether `pid` is the monitor of `run_dir` (its command line names the run dir), not a
-/// process that took a recycled pid.
-fn is_monitor(pid: i32, run_dir: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    args.get(1) == Some(&&b"monitor"[..])
-        && args
-            .get(2)
-            .is_some_and(|dir| Path::new(std::ffi::OsStr::from_bytes(dir)) == run_dir)
 }
 
 /// Kills what is left in every container's cgroup (the records say under which parent) and

@@ -922,6 +922,7 @@ mod tests {
             lowerdirs: vec!["/l".into()],
             upperdir: "/u".into(),
             workdir: "/w".into(),
+            volatile: false,
         };
         assert!(matches!(
             InitPlan::new(&spec, Path::new("/b"), Some(&overlay), None),

@@ -9,7 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Private;
 use crate::harness::TestEnv;
@@ -109,6 +109,39 @@ fn inspect(daemon: &Private, template: &str, id: &str) -> String {
     daemon.berth(&["inspect", "--format", template, id]).ok()
 }
 
+/// `rm -f` of a container whose monitor is refused kills the container and the monitor and
+/// removes it at once (it used to wait 30 s for an exit no one would report).
+fn rm_f_is_prompt(daemon: &Private, id: &str, init: &str, monitor: &str) {
+    assert_eq!(inspect(daemon, "{{.State.Status}}", id), "running");
+    assert!(
+        inspect(daemon, "{{.State.Error}}", id).contains("cannot manage it"),
+        "refused"
+    );
+    let started = Instant::now();
+    let r = daemon.berth(&["rm", "-f", id]);
+    let took = started.elapsed();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(took < Duration::from_secs(5), "rm -f took {took:?}");
+    let r = daemon.berth(&["inspect", id]);
+    assert_ne!(r.code, 0, "removed: {r:?}");
+    for pid in [init, monitor] {
+        let gone = (0..200).any(|_| {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            });
+            if alive {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !alive
+        });
+        assert!(gone, "process {pid} was killed");
+    }
+}
+
 pub(super) fn older_spoken_unknown_refused(env: &TestEnv) {
     let mut daemon = Private::new(env, "mv", "{}");
     daemon.start(&[]);
@@ -125,16 +158,38 @@ pub(super) fn older_spoken_unknown_refused(env: &TestEnv) {
             "echo up; sleep 1000",
         ])
         .ok();
+    // A second one, to be removed with `rm -f` while its monitor is refused.
+    let doomed = daemon
+        .berth(&["run", "-d", "--network", "none", "busybox", "sleep", "1000"])
+        .ok();
     let init = inspect(&daemon, "{{.State.Pid}}", &id);
+    let doomed_init = inspect(&daemon, "{{.State.Pid}}", &doomed);
     let run_dir = daemon.dir.join("r/containers").join(&id);
     let socket = run_dir.join("monitor.sock");
     let real = run_dir.join("real.sock");
+    let doomed_dir = daemon.dir.join("r/containers").join(&doomed);
+    let doomed_monitor = std::fs::read_to_string(doomed_dir.join("monitor.pid"))
+        .expect("monitor.pid")
+        .trim()
+        .to_owned();
     daemon.stop();
     std::fs::rename(&socket, &real).expect("move the monitor's socket aside");
+    std::fs::rename(
+        doomed_dir.join("monitor.sock"),
+        doomed_dir.join("real.sock"),
+    )
+    .expect("move the monitor's socket aside");
 
     // A monitor of a protocol this berth does not speak: refused, left running.
     let fake = FakeMonitor::serve(&socket, Speaks::Version(99), &real);
+    let doomed_fake = FakeMonitor::serve(
+        &doomed_dir.join("monitor.sock"),
+        Speaks::Version(99),
+        &doomed_dir.join("real.sock"),
+    );
     daemon.start(&[]);
+    rm_f_is_prompt(&daemon, &doomed, &doomed_init, &doomed_monitor);
+    drop(doomed_fake);
     assert_eq!(inspect(&daemon, "{{.State.Status}}", &id), "running");
     let error = inspect(&daemon, "{{.State.Error}}", &id);
     assert!(
@@ -154,7 +209,11 @@ pub(super) fn older_spoken_unknown_refused(env: &TestEnv) {
     let refusals = daemon
         .log()
         .lines()
-        .filter(|l| l.contains("ERROR") && l.contains("speaks monitor protocol version 99"))
+        .filter(|l| {
+            l.contains("ERROR")
+                && l.contains(&id[..12])
+                && l.contains("speaks monitor protocol version 99")
+        })
         .count();
     assert_eq!(refusals, 1, "{}", daemon.log());
     daemon.stop();

@@ -1,6 +1,7 @@
 //! The Debian package on this machine: built by `scripts/package.sh` (dpkg-deb) from the
 //! suite's berth and from a second, distinct build of it (`target/upgrade/berth`, built by
-//! `scripts/test.sh` with another `BERTH_BUILD_VERSION`); install, a container run by the
+//! `scripts/test.sh` with another `BERTH_BUILD_VERSION`), checked by lintian; install (the
+//! postinst builds hello-world, no daemon runs), a container run by the
 //! on-demand daemon (no systemd as PID 1 here), an upgrade to the second build with a
 //! container running, remove (containers stopped, host state gone, data kept), purge (data,
 //! run root, configuration and group gone).
@@ -9,6 +10,9 @@ use std::process::Command;
 
 use super::{run, sh};
 use crate::harness::{Run, TestEnv, berth_exe, remove_network_state};
+
+/// The link `deb-systemd-helper enable berth.socket` makes (with or without systemd running).
+const SOCKET_ENABLED: &str = "/etc/systemd/system/sockets.target.wants/berth.socket";
 
 /// The second build the upgrade installs (`scripts/test.sh` makes it).
 fn upgrade_exe() -> PathBuf {
@@ -110,6 +114,7 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
         deb.display(),
         newer.display()
     );
+    lint(&deb);
     let table = format!("bpk{}", std::process::id());
     let parent = format!("berth-pkg-{}", std::process::id());
     let guard = Purge(table.clone());
@@ -118,25 +123,7 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
 
     let r = run(Command::new("dpkg").arg("-i").arg(&deb));
     assert_eq!(r.code, 0, "{r:?}");
-    for file in [
-        "/usr/bin/berth",
-        "/lib/systemd/system/berth.service",
-        "/lib/systemd/system/berth.socket",
-        "/etc/berth/daemon.json",
-        "/usr/share/bash-completion/completions/berth",
-        "/usr/share/zsh/vendor-completions/_berth",
-        "/usr/share/fish/vendor_completions.d/berth.fish",
-        "/usr/share/man/man1/berth.1.gz",
-        "/usr/share/man/man1/berth-run.1.gz",
-        "/usr/share/man/man1/berth-system-reset.1.gz",
-        "/usr/share/man/man8/berth-daemon.8.gz",
-        "/usr/share/doc/berth/copyright",
-    ] {
-        assert!(Path::new(file).exists(), "{file} installed");
-    }
-    let r = run(Command::new("dpkg").args(["-V", "berth"]));
-    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "md5sums match: {r:?}");
-    assert_eq!(sh("getent group berth").code, 0, "postinst made the group");
+    installed_as_expected();
     let size = run(Command::new("dpkg-query").args(["-W", "-f=${Installed-Size}", "berth"]));
     println!(
         "    measured: installed size {} KiB ({})",
@@ -156,6 +143,10 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
     let r = berth(&["run", "--rm", "--network", "none", "hello-world"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Hello from berth!"), "{r:?}");
+    assert!(
+        !r.stderr.contains("Unable to find image"),
+        "postinst built hello-world: {r:?}"
+    );
     let socket = std::fs::metadata("/run/berth/berth.sock").expect("socket");
     let berth_gid = sh("getent group berth | cut -d: -f3")
         .stdout
@@ -175,8 +166,62 @@ pub(super) fn install_upgrade_remove_purge(env: &TestEnv) {
         assert!(!Path::new(gone).exists(), "{gone} purged");
     }
     assert_ne!(sh("getent group berth").code, 0, "group removed on purge");
+    assert!(
+        !Path::new(SOCKET_ENABLED).exists(),
+        "socket's enablement purged"
+    );
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `dpkg -i` must leave: the package's files (as its md5sums say), the group, the
+/// socket enabled, and no daemon running (postinst built hello-world without one).
+fn installed_as_expected() {
+    for file in [
+        "/usr/bin/berth",
+        "/lib/systemd/system/berth.service",
+        "/lib/systemd/system/berth.socket",
+        "/etc/berth/daemon.json",
+        "/usr/share/bash-completion/completions/berth",
+        "/usr/share/zsh/vendor-completions/_berth",
+        "/usr/share/fish/vendor_completions.d/berth.fish",
+        "/usr/share/man/man1/berth.1.gz",
+        "/usr/share/man/man1/berth-run.1.gz",
+        "/usr/share/man/man1/berth-system-reset.1.gz",
+        "/usr/share/man/man8/berth-daemon.8.gz",
+        "/usr/share/doc/berth/copyright",
+    ] {
+        assert!(Path::new(file).exists(), "{file} installed");
+    }
+    let r = run(Command::new("dpkg").args(["-V", "berth"]));
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "md5sums match: {r:?}");
+    assert_eq!(sh("getent group berth").code, 0, "postinst made the group");
+    assert!(
+        !Path::new("/run/berth/berth.pid").exists(),
+        "postinst started no daemon"
+    );
+    assert!(
+        Path::new(SOCKET_ENABLED).exists(),
+        "the socket is enabled for when systemd runs"
+    );
+}
+
+/// lintian finds no error or warning (beyond `packaging/lintian-overrides`, each with its
+/// reason) in the package.
+fn lint(deb: &Path) {
+    assert!(
+        Command::new("lintian").arg("--version").output().is_ok(),
+        "lintian is not installed (scripts/deps.sh installs it)"
+    );
+    let started = std::time::Instant::now();
+    let r = run(Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--no-tag-display-limit"])
+        .arg(deb));
+    assert_eq!(r.code, 0, "lintian: {}{}", r.stdout, r.stderr);
+    println!(
+        "    measured: lintian clean in {} ms",
+        started.elapsed().as_millis()
+    );
 }
 
 /// The daemon's version (`/version`).

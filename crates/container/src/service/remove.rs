@@ -33,11 +33,23 @@ impl ContainerService {
                 rec.host_config.auto_remove = Some(false);
                 let paused = rec.state.status == Status::Paused;
                 drop(rec);
-                if paused && let Err(error) = self.unpause(reference).await {
-                    // SIGKILL ends a frozen process too.
-                    tracing::warn!(container_id = %entry.id, %error, "unpausing before rm -f failed");
+                let socket = entry.paths.socket();
+                if self.monitor.refusal(&socket).is_some() {
+                    // Nothing can be asked of a monitor this berth cannot speak to, and no
+                    // exit would be reported: its container's processes (the cgroup) and the
+                    // monitor are killed, and the container removed without waiting.
+                    let rec = entry.rec.lock().await;
+                    self.kill_leftovers(&entry, &rec).await;
+                    if self.monitor.end_refused(&socket) {
+                        tracing::warn!(container_id = %entry.id, "killed a monitor this berth cannot speak to (rm -f)");
+                    }
+                } else {
+                    if paused && let Err(error) = self.unpause(reference).await {
+                        // SIGKILL ends a frozen process too.
+                        tracing::warn!(container_id = %entry.id, %error, "unpausing before rm -f failed");
+                    }
+                    self.stop_entry(&entry, libc::SIGKILL, 0).await;
                 }
-                self.stop_entry(&entry, libc::SIGKILL, 0).await;
             }
         }
         self.remove_entry(&entry, volumes).await

@@ -301,6 +301,9 @@ impl ContainerService {
                 lowerdirs: rootfs.lowerdirs.clone(),
                 upperdir: rootfs.upperdir.clone(),
                 workdir: rootfs.workdir.clone(),
+                // Removed at its exit: no crash needs its writable layer, and its unmount
+                // need not wait for the host file system's dirty pages.
+                volatile: rec.host_config.auto_remove.unwrap_or(false),
             }),
             log_path,
             log_driver,

@@ -106,6 +106,7 @@ impl Fixture {
                 lowerdirs: vec![root.join("lower")],
                 upperdir: root.join("upper"),
                 workdir: root.join("work"),
+                volatile: false,
             })
         } else {
             build_rootfs(&run_dir.join("rootfs"));

@@ -222,14 +222,28 @@ pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(),
     if data.len() > MAX_MOUNT_DATA {
         return Err(Failure::new(Step::MountOverlay, target, nix::Error::E2BIG));
     }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(at(Step::MountOverlay, target))
+    let plain = |data: &str| {
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data),
+        )
+    };
+    let volatile = format!("{data},volatile");
+    if overlay.volatile && volatile.len() <= MAX_MOUNT_DATA {
+        // A volatile mount leaves this mark, and overlayfs refuses a work dir that has it
+        // (it cannot tell a clean unmount from a crash): a second run of the same writable
+        // layer (none today: `--rm` removes the container at its first exit) would fail.
+        let _ = std::fs::remove_dir_all(overlay.workdir.join("work/incompat/volatile"));
+        match plain(&volatile) {
+            // An older kernel does not know the option.
+            Err(nix::Error::EINVAL) => {}
+            other => return other.map_err(at(Step::MountOverlay, target)),
+        }
+    }
+    plain(&data).map_err(at(Step::MountOverlay, target))
 }
 
 /// Host facts the mounts need, read before pivot_root.
@@ -786,6 +800,7 @@ mod tests {
             lowerdirs: vec!["/l/2".into(), "/l/1".into()],
             upperdir: "/c/up".into(),
             workdir: "/c/work".into(),
+            volatile: false,
         };
         assert_eq!(
             overlay_data(&overlay, None),
@@ -800,6 +815,7 @@ mod tests {
             lowerdirs: (0..60).map(|i| base.join(format!("{i:064}/fs"))).collect(),
             upperdir: base.join("c/up"),
             workdir: base.join("c/work"),
+            volatile: false,
         };
         assert!(overlay_data(&overlay, None).len() > MAX_MOUNT_DATA);
         let common = common_parent(&overlay).expect("common parent");
@@ -815,6 +831,7 @@ mod tests {
             lowerdirs: vec!["/a:b".into()],
             upperdir: "/u,v".into(),
             workdir: "/w".into(),
+            volatile: false,
         };
         assert_eq!(
             overlay_data(&overlay, None),

@@ -55,6 +55,7 @@ impl Fixture {
             lowerdirs: vec![self.dir.path().join("lower")],
             upperdir: self.dir.path().join("upper"),
             workdir: self.dir.path().join("work"),
+            volatile: false,
         }
     }
 
