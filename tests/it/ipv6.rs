@@ -120,15 +120,7 @@ fn net_ipam_json_with_nulls(env: &TestEnv) {
 fn net_ipv6_dual_stack_create_inspect_and_refusals(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
     // Host bits set in the IPv6 subnet are cleared, as for IPv4.
-    d(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:db8:14::7/64",
-        "v6net",
-    ])
-    .ok();
+    create_v6(env, "v6net", "fd00:db8:14::7/64");
     let (status, body) = env.api("GET", "/networks/v6net", None);
     assert_eq!(status, 200, "{body}");
     let info: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -275,15 +267,7 @@ fn refusals_create_nothing(env: &TestEnv) {
 
 fn net_ipv6_containers_talk_and_inspect(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
-    d(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:db8:24::/64",
-        "v6talk",
-    ])
-    .ok();
+    create_v6(env, "v6talk", "fd00:db8:24::/64");
     d(&[
         "run",
         "-d",
@@ -376,6 +360,23 @@ fn outside6(net: &str) -> Outside {
 }
 
 /// GET over HTTP with curl (5 s at most), the body or None.
+/// A host port free right now on IPv6 (and IPv4): TCP, or UDP with `udp`.
+fn free_port6(udp: bool) -> u16 {
+    let addr = if udp {
+        std::net::UdpSocket::bind("[::]:0").unwrap().local_addr()
+    } else {
+        std::net::TcpListener::bind("[::]:0").unwrap().local_addr()
+    };
+    addr.unwrap().port()
+}
+
+/// `network create --ipv6 --subnet SUBNET NAME` through the docker CLI.
+fn create_v6(env: &TestEnv, name: &str, subnet: &str) {
+    env.docker(&["network", "create", "--ipv6", "--subnet", subnet, name])
+        .unwrap()
+        .ok();
+}
+
 fn http_get(url: &str) -> Option<String> {
     let (ok, out) = sh("curl", &["-s", "-g", "-m", "5", url]);
     ok.then(|| out.trim().to_string())
@@ -384,20 +385,8 @@ fn http_get(url: &str) -> Option<String> {
 fn net_ipv6_published_ports_egress_and_cleanup(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
     let _drop = ForwardDrop::set("ip6tables");
-    d(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:db8:34::/64",
-        "v6pub",
-    ])
-    .ok();
-    let port = std::net::TcpListener::bind("[::]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    create_v6(env, "v6pub", "fd00:db8:34::/64");
+    let port = free_port6(false);
     d(&[
         "run",
         "-d",
@@ -608,20 +597,8 @@ fn udp_ask(to: &str, msg: &str, secs: u32) -> Option<(String, std::net::SocketAd
 /// with the container and the port is free again.
 fn net_ipv6_udp_published_port_on_loopback(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
-    d(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:db8:36::/64",
-        "v6udp",
-    ])
-    .ok();
-    let port = std::net::UdpSocket::bind("[::]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    create_v6(env, "v6udp", "fd00:db8:36::/64");
+    let port = free_port6(true);
     d(&[
         "run",
         "-d",
@@ -705,15 +682,7 @@ fn host_network_state(env: &TestEnv) -> (String, String, String) {
 fn net_ipv6_subnet_overlapping_a_host_route_creates_nothing(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
     let _route = HostRoute6::add("b6route0", "fd00:db8:77::1/64");
-    d(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:db8:78::/64",
-        "v6routeok",
-    ])
-    .ok();
+    create_v6(env, "v6routeok", "fd00:db8:78::/64");
     let before = host_network_state(env);
     for (subnet, other) in [
         ("fd00:db8:77::/64", "host route fd00:db8:77::/64"),
@@ -843,25 +812,9 @@ fn net_ipv6_default_pool_from_engine_id_and_daemon_pools(env: &TestEnv) {
 /// and not on the host's other addresses.
 fn net_ipv6_published_on_loopback_only(env: &TestEnv) {
     let d = |args: &[&str]| env.docker(args).unwrap();
-    d(&[
-        "network",
-        "create",
-        "--ipv6",
-        "--subnet",
-        "fd00:db8:37::/64",
-        "v6lo",
-    ])
-    .ok();
-    let port = std::net::TcpListener::bind("[::]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let uport = std::net::UdpSocket::bind("[::]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    create_v6(env, "v6lo", "fd00:db8:37::/64");
+    let port = free_port6(false);
+    let uport = free_port6(true);
     d(&[
         "run",
         "-d",

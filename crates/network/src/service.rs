@@ -382,20 +382,26 @@ impl NetworkService {
         Ok(())
     }
 
+    /// Refuses `subnet` when it overlaps another network's IPv4 subnet.
+    fn check_networks_overlap(state: &State, subnet: Ipv4Net) -> Result<(), NetworkError> {
+        match state
+            .networks
+            .values()
+            .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
+        {
+            Some(other) => Err(NetworkError::SubnetOverlap {
+                subnet: subnet.to_string(),
+                other: other.record.name.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The default bridge's subnet and gateway: `--bip`'s, else the first free pool subnet
     /// and its first address.
     fn default_bridge_subnet(&self, state: &State) -> Result<(Ipv4Net, Ipv4Addr), NetworkError> {
         if let Some((gateway, subnet)) = self.config.default_bridge_bip {
-            if let Some(other) = state
-                .networks
-                .values()
-                .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
-            {
-                return Err(NetworkError::SubnetOverlap {
-                    subnet: subnet.to_string(),
-                    other: other.record.name.clone(),
-                });
-            }
+            Self::check_networks_overlap(state, subnet)?;
             return Ok((subnet, gateway));
         }
         let subnet = self.free_subnet(state)?;
@@ -688,16 +694,7 @@ impl NetworkService {
         subnet: Ipv4Net,
         driver: Driver,
     ) -> Result<Ipv4Net, NetworkError> {
-        if let Some(other) = state
-            .networks
-            .values()
-            .find(|n| n.record.subnet.is_some_and(|s| s.overlaps(&subnet)))
-        {
-            return Err(NetworkError::SubnetOverlap {
-                subnet: subnet.to_string(),
-                other: other.record.name.clone(),
-            });
-        }
+        Self::check_networks_overlap(state, subnet)?;
         // A macvlan network shares its parent's subnet on purpose.
         if driver == Driver::Bridge
             && let Some(route) = self
