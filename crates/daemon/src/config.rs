@@ -48,10 +48,10 @@ pub struct DaemonConfig {
     /// `--ipv6` (flag or daemon.json): the default bridge is dual-stack, with
     /// `--fixed-cidr-v6`'s subnet or one from the IPv6 pools.
     pub ipv6: bool,
-    /// `--default-address-pool`: the IPv6 entries are where `--ipv6` networks without an
-    /// IPv6 subnet get theirs (the IPv4 ones are carried; the service picks its own).
+    /// `--default-address-pool`: where networks without `--subnet` get theirs (IPv4
+    /// entries) and `--ipv6` networks without an IPv6 subnet get theirs (IPv6 entries).
     pub default_address_pools: Vec<AddressPool>,
-    /// `--default-ulimit`, by name (carried; not yet applied to containers).
+    /// `--default-ulimit`, by name: added to each container's own `--ulimit`s at start.
     pub default_ulimits: BTreeMap<String, Ulimit>,
     /// The settings `SIGHUP` reloads from the configuration file.
     pub reloadable: Reloadable,

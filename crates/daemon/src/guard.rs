@@ -163,23 +163,10 @@ fn overlay_probe(data_root: &Path) -> Result<(), DaemonError> {
             dir.join("upper").display(),
             dir.join("work").display()
         );
-        let mount = |data: &str| {
-            nix::mount::mount(
-                Some("overlay"),
-                &dir.join("merged"),
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(data),
-            )
-        };
         // `volatile`: the unmount then does not sync the data root's file system (it waited
         // for every dirty page there: 0.6 s of a first start beside a 1.5 GB write). A
         // kernel without the option (before 5.10) is probed with a plain mount.
-        match mount(&format!("{data},volatile")) {
-            Err(Errno::EINVAL) => mount(&data),
-            other => other,
-        }
-        .map_err(|e| {
+        berth_runtime::mount_overlayfs(&dir.join("merged"), &data, true).map_err(|e| {
             let fs = filesystem_name(data_root);
             no_overlay(format!(
                 "mounting an overlay with its upper layer on {fs} failed: {e}"

@@ -118,7 +118,7 @@ pub fn layer() -> Option<Vec<u8>> {
 pub const REFERENCE: &str = "hello-world:latest";
 
 /// The image's `CMD`.
-pub const CMD: &str = r#"CMD ["/hello"]"#;
+const CMD: &str = r#"CMD ["/hello"]"#;
 
 /// What [`bootstrap_offline`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,16 +154,29 @@ pub fn bootstrap_offline(config: &crate::DaemonConfig) -> Result<Offline, crate:
     if let Ok(record) = store.resolve(REFERENCE) {
         return Ok(Offline::Present(record.id));
     }
-    let layer = layer().ok_or(DaemonError::UnknownBootstrap {
+    let record = import(&store, &layer_or_error()?, REFERENCE)?;
+    Ok(Offline::Built(record.id))
+}
+
+/// [`layer`], or the error a bootstrap gives on a machine it has no program for.
+pub fn layer_or_error() -> Result<Vec<u8>, crate::DaemonError> {
+    layer().ok_or(crate::DaemonError::UnknownBootstrap {
         name: format!("hello-world (no program for {})", std::env::consts::ARCH),
-    })?;
-    let record = store.import(
+    })
+}
+
+/// Imports the hello-world `layer` into `store` as `reference`, with its `CMD`.
+pub fn import(
+    store: &berth_image::ImageStore,
+    layer: &[u8],
+    reference: &str,
+) -> Result<berth_image::ImageRecord, berth_image::ImageError> {
+    store.import(
         &mut &layer[..],
-        Some(REFERENCE),
+        Some(reference),
         &[CMD.to_owned()],
         Some("berth image bootstrap hello-world"),
-    )?;
-    Ok(Offline::Built(record.id))
+    )
 }
 
 #[cfg(test)]

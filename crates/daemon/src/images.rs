@@ -589,22 +589,13 @@ async fn bootstrap_hello(state: ImagesState, params: &Params) -> Result<Response
         "hello-world:{}",
         params.non_empty("tag").unwrap_or("latest")
     );
-    let layer = crate::hello::layer().ok_or(DaemonError::UnknownBootstrap {
-        name: format!("hello-world (no program for {})", std::env::consts::ARCH),
-    })?;
+    let layer = crate::hello::layer_or_error()?;
     let store = Arc::clone(&state.store);
     let store_reference = reference.clone();
-    let result = berth_fs::blocking(move || {
-        store.import(
-            &mut &layer[..],
-            Some(&store_reference),
-            &[crate::hello::CMD.to_owned()],
-            Some("berth image bootstrap hello-world"),
-        )
-    })
-    .await
-    .map_err(DaemonError::from)
-    .and_then(|r| r.map_err(DaemonError::from));
+    let result = berth_fs::blocking(move || crate::hello::import(&store, &layer, &store_reference))
+        .await
+        .map_err(DaemonError::from)
+        .and_then(|r| r.map_err(DaemonError::from));
     let mut lines = vec![json!({ "status": "Bootstrapping hello-world (built in)" })];
     lines.extend(bootstrap_outcome(&state.events, result, &reference));
     let body: Vec<u8> = lines

@@ -108,10 +108,13 @@ const FIREWALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Opens the network service: loads networks, re-creates their bridges and rules, and
 /// keeps running containers' connectivity.
-async fn open_network(config: &DaemonConfig) -> Result<Arc<NetworkService>, DaemonError> {
+async fn open_network(
+    config: &DaemonConfig,
+    engine_id: String,
+) -> Result<Arc<NetworkService>, DaemonError> {
     let mut net_config = crate::reset::network_config(config)?;
     // The default IPv6 pool is derived from it, as Docker's.
-    net_config.engine_id = engine_id(&config.data_root)?;
+    net_config.engine_id = engine_id;
     let service = berth_fs::blocking(move || NetworkService::open(net_config)).await??;
     let service = Arc::new(service);
     // A firewall reload (`nft flush ruleset`, firewalld) drops berth's table: put it back.
@@ -152,7 +155,7 @@ async fn open_and_serve(
     let engine_id = engine_id(&config.data_root)?;
     let mut facts = SystemFacts::gather(
         &HostPaths::default(),
-        engine_id,
+        engine_id.clone(),
         &config.data_root,
         &config.exe,
     );
@@ -185,7 +188,7 @@ async fn open_and_serve(
     )?);
     let events = EventBus::new();
     let (network, volumes) = tokio::try_join!(
-        open_network(config),
+        open_network(config, engine_id),
         open_volumes(config, userns_remap.clone())
     )?;
     let service_config = ServiceConfig {

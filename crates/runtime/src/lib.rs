@@ -59,6 +59,7 @@ pub const INIT_ANNOTATION: &str = "org.berth.init";
 pub use init::{PendingInit, create, create_with};
 pub use oci::oci_main;
 pub use oci_spec::runtime::{Process, Spec};
+pub use rootfs::mount::mount_overlayfs;
 pub use seccomp::default_seccomp;
 pub use spec::{DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, base_spec};
 pub use tenant::{exec, exec_with};

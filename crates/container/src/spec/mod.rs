@@ -74,22 +74,24 @@ pub fn check_ulimit_name(name: &str) -> Result<(), ContainerError> {
 }
 
 /// The container's `--ulimit`s plus the daemon's `default-ulimits` for the names it does
-/// not set, as dockerd merges them when it starts a container.
-pub fn with_default_ulimits(
-    hc: &berth_api::models::HostConfig,
+/// not set, as dockerd merges them when it starts a container. The host config as it is
+/// (no copy) when nothing is added.
+pub fn with_default_ulimits<'a>(
+    hc: &'a berth_api::models::HostConfig,
     defaults: &[berth_api::models::ResourcesUlimits],
-) -> berth_api::models::HostConfig {
-    let mut hc = hc.clone();
-    let own = hc.ulimits.clone().unwrap_or_default();
+) -> std::borrow::Cow<'a, berth_api::models::HostConfig> {
+    let own = hc.ulimits.as_deref().unwrap_or_default();
     let added: Vec<_> = defaults
         .iter()
         .filter(|d| !own.iter().any(|u| u.name == d.name))
         .cloned()
         .collect();
-    if !added.is_empty() {
-        hc.ulimits = Some(own.into_iter().chain(added).collect());
+    if added.is_empty() {
+        return std::borrow::Cow::Borrowed(hc);
     }
-    hc
+    let mut merged = hc.clone();
+    merged.ulimits = Some(own.iter().cloned().chain(added).collect());
+    std::borrow::Cow::Owned(merged)
 }
 
 /// Parses Docker's `--ulimit` names.

@@ -222,6 +222,23 @@ pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(),
     if data.len() > MAX_MOUNT_DATA {
         return Err(Failure::new(Step::MountOverlay, target, nix::Error::E2BIG));
     }
+    let volatile = overlay.volatile && data.len() + VOLATILE.len() <= MAX_MOUNT_DATA;
+    if volatile {
+        // A volatile mount leaves this mark, and overlayfs refuses a work dir that has it
+        // (it cannot tell a clean unmount from a crash): a second run of the same writable
+        // layer (none today: `--rm` removes the container at its first exit) would fail.
+        let _ = std::fs::remove_dir_all(overlay.workdir.join("work/incompat/volatile"));
+    }
+    mount_overlayfs(target, &data, volatile).map_err(at(Step::MountOverlay, target))
+}
+
+/// overlayfs' `volatile` option, appended to the mount data.
+const VOLATILE: &str = ",volatile";
+
+/// Mounts an overlay with the options `data` at `target`; with `volatile`, with overlayfs'
+/// `volatile` option (no sync reaches the upper file system, not even the one at unmount)
+/// where the kernel has it, else (before 5.10) a plain mount.
+pub fn mount_overlayfs(target: &Path, data: &str, volatile: bool) -> nix::Result<()> {
     let plain = |data: &str| {
         mount(
             Some("overlay"),
@@ -231,19 +248,14 @@ pub(crate) fn mount_overlay(overlay: &OverlayMount, target: &Path) -> Result<(),
             Some(data),
         )
     };
-    let volatile = format!("{data},volatile");
-    if overlay.volatile && volatile.len() <= MAX_MOUNT_DATA {
-        // A volatile mount leaves this mark, and overlayfs refuses a work dir that has it
-        // (it cannot tell a clean unmount from a crash): a second run of the same writable
-        // layer (none today: `--rm` removes the container at its first exit) would fail.
-        let _ = std::fs::remove_dir_all(overlay.workdir.join("work/incompat/volatile"));
-        match plain(&volatile) {
+    if volatile {
+        match plain(&format!("{data}{VOLATILE}")) {
             // An older kernel does not know the option.
             Err(nix::Error::EINVAL) => {}
-            other => return other.map_err(at(Step::MountOverlay, target)),
+            other => return other,
         }
     }
-    plain(&data).map_err(at(Step::MountOverlay, target))
+    plain(data)
 }
 
 /// Host facts the mounts need, read before pivot_root.
