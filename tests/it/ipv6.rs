@@ -171,22 +171,7 @@ fn net_ipv6_dual_stack_create_inspect_and_refusals(env: &TestEnv) {
         cfg,
         "10.238.0.0/24 10.238.0.1 ;fd00:db8:15::/64 fd00:db8:15::fe fd00:db8:15::100/120;"
     );
-    let ip = d(&[
-        "run",
-        "--rm",
-        "--network",
-        "v6own",
-        "busybox",
-        "ip",
-        "-o",
-        "-6",
-        "addr",
-        "show",
-        "eth0",
-        "scope",
-        "global",
-    ])
-    .ok();
+    let ip = global_v6_of(env, "v6own");
     assert!(
         ip.contains("fd00:db8:15::100/64"),
         "first of the range: {ip}"
@@ -370,6 +355,23 @@ fn free_port6(udp: bool) -> u16 {
     addr.unwrap().port()
 }
 
+/// The global IPv6 addresses (`ip -6 -o addr` lines) of `eth0` in a new container on
+/// `network`.
+fn global_v6_of(env: &TestEnv, network: &str) -> String {
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "busybox",
+        "ip",
+        "-6",
+        "-o",
+    ];
+    let show = ["addr", "show", "eth0", "scope", "global"];
+    env.docker(&[&args[..], &show[..]].concat()).unwrap().ok()
+}
+
 /// `network create --ipv6 --subnet SUBNET NAME` through the docker CLI.
 fn create_v6(env: &TestEnv, name: &str, subnet: &str) {
     env.docker(&["network", "create", "--ipv6", "--subnet", subnet, name])
@@ -530,10 +532,7 @@ fn net_ipv6_default_bridge_by_daemon_flags(env: &TestEnv) {
             "{}",
             v6_of_bridge()
         );
-        let out = d(&[
-            "run", "--rm", "busybox", "ip", "-6", "-o", "addr", "show", "eth0", "scope", "global",
-        ])
-        .ok();
+        let out = global_v6_of(env, "bridge");
         assert!(out.contains("fd00:db8:45::2/64"), "{out}");
     }
     // Without the flags again: the default bridge is IPv4-only once more.
@@ -763,22 +762,7 @@ fn net_ipv6_default_pool_from_engine_id_and_daemon_pools(env: &TestEnv) {
         (format!("{}/64", ula(1, 0)), ula(1, 1))
     );
     assert_eq!(v6_subnet_of(env, "v6pool2").0, format!("{}/64", ula(2, 0)));
-    let out = d(&[
-        "run",
-        "--rm",
-        "--network",
-        "v6pool1",
-        "busybox",
-        "ip",
-        "-6",
-        "-o",
-        "addr",
-        "show",
-        "eth0",
-        "scope",
-        "global",
-    ])
-    .ok();
+    let out = global_v6_of(env, "v6pool1");
     assert!(out.contains(&format!("{}/64", ula(1, 2))), "{out}");
     d(&["network", "rm", "v6pool1", "v6pool2"]).ok();
 
